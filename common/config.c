@@ -1,0 +1,146 @@
+/*
+ * Parser for the config tables declared by each daemon (see config.h).
+ * Values are kept in the daemon's own struct; strings are heap copies owned
+ * by that struct and released by config_free().
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "util.h"
+
+static int
+parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"1", "true", "yes", "on"};
+	static const char *const no[] = {"0", "false", "no", "off"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+row_set(const struct cfg_row *r, void *cfg, const char *value)
+{
+	char *base = (char *)cfg + r->offset;
+	long long v;
+	bool b;
+
+	switch (r->type) {
+	case CFG_STR:
+		free(*(char **)base);
+		*(char **)base = value ? xstrdup(value) : NULL;
+		return 0;
+	case CFG_INT:
+		if (parse_i64(value, &v) == -1 || v < r->min || v > r->max) {
+			log_warnx("%s: invalid value \"%s\" (integer %lld..%lld)",
+			    r->name, value, r->min, r->max);
+			return -1;
+		}
+		*(long long *)base = v;
+		return 0;
+	case CFG_BOOL:
+		if (parse_bool(value, &b) == -1) {
+			log_warnx("%s: invalid value \"%s\" (boolean)", r->name,
+			    value);
+			return -1;
+		}
+		*(bool *)base = b;
+		return 0;
+	}
+	return -1;
+}
+
+int
+config_load(const struct cfg_row *rows, void *cfg)
+{
+	const char *env;
+
+	for (const struct cfg_row *r = rows; r->name != NULL; r++) {
+		if (r->def != NULL && row_set(r, cfg, r->def) == -1)
+			fatalx("%s: bad built-in default", r->name);
+		if ((env = getenv(r->name)) != NULL && row_set(r, cfg, env) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+config_set(const struct cfg_row *rows, void *cfg, const char *name,
+    const char *value)
+{
+	for (const struct cfg_row *r = rows; r->name != NULL; r++)
+		if (strcmp(r->name, name) == 0)
+			return row_set(r, cfg, value);
+	log_warnx("unknown setting %s", name);
+	return -1;
+}
+
+int
+config_check(const struct cfg_row *rows, const void *cfg)
+{
+	int rc = 0;
+
+	for (const struct cfg_row *r = rows; r->name != NULL; r++) {
+		const char *base = (const char *)cfg + r->offset;
+		const char *s;
+
+		if (!(r->flags & CFG_REQUIRED) || r->type != CFG_STR)
+			continue;
+		s = *(char *const *)base;
+		if (s == NULL || *s == '\0') {
+			log_warnx("%s is required (%s)", r->name, r->help);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+void
+config_print(const struct cfg_row *rows, const void *cfg, FILE *fp)
+{
+	for (const struct cfg_row *r = rows; r->name != NULL; r++) {
+		const char *base = (const char *)cfg + r->offset;
+		const char *s;
+
+		switch (r->type) {
+		case CFG_STR:
+			s = *(char *const *)base;
+			if (s != NULL && (r->flags & CFG_SECRET))
+				s = "********";
+			fprintf(fp, "%s=%s\n", r->name, s ? s : "");
+			break;
+		case CFG_INT:
+			fprintf(fp, "%s=%lld\n", r->name,
+			    *(const long long *)base);
+			break;
+		case CFG_BOOL:
+			fprintf(fp, "%s=%s\n", r->name,
+			    *(const bool *)base ? "true" : "false");
+			break;
+		}
+	}
+}
+
+void
+config_free(const struct cfg_row *rows, void *cfg)
+{
+	for (const struct cfg_row *r = rows; r->name != NULL; r++) {
+		if (r->type != CFG_STR)
+			continue;
+		char **p = (char **)((char *)cfg + r->offset);
+		free(*p);
+		*p = NULL;
+	}
+}

@@ -1,0 +1,114 @@
+/*
+ * Token hashing and encryption on OpenSSL's libcrypto (EVP). Nothing here
+ * is hand-rolled: SHA-256, AES-GCM, base64 and the RNG are libcrypto's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "crypto.h"
+#include "util.h"
+
+#define NONCE_LEN 12
+#define TAG_LEN 16
+
+void
+token_hash(const char *data, size_t len, char out[TOKEN_HASH_LEN + 1])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != sizeof(md))
+		fatalx("token_hash: EVP_Digest failed");
+	for (size_t i = 0; i < sizeof(md); i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void
+derive_key(const char *secret, unsigned char key[32])
+{
+	unsigned int n = 0;
+
+	if (EVP_Digest(secret, strlen(secret), key, &n, EVP_sha256(),
+	    NULL) != 1)
+		fatalx("derive_key: EVP_Digest failed");
+}
+
+char *
+token_encrypt(const char *secret, const char *token)
+{
+	unsigned char key[32], *raw = NULL;
+	size_t tlen = strlen(token), rawlen = NONCE_LEN + tlen + TAG_LEN;
+	EVP_CIPHER_CTX *ctx = NULL;
+	char *b64 = NULL;
+	int n, ok = 0;
+
+	derive_key(secret, key);
+	raw = xmalloc(rawlen);
+	if (RAND_bytes(raw, NONCE_LEN) != 1 ||
+	    (ctx = EVP_CIPHER_CTX_new()) == NULL ||
+	    EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, raw) != 1 ||
+	    EVP_EncryptUpdate(ctx, raw + NONCE_LEN, &n,
+		(const unsigned char *)token, (int)tlen) != 1 ||
+	    EVP_EncryptFinal_ex(ctx, raw + NONCE_LEN + n, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN,
+		raw + NONCE_LEN + tlen) != 1)
+		goto out;
+	b64 = xmalloc(4 * ((rawlen + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)b64, raw, (int)rawlen);
+	ok = 1;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	OPENSSL_cleanse(key, sizeof(key));
+	free(raw);
+	if (!ok)
+		log_warnx("token_encrypt failed");
+	return b64;
+}
+
+char *
+token_decrypt(const char *secret, const char *b64)
+{
+	unsigned char key[32], *raw = NULL;
+	size_t b64len = strlen(b64), rawlen, tlen;
+	EVP_CIPHER_CTX *ctx = NULL;
+	char *plain = NULL;
+	int n, dec;
+
+	if (b64len == 0 || b64len % 4 != 0)
+		return NULL;
+	raw = xmalloc(b64len / 4 * 3 + 1);
+	if ((dec = EVP_DecodeBlock(raw, (const unsigned char *)b64,
+	    (int)b64len)) < 0)
+		goto out;
+	rawlen = (size_t)dec;
+	/* EVP_DecodeBlock counts '=' padding as zero bytes. */
+	for (size_t i = b64len; i > 0 && b64[i - 1] == '='; i--)
+		rawlen--;
+	if (rawlen < NONCE_LEN + TAG_LEN)
+		goto out;
+	tlen = rawlen - NONCE_LEN - TAG_LEN;
+	derive_key(secret, key);
+	plain = xmalloc(tlen + 1);
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL ||
+	    EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, raw) != 1 ||
+	    EVP_DecryptUpdate(ctx, (unsigned char *)plain, &n,
+		raw + NONCE_LEN, (int)tlen) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
+		raw + NONCE_LEN + tlen) != 1 ||
+	    EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + n, &n) != 1 ||
+	    memchr(plain, '\0', tlen) != NULL) {
+		free(plain);
+		plain = NULL;
+		goto out;
+	}
+	plain[tlen] = '\0';
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	OPENSSL_cleanse(key, sizeof(key));
+	free(raw);
+	return plain;
+}

@@ -1,0 +1,70 @@
+/*
+ * PostgreSQL helpers. Blocking calls are for the accumulator's single
+ * writer connection, the poller's lease queries and startup; the api uses
+ * the asynchronous pool, which never blocks the libevent loop: queries are
+ * sent with PQsendQueryParams and completed from an event on PQsocket.
+ */
+#ifndef SYNCV3_PG_H
+#define SYNCV3_PG_H
+
+#include <stdbool.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "log.h"
+
+struct pg_migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+
+/* The migrations compiled into the binaries from deploy/sql (schema.c). */
+extern const struct pg_migration pg_migrations[];
+extern const int pg_migrations_count;
+extern const int pg_schema_version;
+
+/* Connects, retrying every second for up to max_wait_s (0: once). */
+PGconn *pg_connect_wait(const char *conninfo, int max_wait_s);
+/* Runs a statement; returns 0 or -1 (logged with the caller's tag). */
+int pg_exec(PGconn *c, const char *tag, const char *sql) WARN_UNUSED;
+/*
+ * PQexecParams with text params. Returns the result when it is
+ * TUPLES_OK/COMMAND_OK (caller PQclears), else logs and returns NULL.
+ */
+PGresult *pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
+    const char *const *params) WARN_UNUSED;
+/* Applies pending migrations under an advisory lock. 0 or -1. */
+int pg_migrate(PGconn *c) WARN_UNUSED;
+/* Current schema version, 0 when no migration has run, -1 on error. */
+int pg_schema_current(PGconn *c);
+/* Blocks until the schema is at least `version` (max_wait_s, 0=forever). */
+int pg_wait_schema(PGconn *c, int version, int max_wait_s) WARN_UNUSED;
+/* True if the connection is bad; tries one reset. */
+bool pg_check_reset(PGconn *c);
+
+/* Asynchronous pool for the api. */
+struct pg_pool;
+struct pg_job;
+/*
+ * Called once per query: res is NULL when the query failed or the
+ * connection broke (already logged). The pool clears res after the
+ * callback returns; copy what you keep.
+ */
+typedef void (*pg_cb)(PGresult *res, void *arg);
+
+struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
+    int nconns);
+/* Queues a query; params are copied. Never blocks. */
+struct pg_job *pg_pool_query(struct pg_pool *pool, const char *sql,
+    int nparams, const char *const *params, pg_cb cb, void *arg);
+/*
+ * The callback of a queued or running job will not be called. The handle
+ * is only valid until its callback has run: clear it there.
+ */
+void pg_job_cancel(struct pg_job *job);
+int pg_pool_pending(const struct pg_pool *pool);
+void pg_pool_free(struct pg_pool *pool);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * Small helpers every daemon needs: allocation that cannot fail (out of
+ * memory is fatal), clocks, and a growable byte buffer.
+ */
+#ifndef SYNCV3_UTIL_H
+#define SYNCV3_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Monotonic milliseconds (for timers) and wall-clock milliseconds. */
+long long now_ms(void);
+long long wall_ms(void);
+
+/* Parses a whole decimal int64; 0 on success, -1 on any junk or overflow. */
+int parse_i64(const char *s, long long *out);
+
+/* Random jitter in [0, max). */
+uint32_t rand_u32(uint32_t max);
+
+#endif

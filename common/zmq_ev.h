@@ -1,0 +1,28 @@
+/*
+ * A ZeroMQ socket driven by a libevent loop. ZMQ_FD is edge-triggered: it
+ * signals that ZMQ_EVENTS may have changed, not that a message is waiting.
+ * So the read callback is called once per waiting message while ZMQ_EVENTS
+ * says POLLIN, at most `batch` times per loop turn; the rest is continued
+ * from a zero-timeout event so HTTP and timers are never starved. After
+ * sending on the socket, call zmq_ev_kick(): a send can consume the edge.
+ */
+#ifndef SYNCV3_ZMQ_EV_H
+#define SYNCV3_ZMQ_EV_H
+
+#include <event2/event.h>
+
+struct zmq_ev;
+
+/* Receives and handles exactly one (multipart) message from sock. */
+typedef void (*zmq_ev_read_cb)(void *sock, void *arg);
+
+struct zmq_ev *zmq_ev_new(struct event_base *base, void *sock, int batch,
+    zmq_ev_read_cb cb, void *arg);
+void zmq_ev_kick(struct zmq_ev *ze);
+void zmq_ev_free(struct zmq_ev *ze);
+
+/* Creates a socket with linger and limits set, bound or connected. */
+void *zmq_ev_socket(void *zctx, int type, const char *endpoint, int is_bind,
+    long long maxmsgsize);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * Every message between syncv3 daemons is declared here; this file is the
+ * protocol's documentation. Bump PROTO_VERSION on ANY change to this file
+ * or to a meta schema below.
+ *
+ * Envelope: a ZeroMQ multipart message of four frames (a ROUTER socket
+ * adds the peer's routing id in front):
+ *   1. topic: short ASCII string, for SUB prefix filtering ("notice.room")
+ *   2. header: 24 bytes, big-endian, written field by field:
+ *        magic u16 (0x4D58) | version u8 | flags u8 | type u16 |
+ *        reserved u16 | seq u64 | sent_ms u64
+ *   3. meta: a small JSON object (at most PROTO_META_MAX bytes)
+ *   4. payload: raw bytes, possibly empty (at most PROTO_PAYLOAD_MAX)
+ * Frames are not NUL-terminated; decoders always work from lengths.
+ */
+#ifndef SYNCV3_PROTO_H
+#define SYNCV3_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <zmq.h>
+
+#define PROTO_VERSION 1
+#define PROTO_MAGIC 0x4D58
+#define PROTO_HDR_LEN 24
+#define PROTO_META_MAX (64 * 1024)
+#define PROTO_PAYLOAD_MAX ((size_t)512 * 1024 * 1024)
+#define PROTO_ROUTE_MAX 256
+
+enum proto_type {
+	/*
+	 * 100s: poller -> accumulator, DEALER -> ROUTER.
+	 *
+	 * PROTO_SYNC_RAW: one v2 /sync response, forwarded untouched.
+	 * meta {user_id: str, device_id: str, since_in: str ("" for an
+	 * initial sync), next_batch: str}; payload: the response body.
+	 * Answered by exactly one PROTO_SYNC_ACK (contract 1). The
+	 * accumulator applies it only if the device's stored since equals
+	 * since_in, so a resend is harmless.
+	 */
+	PROTO_SYNC_RAW = 100,
+	/*
+	 * PROTO_POLL_STATE: the poller's view of a device changed.
+	 * meta {user_id, device_id, state: "polling"|"backoff"|"expired",
+	 * error: str (may be ""), retry_at_ms: int (wall clock, 0 if none)};
+	 * no payload, no answer. The accumulator records it and publishes
+	 * PROTO_NOTICE_DEVICE so waiting api requests learn of expiry.
+	 */
+	PROTO_POLL_STATE,
+
+	/*
+	 * 200s: accumulator -> api, PUB -> SUB. Hints only (contract 3):
+	 * header seq counts notices per accumulator run (starting at 1), and
+	 * meta.epoch identifies the run, so a subscriber can detect a gap
+	 * and re-read positions from Postgres.
+	 *
+	 * All notices: meta {epoch: int, pos: int} plus the ids below.
+	 */
+	PROTO_NOTICE_ROOM = 200,	/* {room_id}: events in a room */
+	PROTO_NOTICE_TYPING,		/* {room_id} */
+	PROTO_NOTICE_TO_DEVICE,		/* {user_id, device_id} */
+	PROTO_NOTICE_ACCOUNT_DATA,	/* {user_id, room_id ("" = global)} */
+	PROTO_NOTICE_MEMBERSHIP,	/* {user_id, room_id, membership} */
+	PROTO_NOTICE_DEVICE,		/* {user_id, device_id, state} */
+	PROTO_NOTICE_HEARTBEAT,		/* {}: sent every second when idle */
+
+	/*
+	 * 300s: accumulator -> poller, ROUTER -> DEALER.
+	 *
+	 * PROTO_SYNC_ACK: answer to PROTO_SYNC_RAW.
+	 * meta {user_id, device_id, ok: bool, since: str, error: str}.
+	 * ok=true: the response carrying `since` (its next_batch) is
+	 * committed. ok=false (nack): nothing was stored; `since` is the
+	 * device's committed since ("" if unknown) and `error` says why
+	 * ("since mismatch", "bad body", "db error", ...). A poller reloads
+	 * the since on a mismatch and retries with backoff otherwise.
+	 */
+	PROTO_SYNC_ACK = 300,
+};
+
+enum proto_err {
+	PROTO_OK = 0,
+	PROTO_ESHORT = -1,	/* a frame is missing or too short */
+	PROTO_EMAGIC = -2,	/* not our magic */
+	PROTO_EVERSION = -3,	/* another protocol version */
+	PROTO_ETYPE = -4,	/* unknown or unexpected type */
+	PROTO_EMETA = -5,	/* meta not a JSON object or key missing */
+	PROTO_ESIZE = -6,	/* a frame is over its limit */
+	PROTO_EFRAMES = -7,	/* wrong number of frames */
+	PROTO_EIO = -8,		/* zmq send/recv failed (errno set) */
+};
+
+struct proto_hdr {
+	uint16_t magic;
+	uint8_t version;
+	uint8_t flags;
+	uint16_t type;
+	uint16_t reserved;
+	uint64_t seq;
+	uint64_t sent_ms;
+};
+
+/* A received message; pointers borrow from the zmq frames. */
+struct proto_msg {
+	zmq_msg_t frames[5];
+	int nframes;
+	bool has_route;
+	struct proto_hdr hdr;
+	const char *topic;
+	size_t topic_len;
+	struct json_object *meta; /* owned, released by proto_msg_close */
+	const char *payload;
+	size_t payload_len;
+};
+
+struct proto_sync_raw {
+	const char *user_id;
+	const char *device_id;
+	const char *since_in;
+	const char *next_batch;
+	const char *body;
+	size_t body_len;
+};
+
+struct proto_poll_state {
+	const char *user_id;
+	const char *device_id;
+	const char *state;
+	const char *error;
+	int64_t retry_at_ms;
+};
+
+struct proto_sync_ack {
+	const char *user_id;
+	const char *device_id;
+	bool ok;
+	const char *since;
+	const char *error;
+};
+
+struct proto_notice {
+	enum proto_type type;
+	uint64_t seq;		/* from the header */
+	int64_t epoch;
+	int64_t pos;
+	const char *room_id;	/* NULL when not part of the type */
+	const char *user_id;
+	const char *device_id;
+	const char *membership;
+	const char *state;
+};
+
+/* proto.c: envelope */
+const char *proto_type_name(int type);
+const char *proto_topic(int type);
+const char *proto_strerror(int err);
+void proto_hdr_encode(const struct proto_hdr *h, uint8_t out[PROTO_HDR_LEN]);
+int proto_hdr_decode(const uint8_t *buf, size_t len, struct proto_hdr *h);
+/* Decodes frames already in msg->frames (used by proto_recv and fuzzing). */
+int proto_decode(struct proto_msg *msg);
+/*
+ * Sends one message. route/route_len: the ROUTER peer id, or NULL. The
+ * payload is copied unless free_fn is given, in which case zmq owns it.
+ */
+int proto_send(void *sock, const void *route, size_t route_len, int type,
+    uint64_t seq, struct json_object *meta, const void *payload,
+    size_t payload_len, zmq_free_fn *free_fn);
+/* Receives one message without blocking; PROTO_EIO with EAGAIN if none. */
+int proto_recv(void *sock, bool has_route, struct proto_msg *msg);
+void proto_msg_close(struct proto_msg *msg);
+
+/* proto_sync.c: poller <-> accumulator */
+int proto_send_sync_raw(void *sock, uint64_t seq,
+    const struct proto_sync_raw *m);
+int proto_recv_sync_raw(const struct proto_msg *msg, struct proto_sync_raw *out);
+int proto_send_poll_state(void *sock, uint64_t seq,
+    const struct proto_poll_state *m);
+int proto_recv_poll_state(const struct proto_msg *msg,
+    struct proto_poll_state *out);
+int proto_send_sync_ack(void *sock, const void *route, size_t route_len,
+    uint64_t seq, const struct proto_sync_ack *m);
+int proto_recv_sync_ack(const struct proto_msg *msg, struct proto_sync_ack *out);
+
+/* proto_notice.c: accumulator -> api */
+int proto_send_notice(void *sock, const struct proto_notice *n);
+int proto_recv_notice(const struct proto_msg *msg, struct proto_notice *out);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * Change notices, accumulator -> api over PUB/SUB. They are hints: the api
+ * re-reads Postgres for the data (contract 3). Which ids a notice carries
+ * depends on its type; the table below is the single source of that.
+ */
+#include <string.h>
+
+#include "json_util.h"
+#include "proto.h"
+
+enum {
+	N_ROOM = 0x1,
+	N_USER = 0x2,
+	N_DEVICE = 0x4,
+	N_MEMBERSHIP = 0x8,
+	N_STATE = 0x10,
+};
+
+static int
+notice_keys(int type)
+{
+	switch (type) {
+	case PROTO_NOTICE_ROOM:
+	case PROTO_NOTICE_TYPING:
+		return N_ROOM;
+	case PROTO_NOTICE_TO_DEVICE:
+		return N_USER | N_DEVICE;
+	case PROTO_NOTICE_ACCOUNT_DATA:
+		return N_USER | N_ROOM;
+	case PROTO_NOTICE_MEMBERSHIP:
+		return N_USER | N_ROOM | N_MEMBERSHIP;
+	case PROTO_NOTICE_DEVICE:
+		return N_USER | N_DEVICE | N_STATE;
+	case PROTO_NOTICE_HEARTBEAT:
+		return 0;
+	}
+	return -1;
+}
+
+static void
+add_opt(struct json_object *o, int keys, int bit, const char *k,
+    const char *v)
+{
+	if (keys & bit)
+		json_object_object_add(o, k,
+		    json_object_new_string(v ? v : ""));
+}
+
+int
+proto_send_notice(void *sock, const struct proto_notice *n)
+{
+	struct json_object *meta;
+	int keys = notice_keys(n->type), rc;
+
+	if (keys < 0)
+		return PROTO_ETYPE;
+	meta = json_object_new_object();
+	json_object_object_add(meta, "epoch", json_object_new_int64(n->epoch));
+	json_object_object_add(meta, "pos", json_object_new_int64(n->pos));
+	add_opt(meta, keys, N_ROOM, "room_id", n->room_id);
+	add_opt(meta, keys, N_USER, "user_id", n->user_id);
+	add_opt(meta, keys, N_DEVICE, "device_id", n->device_id);
+	add_opt(meta, keys, N_MEMBERSHIP, "membership", n->membership);
+	add_opt(meta, keys, N_STATE, "state", n->state);
+	rc = proto_send(sock, NULL, 0, n->type, n->seq, meta, NULL, 0, NULL);
+	json_object_put(meta);
+	return rc;
+}
+
+static int
+get_opt(struct json_object *meta, int keys, int bit, const char *k,
+    const char **out)
+{
+	if (!(keys & bit))
+		return 0;
+	return (*out = json_get_str(meta, k)) == NULL ? -1 : 0;
+}
+
+int
+proto_recv_notice(const struct proto_msg *msg, struct proto_notice *out)
+{
+	int keys = notice_keys(msg->hdr.type);
+
+	memset(out, 0, sizeof(*out));
+	if (keys < 0)
+		return PROTO_ETYPE;
+	out->type = msg->hdr.type;
+	out->seq = msg->hdr.seq;
+	if (!json_get_int(msg->meta, "epoch", &out->epoch) ||
+	    !json_get_int(msg->meta, "pos", &out->pos) || out->pos < 0 ||
+	    get_opt(msg->meta, keys, N_ROOM, "room_id", &out->room_id) ||
+	    get_opt(msg->meta, keys, N_USER, "user_id", &out->user_id) ||
+	    get_opt(msg->meta, keys, N_DEVICE, "device_id",
+		&out->device_id) ||
+	    get_opt(msg->meta, keys, N_MEMBERSHIP, "membership",
+		&out->membership) ||
+	    get_opt(msg->meta, keys, N_STATE, "state", &out->state))
+		return PROTO_EMETA;
+	return PROTO_OK;
+}

@@ -1,0 +1,322 @@
+/*
+ * simhs.h: the simulated homeserver's table of contents.
+ *
+ * Everything lives in memory in one struct simhs, driven by one libevent
+ * loop. A single stream position (simhs.pos) orders every change: room
+ * events, typing, receipts, to-device, account data and device lists.
+ */
+#ifndef SIMHS_H
+#define SIMHS_H
+
+#include <sys/queue.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <json-c/json.h>
+
+#define SIMHS_DEFAULT_LISTEN "127.0.0.1:8009"
+#define SIMHS_DEFAULT_LIMIT 10	     /* Synapse's default timeline limit */
+#define SIMHS_MAX_TIMEOUT_MS 60000   /* long-poll cap */
+#define SIMHS_TODEVICE_LIMIT 100     /* to-device messages per response */
+#define SIMHS_MAX_BODY (64u << 20)   /* admin bulk loads can be large */
+#define SIMHS_JSON_DEPTH 64
+#define SIMHS_TOKEN_LEN 160
+
+#define PRINTFLIKE(a, b) __attribute__((format(printf, a, b)))
+#define WARN_UNUSED __attribute__((warn_unused_result))
+
+/* util.c: string-keyed hash map, pointer vector, ids, JSON helpers */
+struct map_entry {
+	char *key;
+	void *val;
+	struct map_entry *next;
+};
+
+struct map {
+	struct map_entry **buckets;
+	size_t nbuckets;
+	size_t count;
+};
+
+struct ptrvec {
+	void **v;
+	size_t n;
+	size_t cap;
+};
+
+/* A room event. Immutable once appended, except for the refcounted JSON. */
+struct event {
+	char *event_id;
+	char *type;
+	char *sender;
+	char *state_key;      /* NULL for message events */
+	char *replaces_state; /* event id of the state it replaced */
+	char *prev_sender;
+	struct json_object *content;
+	struct json_object *prev_content;
+	int64_t ts;
+	uint64_t pos;
+	size_t idx; /* index in the room timeline */
+	struct room *room;
+};
+
+struct receipt {
+	struct user *user;
+	struct event *event;
+	int64_t ts;
+	uint64_t pos;
+};
+
+struct room {
+	char *room_id;
+	struct ptrvec events;	    /* struct event *, in order */
+	struct ptrvec state_events; /* the state events among them */
+	struct map state;	    /* "type\x1fstate_key" -> current event */
+	struct ptrvec users;	    /* users with any membership event */
+	struct ptrvec typing;	    /* char * user ids */
+	uint64_t typing_pos;
+	struct ptrvec receipts; /* struct receipt *, one per user */
+	uint64_t max_pos;	/* last change of anything in the room */
+	bool is_direct;
+};
+
+struct todevice {
+	TAILQ_ENTRY(todevice) entry;
+	uint64_t pos;
+	struct json_object *msg; /* {sender, type, content} */
+};
+TAILQ_HEAD(todevice_q, todevice);
+
+struct device {
+	char *device_id;
+	struct user *user;
+	struct todevice_q todevice;
+	size_t ntodevice;
+	struct json_object *otk_count;
+	struct json_object *fallback_types;
+	uint64_t sync_requests;
+	uint64_t whoami_requests;
+	int sync_inflight;
+	int sync_inflight_max;
+};
+
+struct acct_data {
+	char *room_id; /* NULL: global account data */
+	char *type;
+	struct json_object *content;
+	uint64_t pos;
+};
+
+struct devlist_change {
+	char *user_id;
+	bool is_left;
+	uint64_t pos;
+};
+
+struct waiter;
+TAILQ_HEAD(waiter_q, waiter);
+
+struct user {
+	char *user_id;
+	struct ptrvec devices;	    /* struct device * */
+	struct ptrvec rooms;	    /* rooms with any membership of ours */
+	struct ptrvec account_data; /* struct acct_data * */
+	struct ptrvec devlists;	    /* struct devlist_change * */
+	struct ptrvec filters;	    /* struct json_object *, id = index */
+	struct waiter_q waiters;
+	bool is_dirty;
+};
+
+struct token {
+	char *token;
+	struct device *device;
+	bool is_revoked;
+	uint64_t requests;
+	int sync_inflight;
+	int sync_inflight_max;
+};
+
+/* A client-server request in progress (http.c owns it). */
+struct creq {
+	struct simhs *ctx;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	const char *route; /* "sync", "whoami", ... */
+	char *path;	   /* decoded path after the version prefix */
+	char *query;	   /* raw query string, may be NULL */
+	char *token_str;   /* as presented, may be NULL */
+	struct token *tok; /* valid token or NULL */
+	bool is_sync;	   /* counted in the in-flight gauges */
+	bool has_gzip;
+	bool is_held;	   /* a closecb points at us */
+};
+
+enum fail_mode {
+	FAIL_STATUS,
+	FAIL_MALFORMED,
+	FAIL_TRUNCATED,
+	FAIL_DROP,
+	FAIL_SLOW,
+};
+
+struct fail_rule {
+	TAILQ_ENTRY(fail_rule) entry;
+	char *path;  /* route name or "*" */
+	char *token; /* NULL: any */
+	int count;
+	enum fail_mode mode;
+	int status;
+	char *errcode;
+	int64_t retry_after_ms;
+	int delay_ms;
+};
+TAILQ_HEAD(fail_q, fail_rule);
+
+struct fail_hold;
+TAILQ_HEAD(fail_hold_q, fail_hold);
+
+struct simhs {
+	struct event_base *base;
+	struct evhttp *http;
+	char *server_name;
+	bool is_verbose;
+	uint64_t pos;
+	struct map users; /* user_id -> struct user * */
+	struct map rooms; /* room_id -> struct room * */
+	struct map tokens;
+	struct ptrvec user_list;
+	struct ptrvec room_list;
+	struct ptrvec token_list;
+	struct ptrvec dirty; /* users whose waiters must be re-checked */
+	struct event *wake_ev;
+	struct fail_q fails;
+	struct fail_hold_q holds;
+	struct map path_counts; /* path -> uint64_t * */
+	uint64_t whoami_requests;
+	uint64_t sync_requests;
+	size_t nwaiters;
+	size_t nevents;
+};
+
+/* util.c */
+void *xcalloc(size_t, size_t);
+void *xreallocarray(void *, size_t, size_t);
+char *xstrdup(const char *);
+char *xasprintf(const char *, ...) PRINTFLIKE(1, 2);
+void log_warnx(const char *, ...) PRINTFLIKE(1, 2);
+void log_debug(struct simhs *, const char *, ...) PRINTFLIKE(2, 3);
+void map_init(struct map *);
+void *map_get(const struct map *, const char *);
+void map_put(struct map *, const char *, void *);
+void map_clear(struct map *, void (*)(void *));
+void vec_push(struct ptrvec *, void *);
+void vec_remove(struct ptrvec *, size_t);
+void vec_free(struct ptrvec *, void (*)(void *));
+void random_letters(char *, size_t);
+void random_b64url(char *, size_t);
+int64_t now_ms(void);
+struct json_object *json_parse(const char *, size_t);
+const char *json_str(struct json_object *, const char *);
+struct json_object *json_get(struct json_object *, const char *,
+    enum json_type);
+void json_add_str(struct json_object *, const char *, const char *);
+void json_add_int(struct json_object *, const char *, int64_t);
+int token_parse(const char *, uint64_t *, uint64_t *) WARN_UNUSED;
+void token_format(char *, size_t, uint64_t, uint64_t);
+
+/* users.c */
+struct user *user_get(struct simhs *, const char *);
+struct user *user_get_or_create(struct simhs *, const char *);
+char *user_id_normalize(struct simhs *, struct json_object *);
+struct device *device_get(struct user *, const char *);
+struct device *device_get_or_create(struct user *, const char *);
+struct token *token_new(struct simhs *, struct device *);
+struct token *token_get(struct simhs *, const char *);
+uint64_t todevice_push(struct simhs *, struct device *, const char *,
+    const char *, struct json_object *);
+void todevice_ack(struct device *, uint64_t);
+void acct_set(struct simhs *, struct user *, const char *, const char *,
+    struct json_object *);
+void devlist_add(struct simhs *, struct user *, const char *, bool);
+void users_free(struct simhs *);
+
+/* rooms.c */
+struct room *room_new(struct simhs *, const char *);
+struct room *room_get(struct simhs *, const char *);
+struct event *room_append(struct simhs *, struct room *, const char *,
+    const char *, const char *, struct json_object *);
+struct event *room_member_at(struct room *, const char *, size_t);
+const char *event_membership(const struct event *);
+struct event *room_state_get(struct room *, const char *, const char *);
+size_t room_first_after(struct room *, uint64_t);
+void room_state_between(struct room *, size_t, size_t, struct ptrvec *);
+struct event *room_find_event(struct room *, const char *);
+void room_set_typing(struct simhs *, struct room *, struct json_object *);
+int room_set_receipt(struct simhs *, struct room *, struct user *,
+    const char *) WARN_UNUSED;
+struct json_object *event_to_json(const struct event *, int64_t, bool);
+struct json_object *event_to_stripped(const struct event *);
+void room_notify(struct simhs *, struct room *);
+void rooms_free(struct simhs *);
+
+/* sync.c */
+struct sync_params {
+	bool has_since;
+	bool is_full_state;
+	uint64_t since_pos;
+	uint64_t since_td;
+	int limit;
+	int timeout_ms;
+};
+struct json_object *sync_build(struct simhs *, struct device *,
+    const struct sync_params *, bool *);
+void sync_handle(struct creq *);
+
+/* longpoll.c */
+void longpoll_init(struct simhs *);
+void longpoll_add(struct creq *, const struct sync_params *);
+void longpoll_touch(struct simhs *, struct user *);
+void longpoll_shutdown(struct simhs *);
+
+/* http.c */
+int http_init(struct simhs *, const char *) WARN_UNUSED;
+void http_shutdown(struct simhs *);
+void http_reply_json(struct evhttp_request *, int, struct json_object *);
+void http_reply_error(struct evhttp_request *, int, const char *,
+    const char *);
+void creq_reply(struct creq *, int, struct json_object *);
+void creq_error(struct creq *, int, const char *, const char *);
+void creq_hold(struct creq *, void (*)(struct evhttp_connection *, void *),
+    void *);
+void creq_unhold(struct creq *);
+void creq_abort(struct creq *);
+void creq_dispatch(struct creq *);
+
+/* fail.c */
+bool fail_check(struct creq *);
+void fail_add(struct evhttp_request *, struct simhs *, struct json_object *);
+void fail_clear(struct simhs *);
+void fail_shutdown(struct simhs *);
+
+/* admin.c */
+void admin_dispatch(struct simhs *, struct evhttp_request *, const char *);
+struct json_object *admin_stats(struct simhs *);
+
+/* admin_rooms.c */
+void admin_rooms_dispatch(struct simhs *, struct evhttp_request *,
+    const char *, struct json_object *);
+struct room *admin_room_create(struct simhs *, struct user *, const char *,
+    bool, bool);
+int admin_membership(struct simhs *, struct room *, const char *,
+    struct user *, struct user *, const char *, const char **) WARN_UNUSED;
+
+/* scenario.c */
+void scenario_run(struct evhttp_request *, struct simhs *,
+    struct json_object *);
+void scenario_demo(struct simhs *);
+
+#endif /* SIMHS_H */
