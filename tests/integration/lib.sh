@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Integration test harness, sourced by every t_*.sh. It starts real
+# processes: a private Postgres (unless run.sh already started one and
+# exported IT_PGHOST), the simulated homeserver and the three daemons, on
+# unix sockets / ipc endpoints under a temporary directory and free
+# loopback ports. A trap kills exactly the PIDs it started.
+#
+# Environment knobs: BIN (binaries, default build/bin), TEST_KEEP=1 keeps
+# the temp dir, IT_VERBOSE=1 echoes daemon logs on failure (default on).
+set -u
+
+IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${BIN:-$IT_ROOT/build/bin}
+T=$(mktemp -d "${TMPDIR:-/tmp}/syncv3-it.XXXXXX")
+chmod 755 "$T"
+declare -A IT_PIDS=()
+IT_FAILED=0
+IT_NAME=$(basename "${0%.sh}")
+
+pg_bindir() {
+	if command -v pg_config >/dev/null 2>&1 &&
+	    [ -x "$(pg_config --bindir)/initdb" ]; then
+		pg_config --bindir
+	else
+		ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+	fi
+}
+
+# Runs a command as the postgres superuser's OS account when we are root
+# (initdb refuses to run as root).
+as_pg_user() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u "${IT_PG_OSUSER:-postgres}" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# Starts a private cluster in $1 (a directory); prints nothing, sets
+# IT_PGHOST (the socket dir) and IT_PGPORT.
+it_pg_start() {
+	local dir=$1 bindir
+	bindir=$(pg_bindir)
+	mkdir -p "$dir"
+	[ "$(id -u)" = 0 ] && chown "${IT_PG_OSUSER:-postgres}" "$dir"
+	as_pg_user "$bindir/initdb" -D "$dir/data" -E UTF8 --no-locale \
+	    -A trust -U postgres >"$dir/initdb.log" 2>&1 || {
+		cat "$dir/initdb.log"; return 1; }
+	as_pg_user "$bindir/pg_ctl" -D "$dir/data" -w -l "$dir/pg.log" \
+	    -o "-c listen_addresses='' -k $dir -c fsync=off -c max_connections=300" \
+	    start >/dev/null || { cat "$dir/pg.log"; return 1; }
+	export IT_PGHOST=$dir IT_PGPORT=5432 IT_PGDIR=$dir
+}
+
+it_pg_stop() {
+	as_pg_user "$(pg_bindir)/pg_ctl" -D "$1/data" -m fast stop >/dev/null 2>&1
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+log() { printf '[%s] %s\n' "$IT_NAME" "$*" >&2; }
+
+fail() {
+	log "FAIL: $*"
+	IT_FAILED=1
+	exit 1
+}
+
+it_cleanup() {
+	local rc=$?
+	for name in "${!IT_PIDS[@]}"; do
+		kill -TERM "${IT_PIDS[$name]}" 2>/dev/null
+	done
+	sleep 0.2
+	for name in "${!IT_PIDS[@]}"; do
+		kill -KILL "${IT_PIDS[$name]}" 2>/dev/null
+	done
+	wait 2>/dev/null
+	if [ "$rc" != 0 ] || [ "$IT_FAILED" != 0 ]; then
+		for f in "$T"/*.log; do
+			[ -f "$f" ] || continue
+			echo "----- $f (last 40 lines)" >&2
+			tail -40 "$f" >&2
+		done
+	fi
+	[ -n "${IT_OWN_PG:-}" ] && it_pg_stop "$T/pg"
+	if [ "${TEST_KEEP:-0}" = 1 ]; then
+		log "kept $T"
+	else
+		rm -rf "$T"
+	fi
+	exit "$rc"
+}
+trap it_cleanup EXIT
+
+# Sets up the environment every daemon shares and a fresh database.
+it_setup() {
+	if [ -z "${IT_PGHOST:-}" ]; then
+		it_pg_start "$T/pg" || fail "postgres did not start"
+		IT_OWN_PG=1
+	fi
+	local db="it_$(basename "$T" | tr -c 'a-zA-Z0-9\n' '_' | tr 'A-Z' 'a-z')"
+	"$(pg_bindir)/createdb" -h "$IT_PGHOST" -U postgres "$db" ||
+	    fail "createdb"
+	export SYNCV3_DB="host=$IT_PGHOST user=postgres dbname=$db"
+	export SYNCV3_SECRET=integration-test-secret
+	export SYNCV3_INGEST="ipc://$T/ingest.sock"
+	export SYNCV3_NOTICES="ipc://$T/notices.sock"
+	export SYNCV3_LOG_LEVEL=${SYNCV3_LOG_LEVEL:-debug}
+}
+
+psql_q() {
+	"$(pg_bindir)/psql" -h "$IT_PGHOST" -U postgres -d "${SYNCV3_DB##*dbname=}" \
+	    -XAtq -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# start_proc NAME CMD...: runs CMD in the background, logging to $T/NAME.log
+start_proc() {
+	local name=$1; shift
+	"$@" >"$T/$name.log" 2>&1 &
+	IT_PIDS[$name]=$!
+}
+
+# Waits (up to $2 seconds, default 10) until "$1" (a shell command) succeeds.
+wait_for() {
+	local cmd=$1 secs=${2:-10} i=0
+	while ! eval "$cmd" >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -ge $((secs * 10)) ] && return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+start_simhs() {
+	local port
+	port=$(free_port)
+	start_proc simhs "$BIN/syncv3-simhs" -l "127.0.0.1:$port" "$@"
+	export SIMHS_URL="http://127.0.0.1:$port"
+	export SYNCV3_SERVER=$SIMHS_URL
+	wait_for "curl -sf $SIMHS_URL/_simhs/stats" 10 || fail "simhs did not start"
+}
+
+start_accumulator() {
+	start_proc accumulator "$BIN/syncv3-accumulator" "$@"
+	wait_for "[ \"\$(psql_q 'SELECT count(*) FROM syncv3_schema_migrations' 2>/dev/null)\" -ge 1 ]" 20 ||
+	    fail "accumulator did not migrate the schema"
+}
+
+# start_poller [NAME [ARGS...]]: several pollers may run (poller, poller2...).
+start_poller() {
+	local name=${1:-poller}
+	[ $# -gt 0 ] && shift
+	start_proc "$name" env SYNCV3_POLLER_ID="$name" "$BIN/syncv3-poller" "$@"
+}
+
+start_api() {
+	local port
+	port=$(free_port)
+	start_proc api env SYNCV3_BINDADDR="127.0.0.1:$port" "$BIN/syncv3-api" "$@"
+	export API_URL="http://127.0.0.1:$port"
+	wait_for "curl -sf $API_URL/health" 20 || fail "api did not become healthy"
+}
+
+# Starts the whole stack against the simulated homeserver.
+start_stack() {
+	it_setup
+	start_simhs
+	start_accumulator
+	start_poller poller
+	start_api
+}
+
+kill9() { kill -KILL "${IT_PIDS[$1]}" 2>/dev/null; wait "${IT_PIDS[$1]}" 2>/dev/null; unset "IT_PIDS[$1]"; }
+stop_proc() { kill -TERM "${IT_PIDS[$1]}" 2>/dev/null; wait "${IT_PIDS[$1]}" 2>/dev/null; unset "IT_PIDS[$1]"; }
+is_running() { kill -0 "${IT_PIDS[$1]}" 2>/dev/null; }
+
+# sim PATH JSON: POST to the simulated homeserver's admin API, prints body.
+sim() {
+	curl -sS -f -X POST -H 'Content-Type: application/json' \
+	    --data "${2:-{\}}" "$SIMHS_URL/_simhs/$1"
+}
+sim_get() { curl -sS -f "$SIMHS_URL/_simhs/$1"; }
+
+# sim_login USER DEVICE: prints the access token.
+sim_login() {
+	sim login "{\"user_id\":\"$1\",\"device_id\":\"$2\"}" | jq -r .access_token
+}
+
+# v3 TOKEN SINCE BODY [TIMEOUT_MS]: POST /sync; body to stdout, status in
+# $T/last_status. SINCE may be "".
+v3() {
+	local token=$1 since=$2 body=${3:-{\}} timeout=${4:-0} url
+	url="$API_URL/_matrix/client/v3/sync?timeout=$timeout"
+	[ -n "$since" ] && url="$url&since=$(jq -rn --arg s "$since" '$s|@uri')"
+	curl -sS -o "$T/last_body" -w '%{http_code}' -X POST \
+	    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+	    --data "$body" "$url" >"$T/last_status"
+	cat "$T/last_body"
+}
+last_status() { cat "$T/last_status"; }
+
+# assert_eq ACTUAL EXPECTED MESSAGE
+assert_eq() {
+	[ "$1" = "$2" ] || fail "$3: expected [$2], got [$1]"
+}
+# assert_jq JSON FILTER EXPECTED MESSAGE: jq -c FILTER of JSON equals EXPECTED
+assert_jq() {
+	local got
+	got=$(printf '%s' "$1" | jq -c "$2" 2>&1)
+	[ "$got" = "$3" ] || fail "$4: $2 expected [$3], got [$got] in $(printf '%s' "$1" | head -c 600)"
+}
+
+it_pass() { log "PASS"; }

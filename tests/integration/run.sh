@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the integration scenarios (t_*.sh here, or those named as arguments)
+# one after another against one private Postgres cluster, each in its own
+# database with its own daemons. Prints "N passed, N failed" last.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+trap - EXIT
+it_pg_start "$T/pg" || exit 1
+export IT_PGHOST IT_PGPORT
+pass=0 failn=0 failed=()
+if [ $# -gt 0 ]; then tests=("$@"); else tests=("$here"/t_*.sh); fi
+for t in "${tests[@]}"; do
+	[ -f "$t" ] || t="$here/$t"
+	start=$(date +%s)
+	if bash "$t"; then
+		pass=$((pass + 1))
+		echo "ok   $(basename "$t") ($(( $(date +%s) - start ))s)"
+	else
+		failn=$((failn + 1)); failed+=("$(basename "$t")")
+		echo "FAIL $(basename "$t") ($(( $(date +%s) - start ))s)"
+	fi
+done
+it_pg_stop "$T/pg"
+rm -rf "$T"
+[ $failn -gt 0 ] && echo "failed: ${failed[*]}"
+echo "integration: $pass passed, $failn failed"
+[ $failn = 0 ]
