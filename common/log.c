@@ -70,6 +70,9 @@ log_rate_ok(unsigned *counter, long long *window_start)
 	return (*counter)++ < 10;
 }
 
+static void log_vwrite(int, const char *, const char *, va_list)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(int level, const char *errstr, const char *fmt, va_list ap)
 {
