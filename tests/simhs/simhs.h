@@ -19,10 +19,10 @@
 #include <json-c/json.h>
 
 #define SIMHS_DEFAULT_LISTEN "127.0.0.1:8009"
-#define SIMHS_DEFAULT_LIMIT 10	     /* Synapse's default timeline limit */
-#define SIMHS_MAX_TIMEOUT_MS 60000   /* long-poll cap */
-#define SIMHS_TODEVICE_LIMIT 100     /* to-device messages per response */
-#define SIMHS_MAX_BODY (64u << 20)   /* admin bulk loads can be large */
+#define SIMHS_DEFAULT_LIMIT 10     /* Synapse's default timeline limit */
+#define SIMHS_MAX_TIMEOUT_MS 60000 /* long-poll cap */
+#define SIMHS_TODEVICE_LIMIT 100   /* to-device messages per response */
+#define SIMHS_MAX_BODY (64u << 20) /* admin bulk loads can be large */
 #define SIMHS_JSON_DEPTH 64
 #define SIMHS_TOKEN_LEN 160
 
@@ -49,7 +49,7 @@ struct ptrvec {
 };
 
 /* A room event. Immutable once appended, except for the refcounted JSON. */
-struct event {
+struct revent {
 	char *event_id;
 	char *type;
 	char *sender;
@@ -66,21 +66,21 @@ struct event {
 
 struct receipt {
 	struct user *user;
-	struct event *event;
+	struct revent *event;
 	int64_t ts;
 	uint64_t pos;
 };
 
 struct room {
 	char *room_id;
-	struct ptrvec events;	    /* struct event *, in order */
+	struct ptrvec events;       /* struct revent *, in order */
 	struct ptrvec state_events; /* the state events among them */
-	struct map state;	    /* "type\x1fstate_key" -> current event */
-	struct ptrvec users;	    /* users with any membership event */
-	struct ptrvec typing;	    /* char * user ids */
+	struct map state;           /* "type\x1fstate_key" -> current event */
+	struct ptrvec users;        /* users with any membership event */
+	struct ptrvec typing;       /* char * user ids */
 	uint64_t typing_pos;
 	struct ptrvec receipts; /* struct receipt *, one per user */
-	uint64_t max_pos;	/* last change of anything in the room */
+	uint64_t max_pos;       /* last change of anything in the room */
 	bool is_direct;
 };
 
@@ -122,11 +122,11 @@ TAILQ_HEAD(waiter_q, waiter);
 
 struct user {
 	char *user_id;
-	struct ptrvec devices;	    /* struct device * */
-	struct ptrvec rooms;	    /* rooms with any membership of ours */
+	struct ptrvec devices;      /* struct device * */
+	struct ptrvec rooms;        /* rooms with any membership of ours */
 	struct ptrvec account_data; /* struct acct_data * */
-	struct ptrvec devlists;	    /* struct devlist_change * */
-	struct ptrvec filters;	    /* struct json_object *, id = index */
+	struct ptrvec devlists;     /* struct devlist_change * */
+	struct ptrvec filters;      /* struct json_object *, id = index */
 	struct waiter_q waiters;
 	bool is_dirty;
 };
@@ -146,13 +146,14 @@ struct creq {
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
 	const char *route; /* "sync", "whoami", ... */
-	char *path;	   /* decoded path after the version prefix */
-	char *query;	   /* raw query string, may be NULL */
+	void (*handler)(struct creq *);
+	char *path;        /* decoded path after the version prefix */
+	char *query;       /* raw query string, may be NULL */
 	char *token_str;   /* as presented, may be NULL */
 	struct token *tok; /* valid token or NULL */
-	bool is_sync;	   /* counted in the in-flight gauges */
+	bool is_sync;      /* counted in the in-flight gauges */
 	bool has_gzip;
-	bool is_held;	   /* a closecb points at us */
+	bool is_held; /* a closecb points at us */
 };
 
 enum fail_mode {
@@ -222,7 +223,7 @@ int64_t now_ms(void);
 struct json_object *json_parse(const char *, size_t);
 const char *json_str(struct json_object *, const char *);
 struct json_object *json_get(struct json_object *, const char *,
-    enum json_type);
+                             enum json_type);
 void json_add_str(struct json_object *, const char *, const char *);
 void json_add_int(struct json_object *, const char *, int64_t);
 int token_parse(const char *, uint64_t *, uint64_t *) WARN_UNUSED;
@@ -234,32 +235,32 @@ struct user *user_get_or_create(struct simhs *, const char *);
 char *user_id_normalize(struct simhs *, struct json_object *);
 struct device *device_get(struct user *, const char *);
 struct device *device_get_or_create(struct user *, const char *);
-struct token *token_new(struct simhs *, struct device *);
+struct token *token_new(struct simhs *, struct device *, const char *);
 struct token *token_get(struct simhs *, const char *);
 uint64_t todevice_push(struct simhs *, struct device *, const char *,
-    const char *, struct json_object *);
+                       const char *, struct json_object *);
 void todevice_ack(struct device *, uint64_t);
 void acct_set(struct simhs *, struct user *, const char *, const char *,
-    struct json_object *);
+              struct json_object *);
 void devlist_add(struct simhs *, struct user *, const char *, bool);
 void users_free(struct simhs *);
 
 /* rooms.c */
 struct room *room_new(struct simhs *, const char *);
 struct room *room_get(struct simhs *, const char *);
-struct event *room_append(struct simhs *, struct room *, const char *,
-    const char *, const char *, struct json_object *);
-struct event *room_member_at(struct room *, const char *, size_t);
-const char *event_membership(const struct event *);
-struct event *room_state_get(struct room *, const char *, const char *);
+struct revent *room_append(struct simhs *, struct room *, const char *,
+                           const char *, const char *, struct json_object *);
+struct revent *room_member_at(struct room *, const char *, size_t);
+const char *event_membership(const struct revent *);
+struct revent *room_state_get(struct room *, const char *, const char *);
 size_t room_first_after(struct room *, uint64_t);
 void room_state_between(struct room *, size_t, size_t, struct ptrvec *);
-struct event *room_find_event(struct room *, const char *);
+struct revent *room_find_event(struct room *, const char *);
 void room_set_typing(struct simhs *, struct room *, struct json_object *);
 int room_set_receipt(struct simhs *, struct room *, struct user *,
-    const char *) WARN_UNUSED;
-struct json_object *event_to_json(const struct event *, int64_t, bool);
-struct json_object *event_to_stripped(const struct event *);
+                     const char *) WARN_UNUSED;
+struct json_object *event_to_json(const struct revent *, int64_t, bool);
+struct json_object *event_to_stripped(const struct revent *);
 void room_notify(struct simhs *, struct room *);
 void rooms_free(struct simhs *);
 
@@ -273,7 +274,7 @@ struct sync_params {
 	int timeout_ms;
 };
 struct json_object *sync_build(struct simhs *, struct device *,
-    const struct sync_params *, bool *);
+                               const struct sync_params *, bool *);
 void sync_handle(struct creq *);
 
 /* longpoll.c */
@@ -286,12 +287,12 @@ void longpoll_shutdown(struct simhs *);
 int http_init(struct simhs *, const char *) WARN_UNUSED;
 void http_shutdown(struct simhs *);
 void http_reply_json(struct evhttp_request *, int, struct json_object *);
-void http_reply_error(struct evhttp_request *, int, const char *,
-    const char *);
+void http_reply_error(struct evhttp_request *, int, const char *, const char *);
 void creq_reply(struct creq *, int, struct json_object *);
 void creq_error(struct creq *, int, const char *, const char *);
+void creq_reply_raw(struct creq *, int, const char *, const char *);
 void creq_hold(struct creq *, void (*)(struct evhttp_connection *, void *),
-    void *);
+               void *);
 void creq_unhold(struct creq *);
 void creq_abort(struct creq *);
 void creq_dispatch(struct creq *);
@@ -304,19 +305,22 @@ void fail_shutdown(struct simhs *);
 
 /* admin.c */
 void admin_dispatch(struct simhs *, struct evhttp_request *, const char *);
-struct json_object *admin_stats(struct simhs *);
+struct user *admin_user_arg(struct simhs *, struct evhttp_request *,
+                            struct json_object *, const char *, bool);
 
 /* admin_rooms.c */
-void admin_rooms_dispatch(struct simhs *, struct evhttp_request *,
-    const char *, struct json_object *);
+void admin_rooms_dispatch(struct simhs *, struct evhttp_request *, const char *,
+                          struct json_object *);
 struct room *admin_room_create(struct simhs *, struct user *, const char *,
-    bool, bool);
-int admin_membership(struct simhs *, struct room *, const char *,
-    struct user *, struct user *, const char *, const char **) WARN_UNUSED;
+                               const char *, bool, bool);
+struct revent *admin_membership(struct simhs *, struct room *, const char *,
+                                struct user *, struct user *, const char *,
+                                const char **);
+void admin_reply_ok(struct evhttp_request *);
 
 /* scenario.c */
 void scenario_run(struct evhttp_request *, struct simhs *,
-    struct json_object *);
+                  struct json_object *);
 void scenario_demo(struct simhs *);
 
 #endif /* SIMHS_H */

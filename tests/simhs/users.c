@@ -114,9 +114,12 @@ device_get_or_create(struct user *u, const char *device_id)
 	return d;
 }
 
-/* Tokens look like Synapse's: syt_<b64 localpart>_<random>_<check>. */
+/*
+ * Tokens look like Synapse's: syt_<b64 localpart>_<random>_<check>.
+ * fixed, when not NULL, is used as is (demo data).
+ */
 struct token *
-token_new(struct simhs *ctx, struct device *d)
+token_new(struct simhs *ctx, struct device *d, const char *fixed)
 {
 	unsigned char b64[400];
 	const char *local = d->user->user_id + 1;
@@ -135,7 +138,10 @@ token_new(struct simhs *ctx, struct device *d)
 		if (!isalnum((unsigned char)*p))
 			*p = 'x';
 	t = xcalloc(1, sizeof(*t));
-	t->token = xasprintf("syt_%s_%s_%s", b64, rnd, chk);
+	if (fixed != NULL)
+		t->token = xstrdup(fixed);
+	else
+		t->token = xasprintf("syt_%s_%s_%s", b64, rnd, chk);
 	t->device = d;
 	map_put(&ctx->tokens, t->token, t);
 	vec_push(&ctx->token_list, t);
@@ -150,7 +156,7 @@ token_get(struct simhs *ctx, const char *s)
 
 uint64_t
 todevice_push(struct simhs *ctx, struct device *d, const char *sender,
-    const char *type, struct json_object *content)
+              const char *type, struct json_object *content)
 {
 	struct todevice *m;
 
@@ -186,7 +192,7 @@ todevice_ack(struct device *d, uint64_t upto)
 /* Set global (room_id NULL) or room account data; takes a content ref. */
 void
 acct_set(struct simhs *ctx, struct user *u, const char *room_id,
-    const char *type, struct json_object *content)
+         const char *type, struct json_object *content)
 {
 	struct acct_data *a = NULL;
 	size_t i;
@@ -195,8 +201,8 @@ acct_set(struct simhs *ctx, struct user *u, const char *room_id,
 		a = u->account_data.v[i];
 		if (strcmp(a->type, type) == 0 &&
 		    ((a->room_id == NULL && room_id == NULL) ||
-		    (a->room_id != NULL && room_id != NULL &&
-		    strcmp(a->room_id, room_id) == 0)))
+		     (a->room_id != NULL && room_id != NULL &&
+		      strcmp(a->room_id, room_id) == 0)))
 			break;
 		a = NULL;
 	}
@@ -214,7 +220,7 @@ acct_set(struct simhs *ctx, struct user *u, const char *room_id,
 
 void
 devlist_add(struct simhs *ctx, struct user *u, const char *user_id,
-    bool is_left)
+            bool is_left)
 {
 	struct devlist_change *c;
 

@@ -33,7 +33,7 @@ xreallocarray(void *p, size_t n, size_t size)
 		fprintf(stderr, "simhs: allocation overflow\n");
 		exit(1);
 	}
-	if ((p = realloc(p, n * size ? n * size : 1)) == NULL) {
+	if ((p = realloc(p, n * size > 0 ? n * size : 1)) == NULL) {
 		fprintf(stderr, "simhs: out of memory\n");
 		exit(1);
 	}
@@ -257,7 +257,7 @@ void
 random_b64url(char *out, size_t len)
 {
 	static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789-_";
+	                          "abcdefghijklmnopqrstuvwxyz0123456789-_";
 	unsigned char buf[64];
 	size_t i;
 
@@ -293,10 +293,11 @@ json_parse(const char *buf, size_t len)
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
 	end = json_tokener_get_parse_end(tok);
 	while (end < len && strchr(" \t\r\n", buf[end]) != NULL &&
-	    buf[end] != '\0')
+	       buf[end] != '\0')
 		end++;
-	if (obj != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
-	    end != len)) {
+	if (obj != NULL &&
+	    (json_tokener_get_error(tok) != json_tokener_success ||
+	     end != len)) {
 		json_object_put(obj);
 		obj = NULL;
 	}
@@ -349,9 +350,9 @@ void
 token_format(char *buf, size_t len, uint64_t pos, uint64_t td)
 {
 	snprintf(buf, len, "s%llu_0_%llu_%llu_%llu_1_%llu_%llu_0_1",
-	    (unsigned long long)pos, (unsigned long long)pos,
-	    (unsigned long long)pos, (unsigned long long)pos,
-	    (unsigned long long)td, (unsigned long long)pos);
+	         (unsigned long long)pos, (unsigned long long)pos,
+	         (unsigned long long)pos, (unsigned long long)pos,
+	         (unsigned long long)td, (unsigned long long)pos);
 }
 
 int

@@ -1,0 +1,545 @@
+/*
+ * http.c: the evhttp front door. Decodes the path, sends /_simhs/ to
+ * admin.c, routes client-server calls (v3 and r0), authenticates them,
+ * counts them, lets fail.c hijack them, and writes every reply (gzip for
+ * large bodies when the client accepts it). A struct creq lives from
+ * routing to the reply or to the client closing the connection.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <zlib.h>
+
+#include "simhs.h"
+
+#define GZIP_MIN 1024
+
+struct route {
+	const char *method; /* "GET" or "POST" */
+	const char *pattern;
+	const char *name;
+	void (*handler)(struct creq *);
+};
+
+static void whoami_handle(struct creq *);
+static void filter_post_handle(struct creq *);
+static void filter_get_handle(struct creq *);
+
+static const struct route routes[] = {
+    {"GET", "account/whoami", "whoami", whoami_handle},
+    {"GET", "sync", "sync", sync_handle},
+    {"POST", "user/*/filter", "filter", filter_post_handle},
+    {"GET", "user/*/filter/*", "filter", filter_get_handle},
+};
+
+static const char *
+reason(int code)
+{
+	switch (code) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Error";
+	}
+}
+
+static int
+gzip_into(struct evbuffer *out, const char *in, size_t len)
+{
+	unsigned char chunk[16384];
+	z_stream zs;
+	int rc;
+
+	memset(&zs, 0, sizeof(zs));
+	if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
+		return -1;
+	zs.next_in = (Bytef *)(uintptr_t)in;
+	zs.avail_in = (uInt)len;
+	do {
+		zs.next_out = chunk;
+		zs.avail_out = sizeof(chunk);
+		rc = deflate(&zs, Z_FINISH);
+		if (rc == Z_STREAM_ERROR)
+			break;
+		evbuffer_add(out, chunk, sizeof(chunk) - zs.avail_out);
+	} while (rc != Z_STREAM_END);
+	deflateEnd(&zs);
+	return rc == Z_STREAM_END ? 0 : -1;
+}
+
+static void
+reply_raw(struct evhttp_request *req, int code, const char *ctype,
+          const char *body, size_t len, bool try_gzip)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct evbuffer *buf = evbuffer_new();
+
+	if (buf == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control",
+	                  "no-cache, no-store, must-revalidate");
+	if (try_gzip && len > GZIP_MIN && gzip_into(buf, body, len) == 0)
+		evhttp_add_header(h, "Content-Encoding", "gzip");
+	else {
+		evbuffer_drain(buf, evbuffer_get_length(buf));
+		evbuffer_add(buf, body, len);
+	}
+	evhttp_send_reply(req, code, reason(code), buf);
+	evbuffer_free(buf);
+}
+
+/* Consumes obj. */
+void
+http_reply_json(struct evhttp_request *req, int code, struct json_object *obj)
+{
+	const char *s;
+	size_t len;
+
+	s = json_object_to_json_string_length(
+	    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	reply_raw(req, code, "application/json", s, len, false);
+	json_object_put(obj);
+}
+
+static struct json_object *
+error_obj(const char *errcode, const char *msg)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_add_str(o, "errcode", errcode);
+	json_add_str(o, "error", msg);
+	return o;
+}
+
+void
+http_reply_error(struct evhttp_request *req, int code, const char *errcode,
+                 const char *msg)
+{
+	http_reply_json(req, code, error_obj(errcode, msg));
+}
+
+static void
+creq_free(struct creq *c)
+{
+	struct token *t = c->tok;
+
+	if (c->is_sync && t != NULL) {
+		t->sync_inflight--;
+		t->device->sync_inflight--;
+	}
+	free(c->path);
+	free(c->query);
+	free(c->token_str);
+	free(c);
+}
+
+/* Reply and end the request. Consumes obj. */
+void
+creq_reply(struct creq *c, int code, struct json_object *obj)
+{
+	const char *s;
+	size_t len;
+
+	s = json_object_to_json_string_length(
+	    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	reply_raw(c->req, code, "application/json", s, len, c->has_gzip);
+	json_object_put(obj);
+	creq_free(c);
+}
+
+void
+creq_reply_raw(struct creq *c, int code, const char *ctype, const char *body)
+{
+	reply_raw(c->req, code, ctype, body, strlen(body), false);
+	creq_free(c);
+}
+
+void
+creq_error(struct creq *c, int code, const char *errcode, const char *msg)
+{
+	creq_reply(c, code, error_obj(errcode, msg));
+}
+
+/* The connection is gone (or about to be): forget c without replying. */
+void
+creq_abort(struct creq *c)
+{
+	creq_free(c);
+}
+
+/* While held, cb runs if the client closes; the reply path must unhold. */
+void
+creq_hold(struct creq *c, void (*cb)(struct evhttp_connection *, void *),
+          void *arg)
+{
+	evhttp_connection_set_closecb(c->evcon, cb, arg);
+	c->is_held = true;
+}
+
+void
+creq_unhold(struct creq *c)
+{
+	if (c->is_held)
+		evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+	c->is_held = false;
+}
+
+static const struct route *
+route_find(const char *method, const char *path, bool *is_wrong_method)
+{
+	const char *p, *q;
+	size_t i;
+
+	*is_wrong_method = false;
+	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		for (p = routes[i].pattern, q = path; *p && *q;) {
+			if (*p == '*') {
+				if (*q == '/')
+					break;
+				q += strcspn(q, "/");
+				p++;
+			} else if (*p++ != *q++)
+				break;
+		}
+		if (*p != '\0' || *q != '\0')
+			continue;
+		if (strcmp(routes[i].method, method) == 0)
+			return &routes[i];
+		*is_wrong_method = true;
+	}
+	return NULL;
+}
+
+static const char *
+method_name(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	default:
+		return "OTHER";
+	}
+}
+
+/* Bearer header first, then ?access_token= as a real homeserver does. */
+static char *
+token_from_request(struct evhttp_request *req, const char *query)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *auth, *v;
+	struct evkeyvalq q;
+	char *out = NULL;
+
+	if ((auth = evhttp_find_header(h, "Authorization")) != NULL) {
+		if (strncasecmp(auth, "Bearer ", 7) == 0 && auth[7] != '\0')
+			return xstrdup(auth + 7);
+		return NULL;
+	}
+	if (query == NULL)
+		return NULL;
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(query, &q) == 0 &&
+	    (v = evhttp_find_header(&q, "access_token")) != NULL)
+		out = xstrdup(v);
+	evhttp_clear_headers(&q);
+	return out;
+}
+
+static void
+count_path(struct simhs *ctx, const char *path)
+{
+	uint64_t *n;
+
+	if ((n = map_get(&ctx->path_counts, path)) == NULL) {
+		n = xcalloc(1, sizeof(*n));
+		map_put(&ctx->path_counts, path, n);
+	}
+	(*n)++;
+}
+
+static void
+creq_count(struct creq *c)
+{
+	struct token *t = c->tok;
+	struct device *d;
+
+	if (strcmp(c->route, "whoami") == 0)
+		c->ctx->whoami_requests++;
+	if (c->is_sync)
+		c->ctx->sync_requests++;
+	if (t == NULL)
+		return;
+	d = t->device;
+	t->requests++;
+	if (strcmp(c->route, "whoami") == 0)
+		d->whoami_requests++;
+	if (!c->is_sync)
+		return;
+	d->sync_requests++;
+	if (++t->sync_inflight > t->sync_inflight_max)
+		t->sync_inflight_max = t->sync_inflight;
+	if (++d->sync_inflight > d->sync_inflight_max)
+		d->sync_inflight_max = d->sync_inflight;
+}
+
+/* Authenticate and run the route's handler (fail.c may come back here). */
+void
+creq_dispatch(struct creq *c)
+{
+	if (c->token_str == NULL) {
+		creq_error(c, 401, "M_MISSING_TOKEN", "Missing access token");
+		return;
+	}
+	if (c->tok == NULL) {
+		struct json_object *e = error_obj(
+		    "M_UNKNOWN_TOKEN", "Invalid access token passed.");
+
+		json_object_object_add(e, "soft_logout",
+		                       json_object_new_boolean(0));
+		creq_reply(c, 401, e);
+		return;
+	}
+	c->handler(c);
+}
+
+static void
+whoami_handle(struct creq *c)
+{
+	struct device *d = c->tok->device;
+	struct json_object *o = json_object_new_object();
+
+	json_add_str(o, "user_id", d->user->user_id);
+	json_add_str(o, "device_id", d->device_id);
+	json_object_object_add(o, "is_guest", json_object_new_boolean(0));
+	creq_reply(c, 200, o);
+}
+
+/* "user/<id>/filter[/<n>]": is <id> the caller? */
+static bool
+filter_owner_ok(struct creq *c)
+{
+	const char *uid = c->tok->device->user->user_id;
+	const char *p = c->path + strlen("user/");
+	size_t len = strcspn(p, "/");
+
+	if (len == strlen(uid) && strncmp(p, uid, len) == 0)
+		return true;
+	creq_error(c, 403, "M_FORBIDDEN", "Cannot use filters for other users");
+	return false;
+}
+
+static void
+filter_post_handle(struct creq *c)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+	struct user *u = c->tok->device->user;
+	struct json_object *body, *o;
+	char id[32];
+	size_t len;
+
+	if (!filter_owner_ok(c))
+		return;
+	len = evbuffer_get_length(in);
+	body = json_parse((const char *)evbuffer_pullup(in, -1), len);
+	if (body == NULL || !json_object_is_type(body, json_type_object)) {
+		json_object_put(body);
+		creq_error(c, 400, "M_NOT_JSON", "Content not JSON.");
+		return;
+	}
+	vec_push(&u->filters, body);
+	snprintf(id, sizeof(id), "%zu", u->filters.n - 1);
+	o = json_object_new_object();
+	json_add_str(o, "filter_id", id);
+	creq_reply(c, 200, o);
+}
+
+static void
+filter_get_handle(struct creq *c)
+{
+	struct user *u = c->tok->device->user;
+	const char *p = strrchr(c->path, '/') + 1;
+	char *end;
+	long id;
+
+	if (!filter_owner_ok(c))
+		return;
+	id = strtol(p, &end, 10);
+	if (*p == '\0' || *end != '\0' || id < 0 ||
+	    (size_t)id >= u->filters.n) {
+		creq_error(c, 404, "M_NOT_FOUND", "No such filter");
+		return;
+	}
+	creq_reply(c, 200, json_object_get(u->filters.v[id]));
+}
+
+static void
+versions_reply(struct evhttp_request *req)
+{
+	static const char *v[] = {"r0.6.1", "v1.1", "v1.2",  "v1.3",
+	                          "v1.4",   "v1.5", "v1.6",  "v1.7",
+	                          "v1.8",   "v1.9", "v1.10", "v1.11"};
+	struct json_object *o = json_object_new_object(), *arr;
+	size_t i;
+
+	arr = json_object_new_array();
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		json_object_array_add(arr, json_object_new_string(v[i]));
+	json_object_object_add(o, "versions", arr);
+	json_object_object_add(o, "unstable_features",
+	                       json_object_new_object());
+	http_reply_json(req, 200, o);
+}
+
+static bool
+accepts_gzip(struct evhttp_request *req)
+{
+	const char *v = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Accept-Encoding");
+
+	return v != NULL && strstr(v, "gzip") != NULL;
+}
+
+/* A client-server call: route, count, maybe fail, then authenticate. */
+static void
+client_request(struct simhs *ctx, struct evhttp_request *req, const char *rest,
+               const char *query)
+{
+	const struct route *rt;
+	struct creq *c;
+	bool is_wrong;
+
+	if ((rt = route_find(method_name(req), rest, &is_wrong)) == NULL) {
+		if (is_wrong)
+			http_reply_error(req, 405, "M_UNRECOGNIZED",
+			                 "Unrecognized request");
+		else
+			http_reply_error(req, 404, "M_UNRECOGNIZED",
+			                 "Unrecognized request");
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->ctx = ctx;
+	c->req = req;
+	c->evcon = evhttp_request_get_connection(req);
+	c->route = rt->name;
+	c->handler = rt->handler;
+	c->path = xstrdup(rest);
+	c->query = query != NULL ? xstrdup(query) : NULL;
+	c->token_str = token_from_request(req, query);
+	c->is_sync = strcmp(rt->name, "sync") == 0;
+	c->has_gzip = c->is_sync && accepts_gzip(req);
+	if (c->token_str != NULL &&
+	    (c->tok = token_get(ctx, c->token_str)) != NULL &&
+	    c->tok->is_revoked)
+		c->tok = NULL;
+	creq_count(c);
+	if (!fail_check(c))
+		creq_dispatch(c);
+}
+
+static void
+http_gen_cb(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	struct simhs *ctx = arg;
+	const char *raw, *query;
+	char *path = NULL;
+	size_t len = 0;
+
+	raw = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	if (raw == NULL || (path = evhttp_uridecode(raw, 0, &len)) == NULL ||
+	    strlen(path) != len) {
+		http_reply_error(req, 400, "M_UNRECOGNIZED", "Bad path");
+		goto out;
+	}
+	log_debug(ctx, "%s %s", method_name(req), path);
+	count_path(ctx, path);
+	if (strncmp(path, "/_simhs/", 8) == 0)
+		admin_dispatch(ctx, req, path + 8);
+	else if (strcmp(path, "/_matrix/client/versions") == 0)
+		versions_reply(req);
+	else if (strncmp(path, "/_matrix/client/v3/", 19) == 0 ||
+	         strncmp(path, "/_matrix/client/r0/", 19) == 0)
+		client_request(ctx, req, path + 19, query);
+	else
+		http_reply_error(req, 404, "M_UNRECOGNIZED",
+		                 "Unrecognized request");
+out:
+	free(path);
+}
+
+/* Bind host:port (IPv6 as [addr]:port) and start serving. */
+int
+http_init(struct simhs *ctx, const char *listen)
+{
+	char *host = xstrdup(listen), *colon, *h = host;
+	long port;
+	int rc = -1;
+
+	if ((colon = strrchr(host, ':')) == NULL)
+		goto out;
+	*colon = '\0';
+	port = strtol(colon + 1, NULL, 10);
+	if (port <= 0 || port > 65535)
+		goto out;
+	if (h[0] == '[' && colon[-1] == ']') {
+		h++;
+		colon[-1] = '\0';
+	}
+	if ((ctx->http = evhttp_new(ctx->base)) == NULL)
+		goto out;
+	evhttp_set_max_body_size(ctx->http, SIMHS_MAX_BODY);
+	evhttp_set_timeout(ctx->http, 120);
+	evhttp_set_gencb(ctx->http, http_gen_cb, ctx);
+	if (evhttp_bind_socket_with_handle(ctx->http, h, (ev_uint16_t)port) ==
+	    NULL)
+		goto out;
+	fprintf(stderr, "simhs: listening on %s:%ld\n", h, port);
+	rc = 0;
+out:
+	free(host);
+	return rc;
+}
+
+void
+http_shutdown(struct simhs *ctx)
+{
+	if (ctx->http != NULL)
+		evhttp_free(ctx->http);
+	ctx->http = NULL;
+	map_clear(&ctx->path_counts, free);
+}

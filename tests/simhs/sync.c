@@ -1,0 +1,654 @@
+/*
+ * sync.c: builds v3 /sync responses the way Synapse shapes them (empty
+ * sections omitted, joined rooms always carrying every key) and parses
+ * the request. Long-polling itself lives in longpoll.c; this file only
+ * answers "what does this device get for this since, right now".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/keyvalq_struct.h>
+
+#include "simhs.h"
+
+struct sync_ctx {
+	struct simhs *ctx;
+	struct user *user;
+	struct device *dev;
+	const struct sync_params *p;
+	int64_t now;
+	bool has_data;
+	struct json_object *join;
+	struct json_object *invite;
+	struct json_object *leave;
+};
+
+static struct json_object *
+events_obj(struct json_object *arr)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "events", arr);
+	return o;
+}
+
+static struct json_object *
+events_json(struct sync_ctx *s, struct ptrvec *v)
+{
+	struct json_object *arr = json_object_new_array();
+	size_t i;
+
+	for (i = 0; i < v->n; i++)
+		json_object_array_add(arr,
+		                      event_to_json(v->v[i], s->now, false));
+	return arr;
+}
+
+/* prev_batch points just before the first timeline event, Synapse-style. */
+static void
+prev_batch_format(char *buf, size_t len, struct room *r, size_t start,
+                  uint64_t pos)
+{
+	uint64_t before = 0;
+	struct revent *e;
+
+	if (start > 0) {
+		e = r->events.v[start - 1];
+		before = e->pos;
+	} else if (start < r->events.n) {
+		e = r->events.v[start];
+		before = e->pos - 1;
+	}
+	snprintf(buf, len, "t%zu-%llu_0_%llu_%llu_%llu_1_%llu_%llu_0_1",
+	         start + 1, (unsigned long long)before, (unsigned long long)pos,
+	         (unsigned long long)pos, (unsigned long long)pos,
+	         (unsigned long long)pos, (unsigned long long)pos);
+}
+
+static struct json_object *
+room_typing_json(struct room *r)
+{
+	struct json_object *ev, *content, *ids;
+	size_t i;
+
+	ids = json_object_new_array();
+	for (i = 0; i < r->typing.n; i++)
+		json_object_array_add(ids,
+		                      json_object_new_string(r->typing.v[i]));
+	content = json_object_new_object();
+	json_object_object_add(content, "user_ids", ids);
+	ev = json_object_new_object();
+	json_object_object_add(ev, "content", content);
+	json_add_str(ev, "type", "m.typing");
+	return ev;
+}
+
+/* m.receipt with every receipt newer than since (all when initial). */
+static struct json_object *
+room_receipts_json(struct sync_ctx *s, struct room *r)
+{
+	struct json_object *content = NULL, *byev, *read, *who;
+	struct receipt *rc;
+	size_t i;
+
+	for (i = 0; i < r->receipts.n; i++) {
+		rc = r->receipts.v[i];
+		if (s->p->has_since && rc->pos <= s->p->since_pos)
+			continue;
+		if (content == NULL)
+			content = json_object_new_object();
+		if (!json_object_object_get_ex(content, rc->event->event_id,
+		                               &byev)) {
+			byev = json_object_new_object();
+			json_object_object_add(content, rc->event->event_id,
+			                       byev);
+			json_object_object_add(byev, "m.read",
+			                       json_object_new_object());
+		}
+		json_object_object_get_ex(byev, "m.read", &read);
+		who = json_object_new_object();
+		json_add_int(who, "ts", rc->ts);
+		json_object_object_add(read, rc->user->user_id, who);
+	}
+	if (content == NULL)
+		return NULL;
+	who = json_object_new_object();
+	json_object_object_add(who, "content", content);
+	json_add_str(who, "type", "m.receipt");
+	return who;
+}
+
+static struct json_object *
+room_ephemeral(struct sync_ctx *s, struct room *r)
+{
+	struct json_object *arr = json_object_new_array(), *rc;
+
+	if (s->p->has_since ? r->typing_pos > s->p->since_pos : r->typing.n > 0)
+		json_object_array_add(arr, room_typing_json(r));
+	if ((rc = room_receipts_json(s, r)) != NULL)
+		json_object_array_add(arr, rc);
+	return arr;
+}
+
+static struct json_object *
+acct_json(struct sync_ctx *s, const char *room_id)
+{
+	struct json_object *arr = json_object_new_array(), *ev;
+	struct acct_data *a;
+	size_t i;
+
+	for (i = 0; i < s->user->account_data.n; i++) {
+		a = s->user->account_data.v[i];
+		if ((a->room_id == NULL) != (room_id == NULL))
+			continue;
+		if (room_id != NULL && strcmp(a->room_id, room_id) != 0)
+			continue;
+		if (s->p->has_since && a->pos <= s->p->since_pos)
+			continue;
+		ev = json_object_new_object();
+		json_add_str(ev, "type", a->type);
+		json_object_object_add(ev, "content",
+		                       json_object_get(a->content));
+		json_object_array_add(arr, ev);
+	}
+	return arr;
+}
+
+/* Messages from others after our read receipt (and after our join). */
+static struct json_object *
+room_unread(struct sync_ctx *s, struct room *r, struct revent *member)
+{
+	const char *uid = s->user->user_id, *body;
+	size_t i, start = member ? member->idx + 1 : 0;
+	int64_t notes = 0, highlights = 0;
+	struct json_object *o;
+	struct receipt *rc;
+	struct revent *e;
+
+	for (i = 0; i < r->receipts.n; i++) {
+		rc = r->receipts.v[i];
+		if (rc->user == s->user && rc->event->idx + 1 > start)
+			start = rc->event->idx + 1;
+	}
+	for (i = start; i < r->events.n; i++) {
+		e = r->events.v[i];
+		if (e->state_key != NULL || strcmp(e->sender, uid) == 0)
+			continue;
+		if (strcmp(e->type, "m.room.message") != 0 &&
+		    strcmp(e->type, "m.room.encrypted") != 0)
+			continue;
+		notes++;
+		body = json_str(e->content, "body");
+		if (body != NULL && strstr(body, uid) != NULL)
+			highlights++;
+	}
+	o = json_object_new_object();
+	json_add_int(o, "highlight_count", highlights);
+	json_add_int(o, "notification_count", notes);
+	return o;
+}
+
+static struct json_object *
+room_summary(struct sync_ctx *s, struct room *r)
+{
+	struct json_object *o = json_object_new_object(), *heroes;
+	int64_t joined = 0, invited = 0;
+	struct ptrvec st = {0};
+	const char *m;
+	struct revent *e;
+	size_t i;
+
+	heroes = json_object_new_array();
+	room_state_between(r, 0, r->events.n, &st);
+	for (i = 0; i < st.n; i++) {
+		e = st.v[i];
+		if (strcmp(e->type, "m.room.member") != 0)
+			continue;
+		m = event_membership(e);
+		if (strcmp(m, "join") == 0)
+			joined++;
+		else if (strcmp(m, "invite") == 0)
+			invited++;
+		else
+			continue;
+		if (strcmp(e->state_key, s->user->user_id) != 0 &&
+		    json_object_array_length(heroes) < 5)
+			json_object_array_add(
+			    heroes, json_object_new_string(e->state_key));
+	}
+	vec_free(&st, NULL);
+	json_object_object_add(o, "m.heroes", heroes);
+	json_add_int(o, "m.invited_member_count", invited);
+	json_add_int(o, "m.joined_member_count", joined);
+	return o;
+}
+
+static bool
+has_member_event(struct ptrvec *a, struct ptrvec *b)
+{
+	struct revent *e;
+	size_t i;
+
+	for (i = 0; i < a->n + b->n; i++) {
+		e = i < a->n ? a->v[i] : b->v[i - a->n];
+		if (strcmp(e->type, "m.room.member") == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * One joined or left room. Timeline: the newest `limit` events of
+ * [from, end); state: the full state at the timeline start when is_full,
+ * else the delta since `from`. Returns NULL when there is nothing to say.
+ */
+static struct json_object *
+room_entry(struct sync_ctx *s, struct room *r, size_t from, size_t end,
+           bool is_full, bool is_join)
+{
+	struct json_object *o, *tl, *eph = NULL, *acct;
+	struct ptrvec tlv = {0}, stv = {0};
+	size_t i, start = from, limit = (size_t)s->p->limit;
+	char prev[200];
+
+	if (end - from > limit)
+		start = end - limit;
+	for (i = start; i < end; i++)
+		vec_push(&tlv, r->events.v[i]);
+	room_state_between(r, is_full ? 0 : from, start, &stv);
+	if (is_join)
+		eph = room_ephemeral(s, r);
+	acct = acct_json(s, r->room_id);
+	if (!is_full && tlv.n == 0 && stv.n == 0 &&
+	    json_object_array_length(acct) == 0 &&
+	    (eph == NULL || json_object_array_length(eph) == 0)) {
+		json_object_put(eph);
+		json_object_put(acct);
+		o = NULL;
+		goto out;
+	}
+	o = json_object_new_object();
+	tl = events_obj(events_json(s, &tlv));
+	json_object_object_add(tl, "limited",
+	                       json_object_new_boolean(start > from));
+	prev_batch_format(prev, sizeof(prev), r, start, s->ctx->pos);
+	json_add_str(tl, "prev_batch", prev);
+	json_object_object_add(o, "timeline", tl);
+	json_object_object_add(o, "state", events_obj(events_json(s, &stv)));
+	json_object_object_add(o, "account_data", events_obj(acct));
+	if (is_join) {
+		json_object_object_add(o, "ephemeral", events_obj(eph));
+		json_object_object_add(
+		    o, "unread_notifications",
+		    room_unread(
+		        s, r,
+		        room_member_at(r, s->user->user_id, r->events.n)));
+		json_object_object_add(o, "summary",
+		                       is_full || has_member_event(&tlv, &stv)
+		                           ? room_summary(s, r)
+		                           : json_object_new_object());
+	}
+out:
+	vec_free(&tlv, NULL);
+	vec_free(&stv, NULL);
+	return o;
+}
+
+static void
+room_invite(struct sync_ctx *s, struct room *r, struct revent *inv)
+{
+	static const char *types[] = {
+	    "m.room.create",          "m.room.name",   "m.room.join_rules",
+	    "m.room.canonical_alias", "m.room.avatar", "m.room.encryption"};
+	struct json_object *arr = json_object_new_array(), *o;
+	struct revent *e;
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if ((e = room_state_get(r, types[i], "")) != NULL &&
+		    e->idx < inv->idx)
+			json_object_array_add(arr, event_to_stripped(e));
+	json_object_array_add(arr, event_to_json(inv, s->now, false));
+	o = json_object_new_object();
+	json_object_object_add(o, "invite_state", events_obj(arr));
+	json_object_object_add(s->invite, r->room_id, o);
+	s->has_data = true;
+}
+
+static void
+room_add(struct sync_ctx *s, struct json_object *where, struct room *r,
+         struct json_object *entry)
+{
+	if (entry == NULL)
+		return;
+	json_object_object_add(where, r->room_id, entry);
+	s->has_data = true;
+}
+
+static bool
+acct_pending(struct sync_ctx *s, struct room *r)
+{
+	struct acct_data *a;
+	size_t i;
+
+	for (i = 0; i < s->user->account_data.n; i++) {
+		a = s->user->account_data.v[i];
+		if (a->room_id != NULL && a->pos > s->p->since_pos &&
+		    strcmp(a->room_id, r->room_id) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Decide how this room appears, from our membership at since and now. */
+static void
+sync_room(struct sync_ctx *s, struct room *r)
+{
+	const char *uid = s->user->user_id, *cur, *old, *before;
+	const struct sync_params *p = s->p;
+	struct revent *cur_ev, *old_ev;
+	size_t since_idx;
+
+	cur_ev = room_member_at(r, uid, r->events.n);
+	cur = event_membership(cur_ev);
+	if (!p->has_since) {
+		if (strcmp(cur, "join") == 0)
+			room_add(s, s->join, r,
+			         room_entry(s, r, 0, r->events.n, true, true));
+		else if (strcmp(cur, "invite") == 0)
+			room_invite(s, r, cur_ev);
+		return;
+	}
+	if (r->max_pos <= p->since_pos && !p->is_full_state &&
+	    !acct_pending(s, r))
+		return;
+	since_idx = room_first_after(r, p->since_pos);
+	old_ev = room_member_at(r, uid, since_idx);
+	old = event_membership(old_ev);
+	if (strcmp(cur, "join") == 0) {
+		if (strcmp(old, "join") != 0)
+			room_add(s, s->join, r,
+			         room_entry(s, r, 0, r->events.n, true, true));
+		else
+			room_add(s, s->join, r,
+			         room_entry(s, r, since_idx, r->events.n,
+			                    p->is_full_state, true));
+	} else if (strcmp(cur, "invite") == 0) {
+		if (cur_ev->pos > p->since_pos || p->is_full_state)
+			room_invite(s, r, cur_ev);
+	} else if (cur_ev != NULL && cur_ev->pos > p->since_pos) {
+		before = event_membership(room_member_at(r, uid, cur_ev->idx));
+		if (strcmp(before, "join") == 0)
+			room_add(
+			    s, s->leave, r,
+			    room_entry(s, r,
+			               strcmp(old, "join") == 0 ? since_idx : 0,
+			               cur_ev->idx + 1,
+			               strcmp(old, "join") != 0, false));
+		else if (strcmp(before, "invite") == 0)
+			room_add(s, s->leave, r,
+			         room_entry(s, r, cur_ev->idx, cur_ev->idx + 1,
+			                    false, false));
+	}
+}
+
+/* Up to SIMHS_TODEVICE_LIMIT messages; returns the to-device position. */
+static uint64_t
+sync_todevice(struct sync_ctx *s, struct json_object *resp)
+{
+	struct json_object *arr = json_object_new_array();
+	uint64_t td = s->ctx->pos;
+	struct todevice *m;
+	size_t n = 0;
+
+	TAILQ_FOREACH(m, &s->dev->todevice, entry)
+	{
+		if (s->p->has_since && m->pos <= s->p->since_td)
+			continue;
+		if (n == SIMHS_TODEVICE_LIMIT) {
+			td = TAILQ_PREV(m, todevice_q, entry)->pos;
+			break;
+		}
+		json_object_array_add(arr, json_object_get(m->msg));
+		n++;
+	}
+	if (n > 0) {
+		json_object_object_add(resp, "to_device", events_obj(arr));
+		s->has_data = true;
+	} else
+		json_object_put(arr);
+	return td;
+}
+
+static void
+sync_device_lists(struct sync_ctx *s, struct json_object *resp)
+{
+	struct json_object *changed = NULL, *left = NULL, *o, **which;
+	struct devlist_change *c;
+	size_t i;
+
+	if (!s->p->has_since)
+		return;
+	for (i = 0; i < s->user->devlists.n; i++) {
+		c = s->user->devlists.v[i];
+		if (c->pos <= s->p->since_pos)
+			continue;
+		which = c->is_left ? &left : &changed;
+		if (*which == NULL)
+			*which = json_object_new_array();
+		json_object_array_add(*which,
+		                      json_object_new_string(c->user_id));
+	}
+	if (changed == NULL && left == NULL)
+		return;
+	o = json_object_new_object();
+	if (changed != NULL)
+		json_object_object_add(o, "changed", changed);
+	if (left != NULL)
+		json_object_object_add(o, "left", left);
+	json_object_object_add(resp, "device_lists", o);
+	s->has_data = true;
+}
+
+static void
+sync_rooms(struct sync_ctx *s, struct json_object *resp)
+{
+	struct json_object *rooms;
+	size_t i;
+
+	s->join = json_object_new_object();
+	s->invite = json_object_new_object();
+	s->leave = json_object_new_object();
+	for (i = 0; i < s->user->rooms.n; i++)
+		sync_room(s, s->user->rooms.v[i]);
+	rooms = json_object_new_object();
+	if (json_object_object_length(s->join) > 0)
+		json_object_object_add(rooms, "join", json_object_get(s->join));
+	if (json_object_object_length(s->invite) > 0)
+		json_object_object_add(rooms, "invite",
+		                       json_object_get(s->invite));
+	if (json_object_object_length(s->leave) > 0)
+		json_object_object_add(rooms, "leave",
+		                       json_object_get(s->leave));
+	json_object_put(s->join);
+	json_object_put(s->invite);
+	json_object_put(s->leave);
+	if (json_object_object_length(rooms) > 0)
+		json_object_object_add(resp, "rooms", rooms);
+	else
+		json_object_put(rooms);
+}
+
+/*
+ * The response for dev at this instant. *has_data tells the caller
+ * whether a long-poll should answer now. Sections Synapse omits when
+ * empty are omitted here too, so clients must cope with missing keys.
+ */
+struct json_object *
+sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
+           bool *has_data)
+{
+	struct sync_ctx s = {ctx,   dev->user, dev,  p,   now_ms(),
+	                     false, NULL,      NULL, NULL};
+	struct json_object *resp = json_object_new_object(), *acct;
+	char next[200];
+	uint64_t td;
+
+	sync_rooms(&s, resp);
+	acct = acct_json(&s, NULL);
+	if (json_object_array_length(acct) > 0) {
+		json_object_object_add(resp, "account_data", events_obj(acct));
+		s.has_data = true;
+	} else
+		json_object_put(acct);
+	td = sync_todevice(&s, resp);
+	sync_device_lists(&s, resp);
+	json_object_object_add(resp, "device_one_time_keys_count",
+	                       json_object_get(dev->otk_count));
+	json_object_object_add(
+	    resp, "org.matrix.msc2732.device_unused_fallback_key_types",
+	    json_object_get(dev->fallback_types));
+	json_object_object_add(resp, "device_unused_fallback_key_types",
+	                       json_object_get(dev->fallback_types));
+	token_format(next, sizeof(next), ctx->pos, td);
+	json_add_str(resp, "next_batch", next);
+	*has_data = s.has_data;
+	return resp;
+}
+
+/* The filter's room.timeline.limit, from inline JSON or a stored id. */
+static int
+sync_filter(struct creq *c, const char *f, int *limit)
+{
+	struct user *u = c->tok->device->user;
+	struct json_object *obj = NULL, *room, *tl, *lim;
+	char *end;
+	long id;
+
+	if (f[0] == '{') {
+		if ((obj = json_parse(f, strlen(f))) == NULL ||
+		    !json_object_is_type(obj, json_type_object)) {
+			json_object_put(obj);
+			creq_error(c, 400, "M_NOT_JSON", "Invalid filter JSON");
+			return -1;
+		}
+	} else {
+		id = strtol(f, &end, 10);
+		if (*f == '\0' || *end != '\0' || id < 0) {
+			creq_error(c, 400, "M_INVALID_PARAM",
+			           "Invalid filter ID");
+			return -1;
+		}
+		if ((size_t)id >= u->filters.n) {
+			creq_error(c, 404, "M_NOT_FOUND", "No such filter");
+			return -1;
+		}
+		obj = json_object_get(u->filters.v[id]);
+	}
+	room = json_get(obj, "room", json_type_object);
+	tl = json_get(room, "timeline", json_type_object);
+	if ((lim = json_get(tl, "limit", json_type_int)) != NULL) {
+		*limit = (int)json_object_get_int64(lim);
+		if (*limit < 0)
+			*limit = 0;
+	}
+	json_object_put(obj);
+	return 0;
+}
+
+static int
+sync_int_param(struct creq *c, const char *name, const char *v, long max,
+               long *out)
+{
+	char *end;
+
+	*out = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || *out < 0) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg),
+		         "Query parameter '%s' must be an integer", name);
+		creq_error(c, 400, "M_INVALID_PARAM", msg);
+		return -1;
+	}
+	if (*out > max)
+		*out = max;
+	return 0;
+}
+
+static int
+sync_params_parse(struct creq *c, struct evkeyvalq *q, struct sync_params *p)
+{
+	const char *since, *v;
+	long timeout = 0;
+
+	p->limit = SIMHS_DEFAULT_LIMIT;
+	if ((v = evhttp_find_header(q, "timeout")) != NULL &&
+	    sync_int_param(c, "timeout", v, SIMHS_MAX_TIMEOUT_MS, &timeout) < 0)
+		return -1;
+	p->timeout_ms = (int)timeout;
+	if ((v = evhttp_find_header(q, "full_state")) != NULL) {
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+			creq_error(
+			    c, 400, "M_INVALID_PARAM",
+			    "Boolean query parameter 'full_state' must be one "
+			    "of ['true', 'false']");
+			return -1;
+		}
+		p->is_full_state = strcmp(v, "true") == 0;
+	}
+	if ((v = evhttp_find_header(q, "set_presence")) != NULL &&
+	    strcmp(v, "online") != 0 && strcmp(v, "offline") != 0 &&
+	    strcmp(v, "unavailable") != 0) {
+		creq_error(c, 400, "M_INVALID_PARAM",
+		           "Query parameter 'set_presence' must be one of "
+		           "['offline', 'online', 'unavailable']");
+		return -1;
+	}
+	if ((v = evhttp_find_header(q, "filter")) != NULL &&
+	    sync_filter(c, v, &p->limit) < 0)
+		return -1;
+	if ((since = evhttp_find_header(q, "since")) == NULL)
+		return 0;
+	if (token_parse(since, &p->since_pos, &p->since_td) < 0 ||
+	    p->since_pos > c->ctx->pos || p->since_td > c->ctx->pos) {
+		creq_error(c, 400, "M_INVALID_PARAM", "Invalid stream token");
+		return -1;
+	}
+	p->has_since = true;
+	return 0;
+}
+
+/*
+ * GET /sync. Like Synapse: an initial sync, a zero timeout or full_state
+ * answer at once; otherwise, with nothing new, the request waits.
+ */
+void
+sync_handle(struct creq *c)
+{
+	struct device *dev = c->tok->device;
+	struct sync_params p = {0};
+	struct json_object *resp;
+	struct evkeyvalq q;
+	bool has_data;
+
+	TAILQ_INIT(&q);
+	if (c->query != NULL && evhttp_parse_query_str(c->query, &q) < 0) {
+		creq_error(c, 400, "M_INVALID_PARAM", "Malformed query string");
+		goto out;
+	}
+	if (sync_params_parse(c, &q, &p) < 0)
+		goto out;
+	if (p.has_since)
+		todevice_ack(dev, p.since_td);
+	resp = sync_build(c->ctx, dev, &p, &has_data);
+	if (has_data || !p.has_since || p.timeout_ms == 0 || p.is_full_state) {
+		creq_reply(c, 200, resp);
+		goto out;
+	}
+	json_object_put(resp);
+	longpoll_add(c, &p);
+out:
+	evhttp_clear_headers(&q);
+}
