@@ -9,9 +9,10 @@ trap - EXIT
 it_pg_start "$T/pg" || exit 1
 export IT_PGHOST IT_PGPORT
 pass=0 failn=0 failed=()
+shopt -s nullglob
 if [ $# -gt 0 ]; then tests=("$@"); else tests=("$here"/t_*.sh); fi
 for t in "${tests[@]}"; do
-	[ -f "$t" ] || t="$here/$t"
+	case $t in */*) ;; *) t=$here/$t ;; esac
 	start=$(date +%s)
 	if bash "$t"; then
 		pass=$((pass + 1))
