@@ -70,6 +70,8 @@ fail() {
 
 it_cleanup() {
 	local rc=$?
+	# A scenario may define it_on_exit for its own teardown.
+	declare -F it_on_exit >/dev/null && it_on_exit
 	for name in "${!IT_PIDS[@]}"; do
 		kill -TERM "${IT_PIDS[$name]}" 2>/dev/null
 	done
