@@ -30,7 +30,7 @@ sync_ok() {
 }
 wait_for sync_ok 30 || fail "no v3 response through the stack"
 
-for svc in syncv3-accumulator syncv3-poller syncv3-api syncv3-simhs syncv3-postgres; do
+for svc in syncv3-accumulator syncv3-poller syncv3-api syncv3-postgres; do
 	old=$(svc_pid "$svc")
 	[ -n "$old" ] || fail "$svc is not running under runit"
 	kill -KILL "$old"
