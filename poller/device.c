@@ -1,0 +1,433 @@
+/*
+ * device.c: the devices this poller holds and each one's state machine
+ * (WAITING -> POLLING -> ACK_WAIT -> POLLING ..., with BACKOFF on errors).
+ * Driven by sync.c (a request finished), publish.c (an ack arrived),
+ * lease.c (claimed, lost, token replaced) and each device's own evtimer
+ * (backoff over, ack overdue). The since only ever advances on an ack.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "poller.h"
+#include "util.h"
+
+static uint32_t
+dev_hash(const char *user_id, const char *device_id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *c = user_id; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	h = (h ^ 0x1f) * 16777619u;
+	for (const char *c = device_id; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	return h;
+}
+
+static void
+table_grow(struct poller *p)
+{
+	size_t n = p->table_size ? p->table_size * 2 : 1024;
+	struct device **t = xcalloc(n, sizeof(*t));
+	struct device *d;
+
+	TAILQ_FOREACH(d, &p->devices, entry) {
+		uint32_t h = dev_hash(d->user_id, d->device_id) % n;
+
+		d->hnext = t[h];
+		t[h] = d;
+	}
+	free(p->table);
+	p->table = t;
+	p->table_size = n;
+}
+
+void
+device_init(struct poller *p)
+{
+	TAILQ_INIT(&p->devices);
+	TAILQ_INIT(&p->waiting);
+	table_grow(p);
+}
+
+void
+device_shutdown(struct poller *p)
+{
+	struct device *d;
+
+	while ((d = TAILQ_FIRST(&p->devices)) != NULL)
+		device_drop(d);
+	free(p->table);
+	p->table = NULL;
+	p->table_size = 0;
+}
+
+struct device *
+device_find(struct poller *p, const char *user_id, const char *device_id)
+{
+	struct device *d;
+
+	d = p->table[dev_hash(user_id, device_id) % p->table_size];
+	for (; d != NULL; d = d->hnext)
+		if (strcmp(d->user_id, user_id) == 0 &&
+		    strcmp(d->device_id, device_id) == 0)
+			return d;
+	return NULL;
+}
+
+static void timer_cb(evutil_socket_t, short, void *);
+
+/* Takes ownership of token. */
+struct device *
+device_add(struct poller *p, const char *user_id, const char *device_id,
+    char *token, const char *since, const char *fp)
+{
+	struct device *d = xcalloc(1, sizeof(*d));
+	uint32_t h;
+
+	if (p->ndevices + 1 > p->table_size)
+		table_grow(p);
+	d->p = p;
+	d->user_id = xstrdup(user_id);
+	d->device_id = xstrdup(device_id);
+	d->token = token;
+	d->since = xstrdup(since);
+	snprintf(d->fp, sizeof(d->fp), "%s", fp);
+	d->state = DEV_BACKOFF;
+	d->timer = evtimer_new(p->base, timer_cb, d);
+	h = dev_hash(user_id, device_id) % p->table_size;
+	d->hnext = p->table[h];
+	p->table[h] = d;
+	TAILQ_INSERT_TAIL(&p->devices, d, entry);
+	p->ndevices++;
+	return d;
+}
+
+static void
+table_remove(struct device *d)
+{
+	struct poller *p = d->p;
+	struct device **pp;
+
+	pp = &p->table[dev_hash(d->user_id, d->device_id) % p->table_size];
+	for (; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == d) {
+			*pp = d->hnext;
+			break;
+		}
+	TAILQ_REMOVE(&p->devices, d, entry);
+	p->ndevices--;
+}
+
+static void
+body_free(struct device *d)
+{
+	free(d->body);
+	d->body = NULL;
+	d->body_len = d->body_cap = 0;
+	free(d->next_batch);
+	d->next_batch = NULL;
+}
+
+static void
+start_waiting(struct poller *p)
+{
+	struct device *d;
+
+	while (p->initial_inflight < p->cfg.max_initial &&
+	    (d = TAILQ_FIRST(&p->waiting)) != NULL) {
+		TAILQ_REMOVE(&p->waiting, d, waitq);
+		d->state = DEV_BACKOFF;
+		device_start(d);
+	}
+}
+
+/* An initial sync finished (whatever its outcome): let the next one go. */
+void
+device_release_slot(struct device *d)
+{
+	if (!d->is_initial_slot)
+		return;
+	d->is_initial_slot = false;
+	d->p->initial_inflight--;
+	if (!d->p->is_stopping)
+		start_waiting(d->p);
+}
+
+/*
+ * Starts the device's next request, unless it is an initial sync and the
+ * homeserver already has max_initial of those from us: then it queues.
+ */
+void
+device_start(struct device *d)
+{
+	struct poller *p = d->p;
+
+	if (d->state == DEV_STOPPED || d->state == DEV_WAITING ||
+	    d->state == DEV_POLLING || p->is_stopping)
+		return;
+	evtimer_del(d->timer);
+	if (d->since[0] == '\0' && !d->is_initial_slot) {
+		if (p->initial_inflight >= p->cfg.max_initial) {
+			d->state = DEV_WAITING;
+			TAILQ_INSERT_TAIL(&p->waiting, d, waitq);
+			return;
+		}
+		d->is_initial_slot = true;
+		p->initial_inflight++;
+	}
+	if (sync_start(d) == -1) {
+		device_release_slot(d);
+		d->attempt++;
+		snprintf(d->error, sizeof(d->error), "cannot start request");
+		device_backoff(d, policy_backoff_ms(d->attempt,
+		    (uint32_t)p->cfg.backoff_base_ms,
+		    (uint32_t)p->cfg.backoff_cap_ms, rand_u32(UINT32_MAX)));
+		return;
+	}
+	d->state = DEV_POLLING;
+}
+
+void
+device_backoff(struct device *d, long long delay_ms)
+{
+	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+
+	d->state = DEV_BACKOFF;
+	d->retry_at_ms = wall_ms() + delay_ms;
+	evtimer_add(d->timer, &tv);
+}
+
+static void
+arm_ack_timer(struct device *d)
+{
+	struct poller *p = d->p;
+	long long ms = p->cfg.ack_timeout_ms;
+
+	/* A big initial sync takes the accumulator a while to store. */
+	ms += (long long)(d->body_len >> 20) * 1000;
+	for (int i = 0; i < d->send_attempt && ms < p->cfg.backoff_cap_ms; i++)
+		ms *= 2;
+	if (ms > p->cfg.backoff_cap_ms && d->send_attempt > 0)
+		ms = p->cfg.backoff_cap_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(d->timer, &tv);
+}
+
+/* Reports a poll state change to Postgres (batched) and the accumulator. */
+void
+device_set_ps(struct device *d, enum poll_state ps, const char *error)
+{
+	if (d->ps == ps)
+		return;
+	d->ps = ps;
+	if (error != NULL && error != d->error)
+		snprintf(d->error, sizeof(d->error), "%s", error);
+	if (ps == PS_POLLING)
+		d->error[0] = '\0';
+	if (ps == PS_POLLING || ps == PS_BACKOFF)
+		lease_mark_dirty(d);
+	if (ps != PS_IDLE)
+		publish_poll_state(d);
+	log_debug("device %s/%s: %s%s%s", d->user_id, d->device_id,
+	    poll_state_name(ps), d->error[0] ? ": " : "", d->error);
+}
+
+static void
+fail(struct device *d, const struct verdict_info *vi)
+{
+	struct poller *p = d->p;
+	long long ms;
+
+	p->stats.polls_failed++;
+	body_free(d);
+	if (vi->verdict == V_RATELIMIT && vi->retry_ms >= 0)
+		ms = vi->retry_ms;
+	else
+		ms = policy_backoff_ms(++d->attempt,
+		    (uint32_t)p->cfg.backoff_base_ms,
+		    (uint32_t)p->cfg.backoff_cap_ms, rand_u32(UINT32_MAX));
+	log_warnx_rl("device %s/%s: %s; retry in %lld ms", d->user_id,
+	    d->device_id, vi->error, ms);
+	device_backoff(d, ms);
+	/* Report each new kind of error, not every retry of the same one. */
+	if (d->ps == PS_BACKOFF && strcmp(d->error, vi->error) == 0)
+		return;
+	d->ps = PS_NONE;
+	device_set_ps(d, PS_BACKOFF, vi->error);
+}
+
+/* Stops a device whose token the homeserver rejected (contract 5). */
+static void
+expire(struct device *d, const char *error)
+{
+	struct poller *p = d->p;
+
+	log_info("device %s/%s: token rejected (%s); polling stopped",
+	    d->user_id, d->device_id, error);
+	device_set_ps(d, PS_EXPIRED, error);
+	if (lease_stop_device(p, d, "expired", error) == -1)
+		log_warnx("device %s/%s: cannot record expiry; the lease "
+		    "will lapse", d->user_id, d->device_id);
+	device_drop(d);
+}
+
+/* A request finished; vi->next_batch is taken over. */
+void
+device_on_response(struct device *d, struct verdict_info *vi)
+{
+	device_release_slot(d);
+	switch (vi->verdict) {
+	case V_OK:
+		d->next_batch = vi->next_batch;
+		vi->next_batch = NULL;
+		d->state = DEV_ACK_WAIT;
+		d->send_attempt = 0;
+		if (publish_sync_raw(d, d->since) == -1)
+			log_warnx_rl("device %s/%s: accumulator unreachable; "
+			    "will resend", d->user_id, d->device_id);
+		arm_ack_timer(d);
+		return;
+	case V_EXPIRED:
+		expire(d, vi->error);
+		return;
+	case V_RATELIMIT:
+	case V_RETRY:
+		fail(d, vi);
+		return;
+	}
+}
+
+void
+device_on_ack(struct device *d, bool ok, const char *since, const char *error)
+{
+	struct poller *p = d->p;
+	enum ack_action a;
+
+	if (d->state != DEV_ACK_WAIT || d->next_batch == NULL) {
+		log_debug("device %s/%s: stale ack ignored", d->user_id,
+		    d->device_id);
+		return;
+	}
+	a = policy_ack(d->since, d->next_batch, ok, since, error);
+	switch (a) {
+	case ACK_STALE:
+		log_debug("device %s/%s: ack for an older message ignored",
+		    d->user_id, d->device_id);
+		return;
+	case ACK_ADVANCE:
+		p->stats.acks++;
+		p->stats.polls_ok++;
+		evtimer_del(d->timer);
+		free(d->since);
+		d->since = d->next_batch;
+		d->next_batch = NULL;
+		body_free(d);
+		d->attempt = 0;
+		device_set_ps(d, PS_POLLING, NULL);
+		d->state = DEV_BACKOFF;
+		device_start(d);
+		return;
+	case ACK_RELOAD:
+		p->stats.nacks++;
+		evtimer_del(d->timer);
+		body_free(d);
+		log_warnx_rl("device %s/%s: nack (%s, committed since \"%s\"); "
+		    "reloading since", d->user_id, d->device_id,
+		    error ? error : "", since ? since : "");
+		if (lease_reload_since(p, d) == -1 && since != NULL) {
+			free(d->since);
+			d->since = xstrdup(since);
+		}
+		device_backoff(d, policy_backoff_ms(++d->attempt,
+		    (uint32_t)p->cfg.backoff_base_ms,
+		    (uint32_t)p->cfg.backoff_cap_ms, rand_u32(UINT32_MAX)));
+		return;
+	}
+}
+
+/* No ack in time: resend the same message (idempotent), never poll on. */
+void
+device_ack_timeout(struct device *d)
+{
+	struct poller *p = d->p;
+
+	d->send_attempt++;
+	p->stats.resends++;
+	log_warnx_rl("device %s/%s: no ack from the accumulator; resending "
+	    "(attempt %d)", d->user_id, d->device_id, d->send_attempt);
+	if (publish_sync_raw(d, d->since) == -1)
+		log_debug("device %s/%s: resend failed", d->user_id,
+		    d->device_id);
+	arm_ack_timer(d);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct device *d = arg;
+
+	(void)fd;
+	(void)what;
+	switch (d->state) {
+	case DEV_BACKOFF:
+		device_start(d);
+		break;
+	case DEV_ACK_WAIT:
+		device_ack_timeout(d);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * Another token for the same device (contract 5): poll with it from now
+ * on. A body waiting for its ack stays valid and is left alone.
+ */
+void
+device_replace_token(struct device *d, char *token, const char *fp,
+    const char *since)
+{
+	free(d->token);
+	d->token = token;
+	snprintf(d->fp, sizeof(d->fp), "%s", fp);
+	curl_slist_free_all(d->headers);
+	d->headers = NULL;
+	d->attempt = 0;
+	if (d->state == DEV_ACK_WAIT || d->state == DEV_WAITING)
+		return;
+	if (d->state == DEV_POLLING) {
+		sync_abort(d);
+		device_release_slot(d);
+	}
+	free(d->since);
+	d->since = xstrdup(since);
+	d->state = DEV_BACKOFF;
+	device_start(d);
+}
+
+/* Stops everything the device does and frees it. */
+void
+device_drop(struct device *d)
+{
+	if (d == NULL)
+		return;
+	if (d->state == DEV_WAITING)
+		TAILQ_REMOVE(&d->p->waiting, d, waitq);
+	d->state = DEV_STOPPED;
+	sync_easy_free(d);
+	device_release_slot(d);
+	lease_forget(d);
+	event_free(d->timer);
+	table_remove(d);
+	body_free(d);
+	free(d->user_id);
+	free(d->device_id);
+	if (d->token != NULL)
+		memset(d->token, 0, strlen(d->token));
+	free(d->token);
+	free(d->since);
+	free(d);
+}

@@ -1,0 +1,530 @@
+/*
+ * lease.c: which devices this poller holds (DESIGN.md contract 4), on one
+ * Postgres connection with the blocking pg_* helpers. Every query here is
+ * short (an indexed UPDATE or a count), so the loop is never held for long
+ * even with thousands of devices; the batched statements (claim, heartbeat,
+ * state flush) touch many rows in one round trip instead of one each.
+ *
+ * Timers: claim (every second, and at once on NOTIFY syncv3_devices),
+ * heartbeat (a third of the lease: renews, notices lost devices, replaced
+ * tokens and idle devices, sheds devices above the fair share) and flush
+ * (poll_state writes, batched). The live pollers are counted from
+ * pg_stat_activity by their application_name, so a SIGKILLed poller stops
+ * counting as soon as Postgres sees its connection close.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "pg.h"
+#include "poller.h"
+#include "util.h"
+
+#define LEASE_APP_NAME "syncv3-poller"
+#define LEASE_CLAIM_BATCH 1000
+#define LEASE_FLUSH_BATCH 2000
+#define LEASE_FLUSH_MS 200
+
+static const char *sql_share =
+    "SELECT (SELECT count(*) FROM pg_stat_activity"
+    "  WHERE datname = current_database()"
+    "  AND application_name = '" LEASE_APP_NAME "'),"
+    " (SELECT count(*) FROM syncv3_devices WHERE poll_state <> 'expired'"
+    "  AND last_seen > now() - make_interval(secs => $1::bigint))";
+
+static const char *sql_claim =
+    "UPDATE syncv3_devices d SET lease_owner = $1,"
+    " lease_expires = now() + make_interval(secs => $4::bigint)"
+    " FROM (SELECT user_id, device_id FROM syncv3_devices"
+    "  WHERE poll_state <> 'expired'"
+    "  AND (lease_owner IS NULL OR lease_expires < now())"
+    "  AND last_seen > now() - make_interval(secs => $3::bigint)"
+    "  ORDER BY last_seen DESC LIMIT $2::int FOR UPDATE SKIP LOCKED) c"
+    " WHERE d.user_id = c.user_id AND d.device_id = c.device_id"
+    " RETURNING d.user_id, d.device_id, d.token_enc, d.since,"
+    " left(d.token_hash, 16)";
+
+static const char *sql_heartbeat =
+    "UPDATE syncv3_devices SET"
+    " lease_expires = now() + make_interval(secs => $2::bigint)"
+    " WHERE lease_owner = $1"
+    " RETURNING user_id, device_id, left(token_hash, 16), poll_state,"
+    " last_seen > now() - make_interval(secs => $3::bigint)";
+
+static const char *sql_release_some =
+    "UPDATE syncv3_devices d SET lease_owner = NULL, lease_expires = NULL"
+    " FROM unnest($2::text[], $3::text[]) AS v(u, dv)"
+    " WHERE d.user_id = v.u AND d.device_id = v.dv AND d.lease_owner = $1";
+
+static const char *sql_flush =
+    "UPDATE syncv3_devices d SET poll_state = v.s, poll_error = v.e,"
+    " poll_updated = now()"
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+    "  $6::text[]) AS v(u, dv, s, e, fp)"
+    " WHERE d.user_id = v.u AND d.device_id = v.dv AND d.lease_owner = $1"
+    " AND left(d.token_hash, 16) = v.fp";
+
+static const char *sql_stop =
+    "UPDATE syncv3_devices SET poll_state = $3, poll_error = $4,"
+    " poll_updated = now(), lease_owner = NULL, lease_expires = NULL"
+    " WHERE user_id = $1 AND device_id = $2 AND lease_owner = $5"
+    " AND left(token_hash, 16) = $6";
+
+static void
+i64(char *buf, size_t len, long long v)
+{
+	snprintf(buf, len, "%lld", v);
+}
+
+static void notify_cb(evutil_socket_t, short, void *);
+
+/* (Re)establishes the session: name for the live count, LISTEN, event. */
+static int
+session_setup(struct poller *p)
+{
+	if (p->pg_ev != NULL) {
+		event_free(p->pg_ev);
+		p->pg_ev = NULL;
+	}
+	if (pg_exec(p->pg, "lease", "SET application_name = '"
+	    LEASE_APP_NAME "'") == -1 ||
+	    pg_exec(p->pg, "lease", "LISTEN syncv3_devices") == -1)
+		return -1;
+	p->pg_ev = event_new(p->base, PQsocket(p->pg), EV_READ | EV_PERSIST,
+	    notify_cb, p);
+	event_add(p->pg_ev, NULL);
+	return 0;
+}
+
+static bool
+pg_ok(struct poller *p)
+{
+	if (PQstatus(p->pg) == CONNECTION_OK)
+		return true;
+	if (pg_check_reset(p->pg))
+		return false;
+	return session_setup(p) == 0;
+}
+
+static void
+notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+	PGnotify *n;
+	bool got = false;
+
+	(void)fd;
+	(void)what;
+	if (PQconsumeInput(p->pg) == 0) {
+		log_warnx_rl("lease: %s", PQerrorMessage(p->pg));
+		event_del(p->pg_ev);
+		return; /* the next claim resets the connection */
+	}
+	while ((n = PQnotifies(p->pg)) != NULL) {
+		PQfreemem(n);
+		got = true;
+	}
+	if (got && !p->is_stopping)
+		event_active(p->claim_ev, EV_TIMEOUT, 0);
+}
+
+static void
+update_share(struct poller *p)
+{
+	char idle[24];
+	const char *params[1] = {idle};
+	PGresult *r;
+
+	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	if ((r = pg_query(p->pg, "lease share", sql_share, 1, params)) == NULL)
+		return;
+	p->share = policy_share(atoll(PQgetvalue(r, 0, 1)),
+	    atoll(PQgetvalue(r, 0, 0)), p->cfg.max_devices);
+	PQclear(r);
+}
+
+static void
+release_one(struct poller *p, const char *user_id, const char *device_id)
+{
+	const char *u[1] = {user_id}, *dv[1] = {device_id};
+	char *ua = policy_pg_array(u, 1), *da = policy_pg_array(dv, 1);
+	const char *params[3] = {p->cfg.poller_id, ua, da};
+	PGresult *r;
+
+	r = pg_query(p->pg, "lease release", sql_release_some, 3, params);
+	PQclear(r);
+	free(ua);
+	free(da);
+}
+
+static void
+claim_row(struct poller *p, PGresult *r, int i)
+{
+	const char *user_id = PQgetvalue(r, i, 0);
+	const char *device_id = PQgetvalue(r, i, 1);
+	char *token;
+	struct device *d;
+
+	if (device_find(p, user_id, device_id) != NULL)
+		return; /* ours already (our lease lapsed and came back) */
+	if ((token = token_decrypt(p->cfg.secret, PQgetvalue(r, i, 2))) ==
+	    NULL) {
+		log_warnx_rl("device %s/%s: cannot decrypt its token (is "
+		    "SYNCV3_SECRET right?); released", user_id, device_id);
+		release_one(p, user_id, device_id);
+		return;
+	}
+	d = device_add(p, user_id, device_id, token, PQgetvalue(r, i, 3),
+	    PQgetvalue(r, i, 4));
+	log_debug("device %s/%s: claimed, since \"%s\"", user_id, device_id,
+	    d->since);
+	device_set_ps(d, PS_POLLING, NULL);
+	device_start(d);
+}
+
+static void
+claim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+	char limit[24], idle[24], lease[24];
+	const char *params[4] = {p->cfg.poller_id, limit, idle, lease};
+	long long want;
+	PGresult *r;
+	int n;
+
+	(void)fd;
+	(void)what;
+	if (p->is_stopping || !pg_ok(p))
+		return;
+	update_share(p);
+	want = p->share - (long long)p->ndevices;
+	if (want <= 0)
+		return;
+	if (want > LEASE_CLAIM_BATCH)
+		want = LEASE_CLAIM_BATCH;
+	i64(limit, sizeof(limit), want);
+	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	i64(lease, sizeof(lease), p->cfg.lease_secs);
+	if ((r = pg_query(p->pg, "lease claim", sql_claim, 4, params)) == NULL)
+		return;
+	n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		claim_row(p, r, i);
+	PQclear(r);
+	if (n > 0)
+		log_info("lease: claimed %d devices (holding %zu, share %lld)",
+		    n, p->ndevices, p->share);
+	if (n == want) /* more may be waiting: continue on the next turn */
+		event_active(p->claim_ev, EV_TIMEOUT, 0);
+}
+
+/* A new token was stored for a device we hold (contract 5). */
+static void
+token_replaced(struct poller *p, struct device *d)
+{
+	const char *params[3] = {d->user_id, d->device_id, p->cfg.poller_id};
+	PGresult *r;
+	char *token;
+
+	r = pg_query(p->pg, "lease token",
+	    "SELECT token_enc, since, left(token_hash, 16) FROM "
+	    "syncv3_devices WHERE user_id = $1 AND device_id = $2 AND "
+	    "lease_owner = $3", 3, params);
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return;
+	}
+	if ((token = token_decrypt(p->cfg.secret, PQgetvalue(r, 0, 0))) !=
+	    NULL) {
+		log_info("device %s/%s: new token", d->user_id, d->device_id);
+		device_replace_token(d, token, PQgetvalue(r, 0, 2),
+		    PQgetvalue(r, 0, 1));
+		d->ps = PS_NONE;
+		device_set_ps(d, PS_POLLING, NULL);
+	}
+	PQclear(r);
+}
+
+static void
+drop_all(struct poller *p, const char *why)
+{
+	if (p->ndevices > 0)
+		log_warnx("lease: %s; stopping all %zu devices", why,
+		    p->ndevices);
+	device_shutdown(p);
+	device_init(p);
+}
+
+/* Releases devices above our fair share, the ones not mid-ack first. */
+static void
+shed(struct poller *p)
+{
+	long long slack = p->share / 20 > 1 ? p->share / 20 : 1;
+	long long n = (long long)p->ndevices - p->share, k = 0;
+	const char **u, **dv;
+	struct device *d, *next;
+	char *ua, *da;
+
+	if (p->share <= 0 || (long long)p->ndevices <= p->share + slack)
+		return;
+	u = xcalloc((size_t)n, sizeof(*u));
+	dv = xcalloc((size_t)n, sizeof(*dv));
+	for (d = TAILQ_FIRST(&p->devices); d != NULL && k < n; d = next) {
+		next = TAILQ_NEXT(d, entry);
+		if (d->state == DEV_ACK_WAIT)
+			continue;
+		u[k] = xstrdup(d->user_id);
+		dv[k++] = xstrdup(d->device_id);
+		device_drop(d);
+	}
+	ua = policy_pg_array(u, (size_t)k);
+	da = policy_pg_array(dv, (size_t)k);
+	const char *params[3] = {p->cfg.poller_id, ua, da};
+	PQclear(pg_query(p->pg, "lease shed", sql_release_some, 3, params));
+	log_info("lease: released %lld devices above our share %lld", k,
+	    p->share);
+	for (long long i = 0; i < k; i++) {
+		free((char *)(uintptr_t)u[i]);
+		free((char *)(uintptr_t)dv[i]);
+	}
+	free(u);
+	free(dv);
+	free(ua);
+	free(da);
+}
+
+static void
+hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
+{
+	const char *user_id = PQgetvalue(r, i, 0);
+	const char *device_id = PQgetvalue(r, i, 1);
+	struct device *d = device_find(p, user_id, device_id);
+
+	if (d == NULL) { /* leased to us but not polled: hand it back */
+		release_one(p, user_id, device_id);
+		return;
+	}
+	d->hb_gen = gen;
+	if (strcmp(PQgetvalue(r, i, 4), "t") != 0) {
+		log_info("device %s/%s: unused for %llds; polling stopped",
+		    user_id, device_id, p->cfg.idle_secs);
+		device_set_ps(d, PS_IDLE, "");
+		if (lease_stop_device(p, d, "idle", "") == -1)
+			log_warnx("device %s/%s: cannot release", user_id,
+			    device_id);
+		device_drop(d);
+		return;
+	}
+	if (strcmp(PQgetvalue(r, i, 2), d->fp) != 0)
+		token_replaced(p, d);
+}
+
+static void
+hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+	char lease[24], idle[24];
+	const char *params[3] = {p->cfg.poller_id, lease, idle};
+	struct device *d, *next;
+	unsigned gen = ++p->hb_gen;
+	PGresult *r;
+	int n;
+
+	(void)fd;
+	(void)what;
+	if (p->is_stopping)
+		return;
+	i64(lease, sizeof(lease), p->cfg.lease_secs);
+	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	if (!pg_ok(p) || (r = pg_query(p->pg, "lease heartbeat",
+	    sql_heartbeat, 3, params)) == NULL) {
+		if (now_ms() - p->hb_ok_ms > p->cfg.lease_secs * 1000)
+			drop_all(p, "leases not renewed in time");
+		return;
+	}
+	p->hb_ok_ms = now_ms();
+	n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		hb_row(p, r, i, gen);
+	PQclear(r);
+	for (d = TAILQ_FIRST(&p->devices); d != NULL; d = next) {
+		next = TAILQ_NEXT(d, entry);
+		if (d->hb_gen != gen) {
+			log_warnx("device %s/%s: lease lost to another "
+			    "poller; polling stopped", d->user_id,
+			    d->device_id);
+			device_drop(d);
+		}
+	}
+	update_share(p);
+	shed(p);
+}
+
+void
+lease_flush(struct poller *p)
+{
+	const char *u[LEASE_FLUSH_BATCH], *dv[LEASE_FLUSH_BATCH];
+	const char *s[LEASE_FLUSH_BATCH], *e[LEASE_FLUSH_BATCH];
+	const char *fp[LEASE_FLUSH_BATCH];
+	char *arr[5];
+	struct device *d;
+	size_t n = 0;
+	PGresult *r;
+
+	TAILQ_FOREACH(d, &p->dirty, dirtyq) {
+		if (n == LEASE_FLUSH_BATCH)
+			break;
+		u[n] = d->user_id;
+		dv[n] = d->device_id;
+		s[n] = poll_state_name(d->ps);
+		e[n] = d->error;
+		fp[n++] = d->fp;
+	}
+	if (n == 0 || !pg_ok(p))
+		return;
+	arr[0] = policy_pg_array(u, n);
+	arr[1] = policy_pg_array(dv, n);
+	arr[2] = policy_pg_array(s, n);
+	arr[3] = policy_pg_array(e, n);
+	arr[4] = policy_pg_array(fp, n);
+	const char *params[6] = {p->cfg.poller_id, arr[0], arr[1], arr[2],
+	    arr[3], arr[4]};
+	r = pg_query(p->pg, "lease flush", sql_flush, 6, params);
+	if (r != NULL) {
+		for (size_t i = 0; i < n; i++) {
+			d = TAILQ_FIRST(&p->dirty);
+			TAILQ_REMOVE(&p->dirty, d, dirtyq);
+			d->is_dirty = false;
+		}
+	}
+	PQclear(r);
+	for (int i = 0; i < 5; i++)
+		free(arr[i]);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	lease_flush(arg);
+}
+
+void
+lease_mark_dirty(struct device *d)
+{
+	if (d->is_dirty)
+		return;
+	d->is_dirty = true;
+	TAILQ_INSERT_TAIL(&d->p->dirty, d, dirtyq);
+}
+
+void
+lease_forget(struct device *d)
+{
+	if (!d->is_dirty)
+		return;
+	d->is_dirty = false;
+	TAILQ_REMOVE(&d->p->dirty, d, dirtyq);
+}
+
+/* Records a final state (expired, idle) and gives the lease back. */
+int
+lease_stop_device(struct poller *p, struct device *d, const char *state,
+    const char *error)
+{
+	const char *params[6] = {d->user_id, d->device_id, state, error,
+	    p->cfg.poller_id, d->fp};
+	PGresult *r;
+
+	if (!pg_ok(p))
+		return -1;
+	if ((r = pg_query(p->pg, "lease stop", sql_stop, 6, params)) == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+/* After a nack: the accumulator's committed since is the truth. */
+int
+lease_reload_since(struct poller *p, struct device *d)
+{
+	const char *params[2] = {d->user_id, d->device_id};
+	PGresult *r;
+
+	if (!pg_ok(p))
+		return -1;
+	r = pg_query(p->pg, "lease since", "SELECT since FROM syncv3_devices "
+	    "WHERE user_id = $1 AND device_id = $2", 2, params);
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return -1;
+	}
+	free(d->since);
+	d->since = xstrdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
+static struct event *
+periodic(struct poller *p, long long ms, event_callback_fn cb)
+{
+	struct event *ev = event_new(p->base, -1, EV_PERSIST, cb, p);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	event_add(ev, &tv);
+	return ev;
+}
+
+void
+lease_init(struct poller *p)
+{
+	const char *params[1] = {p->cfg.poller_id};
+
+	TAILQ_INIT(&p->dirty);
+	if ((p->pg = pg_connect_wait(p->cfg.db, 3600)) == NULL)
+		fatalx("lease: cannot connect to postgres");
+	if (pg_wait_schema(p->pg, pg_schema_version, 0) == -1)
+		fatalx("lease: schema not available");
+	if (session_setup(p) == -1)
+		fatalx("lease: cannot set up the session");
+	/* Leases of an earlier run under the same id are ours to retake. */
+	PQclear(pg_query(p->pg, "lease", "UPDATE syncv3_devices SET "
+	    "lease_owner = NULL, lease_expires = NULL WHERE lease_owner = $1",
+	    1, params));
+	p->hb_ok_ms = now_ms();
+	p->claim_ev = periodic(p, 1000, claim_cb);
+	p->hb_ev = periodic(p, p->cfg.lease_secs * 1000 / 3, hb_cb);
+	p->flush_ev = periodic(p, LEASE_FLUSH_MS, flush_cb);
+	event_active(p->claim_ev, EV_TIMEOUT, 0);
+}
+
+/* Gives every lease back (clean shutdown); devices are already stopped. */
+void
+lease_shutdown(struct poller *p)
+{
+	const char *params[1] = {p->cfg.poller_id};
+	PGresult *r;
+
+	if (p->pg != NULL && PQstatus(p->pg) == CONNECTION_OK) {
+		r = pg_query(p->pg, "lease release", "UPDATE syncv3_devices "
+		    "SET lease_owner = NULL, lease_expires = NULL "
+		    "WHERE lease_owner = $1", 1, params);
+		if (r != NULL)
+			log_info("lease: released %s devices",
+			    PQcmdTuples(r));
+		PQclear(r);
+	}
+	if (p->claim_ev)
+		event_free(p->claim_ev);
+	if (p->hb_ev)
+		event_free(p->hb_ev);
+	if (p->flush_ev)
+		event_free(p->flush_ev);
+	if (p->pg_ev)
+		event_free(p->pg_ev);
+	p->claim_ev = p->hb_ev = p->flush_ev = p->pg_ev = NULL;
+	PQfinish(p->pg);
+	p->pg = NULL;
+}

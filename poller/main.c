@@ -1,0 +1,226 @@
+/*
+ * syncv3-poller: long-polls the homeserver's v2 /sync for many devices at
+ * once and hands every response to the accumulator (DESIGN.md contracts 1
+ * and 4). main.c reads the configuration, wires the modules to one
+ * libevent loop and handles signals.
+ */
+#include <sys/resource.h>
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "curl_ev.h"
+#include "log.h"
+#include "poller.h"
+#include "proto.h"
+#include "util.h"
+
+#define OFF(f) offsetof(struct poller_config, f)
+
+static const struct cfg_row poller_cfg_rows[] = {
+	{"SYNCV3_DB", CFG_STR, OFF(db), "dbname=syncv3", 0, 0, 0,
+	    "libpq conninfo"},
+	{"SYNCV3_SERVER", CFG_STR, OFF(server), NULL, 0, 0, CFG_REQUIRED,
+	    "homeserver base URL"},
+	{"SYNCV3_SECRET", CFG_STR, OFF(secret), NULL, 0, 0,
+	    CFG_REQUIRED | CFG_SECRET, "key for access tokens at rest"},
+	{"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0,
+	    0, "accumulator endpoint"},
+	{"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, 0,
+	    "lease owner name (default hostname:pid)"},
+	{"SYNCV3_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0,
+	    "error, warn, info, debug"},
+	{"SYNCV3_LEASE_SECS", CFG_INT, OFF(lease_secs), "30", 3, 3600, 0,
+	    "device lease"},
+	{"SYNCV3_POLL_TIMEOUT_MS", CFG_INT, OFF(poll_timeout_ms), "30000", 0,
+	    600000, 0, "v2 long-poll timeout"},
+	{"SYNCV3_INITIAL_TIMEOUT_SECS", CFG_INT, OFF(initial_timeout_s),
+	    "1800", 10, 86400, 0, "request timeout of an initial sync"},
+	{"SYNCV3_MAX_INITIAL", CFG_INT, OFF(max_initial), "8", 1, 10000, 0,
+	    "concurrent initial syncs"},
+	{"SYNCV3_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 10,
+	    600000, 0, "first backoff"},
+	{"SYNCV3_BACKOFF_CAP_MS", CFG_INT, OFF(backoff_cap_ms), "60000", 10,
+	    3600000, 0, "longest backoff"},
+	{"SYNCV3_IDLE_SECS", CFG_INT, OFF(idle_secs), "604800", 60,
+	    100000000, 0, "stop polling devices unused this long"},
+	{"SYNCV3_MAX_BODY", CFG_INT, OFF(max_body), "268435456", 65536,
+	    (long long)PROTO_PAYLOAD_MAX, 0, "largest v2 response"},
+	{"SYNCV3_MAX_DEVICES", CFG_INT, OFF(max_devices), "0", 0, 10000000, 0,
+	    "devices per poller (0: fair share only)"},
+	{"SYNCV3_ACK_TIMEOUT_MS", CFG_INT, OFF(ack_timeout_ms), "5000", 100,
+	    600000, 0, "resend to the accumulator after"},
+	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: syncv3-poller [-nv] [-d conninfo] "
+	    "[-s server] [-i ingest] [-I poller_id] [-E token]\n");
+	exit(1);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct poller *p = arg;
+
+	(void)what;
+	if (p->is_stopping)
+		return;
+	log_info("signal %d: releasing %zu devices", (int)sig, p->ndevices);
+	p->is_stopping = true;
+	lease_flush(p);
+	device_shutdown(p);
+	lease_shutdown(p);
+	event_base_loopexit(p->base, NULL);
+}
+
+static void
+stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("stats: devices %zu, in flight %d, polls ok %llu, failed "
+	    "%llu, nacks %llu, resends %llu", p->ndevices,
+	    curl_ev_running(p->curl), p->stats.polls_ok,
+	    p->stats.polls_failed, p->stats.nacks, p->stats.resends);
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit");
+	}
+}
+
+static void
+config(struct poller *p, int argc, char **argv)
+{
+	const char *encrypt = NULL;
+	int ch, verbose = 0;
+	bool is_check = false;
+
+	if (config_load(poller_cfg_rows, &p->cfg) == -1)
+		exit(1);
+	while ((ch = getopt(argc, argv, "d:E:i:I:ns:v")) != -1) {
+		const char *name = NULL;
+
+		switch (ch) {
+		case 'd': name = "SYNCV3_DB"; break;
+		case 'i': name = "SYNCV3_INGEST"; break;
+		case 'I': name = "SYNCV3_POLLER_ID"; break;
+		case 's': name = "SYNCV3_SERVER"; break;
+		case 'E': encrypt = optarg; break;
+		case 'n': is_check = true; break;
+		case 'v': verbose++; break;
+		default: usage();
+		}
+		if (name != NULL &&
+		    config_set(poller_cfg_rows, &p->cfg, name, optarg) == -1)
+			exit(1);
+	}
+	int level = log_level_parse(p->cfg.log_level);
+	if (level < 0)
+		fatalx("SYNCV3_LOG_LEVEL: invalid value \"%s\"",
+		    p->cfg.log_level);
+	level += verbose;
+	log_set_level(level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : level);
+	if (encrypt != NULL) {
+		char *enc;
+
+		if (p->cfg.secret == NULL || (enc = token_encrypt(
+		    p->cfg.secret, encrypt)) == NULL)
+			fatalx("-E: SYNCV3_SECRET is required");
+		printf("%s\n", enc);
+		free(enc);
+		exit(0);
+	}
+	if (p->cfg.poller_id == NULL || p->cfg.poller_id[0] == '\0') {
+		char host[256] = "localhost", id[300];
+
+		gethostname(host, sizeof(host) - 1);
+		snprintf(id, sizeof(id), "%s:%d", host, (int)getpid());
+		if (config_set(poller_cfg_rows, &p->cfg, "SYNCV3_POLLER_ID",
+		    id) == -1)
+			exit(1);
+	}
+	if (p->cfg.server != NULL) {
+		size_t n = strlen(p->cfg.server);
+
+		while (n > 0 && p->cfg.server[n - 1] == '/')
+			p->cfg.server[--n] = '\0';
+	}
+	if (config_check(poller_cfg_rows, &p->cfg) == -1)
+		exit(1);
+	if (p->cfg.backoff_cap_ms < p->cfg.backoff_base_ms)
+		fatalx("SYNCV3_BACKOFF_CAP_MS is below SYNCV3_BACKOFF_BASE_MS");
+	if (is_check) {
+		config_print(poller_cfg_rows, &p->cfg, stdout);
+		exit(0);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct poller *p = xcalloc(1, sizeof(*p));
+	struct event *sigterm, *sigint;
+	struct timeval tv = {60, 0};
+
+	log_init("poller", LOG_LEVEL_INFO);
+	config(p, argc, argv);
+	raise_nofile();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		fatalx("curl_global_init failed");
+	if ((p->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	p->curl = curl_ev_new(p->base);
+	device_init(p);
+	publish_init(p);
+	lease_init(p);
+	log_info("poller %s: polling %s, ingest %s", p->cfg.poller_id,
+	    p->cfg.server, p->cfg.ingest);
+
+	sigterm = evsignal_new(p->base, SIGTERM, stop_cb, p);
+	sigint = evsignal_new(p->base, SIGINT, stop_cb, p);
+	signal(SIGPIPE, SIG_IGN);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	p->stats_ev = event_new(p->base, -1, EV_PERSIST, stats_cb, p);
+	event_add(p->stats_ev, &tv);
+
+	event_base_dispatch(p->base);
+
+	if (!p->is_stopping) {
+		device_shutdown(p);
+		lease_shutdown(p);
+	}
+	publish_shutdown(p);
+	event_free(sigterm);
+	event_free(sigint);
+	event_free(p->stats_ev);
+	curl_ev_free(p->curl);
+	event_base_free(p->base);
+	curl_global_cleanup();
+	config_free(poller_cfg_rows, &p->cfg);
+	free(p);
+	log_info("stopped");
+	return 0;
+}

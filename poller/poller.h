@@ -1,0 +1,210 @@
+/*
+ * poller.h: the poller's table of contents. One process holds many devices
+ * (user_id, device_id), each with exactly one v2 /sync request in flight,
+ * driven by libcurl's multi socket API on one libevent loop. Devices are
+ * assigned through Postgres leases (lease.c), responses go to the
+ * accumulator over DEALER -> ROUTER and the since only advances on its ack
+ * (publish.c, DESIGN.md contract 1).
+ */
+#ifndef SYNCV3_POLLER_H
+#define SYNCV3_POLLER_H
+
+#include <sys/queue.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+
+#define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
+#define POLLER_USER_AGENT "syncv3-poller"
+#define POLLER_FP_LEN 16	/* token_hash prefix kept per device */
+#define POLLER_ERR_MAX 120	/* poll_error length we keep and report */
+
+struct poller_config {
+	char *db;
+	char *server;
+	char *secret;
+	char *ingest;
+	char *poller_id;
+	char *log_level;
+	long long lease_secs;
+	long long poll_timeout_ms;
+	long long initial_timeout_s;
+	long long max_initial;
+	long long backoff_base_ms;
+	long long backoff_cap_ms;
+	long long idle_secs;
+	long long max_body;
+	long long max_devices;
+	long long ack_timeout_ms;
+};
+
+/* Where a device is in its cycle; exactly one of these at a time. */
+enum dev_state {
+	DEV_WAITING,	/* queued for an initial-sync slot */
+	DEV_POLLING,	/* a v2 request is in flight */
+	DEV_ACK_WAIT,	/* body sent to the accumulator, waiting for its ack */
+	DEV_BACKOFF,	/* timer armed, then poll again */
+	DEV_STOPPED,	/* expired, lost or released; about to be freed */
+};
+
+/* What the api sees (syncv3_devices.poll_state, PROTO_POLL_STATE). */
+enum poll_state {
+	PS_NONE,
+	PS_POLLING,
+	PS_BACKOFF,
+	PS_EXPIRED,
+	PS_IDLE,
+};
+
+struct device {
+	struct poller *p;
+	struct device *hnext;		/* device table chain */
+	TAILQ_ENTRY(device) entry;	/* all devices */
+	TAILQ_ENTRY(device) waitq;	/* waiting for an initial slot */
+	TAILQ_ENTRY(device) dirtyq;	/* poll state to write */
+	char *user_id;
+	char *device_id;
+	char *token;
+	char *since;			/* committed since we poll with */
+	char fp[POLLER_FP_LEN + 1];	/* token_hash prefix */
+	enum dev_state state;
+	enum poll_state ps;		/* last state reported */
+	bool is_dirty;
+	bool is_initial_slot;		/* holds one of max_initial */
+	bool has_inflight_easy;		/* easy handle is in the multi */
+	unsigned hb_gen;		/* last heartbeat that returned it */
+	int attempt;			/* consecutive failures */
+	int send_attempt;		/* resends of the pending body */
+	long retry_after_s;		/* Retry-After header of this response */
+	CURL *easy;			/* reused for every request */
+	struct curl_slist *headers;
+	struct event *timer;		/* backoff and ack-resend */
+	char *body;			/* response, kept until acked */
+	size_t body_len, body_cap;
+	char *next_batch;		/* pending, awaiting ack */
+	char error[POLLER_ERR_MAX];	/* last error, reported with backoff */
+	long long retry_at_ms;
+};
+
+TAILQ_HEAD(device_q, device);
+
+struct poller_stats {
+	unsigned long long polls_ok;	/* 200 + acked */
+	unsigned long long polls_failed;
+	unsigned long long acks;
+	unsigned long long nacks;
+	unsigned long long resends;
+};
+
+struct poller {
+	struct poller_config cfg;
+	struct event_base *base;
+	struct curl_ev *curl;
+	/* device.c */
+	struct device **table;
+	size_t table_size;
+	size_t ndevices;
+	struct device_q devices;
+	struct device_q waiting;
+	int initial_inflight;
+	/* lease.c */
+	PGconn *pg;
+	struct event *pg_ev;
+	struct event *claim_ev;
+	struct event *hb_ev;
+	struct event *flush_ev;
+	struct device_q dirty;
+	unsigned hb_gen;
+	long long hb_ok_ms;		/* last successful heartbeat */
+	long long share;		/* fair share of the active devices */
+	bool is_first_claim;
+	/* publish.c */
+	void *zctx;
+	void *dealer;
+	struct zmq_ev *zev;
+	uint64_t seq;
+	/* main.c */
+	struct event *stats_ev;
+	bool is_stopping;
+	struct poller_stats stats;
+};
+
+/* policy.c: pure decisions, unit-tested without a network */
+enum verdict {
+	V_OK,		/* 200 with a JSON body carrying next_batch */
+	V_EXPIRED,	/* token rejected: stop polling */
+	V_RATELIMIT,	/* 429: wait retry_ms */
+	V_RETRY,	/* 5xx, network, bad body: exponential backoff */
+};
+struct verdict_info {
+	enum verdict verdict;
+	long long retry_ms;		/* V_RATELIMIT */
+	char *next_batch;		/* V_OK: new string, caller frees */
+	char error[POLLER_ERR_MAX];
+};
+enum ack_action {
+	ACK_ADVANCE,	/* committed: poll with next_batch */
+	ACK_STALE,	/* about an older message: ignore */
+	ACK_RELOAD,	/* rejected: reload since, poll again */
+};
+uint32_t policy_backoff_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,
+    uint32_t rnd);
+char *policy_sync_url(const char *server, const char *since, long timeout_ms,
+    const char *filter);
+void policy_classify(CURLcode res, long status, const char *body, size_t len,
+    long retry_after_s, struct verdict_info *out);
+int policy_scan_body(const char *buf, size_t len, char **next_batch);
+enum ack_action policy_ack(const char *since_in, const char *next_batch,
+    bool ok, const char *ack_since, const char *error);
+char *policy_pg_array(const char *const *items, size_t n);
+long long policy_share(long long active, long long live, long long max);
+const char *poll_state_name(enum poll_state ps);
+
+/* device.c: device table and per-device state machine */
+void device_init(struct poller *p);
+void device_shutdown(struct poller *p);
+struct device *device_find(struct poller *p, const char *user_id,
+    const char *device_id);
+struct device *device_add(struct poller *p, const char *user_id,
+    const char *device_id, char *token, const char *since, const char *fp);
+void device_start(struct device *d);
+void device_replace_token(struct device *d, char *token, const char *fp,
+    const char *since);
+void device_drop(struct device *d);
+void device_set_ps(struct device *d, enum poll_state ps, const char *error);
+void device_backoff(struct device *d, long long delay_ms);
+void device_on_response(struct device *d, struct verdict_info *vi);
+void device_on_ack(struct device *d, bool ok, const char *since,
+    const char *error);
+void device_ack_timeout(struct device *d);
+void device_release_slot(struct device *d);
+
+/* sync.c: the v2 request of one device */
+int sync_start(struct device *d) WARN_UNUSED;
+void sync_abort(struct device *d);
+void sync_easy_free(struct device *d);
+
+/* lease.c: Postgres leases, LISTEN/NOTIFY, poll state writes */
+void lease_init(struct poller *p);
+void lease_shutdown(struct poller *p);
+void lease_mark_dirty(struct device *d);
+void lease_forget(struct device *d);
+int lease_stop_device(struct poller *p, struct device *d, const char *state,
+    const char *error);
+int lease_reload_since(struct poller *p, struct device *d);
+void lease_flush(struct poller *p);
+
+/* publish.c: DEALER to the accumulator */
+void publish_init(struct poller *p);
+void publish_shutdown(struct poller *p);
+int publish_sync_raw(struct device *d, const char *since_in) WARN_UNUSED;
+void publish_poll_state(struct device *d);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * publish.c: the DEALER socket to the accumulator's ROUTER (contract 1).
+ * Sends PROTO_SYNC_RAW and PROTO_POLL_STATE, receives PROTO_SYNC_ACK and
+ * hands each to its device, matched by (user_id, device_id). The socket
+ * has ZMQ_IMMEDIATE set, so a send fails at once while the accumulator is
+ * away instead of queueing copies; device.c resends on its ack timer.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "log.h"
+#include "poller.h"
+#include "proto.h"
+#include "util.h"
+#include "zmq_ev.h"
+
+static void
+read_cb(void *sock, void *arg)
+{
+	struct poller *p = arg;
+	struct proto_msg msg;
+	struct proto_sync_ack ack;
+	struct device *d;
+	int rc;
+
+	if ((rc = proto_recv(sock, false, &msg)) != PROTO_OK) {
+		if (rc != PROTO_EIO || errno != EAGAIN)
+			log_warnx_rl("ingest: bad message: %s",
+			    proto_strerror(rc));
+		return;
+	}
+	if (msg.hdr.type != PROTO_SYNC_ACK) {
+		log_warnx_rl("ingest: unexpected %s",
+		    proto_type_name(msg.hdr.type));
+	} else if (proto_recv_sync_ack(&msg, &ack) != PROTO_OK) {
+		log_warnx_rl("ingest: malformed ack");
+	} else if ((d = device_find(p, ack.user_id, ack.device_id)) == NULL) {
+		log_debug("ingest: ack for %s/%s, not ours", ack.user_id,
+		    ack.device_id);
+	} else
+		device_on_ack(d, ack.ok, ack.since, ack.error);
+	proto_msg_close(&msg);
+}
+
+void
+publish_init(struct poller *p)
+{
+	int one = 1, linger = 0, hwm = 100000;
+	int64_t max = 1 << 20;
+
+	if ((p->zctx = zmq_ctx_new()) == NULL)
+		fatalx("zmq_ctx_new: %s", zmq_strerror(errno));
+	if ((p->dealer = zmq_socket(p->zctx, ZMQ_DEALER)) == NULL)
+		fatalx("zmq_socket: %s", zmq_strerror(errno));
+	zmq_setsockopt(p->dealer, ZMQ_IMMEDIATE, &one, sizeof(one));
+	/* Unsent bodies are not lost at exit: the since never moved. */
+	zmq_setsockopt(p->dealer, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(p->dealer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(p->dealer, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(p->dealer, ZMQ_MAXMSGSIZE, &max, sizeof(max));
+	if (zmq_connect(p->dealer, p->cfg.ingest) == -1)
+		fatalx("zmq_connect %s: %s", p->cfg.ingest,
+		    zmq_strerror(errno));
+	p->zev = zmq_ev_new(p->base, p->dealer, 64, read_cb, p);
+}
+
+void
+publish_shutdown(struct poller *p)
+{
+	zmq_ev_free(p->zev);
+	p->zev = NULL;
+	if (p->dealer != NULL)
+		zmq_close(p->dealer);
+	if (p->zctx != NULL)
+		zmq_ctx_term(p->zctx);
+	p->dealer = p->zctx = NULL;
+}
+
+/* Sends the device's pending body; 0, or -1 when the accumulator is away. */
+int
+publish_sync_raw(struct device *d, const char *since_in)
+{
+	struct poller *p = d->p;
+	struct proto_sync_raw m = {d->user_id, d->device_id, since_in,
+	    d->next_batch, d->body ? d->body : "", d->body_len};
+	int rc;
+
+	rc = proto_send_sync_raw(p->dealer, ++p->seq, &m);
+	zmq_ev_kick(p->zev);
+	return rc == PROTO_OK ? 0 : -1;
+}
+
+/* Best effort: Postgres has the same state (lease.c). */
+void
+publish_poll_state(struct device *d)
+{
+	struct poller *p = d->p;
+	struct proto_poll_state m = {d->user_id, d->device_id,
+	    poll_state_name(d->ps), d->error,
+	    d->ps == PS_BACKOFF ? d->retry_at_ms : 0};
+
+	if (d->ps != PS_POLLING && d->ps != PS_BACKOFF && d->ps != PS_EXPIRED)
+		return;
+	if (proto_send_poll_state(p->dealer, ++p->seq, &m) != PROTO_OK)
+		log_debug("device %s/%s: poll state not sent", d->user_id,
+		    d->device_id);
+	zmq_ev_kick(p->zev);
+}

@@ -1,0 +1,165 @@
+/*
+ * sync.c: one device's v2 /sync request. The easy handle is made once per
+ * device and reused (keep-alive comes from the multi handle's connection
+ * cache); each request only changes the URL and the timeout. The body is
+ * collected up to max_body; curl_ev calls done_cb when it ends.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "curl_ev.h"
+#include "log.h"
+#include "poller.h"
+#include "util.h"
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct device *d = arg;
+	size_t n = size * nmemb, need = d->body_len + n + 1;
+	size_t max = (size_t)d->p->cfg.max_body;
+
+	if (d->body_len + n > max)
+		return 0; /* CURLE_WRITE_ERROR: retried with backoff */
+	if (need > d->body_cap) {
+		size_t cap = d->body_cap ? d->body_cap : 2048;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > max + 1)
+			cap = max + 1;
+		d->body = xrealloc(d->body, cap);
+		d->body_cap = cap;
+	}
+	memcpy(d->body + d->body_len, ptr, n);
+	d->body_len += n;
+	d->body[d->body_len] = '\0';
+	return n;
+}
+
+static size_t
+header_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct device *d = arg;
+	size_t n = size * nitems;
+	static const char name[] = "retry-after:";
+	long long v;
+	char tmp[32];
+	size_t vlen;
+
+	if (n > sizeof(name) - 1 && strncasecmp(buf, name,
+	    sizeof(name) - 1) == 0) {
+		const char *s = buf + sizeof(name) - 1;
+
+		while (*s == ' ' && s < buf + n)
+			s++;
+		vlen = (size_t)(buf + n - s);
+		while (vlen > 0 && (s[vlen - 1] == '\r' || s[vlen - 1] == '\n' ||
+		    s[vlen - 1] == ' '))
+			vlen--;
+		if (vlen > 0 && vlen < sizeof(tmp)) {
+			memcpy(tmp, s, vlen);
+			tmp[vlen] = '\0';
+			if (parse_i64(tmp, &v) == 0 && v >= 0)
+				d->retry_after_s = (long)v;
+		}
+	}
+	return n;
+}
+
+static void
+done_cb(CURL *easy, CURLcode res, void *arg)
+{
+	struct device *d = arg;
+	struct verdict_info vi;
+	long status = 0;
+
+	d->has_inflight_easy = false;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	policy_classify(res, status, d->body, d->body_len, d->retry_after_s,
+	    &vi);
+	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
+	    d->device_id, status, d->body_len, (int)res);
+	device_on_response(d, &vi);
+	/* d may be gone now. */
+	free(vi.next_batch);
+}
+
+static void
+easy_setup(struct device *d)
+{
+	CURL *e;
+
+	if ((e = d->easy = curl_easy_init()) == NULL)
+		fatalx("curl_easy_init failed");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, d);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, d);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, POLLER_USER_AGENT);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	/* Small receive buffer: thousands of idle long-polls each own one. */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
+}
+
+int
+sync_start(struct device *d)
+{
+	struct poller *p = d->p;
+	bool is_initial = d->since[0] == '\0';
+	long long timeout_ms;
+	char *url, *auth;
+
+	if (d->easy == NULL)
+		easy_setup(d);
+	if (d->headers == NULL) {
+		auth = xasprintf("Authorization: Bearer %s", d->token);
+		d->headers = curl_slist_append(NULL, auth);
+		memset(auth, 0, strlen(auth));
+		free(auth);
+		if (d->headers == NULL)
+			fatalx("curl_slist_append failed");
+		curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, d->headers);
+	}
+	url = policy_sync_url(p->cfg.server, d->since,
+	    is_initial ? -1 : (long)p->cfg.poll_timeout_ms, POLLER_FILTER);
+	curl_easy_setopt(d->easy, CURLOPT_URL, url);
+	free(url);
+	if (is_initial)
+		timeout_ms = p->cfg.initial_timeout_s * 1000;
+	else
+		timeout_ms = p->cfg.poll_timeout_ms +
+		    (p->cfg.poll_timeout_ms / 2 > 10000 ?
+		    p->cfg.poll_timeout_ms / 2 : 10000);
+	curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	d->body_len = 0;
+	d->retry_after_s = -1;
+	if (curl_ev_add(p->curl, d->easy, done_cb, d) == -1)
+		return -1;
+	d->has_inflight_easy = true;
+	return 0;
+}
+
+void
+sync_abort(struct device *d)
+{
+	if (d->has_inflight_easy) {
+		curl_ev_remove(d->p->curl, d->easy);
+		d->has_inflight_easy = false;
+	}
+}
+
+void
+sync_easy_free(struct device *d)
+{
+	sync_abort(d);
+	if (d->easy != NULL)
+		curl_easy_cleanup(d->easy);
+	d->easy = NULL;
+	curl_slist_free_all(d->headers);
+	d->headers = NULL;
+}

@@ -1,0 +1,3 @@
+# Poller unit tests: the pure decisions in poller/policy.c.
+syncv3_unit(test_poller_policy ${PROJECT_SOURCE_DIR}/poller/policy.c)
+target_include_directories(test_poller_policy PRIVATE ${PROJECT_SOURCE_DIR}/poller)

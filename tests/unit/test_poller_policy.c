@@ -1,0 +1,240 @@
+/* Unit tests for poller/policy.c: backoff, URLs, classification, body
+ * scanning, ack matching, array literals, fair share. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "poller.h"
+
+static void
+test_backoff(void **state)
+{
+	(void)state;
+	/* attempt 1: ceiling = base */
+	assert_true(policy_backoff_ms(1, 1000, 60000, 0) >= 100);
+	assert_true(policy_backoff_ms(1, 1000, 60000, UINT32_MAX) < 1000);
+	/* grows exponentially */
+	assert_int_equal(policy_backoff_ms(4, 1000, 60000, 7199), 7999);
+	assert_int_equal(policy_backoff_ms(4, 1000, 60000, 7200), 800);
+	assert_int_equal(policy_backoff_ms(4, 1000, 60000, 0), 800);
+	/* capped, even for huge attempts (no overflow) */
+	for (int a = 1; a < 200; a++)
+		for (uint32_t r = 0; r < 100000; r += 9973)
+			assert_true(policy_backoff_ms(a, 1000, 60000,
+			    r * 4099u) < 60000);
+	assert_true(policy_backoff_ms(1000, 1000, 60000, 12345) >= 6000);
+	/* full jitter: draws spread over the range */
+	uint32_t lo = UINT32_MAX, hi = 0;
+	for (uint32_t r = 0; r < 1000; r++) {
+		uint32_t v = policy_backoff_ms(10, 1000, 60000, r * 60u);
+		lo = v < lo ? v : lo;
+		hi = v > hi ? v : hi;
+	}
+	assert_true(lo < 7000);
+	assert_true(hi > 50000);
+	assert_int_equal(policy_backoff_ms(0, 0, 0, 5), 0);
+}
+
+static void
+test_url(void **state)
+{
+	char *u;
+
+	(void)state;
+	u = policy_sync_url("http://hs:8008/", "s72_1 2/3&x=+", 30000,
+	    POLLER_FILTER);
+	assert_string_equal(u, "http://hs:8008/_matrix/client/v3/sync?"
+	    "timeout=30000&set_presence=offline&filter=%7B%22room%22%3A%7B"
+	    "%22timeline%22%3A%7B%22limit%22%3A50%7D%7D%7D"
+	    "&since=s72_1%202%2F3%26x%3D%2B");
+	free(u);
+	u = policy_sync_url("http://hs", "", -1, "{}");
+	assert_string_equal(u, "http://hs/_matrix/client/v3/sync?"
+	    "set_presence=offline&filter=%7B%7D");
+	free(u);
+	u = policy_sync_url("http://hs", NULL, 0, "{}");
+	assert_non_null(strstr(u, "timeout=0&"));
+	assert_null(strstr(u, "since"));
+	free(u);
+}
+
+static void
+classify(CURLcode res, long status, const char *body, long ra,
+    struct verdict_info *vi)
+{
+	policy_classify(res, status, body, body ? strlen(body) : 0, ra, vi);
+}
+
+static void
+test_classify(void **state)
+{
+	struct verdict_info vi;
+
+	(void)state;
+	classify(CURLE_OK, 200, "{\"next_batch\":\"s1\",\"rooms\":{}}", -1,
+	    &vi);
+	assert_int_equal(vi.verdict, V_OK);
+	assert_string_equal(vi.next_batch, "s1");
+	free(vi.next_batch);
+
+	classify(CURLE_OK, 401, "{\"errcode\":\"M_UNKNOWN_TOKEN\"}", -1, &vi);
+	assert_int_equal(vi.verdict, V_EXPIRED);
+	assert_non_null(strstr(vi.error, "M_UNKNOWN_TOKEN"));
+	classify(CURLE_OK, 401, "<html>", -1, &vi);
+	assert_int_equal(vi.verdict, V_EXPIRED);
+	classify(CURLE_OK, 403, "{\"errcode\":\"M_UNKNOWN_TOKEN\"}", -1, &vi);
+	assert_int_equal(vi.verdict, V_EXPIRED);
+	classify(CURLE_OK, 403, "{\"errcode\":\"M_FORBIDDEN\"}", -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+
+	classify(CURLE_OK, 429, "{\"errcode\":\"M_LIMIT_EXCEEDED\","
+	    "\"retry_after_ms\":2500}", 9, &vi);
+	assert_int_equal(vi.verdict, V_RATELIMIT);
+	assert_int_equal(vi.retry_ms, 2500);
+	classify(CURLE_OK, 429, "nope", 3, &vi);
+	assert_int_equal(vi.verdict, V_RATELIMIT);
+	assert_int_equal(vi.retry_ms, 3000);
+	classify(CURLE_OK, 429, "", -1, &vi);
+	assert_int_equal(vi.verdict, V_RATELIMIT);
+	assert_true(vi.retry_ms < 0);
+
+	classify(CURLE_OK, 500, "oops", -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+	assert_string_equal(vi.error, "http 500");
+	classify(CURLE_OK, 502, NULL, -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+	classify(CURLE_OPERATION_TIMEDOUT, 0, NULL, -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+	assert_non_null(strstr(vi.error, "network"));
+	classify(CURLE_OK, 200, "{\"next_batch\":\"s1\"", -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+	assert_null(vi.next_batch);
+	classify(CURLE_OK, 200, "{\"rooms\":{}}", -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+	assert_non_null(strstr(vi.error, "next_batch"));
+	classify(CURLE_OK, 200, "{\"next_batch\":\"\"}", -1, &vi);
+	assert_int_equal(vi.verdict, V_RETRY);
+}
+
+static int
+scan(const char *s, char **nb)
+{
+	return policy_scan_body(s, strlen(s), nb);
+}
+
+static void
+test_scan(void **state)
+{
+	char *nb;
+	static const char *bad[] = {"", "[]", "{", "{\"a\":}", "{\"a\":1,}",
+	    "{\"a\":01}", "{\"a\":tru}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}",
+	    "{\"a\":\"\xc3\x28\"}", "{\"a\":\"\xed\xa0\x80\"}", "{} x",
+	    "{\"a\" 1}", "{\"a\":[1 2]}", "{\"a\":-}", "{\"a\":1.}",
+	    "{\"a\":\"\\u12g4\"}", "{'a':1}", "{\"a\":\"abc}", NULL};
+
+	(void)state;
+	for (int i = 0; bad[i] != NULL; i++) {
+		assert_int_equal(scan(bad[i], &nb), -1);
+		assert_null(nb);
+	}
+	assert_int_equal(scan(" {\"next_batch\" : \"s_1\" , \"x\":[1,-2.5e+3,"
+	    "true,false,null,{\"next_batch\":\"inner\"},\"\\u00e9\\n\"]}\n",
+	    &nb), 0);
+	assert_string_equal(nb, "s_1");
+	free(nb);
+	/* an inner next_batch does not count */
+	assert_int_equal(scan("{\"a\":{\"next_batch\":\"x\"}}", &nb), -2);
+	assert_int_equal(scan("{\"next_batch\":5}", &nb), -2);
+	/* escaped values are decoded */
+	assert_int_equal(scan("{\"next_batch\":\"a\\/b\\u0041\"}", &nb), 0);
+	assert_string_equal(nb, "a/bA");
+	free(nb);
+	/* valid UTF-8 passes */
+	assert_int_equal(scan("{\"next_batch\":\"s\",\"t\":\"\xc3\xa9\xe2"
+	    "\x82\xac\xf0\x9f\x98\x80\"}", &nb), 0);
+	free(nb);
+	/* depth limit */
+	char deep[200];
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	char *obj = malloc(220);
+	snprintf(obj, 220, "{\"a\":%.*s}", 200, deep);
+	assert_int_equal(scan(obj, &nb), -1);
+	free(obj);
+	/* not NUL-terminated: only len counts */
+	assert_int_equal(policy_scan_body("{\"next_batch\":\"s9\"}garbage", 19,
+	    &nb), 0);
+	assert_string_equal(nb, "s9");
+	free(nb);
+}
+
+static void
+test_ack(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_ack("s1", "s2", true, "s2", ""), ACK_ADVANCE);
+	assert_int_equal(policy_ack("", "s1", true, "s1", ""), ACK_ADVANCE);
+	/* ok for an older message */
+	assert_int_equal(policy_ack("s2", "s3", true, "s2", ""), ACK_STALE);
+	/* our resend after the first copy committed */
+	assert_int_equal(policy_ack("s1", "s2", false, "s2",
+	    "since mismatch"), ACK_ADVANCE);
+	/* mismatch nack of an older duplicate: store still at since_in */
+	assert_int_equal(policy_ack("s2", "s3", false, "s2",
+	    "since mismatch"), ACK_STALE);
+	/* real rejections */
+	assert_int_equal(policy_ack("s2", "s3", false, "s7",
+	    "since mismatch"), ACK_RELOAD);
+	assert_int_equal(policy_ack("s2", "s3", false, "s2", "db error"),
+	    ACK_RELOAD);
+	assert_int_equal(policy_ack("s2", "s3", false, "", "bad body"),
+	    ACK_RELOAD);
+	assert_int_equal(policy_ack("s2", "s3", false, NULL, NULL),
+	    ACK_RELOAD);
+}
+
+static void
+test_pg_array(void **state)
+{
+	const char *items[] = {"@a:x", "q\"uo\\te", ""};
+	char *s;
+
+	(void)state;
+	s = policy_pg_array(items, 3);
+	assert_string_equal(s, "{\"@a:x\",\"q\\\"uo\\\\te\",\"\"}");
+	free(s);
+	s = policy_pg_array(items, 0);
+	assert_string_equal(s, "{}");
+	free(s);
+}
+
+static void
+test_share(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_share(10, 2, 0), 5);
+	assert_int_equal(policy_share(11, 2, 0), 6);
+	assert_int_equal(policy_share(10, 0, 0), 10);
+	assert_int_equal(policy_share(10, 1, 4), 4);
+	assert_int_equal(policy_share(0, 3, 0), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_url),
+		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_scan),
+		cmocka_unit_test(test_ack),
+		cmocka_unit_test(test_pg_array),
+		cmocka_unit_test(test_share),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
