@@ -110,6 +110,38 @@ raise_nofile(void)
 	}
 }
 
+/*
+ * -E TOKEN prints token_encrypt(SYNCV3_SECRET, TOKEN), for tests that
+ * register devices without the api. -E - reads tokens from stdin, one a
+ * line, and prints "token_hash<TAB>token_enc" for each.
+ */
+static void __attribute__((noreturn))
+encrypt_tokens(struct poller *p, const char *token)
+{
+	char line[4096], hash[TOKEN_HASH_LEN + 1], *enc;
+
+	if (p->cfg.secret == NULL)
+		fatalx("-E: SYNCV3_SECRET is required");
+	if (strcmp(token, "-") != 0) {
+		if ((enc = token_encrypt(p->cfg.secret, token)) == NULL)
+			fatalx("-E: cannot encrypt");
+		printf("%s\n", enc);
+		free(enc);
+		exit(0);
+	}
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (line[0] == '\0')
+			continue;
+		if ((enc = token_encrypt(p->cfg.secret, line)) == NULL)
+			fatalx("-E: cannot encrypt");
+		token_hash(line, strlen(line), hash);
+		printf("%s\t%s\n", hash, enc);
+		free(enc);
+	}
+	exit(0);
+}
+
 static void
 config(struct poller *p, int argc, char **argv)
 {
@@ -142,16 +174,8 @@ config(struct poller *p, int argc, char **argv)
 		    p->cfg.log_level);
 	level += verbose;
 	log_set_level(level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : level);
-	if (encrypt != NULL) {
-		char *enc;
-
-		if (p->cfg.secret == NULL || (enc = token_encrypt(
-		    p->cfg.secret, encrypt)) == NULL)
-			fatalx("-E: SYNCV3_SECRET is required");
-		printf("%s\n", enc);
-		free(enc);
-		exit(0);
-	}
+	if (encrypt != NULL)
+		encrypt_tokens(p, encrypt);
 	if (p->cfg.poller_id == NULL || p->cfg.poller_id[0] == '\0') {
 		char host[256] = "localhost", id[300];
 
