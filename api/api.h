@@ -1,0 +1,312 @@
+/*
+ * api.h: syncv3-api's table of contents. The api answers
+ * POST /_matrix/client/v3/sync from Postgres (async pool only), verifies
+ * tokens with upstream /whoami (cached), keeps sessions in Postgres and
+ * long-polls clients until a change notice (SUB) concerns their streams.
+ */
+#ifndef SYNCV3_API_H
+#define SYNCV3_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <json-c/json.h>
+
+#include "log.h"
+
+struct api;
+
+struct api_config {
+	char *db;
+	char *server;
+	char *secret;
+	char *bindaddr;
+	char *notices;
+	char *log_level;
+	long long max_timeout_ms;
+	long long session_idle_s;
+	long long max_body;
+	long long whoami_ttl_s;
+	long long whoami_neg_s;
+	long long pool_size;
+	long long max_waiters;
+	long long initial_wait_ms;
+	long long silence_ms;
+};
+
+/* map.c: string-keyed hash map */
+struct map_ent {
+	char *key;
+	void *val;
+	struct map_ent *next;
+};
+struct map {
+	struct map_ent **b;
+	size_t nb, n;
+};
+void map_init(struct map *m);
+void *map_get(const struct map *m, const char *key);
+/* Inserts or replaces; returns the old value (or NULL). */
+void *map_put(struct map *m, const char *key, void *val);
+void *map_del(struct map *m, const char *key);
+void map_free(struct map *m, void (*fn)(void *));
+/* Calls fn for each entry; fn may not modify the map. */
+void map_each(struct map *m, void (*fn)(const char *, void *, void *),
+    void *arg);
+
+/* sincetok.c: opaque since tokens (pure) */
+struct since {
+	int64_t sid;	/* session */
+	int64_t m;	/* room_member position (pinned in pagination) */
+	int64_t l;	/* room_list position (pinned in pagination) */
+	int64_t t;	/* typing */
+	int64_t d;	/* to_device */
+};
+#define SINCE_MAX 160
+/* Writes the token into out[SINCE_MAX]. */
+void since_format(const struct since *s, const char *secret,
+    const char *user_id, const char *device_id, char *out);
+/* Syntax only: 0, or -1 (malformed). Sets s; mac_ok is checked later. */
+int since_parse(const char *tok, struct since *s);
+/* True if tok's MAC is right for this device. */
+bool since_verify(const char *tok, const char *secret, const char *user_id,
+    const char *device_id);
+
+/* params.c: sticky stream parameters (pure) */
+enum sort_key {
+	SORT_BY_PL = 1,
+	SORT_BY_NAME,
+	SORT_BY_RECENCY,
+};
+#define PARAMS_MAX_SORTS 4
+#define PARAMS_MAX_STATE 64
+#define PARAMS_MAX_SPACES 64
+struct params {
+	bool has_typing;
+	const char *typing_room;	/* borrowed from the merged object */
+	bool has_to_device;
+	int64_t td_limit;
+	bool has_member;
+	const char *m_room;
+	int64_t m_limit;
+	int m_sort;
+	int64_t m_page;			/* -1: none */
+	bool has_list;
+	int64_t l_limit;
+	int l_sorts[PARAMS_MAX_SORTS];
+	int l_nsorts;
+	int64_t l_timeline;
+	const char *l_st_type[PARAMS_MAX_STATE];
+	const char *l_st_key[PARAMS_MAX_STATE];
+	int l_nst;
+	const char *l_spaces[PARAMS_MAX_SPACES];
+	int l_nspaces;
+	int64_t l_page;
+};
+#define TD_LIMIT_DEFAULT 100
+#define TD_LIMIT_MAX 1000
+#define M_LIMIT_DEFAULT 50
+#define M_LIMIT_MAX 1000
+#define L_LIMIT_DEFAULT 20
+#define L_LIMIT_MAX 1000
+#define L_TIMELINE_DEFAULT 1
+#define L_TIMELINE_MAX 50
+/*
+ * Validates delta (a client body) and merges it into stored (both JSON
+ * objects; stored is modified). Returns 0, or -1 with *errcode and *err set
+ * (static strings). *changed tells whether stored changed.
+ */
+int params_merge(struct json_object *stored, struct json_object *delta,
+    bool *changed, const char **errcode, const char **err);
+/* Fills p from a merged object (negotiation applied). p borrows from obj. */
+void params_parse(struct json_object *obj, struct params *p);
+const char *sort_name(int s);
+
+/* roomname.c: spec room names and Unicode case folding (pure) */
+struct hero {
+	const char *user_id;
+	const char *displayname;	/* NULL or "" if none */
+};
+/* Returns a new string: name, alias, heroes, or "Empty Room". */
+char *room_name_calc(const char *name, const char *alias,
+    const struct hero *heroes, int nheroes, long joined, long invited);
+/* Returns a new string: the case-folded form of utf-8 s. */
+char *casefold(const char *s);
+
+/* http.c */
+void http_init(struct api *api);
+void http_shutdown(struct api *api);
+void http_error(struct evhttp_request *req, int code, const char *errcode,
+    const char *msg);
+/* Appends s as a JSON string literal. */
+void jstr(struct evbuffer *b, const char *s);
+void jstrn(struct evbuffer *b, const char *s, size_t n);
+/* Writes a pg text[] literal of n strings into a new string. */
+char *pg_text_array(const char *const *v, int n);
+
+/* auth.c */
+struct sreq;
+struct auth_ent;
+void auth_init(struct api *api);
+void auth_shutdown(struct api *api);
+/* Resolves r->token to (user, device); calls sync_auth_done(r, status). */
+void auth_resolve(struct api *api, struct sreq *r);
+/*
+ * A device notice: is_expired drops its cached tokens (next use re-reads
+ * the database), otherwise it is marked initially synced.
+ */
+void auth_forget(struct api *api, const char *user_id, const char *device_id,
+    bool is_expired);
+void auth_device_seen(struct api *api, struct auth_ent *e);
+
+/* session.c */
+void session_init(struct api *api);
+void session_shutdown(struct api *api);
+void session_load(struct api *api, struct sreq *r);
+void session_store_params(struct api *api, struct sreq *r);
+void session_release_to_device(struct api *api, struct sreq *r);
+
+/* longpoll.c */
+#define LP_RING 4096
+void lp_init(struct api *api);
+void lp_shutdown(struct api *api);
+/* Registers r as waiting; returns -1 when too many waiters. */
+int lp_wait(struct api *api, struct sreq *r);
+void lp_unwait(struct api *api, struct sreq *r);
+/* A notice: records it and wakes the waiters it concerns. */
+void lp_notice(struct api *api, int type, int64_t pos, const char *room_id,
+    const char *user_id, const char *device_id, const char *state);
+/* Position re-read after a gap: wakes everyone if pos advanced. */
+void lp_resync(struct api *api, int64_t pos);
+int lp_count(const struct api *api);
+
+/* notices.c */
+void notices_init(struct api *api);
+void notices_shutdown(struct api *api);
+
+/* r_sync.c */
+void sync_handle(struct api *api, struct evhttp_request *req);
+void sync_auth_done(struct sreq *r, int status, const char *errcode,
+    const char *msg);
+void sync_session_done(struct sreq *r, int status, const char *errcode,
+    const char *msg);
+void sync_wake(struct sreq *r);
+void sync_stream_done(struct sreq *r);
+void sync_fail(struct sreq *r, int status, const char *errcode,
+    const char *msg);
+void sreq_ref(struct sreq *r);
+void sreq_unref(struct sreq *r);
+
+/* s_<stream>.c: each runs one stream for r and calls sync_stream_done() */
+void s_typing_run(struct api *api, struct sreq *r);
+void s_to_device_run(struct api *api, struct sreq *r);
+void s_room_member_run(struct api *api, struct sreq *r);
+void s_room_list_run(struct api *api, struct sreq *r);
+
+enum stream_id {
+	ST_TYPING,
+	ST_TO_DEVICE,
+	ST_MEMBER,
+	ST_LIST,
+	ST_COUNT,
+};
+
+/* A v3 request in progress. */
+struct sreq {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	int refs;
+	bool is_gone;		/* client went away */
+	bool is_done;		/* replied */
+	char *token;
+	char token_hash[65];
+	char *user_id;
+	char *device_id;
+	bool is_initial_done;	/* the device's initial sync is stored */
+	char *since_tok;	/* as given, NULL for a new session */
+	struct since from;
+	struct since next;
+	int64_t to;		/* current position used for this round */
+	long long timeout_ms;
+	long long deadline_ms;	/* monotonic */
+	long long start_ms;
+	struct json_object *delta;	/* body */
+	struct json_object *params;	/* merged */
+	bool params_changed;
+	struct params p;
+	struct event *timer;	/* long-poll or initial-sync deadline */
+	bool is_waiting;
+	bool is_initial_wait;
+	bool is_timed_out;
+	int pending;		/* streams still running this round */
+	bool has_data;
+	bool is_pagination;
+	int err_status;		/* a stream failed: reply this */
+	const char *err_code;
+	char *err_msg;
+	struct evbuffer *out[ST_COUNT];
+	int rounds;
+	/* longpoll.c */
+	int64_t wait_from;	/* position the last round covered */
+	int widx;		/* index in api->waiters */
+	long long woken_ms;	/* notice received (latency stats) */
+};
+
+struct api_stats {
+	unsigned long long requests;
+	unsigned long long errors;
+	unsigned long long wakeups;
+	unsigned long long whoami_calls;
+	unsigned long long notices;
+	unsigned long long gaps;
+	/* notice received -> response written, ms, last LAT_RING wake-ups */
+	double lat[4096];
+	unsigned nlat;
+};
+
+struct lp_ring_ent {
+	int64_t pos;
+	int type;	/* 0 = wildcard (resync) */
+	char *a;	/* room_id or user_id */
+	char *b;	/* device_id or NULL */
+};
+
+struct api {
+	struct event_base *base;
+	struct api_config cfg;
+	struct evhttp *http;
+	struct pg_pool *pool;
+	struct curl_ev *curl;
+	void *zctx;
+	void *sub;
+	struct zmq_ev *zev;
+	int64_t cur_pos;
+	bool is_stopping;
+	struct event *sig_term, *sig_int, *sig_pipe, *stop_timer;
+	/* auth.c */
+	struct map tokens;	/* token hash -> struct auth_ent */
+	/* session.c */
+	struct event *expire_timer;
+	/* longpoll.c */
+	struct sreq **waiters;
+	int nwaiters, capwaiters;
+	struct map idx;		/* interest key -> struct lp_list */
+	struct map urooms;	/* user -> struct lp_urooms (room_list) */
+	struct lp_ring_ent ring[LP_RING];
+	int ring_head;		/* next slot */
+	int64_t ring_min;	/* oldest position the ring still covers */
+	/* notices.c */
+	int64_t epoch;
+	uint64_t last_seq;
+	long long last_msg_ms;
+	struct event *silence_timer;
+	bool is_resyncing;
+	struct api_stats stats;
+};
+
+#endif

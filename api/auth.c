@@ -1,0 +1,381 @@
+/*
+ * auth.c: access tokens. A token is looked up by its hash: in memory
+ * (positive entries for SYNCV3_API_WHOAMI_TTL_SECS, rejections for
+ * SYNCV3_API_WHOAMI_NEG_SECS), then in syncv3_devices, then with upstream
+ * /whoami. Concurrent requests with the same unknown token share one
+ * lookup. A verified device is registered (contract 4/5) and pollers are
+ * told with NOTIFY syncv3_devices.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "api.h"
+#include "crypto.h"
+#include "curl_ev.h"
+#include "json_util.h"
+#include "pg.h"
+#include "util.h"
+
+#define WHOAMI_MAX_BODY (64 * 1024)
+
+enum ae_state {
+	AE_PENDING,
+	AE_OK,
+	AE_BAD,
+};
+
+struct auth_ent {
+	struct api *api;
+	char hash[TOKEN_HASH_LEN + 1];
+	enum ae_state state;
+	char *user_id;
+	char *device_id;
+	bool is_initial_done;
+	long long expires_ms;
+	long long last_seen_ms;
+	char *token;		/* only while pending */
+	struct sreq **waiting;
+	int nwaiting;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	char *body;
+	size_t body_len;
+	bool is_gone;		/* dropped from the map while pending */
+};
+
+static void
+ent_free(void *arg)
+{
+	struct auth_ent *e = arg;
+
+	if (e == NULL)
+		return;
+	if (e->easy != NULL) {
+		curl_ev_remove(e->api->curl, e->easy);
+		curl_easy_cleanup(e->easy);
+	}
+	curl_slist_free_all(e->hdrs);
+	for (int i = 0; i < e->nwaiting; i++)
+		sreq_unref(e->waiting[i]);
+	free(e->waiting);
+	free(e->user_id);
+	free(e->device_id);
+	free(e->token);
+	free(e->body);
+	free(e);
+}
+
+/* Answers every request waiting on e; status 0 means authenticated. */
+static void
+ent_resolve(struct auth_ent *e, int status, const char *errcode,
+    const char *msg)
+{
+	struct sreq **w = e->waiting;
+	int n = e->nwaiting;
+
+	e->waiting = NULL;
+	e->nwaiting = 0;
+	free(e->token);
+	e->token = NULL;
+	for (int i = 0; i < n; i++) {
+		struct sreq *r = w[i];
+		if (status == 0) {
+			r->user_id = xstrdup(e->user_id);
+			r->device_id = xstrdup(e->device_id);
+			r->is_initial_done = e->is_initial_done;
+		}
+		if (!r->is_gone)
+			sync_auth_done(r, status, errcode, msg);
+		sreq_unref(r);
+	}
+	free(w);
+}
+
+/* Drops e from the cache; frees it unless a callback still runs. */
+static void
+ent_drop(struct api *api, struct auth_ent *e)
+{
+	if (map_get(&api->tokens, e->hash) == e)
+		map_del(&api->tokens, e->hash);
+	ent_free(e);
+}
+
+static void
+ent_ok(struct auth_ent *e, const char *user_id, const char *device_id,
+    bool is_initial_done)
+{
+	struct api *api = e->api;
+
+	free(e->user_id);
+	free(e->device_id);
+	e->user_id = xstrdup(user_id);
+	e->device_id = xstrdup(device_id);
+	e->is_initial_done = is_initial_done;
+	e->state = AE_OK;
+	e->expires_ms = now_ms() + api->cfg.whoami_ttl_s * 1000;
+	e->last_seen_ms = now_ms();
+	ent_resolve(e, 0, NULL, NULL);
+}
+
+static void
+ent_reject(struct auth_ent *e, bool is_cached)
+{
+	struct api *api = e->api;
+
+	ent_resolve(e, 401, "M_UNKNOWN_TOKEN", "unknown or expired token");
+	if (is_cached && api->cfg.whoami_neg_s > 0) {
+		e->state = AE_BAD;
+		e->expires_ms = now_ms() + api->cfg.whoami_neg_s * 1000;
+	} else
+		ent_drop(api, e);
+}
+
+static void
+register_cb(PGresult *res, void *arg)
+{
+	struct auth_ent *e = arg;
+
+	if (res == NULL || PQntuples(res) != 1) {
+		ent_resolve(e, 503, "M_UNKNOWN", "cannot register device");
+		ent_drop(e->api, e);
+		return;
+	}
+	ent_ok(e, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+	    PQgetvalue(res, 0, 2)[0] == 't');
+}
+
+/* Upserts the device verified by /whoami and tells the pollers. */
+static void
+register_device(struct auth_ent *e, const char *user_id,
+    const char *device_id)
+{
+	struct api *api = e->api;
+	char *enc;
+	const char *params[4];
+
+	if ((enc = token_encrypt(api->cfg.secret, e->token)) == NULL) {
+		ent_resolve(e, 503, "M_UNKNOWN", "cannot protect token");
+		ent_drop(api, e);
+		return;
+	}
+	params[0] = user_id;
+	params[1] = device_id;
+	params[2] = e->hash;
+	params[3] = enc;
+	pg_pool_query(api->pool,
+	    "WITH up AS (INSERT INTO syncv3_devices (user_id, device_id, "
+	    "token_hash, token_enc) VALUES ($1, $2, $3, $4) "
+	    "ON CONFLICT (user_id, device_id) DO UPDATE SET "
+	    "token_hash = EXCLUDED.token_hash, token_enc = EXCLUDED.token_enc, "
+	    "poll_state = CASE WHEN syncv3_devices.poll_state = 'expired' "
+	    "THEN 'new' ELSE syncv3_devices.poll_state END, "
+	    "poll_error = CASE WHEN syncv3_devices.poll_state = 'expired' "
+	    "THEN '' ELSE syncv3_devices.poll_error END, last_seen = now() "
+	    "RETURNING user_id, device_id, is_initial_done) "
+	    "SELECT user_id, device_id, is_initial_done, "
+	    "pg_notify('syncv3_devices', user_id || ' ' || device_id) FROM up",
+	    4, params, register_cb, e);
+	free(enc);
+}
+
+static size_t
+whoami_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct auth_ent *e = arg;
+	size_t n = size * nmemb;
+
+	if (e->body_len + n > WHOAMI_MAX_BODY)
+		return 0;
+	e->body = xrealloc(e->body, e->body_len + n + 1);
+	memcpy(e->body + e->body_len, ptr, n);
+	e->body_len += n;
+	e->body[e->body_len] = '\0';
+	return n;
+}
+
+static void
+whoami_done_cb(CURL *easy, CURLcode result, void *arg)
+{
+	struct auth_ent *e = arg;
+	struct json_object *obj = NULL;
+	const char *user_id, *device_id;
+	long code = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(easy);
+	e->easy = NULL;
+	if (result != CURLE_OK || code == 0 || code >= 500 ||
+	    (code != 200 && code != 401 && code != 403)) {
+		log_warnx_rl("whoami: upstream failed: %s (http %ld)",
+		    curl_easy_strerror(result), code);
+		ent_resolve(e, 502, "M_UNKNOWN",
+		    "homeserver unreachable or failing");
+		ent_drop(e->api, e);
+		return;
+	}
+	if (code != 200) {
+		ent_reject(e, true);
+		return;
+	}
+	obj = json_parse_bounded(e->body ? e->body : "", e->body_len, NULL);
+	user_id = json_get_str(obj, "user_id");
+	device_id = json_get_str(obj, "device_id");
+	if (user_id == NULL || device_id == NULL || *user_id == '\0' ||
+	    *device_id == '\0') {
+		ent_resolve(e, 502, "M_UNKNOWN",
+		    "homeserver /whoami gave no user_id/device_id");
+		ent_drop(e->api, e);
+	} else
+		register_device(e, user_id, device_id);
+	json_object_put(obj);
+}
+
+static void
+whoami_start(struct auth_ent *e)
+{
+	struct api *api = e->api;
+	char *url, *hdr;
+
+	api->stats.whoami_calls++;
+	url = xasprintf("%s/_matrix/client/v3/account/whoami",
+	    api->cfg.server);
+	hdr = xasprintf("Authorization: Bearer %s", e->token);
+	e->hdrs = curl_slist_append(NULL, hdr);
+	free(hdr);
+	e->easy = curl_easy_init();
+	curl_easy_setopt(e->easy, CURLOPT_URL, url);
+	curl_easy_setopt(e->easy, CURLOPT_HTTPHEADER, e->hdrs);
+	curl_easy_setopt(e->easy, CURLOPT_WRITEFUNCTION, whoami_write_cb);
+	curl_easy_setopt(e->easy, CURLOPT_WRITEDATA, e);
+	curl_easy_setopt(e->easy, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(e->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(e->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e->easy, CURLOPT_USERAGENT, "syncv3-api");
+	free(url);
+	if (curl_ev_add(api->curl, e->easy, whoami_done_cb, e) == -1) {
+		curl_easy_cleanup(e->easy);
+		e->easy = NULL;
+		ent_resolve(e, 502, "M_UNKNOWN", "cannot reach homeserver");
+		ent_drop(api, e);
+	}
+}
+
+static void
+lookup_cb(PGresult *res, void *arg)
+{
+	struct auth_ent *e = arg;
+
+	if (res == NULL) {
+		ent_resolve(e, 503, "M_UNKNOWN", "database unavailable");
+		ent_drop(e->api, e);
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		whoami_start(e);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 2), "expired") == 0) {
+		ent_reject(e, false);
+		return;
+	}
+	ent_ok(e, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+	    PQgetvalue(res, 0, 3)[0] == 't');
+}
+
+void
+auth_device_seen(struct api *api, struct auth_ent *e)
+{
+	const char *params[2];
+
+	if (now_ms() - e->last_seen_ms < 60000)
+		return;
+	e->last_seen_ms = now_ms();
+	params[0] = e->user_id;
+	params[1] = e->device_id;
+	pg_pool_query(api->pool, "UPDATE syncv3_devices SET last_seen = now() "
+	    "WHERE user_id = $1 AND device_id = $2", 2, params, NULL, NULL);
+}
+
+void
+auth_resolve(struct api *api, struct sreq *r)
+{
+	struct auth_ent *e = map_get(&api->tokens, r->token_hash);
+	const char *params[1];
+
+	if (e != NULL && e->state != AE_PENDING && now_ms() >= e->expires_ms) {
+		ent_drop(api, e);
+		e = NULL;
+	}
+	if (e != NULL && e->state == AE_OK) {
+		r->user_id = xstrdup(e->user_id);
+		r->device_id = xstrdup(e->device_id);
+		r->is_initial_done = e->is_initial_done;
+		auth_device_seen(api, e);
+		sync_auth_done(r, 0, NULL, NULL);
+		return;
+	}
+	if (e != NULL && e->state == AE_BAD) {
+		sync_auth_done(r, 401, "M_UNKNOWN_TOKEN",
+		    "unknown or expired token");
+		return;
+	}
+	if (e == NULL) {
+		e = xcalloc(1, sizeof(*e));
+		e->api = api;
+		memcpy(e->hash, r->token_hash, sizeof(e->hash));
+		e->state = AE_PENDING;
+		e->token = xstrdup(r->token);
+		map_put(&api->tokens, e->hash, e);
+		params[0] = e->hash;
+		pg_pool_query(api->pool, "SELECT user_id, device_id, "
+		    "poll_state, is_initial_done FROM syncv3_devices "
+		    "WHERE token_hash = $1", 1, params, lookup_cb, e);
+	}
+	e->waiting = xrealloc(e->waiting,
+	    sizeof(*e->waiting) * (size_t)(e->nwaiting + 1));
+	e->waiting[e->nwaiting++] = r;
+	sreq_ref(r);
+}
+
+/* Marks the cached device as initially synced. */
+static void
+mark_cb(const char *key, void *val, void *arg)
+{
+	struct auth_ent *e = val;
+	const char **ud = arg;
+
+	(void)key;
+	if (e->state == AE_OK && strcmp(e->user_id, ud[0]) == 0 &&
+	    strcmp(e->device_id, ud[1]) == 0) {
+		if (ud[2] != NULL)
+			e->expires_ms = 0; /* expired: next use re-reads */
+		else
+			e->is_initial_done = true;
+	}
+}
+
+void
+auth_forget(struct api *api, const char *user_id, const char *device_id,
+    bool is_expired)
+{
+	const char *ud[3] = {user_id, device_id, is_expired ? "x" : NULL};
+
+	map_each(&api->tokens, mark_cb, ud);
+}
+
+void
+auth_init(struct api *api)
+{
+	map_init(&api->tokens);
+	if ((api->curl = curl_ev_new(api->base)) == NULL)
+		fatalx("curl_ev_new");
+}
+
+void
+auth_shutdown(struct api *api)
+{
+	map_free(&api->tokens, ent_free);
+	curl_ev_free(api->curl);
+}

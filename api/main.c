@@ -1,0 +1,185 @@
+/*
+ * syncv3-api: answers v3 /sync for clients. Startup connects to Postgres
+ * (blocking, before the loop runs), waits for the schema, reads the current
+ * position, then serves from one libevent loop: evhttp, the async pg pool,
+ * curl for /whoami and the notice SUB socket.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <zmq.h>
+
+#include "api.h"
+#include "config.h"
+#include "curl_ev.h"
+#include "pg.h"
+#include "util.h"
+
+#define C(f) offsetof(struct api_config, f)
+static const struct cfg_row api_cfg_rows[] = {
+	{"SYNCV3_DB", CFG_STR, C(db), "dbname=syncv3", 0, 0, 0,
+	    "libpq conninfo"},
+	{"SYNCV3_SERVER", CFG_STR, C(server), NULL, 0, 0, CFG_REQUIRED,
+	    "upstream homeserver base URL"},
+	{"SYNCV3_SECRET", CFG_STR, C(secret), NULL, 0, 0,
+	    CFG_REQUIRED | CFG_SECRET, "key for tokens at rest and since MACs"},
+	{"SYNCV3_BINDADDR", CFG_STR, C(bindaddr), "0.0.0.0:8008", 0, 0, 0,
+	    "HTTP listen address"},
+	{"SYNCV3_NOTICES", CFG_STR, C(notices), "tcp://127.0.0.1:7702", 0, 0,
+	    0, "accumulator notice endpoint (SUB connects)"},
+	{"SYNCV3_LOG_LEVEL", CFG_STR, C(log_level), "info", 0, 0, 0,
+	    "error, warn, info, debug"},
+	{"SYNCV3_API_MAX_TIMEOUT_MS", CFG_INT, C(max_timeout_ms), "60000", 0,
+	    3600000, 0, "cap on ?timeout="},
+	{"SYNCV3_API_SESSION_IDLE_SECS", CFG_INT, C(session_idle_s), "1800",
+	    1, 30LL * 86400, 0, "idle sessions expire after this"},
+	{"SYNCV3_API_MAX_BODY", CFG_INT, C(max_body), "1048576", 1024,
+	    64LL << 20, 0, "largest request body (413 above)"},
+	{"SYNCV3_API_WHOAMI_TTL_SECS", CFG_INT, C(whoami_ttl_s), "300", 1,
+	    86400, 0, "how long a verified token is trusted from memory"},
+	{"SYNCV3_API_WHOAMI_NEG_SECS", CFG_INT, C(whoami_neg_s), "5", 0, 3600,
+	    0, "how long a rejected token is remembered"},
+	{"SYNCV3_API_DB_POOL", CFG_INT, C(pool_size), "8", 1, 256, 0,
+	    "Postgres connections"},
+	{"SYNCV3_API_MAX_WAITERS", CFG_INT, C(max_waiters), "50000", 1,
+	    10000000, 0, "concurrent long-polls (429 above)"},
+	{"SYNCV3_API_INITIAL_WAIT_MS", CFG_INT, C(initial_wait_ms), "60000", 0,
+	    3600000, 0, "how long a new device's first request waits for its "
+	    "initial sync"},
+	{"SYNCV3_API_SILENCE_MS", CFG_INT, C(silence_ms), "2000", 100, 60000,
+	    0, "re-read positions after this long without notices"},
+	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: syncv3-api [-nv] [-b bindaddr] [-d conninfo] "
+	    "[-s server] [-z notices]\n");
+	exit(1);
+}
+
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+	struct timeval tv = {1, 0};
+
+	(void)fd;
+	(void)what;
+	if (api->is_stopping) {
+		event_base_loopexit(api->base, NULL);
+		return;
+	}
+	log_info("stopping");
+	api->is_stopping = true;
+	/* waiting requests get their answer now; others finish */
+	lp_resync(api, api->cur_pos);
+	event_base_loopexit(api->base, &tv);
+}
+
+static int64_t
+read_position(struct api *api)
+{
+	PGconn *c;
+	PGresult *res;
+	int64_t pos = 0;
+
+	if ((c = pg_connect_wait(api->cfg.db, 60)) == NULL)
+		fatalx("cannot connect to %s", api->cfg.db);
+	if (pg_wait_schema(c, pg_schema_version, 0) == -1)
+		fatalx("schema version %d never appeared", pg_schema_version);
+	res = pg_query(c, "position", "SELECT pos FROM syncv3_position", 0,
+	    NULL);
+	if (res != NULL && PQntuples(res) == 1)
+		pos = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	PQfinish(c);
+	return pos;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct api api;
+	int ch, verbose = 0, is_check = 0;
+	const char *flag_var[256] = {0};
+
+	memset(&api, 0, sizeof(api));
+	log_init("api", LOG_LEVEL_INFO);
+	if (config_load(api_cfg_rows, &api.cfg) == -1)
+		exit(1);
+	flag_var['b'] = "SYNCV3_BINDADDR";
+	flag_var['d'] = "SYNCV3_DB";
+	flag_var['s'] = "SYNCV3_SERVER";
+	flag_var['z'] = "SYNCV3_NOTICES";
+	while ((ch = getopt(argc, argv, "b:d:s:z:nv")) != -1) {
+		switch (ch) {
+		case 'b':
+		case 'd':
+		case 's':
+		case 'z':
+			if (config_set(api_cfg_rows, &api.cfg, flag_var[ch],
+			    optarg) == -1)
+				exit(1);
+			break;
+		case 'n':
+			is_check = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (log_level_parse(api.cfg.log_level) < 0) {
+		log_warnx("SYNCV3_LOG_LEVEL: unknown level %s",
+		    api.cfg.log_level);
+		exit(1);
+	}
+	log_set_level(log_level_parse(api.cfg.log_level) + verbose >
+	    LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
+	    log_level_parse(api.cfg.log_level) + verbose);
+	if (config_check(api_cfg_rows, &api.cfg) == -1)
+		exit(1);
+	if (is_check) {
+		config_print(api_cfg_rows, &api.cfg, stdout);
+		exit(0);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	api.cur_pos = read_position(&api);
+	if ((api.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	api.pool = pg_pool_new(api.base, api.cfg.db, (int)api.cfg.pool_size);
+	auth_init(&api);
+	session_init(&api);
+	lp_init(&api);
+	notices_init(&api);
+	http_init(&api);
+	api.sig_term = evsignal_new(api.base, SIGTERM, stop_cb, &api);
+	api.sig_int = evsignal_new(api.base, SIGINT, stop_cb, &api);
+	evsignal_add(api.sig_term, NULL);
+	evsignal_add(api.sig_int, NULL);
+	log_info("serving at position %lld", (long long)api.cur_pos);
+	event_base_dispatch(api.base);
+	http_shutdown(&api);
+	notices_shutdown(&api);
+	lp_shutdown(&api);
+	session_shutdown(&api);
+	auth_shutdown(&api);
+	event_free(api.sig_term);
+	event_free(api.sig_int);
+	pg_pool_free(api.pool);
+	event_base_free(api.base);
+	config_free(api_cfg_rows, &api.cfg);
+	curl_global_cleanup();
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * notices.c: the SUB socket for the accumulator's change notices (hints,
+ * contract 3). Each notice moves the current position and wakes the
+ * waiters it concerns. The header seq counts notices per accumulator run
+ * (meta.epoch): on a gap, a new epoch, or silence longer than
+ * SYNCV3_API_SILENCE_MS (heartbeats arrive every second), the position is
+ * re-read from Postgres and waiters re-query if it moved.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "api.h"
+#include "pg.h"
+#include "proto.h"
+#include "util.h"
+#include "zmq_ev.h"
+
+static void
+resync_cb(PGresult *res, void *arg)
+{
+	struct api *api = arg;
+
+	api->is_resyncing = false;
+	if (res == NULL || PQntuples(res) != 1)
+		return;
+	lp_resync(api, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+}
+
+static void
+notices_resync(struct api *api, const char *why)
+{
+	if (api->is_resyncing)
+		return;
+	log_debug("notices: %s: re-reading position", why);
+	api->stats.gaps++;
+	api->is_resyncing = true;
+	pg_pool_query(api->pool, "SELECT pos FROM syncv3_position", 0, NULL,
+	    resync_cb, api);
+}
+
+static void
+notices_read_cb(void *sock, void *arg)
+{
+	struct api *api = arg;
+	struct proto_msg msg;
+	struct proto_notice n;
+	int rc;
+
+	if ((rc = proto_recv(sock, false, &msg)) != PROTO_OK) {
+		if (rc != PROTO_EIO)
+			log_warnx_rl("notices: bad message: %s",
+			    proto_strerror(rc));
+		return;
+	}
+	if ((rc = proto_recv_notice(&msg, &n)) != PROTO_OK) {
+		log_warnx_rl("notices: bad notice: %s", proto_strerror(rc));
+		proto_msg_close(&msg);
+		return;
+	}
+	api->stats.notices++;
+	api->last_msg_ms = now_ms();
+	if (n.epoch != api->epoch) {
+		api->epoch = n.epoch;
+		notices_resync(api, "new accumulator epoch");
+	} else if (n.seq != api->last_seq + 1)
+		notices_resync(api, "sequence gap");
+	api->last_seq = n.seq;
+	lp_notice(api, n.type, n.pos, n.room_id, n.user_id, n.device_id,
+	    n.state);
+	proto_msg_close(&msg);
+}
+
+static void
+silence_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+
+	(void)fd;
+	(void)what;
+	if (now_ms() - api->last_msg_ms >= api->cfg.silence_ms) {
+		notices_resync(api, "no notices");
+		api->last_msg_ms = now_ms();
+	}
+}
+
+void
+notices_init(struct api *api)
+{
+	struct timeval tv;
+
+	if ((api->zctx = zmq_ctx_new()) == NULL)
+		fatalx("zmq_ctx_new");
+	api->sub = zmq_ev_socket(api->zctx, ZMQ_SUB, api->cfg.notices, 0,
+	    PROTO_META_MAX + 4096);
+	if (api->sub == NULL)
+		fatalx("cannot connect to %s", api->cfg.notices);
+	if (zmq_setsockopt(api->sub, ZMQ_SUBSCRIBE, "notice.", 7) != 0)
+		fatalx("zmq subscribe: %s", zmq_strerror(errno));
+	api->zev = zmq_ev_new(api->base, api->sub, 256, notices_read_cb, api);
+	api->last_msg_ms = now_ms();
+	tv.tv_sec = api->cfg.silence_ms / 2000;
+	tv.tv_usec = (api->cfg.silence_ms / 2 % 1000) * 1000;
+	api->silence_timer = event_new(api->base, -1, EV_PERSIST, silence_cb,
+	    api);
+	event_add(api->silence_timer, &tv);
+}
+
+void
+notices_shutdown(struct api *api)
+{
+	if (api->silence_timer != NULL)
+		event_free(api->silence_timer);
+	zmq_ev_free(api->zev);
+	if (api->sub != NULL)
+		zmq_close(api->sub);
+	if (api->zctx != NULL)
+		zmq_ctx_term(api->zctx);
+}

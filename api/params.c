@@ -1,0 +1,361 @@
+/*
+ * params.c: sticky per-stream parameters. A client body is a delta: a
+ * stream left out continues as it was, a field left out keeps its value, a
+ * field set to null (or next_page set to "") is cleared, and a stream set
+ * to null is dropped. Every field is validated here, before anything is
+ * stored, so the stored object is always valid. Negotiation (defaults and
+ * caps) happens in params_parse() and is echoed in responses, never stored.
+ */
+#include <string.h>
+
+#include "api.h"
+#include "json_util.h"
+
+enum ftype {
+	F_STR,		/* string */
+	F_UINT,		/* non-negative integer */
+	F_PAGE,		/* decimal string; "" clears */
+	F_MSORT,	/* "by_pl" | "by_name" */
+	F_LSORT,	/* string or array of "by_recency" | "by_name" */
+	F_STATE,	/* [[type, state_key], ...] */
+	F_STRARR,	/* [string, ...] */
+};
+
+struct field {
+	const char *name;
+	enum ftype type;
+};
+
+static const struct field f_typing[] = {{"room_id", F_STR}, {NULL, 0}};
+static const struct field f_to_device[] = {{"limit", F_UINT}, {NULL, 0}};
+static const struct field f_member[] = {{"room_id", F_STR},
+    {"limit", F_UINT}, {"sort", F_MSORT}, {"next_page", F_PAGE}, {NULL, 0}};
+static const struct field f_list[] = {{"limit", F_UINT}, {"sort", F_LSORT},
+    {"timeline_limit", F_UINT}, {"state_events", F_STATE},
+    {"spaces", F_STRARR}, {"next_page", F_PAGE}, {NULL, 0}};
+
+static const struct {
+	const char *name;
+	const struct field *fields;
+} streams[] = {
+	{"typing", f_typing},
+	{"to_device", f_to_device},
+	{"room_member", f_member},
+	{"room_list", f_list},
+};
+
+const char *
+sort_name(int s)
+{
+	switch (s) {
+	case SORT_BY_PL:
+		return "by_pl";
+	case SORT_BY_NAME:
+		return "by_name";
+	case SORT_BY_RECENCY:
+		return "by_recency";
+	}
+	return "unknown";
+}
+
+static int
+sort_parse(const char *s)
+{
+	if (strcmp(s, "by_pl") == 0)
+		return SORT_BY_PL;
+	if (strcmp(s, "by_name") == 0)
+		return SORT_BY_NAME;
+	if (strcmp(s, "by_recency") == 0)
+		return SORT_BY_RECENCY;
+	return 0;
+}
+
+#define BAD(code, msg)                                                         \
+	do {                                                                   \
+		*errcode = (code);                                             \
+		*err = (msg);                                                  \
+		return -1;                                                     \
+	} while (0)
+
+static int
+check_lsort(struct json_object *v, const char **errcode, const char **err)
+{
+	size_t n;
+
+	if (json_object_is_type(v, json_type_string)) {
+		if (sort_parse(json_object_get_string(v)) < SORT_BY_NAME)
+			BAD("M_INVALID_PARAM", "room_list.sort: unknown sort");
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_array))
+		BAD("M_BAD_JSON", "room_list.sort must be an array of strings");
+	n = json_object_array_length(v);
+	if (n > PARAMS_MAX_SORTS)
+		BAD("M_INVALID_PARAM", "room_list.sort: too many sorts");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		if (!json_object_is_type(e, json_type_string))
+			BAD("M_BAD_JSON", "room_list.sort must be strings");
+		if (sort_parse(json_object_get_string(e)) < SORT_BY_NAME)
+			BAD("M_INVALID_PARAM", "room_list.sort: unknown sort");
+	}
+	return 0;
+}
+
+static int
+check_arr(struct json_object *v, enum ftype t, const char **errcode,
+    const char **err)
+{
+	size_t n;
+
+	if (!json_object_is_type(v, json_type_array))
+		BAD("M_BAD_JSON", "expected an array");
+	n = json_object_array_length(v);
+	if (n > (t == F_STATE ? PARAMS_MAX_STATE : PARAMS_MAX_SPACES))
+		BAD("M_INVALID_PARAM", "array too long");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		if (t == F_STRARR) {
+			if (!json_object_is_type(e, json_type_string))
+				BAD("M_BAD_JSON", "expected strings");
+			continue;
+		}
+		if (!json_object_is_type(e, json_type_array) ||
+		    json_object_array_length(e) != 2 ||
+		    !json_object_is_type(json_object_array_get_idx(e, 0),
+			json_type_string) ||
+		    !json_object_is_type(json_object_array_get_idx(e, 1),
+			json_type_string))
+			BAD("M_BAD_JSON",
+			    "state_events must be [[type, state_key], ...]");
+	}
+	return 0;
+}
+
+static int
+check_field(const struct field *f, struct json_object *v,
+    const char **errcode, const char **err)
+{
+	const char *s;
+
+	switch (f->type) {
+	case F_STR:
+		if (!json_object_is_type(v, json_type_string))
+			BAD("M_BAD_JSON", "room_id must be a string");
+		return 0;
+	case F_UINT:
+		if (!json_object_is_type(v, json_type_int) ||
+		    json_object_get_int64(v) < 0)
+			BAD("M_INVALID_PARAM",
+			    "limits must be non-negative integers");
+		return 0;
+	case F_PAGE:
+		if (!json_object_is_type(v, json_type_string))
+			BAD("M_INVALID_PARAM", "next_page must be a string");
+		s = json_object_get_string(v);
+		if (strlen(s) > 9)
+			BAD("M_INVALID_PARAM", "next_page out of range");
+		for (; *s != '\0'; s++)
+			if (*s < '0' || *s > '9')
+				BAD("M_INVALID_PARAM", "next_page is invalid");
+		return 0;
+	case F_MSORT:
+		if (!json_object_is_type(v, json_type_string))
+			BAD("M_BAD_JSON", "room_member.sort must be a string");
+		if (sort_parse(json_object_get_string(v)) != SORT_BY_PL &&
+		    sort_parse(json_object_get_string(v)) != SORT_BY_NAME)
+			BAD("M_INVALID_PARAM", "room_member.sort: unknown sort");
+		return 0;
+	case F_LSORT:
+		return check_lsort(v, errcode, err);
+	case F_STATE:
+	case F_STRARR:
+		return check_arr(v, f->type, errcode, err);
+	}
+	return 0;
+}
+
+/* Validates one stream object of the delta. */
+static int
+check_stream(const struct field *fields, struct json_object *obj,
+    const char **errcode, const char **err)
+{
+	json_object_object_foreach(obj, key, v)
+	{
+		for (const struct field *f = fields; f->name != NULL; f++)
+			if (strcmp(f->name, key) == 0 && v != NULL &&
+			    check_field(f, v, errcode, err) == -1)
+				return -1;
+	}
+	return 0;
+}
+
+static void
+merge_stream(struct json_object *stored, const char *name,
+    const struct field *fields, struct json_object *delta)
+{
+	struct json_object *cur;
+
+	if (!json_object_object_get_ex(stored, name, &cur) ||
+	    !json_object_is_type(cur, json_type_object)) {
+		cur = json_object_new_object();
+		json_object_object_add(stored, name, cur);
+	}
+	for (const struct field *f = fields; f->name != NULL; f++) {
+		struct json_object *v;
+
+		if (!json_object_object_get_ex(delta, f->name, &v))
+			continue;
+		if (v == NULL || (f->type == F_PAGE &&
+		    *json_object_get_string(v) == '\0'))
+			json_object_object_del(cur, f->name);
+		else
+			json_object_object_add(cur, f->name,
+			    json_object_get(v));
+	}
+}
+
+int
+params_merge(struct json_object *stored, struct json_object *delta,
+    bool *changed, const char **errcode, const char **err)
+{
+	struct json_object *before, *v;
+
+	*changed = false;
+	if (!json_object_is_type(delta, json_type_object))
+		BAD("M_BAD_JSON", "request body must be a JSON object");
+	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
+		const char *name = streams[i].name;
+		bool has = json_object_object_get_ex(delta, name, &v);
+
+		if (!has && i == 2)
+			has = json_object_object_get_ex(delta, "room_members",
+			    &v);
+		if (!has || v == NULL)
+			continue;
+		if (!json_object_is_type(v, json_type_object)) {
+			*errcode = "M_BAD_JSON";
+			*err = "each stream must be an object or null";
+			return -1;
+		}
+		if (check_stream(streams[i].fields, v, errcode, err) == -1)
+			return -1;
+	}
+	before = NULL;
+	if (json_object_deep_copy(stored, &before, NULL) != 0)
+		BAD("M_UNKNOWN", "out of memory");
+	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
+		const char *name = streams[i].name;
+		bool has = json_object_object_get_ex(delta, name, &v);
+
+		if (!has && i == 2)
+			has = json_object_object_get_ex(delta, "room_members",
+			    &v);
+		if (!has)
+			continue;
+		if (v == NULL)
+			json_object_object_del(stored, name);
+		else
+			merge_stream(stored, name, streams[i].fields, v);
+	}
+	*changed = !json_object_equal(before, stored);
+	json_object_put(before);
+	return 0;
+}
+
+static int64_t
+negotiate(struct json_object *o, const char *key, int64_t def, int64_t max)
+{
+	int64_t v;
+
+	if (!json_get_int(o, key, &v) || v <= 0)
+		return def;
+	return v > max ? max : v;
+}
+
+static int64_t
+page_of(struct json_object *o)
+{
+	const char *s = json_get_str(o, "next_page");
+	int64_t v = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	for (; *s != '\0'; s++)
+		v = v * 10 + (*s - '0');
+	return v;
+}
+
+static void
+parse_list(struct json_object *o, struct params *p)
+{
+	struct json_object *v;
+
+	p->has_list = true;
+	p->l_limit = negotiate(o, "limit", L_LIMIT_DEFAULT, L_LIMIT_MAX);
+	p->l_timeline = negotiate(o, "timeline_limit", L_TIMELINE_DEFAULT,
+	    L_TIMELINE_MAX);
+	if (json_get_int(o, "timeline_limit", &p->l_timeline) &&
+	    p->l_timeline > L_TIMELINE_MAX)
+		p->l_timeline = L_TIMELINE_MAX;
+	p->l_page = page_of(o);
+	p->l_nsorts = 0;
+	if (json_object_object_get_ex(o, "sort", &v) && v != NULL) {
+		if (json_object_is_type(v, json_type_string))
+			p->l_sorts[p->l_nsorts++] =
+			    sort_parse(json_object_get_string(v));
+		else
+			for (size_t i = 0; i < json_object_array_length(v);
+			    i++)
+				p->l_sorts[p->l_nsorts++] = sort_parse(
+				    json_object_get_string(
+					json_object_array_get_idx(v, i)));
+	}
+	if (p->l_nsorts == 0)
+		p->l_sorts[p->l_nsorts++] = SORT_BY_RECENCY;
+	if ((v = json_get_arr(o, "state_events")) != NULL)
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *e = json_object_array_get_idx(v, i);
+			p->l_st_type[p->l_nst] = json_object_get_string(
+			    json_object_array_get_idx(e, 0));
+			p->l_st_key[p->l_nst++] = json_object_get_string(
+			    json_object_array_get_idx(e, 1));
+		}
+	if ((v = json_get_arr(o, "spaces")) != NULL)
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			p->l_spaces[p->l_nspaces++] = json_object_get_string(
+			    json_object_array_get_idx(v, i));
+}
+
+void
+params_parse(struct json_object *obj, struct params *p)
+{
+	struct json_object *o;
+	const char *s;
+
+	memset(p, 0, sizeof(*p));
+	p->m_page = p->l_page = -1;
+	if ((o = json_get_obj(obj, "typing")) != NULL) {
+		p->has_typing = true;
+		s = json_get_str(o, "room_id");
+		p->typing_room = s != NULL ? s : "";
+	}
+	if ((o = json_get_obj(obj, "to_device")) != NULL) {
+		p->has_to_device = true;
+		p->td_limit = negotiate(o, "limit", TD_LIMIT_DEFAULT,
+		    TD_LIMIT_MAX);
+	}
+	if ((o = json_get_obj(obj, "room_member")) != NULL) {
+		p->has_member = true;
+		s = json_get_str(o, "room_id");
+		p->m_room = s != NULL ? s : "";
+		p->m_limit = negotiate(o, "limit", M_LIMIT_DEFAULT,
+		    M_LIMIT_MAX);
+		s = json_get_str(o, "sort");
+		p->m_sort = s != NULL && strcmp(s, "by_name") == 0 ?
+		    SORT_BY_NAME : SORT_BY_PL;
+		p->m_page = page_of(o);
+	}
+	if ((o = json_get_obj(obj, "room_list")) != NULL)
+		parse_list(o, p);
+}

@@ -1,0 +1,500 @@
+/*
+ * r_sync.c: POST /_matrix/client/v3/sync. A request goes through:
+ * parse (query, token, body, param validation) -> auth (auth.c) ->
+ * session (session.c) -> [hold until the device's initial sync is stored]
+ * -> rounds: every requested stream queries Postgres at the current
+ * position; if none has anything new the request waits (longpoll.c) until
+ * a notice concerning it, its timeout, or the client going away. Nothing
+ * here blocks: every step is a callback.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "api.h"
+#include "crypto.h"
+#include "json_util.h"
+#include "pg.h"
+#include "util.h"
+
+static void sync_round(struct sreq *r);
+
+void
+sreq_ref(struct sreq *r)
+{
+	r->refs++;
+}
+
+void
+sreq_unref(struct sreq *r)
+{
+	if (--r->refs > 0)
+		return;
+	if (r->timer != NULL)
+		event_free(r->timer);
+	for (int i = 0; i < ST_COUNT; i++)
+		if (r->out[i] != NULL)
+			evbuffer_free(r->out[i]);
+	json_object_put(r->delta);
+	json_object_put(r->params);
+	free(r->token);
+	free(r->user_id);
+	free(r->device_id);
+	free(r->since_tok);
+	free(r->err_msg);
+	free(r);
+}
+
+/* Ends our part in the HTTP request (reply sent or client gone). */
+static void
+sreq_finish(struct sreq *r)
+{
+	if (r->is_done)
+		return;
+	r->is_done = true;
+	if (r->timer != NULL)
+		evtimer_del(r->timer);
+	lp_unwait(r->api, r);
+	if (!r->is_gone && r->evcon != NULL)
+		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+	sreq_unref(r);
+}
+
+static void
+close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct sreq *r = arg;
+
+	(void)evcon;
+	log_debug("sync: client went away");
+	r->is_gone = true;
+	r->req = NULL;
+	sreq_finish(r);
+}
+
+void
+sync_fail(struct sreq *r, int status, const char *errcode, const char *msg)
+{
+	if (r->is_done)
+		return;
+	r->api->stats.errors++;
+	if (!r->is_gone)
+		http_error(r->req, status, errcode, msg);
+	sreq_finish(r);
+}
+
+static void
+latency_note(struct api *api, struct sreq *r)
+{
+	if (r->woken_ms == 0)
+		return;
+	api->stats.lat[api->stats.nlat++ % 4096] =
+	    (double)(now_ms() - r->woken_ms);
+}
+
+static void
+sync_reply(struct sreq *r)
+{
+	static const char *const names[ST_COUNT] = {"typing", "to_device",
+	    "room_member", "room_list"};
+	struct api *api = r->api;
+	struct evbuffer *b;
+	char tok[SINCE_MAX];
+
+	if (r->is_done || r->is_gone)
+		return;
+	since_format(&r->next, api->cfg.secret, r->user_id, r->device_id, tok);
+	b = evbuffer_new();
+	evbuffer_add_printf(b, "{\"next_batch\":\"%s\"", tok);
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (r->out[i] == NULL || evbuffer_get_length(r->out[i]) == 0)
+			continue;
+		evbuffer_add_printf(b, ",\"%s\":", names[i]);
+		evbuffer_add_buffer(b, r->out[i]);
+	}
+	evbuffer_add(b, "}\n", 2);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req),
+	    "Content-Type", "application/json");
+	evhttp_send_reply(r->req, 200, "OK", b);
+	evbuffer_free(b);
+	latency_note(api, r);
+	sreq_finish(r);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sreq *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->is_done)
+		return;
+	if (r->is_initial_wait) {
+		/* the initial sync did not arrive in time: serve what exists */
+		log_info("sync: %s/%s: initial sync not stored after %lld ms",
+		    r->user_id, r->device_id, r->api->cfg.initial_wait_ms);
+		lp_unwait(r->api, r);
+		r->is_initial_wait = false;
+		sync_round(r);
+		return;
+	}
+	r->is_timed_out = true;
+	if (r->is_waiting) {
+		lp_unwait(r->api, r);
+		sync_reply(r);
+	}
+}
+
+static void
+timer_at(struct sreq *r, long long at_ms)
+{
+	long long ms = at_ms - now_ms();
+	struct timeval tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (r->timer == NULL)
+		r->timer = evtimer_new(r->api->base, timer_cb, r);
+	evtimer_add(r->timer, &tv);
+}
+
+static void
+round_done(struct sreq *r)
+{
+	struct api *api = r->api;
+
+	if (r->is_done)
+		return;
+	if (r->err_status != 0) {
+		sync_fail(r, r->err_status, r->err_code,
+		    r->err_msg ? r->err_msg : "error");
+		return;
+	}
+	if (r->has_data || r->is_pagination || r->timeout_ms == 0 ||
+	    r->is_timed_out || now_ms() >= r->deadline_ms ||
+	    api->is_stopping) {
+		sync_reply(r);
+		return;
+	}
+	r->wait_from = r->to;
+	if (lp_wait(api, r) == -1) {
+		log_warnx_rl("sync: too many waiting requests");
+		sync_reply(r);
+		return;
+	}
+	if (r->is_waiting)
+		timer_at(r, r->deadline_ms);
+}
+
+void
+sync_stream_done(struct sreq *r)
+{
+	if (--r->pending == 0)
+		round_done(r);
+	sreq_unref(r);
+}
+
+static void
+sync_round(struct sreq *r)
+{
+	struct api *api = r->api;
+
+	r->rounds++;
+	/* a token from an api that heard of a later commit is still valid */
+	r->to = api->cur_pos;
+	if (r->from.m > r->to)
+		r->to = r->from.m;
+	if (r->from.l > r->to)
+		r->to = r->from.l;
+	if (r->from.t > r->to)
+		r->to = r->from.t;
+	if (r->from.d > r->to)
+		r->to = r->from.d;
+	r->has_data = r->is_pagination = false;
+	r->next = r->from;
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (r->out[i] == NULL)
+			r->out[i] = evbuffer_new();
+		evbuffer_drain(r->out[i], evbuffer_get_length(r->out[i]));
+	}
+	/* one extra count so no stream finishes the round before all start */
+	r->pending = 1;
+	sreq_ref(r);
+	if (r->p.has_typing) {
+		r->pending++;
+		sreq_ref(r);
+		s_typing_run(api, r);
+	}
+	if (r->p.has_to_device) {
+		r->pending++;
+		sreq_ref(r);
+		s_to_device_run(api, r);
+	}
+	if (r->p.has_member) {
+		r->pending++;
+		sreq_ref(r);
+		s_room_member_run(api, r);
+	}
+	if (r->p.has_list) {
+		r->pending++;
+		sreq_ref(r);
+		s_room_list_run(api, r);
+	}
+	sync_stream_done(r);
+}
+
+void
+sync_wake(struct sreq *r)
+{
+	if (r->is_done)
+		return;
+	if (r->is_initial_wait) {
+		r->is_initial_wait = false;
+		if (r->timer != NULL)
+			evtimer_del(r->timer);
+	}
+	if (!r->is_initial_done) {
+		sync_session_done(r, 0, NULL, NULL);
+		return;
+	}
+	sync_round(r);
+}
+
+static void
+device_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+
+	if (r->is_done)
+		goto out;
+	if (res == NULL || PQntuples(res) != 1) {
+		sync_fail(r, res ? 401 : 503, res ? "M_UNKNOWN_TOKEN" :
+		    "M_UNKNOWN", res ? "unknown device" : "database unavailable");
+		goto out;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "expired") == 0) {
+		auth_forget(r->api, r->user_id, r->device_id, true);
+		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
+		    "the homeserver rejected this token");
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 0)[0] == 't') {
+		r->is_initial_done = true;
+		auth_forget(r->api, r->user_id, r->device_id, false);
+		sync_round(r);
+		goto out;
+	}
+	/* hold until the poller's initial sync is stored (bounded) */
+	r->is_initial_wait = true;
+	if (lp_wait(r->api, r) == -1) {
+		r->is_initial_wait = false;
+		sync_round(r);
+		goto out;
+	}
+	if (r->is_waiting && (r->timer == NULL ||
+	    !evtimer_pending(r->timer, NULL)))
+		timer_at(r, r->start_ms + r->api->cfg.initial_wait_ms);
+out:
+	sreq_unref(r);
+}
+
+void
+sync_session_done(struct sreq *r, int status, const char *errcode,
+    const char *msg)
+{
+	struct api *api = r->api;
+	const char *params[2];
+	const char *ec, *em;
+	bool changed;
+
+	if (status != 0) {
+		sync_fail(r, status, errcode, msg);
+		return;
+	}
+	if (r->rounds == 0 && !r->is_initial_wait && r->since_tok != NULL &&
+	    r->delta != NULL) {
+		if (params_merge(r->params, r->delta, &changed, &ec, &em) ==
+		    -1) {
+			sync_fail(r, 400, ec, em);
+			return;
+		}
+		json_object_put(r->delta);
+		r->delta = NULL;
+		if (changed)
+			session_store_params(api, r);
+		if (r->from.d > 0)
+			session_release_to_device(api, r);
+		params_parse(r->params, &r->p);
+	}
+	if (r->is_initial_done || api->cfg.initial_wait_ms == 0) {
+		sync_round(r);
+		return;
+	}
+	r->to = r->wait_from = api->cur_pos;
+	params[0] = r->user_id;
+	params[1] = r->device_id;
+	sreq_ref(r);
+	pg_pool_query(api->pool, "SELECT is_initial_done, poll_state FROM "
+	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2, params,
+	    device_cb, r);
+}
+
+void
+sync_auth_done(struct sreq *r, int status, const char *errcode,
+    const char *msg)
+{
+	if (status != 0) {
+		sync_fail(r, status, errcode, msg);
+		return;
+	}
+	if (r->since_tok != NULL && !since_verify(r->since_tok,
+	    r->api->cfg.secret, r->user_id, r->device_id)) {
+		sync_fail(r, 400, "M_UNKNOWN_SYNC_SESSION",
+		    "Session unknown or expired");
+		return;
+	}
+	session_load(r->api, r);
+}
+
+/* Bearer token from the Authorization header, or NULL. */
+static const char *
+bearer(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+static int
+parse_query(struct sreq *r, const char **errcode, const char **err)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
+	const char *q = evhttp_uri_get_query(uri), *v;
+	struct evkeyvalq kv;
+	long long t;
+	int rc = -1;
+
+	TAILQ_INIT(&kv);
+	*errcode = "M_INVALID_PARAM";
+	if (q != NULL && evhttp_parse_query_str(q, &kv) != 0) {
+		*err = "malformed query string";
+		goto out;
+	}
+	if (evhttp_find_header(&kv, "access_token") != NULL) {
+		*errcode = "M_MISSING_TOKEN";
+		*err = "access_token in the query string is not supported; "
+		    "send Authorization: Bearer <token>";
+		goto out;
+	}
+	if ((v = evhttp_find_header(&kv, "timeout")) != NULL) {
+		if (parse_i64(v, &t) == -1 || t < 0 || v[0] == '+' ||
+		    v[0] == '-') {
+			*err = "timeout must be a non-negative integer (ms)";
+			goto out;
+		}
+		r->timeout_ms = t > r->api->cfg.max_timeout_ms ?
+		    r->api->cfg.max_timeout_ms : t;
+	}
+	if ((v = evhttp_find_header(&kv, "since")) != NULL && *v != '\0') {
+		if (since_parse(v, &r->from) == -1) {
+			*err = "since is not a valid sync token";
+			goto out;
+		}
+		r->since_tok = xstrdup(v);
+	}
+	rc = 0;
+out:
+	evhttp_clear_headers(&kv);
+	return rc;
+}
+
+static int
+parse_body(struct sreq *r, int *status, const char **errcode,
+    const char **err)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	size_t len = evbuffer_get_length(in);
+	struct json_object *merged;
+	const char *perr;
+	bool changed;
+
+	*status = 400;
+	if ((long long)len > r->api->cfg.max_body) {
+		*status = 413;
+		*errcode = "M_TOO_LARGE";
+		*err = "request body too large";
+		return -1;
+	}
+	if (len == 0)
+		r->delta = json_object_new_object();
+	else if ((r->delta = json_parse_bounded(
+	    (const char *)evbuffer_pullup(in, -1), len, &perr)) == NULL) {
+		*errcode = "M_NOT_JSON";
+		*err = "request body is not valid JSON";
+		return -1;
+	}
+	merged = json_object_new_object();
+	if (params_merge(merged, r->delta, &changed, errcode, err) == -1) {
+		json_object_put(merged);
+		return -1;
+	}
+	r->params = merged;
+	if (r->since_tok == NULL) {
+		params_parse(r->params, &r->p);
+		json_object_put(r->delta);
+		r->delta = NULL;
+	}
+	return 0;
+}
+
+void
+sync_handle(struct api *api, struct evhttp_request *req)
+{
+	struct sreq *r;
+	const char *tok, *errcode, *err;
+	int status;
+
+	api->stats.requests++;
+	r = xcalloc(1, sizeof(*r));
+	r->api = api;
+	r->req = req;
+	r->refs = 1;
+	r->start_ms = now_ms();
+	r->evcon = evhttp_request_get_connection(req);
+	if (parse_query(r, &errcode, &err) == -1) {
+		sync_fail(r, strcmp(errcode, "M_MISSING_TOKEN") == 0 ? 401 :
+		    400, errcode, err);
+		return;
+	}
+	if ((tok = bearer(req)) == NULL) {
+		sync_fail(r, 401, "M_MISSING_TOKEN",
+		    "missing access token (Authorization: Bearer)");
+		return;
+	}
+	if (parse_body(r, &status, &errcode, &err) == -1) {
+		sync_fail(r, status, errcode, err);
+		return;
+	}
+	r->deadline_ms = r->start_ms + r->timeout_ms;
+	r->token = xstrdup(tok);
+	token_hash(r->token, strlen(r->token), r->token_hash);
+	if (r->evcon != NULL)
+		evhttp_connection_set_closecb(r->evcon, close_cb, r);
+	auth_resolve(api, r);
+}

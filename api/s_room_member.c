@@ -1,0 +1,258 @@
+/*
+ * s_room_member.c: the room_member stream {room_id, limit, sort,
+ * next_page}. Pagination mode (first request, or next_page given): the
+ * member events of the room's state at the pinned position P (the since
+ * token's member position, or the current one), sorted by_pl (power level
+ * descending, then name) or by_name (case-folded display name, else the
+ * user id without "@"), one page of `limit`. Streaming mode: member events
+ * after the since position, in position order. Only for a room the user
+ * is in, or was in up to the moment they left (then state and events stop
+ * at their leave).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "json_util.h"
+#include "pg.h"
+#include "util.h"
+
+/* p.pos: the position the user may see the room at, NULL if never. */
+#define SQL_ME                                                                 \
+	"WITH me AS (SELECT s.membership, s.from_pos, EXISTS (SELECT 1 FROM "  \
+	"syncv3_state j WHERE j.room_id = $1 AND j.type = 'm.room.member' "    \
+	"AND j.state_key = $2 AND j.membership = 'join' AND j.from_pos < "     \
+	"s.from_pos) AS was_joined FROM syncv3_state s WHERE s.room_id = $1 "  \
+	"AND s.type = 'm.room.member' AND s.state_key = $2 AND s.from_pos <= " \
+	"$3::bigint ORDER BY s.from_pos DESC LIMIT 1), "                       \
+	"p AS (SELECT CASE WHEN m.membership = 'join' THEN $3::bigint "        \
+	"WHEN m.was_joined AND m.membership IN ('leave', 'ban') "              \
+	"THEN m.from_pos WHEN m.membership IS NULL AND EXISTS (SELECT 1 FROM " \
+	"syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = $1 AND "     \
+	"u.membership = 'join' AND u.pos <= $3::bigint) THEN $3::bigint END "  \
+	"AS pos FROM (SELECT 1) one LEFT JOIN me m ON true) "                  \
+	"SELECT 1 AS k, p.pos, NULL, NULL FROM p WHERE p.pos IS NOT NULL "     \
+	"UNION ALL "
+
+#define SQL_PAGE                                                               \
+	SQL_ME "SELECT 0, s.nid, s.type, e.json FROM p JOIN syncv3_state s ON " \
+	"s.room_id = $1 AND s.type IN ('m.room.member', "                      \
+	"'m.room.power_levels') AND s.from_pos <= p.pos AND (s.to_pos IS "     \
+	"NULL OR s.to_pos > p.pos) JOIN syncv3_events e ON e.nid = s.nid "     \
+	"WHERE s.type = 'm.room.member' OR s.state_key = ''"
+
+#define SQL_STREAM                                                             \
+	SQL_ME "SELECT 0, x.nid, x.type, x.json FROM p, LATERAL (SELECT "      \
+	"e.nid, e.type, e.json FROM syncv3_events e WHERE e.room_id = $1 AND " \
+	"e.type = 'm.room.member' AND e.nid > $4::bigint AND e.nid <= p.pos "  \
+	"ORDER BY e.nid LIMIT $5::bigint) x"
+
+struct member {
+	int64_t nid;
+	long pl;
+	char *key;
+	const char *json;
+	int len;
+};
+
+static int sort_mode;
+
+static int
+member_cmp(const void *a, const void *b)
+{
+	const struct member *x = a, *y = b;
+	int c;
+
+	if (sort_mode == SORT_BY_PL && x->pl != y->pl)
+		return x->pl > y->pl ? -1 : 1;
+	if ((c = strcmp(x->key, y->key)) != 0)
+		return c;
+	return x->nid < y->nid ? -1 : x->nid > y->nid;
+}
+
+static void
+member_head(struct sreq *r, struct evbuffer *b)
+{
+	evbuffer_add(b, "{\"room_id\":", 11);
+	jstr(b, r->p.m_room);
+	evbuffer_add_printf(b, ",\"limit\":%" PRId64 ",\"sort\":\"%s\","
+	    "\"events\":[", r->p.m_limit, sort_name(r->p.m_sort));
+}
+
+static void
+forbid(struct sreq *r)
+{
+	r->err_status = 403;
+	r->err_code = "M_FORBIDDEN";
+	free(r->err_msg);
+	r->err_msg = xasprintf("room_member: you are not in room %s",
+	    r->p.m_room);
+}
+
+/* Sort key and power level of each member; PL from the state's event. */
+static int
+members_collect(PGresult *res, struct member *m)
+{
+	struct json_object *pl = NULL, *users = NULL;
+	int64_t def = 0, v;
+	int n = 0;
+
+	for (int i = 0; i < PQntuples(res); i++)
+		if (PQgetvalue(res, i, 0)[0] == '0' &&
+		    strcmp(PQgetvalue(res, i, 2), "m.room.power_levels") == 0) {
+			pl = json_parse_bounded(PQgetvalue(res, i, 3),
+			    (size_t)PQgetlength(res, i, 3), NULL);
+			json_get_int(json_get_obj(pl, "content"),
+			    "users_default", &def);
+			users = json_get_obj(json_get_obj(pl, "content"),
+			    "users");
+		}
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct json_object *ev;
+		const char *sk, *dn;
+
+		if (PQgetvalue(res, i, 0)[0] != '0' ||
+		    strcmp(PQgetvalue(res, i, 2), "m.room.member") != 0)
+			continue;
+		ev = json_parse_bounded(PQgetvalue(res, i, 3),
+		    (size_t)PQgetlength(res, i, 3), NULL);
+		sk = json_get_str(ev, "state_key");
+		dn = json_get_str(json_get_obj(ev, "content"), "displayname");
+		if (sk == NULL)
+			sk = "";
+		m[n].nid = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		m[n].key = casefold(dn != NULL && *dn != '\0' ? dn :
+		    sk[0] == '@' ? sk + 1 : sk);
+		m[n].pl = json_get_int(users, sk, &v) ? (long)v : (long)def;
+		m[n].json = PQgetvalue(res, i, 3);
+		m[n].len = PQgetlength(res, i, 3);
+		n++;
+		json_object_put(ev);
+	}
+	json_object_put(pl);
+	return n;
+}
+
+static void
+page_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+	struct evbuffer *b = r->out[ST_MEMBER];
+	struct member *m = NULL;
+	int n = 0;
+	int64_t lo, hi;
+
+	if (r->is_done)
+		goto out;
+	if (res == NULL) {
+		r->err_status = 503;
+		r->err_code = "M_UNKNOWN";
+		goto out;
+	}
+	if (PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] != '1') {
+		forbid(r);
+		goto out;
+	}
+	m = xcalloc((size_t)PQntuples(res) + 1, sizeof(*m));
+	n = members_collect(res, m);
+	sort_mode = r->p.m_sort;
+	qsort(m, (size_t)n, sizeof(*m), member_cmp);
+	lo = (r->p.m_page < 0 ? 0 : r->p.m_page) * r->p.m_limit;
+	if (lo > n) {
+		r->err_status = 400;
+		r->err_code = "M_INVALID_PARAM";
+		free(r->err_msg);
+		r->err_msg = xstrdup("room_member.next_page is past the end");
+		goto out;
+	}
+	hi = lo + r->p.m_limit < n ? lo + r->p.m_limit : n;
+	member_head(r, b);
+	for (int64_t i = lo; i < hi; i++) {
+		if (i > lo)
+			evbuffer_add(b, ",", 1);
+		evbuffer_add(b, m[i].json, (size_t)m[i].len);
+	}
+	evbuffer_add(b, "]", 1);
+	if (hi < n)
+		evbuffer_add_printf(b, ",\"next_page\":\"%" PRId64 "\"",
+		    (r->p.m_page < 0 ? 0 : r->p.m_page) + 1);
+	evbuffer_add(b, "}", 1);
+	r->is_pagination = true;
+out:
+	for (int i = 0; i < n; i++)
+		free(m[i].key);
+	free(m);
+	sync_stream_done(r);
+}
+
+static void
+stream_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+	struct evbuffer *b = r->out[ST_MEMBER];
+	int n = 0;
+	int64_t last = 0;
+
+	if (r->is_done)
+		goto out;
+	if (res == NULL) {
+		r->err_status = 503;
+		r->err_code = "M_UNKNOWN";
+		goto out;
+	}
+	if (PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] != '1') {
+		forbid(r);
+		goto out;
+	}
+	member_head(r, b);
+	for (int i = 1; i < PQntuples(res); i++) {
+		if (n++ > 0)
+			evbuffer_add(b, ",", 1);
+		evbuffer_add(b, PQgetvalue(res, i, 3),
+		    (size_t)PQgetlength(res, i, 3));
+		last = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	}
+	evbuffer_add(b, "]}", 2);
+	r->has_data |= n > 0;
+	r->next.m = n > 0 && n == r->p.m_limit ? last : r->to;
+out:
+	sync_stream_done(r);
+}
+
+void
+s_room_member_run(struct api *api, struct sreq *r)
+{
+	char pin[24], from[24], limit[24];
+	const char *params[5];
+	int64_t p;
+
+	if (*r->p.m_room == '\0') {
+		r->err_status = 400;
+		r->err_code = "M_INVALID_PARAM";
+		free(r->err_msg);
+		r->err_msg = xstrdup("room_member.room_id is required");
+		sync_stream_done(r);
+		return;
+	}
+	params[0] = r->p.m_room;
+	params[1] = r->user_id;
+	if (r->from.m == 0 || r->p.m_page >= 0) {
+		p = r->from.m != 0 ? r->from.m : r->to;
+		r->next.m = p;
+		snprintf(pin, sizeof(pin), "%" PRId64, p);
+		params[2] = pin;
+		pg_pool_query(api->pool, SQL_PAGE " ORDER BY 1 DESC, 2", 3,
+		    params, page_cb, r);
+		return;
+	}
+	snprintf(pin, sizeof(pin), "%" PRId64, r->to);
+	snprintf(from, sizeof(from), "%" PRId64, r->from.m);
+	snprintf(limit, sizeof(limit), "%" PRId64, r->p.m_limit);
+	params[2] = pin;
+	params[3] = from;
+	params[4] = limit;
+	pg_pool_query(api->pool, SQL_STREAM " ORDER BY 1 DESC, 2", 5, params,
+	    stream_cb, r);
+}

@@ -1,0 +1,66 @@
+/*
+ * s_to_device.c: the to_device stream. {limit} (default 100, max 1000):
+ * the device's messages after the since token's to-device position, as
+ * stored, in order. A full page stops at its last message so the next
+ * request pages forward. Messages stay until every live session has
+ * acknowledged them (session.c).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "pg.h"
+
+static void
+to_device_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+	struct evbuffer *b = r->out[ST_TO_DEVICE];
+	int n;
+
+	if (r->is_done)
+		goto out;
+	if (res == NULL) {
+		r->err_status = 503;
+		r->err_code = "M_UNKNOWN";
+		goto out;
+	}
+	n = PQntuples(res);
+	evbuffer_add_printf(b, "{\"limit\":%" PRId64 ",\"events\":[",
+	    r->p.td_limit);
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			evbuffer_add(b, ",", 1);
+		evbuffer_add(b, PQgetvalue(res, i, 1),
+		    (size_t)PQgetlength(res, i, 1));
+	}
+	evbuffer_add(b, "]}", 2);
+	r->has_data |= n > 0;
+	r->next.d = n > 0 && n == r->p.td_limit ?
+	    strtoll(PQgetvalue(res, n - 1, 0), NULL, 10) : r->to;
+	if (r->next.d < r->from.d)
+		r->next.d = r->from.d;
+out:
+	sync_stream_done(r);
+}
+
+void
+s_to_device_run(struct api *api, struct sreq *r)
+{
+	char from[24], to[24], limit[24];
+	const char *params[5];
+
+	snprintf(from, sizeof(from), "%" PRId64, r->from.d);
+	snprintf(to, sizeof(to), "%" PRId64, r->to);
+	snprintf(limit, sizeof(limit), "%" PRId64, r->p.td_limit);
+	params[0] = r->user_id;
+	params[1] = r->device_id;
+	params[2] = from;
+	params[3] = to;
+	params[4] = limit;
+	pg_pool_query(api->pool, "SELECT pos, json FROM syncv3_to_device "
+	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
+	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5, params,
+	    to_device_cb, r);
+}

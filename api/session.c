@@ -1,0 +1,192 @@
+/*
+ * session.c: v3 sessions in Postgres (so any api instance can serve any
+ * session). A request without since creates one; a since loads it (only
+ * for its own device, only while not idle for SYNCV3_API_SESSION_IDLE_SECS)
+ * and acknowledges to-device messages up to its to_device position. A
+ * periodic timer deletes idle sessions, which then no longer hold messages
+ * back; messages are deleted once every live session of the device has
+ * acknowledged them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "json_util.h"
+#include "pg.h"
+#include "util.h"
+
+/* Deletes the device's messages every live session has acknowledged. */
+#define SQL_RELEASE                                                            \
+	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
+	"AND pos <= (SELECT min(acked_to_device) FROM syncv3_sessions s "      \
+	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
+	"make_interval(secs => $3::bigint))"
+
+static void
+created_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+
+	if (res != NULL && PQntuples(res) == 1)
+		r->from.sid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (!r->is_gone) {
+		if (res == NULL || PQntuples(res) != 1)
+			sync_session_done(r, 503, "M_UNKNOWN",
+			    "cannot create session");
+		else
+			sync_session_done(r, 0, NULL, NULL);
+	}
+	sreq_unref(r);
+}
+
+static void
+loaded_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+	struct json_object *stored;
+
+	if (r->is_gone)
+		goto out;
+	if (res == NULL) {
+		sync_session_done(r, 503, "M_UNKNOWN", "database unavailable");
+		goto out;
+	}
+	if (PQntuples(res) != 1) {
+		sync_session_done(r, 400, "M_UNKNOWN_SYNC_SESSION",
+		    "Session unknown or expired");
+		goto out;
+	}
+	stored = json_parse_bounded(PQgetvalue(res, 0, 0),
+	    (size_t)PQgetlength(res, 0, 0), NULL);
+	if (stored == NULL || !json_object_is_type(stored,
+	    json_type_object)) {
+		json_object_put(stored);
+		stored = json_object_new_object();
+	}
+	json_object_put(r->params);
+	r->params = stored;
+	sync_session_done(r, 0, NULL, NULL);
+out:
+	sreq_unref(r);
+}
+
+void
+session_load(struct api *api, struct sreq *r)
+{
+	char sid[24], acked[24], idle[24];
+	const char *params[5];
+
+	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	sreq_ref(r);
+	if (r->since_tok == NULL) {
+		params[0] = r->user_id;
+		params[1] = r->device_id;
+		params[2] = json_plain(r->params, NULL);
+		pg_pool_query(api->pool, "INSERT INTO syncv3_sessions "
+		    "(user_id, device_id, params) VALUES ($1, $2, $3) "
+		    "RETURNING session_id", 3, params, created_cb, r);
+		return;
+	}
+	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+	snprintf(acked, sizeof(acked), "%" PRId64, r->from.d);
+	params[0] = sid;
+	params[1] = r->user_id;
+	params[2] = r->device_id;
+	params[3] = acked;
+	params[4] = idle;
+	pg_pool_query(api->pool, "UPDATE syncv3_sessions SET last_used = now(), "
+	    "acked_to_device = greatest(acked_to_device, $4::bigint) "
+	    "WHERE session_id = $1 AND user_id = $2 AND device_id = $3 "
+	    "AND last_used > now() - make_interval(secs => $5::bigint) "
+	    "RETURNING params", 5, params, loaded_cb, r);
+}
+
+void
+session_store_params(struct api *api, struct sreq *r)
+{
+	char sid[24];
+	const char *params[2];
+
+	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+	params[0] = sid;
+	params[1] = json_plain(r->params, NULL);
+	pg_pool_query(api->pool, "UPDATE syncv3_sessions SET params = $2 "
+	    "WHERE session_id = $1", 2, params, NULL, NULL);
+}
+
+void
+session_release_to_device(struct api *api, struct sreq *r)
+{
+	char idle[24];
+	const char *params[3];
+
+	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	params[0] = r->user_id;
+	params[1] = r->device_id;
+	params[2] = idle;
+	pg_pool_query(api->pool, SQL_RELEASE, 3, params, NULL, NULL);
+}
+
+static void
+expired_cb(PGresult *res, void *arg)
+{
+	struct api *api = arg;
+	char idle[24];
+	const char *params[3];
+
+	if (res == NULL)
+		return;
+	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	for (int i = 0; i < PQntuples(res); i++) {
+		log_debug("session: expired sessions of %s/%s released",
+		    PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+		params[0] = PQgetvalue(res, i, 0);
+		params[1] = PQgetvalue(res, i, 1);
+		params[2] = idle;
+		pg_pool_query(api->pool, SQL_RELEASE, 3, params, NULL, NULL);
+	}
+}
+
+static void
+expire_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+	char idle[24];
+	const char *params[1];
+
+	(void)fd;
+	(void)what;
+	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	params[0] = idle;
+	pg_pool_query(api->pool, "WITH gone AS (DELETE FROM syncv3_sessions "
+	    "WHERE last_used <= now() - make_interval(secs => $1::bigint) "
+	    "RETURNING user_id, device_id) "
+	    "SELECT DISTINCT user_id, device_id FROM gone", 1, params,
+	    expired_cb, api);
+}
+
+void
+session_init(struct api *api)
+{
+	long long ms = api->cfg.session_idle_s * 1000 / 4;
+	struct timeval tv;
+
+	if (ms > 30000)
+		ms = 30000;
+	if (ms < 250)
+		ms = 250;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	api->expire_timer = event_new(api->base, -1, EV_PERSIST,
+	    expire_timer_cb, api);
+	event_add(api->expire_timer, &tv);
+}
+
+void
+session_shutdown(struct api *api)
+{
+	if (api->expire_timer != NULL)
+		event_free(api->expire_timer);
+}

@@ -1,0 +1,17 @@
+# syncv3-api unit tests: pure logic only (since tokens, sticky parameters
+# and negotiation, room names and case folding).
+foreach(t since params roomname)
+	if(t STREQUAL "since")
+		set(src sincetok.c)
+	else()
+		set(src ${t}.c)
+	endif()
+	add_executable(test_api_${t} test_api_${t}.c
+		${PROJECT_SOURCE_DIR}/api/${src})
+	target_link_libraries(test_api_${t} PRIVATE proto common
+		PkgConfig::CMOCKA)
+	target_include_directories(test_api_${t} PRIVATE
+		${PROJECT_SOURCE_DIR}/api)
+	add_test(NAME test_api_${t} COMMAND test_api_${t})
+	set_tests_properties(test_api_${t} PROPERTIES LABELS unit)
+endforeach()
