@@ -1,0 +1,230 @@
+/*
+ * syncv3-accumulator: the single writer. Pollers send raw v2 /sync bodies
+ * over a ROUTER socket (ingest.c); each body is normalised into a change
+ * set (normalise.c, pure) and applied with a compare-and-set on the
+ * device's since, several messages per transaction (store.c); acks go
+ * back after COMMIT and change notices go out on a PUB socket (notify.c).
+ */
+#ifndef SYNCV3_ACCUMULATOR_H
+#define SYNCV3_ACCUMULATOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "proto.h"
+
+#define ACC_EVENT_MAX (64 * 1024)	/* bytes; like Synapse's PDU limit */
+#define ACC_TO_DEVICE_MAX (64 * 1024)
+#define ACC_ADATA_MAX (1024 * 1024)
+#define ACC_ID_MAX 255			/* event, room and user ids */
+#define ACC_RECEIPTS_MAX 10000		/* per room per response */
+
+struct acc_config {
+	char *db;
+	char *ingest;
+	char *notices;
+	char *log_level;
+	long long batch_max;		/* messages per transaction */
+	long long batch_bytes;		/* body bytes per transaction */
+	long long batch_delay_ms;	/* close a batch after this long */
+	long long cleanup_secs;		/* interval of the cleanup pass */
+	long long horizon_secs;		/* keep closed state this long */
+};
+
+/* jscan.c: exact byte spans of values inside a validated JSON text */
+struct jspan {
+	const char *p;
+	size_t len;
+};
+struct jscan_it {
+	const char *p, *end;
+	char close;
+	bool first;
+};
+const char *jscan_skip(const char *p, const char *end);
+int jscan_open(struct jscan_it *it, struct jspan v, char open);
+int jscan_member(struct jscan_it *it, struct jspan *key, struct jspan *val);
+int jscan_elem(struct jscan_it *it, struct jspan *val);
+bool jscan_key_eq(struct jspan key, const char *s);
+char *jscan_str(struct jspan s);
+bool jscan_is(struct jspan v, char c);
+
+/* smap.c: string -> int64 open-addressing map (keys copied) */
+struct smap {
+	char **keys;
+	int64_t *vals;
+	size_t cap, n;
+};
+void smap_init(struct smap *m);
+void smap_free(struct smap *m);
+void smap_put(struct smap *m, const char *key, int64_t val);
+bool smap_get(const struct smap *m, const char *key, int64_t *val);
+char *smap_key3(const char *a, const char *b, const char *c);
+
+/* normalise.c: v2 body -> change set, no I/O */
+enum acc_bad {
+	ACC_BAD_NOT_OBJECT = 0,	/* event is not a JSON object */
+	ACC_BAD_NO_ID,		/* missing or empty event_id */
+	ACC_BAD_TYPES,		/* a field has the wrong type */
+	ACC_BAD_TOO_BIG,	/* over the size cap, or an id over 255 */
+	ACC_BAD_ENCODING,	/* NUL or invalid UTF-8 in an indexed string */
+	ACC_BAD_ROOM,		/* room_id of the event is another room */
+	ACC_BAD__MAX,
+};
+const char *acc_bad_name(int kind);
+
+enum acc_section {
+	ACC_JOIN = 0,
+	ACC_INVITE,
+	ACC_LEAVE,
+	ACC_KNOCK,
+};
+const char *acc_section_name(int s);
+
+struct acc_event {
+	struct json_object *obj;	/* owns the strings below */
+	const char *raw;		/* exact bytes, borrowed from the body */
+	size_t raw_len;
+	const char *event_id, *type, *state_key, *sender;
+	const char *membership;		/* m.room.member content.membership */
+	int64_t ts;
+	/* room summary field when type is name/topic/...; NULL = unset */
+	const char *summary;
+	bool in_timeline;		/* set by store for state blocks */
+};
+
+struct acc_evlist {
+	struct acc_event *v;
+	size_t n, cap;
+};
+
+struct acc_receipt {
+	char *event_id, *rtype, *user_id, *thread_id;
+	int64_t ts;
+};
+
+struct acc_adata {
+	char *type;
+	char *json;			/* the {type, content} object, raw */
+};
+
+struct acc_room {
+	char *room_id;
+	enum acc_section section;
+	struct acc_evlist state, timeline;
+	bool limited;
+	char *prev_batch;
+	char *typing;			/* sorted JSON array, NULL = none */
+	struct acc_receipt *receipts;
+	size_t nreceipts;
+	struct acc_adata *adata;
+	size_t nadata;
+	bool has_unread;
+	int64_t notif, highlight;
+	char *heroes;			/* JSON array, NULL = absent */
+	int64_t joined_count, invited_count; /* -1 = absent */
+	char *invite_state;		/* raw stripped-state array */
+	const char *my_membership;	/* static string */
+};
+
+struct acc_changes {
+	struct acc_room *rooms;
+	size_t nrooms, caprooms;
+	struct acc_adata *adata;	/* global account data */
+	size_t nadata;
+	char **to_device;		/* raw event objects */
+	size_t nto_device;
+	char **dl_changed, **dl_left;
+	size_t ndl_changed, ndl_left;
+	char *otk_counts;		/* raw JSON object or NULL */
+	char *fallback_types;		/* raw JSON array or NULL */
+	size_t nevents;			/* valid room events */
+	unsigned bad[ACC_BAD__MAX];
+	unsigned nbad;
+};
+
+/*
+ * Parses body (a whole v2 /sync response). user_id (may be NULL) is the
+ * syncing user, used to derive their membership in left rooms. Returns 0,
+ * or -1 with *err set when the body is not a JSON object; bad parts
+ * inside a valid body are dropped and counted in out->bad.
+ */
+int normalise(const char *body, size_t len, const char *user_id,
+    struct acc_changes *out, const char **err) WARN_UNUSED;
+void normalise_free(struct acc_changes *c);
+
+/* notify.c */
+struct notify;
+struct notify *notify_new(struct event_base *base, void *zctx,
+    const char *endpoint, PGconn *db);
+void notify_send(struct notify *n, int type, int64_t pos, const char *room,
+    const char *user, const char *device, const char *membership,
+    const char *state);
+void notify_set_pos(struct notify *n, int64_t pos);
+void notify_free(struct notify *n);
+
+/* store.c: the writer connection */
+struct store;
+struct notice {
+	int type;
+	int64_t pos;
+	char *room, *user, *device, *membership, *state;
+};
+struct notice_list {
+	struct notice *v;
+	size_t n, cap;
+};
+void notice_add(struct notice_list *l, int type, int64_t pos,
+    const char *room, const char *user, const char *device,
+    const char *membership, const char *state);
+void notice_list_clear(struct notice_list *l);
+
+struct store_msg {
+	/* in */
+	const char *user_id, *device_id, *since_in, *next_batch;
+	const char *body;
+	size_t body_len;
+	/* out */
+	bool ok;
+	char *since;		/* committed since for the ack */
+	const char *error;
+	struct notice_list notices;
+	size_t nevents, nbad;
+};
+
+struct store_stats {
+	unsigned long long msgs, acks, nacks, events, bad_events, batches;
+	unsigned long long bad_bodies;
+};
+
+struct store *store_new(const char *conninfo);
+void store_free(struct store *st);
+PGconn *store_conn(struct store *st);
+int store_batch_begin(struct store *st) WARN_UNUSED;
+/* Applies one message inside the batch (its own savepoint). */
+void store_apply(struct store *st, struct store_msg *m);
+/* Commits; on failure every message of the batch becomes a nack. */
+int store_batch_commit(struct store *st) WARN_UNUSED;
+void store_batch_rollback(struct store *st);
+int64_t store_pos(const struct store *st);
+int store_poll_state(struct store *st, const struct proto_poll_state *ps)
+    WARN_UNUSED;
+/* Deletes superseded rows older than horizon_secs; returns rows or -1. */
+long long store_cleanup(struct store *st, long long horizon_secs);
+const struct store_stats *store_stats(const struct store *st);
+void store_msg_reset(struct store_msg *m);
+
+/* ingest.c */
+struct ingest;
+struct ingest *ingest_new(struct event_base *base, void *zctx,
+    const struct acc_config *cfg, struct store *st, struct notify *nt);
+void ingest_stop(struct ingest *in);
+void ingest_free(struct ingest *in);
+
+#endif

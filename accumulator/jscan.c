@@ -1,0 +1,184 @@
+/*
+ * Exact byte spans inside a JSON text. The body is validated once by
+ * json_parse_bounded(); this scanner then walks the raw text so each event
+ * can be stored with the bytes the homeserver sent (json-c would
+ * re-serialise it). It never reads outside [p, end) even on invalid input.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "accumulator.h"
+#include "json_util.h"
+#include "util.h"
+
+static const char *
+ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p at the opening quote; returns the byte after the closing quote. */
+static const char *
+skip_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\') {
+			if (++p >= end)
+				return NULL;
+		} else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* Returns the end of the value starting at p (after whitespace). */
+const char *
+jscan_skip(const char *p, const char *end)
+{
+	const char *s;
+	int depth = 0;
+
+	p = ws(p, end);
+	if (p >= end)
+		return NULL;
+	if (*p == '"')
+		return skip_string(p, end);
+	if (*p == '{' || *p == '[') {
+		while (p < end) {
+			if (*p == '"') {
+				if ((p = skip_string(p, end)) == NULL)
+					return NULL;
+				continue;
+			}
+			if (*p == '{' || *p == '[')
+				depth++;
+			else if ((*p == '}' || *p == ']') && --depth == 0)
+				return p + 1;
+			p++;
+		}
+		return NULL;
+	}
+	for (s = p; p < end && strchr(",:}] \t\r\n\"{[", *p) == NULL; p++)
+		;
+	return p > s ? p : NULL;
+}
+
+bool
+jscan_is(struct jspan v, char c)
+{
+	const char *p = ws(v.p, v.p + v.len);
+
+	return p < v.p + v.len && *p == c;
+}
+
+int
+jscan_open(struct jscan_it *it, struct jspan v, char open)
+{
+	const char *p = ws(v.p, v.p + v.len);
+
+	if (p >= v.p + v.len || *p != open)
+		return -1;
+	it->p = p + 1;
+	it->end = v.p + v.len;
+	it->close = open == '{' ? '}' : ']';
+	it->first = true;
+	return 0;
+}
+
+/* Moves past the separator; 1 if a value follows, 0 at the end, -1 bad. */
+static int
+it_step(struct jscan_it *it)
+{
+	it->p = ws(it->p, it->end);
+	if (it->p >= it->end)
+		return -1;
+	if (*it->p == it->close)
+		return 0;
+	if (!it->first) {
+		if (*it->p != ',')
+			return -1;
+		it->p = ws(it->p + 1, it->end);
+	}
+	it->first = false;
+	return it->p < it->end ? 1 : -1;
+}
+
+int
+jscan_member(struct jscan_it *it, struct jspan *key, struct jspan *val)
+{
+	const char *k, *v;
+	int rc;
+
+	if ((rc = it_step(it)) != 1)
+		return rc;
+	if (*it->p != '"' || (k = skip_string(it->p, it->end)) == NULL)
+		return -1;
+	key->p = it->p;
+	key->len = (size_t)(k - it->p);
+	k = ws(k, it->end);
+	if (k >= it->end || *k != ':')
+		return -1;
+	k = ws(k + 1, it->end);
+	if ((v = jscan_skip(k, it->end)) == NULL)
+		return -1;
+	val->p = k;
+	val->len = (size_t)(v - k);
+	it->p = v;
+	return 1;
+}
+
+int
+jscan_elem(struct jscan_it *it, struct jspan *val)
+{
+	const char *v;
+	int rc;
+
+	if ((rc = it_step(it)) != 1)
+		return rc;
+	if ((v = jscan_skip(it->p, it->end)) == NULL)
+		return -1;
+	val->p = it->p;
+	val->len = (size_t)(v - it->p);
+	it->p = v;
+	return 1;
+}
+
+/* Decodes a string span (with quotes); NULL if not a string or has NUL. */
+char *
+jscan_str(struct jspan s)
+{
+	struct json_object *o;
+	char *out = NULL;
+
+	if (s.len < 2 || s.p[0] != '"')
+		return NULL;
+	if (memchr(s.p, '\\', s.len) == NULL)
+		return xstrndup(s.p + 1, s.len - 2);
+	o = json_parse_bounded(s.p, s.len, NULL);
+	if (o != NULL && json_object_is_type(o, json_type_string) &&
+	    strlen(json_object_get_string(o)) ==
+		(size_t)json_object_get_string_len(o))
+		out = xstrdup(json_object_get_string(o));
+	json_object_put(o);
+	return out;
+}
+
+bool
+jscan_key_eq(struct jspan key, const char *s)
+{
+	size_t n = strlen(s);
+	char *d;
+	bool eq;
+
+	if (key.len < 2)
+		return false;
+	if (memchr(key.p, '\\', key.len) == NULL)
+		return key.len == n + 2 && memcmp(key.p + 1, s, n) == 0;
+	if ((d = jscan_str(key)) == NULL)
+		return false;
+	eq = strcmp(d, s) == 0;
+	free(d);
+	return eq;
+}

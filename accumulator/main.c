@@ -1,0 +1,128 @@
+/*
+ * syncv3-accumulator: the single writer (DESIGN.md contracts 1-3, 6, 8).
+ * Reads the config, migrates the schema and takes the writer lock
+ * (store), binds the notice PUB (notify) and the poller ROUTER (ingest),
+ * then runs the loop until SIGTERM.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <zmq.h>
+
+#include "accumulator.h"
+#include "config.h"
+#include "util.h"
+
+static const struct cfg_row acc_rows[] = {
+	{"SYNCV3_DB", CFG_STR, offsetof(struct acc_config, db),
+	    "dbname=syncv3", 0, 0, 0, "libpq conninfo"},
+	{"SYNCV3_INGEST", CFG_STR, offsetof(struct acc_config, ingest),
+	    "tcp://127.0.0.1:7701", 0, 0, 0, "ROUTER endpoint for pollers"},
+	{"SYNCV3_NOTICES", CFG_STR, offsetof(struct acc_config, notices),
+	    "tcp://127.0.0.1:7702", 0, 0, 0, "PUB endpoint for notices"},
+	{"SYNCV3_LOG_LEVEL", CFG_STR, offsetof(struct acc_config, log_level),
+	    "info", 0, 0, 0, "error, warn, info, debug"},
+	{"SYNCV3_ACC_BATCH_MAX", CFG_INT, offsetof(struct acc_config,
+	    batch_max), "64", 1, 10000, 0, "messages per transaction"},
+	{"SYNCV3_ACC_BATCH_BYTES", CFG_INT, offsetof(struct acc_config,
+	    batch_bytes), "33554432", 1, 1LL << 34, 0, "body bytes per batch"},
+	{"SYNCV3_ACC_BATCH_DELAY_MS", CFG_INT, offsetof(struct acc_config,
+	    batch_delay_ms), "200", 1, 60000, 0, "close a batch after this"},
+	{"SYNCV3_ACC_CLEANUP_SECS", CFG_INT, offsetof(struct acc_config,
+	    cleanup_secs), "60", 1, 86400, 0, "cleanup interval"},
+	{"SYNCV3_ACC_HORIZON_SECS", CFG_INT, offsetof(struct acc_config,
+	    horizon_secs), "604800", 0, 1LL << 40, 0,
+	    "keep superseded state this long"},
+	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: syncv3-accumulator [-nv] [-b batch_max] "
+	    "[-d conninfo] [-i ingest] [-o notices]\n");
+	exit(2);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	log_info("signal %d: finishing the current batch", (int)sig);
+	ingest_stop(arg);
+}
+
+static void
+set_or_die(struct acc_config *cfg, const char *name, const char *v)
+{
+	if (config_set(acc_rows, cfg, name, v) == -1)
+		exit(1);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct acc_config cfg = {0};
+	struct event_base *base;
+	struct event *ev_term, *ev_int;
+	struct store *st;
+	struct notify *nt;
+	struct ingest *in;
+	void *zctx;
+	int ch, verbose = 0, check = 0, lvl;
+
+	log_init("accumulator", LOG_LEVEL_INFO);
+	if (config_load(acc_rows, &cfg) == -1)
+		exit(1);
+	while ((ch = getopt(argc, argv, "b:d:i:no:v")) != -1) {
+		switch (ch) {
+		case 'b': set_or_die(&cfg, "SYNCV3_ACC_BATCH_MAX", optarg); break;
+		case 'd': set_or_die(&cfg, "SYNCV3_DB", optarg); break;
+		case 'i': set_or_die(&cfg, "SYNCV3_INGEST", optarg); break;
+		case 'o': set_or_die(&cfg, "SYNCV3_NOTICES", optarg); break;
+		case 'n': check = 1; break;
+		case 'v': verbose++; break;
+		default: usage();
+		}
+	}
+	if ((lvl = log_level_parse(cfg.log_level)) < 0)
+		fatalx("SYNCV3_LOG_LEVEL: invalid value \"%s\"", cfg.log_level);
+	log_set_level(lvl + verbose > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
+	    lvl + verbose);
+	if (config_check(acc_rows, &cfg) == -1)
+		exit(1);
+	if (check) {
+		config_print(acc_rows, &cfg, stdout);
+		config_free(acc_rows, &cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((base = event_base_new()) == NULL || (zctx = zmq_ctx_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if ((st = store_new(cfg.db)) == NULL)
+		fatalx("store: cannot open %s", cfg.db);
+	if ((nt = notify_new(base, zctx, cfg.notices, store_conn(st))) == NULL)
+		fatalx("notify: cannot bind %s", cfg.notices);
+	notify_set_pos(nt, store_pos(st));
+	if ((in = ingest_new(base, zctx, &cfg, st, nt)) == NULL)
+		fatalx("ingest: cannot bind %s", cfg.ingest);
+	ev_term = evsignal_new(base, SIGTERM, stop_cb, in);
+	ev_int = evsignal_new(base, SIGINT, stop_cb, in);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_base_dispatch(base);
+	ingest_free(in);
+	notify_free(nt);
+	store_free(st);
+	event_free(ev_term);
+	event_free(ev_int);
+	zmq_ctx_term(zctx);
+	event_base_free(base);
+	config_free(acc_rows, &cfg);
+	log_info("exiting");
+	return 0;
+}

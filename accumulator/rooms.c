@@ -1,0 +1,683 @@
+/*
+ * Room events and state for one message (called by store_apply inside its
+ * savepoint). Events are stored once by event_id; state is kept as
+ * validity ranges in syncv3_state, one row per change, so a member event
+ * in a huge room costs one row. Everything is decided in memory from three
+ * lookups (known events, the current entries of the keys the message
+ * touches, the room and user-room rows), then written with one set-based
+ * statement per table.
+ *
+ * Rules (why: pollers of different users lag each other and v2 repeats
+ * events in state and timeline):
+ * - a known event is never inserted or applied again;
+ * - a state-block event that is also in the timeline is applied from the
+ *   timeline, at its place;
+ * - for each (type, state_key) only the last event of the message decides
+ *   the final state: if that one is already known, earlier new events for
+ *   the key are stored but do not touch state (a lagging poller);
+ * - a known state-block event replaces the current entry only if it
+ *   arrived after it (a higher nid): a state block from a lagging poller
+ *   must not roll state back;
+ * - new state-block events take their nid as position, known ones a fresh
+ *   position; both come before the timeline's positions.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accumulator.h"
+#include "sqlarr.h"
+#include "store_int.h"
+#include "util.h"
+
+struct ent {
+	const char *room, *type, *sk;
+	bool has;		/* a current entry exists */
+	int64_t nid;
+	char *membership;
+	ssize_t pending;	/* our newest row in srows, -1: the db row */
+};
+
+struct srow {
+	const char *room, *type, *sk, *membership;
+	int64_t nid, from, to;
+};
+
+struct evrow {
+	const struct acc_event *ev;
+	const char *room;
+	int64_t nid;
+	bool tl;
+};
+
+struct sclose {
+	const char *room, *type, *sk;
+	int64_t pos;
+};
+
+struct rstate {
+	const char *room;
+	bool loaded, changed, has_summary;
+	int64_t last_nid, last_ts, jc, ic, upos, my_pos;
+	const char *name, *alias, *topic, *avatar, *rtype;
+	bool enc;
+	/* user room (the syncing user) */
+	bool ur_loaded, ur_touched;
+	const char *ur_membership, *ur_invite, *ur_heroes, *ur_prev;
+	int64_t ur_pos, ur_nc, ur_hc;
+	const char *new_membership, *new_invite, *new_heroes, *new_prev;
+	bool new_has_unread;
+	int64_t new_nc, new_hc;
+	int section;
+};
+
+struct rctx {
+	struct msgctx *x;
+	struct smap known, keys, roomidx;
+	struct ent *ents;
+	size_t nents, capents;
+	struct srow *srows;
+	size_t nsrows, capsrows;
+	struct evrow *evrows;
+	size_t nevrows, capevrows;
+	struct sclose *closes;
+	size_t ncloses, capcloses;
+	struct rstate *rs;
+	size_t nrs;
+	PGresult *res_rooms, *res_ur;
+};
+
+#define PUSH(arr, n, cap)                                                      \
+	do {                                                                   \
+		if ((n) == (cap)) {                                            \
+			(cap) = (cap) ? (cap) * 2 : 16;                        \
+			(arr) = xrealloc((arr), (cap) * sizeof(*(arr)));       \
+		}                                                              \
+	} while (0)
+
+static bool
+streq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static int64_t
+i64(PGresult *r, int row, int col)
+{
+	return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *
+optstr(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static size_t
+ent_of(struct rctx *rc, const char *room, const struct acc_event *ev)
+{
+	char *k = smap_key3(room, ev->type, ev->state_key);
+	int64_t i;
+
+	if (!smap_get(&rc->keys, k, &i)) {
+		PUSH(rc->ents, rc->nents, rc->capents);
+		i = (int64_t)rc->nents++;
+		memset(&rc->ents[i], 0, sizeof(rc->ents[i]));
+		rc->ents[i].room = room;
+		rc->ents[i].type = ev->type;
+		rc->ents[i].sk = ev->state_key;
+		rc->ents[i].pending = -1;
+		smap_put(&rc->keys, k, i);
+	}
+	free(k);
+	return (size_t)i;
+}
+
+/* Known events and the current state of every key the message touches. */
+static int
+load_known(struct rctx *rc)
+{
+	struct acc_changes *ch = rc->x->ch;
+	struct abuf ids = {0};
+	struct cols keys;
+	const char *p[3];
+	PGresult *r;
+	int rc_ = -1;
+
+	cols_init(&keys, 3);
+	for (size_t i = 0; i < ch->nrooms; i++) {
+		struct acc_room *rm = &ch->rooms[i];
+		for (int pass = 0; pass < 2; pass++) {
+			struct acc_evlist *l = pass ? &rm->timeline : &rm->state;
+			for (size_t j = 0; j < l->n; j++) {
+				size_t before = rc->nents;
+				ab_str(&ids, l->v[j].event_id);
+				if (l->v[j].state_key == NULL)
+					continue;
+				(void)ent_of(rc, rm->room_id, &l->v[j]);
+				if (rc->nents > before) {
+					ab_str(&keys.c[0], rm->room_id);
+					ab_str(&keys.c[1], l->v[j].type);
+					ab_str(&keys.c[2], l->v[j].state_key);
+					keys.rows++;
+				}
+			}
+		}
+	}
+	p[0] = ab_end(&ids);
+	if ((r = store_q(rc->x->st, S_KNOWN, 1, p)) == NULL)
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++)
+		smap_put(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
+	PQclear(r);
+	if (keys.rows > 0) {
+		cols_params(&keys, p);
+		if ((r = store_q(rc->x->st, S_CUR, 3, p)) == NULL)
+			goto out;
+		for (int i = 0; i < PQntuples(r); i++) {
+			int64_t k = i64(r, i, 0) - 1;
+			if (k < 0 || (size_t)k >= rc->nents)
+				continue;
+			rc->ents[k].has = true;
+			rc->ents[k].nid = i64(r, i, 1);
+			free(rc->ents[k].membership);
+			rc->ents[k].membership = PQgetisnull(r, i, 2) ? NULL :
+			    xstrdup(PQgetvalue(r, i, 2));
+		}
+		PQclear(r);
+	}
+	rc_ = 0;
+out:
+	ab_free(&ids);
+	cols_free(&keys);
+	return rc_;
+}
+
+/* The rooms rows and the syncing user's rows for every room met. */
+static int
+load_rooms(struct rctx *rc)
+{
+	struct acc_changes *ch = rc->x->ch;
+	struct abuf ids = {0};
+	const char *p[2];
+	int64_t k;
+	PGresult *r;
+
+	rc->rs = xcalloc(ch->nrooms, sizeof(*rc->rs));
+	for (size_t i = 0; i < ch->nrooms; i++) {
+		if (smap_get(&rc->roomidx, ch->rooms[i].room_id, NULL))
+			continue;
+		smap_put(&rc->roomidx, ch->rooms[i].room_id, (int64_t)rc->nrs);
+		rc->rs[rc->nrs++].room = ch->rooms[i].room_id;
+		ab_str(&ids, ch->rooms[i].room_id);
+	}
+	p[0] = ab_end(&ids);
+	if ((r = rc->res_rooms = store_q(rc->x->st, S_ROOMS_GET, 1, p)) ==
+	    NULL)
+		goto fail;
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (!smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
+			continue;
+		struct rstate *s = &rc->rs[k];
+		s->loaded = true;
+		s->last_nid = i64(r, i, 1);
+		s->last_ts = i64(r, i, 2);
+		s->name = optstr(r, i, 3);
+		s->alias = optstr(r, i, 4);
+		s->topic = optstr(r, i, 5);
+		s->avatar = optstr(r, i, 6);
+		s->rtype = optstr(r, i, 7);
+		s->enc = PQgetvalue(r, i, 8)[0] == 't';
+		s->jc = i64(r, i, 9);
+		s->ic = i64(r, i, 10);
+	}
+	p[1] = p[0];
+	p[0] = rc->x->m->user_id;
+	if ((r = rc->res_ur = store_q(rc->x->st, S_UR_GET, 2, p)) == NULL)
+		goto fail;
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (!smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
+			continue;
+		struct rstate *s = &rc->rs[k];
+		s->ur_loaded = true;
+		s->ur_membership = PQgetvalue(r, i, 1);
+		s->ur_pos = i64(r, i, 2);
+		s->ur_invite = optstr(r, i, 3);
+		s->ur_heroes = optstr(r, i, 4);
+		s->ur_nc = i64(r, i, 5);
+		s->ur_hc = i64(r, i, 6);
+		s->ur_prev = optstr(r, i, 7);
+	}
+	ab_free(&ids);
+	return 0;
+fail:
+	ab_free(&ids);
+	return -1;
+}
+
+static void
+summary_set(struct rstate *s, const struct acc_event *ev)
+{
+	const char *t = ev->type;
+
+	if (ev->state_key[0] != '\0' || strncmp(t, "m.room.", 7) != 0)
+		return;
+	t += 7;
+	if (strcmp(t, "name") == 0)
+		s->name = ev->summary;
+	else if (strcmp(t, "canonical_alias") == 0)
+		s->alias = ev->summary;
+	else if (strcmp(t, "topic") == 0)
+		s->topic = ev->summary;
+	else if (strcmp(t, "avatar") == 0)
+		s->avatar = ev->summary;
+	else if (strcmp(t, "create") == 0)
+		s->rtype = ev->summary;
+	else if (strcmp(t, "encryption") == 0)
+		s->enc = true;
+}
+
+static void
+member_change(struct rctx *rc, struct rstate *s, const struct acc_event *ev,
+    const char *old, int64_t pos)
+{
+	const char *m = ev->membership;
+
+	if (rc->x->m->user_id != NULL &&
+	    strcmp(ev->state_key, rc->x->m->user_id) == 0)
+		s->my_pos = pos;
+	if (streq(old, m))
+		return;
+	s->jc += (streq(m, "join") ? 1 : 0) - (streq(old, "join") ? 1 : 0);
+	s->ic += (streq(m, "invite") ? 1 : 0) - (streq(old, "invite") ? 1 : 0);
+	if (s->jc < 0)
+		s->jc = 0;
+	if (s->ic < 0)
+		s->ic = 0;
+	notice_add(&rc->x->m->notices, PROTO_NOTICE_MEMBERSHIP, pos, s->room,
+	    ev->state_key, NULL, m ? m : "leave", NULL);
+}
+
+/* Makes ev (nid) the current entry of its key from pos on. */
+static void
+state_set(struct rctx *rc, struct rstate *s, size_t ei,
+    const struct acc_event *ev, int64_t nid, int64_t pos)
+{
+	struct ent *e = &rc->ents[ei];
+	struct srow *row;
+
+	if (e->pending >= 0)
+		rc->srows[e->pending].to = pos;
+	else if (e->has) {
+		PUSH(rc->closes, rc->ncloses, rc->capcloses);
+		rc->closes[rc->ncloses++] = (struct sclose){e->room, e->type,
+		    e->sk, pos};
+	}
+	PUSH(rc->srows, rc->nsrows, rc->capsrows);
+	row = &rc->srows[rc->nsrows];
+	*row = (struct srow){e->room, e->type, e->sk, ev->membership, nid, pos,
+	    0};
+	e->pending = (ssize_t)rc->nsrows++;
+	if (strcmp(ev->type, "m.room.member") == 0)
+		member_change(rc, s, ev, e->has ? e->membership : NULL, pos);
+	e->has = true;
+	e->nid = nid;
+	free(e->membership);
+	e->membership = ev->membership ? xstrdup(ev->membership) : NULL;
+	s->changed = true;
+	if (pos > s->upos)
+		s->upos = pos;
+	summary_set(s, ev);
+}
+
+static int64_t
+evrow_add(struct rctx *rc, const char *room, const struct acc_event *ev,
+    bool tl)
+{
+	int64_t nid = store_pos_next(rc->x->st);
+
+	PUSH(rc->evrows, rc->nevrows, rc->capevrows);
+	rc->evrows[rc->nevrows++] = (struct evrow){ev, room, nid, tl};
+	smap_put(&rc->known, ev->event_id, -nid);
+	return nid;
+}
+
+static bool
+known_db(struct rctx *rc, const struct acc_event *ev)
+{
+	int64_t v;
+
+	return smap_get(&rc->known, ev->event_id, &v) && v > 0;
+}
+
+/* Is the last event of the message for this key one we already had? */
+static bool
+final_known(struct rctx *rc, struct smap *last, const struct acc_room *r,
+    const char *key)
+{
+	int64_t seq;
+
+	if (!smap_get(last, key, &seq))
+		return false;
+	if ((size_t)seq < r->state.n)
+		return known_db(rc, &r->state.v[seq]);
+	return known_db(rc, &r->timeline.v[(size_t)seq - r->state.n]);
+}
+
+static void
+state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
+    struct smap *tl, struct smap *last)
+{
+	for (size_t i = 0; i < r->state.n; i++) {
+		const struct acc_event *ev = &r->state.v[i];
+		char *k;
+		int64_t v, seq = -1, nid;
+		size_t ei;
+
+		if (smap_get(tl, ev->event_id, NULL))
+			continue;	/* applied from the timeline */
+		k = smap_key3(r->room_id, ev->type, ev->state_key);
+		ei = ent_of(rc, r->room_id, ev);
+		smap_get(last, k, &seq);
+		if (smap_get(&rc->known, ev->event_id, &v)) {
+			struct ent *e = &rc->ents[ei];
+			if (v > 0 && seq == (int64_t)i && !(e->has &&
+			    e->nid >= v))
+				state_set(rc, s, ei, ev, v,
+				    store_pos_next(rc->x->st));
+		} else {
+			nid = evrow_add(rc, r->room_id, ev, false);
+			if (!final_known(rc, last, r, k))
+				state_set(rc, s, ei, ev, nid, nid);
+		}
+		free(k);
+	}
+}
+
+static void
+timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
+    struct smap *last)
+{
+	for (size_t i = 0; i < r->timeline.n; i++) {
+		const struct acc_event *ev = &r->timeline.v[i];
+		int64_t nid;
+		char *k;
+
+		if (smap_get(&rc->known, ev->event_id, NULL))
+			continue;	/* never applied twice */
+		nid = evrow_add(rc, r->room_id, ev, true);
+		s->changed = true;
+		if (nid > s->upos)
+			s->upos = nid;
+		if (nid > s->last_nid) {
+			s->last_nid = nid;
+			s->last_ts = ev->ts;
+		}
+		if (ev->state_key == NULL)
+			continue;
+		k = smap_key3(r->room_id, ev->type, ev->state_key);
+		if (!final_known(rc, last, r, k))
+			state_set(rc, s, ent_of(rc, r->room_id, ev), ev, nid,
+			    nid);
+		free(k);
+	}
+}
+
+static void
+user_room(struct rctx *rc, struct acc_room *r, struct rstate *s)
+{
+	s->ur_touched = true;
+	s->section = r->section;
+	s->new_membership = r->my_membership;
+	s->new_invite = (r->section == ACC_INVITE || r->section == ACC_KNOCK) ?
+	    r->invite_state : NULL;
+	s->new_heroes = r->heroes ? r->heroes :
+	    (s->new_heroes ? s->new_heroes : s->ur_heroes);
+	s->new_prev = r->prev_batch ? r->prev_batch :
+	    (s->new_prev ? s->new_prev : s->ur_prev);
+	if (r->has_unread) {
+		s->new_has_unread = true;
+		s->new_nc = r->notif;
+		s->new_hc = r->highlight;
+	}
+	if (r->joined_count >= 0) {
+		s->jc = r->joined_count;
+		s->has_summary = true;
+	}
+	if (r->invited_count >= 0) {
+		s->ic = r->invited_count;
+		s->has_summary = true;
+	}
+	(void)rc;
+}
+
+static void
+room_process(struct rctx *rc, struct acc_room *r)
+{
+	struct smap tl, last;
+	int64_t k;
+	struct rstate *s;
+	char *key;
+
+	smap_get(&rc->roomidx, r->room_id, &k);
+	s = &rc->rs[k];
+	smap_init(&tl);
+	smap_init(&last);
+	for (size_t i = 0; i < r->timeline.n; i++)
+		smap_put(&tl, r->timeline.v[i].event_id, 1);
+	for (size_t i = 0; i < r->state.n + r->timeline.n; i++) {
+		const struct acc_event *ev = i < r->state.n ? &r->state.v[i] :
+		    &r->timeline.v[i - r->state.n];
+		if (ev->state_key == NULL || (i < r->state.n &&
+		    smap_get(&tl, ev->event_id, NULL)))
+			continue;
+		key = smap_key3(r->room_id, ev->type, ev->state_key);
+		smap_put(&last, key, (int64_t)i);
+		free(key);
+	}
+	state_block(rc, r, s, &tl, &last);
+	timeline(rc, r, s, &last);
+	user_room(rc, r, s);
+	smap_free(&tl);
+	smap_free(&last);
+}
+
+static int
+write_events(struct rctx *rc)
+{
+	struct cols c;
+	const char *p[10];
+	int rc_;
+
+	if (rc->nevrows == 0)
+		return 0;
+	cols_init(&c, 10);
+	for (size_t i = 0; i < rc->nevrows; i++) {
+		const struct evrow *e = &rc->evrows[i];
+		ab_i64(&c.c[0], e->nid);
+		ab_str(&c.c[1], e->ev->event_id);
+		ab_str(&c.c[2], e->room);
+		ab_str(&c.c[3], e->ev->type);
+		ab_str(&c.c[4], e->ev->state_key);
+		ab_str(&c.c[5], e->ev->sender);
+		ab_str(&c.c[6], e->ev->membership);
+		ab_i64(&c.c[7], e->ev->ts);
+		ab_bool(&c.c[8], e->tl);
+		ab_strn(&c.c[9], e->ev->raw, e->ev->raw_len);
+	}
+	cols_params(&c, p);
+	rc_ = store_q0(rc->x->st, S_EV_INS, 10, p);
+	cols_free(&c);
+	return rc_;
+}
+
+static int
+write_state(struct rctx *rc)
+{
+	struct cols c;
+	const char *p[7];
+	int rc_ = 0;
+
+	if (rc->ncloses > 0) {
+		cols_init(&c, 4);
+		for (size_t i = 0; i < rc->ncloses; i++) {
+			ab_str(&c.c[0], rc->closes[i].room);
+			ab_str(&c.c[1], rc->closes[i].type);
+			ab_str(&c.c[2], rc->closes[i].sk);
+			ab_i64(&c.c[3], rc->closes[i].pos);
+		}
+		cols_params(&c, p);
+		rc_ = store_q0(rc->x->st, S_ST_CLOSE, 4, p);
+		cols_free(&c);
+	}
+	if (rc_ == -1 || rc->nsrows == 0)
+		return rc_;
+	cols_init(&c, 7);
+	for (size_t i = 0; i < rc->nsrows; i++) {
+		const struct srow *s = &rc->srows[i];
+		ab_str(&c.c[0], s->room);
+		ab_str(&c.c[1], s->type);
+		ab_str(&c.c[2], s->sk);
+		ab_i64(&c.c[3], s->nid);
+		ab_i64(&c.c[4], s->from);
+		if (s->to > 0)
+			ab_i64(&c.c[5], s->to);
+		else
+			ab_str(&c.c[5], NULL);
+		ab_str(&c.c[6], s->membership);
+	}
+	cols_params(&c, p);
+	rc_ = store_q0(rc->x->st, S_ST_INS, 7, p);
+	cols_free(&c);
+	return rc_;
+}
+
+static int
+write_rooms(struct rctx *rc)
+{
+	struct cols c;
+	const char *p[12];
+	int rc_ = 0;
+
+	cols_init(&c, 12);
+	for (size_t i = 0; i < rc->nrs; i++) {
+		struct rstate *s = &rc->rs[i];
+		if (!s->changed && !s->has_summary)
+			continue;
+		if (s->changed)
+			notice_add(&rc->x->m->notices, PROTO_NOTICE_ROOM,
+			    s->upos, s->room, NULL, NULL, NULL, NULL);
+		if (s->upos == 0)
+			s->upos = store_pos_next(rc->x->st);
+		ab_str(&c.c[0], s->room);
+		ab_i64(&c.c[1], s->last_nid);
+		ab_i64(&c.c[2], s->last_ts);
+		ab_str(&c.c[3], s->name);
+		ab_str(&c.c[4], s->alias);
+		ab_str(&c.c[5], s->topic);
+		ab_str(&c.c[6], s->avatar);
+		ab_str(&c.c[7], s->rtype);
+		ab_bool(&c.c[8], s->enc);
+		ab_i64(&c.c[9], s->jc);
+		ab_i64(&c.c[10], s->ic);
+		ab_i64(&c.c[11], s->upos);
+		c.rows++;
+	}
+	if (c.rows > 0) {
+		cols_params(&c, p);
+		rc_ = store_q0(rc->x->st, S_ROOMS_PUT, 12, p);
+	}
+	cols_free(&c);
+	return rc_;
+}
+
+/* The syncing user's own row per room; skipped when nothing differs. */
+static bool
+ur_row(struct rctx *rc, struct rstate *s, struct cols *c)
+{
+	bool changed = !s->ur_loaded ||
+	    !streq(s->ur_membership, s->new_membership);
+	int64_t nc = s->new_has_unread ? s->new_nc : s->ur_nc;
+	int64_t hc = s->new_has_unread ? s->new_hc : s->ur_hc;
+	int64_t pos = s->ur_pos, upos;
+
+	if (!changed && streq(s->ur_invite, s->new_invite) &&
+	    streq(s->ur_heroes, s->new_heroes) && nc == s->ur_nc &&
+	    hc == s->ur_hc && streq(s->ur_prev, s->new_prev))
+		return false;
+	upos = store_pos_next(rc->x->st);
+	if (changed) {
+		pos = s->my_pos > 0 ? s->my_pos : upos;
+		if (s->my_pos == 0)
+			notice_add(&rc->x->m->notices, PROTO_NOTICE_MEMBERSHIP,
+			    pos, s->room, rc->x->m->user_id, NULL,
+			    s->new_membership, NULL);
+	}
+	ab_str(&c->c[0], s->room);
+	ab_str(&c->c[1], s->new_membership);
+	ab_i64(&c->c[2], pos);
+	ab_str(&c->c[3], s->new_invite);
+	ab_str(&c->c[4], s->new_heroes);
+	ab_i64(&c->c[5], nc);
+	ab_i64(&c->c[6], hc);
+	ab_i64(&c->c[7], upos);
+	ab_str(&c->c[8], s->new_prev);
+	return true;
+}
+
+static int
+write_user_rooms(struct rctx *rc)
+{
+	struct cols c;
+	const char *p[10];
+	int rc_ = 0;
+
+	cols_init(&c, 9);
+	for (size_t i = 0; i < rc->nrs; i++)
+		if (rc->rs[i].ur_touched && ur_row(rc, &rc->rs[i], &c))
+			c.rows++;
+	if (c.rows > 0) {
+		p[0] = rc->x->m->user_id;
+		cols_params(&c, p + 1);
+		rc_ = store_q0(rc->x->st, S_UR_PUT, 10, p);
+	}
+	cols_free(&c);
+	return rc_;
+}
+
+int
+rooms_apply(struct msgctx *x)
+{
+	struct rctx rc = {.x = x};
+	int ret = -1;
+
+	if (x->ch->nrooms == 0)
+		return 0;
+	smap_init(&rc.known);
+	smap_init(&rc.keys);
+	smap_init(&rc.roomidx);
+	if (load_known(&rc) == -1 || load_rooms(&rc) == -1)
+		goto out;
+	for (size_t i = 0; i < x->ch->nrooms; i++)
+		room_process(&rc, &x->ch->rooms[i]);
+	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
+	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1)
+		goto out;
+	ret = 0;
+out:
+	for (size_t i = 0; i < rc.nents; i++)
+		free(rc.ents[i].membership);
+	free(rc.ents);
+	free(rc.srows);
+	free(rc.evrows);
+	free(rc.closes);
+	free(rc.rs);
+	PQclear(rc.res_rooms);
+	PQclear(rc.res_ur);
+	smap_free(&rc.known);
+	smap_free(&rc.keys);
+	smap_free(&rc.roomidx);
+	return ret;
+}
