@@ -1,8 +1,528 @@
-/* s_room_list.c: placeholder, replaced below */
+/*
+ * s_room_list.c: the room_list stream (room_list.md, SEED-SPEC 5.5).
+ * Pagination mode (first request or next_page): the user's joined and
+ * invited rooms at the pinned position P (optionally only the children of
+ * `spaces`), sorted by the requested sorts (by_recency: last event, newest
+ * first; by_name: the spec room name, case-folded), one page of `limit`
+ * with the requested state events and the last `timeline_limit` events.
+ * Streaming mode: rooms sent to this session that changed since the since
+ * position (new events, state, counts), rooms newly joined or invited (in
+ * full), and rooms left. Two queries: the room set, then the page details.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "api.h"
+#include "json_util.h"
+#include "pg.h"
+#include "util.h"
+
+#define SQL_AT(col, type, field)                                               \
+	"CASE WHEN coalesce(r.updated_pos, 0) <= $2::bigint THEN r." col       \
+	" ELSE (SELECT (e.json::json)->'content'->>'" field "' FROM "          \
+	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE "          \
+	"s.room_id = ur.room_id AND s.type = '" type "' AND s.state_key = '' " \
+	"AND s.from_pos <= $2::bigint ORDER BY s.from_pos DESC LIMIT 1) END"
+
+#define SQL_HEAD                                                               \
+	"SELECT x.room_id, x.membership, x.notification_count, "               \
+	"x.highlight_count, x.invite_state, x.ts, x.name, x.alias, "           \
+	"x.joined_count, x.invited_count, CASE WHEN coalesce(x.name, '') = '' " \
+	"AND coalesce(x.alias, '') = '' THEN (SELECT json_agg("                \
+	"json_build_array(h.uid, (SELECT (e.json::json)->'content'->>"         \
+	"'displayname' FROM syncv3_state s JOIN syncv3_events e ON e.nid = "   \
+	"s.nid WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "  \
+	"s.state_key = h.uid AND s.to_pos IS NULL LIMIT 1))) FROM (SELECT "    \
+	"json_array_elements_text(CASE WHEN coalesce(x.heroes, '') NOT IN "    \
+	"('', '[]') THEN x.heroes::json ELSE (SELECT coalesce(json_agg("       \
+	"m.state_key), '[]'::json) FROM (SELECT s.state_key FROM syncv3_state " \
+	"s WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "      \
+	"s.to_pos IS NULL AND s.membership IN ('join', 'invite') AND "         \
+	"s.state_key <> $1 ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) "  \
+	"END AS heroes, x.prev_batch, x.is_new FROM (SELECT ur.room_id, "      \
+	"ur.notification_count, ur.highlight_count, ur.invite_state, "         \
+	"ur.heroes, ur.prev_batch, coalesce(r.joined_count, 0) AS "            \
+	"joined_count, coalesce(r.invited_count, 0) AS invited_count, "
+
+#define SQL_SPACES                                                             \
+	" AND ($3::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "  \
+	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
+	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
+	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
+	"AND EXISTS (SELECT 1 FROM syncv3_user_rooms su WHERE su.user_id = $1 " \
+	"AND su.room_id = c.room_id AND su.membership = 'join')))) x"
+
+/* $1 user, $2 P, $3 spaces */
+#define SQL_PAGE                                                               \
+	SQL_HEAD "CASE WHEN ur.pos <= $2::bigint THEN ur.membership ELSE "     \
+	"'join' END AS membership, false AS is_new, CASE WHEN "                \
+	"coalesce(r.updated_pos, 0) <= $2::bigint THEN coalesce(r.last_ts, 0) " \
+	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
+	"e.room_id = ur.room_id AND e.nid <= $2::bigint AND e.is_timeline "    \
+	"ORDER BY e.nid DESC LIMIT 1), 0) END AS ts, "                         \
+	SQL_AT("name", "m.room.name", "name") " AS name, "                     \
+	SQL_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
+	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
+	"r.room_id = ur.room_id WHERE ur.user_id = $1 AND ((ur.pos <= "        \
+	"$2::bigint AND ur.membership IN ('join', 'invite')) OR (ur.pos > "    \
+	"$2::bigint AND (SELECT s.membership FROM syncv3_state s WHERE "       \
+	"s.room_id = ur.room_id AND s.type = 'm.room.member' AND s.state_key " \
+	"= $1 AND s.from_pos <= $2::bigint ORDER BY s.from_pos DESC LIMIT 1) " \
+	"= 'join'))" SQL_SPACES
+
+/* $1 user, $2 from, $3 spaces, $4 to, $5 session */
+#define SQL_STREAM                                                             \
+	SQL_HEAD "ur.membership, (ur.pos > $2::bigint) AS is_new, "            \
+	"coalesce(r.last_ts, 0) AS ts, r.name, r.canonical_alias AS alias "    \
+	"FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON r.room_id = "   \
+	"ur.room_id WHERE ur.user_id = $1 AND ((ur.pos > $2::bigint AND "      \
+	"ur.pos <= $4::bigint) OR (((r.updated_pos > $2::bigint AND "          \
+	"r.updated_pos <= $4::bigint) OR (ur.updated_pos > $2::bigint AND "    \
+	"ur.updated_pos <= $4::bigint)) AND EXISTS (SELECT 1 FROM "            \
+	"syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND "        \
+	"sr.room_id = ur.room_id)))" SQL_SPACES
+
+/* $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6 */
+#define SQL_DETAIL                                                             \
+	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
+	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
+	"FROM syncv3_events e WHERE e.room_id = r.id AND e.nid > r.f AND "     \
+	"e.nid <= $3::bigint AND e.is_timeline ORDER BY e.nid DESC LIMIT "     \
+	"$4::bigint) x UNION ALL SELECT 's', r.id, s.nid, e.json FROM "        \
+	"unnest($1::text[], $2::bigint[]) AS r(id, f) JOIN syncv3_state s ON " \
+	"s.room_id = r.id AND s.from_pos <= $3::bigint AND (s.to_pos IS NULL " \
+	"OR s.to_pos > $3::bigint) AND s.from_pos > r.f JOIN syncv3_events e " \
+	"ON e.nid = s.nid WHERE EXISTS (SELECT 1 FROM unnest($5::text[], "     \
+	"$6::text[]) AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = " \
+	"'*' OR p.k = s.state_key)) ORDER BY 1, 2, 3"
+
+struct lroom {
+	char *room_id;
+	char *membership;
+	char *name;
+	char *key;
+	char *invite_state;
+	char *prev_batch;
+	int64_t notif, highlight, ts, from;
+	bool is_new, is_left;
+};
+
+struct lctx {
+	struct sreq *r;
+	struct lroom *v;
+	int n;
+	int lo, hi;		/* the page */
+	int64_t total;
+	bool is_stream;
+};
+
+static const int *cmp_sorts;
+static int cmp_nsorts;
+
+static int
+lroom_cmp(const void *a, const void *b)
+{
+	const struct lroom *x = a, *y = b;
+	int c;
+
+	for (int i = 0; i < cmp_nsorts; i++) {
+		if (cmp_sorts[i] == SORT_BY_RECENCY && x->ts != y->ts)
+			return x->ts > y->ts ? -1 : 1;
+		if (cmp_sorts[i] == SORT_BY_NAME &&
+		    (c = strcmp(x->key, y->key)) != 0)
+			return c;
+	}
+	return strcmp(x->room_id, y->room_id);
+}
+
+static void
+lctx_free(struct lctx *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		struct lroom *x = &c->v[i];
+		free(x->room_id);
+		free(x->membership);
+		free(x->name);
+		free(x->key);
+		free(x->invite_state);
+		free(x->prev_batch);
+	}
+	free(c->v);
+	free(c);
+}
+
+static const char *
+val(PGresult *res, int i, int col)
+{
+	return PQgetisnull(res, i, col) ? NULL : PQgetvalue(res, i, col);
+}
+
+/* Name of an invited room from its stripped state. */
+static char *
+invite_name(const char *invite_state, const char *self)
+{
+	struct json_object *a = json_parse_bounded(invite_state,
+	    strlen(invite_state), NULL);
+	const char *name = NULL, *alias = NULL;
+	struct hero h[5];
+	int nh = 0;
+	char *out;
+
+	for (size_t i = 0; json_object_is_type(a, json_type_array) &&
+	    i < json_object_array_length(a); i++) {
+		struct json_object *e = json_object_array_get_idx(a, i);
+		struct json_object *c = json_get_obj(e, "content");
+		const char *t = json_get_str(e, "type");
+		const char *sk = json_get_str(e, "state_key");
+		if (t == NULL)
+			continue;
+		if (strcmp(t, "m.room.name") == 0)
+			name = json_get_str(c, "name");
+		else if (strcmp(t, "m.room.canonical_alias") == 0)
+			alias = json_get_str(c, "alias");
+		else if (strcmp(t, "m.room.member") == 0 && sk != NULL &&
+		    strcmp(sk, self) != 0 && nh < 5) {
+			h[nh].user_id = sk;
+			h[nh++].displayname = json_get_str(c, "displayname");
+		}
+	}
+	out = room_name_calc(name, alias, h, nh, nh + 1, 0);
+	json_object_put(a);
+	return out;
+}
+
+static char *
+calc_name(PGresult *res, int i, const char *self)
+{
+	struct json_object *heroes = NULL;
+	struct hero h[5];
+	int nh = 0;
+	char *out;
+
+	if (val(res, i, 6) == NULL && val(res, i, 7) == NULL &&
+	    val(res, i, 4) != NULL && strcmp(PQgetvalue(res, i, 1),
+	    "invite") == 0)
+		return invite_name(val(res, i, 4), self);
+	if (val(res, i, 10) != NULL)
+		heroes = json_parse_bounded(val(res, i, 10),
+		    (size_t)PQgetlength(res, i, 10), NULL);
+	for (size_t k = 0; json_object_is_type(heroes, json_type_array) &&
+	    k < json_object_array_length(heroes) && nh < 5; k++) {
+		struct json_object *p = json_object_array_get_idx(heroes, k);
+		h[nh].user_id = json_object_get_string(
+		    json_object_array_get_idx(p, 0));
+		h[nh++].displayname = json_object_get_string(
+		    json_object_array_get_idx(p, 1));
+	}
+	out = room_name_calc(val(res, i, 6), val(res, i, 7), h, nh,
+	    strtol(PQgetvalue(res, i, 8), NULL, 10),
+	    strtol(PQgetvalue(res, i, 9), NULL, 10));
+	json_object_put(heroes);
+	return out;
+}
+
+static void
+fail_db(struct sreq *r)
+{
+	r->err_status = 503;
+	r->err_code = "M_UNKNOWN";
+}
+
+static void
+list_head(struct sreq *r, struct evbuffer *b, struct lctx *c)
+{
+	evbuffer_add_printf(b, "{\"limit\":%" PRId64 ",\"timeline_limit\":%"
+	    PRId64 ",\"sort\":[", r->p.l_limit, r->p.l_timeline);
+	for (int i = 0; i < r->p.l_nsorts; i++)
+		evbuffer_add_printf(b, "%s\"%s\"", i ? "," : "",
+		    sort_name(r->p.l_sorts[i]));
+	evbuffer_add(b, "],\"state_events\":[", 18);
+	for (int i = 0; i < r->p.l_nst; i++) {
+		evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1);
+		jstr(b, r->p.l_st_type[i]);
+		evbuffer_add(b, ",", 1);
+		jstr(b, r->p.l_st_key[i]);
+		evbuffer_add(b, "]", 1);
+	}
+	evbuffer_add(b, "]", 1);
+	if (r->p.l_nspaces > 0) {
+		evbuffer_add(b, ",\"spaces\":[", 11);
+		for (int i = 0; i < r->p.l_nspaces; i++) {
+			if (i)
+				evbuffer_add(b, ",", 1);
+			jstr(b, r->p.l_spaces[i]);
+		}
+		evbuffer_add(b, "]", 1);
+	}
+	if (!c->is_stream)
+		evbuffer_add_printf(b, ",\"count\":%" PRId64, c->total);
+}
+
+/* Appends the json column of rows [a, b) of kind k for room id. */
+static void
+add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind,
+    bool is_reverse)
+{
+	int n = res ? PQntuples(res) : 0, cnt = 0;
+	int *idx = xmalloc(sizeof(int) * (size_t)(n + 1));
+
+	for (int i = 0; i < n; i++)
+		if (PQgetvalue(res, i, 0)[0] == kind &&
+		    strcmp(PQgetvalue(res, i, 1), id) == 0)
+			idx[cnt++] = i;
+	for (int j = 0; j < cnt; j++) {
+		int i = is_reverse ? idx[cnt - 1 - j] : idx[j];
+		if (j)
+			evbuffer_add(b, ",", 1);
+		evbuffer_add(b, PQgetvalue(res, i, 3),
+		    (size_t)PQgetlength(res, i, 3));
+	}
+	free(idx);
+}
+
+static void
+room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
+{
+	if (!first)
+		evbuffer_add(b, ",", 1);
+	evbuffer_add(b, "{\"room_id\":", 11);
+	jstr(b, x->room_id);
+	evbuffer_add(b, ",\"membership\":", 14);
+	jstr(b, x->membership);
+	evbuffer_add(b, ",\"name\":", 8);
+	jstr(b, x->name);
+	evbuffer_add_printf(b, ",\"timestamp\":%" PRId64 ",\"notification_"
+	    "count\":%" PRId64 ",\"highlight_count\":%" PRId64, x->ts,
+	    x->notif, x->highlight);
+	if (x->invite_state != NULL && strcmp(x->membership, "invite") == 0)
+		evbuffer_add_printf(b, ",\"invite_state\":%s",
+		    x->invite_state);
+	if (x->prev_batch != NULL && *x->prev_batch != '\0') {
+		evbuffer_add(b, ",\"prev_batch\":", 14);
+		jstr(b, x->prev_batch);
+	}
+	evbuffer_add(b, ",\"state_events\":[", 17);
+	add_rows(b, res, x->room_id, 's', false);
+	evbuffer_add(b, "],\"timeline\":[", 14);
+	add_rows(b, res, x->room_id, 't', true);
+	evbuffer_add(b, "]}", 2);
+}
+
+static void
+remember_rooms(struct sreq *r, struct lctx *c)
+{
+	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
+	const char *params[2];
+	char sid[24], *arr;
+	int n = 0;
+
+	for (int i = c->lo; i < c->hi; i++)
+		if (!c->v[i].is_left)
+			ids[n++] = c->v[i].room_id;
+	if (n > 0) {
+		snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+		arr = pg_text_array(ids, n);
+		params[0] = sid;
+		params[1] = arr;
+		pg_pool_query(r->api->pool, "INSERT INTO syncv3_session_rooms "
+		    "(session_id, room_id) SELECT $1::bigint, unnest($2::text[]) "
+		    "ON CONFLICT DO NOTHING", 2, params, NULL, NULL);
+		free(arr);
+	}
+	free(ids);
+}
+
+static void
+list_finish(struct lctx *c, PGresult *res)
+{
+	struct sreq *r = c->r;
+	struct evbuffer *b = r->out[ST_LIST];
+	int nout = 0, nleft = 0;
+
+	list_head(r, b, c);
+	evbuffer_add(b, ",\"rooms\":[", 10);
+	for (int i = c->lo; i < c->hi; i++)
+		if (!c->v[i].is_left)
+			room_out(b, &c->v[i], res, nout++ == 0);
+	evbuffer_add(b, "]", 1);
+	for (int i = c->lo; i < c->hi; i++) {
+		if (!c->v[i].is_left)
+			continue;
+		if (nleft++ == 0)
+			evbuffer_add(b, ",\"left\":[", 9);
+		else
+			evbuffer_add(b, ",", 1);
+		jstr(b, c->v[i].room_id);
+	}
+	if (nleft > 0)
+		evbuffer_add(b, "]", 1);
+	if (!c->is_stream && c->hi < c->n)
+		evbuffer_add_printf(b, ",\"next_page\":\"%" PRId64 "\"",
+		    (r->p.l_page < 0 ? 0 : r->p.l_page) + 1);
+	evbuffer_add(b, "}", 1);
+	if (c->is_stream)
+		r->has_data |= nout + nleft > 0;
+	else
+		r->is_pagination = true;
+	remember_rooms(r, c);
+}
+
+static void
+detail_cb(PGresult *res, void *arg)
+{
+	struct lctx *c = arg;
+	struct sreq *r = c->r;
+
+	if (!r->is_done) {
+		if (res == NULL)
+			fail_db(r);
+		else
+			list_finish(c, res);
+	}
+	lctx_free(c);
+	sync_stream_done(r);
+}
+
+static void
+detail_query(struct lctx *c)
+{
+	struct sreq *r = c->r;
+	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
+	char *froms, *rooms, *types, *keys, to[24], tl[24];
+	const char *params[6];
+	size_t fl = 3;
+	int n = 0;
+
+	for (int i = c->lo; i < c->hi; i++)
+		fl += 24;
+	froms = xmalloc(fl);
+	strcpy(froms, "{");
+	for (int i = c->lo; i < c->hi; i++) {
+		if (c->v[i].is_left)
+			continue;
+		ids[n] = c->v[i].room_id;
+		snprintf(froms + strlen(froms), 24, "%s%" PRId64, n ? "," : "",
+		    c->v[i].from);
+		n++;
+	}
+	strcat(froms, "}");
+	if (n == 0) {
+		free(froms);
+		free(ids);
+		if (!r->is_done)
+			list_finish(c, NULL);
+		lctx_free(c);
+		sync_stream_done(r);
+		return;
+	}
+	rooms = pg_text_array(ids, n);
+	types = pg_text_array(r->p.l_st_type, r->p.l_nst);
+	keys = pg_text_array(r->p.l_st_key, r->p.l_nst);
+	snprintf(to, sizeof(to), "%" PRId64, c->is_stream ? r->to : r->next.l);
+	snprintf(tl, sizeof(tl), "%" PRId64, r->p.l_timeline);
+	params[0] = rooms;
+	params[1] = froms;
+	params[2] = to;
+	params[3] = tl;
+	params[4] = types;
+	params[5] = keys;
+	pg_pool_query(r->api->pool, SQL_DETAIL, 6, params, detail_cb, c);
+	free(rooms);
+	free(types);
+	free(keys);
+	free(froms);
+	free(ids);
+}
+
+static void
+main_cb(PGresult *res, void *arg)
+{
+	struct lctx *c = arg;
+	struct sreq *r = c->r;
+	int64_t lo;
+
+	if (r->is_done || res == NULL) {
+		if (res == NULL && !r->is_done)
+			fail_db(r);
+		lctx_free(c);
+		sync_stream_done(r);
+		return;
+	}
+	c->n = PQntuples(res);
+	c->v = xcalloc((size_t)c->n + 1, sizeof(*c->v));
+	for (int i = 0; i < c->n; i++) {
+		struct lroom *x = &c->v[i];
+		x->room_id = xstrdup(PQgetvalue(res, i, 0));
+		x->membership = xstrdup(PQgetvalue(res, i, 1));
+		x->notif = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		x->highlight = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+		x->invite_state = val(res, i, 4) ? xstrdup(val(res, i, 4)) :
+		    NULL;
+		x->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		x->name = calc_name(res, i, r->user_id);
+		x->key = casefold(x->name);
+		x->prev_batch = val(res, i, 11) ? xstrdup(val(res, i, 11)) :
+		    NULL;
+		x->is_new = PQgetvalue(res, i, 12)[0] == 't';
+		x->is_left = c->is_stream && x->is_new &&
+		    strcmp(x->membership, "join") != 0 &&
+		    strcmp(x->membership, "invite") != 0;
+		x->from = c->is_stream && !x->is_new ? r->from.l : 0;
+	}
+	c->total = c->n;
+	cmp_sorts = r->p.l_sorts;
+	cmp_nsorts = r->p.l_nsorts;
+	qsort(c->v, (size_t)c->n, sizeof(*c->v), lroom_cmp);
+	c->lo = 0;
+	c->hi = c->n;
+	if (!c->is_stream) {
+		lo = (r->p.l_page < 0 ? 0 : r->p.l_page) * r->p.l_limit;
+		if (lo > c->n) {
+			r->err_status = 400;
+			r->err_code = "M_INVALID_PARAM";
+			free(r->err_msg);
+			r->err_msg = xstrdup("room_list.next_page is past the "
+			    "end");
+			lctx_free(c);
+			sync_stream_done(r);
+			return;
+		}
+		c->lo = (int)lo;
+		c->hi = lo + r->p.l_limit < c->n ? (int)(lo + r->p.l_limit) :
+		    c->n;
+	}
+	detail_query(c);
+}
+
 void
 s_room_list_run(struct api *api, struct sreq *r)
 {
-	(void)api;
-	sync_stream_done(r);
+	struct lctx *c = xcalloc(1, sizeof(*c));
+	char a[24], b[24], sid[24], *spaces = NULL;
+	const char *params[5];
+
+	c->r = r;
+	if (r->p.l_nspaces > 0)
+		spaces = pg_text_array(r->p.l_spaces, r->p.l_nspaces);
+	params[0] = r->user_id;
+	params[2] = spaces;
+	if (r->from.l == 0 || r->p.l_page >= 0) {
+		r->next.l = r->from.l != 0 ? r->from.l : r->to;
+		snprintf(a, sizeof(a), "%" PRId64, r->next.l);
+		params[1] = a;
+		pg_pool_query(api->pool, SQL_PAGE, 3, params, main_cb, c);
+	} else {
+		c->is_stream = true;
+		r->next.l = r->to;
+		snprintf(a, sizeof(a), "%" PRId64, r->from.l);
+		snprintf(b, sizeof(b), "%" PRId64, r->to);
+		snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+		params[1] = a;
+		params[3] = b;
+		params[4] = sid;
+		pg_pool_query(api->pool, SQL_STREAM, 5, params, main_cb, c);
+	}
+	free(spaces);
 }
