@@ -220,6 +220,23 @@ long long store_cleanup(struct store *st, long long horizon_secs);
 const struct store_stats *store_stats(const struct store *st);
 void store_msg_reset(struct store_msg *m);
 
+/* query.c: reader-side helpers (tests, reference SQL for the api) */
+struct vlog {
+	int64_t pos;
+	const char *membership;
+};
+struct vrange {
+	int64_t start, end;
+};
+int query_state_at(PGconn *c, const char *room, int64_t pos, int64_t **nids,
+    size_t *n);
+int query_joined_at(PGconn *c, const char *user, int64_t pos, char ***rooms,
+    size_t *n);
+size_t query_visible_ranges(const struct vlog *logs, size_t n, bool joined,
+    int64_t from, int64_t to, struct vrange *out);
+int query_visible_db(PGconn *c, const char *user, const char *room,
+    int64_t from, int64_t to, struct vrange *out, size_t max, size_t *n);
+
 /* ingest.c */
 struct ingest;
 struct ingest *ingest_new(struct event_base *base, void *zctx,

@@ -1,0 +1,353 @@
+/*
+ * normalise.c on hand-written v2 bodies (tests/data/sync): what is kept,
+ * the exact bytes of each event, and every kind of bad event.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "accumulator.h"
+
+#ifndef DATA_DIR
+#define DATA_DIR "tests/data/sync"
+#endif
+
+static char *
+slurp(const char *name, size_t *len)
+{
+	char path[512];
+	FILE *fp;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", DATA_DIR, name);
+	fp = fopen(path, "rb");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static struct acc_room *
+room(struct acc_changes *c, const char *id, int section)
+{
+	for (size_t i = 0; i < c->nrooms; i++)
+		if (strcmp(c->rooms[i].room_id, id) == 0 &&
+		    (int)c->rooms[i].section == section)
+			return &c->rooms[i];
+	fail_msg("room %s not found", id);
+	return NULL;
+}
+
+/* The stored bytes are a span of the body, identical to the source. */
+static void
+assert_span(const char *body, size_t len, const struct acc_event *ev,
+    const char *needle)
+{
+	assert_true(ev->raw >= body && ev->raw + ev->raw_len <= body + len);
+	assert_non_null(strstr(body, needle));
+	assert_int_equal(ev->raw_len, strlen(needle));
+	assert_memory_equal(ev->raw, needle, ev->raw_len);
+}
+
+static void
+test_initial(void **state)
+{
+	size_t len;
+	char *b = slurp("initial.json", &len);
+	struct acc_changes c;
+	struct acc_room *r;
+	const char *err;
+
+	(void)state;
+	assert_int_equal(normalise(b, len, "@alice:hs", &c, &err), 0);
+	assert_int_equal(c.nrooms, 3);
+	assert_int_equal(c.nbad, 0);
+	assert_int_equal(c.nevents, 8);
+	r = room(&c, "!r1:hs", ACC_JOIN);
+	assert_int_equal(r->state.n, 4);
+	assert_int_equal(r->timeline.n, 3);
+	assert_true(r->limited);
+	assert_string_equal(r->prev_batch, "p0");
+	assert_string_equal(r->state.v[3].summary, "Room One");
+	assert_string_equal(r->state.v[1].membership, "join");
+	assert_null(r->timeline.v[1].state_key);
+	assert_int_equal(r->timeline.v[1].ts, 6);
+	/* \u0000, \/ and \u00e9 kept exactly as sent */
+	assert_span(b, len, &r->timeline.v[1],
+	    "{\"type\":\"m.room.message\",\"sender\":\"@bob:hs\",\"content\":"
+	    "{\"body\":\"hi \\u00e9 \\/ \\u0000 end\",\"msgtype\":\"m.text\"},"
+	    "\"event_id\":\"$msg1\",\"origin_server_ts\":6}");
+	assert_string_equal(r->typing, "[\"@alice:hs\",\"@bob:hs\"]");
+	assert_int_equal(r->nreceipts, 2);
+	assert_int_equal(r->nadata, 1);
+	assert_string_equal(r->adata[0].type, "m.fully_read");
+	assert_true(r->has_unread);
+	assert_int_equal(r->notif, 3);
+	assert_int_equal(r->highlight, 1);
+	assert_string_equal(r->heroes, "[\"@bob:hs\"]");
+	assert_int_equal(r->joined_count, 2);
+	assert_int_equal(r->invited_count, 0);
+	assert_string_equal(r->my_membership, "join");
+	r = room(&c, "!inv:hs", ACC_INVITE);
+	assert_non_null(r->invite_state);
+	assert_int_equal(r->invite_state[0], '[');
+	assert_string_equal(r->my_membership, "invite");
+	r = room(&c, "!old:hs", ACC_LEAVE);
+	assert_string_equal(r->my_membership, "ban");
+	assert_int_equal(c.nadata, 2);
+	assert_int_equal(c.nto_device, 2);
+	assert_non_null(strstr(c.to_device[0], "\"a/b\""));
+	assert_int_equal(c.ndl_changed, 2);
+	assert_int_equal(c.ndl_left, 1);
+	assert_string_equal(c.otk_counts, "{\"signed_curve25519\":50}");
+	assert_string_equal(c.fallback_types, "[\"signed_curve25519\"]");
+	normalise_free(&c);
+	free(b);
+}
+
+static void
+test_incremental_and_limited(void **state)
+{
+	size_t len;
+	char *b = slurp("incremental.json", &len);
+	struct acc_changes c;
+	struct acc_room *r;
+
+	(void)state;
+	assert_int_equal(normalise(b, len, "@alice:hs", &c, NULL), 0);
+	r = room(&c, "!r1:hs", ACC_JOIN);
+	assert_false(r->limited);
+	assert_int_equal(r->state.n, 0);
+	assert_int_equal(r->timeline.n, 3);
+	assert_string_equal(r->timeline.v[1].summary, "Room Two");
+	assert_true(r->has_unread);
+	assert_int_equal(r->notif, 0);
+	normalise_free(&c);
+	free(b);
+
+	b = slurp("limited.json", &len);
+	assert_int_equal(normalise(b, len, "@alice:hs", &c, NULL), 0);
+	r = room(&c, "!r1:hs", ACC_JOIN);
+	assert_true(r->limited);
+	assert_int_equal(r->state.n, 3);
+	assert_int_equal(r->timeline.n, 1);
+	assert_false(r->has_unread);
+	assert_null(r->typing);
+	normalise_free(&c);
+	free(b);
+}
+
+static void
+test_overlap(void **state)
+{
+	size_t len;
+	char *b = slurp("overlap.json", &len);
+	struct acc_changes c;
+	struct acc_room *r;
+
+	(void)state;
+	assert_int_equal(normalise(b, len, NULL, &c, NULL), 0);
+	r = room(&c, "!r1:hs", ACC_JOIN);
+	/* normalise keeps both; the store applies each event once */
+	assert_int_equal(r->state.n, 1);
+	assert_int_equal(r->timeline.n, 4);
+	assert_string_equal(r->state.v[0].event_id, "$topic2");
+	assert_string_equal(r->timeline.v[1].event_id, "$topic2");
+	normalise_free(&c);
+	free(b);
+}
+
+static void
+test_bad_events(void **state)
+{
+	size_t len;
+	char *b = slurp("bad_events.json", &len);
+	struct acc_changes c;
+	struct acc_room *r;
+
+	(void)state;
+	assert_int_equal(normalise(b, len, NULL, &c, NULL), 0);
+	r = room(&c, "!r1:hs", ACC_JOIN);
+	/* a lone surrogate escape decodes to U+FFFD: valid, kept */
+	assert_int_equal(r->timeline.n, 2);
+	assert_string_equal(r->timeline.v[0].event_id, "$odd_surrogate\xef\xbf\xbd");
+	assert_string_equal(r->timeline.v[1].event_id, "$good");
+	assert_int_equal(r->state.n, 0);
+	assert_int_equal(c.bad[ACC_BAD_NOT_OBJECT], 1);
+	assert_int_equal(c.bad[ACC_BAD_NO_ID], 2);
+	/* id 42, type 7, no sender, content "str", state_key 5, ts "x",
+	 * membership 3, the state event without state_key, the to-device
+	 * message without type */
+	assert_int_equal(c.bad[ACC_BAD_TYPES], 9);
+	assert_int_equal(c.bad[ACC_BAD_ENCODING], 1);
+	assert_int_equal(c.bad[ACC_BAD_ROOM], 1);
+	assert_int_equal(c.nto_device, 1);
+	normalise_free(&c);
+	free(b);
+}
+
+static void
+test_too_big(void **state)
+{
+	size_t n = ACC_EVENT_MAX + 200, len;
+	char *b = malloc(n + 400), *big = malloc(n + 1);
+	struct acc_changes c;
+
+	(void)state;
+	memset(big, 'x', n);
+	big[n] = '\0';
+	len = (size_t)snprintf(b, n + 400, "{\"rooms\":{\"join\":{\"!r:hs\":{"
+	    "\"timeline\":{\"events\":[{\"type\":\"m.t\",\"sender\":\"@a:hs\","
+	    "\"event_id\":\"$big\",\"content\":{\"b\":\"%s\"}},{\"type\":"
+	    "\"m.t\",\"sender\":\"@a:hs\",\"event_id\":\"$small\",\"content\":"
+	    "{}}]}}}}}", big);
+	assert_int_equal(normalise(b, len, NULL, &c, NULL), 0);
+	assert_int_equal(c.bad[ACC_BAD_TOO_BIG], 1);
+	assert_int_equal(c.nrooms, 1);
+	assert_int_equal(c.rooms[0].timeline.n, 1);
+	normalise_free(&c);
+	free(b);
+	free(big);
+}
+
+static void
+test_membership_sections(void **state)
+{
+	static const struct {
+		const char *file, *room;
+		int section;
+		const char *m;
+	} cases[] = {
+		{"m1_invite.json", "!m:hs", ACC_INVITE, "invite"},
+		{"m2_join.json", "!m:hs", ACC_JOIN, "join"},
+		{"m3_leave.json", "!m:hs", ACC_LEAVE, "leave"},
+		{"m4_rejoin.json", "!m:hs", ACC_JOIN, "join"},
+		{"m5_ban.json", "!m:hs", ACC_LEAVE, "ban"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		char *b = slurp(cases[i].file, &len);
+		struct acc_changes c;
+
+		assert_int_equal(normalise(b, len, "@alice:hs", &c, NULL), 0);
+		assert_string_equal(room(&c, cases[i].room,
+		    cases[i].section)->my_membership, cases[i].m);
+		normalise_free(&c);
+		free(b);
+	}
+}
+
+static void
+test_not_json(void **state)
+{
+	static const char *const bodies[] = {"", "   ", "{", "[1,2]", "null",
+	    "{\"a\":1} trailing", "{\"a\":\"\xff\"}", "\"str\""};
+	size_t len;
+	char *b = slurp("not_json.txt", &len);
+	struct acc_changes c;
+	const char *err = NULL;
+
+	(void)state;
+	assert_int_equal(normalise(b, len, NULL, &c, &err), -1);
+	assert_non_null(err);
+	free(b);
+	b = slurp("array.json", &len);
+	assert_int_equal(normalise(b, len, NULL, &c, &err), -1);
+	free(b);
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+		assert_int_equal(normalise(bodies[i], strlen(bodies[i]), NULL,
+		    &c, NULL), -1);
+	/* a valid object with nothing we know is fine and empty */
+	assert_int_equal(normalise("{\"x\":[{}]}", 10, NULL, &c, NULL), 0);
+	assert_int_equal(c.nrooms, 0);
+	normalise_free(&c);
+}
+
+/* Wrong shapes where objects are expected: ignored, never a crash. */
+static void
+test_wrong_shapes(void **state)
+{
+	static const char *const bodies[] = {
+	    "{\"rooms\":[]}", "{\"rooms\":{\"join\":[]}}",
+	    "{\"rooms\":{\"join\":{\"!r:hs\":[]}}}",
+	    "{\"rooms\":{\"join\":{\"!r:hs\":{\"timeline\":[]}}}}",
+	    "{\"rooms\":{\"join\":{\"!r:hs\":{\"timeline\":{\"events\":{}}}}}}",
+	    "{\"rooms\":{\"join\":{\"!r:hs\":{\"ephemeral\":{\"events\":[1,"
+	    "{\"type\":\"m.typing\",\"content\":{\"user_ids\":\"x\"}},{\"type\":"
+	    "\"m.receipt\",\"content\":{\"$e\":{\"m.read\":{\"@u\":5}}}}]}}}}}",
+	    "{\"to_device\":{\"events\":[1,[],null]},\"device_lists\":[],"
+	    "\"account_data\":{\"events\":[{\"type\":\"\",\"content\":{}}]}}",
+	    "{\"rooms\":{\"join\":{\"\":{},\"\\u0000\":{}}}}",
+	};
+	struct acc_changes c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		assert_int_equal(normalise(bodies[i], strlen(bodies[i]), NULL,
+		    &c, NULL), 0);
+		normalise_free(&c);
+	}
+}
+
+static void
+test_jscan(void **state)
+{
+	const char *s = "{ \"a\" : [1, \"x\\\"]\", {\"b\":null}] , \"\\u0061\":true}";
+	struct jspan v = {s, strlen(s)}, k, val, e;
+	struct jscan_it it, ai;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(jscan_open(&it, v, '{'), 0);
+	assert_int_equal(jscan_member(&it, &k, &val), 1);
+	assert_true(jscan_key_eq(k, "a"));
+	assert_int_equal(jscan_open(&ai, val, '['), 0);
+	while (jscan_elem(&ai, &e) == 1)
+		n++;
+	assert_int_equal(n, 3);
+	assert_int_equal(jscan_member(&it, &k, &val), 1);
+	assert_true(jscan_key_eq(k, "a"));	/* escaped key decoded */
+	assert_int_equal(val.len, 4);
+	assert_int_equal(jscan_member(&it, &k, &val), 0);
+	/* truncated input never reads past the end */
+	for (size_t i = 0; i < strlen(s); i++) {
+		struct jspan t = {s, i};
+		if (jscan_open(&it, t, '{') == 0)
+			while (jscan_member(&it, &k, &val) == 1)
+				;
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_initial),
+		cmocka_unit_test(test_incremental_and_limited),
+		cmocka_unit_test(test_overlap),
+		cmocka_unit_test(test_bad_events),
+		cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_membership_sections),
+		cmocka_unit_test(test_not_json),
+		cmocka_unit_test(test_wrong_shapes),
+		cmocka_unit_test(test_jscan),
+	};
+
+	log_init("test", LOG_LEVEL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

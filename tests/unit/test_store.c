@@ -1,0 +1,663 @@
+/*
+ * The store against a real Postgres (SYNCV3_TEST_DB; skipped when unset):
+ * the equivalents of SEED-SPEC §9's storage tests (events and dedup,
+ * state at a position, joined rooms at a position, visible ranges,
+ * to-device, typing) plus contract 1 (CAS), gaps, overlap, membership
+ * histories, compact state and cleanup.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "accumulator.h"
+#include "pg.h"
+#include "util.h"
+
+#ifndef DATA_DIR
+#define DATA_DIR "tests/data/sync"
+#endif
+
+static struct store *st;
+static PGconn *db;
+static int counter;
+
+static char *
+slurp(const char *name, size_t *len)
+{
+	char path[512];
+	FILE *fp;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", DATA_DIR, name);
+	fp = fopen(path, "rb");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	buf = xmalloc((size_t)n + 1);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* One value of a query with up to 2 text params, as a new string. */
+static char *
+qs(const char *sql, const char *a, const char *b)
+{
+	const char *p[2] = {a, b};
+	PGresult *r = PQexecParams(db, sql, a ? (b ? 2 : 1) : 0, NULL, p,
+	    NULL, NULL, 0);
+	char *v;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(db));
+	v = PQntuples(r) && !PQgetisnull(r, 0, 0) ?
+	    xstrdup(PQgetvalue(r, 0, 0)) : NULL;
+	PQclear(r);
+	return v;
+}
+
+static long long
+qi(const char *sql, const char *a, const char *b)
+{
+	char *v = qs(sql, a, b);
+	long long n = v ? strtoll(v, NULL, 10) : -1;
+
+	free(v);
+	return n;
+}
+
+static long long
+nid(const char *event_id)
+{
+	return qi("SELECT nid FROM syncv3_events WHERE event_id = $1",
+	    event_id, NULL);
+}
+
+static void
+add_device(const char *user, const char *dev)
+{
+	char hash[128];
+	const char *p[3] = {user, dev, hash};
+	PGresult *r;
+
+	snprintf(hash, sizeof(hash), "%s/%s", user, dev);
+	r = PQexecParams(db, "INSERT INTO syncv3_devices (user_id, device_id,"
+	    " token_hash, token_enc) VALUES ($1, $2, $3, 'x')", 3, NULL, p,
+	    NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+}
+
+/* Applies body as one batch; m is left for the caller to inspect. */
+static void
+apply_raw(struct store_msg *m, const char *user, const char *dev,
+    const char *since_in, const char *next, const char *body, size_t len)
+{
+	memset(m, 0, sizeof(*m));
+	m->user_id = user;
+	m->device_id = dev;
+	m->since_in = since_in;
+	m->next_batch = next;
+	m->body = body;
+	m->body_len = len;
+	assert_int_equal(store_batch_begin(st), 0);
+	store_apply(st, m);
+	assert_int_equal(store_batch_commit(st), 0);
+}
+
+/* Applies body with the device's current since; asserts an ack. */
+static void
+apply_body(const char *user, const char *dev, const char *body, size_t len)
+{
+	struct store_msg m;
+	char *since = qs("SELECT since FROM syncv3_devices WHERE user_id = $1 "
+	    "AND device_id = $2", user, dev);
+	char next[32];
+
+	snprintf(next, sizeof(next), "n%d", ++counter);
+	apply_raw(&m, user, dev, since, next, body, len);
+	if (!m.ok)
+		fail_msg("nack: %s", m.error);
+	store_msg_reset(&m);
+	free(since);
+}
+
+static void
+apply_file(const char *user, const char *dev, const char *file)
+{
+	size_t len;
+	char *b = slurp(file, &len);
+
+	apply_body(user, dev, b, len);
+	free(b);
+}
+
+static void
+apply_str(const char *user, const char *dev, const char *body)
+{
+	apply_body(user, dev, body, strlen(body));
+}
+
+static int
+setup(void **state)
+{
+	const char *conn = getenv("SYNCV3_TEST_DB");
+
+	(void)state;
+	if (conn == NULL || *conn == '\0')
+		return 0;
+	if ((db = PQconnectdb(conn)) == NULL || PQstatus(db) != CONNECTION_OK)
+		return -1;
+	PQsetNoticeProcessor(db, NULL, NULL);
+	PQclear(PQexec(db, "DROP SCHEMA public CASCADE"));
+	PQclear(PQexec(db, "CREATE SCHEMA public"));
+	if ((st = store_new(conn)) == NULL)
+		return -1;
+	add_device("@alice:hs", "A1");
+	add_device("@alice:hs", "A2");
+	add_device("@bob:hs", "B1");
+	add_device("@carol:hs", "C1");
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	store_free(st);
+	if (db != NULL)
+		PQfinish(db);
+	return 0;
+}
+
+#define NEED_DB()                                                              \
+	do {                                                                   \
+		if (db == NULL)                                                \
+			skip();                                                \
+	} while (0)
+
+static void
+test_events_dedup_and_bytes(void **state)
+{
+	size_t len;
+	char *b = slurp("initial.json", &len), *json;
+	const char *want = "{\"type\":\"m.room.message\",\"sender\":\"@bob:hs\","
+	    "\"content\":{\"body\":\"hi \\u00e9 \\/ \\u0000 end\",\"msgtype\":"
+	    "\"m.text\"},\"event_id\":\"$msg1\",\"origin_server_ts\":6}";
+
+	(void)state;
+	NEED_DB();
+	apply_file("@alice:hs", "A1", "initial.json");
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events", NULL, NULL),
+	    8);
+	/* bob's poller delivers the same room: stored once */
+	apply_file("@bob:hs", "B1", "initial.json");
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events", NULL, NULL),
+	    8);
+	json = qs("SELECT json FROM syncv3_events WHERE event_id = '$msg1'",
+	    NULL, NULL);
+	assert_string_equal(json, want);
+	free(json);
+	/* state block events are not timeline; nids follow arrival order */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events WHERE NOT "
+	    "is_timeline", NULL, NULL), 4);
+	assert_true(nid("$create") < nid("$bob_join"));
+	assert_true(nid("$bob_join") < nid("$msg1"));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state WHERE room_id ="
+	    " '!r1:hs'", NULL, NULL), 6);
+	assert_int_equal(qi("SELECT joined_count FROM syncv3_rooms WHERE "
+	    "room_id = '!r1:hs'", NULL, NULL), 2);
+	json = qs("SELECT name FROM syncv3_rooms WHERE room_id = '!r1:hs'",
+	    NULL, NULL);
+	assert_string_equal(json, "Room One");
+	free(json);
+	assert_int_equal(qi("SELECT last_nid FROM syncv3_rooms WHERE room_id "
+	    "= '!r1:hs'", NULL, NULL), nid("$topic1"));
+	/* per-user data is per user */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_account_data", NULL,
+	    NULL), 6);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_receipts", NULL, NULL),
+	    2);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_device_lists", NULL,
+	    NULL), 6);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_user_rooms WHERE "
+	    "user_id = '@alice:hs'", NULL, NULL), 3);
+	json = qs("SELECT membership || ' ' || coalesce(heroes, '') || ' ' || "
+	    "notification_count FROM syncv3_user_rooms WHERE user_id = "
+	    "'@alice:hs' AND room_id = '!r1:hs'", NULL, NULL);
+	assert_string_equal(json, "join [\"@bob:hs\"] 3");
+	free(json);
+	json = qs("SELECT membership || ' ' || (invite_state IS NOT NULL) FROM "
+	    "syncv3_user_rooms WHERE user_id = '@alice:hs' AND room_id = "
+	    "'!inv:hs'", NULL, NULL);
+	assert_string_equal(json, "invite true");
+	free(json);
+	json = qs("SELECT membership FROM syncv3_user_rooms WHERE user_id = "
+	    "'@alice:hs' AND room_id = '!old:hs'", NULL, NULL);
+	assert_string_equal(json, "ban");
+	free(json);
+	/* the position covers everything committed */
+	assert_true(qi("SELECT pos FROM syncv3_position", NULL, NULL) >=
+	    qi("SELECT max(nid) FROM syncv3_events", NULL, NULL));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_devices WHERE "
+	    "is_initial_done", NULL, NULL), 2);
+	free(b);
+}
+
+static void
+test_cas(void **state)
+{
+	struct store_msg m;
+	size_t len;
+	char *b = slurp("initial.json", &len), *since;
+
+	(void)state;
+	NEED_DB();
+	since = qs("SELECT since FROM syncv3_devices WHERE user_id = "
+	    "'@alice:hs' AND device_id = 'A1'", NULL, NULL);
+	/* a resend of what is committed: ok, nothing stored twice */
+	apply_raw(&m, "@alice:hs", "A1", "", since, b, len);
+	assert_true(m.ok);
+	assert_string_equal(m.since, since);
+	store_msg_reset(&m);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	    "user_id = '@alice:hs'", NULL, NULL), 2);
+	/* another since: nack with the committed one */
+	apply_raw(&m, "@alice:hs", "A1", "old", "other", b, len);
+	assert_false(m.ok);
+	assert_string_equal(m.error, "since mismatch");
+	assert_string_equal(m.since, since);
+	store_msg_reset(&m);
+	apply_raw(&m, "@nobody:hs", "X", "", "s1", b, len);
+	assert_false(m.ok);
+	assert_string_equal(m.error, "unknown device");
+	store_msg_reset(&m);
+	/* not JSON: nack, since unchanged */
+	apply_raw(&m, "@alice:hs", "A1", since, "next", "{oops", 5);
+	assert_false(m.ok);
+	assert_string_equal(m.error, "bad body");
+	store_msg_reset(&m);
+	free(b);
+	b = qs("SELECT since FROM syncv3_devices WHERE user_id = '@alice:hs' "
+	    "AND device_id = 'A1'", NULL, NULL);
+	assert_string_equal(b, since);
+	free(b);
+	free(since);
+}
+
+static long long
+cur_nid(const char *room, const char *type, const char *sk)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT nid FROM syncv3_state WHERE "
+	    "room_id = $1 AND type = $2 AND state_key = '%s' AND to_pos IS "
+	    "NULL", sk);
+	return qi(sql, room, type);
+}
+
+static bool
+state_has(int64_t pos, long long want)
+{
+	int64_t *nids;
+	size_t n;
+	bool found = false;
+
+	assert_int_equal(query_state_at(db, "!r1:hs", pos, &nids, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		found |= nids[i] == want;
+	free(nids);
+	return found;
+}
+
+static void
+test_state_at_position(void **state)
+{
+	char *v;
+
+	(void)state;
+	NEED_DB();
+	apply_file("@alice:hs", "A1", "incremental.json");
+	assert_int_equal(cur_nid("!r1:hs", "m.room.name", ""), nid("$name2"));
+	assert_true(state_has(nid("$name2") - 1, nid("$name1")));
+	assert_false(state_has(nid("$name2") - 1, nid("$name2")));
+	assert_true(state_has(nid("$name2"), nid("$name2")));
+	assert_false(state_has(nid("$name2"), nid("$name1")));
+	/* before the room existed: nothing */
+	assert_false(state_has(nid("$create") - 1, nid("$create")));
+	v = qs("SELECT name || ' ' || (last_nid = $1::bigint)::text FROM "
+	    "syncv3_rooms WHERE room_id = '!r1:hs'", "0", NULL);
+	assert_non_null(strstr(v, "Room Two"));
+	free(v);
+	assert_int_equal(qi("SELECT last_nid FROM syncv3_rooms WHERE room_id "
+	    "= '!r1:hs'", NULL, NULL), nid("$msg3"));
+}
+
+static void
+test_limited_gap(void **state)
+{
+	long long rows;
+
+	(void)state;
+	NEED_DB();
+	rows = qi("SELECT count(*) FROM syncv3_state WHERE type = "
+	    "'m.room.topic'", NULL, NULL);
+	apply_file("@alice:hs", "A1", "limited.json");
+	/* the state block is the state before the timeline */
+	assert_int_equal(cur_nid("!r1:hs", "m.room.name", ""), nid("$name3"));
+	assert_true(nid("$name3") < nid("$msg4"));
+	assert_int_equal(cur_nid("!r1:hs", "m.room.member", "@carol:hs"),
+	    nid("$carol_join"));
+	/* the known, unchanged topic is not re-applied */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state WHERE type = "
+	    "'m.room.topic'", NULL, NULL), rows);
+	/* a lagging poller (bob) replays the older incremental: no change */
+	apply_file("@bob:hs", "B1", "incremental.json");
+	assert_int_equal(cur_nid("!r1:hs", "m.room.name", ""), nid("$name3"));
+	/* nor does its state block roll the name back */
+	apply_str("@bob:hs", "B1", "{\"rooms\":{\"join\":{\"!r1:hs\":{\"state\":"
+	    "{\"events\":[{\"type\":\"m.room.name\",\"state_key\":\"\","
+	    "\"sender\":\"@alice:hs\",\"content\":{\"name\":\"Room Two\"},"
+	    "\"event_id\":\"$name2\",\"origin_server_ts\":11}]},\"timeline\":"
+	    "{\"limited\":true,\"events\":[]}}}}}");
+	assert_int_equal(cur_nid("!r1:hs", "m.room.name", ""), nid("$name3"));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state WHERE room_id ="
+	    " '!r1:hs' AND type = 'm.room.name' AND state_key = '' AND to_pos "
+	    "IS NULL", NULL, NULL), 1);
+}
+
+static void
+test_overlap_and_duplicates(void **state)
+{
+	long long before;
+
+	(void)state;
+	NEED_DB();
+	before = qi("SELECT count(*) FROM syncv3_events", NULL, NULL);
+	apply_file("@alice:hs", "A1", "overlap.json");
+	/* $topic2 (state and timeline) and $msg5 (twice): once each */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events", NULL, NULL),
+	    before + 2);
+	assert_int_equal(qi("SELECT is_timeline::int FROM syncv3_events WHERE "
+	    "event_id = '$topic2'", NULL, NULL), 1);
+	assert_int_equal(cur_nid("!r1:hs", "m.room.topic", ""), nid("$topic2"));
+	assert_int_equal(qi("SELECT from_pos FROM syncv3_state WHERE nid = "
+	    "(SELECT nid FROM syncv3_events WHERE event_id = '$topic2')", NULL,
+	    NULL), nid("$topic2"));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state GROUP BY "
+	    "room_id, type, state_key, to_pos IS NULL HAVING to_pos IS NULL "
+	    "ORDER BY 1 DESC LIMIT 1", NULL, NULL), 1);
+}
+
+static void
+test_bad_events_rest_stored(void **state)
+{
+	(void)state;
+	NEED_DB();
+	apply_file("@carol:hs", "C1", "bad_events.json");
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events WHERE event_id"
+	    " LIKE '$bad%'", NULL, NULL), 0);
+	assert_true(nid("$good") > 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	    "user_id = '@carol:hs'", NULL, NULL), 1);
+}
+
+static bool
+joined_at(const char *user, const char *room, int64_t pos)
+{
+	char **rooms;
+	size_t n;
+	bool found = false;
+
+	assert_int_equal(query_joined_at(db, user, pos, &rooms, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		found |= strcmp(rooms[i], room) == 0;
+		free(rooms[i]);
+	}
+	free(rooms);
+	return found;
+}
+
+static char *
+my_membership(void)
+{
+	return qs("SELECT membership FROM syncv3_user_rooms WHERE user_id = "
+	    "'@alice:hs' AND room_id = '!m:hs'", NULL, NULL);
+}
+
+static void
+test_membership_history(void **state)
+{
+	static const char *const steps[][2] = {{"m1_invite.json", "invite"},
+	    {"m2_join.json", "join"}, {"m3_leave.json", "leave"},
+	    {"m4_rejoin.json", "join"}, {"m5_ban.json", "ban"}};
+	struct vrange r[8];
+	size_t n;
+	char *m;
+
+	(void)state;
+	NEED_DB();
+	for (size_t i = 0; i < 5; i++) {
+		apply_file("@alice:hs", "A2", steps[i][0]);
+		m = my_membership();
+		assert_string_equal(m, steps[i][1]);
+		free(m);
+	}
+	assert_false(joined_at("@alice:hs", "!m:hs", nid("$m_inv")));
+	assert_false(joined_at("@alice:hs", "!m:hs", nid("$m_join1") - 1));
+	assert_true(joined_at("@alice:hs", "!m:hs", nid("$m_join1")));
+	assert_true(joined_at("@alice:hs", "!m:hs", nid("$m_leave") - 1));
+	assert_false(joined_at("@alice:hs", "!m:hs", nid("$m_leave")));
+	assert_true(joined_at("@alice:hs", "!m:hs", nid("$m_join2")));
+	assert_false(joined_at("@alice:hs", "!m:hs", nid("$m_ban")));
+	assert_true(joined_at("@bob:hs", "!m:hs", nid("$m_ban")));
+	/* visible ranges: [inv, inv], [join1, leave], [join2, ban] */
+	assert_int_equal(query_visible_db(db, "@alice:hs", "!m:hs", 0,
+	    nid("$m_ban") + 5, r, 8, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(r[0].start, nid("$m_inv"));
+	assert_int_equal(r[0].end, nid("$m_inv"));
+	assert_int_equal(r[1].start, nid("$m_join1"));
+	assert_int_equal(r[1].end, nid("$m_leave"));
+	assert_int_equal(r[2].start, nid("$m_join2"));
+	assert_int_equal(r[2].end, nid("$m_ban"));
+	/* the user's membership position is their member event's */
+	assert_int_equal(qi("SELECT pos FROM syncv3_user_rooms WHERE user_id ="
+	    " '@alice:hs' AND room_id = '!m:hs'", NULL, NULL), nid("$m_ban"));
+}
+
+/* SEED-SPEC §7.8: the five documented examples (from = 0). */
+static void
+test_visible_ranges_examples(void **state)
+{
+	struct vlog a[] = {{1, "join"}};
+	struct vlog b[] = {{5, "join"}};
+	struct vlog c[] = {{9, "leave"}};
+	struct vlog d[] = {{1, "join"}, {6, "leave"}, {8, "join"},
+	    {10, "leave"}};
+	struct vlog e[] = {{3, "invite"}, {13, "join"}};
+	struct vrange r[8];
+
+	(void)state;
+	assert_int_equal(query_visible_ranges(a, 1, false, 0, 10, r), 1);
+	assert_true(r[0].start == 1 && r[0].end == 10);
+	assert_int_equal(query_visible_ranges(b, 1, false, 0, 10, r), 1);
+	assert_true(r[0].start == 5 && r[0].end == 10);
+	assert_int_equal(query_visible_ranges(c, 1, true, 0, 10, r), 1);
+	assert_true(r[0].start == 0 && r[0].end == 9);
+	assert_int_equal(query_visible_ranges(d, 4, false, 0, 10, r), 2);
+	assert_true(r[0].start == 1 && r[0].end == 6);
+	assert_true(r[1].start == 8 && r[1].end == 10);
+	assert_int_equal(query_visible_ranges(e, 2, false, 0, 15, r), 2);
+	assert_true(r[0].start == 3 && r[0].end == 3);
+	assert_true(r[1].start == 13 && r[1].end == 15);
+	assert_int_equal(query_visible_ranges(NULL, 0, true, 4, 7, r), 1);
+	assert_true(r[0].start == 4 && r[0].end == 7);
+}
+
+static long long
+typing_pos(void)
+{
+	return qi("SELECT pos FROM syncv3_typing WHERE room_id = '!t:hs'",
+	    NULL, NULL);
+}
+
+static void
+test_typing_bumps_only_on_change(void **state)
+{
+	const char *ab = "{\"rooms\":{\"join\":{\"!t:hs\":{\"ephemeral\":{"
+	    "\"events\":[{\"type\":\"m.typing\",\"content\":{\"user_ids\":["
+	    "\"@a:hs\",\"@b:hs\"]}}]}}}}}";
+	const char *ba = "{\"rooms\":{\"join\":{\"!t:hs\":{\"ephemeral\":{"
+	    "\"events\":[{\"type\":\"m.typing\",\"content\":{\"user_ids\":["
+	    "\"@b:hs\",\"@a:hs\"]}}]}}}}}";
+	const char *none = "{\"rooms\":{\"join\":{\"!t:hs\":{\"ephemeral\":{"
+	    "\"events\":[{\"type\":\"m.typing\",\"content\":{\"user_ids\":"
+	    "[]}}]}}}}}";
+	long long p1, p2;
+	char *v;
+
+	(void)state;
+	NEED_DB();
+	/* an empty list for an unknown room writes nothing */
+	apply_str("@alice:hs", "A1", none);
+	assert_int_equal(typing_pos(), -1);
+	apply_str("@alice:hs", "A1", ab);
+	p1 = typing_pos();
+	assert_true(p1 > 0);
+	/* the same list from other pollers, in another order: no bump */
+	apply_str("@bob:hs", "B1", ba);
+	apply_str("@carol:hs", "C1", ab);
+	assert_int_equal(typing_pos(), p1);
+	apply_str("@bob:hs", "B1", none);
+	p2 = typing_pos();
+	assert_true(p2 > p1);
+	v = qs("SELECT user_ids FROM syncv3_typing WHERE room_id = '!t:hs'",
+	    NULL, NULL);
+	assert_string_equal(v, "[]");
+	free(v);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_typing WHERE room_id "
+	    "= '!t:hs'", NULL, NULL), 1);
+}
+
+static void
+test_to_device_order(void **state)
+{
+	PGresult *r;
+	const char *p[2] = {"0", "1"};
+
+	(void)state;
+	NEED_DB();
+	apply_str("@bob:hs", "B1", "{\"to_device\":{\"events\":["
+	    "{\"type\":\"m.t\",\"sender\":\"@x:hs\",\"content\":{\"n\":1}},"
+	    "{\"type\":\"m.t\",\"sender\":\"@x:hs\",\"content\":{\"n\":2}},"
+	    "{\"content\":{\"n\":3},\"type\":\"m.t\",\"sender\":\"@x:hs\"}]}}");
+	r = PQexecParams(db, "SELECT pos, json FROM syncv3_to_device WHERE "
+	    "user_id = '@bob:hs' AND json LIKE '%m.t\"%' AND pos > $1::bigint "
+	    "ORDER BY pos LIMIT $2::int + 2", 2, NULL, p, NULL, NULL, 0);
+	assert_int_equal(PQntuples(r), 3);
+	assert_string_equal(PQgetvalue(r, 0, 1), "{\"type\":\"m.t\",\"sender\":"
+	    "\"@x:hs\",\"content\":{\"n\":1}}");
+	assert_string_equal(PQgetvalue(r, 2, 1), "{\"content\":{\"n\":3},"
+	    "\"type\":\"m.t\",\"sender\":\"@x:hs\"}");
+	assert_true(strtoll(PQgetvalue(r, 0, 0), NULL, 10) <
+	    strtoll(PQgetvalue(r, 1, 0), NULL, 10));
+	PQclear(r);
+	/* another device of bob's gets none of them */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	    "user_id = '@bob:hs' AND device_id <> 'B1'", NULL, NULL), 0);
+}
+
+/* One member event in a big room costs one state row (seed: a copy). */
+static void
+test_compact_state(void **state)
+{
+	size_t cap = 1 << 20, n = 0;
+	char *b = xmalloc(cap);
+	long long before;
+
+	(void)state;
+	NEED_DB();
+	n += (size_t)snprintf(b + n, cap - n, "{\"rooms\":{\"join\":{\"!big:hs"
+	    "\":{\"state\":{\"events\":[");
+	for (int i = 0; i < 2000; i++)
+		n += (size_t)snprintf(b + n, cap - n, "%s{\"type\":"
+		    "\"m.room.member\",\"state_key\":\"@u%d:hs\",\"sender\":"
+		    "\"@u%d:hs\",\"content\":{\"membership\":\"join\"},"
+		    "\"event_id\":\"$big%d\"}", i ? "," : "", i, i, i);
+	n += (size_t)snprintf(b + n, cap - n, "]}}}}}");
+	apply_body("@alice:hs", "A1", b, n);
+	before = qi("SELECT count(*) FROM syncv3_state WHERE room_id = "
+	    "'!big:hs'", NULL, NULL);
+	assert_int_equal(before, 2000);
+	assert_int_equal(qi("SELECT joined_count FROM syncv3_rooms WHERE "
+	    "room_id = '!big:hs'", NULL, NULL), 2000);
+	apply_str("@alice:hs", "A1", "{\"rooms\":{\"join\":{\"!big:hs\":{"
+	    "\"timeline\":{\"events\":[{\"type\":\"m.room.member\",\"state_key\":"
+	    "\"@u7:hs\",\"sender\":\"@u7:hs\",\"content\":{\"membership\":"
+	    "\"leave\"},\"event_id\":\"$big_leave\"}]}}}}}");
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state WHERE room_id ="
+	    " '!big:hs'", NULL, NULL), before + 1);
+	assert_int_equal(qi("SELECT joined_count FROM syncv3_rooms WHERE "
+	    "room_id = '!big:hs'", NULL, NULL), 1999);
+	free(b);
+}
+
+static void
+test_cleanup(void **state)
+{
+	int64_t *nids;
+	size_t n1, n2;
+	long long closed;
+
+	(void)state;
+	NEED_DB();
+	assert_int_equal(query_state_at(db, "!r1:hs", store_pos(st), &nids,
+	    &n1), 0);
+	free(nids);
+	closed = qi("SELECT count(*) FROM syncv3_state WHERE to_pos IS NOT "
+	    "NULL", NULL, NULL);
+	assert_true(closed > 0);
+	/* a mark in the past, then a horizon of one hour */
+	PQclear(PQexec(db, "INSERT INTO syncv3_pos_marks VALUES (now() - "
+	    "interval '2 hours', (SELECT pos FROM syncv3_position))"));
+	assert_true(store_cleanup(st, 3600) >= closed);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state WHERE to_pos IS"
+	    " NOT NULL", NULL, NULL), 0);
+	assert_int_equal(query_state_at(db, "!r1:hs", store_pos(st), &nids,
+	    &n2), 0);
+	free(nids);
+	assert_int_equal(n1, n2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_events_dedup_and_bytes),
+		cmocka_unit_test(test_cas),
+		cmocka_unit_test(test_state_at_position),
+		cmocka_unit_test(test_limited_gap),
+		cmocka_unit_test(test_overlap_and_duplicates),
+		cmocka_unit_test(test_bad_events_rest_stored),
+		cmocka_unit_test(test_membership_history),
+		cmocka_unit_test(test_visible_ranges_examples),
+		cmocka_unit_test(test_typing_bumps_only_on_change),
+		cmocka_unit_test(test_to_device_order),
+		cmocka_unit_test(test_compact_state),
+		cmocka_unit_test(test_cleanup),
+	};
+
+	log_init("test", LOG_LEVEL_ERROR);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
