@@ -167,6 +167,11 @@ device_start(struct device *d)
 	if (d->state == DEV_STOPPED || d->state == DEV_WAITING ||
 	    d->state == DEV_POLLING || p->is_stopping)
 		return;
+	if (d->is_releasing) {
+		/* Between two polls: hand over without overlapping requests. */
+		lease_release_device(d);
+		return;
+	}
 	evtimer_del(d->timer);
 	if (d->since[0] == '\0' && !d->is_initial_slot) {
 		if (p->initial_inflight >= p->cfg.max_initial) {
@@ -417,6 +422,8 @@ device_drop(struct device *d)
 	if (d->state == DEV_WAITING)
 		TAILQ_REMOVE(&d->p->waiting, d, waitq);
 	d->state = DEV_STOPPED;
+	if (d->is_releasing)
+		d->p->nreleasing--;
 	sync_easy_free(d);
 	device_release_slot(d);
 	lease_forget(d);

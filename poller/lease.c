@@ -126,7 +126,7 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		got = true;
 	}
 	if (got && !p->is_stopping)
-		event_active(p->claim_ev, EV_TIMEOUT, 0);
+		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }
 
 static void
@@ -199,8 +199,11 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	update_share(p);
 	want = p->share - (long long)p->ndevices;
-	if (want <= 0)
+	if (want <= 0) {
+		log_debug("lease: holding %zu, share %lld: not claiming",
+		    p->ndevices, p->share);
 		return;
+	}
 	if (want > LEASE_CLAIM_BATCH)
 		want = LEASE_CLAIM_BATCH;
 	i64(limit, sizeof(limit), want);
@@ -216,7 +219,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 		log_info("lease: claimed %d devices (holding %zu, share %lld)",
 		    n, p->ndevices, p->share);
 	if (n == want) /* more may be waiting: continue on the next turn */
-		event_active(p->claim_ev, EV_TIMEOUT, 0);
+		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }
 
 /* A new token was stored for a device we hold (contract 5). */
@@ -256,42 +259,50 @@ drop_all(struct poller *p, const char *why)
 	device_init(p);
 }
 
-/* Releases devices above our fair share, the ones not mid-ack first. */
+/*
+ * Gives devices above our fair share back so a newer poller gets its part.
+ * A device is not cut off mid-request: it is marked and released between
+ * two polls (device_start), after its pending response is acked, so two
+ * pollers never have requests in flight for it at once.
+ */
 static void
 shed(struct poller *p)
 {
 	long long slack = p->share / 20 > 1 ? p->share / 20 : 1;
-	long long n = (long long)p->ndevices - p->share, k = 0;
-	const char **u, **dv;
+	long long n = (long long)(p->ndevices - p->nreleasing) - p->share;
+	long long k = 0;
 	struct device *d, *next;
-	char *ua, *da;
 
-	if (p->share <= 0 || (long long)p->ndevices <= p->share + slack)
+	if (p->share <= 0 || n <= slack)
 		return;
-	u = xcalloc((size_t)n, sizeof(*u));
-	dv = xcalloc((size_t)n, sizeof(*dv));
 	for (d = TAILQ_FIRST(&p->devices); d != NULL && k < n; d = next) {
 		next = TAILQ_NEXT(d, entry);
-		if (d->state == DEV_ACK_WAIT)
+		if (d->is_releasing)
 			continue;
-		u[k] = xstrdup(d->user_id);
-		dv[k++] = xstrdup(d->device_id);
-		device_drop(d);
+		d->is_releasing = true;
+		p->nreleasing++;
+		k++;
+		if (d->state == DEV_BACKOFF || d->state == DEV_WAITING)
+			lease_release_device(d);
 	}
-	ua = policy_pg_array(u, (size_t)k);
-	da = policy_pg_array(dv, (size_t)k);
-	const char *params[3] = {p->cfg.poller_id, ua, da};
-	PQclear(pg_query(p->pg, "lease shed", sql_release_some, 3, params));
-	log_info("lease: released %lld devices above our share %lld", k,
+	log_info("lease: releasing %lld devices above our share %lld", k,
 	    p->share);
-	for (long long i = 0; i < k; i++) {
-		free((char *)(uintptr_t)u[i]);
-		free((char *)(uintptr_t)dv[i]);
+}
+
+/* Stops polling d and gives its lease back; d is freed. */
+void
+lease_release_device(struct device *d)
+{
+	struct poller *p = d->p;
+
+	if (d->state == DEV_WAITING) {
+		TAILQ_REMOVE(&p->waiting, d, waitq);
+		d->state = DEV_BACKOFF;
 	}
-	free(u);
-	free(dv);
-	free(ua);
-	free(da);
+	if (pg_ok(p))
+		release_one(p, d->user_id, d->device_id);
+	log_debug("device %s/%s: released", d->user_id, d->device_id);
+	device_drop(d);
 }
 
 static void
@@ -495,9 +506,15 @@ lease_init(struct poller *p)
 	    1, params));
 	p->hb_ok_ms = now_ms();
 	p->claim_ev = periodic(p, 1000, claim_cb);
+	/*
+	 * Activating the persistent timer by hand would push its next run
+	 * one period further each time, so immediate claims have their own
+	 * event.
+	 */
+	p->claim_now_ev = event_new(p->base, -1, 0, claim_cb, p);
 	p->hb_ev = periodic(p, p->cfg.lease_secs * 1000 / 3, hb_cb);
 	p->flush_ev = periodic(p, LEASE_FLUSH_MS, flush_cb);
-	event_active(p->claim_ev, EV_TIMEOUT, 0);
+	event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }
 
 /* Gives every lease back (clean shutdown); devices are already stopped. */
@@ -518,13 +535,15 @@ lease_shutdown(struct poller *p)
 	}
 	if (p->claim_ev)
 		event_free(p->claim_ev);
+	if (p->claim_now_ev)
+		event_free(p->claim_now_ev);
 	if (p->hb_ev)
 		event_free(p->hb_ev);
 	if (p->flush_ev)
 		event_free(p->flush_ev);
 	if (p->pg_ev)
 		event_free(p->pg_ev);
-	p->claim_ev = p->hb_ev = p->flush_ev = p->pg_ev = NULL;
+	p->claim_ev = p->claim_now_ev = p->hb_ev = p->flush_ev = p->pg_ev = NULL;
 	PQfinish(p->pg);
 	p->pg = NULL;
 }

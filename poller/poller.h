@@ -78,6 +78,7 @@ struct device {
 	enum poll_state ps;		/* last state reported */
 	bool is_dirty;
 	bool is_initial_slot;		/* holds one of max_initial */
+	bool is_releasing;		/* shed: release instead of polling */
 	bool has_inflight_easy;		/* easy handle is in the multi */
 	unsigned hb_gen;		/* last heartbeat that returned it */
 	int attempt;			/* consecutive failures */
@@ -117,13 +118,15 @@ struct poller {
 	/* lease.c */
 	PGconn *pg;
 	struct event *pg_ev;
-	struct event *claim_ev;
+	struct event *claim_ev;		/* periodic */
+	struct event *claim_now_ev;	/* one-shot: NOTIFY, more to claim */
 	struct event *hb_ev;
 	struct event *flush_ev;
 	struct device_q dirty;
 	unsigned hb_gen;
 	long long hb_ok_ms;		/* last successful heartbeat */
 	long long share;		/* fair share of the active devices */
+	size_t nreleasing;		/* devices marked is_releasing */
 	bool is_first_claim;
 	/* publish.c */
 	void *zctx;
@@ -199,6 +202,7 @@ void lease_forget(struct device *d);
 int lease_stop_device(struct poller *p, struct device *d, const char *state,
     const char *error);
 int lease_reload_since(struct poller *p, struct device *d);
+void lease_release_device(struct device *d);
 void lease_flush(struct poller *p);
 
 /* publish.c: DEALER to the accumulator */

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# t_poller_lease: device assignment through Postgres leases (contract 4).
+#  - two pollers split ten devices evenly
+#  - SIGKILL one: the other takes its devices over within the lease time
+#  - a (re)started poller gets its fair share back (the other sheds)
+#  - SIGTERM releases the leases at once
+source "$(dirname "$0")/lib.sh"
+
+# ---- poller test helpers (the same block in every t_poller_*.sh) ----
+# pt_start_accumulator: the real one, or the stand-in plus the schema.
+pt_start_accumulator() {
+	if [ -x "$BIN/syncv3-accumulator" ] && [ -z "${PT_STANDIN:-}" ]; then
+		start_accumulator
+		return
+	fi
+	log "no accumulator built: using bench_poller as a stand-in"
+	psql_q "CREATE TABLE syncv3_schema_migrations (version int PRIMARY KEY,
+	    name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+	for f in "$IT_ROOT"/deploy/sql/[0-9][0-9][0-9]_*.sql; do
+		psql_q "$(cat "$f")" >/dev/null || fail "schema $f"
+		n=$(basename "$f"); psql_q "INSERT INTO syncv3_schema_migrations
+		    VALUES (${n%%_*}, '${n%.sql}')"
+	done
+	start_proc accumulator "$BIN/bench_poller" -i "$SYNCV3_INGEST" \
+	    -d "$SYNCV3_DB" -o "$T/acks.txt"
+	PT_STANDIN=1
+}
+# pt_register USER DEVICE [TOKEN]: stores the device the way the api does
+# (token hash + encrypted token, poll_state 'new', NOTIFY). Prints the token.
+pt_register() {
+	local tok=${3:-} hash enc
+	[ -z "$tok" ] && tok=$(sim_login "$1" "$2")
+	read -r hash enc < <(printf '%s\n' "$tok" | "$BIN/syncv3-poller" -E -)
+	psql_q "INSERT INTO syncv3_devices (user_id, device_id, token_hash,
+	    token_enc) VALUES ('$1', '$2', '$hash', '$enc')
+	    ON CONFLICT (user_id, device_id) DO UPDATE SET
+	    token_hash = excluded.token_hash, token_enc = excluded.token_enc,
+	    poll_state = 'new', poll_error = ''; NOTIFY syncv3_devices" >/dev/null
+	printf '%s\n' "$tok"
+}
+pt_col() { psql_q "SELECT $3 FROM syncv3_devices WHERE user_id='$1' AND device_id='$2'"; }
+# pt_requests TOKEN: /sync requests the simulated homeserver saw for it
+pt_requests() {
+	sim_get stats | jq --arg t "$1" '.tokens[$t].requests // 0'
+}
+pt_todevice() {
+	sim to_device "{\"sender\":\"@sender:localhost\",\"type\":\"m.test\",\"user_id\":\"$1\",\"device_id\":\"$2\",\"content\":{\"n\":$3}}" >/dev/null
+}
+# ---------------------------------------------------------------------
+
+export SYNCV3_POLL_TIMEOUT_MS=2000 SYNCV3_LEASE_SECS=5
+it_setup
+start_simhs
+pt_start_accumulator
+start_poller poller
+start_poller poller2
+wait_for "grep -q 'polling http' '$T/poller.log' && grep -q 'polling http' '$T/poller2.log'" 20 ||
+    fail "pollers did not start"
+N=10
+for i in $(seq $N); do pt_register "@u$i:localhost" "D$i" >/dev/null; done
+owned() { psql_q "SELECT count(*) FROM syncv3_devices WHERE lease_owner = '$1'"; }
+polled() { psql_q "SELECT count(*) FROM syncv3_devices WHERE since <> '' AND poll_state = 'polling'"; }
+wait_for "[ \$(polled) = $N ]" 20 || fail "not every device polled"
+log "split: poller=$(owned poller) poller2=$(owned poller2)"
+assert_eq "$(owned poller) $(owned poller2)" "5 5" "devices split evenly"
+
+maxinf() { sim_get stats | jq -c '[.sync_inflight_max | to_entries[] | select(.value > 1) | .key]'; }
+# --- SIGKILL poller2: poller takes its devices over after the lease --------
+mapfile -t theirs < <(psql_q "SELECT user_id || ' ' || device_id FROM syncv3_devices WHERE lease_owner = 'poller2'")
+kill9 poller2
+t0=$(date +%s%N)
+wait_for "[ \$(owned poller) = $N ]" 15 || fail "takeover did not happen"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+log "takeover after SIGKILL: ${ms} ms (lease ${SYNCV3_LEASE_SECS}s)"
+[ $ms -le $(( SYNCV3_LEASE_SECS * 1000 + 1500 )) ] || fail "takeover took ${ms} ms"
+# the taken-over devices really are polled again
+read -r tu td <<<"${theirs[0]}"
+s0=$(pt_col "$tu" "$td" since)
+pt_todevice "$tu" "$td" 1
+wait_for "[ \"\$(pt_col '$tu' '$td' since)\" != '$s0' ]" 10 || fail "taken-over device not polled"
+
+# --- a new poller gets its share back ------------------------------------
+start_poller poller2
+wait_for "[ \"\$(owned poller) \$(owned poller2)\" = '5 5' ]" 15 ||
+    fail "no rebalance: poller=$(owned poller) poller2=$(owned poller2)"
+wait_for "[ \$(polled) = $N ]" 10 || fail "not every device polled after rebalance"
+
+# never two requests in flight for one device (two pollers at once), even
+# while devices move between pollers
+assert_eq "$(maxinf)" "[]" "devices with two requests in flight"
+# --- SIGTERM releases at once: no lease wait --------------------------------
+t0=$(date +%s%N)
+stop_proc poller
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ $ms -le 3000 ] || fail "SIGTERM exit took ${ms} ms"
+wait_for "[ \$(owned poller2) = $N ]" 4 || fail "released devices not claimed quickly"
+log "SIGTERM: exit in ${ms} ms, poller2 holds all $N"
+# (after SIGTERM the simulated homeserver may still count the cut-off
+# long-polls as in flight until they time out, so no check here)
+it_pass
