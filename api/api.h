@@ -231,6 +231,7 @@ struct sreq {
 	char *since_tok;	/* as given, NULL for a new session */
 	struct since from;
 	struct since next;
+	int64_t acked_d;	/* to-device position the session acked */
 	int64_t to;		/* current position used for this round */
 	long long timeout_ms;
 	long long deadline_ms;	/* monotonic */

@@ -51,7 +51,9 @@ s_to_device_run(struct api *api, struct sreq *r)
 	char from[24], to[24], limit[24];
 	const char *params[5];
 
-	snprintf(from, sizeof(from), "%" PRId64, r->from.d);
+	/* what this session acknowledged is never sent to it again */
+	snprintf(from, sizeof(from), "%" PRId64,
+	    r->acked_d > r->from.d ? r->acked_d : r->from.d);
 	snprintf(to, sizeof(to), "%" PRId64, r->to);
 	snprintf(limit, sizeof(limit), "%" PRId64, r->p.td_limit);
 	params[0] = r->user_id;

@@ -67,6 +67,7 @@ loaded_cb(PGresult *res, void *arg)
 	}
 	json_object_put(r->params);
 	r->params = stored;
+	r->acked_d = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	sync_session_done(r, 0, NULL, NULL);
 out:
 	sreq_unref(r);
@@ -100,7 +101,7 @@ session_load(struct api *api, struct sreq *r)
 	    "acked_to_device = greatest(acked_to_device, $4::bigint) "
 	    "WHERE session_id = $1 AND user_id = $2 AND device_id = $3 "
 	    "AND last_used > now() - make_interval(secs => $5::bigint) "
-	    "RETURNING params", 5, params, loaded_cb, r);
+	    "RETURNING params, acked_to_device", 5, params, loaded_cb, r);
 }
 
 void
