@@ -5,11 +5,15 @@
  * large bodies when the client accepts it). A struct creq lives from
  * routing to the reply or to the client closing the connection.
  */
+#include <sys/socket.h>
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <zlib.h>
 
@@ -154,6 +158,8 @@ creq_free(struct creq *c)
 		t->sync_inflight--;
 		t->device->sync_inflight--;
 	}
+	if (c->probe != NULL)
+		event_free(c->probe);
 	free(c->path);
 	free(c->query);
 	free(c->token_str);
@@ -187,11 +193,47 @@ creq_error(struct creq *c, int code, const char *errcode, const char *msg)
 	creq_reply(c, code, error_obj(errcode, msg));
 }
 
-/* The connection is gone (or about to be): forget c without replying. */
+/*
+ * The connection is gone (or about to be): forget c without replying.
+ * If libevent already detached the request from its dead connection,
+ * nobody else will free it.
+ */
 void
 creq_abort(struct creq *c)
 {
+	if (evhttp_request_get_connection(c->req) == NULL)
+		evhttp_request_free(c->req);
 	creq_free(c);
+}
+
+/*
+ * evhttp stops reading a connection once a request is complete, so it
+ * never sees a long-polling client hang up. Peek at the socket ourselves:
+ * EOF or an error means the client is gone; pipelined bytes just end the
+ * watch.
+ */
+static void
+creq_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct creq *c = arg;
+	struct evhttp_connection *evcon = c->evcon;
+	void (*cb)(struct evhttp_connection *, void *) = c->hold_cb;
+	void *cb_arg = c->hold_arg;
+	ssize_t n;
+	char b;
+
+	(void)what;
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		return;
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		event_add(c->probe, NULL);
+		return;
+	}
+	creq_unhold(c);
+	cb(evcon, cb_arg);
+	evhttp_connection_free(evcon);
 }
 
 /* While held, cb runs if the client closes; the reply path must unhold. */
@@ -199,8 +241,18 @@ void
 creq_hold(struct creq *c, void (*cb)(struct evhttp_connection *, void *),
           void *arg)
 {
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
 	evhttp_connection_set_closecb(c->evcon, cb, arg);
 	c->is_held = true;
+	c->hold_cb = cb;
+	c->hold_arg = arg;
+	if (fd < 0)
+		return;
+	c->probe = event_new(c->ctx->base, fd, EV_READ, creq_probe_cb, c);
+	if (c->probe != NULL)
+		event_add(c->probe, NULL);
 }
 
 void
@@ -209,6 +261,9 @@ creq_unhold(struct creq *c)
 	if (c->is_held)
 		evhttp_connection_set_closecb(c->evcon, NULL, NULL);
 	c->is_held = false;
+	if (c->probe != NULL)
+		event_free(c->probe);
+	c->probe = NULL;
 }
 
 static const struct route *

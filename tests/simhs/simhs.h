@@ -153,7 +153,10 @@ struct creq {
 	struct token *tok; /* valid token or NULL */
 	bool is_sync;      /* counted in the in-flight gauges */
 	bool has_gzip;
-	bool is_held; /* a closecb points at us */
+	bool is_held;        /* a closecb points at us */
+	struct event *probe; /* watches for the client EOF while held */
+	void (*hold_cb)(struct evhttp_connection *, void *);
+	void *hold_arg;
 };
 
 enum fail_mode {
