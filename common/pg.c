@@ -12,6 +12,14 @@
 /* Any constant distinct from other applications' locks on the database. */
 #define MIGRATE_LOCK_KEY "7370796e637633" /* "syncv3" */
 
+/* libpq's NOTICEs ("relation exists, skipping") are noise in our logs. */
+void
+pg_quiet_notices(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 PGconn *
 pg_connect_wait(const char *conninfo, int max_wait_s)
 {
@@ -30,20 +38,28 @@ pg_connect_wait(const char *conninfo, int max_wait_s)
 		sleep(1);
 		waited++;
 	}
-	/* Our notices (e.g. "relation exists, skipping") are noise. */
-	PQsetNoticeProcessor(c, NULL, NULL);
+	PQsetNoticeProcessor(c, pg_quiet_notices, NULL);
 	return c;
 }
 
+/*
+ * The simple query protocol (PQexec), so a migration file with several
+ * statements runs as one call; pg_query is for parameterised statements.
+ */
 int
 pg_exec(PGconn *c, const char *tag, const char *sql)
 {
-	PGresult *r = pg_query(c, tag, sql, 0, NULL);
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
 
-	if (r == NULL)
-		return -1;
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		PQclear(r);
+		return 0;
+	}
+	log_warnx("%s: %s", tag,
+	    r ? PQresultErrorMessage(r) : PQerrorMessage(c));
 	PQclear(r);
-	return 0;
+	return -1;
 }
 
 PGresult *

@@ -25,9 +25,11 @@ extern const struct pg_migration pg_migrations[];
 extern const int pg_migrations_count;
 extern const int pg_schema_version;
 
+/* A notice processor that drops notices. */
+void pg_quiet_notices(void *arg, const char *msg);
 /* Connects, retrying every second for up to max_wait_s (0: once). */
 PGconn *pg_connect_wait(const char *conninfo, int max_wait_s);
-/* Runs a statement; returns 0 or -1 (logged with the caller's tag). */
+/* Runs one or more statements without parameters; 0 or -1 (logged). */
 int pg_exec(PGconn *c, const char *tag, const char *sql) WARN_UNUSED;
 /*
  * PQexecParams with text params. Returns the result when it is

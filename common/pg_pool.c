@@ -170,7 +170,7 @@ pconn_connect_cb(evutil_socket_t fd, short what, void *arg)
 			pconn_down(pc, "setnonblocking");
 			break;
 		}
-		PQsetNoticeProcessor(pc->conn, NULL, NULL);
+		PQsetNoticeProcessor(pc->conn, pg_quiet_notices, NULL);
 		pc->state = PGC_IDLE;
 		pconn_watch(pc, EV_READ | EV_PERSIST, pconn_io_cb);
 		pool_dispatch(pc->pool);

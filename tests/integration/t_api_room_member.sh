@@ -3,21 +3,8 @@
 # by_pl, streaming deltas in position order, limit) and visibility after leaving.
 source "$(dirname "$0")/lib.sh"
 
-# Workaround while common/pg.c pg_exec() runs migrations through
-# PQexecParams (multi-statement files fail): see t_skeleton.sh.
-preschema() {
-	local f v
-	psql_q "CREATE TABLE IF NOT EXISTS syncv3_schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-	for f in "$IT_ROOT"/deploy/sql/[0-9][0-9][0-9]_*.sql; do
-		v=$(basename "$f" .sql)
-		"$(pg_bindir)/psql" -h "$IT_PGHOST" -U postgres -d "${SYNCV3_DB##*dbname=}" \
-		    -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null || fail "apply $f"
-		psql_q "INSERT INTO syncv3_schema_migrations (version, name) VALUES (${v%%_*}, '$v')"
-	done
-}
 stack() {
 	it_setup
-	[ "${IT_PRESCHEMA:-1}" = 1 ] && preschema
 	start_simhs
 	start_accumulator
 	start_poller poller
