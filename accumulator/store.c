@@ -224,63 +224,6 @@ load_pos(struct store *st)
 	return 0;
 }
 
-/*
- * pg_migrate() runs each file through PQexecParams, which refuses
- * multi-statement SQL, so it fails on 001. Until common/pg.c is fixed this
- * does the same (same lock, same table) with PQexec.
- */
-static int
-migrate_fallback(PGconn *c)
-{
-	PGresult *r;
-	int cur, rc = -1;
-
-	if (pg_exec(c, "migrate", "SELECT pg_advisory_lock(x'"
-	    "7370796e637633'::bigint)") == -1)
-		return -1;
-	if ((cur = pg_schema_current(c)) < 0)
-		goto out;
-	for (int i = 0; i < pg_migrations_count; i++) {
-		const struct pg_migration *m = &pg_migrations[i];
-		char ver[16];
-		const char *p[2] = {ver, m->name};
-
-		if (m->version <= cur)
-			continue;
-		snprintf(ver, sizeof(ver), "%d", m->version);
-		if (pg_exec(c, "migrate", "BEGIN") == -1)
-			goto out;
-		r = PQexec(c, m->sql);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK &&
-		    PQresultStatus(r) != PGRES_TUPLES_OK) {
-			log_warnx("migrate: %s: %s", m->name,
-			    PQresultErrorMessage(r));
-			PQclear(r);
-			goto abort;
-		}
-		PQclear(r);
-		if ((r = pg_query(c, "migrate", "INSERT INTO "
-		    "syncv3_schema_migrations (version, name) VALUES ($1, $2)",
-		    2, p)) == NULL)
-			goto abort;
-		PQclear(r);
-		if (pg_exec(c, "migrate", "COMMIT") == -1)
-			goto out;
-		log_info("schema: applied migration %d %s", m->version,
-		    m->name);
-	}
-	rc = 0;
-	goto out;
-abort:
-	if (pg_exec(c, "migrate", "ROLLBACK") == -1)
-		log_warnx("migrate: rollback failed");
-out:
-	if (pg_exec(c, "migrate", "SELECT pg_advisory_unlock(x'"
-	    "7370796e637633'::bigint)") == -1)
-		log_warnx("migrate: cannot release the advisory lock");
-	return rc;
-}
-
 static int
 store_connect(struct store *st)
 {
@@ -289,7 +232,7 @@ store_connect(struct store *st)
 	if ((st->c = pg_connect_wait(st->conninfo, 3600)) == NULL)
 		return -1;
 	if (pg_exec(st->c, "session", "SET plan_cache_mode = force_custom_plan") == -1 ||
-	    (pg_migrate(st->c) == -1 && migrate_fallback(st->c) == -1) ||
+	    pg_migrate(st->c) == -1 ||
 	    writer_lock(st) == -1 ||
 	    prepare_all(st) == -1 || load_pos(st) == -1)
 		return -1;

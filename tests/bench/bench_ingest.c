@@ -124,7 +124,10 @@ send_msg(void *sock, const struct opts *o, struct dev *dv, int d)
 	size_t len;
 	char *body = make_body(o, d, dv->next, &len);
 
-	snprintf(since, sizeof(since), dv->next ? "s%d" : "", dv->next);
+	if (dv->next)
+		snprintf(since, sizeof(since), "s%d", dv->next);
+	else
+		since[0] = '\0';
 	snprintf(next, sizeof(next), "s%d", dv->next + 1);
 	m = (struct proto_sync_raw){dv->user, dv->device, since, next, body,
 	    len};

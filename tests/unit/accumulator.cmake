@@ -1,5 +1,5 @@
 # Accumulator unit tests (normalise is pure; the store tests need
-# SYNCV3_TEST_DB and skip without it) and the fuzz target of normalise.
+# SYNCV3_TEST_DB and skip without it). The fuzz target is in tests/fuzz.
 set(ACC_DIR ${PROJECT_SOURCE_DIR}/accumulator)
 set(ACC_PARSE_SRCS ${ACC_DIR}/normalise.c ${ACC_DIR}/jscan.c ${ACC_DIR}/smap.c)
 
@@ -20,15 +20,3 @@ target_compile_definitions(test_acc_store PRIVATE
 	DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data/sync")
 add_test(NAME test_acc_store COMMAND test_acc_store)
 set_tests_properties(test_acc_store PROPERTIES LABELS unit)
-
-if(FUZZ)
-	add_executable(fuzz_normalise
-		${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_normalise.c
-		${ACC_PARSE_SRCS})
-	target_link_libraries(fuzz_normalise PRIVATE proto common)
-	target_include_directories(fuzz_normalise PRIVATE ${ACC_DIR})
-	target_compile_options(fuzz_normalise PRIVATE
-		-fsanitize=fuzzer,address,undefined)
-	target_link_options(fuzz_normalise PRIVATE
-		-fsanitize=fuzzer,address,undefined)
-endif()
