@@ -162,287 +162,37 @@ policy_classify(CURLcode res, long status, const char *body, size_t len,
 }
 
 /*
- * A validating single-pass JSON scanner: checks the syntax (RFC 8259,
- * UTF-8 in strings, depth at most JSON_MAX_DEPTH like json_parse_bounded)
- * and remembers where the top-level "next_batch" string is. It builds no
- * tree, so a 100 MB initial sync costs no extra memory here; the
- * accumulator parses it once for real.
- */
-struct scan {
-	const unsigned char *p, *end;
-	int depth;
-	const unsigned char *nb;	/* top-level next_batch token */
-	size_t nb_len;
-	bool is_nb_str;
-};
-
-static void
-skip_ws(struct scan *s)
-{
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
-	    *s->p == '\n' || *s->p == '\r'))
-		s->p++;
-}
-
-static int
-utf8_char(struct scan *s)
-{
-	unsigned c = *s->p, n, min, cp;
-
-	if (c < 0x80) {
-		s->p++;
-		return 0;
-	}
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 1, min = 0x80, cp = c & 0x1F;
-	else if (c >= 0xE0 && c <= 0xEF)
-		n = 2, min = 0x800, cp = c & 0x0F;
-	else if (c >= 0xF0 && c <= 0xF4)
-		n = 3, min = 0x10000, cp = c & 0x07;
-	else
-		return -1;
-	if ((size_t)(s->end - s->p) <= n)
-		return -1;
-	for (unsigned i = 1; i <= n; i++) {
-		if ((s->p[i] & 0xC0) != 0x80)
-			return -1;
-		cp = (cp << 6) | (s->p[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return -1;
-	s->p += n + 1;
-	return 0;
-}
-
-static int
-hex4(const unsigned char *p)
-{
-	for (int i = 0; i < 4; i++)
-		if (!((p[i] >= '0' && p[i] <= '9') ||
-		    ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f')))
-			return -1;
-	return 0;
-}
-
-static int
-scan_string(struct scan *s)
-{
-	s->p++; /* opening quote */
-	while (s->p < s->end) {
-		unsigned char c = *s->p;
-
-		if (c == '"') {
-			s->p++;
-			return 0;
-		}
-		if (c < 0x20)
-			return -1;
-		if (c == '\\') {
-			if (s->end - s->p < 2)
-				return -1;
-			c = s->p[1];
-			if (c == 'u') {
-				if (s->end - s->p < 6 || hex4(s->p + 2) == -1)
-					return -1;
-				s->p += 6;
-			} else if (strchr("\"\\/bfnrt", c) != NULL && c) {
-				s->p += 2;
-			} else
-				return -1;
-			continue;
-		}
-		if (utf8_char(s) == -1)
-			return -1;
-	}
-	return -1;
-}
-
-static int
-scan_digits(struct scan *s)
-{
-	const unsigned char *start = s->p;
-
-	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-		s->p++;
-	return s->p > start ? 0 : -1;
-}
-
-static int
-scan_number(struct scan *s)
-{
-	if (*s->p == '-')
-		s->p++;
-	if (s->p < s->end && *s->p == '0')
-		s->p++;
-	else if (scan_digits(s) == -1)
-		return -1;
-	if (s->p < s->end && *s->p == '.') {
-		s->p++;
-		if (scan_digits(s) == -1)
-			return -1;
-	}
-	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-		s->p++;
-		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-			s->p++;
-		if (scan_digits(s) == -1)
-			return -1;
-	}
-	return 0;
-}
-
-static int
-scan_literal(struct scan *s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
-		return -1;
-	s->p += n;
-	return 0;
-}
-
-static int scan_value(struct scan *s);
-
-static int
-scan_object(struct scan *s)
-{
-	bool is_top = s->depth == 1;
-
-	s->p++;
-	skip_ws(s);
-	if (s->p < s->end && *s->p == '}') {
-		s->p++;
-		return 0;
-	}
-	for (;;) {
-		const unsigned char *key, *key_end, *val;
-
-		skip_ws(s);
-		if (s->p >= s->end || *s->p != '"')
-			return -1;
-		key = s->p;
-		if (scan_string(s) == -1)
-			return -1;
-		key_end = s->p;
-		skip_ws(s);
-		if (s->p >= s->end || *s->p++ != ':')
-			return -1;
-		skip_ws(s);
-		val = s->p;
-		if (scan_value(s) == -1)
-			return -1;
-		if (is_top && key_end - key == 12 &&
-		    memcmp(key, "\"next_batch\"", 12) == 0) {
-			s->nb = val;
-			s->nb_len = (size_t)(s->p - val);
-			s->is_nb_str = *val == '"';
-		}
-		skip_ws(s);
-		if (s->p >= s->end)
-			return -1;
-		if (*s->p == '}') {
-			s->p++;
-			return 0;
-		}
-		if (*s->p++ != ',')
-			return -1;
-	}
-}
-
-static int
-scan_array(struct scan *s)
-{
-	s->p++;
-	skip_ws(s);
-	if (s->p < s->end && *s->p == ']') {
-		s->p++;
-		return 0;
-	}
-	for (;;) {
-		skip_ws(s);
-		if (scan_value(s) == -1)
-			return -1;
-		skip_ws(s);
-		if (s->p >= s->end)
-			return -1;
-		if (*s->p == ']') {
-			s->p++;
-			return 0;
-		}
-		if (*s->p++ != ',')
-			return -1;
-	}
-}
-
-static int
-scan_value(struct scan *s)
-{
-	int rc;
-
-	if (s->p >= s->end)
-		return -1;
-	switch (*s->p) {
-	case '{':
-	case '[':
-		if (++s->depth > JSON_MAX_DEPTH)
-			return -1;
-		rc = *s->p == '{' ? scan_object(s) : scan_array(s);
-		s->depth--;
-		return rc;
-	case '"':
-		return scan_string(s);
-	case 't':
-		return scan_literal(s, "true");
-	case 'f':
-		return scan_literal(s, "false");
-	case 'n':
-		return scan_literal(s, "null");
-	default:
-		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
-			return scan_number(s);
-		return -1;
-	}
-}
-
-/*
  * Returns 0 and a new *next_batch when buf is one JSON object with a
  * non-empty string next_batch; -1 when it is not JSON (or not an object);
- * -2 when next_batch is missing, empty or not a string.
+ * -2 when next_batch is missing, empty or not a string. json-c validates
+ * the whole body (the same bounded parser the accumulator uses), so a body
+ * the accumulator would refuse is never forwarded; the tree is freed at
+ * once, so the cost is transient.
  */
 int
 policy_scan_body(const char *buf, size_t len, char **next_batch)
 {
-	struct scan s = {(const unsigned char *)buf,
-	    (const unsigned char *)buf + len, 0, NULL, 0, false};
-	struct json_object *o;
-	const char *v;
+	struct json_object *o, *nb;
+	int rc = -2;
 
 	*next_batch = NULL;
-	if (buf == NULL)
+	if (buf == NULL ||
+	    (o = json_parse_bounded(buf, len, NULL)) == NULL)
 		return -1;
-	skip_ws(&s);
-	if (s.p >= s.end || *s.p != '{' || scan_value(&s) == -1)
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
 		return -1;
-	skip_ws(&s);
-	if (s.p != s.end)
-		return -1;
-	if (s.nb == NULL || !s.is_nb_str || s.nb_len <= 2)
-		return -2;
-	if (memchr(s.nb, '\\', s.nb_len) == NULL) {
-		*next_batch = xstrndup((const char *)s.nb + 1, s.nb_len - 2);
-		return 0;
 	}
-	/* Escapes: let json-c decode just this one string. */
-	if ((o = json_parse_bounded((const char *)s.nb, s.nb_len, NULL)) ==
-	    NULL)
-		return -1;
-	v = json_object_get_string(o);
-	if (v != NULL && v[0] != '\0' && strlen(v) ==
-	    (size_t)json_object_get_string_len(o))
-		*next_batch = xstrdup(v);
+	if (json_object_object_get_ex(o, "next_batch", &nb) &&
+	    json_object_is_type(nb, json_type_string) &&
+	    json_object_get_string_len(nb) > 0 &&
+	    strlen(json_object_get_string(nb)) ==
+		(size_t)json_object_get_string_len(nb)) {
+		*next_batch = xstrdup(json_object_get_string(nb));
+		rc = 0;
+	}
 	json_object_put(o);
-	return *next_batch != NULL ? 0 : -2;
+	return rc;
 }
 
 /*
