@@ -251,14 +251,18 @@ ar_member(struct simhs *ctx, struct evhttp_request *req, struct room *r,
 	reply_event(req, e);
 }
 
-/* Validate one {sender, type, content, state_key?}; NULL when fine. */
+/*
+ * Validate one {sender, type, content, state_key?}: NULL when fine, else
+ * the error, with *code 400 (shape) or 403 (sender not joined).
+ */
 static const char *
-send_check(struct simhs *ctx, struct room *r, struct json_object *ev)
+send_check(struct simhs *ctx, struct room *r, struct json_object *ev, int *code)
 {
 	const char *sender = json_str(ev, "sender");
 	struct json_object *sk;
 	struct user *u;
 
+	*code = 400;
 	if (!json_object_is_type(ev, json_type_object) || sender == NULL ||
 	    json_str(ev, "type") == NULL ||
 	    json_get(ev, "content", json_type_object) == NULL)
@@ -269,6 +273,7 @@ send_check(struct simhs *ctx, struct room *r, struct json_object *ev)
 	if (json_str(ev, "state_key") != NULL &&
 	    strcmp(json_str(ev, "type"), "m.room.member") == 0)
 		return NULL;
+	*code = 403;
 	if ((u = user_get(ctx, sender)) == NULL || !is_member(r, u, "join"))
 		return "sender is not joined to the room";
 	return NULL;
@@ -287,9 +292,11 @@ ar_send(struct simhs *ctx, struct evhttp_request *req, struct room *r,
         struct json_object *b)
 {
 	const char *err;
+	int code;
 
-	if ((err = send_check(ctx, r, b)) != NULL) {
-		http_reply_error(req, 403, "M_FORBIDDEN", err);
+	if ((err = send_check(ctx, r, b, &code)) != NULL) {
+		http_reply_error(
+		    req, code, code == 400 ? "M_BAD_JSON" : "M_FORBIDDEN", err);
 		return;
 	}
 	reply_event(req, send_one(ctx, r, b));
@@ -305,6 +312,7 @@ ar_send_batch(struct simhs *ctx, struct evhttp_request *req, struct room *r,
 	const char *err;
 	struct revent *e;
 	size_t i;
+	int code;
 
 	if (evs == NULL) {
 		http_reply_error(req, 400, "M_MISSING_PARAM", "events");
@@ -313,9 +321,11 @@ ar_send_batch(struct simhs *ctx, struct evhttp_request *req, struct room *r,
 	ids = json_object_new_array();
 	for (i = 0; i < json_object_array_length(evs); i++) {
 		o = json_object_array_get_idx(evs, i);
-		if ((err = send_check(ctx, r, o)) != NULL) {
+		if ((err = send_check(ctx, r, o, &code)) != NULL) {
 			json_object_put(ids);
-			http_reply_error(req, 403, "M_FORBIDDEN", err);
+			http_reply_error(
+			    req, code,
+			    code == 400 ? "M_BAD_JSON" : "M_FORBIDDEN", err);
 			return;
 		}
 		e = send_one(ctx, r, o);

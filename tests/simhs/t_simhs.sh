@@ -220,7 +220,8 @@ TK=$(val "$R" 'd["users"][0]["access_token"]')
 check "scenario sync" "$(cs "$TK" sync)" 'len(d["rooms"]["join"]) == 3'
 check "events" "$(curl -sS "$H/_simhs/rooms/$ROOM/events")" 'd["events"][0]["type"] == "m.room.create" and "pos" in d["events"][0]'
 [ "$(status POST "$H/_simhs/rooms" -d '{nope')" = 400 ] || fail "bad json"
-[ "$(status POST "$H/_simhs/rooms/$ROOM/send" -d '{"sender":5}')" = 403 ] || fail "bad send"
+[ "$(status POST "$H/_simhs/rooms/$ROOM/send" -d '{"sender":5}')" = 400 ] || fail "bad send"
+[ "$(status POST "$H/_simhs/rooms/$ROOM/send" -d '{"sender":"@carol:localhost","type":"m.room.message","content":{}}')" = 403 ] || fail "send not joined"
 [ "$(status POST "$H/_simhs/fail" -d '{"mode":"weird"}')" = 400 ] || fail "bad fail rule"
 [ "$(status POST "$H/_simhs/login" -d '[]')" = 400 ] || fail "array body"
 [ "$(status GET "$CS/sync?timeout=abc" -H "Authorization: Bearer $ALICE")" = 400 ] || fail "bad timeout"
