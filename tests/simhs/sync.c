@@ -613,7 +613,7 @@ sync_params_parse(struct creq *c, struct evkeyvalq *q, struct sync_params *p)
 		return 0;
 	if (token_parse(since, &p->since_pos, &p->since_td) < 0 ||
 	    p->since_pos > c->ctx->pos || p->since_td > c->ctx->pos) {
-		creq_error(c, 400, "M_INVALID_PARAM", "Invalid stream token");
+		creq_error(c, 400, "M_UNKNOWN", "Invalid stream token");
 		return -1;
 	}
 	p->has_since = true;
