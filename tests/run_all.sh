@@ -54,6 +54,13 @@ else
 fi
 
 echo "== integration tests"
+# Scenarios registered with ctest (the simulated homeserver's own smoke test).
+ctest --test-dir "$BUILD" -L integration --output-on-failure >"$T/ctest-it.log" 2>&1
+c_total=$(grep -Eo 'out of [0-9]+' "$T/ctest-it.log" | grep -Eo '[0-9]+' || echo 0)
+c_fail=$(grep -Eo 'tests passed, [0-9]+ tests failed' "$T/ctest-it.log" | grep -Eo '[0-9]+ tests failed' | grep -Eo '[0-9]+' || echo 0)
+grep -E 'Test +#' "$T/ctest-it.log"
+[ "$c_fail" = 0 ] || tail -40 "$T/ctest-it.log"
+count $((c_total - c_fail)) "$c_fail"
 # Leak reports from daemons killed on purpose are noise here; ASan still
 # aborts on memory errors.
 ASAN_OPTIONS=detect_leaks=0 BIN=$BUILD/bin "$ROOT/tests/integration/run.sh" | tee "$T/it.log"
