@@ -142,7 +142,7 @@ static int
 setup_devices(PGconn *c, const struct opts *o, struct dev *devs)
 {
 	for (int d = 0; d < o->ndev; d++) {
-		char hash[64];
+		char hash[128];
 		const char *p[3] = {devs[d].user, devs[d].device, hash};
 		PGresult *r;
 
