@@ -2,7 +2,8 @@
  * syncv3-accumulator: the single writer. Pollers send raw v2 /sync bodies
  * over a ROUTER socket (ingest.c); each body is normalised into a change
  * set (normalise.c, pure) and applied with a compare-and-set on the
- * device's since, several messages per transaction (store.c); acks go
+ * device's since, several messages per transaction and per statement
+ * (store.c, rooms.c); acks go
  * back after COMMIT and change notices go out on a PUB socket (notify.c).
  */
 #ifndef SYNCV3_ACCUMULATOR_H
@@ -207,9 +208,15 @@ struct store *store_new(const char *conninfo);
 void store_free(struct store *st);
 PGconn *store_conn(struct store *st);
 int store_batch_begin(struct store *st) WARN_UNUSED;
-/* Applies one message inside the batch (its own savepoint). */
+/*
+ * Takes one message into the batch: the messages of a batch are applied
+ * together (one statement per table) at the latest by store_batch_commit,
+ * which fills in each outcome; m must stay valid until then. A message
+ * Postgres rejects fails alone.
+ */
 void store_apply(struct store *st, struct store_msg *m);
-/* Commits; on failure every message of the batch becomes a nack. */
+/* Applies and commits; on failure every message of the batch becomes a
+ * nack. */
 int store_batch_commit(struct store *st) WARN_UNUSED;
 void store_batch_rollback(struct store *st);
 int64_t store_pos(const struct store *st);

@@ -1,11 +1,14 @@
 /*
- * Room events and state for one message (called by store_apply inside its
- * savepoint). Events are stored once by event_id; state is kept as
- * validity ranges in syncv3_state, one row per change, so a member event
- * in a huge room costs one row. Everything is decided in memory from three
- * lookups (known events, the current entries of the keys the message
- * touches, the room and user-room rows), then written with one set-based
- * statement per table.
+ * Room events and state for a group of messages (called by store.c inside
+ * the group's savepoint). Events are stored once by event_id; state is
+ * kept as validity ranges in syncv3_state, one row per change, so a member
+ * event in a huge room costs one row. Everything is decided in memory from
+ * four lookups for the whole group (known events, the current entries of
+ * the keys it touches, the room rows, the user-room rows), then written
+ * with one set-based statement per table. Messages are decided one after
+ * the other, each seeing what the ones before it did (an event inserted by
+ * an earlier message counts as known, a state row it opened is closed in
+ * memory), so the result is the same as applying them one by one.
  *
  * Rules (why: pollers of different users lag each other and v2 repeats
  * events in state and timeline):
@@ -58,22 +61,29 @@ struct sclose {
 struct rstate {
 	const char *room;
 	bool loaded, changed, has_summary;
-	int64_t last_nid, last_ts, jc, ic, upos, my_pos;
+	int64_t last_nid, last_ts, jc, ic, upos;
 	const char *name, *alias, *topic, *avatar, *rtype;
 	bool enc;
-	/* user room (the syncing user) */
+	struct store_msg *nm;	/* the last message that changed it */
+};
+
+/* A syncing user's row of a room. */
+struct urstate {
+	const char *user, *room;
+	struct store_msg *m;	/* the last message that touched it */
 	bool ur_loaded, ur_touched;
 	const char *ur_membership, *ur_invite, *ur_heroes, *ur_prev;
-	int64_t ur_pos, ur_nc, ur_hc;
+	int64_t ur_pos, ur_nc, ur_hc, my_pos;
 	const char *new_membership, *new_invite, *new_heroes, *new_prev;
 	bool new_has_unread;
 	int64_t new_nc, new_hc;
-	int section;
 };
 
 struct rctx {
-	struct msgctx *x;
-	struct smap known, keys, roomidx;
+	struct store *st;
+	struct msgctx *x;	/* the message being decided */
+	struct urstate *u;	/* its user's row of the room being decided */
+	struct smap known, keys, roomidx, uridx;
 	struct ent *ents;
 	size_t nents, capents;
 	struct srow *srows;
@@ -84,6 +94,8 @@ struct rctx {
 	size_t ncloses, capcloses;
 	struct rstate *rs;
 	size_t nrs;
+	struct urstate *urs;
+	size_t nurs;
 	PGresult *res_rooms, *res_ur;
 };
 
@@ -136,10 +148,34 @@ ent_of(struct rctx *rc, const char *room, const struct acc_event *ev)
 }
 
 /* Known events and the current state of every key the message touches. */
-static int
-load_known(struct rctx *rc)
+static void
+collect_keys(struct rctx *rc, struct acc_changes *ch, struct abuf *ids,
+    struct cols *keys)
 {
-	struct acc_changes *ch = rc->x->ch;
+	for (size_t i = 0; i < ch->nrooms; i++) {
+		struct acc_room *rm = &ch->rooms[i];
+		for (int pass = 0; pass < 2; pass++) {
+			struct acc_evlist *l = pass ? &rm->timeline : &rm->state;
+			for (size_t j = 0; j < l->n; j++) {
+				size_t before = rc->nents;
+				ab_str(ids, l->v[j].event_id);
+				if (l->v[j].state_key == NULL)
+					continue;
+				(void)ent_of(rc, rm->room_id, &l->v[j]);
+				if (rc->nents > before) {
+					ab_str(&keys->c[0], rm->room_id);
+					ab_str(&keys->c[1], l->v[j].type);
+					ab_str(&keys->c[2], l->v[j].state_key);
+					keys->rows++;
+				}
+			}
+		}
+	}
+}
+
+static int
+load_known(struct rctx *rc, struct msgctx *xs, size_t n)
+{
 	struct abuf ids = {0};
 	struct cols keys;
 	const char *p[3];
@@ -147,34 +183,18 @@ load_known(struct rctx *rc)
 	int rc_ = -1;
 
 	cols_init(&keys, 3);
-	for (size_t i = 0; i < ch->nrooms; i++) {
-		struct acc_room *rm = &ch->rooms[i];
-		for (int pass = 0; pass < 2; pass++) {
-			struct acc_evlist *l = pass ? &rm->timeline : &rm->state;
-			for (size_t j = 0; j < l->n; j++) {
-				size_t before = rc->nents;
-				ab_str(&ids, l->v[j].event_id);
-				if (l->v[j].state_key == NULL)
-					continue;
-				(void)ent_of(rc, rm->room_id, &l->v[j]);
-				if (rc->nents > before) {
-					ab_str(&keys.c[0], rm->room_id);
-					ab_str(&keys.c[1], l->v[j].type);
-					ab_str(&keys.c[2], l->v[j].state_key);
-					keys.rows++;
-				}
-			}
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		if (xs[i].ch != NULL)
+			collect_keys(rc, xs[i].ch, &ids, &keys);
 	p[0] = ab_end(&ids);
-	if ((r = store_q(rc->x->st, S_KNOWN, 1, p)) == NULL)
+	if ((r = store_q(rc->st, S_KNOWN, 1, p)) == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
 		smap_put(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
 	PQclear(r);
 	if (keys.rows > 0) {
 		cols_params(&keys, p);
-		if ((r = store_q(rc->x->st, S_CUR, 3, p)) == NULL)
+		if ((r = store_q(rc->st, S_CUR, 3, p)) == NULL)
 			goto out;
 		for (int i = 0; i < PQntuples(r); i++) {
 			int64_t k = i64(r, i, 0) - 1;
@@ -195,66 +215,103 @@ out:
 	return rc_;
 }
 
-/* The rooms rows and the syncing user's rows for every room met. */
-static int
-load_rooms(struct rctx *rc)
+/* Indexes the rooms and (user, room) pairs of one message. */
+static void
+index_rooms(struct rctx *rc, struct msgctx *x, struct abuf *ids,
+    struct cols *urk)
 {
-	struct acc_changes *ch = rc->x->ch;
+	struct acc_changes *ch = x->ch;
+
+	for (size_t i = 0; i < ch->nrooms; i++) {
+		const char *room = ch->rooms[i].room_id;
+		char *k;
+
+		if (!smap_get(&rc->roomidx, room, NULL)) {
+			smap_put(&rc->roomidx, room, (int64_t)rc->nrs);
+			rc->rs[rc->nrs++].room = room;
+			ab_str(ids, room);
+		}
+		k = smap_key3(x->m->user_id, room, "");
+		if (!smap_get(&rc->uridx, k, NULL)) {
+			smap_put(&rc->uridx, k, (int64_t)rc->nurs);
+			rc->urs[rc->nurs].user = x->m->user_id;
+			rc->urs[rc->nurs++].room = room;
+			ab_str(&urk->c[0], x->m->user_id);
+			ab_str(&urk->c[1], room);
+			urk->rows++;
+		}
+		free(k);
+	}
+}
+
+static void
+rooms_row(struct rstate *s, PGresult *r, int i)
+{
+	s->loaded = true;
+	s->last_nid = i64(r, i, 1);
+	s->last_ts = i64(r, i, 2);
+	s->name = optstr(r, i, 3);
+	s->alias = optstr(r, i, 4);
+	s->topic = optstr(r, i, 5);
+	s->avatar = optstr(r, i, 6);
+	s->rtype = optstr(r, i, 7);
+	s->enc = PQgetvalue(r, i, 8)[0] == 't';
+	s->jc = i64(r, i, 9);
+	s->ic = i64(r, i, 10);
+}
+
+static void
+ur_load_row(struct urstate *s, PGresult *r, int i)
+{
+	s->ur_loaded = true;
+	s->ur_membership = PQgetvalue(r, i, 1);
+	s->ur_pos = i64(r, i, 2);
+	s->ur_invite = optstr(r, i, 3);
+	s->ur_heroes = optstr(r, i, 4);
+	s->ur_nc = i64(r, i, 5);
+	s->ur_hc = i64(r, i, 6);
+	s->ur_prev = optstr(r, i, 7);
+}
+
+/* The rooms rows and the syncing users' rows for every room met. */
+static int
+load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
+{
 	struct abuf ids = {0};
+	struct cols urk;
 	const char *p[2];
 	int64_t k;
+	size_t total = 0;
 	PGresult *r;
+	int ret = -1;
 
-	rc->rs = xcalloc(ch->nrooms, sizeof(*rc->rs));
-	for (size_t i = 0; i < ch->nrooms; i++) {
-		if (smap_get(&rc->roomidx, ch->rooms[i].room_id, NULL))
-			continue;
-		smap_put(&rc->roomidx, ch->rooms[i].room_id, (int64_t)rc->nrs);
-		rc->rs[rc->nrs++].room = ch->rooms[i].room_id;
-		ab_str(&ids, ch->rooms[i].room_id);
-	}
+	for (size_t i = 0; i < n; i++)
+		total += xs[i].ch ? xs[i].ch->nrooms : 0;
+	rc->rs = xcalloc(total + 1, sizeof(*rc->rs));
+	rc->urs = xcalloc(total + 1, sizeof(*rc->urs));
+	cols_init(&urk, 2);
+	for (size_t i = 0; i < n; i++)
+		if (xs[i].ch != NULL)
+			index_rooms(rc, &xs[i], &ids, &urk);
 	p[0] = ab_end(&ids);
-	if ((r = rc->res_rooms = store_q(rc->x->st, S_ROOMS_GET, 1, p)) ==
-	    NULL)
-		goto fail;
+	if ((r = rc->res_rooms = store_q(rc->st, S_ROOMS_GET, 1, p)) == NULL)
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++)
+		if (smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
+			rooms_row(&rc->rs[k], r, i);
+	cols_params(&urk, p);
+	if ((r = rc->res_ur = store_q(rc->st, S_UR_GET, 2, p)) == NULL)
+		goto out;
 	for (int i = 0; i < PQntuples(r); i++) {
-		if (!smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
-			continue;
-		struct rstate *s = &rc->rs[k];
-		s->loaded = true;
-		s->last_nid = i64(r, i, 1);
-		s->last_ts = i64(r, i, 2);
-		s->name = optstr(r, i, 3);
-		s->alias = optstr(r, i, 4);
-		s->topic = optstr(r, i, 5);
-		s->avatar = optstr(r, i, 6);
-		s->rtype = optstr(r, i, 7);
-		s->enc = PQgetvalue(r, i, 8)[0] == 't';
-		s->jc = i64(r, i, 9);
-		s->ic = i64(r, i, 10);
+		k = i64(r, i, 0) - 1;
+		if (k >= 0 && (size_t)k < rc->nurs)
+			ur_load_row(&rc->urs[k], r, i);
 	}
-	p[1] = p[0];
-	p[0] = rc->x->m->user_id;
-	if ((r = rc->res_ur = store_q(rc->x->st, S_UR_GET, 2, p)) == NULL)
-		goto fail;
-	for (int i = 0; i < PQntuples(r); i++) {
-		if (!smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
-			continue;
-		struct rstate *s = &rc->rs[k];
-		s->ur_loaded = true;
-		s->ur_membership = PQgetvalue(r, i, 1);
-		s->ur_pos = i64(r, i, 2);
-		s->ur_invite = optstr(r, i, 3);
-		s->ur_heroes = optstr(r, i, 4);
-		s->ur_nc = i64(r, i, 5);
-		s->ur_hc = i64(r, i, 6);
-		s->ur_prev = optstr(r, i, 7);
-	}
+	ret = 0;
+out:
 	ab_free(&ids);
-	return 0;
-fail:
-	ab_free(&ids);
-	return -1;
+	cols_free(&urk);
+	return ret;
 }
 
 static void
@@ -287,7 +344,7 @@ member_change(struct rctx *rc, struct rstate *s, const struct acc_event *ev,
 
 	if (rc->x->m->user_id != NULL &&
 	    strcmp(ev->state_key, rc->x->m->user_id) == 0)
-		s->my_pos = pos;
+		rc->u->my_pos = pos;
 	if (streq(old, m))
 		return;
 	s->jc += (streq(m, "join") ? 1 : 0) - (streq(old, "join") ? 1 : 0);
@@ -336,7 +393,7 @@ static int64_t
 evrow_add(struct rctx *rc, const char *room, const struct acc_event *ev,
     bool tl)
 {
-	int64_t nid = store_pos_next(rc->x->st);
+	int64_t nid = store_pos_next(rc->st);
 
 	PUSH(rc->evrows, rc->nevrows, rc->capevrows);
 	rc->evrows[rc->nevrows++] = (struct evrow){ev, room, nid, tl};
@@ -386,7 +443,7 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 			if (v > 0 && seq == (int64_t)i && !(e->has &&
 			    e->nid >= v))
 				state_set(rc, s, ei, ev, v,
-				    store_pos_next(rc->x->st));
+				    store_pos_next(rc->st));
 		} else {
 			nid = evrow_add(rc, r->room_id, ev, false);
 			if (!final_known(rc, last, r, k))
@@ -426,10 +483,11 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 }
 
 static void
-user_room(struct rctx *rc, struct acc_room *r, struct rstate *s)
+user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
+    struct urstate *s)
 {
 	s->ur_touched = true;
-	s->section = r->section;
+	s->m = rc->x->m;
 	s->new_membership = r->my_membership;
 	s->new_invite = (r->section == ACC_INVITE || r->section == ACC_KNOCK) ?
 	    r->invite_state : NULL;
@@ -443,14 +501,13 @@ user_room(struct rctx *rc, struct acc_room *r, struct rstate *s)
 		s->new_hc = r->highlight;
 	}
 	if (r->joined_count >= 0) {
-		s->jc = r->joined_count;
-		s->has_summary = true;
+		rs->jc = r->joined_count;
+		rs->has_summary = true;
 	}
 	if (r->invited_count >= 0) {
-		s->ic = r->invited_count;
-		s->has_summary = true;
+		rs->ic = r->invited_count;
+		rs->has_summary = true;
 	}
-	(void)rc;
 }
 
 static void
@@ -460,9 +517,16 @@ room_process(struct rctx *rc, struct acc_room *r)
 	int64_t k;
 	struct rstate *s;
 	char *key;
+	bool was_changed;
 
 	smap_get(&rc->roomidx, r->room_id, &k);
 	s = &rc->rs[k];
+	key = smap_key3(rc->x->m->user_id, r->room_id, "");
+	smap_get(&rc->uridx, key, &k);
+	free(key);
+	rc->u = &rc->urs[k];
+	was_changed = s->changed;
+	s->changed = false;
 	smap_init(&tl);
 	smap_init(&last);
 	for (size_t i = 0; i < r->timeline.n; i++)
@@ -479,7 +543,10 @@ room_process(struct rctx *rc, struct acc_room *r)
 	}
 	state_block(rc, r, s, &tl, &last);
 	timeline(rc, r, s, &last);
-	user_room(rc, r, s);
+	user_room(rc, r, s, rc->u);
+	if (s->changed)
+		s->nm = rc->x->m;
+	s->changed |= was_changed;
 	smap_free(&tl);
 	smap_free(&last);
 }
@@ -508,7 +575,7 @@ write_events(struct rctx *rc)
 		ab_strn(&c.c[9], e->ev->raw, e->ev->raw_len);
 	}
 	cols_params(&c, p);
-	rc_ = store_q0(rc->x->st, S_EV_INS, 10, p);
+	rc_ = store_q0(rc->st, S_EV_INS, 10, p);
 	cols_free(&c);
 	return rc_;
 }
@@ -529,7 +596,7 @@ write_state(struct rctx *rc)
 			ab_i64(&c.c[3], rc->closes[i].pos);
 		}
 		cols_params(&c, p);
-		rc_ = store_q0(rc->x->st, S_ST_CLOSE, 4, p);
+		rc_ = store_q0(rc->st, S_ST_CLOSE, 4, p);
 		cols_free(&c);
 	}
 	if (rc_ == -1 || rc->nsrows == 0)
@@ -549,7 +616,7 @@ write_state(struct rctx *rc)
 		ab_str(&c.c[6], s->membership);
 	}
 	cols_params(&c, p);
-	rc_ = store_q0(rc->x->st, S_ST_INS, 7, p);
+	rc_ = store_q0(rc->st, S_ST_INS, 7, p);
 	cols_free(&c);
 	return rc_;
 }
@@ -567,10 +634,10 @@ write_rooms(struct rctx *rc)
 		if (!s->changed && !s->has_summary)
 			continue;
 		if (s->changed)
-			notice_add(&rc->x->m->notices, PROTO_NOTICE_ROOM,
+			notice_add(&s->nm->notices, PROTO_NOTICE_ROOM,
 			    s->upos, s->room, NULL, NULL, NULL, NULL);
 		if (s->upos == 0)
-			s->upos = store_pos_next(rc->x->st);
+			s->upos = store_pos_next(rc->st);
 		ab_str(&c.c[0], s->room);
 		ab_i64(&c.c[1], s->last_nid);
 		ab_i64(&c.c[2], s->last_ts);
@@ -587,7 +654,7 @@ write_rooms(struct rctx *rc)
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		rc_ = store_q0(rc->x->st, S_ROOMS_PUT, 12, p);
+		rc_ = store_q0(rc->st, S_ROOMS_PUT, 12, p);
 	}
 	cols_free(&c);
 	return rc_;
@@ -595,7 +662,7 @@ write_rooms(struct rctx *rc)
 
 /* The syncing user's own row per room; skipped when nothing differs. */
 static bool
-ur_row(struct rctx *rc, struct rstate *s, struct cols *c)
+ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 {
 	bool changed = !s->ur_loaded ||
 	    !streq(s->ur_membership, s->new_membership);
@@ -607,23 +674,24 @@ ur_row(struct rctx *rc, struct rstate *s, struct cols *c)
 	    streq(s->ur_heroes, s->new_heroes) && nc == s->ur_nc &&
 	    hc == s->ur_hc && streq(s->ur_prev, s->new_prev))
 		return false;
-	upos = store_pos_next(rc->x->st);
+	upos = store_pos_next(rc->st);
 	if (changed) {
 		pos = s->my_pos > 0 ? s->my_pos : upos;
 		if (s->my_pos == 0)
-			notice_add(&rc->x->m->notices, PROTO_NOTICE_MEMBERSHIP,
-			    pos, s->room, rc->x->m->user_id, NULL,
-			    s->new_membership, NULL);
+			notice_add(&s->m->notices, PROTO_NOTICE_MEMBERSHIP,
+			    pos, s->room, s->user, NULL, s->new_membership,
+			    NULL);
 	}
-	ab_str(&c->c[0], s->room);
-	ab_str(&c->c[1], s->new_membership);
-	ab_i64(&c->c[2], pos);
-	ab_str(&c->c[3], s->new_invite);
-	ab_str(&c->c[4], s->new_heroes);
-	ab_i64(&c->c[5], nc);
-	ab_i64(&c->c[6], hc);
-	ab_i64(&c->c[7], upos);
-	ab_str(&c->c[8], s->new_prev);
+	ab_str(&c->c[0], s->user);
+	ab_str(&c->c[1], s->room);
+	ab_str(&c->c[2], s->new_membership);
+	ab_i64(&c->c[3], pos);
+	ab_str(&c->c[4], s->new_invite);
+	ab_str(&c->c[5], s->new_heroes);
+	ab_i64(&c->c[6], nc);
+	ab_i64(&c->c[7], hc);
+	ab_i64(&c->c[8], upos);
+	ab_str(&c->c[9], s->new_prev);
 	return true;
 }
 
@@ -634,34 +702,53 @@ write_user_rooms(struct rctx *rc)
 	const char *p[10];
 	int rc_ = 0;
 
-	cols_init(&c, 9);
-	for (size_t i = 0; i < rc->nrs; i++)
-		if (rc->rs[i].ur_touched && ur_row(rc, &rc->rs[i], &c))
+	cols_init(&c, 10);
+	for (size_t i = 0; i < rc->nurs; i++)
+		if (rc->urs[i].ur_touched && ur_row(rc, &rc->urs[i], &c))
 			c.rows++;
 	if (c.rows > 0) {
-		p[0] = rc->x->m->user_id;
-		cols_params(&c, p + 1);
-		rc_ = store_q0(rc->x->st, S_UR_PUT, 10, p);
+		cols_params(&c, p);
+		rc_ = store_q0(rc->st, S_UR_PUT, 10, p);
 	}
 	cols_free(&c);
 	return rc_;
 }
 
-int
-rooms_apply(struct msgctx *x)
+/* What a message inserted is known to the messages after it. */
+static void
+known_commit(struct rctx *rc, size_t from)
 {
-	struct rctx rc = {.x = x};
+	for (size_t i = from; i < rc->nevrows; i++)
+		smap_put(&rc->known, rc->evrows[i].ev->event_id,
+		    rc->evrows[i].nid);
+}
+
+int
+rooms_apply(struct store *st, struct msgctx *xs, size_t n)
+{
+	struct rctx rc = {.st = st};
+	size_t total = 0;
 	int ret = -1;
 
-	if (x->ch->nrooms == 0)
+	for (size_t i = 0; i < n; i++)
+		total += xs[i].ch ? xs[i].ch->nrooms : 0;
+	if (total == 0)
 		return 0;
 	smap_init(&rc.known);
 	smap_init(&rc.keys);
 	smap_init(&rc.roomidx);
-	if (load_known(&rc) == -1 || load_rooms(&rc) == -1)
+	smap_init(&rc.uridx);
+	if (load_known(&rc, xs, n) == -1 || load_rooms(&rc, xs, n) == -1)
 		goto out;
-	for (size_t i = 0; i < x->ch->nrooms; i++)
-		room_process(&rc, &x->ch->rooms[i]);
+	for (size_t i = 0; i < n; i++) {
+		size_t from = rc.nevrows;
+		if (xs[i].ch == NULL)
+			continue;
+		rc.x = &xs[i];
+		for (size_t j = 0; j < xs[i].ch->nrooms; j++)
+			room_process(&rc, &xs[i].ch->rooms[j]);
+		known_commit(&rc, from);
+	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
 	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1)
 		goto out;
@@ -674,10 +761,12 @@ out:
 	free(rc.evrows);
 	free(rc.closes);
 	free(rc.rs);
+	free(rc.urs);
 	PQclear(rc.res_rooms);
 	PQclear(rc.res_ur);
 	smap_free(&rc.known);
 	smap_free(&rc.keys);
 	smap_free(&rc.roomidx);
+	smap_free(&rc.uridx);
 	return ret;
 }

@@ -2,10 +2,17 @@
  * The writer connection: one blocking libpq connection, which is fine here
  * because this process does one thing and a single writer is what makes
  * positions commit in order (contract 2). Owns the transaction around a
- * batch, the per-message savepoint and compare-and-set on the device's
- * since (contract 1), position allocation, the non-room tables (typing,
- * receipts, account data, to-device, device lists and keys) and cleanup.
- * Room events and state are applied by rooms.c.
+ * batch, compare-and-set on the device's since (contract 1), position
+ * allocation, the non-room tables (typing, receipts, account data,
+ * to-device, device lists and keys) and cleanup. Room events and state
+ * are applied by rooms.c.
+ *
+ * Messages of a batch are applied as one group: one statement per table
+ * for the whole group (the per-statement cost in Postgres, planning and
+ * round trips, was most of the ingest cost when it was paid per message).
+ * The group runs in a savepoint; if any statement fails, the savepoint is
+ * rolled back and each message is applied again as a group of one in its
+ * own savepoint, so a message Postgres rejects fails alone.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,10 +32,14 @@
 static const struct stmt {
 	const char *name, *sql;
 } stmts[] = {
-	[S_CAS] = {"acc_cas", "SELECT since, is_initial_done FROM "
-	    "syncv3_devices WHERE user_id = $1 AND device_id = $2 FOR UPDATE"},
-	[S_SINCE] = {"acc_since", "UPDATE syncv3_devices SET since = $3, "
-	    "is_initial_done = true WHERE user_id = $1 AND device_id = $2"},
+	[S_CAS] = {"acc_cas", "SELECT k.i, d.since, d.is_initial_done FROM "
+	    "unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(u, dv, i) "
+	    "JOIN syncv3_devices d ON d.user_id = k.u AND d.device_id = k.dv "
+	    "ORDER BY d.user_id, d.device_id FOR UPDATE OF d"},
+	[S_SINCE] = {"acc_since", "UPDATE syncv3_devices d SET since = k.s, "
+	    "is_initial_done = true FROM unnest($1::text[], $2::text[], "
+	    "$3::text[]) AS k(u, dv, s) WHERE d.user_id = k.u AND "
+	    "d.device_id = k.dv"},
 	[S_RESERVE] = {"acc_reserve", "SELECT setval('syncv3_pos_seq', "
 	    "nextval('syncv3_pos_seq') + $1::bigint - 1)"},
 	[S_POSITION] = {"acc_position", "UPDATE syncv3_position SET pos = "
@@ -71,14 +82,15 @@ static const struct stmt {
 	    "excluded.room_type, is_encrypted = excluded.is_encrypted, "
 	    "joined_count = excluded.joined_count, invited_count = "
 	    "excluded.invited_count, updated_pos = excluded.updated_pos"},
-	[S_UR_GET] = {"acc_ur_get", "SELECT room_id, membership, pos, "
-	    "invite_state, heroes, notification_count, highlight_count, "
-	    "prev_batch FROM syncv3_user_rooms WHERE user_id = $1 AND "
-	    "room_id = ANY($2::text[])"},
+	[S_UR_GET] = {"acc_ur_get", "SELECT k.i, u.membership, u.pos, "
+	    "u.invite_state, u.heroes, u.notification_count, "
+	    "u.highlight_count, u.prev_batch FROM unnest($1::text[], "
+	    "$2::text[]) WITH ORDINALITY AS k(us, r, i) JOIN "
+	    "syncv3_user_rooms u ON u.user_id = k.us AND u.room_id = k.r"},
 	[S_UR_PUT] = {"acc_ur_put", "INSERT INTO syncv3_user_rooms (user_id,"
 	    " room_id, membership, pos, invite_state, heroes, "
 	    "notification_count, highlight_count, updated_pos, prev_batch) "
-	    "SELECT $1::text, * FROM unnest($2::text[], $3::text[], "
+	    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
 	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], "
 	    "$8::bigint[], $9::bigint[], $10::text[]) "
 	    "ON CONFLICT (user_id, room_id) DO UPDATE SET membership = "
@@ -102,18 +114,17 @@ static const struct stmt {
 	    "UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos ="
 	    " excluded.pos WHERE x.event_id <> excluded.event_id"},
 	[S_ADATA] = {"acc_adata", "INSERT INTO syncv3_account_data AS a "
-	    "(user_id, room_id, type, json, pos) SELECT $1::text, * FROM "
-	    "unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) "
-	    "ON CONFLICT (user_id, room_id, type) DO UPDATE SET json = "
-	    "excluded.json, pos = excluded.pos WHERE a.json <> excluded.json "
-	    "RETURNING room_id, pos"},
+	    "(user_id, room_id, type, json, pos) SELECT * FROM "
+	    "unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+	    "$5::bigint[]) ON CONFLICT (user_id, room_id, type) DO UPDATE SET "
+	    "json = excluded.json, pos = excluded.pos WHERE a.json <> "
+	    "excluded.json RETURNING pos"},
 	[S_TODEV] = {"acc_todev", "INSERT INTO syncv3_to_device (pos, "
-	    "user_id, device_id, json) SELECT k.p, $1::text, $2::text, k.j "
-	    "FROM unnest($3::bigint[], $4::text[]) AS k(p, j)"},
+	    "user_id, device_id, json) SELECT * FROM unnest($1::bigint[], "
+	    "$2::text[], $3::text[], $4::text[])"},
 	[S_DL] = {"acc_dl", "INSERT INTO syncv3_device_lists (pos, user_id, "
-	    "device_id, target_user, change) SELECT k.p, $1::text, $2::text, "
-	    "k.u, k.c FROM unnest($3::bigint[], $4::text[], $5::text[]) "
-	    "AS k(p, u, c)"},
+	    "device_id, target_user, change) SELECT * FROM unnest("
+	    "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])"},
 	[S_DKEYS] = {"acc_dkeys", "INSERT INTO syncv3_device_keys AS d "
 	    "(user_id, device_id, otk_counts, fallback_types, pos) VALUES "
 	    "($1, $2, coalesce($3::text, '{}'), coalesce($4::text, '[]'), "
@@ -260,6 +271,7 @@ store_free(struct store *st)
 		return;
 	if (st->c != NULL)
 		PQfinish(st->c);
+	free(st->pend);
 	free(st->conninfo);
 	free(st);
 }
@@ -325,6 +337,7 @@ check_conn(struct store *st)
 int
 store_batch_begin(struct store *st)
 {
+	st->npend = 0;
 	if (check_conn(st) == -1)
 		return -1;
 	if (pg_exec(st->c, "batch", "BEGIN") == -1) {
@@ -337,12 +350,16 @@ store_batch_begin(struct store *st)
 	return 0;
 }
 
+static int store_flush(struct store *st);
+
 int
 store_batch_commit(struct store *st)
 {
 	char buf[24];
 	const char *p[1] = {buf};
 
+	if (store_flush(st) == -1)
+		goto fail;
 	snprintf(buf, sizeof(buf), "%" PRId64, st->pos_used);
 	if (st->pos_used > st->pos_committed &&
 	    store_q0(st, S_POSITION, 1, p) == -1)
@@ -359,6 +376,7 @@ fail:
 void
 store_batch_rollback(struct store *st)
 {
+	st->npend = 0;
 	if (PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
 	    pg_exec(st->c, "batch", "ROLLBACK") == -1)
@@ -376,40 +394,104 @@ store_msg_reset(struct store_msg *m)
 	notice_list_clear(&m->notices);
 }
 
-/* Contract 1: 1 = apply, 0 = answered (ok or nack), -1 = db error. */
-static int
-cas(struct store *st, struct store_msg *m, bool *was_initial)
-{
-	const char *p[2] = {m->user_id, m->device_id};
-	PGresult *r;
-	const char *since;
+/* A row written for a group, and the message its notice goes to. */
+struct prow {
+	int64_t pos;
+	struct store_msg *m;
+	const char *room;
+};
 
-	if ((r = store_q(st, S_CAS, 2, p)) == NULL)
+struct prows {
+	struct prow *v;
+	size_t n, cap;
+};
+
+static void
+prow_add(struct prows *l, int64_t pos, struct store_msg *m, const char *room)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = (struct prow){pos, m, room};
+}
+
+/* Rows are added in position order, so a returned pos finds its row. */
+static const struct prow *
+prow_find(const struct prows *l, int64_t pos)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->v[mid].pos == pos)
+			return &l->v[mid];
+		if (l->v[mid].pos < pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/*
+ * Contract 1 for a group of messages of distinct devices: locks their
+ * device rows and sets go[i] for the messages to apply; the others are
+ * answered (a resend of what is committed, or a nack).
+ */
+static int
+cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
+{
+	struct cols c;
+	const char *p[2];
+	PGresult *r;
+	bool *found = xcalloc(n, sizeof(*found));
+
+	cols_init(&c, 2);
+	for (size_t i = 0; i < n; i++) {
+		ab_str(&c.c[0], xs[i].m->user_id);
+		ab_str(&c.c[1], xs[i].m->device_id);
+	}
+	cols_params(&c, p);
+	r = store_q(st, S_CAS, 2, p);
+	cols_free(&c);
+	if (r == NULL) {
+		free(found);
 		return -1;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		m->since = xstrdup("");
-		m->error = "unknown device";
-		return 0;
 	}
-	since = PQgetvalue(r, 0, 0);
-	*was_initial = PQgetvalue(r, 0, 1)[0] == 't';
-	m->since = xstrdup(since);
+	for (int row = 0; row < PQntuples(r); row++) {
+		int64_t i = strtoll(PQgetvalue(r, row, 0), NULL, 10) - 1;
+		struct store_msg *m;
+		if (i < 0 || (size_t)i >= n || found[i])
+			continue;
+		found[i] = true;
+		m = xs[i].m;
+		m->since = xstrdup(PQgetvalue(r, row, 1));
+		xs[i].was_initial = PQgetvalue(r, row, 2)[0] == 't';
+		if (strcmp(m->since, m->since_in) == 0)
+			go[i] = true;
+		else if (strcmp(m->since, m->next_batch) == 0)
+			m->ok = true;	/* a resend of what is committed */
+		else
+			m->error = "since mismatch";
+	}
 	PQclear(r);
-	if (strcmp(m->since, m->since_in) == 0)
-		return 1;
-	if (strcmp(m->since, m->next_batch) == 0) {
-		m->ok = true;	/* a resend of what is committed */
-		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (found[i])
+			continue;
+		xs[i].m->since = xstrdup("");
+		xs[i].m->error = "unknown device";
 	}
-	m->error = "since mismatch";
+	free(found);
 	return 0;
 }
 
+/* Typing: the last message of the group that reports a room wins. */
 static int
-apply_typing(struct msgctx *x)
+apply_typing(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
+	struct prows pr = {0};
 	const char *p[3];
 	PGresult *r = NULL;
 	struct smap seen;
@@ -417,37 +499,75 @@ apply_typing(struct msgctx *x)
 
 	cols_init(&c, 3);
 	smap_init(&seen);
-	for (size_t i = x->ch->nrooms; i-- > 0;) {
-		struct acc_room *rm = &x->ch->rooms[i];
-		if (rm->typing == NULL || smap_get(&seen, rm->room_id, NULL))
-			continue;
-		smap_put(&seen, rm->room_id, 1);
-		ab_str(&c.c[0], rm->room_id);
-		ab_str(&c.c[1], rm->typing);
-		ab_i64(&c.c[2], store_pos_next(x->st));
-		c.rows++;
+	for (size_t k = n; k-- > 0;) {
+		struct acc_changes *ch = xs[k].ch;
+		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;) {
+			struct acc_room *rm = &ch->rooms[i];
+			int64_t pos;
+			if (rm->typing == NULL ||
+			    smap_get(&seen, rm->room_id, NULL))
+				continue;
+			smap_put(&seen, rm->room_id, 1);
+			ab_str(&c.c[0], rm->room_id);
+			ab_str(&c.c[1], rm->typing);
+			ab_i64(&c.c[2], pos = store_pos_next(st));
+			prow_add(&pr, pos, xs[k].m, rm->room_id);
+			c.rows++;
+		}
 	}
 	if (c.rows == 0) {
 		rc = 0;
 		goto out;
 	}
 	cols_params(&c, p);
-	if ((r = store_q(x->st, S_TYPING, 3, p)) == NULL)
+	if ((r = store_q(st, S_TYPING, 3, p)) == NULL)
 		goto out;
-	for (int i = 0; i < PQntuples(r); i++)
-		notice_add(&x->m->notices, PROTO_NOTICE_TYPING,
-		    strtoll(PQgetvalue(r, i, 1), NULL, 10), PQgetvalue(r, i, 0),
-		    NULL, NULL, NULL, NULL);
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t pos = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		const struct prow *w = prow_find(&pr, pos);
+		if (w != NULL)
+			notice_add(&w->m->notices, PROTO_NOTICE_TYPING, pos,
+			    w->room, NULL, NULL, NULL, NULL);
+	}
 	rc = 0;
 out:
 	PQclear(r);
+	free(pr.v);
 	smap_free(&seen);
 	cols_free(&c);
 	return rc;
 }
 
+static void
+receipts_add(struct store *st, struct cols *c, struct smap *seen,
+    const struct acc_room *rm)
+{
+	/* Last one wins for a key: walk backwards, skip seen keys. */
+	for (size_t j = rm->nreceipts; j-- > 0;) {
+		const struct acc_receipt *rc_ = &rm->receipts[j];
+		char *k = xasprintf("%zu:%s%zu:%s%zu:%s%s",
+		    strlen(rm->room_id), rm->room_id, strlen(rc_->user_id),
+		    rc_->user_id, strlen(rc_->rtype), rc_->rtype,
+		    rc_->thread_id);
+		bool dup = smap_get(seen, k, NULL);
+		if (!dup)
+			smap_put(seen, k, 1);
+		free(k);
+		if (dup)
+			continue;
+		ab_str(&c->c[0], rm->room_id);
+		ab_str(&c->c[1], rc_->user_id);
+		ab_str(&c->c[2], rc_->rtype);
+		ab_str(&c->c[3], rc_->thread_id);
+		ab_str(&c->c[4], rc_->event_id);
+		ab_i64(&c->c[5], rc_->ts);
+		ab_i64(&c->c[6], store_pos_next(st));
+		c->rows++;
+	}
+}
+
 static int
-apply_receipts(struct msgctx *x)
+apply_receipts(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
 	const char *p[7];
@@ -456,34 +576,14 @@ apply_receipts(struct msgctx *x)
 
 	cols_init(&c, 7);
 	smap_init(&seen);
-	/* Last one wins for a key: walk backwards, skip seen keys. */
-	for (size_t i = x->ch->nrooms; i-- > 0;) {
-		struct acc_room *rm = &x->ch->rooms[i];
-		for (size_t j = rm->nreceipts; j-- > 0;) {
-			struct acc_receipt *rc_ = &rm->receipts[j];
-			char *k = xasprintf("%zu:%s%zu:%s%zu:%s%s",
-			    strlen(rm->room_id), rm->room_id,
-			    strlen(rc_->user_id), rc_->user_id,
-			    strlen(rc_->rtype), rc_->rtype, rc_->thread_id);
-			bool dup = smap_get(&seen, k, NULL);
-			if (!dup)
-				smap_put(&seen, k, 1);
-			free(k);
-			if (dup)
-				continue;
-			ab_str(&c.c[0], rm->room_id);
-			ab_str(&c.c[1], rc_->user_id);
-			ab_str(&c.c[2], rc_->rtype);
-			ab_str(&c.c[3], rc_->thread_id);
-			ab_str(&c.c[4], rc_->event_id);
-			ab_i64(&c.c[5], rc_->ts);
-			ab_i64(&c.c[6], store_pos_next(x->st));
-			c.rows++;
-		}
+	for (size_t k = n; k-- > 0;) {
+		struct acc_changes *ch = xs[k].ch;
+		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;)
+			receipts_add(st, &c, &seen, &ch->rooms[i]);
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		rc = store_q0(x->st, S_RECEIPTS, 7, p);
+		rc = store_q0(st, S_RECEIPTS, 7, p);
 	}
 	smap_free(&seen);
 	cols_free(&c);
@@ -491,130 +591,162 @@ apply_receipts(struct msgctx *x)
 }
 
 static void
-adata_add(struct msgctx *x, struct cols *c, struct smap *seen,
-    const char *room, const struct acc_adata *a)
+adata_add(struct store *st, struct msgctx *x, struct cols *c,
+    struct smap *seen, struct prows *pr, const char *room,
+    const struct acc_adata *a)
 {
-	char *k = smap_key3(room, a->type, "");
+	char *k = smap_key3(x->m->user_id, room, a->type);
+	int64_t pos;
 
 	if (!smap_get(seen, k, NULL)) {
 		smap_put(seen, k, 1);
-		ab_str(&c->c[0], room);
-		ab_str(&c->c[1], a->type);
-		ab_str(&c->c[2], a->json);
-		ab_i64(&c->c[3], store_pos_next(x->st));
+		ab_str(&c->c[0], x->m->user_id);
+		ab_str(&c->c[1], room);
+		ab_str(&c->c[2], a->type);
+		ab_str(&c->c[3], a->json);
+		ab_i64(&c->c[4], pos = store_pos_next(st));
+		prow_add(pr, pos, x->m, room);
 		c->rows++;
 	}
 	free(k);
 }
 
 static int
-apply_adata(struct msgctx *x)
+apply_adata(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
+	struct prows pr = {0};
 	const char *p[5];
 	struct smap seen;
 	PGresult *r = NULL;
 	int rc = 0;
 
-	cols_init(&c, 4);
+	cols_init(&c, 5);
 	smap_init(&seen);
-	for (size_t i = x->ch->nadata; i-- > 0;)
-		adata_add(x, &c, &seen, "", &x->ch->adata[i]);
-	for (size_t i = x->ch->nrooms; i-- > 0;) {
-		struct acc_room *rm = &x->ch->rooms[i];
-		for (size_t j = rm->nadata; j-- > 0;)
-			adata_add(x, &c, &seen, rm->room_id, &rm->adata[j]);
+	for (size_t k = n; k-- > 0;) {
+		struct acc_changes *ch = xs[k].ch;
+		if (ch == NULL)
+			continue;
+		for (size_t i = ch->nadata; i-- > 0;)
+			adata_add(st, &xs[k], &c, &seen, &pr, "",
+			    &ch->adata[i]);
+		for (size_t i = ch->nrooms; i-- > 0;) {
+			struct acc_room *rm = &ch->rooms[i];
+			for (size_t j = rm->nadata; j-- > 0;)
+				adata_add(st, &xs[k], &c, &seen, &pr,
+				    rm->room_id, &rm->adata[j]);
+		}
 	}
 	if (c.rows > 0) {
-		p[0] = x->m->user_id;
-		cols_params(&c, p + 1);
-		if ((r = store_q(x->st, S_ADATA, 5, p)) == NULL)
+		cols_params(&c, p);
+		if ((r = store_q(st, S_ADATA, 5, p)) == NULL)
 			rc = -1;
-		for (int i = 0; r != NULL && i < PQntuples(r); i++)
-			notice_add(&x->m->notices, PROTO_NOTICE_ACCOUNT_DATA,
-			    strtoll(PQgetvalue(r, i, 1), NULL, 10),
-			    PQgetvalue(r, i, 0), x->m->user_id, NULL, NULL,
-			    NULL);
+		for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+			int64_t pos = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			const struct prow *w = prow_find(&pr, pos);
+			if (w != NULL)
+				notice_add(&w->m->notices,
+				    PROTO_NOTICE_ACCOUNT_DATA, pos, w->room,
+				    w->m->user_id, NULL, NULL, NULL);
+		}
 		PQclear(r);
 	}
+	free(pr.v);
 	smap_free(&seen);
 	cols_free(&c);
 	return rc;
 }
 
+/* To-device messages and device list changes: logs, in message order. */
 static int
-apply_to_device(struct msgctx *x)
+apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 {
-	struct cols c;
-	const char *p[4];
-	int64_t pos = 0;
+	struct cols td, dl;
+	const char *p[5];
 	int rc = 0;
 
-	if (x->ch->nto_device == 0)
-		return 0;
-	cols_init(&c, 2);
-	for (size_t i = 0; i < x->ch->nto_device; i++) {
-		ab_i64(&c.c[0], pos = store_pos_next(x->st));
-		ab_str(&c.c[1], x->ch->to_device[i]);
+	cols_init(&td, 4);
+	cols_init(&dl, 5);
+	for (size_t k = 0; k < n; k++) {
+		struct acc_changes *ch = xs[k].ch;
+		struct store_msg *m = xs[k].m;
+		int64_t pos = 0;
+		if (ch == NULL)
+			continue;
+		for (size_t i = 0; i < ch->nto_device; i++) {
+			ab_i64(&td.c[0], pos = store_pos_next(st));
+			ab_str(&td.c[1], m->user_id);
+			ab_str(&td.c[2], m->device_id);
+			ab_str(&td.c[3], ch->to_device[i]);
+			td.rows++;
+		}
+		if (pos > 0)
+			notice_add(&m->notices, PROTO_NOTICE_TO_DEVICE, pos,
+			    NULL, m->user_id, m->device_id, NULL, NULL);
+		for (int left = 0; left < 2; left++) {
+			char **v = left ? ch->dl_left : ch->dl_changed;
+			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
+			for (size_t i = 0; i < nv; i++) {
+				ab_i64(&dl.c[0], dpos[k] = store_pos_next(st));
+				ab_str(&dl.c[1], m->user_id);
+				ab_str(&dl.c[2], m->device_id);
+				ab_str(&dl.c[3], v[i]);
+				ab_str(&dl.c[4], left ? "left" : "changed");
+				dl.rows++;
+			}
+		}
 	}
-	p[0] = x->m->user_id;
-	p[1] = x->m->device_id;
-	cols_params(&c, p + 2);
-	if ((rc = store_q0(x->st, S_TODEV, 4, p)) == 0)
-		notice_add(&x->m->notices, PROTO_NOTICE_TO_DEVICE, pos, NULL,
-		    x->m->user_id, x->m->device_id, NULL, NULL);
-	cols_free(&c);
+	if (td.rows > 0) {
+		cols_params(&td, p);
+		rc = store_q0(st, S_TODEV, 4, p);
+	}
+	if (rc == 0 && dl.rows > 0) {
+		cols_params(&dl, p);
+		rc = store_q0(st, S_DL, 5, p);
+	}
+	cols_free(&td);
+	cols_free(&dl);
 	return rc;
 }
 
-/* Device list changes and key counts also wake the device's sessions. */
+/* Key counts (rare: one statement per message that has them). Device
+ * list changes and key counts also wake the device's sessions. */
 static int
-apply_device(struct msgctx *x)
+apply_device(struct store *st, struct msgctx *xs, size_t n)
 {
-	struct acc_changes *ch = x->ch;
-	struct cols c;
-	const char *p[5];
-	char buf[24];
-	PGresult *r;
-	int64_t pos = 0;
-	int rc = 0;
+	int64_t *dpos = xcalloc(n + 1, sizeof(*dpos));
+	int rc = -1;
 
-	if (ch->ndl_changed + ch->ndl_left > 0) {
-		cols_init(&c, 3);
-		for (int left = 0; left < 2; left++) {
-			char **v = left ? ch->dl_left : ch->dl_changed;
-			size_t n = left ? ch->ndl_left : ch->ndl_changed;
-			for (size_t i = 0; i < n; i++) {
-				ab_i64(&c.c[0], pos = store_pos_next(x->st));
-				ab_str(&c.c[1], v[i]);
-				ab_str(&c.c[2], left ? "left" : "changed");
-			}
+	if (apply_logs(st, xs, n, dpos) == -1)
+		goto out;
+	for (size_t k = 0; k < n; k++) {
+		struct acc_changes *ch = xs[k].ch;
+		struct store_msg *m = xs[k].m;
+		char buf[24];
+		const char *p[5] = {m->user_id, m->device_id, NULL, NULL, buf};
+		PGresult *r;
+		if (ch != NULL &&
+		    (ch->otk_counts != NULL || ch->fallback_types != NULL)) {
+			snprintf(buf, sizeof(buf), "%" PRId64,
+			    store_pos_next(st));
+			p[2] = ch->otk_counts;
+			p[3] = ch->fallback_types;
+			if ((r = store_q(st, S_DKEYS, 5, p)) == NULL)
+				goto out;
+			if (PQntuples(r) > 0)
+				dpos[k] = strtoll(PQgetvalue(r, 0, 0), NULL,
+				    10);
+			PQclear(r);
 		}
-		p[0] = x->m->user_id;
-		p[1] = x->m->device_id;
-		cols_params(&c, p + 2);
-		rc = store_q0(x->st, S_DL, 5, p);
-		cols_free(&c);
-		if (rc == -1)
-			return -1;
+		if (dpos[k] > 0)
+			notice_add(&m->notices, PROTO_NOTICE_TO_DEVICE,
+			    dpos[k], NULL, m->user_id, m->device_id, NULL,
+			    NULL);
 	}
-	if (ch->otk_counts != NULL || ch->fallback_types != NULL) {
-		snprintf(buf, sizeof(buf), "%" PRId64, store_pos_next(x->st));
-		p[0] = x->m->user_id;
-		p[1] = x->m->device_id;
-		p[2] = ch->otk_counts;
-		p[3] = ch->fallback_types;
-		p[4] = buf;
-		if ((r = store_q(x->st, S_DKEYS, 5, p)) == NULL)
-			return -1;
-		if (PQntuples(r) > 0)
-			pos = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		PQclear(r);
-	}
-	if (pos > 0)
-		notice_add(&x->m->notices, PROTO_NOTICE_TO_DEVICE, pos, NULL,
-		    x->m->user_id, x->m->device_id, NULL, NULL);
-	return 0;
+	rc = 0;
+out:
+	free(dpos);
+	return rc;
 }
 
 /* Upper bound of the positions one message can take. */
@@ -633,78 +765,184 @@ positions_needed(const struct acc_changes *ch)
 }
 
 static int
-apply_changes(struct store *st, struct store_msg *m, struct acc_changes *ch)
+set_sinces(struct store *st, struct msgctx *xs, size_t n)
 {
-	struct msgctx x = {st, m, ch};
+	struct cols c;
+	const char *p[3];
+	int rc = 0;
 
-	if (store_reserve(st, positions_needed(ch)) == -1 ||
-	    rooms_apply(&x) == -1 || apply_typing(&x) == -1 ||
-	    apply_receipts(&x) == -1 || apply_adata(&x) == -1 ||
-	    apply_to_device(&x) == -1 || apply_device(&x) == -1)
-		return -1;
-	return 0;
+	cols_init(&c, 3);
+	for (size_t i = 0; i < n; i++) {
+		if (xs[i].ch == NULL)
+			continue;
+		ab_str(&c.c[0], xs[i].m->user_id);
+		ab_str(&c.c[1], xs[i].m->device_id);
+		ab_str(&c.c[2], xs[i].m->next_batch);
+		c.rows++;
+	}
+	if (c.rows > 0) {
+		cols_params(&c, p);
+		rc = store_q0(st, S_SINCE, 3, p);
+	}
+	cols_free(&c);
+	return rc;
 }
 
+/* Parses the bodies of the messages that passed the CAS. */
+static int64_t
+parse_group(struct store *st, struct msgctx *xs, size_t n, const bool *go,
+    struct acc_changes *chs)
+{
+	int64_t need = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg *m = xs[i].m;
+		const char *err = NULL;
+		if (!go[i])
+			continue;
+		if (normalise(m->body, m->body_len, m->user_id, &chs[i],
+		    &err) == -1) {
+			log_warnx_rl("store: %s/%s: bad body: %s", m->user_id,
+			    m->device_id, err ? err : "?");
+			st->stats.bad_bodies++;
+			m->error = "bad body";
+			continue;
+		}
+		xs[i].ch = &chs[i];
+		m->nevents = chs[i].nevents;
+		m->nbad = chs[i].nbad;
+		need += positions_needed(&chs[i]);
+	}
+	return need;
+}
+
+static void
+group_done(struct store *st, struct msgctx *xs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg *m = xs[i].m;
+		if (xs[i].ch == NULL)
+			continue;
+		if (!xs[i].was_initial)
+			notice_add(&m->notices, PROTO_NOTICE_DEVICE,
+			    st->pos_used, NULL, m->user_id, m->device_id,
+			    NULL, "synced");
+		free(m->since);
+		m->since = xstrdup(m->next_batch);
+		m->ok = true;
+		st->stats.events += xs[i].ch->nevents;
+		st->stats.bad_events += xs[i].ch->nbad;
+	}
+}
+
+/* Applies messages of distinct devices with one statement per table. */
+static int
+group_apply(struct store *st, struct store_msg **ms, size_t n)
+{
+	struct msgctx *xs = xcalloc(n, sizeof(*xs));
+	struct acc_changes *chs = xcalloc(n, sizeof(*chs));
+	bool *go = xcalloc(n, sizeof(*go));
+	int rc = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		store_msg_reset(ms[i]);
+		xs[i] = (struct msgctx){st, ms[i], NULL, false};
+	}
+	if (cas(st, xs, n, go) == -1)
+		goto out;
+	if (store_reserve(st, parse_group(st, xs, n, go, chs)) == -1 ||
+	    rooms_apply(st, xs, n) == -1 || apply_typing(st, xs, n) == -1 ||
+	    apply_receipts(st, xs, n) == -1 || apply_adata(st, xs, n) == -1 ||
+	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1)
+		goto out;
+	group_done(st, xs, n);
+	rc = 0;
+out:
+	for (size_t i = 0; i < n; i++) {
+		if (xs[i].ch != NULL)
+			normalise_free(xs[i].ch);
+		if (rc == -1) {
+			store_msg_reset(ms[i]);
+			ms[i]->error = "db error";
+		}
+	}
+	free(xs);
+	free(chs);
+	free(go);
+	return rc;
+}
+
+/* A group inside its own savepoint; on failure nothing of it stays. */
+static int
+group_run(struct store *st, struct store_msg **ms, size_t n)
+{
+	if (pg_exec(st->c, "savepoint", "SAVEPOINT acc_grp") == 0) {
+		if (group_apply(st, ms, n) == 0 &&
+		    pg_exec(st->c, "savepoint", "RELEASE SAVEPOINT acc_grp") ==
+		    0)
+			return 0;
+		if (PQstatus(st->c) == CONNECTION_OK &&
+		    (pg_exec(st->c, "savepoint",
+		    "ROLLBACK TO SAVEPOINT acc_grp") == -1 ||
+		    pg_exec(st->c, "savepoint",
+		    "RELEASE SAVEPOINT acc_grp") == -1))
+			log_warnx("store: cannot roll back the group");
+	}
+	for (size_t i = 0; i < n; i++) {
+		store_msg_reset(ms[i]);
+		ms[i]->error = "db error";
+	}
+	return -1;
+}
+
+/*
+ * Applies the pending messages. When the group fails, each message is
+ * tried alone, so one message Postgres rejects (per-message failure
+ * isolation) costs the others only a second try. -1: the connection is
+ * gone and the batch with it.
+ */
+static int
+store_flush(struct store *st)
+{
+	size_t n = st->npend;
+
+	st->npend = 0;
+	if (n == 0 || group_run(st, st->pend, n) == 0)
+		return 0;
+	if (PQstatus(st->c) != CONNECTION_OK)
+		return -1;
+	if (n > 1) {
+		log_warnx_rl("store: a group of %zu messages failed; applying "
+		    "them one by one", n);
+		for (size_t i = 0; i < n; i++)
+			(void)group_run(st, &st->pend[i], 1);
+	}
+	return PQstatus(st->c) == CONNECTION_OK ? 0 : -1;
+}
+
+/*
+ * Takes m into the batch; it is applied at the latest by
+ * store_batch_commit, which fills in its outcome. A second message of a
+ * device already pending first flushes the group, so its CAS sees the
+ * since the first one set.
+ */
 void
 store_apply(struct store *st, struct store_msg *m)
 {
-	struct acc_changes ch;
-	const char *err = NULL, *p[3];
-	bool was_initial = false, parsed = false;
-	int rc;
-
 	store_msg_reset(m);
 	st->stats.msgs++;
-	if (pg_exec(st->c, "savepoint", "SAVEPOINT acc_msg") == -1)
-		goto dberr;
-	if ((rc = cas(st, m, &was_initial)) != 1) {
-		if (rc == -1)
-			goto dberr;
-		goto release;
+	for (size_t i = 0; i < st->npend; i++) {
+		if (strcmp(st->pend[i]->user_id, m->user_id) == 0 &&
+		    strcmp(st->pend[i]->device_id, m->device_id) == 0) {
+			(void)store_flush(st);
+			break;
+		}
 	}
-	if (normalise(m->body, m->body_len, m->user_id, &ch, &err) == -1) {
-		log_warnx_rl("store: %s/%s: bad body: %s", m->user_id,
-		    m->device_id, err ? err : "?");
-		st->stats.bad_bodies++;
-		m->error = "bad body";
-		goto release;
+	if (st->npend == st->cappend) {
+		st->cappend = st->cappend ? st->cappend * 2 : 64;
+		st->pend = xrealloc(st->pend, st->cappend * sizeof(*st->pend));
 	}
-	parsed = true;
-	m->nevents = ch.nevents;
-	m->nbad = ch.nbad;
-	if (apply_changes(st, m, &ch) == -1)
-		goto dberr;
-	p[0] = m->user_id;
-	p[1] = m->device_id;
-	p[2] = m->next_batch;
-	if (store_q0(st, S_SINCE, 3, p) == -1)
-		goto dberr;
-	if (!was_initial)
-		notice_add(&m->notices, PROTO_NOTICE_DEVICE, st->pos_used, NULL,
-		    m->user_id, m->device_id, NULL, "synced");
-	free(m->since);
-	m->since = xstrdup(m->next_batch);
-	m->ok = true;
-	st->stats.events += ch.nevents;
-	st->stats.bad_events += ch.nbad;
-release:
-	if (parsed)
-		normalise_free(&ch);
-	if (pg_exec(st->c, "savepoint", "RELEASE SAVEPOINT acc_msg") == -1) {
-		m->ok = false;
-		m->error = "db error";
-	}
-	return;
-dberr:
-	if (parsed)
-		normalise_free(&ch);
-	notice_list_clear(&m->notices);
-	m->ok = false;
-	m->error = "db error";
-	if (PQstatus(st->c) == CONNECTION_OK &&
-	    (pg_exec(st->c, "savepoint", "ROLLBACK TO SAVEPOINT acc_msg") == -1 ||
-		pg_exec(st->c, "savepoint", "RELEASE SAVEPOINT acc_msg") == -1))
-		log_warnx("store: cannot roll back the message");
+	st->pend[st->npend++] = m;
 }
 
 int

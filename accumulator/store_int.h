@@ -40,13 +40,18 @@ struct store {
 	int64_t pos_committed;		/* in syncv3_position */
 	int64_t batch_start_pos;
 	struct store_stats stats;
+	/* messages taken by store_apply, applied as one group at the
+	 * latest by store_batch_commit (distinct devices) */
+	struct store_msg **pend;
+	size_t npend, cappend;
 };
 
-/* One message being applied. */
+/* One message being applied; ch is NULL when it is not applied. */
 struct msgctx {
 	struct store *st;
 	struct store_msg *m;
 	struct acc_changes *ch;
+	bool was_initial;
 };
 
 PGresult *store_q(struct store *st, int id, int nparams,
@@ -56,7 +61,7 @@ int store_q0(struct store *st, int id, int nparams,
 int store_reserve(struct store *st, int64_t n);
 int64_t store_pos_next(struct store *st);
 
-/* rooms.c */
-int rooms_apply(struct msgctx *x);
+/* rooms.c: the room parts of a group of messages, in order */
+int rooms_apply(struct store *st, struct msgctx *xs, size_t n);
 
 #endif

@@ -3,7 +3,8 @@
  * the equivalents of SEED-SPEC §9's storage tests (events and dedup,
  * state at a position, joined rooms at a position, visible ranges,
  * to-device, typing) plus contract 1 (CAS), gaps, overlap, membership
- * histories, compact state and cleanup.
+ * histories, compact state and cleanup, and batches of several messages
+ * (applied as one group, with a message Postgres rejects failing alone).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -640,6 +641,154 @@ test_cleanup(void **state)
 	assert_int_equal(n1, n2);
 }
 
+/* Several messages in one batch, as the ingest loop gives them. */
+static void
+apply_batch(struct store_msg *ms, size_t n)
+{
+	assert_int_equal(store_batch_begin(st), 0);
+	for (size_t i = 0; i < n; i++)
+		store_apply(st, &ms[i]);
+	assert_int_equal(store_batch_commit(st), 0);
+}
+
+static void
+msg_init(struct store_msg *m, const char *user, const char *dev,
+    const char *since_in, const char *next, const char *body)
+{
+	memset(m, 0, sizeof(*m));
+	m->user_id = user;
+	m->device_id = dev;
+	m->since_in = since_in;
+	m->next_batch = next;
+	m->body = body;
+	m->body_len = strlen(body);
+}
+
+#define G_EV(id, type, sk, content)                                            \
+	"{\"event_id\":\"" id "\",\"type\":\"" type "\"," sk                   \
+	"\"sender\":\"@dave:hs\",\"origin_server_ts\":1,\"content\":"          \
+	content "}"
+#define G_BODY(events)                                                         \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!g:hs\":{\"timeline\":"  \
+	"{\"events\":[" events "]}}}}}"
+
+/*
+ * One batch whose messages depend on each other: the same events from two
+ * users' pollers are stored once, a state row the first message opened is
+ * closed by the second, a device's second message in the batch sees the
+ * since its first one set, and the result is what applying them one by
+ * one gives.
+ */
+static void
+test_batch_group(void **state)
+{
+	struct store_msg ms[4];
+	const char *b1 = G_BODY(
+	    G_EV("$g_create", "m.room.create", "\"state_key\":\"\",", "{}") ","
+	    G_EV("$g_join", "m.room.member", "\"state_key\":\"@dave:hs\",",
+		"{\"membership\":\"join\"}") ","
+	    G_EV("$g_t1", "m.room.topic", "\"state_key\":\"\",",
+		"{\"topic\":\"one\"}") ","
+	    G_EV("$g_m1", "m.room.message", "", "{\"body\":\"hi\"}"));
+	const char *b2 = G_BODY(
+	    G_EV("$g_t1", "m.room.topic", "\"state_key\":\"\",",
+		"{\"topic\":\"one\"}") ","
+	    G_EV("$g_m1", "m.room.message", "", "{\"body\":\"hi\"}") ","
+	    G_EV("$g_t2", "m.room.topic", "\"state_key\":\"\",",
+		"{\"topic\":\"two\"}"));
+	const char *b3 = G_BODY(
+	    G_EV("$g_m2", "m.room.message", "", "{\"body\":\"again\"}"));
+	char *v;
+
+	(void)state;
+	NEED_DB();
+	add_device("@dave:hs", "D1");
+	add_device("@erin:hs", "E1");
+	msg_init(&ms[0], "@dave:hs", "D1", "", "d1", b1);
+	msg_init(&ms[1], "@erin:hs", "E1", "", "e1", b2);
+	msg_init(&ms[2], "@dave:hs", "D1", "d1", "d2", b3);
+	msg_init(&ms[3], "@erin:hs", "E1", "old", "e9", b3);
+	apply_batch(ms, 4);
+	assert_true(ms[0].ok);
+	assert_true(ms[1].ok);
+	assert_true(ms[2].ok);
+	assert_string_equal(ms[2].since, "d2");
+	assert_false(ms[3].ok);
+	assert_string_equal(ms[3].error, "since mismatch");
+	assert_string_equal(ms[3].since, "e1");
+	for (int i = 0; i < 4; i++)
+		store_msg_reset(&ms[i]);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events WHERE "
+	    "room_id = '!g:hs'", NULL, NULL), 6);
+	/* one current topic, $g_t1's range ends where $g_t2 starts */
+	assert_int_equal(cur_nid("!g:hs", "m.room.topic", ""), nid("$g_t2"));
+	assert_int_equal(qi("SELECT to_pos FROM syncv3_state WHERE nid = "
+	    "(SELECT nid FROM syncv3_events WHERE event_id = $1)", "$g_t1",
+	    NULL), nid("$g_t2"));
+	v = qs("SELECT topic || ' ' || last_nid FROM syncv3_rooms WHERE "
+	    "room_id = '!g:hs'", NULL, NULL);
+	assert_non_null(v);
+	assert_true(strncmp(v, "two ", 4) == 0);
+	assert_int_equal(strtoll(v + 4, NULL, 10), nid("$g_m2"));
+	free(v);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_user_rooms WHERE "
+	    "room_id = '!g:hs' AND membership = 'join'", NULL, NULL), 2);
+	v = qs("SELECT since FROM syncv3_devices WHERE user_id = '@dave:hs'",
+	    NULL, NULL);
+	assert_string_equal(v, "d2");
+	free(v);
+}
+
+/* Per-message failure isolation: Postgres rejects one message of a
+ * batch (an injected fault); the others are acked and stored, it alone
+ * is nacked and leaves nothing behind. */
+static void
+test_batch_isolation(void **state)
+{
+	struct store_msg ms[3];
+	const char *good1 = G_BODY(G_EV("$i_ok1", "m.room.message", "",
+	    "{\"body\":\"a\"}"));
+	const char *bad = G_BODY(G_EV("$i_poison", "m.room.message", "",
+	    "{\"body\":\"b\"}") "," G_EV("$i_with_bad", "m.room.message", "",
+	    "{\"body\":\"c\"}"));
+	const char *good2 = G_BODY(G_EV("$i_ok2", "m.room.message", "",
+	    "{\"body\":\"d\"}"));
+	char *v;
+
+	(void)state;
+	NEED_DB();
+	PQclear(PQexec(db, "CREATE FUNCTION t_poison() RETURNS trigger "
+	    "LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'poison'; END$$"));
+	PQclear(PQexec(db, "CREATE TRIGGER t_poison BEFORE INSERT ON "
+	    "syncv3_events FOR EACH ROW WHEN (NEW.event_id = '$i_poison') "
+	    "EXECUTE FUNCTION t_poison()"));
+	add_device("@dave:hs", "D2");
+	add_device("@erin:hs", "E2");
+	add_device("@frank:hs", "F1");
+	msg_init(&ms[0], "@dave:hs", "D2", "", "i1", good1);
+	msg_init(&ms[1], "@erin:hs", "E2", "", "i1", bad);
+	msg_init(&ms[2], "@frank:hs", "F1", "", "i1", good2);
+	apply_batch(ms, 3);
+	PQclear(PQexec(db, "DROP TRIGGER t_poison ON syncv3_events"));
+	assert_true(ms[0].ok);
+	assert_false(ms[1].ok);
+	assert_string_equal(ms[1].error, "db error");
+	assert_true(ms[2].ok);
+	assert_int_equal(ms[1].notices.n, 0);
+	assert_true(ms[0].notices.n > 0);
+	for (int i = 0; i < 3; i++)
+		store_msg_reset(&ms[i]);
+	assert_true(nid("$i_ok1") > 0);
+	assert_true(nid("$i_ok2") > 0);
+	assert_int_equal(nid("$i_with_bad"), -1);
+	v = qs("SELECT since FROM syncv3_devices WHERE user_id = '@erin:hs' "
+	    "AND device_id = 'E2'", NULL, NULL);
+	assert_string_equal(v, "");
+	free(v);
+	assert_true(qi("SELECT pos FROM syncv3_position", NULL, NULL) >=
+	    nid("$i_ok2"));
+}
+
 int
 main(void)
 {
@@ -656,6 +805,8 @@ main(void)
 		cmocka_unit_test(test_to_device_order),
 		cmocka_unit_test(test_compact_state),
 		cmocka_unit_test(test_cleanup),
+		cmocka_unit_test(test_batch_group),
+		cmocka_unit_test(test_batch_isolation),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
