@@ -194,6 +194,7 @@ void sync_auth_done(struct sreq *r, int status, const char *errcode,
     const char *msg);
 void sync_session_done(struct sreq *r, int status, const char *errcode,
     const char *msg);
+void sync_params_stored(struct sreq *r);
 void sync_wake(struct sreq *r);
 void sync_stream_done(struct sreq *r);
 void sync_fail(struct sreq *r, int status, const char *errcode,
@@ -244,6 +245,7 @@ struct sreq {
 	bool is_waiting;
 	bool is_initial_wait;
 	bool is_timed_out;
+	bool is_revoked;	/* woken because upstream rejected the token */
 	int pending;		/* streams still running this round */
 	bool has_data;
 	bool is_pagination;
@@ -273,6 +275,7 @@ struct api_stats {
 struct lp_ring_ent {
 	int64_t pos;
 	int type;	/* 0 = wildcard (resync) */
+	bool is_expired;	/* PROTO_NOTICE_DEVICE: the token was rejected */
 	char *a;	/* room_id or user_id */
 	char *b;	/* device_id or NULL */
 };

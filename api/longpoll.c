@@ -6,7 +6,9 @@
  * between "query ran at position P" and "registered as waiting": a waiter
  * registering after notices above P checks them first. Room-list waiters
  * are matched against the user's room set, loaded on demand and dropped on
- * the user's membership notices.
+ * the user's membership notices. Every waiter is also indexed under its
+ * device, so a device notice saying upstream rejected the token answers
+ * all of the device's waiting requests with 401 at once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +83,8 @@ each_key(struct api *api, struct sreq *r,
 		fn(api, k, r);
 		return;
 	}
+	snprintf(k, sizeof(k), "v\x1f%s\x1f%s", r->user_id, r->device_id);
+	fn(api, k, r);
 	if (r->p.has_typing && *r->p.typing_room != '\0') {
 		snprintf(k, sizeof(k), "t\x1f%s", r->p.typing_room);
 		fn(api, k, r);
@@ -184,6 +188,9 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 		return n->type == PROTO_NOTICE_DEVICE && same(n->a,
 		    r->user_id) && same(n->b, r->device_id);
 	switch (n->type) {
+	case PROTO_NOTICE_DEVICE:
+		return n->is_expired && same(n->a, r->user_id) &&
+		    same(n->b, r->device_id);
 	case PROTO_NOTICE_TYPING:
 		return r->p.has_typing && same(n->a, r->p.typing_room);
 	case PROTO_NOTICE_TO_DEVICE:
@@ -248,9 +255,20 @@ lp_wake(struct api *api, struct sreq *r)
 	event_base_once(api->base, -1, EV_TIMEOUT, wake_cb, r, NULL);
 }
 
+/* Wakes r for notice n, which matched it. */
+static void
+lp_hit(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
+{
+	if (n->type == PROTO_NOTICE_DEVICE && n->is_expired &&
+	    !r->is_initial_wait)
+		r->is_revoked = true;
+	lp_wake(api, r);
+}
+
 int
 lp_wait(struct api *api, struct sreq *r)
 {
+	const struct lp_ring_ent *hit = NULL;
 	bool is_hit = false;
 
 	if (api->nwaiters >= api->cfg.max_waiters)
@@ -262,23 +280,30 @@ lp_wait(struct api *api, struct sreq *r)
 	if (r->p.has_list && !r->is_initial_wait)
 		urooms_get(api, r->user_id);
 	if (api->cur_pos > r->wait_from) {
-		int64_t lost = api->ring_min;
-		if (lost > r->wait_from)
-			is_hit = true;
-		for (int i = 0; i < LP_RING && !is_hit; i++) {
+		if (api->ring_min > r->wait_from)
+			is_hit = true;	/* the ring lost notices: re-query */
+		for (int i = 0; i < LP_RING; i++) {
 			const struct lp_ring_ent *n = &api->ring[i];
-			if (n->pos > r->wait_from && lp_match(api, r, n))
-				is_hit = true;
+			if (n->pos <= r->wait_from || !lp_match(api, r, n))
+				continue;
+			is_hit = true;
+			/* a device notice (expiry) decides how r wakes */
+			if (n->type == PROTO_NOTICE_DEVICE) {
+				hit = n;
+				break;
+			}
 		}
 	}
-	if (is_hit)
+	if (hit != NULL)
+		lp_hit(api, r, hit);
+	else if (is_hit)
 		lp_wake(api, r);
 	return 0;
 }
 
 static void
 ring_push(struct api *api, int type, int64_t pos, const char *a,
-    const char *b)
+    const char *b, bool is_expired)
 {
 	struct lp_ring_ent *n = &api->ring[api->ring_head];
 
@@ -288,6 +313,7 @@ ring_push(struct api *api, int type, int64_t pos, const char *a,
 	free(n->b);
 	n->pos = pos;
 	n->type = type;
+	n->is_expired = is_expired;
 	n->a = a ? xstrdup(a) : NULL;
 	n->b = b ? xstrdup(b) : NULL;
 	api->ring_head = (api->ring_head + 1) % LP_RING;
@@ -308,7 +334,7 @@ wake_key(struct api *api, const char *key, const struct lp_ring_ent *n)
 	memcpy(v, l->v, sizeof(*v) * (size_t)cnt);
 	for (int i = 0; i < cnt; i++)
 		if (v[i]->is_waiting && lp_match(api, v[i], n))
-			lp_wake(api, v[i]);
+			lp_hit(api, v[i], n);
 	free(v);
 }
 
@@ -318,21 +344,23 @@ lp_notice(struct api *api, int type, int64_t pos, const char *room_id,
 {
 	char k[KEY_MAX];
 	const struct lp_ring_ent *n;
+	bool is_expired = type == PROTO_NOTICE_DEVICE && state != NULL &&
+	    strcmp(state, "expired") == 0;
 
 	if (pos > api->cur_pos)
 		api->cur_pos = pos;
 	switch (type) {
 	case PROTO_NOTICE_TYPING:
 	case PROTO_NOTICE_ROOM:
-		ring_push(api, type, pos, room_id, NULL);
+		ring_push(api, type, pos, room_id, NULL, false);
 		break;
 	case PROTO_NOTICE_TO_DEVICE:
 	case PROTO_NOTICE_DEVICE:
-		ring_push(api, type, pos, user_id, device_id);
+		ring_push(api, type, pos, user_id, device_id, is_expired);
 		break;
 	case PROTO_NOTICE_MEMBERSHIP:
 		urooms_invalidate(api, user_id);
-		ring_push(api, type, pos, room_id, user_id);
+		ring_push(api, type, pos, room_id, user_id, false);
 		break;
 	default:
 		return;
@@ -359,10 +387,14 @@ lp_notice(struct api *api, int type, int64_t pos, const char *room_id,
 		wake_key(api, k, n);
 		break;
 	case PROTO_NOTICE_DEVICE:
-		auth_forget(api, user_id, device_id,
-		    state != NULL && strcmp(state, "expired") == 0);
+		auth_forget(api, user_id, device_id, is_expired);
 		snprintf(k, sizeof(k), "i\x1f%s\x1f%s", user_id, device_id);
 		wake_key(api, k, n);
+		if (is_expired) {
+			snprintf(k, sizeof(k), "v\x1f%s\x1f%s", user_id,
+			    device_id);
+			wake_key(api, k, n);
+		}
 		break;
 	}
 }
@@ -381,7 +413,7 @@ lp_resync(struct api *api, int64_t pos)
 		return;
 	if (pos > api->cur_pos)
 		api->cur_pos = pos;
-	ring_push(api, 0, api->cur_pos, NULL, NULL);
+	ring_push(api, 0, api->cur_pos, NULL, NULL, false);
 	wake_all(api);
 }
 

@@ -258,6 +258,11 @@ sync_wake(struct sreq *r)
 {
 	if (r->is_done)
 		return;
+	if (r->is_revoked) {
+		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
+		    "the homeserver rejected this token");
+		return;
+	}
 	if (r->is_initial_wait) {
 		r->is_initial_wait = false;
 		if (r->timer != NULL)
@@ -312,8 +317,6 @@ void
 sync_session_done(struct sreq *r, int status, const char *errcode,
     const char *msg)
 {
-	struct api *api = r->api;
-	const char *params[2];
 	const char *ec, *em;
 	bool changed;
 
@@ -330,12 +333,24 @@ sync_session_done(struct sreq *r, int status, const char *errcode,
 		}
 		json_object_put(r->delta);
 		r->delta = NULL;
-		if (changed)
-			session_store_params(api, r);
 		if (r->from.d > 0)
-			session_release_to_device(api, r);
+			session_release_to_device(r->api, r);
 		params_parse(r->params, &r->p);
+		if (changed) {
+			session_store_params(r->api, r);
+			return;
+		}
 	}
+	sync_params_stored(r);
+}
+
+/* The session's parameters are settled: serve, or hold for initial sync. */
+void
+sync_params_stored(struct sreq *r)
+{
+	struct api *api = r->api;
+	const char *params[2];
+
 	if (r->is_initial_done || api->cfg.initial_wait_ms == 0) {
 		sync_round(r);
 		return;

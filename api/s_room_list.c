@@ -19,12 +19,27 @@
 #include "pg.h"
 #include "util.h"
 
+/*
+ * The position a query answers at is the database's committed position in
+ * the query's own snapshot (pp.p), never lower than the api's: notices of
+ * one batch arrive one by one, so the api's position can lie inside a
+ * batch, while the rows it reads (names, counts, updated_pos) already show
+ * the whole batch. Answering at the snapshot keeps rows and position
+ * consistent, so no room is sent twice for one change. Each query returns
+ * pp.p as its last column, on one row with NULLs when nothing matched.
+ */
+#define PP "(SELECT p FROM pp)"
+#define SQL_SNAP(pp, q)                                                        \
+	"WITH pp AS (SELECT " pp " AS p FROM syncv3_position) SELECT y.*, "    \
+	"pp.p FROM pp LEFT JOIN LATERAL (" q ") y ON true"
+#define COL_SNAP 13
+
 #define SQL_AT(col, type, field)                                               \
-	"CASE WHEN coalesce(r.updated_pos, 0) <= $2::bigint THEN r." col       \
+	"CASE WHEN coalesce(r.updated_pos, 0) <= " PP " THEN r." col       \
 	" ELSE (SELECT (e.json::json)->'content'->>'" field "' FROM "          \
 	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE "          \
 	"s.room_id = ur.room_id AND s.type = '" type "' AND s.state_key = '' " \
-	"AND s.from_pos <= $2::bigint ORDER BY s.from_pos DESC LIMIT 1) END"
+	"AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) END"
 
 #define SQL_HEAD                                                               \
 	"SELECT x.room_id, x.membership, x.notification_count, "               \
@@ -54,33 +69,33 @@
 	"AND EXISTS (SELECT 1 FROM syncv3_user_rooms su WHERE su.user_id = $1 " \
 	"AND su.room_id = c.room_id AND su.membership = 'join')))) x"
 
-/* $1 user, $2 P, $3 spaces */
+/* $1 user, $2 P (or at least P unless $4 pins it), $3 spaces */
 #define SQL_PAGE                                                               \
-	SQL_HEAD "CASE WHEN ur.pos <= $2::bigint THEN ur.membership ELSE "     \
+	SQL_HEAD "CASE WHEN ur.pos <= " PP " THEN ur.membership ELSE "     \
 	"'join' END AS membership, false AS is_new, CASE WHEN "                \
-	"coalesce(r.updated_pos, 0) <= $2::bigint THEN coalesce(r.last_ts, 0) " \
+	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) " \
 	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
-	"e.room_id = ur.room_id AND e.nid <= $2::bigint AND e.is_timeline "    \
+	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "    \
 	"ORDER BY e.nid DESC LIMIT 1), 0) END AS ts, "                         \
 	SQL_AT("name", "m.room.name", "name") " AS name, "                     \
 	SQL_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
 	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
 	"r.room_id = ur.room_id WHERE ur.user_id = $1 AND ((ur.pos <= "        \
-	"$2::bigint AND ur.membership IN ('join', 'invite')) OR (ur.pos > "    \
-	"$2::bigint AND (SELECT s.membership FROM syncv3_state s WHERE "       \
+	"" PP " AND ur.membership IN ('join', 'invite')) OR (ur.pos > "    \
+	"" PP " AND (SELECT s.membership FROM syncv3_state s WHERE "       \
 	"s.room_id = ur.room_id AND s.type = 'm.room.member' AND s.state_key " \
-	"= $1 AND s.from_pos <= $2::bigint ORDER BY s.from_pos DESC LIMIT 1) " \
+	"= $1 AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) " \
 	"= 'join'))" SQL_SPACES
 
-/* $1 user, $2 from, $3 spaces, $4 to, $5 session */
+/* $1 user, $2 from, $3 spaces, $4 at least to, $5 session */
 #define SQL_STREAM                                                             \
 	SQL_HEAD "ur.membership, (ur.pos > $2::bigint) AS is_new, "            \
 	"coalesce(r.last_ts, 0) AS ts, r.name, r.canonical_alias AS alias "    \
 	"FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON r.room_id = "   \
 	"ur.room_id WHERE ur.user_id = $1 AND ((ur.pos > $2::bigint AND "      \
-	"ur.pos <= $4::bigint) OR (((r.updated_pos > $2::bigint AND "          \
-	"r.updated_pos <= $4::bigint) OR (ur.updated_pos > $2::bigint AND "    \
-	"ur.updated_pos <= $4::bigint)) AND EXISTS (SELECT 1 FROM "            \
+	"ur.pos <= " PP ") OR (((r.updated_pos > $2::bigint AND "          \
+	"r.updated_pos <= " PP ") OR (ur.updated_pos > $2::bigint AND "    \
+	"ur.updated_pos <= " PP ")) AND EXISTS (SELECT 1 FROM "            \
 	"syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND "        \
 	"sr.room_id = ur.room_id)))" SQL_SPACES
 
@@ -311,6 +326,21 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 }
 
 static void
+remembered_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+
+	if (res == NULL && !r->is_done)
+		fail_db(r);
+	sync_stream_done(r);
+}
+
+/*
+ * Records the rooms sent (streaming mode follows exactly those), then ends
+ * the stream. The reply waits for it: the client's next request must find
+ * them, whichever connection or api serves it. Frees c.
+ */
+static void
 remember_rooms(struct sreq *r, struct lctx *c)
 {
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
@@ -321,17 +351,22 @@ remember_rooms(struct sreq *r, struct lctx *c)
 	for (int i = c->lo; i < c->hi; i++)
 		if (!c->v[i].is_left)
 			ids[n++] = c->v[i].room_id;
-	if (n > 0) {
-		snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
-		arr = pg_text_array(ids, n);
-		params[0] = sid;
-		params[1] = arr;
-		pg_pool_query(r->api->pool, "INSERT INTO syncv3_session_rooms "
-		    "(session_id, room_id) SELECT $1::bigint, unnest($2::text[]) "
-		    "ON CONFLICT DO NOTHING", 2, params, NULL, NULL);
-		free(arr);
+	if (n == 0) {
+		free(ids);
+		lctx_free(c);
+		sync_stream_done(r);
+		return;
 	}
+	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+	arr = pg_text_array(ids, n);
+	params[0] = sid;
+	params[1] = arr;
+	pg_pool_query(r->api->pool, "INSERT INTO syncv3_session_rooms "
+	    "(session_id, room_id) SELECT $1::bigint, unnest($2::text[]) "
+	    "ON CONFLICT DO NOTHING", 2, params, remembered_cb, r);
+	free(arr);
 	free(ids);
+	lctx_free(c);
 }
 
 static void
@@ -366,7 +401,6 @@ list_finish(struct lctx *c, PGresult *res)
 		r->has_data |= nout + nleft > 0;
 	else
 		r->is_pagination = true;
-	remember_rooms(r, c);
 }
 
 static void
@@ -375,12 +409,13 @@ detail_cb(PGresult *res, void *arg)
 	struct lctx *c = arg;
 	struct sreq *r = c->r;
 
-	if (!r->is_done) {
-		if (res == NULL)
-			fail_db(r);
-		else
-			list_finish(c, res);
+	if (!r->is_done && res != NULL) {
+		list_finish(c, res);
+		remember_rooms(r, c);
+		return;
 	}
+	if (res == NULL && !r->is_done)
+		fail_db(r);
 	lctx_free(c);
 	sync_stream_done(r);
 }
@@ -420,7 +455,7 @@ detail_query(struct lctx *c)
 	rooms = pg_text_array(ids, n);
 	types = pg_text_array(r->p.l_st_type, r->p.l_nst);
 	keys = pg_text_array(r->p.l_st_key, r->p.l_nst);
-	snprintf(to, sizeof(to), "%" PRId64, c->is_stream ? r->to : r->next.l);
+	snprintf(to, sizeof(to), "%" PRId64, r->next.l);
 	snprintf(tl, sizeof(tl), "%" PRId64, r->p.l_timeline);
 	params[0] = rooms;
 	params[1] = froms;
@@ -451,6 +486,10 @@ main_cb(PGresult *res, void *arg)
 		return;
 	}
 	c->n = PQntuples(res);
+	if (c->n > 0 && !PQgetisnull(res, 0, COL_SNAP))
+		r->next.l = strtoll(PQgetvalue(res, 0, COL_SNAP), NULL, 10);
+	if (c->n == 1 && PQgetisnull(res, 0, 0))
+		c->n = 0;
 	c->v = xcalloc((size_t)c->n + 1, sizeof(*c->v));
 	for (int i = 0; i < c->n; i++) {
 		struct lroom *x = &c->v[i];
@@ -509,10 +548,14 @@ s_room_list_run(struct api *api, struct sreq *r)
 	params[0] = r->user_id;
 	params[2] = spaces;
 	if (r->from.l == 0 || r->p.l_page >= 0) {
+		/* a first page is taken at the snapshot, a next page pinned */
 		r->next.l = r->from.l != 0 ? r->from.l : r->to;
 		snprintf(a, sizeof(a), "%" PRId64, r->next.l);
 		params[1] = a;
-		pg_pool_query(api->pool, SQL_PAGE, 3, params, main_cb, c);
+		params[3] = r->from.l != 0 ? "true" : "false";
+		pg_pool_query(api->pool, SQL_SNAP("CASE WHEN $4::bool THEN "
+		    "$2::bigint ELSE greatest($2::bigint, pos) END", SQL_PAGE),
+		    4, params, main_cb, c);
 	} else {
 		c->is_stream = true;
 		r->next.l = r->to;
@@ -522,7 +565,8 @@ s_room_list_run(struct api *api, struct sreq *r)
 		params[1] = a;
 		params[3] = b;
 		params[4] = sid;
-		pg_pool_query(api->pool, SQL_STREAM, 5, params, main_cb, c);
+		pg_pool_query(api->pool, SQL_SNAP("greatest($4::bigint, pos)",
+		    SQL_STREAM), 5, params, main_cb, c);
 	}
 	free(spaces);
 }

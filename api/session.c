@@ -104,6 +104,25 @@ session_load(struct api *api, struct sreq *r)
 	    "RETURNING params, acked_to_device", 5, params, loaded_cb, r);
 }
 
+static void
+stored_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+
+	if (!r->is_gone && !r->is_done) {
+		if (res == NULL)
+			sync_fail(r, 503, "M_UNKNOWN", "database unavailable");
+		else
+			sync_params_stored(r);
+	}
+	sreq_unref(r);
+}
+
+/*
+ * Stores the merged parameters, then calls sync_params_stored(). The reply
+ * waits for it: the client's next request may load the session from any
+ * pool connection (or any api), and must see these parameters.
+ */
 void
 session_store_params(struct api *api, struct sreq *r)
 {
@@ -113,8 +132,9 @@ session_store_params(struct api *api, struct sreq *r)
 	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
 	params[0] = sid;
 	params[1] = json_plain(r->params, NULL);
+	sreq_ref(r);
 	pg_pool_query(api->pool, "UPDATE syncv3_sessions SET params = $2 "
-	    "WHERE session_id = $1", 2, params, NULL, NULL);
+	    "WHERE session_id = $1", 2, params, stored_cb, r);
 }
 
 void
