@@ -551,32 +551,33 @@ room_process(struct rctx *rc, struct acc_room *r)
 	smap_free(&last);
 }
 
+/* New events and state rows are only ever inserted: COPY. */
 static int
 write_events(struct rctx *rc)
 {
-	struct cols c;
-	const char *p[10];
+	struct abuf b = {0};
 	int rc_;
 
 	if (rc->nevrows == 0)
 		return 0;
-	cols_init(&c, 10);
 	for (size_t i = 0; i < rc->nevrows; i++) {
 		const struct evrow *e = &rc->evrows[i];
-		ab_i64(&c.c[0], e->nid);
-		ab_str(&c.c[1], e->ev->event_id);
-		ab_str(&c.c[2], e->room);
-		ab_str(&c.c[3], e->ev->type);
-		ab_str(&c.c[4], e->ev->state_key);
-		ab_str(&c.c[5], e->ev->sender);
-		ab_str(&c.c[6], e->ev->membership);
-		ab_i64(&c.c[7], e->ev->ts);
-		ab_bool(&c.c[8], e->tl);
-		ab_strn(&c.c[9], e->ev->raw, e->ev->raw_len);
+		cp_i64(&b, e->nid);
+		cp_str(&b, e->ev->event_id);
+		cp_str(&b, e->room);
+		cp_str(&b, e->ev->type);
+		cp_str(&b, e->ev->state_key);
+		cp_str(&b, e->ev->sender);
+		cp_str(&b, e->ev->membership);
+		cp_i64(&b, e->ev->ts);
+		cp_bool(&b, e->tl);
+		cp_strn(&b, e->ev->raw, e->ev->raw_len);
+		cp_row_end(&b);
 	}
-	cols_params(&c, p);
-	rc_ = store_q0(rc->st, S_EV_INS, 10, p);
-	cols_free(&c);
+	rc_ = store_copy(rc->st, "COPY syncv3_events (nid, event_id, room_id, "
+	    "type, state_key, sender, membership, origin_ts, is_timeline, json)"
+	    " FROM STDIN", b.p, b.n);
+	ab_free(&b);
 	return rc_;
 }
 
@@ -584,7 +585,8 @@ static int
 write_state(struct rctx *rc)
 {
 	struct cols c;
-	const char *p[7];
+	struct abuf b = {0};
+	const char *p[4];
 	int rc_ = 0;
 
 	if (rc->ncloses > 0) {
@@ -601,23 +603,23 @@ write_state(struct rctx *rc)
 	}
 	if (rc_ == -1 || rc->nsrows == 0)
 		return rc_;
-	cols_init(&c, 7);
 	for (size_t i = 0; i < rc->nsrows; i++) {
 		const struct srow *s = &rc->srows[i];
-		ab_str(&c.c[0], s->room);
-		ab_str(&c.c[1], s->type);
-		ab_str(&c.c[2], s->sk);
-		ab_i64(&c.c[3], s->nid);
-		ab_i64(&c.c[4], s->from);
+		cp_str(&b, s->room);
+		cp_str(&b, s->type);
+		cp_str(&b, s->sk);
+		cp_i64(&b, s->nid);
+		cp_i64(&b, s->from);
 		if (s->to > 0)
-			ab_i64(&c.c[5], s->to);
+			cp_i64(&b, s->to);
 		else
-			ab_str(&c.c[5], NULL);
-		ab_str(&c.c[6], s->membership);
+			cp_str(&b, NULL);
+		cp_str(&b, s->membership);
+		cp_row_end(&b);
 	}
-	cols_params(&c, p);
-	rc_ = store_q0(rc->st, S_ST_INS, 7, p);
-	cols_free(&c);
+	rc_ = store_copy(rc->st, "COPY syncv3_state (room_id, type, state_key,"
+	    " nid, from_pos, to_pos, membership) FROM STDIN", b.p, b.n);
+	ab_free(&b);
 	return rc_;
 }
 

@@ -2,7 +2,9 @@
  * Column buffers for set-based statements: each column of a multi-row
  * write is one Postgres array literal, passed as a text parameter and
  * expanded with unnest() on the server. One round trip per statement
- * whatever the number of rows; no SQL is built from data.
+ * whatever the number of rows; no SQL is built from data. Insert-only
+ * tables are written with COPY instead (cp_*): no array parsing, no
+ * planning, no materialised function scan on the server.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -118,4 +120,69 @@ cols_params(struct cols *c, const char **params)
 {
 	for (int i = 0; i < c->ncols; i++)
 		params[i] = ab_end(&c->c[i]);
+}
+
+static void
+cp_sep(struct abuf *b)
+{
+	ab_reserve(b, 1);
+	if (b->count++ > 0)
+		b->p[b->n++] = '\t';
+}
+
+void
+cp_strn(struct abuf *b, const char *s, size_t len)
+{
+	cp_sep(b);
+	if (s == NULL) {
+		ab_reserve(b, 2);
+		memcpy(b->p + b->n, "\\N", 2);
+		b->n += 2;
+		return;
+	}
+	ab_reserve(b, len * 2);
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		switch (c) {
+		case '\\': c = '\\'; break;
+		case '\n': c = 'n'; break;
+		case '\r': c = 'r'; break;
+		case '\t': c = 't'; break;
+		default:
+			b->p[b->n++] = c;
+			continue;
+		}
+		b->p[b->n++] = '\\';
+		b->p[b->n++] = c;
+	}
+}
+
+void
+cp_str(struct abuf *b, const char *s)
+{
+	cp_strn(b, s, s ? strlen(s) : 0);
+}
+
+void
+cp_i64(struct abuf *b, int64_t v)
+{
+	cp_sep(b);
+	ab_reserve(b, 24);
+	b->n += (size_t)snprintf(b->p + b->n, 24, "%" PRId64, v);
+}
+
+void
+cp_bool(struct abuf *b, bool v)
+{
+	cp_sep(b);
+	ab_reserve(b, 1);
+	b->p[b->n++] = v ? 't' : 'f';
+}
+
+void
+cp_row_end(struct abuf *b)
+{
+	ab_reserve(b, 1);
+	b->p[b->n++] = '\n';
+	b->count = 0;
 }

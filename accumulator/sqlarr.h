@@ -1,4 +1,4 @@
-/* Postgres array literals built column by column (sqlarr.c). */
+/* Postgres array literals built column by column, and COPY rows (sqlarr.c). */
 #ifndef SYNCV3_ACC_SQLARR_H
 #define SYNCV3_ACC_SQLARR_H
 
@@ -21,6 +21,13 @@ void ab_bool(struct abuf *b, bool v);
 const char *ab_end(struct abuf *b);		/* NUL-terminated literal */
 void ab_reset(struct abuf *b);
 void ab_free(struct abuf *b);
+
+/* COPY ... FROM STDIN text format rows (count: fields in the row). */
+void cp_strn(struct abuf *b, const char *s, size_t len); /* NULL -> \N */
+void cp_str(struct abuf *b, const char *s);
+void cp_i64(struct abuf *b, int64_t v);
+void cp_bool(struct abuf *b, bool v);
+void cp_row_end(struct abuf *b);
 
 struct cols {
 	struct abuf c[SQLARR_COLS_MAX];

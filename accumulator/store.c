@@ -50,21 +50,10 @@ static const struct stmt {
 	    "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
 	    "AS k(r, t, sk, i) JOIN syncv3_state s ON s.room_id = k.r AND "
 	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
-	/* No ON CONFLICT: rooms.c looked the ids up in this transaction and
-	 * this is the only writer; speculative insertion costs ~30%. */
-	[S_EV_INS] = {"acc_ev_ins", "INSERT INTO syncv3_events (nid, "
-	    "event_id, room_id, type, state_key, sender, membership, "
-	    "origin_ts, is_timeline, json) SELECT * FROM unnest($1::bigint[],"
-	    " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-	    "$7::text[], $8::bigint[], $9::bool[], $10::text[])"},
 	[S_ST_CLOSE] = {"acc_st_close", "UPDATE syncv3_state s SET to_pos = "
 	    "k.p FROM unnest($1::text[], $2::text[], $3::text[], "
 	    "$4::bigint[]) AS k(r, t, sk, p) WHERE s.room_id = k.r AND "
 	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
-	[S_ST_INS] = {"acc_st_ins", "INSERT INTO syncv3_state (room_id, type,"
-	    " state_key, nid, from_pos, to_pos, membership) SELECT * FROM "
-	    "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
-	    "$5::bigint[], $6::bigint[], $7::text[])"},
 	[S_ROOMS_GET] = {"acc_rooms_get", "SELECT room_id, last_nid, last_ts,"
 	    " name, canonical_alias, topic, avatar, room_type, is_encrypted, "
 	    "joined_count, invited_count FROM syncv3_rooms "
@@ -119,12 +108,6 @@ static const struct stmt {
 	    "$5::bigint[]) ON CONFLICT (user_id, room_id, type) DO UPDATE SET "
 	    "json = excluded.json, pos = excluded.pos WHERE a.json <> "
 	    "excluded.json RETURNING pos"},
-	[S_TODEV] = {"acc_todev", "INSERT INTO syncv3_to_device (pos, "
-	    "user_id, device_id, json) SELECT * FROM unnest($1::bigint[], "
-	    "$2::text[], $3::text[], $4::text[])"},
-	[S_DL] = {"acc_dl", "INSERT INTO syncv3_device_lists (pos, user_id, "
-	    "device_id, target_user, change) SELECT * FROM unnest("
-	    "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])"},
 	[S_DKEYS] = {"acc_dkeys", "INSERT INTO syncv3_device_keys AS d "
 	    "(user_id, device_id, otk_counts, fallback_types, pos) VALUES "
 	    "($1, $2, coalesce($3::text, '{}'), coalesce($4::text, '[]'), "
@@ -175,6 +158,39 @@ store_q0(struct store *st, int id, int nparams, const char *const *params)
 
 	PQclear(r);
 	return r ? 0 : -1;
+}
+
+/* COPY ... FROM STDIN of ready rows (sqlarr.c cp_*): 0 or -1. */
+int
+store_copy(struct store *st, const char *sql, const char *data, size_t len)
+{
+	PGresult *r = PQexec(st->c, sql);
+	int rc = 0;
+
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		log_warnx_rl("store: %s: %s", sql,
+		    r ? PQresultErrorMessage(r) : PQerrorMessage(st->c));
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	for (size_t off = 0; rc == 0 && off < len;) {
+		size_t n = len - off > (1 << 20) ? (1 << 20) : len - off;
+		if (PQputCopyData(st->c, data + off, (int)n) != 1)
+			rc = -1;
+		off += n;
+	}
+	if (PQputCopyEnd(st->c, rc == 0 ? NULL : "send failed") != 1)
+		rc = -1;
+	while ((r = PQgetResult(st->c)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			log_warnx_rl("store: %s: %s", sql,
+			    PQresultErrorMessage(r));
+			rc = -1;
+		}
+		PQclear(r);
+	}
+	return rc;
 }
 
 static int
@@ -661,12 +677,9 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 static int
 apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 {
-	struct cols td, dl;
-	const char *p[5];
+	struct abuf td = {0}, dl = {0};
 	int rc = 0;
 
-	cols_init(&td, 4);
-	cols_init(&dl, 5);
 	for (size_t k = 0; k < n; k++) {
 		struct acc_changes *ch = xs[k].ch;
 		struct store_msg *m = xs[k].m;
@@ -674,11 +687,11 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 		if (ch == NULL)
 			continue;
 		for (size_t i = 0; i < ch->nto_device; i++) {
-			ab_i64(&td.c[0], pos = store_pos_next(st));
-			ab_str(&td.c[1], m->user_id);
-			ab_str(&td.c[2], m->device_id);
-			ab_str(&td.c[3], ch->to_device[i]);
-			td.rows++;
+			cp_i64(&td, pos = store_pos_next(st));
+			cp_str(&td, m->user_id);
+			cp_str(&td, m->device_id);
+			cp_str(&td, ch->to_device[i]);
+			cp_row_end(&td);
 		}
 		if (pos > 0)
 			notice_add(&m->notices, PROTO_NOTICE_TO_DEVICE, pos,
@@ -687,25 +700,23 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 			char **v = left ? ch->dl_left : ch->dl_changed;
 			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
 			for (size_t i = 0; i < nv; i++) {
-				ab_i64(&dl.c[0], dpos[k] = store_pos_next(st));
-				ab_str(&dl.c[1], m->user_id);
-				ab_str(&dl.c[2], m->device_id);
-				ab_str(&dl.c[3], v[i]);
-				ab_str(&dl.c[4], left ? "left" : "changed");
-				dl.rows++;
+				cp_i64(&dl, dpos[k] = store_pos_next(st));
+				cp_str(&dl, m->user_id);
+				cp_str(&dl, m->device_id);
+				cp_str(&dl, v[i]);
+				cp_str(&dl, left ? "left" : "changed");
+				cp_row_end(&dl);
 			}
 		}
 	}
-	if (td.rows > 0) {
-		cols_params(&td, p);
-		rc = store_q0(st, S_TODEV, 4, p);
-	}
-	if (rc == 0 && dl.rows > 0) {
-		cols_params(&dl, p);
-		rc = store_q0(st, S_DL, 5, p);
-	}
-	cols_free(&td);
-	cols_free(&dl);
+	if (td.n > 0)
+		rc = store_copy(st, "COPY syncv3_to_device (pos, user_id, "
+		    "device_id, json) FROM STDIN", td.p, td.n);
+	if (rc == 0 && dl.n > 0)
+		rc = store_copy(st, "COPY syncv3_device_lists (pos, user_id, "
+		    "device_id, target_user, change) FROM STDIN", dl.p, dl.n);
+	ab_free(&td);
+	ab_free(&dl);
 	return rc;
 }
 

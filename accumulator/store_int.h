@@ -11,9 +11,7 @@ enum stmt_id {
 	S_POSITION,
 	S_KNOWN,
 	S_CUR,
-	S_EV_INS,
 	S_ST_CLOSE,
-	S_ST_INS,
 	S_ROOMS_GET,
 	S_ROOMS_PUT,
 	S_UR_GET,
@@ -21,8 +19,6 @@ enum stmt_id {
 	S_TYPING,
 	S_RECEIPTS,
 	S_ADATA,
-	S_TODEV,
-	S_DL,
 	S_DKEYS,
 	S_POLL,
 	S_MARK,
@@ -58,6 +54,8 @@ PGresult *store_q(struct store *st, int id, int nparams,
     const char *const *params);
 int store_q0(struct store *st, int id, int nparams,
     const char *const *params);
+int store_copy(struct store *st, const char *sql, const char *data,
+    size_t len);
 int store_reserve(struct store *st, int64_t n);
 int64_t store_pos_next(struct store *st);
 

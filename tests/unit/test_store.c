@@ -641,6 +641,35 @@ test_cleanup(void **state)
 	assert_int_equal(n1, n2);
 }
 
+/* Events and to-device messages go in by COPY: the bytes that COPY's
+ * text format escapes (backslash, tab, CR, LF) come back exact. */
+static void
+test_copy_exact_bytes(void **state)
+{
+	const char *ev = "{\"event_id\":\"$ws\",\t\"type\":\"m.room.message\""
+	    ",\r\n\"sender\":\"@dave:hs\",\"origin_server_ts\":1,\n\"content\""
+	    ":{\"body\":\"a\\\\b\\n\\t\\\\N\"}\t}";
+	const char *td = "{\"type\":\"m.x\",\n\"sender\":\"@x:hs\",\t"
+	    "\"content\":{\"k\":\"\\\\.\"}}";
+	char body[1024], *v;
+
+	(void)state;
+	NEED_DB();
+	snprintf(body, sizeof(body), "{\"next_batch\":\"x\",\"rooms\":{\"join\":"
+	    "{\"!ws:hs\":{\"timeline\":{\"events\":[%s]}}}},\"to_device\":{"
+	    "\"events\":[%s]}}", ev, td);
+	add_device("@dave:hs", "D3");
+	apply_str("@dave:hs", "D3", body);
+	v = qs("SELECT json FROM syncv3_events WHERE event_id = '$ws'", NULL,
+	    NULL);
+	assert_string_equal(v, ev);
+	free(v);
+	v = qs("SELECT json FROM syncv3_to_device WHERE user_id = '@dave:hs' "
+	    "AND device_id = 'D3'", NULL, NULL);
+	assert_string_equal(v, td);
+	free(v);
+}
+
 /* Several messages in one batch, as the ingest loop gives them. */
 static void
 apply_batch(struct store_msg *ms, size_t n)
@@ -805,6 +834,7 @@ main(void)
 		cmocka_unit_test(test_to_device_order),
 		cmocka_unit_test(test_compact_state),
 		cmocka_unit_test(test_cleanup),
+		cmocka_unit_test(test_copy_exact_bytes),
 		cmocka_unit_test(test_batch_group),
 		cmocka_unit_test(test_batch_isolation),
 	};
