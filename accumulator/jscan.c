@@ -19,18 +19,26 @@ ws(const char *p, const char *end)
 	return p;
 }
 
-/* p at the opening quote; returns the byte after the closing quote. */
+/*
+ * p at the opening quote; returns the byte after the closing quote. Most
+ * of a body is string bytes and every nesting level scans them again, so
+ * quotes are found with memchr: a quote closes the string when an even
+ * number of backslashes precedes it.
+ */
 static const char *
 skip_string(const char *p, const char *end)
 {
-	for (p++; p < end; p++) {
-		if (*p == '\\') {
-			if (++p >= end)
-				return NULL;
-		} else if (*p == '"')
-			return p + 1;
+	const char *q = p + 1, *e, *b;
+
+	for (;;) {
+		if ((e = memchr(q, '"', (size_t)(end - q))) == NULL)
+			return NULL;
+		for (b = e; b > p + 1 && b[-1] == '\\'; b--)
+			;
+		if (((e - b) & 1) == 0)
+			return e + 1;
+		q = e + 1;
 	}
-	return NULL;
 }
 
 /* Returns the end of the value starting at p (after whitespace). */

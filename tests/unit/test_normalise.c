@@ -333,6 +333,43 @@ test_jscan(void **state)
 	}
 }
 
+/* Strings end at a quote preceded by an even number of backslashes
+ * (skip_string finds quotes with memchr and counts backslashes). */
+static void
+test_jscan_backslashes(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t len;	/* of the first element's span */
+	} cases[] = {
+		{"[\"\", 1]", 2},
+		{"[\"\\\\\", 1]", 4},		/* "\\" */
+		{"[\"\\\"\", 1]", 4},		/* "\"" */
+		{"[\"a\\\\\\\"b\", 1]", 8},	/* "a\\\"b" */
+		{"[\"\\\\\\\\\", 1]", 6},	/* "\\\\" */
+		{"[{\"k\":\"}\\\\\"}, 1]", 11},	/* {"k":"}\\"} */
+	};
+	struct jscan_it it;
+	struct jspan e, v;
+	int n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		v = (struct jspan){cases[i].in, strlen(cases[i].in)};
+		assert_int_equal(jscan_open(&it, v, '['), 0);
+		assert_int_equal(jscan_elem(&it, &e), 1);
+		assert_int_equal(e.len, cases[i].len);
+		for (n = 1; jscan_elem(&it, &e) == 1; n++)
+			;
+		assert_int_equal(n, 2);
+	}
+	/* an unterminated string, also one ending in a backslash */
+	v = (struct jspan){"[\"ab\\\"", 6};
+	assert_int_equal(jscan_open(&it, v, '['), 0);
+	assert_int_not_equal(jscan_elem(&it, &e), 1);
+	assert_null(jscan_skip("\"\\", (const char *)"\"\\" + 2));
+}
+
 int
 main(void)
 {
@@ -346,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_not_json),
 		cmocka_unit_test(test_wrong_shapes),
 		cmocka_unit_test(test_jscan),
+		cmocka_unit_test(test_jscan_backslashes),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
