@@ -132,6 +132,8 @@ struct poller {
 	void *zctx;
 	void *dealer;
 	struct zmq_ev *zev;
+	void *monitor;			/* PAIR on the dealer's socket monitor */
+	struct zmq_ev *mev;
 	uint64_t seq;
 	/* main.c */
 	struct event *stats_ev;

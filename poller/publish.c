@@ -3,9 +3,13 @@
  * Sends PROTO_SYNC_RAW and PROTO_POLL_STATE, receives PROTO_SYNC_ACK and
  * hands each to its device, matched by (user_id, device_id). The socket
  * has ZMQ_IMMEDIATE set, so a send fails at once while the accumulator is
- * away instead of queueing copies; device.c resends on its ack timer.
+ * away instead of queueing copies; device.c resends on its ack timer,
+ * and a socket monitor resends every unacknowledged body as soon as the
+ * accumulator is reachable again (a restarted accumulator lost what it had
+ * not committed), so upstream is not left piling up behind a long timer.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <zmq.h>
@@ -44,6 +48,69 @@ read_cb(void *sock, void *arg)
 	proto_msg_close(&msg);
 }
 
+/*
+ * The accumulator (re)appeared: whatever it had not acknowledged may be
+ * gone with its previous process, so send each pending body again now.
+ */
+static void
+resend_pending(struct poller *p)
+{
+	struct device *d;
+	size_t n = 0;
+
+	TAILQ_FOREACH(d, &p->devices, entry) {
+		if (d->state != DEV_ACK_WAIT || d->next_batch == NULL)
+			continue;
+		evtimer_del(d->timer);
+		d->send_attempt = 0;
+		device_ack_timeout(d);
+		n++;
+	}
+	if (n > 0)
+		log_info("ingest: accumulator connected; resent %zu pending "
+		    "bodies", n);
+}
+
+static void
+monitor_cb(void *sock, void *arg)
+{
+	struct poller *p = arg;
+	zmq_msg_t ev, addr;
+	uint16_t id = 0;
+
+	zmq_msg_init(&ev);
+	zmq_msg_init(&addr);
+	if (zmq_msg_recv(&ev, sock, ZMQ_DONTWAIT) == -1)
+		goto out;
+	if (zmq_msg_more(&ev))
+		(void)zmq_msg_recv(&addr, sock, 0);
+	/* Frame 1: event id (u16, native order) and value (u32). */
+	if (zmq_msg_size(&ev) >= sizeof(id))
+		memcpy(&id, zmq_msg_data(&ev), sizeof(id));
+	if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+		resend_pending(p);
+	else if (id == ZMQ_EVENT_DISCONNECTED)
+		log_warnx_rl("ingest: accumulator disconnected");
+out:
+	zmq_msg_close(&ev);
+	zmq_msg_close(&addr);
+}
+
+static void
+monitor_init(struct poller *p)
+{
+	char ep[64];
+
+	snprintf(ep, sizeof(ep), "inproc://poller-monitor-%p", (void *)p);
+	if (zmq_socket_monitor(p->dealer, ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+	    ZMQ_EVENT_DISCONNECTED) == -1)
+		fatalx("zmq_socket_monitor: %s", zmq_strerror(errno));
+	if ((p->monitor = zmq_socket(p->zctx, ZMQ_PAIR)) == NULL ||
+	    zmq_connect(p->monitor, ep) == -1)
+		fatalx("monitor socket: %s", zmq_strerror(errno));
+	p->mev = zmq_ev_new(p->base, p->monitor, 16, monitor_cb, p);
+}
+
 void
 publish_init(struct poller *p)
 {
@@ -63,6 +130,7 @@ publish_init(struct poller *p)
 	if (zmq_connect(p->dealer, p->cfg.ingest) == -1)
 		fatalx("zmq_connect %s: %s", p->cfg.ingest,
 		    zmq_strerror(errno));
+	monitor_init(p);
 	p->zev = zmq_ev_new(p->base, p->dealer, 64, read_cb, p);
 }
 
@@ -70,7 +138,11 @@ void
 publish_shutdown(struct poller *p)
 {
 	zmq_ev_free(p->zev);
-	p->zev = NULL;
+	zmq_ev_free(p->mev);
+	p->zev = p->mev = NULL;
+	if (p->monitor != NULL)
+		zmq_close(p->monitor);
+	p->monitor = NULL;
 	if (p->dealer != NULL)
 		zmq_close(p->dealer);
 	if (p->zctx != NULL)

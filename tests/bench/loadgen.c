@@ -1056,6 +1056,8 @@ sc_devices(struct lg *lg)
 
 /* --- main ----------------------------------------------------------------- */
 
+static void usage(void) __attribute__((noreturn));
+
 static void
 usage(void)
 {
