@@ -242,6 +242,7 @@ struct sreq {
 	bool params_changed;
 	struct params p;
 	struct event *timer;	/* long-poll or initial-sync deadline */
+	struct event *probe;	/* client hang-up watch (http.c) */
 	bool is_waiting;
 	bool is_initial_wait;
 	bool is_timed_out;

@@ -7,14 +7,17 @@
  * a notice concerning it, its timeout, or the client going away. Nothing
  * here blocks: every step is a callback.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -61,6 +64,10 @@ sreq_finish(struct sreq *r)
 	r->is_done = true;
 	if (r->timer != NULL)
 		evtimer_del(r->timer);
+	if (r->probe != NULL) {
+		event_free(r->probe);
+		r->probe = NULL;
+	}
 	lp_unwait(r->api, r);
 	if (!r->is_gone && r->evcon != NULL)
 		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
@@ -77,6 +84,54 @@ close_cb(struct evhttp_connection *evcon, void *arg)
 	r->is_gone = true;
 	r->req = NULL;
 	sreq_finish(r);
+}
+
+/*
+ * evhttp stops reading a connection once its request is complete, so it
+ * never notices a long-polling client hang up and close_cb would only run
+ * at the reply. Peek at the socket: EOF or an error means the client is
+ * gone, and freeing the connection runs close_cb now (the waiter goes at
+ * once); pipelined bytes just end the watch.
+ */
+static void
+probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sreq *r = arg;
+	ssize_t n;
+	char b;
+
+	(void)what;
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		return;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR)) {
+		event_add(r->probe, NULL);
+		return;
+	}
+	if (r->is_done || r->is_gone || r->evcon == NULL)
+		return;
+	sreq_ref(r);
+	evhttp_connection_free(r->evcon);
+	if (!r->is_done) {	/* no close_cb ran: still let go */
+		r->is_gone = true;
+		r->req = NULL;
+		sreq_finish(r);
+	}
+	sreq_unref(r);
+}
+
+static void
+probe_start(struct sreq *r)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	r->probe = event_new(r->api->base, fd, EV_READ, probe_cb, r);
+	if (r->probe != NULL)
+		event_add(r->probe, NULL);
 }
 
 void
@@ -509,7 +564,9 @@ sync_handle(struct api *api, struct evhttp_request *req)
 	r->deadline_ms = r->start_ms + r->timeout_ms;
 	r->token = xstrdup(tok);
 	token_hash(r->token, strlen(r->token), r->token_hash);
-	if (r->evcon != NULL)
+	if (r->evcon != NULL) {
 		evhttp_connection_set_closecb(r->evcon, close_cb, r);
+		probe_start(r);
+	}
 	auth_resolve(api, r);
 }
