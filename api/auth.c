@@ -282,6 +282,13 @@ lookup_cb(PGresult *res, void *arg)
 	}
 	ent_ok(e, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
 	    PQgetvalue(res, 0, 3)[0] == 't');
+	/*
+	 * Found by hash, not registered just now: the stored last_seen may
+	 * be old enough that pollers stopped the device as idle, so the
+	 * first request refreshes it.
+	 */
+	e->last_seen_ms = 0;
+	auth_device_seen(e->api, e);
 }
 
 void

@@ -50,7 +50,7 @@ static const struct cfg_row poller_cfg_rows[] = {
 	    600000, 0, "first backoff"},
 	{"SYNCV3_BACKOFF_CAP_MS", CFG_INT, OFF(backoff_cap_ms), "60000", 10,
 	    3600000, 0, "longest backoff"},
-	{"SYNCV3_IDLE_SECS", CFG_INT, OFF(idle_secs), "604800", 60,
+	{"SYNCV3_IDLE_SECS", CFG_INT, OFF(idle_secs), "604800", 1,
 	    100000000, 0, "stop polling devices unused this long"},
 	{"SYNCV3_MAX_BODY", CFG_INT, OFF(max_body), "268435456", 65536,
 	    (long long)PROTO_PAYLOAD_MAX, 0, "largest v2 response"},
