@@ -5,7 +5,15 @@
  * event. Broken connections fail their query (callback with NULL) and are
  * re-established from a timer with PQconnectStart/PQconnectPoll, so nothing
  * here ever blocks the loop.
+ *
+ * Every statement is prepared once per connection, named after a hash of
+ * its text, and executed with PQsendQueryPrepared from then on: the api
+ * sends the same few statements thousands of times a second, and parsing
+ * and planning them afresh each time cost Postgres more than running them.
+ * Callers pass constant SQL, so the set of names stays small.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -15,6 +23,7 @@
 
 struct pg_job {
 	TAILQ_ENTRY(pg_job) entry;
+	uint64_t hash;		/* of sql: the prepared statement's name */
 	char *sql;
 	int nparams;
 	char **params;
@@ -41,6 +50,9 @@ struct pg_pconn {
 	struct event *retry;	/* reconnect timer */
 	struct pg_job *job;	/* running query */
 	PGresult *last;		/* last non-NULL result of the job */
+	bool is_preparing;	/* job's statement is being prepared */
+	uint64_t *prepared;	/* hashes of statements prepared here */
+	size_t nprepared;
 };
 
 struct pg_pool {
@@ -73,6 +85,32 @@ job_finish(struct pg_job *job, PGresult *res)
 	job_free(job);
 }
 
+/* FNV-1a: stable, cheap, and collisions only cost a failed prepare. */
+static uint64_t
+sql_hash(const char *sql)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *sql != '\0'; sql++)
+		h = (h ^ (unsigned char)*sql) * 1099511628211ull;
+	return h;
+}
+
+static void
+stmt_name(uint64_t hash, char out[32])
+{
+	snprintf(out, 32, "syncv3_%016" PRIx64, hash);
+}
+
+static bool
+pconn_has_prepared(const struct pg_pconn *pc, uint64_t hash)
+{
+	for (size_t i = 0; i < pc->nprepared; i++)
+		if (pc->prepared[i] == hash)
+			return true;
+	return false;
+}
+
 static void
 pconn_watch(struct pg_pconn *pc, short what, event_callback_fn fn)
 {
@@ -95,6 +133,11 @@ pconn_down(struct pg_pconn *pc, const char *why)
 	}
 	PQclear(pc->last);
 	pc->last = NULL;
+	pc->is_preparing = false;
+	/* A new connection starts with no prepared statements. */
+	free(pc->prepared);
+	pc->prepared = NULL;
+	pc->nprepared = 0;
 	if (pc->ev != NULL) {
 		event_free(pc->ev);
 		pc->ev = NULL;
@@ -103,6 +146,47 @@ pconn_down(struct pg_pconn *pc, const char *why)
 	pc->conn = NULL;
 	pc->state = PGC_DOWN;
 	evtimer_add(pc->retry, &tv);
+}
+
+static void pconn_exec(struct pg_pconn *pc, struct pg_job *job);
+
+/*
+ * A prepared statement the server no longer has (26000: e.g. a pooler
+ * reset the session) or whose result type changed under it (0A000: a
+ * migration altered a table) fails every later execution on this
+ * connection.
+ */
+static bool
+is_stale_statement(const PGresult *res)
+{
+	const char *code;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR ||
+	    (code = PQresultErrorField(res, PG_DIAG_SQLSTATE)) == NULL)
+		return false;
+	return strcmp(code, "26000") == 0 || strcmp(code, "0A000") == 0;
+}
+
+/* The statement of the running job is prepared (or not): run it now. */
+static void
+prepare_done(struct pg_pconn *pc, struct pg_job *job, PGresult *res)
+{
+	pc->is_preparing = false;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_warnx_rl("postgres pool: prepare: %s",
+		    res ? PQresultErrorMessage(res) : "no result");
+		PQclear(res);
+		pc->job = NULL;
+		pc->state = PGC_IDLE;
+		job_finish(job, NULL);
+		pool_dispatch(pc->pool);
+		return;
+	}
+	PQclear(res);
+	pc->prepared = xrealloc(pc->prepared,
+	    (pc->nprepared + 1) * sizeof(*pc->prepared));
+	pc->prepared[pc->nprepared++] = job->hash;
+	pconn_exec(pc, job);
 }
 
 static void
@@ -128,8 +212,12 @@ pconn_io_cb(evutil_socket_t fd, short what, void *arg)
 			struct pg_job *job = pc->job;
 			PGresult *last = pc->last;
 
-			pc->job = NULL;
 			pc->last = NULL;
+			if (pc->is_preparing && job != NULL) {
+				prepare_done(pc, job, last);
+				return;
+			}
+			pc->job = NULL;
 			pc->state = PGC_IDLE;
 			if (job != NULL) {
 				st = PQresultStatus(last);
@@ -141,6 +229,12 @@ pconn_io_cb(evutil_socket_t fd, short what, void *arg)
 					job_finish(job, NULL);
 				} else
 					job_finish(job, last);
+			}
+			if (is_stale_statement(last)) {
+				/* Start over on a fresh connection. */
+				PQclear(last);
+				pconn_down(pc, "prepared statements went stale");
+				return;
 			}
 			PQclear(last);
 			pool_dispatch(pc->pool);
@@ -202,17 +296,44 @@ pconn_retry_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-pconn_send(struct pg_pconn *pc, struct pg_job *job)
+pconn_flush(struct pg_pconn *pc)
 {
-	pc->job = job;
-	pc->state = PGC_BUSY;
-	if (PQsendQueryParams(pc->conn, job->sql, job->nparams, NULL,
+	if (PQflush(pc->conn) == 1)
+		pconn_watch(pc, EV_READ | EV_WRITE | EV_PERSIST, pconn_io_cb);
+}
+
+static void
+pconn_exec(struct pg_pconn *pc, struct pg_job *job)
+{
+	char name[32];
+
+	stmt_name(job->hash, name);
+	if (PQsendQueryPrepared(pc->conn, name, job->nparams,
 	    (const char *const *)job->params, NULL, NULL, 0) == 0) {
 		pconn_down(pc, "send query");
 		return;
 	}
-	if (PQflush(pc->conn) == 1)
-		pconn_watch(pc, EV_READ | EV_WRITE | EV_PERSIST, pconn_io_cb);
+	pconn_flush(pc);
+}
+
+static void
+pconn_send(struct pg_pconn *pc, struct pg_job *job)
+{
+	char name[32];
+
+	pc->job = job;
+	pc->state = PGC_BUSY;
+	if (pconn_has_prepared(pc, job->hash)) {
+		pconn_exec(pc, job);
+		return;
+	}
+	stmt_name(job->hash, name);
+	pc->is_preparing = true;
+	if (PQsendPrepare(pc->conn, name, job->sql, job->nparams, NULL) == 0) {
+		pconn_down(pc, "send prepare");
+		return;
+	}
+	pconn_flush(pc);
 }
 
 static void
@@ -263,6 +384,7 @@ pg_pool_query(struct pg_pool *pool, const char *sql, int nparams,
 	struct pg_job *job = xcalloc(1, sizeof(*job));
 
 	job->sql = xstrdup(sql);
+	job->hash = sql_hash(sql);
 	job->nparams = nparams;
 	job->params = xcalloc((size_t)nparams + 1, sizeof(char *));
 	for (int i = 0; i < nparams; i++)
@@ -301,6 +423,7 @@ pg_pool_free(struct pg_pool *pool)
 		if (pc->job != NULL)
 			job_finish(pc->job, NULL);
 		PQclear(pc->last);
+		free(pc->prepared);
 		if (pc->ev != NULL)
 			event_free(pc->ev);
 		event_free(pc->retry);
