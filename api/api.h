@@ -76,6 +76,17 @@ int since_parse(const char *tok, struct since *s);
 bool since_verify(const char *tok, const char *secret, const char *user_id,
     const char *device_id);
 
+/* query.c: the /sync query string (pure) */
+struct query {
+	long long timeout_ms;	/* -1: absent */
+	char *since;		/* NULL: absent or empty (new session) */
+	struct since from;	/* parsed since */
+};
+/* 0, or -1 with *errcode and *err set (static strings). */
+int query_parse(const char *q, long long max_timeout_ms, struct query *out,
+    const char **errcode, const char **err);
+void query_free(struct query *q);
+
 /* params.c: sticky stream parameters (pure) */
 enum sort_key {
 	SORT_BY_PL = 1,

@@ -119,6 +119,31 @@ http_error(struct evhttp_request *req, int code, const char *errcode,
 	evbuffer_free(b);
 }
 
+static int
+dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* p-th percentile (0..100) of the last wake-up latencies, or -1. */
+static double
+lat_pct(const struct api_stats *st, double p)
+{
+	size_t n = st->nlat < 4096 ? st->nlat : 4096;
+	double *v, out;
+
+	if (n == 0)
+		return -1;
+	v = xmalloc(sizeof(*v) * n);
+	memcpy(v, st->lat, sizeof(*v) * n);
+	qsort(v, n, sizeof(*v), dbl_cmp);
+	out = v[(size_t)((double)(n - 1) * p / 100.0 + 0.5)];
+	free(v);
+	return out;
+}
+
 static void
 health_cb(struct api *api, struct evhttp_request *req)
 {
@@ -126,9 +151,13 @@ health_cb(struct api *api, struct evhttp_request *req)
 
 	evbuffer_add_printf(b, "{\"status\":\"ok\",\"pos\":%lld,"
 	    "\"waiters\":%d,\"requests\":%llu,\"whoami_calls\":%llu,"
-	    "\"notices\":%llu,\"gaps\":%llu}", (long long)api->cur_pos,
+	    "\"notices\":%llu,\"gaps\":%llu,\"wakeups\":%llu,"
+	    "\"wake_lat_n\":%u,\"wake_lat_p50_ms\":%.0f,"
+	    "\"wake_lat_p99_ms\":%.0f}", (long long)api->cur_pos,
 	    lp_count(api), api->stats.requests, api->stats.whoami_calls,
-	    api->stats.notices, api->stats.gaps);
+	    api->stats.notices, api->stats.gaps, api->stats.wakeups,
+	    api->stats.nlat, lat_pct(&api->stats, 50),
+	    lat_pct(&api->stats, 99));
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
 	evhttp_send_reply(req, 200, "OK", b);

@@ -455,43 +455,16 @@ static int
 parse_query(struct sreq *r, const char **errcode, const char **err)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
-	const char *q = evhttp_uri_get_query(uri), *v;
-	struct evkeyvalq kv;
-	long long t;
-	int rc = -1;
+	struct query q;
 
-	TAILQ_INIT(&kv);
-	*errcode = "M_INVALID_PARAM";
-	if (q != NULL && evhttp_parse_query_str(q, &kv) != 0) {
-		*err = "malformed query string";
-		goto out;
-	}
-	if (evhttp_find_header(&kv, "access_token") != NULL) {
-		*errcode = "M_MISSING_TOKEN";
-		*err = "access_token in the query string is not supported; "
-		    "send Authorization: Bearer <token>";
-		goto out;
-	}
-	if ((v = evhttp_find_header(&kv, "timeout")) != NULL) {
-		if (parse_i64(v, &t) == -1 || t < 0 || v[0] == '+' ||
-		    v[0] == '-') {
-			*err = "timeout must be a non-negative integer (ms)";
-			goto out;
-		}
-		r->timeout_ms = t > r->api->cfg.max_timeout_ms ?
-		    r->api->cfg.max_timeout_ms : t;
-	}
-	if ((v = evhttp_find_header(&kv, "since")) != NULL && *v != '\0') {
-		if (since_parse(v, &r->from) == -1) {
-			*err = "since is not a valid sync token";
-			goto out;
-		}
-		r->since_tok = xstrdup(v);
-	}
-	rc = 0;
-out:
-	evhttp_clear_headers(&kv);
-	return rc;
+	if (query_parse(evhttp_uri_get_query(uri), r->api->cfg.max_timeout_ms,
+	    &q, errcode, err) == -1)
+		return -1;
+	if (q.timeout_ms >= 0)
+		r->timeout_ms = q.timeout_ms;
+	r->from = q.from;
+	r->since_tok = q.since;	/* taken over */
+	return 0;
 }
 
 static int
