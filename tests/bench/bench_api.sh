@@ -14,6 +14,8 @@
 #     page of a new session (limit 20, by_recency), Q times, p50/p99.
 # Goals: RSS < 200 MB with 10,000 long polls; p99 < 10 ms after the
 # accumulator commits; p99 < 50 ms end to end. Prints figures, asserts none.
+# PROFILE=1 logs the plans of statements over 20 ms (auto_explain) and
+# prints the room_list ones at the end.
 here=$(cd "$(dirname "$0")" && pwd)
 N=10000 K=300 ROOMS=10000 REPEATS=50
 while getopts n:k:r:q: o; do
@@ -27,7 +29,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((N + 200)) ] || { log "ulimit -n $(ulimit -n) too low for $N connections"; exit 1; }
 export SYNCV3_LOG_LEVEL=warn SYNCV3_API_MAX_TIMEOUT_MS=600000
 export SYNCV3_API_INITIAL_WAIT_MS=600000 SYNCV3_API_MAX_WAITERS=$((N + 1000))
+if [ "${PROFILE:-0}" = 1 ]; then
+	export PGOPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=20 -c auto_explain.log_analyze=on -c auto_explain.log_timing=on"
+fi
 start_stack
+unset PGOPTIONS
 pct() { sort -n | awk -v p="$1" '{v[NR]=$1} END {i=int((NR-1)*p/100+0.5)+1; printf "%.2f", v[i]}'; }
 
 # 1. long polls and wake-up latency
@@ -60,3 +66,6 @@ done
 jq -e '.room_list.rooms|length == 20' "$T/page.json" >/dev/null || log "page has $(jq '.room_list.rooms|length' "$T/page.json") rooms"
 printf '{"rooms":%d,"first_page_samples":%d,"first_page_p50_ms":%s,"first_page_p99_ms":%s}\n' \
     "$ROOMS" "$REPEATS" "$(pct 50 <"$T/page.txt")" "$(pct 99 <"$T/page.txt")"
+if [ "${PROFILE:-0}" = 1 ]; then
+	grep -E "duration:|actual time=" "$T/pg/pg.log" | grep -v "actual time=0.0" | tail -40
+fi
