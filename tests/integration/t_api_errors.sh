@@ -3,15 +3,8 @@
 # authorisation: no members or typing of rooms the user is not in.
 source "$(dirname "$0")/lib.sh"
 
-stack() {
-	it_setup
-	start_simhs
-	start_accumulator
-	start_poller poller
-	start_api
-}
 export SYNCV3_API_MAX_BODY=2048
-stack
+start_stack
 alice=$(sim_login @alice:localhost A1)
 eve=$(sim_login @eve:localhost E1)
 room=$(sim rooms '{"creator":"@alice:localhost","name":"Secret"}' | jq -r .room_id)

@@ -4,15 +4,8 @@
 # and leaves.
 source "$(dirname "$0")/lib.sh"
 
-stack() {
-	it_setup
-	start_simhs
-	start_accumulator
-	start_poller poller
-	start_api
-}
 export SYNCV3_API_SESSION_IDLE_SECS=600
-stack
+start_stack
 alice=$(sim_login @alice:localhost A1)
 mk() { sim rooms "{\"creator\":\"@alice:localhost\"${1:+,\"name\":\"$1\"}}" | jq -r .room_id; }
 r1=$(mk "banana"); r2=$(mk "Apple"); r3=$(mk "cherry")

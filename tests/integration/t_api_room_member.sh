@@ -3,14 +3,7 @@
 # by_pl, streaming deltas in position order, limit) and visibility after leaving.
 source "$(dirname "$0")/lib.sh"
 
-stack() {
-	it_setup
-	start_simhs
-	start_accumulator
-	start_poller poller
-	start_api
-}
-stack
+start_stack
 alice=$(sim_login @alice:localhost A1)
 room=$(sim rooms '{"creator":"@alice:localhost","name":"Big"}' | jq -r .room_id)
 for u in bob charlie doris eve; do sim "rooms/$room/join" "{\"user_id\":\"@$u:localhost\"}" >/dev/null; done

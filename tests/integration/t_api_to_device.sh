@@ -3,15 +3,8 @@
 # until acked, two sessions) and session expiry releasing messages.
 source "$(dirname "$0")/lib.sh"
 
-stack() {
-	it_setup
-	start_simhs
-	start_accumulator
-	start_poller poller
-	start_api
-}
 export SYNCV3_API_SESSION_IDLE_SECS=6
-stack
+start_stack
 tok=$(sim_login @alice:localhost A1)
 sim_get pos >/dev/null
 v3 "$tok" "" '{}' 10000 >/dev/null   # registers the device, initial sync
