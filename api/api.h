@@ -179,7 +179,6 @@ void session_init(struct api *api);
 void session_shutdown(struct api *api);
 void session_load(struct api *api, struct sreq *r);
 void session_store_params(struct api *api, struct sreq *r);
-void session_release_to_device(struct api *api, struct sreq *r);
 
 /* longpoll.c */
 #define LP_RING 4096

@@ -343,8 +343,9 @@ remembered_cb(PGresult *res, void *arg)
 }
 
 /*
- * Records the rooms sent (streaming mode follows exactly those), then ends
- * the stream. The reply waits for it: the client's next request must find
+ * Records the rooms sent (streaming mode follows exactly those; it only
+ * adds the new ones, the others are there already), then ends the
+ * stream. The reply waits for it: the client's next request must find
  * them, whichever connection or api serves it. Frees c.
  */
 static void
@@ -355,8 +356,9 @@ remember_rooms(struct sreq *r, struct lctx *c)
 	char sid[24], *arr;
 	int n = 0;
 
+	/* a streamed room that is not new was found through session_rooms */
 	for (int i = c->lo; i < c->hi; i++)
-		if (!c->v[i].is_left)
+		if (!c->v[i].is_left && (!c->is_stream || c->v[i].is_new))
 			ids[n++] = c->v[i].room_id;
 	if (n == 0) {
 		free(ids);

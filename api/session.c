@@ -24,6 +24,27 @@
 	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
 	"make_interval(secs => $3::bigint))"
 
+/*
+ * Loads a live session, refreshes it, records its to-device ack and
+ * releases what every live session has now acknowledged, in one
+ * statement (the release was a second round trip on every request). The
+ * DELETE sees the sessions as they were before the UPDATE, so it counts
+ * this session's new ack itself.
+ */
+#define SQL_LOAD                                                               \
+	"WITH u AS (UPDATE syncv3_sessions SET last_used = now(), "            \
+	"acked_to_device = greatest(acked_to_device, $4::bigint) WHERE "       \
+	"session_id = $1::bigint AND user_id = $2 AND device_id = $3 AND "     \
+	"last_used > now() - make_interval(secs => $5::bigint) RETURNING "     \
+	"params, acked_to_device), d AS (DELETE FROM syncv3_to_device WHERE "  \
+	"$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = $2 AND "    \
+	"device_id = $3 AND pos <= (SELECT min(CASE WHEN s.session_id = "      \
+	"$1::bigint THEN greatest(s.acked_to_device, $4::bigint) ELSE "        \
+	"s.acked_to_device END) FROM syncv3_sessions s WHERE s.user_id = $2 "  \
+	"AND s.device_id = $3 AND (s.session_id = $1::bigint OR s.last_used "  \
+	"> now() - make_interval(secs => $5::bigint)))) "                      \
+	"SELECT params, acked_to_device FROM u"
+
 static void
 created_cb(PGresult *res, void *arg)
 {
@@ -97,11 +118,7 @@ session_load(struct api *api, struct sreq *r)
 	params[2] = r->device_id;
 	params[3] = acked;
 	params[4] = idle;
-	pg_pool_query(api->pool, "UPDATE syncv3_sessions SET last_used = now(), "
-	    "acked_to_device = greatest(acked_to_device, $4::bigint) "
-	    "WHERE session_id = $1 AND user_id = $2 AND device_id = $3 "
-	    "AND last_used > now() - make_interval(secs => $5::bigint) "
-	    "RETURNING params, acked_to_device", 5, params, loaded_cb, r);
+	pg_pool_query(api->pool, SQL_LOAD, 5, params, loaded_cb, r);
 }
 
 static void
@@ -135,19 +152,6 @@ session_store_params(struct api *api, struct sreq *r)
 	sreq_ref(r);
 	pg_pool_query(api->pool, "UPDATE syncv3_sessions SET params = $2 "
 	    "WHERE session_id = $1", 2, params, stored_cb, r);
-}
-
-void
-session_release_to_device(struct api *api, struct sreq *r)
-{
-	char idle[24];
-	const char *params[3];
-
-	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
-	params[0] = r->user_id;
-	params[1] = r->device_id;
-	params[2] = idle;
-	pg_pool_query(api->pool, SQL_RELEASE, 3, params, NULL, NULL);
 }
 
 static void
