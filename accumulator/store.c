@@ -350,15 +350,24 @@ check_conn(struct store *st)
 	return store_connect(st);
 }
 
+/*
+ * A batch's statements are prepared once but Postgres re-planned them on
+ * every call (a custom plan for the arrays at hand always looked cheaper
+ * than the generic one): under steady load more planning than execution.
+ * Their plans do not depend on the values, so batches use generic plans;
+ * cleanup and the rest keep the default (SET LOCAL ends with the batch).
+ */
+#define SQL_BEGIN "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+
 int
 store_batch_begin(struct store *st)
 {
 	st->npend = 0;
 	if (check_conn(st) == -1)
 		return -1;
-	if (pg_exec(st->c, "batch", "BEGIN") == -1) {
+	if (pg_exec(st->c, "batch", SQL_BEGIN) == -1) {
 		if (check_conn(st) == -1 || pg_exec(st->c, "batch",
-		    "BEGIN") == -1)
+		    SQL_BEGIN) == -1)
 			return -1;
 	}
 	st->batch_start_pos = st->pos_used;
