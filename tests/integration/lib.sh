@@ -192,15 +192,20 @@ sim_login() {
 }
 
 # v3 TOKEN SINCE BODY [TIMEOUT_MS]: POST /sync; body to stdout, status in
-# $T/last_status. SINCE may be "".
+# $T/last_status. SINCE may be "". Each call writes its own files first, so
+# calls running in the background at the same time do not mix their bodies.
 v3() {
-	local token=$1 since=$2 body=${3:-{\}} timeout=${4:-0} url
+	local token=$1 since=$2 body=${3:-{\}} timeout=${4:-0} url out
 	url="$API_URL/_matrix/client/v3/sync?timeout=$timeout"
 	[ -n "$since" ] && url="$url&since=$(jq -rn --arg s "$since" '$s|@uri')"
-	curl -sS -o "$T/last_body" -w '%{http_code}' -X POST \
+	out=$(mktemp "$T/v3.XXXXXX")
+	curl -sS -o "$out.body" -w '%{http_code}' -X POST \
 	    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-	    --data "$body" "$url" >"$T/last_status"
-	cat "$T/last_body"
+	    --data "$body" "$url" >"$out.status"
+	cat "$out.body"
+	mv -f "$out.body" "$T/last_body"
+	mv -f "$out.status" "$T/last_status"
+	rm -f "$out"
 }
 last_status() { cat "$T/last_status"; }
 
