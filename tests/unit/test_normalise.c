@@ -14,31 +14,8 @@
 
 #include "accumulator.h"
 
-#ifndef DATA_DIR
-#define DATA_DIR "tests/data/sync"
-#endif
+#include "testdata.h"
 
-static char *
-slurp(const char *name, size_t *len)
-{
-	char path[512];
-	FILE *fp;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", DATA_DIR, name);
-	fp = fopen(path, "rb");
-	assert_non_null(fp);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	buf = malloc((size_t)n + 1);
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	*len = (size_t)n;
-	return buf;
-}
 
 static struct acc_room *
 room(struct acc_changes *c, const char *id, int section)
