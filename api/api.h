@@ -207,6 +207,7 @@ void sync_session_done(struct sreq *r, int status, const char *errcode,
 void sync_params_stored(struct sreq *r);
 void sync_wake(struct sreq *r);
 void sync_stream_done(struct sreq *r);
+void stream_fail_db(struct sreq *r);
 void sync_fail(struct sreq *r, int status, const char *errcode,
     const char *msg);
 void sreq_ref(struct sreq *r);

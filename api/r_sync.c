@@ -145,6 +145,17 @@ sync_fail(struct sreq *r, int status, const char *errcode, const char *msg)
 	sreq_finish(r);
 }
 
+/*
+ * A stream's query failed (already logged by the pool): the request ends
+ * with 503 M_UNKNOWN once every stream is done, so the client retries.
+ */
+void
+stream_fail_db(struct sreq *r)
+{
+	r->err_status = 503;
+	r->err_code = "M_UNKNOWN";
+}
+
 static void
 latency_note(struct api *api, struct sreq *r)
 {

@@ -246,13 +246,6 @@ calc_name(PGresult *res, int i, const char *self)
 }
 
 static void
-fail_db(struct sreq *r)
-{
-	r->err_status = 503;
-	r->err_code = "M_UNKNOWN";
-}
-
-static void
 list_head(struct sreq *r, struct evbuffer *b, struct lctx *c)
 {
 	evbuffer_add_printf(b, "{\"limit\":%" PRId64 ",\"timeline_limit\":%"
@@ -338,7 +331,7 @@ remembered_cb(PGresult *res, void *arg)
 	struct sreq *r = arg;
 
 	if (res == NULL && !r->is_done)
-		fail_db(r);
+		stream_fail_db(r);
 	sync_stream_done(r);
 }
 
@@ -424,7 +417,7 @@ detail_cb(PGresult *res, void *arg)
 		return;
 	}
 	if (res == NULL && !r->is_done)
-		fail_db(r);
+		stream_fail_db(r);
 	lctx_free(c);
 	sync_stream_done(r);
 }
@@ -489,7 +482,7 @@ main_cb(PGresult *res, void *arg)
 
 	if (r->is_done || res == NULL) {
 		if (res == NULL && !r->is_done)
-			fail_db(r);
+			stream_fail_db(r);
 		lctx_free(c);
 		sync_stream_done(r);
 		return;

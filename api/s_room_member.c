@@ -147,8 +147,7 @@ page_cb(PGresult *res, void *arg)
 	if (r->is_done)
 		goto out;
 	if (res == NULL) {
-		r->err_status = 503;
-		r->err_code = "M_UNKNOWN";
+		stream_fail_db(r);
 		goto out;
 	}
 	if (PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] != '1') {
@@ -198,8 +197,7 @@ stream_cb(PGresult *res, void *arg)
 	if (r->is_done)
 		goto out;
 	if (res == NULL) {
-		r->err_status = 503;
-		r->err_code = "M_UNKNOWN";
+		stream_fail_db(r);
 		goto out;
 	}
 	if (PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] != '1') {

@@ -22,8 +22,7 @@ to_device_cb(PGresult *res, void *arg)
 	if (r->is_done)
 		goto out;
 	if (res == NULL) {
-		r->err_status = 503;
-		r->err_code = "M_UNKNOWN";
+		stream_fail_db(r);
 		goto out;
 	}
 	n = PQntuples(res);

@@ -20,8 +20,7 @@ typing_cb(PGresult *res, void *arg)
 	if (r->is_done)
 		goto out;
 	if (res == NULL || PQntuples(res) != 1) {
-		r->err_status = 503;
-		r->err_code = "M_UNKNOWN";
+		stream_fail_db(r);
 		goto out;
 	}
 	if (PQgetvalue(res, 0, 2)[0] != 't') {
