@@ -23,7 +23,8 @@
 
 #define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
 #define POLLER_USER_AGENT "syncv3-poller"
-#define POLLER_FP_LEN 16   /* token_hash prefix kept per device */
+#define LEASE_APP_NAME "syncv3-poller" /* counts live pollers */
+#define POLLER_FP_LEN 16               /* token_hash prefix kept per device */
 #define POLLER_ERR_MAX 120 /* poll_error length we keep and report */
 
 struct poller_config {
@@ -210,6 +211,25 @@ void device_release_slot(struct device *d);
 int sync_start(struct device *d) WARN_UNUSED;
 void sync_abort(struct device *d);
 void sync_easy_free(struct device *d);
+
+/* lease_sql.c: every statement lease.c runs (prepared by a unit test) */
+enum lease_stmt_id {
+	LS_SHARE,
+	LS_CLAIM,
+	LS_HEARTBEAT,
+	LS_RELEASE,
+	LS_RELEASE_ALL,
+	LS_FLUSH,
+	LS_STOP,
+	LS_TOKEN,
+	LS_SINCE,
+	LS_COUNT
+};
+struct lease_stmt {
+	const char *name;
+	const char *sql;
+};
+extern const struct lease_stmt lease_stmts[LS_COUNT];
 
 /* lease.c: Postgres leases, LISTEN/NOTIFY, poll state writes */
 void lease_init(struct poller *p);
