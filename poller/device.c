@@ -32,7 +32,8 @@ table_grow(struct poller *p)
 	struct device **t = xcalloc(n, sizeof(*t));
 	struct device *d;
 
-	TAILQ_FOREACH(d, &p->devices, entry) {
+	TAILQ_FOREACH(d, &p->devices, entry)
+	{
 		uint32_t h = dev_hash(d->user_id, d->device_id) % n;
 
 		d->hnext = t[h];
@@ -81,7 +82,7 @@ static void timer_cb(evutil_socket_t, short, void *);
 /* Takes ownership of token. */
 struct device *
 device_add(struct poller *p, const char *user_id, const char *device_id,
-    char *token, const char *since, const char *fp)
+           char *token, const char *since, const char *fp)
 {
 	struct device *d = xcalloc(1, sizeof(*d));
 	uint32_t h;
@@ -136,7 +137,7 @@ start_waiting(struct poller *p)
 	struct device *d;
 
 	while (p->initial_inflight < p->cfg.max_initial &&
-	    (d = TAILQ_FIRST(&p->waiting)) != NULL) {
+	       (d = TAILQ_FIRST(&p->waiting)) != NULL) {
 		TAILQ_REMOVE(&p->waiting, d, waitq);
 		d->state = DEV_BACKOFF;
 		device_start(d);
@@ -186,9 +187,11 @@ device_start(struct device *d)
 		device_release_slot(d);
 		d->attempt++;
 		snprintf(d->error, sizeof(d->error), "cannot start request");
-		device_backoff(d, policy_backoff_ms(d->attempt,
-		    (uint32_t)p->cfg.backoff_base_ms,
-		    (uint32_t)p->cfg.backoff_cap_ms, rand_u32(UINT32_MAX)));
+		device_backoff(
+		    d, policy_backoff_ms(d->attempt,
+		                         (uint32_t)p->cfg.backoff_base_ms,
+		                         (uint32_t)p->cfg.backoff_cap_ms,
+		                         rand_u32(UINT32_MAX)));
 		return;
 	}
 	d->state = DEV_POLLING;
@@ -236,7 +239,7 @@ device_set_ps(struct device *d, enum poll_state ps, const char *error)
 	if (ps != PS_IDLE)
 		publish_poll_state(d);
 	log_debug("device %s/%s: %s%s%s", d->user_id, d->device_id,
-	    poll_state_name(ps), d->error[0] ? ": " : "", d->error);
+	          poll_state_name(ps), d->error[0] ? ": " : "", d->error);
 }
 
 static void
@@ -250,11 +253,11 @@ fail(struct device *d, const struct verdict_info *vi)
 	if (vi->verdict == V_RATELIMIT && vi->retry_ms >= 0)
 		ms = vi->retry_ms;
 	else
-		ms = policy_backoff_ms(++d->attempt,
-		    (uint32_t)p->cfg.backoff_base_ms,
+		ms = policy_backoff_ms(
+		    ++d->attempt, (uint32_t)p->cfg.backoff_base_ms,
 		    (uint32_t)p->cfg.backoff_cap_ms, rand_u32(UINT32_MAX));
 	log_warnx_rl("device %s/%s: %s; retry in %lld ms", d->user_id,
-	    d->device_id, vi->error, ms);
+	             d->device_id, vi->error, ms);
 	device_backoff(d, ms);
 	/* Report each new kind of error, not every retry of the same one. */
 	if (d->ps == PS_BACKOFF && strcmp(d->error, vi->error) == 0)
@@ -270,28 +273,61 @@ expire(struct device *d, const char *error)
 	struct poller *p = d->p;
 
 	log_info("device %s/%s: token rejected (%s); polling stopped",
-	    d->user_id, d->device_id, error);
+	         d->user_id, d->device_id, error);
 	device_set_ps(d, PS_EXPIRED, error);
 	if (lease_stop_device(p, d, "expired", error) == -1)
 		log_warnx("device %s/%s: cannot record expiry; the lease "
-		    "will lapse", d->user_id, d->device_id);
+		          "will lapse",
+		          d->user_id, d->device_id);
 	device_drop(d);
+}
+
+/*
+ * Upstream answered at once with nothing new and the same next_batch:
+ * nothing to hand on, so wait (longer each time in a row) before asking
+ * again rather than spinning. The device is healthy; its state stays.
+ */
+static void
+unchanged(struct device *d)
+{
+	struct poller *p = d->p;
+	long long ms;
+
+	body_free(d);
+	ms = policy_unchanged_ms(++d->unchanged_attempt,
+	                         (uint32_t)p->cfg.backoff_base_ms,
+	                         (uint32_t)p->cfg.backoff_cap_ms,
+	                         p->cfg.poll_timeout_ms, rand_u32(UINT32_MAX));
+	log_debug("device %s/%s: upstream answered at once without moving "
+	          "(%d in a row); next poll in %lld ms",
+	          d->user_id, d->device_id, d->unchanged_attempt, ms);
+	device_backoff(d, ms);
 }
 
 /* A request finished; vi->next_batch is taken over. */
 void
 device_on_response(struct device *d, struct verdict_info *vi)
 {
+	struct poller *p = d->p;
+
 	device_release_slot(d);
 	switch (vi->verdict) {
 	case V_OK:
+		if (policy_is_unchanged(d->since, vi,
+		                        now_ms() - d->req_start_ms,
+		                        p->cfg.poll_timeout_ms)) {
+			unchanged(d);
+			return;
+		}
+		d->unchanged_attempt = 0;
 		d->next_batch = vi->next_batch;
 		vi->next_batch = NULL;
 		d->state = DEV_ACK_WAIT;
 		d->send_attempt = 0;
 		if (publish_sync_raw(d, d->since) == -1)
 			log_warnx_rl("device %s/%s: accumulator unreachable; "
-			    "will resend", d->user_id, d->device_id);
+			             "will resend",
+			             d->user_id, d->device_id);
 		arm_ack_timer(d);
 		return;
 	case V_EXPIRED:
@@ -312,14 +348,14 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 
 	if (d->state != DEV_ACK_WAIT || d->next_batch == NULL) {
 		log_debug("device %s/%s: stale ack ignored", d->user_id,
-		    d->device_id);
+		          d->device_id);
 		return;
 	}
 	a = policy_ack(d->since, d->next_batch, ok, since, error);
 	switch (a) {
 	case ACK_STALE:
 		log_debug("device %s/%s: ack for an older message ignored",
-		    d->user_id, d->device_id);
+		          d->user_id, d->device_id);
 		return;
 	case ACK_ADVANCE:
 		p->stats.acks++;
@@ -339,15 +375,18 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 		evtimer_del(d->timer);
 		body_free(d);
 		log_warnx_rl("device %s/%s: nack (%s, committed since \"%s\"); "
-		    "reloading since", d->user_id, d->device_id,
-		    error ? error : "", since ? since : "");
+		             "reloading since",
+		             d->user_id, d->device_id, error ? error : "",
+		             since ? since : "");
 		if (lease_reload_since(p, d) == -1 && since != NULL) {
 			free(d->since);
 			d->since = xstrdup(since);
 		}
-		device_backoff(d, policy_backoff_ms(++d->attempt,
-		    (uint32_t)p->cfg.backoff_base_ms,
-		    (uint32_t)p->cfg.backoff_cap_ms, rand_u32(UINT32_MAX)));
+		device_backoff(
+		    d, policy_backoff_ms(++d->attempt,
+		                         (uint32_t)p->cfg.backoff_base_ms,
+		                         (uint32_t)p->cfg.backoff_cap_ms,
+		                         rand_u32(UINT32_MAX)));
 		return;
 	}
 }
@@ -361,10 +400,11 @@ device_ack_timeout(struct device *d)
 	d->send_attempt++;
 	p->stats.resends++;
 	log_warnx_rl("device %s/%s: no ack from the accumulator; resending "
-	    "(attempt %d)", d->user_id, d->device_id, d->send_attempt);
+	             "(attempt %d)",
+	             d->user_id, d->device_id, d->send_attempt);
 	if (publish_sync_raw(d, d->since) == -1)
 		log_debug("device %s/%s: resend failed", d->user_id,
-		    d->device_id);
+		          d->device_id);
 	arm_ack_timer(d);
 }
 
@@ -393,7 +433,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
  */
 void
 device_replace_token(struct device *d, char *token, const char *fp,
-    const char *since)
+                     const char *since)
 {
 	free(d->token);
 	d->token = token;

@@ -1,6 +1,8 @@
 /*
  * lease.c: which devices this poller holds (DESIGN.md contract 4), on one
- * Postgres connection with the blocking pg_* helpers. Every query here is
+ * Postgres connection with the blocking pg_* helpers; the statements are
+ * in lease_sql.c, with the lock order that keeps them from ever
+ * deadlocking with the accumulator. Every query here is
  * short (an indexed UPDATE or a count), so the loop is never held for long
  * even with thousands of devices; the batched statements (claim, heartbeat,
  * state flush) touch many rows in one round trip instead of one each.
@@ -21,55 +23,17 @@
 #include "poller.h"
 #include "util.h"
 
-#define LEASE_APP_NAME "syncv3-poller"
 #define LEASE_CLAIM_BATCH 1000
 #define LEASE_FLUSH_BATCH 2000
 #define LEASE_FLUSH_MS 200
 
-static const char *sql_share =
-    "SELECT (SELECT count(*) FROM pg_stat_activity"
-    "  WHERE datname = current_database()"
-    "  AND application_name = '" LEASE_APP_NAME "'),"
-    " (SELECT count(*) FROM syncv3_devices WHERE poll_state <> 'expired'"
-    "  AND last_seen > now() - make_interval(secs => $1::bigint))";
-
-static const char *sql_claim =
-    "UPDATE syncv3_devices d SET lease_owner = $1,"
-    " lease_expires = now() + make_interval(secs => $4::bigint)"
-    " FROM (SELECT user_id, device_id FROM syncv3_devices"
-    "  WHERE poll_state <> 'expired'"
-    "  AND (lease_owner IS NULL OR lease_expires < now())"
-    "  AND last_seen > now() - make_interval(secs => $3::bigint)"
-    "  ORDER BY last_seen DESC LIMIT $2::int FOR UPDATE SKIP LOCKED) c"
-    " WHERE d.user_id = c.user_id AND d.device_id = c.device_id"
-    " RETURNING d.user_id, d.device_id, d.token_enc, d.since,"
-    " left(d.token_hash, 16)";
-
-static const char *sql_heartbeat =
-    "UPDATE syncv3_devices SET"
-    " lease_expires = now() + make_interval(secs => $2::bigint)"
-    " WHERE lease_owner = $1"
-    " RETURNING user_id, device_id, left(token_hash, 16), poll_state,"
-    " last_seen > now() - make_interval(secs => $3::bigint)";
-
-static const char *sql_release_some =
-    "UPDATE syncv3_devices d SET lease_owner = NULL, lease_expires = NULL"
-    " FROM unnest($2::text[], $3::text[]) AS v(u, dv)"
-    " WHERE d.user_id = v.u AND d.device_id = v.dv AND d.lease_owner = $1";
-
-static const char *sql_flush =
-    "UPDATE syncv3_devices d SET poll_state = v.s, poll_error = v.e,"
-    " poll_updated = now()"
-    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
-    "  $6::text[]) AS v(u, dv, s, e, fp)"
-    " WHERE d.user_id = v.u AND d.device_id = v.dv AND d.lease_owner = $1"
-    " AND left(d.token_hash, 16) = v.fp";
-
-static const char *sql_stop =
-    "UPDATE syncv3_devices SET poll_state = $3, poll_error = $4,"
-    " poll_updated = now(), lease_owner = NULL, lease_expires = NULL"
-    " WHERE user_id = $1 AND device_id = $2 AND lease_owner = $5"
-    " AND left(token_hash, 16) = $6";
+/* Runs one statement of lease_sql.c. */
+static PGresult *
+lq(struct poller *p, enum lease_stmt_id id, int n, const char *const *params)
+{
+	return pg_query(p->pg, lease_stmts[id].name, lease_stmts[id].sql, n,
+	                params);
+}
 
 static void
 i64(char *buf, size_t len, long long v)
@@ -87,12 +51,12 @@ session_setup(struct poller *p)
 		event_free(p->pg_ev);
 		p->pg_ev = NULL;
 	}
-	if (pg_exec(p->pg, "lease", "SET application_name = '"
-	    LEASE_APP_NAME "'") == -1 ||
+	if (pg_exec(p->pg, "lease",
+	            "SET application_name = '" LEASE_APP_NAME "'") == -1 ||
 	    pg_exec(p->pg, "lease", "LISTEN syncv3_devices") == -1)
 		return -1;
 	p->pg_ev = event_new(p->base, PQsocket(p->pg), EV_READ | EV_PERSIST,
-	    notify_cb, p);
+	                     notify_cb, p);
 	event_add(p->pg_ev, NULL);
 	return 0;
 }
@@ -137,25 +101,19 @@ update_share(struct poller *p)
 	PGresult *r;
 
 	i64(idle, sizeof(idle), p->cfg.idle_secs);
-	if ((r = pg_query(p->pg, "lease share", sql_share, 1, params)) == NULL)
+	if ((r = lq(p, LS_SHARE, 1, params)) == NULL)
 		return;
 	p->share = policy_share(atoll(PQgetvalue(r, 0, 1)),
-	    atoll(PQgetvalue(r, 0, 0)), p->cfg.max_devices);
+	                        atoll(PQgetvalue(r, 0, 0)), p->cfg.max_devices);
 	PQclear(r);
 }
 
 static void
 release_one(struct poller *p, const char *user_id, const char *device_id)
 {
-	const char *u[1] = {user_id}, *dv[1] = {device_id};
-	char *ua = policy_pg_array(u, 1), *da = policy_pg_array(dv, 1);
-	const char *params[3] = {p->cfg.poller_id, ua, da};
-	PGresult *r;
+	const char *params[3] = {p->cfg.poller_id, user_id, device_id};
 
-	r = pg_query(p->pg, "lease release", sql_release_some, 3, params);
-	PQclear(r);
-	free(ua);
-	free(da);
+	PQclear(lq(p, LS_RELEASE, 3, params));
 }
 
 static void
@@ -171,14 +129,15 @@ claim_row(struct poller *p, PGresult *r, int i)
 	if ((token = token_decrypt(p->cfg.secret, PQgetvalue(r, i, 2))) ==
 	    NULL) {
 		log_warnx_rl("device %s/%s: cannot decrypt its token (is "
-		    "SYNCV3_SECRET right?); released", user_id, device_id);
+		             "SYNCV3_SECRET right?); released",
+		             user_id, device_id);
 		release_one(p, user_id, device_id);
 		return;
 	}
 	d = device_add(p, user_id, device_id, token, PQgetvalue(r, i, 3),
-	    PQgetvalue(r, i, 4));
+	               PQgetvalue(r, i, 4));
 	log_debug("device %s/%s: claimed, since \"%s\"", user_id, device_id,
-	    d->since);
+	          d->since);
 	device_set_ps(d, PS_POLLING, NULL);
 	device_start(d);
 }
@@ -201,7 +160,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	want = p->share - (long long)p->ndevices;
 	if (want <= 0) {
 		log_debug("lease: holding %zu, share %lld: not claiming",
-		    p->ndevices, p->share);
+		          p->ndevices, p->share);
 		return;
 	}
 	if (want > LEASE_CLAIM_BATCH)
@@ -209,7 +168,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	i64(limit, sizeof(limit), want);
 	i64(idle, sizeof(idle), p->cfg.idle_secs);
 	i64(lease, sizeof(lease), p->cfg.lease_secs);
-	if ((r = pg_query(p->pg, "lease claim", sql_claim, 4, params)) == NULL)
+	if ((r = lq(p, LS_CLAIM, 4, params)) == NULL)
 		return;
 	n = PQntuples(r);
 	for (int i = 0; i < n; i++)
@@ -217,7 +176,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	PQclear(r);
 	if (n > 0)
 		log_info("lease: claimed %d devices (holding %zu, share %lld)",
-		    n, p->ndevices, p->share);
+		         n, p->ndevices, p->share);
 	if (n == want) /* more may be waiting: continue on the next turn */
 		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }
@@ -230,10 +189,7 @@ token_replaced(struct poller *p, struct device *d)
 	PGresult *r;
 	char *token;
 
-	r = pg_query(p->pg, "lease token",
-	    "SELECT token_enc, since, left(token_hash, 16) FROM "
-	    "syncv3_devices WHERE user_id = $1 AND device_id = $2 AND "
-	    "lease_owner = $3", 3, params);
+	r = lq(p, LS_TOKEN, 3, params);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
 		return;
@@ -242,7 +198,7 @@ token_replaced(struct poller *p, struct device *d)
 	    NULL) {
 		log_info("device %s/%s: new token", d->user_id, d->device_id);
 		device_replace_token(d, token, PQgetvalue(r, 0, 2),
-		    PQgetvalue(r, 0, 1));
+		                     PQgetvalue(r, 0, 1));
 		d->ps = PS_NONE;
 		device_set_ps(d, PS_POLLING, NULL);
 	}
@@ -254,7 +210,7 @@ drop_all(struct poller *p, const char *why)
 {
 	if (p->ndevices > 0)
 		log_warnx("lease: %s; stopping all %zu devices", why,
-		    p->ndevices);
+		          p->ndevices);
 	device_shutdown(p);
 	device_init(p);
 }
@@ -286,7 +242,7 @@ shed(struct poller *p)
 			lease_release_device(d);
 	}
 	log_info("lease: releasing %lld devices above our share %lld", k,
-	    p->share);
+	         p->share);
 }
 
 /* Stops polling d and gives its lease back; d is freed. */
@@ -319,11 +275,11 @@ hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
 	d->hb_gen = gen;
 	if (strcmp(PQgetvalue(r, i, 4), "t") != 0) {
 		log_info("device %s/%s: unused for %llds; polling stopped",
-		    user_id, device_id, p->cfg.idle_secs);
+		         user_id, device_id, p->cfg.idle_secs);
 		device_set_ps(d, PS_IDLE, "");
 		if (lease_stop_device(p, d, "idle", "") == -1)
 			log_warnx("device %s/%s: cannot release", user_id,
-			    device_id);
+			          device_id);
 		device_drop(d);
 		return;
 	}
@@ -348,8 +304,7 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	i64(lease, sizeof(lease), p->cfg.lease_secs);
 	i64(idle, sizeof(idle), p->cfg.idle_secs);
-	if (!pg_ok(p) || (r = pg_query(p->pg, "lease heartbeat",
-	    sql_heartbeat, 3, params)) == NULL) {
+	if (!pg_ok(p) || (r = lq(p, LS_HEARTBEAT, 3, params)) == NULL) {
 		if (now_ms() - p->hb_ok_ms > p->cfg.lease_secs * 1000)
 			drop_all(p, "leases not renewed in time");
 		return;
@@ -363,8 +318,8 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 		next = TAILQ_NEXT(d, entry);
 		if (d->hb_gen != gen) {
 			log_warnx("device %s/%s: lease lost to another "
-			    "poller; polling stopped", d->user_id,
-			    d->device_id);
+			          "poller; polling stopped",
+			          d->user_id, d->device_id);
 			device_drop(d);
 		}
 	}
@@ -383,7 +338,8 @@ lease_flush(struct poller *p)
 	size_t n = 0;
 	PGresult *r;
 
-	TAILQ_FOREACH(d, &p->dirty, dirtyq) {
+	TAILQ_FOREACH(d, &p->dirty, dirtyq)
+	{
 		if (n == LEASE_FLUSH_BATCH)
 			break;
 		u[n] = d->user_id;
@@ -399,15 +355,24 @@ lease_flush(struct poller *p)
 	arr[2] = policy_pg_array(s, n);
 	arr[3] = policy_pg_array(e, n);
 	arr[4] = policy_pg_array(fp, n);
-	const char *params[6] = {p->cfg.poller_id, arr[0], arr[1], arr[2],
-	    arr[3], arr[4]};
-	r = pg_query(p->pg, "lease flush", sql_flush, 6, params);
+	const char *params[6] = {p->cfg.poller_id, arr[0], arr[1],
+	                         arr[2],           arr[3], arr[4]};
+	r = lq(p, LS_FLUSH, 6, params);
 	if (r != NULL) {
 		for (size_t i = 0; i < n; i++) {
 			d = TAILQ_FIRST(&p->dirty);
 			TAILQ_REMOVE(&p->dirty, d, dirtyq);
 			d->is_dirty = false;
 		}
+		/* Rows locked just now (an accumulator batch): next time. */
+		for (int i = 0; i < PQntuples(r); i++)
+			if ((d = device_find(p, PQgetvalue(r, i, 0),
+			                     PQgetvalue(r, i, 1))) != NULL)
+				lease_mark_dirty(d);
+		if (PQntuples(r) > 0)
+			log_debug("lease: %d poll states left for the next "
+			          "flush (rows busy)",
+			          PQntuples(r));
 	}
 	PQclear(r);
 	for (int i = 0; i < 5; i++)
@@ -443,15 +408,15 @@ lease_forget(struct device *d)
 /* Records a final state (expired, idle) and gives the lease back. */
 int
 lease_stop_device(struct poller *p, struct device *d, const char *state,
-    const char *error)
+                  const char *error)
 {
-	const char *params[6] = {d->user_id, d->device_id, state, error,
-	    p->cfg.poller_id, d->fp};
+	const char *params[6] = {d->user_id, d->device_id,     state,
+	                         error,      p->cfg.poller_id, d->fp};
 	PGresult *r;
 
 	if (!pg_ok(p))
 		return -1;
-	if ((r = pg_query(p->pg, "lease stop", sql_stop, 6, params)) == NULL)
+	if ((r = lq(p, LS_STOP, 6, params)) == NULL)
 		return -1;
 	PQclear(r);
 	return 0;
@@ -466,8 +431,7 @@ lease_reload_since(struct poller *p, struct device *d)
 
 	if (!pg_ok(p))
 		return -1;
-	r = pg_query(p->pg, "lease since", "SELECT since FROM syncv3_devices "
-	    "WHERE user_id = $1 AND device_id = $2", 2, params);
+	r = lq(p, LS_SINCE, 2, params);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
 		return -1;
@@ -501,9 +465,7 @@ lease_init(struct poller *p)
 	if (session_setup(p) == -1)
 		fatalx("lease: cannot set up the session");
 	/* Leases of an earlier run under the same id are ours to retake. */
-	PQclear(pg_query(p->pg, "lease", "UPDATE syncv3_devices SET "
-	    "lease_owner = NULL, lease_expires = NULL WHERE lease_owner = $1",
-	    1, params));
+	PQclear(lq(p, LS_RELEASE_ALL, 1, params));
 	p->hb_ok_ms = now_ms();
 	p->claim_ev = periodic(p, 1000, claim_cb);
 	/*
@@ -525,12 +487,9 @@ lease_shutdown(struct poller *p)
 	PGresult *r;
 
 	if (p->pg != NULL && PQstatus(p->pg) == CONNECTION_OK) {
-		r = pg_query(p->pg, "lease release", "UPDATE syncv3_devices "
-		    "SET lease_owner = NULL, lease_expires = NULL "
-		    "WHERE lease_owner = $1", 1, params);
+		r = lq(p, LS_RELEASE_ALL, 1, params);
 		if (r != NULL)
-			log_info("lease: released %s devices",
-			    PQcmdTuples(r));
+			log_info("lease: released %s devices", PQcmdTuples(r));
 		PQclear(r);
 	}
 	if (p->claim_ev)
@@ -543,7 +502,8 @@ lease_shutdown(struct poller *p)
 		event_free(p->flush_ev);
 	if (p->pg_ev)
 		event_free(p->pg_ev);
-	p->claim_ev = p->claim_now_ev = p->hb_ev = p->flush_ev = p->pg_ev = NULL;
+	p->claim_ev = p->claim_now_ev = p->hb_ev = p->flush_ev = p->pg_ev =
+	    NULL;
 	PQfinish(p->pg);
 	p->pg = NULL;
 }

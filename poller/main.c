@@ -26,46 +26,51 @@
 #define OFF(f) offsetof(struct poller_config, f)
 
 static const struct cfg_row poller_cfg_rows[] = {
-	{"SYNCV3_DB", CFG_STR, OFF(db), "dbname=syncv3", 0, 0, 0,
-	    "libpq conninfo"},
-	{"SYNCV3_SERVER", CFG_STR, OFF(server), NULL, 0, 0, CFG_REQUIRED,
-	    "homeserver base URL"},
-	{"SYNCV3_SECRET", CFG_STR, OFF(secret), NULL, 0, 0,
-	    CFG_REQUIRED | CFG_SECRET, "key for access tokens at rest"},
-	{"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0,
-	    0, "accumulator endpoint"},
-	{"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, 0,
-	    "lease owner name (default hostname:pid)"},
-	{"SYNCV3_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0,
-	    "error, warn, info, debug"},
-	{"SYNCV3_LEASE_SECS", CFG_INT, OFF(lease_secs), "30", 3, 3600, 0,
-	    "device lease"},
-	{"SYNCV3_POLL_TIMEOUT_MS", CFG_INT, OFF(poll_timeout_ms), "30000", 0,
-	    600000, 0, "v2 long-poll timeout"},
-	{"SYNCV3_INITIAL_TIMEOUT_SECS", CFG_INT, OFF(initial_timeout_s),
-	    "1800", 10, 86400, 0, "request timeout of an initial sync"},
-	{"SYNCV3_MAX_INITIAL", CFG_INT, OFF(max_initial), "8", 1, 10000, 0,
-	    "concurrent initial syncs"},
-	{"SYNCV3_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 10,
-	    600000, 0, "first backoff"},
-	{"SYNCV3_BACKOFF_CAP_MS", CFG_INT, OFF(backoff_cap_ms), "60000", 10,
-	    3600000, 0, "longest backoff"},
-	{"SYNCV3_IDLE_SECS", CFG_INT, OFF(idle_secs), "604800", 1,
-	    100000000, 0, "stop polling devices unused this long"},
-	{"SYNCV3_MAX_BODY", CFG_INT, OFF(max_body), "268435456", 65536,
-	    (long long)PROTO_PAYLOAD_MAX, 0, "largest v2 response"},
-	{"SYNCV3_MAX_DEVICES", CFG_INT, OFF(max_devices), "0", 0, 10000000, 0,
-	    "devices per poller (0: fair share only)"},
-	{"SYNCV3_ACK_TIMEOUT_MS", CFG_INT, OFF(ack_timeout_ms), "5000", 100,
-	    600000, 0, "resend to the accumulator after"},
-	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"SYNCV3_DB", CFG_STR, OFF(db), "dbname=syncv3", 0, 0, 0, "libpq conninfo"},
+    {"SYNCV3_SERVER", CFG_STR, OFF(server), NULL, 0, 0, CFG_REQUIRED,
+     "homeserver base URL"},
+    {"SYNCV3_SECRET", CFG_STR, OFF(secret), NULL, 0, 0,
+     CFG_REQUIRED | CFG_SECRET, "key for access tokens at rest"},
+    {"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0, 0,
+     "accumulator endpoint"},
+    {"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, 0,
+     "lease owner name (default hostname:pid)"},
+    {"SYNCV3_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0,
+     "error, warn, info, debug"},
+    {"SYNCV3_LEASE_SECS", CFG_INT, OFF(lease_secs), "30", 3, 3600, 0,
+     "device lease"},
+    {"SYNCV3_POLL_TIMEOUT_MS", CFG_INT, OFF(poll_timeout_ms), "30000", 0,
+     600000, 0, "v2 long-poll timeout"},
+    {"SYNCV3_INITIAL_TIMEOUT_SECS", CFG_INT, OFF(initial_timeout_s), "1800", 10,
+     86400, 0, "request timeout of an initial sync"},
+    {"SYNCV3_MAX_INITIAL", CFG_INT, OFF(max_initial), "8", 1, 10000, 0,
+     "concurrent initial syncs"},
+    {"SYNCV3_BACKOFF_BASE_MS", CFG_INT, OFF(backoff_base_ms), "1000", 10,
+     600000, 0, "first backoff"},
+    {"SYNCV3_BACKOFF_CAP_MS", CFG_INT, OFF(backoff_cap_ms), "60000", 10,
+     3600000, 0, "longest backoff"},
+    {"SYNCV3_IDLE_SECS", CFG_INT, OFF(idle_secs), "604800", 1, 100000000, 0,
+     "stop polling devices unused this long"},
+    {"SYNCV3_MAX_BODY", CFG_INT, OFF(max_body), "268435456", 65536,
+     (long long)PROTO_PAYLOAD_MAX, 0, "largest v2 response"},
+    {"SYNCV3_MAX_DEVICES", CFG_INT, OFF(max_devices), "0", 0, 10000000, 0,
+     "devices per poller (0: fair share only)"},
+    {"SYNCV3_ACK_TIMEOUT_MS", CFG_INT, OFF(ack_timeout_ms), "5000", 100, 600000,
+     0, "resend to the accumulator after"},
+    {"SYNCV3_LOW_SPEED_LIMIT", CFG_INT, OFF(low_speed_limit), "1024", 0,
+     1000000000, 0,
+     "abandon a response slower than this, bytes/s "
+     "(0: never)"},
+    {"SYNCV3_LOW_SPEED_SECS", CFG_INT, OFF(low_speed_secs), "30", 1, 3600, 0,
+     "... over this long, once it has begun"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: syncv3-poller [-nv] [-d conninfo] "
-	    "[-s server] [-i ingest] [-I poller_id] [-E token]\n");
+	                "[-s server] [-i ingest] [-I poller_id] [-E token]\n");
 	exit(1);
 }
 
@@ -93,9 +98,9 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_info("stats: devices %zu, in flight %d, polls ok %llu, failed "
-	    "%llu, nacks %llu, resends %llu", p->ndevices,
-	    curl_ev_running(p->curl), p->stats.polls_ok,
-	    p->stats.polls_failed, p->stats.nacks, p->stats.resends);
+	         "%llu, nacks %llu, resends %llu",
+	         p->ndevices, curl_ev_running(p->curl), p->stats.polls_ok,
+	         p->stats.polls_failed, p->stats.nacks, p->stats.resends);
 }
 
 static void
@@ -155,14 +160,29 @@ config(struct poller *p, int argc, char **argv)
 		const char *name = NULL;
 
 		switch (ch) {
-		case 'd': name = "SYNCV3_DB"; break;
-		case 'i': name = "SYNCV3_INGEST"; break;
-		case 'I': name = "SYNCV3_POLLER_ID"; break;
-		case 's': name = "SYNCV3_SERVER"; break;
-		case 'E': encrypt = optarg; break;
-		case 'n': is_check = true; break;
-		case 'v': verbose++; break;
-		default: usage();
+		case 'd':
+			name = "SYNCV3_DB";
+			break;
+		case 'i':
+			name = "SYNCV3_INGEST";
+			break;
+		case 'I':
+			name = "SYNCV3_POLLER_ID";
+			break;
+		case 's':
+			name = "SYNCV3_SERVER";
+			break;
+		case 'E':
+			encrypt = optarg;
+			break;
+		case 'n':
+			is_check = true;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
 		}
 		if (name != NULL &&
 		    config_set(poller_cfg_rows, &p->cfg, name, optarg) == -1)
@@ -171,7 +191,7 @@ config(struct poller *p, int argc, char **argv)
 	int level = log_level_parse(p->cfg.log_level);
 	if (level < 0)
 		fatalx("SYNCV3_LOG_LEVEL: invalid value \"%s\"",
-		    p->cfg.log_level);
+		       p->cfg.log_level);
 	level += verbose;
 	log_set_level(level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : level);
 	if (encrypt != NULL)
@@ -182,7 +202,7 @@ config(struct poller *p, int argc, char **argv)
 		gethostname(host, sizeof(host) - 1);
 		snprintf(id, sizeof(id), "%s:%d", host, (int)getpid());
 		if (config_set(poller_cfg_rows, &p->cfg, "SYNCV3_POLLER_ID",
-		    id) == -1)
+		               id) == -1)
 			exit(1);
 	}
 	if (p->cfg.server != NULL) {
@@ -220,7 +240,7 @@ main(int argc, char **argv)
 	publish_init(p);
 	lease_init(p);
 	log_info("poller %s: polling %s, ingest %s", p->cfg.poller_id,
-	    p->cfg.server, p->cfg.ingest);
+	         p->cfg.server, p->cfg.ingest);
 
 	sigterm = evsignal_new(p->base, SIGTERM, stop_cb, p);
 	sigint = evsignal_new(p->base, SIGINT, stop_cb, p);

@@ -1,8 +1,9 @@
 /*
  * policy.c: the poller's pure decisions, kept apart from curl, Postgres
  * and ZeroMQ so unit tests can drive them: backoff delays, the v2 request
- * URL, classifying a finished request, validating a /sync body (and
- * finding its next_batch without building a tree), matching acks, and the
+ * URL and request timeout, classifying a finished request, validating a
+ * /sync body (its next_batch, whether it carries anything), spotting an
+ * upstream that answers at once without moving, matching acks, and the
  * fair share of devices per poller.
  */
 #include <stdio.h>
@@ -55,34 +56,55 @@ escape(const char *s)
 
 /*
  * GET {server}/_matrix/client/v3/sync with the inline filter and
- * set_presence=offline; since only when not empty; timeout only for
- * incremental syncs (timeout_ms < 0 leaves it out).
+ * set_presence=offline; since only when not empty. Every request carries
+ * a timeout, the initial one too: Synapse answers an initial sync as soon
+ * as it is built whatever the timeout, but with none it answers an empty
+ * account's first sync at once, again and again.
  */
 char *
 policy_sync_url(const char *server, const char *since, long timeout_ms,
-    const char *filter)
+                const char *filter)
 {
-	char *f = escape(filter), *s = NULL, *url, tbuf[40] = "";
+	char *f = escape(filter), *s = NULL, *url;
 	size_t slen = strlen(server);
 
 	while (slen > 0 && server[slen - 1] == '/')
 		slen--;
 	if (since != NULL && since[0] != '\0')
 		s = escape(since);
-	if (timeout_ms >= 0)
-		snprintf(tbuf, sizeof(tbuf), "timeout=%ld&", timeout_ms);
-	url = xasprintf("%.*s/_matrix/client/v3/sync?%sset_presence=offline"
-	    "&filter=%s%s%s", (int)slen, server, tbuf, f, s ? "&since=" : "",
-	    s ? s : "");
+	url = xasprintf("%.*s/_matrix/client/v3/sync?timeout=%ld"
+	                "&set_presence=offline&filter=%s%s%s",
+	                (int)slen, server, timeout_ms > 0 ? timeout_ms : 0, f,
+	                s ? "&since=" : "", s ? s : "");
 	free(f);
 	free(s);
 	return url;
 }
 
+/*
+ * How long curl may take over one request. An initial sync gets the long
+ * initial timeout (Synapse may build a big one for minutes), but never
+ * less than an incremental one: upstream may hold it for the poll timeout
+ * too. An incremental sync gets the poll timeout plus half of it (at
+ * least 10 s) for the answer to arrive.
+ */
+long long
+policy_request_timeout_ms(bool is_initial, long long poll_ms,
+                          long long initial_s)
+{
+	long long ms = poll_ms + (poll_ms / 2 > 10000 ? poll_ms / 2 : 10000);
+
+	if (is_initial && initial_s * 1000 > ms)
+		ms = initial_s * 1000;
+	return ms;
+}
+
+static int scan_body(const char *, size_t, char **, bool *);
+
 /* errcode and retry_after_ms of a small Matrix error body, if any. */
 static void
 error_body(const char *body, size_t len, char *errcode, size_t errlen,
-    long long *retry_ms)
+           long long *retry_ms)
 {
 	struct json_object *o;
 	const char *ec;
@@ -95,24 +117,23 @@ error_body(const char *body, size_t len, char *errcode, size_t errlen,
 		return;
 	if ((ec = json_get_str(o, "errcode")) != NULL)
 		snprintf(errcode, errlen, "%s", ec);
-	if (retry_ms != NULL && json_get_int(o, "retry_after_ms", &v) &&
-	    v >= 0)
+	if (retry_ms != NULL && json_get_int(o, "retry_after_ms", &v) && v >= 0)
 		*retry_ms = v;
 	json_object_put(o);
 }
 
 static void
-classify_status(long status, const char *body, size_t len,
-    long retry_after_s, struct verdict_info *out)
+classify_status(long status, const char *body, size_t len, long retry_after_s,
+                struct verdict_info *out)
 {
 	char ec[64];
 	long long retry = -1;
 
 	error_body(body, len, ec, sizeof(ec), &retry);
 	snprintf(out->error, sizeof(out->error), "http %ld%s%s", status,
-	    ec[0] ? " " : "", ec);
-	if (status == 401 || (status == 403 &&
-	    strcmp(ec, "M_UNKNOWN_TOKEN") == 0)) {
+	         ec[0] ? " " : "", ec);
+	if (status == 401 ||
+	    (status == 403 && strcmp(ec, "M_UNKNOWN_TOKEN") == 0)) {
 		out->verdict = V_EXPIRED;
 		return;
 	}
@@ -130,7 +151,7 @@ classify_status(long status, const char *body, size_t len,
 
 void
 policy_classify(CURLcode res, long status, const char *body, size_t len,
-    long retry_after_s, struct verdict_info *out)
+                long retry_after_s, struct verdict_info *out)
 {
 	const char *why = NULL;
 
@@ -139,14 +160,14 @@ policy_classify(CURLcode res, long status, const char *body, size_t len,
 	if (res != CURLE_OK) {
 		out->verdict = V_RETRY;
 		snprintf(out->error, sizeof(out->error), "network: %s",
-		    curl_easy_strerror(res));
+		         curl_easy_strerror(res));
 		return;
 	}
 	if (status != 200) {
 		classify_status(status, body, len, retry_after_s, out);
 		return;
 	}
-	switch (policy_scan_body(body, len, &out->next_batch)) {
+	switch (scan_body(body, len, &out->next_batch, &out->is_empty)) {
 	case 0:
 		out->verdict = V_OK;
 		return;
@@ -161,23 +182,72 @@ policy_classify(CURLcode res, long status, const char *body, size_t len,
 	snprintf(out->error, sizeof(out->error), "http 200: %s", why);
 }
 
+/* Keys every /sync answer carries, news or not. */
+static bool
+is_always_there(const char *key)
+{
+	static const char *const keys[] = {
+	    "next_batch", "device_one_time_keys_count",
+	    "device_unused_fallback_key_types",
+	    "org.matrix.msc2732.device_unused_fallback_key_types"};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* null, [], {} or objects of those only: no news in it. */
+static bool
+is_empty_value(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		return true;
+	case json_type_array:
+		return json_object_array_length(v) == 0;
+	case json_type_object: {
+		json_object_object_foreach(v, key, child)
+		{
+			(void)key;
+			if (!is_empty_value(child))
+				return false;
+		}
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+static bool
+is_empty_body(struct json_object *o)
+{
+	json_object_object_foreach(o, key, v)
+	{
+		if (!is_always_there(key) && !is_empty_value(v))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Returns 0 and a new *next_batch when buf is one JSON object with a
  * non-empty string next_batch; -1 when it is not JSON (or not an object);
  * -2 when next_batch is missing, empty or not a string. json-c validates
  * the whole body (the same bounded parser the accumulator uses), so a body
  * the accumulator would refuse is never forwarded; the tree is freed at
- * once, so the cost is transient.
+ * once, so the cost is transient. *is_empty (if not NULL) tells whether
+ * the body carries anything besides next_batch and the key counts.
  */
-int
-policy_scan_body(const char *buf, size_t len, char **next_batch)
+static int
+scan_body(const char *buf, size_t len, char **next_batch, bool *is_empty)
 {
 	struct json_object *o, *nb;
 	int rc = -2;
 
 	*next_batch = NULL;
-	if (buf == NULL ||
-	    (o = json_parse_bounded(buf, len, NULL)) == NULL)
+	if (buf == NULL || (o = json_parse_bounded(buf, len, NULL)) == NULL)
 		return -1;
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
@@ -187,12 +257,56 @@ policy_scan_body(const char *buf, size_t len, char **next_batch)
 	    json_object_is_type(nb, json_type_string) &&
 	    json_object_get_string_len(nb) > 0 &&
 	    strlen(json_object_get_string(nb)) ==
-		(size_t)json_object_get_string_len(nb)) {
+	        (size_t)json_object_get_string_len(nb)) {
 		*next_batch = xstrdup(json_object_get_string(nb));
 		rc = 0;
 	}
+	if (is_empty != NULL)
+		*is_empty = is_empty_body(o);
 	json_object_put(o);
 	return rc;
+}
+
+int
+policy_scan_body(const char *buf, size_t len, char **next_batch)
+{
+	return scan_body(buf, len, next_batch, NULL);
+}
+
+/*
+ * An answer that did not move: next_batch is the since we sent, the body
+ * has nothing in it, and it came back well before the timeout we asked
+ * for (a long poll that ran its course also comes back unchanged, after
+ * waiting, and needs no delay). Such an upstream does not wait, so polling
+ * it again at once is a tight loop.
+ */
+bool
+policy_is_unchanged(const char *since, const struct verdict_info *vi,
+                    long long elapsed_ms, long long timeout_ms)
+{
+	if (vi->verdict != V_OK || vi->next_batch == NULL || since == NULL ||
+	    !vi->is_empty || strcmp(since, vi->next_batch) != 0)
+		return false;
+	return elapsed_ms < (timeout_ms / 2 > 100 ? timeout_ms / 2 : 100);
+}
+
+/*
+ * The delay before polling an upstream that answered unchanged for the
+ * attempt-th time in a row: the usual backoff, but never above the poll
+ * timeout (or the first backoff, if the timeout is shorter), so such a
+ * device costs at most what an idle long poll costs and news still
+ * arrives within one timeout.
+ */
+uint32_t
+policy_unchanged_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,
+                    long long timeout_ms, uint32_t rnd)
+{
+	uint64_t cap =
+	    timeout_ms > (long long)base_ms ? (uint64_t)timeout_ms : base_ms;
+
+	if (cap < cap_ms)
+		cap_ms = (uint32_t)cap;
+	return policy_backoff_ms(attempt, base_ms, cap_ms, rnd);
 }
 
 /*
@@ -205,7 +319,7 @@ policy_scan_body(const char *buf, size_t len, char **next_batch)
  */
 enum ack_action
 policy_ack(const char *since_in, const char *next_batch, bool ok,
-    const char *ack_since, const char *error)
+           const char *ack_since, const char *error)
 {
 	if (ack_since == NULL)
 		ack_since = "";

@@ -23,8 +23,9 @@
 
 #define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
 #define POLLER_USER_AGENT "syncv3-poller"
-#define POLLER_FP_LEN 16	/* token_hash prefix kept per device */
-#define POLLER_ERR_MAX 120	/* poll_error length we keep and report */
+#define LEASE_APP_NAME "syncv3-poller" /* counts live pollers */
+#define POLLER_FP_LEN 16               /* token_hash prefix kept per device */
+#define POLLER_ERR_MAX 120 /* poll_error length we keep and report */
 
 struct poller_config {
 	char *db;
@@ -43,15 +44,17 @@ struct poller_config {
 	long long max_body;
 	long long max_devices;
 	long long ack_timeout_ms;
+	long long low_speed_limit;
+	long long low_speed_secs;
 };
 
 /* Where a device is in its cycle; exactly one of these at a time. */
 enum dev_state {
-	DEV_WAITING,	/* queued for an initial-sync slot */
-	DEV_POLLING,	/* a v2 request is in flight */
-	DEV_ACK_WAIT,	/* body sent to the accumulator, waiting for its ack */
-	DEV_BACKOFF,	/* timer armed, then poll again */
-	DEV_STOPPED,	/* expired, lost or released; about to be freed */
+	DEV_WAITING,  /* queued for an initial-sync slot */
+	DEV_POLLING,  /* a v2 request is in flight */
+	DEV_ACK_WAIT, /* body sent to the accumulator, waiting for its ack */
+	DEV_BACKOFF,  /* timer armed, then poll again */
+	DEV_STOPPED,  /* expired, lost or released; about to be freed */
 };
 
 /* What the api sees (syncv3_devices.poll_state, PROTO_POLL_STATE). */
@@ -65,39 +68,44 @@ enum poll_state {
 
 struct device {
 	struct poller *p;
-	struct device *hnext;		/* device table chain */
-	TAILQ_ENTRY(device) entry;	/* all devices */
-	TAILQ_ENTRY(device) waitq;	/* waiting for an initial slot */
-	TAILQ_ENTRY(device) dirtyq;	/* poll state to write */
+	struct device *hnext;       /* device table chain */
+	TAILQ_ENTRY(device) entry;  /* all devices */
+	TAILQ_ENTRY(device) waitq;  /* waiting for an initial slot */
+	TAILQ_ENTRY(device) dirtyq; /* poll state to write */
 	char *user_id;
 	char *device_id;
 	char *token;
-	char *since;			/* committed since we poll with */
-	char fp[POLLER_FP_LEN + 1];	/* token_hash prefix */
+	char *since;                /* committed since we poll with */
+	char fp[POLLER_FP_LEN + 1]; /* token_hash prefix */
 	enum dev_state state;
-	enum poll_state ps;		/* last state reported */
+	enum poll_state ps; /* last state reported */
 	bool is_dirty;
-	bool is_initial_slot;		/* holds one of max_initial */
-	bool is_releasing;		/* shed: release instead of polling */
-	bool has_inflight_easy;		/* easy handle is in the multi */
-	unsigned hb_gen;		/* last heartbeat that returned it */
-	int attempt;			/* consecutive failures */
-	int send_attempt;		/* resends of the pending body */
-	long retry_after_s;		/* Retry-After header of this response */
-	CURL *easy;			/* reused for every request */
+	bool is_initial_slot;   /* holds one of max_initial */
+	bool is_releasing;      /* shed: release instead of polling */
+	bool has_inflight_easy; /* easy handle is in the multi */
+	unsigned hb_gen;        /* last heartbeat that returned it */
+	int attempt;            /* consecutive failures */
+	int send_attempt;       /* resends of the pending body */
+	int unchanged_attempt;  /* answers in a row that did not move */
+	long retry_after_s;     /* Retry-After header of this response */
+	CURL *easy;             /* reused for every request */
 	struct curl_slist *headers;
-	struct event *timer;		/* backoff and ack-resend */
-	char *body;			/* response, kept until acked */
+	struct event *timer;      /* backoff and ack-resend */
+	struct event *stall_ev;   /* low-speed check of the response */
+	long long req_start_ms;   /* when the request went out */
+	size_t rx_bytes, rx_mark; /* received; at the last stall check */
+	bool is_receiving;        /* the response has begun */
+	char *body;               /* response, kept until acked */
 	size_t body_len, body_cap;
-	char *next_batch;		/* pending, awaiting ack */
-	char error[POLLER_ERR_MAX];	/* last error, reported with backoff */
+	char *next_batch;           /* pending, awaiting ack */
+	char error[POLLER_ERR_MAX]; /* last error, reported with backoff */
 	long long retry_at_ms;
 };
 
 TAILQ_HEAD(device_q, device);
 
 struct poller_stats {
-	unsigned long long polls_ok;	/* 200 + acked */
+	unsigned long long polls_ok; /* 200 + acked */
 	unsigned long long polls_failed;
 	unsigned long long acks;
 	unsigned long long nacks;
@@ -118,21 +126,21 @@ struct poller {
 	/* lease.c */
 	PGconn *pg;
 	struct event *pg_ev;
-	struct event *claim_ev;		/* periodic */
-	struct event *claim_now_ev;	/* one-shot: NOTIFY, more to claim */
+	struct event *claim_ev;     /* periodic */
+	struct event *claim_now_ev; /* one-shot: NOTIFY, more to claim */
 	struct event *hb_ev;
 	struct event *flush_ev;
 	struct device_q dirty;
 	unsigned hb_gen;
-	long long hb_ok_ms;		/* last successful heartbeat */
-	long long share;		/* fair share of the active devices */
-	size_t nreleasing;		/* devices marked is_releasing */
+	long long hb_ok_ms; /* last successful heartbeat */
+	long long share;    /* fair share of the active devices */
+	size_t nreleasing;  /* devices marked is_releasing */
 	bool is_first_claim;
 	/* publish.c */
 	void *zctx;
 	void *dealer;
 	struct zmq_ev *zev;
-	void *monitor;			/* PAIR on the dealer's socket monitor */
+	void *monitor; /* PAIR on the dealer's socket monitor */
 	struct zmq_ev *mev;
 	uint64_t seq;
 	/* main.c */
@@ -143,31 +151,38 @@ struct poller {
 
 /* policy.c: pure decisions, unit-tested without a network */
 enum verdict {
-	V_OK,		/* 200 with a JSON body carrying next_batch */
-	V_EXPIRED,	/* token rejected: stop polling */
-	V_RATELIMIT,	/* 429: wait retry_ms */
-	V_RETRY,	/* 5xx, network, bad body: exponential backoff */
+	V_OK,        /* 200 with a JSON body carrying next_batch */
+	V_EXPIRED,   /* token rejected: stop polling */
+	V_RATELIMIT, /* 429: wait retry_ms */
+	V_RETRY,     /* 5xx, network, bad body: exponential backoff */
 };
 struct verdict_info {
 	enum verdict verdict;
-	long long retry_ms;		/* V_RATELIMIT */
-	char *next_batch;		/* V_OK: new string, caller frees */
+	long long retry_ms; /* V_RATELIMIT */
+	char *next_batch;   /* V_OK: new string, caller frees */
+	bool is_empty;      /* V_OK: no sections with content */
 	char error[POLLER_ERR_MAX];
 };
 enum ack_action {
-	ACK_ADVANCE,	/* committed: poll with next_batch */
-	ACK_STALE,	/* about an older message: ignore */
-	ACK_RELOAD,	/* rejected: reload since, poll again */
+	ACK_ADVANCE, /* committed: poll with next_batch */
+	ACK_STALE,   /* about an older message: ignore */
+	ACK_RELOAD,  /* rejected: reload since, poll again */
 };
 uint32_t policy_backoff_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,
-    uint32_t rnd);
+                           uint32_t rnd);
 char *policy_sync_url(const char *server, const char *since, long timeout_ms,
-    const char *filter);
+                      const char *filter);
 void policy_classify(CURLcode res, long status, const char *body, size_t len,
-    long retry_after_s, struct verdict_info *out);
+                     long retry_after_s, struct verdict_info *out);
 int policy_scan_body(const char *buf, size_t len, char **next_batch);
+bool policy_is_unchanged(const char *since, const struct verdict_info *vi,
+                         long long elapsed_ms, long long timeout_ms);
+uint32_t policy_unchanged_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,
+                             long long timeout_ms, uint32_t rnd);
+long long policy_request_timeout_ms(bool is_initial, long long poll_ms,
+                                    long long initial_s);
 enum ack_action policy_ack(const char *since_in, const char *next_batch,
-    bool ok, const char *ack_since, const char *error);
+                           bool ok, const char *ack_since, const char *error);
 char *policy_pg_array(const char *const *items, size_t n);
 long long policy_share(long long active, long long live, long long max);
 const char *poll_state_name(enum poll_state ps);
@@ -176,18 +191,19 @@ const char *poll_state_name(enum poll_state ps);
 void device_init(struct poller *p);
 void device_shutdown(struct poller *p);
 struct device *device_find(struct poller *p, const char *user_id,
-    const char *device_id);
+                           const char *device_id);
 struct device *device_add(struct poller *p, const char *user_id,
-    const char *device_id, char *token, const char *since, const char *fp);
+                          const char *device_id, char *token, const char *since,
+                          const char *fp);
 void device_start(struct device *d);
 void device_replace_token(struct device *d, char *token, const char *fp,
-    const char *since);
+                          const char *since);
 void device_drop(struct device *d);
 void device_set_ps(struct device *d, enum poll_state ps, const char *error);
 void device_backoff(struct device *d, long long delay_ms);
 void device_on_response(struct device *d, struct verdict_info *vi);
 void device_on_ack(struct device *d, bool ok, const char *since,
-    const char *error);
+                   const char *error);
 void device_ack_timeout(struct device *d);
 void device_release_slot(struct device *d);
 
@@ -196,13 +212,32 @@ int sync_start(struct device *d) WARN_UNUSED;
 void sync_abort(struct device *d);
 void sync_easy_free(struct device *d);
 
+/* lease_sql.c: every statement lease.c runs (prepared by a unit test) */
+enum lease_stmt_id {
+	LS_SHARE,
+	LS_CLAIM,
+	LS_HEARTBEAT,
+	LS_RELEASE,
+	LS_RELEASE_ALL,
+	LS_FLUSH,
+	LS_STOP,
+	LS_TOKEN,
+	LS_SINCE,
+	LS_COUNT
+};
+struct lease_stmt {
+	const char *name;
+	const char *sql;
+};
+extern const struct lease_stmt lease_stmts[LS_COUNT];
+
 /* lease.c: Postgres leases, LISTEN/NOTIFY, poll state writes */
 void lease_init(struct poller *p);
 void lease_shutdown(struct poller *p);
 void lease_mark_dirty(struct device *d);
 void lease_forget(struct device *d);
 int lease_stop_device(struct poller *p, struct device *d, const char *state,
-    const char *error);
+                      const char *error);
 int lease_reload_since(struct poller *p, struct device *d);
 void lease_release_device(struct device *d);
 void lease_flush(struct poller *p);

@@ -3,6 +3,15 @@
  * device and reused (keep-alive comes from the multi handle's connection
  * cache); each request only changes the URL and the timeout. The body is
  * collected up to max_body; curl_ev calls done_cb when it ends.
+ *
+ * Once the response has begun, a stall check (stall_cb, every
+ * low_speed_secs) abandons it when fewer than low_speed_limit bytes a
+ * second arrived over the last period: a body that stops half way is
+ * retried with backoff instead of holding the device until the request
+ * timeout (30 minutes for an initial sync). curl's own LOW_SPEED options
+ * cannot do this: they count from the start of the request, and the wait
+ * for a long poll's answer or for Synapse to build an initial sync is
+ * legitimately silent for much longer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +41,53 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 		d->body = xrealloc(d->body, cap);
 		d->body_cap = cap;
 	}
+	d->rx_bytes += n;
 	memcpy(d->body + d->body_len, ptr, n);
 	d->body_len += n;
 	d->body[d->body_len] = '\0';
 	return n;
+}
+
+static void
+stall_arm(struct device *d)
+{
+	long long secs = d->p->cfg.low_speed_secs;
+	struct timeval tv = {secs, 0};
+
+	d->is_receiving = true;
+	d->rx_mark = d->rx_bytes;
+	if (d->p->cfg.low_speed_limit > 0)
+		evtimer_add(d->stall_ev, &tv);
+}
+
+/* Too little arrived over the last period: give up on this response. */
+static void
+stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct device *d = arg;
+	struct poller *p = d->p;
+	struct verdict_info vi;
+
+	(void)fd;
+	(void)what;
+	if (!d->has_inflight_easy)
+		return;
+	if (d->rx_bytes - d->rx_mark >=
+	    (size_t)(p->cfg.low_speed_limit * p->cfg.low_speed_secs)) {
+		stall_arm(d);
+		return;
+	}
+	sync_abort(d);
+	memset(&vi, 0, sizeof(vi));
+	vi.verdict = V_RETRY;
+	vi.retry_ms = -1;
+	snprintf(vi.error, sizeof(vi.error),
+	         "network: stalled: under %lld "
+	         "bytes/s for %llds",
+	         p->cfg.low_speed_limit, p->cfg.low_speed_secs);
+	log_debug("device %s/%s: %zu bytes so far, %s", d->user_id,
+	          d->device_id, d->body_len, vi.error);
+	device_on_response(d, &vi);
 }
 
 static size_t
@@ -48,15 +100,18 @@ header_cb(char *buf, size_t size, size_t nitems, void *arg)
 	char tmp[32];
 	size_t vlen;
 
-	if (n > sizeof(name) - 1 && strncasecmp(buf, name,
-	    sizeof(name) - 1) == 0) {
+	d->rx_bytes += n;
+	if (!d->is_receiving)
+		stall_arm(d);
+	if (n > sizeof(name) - 1 &&
+	    strncasecmp(buf, name, sizeof(name) - 1) == 0) {
 		const char *s = buf + sizeof(name) - 1;
 
 		while (*s == ' ' && s < buf + n)
 			s++;
 		vlen = (size_t)(buf + n - s);
-		while (vlen > 0 && (s[vlen - 1] == '\r' || s[vlen - 1] == '\n' ||
-		    s[vlen - 1] == ' '))
+		while (vlen > 0 && (s[vlen - 1] == '\r' ||
+		                    s[vlen - 1] == '\n' || s[vlen - 1] == ' '))
 			vlen--;
 		if (vlen > 0 && vlen < sizeof(tmp)) {
 			memcpy(tmp, s, vlen);
@@ -76,11 +131,12 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 	long status = 0;
 
 	d->has_inflight_easy = false;
+	evtimer_del(d->stall_ev);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	policy_classify(res, status, d->body, d->body_len, d->retry_after_s,
-	    &vi);
+	                &vi);
 	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
-	    d->device_id, status, d->body_len, (int)res);
+	          d->device_id, status, d->body_len, (int)res);
 	device_on_response(d, &vi);
 	/* d may be gone now. */
 	free(vi.next_batch);
@@ -104,6 +160,9 @@ easy_setup(struct device *d)
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	/* Small receive buffer: thousands of idle long-polls each own one. */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
+	if (d->stall_ev == NULL &&
+	    (d->stall_ev = evtimer_new(d->p->base, stall_cb, d)) == NULL)
+		fatalx("evtimer_new failed");
 }
 
 int
@@ -126,18 +185,17 @@ sync_start(struct device *d)
 		curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, d->headers);
 	}
 	url = policy_sync_url(p->cfg.server, d->since,
-	    is_initial ? -1 : (long)p->cfg.poll_timeout_ms, POLLER_FILTER);
+	                      (long)p->cfg.poll_timeout_ms, POLLER_FILTER);
 	curl_easy_setopt(d->easy, CURLOPT_URL, url);
 	free(url);
-	if (is_initial)
-		timeout_ms = p->cfg.initial_timeout_s * 1000;
-	else
-		timeout_ms = p->cfg.poll_timeout_ms +
-		    (p->cfg.poll_timeout_ms / 2 > 10000 ?
-		    p->cfg.poll_timeout_ms / 2 : 10000);
+	timeout_ms = policy_request_timeout_ms(
+	    is_initial, p->cfg.poll_timeout_ms, p->cfg.initial_timeout_s);
 	curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	d->body_len = 0;
 	d->retry_after_s = -1;
+	d->rx_bytes = d->rx_mark = 0;
+	d->is_receiving = false;
+	d->req_start_ms = now_ms();
 	if (curl_ev_add(p->curl, d->easy, done_cb, d) == -1)
 		return -1;
 	d->has_inflight_easy = true;
@@ -151,6 +209,8 @@ sync_abort(struct device *d)
 		curl_ev_remove(d->p->curl, d->easy);
 		d->has_inflight_easy = false;
 	}
+	if (d->stall_ev != NULL)
+		evtimer_del(d->stall_ev);
 }
 
 void
@@ -162,4 +222,7 @@ sync_easy_free(struct device *d)
 	d->easy = NULL;
 	curl_slist_free_all(d->headers);
 	d->headers = NULL;
+	if (d->stall_ev != NULL)
+		event_free(d->stall_ev);
+	d->stall_ev = NULL;
 }

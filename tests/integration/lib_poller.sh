@@ -16,6 +16,8 @@ pt_register() {
 	printf '%s\n' "$tok"
 }
 pt_col() { psql_q "SELECT $3 FROM syncv3_devices WHERE user_id='$1' AND device_id='$2'"; }
+# pt_owner USER DEVICE: the poller holding the device's lease, or nothing
+pt_owner() { psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$1' AND device_id='$2'"; }
 # pt_requests TOKEN: /sync requests the simulated homeserver saw for it
 pt_requests() {
 	sim_get stats | jq --arg t "$1" '.tokens[$t].requests // 0'

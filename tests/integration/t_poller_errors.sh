@@ -20,7 +20,7 @@ TOK=$(pt_register "$U" "$D")
 start_poller poller
 wait_for "[ -n \"\$(pt_col $U $D since)\" ]" 15 || fail "initial sync not committed"
 wait_for "[ \"\$(pt_col $U $D poll_state)\" = polling ]" 5 || fail "state not polling"
-assert_eq "$(pt_col $U $D lease_owner)" poller "lease owner"
+assert_eq "$(pt_owner $U $D)" poller "lease owner"
 
 # --- 500s: back off, then recover ------------------------------------
 since0=$(pt_col $U $D since)
@@ -66,7 +66,7 @@ grep -q 'body is not JSON' "$T/poller.log" || fail "malformed body not classifie
 # --- 401: expired, lease released, polling stops ------------------------
 sim revoke "{\"access_token\":\"$TOK\"}" >/dev/null
 wait_for "[ \"\$(pt_col $U $D poll_state)\" = expired ]" 10 || fail "401: not expired"
-assert_eq "$(pt_col $U $D "coalesce(lease_owner,'')")" "" "401: lease not released"
+assert_eq "$(pt_owner $U $D)" "" "401: lease not released"
 n1=$(pt_requests "$TOK")
 sleep 3
 assert_eq "$(pt_requests "$TOK")" "$n1" "401: still polling"
@@ -87,5 +87,5 @@ is_running poller || fail "poller died"
 assert_eq "$(sim_get stats | jq --arg k "$U|$D" '.sync_inflight_max[$k]')" 1 \
     "more than one request in flight for the device"
 stop_proc poller
-assert_eq "$(pt_col $U $D "coalesce(lease_owner,'')")" "" "SIGTERM: lease not released"
+assert_eq "$(pt_owner $U $D)" "" "SIGTERM: lease not released"
 it_pass

@@ -17,7 +17,7 @@ assert_eq "$(pt_col $U $D poll_state)" polling "polling while fresh"
 
 # Nobody uses the device: it goes idle and upstream stops seeing it.
 wait_for "[ \"\$(pt_col $U $D poll_state)\" = idle ]" 20 || fail "device never went idle"
-assert_eq "$(pt_col $U $D "coalesce(lease_owner,'')")" "" "idle: lease released"
+assert_eq "$(pt_owner $U $D)" "" "idle: lease released"
 n1=$(pt_requests "$TOK")
 sleep 3
 assert_eq "$(pt_requests "$TOK")" "$n1" "idle: still polling upstream"

@@ -18,7 +18,7 @@ wait_for "grep -q 'polling http' '$T/poller.log' && grep -q 'polling http' '$T/p
     fail "pollers did not start"
 N=10
 for i in $(seq $N); do pt_register "@u$i:localhost" "D$i" >/dev/null; done
-owned() { psql_q "SELECT count(*) FROM syncv3_devices WHERE lease_owner = '$1'"; }
+owned() { psql_q "SELECT count(*) FROM syncv3_leases WHERE owner = '$1'"; }
 polled() { psql_q "SELECT count(*) FROM syncv3_devices WHERE since <> '' AND poll_state = 'polling'"; }
 wait_for "[ \$(polled) = $N ]" 20 || fail "not every device polled"
 log "split: poller=$(owned poller) poller2=$(owned poller2)"
@@ -26,7 +26,7 @@ assert_eq "$(owned poller) $(owned poller2)" "5 5" "devices split evenly"
 
 maxinf() { sim_get stats | jq -c '[.sync_inflight_max | to_entries[] | select(.value > 1) | .key]'; }
 # --- SIGKILL poller2: poller takes its devices over after the lease --------
-mapfile -t theirs < <(psql_q "SELECT user_id || ' ' || device_id FROM syncv3_devices WHERE lease_owner = 'poller2'")
+mapfile -t theirs < <(psql_q "SELECT user_id || ' ' || device_id FROM syncv3_leases WHERE owner = 'poller2'")
 kill9 poller2
 t0=$(date +%s%N)
 wait_for "[ \$(owned poller) = $N ]" 15 || fail "takeover did not happen"

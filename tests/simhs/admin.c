@@ -480,6 +480,12 @@ a_fail_clear(struct simhs *ctx, struct evhttp_request *req,
 }
 
 static void
+a_sync_log(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
+{
+	fail_sync_log(req, ctx, b);
+}
+
+static void
 a_pos(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 {
 	struct json_object *o = json_object_new_object();
@@ -513,6 +519,7 @@ static const struct admin_route admin_routes[] = {
     {"POST", "fail/clear", a_fail_clear},
     {"GET", "pos", a_pos},
     {"POST", "scenario", a_scenario},
+    {"GET", "sync_log", a_sync_log},
 };
 
 static bool

@@ -2,12 +2,18 @@
  * fail.c: failure injection. Rules added through POST /_simhs/fail match
  * the next N client-server requests (by route and optionally token) and
  * answer them badly: an error status, a non-JSON or cut-off body, a
- * dropped connection, or a delay. Held requests (drop, slow) are owned
- * here until their timer fires or the client goes away.
+ * dropped connection, a delay, a body that stalls half way, or an
+ * instant answer that does not move next_batch. Held requests (drop, slow,
+ * stall) are owned here until their timer fires or the client goes away.
+ * It also keeps the query strings of the last /sync requests, so a test
+ * can see what a client asked for (GET /_simhs/sync_log).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 
 #include "simhs.h"
 
@@ -20,7 +26,7 @@ struct fail_hold {
 };
 
 static const char *mode_names[] = {"status", "malformed", "truncated", "drop",
-                                   "slow"};
+                                   "slow",   "stall",     "unchanged"};
 
 static void
 rule_free(struct fail_rule *r)
@@ -111,6 +117,63 @@ fail_status(struct creq *c, const struct fail_rule *r)
 	creq_reply(c, r->status, o);
 }
 
+/*
+ * 200 and the first half of a body, sent at once, then nothing until
+ * delay_ms is over and the connection is dropped: a client without a
+ * stall limit waits for the rest as long as its own timeout lets it.
+ */
+static void
+fail_stall(struct creq *c, const struct fail_rule *r)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		creq_error(c, 500, "M_UNKNOWN", "Internal server error");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(c->req),
+	                  "Content-Type", "application/json");
+	evhttp_send_reply_start(c->req, 200, "OK");
+	evbuffer_add_printf(b,
+	                    "{\"next_batch\":\"s%llu_0_0_0_0_1_0_0_0_1\","
+	                    "\"rooms\":{\"join\":{\"!stall:%s\":{",
+	                    (unsigned long long)c->ctx->pos,
+	                    c->ctx->server_name);
+	evhttp_send_reply_chunk(c->req, b);
+	evbuffer_free(b);
+	fail_hold(c, true, r->delay_ms);
+}
+
+/*
+ * What a homeserver with nothing new says when it does not wait: 200 at
+ * once, next_batch equal to the since it was given (the current position
+ * without one), and no sections but the always-present key counts.
+ */
+static void
+fail_unchanged(struct creq *c)
+{
+	struct json_object *o = json_object_new_object(), *k;
+	struct evkeyvalq q;
+	const char *since = NULL;
+	char tok[200];
+
+	TAILQ_INIT(&q);
+	if (c->query != NULL && evhttp_parse_query_str(c->query, &q) == 0)
+		since = evhttp_find_header(&q, "since");
+	if (since == NULL || since[0] == '\0') {
+		token_format(tok, sizeof(tok), c->ctx->pos, c->ctx->pos);
+		since = tok;
+	}
+	json_add_str(o, "next_batch", since);
+	k = json_object_new_object();
+	json_add_int(k, "signed_curve25519", 0);
+	json_object_object_add(o, "device_one_time_keys_count", k);
+	json_object_object_add(o, "device_unused_fallback_key_types",
+	                       json_object_new_array());
+	evhttp_clear_headers(&q);
+	creq_reply(c, 200, o);
+}
+
 static void
 fail_apply(struct creq *c, const struct fail_rule *r)
 {
@@ -141,7 +204,56 @@ fail_apply(struct creq *c, const struct fail_rule *r)
 	case FAIL_SLOW:
 		fail_hold(c, false, r->delay_ms);
 		break;
+	case FAIL_STALL:
+		fail_stall(c, r);
+		break;
+	case FAIL_UNCHANGED:
+		fail_unchanged(c);
+		break;
 	}
+}
+
+/* Keeps the query of a /sync request in the ring of the last ones. */
+static void
+fail_log_sync(struct creq *c)
+{
+	struct sync_log_ent *e;
+
+	if (!c->is_sync)
+		return;
+	e = &c->ctx->sync_log[c->ctx->sync_log_n++ % SYNC_LOG_MAX];
+	free(e->token);
+	free(e->query);
+	e->token = c->token_str != NULL ? xstrdup(c->token_str) : NULL;
+	e->query = c->query != NULL ? xstrdup(c->query) : NULL;
+}
+
+/* GET /_simhs/sync_log[?access_token=]: oldest first. */
+void
+fail_sync_log(struct evhttp_request *req, struct simhs *ctx,
+              struct json_object *b)
+{
+	const char *tok = json_str(b, "access_token");
+	struct json_object *o = json_object_new_object();
+	struct json_object *a = json_object_new_array(), *x;
+	uint64_t i =
+	    ctx->sync_log_n > SYNC_LOG_MAX ? ctx->sync_log_n - SYNC_LOG_MAX : 0;
+
+	for (; i < ctx->sync_log_n; i++) {
+		struct sync_log_ent *e = &ctx->sync_log[i % SYNC_LOG_MAX];
+
+		if (tok != NULL &&
+		    (e->token == NULL || strcmp(e->token, tok) != 0))
+			continue;
+		x = json_object_new_object();
+		if (e->token != NULL)
+			json_add_str(x, "access_token", e->token);
+		json_add_str(x, "query", e->query != NULL ? e->query : "");
+		json_object_array_add(a, x);
+	}
+	json_object_object_add(o, "requests", a);
+	json_add_int(o, "total", (int64_t)ctx->sync_log_n);
+	http_reply_json(req, 200, o);
 }
 
 /* Returns true when a rule took over the request. */
@@ -150,6 +262,7 @@ fail_check(struct creq *c)
 {
 	struct fail_rule *r, copy;
 
+	fail_log_sync(c);
 	TAILQ_FOREACH(r, &c->ctx->fails, entry)
 	{
 		if (strcmp(r->path, "*") != 0 && strcmp(r->path, c->route) != 0)
@@ -225,8 +338,9 @@ fail_add(struct evhttp_request *req, struct simhs *ctx,
 		rule_free(r);
 		http_reply_error(
 		    req, 400, "M_INVALID_PARAM",
-		    "bad fail rule: mode status|malformed|truncated|drop|slow, "
-		    "count 1.., status 100-599, delay_ms 0-600000");
+		    "bad fail rule: mode status|malformed|truncated|drop|slow|"
+		    "stall|unchanged, count 1.., status 100-599, "
+		    "delay_ms 0-600000");
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctx->fails, r, entry);
@@ -260,4 +374,9 @@ fail_shutdown(struct simhs *ctx)
 		hold_free(h);
 	}
 	fail_clear(ctx);
+	for (size_t i = 0; i < SYNC_LOG_MAX; i++) {
+		free(ctx->sync_log[i].token);
+		free(ctx->sync_log[i].query);
+		ctx->sync_log[i].token = ctx->sync_log[i].query = NULL;
+	}
 }

@@ -165,6 +165,8 @@ enum fail_mode {
 	FAIL_TRUNCATED,
 	FAIL_DROP,
 	FAIL_SLOW,
+	FAIL_STALL,     /* 200, half a body, then silence */
+	FAIL_UNCHANGED, /* 200 at once, next_batch = the since sent */
 };
 
 struct fail_rule {
@@ -182,6 +184,13 @@ TAILQ_HEAD(fail_q, fail_rule);
 
 struct fail_hold;
 TAILQ_HEAD(fail_hold_q, fail_hold);
+
+/* The query strings of the last SYNC_LOG_MAX /sync requests (fail.c). */
+#define SYNC_LOG_MAX 256
+struct sync_log_ent {
+	char *token; /* as presented, may be NULL */
+	char *query; /* raw, may be NULL */
+};
 
 struct simhs {
 	struct event_base *base;
@@ -204,6 +213,8 @@ struct simhs {
 	uint64_t sync_requests;
 	size_t nwaiters;
 	size_t nevents;
+	struct sync_log_ent sync_log[SYNC_LOG_MAX];
+	uint64_t sync_log_n; /* requests logged since start */
 };
 
 /* util.c */
@@ -305,6 +316,8 @@ bool fail_check(struct creq *);
 void fail_add(struct evhttp_request *, struct simhs *, struct json_object *);
 void fail_clear(struct simhs *);
 void fail_shutdown(struct simhs *);
+void fail_sync_log(struct evhttp_request *, struct simhs *,
+                   struct json_object *);
 
 /* admin.c */
 void admin_dispatch(struct simhs *, struct evhttp_request *, const char *);

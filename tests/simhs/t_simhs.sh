@@ -227,6 +227,19 @@ check "events" "$(curl -sS "$H/_simhs/rooms/$ROOM/events")" 'd["events"][0]["typ
 [ "$(status GET "$CS/sync?timeout=abc" -H "Authorization: Bearer $ALICE")" = 400 ] || fail "bad timeout"
 [ "$(status GET "$H/%00x")" = 400 ] || fail "nul in path"
 
+# --- failure modes stall and unchanged, the /sync query log ------------
+admin fail '{"path":"sync","access_token":"'"$BOB"'","mode":"unchanged","count":2}' >/dev/null
+R=$(cs "$BOB" "sync?since=s1_0_1_1_1_1_0_1_0_1&timeout=5000")
+check "unchanged: next_batch is the since" "$R" 'd["next_batch"] == "s1_0_1_1_1_1_0_1_0_1" and "rooms" not in d'
+check "unchanged: no since" "$(cs "$BOB" "sync?timeout=5000")" 'd["next_batch"].startswith("s") and "rooms" not in d'
+admin fail '{"path":"sync","access_token":"'"$BOB"'","mode":"stall","delay_ms":1500}' >/dev/null
+S0=$(date +%s%N)
+curl -sS -o "$T/stall" -H "Authorization: Bearer $BOB" "$CS/sync" 2>/dev/null && fail "stall: body completed"
+MS=$(( ($(date +%s%N) - S0) / 1000000 ))
+[ "$MS" -ge 1400 ] || fail "stall: dropped after ${MS}ms"
+grep -q '"next_batch"' "$T/stall" || fail "stall: no half body"
+check "sync_log" "$(curl -sS "$H/_simhs/sync_log?access_token=$BOB")" '[r["query"] for r in d["requests"]][-3:] == ["since=s1_0_1_1_1_1_0_1_0_1&timeout=5000", "timeout=5000", ""] and d["total"] >= 3'
+
 # --- clean exit --------------------------------------------------------
 kill -TERM "$PID"
 wait "$PID"

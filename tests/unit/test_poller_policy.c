@@ -1,5 +1,6 @@
-/* Unit tests for poller/policy.c: backoff, URLs, classification, body
- * scanning, ack matching, array literals, fair share. */
+/* Unit tests for poller/policy.c: backoff, URLs, request timeouts,
+ * classification, body scanning, unchanged answers, ack matching, array
+ * literals, fair share. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,7 +27,7 @@ test_backoff(void **state)
 	for (int a = 1; a < 200; a++)
 		for (uint32_t r = 0; r < 100000; r += 9973)
 			assert_true(policy_backoff_ms(a, 1000, 60000,
-			    r * 4099u) < 60000);
+			                              r * 4099u) < 60000);
 	assert_true(policy_backoff_ms(1000, 1000, 60000, 12345) >= 6000);
 	/* full jitter: draws spread over the range */
 	uint32_t lo = UINT32_MAX, hi = 0;
@@ -47,15 +48,21 @@ test_url(void **state)
 
 	(void)state;
 	u = policy_sync_url("http://hs:8008/", "s72_1 2/3&x=+", 30000,
-	    POLLER_FILTER);
-	assert_string_equal(u, "http://hs:8008/_matrix/client/v3/sync?"
-	    "timeout=30000&set_presence=offline&filter=%7B%22room%22%3A%7B"
-	    "%22timeline%22%3A%7B%22limit%22%3A50%7D%7D%7D"
-	    "&since=s72_1%202%2F3%26x%3D%2B");
+	                    POLLER_FILTER);
+	assert_string_equal(
+	    u, "http://hs:8008/_matrix/client/v3/sync?"
+	       "timeout=30000&set_presence=offline&filter=%7B%22room%22%3A%7B"
+	       "%22timeline%22%3A%7B%22limit%22%3A50%7D%7D%7D"
+	       "&since=s72_1%202%2F3%26x%3D%2B");
+	free(u);
+	/* The initial sync carries a timeout too (issue #9). */
+	u = policy_sync_url("http://hs", "", 30000, "{}");
+	assert_string_equal(u,
+	                    "http://hs/_matrix/client/v3/sync?"
+	                    "timeout=30000&set_presence=offline&filter=%7B%7D");
 	free(u);
 	u = policy_sync_url("http://hs", "", -1, "{}");
-	assert_string_equal(u, "http://hs/_matrix/client/v3/sync?"
-	    "set_presence=offline&filter=%7B%7D");
+	assert_non_null(strstr(u, "?timeout=0&"));
 	free(u);
 	u = policy_sync_url("http://hs", NULL, 0, "{}");
 	assert_non_null(strstr(u, "timeout=0&"));
@@ -64,8 +71,20 @@ test_url(void **state)
 }
 
 static void
+test_request_timeout(void **state)
+{
+	(void)state;
+	/* incremental: the poll timeout plus half of it, at least 10 s */
+	assert_int_equal(policy_request_timeout_ms(false, 30000, 1800), 45000);
+	assert_int_equal(policy_request_timeout_ms(false, 1000, 1800), 11000);
+	/* initial: the long timeout, never below an incremental one */
+	assert_int_equal(policy_request_timeout_ms(true, 30000, 1800), 1800000);
+	assert_int_equal(policy_request_timeout_ms(true, 600000, 10), 900000);
+}
+
+static void
 classify(CURLcode res, long status, const char *body, long ra,
-    struct verdict_info *vi)
+         struct verdict_info *vi)
 {
 	policy_classify(res, status, body, body ? strlen(body) : 0, ra, vi);
 }
@@ -77,7 +96,7 @@ test_classify(void **state)
 
 	(void)state;
 	classify(CURLE_OK, 200, "{\"next_batch\":\"s1\",\"rooms\":{}}", -1,
-	    &vi);
+	         &vi);
 	assert_int_equal(vi.verdict, V_OK);
 	assert_string_equal(vi.next_batch, "s1");
 	free(vi.next_batch);
@@ -92,8 +111,10 @@ test_classify(void **state)
 	classify(CURLE_OK, 403, "{\"errcode\":\"M_FORBIDDEN\"}", -1, &vi);
 	assert_int_equal(vi.verdict, V_RETRY);
 
-	classify(CURLE_OK, 429, "{\"errcode\":\"M_LIMIT_EXCEEDED\","
-	    "\"retry_after_ms\":2500}", 9, &vi);
+	classify(CURLE_OK, 429,
+	         "{\"errcode\":\"M_LIMIT_EXCEEDED\","
+	         "\"retry_after_ms\":2500}",
+	         9, &vi);
 	assert_int_equal(vi.verdict, V_RATELIMIT);
 	assert_int_equal(vi.retry_ms, 2500);
 	classify(CURLE_OK, 429, "nope", 3, &vi);
@@ -137,20 +158,34 @@ test_scan(void **state)
 	 * single quotes, so those are not listed; the accumulator parses with
 	 * the same library, so poller and accumulator agree on what is JSON.
 	 */
-	static const char *bad[] = {"", "[]", "{", "{\"a\":}", "{\"a\":1,}",
-	    "{\"a\":01}", "{\"a\":tru}", "{\"a\":\"\\x\"}",
-	    "{\"a\":\"\xc3\x28\"}", "{} x",
-	    "{\"a\" 1}", "{\"a\":[1 2]}", "{\"a\":-}",
-	    "{\"a\":\"\\u12g4\"}", "{\"a\":\"abc}", NULL};
+	static const char *bad[] = {"",
+	                            "[]",
+	                            "{",
+	                            "{\"a\":}",
+	                            "{\"a\":1,}",
+	                            "{\"a\":01}",
+	                            "{\"a\":tru}",
+	                            "{\"a\":\"\\x\"}",
+	                            "{\"a\":\"\xc3\x28\"}",
+	                            "{} x",
+	                            "{\"a\" 1}",
+	                            "{\"a\":[1 2]}",
+	                            "{\"a\":-}",
+	                            "{\"a\":\"\\u12g4\"}",
+	                            "{\"a\":\"abc}",
+	                            NULL};
 
 	(void)state;
 	for (int i = 0; bad[i] != NULL; i++) {
 		assert_int_equal(scan(bad[i], &nb), -1);
 		assert_null(nb);
 	}
-	assert_int_equal(scan(" {\"next_batch\" : \"s_1\" , \"x\":[1,-2.5e+3,"
-	    "true,false,null,{\"next_batch\":\"inner\"},\"\\u00e9\\n\"]}\n",
-	    &nb), 0);
+	assert_int_equal(
+	    scan(
+	        " {\"next_batch\" : \"s_1\" , \"x\":[1,-2.5e+3,"
+	        "true,false,null,{\"next_batch\":\"inner\"},\"\\u00e9\\n\"]}\n",
+	        &nb),
+	    0);
 	assert_string_equal(nb, "s_1");
 	free(nb);
 	/* an inner next_batch does not count */
@@ -162,7 +197,9 @@ test_scan(void **state)
 	free(nb);
 	/* valid UTF-8 passes */
 	assert_int_equal(scan("{\"next_batch\":\"s\",\"t\":\"\xc3\xa9\xe2"
-	    "\x82\xac\xf0\x9f\x98\x80\"}", &nb), 0);
+	                      "\x82\xac\xf0\x9f\x98\x80\"}",
+	                      &nb),
+	                 0);
 	free(nb);
 	/* depth limit */
 	char deep[200];
@@ -173,8 +210,8 @@ test_scan(void **state)
 	assert_int_equal(scan(obj, &nb), -1);
 	free(obj);
 	/* not NUL-terminated: only len counts */
-	assert_int_equal(policy_scan_body("{\"next_batch\":\"s9\"}garbage", 19,
-	    &nb), 0);
+	assert_int_equal(
+	    policy_scan_body("{\"next_batch\":\"s9\"}garbage", 19, &nb), 0);
 	assert_string_equal(nb, "s9");
 	free(nb);
 }
@@ -188,20 +225,19 @@ test_ack(void **state)
 	/* ok for an older message */
 	assert_int_equal(policy_ack("s2", "s3", true, "s2", ""), ACK_STALE);
 	/* our resend after the first copy committed */
-	assert_int_equal(policy_ack("s1", "s2", false, "s2",
-	    "since mismatch"), ACK_ADVANCE);
+	assert_int_equal(policy_ack("s1", "s2", false, "s2", "since mismatch"),
+	                 ACK_ADVANCE);
 	/* mismatch nack of an older duplicate: store still at since_in */
-	assert_int_equal(policy_ack("s2", "s3", false, "s2",
-	    "since mismatch"), ACK_STALE);
+	assert_int_equal(policy_ack("s2", "s3", false, "s2", "since mismatch"),
+	                 ACK_STALE);
 	/* real rejections */
-	assert_int_equal(policy_ack("s2", "s3", false, "s7",
-	    "since mismatch"), ACK_RELOAD);
+	assert_int_equal(policy_ack("s2", "s3", false, "s7", "since mismatch"),
+	                 ACK_RELOAD);
 	assert_int_equal(policy_ack("s2", "s3", false, "s2", "db error"),
-	    ACK_RELOAD);
+	                 ACK_RELOAD);
 	assert_int_equal(policy_ack("s2", "s3", false, "", "bad body"),
-	    ACK_RELOAD);
-	assert_int_equal(policy_ack("s2", "s3", false, NULL, NULL),
-	    ACK_RELOAD);
+	                 ACK_RELOAD);
+	assert_int_equal(policy_ack("s2", "s3", false, NULL, NULL), ACK_RELOAD);
 }
 
 static void
@@ -230,17 +266,91 @@ test_share(void **state)
 	assert_int_equal(policy_share(0, 3, 0), 0);
 }
 
+static void
+ok_body(const char *body, struct verdict_info *vi)
+{
+	policy_classify(CURLE_OK, 200, body, strlen(body), -1, vi);
+	assert_int_equal(vi->verdict, V_OK);
+}
+
+static void
+test_unchanged(void **state)
+{
+	static const char *empty[] = {
+	    "{\"next_batch\":\"s1\"}",
+	    "{\"next_batch\":\"s1\",\"device_one_time_keys_count\":"
+	    "{\"signed_curve25519\":50},\"device_unused_fallback_key_types\":"
+	    "[\"signed_curve25519\"],\"org.matrix.msc2732.device_unused_"
+	    "fallback_key_types\":[]}",
+	    "{\"next_batch\":\"s1\",\"rooms\":{\"join\":{},\"invite\":{}},"
+	    "\"presence\":{\"events\":[]},\"to_device\":null,"
+	    "\"device_lists\":{\"changed\":[],\"left\":[]}}",
+	};
+	static const char *news[] = {
+	    "{\"next_batch\":\"s1\",\"to_device\":{\"events\":[{}]}}",
+	    "{\"next_batch\":\"s1\",\"rooms\":{\"join\":{\"!r:hs\":{"
+	    "\"timeline\":{\"events\":[],\"limited\":false}}}}}",
+	    "{\"next_batch\":\"s1\",\"device_lists\":{\"changed\":"
+	    "[\"@a:hs\"]}}",
+	};
+	struct verdict_info vi;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+		ok_body(empty[i], &vi);
+		assert_true(vi.is_empty);
+		/* same since, fast: unchanged */
+		assert_true(policy_is_unchanged("s1", &vi, 5, 30000));
+		/* a long poll that ran its course is not */
+		assert_false(policy_is_unchanged("s1", &vi, 30000, 30000));
+		/* a moved next_batch is progress */
+		assert_false(policy_is_unchanged("s0", &vi, 5, 30000));
+		/* the initial sync (no since) never is */
+		assert_false(policy_is_unchanged("", &vi, 5, 30000));
+		/* timeout 0: anything under 100 ms counts as at once */
+		assert_true(policy_is_unchanged("s1", &vi, 50, 0));
+		free(vi.next_batch);
+	}
+	for (size_t i = 0; i < sizeof(news) / sizeof(news[0]); i++) {
+		ok_body(news[i], &vi);
+		assert_false(vi.is_empty);
+		assert_false(policy_is_unchanged("s1", &vi, 5, 30000));
+		free(vi.next_batch);
+	}
+	/* an error is never an unchanged answer */
+	classify(CURLE_OK, 500, "{}", -1, &vi);
+	assert_false(policy_is_unchanged("s1", &vi, 5, 30000));
+
+	/* delays grow from the base, capped by the poll timeout */
+	assert_true(policy_unchanged_ms(1, 1000, 60000, 30000, 0) < 1000);
+	assert_int_equal(policy_unchanged_ms(3, 1000, 60000, 30000, 3599),
+	                 3999);
+	for (int a = 1; a < 100; a++) {
+		assert_true(policy_unchanged_ms(a, 1000, 60000, 30000,
+		                                UINT32_MAX) < 30000);
+		assert_true(policy_unchanged_ms(a, 200, 2000, 30000,
+		                                UINT32_MAX) < 2000);
+	}
+	assert_int_equal(policy_unchanged_ms(20, 1000, 60000, 30000, 26999),
+	                 29999);
+	/* a poll timeout under the base: the base still applies */
+	assert_true(policy_unchanged_ms(5, 1000, 60000, 0, 0) >= 100);
+	assert_true(policy_unchanged_ms(5, 1000, 60000, 0, UINT32_MAX) < 1000);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_url),
-		cmocka_unit_test(test_classify),
-		cmocka_unit_test(test_scan),
-		cmocka_unit_test(test_ack),
-		cmocka_unit_test(test_pg_array),
-		cmocka_unit_test(test_share),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_url),
+	    cmocka_unit_test(test_request_timeout),
+	    cmocka_unit_test(test_unchanged),
+	    cmocka_unit_test(test_classify),
+	    cmocka_unit_test(test_scan),
+	    cmocka_unit_test(test_ack),
+	    cmocka_unit_test(test_pg_array),
+	    cmocka_unit_test(test_share),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

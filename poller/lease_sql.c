@@ -1,0 +1,137 @@
+/*
+ * lease_sql.c: every statement lease.c runs, in one table so a unit test
+ * (tests/unit/test_poller_lease.c) can prepare each one and run them
+ * against accumulator-style batches.
+ *
+ * Lock order (docs/INTERNALS.md, "Row locks"): leases live in
+ * syncv3_leases, which the accumulator never touches, so renewing,
+ * claiming and releasing them never waits on an accumulator batch. Every
+ * statement here that locks several lease rows locks them in (user_id,
+ * device_id) order, so two pollers cannot deadlock on them either. The
+ * only device rows written here are poll states: the flush takes them
+ * with SKIP LOCKED (it never waits; a skipped device is written on the
+ * next flush) and the stop of one device locks that one row last.
+ */
+#include "poller.h"
+
+const struct lease_stmt lease_stmts[LS_COUNT] = {
+    /* $1 idle secs -> live pollers, active devices */
+    [LS_SHARE] =
+        {"lease share",
+         "SELECT (SELECT count(*) FROM pg_stat_activity"
+         " WHERE datname = current_database()"
+         " AND application_name = '" LEASE_APP_NAME "'),"
+         " (SELECT count(*) FROM syncv3_devices"
+         " WHERE poll_state <> 'expired'"
+         " AND last_seen > now() - make_interval(secs => $1::bigint))"},
+    /*
+     * $1 owner, $2 limit, $3 idle secs, $4 lease secs. Devices without
+     * a live lease, most recently used first; the lease rows are
+     * written in key order, and one another poller took meanwhile
+     * (its expiry is in the future once we get its row) is left alone.
+     * Device rows are only read.
+     */
+    [LS_CLAIM] = {"lease claim",
+                  "WITH c AS (SELECT d.user_id, d.device_id, d.token_enc,"
+                  " d.since, left(d.token_hash, 16) AS fp"
+                  " FROM syncv3_devices d LEFT JOIN syncv3_leases l"
+                  " ON l.user_id = d.user_id AND l.device_id = d.device_id"
+                  " WHERE d.poll_state <> 'expired'"
+                  " AND (l.expires IS NULL OR l.expires < now())"
+                  " AND d.last_seen > now() - make_interval(secs => $3::bigint)"
+                  " ORDER BY d.last_seen DESC LIMIT $2::int),"
+                  " w AS (INSERT INTO syncv3_leases AS x"
+                  " (user_id, device_id, owner, expires)"
+                  " SELECT user_id, device_id, $1::text,"
+                  " now() + make_interval(secs => $4::bigint) FROM c"
+                  " ORDER BY user_id, device_id"
+                  " ON CONFLICT (user_id, device_id) DO UPDATE"
+                  " SET owner = excluded.owner, expires = excluded.expires"
+                  " WHERE x.expires < now()"
+                  " RETURNING x.user_id, x.device_id)"
+                  " SELECT c.user_id, c.device_id, c.token_enc, c.since, c.fp"
+                  " FROM c JOIN w ON w.user_id = c.user_id"
+                  " AND w.device_id = c.device_id"},
+    /*
+     * $1 owner, $2 lease secs, $3 idle secs. Renews every lease of
+     * ours, locked in key order; returns each with its device's token
+     * fingerprint, poll state and whether it is still in use (device
+     * rows read, not locked).
+     */
+    [LS_HEARTBEAT] =
+        {"lease heartbeat",
+         "UPDATE syncv3_leases l SET"
+         " expires = now() + make_interval(secs => $2::bigint)"
+         " FROM (SELECT user_id, device_id FROM syncv3_leases"
+         " WHERE owner = $1 ORDER BY user_id, device_id"
+         " FOR UPDATE) k, syncv3_devices d"
+         " WHERE l.user_id = k.user_id AND l.device_id = k.device_id"
+         " AND l.owner = $1"
+         " AND d.user_id = l.user_id AND d.device_id = l.device_id"
+         " RETURNING l.user_id, l.device_id, left(d.token_hash, 16),"
+         " d.poll_state,"
+         " d.last_seen > now() - make_interval(secs => $3::bigint)"},
+    /* $1 owner, $2 user, $3 device */
+    [LS_RELEASE] = {"lease release",
+                    "DELETE FROM syncv3_leases WHERE owner = $1"
+                    " AND user_id = $2 AND device_id = $3"},
+    /* $1 owner: every lease of ours, in key order */
+    [LS_RELEASE_ALL] = {"lease release all",
+                        "DELETE FROM syncv3_leases l USING (SELECT user_id,"
+                        " device_id FROM syncv3_leases WHERE owner = $1"
+                        " ORDER BY user_id, device_id FOR UPDATE) k"
+                        " WHERE l.user_id = k.user_id"
+                        " AND l.device_id = k.device_id"},
+    /*
+     * $1 owner, $2-$6 arrays of user, device, state, error, token
+     * fingerprint. Writes the poll states of devices we hold whose
+     * token is still the one we poll with, taking their rows with SKIP
+     * LOCKED in key order; returns the ones it skipped (locked by
+     * someone else just now), which stay to be written next time.
+     */
+    [LS_FLUSH] = {"lease flush",
+                  "WITH v AS (SELECT * FROM unnest($2::text[], $3::text[],"
+                  " $4::text[], $5::text[], $6::text[]) AS v(u, dv, s, e, fp)),"
+                  " m AS (SELECT v.u, v.dv, v.s, v.e FROM v"
+                  " JOIN syncv3_leases l ON l.user_id = v.u"
+                  " AND l.device_id = v.dv AND l.owner = $1"
+                  " JOIN syncv3_devices d ON d.user_id = v.u"
+                  " AND d.device_id = v.dv AND left(d.token_hash, 16) = v.fp),"
+                  " k AS (SELECT d.user_id, d.device_id, m.s, m.e"
+                  " FROM syncv3_devices d JOIN m ON d.user_id = m.u"
+                  " AND d.device_id = m.dv ORDER BY d.user_id, d.device_id"
+                  " FOR UPDATE OF d SKIP LOCKED),"
+                  " w AS (UPDATE syncv3_devices d SET poll_state = k.s,"
+                  " poll_error = k.e, poll_updated = now() FROM k"
+                  " WHERE d.user_id = k.user_id AND d.device_id = k.device_id"
+                  " RETURNING d.user_id, d.device_id)"
+                  " SELECT m.u, m.dv FROM m WHERE NOT EXISTS (SELECT 1 FROM w"
+                  " WHERE w.user_id = m.u AND w.device_id = m.dv)"},
+    /*
+     * $1 user, $2 device, $3 state, $4 error, $5 owner, $6 token
+     * fingerprint: a final state (expired, idle) and the lease given
+     * back, if the device is still ours with that token. One lease row,
+     * then one device row.
+     */
+    [LS_STOP] =
+        {"lease stop",
+         "WITH r AS (DELETE FROM syncv3_leases l WHERE l.user_id = $1"
+         " AND l.device_id = $2 AND l.owner = $5 AND EXISTS (SELECT 1"
+         " FROM syncv3_devices d WHERE d.user_id = $1"
+         " AND d.device_id = $2 AND left(d.token_hash, 16) = $6)"
+         " RETURNING l.user_id, l.device_id)"
+         " UPDATE syncv3_devices d SET poll_state = $3, poll_error = $4,"
+         " poll_updated = now() FROM r WHERE d.user_id = r.user_id"
+         " AND d.device_id = r.device_id"
+         " AND left(d.token_hash, 16) = $6"},
+    /* $1 user, $2 device, $3 owner: the token of a device we hold */
+    [LS_TOKEN] = {"lease token",
+                  "SELECT d.token_enc, d.since, left(d.token_hash, 16)"
+                  " FROM syncv3_devices d JOIN syncv3_leases l"
+                  " ON l.user_id = d.user_id AND l.device_id = d.device_id"
+                  " WHERE d.user_id = $1 AND d.device_id = $2"
+                  " AND l.owner = $3"},
+    /* $1 user, $2 device: the committed since */
+    [LS_SINCE] = {"lease since", "SELECT since FROM syncv3_devices"
+                                 " WHERE user_id = $1 AND device_id = $2"},
+};
