@@ -160,32 +160,26 @@ int normalise(const char *body, size_t len, const char *user_id,
     struct acc_changes *out, const char **err) WARN_UNUSED;
 void normalise_free(struct acc_changes *c);
 
-/* notify.c */
+/* notice.c: the notices of one message, sent after COMMIT */
+struct notice_list {
+	struct proto_notice *v;	/* seq and epoch unset */
+	char **bufs;		/* bufs[i] owns the strings v[i] points to */
+	size_t n, cap;
+};
+void notice_add(struct notice_list *l, const struct proto_notice *n);
+void notice_clear(struct notice_list *l);
+
+/* notify.c: the PUB socket */
 struct notify;
 struct notify *notify_new(struct event_base *base, void *zctx,
-    const char *endpoint, PGconn *db);
-void notify_send(struct notify *n, int type, int64_t pos, const char *room,
-    const char *user, const char *device, const char *membership,
-    const char *state);
+    const char *endpoint);
+void notify_send(struct notify *n, const struct proto_notice *pn);
+void notify_send_list(struct notify *n, const struct notice_list *l);
 void notify_set_pos(struct notify *n, int64_t pos);
 void notify_free(struct notify *n);
 
 /* store.c: the writer connection */
 struct store;
-struct notice {
-	int type;
-	int64_t pos;
-	char *room, *user, *device, *membership, *state;
-};
-struct notice_list {
-	struct notice *v;
-	size_t n, cap;
-};
-void notice_add(struct notice_list *l, int type, int64_t pos,
-    const char *room, const char *user, const char *device,
-    const char *membership, const char *state);
-void notice_list_clear(struct notice_list *l);
-
 struct store_msg {
 	/* in */
 	const char *user_id, *device_id, *since_in, *next_batch;
@@ -206,7 +200,6 @@ struct store_stats {
 
 struct store *store_new(const char *conninfo);
 void store_free(struct store *st);
-PGconn *store_conn(struct store *st);
 int store_batch_begin(struct store *st) WARN_UNUSED;
 /*
  * Takes one message into the batch: the messages of a batch are applied

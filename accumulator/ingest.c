@@ -153,11 +153,8 @@ batch_cb(evutil_socket_t fd, short what, void *arg)
 	zmq_ev_kick(in->ze);
 	while ((it = TAILQ_FIRST(&taken)) != NULL) {
 		TAILQ_REMOVE(&taken, it, entry);
-		for (size_t i = 0; committed && i < it->sm.notices.n; i++) {
-			struct notice *x = &it->sm.notices.v[i];
-			notify_send(in->nt, x->type, x->pos, x->room, x->user,
-			    x->device, x->membership, x->state);
-		}
+		if (committed)
+			notify_send_list(in->nt, &it->sm.notices);
 		item_free(it);
 	}
 	notify_set_pos(in->nt, store_pos(in->st));
@@ -182,8 +179,10 @@ on_poll_state(struct ingest *in, struct proto_msg *msg)
 	}
 	if (store_poll_state(in->st, &ps) == -1)
 		return;
-	notify_send(in->nt, PROTO_NOTICE_DEVICE, store_pos(in->st), NULL,
-	    ps.user_id, ps.device_id, NULL, ps.state);
+	notify_send(in->nt, &(struct proto_notice){
+	    .type = PROTO_NOTICE_DEVICE, .pos = store_pos(in->st),
+	    .user_id = ps.user_id, .device_id = ps.device_id,
+	    .state = ps.state});
 }
 
 static void

@@ -353,8 +353,9 @@ member_change(struct rctx *rc, struct rstate *s, const struct acc_event *ev,
 		s->jc = 0;
 	if (s->ic < 0)
 		s->ic = 0;
-	notice_add(&rc->x->m->notices, PROTO_NOTICE_MEMBERSHIP, pos, s->room,
-	    ev->state_key, NULL, m ? m : "leave", NULL);
+	notice_add(&rc->x->m->notices, &(struct proto_notice){
+	    .type = PROTO_NOTICE_MEMBERSHIP, .pos = pos, .room_id = s->room,
+	    .user_id = ev->state_key, .membership = m ? m : "leave"});
 }
 
 /* Makes ev (nid) the current entry of its key from pos on. */
@@ -636,8 +637,9 @@ write_rooms(struct rctx *rc)
 		if (!s->changed && !s->has_summary)
 			continue;
 		if (s->changed)
-			notice_add(&s->nm->notices, PROTO_NOTICE_ROOM,
-			    s->upos, s->room, NULL, NULL, NULL, NULL);
+			notice_add(&s->nm->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_ROOM, .pos = s->upos,
+			    .room_id = s->room});
 		if (s->upos == 0)
 			s->upos = store_pos_next(rc->st);
 		ab_str(&c.c[0], s->room);
@@ -680,9 +682,10 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	if (changed) {
 		pos = s->my_pos > 0 ? s->my_pos : upos;
 		if (s->my_pos == 0)
-			notice_add(&s->m->notices, PROTO_NOTICE_MEMBERSHIP,
-			    pos, s->room, s->user, NULL, s->new_membership,
-			    NULL);
+			notice_add(&s->m->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_MEMBERSHIP, .pos = pos,
+			    .room_id = s->room, .user_id = s->user,
+			    .membership = s->new_membership});
 	}
 	ab_str(&c->c[0], s->user);
 	ab_str(&c->c[1], s->room);

@@ -292,12 +292,6 @@ store_free(struct store *st)
 	free(st);
 }
 
-PGconn *
-store_conn(struct store *st)
-{
-	return st->c;
-}
-
 int64_t
 store_pos(const struct store *st)
 {
@@ -416,7 +410,7 @@ store_msg_reset(struct store_msg *m)
 	m->since = NULL;
 	m->ok = false;
 	m->error = NULL;
-	notice_list_clear(&m->notices);
+	notice_clear(&m->notices);
 }
 
 /* A row written for a group, and the message its notice goes to. */
@@ -551,8 +545,9 @@ apply_typing(struct store *st, struct msgctx *xs, size_t n)
 		int64_t pos = strtoll(PQgetvalue(r, i, 1), NULL, 10);
 		const struct prow *w = prow_find(&pr, pos);
 		if (w != NULL)
-			notice_add(&w->m->notices, PROTO_NOTICE_TYPING, pos,
-			    w->room, NULL, NULL, NULL, NULL);
+			notice_add(&w->m->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_TYPING, .pos = pos,
+			    .room_id = w->room});
 	}
 	rc = 0;
 out:
@@ -670,9 +665,10 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 			int64_t pos = strtoll(PQgetvalue(r, i, 0), NULL, 10);
 			const struct prow *w = prow_find(&pr, pos);
 			if (w != NULL)
-				notice_add(&w->m->notices,
-				    PROTO_NOTICE_ACCOUNT_DATA, pos, w->room,
-				    w->m->user_id, NULL, NULL, NULL);
+				notice_add(&w->m->notices, &(struct proto_notice){
+				    .type = PROTO_NOTICE_ACCOUNT_DATA,
+				    .pos = pos, .room_id = w->room,
+				    .user_id = w->m->user_id});
 		}
 		PQclear(r);
 	}
@@ -680,6 +676,15 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 	smap_free(&seen);
 	cols_free(&c);
 	return rc;
+}
+
+/* A wake-up for the sessions of m's device. */
+static void
+device_notice(struct store_msg *m, int64_t pos)
+{
+	notice_add(&m->notices, &(struct proto_notice){
+	    .type = PROTO_NOTICE_TO_DEVICE, .pos = pos, .user_id = m->user_id,
+	    .device_id = m->device_id});
 }
 
 /* To-device messages and device list changes: logs, in message order. */
@@ -703,8 +708,7 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 			cp_row_end(&td);
 		}
 		if (pos > 0)
-			notice_add(&m->notices, PROTO_NOTICE_TO_DEVICE, pos,
-			    NULL, m->user_id, m->device_id, NULL, NULL);
+			device_notice(m, pos);
 		for (int left = 0; left < 2; left++) {
 			char **v = left ? ch->dl_left : ch->dl_changed;
 			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
@@ -759,9 +763,7 @@ apply_device(struct store *st, struct msgctx *xs, size_t n)
 			PQclear(r);
 		}
 		if (dpos[k] > 0)
-			notice_add(&m->notices, PROTO_NOTICE_TO_DEVICE,
-			    dpos[k], NULL, m->user_id, m->device_id, NULL,
-			    NULL);
+			device_notice(m, dpos[k]);
 	}
 	rc = 0;
 out:
@@ -844,9 +846,10 @@ group_done(struct store *st, struct msgctx *xs, size_t n)
 		if (xs[i].ch == NULL)
 			continue;
 		if (!xs[i].was_initial)
-			notice_add(&m->notices, PROTO_NOTICE_DEVICE,
-			    st->pos_used, NULL, m->user_id, m->device_id,
-			    NULL, "synced");
+			notice_add(&m->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_DEVICE, .pos = st->pos_used,
+			    .user_id = m->user_id, .device_id = m->device_id,
+			    .state = "synced"});
 		free(m->since);
 		m->since = xstrdup(m->next_batch);
 		m->ok = true;
@@ -1024,39 +1027,4 @@ store_cleanup(struct store *st, long long horizon_secs)
 		log_info("store: cleanup removed %lld superseded rows below "
 		    "position %" PRId64, total, h);
 	return total;
-}
-
-void
-notice_add(struct notice_list *l, int type, int64_t pos, const char *room,
-    const char *user, const char *device, const char *membership,
-    const char *state)
-{
-	struct notice *n;
-
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 16;
-		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-	}
-	n = &l->v[l->n++];
-	n->type = type;
-	n->pos = pos;
-	n->room = room ? xstrdup(room) : NULL;
-	n->user = user ? xstrdup(user) : NULL;
-	n->device = device ? xstrdup(device) : NULL;
-	n->membership = membership ? xstrdup(membership) : NULL;
-	n->state = state ? xstrdup(state) : NULL;
-}
-
-void
-notice_list_clear(struct notice_list *l)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->v[i].room);
-		free(l->v[i].user);
-		free(l->v[i].device);
-		free(l->v[i].membership);
-		free(l->v[i].state);
-	}
-	free(l->v);
-	memset(l, 0, sizeof(*l));
 }

@@ -13,6 +13,7 @@ set_tests_properties(test_normalise PROPERTIES LABELS unit)
 
 add_executable(test_acc_store test_store.c ${ACC_PARSE_SRCS}
 	${ACC_DIR}/store.c ${ACC_DIR}/rooms.c ${ACC_DIR}/sqlarr.c
+	${ACC_DIR}/notice.c
 	${ACC_DIR}/query.c)
 target_link_libraries(test_acc_store PRIVATE proto common PkgConfig::CMOCKA)
 target_include_directories(test_acc_store PRIVATE ${ACC_DIR})

@@ -795,6 +795,35 @@ test_batch_isolation(void **state)
 	    nid("$i_ok2"));
 }
 
+/* A notice keeps its own copy of the ids (the body they come from is
+ * freed before COMMIT), and only of the ids it has. */
+static void
+test_notice_copies(void **state)
+{
+	struct notice_list l = {0};
+	char room[] = "!n:hs", user[] = "@n:hs";
+
+	(void)state;
+	notice_add(&l, &(struct proto_notice){.type = PROTO_NOTICE_MEMBERSHIP,
+	    .pos = 7, .room_id = room, .user_id = user, .membership = "join"});
+	notice_add(&l, &(struct proto_notice){.type = PROTO_NOTICE_HEARTBEAT,
+	    .pos = 8});
+	memset(room, 'x', sizeof(room) - 1);
+	memset(user, 'x', sizeof(user) - 1);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.v[0].type, PROTO_NOTICE_MEMBERSHIP);
+	assert_int_equal(l.v[0].pos, 7);
+	assert_string_equal(l.v[0].room_id, "!n:hs");
+	assert_string_equal(l.v[0].user_id, "@n:hs");
+	assert_string_equal(l.v[0].membership, "join");
+	assert_null(l.v[0].device_id);
+	assert_null(l.v[0].state);
+	assert_null(l.v[1].room_id);
+	assert_int_equal(l.v[1].pos, 8);
+	notice_clear(&l);
+	assert_int_equal(l.n, 0);
+}
+
 int
 main(void)
 {
@@ -814,6 +843,7 @@ main(void)
 		cmocka_unit_test(test_copy_exact_bytes),
 		cmocka_unit_test(test_batch_group),
 		cmocka_unit_test(test_batch_isolation),
+		cmocka_unit_test(test_notice_copies),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
