@@ -122,6 +122,11 @@ batch_fill(struct ingest *in, struct item_q *taken)
 	return n;
 }
 
+/*
+ * One batch: queued messages go to the store in one transaction, then
+ * every message of it is acked (a failed commit turns acks into nacks)
+ * and, once the acks are out, its notices are published and it is freed.
+ */
 static void
 batch_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -185,6 +190,12 @@ on_poll_state(struct ingest *in, struct proto_msg *msg)
 	    .state = ps.state});
 }
 
+/*
+ * One message from a poller. A poll state is recorded at once; a sync
+ * body is queued for the next batch, its store_msg borrowing from the
+ * message it came in, which the item owns until it is acked; anything
+ * else is answered with a nack so the poller does not wait for nothing.
+ */
 static void
 read_cb(void *sock, void *arg)
 {
@@ -261,6 +272,10 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	in->lat_n = 0;
 }
 
+/*
+ * Binds the ROUTER for pollers and arms the batch, retry, cleanup and
+ * stats events; st and nt stay the caller's and must outlive the ingest.
+ */
 struct ingest *
 ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
     struct store *st, struct notify *nt)

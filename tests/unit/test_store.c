@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "accumulator.h"
+#include "acc_query.h"
 #include "pg.h"
 #include "util.h"
 
