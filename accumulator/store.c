@@ -328,7 +328,11 @@ store_flush(struct store *st)
  * Takes m into the batch; it is applied at the latest by
  * store_batch_commit, which fills in its outcome. A second message of a
  * device already pending first flushes the group, so its CAS sees the
- * since the first one set.
+ * since the first one set: a group must hold distinct devices (the same
+ * device twice would pass the CAS twice and store a resend's to-device
+ * messages twice). This is the only place that checks; callers hand over
+ * messages in arrival order. A flush that loses the connection needs no
+ * answer here: the commit then fails and nacks the whole batch.
  */
 void
 store_apply(struct store *st, struct store_msg *m)
