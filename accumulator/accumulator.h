@@ -3,8 +3,8 @@
  * over a ROUTER socket (ingest.c); each body is normalised into a change
  * set (normalise.c, pure) and applied with a compare-and-set on the
  * device's since, several messages per transaction and per statement
- * (store.c, rooms.c); acks go
- * back after COMMIT and change notices go out on a PUB socket (notify.c).
+ * (the store: store.c and the files below it); acks go back after COMMIT
+ * and change notices go out on a PUB socket (notify.c).
  */
 #ifndef SYNCV3_ACCUMULATOR_H
 #define SYNCV3_ACCUMULATOR_H
@@ -160,32 +160,34 @@ int normalise(const char *body, size_t len, const char *user_id,
     struct acc_changes *out, const char **err) WARN_UNUSED;
 void normalise_free(struct acc_changes *c);
 
-/* notify.c */
+/* notice.c: the notices of one message, sent after COMMIT */
+struct notice_list {
+	struct proto_notice *v;	/* seq and epoch unset */
+	char **bufs;		/* bufs[i] owns the strings v[i] points to */
+	size_t n, cap;
+};
+void notice_add(struct notice_list *l, const struct proto_notice *n);
+void notice_clear(struct notice_list *l);
+
+/* notify.c: the PUB socket */
 struct notify;
 struct notify *notify_new(struct event_base *base, void *zctx,
-    const char *endpoint, PGconn *db);
-void notify_send(struct notify *n, int type, int64_t pos, const char *room,
-    const char *user, const char *device, const char *membership,
-    const char *state);
+    const char *endpoint);
+void notify_send(struct notify *n, const struct proto_notice *pn);
+void notify_send_list(struct notify *n, const struct notice_list *l);
 void notify_set_pos(struct notify *n, int64_t pos);
 void notify_free(struct notify *n);
 
-/* store.c: the writer connection */
+/*
+ * The store: the writer connection and everything written through it.
+ * Layers, each using only those below it: store.c (the public face and
+ * the batch) -> rooms.c, apply.c, cleanup.c -> pos.c -> db.c. Their
+ * shared state (struct store, struct msgctx) is in store_int.h.
+ */
 struct store;
-struct notice {
-	int type;
-	int64_t pos;
-	char *room, *user, *device, *membership, *state;
-};
-struct notice_list {
-	struct notice *v;
-	size_t n, cap;
-};
-void notice_add(struct notice_list *l, int type, int64_t pos,
-    const char *room, const char *user, const char *device,
-    const char *membership, const char *state);
-void notice_list_clear(struct notice_list *l);
+struct msgctx;
 
+/* store.c: the store's life and the batch */
 struct store_msg {
 	/* in */
 	const char *user_id, *device_id, *since_in, *next_batch;
@@ -206,13 +208,13 @@ struct store_stats {
 
 struct store *store_new(const char *conninfo);
 void store_free(struct store *st);
-PGconn *store_conn(struct store *st);
 int store_batch_begin(struct store *st) WARN_UNUSED;
 /*
  * Takes one message into the batch: the messages of a batch are applied
  * together (one statement per table) at the latest by store_batch_commit,
  * which fills in each outcome; m must stay valid until then. A message
- * Postgres rejects fails alone.
+ * Postgres rejects fails alone. Messages of one device may follow each
+ * other in a batch: each sees the since the one before it set.
  */
 void store_apply(struct store *st, struct store_msg *m);
 /* Applies and commits; on failure every message of the batch becomes a
@@ -227,22 +229,31 @@ long long store_cleanup(struct store *st, long long horizon_secs);
 const struct store_stats *store_stats(const struct store *st);
 void store_msg_reset(struct store_msg *m);
 
-/* query.c: reader-side helpers (tests, reference SQL for the api) */
-struct vlog {
-	int64_t pos;
-	const char *membership;
-};
-struct vrange {
-	int64_t start, end;
-};
-int query_state_at(PGconn *c, const char *room, int64_t pos, int64_t **nids,
-    size_t *n);
-int query_joined_at(PGconn *c, const char *user, int64_t pos, char ***rooms,
-    size_t *n);
-size_t query_visible_ranges(const struct vlog *logs, size_t n, bool joined,
-    int64_t from, int64_t to, struct vrange *out);
-int query_visible_db(PGconn *c, const char *user, const char *room,
-    int64_t from, int64_t to, struct vrange *out, size_t max, size_t *n);
+/* rooms.c: the room parts of a group of messages, in order */
+int rooms_apply(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+
+/* apply.c: the other per-table steps of a group, in this order */
+int apply_typing(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+int apply_receipts(struct store *st, struct msgctx *xs, size_t n)
+    WARN_UNUSED;
+int apply_adata(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+int apply_device(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+
+/* cleanup.c: superseded rows, between batches */
+long long cleanup_run(struct store *st, long long horizon_secs);
+
+/* pos.c: positions (contract 2) */
+int pos_load(struct store *st) WARN_UNUSED;
+int pos_reserve(struct store *st, int64_t n) WARN_UNUSED;
+int64_t pos_next(struct store *st);
+int pos_save(struct store *st) WARN_UNUSED;
+
+/* db.c: the connection and its statements (ids in store_int.h) */
+int db_connect(struct store *st) WARN_UNUSED;
+PGresult *db_q(struct store *st, int id, int nparams,
+    const char *const *params);
+int db_q0(struct store *st, int id, int nparams, const char *const *params);
+int db_copy(struct store *st, const char *sql, const char *data, size_t len);
 
 /* ingest.c */
 struct ingest;

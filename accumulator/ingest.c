@@ -1,10 +1,10 @@
 /*
  * The ROUTER socket pollers talk to. Each PROTO_SYNC_RAW is queued, then
  * applied in group commits: one transaction takes up to batch_max queued
- * messages of distinct devices (a device's second message waits for the
- * next batch, so its since chain stays in order), bounded by bytes and by
- * batch_delay_ms so no ack waits long. Acks go back after COMMIT, then
- * the notices. PROTO_POLL_STATE is recorded at once.
+ * messages from the head of the queue, bounded by bytes and by
+ * batch_delay_ms so no ack waits long; the store keeps a device's since
+ * chain in order within a batch. Acks go back after COMMIT, then the
+ * notices. PROTO_POLL_STATE is recorded at once.
  */
 #include <sys/queue.h>
 
@@ -88,48 +88,42 @@ batch_full(struct ingest *in, size_t n, size_t bytes, long long start)
 	    now_ms() - start >= in->cfg->batch_delay_ms;
 }
 
-/* Takes queued messages of distinct devices and applies them. */
+/*
+ * Hands the head of the queue to the store, in arrival order, until the
+ * batch is full: the batch is the first n items of the queue, and the
+ * store alone assembles it (a device's second message in it waits there
+ * for the first, see store_apply).
+ */
 static size_t
-batch_fill(struct ingest *in, struct item_q *taken)
+batch_fill(struct ingest *in)
 {
-	struct smap devs;
-	struct item *it, *next;
+	struct item *it;
 	long long start = now_ms();
 	size_t n = 0, bytes = 0;
 
-	smap_init(&devs);
-	for (it = TAILQ_FIRST(&in->queue); it != NULL; it = next) {
-		char *k;
-		bool dup;
-
-		next = TAILQ_NEXT(it, entry);
+	TAILQ_FOREACH(it, &in->queue, entry) {
 		if (n > 0 && batch_full(in, n, bytes, start))
 			break;
-		k = smap_key3(it->sm.user_id, it->sm.device_id, "");
-		if (!(dup = smap_get(&devs, k, NULL)))
-			smap_put(&devs, k, 1);
-		free(k);
-		if (dup)
-			continue;
-		TAILQ_REMOVE(&in->queue, it, entry);
-		in->nqueued--;
-		TAILQ_INSERT_TAIL(taken, it, entry);
 		store_apply(in->st, &it->sm);
 		n++;
 		bytes += it->sm.body_len;
 	}
-	smap_free(&devs);
 	return n;
 }
 
+/*
+ * One batch: the queue's head goes to the store in one transaction, then
+ * every message of it is acked (a failed commit turns acks into nacks)
+ * and, once the acks are out, its notices are published and it is freed.
+ * Items that arrive meanwhile join the queue's tail for the next batch.
+ */
 static void
 batch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ingest *in = arg;
-	struct item_q taken = TAILQ_HEAD_INITIALIZER(taken);
 	struct item *it;
 	bool committed;
-	size_t n;
+	size_t n, i;
 
 	(void)fd;
 	(void)what;
@@ -141,9 +135,12 @@ batch_cb(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(in->ev_retry, &one);
 		return;
 	}
-	n = batch_fill(in, &taken);
+	n = batch_fill(in);
 	committed = store_batch_commit(in->st) == 0;
-	TAILQ_FOREACH(it, &taken, entry) {
+	i = 0;
+	TAILQ_FOREACH(it, &in->queue, entry) {
+		if (i++ == n)
+			break;
 		if (!committed && it->sm.ok) {
 			it->sm.ok = false;
 			it->sm.error = "db error";
@@ -151,13 +148,11 @@ batch_cb(evutil_socket_t fd, short what, void *arg)
 		send_ack(in, it);
 	}
 	zmq_ev_kick(in->ze);
-	while ((it = TAILQ_FIRST(&taken)) != NULL) {
-		TAILQ_REMOVE(&taken, it, entry);
-		for (size_t i = 0; committed && i < it->sm.notices.n; i++) {
-			struct notice *x = &it->sm.notices.v[i];
-			notify_send(in->nt, x->type, x->pos, x->room, x->user,
-			    x->device, x->membership, x->state);
-		}
+	for (i = 0; i < n && (it = TAILQ_FIRST(&in->queue)) != NULL; i++) {
+		TAILQ_REMOVE(&in->queue, it, entry);
+		in->nqueued--;
+		if (committed)
+			notify_send_list(in->nt, &it->sm.notices);
 		item_free(it);
 	}
 	notify_set_pos(in->nt, store_pos(in->st));
@@ -182,10 +177,18 @@ on_poll_state(struct ingest *in, struct proto_msg *msg)
 	}
 	if (store_poll_state(in->st, &ps) == -1)
 		return;
-	notify_send(in->nt, PROTO_NOTICE_DEVICE, store_pos(in->st), NULL,
-	    ps.user_id, ps.device_id, NULL, ps.state);
+	notify_send(in->nt, &(struct proto_notice){
+	    .type = PROTO_NOTICE_DEVICE, .pos = store_pos(in->st),
+	    .user_id = ps.user_id, .device_id = ps.device_id,
+	    .state = ps.state});
 }
 
+/*
+ * One message from a poller. A poll state is recorded at once; a sync
+ * body is queued for the next batch, its store_msg borrowing from the
+ * message it came in, which the item owns until it is acked; anything
+ * else is answered with a nack so the poller does not wait for nothing.
+ */
 static void
 read_cb(void *sock, void *arg)
 {
@@ -262,6 +265,10 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	in->lat_n = 0;
 }
 
+/*
+ * Binds the ROUTER for pollers and arms the batch, retry, cleanup and
+ * stats events; st and nt stay the caller's and must outlive the ingest.
+ */
 struct ingest *
 ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
     struct store *st, struct notify *nt)

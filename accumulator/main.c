@@ -105,7 +105,7 @@ main(int argc, char *argv[])
 		fatalx("cannot create the event loop");
 	if ((st = store_new(cfg.db)) == NULL)
 		fatalx("store: cannot open %s", cfg.db);
-	if ((nt = notify_new(base, zctx, cfg.notices, store_conn(st))) == NULL)
+	if ((nt = notify_new(base, zctx, cfg.notices)) == NULL)
 		fatalx("notify: cannot bind %s", cfg.notices);
 	notify_set_pos(nt, store_pos(st));
 	if ((in = ingest_new(base, zctx, &cfg, st, nt)) == NULL)

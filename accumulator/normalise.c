@@ -32,6 +32,11 @@ acc_section_name(int s)
 	return s >= 0 && s <= ACC_KNOCK ? names[s] : "unknown";
 }
 
+/*
+ * Strict UTF-8 (no overlong forms, surrogates or NUL): indexed strings go
+ * into text columns, and Postgres would reject what this rejects, failing
+ * the whole message instead of dropping one event.
+ */
 static bool
 utf8_ok(const unsigned char *s, size_t n)
 {
@@ -114,6 +119,12 @@ summary_key(const char *type)
 	return NULL;
 }
 
+/*
+ * Fills ev's indexed fields from its parsed object (the strings stay
+ * owned by ev->obj) and says why an event is unusable, as an acc_bad
+ * kind; an event of another room, or a state-block event without a state
+ * key, is dropped rather than stored under the wrong key.
+ */
 static int
 event_fields(struct acc_event *ev, const char *room_id, bool need_state)
 {
@@ -345,14 +356,17 @@ receipts(struct acc_room *r, struct json_object *content)
 	}
 }
 
+/*
+ * A room's ephemeral events: typing (the last m.typing of the body wins)
+ * and receipts; anything else is ignored, as it is not stored.
+ */
 static void
-norm_ephemeral(struct acc_changes *c, struct jspan v, struct acc_room *r)
+norm_ephemeral(struct jspan v, struct acc_room *r)
 {
 	struct json_object *o = json_parse_bounded(v.p, v.len, NULL), *evs;
 	struct json_object *e, *content;
 	const char *type;
 
-	(void)c;
 	if ((evs = json_get_arr(o, "events")) == NULL)
 		goto out;
 	for (size_t i = 0; i < json_object_array_length(evs); i++) {
@@ -485,6 +499,11 @@ my_membership(struct acc_room *r, const char *user_id)
 	return m;
 }
 
+/*
+ * One room of one section: adds an acc_room (owning copies of what it
+ * keeps) and fills it from the room's members; the user's own membership
+ * is derived last, from the section and the state it saw.
+ */
 static void
 norm_room(struct acc_changes *c, const char *room_id, int section,
     struct jspan v, const char *user_id)
@@ -510,7 +529,7 @@ norm_room(struct acc_changes *c, const char *room_id, int section,
 		else if (jscan_key_eq(k, "timeline"))
 			norm_timeline(c, val, r);
 		else if (jscan_key_eq(k, "ephemeral"))
-			norm_ephemeral(c, val, r);
+			norm_ephemeral(val, r);
 		else if (jscan_key_eq(k, "account_data"))
 			norm_adata(c, val, &r->adata, &r->nadata);
 		else if (jscan_key_eq(k, "unread_notifications"))
@@ -524,6 +543,10 @@ norm_room(struct acc_changes *c, const char *room_id, int section,
 	r->my_membership = my_membership(r, user_id);
 }
 
+/*
+ * rooms.{join,invite,leave,knock}: a room id that is not a usable key is
+ * counted as bad and its room skipped, the other rooms stay.
+ */
 static void
 norm_rooms(struct acc_changes *c, struct jspan v, const char *user_id)
 {
@@ -561,6 +584,11 @@ str_push(char ***v, size_t *n, const char *s)
 	(*v)[(*n)++] = xstrdup(s);
 }
 
+/*
+ * to_device.events: each event is kept as its exact bytes (the api
+ * serves them as they came); one without a type or content, or over
+ * ACC_TO_DEVICE_MAX, is counted as bad and dropped.
+ */
 static void
 norm_to_device(struct acc_changes *c, struct jspan v)
 {
@@ -624,6 +652,11 @@ norm_device(struct acc_changes *c, struct jspan k, struct jspan v)
 	json_object_put(o);
 }
 
+/*
+ * The body is parsed once with json-c only to validate it as a whole
+ * (bounded depth and size); the parts are then located with jscan, so
+ * raw event bytes can be stored exactly as they came.
+ */
 int
 normalise(const char *body, size_t len, const char *user_id,
     struct acc_changes *c, const char **err)
@@ -686,6 +719,7 @@ strv_free(char **v, size_t n)
 	free(v);
 }
 
+/* Frees everything normalise() allocated in c; c may be reused after. */
 void
 normalise_free(struct acc_changes *c)
 {

@@ -23,33 +23,32 @@ struct notify {
 	unsigned long long sent, failed;
 };
 
+/* Sends one notice; seq and epoch are this run's, whatever pn says. */
 void
-notify_send(struct notify *n, int type, int64_t pos, const char *room,
-    const char *user, const char *device, const char *membership,
-    const char *state)
+notify_send(struct notify *n, const struct proto_notice *pn)
 {
-	struct proto_notice pn = {
-		.type = type,
-		.seq = ++n->seq,
-		.epoch = n->epoch,
-		.pos = pos,
-		.room_id = room,
-		.user_id = user,
-		.device_id = device,
-		.membership = membership,
-		.state = state,
-	};
+	struct proto_notice x = *pn;
 
-	if (pos > n->pos)
-		n->pos = pos;
-	if (proto_send_notice(n->sock, &pn) != PROTO_OK) {
+	x.seq = ++n->seq;
+	x.epoch = n->epoch;
+	if (x.pos > n->pos)
+		n->pos = x.pos;
+	if (proto_send_notice(n->sock, &x) != PROTO_OK) {
 		/* PUB drops at the high-water mark; the seq gap tells. */
 		n->failed++;
-		log_warnx_rl("notify: %s: %s", proto_type_name(type),
+		log_warnx_rl("notify: %s: %s", proto_type_name(x.type),
 		    zmq_strerror(errno));
 	} else
 		n->sent++;
 	n->last_ms = now_ms();
+}
+
+/* The notices one message gathered, in the order it gathered them. */
+void
+notify_send_list(struct notify *n, const struct notice_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		notify_send(n, &l->v[i]);
 }
 
 void
@@ -67,18 +66,16 @@ beat_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (now_ms() - n->last_ms >= 900)
-		notify_send(n, PROTO_NOTICE_HEARTBEAT, n->pos, NULL, NULL, NULL,
-		    NULL, NULL);
+		notify_send(n, &(struct proto_notice){
+		    .type = PROTO_NOTICE_HEARTBEAT, .pos = n->pos});
 }
 
 struct notify *
-notify_new(struct event_base *base, void *zctx, const char *endpoint,
-    PGconn *db)
+notify_new(struct event_base *base, void *zctx, const char *endpoint)
 {
 	struct notify *n = xcalloc(1, sizeof(*n));
 	struct timeval one = {1, 0};
 
-	(void)db;
 	if ((n->sock = zmq_ev_socket(zctx, ZMQ_PUB, endpoint, 1, 0)) == NULL) {
 		free(n);
 		return NULL;

@@ -1,6 +1,7 @@
 /*
  * Room events and state for a group of messages (called by store.c inside
- * the group's savepoint). Events are stored once by event_id; state is
+ * the group's savepoint; runs its statements through db.c and takes
+ * positions from pos.c). Events are stored once by event_id; state is
  * kept as validity ranges in syncv3_state, one row per change, so a member
  * event in a huge room costs one row. Everything is decided in memory from
  * four lookups for the whole group (known events, the current entries of
@@ -173,6 +174,12 @@ collect_keys(struct rctx *rc, struct acc_changes *ch, struct abuf *ids,
 	}
 }
 
+/*
+ * The first two of the group's four lookups: which of its events are
+ * already stored (rc->known: nid > 0) and the current state entry of every
+ * (room, type, state_key) it touches (rc->ents, found by ent_of). Both
+ * then change only in memory while the messages are decided.
+ */
 static int
 load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 {
@@ -180,21 +187,21 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 	struct cols keys;
 	const char *p[3];
 	PGresult *r;
-	int rc_ = -1;
+	int ret = -1;
 
 	cols_init(&keys, 3);
 	for (size_t i = 0; i < n; i++)
 		if (xs[i].ch != NULL)
 			collect_keys(rc, xs[i].ch, &ids, &keys);
 	p[0] = ab_end(&ids);
-	if ((r = store_q(rc->st, S_KNOWN, 1, p)) == NULL)
+	if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
 		smap_put(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
 	PQclear(r);
 	if (keys.rows > 0) {
 		cols_params(&keys, p);
-		if ((r = store_q(rc->st, S_CUR, 3, p)) == NULL)
+		if ((r = db_q(rc->st, S_CUR, 3, p)) == NULL)
 			goto out;
 		for (int i = 0; i < PQntuples(r); i++) {
 			int64_t k = i64(r, i, 0) - 1;
@@ -208,11 +215,11 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 		}
 		PQclear(r);
 	}
-	rc_ = 0;
+	ret = 0;
 out:
 	ab_free(&ids);
 	cols_free(&keys);
-	return rc_;
+	return ret;
 }
 
 /* Indexes the rooms and (user, room) pairs of one message. */
@@ -294,13 +301,13 @@ load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
 		if (xs[i].ch != NULL)
 			index_rooms(rc, &xs[i], &ids, &urk);
 	p[0] = ab_end(&ids);
-	if ((r = rc->res_rooms = store_q(rc->st, S_ROOMS_GET, 1, p)) == NULL)
+	if ((r = rc->res_rooms = db_q(rc->st, S_ROOMS_GET, 1, p)) == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
 		if (smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
 			rooms_row(&rc->rs[k], r, i);
 	cols_params(&urk, p);
-	if ((r = rc->res_ur = store_q(rc->st, S_UR_GET, 2, p)) == NULL)
+	if ((r = rc->res_ur = db_q(rc->st, S_UR_GET, 2, p)) == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(r); i++) {
 		k = i64(r, i, 0) - 1;
@@ -353,8 +360,9 @@ member_change(struct rctx *rc, struct rstate *s, const struct acc_event *ev,
 		s->jc = 0;
 	if (s->ic < 0)
 		s->ic = 0;
-	notice_add(&rc->x->m->notices, PROTO_NOTICE_MEMBERSHIP, pos, s->room,
-	    ev->state_key, NULL, m ? m : "leave", NULL);
+	notice_add(&rc->x->m->notices, &(struct proto_notice){
+	    .type = PROTO_NOTICE_MEMBERSHIP, .pos = pos, .room_id = s->room,
+	    .user_id = ev->state_key, .membership = m ? m : "leave"});
 }
 
 /* Makes ev (nid) the current entry of its key from pos on. */
@@ -393,7 +401,7 @@ static int64_t
 evrow_add(struct rctx *rc, const char *room, const struct acc_event *ev,
     bool tl)
 {
-	int64_t nid = store_pos_next(rc->st);
+	int64_t nid = pos_next(rc->st);
 
 	PUSH(rc->evrows, rc->nevrows, rc->capevrows);
 	rc->evrows[rc->nevrows++] = (struct evrow){ev, room, nid, tl};
@@ -423,6 +431,13 @@ final_known(struct rctx *rc, struct smap *last, const struct acc_room *r,
 	return known_db(rc, &r->timeline.v[(size_t)seq - r->state.n]);
 }
 
+/*
+ * A room's state block. An event also in the timeline is skipped (it is
+ * applied at its place there); a known event may move state forward but
+ * never back (its nid must be above the current entry's, and it must be
+ * the message's last word on its key); a new one is stored and applies
+ * unless the message's last event for its key is one we already had.
+ */
 static void
 state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
     struct smap *tl, struct smap *last)
@@ -443,7 +458,7 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 			if (v > 0 && seq == (int64_t)i && !(e->has &&
 			    e->nid >= v))
 				state_set(rc, s, ei, ev, v,
-				    store_pos_next(rc->st));
+				    pos_next(rc->st));
 		} else {
 			nid = evrow_add(rc, r->room_id, ev, false);
 			if (!final_known(rc, last, r, k))
@@ -453,6 +468,12 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 	}
 }
 
+/*
+ * A room's timeline: every new event is stored and moves the room's
+ * last event; a state event among them becomes the current entry unless
+ * the message ends its key with an event we already had (a lagging
+ * poller). Known events are never applied twice.
+ */
 static void
 timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
     struct smap *last)
@@ -482,6 +503,12 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 	}
 }
 
+/*
+ * What the message says about its own user's row of the room: the
+ * membership of its section, the invite state, heroes and prev_batch
+ * (kept from before when absent), unread counts, and the room summary's
+ * member counts, which the room row takes from it.
+ */
 static void
 user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
     struct urstate *s)
@@ -510,6 +537,12 @@ user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
 	}
 }
 
+/*
+ * One room of the message being decided (rc->x): builds the index of the
+ * timeline's event ids and of each key's last event in the message, then
+ * the state block, the timeline and the user's row. s->changed is kept
+ * per message so the room notice goes to the last message that changed it.
+ */
 static void
 room_process(struct rctx *rc, struct acc_room *r)
 {
@@ -556,7 +589,7 @@ static int
 write_events(struct rctx *rc)
 {
 	struct abuf b = {0};
-	int rc_;
+	int ret;
 
 	if (rc->nevrows == 0)
 		return 0;
@@ -574,20 +607,25 @@ write_events(struct rctx *rc)
 		cp_strn(&b, e->ev->raw, e->ev->raw_len);
 		cp_row_end(&b);
 	}
-	rc_ = store_copy(rc->st, "COPY syncv3_events (nid, event_id, room_id, "
+	ret = db_copy(rc->st, "COPY syncv3_events (nid, event_id, room_id, "
 	    "type, state_key, sender, membership, origin_ts, is_timeline, json)"
 	    " FROM STDIN", b.p, b.n);
 	ab_free(&b);
-	return rc_;
+	return ret;
 }
 
+/*
+ * The state rows of the group: first the current entries that were in
+ * the database and are closed now (one UPDATE), then every new range with
+ * COPY, including ranges opened and closed within the group.
+ */
 static int
 write_state(struct rctx *rc)
 {
 	struct cols c;
 	struct abuf b = {0};
 	const char *p[4];
-	int rc_ = 0;
+	int ret = 0;
 
 	if (rc->ncloses > 0) {
 		cols_init(&c, 4);
@@ -598,11 +636,11 @@ write_state(struct rctx *rc)
 			ab_i64(&c.c[3], rc->closes[i].pos);
 		}
 		cols_params(&c, p);
-		rc_ = store_q0(rc->st, S_ST_CLOSE, 4, p);
+		ret = db_q0(rc->st, S_ST_CLOSE, 4, p);
 		cols_free(&c);
 	}
-	if (rc_ == -1 || rc->nsrows == 0)
-		return rc_;
+	if (ret == -1 || rc->nsrows == 0)
+		return ret;
 	for (size_t i = 0; i < rc->nsrows; i++) {
 		const struct srow *s = &rc->srows[i];
 		cp_str(&b, s->room);
@@ -617,18 +655,23 @@ write_state(struct rctx *rc)
 		cp_str(&b, s->membership);
 		cp_row_end(&b);
 	}
-	rc_ = store_copy(rc->st, "COPY syncv3_state (room_id, type, state_key,"
+	ret = db_copy(rc->st, "COPY syncv3_state (room_id, type, state_key,"
 	    " nid, from_pos, to_pos, membership) FROM STDIN", b.p, b.n);
 	ab_free(&b);
-	return rc_;
+	return ret;
 }
 
+/*
+ * One upsert for every room row the group changed (or whose summary
+ * counts it reported); the notice of a changed room goes to the last
+ * message that changed it, at the room's highest new position.
+ */
 static int
 write_rooms(struct rctx *rc)
 {
 	struct cols c;
 	const char *p[12];
-	int rc_ = 0;
+	int ret = 0;
 
 	cols_init(&c, 12);
 	for (size_t i = 0; i < rc->nrs; i++) {
@@ -636,10 +679,11 @@ write_rooms(struct rctx *rc)
 		if (!s->changed && !s->has_summary)
 			continue;
 		if (s->changed)
-			notice_add(&s->nm->notices, PROTO_NOTICE_ROOM,
-			    s->upos, s->room, NULL, NULL, NULL, NULL);
+			notice_add(&s->nm->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_ROOM, .pos = s->upos,
+			    .room_id = s->room});
 		if (s->upos == 0)
-			s->upos = store_pos_next(rc->st);
+			s->upos = pos_next(rc->st);
 		ab_str(&c.c[0], s->room);
 		ab_i64(&c.c[1], s->last_nid);
 		ab_i64(&c.c[2], s->last_ts);
@@ -656,10 +700,10 @@ write_rooms(struct rctx *rc)
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		rc_ = store_q0(rc->st, S_ROOMS_PUT, 12, p);
+		ret = db_q0(rc->st, S_ROOMS_PUT, 12, p);
 	}
 	cols_free(&c);
-	return rc_;
+	return ret;
 }
 
 /* The syncing user's own row per room; skipped when nothing differs. */
@@ -676,13 +720,14 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	    streq(s->ur_heroes, s->new_heroes) && nc == s->ur_nc &&
 	    hc == s->ur_hc && streq(s->ur_prev, s->new_prev))
 		return false;
-	upos = store_pos_next(rc->st);
+	upos = pos_next(rc->st);
 	if (changed) {
 		pos = s->my_pos > 0 ? s->my_pos : upos;
 		if (s->my_pos == 0)
-			notice_add(&s->m->notices, PROTO_NOTICE_MEMBERSHIP,
-			    pos, s->room, s->user, NULL, s->new_membership,
-			    NULL);
+			notice_add(&s->m->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_MEMBERSHIP, .pos = pos,
+			    .room_id = s->room, .user_id = s->user,
+			    .membership = s->new_membership});
 	}
 	ab_str(&c->c[0], s->user);
 	ab_str(&c->c[1], s->room);
@@ -702,7 +747,7 @@ write_user_rooms(struct rctx *rc)
 {
 	struct cols c;
 	const char *p[10];
-	int rc_ = 0;
+	int ret = 0;
 
 	cols_init(&c, 10);
 	for (size_t i = 0; i < rc->nurs; i++)
@@ -710,10 +755,10 @@ write_user_rooms(struct rctx *rc)
 			c.rows++;
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		rc_ = store_q0(rc->st, S_UR_PUT, 10, p);
+		ret = db_q0(rc->st, S_UR_PUT, 10, p);
 	}
 	cols_free(&c);
-	return rc_;
+	return ret;
 }
 
 /* What a message inserted is known to the messages after it. */
@@ -725,6 +770,13 @@ known_commit(struct rctx *rc, size_t from)
 		    rc->evrows[i].nid);
 }
 
+/*
+ * The room parts of a group, called by store.c inside the group's
+ * savepoint after positions are reserved: four lookups, then the
+ * messages decided in order in memory, then one write per table. Rows
+ * and notices point into the messages' change sets, which store.c owns
+ * and frees after this returns.
+ */
 int
 rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 {

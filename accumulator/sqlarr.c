@@ -130,6 +130,11 @@ cp_sep(struct abuf *b)
 		b->p[b->n++] = '\t';
 }
 
+/*
+ * One field of a COPY text-format row: backslash, newline, carriage
+ * return and tab are escaped, NULL is \N; every other byte, NUL-free
+ * UTF-8 included, goes through as it is.
+ */
 void
 cp_strn(struct abuf *b, const char *s, size_t len)
 {

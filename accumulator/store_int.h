@@ -1,4 +1,7 @@
-/* Shared between store.c and rooms.c only. */
+/*
+ * The store's own state, shared by its files only (store.c, db.c, pos.c,
+ * rooms.c, apply.c, cleanup.c); their functions are in accumulator.h.
+ */
 #ifndef SYNCV3_ACC_STORE_INT_H
 #define SYNCV3_ACC_STORE_INT_H
 
@@ -34,10 +37,9 @@ struct store {
 	int64_t pos_next, pos_end;	/* reserved, not yet handed out */
 	int64_t pos_used;		/* highest handed out */
 	int64_t pos_committed;		/* in syncv3_position */
-	int64_t batch_start_pos;
 	struct store_stats stats;
-	/* messages taken by store_apply, applied as one group at the
-	 * latest by store_batch_commit (distinct devices) */
+	/* the batch: messages taken by store_apply, applied as one group
+	 * at the latest by store_batch_commit (distinct devices) */
 	struct store_msg **pend;
 	size_t npend, cappend;
 };
@@ -49,17 +51,5 @@ struct msgctx {
 	struct acc_changes *ch;
 	bool was_initial;
 };
-
-PGresult *store_q(struct store *st, int id, int nparams,
-    const char *const *params);
-int store_q0(struct store *st, int id, int nparams,
-    const char *const *params);
-int store_copy(struct store *st, const char *sql, const char *data,
-    size_t len);
-int store_reserve(struct store *st, int64_t n);
-int64_t store_pos_next(struct store *st);
-
-/* rooms.c: the room parts of a group of messages, in order */
-int rooms_apply(struct store *st, struct msgctx *xs, size_t n);
 
 #endif

@@ -267,8 +267,8 @@ test_wrong_shapes(void **state)
 	    "{\"rooms\":{\"join\":{\"!r:hs\":{\"ephemeral\":{\"events\":[1,"
 	    "{\"type\":\"m.typing\",\"content\":{\"user_ids\":\"x\"}},{\"type\":"
 	    "\"m.receipt\",\"content\":{\"$e\":{\"m.read\":{\"@u\":5}}}}]}}}}}",
-	    "{\"to_device\":{\"events\":[1,[],null]},\"device_lists\":[],"
-	    "\"account_data\":{\"events\":[{\"type\":\"\",\"content\":{}}]}}",
+	    ("{\"to_device\":{\"events\":[1,[],null]},\"device_lists\":[],"
+	    "\"account_data\":{\"events\":[{\"type\":\"\",\"content\":{}}]}}"),
 	    "{\"rooms\":{\"join\":{\"\":{},\"\\u0000\":{}}}}",
 	};
 	struct acc_changes c;

@@ -1,14 +1,15 @@
 /*
- * Reader-side queries over what the store writes: state at a position,
- * joined rooms at a position and the visible ranges of SEED-SPEC §7.8.
- * The accumulator itself does not need them; they pin down the meaning of
- * the tables (the tests use them, the api may copy the SQL).
+ * Reader-side queries over what the accumulator's store writes: state at
+ * a position, joined rooms at a position and the visible ranges of
+ * SEED-SPEC §7.8. The accumulator itself does not need them, so they live
+ * with the tests (test_store.c): they pin down the meaning of the tables,
+ * and the api may copy the SQL.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "accumulator.h"
+#include "acc_query.h"
 #include "pg.h"
 #include "util.h"
 

@@ -1,0 +1,335 @@
+/*
+ * The per-table steps of a group apart from rooms (rooms.c): typing,
+ * receipts, account data, to-device messages, device list changes and key
+ * counts. store.c calls each once per group, inside the group's
+ * savepoint, after rooms_apply and in this order, so positions keep the
+ * order they always had. Each step builds one statement (or one COPY)
+ * for the whole group and adds the notices its rows deserve to the
+ * message that wrote them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accumulator.h"
+#include "sqlarr.h"
+#include "store_int.h"
+#include "util.h"
+
+/* A row written for a group, and the message its notice goes to. */
+struct prow {
+	int64_t pos;
+	struct store_msg *m;
+	const char *room;
+};
+
+struct prows {
+	struct prow *v;
+	size_t n, cap;
+};
+
+static void
+prow_add(struct prows *l, int64_t pos, struct store_msg *m, const char *room)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = (struct prow){pos, m, room};
+}
+
+/* Rows are added in position order, so a returned pos finds its row. */
+static const struct prow *
+prow_find(const struct prows *l, int64_t pos)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->v[mid].pos == pos)
+			return &l->v[mid];
+		if (l->v[mid].pos < pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Typing: the last message of the group that reports a room wins. */
+int
+apply_typing(struct store *st, struct msgctx *xs, size_t n)
+{
+	struct cols c;
+	struct prows pr = {0};
+	const char *p[3];
+	PGresult *r = NULL;
+	struct smap seen;
+	int rc = -1;
+
+	cols_init(&c, 3);
+	smap_init(&seen);
+	for (size_t k = n; k-- > 0;) {
+		struct acc_changes *ch = xs[k].ch;
+		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;) {
+			struct acc_room *rm = &ch->rooms[i];
+			int64_t pos;
+			if (rm->typing == NULL ||
+			    smap_get(&seen, rm->room_id, NULL))
+				continue;
+			smap_put(&seen, rm->room_id, 1);
+			ab_str(&c.c[0], rm->room_id);
+			ab_str(&c.c[1], rm->typing);
+			ab_i64(&c.c[2], pos = pos_next(st));
+			prow_add(&pr, pos, xs[k].m, rm->room_id);
+			c.rows++;
+		}
+	}
+	if (c.rows == 0) {
+		rc = 0;
+		goto out;
+	}
+	cols_params(&c, p);
+	if ((r = db_q(st, S_TYPING, 3, p)) == NULL)
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t pos = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		const struct prow *w = prow_find(&pr, pos);
+		if (w != NULL)
+			notice_add(&w->m->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_TYPING, .pos = pos,
+			    .room_id = w->room});
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	free(pr.v);
+	smap_free(&seen);
+	cols_free(&c);
+	return rc;
+}
+
+/*
+ * A room's receipts, the last one of the group for a (room, user, type,
+ * thread) winning; seen is shared by the whole group, which is walked
+ * from its last message back.
+ */
+static void
+receipts_add(struct store *st, struct cols *c, struct smap *seen,
+    const struct acc_room *rm)
+{
+	/* Last one wins for a key: walk backwards, skip seen keys. */
+	for (size_t j = rm->nreceipts; j-- > 0;) {
+		const struct acc_receipt *rp = &rm->receipts[j];
+		char *k = xasprintf("%zu:%s%zu:%s%zu:%s%s",
+		    strlen(rm->room_id), rm->room_id, strlen(rp->user_id),
+		    rp->user_id, strlen(rp->rtype), rp->rtype,
+		    rp->thread_id);
+		bool dup = smap_get(seen, k, NULL);
+		if (!dup)
+			smap_put(seen, k, 1);
+		free(k);
+		if (dup)
+			continue;
+		ab_str(&c->c[0], rm->room_id);
+		ab_str(&c->c[1], rp->user_id);
+		ab_str(&c->c[2], rp->rtype);
+		ab_str(&c->c[3], rp->thread_id);
+		ab_str(&c->c[4], rp->event_id);
+		ab_i64(&c->c[5], rp->ts);
+		ab_i64(&c->c[6], pos_next(st));
+		c->rows++;
+	}
+}
+
+/* Receipts: the last one of the group for a key wins. */
+int
+apply_receipts(struct store *st, struct msgctx *xs, size_t n)
+{
+	struct cols c;
+	const char *p[7];
+	struct smap seen;
+	int rc = 0;
+
+	cols_init(&c, 7);
+	smap_init(&seen);
+	for (size_t k = n; k-- > 0;) {
+		struct acc_changes *ch = xs[k].ch;
+		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;)
+			receipts_add(st, &c, &seen, &ch->rooms[i]);
+	}
+	if (c.rows > 0) {
+		cols_params(&c, p);
+		rc = db_q0(st, S_RECEIPTS, 7, p);
+	}
+	smap_free(&seen);
+	cols_free(&c);
+	return rc;
+}
+
+static void
+adata_add(struct store *st, struct msgctx *x, struct cols *c,
+    struct smap *seen, struct prows *pr, const char *room,
+    const struct acc_adata *a)
+{
+	char *k = smap_key3(x->m->user_id, room, a->type);
+	int64_t pos;
+
+	if (!smap_get(seen, k, NULL)) {
+		smap_put(seen, k, 1);
+		ab_str(&c->c[0], x->m->user_id);
+		ab_str(&c->c[1], room);
+		ab_str(&c->c[2], a->type);
+		ab_str(&c->c[3], a->json);
+		ab_i64(&c->c[4], pos = pos_next(st));
+		prow_add(pr, pos, x->m, room);
+		c->rows++;
+	}
+	free(k);
+}
+
+/*
+ * Account data, global ("" room) and per room: the last message of the
+ * group that sets a (user, room, type) wins; only rows whose JSON changed
+ * come back from the upsert, and only those get a notice.
+ */
+int
+apply_adata(struct store *st, struct msgctx *xs, size_t n)
+{
+	struct cols c;
+	struct prows pr = {0};
+	const char *p[5];
+	struct smap seen;
+	PGresult *r = NULL;
+	int rc = 0;
+
+	cols_init(&c, 5);
+	smap_init(&seen);
+	for (size_t k = n; k-- > 0;) {
+		struct acc_changes *ch = xs[k].ch;
+		if (ch == NULL)
+			continue;
+		for (size_t i = ch->nadata; i-- > 0;)
+			adata_add(st, &xs[k], &c, &seen, &pr, "",
+			    &ch->adata[i]);
+		for (size_t i = ch->nrooms; i-- > 0;) {
+			struct acc_room *rm = &ch->rooms[i];
+			for (size_t j = rm->nadata; j-- > 0;)
+				adata_add(st, &xs[k], &c, &seen, &pr,
+				    rm->room_id, &rm->adata[j]);
+		}
+	}
+	if (c.rows > 0) {
+		cols_params(&c, p);
+		if ((r = db_q(st, S_ADATA, 5, p)) == NULL)
+			rc = -1;
+		for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+			int64_t pos = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			const struct prow *w = prow_find(&pr, pos);
+			if (w != NULL)
+				notice_add(&w->m->notices, &(struct proto_notice){
+				    .type = PROTO_NOTICE_ACCOUNT_DATA,
+				    .pos = pos, .room_id = w->room,
+				    .user_id = w->m->user_id});
+		}
+		PQclear(r);
+	}
+	free(pr.v);
+	smap_free(&seen);
+	cols_free(&c);
+	return rc;
+}
+
+/* A wake-up for the sessions of m's device. */
+static void
+device_notice(struct store_msg *m, int64_t pos)
+{
+	notice_add(&m->notices, &(struct proto_notice){
+	    .type = PROTO_NOTICE_TO_DEVICE, .pos = pos, .user_id = m->user_id,
+	    .device_id = m->device_id});
+}
+
+/* To-device messages and device list changes: logs, in message order. */
+static int
+apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
+{
+	struct abuf td = {0}, dl = {0};
+	int rc = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		struct acc_changes *ch = xs[k].ch;
+		struct store_msg *m = xs[k].m;
+		int64_t pos = 0;
+		if (ch == NULL)
+			continue;
+		for (size_t i = 0; i < ch->nto_device; i++) {
+			cp_i64(&td, pos = pos_next(st));
+			cp_str(&td, m->user_id);
+			cp_str(&td, m->device_id);
+			cp_str(&td, ch->to_device[i]);
+			cp_row_end(&td);
+		}
+		if (pos > 0)
+			device_notice(m, pos);
+		for (int left = 0; left < 2; left++) {
+			char **v = left ? ch->dl_left : ch->dl_changed;
+			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
+			for (size_t i = 0; i < nv; i++) {
+				cp_i64(&dl, dpos[k] = pos_next(st));
+				cp_str(&dl, m->user_id);
+				cp_str(&dl, m->device_id);
+				cp_str(&dl, v[i]);
+				cp_str(&dl, left ? "left" : "changed");
+				cp_row_end(&dl);
+			}
+		}
+	}
+	if (td.n > 0)
+		rc = db_copy(st, "COPY syncv3_to_device (pos, user_id, "
+		    "device_id, json) FROM STDIN", td.p, td.n);
+	if (rc == 0 && dl.n > 0)
+		rc = db_copy(st, "COPY syncv3_device_lists (pos, user_id, "
+		    "device_id, target_user, change) FROM STDIN", dl.p, dl.n);
+	ab_free(&td);
+	ab_free(&dl);
+	return rc;
+}
+
+/* Key counts (rare: one statement per message that has them). Device
+ * list changes and key counts also wake the device's sessions. */
+int
+apply_device(struct store *st, struct msgctx *xs, size_t n)
+{
+	int64_t *dpos = xcalloc(n + 1, sizeof(*dpos));
+	int rc = -1;
+
+	if (apply_logs(st, xs, n, dpos) == -1)
+		goto out;
+	for (size_t k = 0; k < n; k++) {
+		struct acc_changes *ch = xs[k].ch;
+		struct store_msg *m = xs[k].m;
+		char buf[24];
+		const char *p[5] = {m->user_id, m->device_id, NULL, NULL, buf};
+		PGresult *r;
+		if (ch != NULL &&
+		    (ch->otk_counts != NULL || ch->fallback_types != NULL)) {
+			snprintf(buf, sizeof(buf), "%" PRId64,
+			    pos_next(st));
+			p[2] = ch->otk_counts;
+			p[3] = ch->fallback_types;
+			if ((r = db_q(st, S_DKEYS, 5, p)) == NULL)
+				goto out;
+			if (PQntuples(r) > 0)
+				dpos[k] = strtoll(PQgetvalue(r, 0, 0), NULL,
+				    10);
+			PQclear(r);
+		}
+		if (dpos[k] > 0)
+			device_notice(m, dpos[k]);
+	}
+	rc = 0;
+out:
+	free(dpos);
+	return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * Cleanup of superseded rows, run by ingest's timer between batches
+ * (through store_cleanup, which makes sure the connection is up). It
+ * leaves a mark of the committed position each time, so it knows which
+ * position was current horizon_secs ago.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "accumulator.h"
+#include "store_int.h"
+
+/*
+ * Growth: closed state ranges that end at or before the position the
+ * store had `horizon_secs` ago cannot be asked for by any session that
+ * is allowed to resume (older sinces must restart), so they go; the
+ * device list log goes with them. Events and current state stay. Runs
+ * outside batches, in slices, each its own transaction.
+ */
+long long
+cleanup_run(struct store *st, long long horizon_secs)
+{
+	char hb[24], pb[24];
+	const char *p[1];
+	PGresult *r;
+	long long total = 0, n;
+	int64_t h;
+
+	snprintf(pb, sizeof(pb), "%" PRId64, st->pos_committed);
+	p[0] = pb;
+	if (db_q0(st, S_MARK, 1, p) == -1)
+		return -1;
+	snprintf(hb, sizeof(hb), "%lld", horizon_secs);
+	p[0] = hb;
+	if ((r = db_q(st, S_CLEAN_HORIZON, 1, p)) == NULL)
+		return -1;
+	h = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (h <= 0)
+		return 0;
+	snprintf(pb, sizeof(pb), "%" PRId64, h);
+	p[0] = pb;
+	do {
+		if ((r = db_q(st, S_CLEAN_STATE, 1, p)) == NULL)
+			return -1;
+		n = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		total += n;
+	} while (n == 10000);
+	if ((r = db_q(st, S_CLEAN_DL, 1, p)) == NULL)
+		return -1;
+	total += strtoll(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	if (db_q0(st, S_CLEAN_MARKS, 1, p) == -1)
+		return -1;
+	if (total > 0)
+		log_info("store: cleanup removed %lld superseded rows below "
+		    "position %" PRId64, total, h);
+	return total;
+}

@@ -1,0 +1,242 @@
+/*
+ * The writer connection and its statements: one blocking libpq
+ * connection, which is fine here because this process does one thing and
+ * a single writer is what makes positions commit in order (contract 2).
+ * Every statement the store runs is in stmts[] below, prepared once per
+ * connection; db_q/db_q0/db_copy are how the files above run them. This
+ * file knows nothing of batches or positions; store.c decides when to
+ * (re)connect.
+ */
+#include <stdbool.h>
+
+#include "accumulator.h"
+#include "pg.h"
+#include "store_int.h"
+
+/* Distinct from pg.c's migration lock ("syncv3" in hex). */
+#define WRITER_LOCK_KEY "7370796e63763301"
+
+static const struct stmt {
+	const char *name, *sql;
+} stmts[] = {
+	[S_CAS] = {"acc_cas", "SELECT k.i, d.since, d.is_initial_done FROM "
+	    "unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(u, dv, i) "
+	    "JOIN syncv3_devices d ON d.user_id = k.u AND d.device_id = k.dv "
+	    "ORDER BY d.user_id, d.device_id FOR UPDATE OF d"},
+	[S_SINCE] = {"acc_since", "UPDATE syncv3_devices d SET since = k.s, "
+	    "is_initial_done = true FROM unnest($1::text[], $2::text[], "
+	    "$3::text[]) AS k(u, dv, s) WHERE d.user_id = k.u AND "
+	    "d.device_id = k.dv"},
+	[S_RESERVE] = {"acc_reserve", "SELECT setval('syncv3_pos_seq', "
+	    "nextval('syncv3_pos_seq') + $1::bigint - 1)"},
+	[S_POSITION] = {"acc_position", "UPDATE syncv3_position SET pos = "
+	    "$1::bigint WHERE id = 1 AND pos < $1::bigint"},
+	[S_KNOWN] = {"acc_known", "SELECT event_id, nid FROM syncv3_events "
+	    "WHERE event_id = ANY($1::text[])"},
+	[S_CUR] = {"acc_cur", "SELECT k.i, s.nid, s.membership FROM "
+	    "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
+	    "AS k(r, t, sk, i) JOIN syncv3_state s ON s.room_id = k.r AND "
+	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
+	[S_ST_CLOSE] = {"acc_st_close", "UPDATE syncv3_state s SET to_pos = "
+	    "k.p FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[]) AS k(r, t, sk, p) WHERE s.room_id = k.r AND "
+	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
+	[S_ROOMS_GET] = {"acc_rooms_get", "SELECT room_id, last_nid, last_ts,"
+	    " name, canonical_alias, topic, avatar, room_type, is_encrypted, "
+	    "joined_count, invited_count FROM syncv3_rooms "
+	    "WHERE room_id = ANY($1::text[])"},
+	[S_ROOMS_PUT] = {"acc_rooms_put", "INSERT INTO syncv3_rooms (room_id,"
+	    " last_nid, last_ts, name, canonical_alias, topic, avatar, "
+	    "room_type, is_encrypted, joined_count, invited_count, "
+	    "updated_pos) SELECT * FROM unnest($1::text[], $2::bigint[], "
+	    "$3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], "
+	    "$8::text[], $9::bool[], $10::int[], $11::int[], $12::bigint[]) "
+	    "ON CONFLICT (room_id) DO UPDATE SET last_nid = excluded.last_nid,"
+	    " last_ts = excluded.last_ts, name = excluded.name, "
+	    "canonical_alias = excluded.canonical_alias, topic = "
+	    "excluded.topic, avatar = excluded.avatar, room_type = "
+	    "excluded.room_type, is_encrypted = excluded.is_encrypted, "
+	    "joined_count = excluded.joined_count, invited_count = "
+	    "excluded.invited_count, updated_pos = excluded.updated_pos"},
+	[S_UR_GET] = {"acc_ur_get", "SELECT k.i, u.membership, u.pos, "
+	    "u.invite_state, u.heroes, u.notification_count, "
+	    "u.highlight_count, u.prev_batch FROM unnest($1::text[], "
+	    "$2::text[]) WITH ORDINALITY AS k(us, r, i) JOIN "
+	    "syncv3_user_rooms u ON u.user_id = k.us AND u.room_id = k.r"},
+	[S_UR_PUT] = {"acc_ur_put", "INSERT INTO syncv3_user_rooms (user_id,"
+	    " room_id, membership, pos, invite_state, heroes, "
+	    "notification_count, highlight_count, updated_pos, prev_batch) "
+	    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], "
+	    "$8::bigint[], $9::bigint[], $10::text[]) "
+	    "ON CONFLICT (user_id, room_id) DO UPDATE SET membership = "
+	    "excluded.membership, pos = excluded.pos, invite_state = "
+	    "excluded.invite_state, heroes = excluded.heroes, "
+	    "notification_count = excluded.notification_count, "
+	    "highlight_count = excluded.highlight_count, updated_pos = "
+	    "excluded.updated_pos, prev_batch = excluded.prev_batch"},
+	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
+	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
+	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"
+	    " 1 FROM syncv3_typing x WHERE x.room_id = k.r) "
+	    "ON CONFLICT (room_id) DO UPDATE SET user_ids = excluded.user_ids,"
+	    " pos = excluded.pos WHERE t.user_ids <> excluded.user_ids "
+	    "RETURNING room_id, pos"},
+	[S_RECEIPTS] = {"acc_receipts", "INSERT INTO syncv3_receipts AS x "
+	    "(room_id, user_id, receipt_type, thread_id, event_id, ts, pos) "
+	    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::text[], $5::text[], $6::bigint[], $7::bigint[]) "
+	    "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO "
+	    "UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos ="
+	    " excluded.pos WHERE x.event_id <> excluded.event_id"},
+	[S_ADATA] = {"acc_adata", "INSERT INTO syncv3_account_data AS a "
+	    "(user_id, room_id, type, json, pos) SELECT * FROM "
+	    "unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+	    "$5::bigint[]) ON CONFLICT (user_id, room_id, type) DO UPDATE SET "
+	    "json = excluded.json, pos = excluded.pos WHERE a.json <> "
+	    "excluded.json RETURNING pos"},
+	[S_DKEYS] = {"acc_dkeys", "INSERT INTO syncv3_device_keys AS d "
+	    "(user_id, device_id, otk_counts, fallback_types, pos) VALUES "
+	    "($1, $2, coalesce($3::text, '{}'), coalesce($4::text, '[]'), "
+	    "$5::bigint) ON CONFLICT (user_id, device_id) DO UPDATE SET "
+	    "otk_counts = coalesce($3::text, d.otk_counts), fallback_types = "
+	    "coalesce($4::text, d.fallback_types), pos = $5::bigint WHERE "
+	    "d.otk_counts <> coalesce($3::text, d.otk_counts) OR "
+	    "d.fallback_types <> coalesce($4::text, d.fallback_types) "
+	    "RETURNING pos"},
+	[S_POLL] = {"acc_poll", "UPDATE syncv3_devices SET poll_state = $3, "
+	    "poll_error = $4, poll_updated = now() WHERE user_id = $1 AND "
+	    "device_id = $2"},
+	[S_MARK] = {"acc_mark", "INSERT INTO syncv3_pos_marks (at, pos) "
+	    "VALUES (now(), $1::bigint)"},
+	[S_CLEAN_HORIZON] = {"acc_clean_horizon", "SELECT coalesce(max(pos), "
+	    "0) FROM syncv3_pos_marks WHERE at < now() - make_interval(secs "
+	    "=> $1::bigint)"},
+	[S_CLEAN_STATE] = {"acc_clean_state", "DELETE FROM syncv3_state WHERE"
+	    " ctid = ANY(ARRAY(SELECT ctid FROM syncv3_state WHERE to_pos IS "
+	    "NOT NULL AND to_pos <= $1::bigint LIMIT 10000))"},
+	[S_CLEAN_DL] = {"acc_clean_dl", "DELETE FROM syncv3_device_lists "
+	    "WHERE pos <= $1::bigint"},
+	[S_CLEAN_MARKS] = {"acc_clean_marks", "DELETE FROM syncv3_pos_marks "
+	    "WHERE pos < $1::bigint"},
+};
+
+PGresult *
+db_q(struct store *st, int id, int nparams, const char *const *params)
+{
+	PGresult *r;
+	ExecStatusType s;
+
+	r = PQexecPrepared(st->c, stmts[id].name, nparams, params, NULL, NULL,
+	    0);
+	s = PQresultStatus(r);
+	if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
+		return r;
+	log_warnx_rl("store: %s: %s", stmts[id].name,
+	    r ? PQresultErrorMessage(r) : PQerrorMessage(st->c));
+	PQclear(r);
+	return NULL;
+}
+
+int
+db_q0(struct store *st, int id, int nparams, const char *const *params)
+{
+	PGresult *r = db_q(st, id, nparams, params);
+
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+/* COPY ... FROM STDIN of ready rows (sqlarr.c cp_*): 0 or -1. */
+int
+db_copy(struct store *st, const char *sql, const char *data, size_t len)
+{
+	PGresult *r = PQexec(st->c, sql);
+	int rc = 0;
+
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		log_warnx_rl("store: %s: %s", sql,
+		    r ? PQresultErrorMessage(r) : PQerrorMessage(st->c));
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	for (size_t off = 0; rc == 0 && off < len;) {
+		size_t n = len - off > (1 << 20) ? (1 << 20) : len - off;
+		if (PQputCopyData(st->c, data + off, (int)n) != 1)
+			rc = -1;
+		off += n;
+	}
+	if (PQputCopyEnd(st->c, rc == 0 ? NULL : "send failed") != 1)
+		rc = -1;
+	while ((r = PQgetResult(st->c)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			log_warnx_rl("store: %s: %s", sql,
+			    PQresultErrorMessage(r));
+			rc = -1;
+		}
+		PQclear(r);
+	}
+	return rc;
+}
+
+static int
+prepare_all(struct store *st)
+{
+	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		PGresult *r = PQprepare(st->c, stmts[i].name, stmts[i].sql, 0,
+		    NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			log_warnx("store: prepare %s: %s", stmts[i].name,
+			    PQresultErrorMessage(r));
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* Session-level lock: a second accumulator waits here (single writer). */
+static int
+writer_lock(struct store *st)
+{
+	PGresult *r;
+	bool got;
+
+	r = pg_query(st->c, "writer lock", "SELECT pg_try_advisory_lock(x'"
+	    WRITER_LOCK_KEY "'::bigint)", 0, NULL);
+	if (r == NULL)
+		return -1;
+	got = PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	if (got)
+		return 0;
+	log_warnx("store: another accumulator holds the writer lock; "
+	    "waiting for it");
+	if (pg_exec(st->c, "writer lock", "SELECT pg_advisory_lock(x'"
+	    WRITER_LOCK_KEY "'::bigint)") == -1)
+		return -1;
+	log_info("store: writer lock acquired");
+	return 0;
+}
+
+/*
+ * Opens (or reopens) the writer connection: custom plans for the session
+ * (batches switch to generic plans with SET LOCAL, see store.c), the
+ * schema migrated, the writer lock held and every statement prepared.
+ */
+int
+db_connect(struct store *st)
+{
+	if (st->c != NULL)
+		PQfinish(st->c);
+	if ((st->c = pg_connect_wait(st->conninfo, 3600)) == NULL)
+		return -1;
+	if (pg_exec(st->c, "session", "SET plan_cache_mode = force_custom_plan") == -1 ||
+	    pg_migrate(st->c) == -1 ||
+	    writer_lock(st) == -1 ||
+	    prepare_all(st) == -1)
+		return -1;
+	return 0;
+}

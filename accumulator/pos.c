@@ -1,0 +1,80 @@
+/*
+ * Positions (contract 2): one counter for every stream, handed out only
+ * by this single writer. Positions are reserved from syncv3_pos_seq in
+ * blocks (one round trip per POS_BLOCK positions), handed out in order
+ * while a batch is applied, and the highest one used is written to
+ * syncv3_position in the batch's own transaction. Owns the pos_* fields
+ * of struct store; store.c reloads them after a reconnect.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "accumulator.h"
+#include "pg.h"
+#include "store_int.h"
+
+#define POS_BLOCK 4096
+
+/* Starts from what is committed; a reservation does not survive a
+ * reconnect (its positions are simply never used). */
+int
+pos_load(struct store *st)
+{
+	PGresult *r = pg_query(st->c, "position",
+	    "SELECT pos FROM syncv3_position WHERE id = 1", 0, NULL);
+
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return -1;
+	}
+	st->pos_committed = st->pos_used = strtoll(PQgetvalue(r, 0, 0), NULL,
+	    10);
+	st->pos_next = st->pos_end = 0;
+	PQclear(r);
+	return 0;
+}
+
+/* Makes sure n positions can be handed out without a round trip. */
+int
+pos_reserve(struct store *st, int64_t n)
+{
+	char buf[24];
+	const char *p[1] = {buf};
+	PGresult *r;
+	int64_t want = n > POS_BLOCK ? n : POS_BLOCK, last;
+
+	if (st->pos_end - st->pos_next + 1 >= n && st->pos_next > 0)
+		return 0;
+	snprintf(buf, sizeof(buf), "%" PRId64, want);
+	if ((r = db_q(st, S_RESERVE, 1, p)) == NULL)
+		return -1;
+	last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	st->pos_next = last - want + 1;
+	st->pos_end = last;
+	return 0;
+}
+
+int64_t
+pos_next(struct store *st)
+{
+	if (st->pos_next == 0 || st->pos_next > st->pos_end)
+		fatalx("store: position taken beyond the reservation");
+	st->pos_used = st->pos_next;
+	return st->pos_next++;
+}
+
+/* Inside the batch's transaction: positions up to pos_used are taken. */
+int
+pos_save(struct store *st)
+{
+	char buf[24];
+	const char *p[1] = {buf};
+
+	snprintf(buf, sizeof(buf), "%" PRId64, st->pos_used);
+	if (st->pos_used > st->pos_committed &&
+	    db_q0(st, S_POSITION, 1, p) == -1)
+		return -1;
+	return 0;
+}
