@@ -47,6 +47,8 @@ die() { say "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (chroot, mounts)"
 command -v debootstrap >/dev/null ||
     die "needs debootstrap (apt-get install debootstrap)"
+git -C "$ROOT" rev-parse -q --verify HEAD >/dev/null ||
+    die "$ROOT is not a git checkout with a commit"
 
 # mirror SUITE: the first archive URI apt is configured with for SUITE, in
 # one-line (.list) or deb822 (.sources) form.
@@ -74,7 +76,7 @@ mirror() {
 	done | head -1
 }
 
-phase_t0=0
+start=$(date +%s) phase_t0=0
 phase() { phase_t0=$(date +%s); say "== $*"; }
 phase_end() { say "   $1 took $(( $(date +%s) - phase_t0 ))s"; }
 
@@ -98,6 +100,8 @@ if [ "$refresh" = 1 ] || [ ! -f "$BASE" ]; then
 	mv "$BASE.tmp" "$BASE"
 	rm -rf "$tmp"
 	phase_end debootstrap
+else
+	say "== base: $BASE (cached $(date -ur "$BASE" '+%F %T UTC'); --refresh rebuilds it)"
 fi
 flock -u 9
 
@@ -231,7 +235,7 @@ if [ "$do_test" = 1 ]; then
 	phase_end test
 fi
 
-say "demo: $demo_rc, test: $test_rc (logs in $W while it exists; --keep keeps it)"
+say "demo: $demo_rc, test: $test_rc, $(( $(date +%s) - start ))s in all (logs in $W while it exists; --keep keeps it)"
 [ "$demo_rc" != skipped ] && [ "$demo_rc" != 0 ] && exit 1
 [ "$test_rc" != skipped ] && [ "$test_rc" != 0 ] && exit 1
 exit 0
