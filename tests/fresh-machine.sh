@@ -17,7 +17,7 @@
 # Needs root, debootstrap and the Debian mirror apt already uses (read from
 # /etc/apt/sources.list*). The debootstrapped base is cached as a tarball in
 # $FRESH_CACHE (default /var/cache/syncv3-fresh); every run unpacks a clean
-# copy of it. Not part of tests/run_all.sh: it takes minutes (about 15 on 2
+# copy of it. Not part of tests/run_all.sh: it takes minutes (about 10 on 2
 # cores, most of it the full test run) and needs root.
 set -euo pipefail
 
