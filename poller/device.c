@@ -95,7 +95,7 @@ device_add(struct poller *p, const char *user_id, const char *device_id,
 	d->token = token;
 	d->since = xstrdup(since);
 	snprintf(d->fp, sizeof(d->fp), "%s", fp);
-	d->state = DEV_BACKOFF;
+	d->cycle = DEV_BACKOFF;
 	d->timer = evtimer_new(p->base, timer_cb, d);
 	h = dev_hash(user_id, device_id) % p->table_size;
 	d->hnext = p->table[h];
@@ -139,7 +139,7 @@ start_waiting(struct poller *p)
 	while (p->initial_inflight < p->cfg.max_initial &&
 	       (d = TAILQ_FIRST(&p->waiting)) != NULL) {
 		TAILQ_REMOVE(&p->waiting, d, waitq);
-		d->state = DEV_BACKOFF;
+		d->cycle = DEV_BACKOFF;
 		device_start(d);
 	}
 }
@@ -165,8 +165,8 @@ device_start(struct device *d)
 {
 	struct poller *p = d->p;
 
-	if (d->state == DEV_STOPPED || d->state == DEV_WAITING ||
-	    d->state == DEV_POLLING || p->is_stopping)
+	if (d->cycle == DEV_STOPPED || d->cycle == DEV_WAITING ||
+	    d->cycle == DEV_POLLING || p->is_stopping)
 		return;
 	if (d->is_releasing) {
 		/* Between two polls: hand over without overlapping requests. */
@@ -176,7 +176,7 @@ device_start(struct device *d)
 	evtimer_del(d->timer);
 	if (d->since[0] == '\0' && !d->is_initial_slot) {
 		if (p->initial_inflight >= p->cfg.max_initial) {
-			d->state = DEV_WAITING;
+			d->cycle = DEV_WAITING;
 			TAILQ_INSERT_TAIL(&p->waiting, d, waitq);
 			return;
 		}
@@ -194,7 +194,7 @@ device_start(struct device *d)
 		                         rand_u32(UINT32_MAX)));
 		return;
 	}
-	d->state = DEV_POLLING;
+	d->cycle = DEV_POLLING;
 }
 
 void
@@ -202,7 +202,7 @@ device_backoff(struct device *d, long long delay_ms)
 {
 	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
 
-	d->state = DEV_BACKOFF;
+	d->cycle = DEV_BACKOFF;
 	d->retry_at_ms = wall_ms() + delay_ms;
 	evtimer_add(d->timer, &tv);
 }
@@ -322,7 +322,7 @@ device_on_response(struct device *d, struct verdict_info *vi)
 		d->unchanged_attempt = 0;
 		d->next_batch = vi->next_batch;
 		vi->next_batch = NULL;
-		d->state = DEV_ACK_WAIT;
+		d->cycle = DEV_ACK_WAIT;
 		d->send_attempt = 0;
 		if (publish_sync_raw(d, d->since) == -1)
 			log_warnx_rl("device %s/%s: accumulator unreachable; "
@@ -346,7 +346,7 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 	struct poller *p = d->p;
 	enum ack_action a;
 
-	if (d->state != DEV_ACK_WAIT || d->next_batch == NULL) {
+	if (d->cycle != DEV_ACK_WAIT || d->next_batch == NULL) {
 		log_debug("device %s/%s: stale ack ignored", d->user_id,
 		          d->device_id);
 		return;
@@ -367,7 +367,7 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 		body_free(d);
 		d->attempt = 0;
 		device_set_ps(d, PS_POLLING, NULL);
-		d->state = DEV_BACKOFF;
+		d->cycle = DEV_BACKOFF;
 		device_start(d);
 		return;
 	case ACK_RELOAD:
@@ -415,7 +415,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	switch (d->state) {
+	switch (d->cycle) {
 	case DEV_BACKOFF:
 		device_start(d);
 		break;
@@ -441,15 +441,15 @@ device_replace_token(struct device *d, char *token, const char *fp,
 	curl_slist_free_all(d->headers);
 	d->headers = NULL;
 	d->attempt = 0;
-	if (d->state == DEV_ACK_WAIT || d->state == DEV_WAITING)
+	if (d->cycle == DEV_ACK_WAIT || d->cycle == DEV_WAITING)
 		return;
-	if (d->state == DEV_POLLING) {
+	if (d->cycle == DEV_POLLING) {
 		sync_abort(d);
 		device_release_slot(d);
 	}
 	free(d->since);
 	d->since = xstrdup(since);
-	d->state = DEV_BACKOFF;
+	d->cycle = DEV_BACKOFF;
 	device_start(d);
 }
 
@@ -459,9 +459,9 @@ device_drop(struct device *d)
 {
 	if (d == NULL)
 		return;
-	if (d->state == DEV_WAITING)
+	if (d->cycle == DEV_WAITING)
 		TAILQ_REMOVE(&d->p->waiting, d, waitq);
-	d->state = DEV_STOPPED;
+	d->cycle = DEV_STOPPED;
 	if (d->is_releasing)
 		d->p->nreleasing--;
 	sync_easy_free(d);

@@ -238,7 +238,7 @@ shed(struct poller *p)
 		d->is_releasing = true;
 		p->nreleasing++;
 		k++;
-		if (d->state == DEV_BACKOFF || d->state == DEV_WAITING)
+		if (d->cycle == DEV_BACKOFF || d->cycle == DEV_WAITING)
 			lease_release_device(d);
 	}
 	log_info("lease: releasing %lld devices above our share %lld", k,
@@ -251,9 +251,9 @@ lease_release_device(struct device *d)
 {
 	struct poller *p = d->p;
 
-	if (d->state == DEV_WAITING) {
+	if (d->cycle == DEV_WAITING) {
 		TAILQ_REMOVE(&p->waiting, d, waitq);
-		d->state = DEV_BACKOFF;
+		d->cycle = DEV_BACKOFF;
 	}
 	if (pg_ok(p))
 		release_one(p, d->user_id, d->device_id);

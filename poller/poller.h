@@ -49,7 +49,7 @@ struct poller_config {
 };
 
 /* Where a device is in its cycle; exactly one of these at a time. */
-enum dev_state {
+enum dev_cycle {
 	DEV_WAITING,  /* queued for an initial-sync slot */
 	DEV_POLLING,  /* a v2 request is in flight */
 	DEV_ACK_WAIT, /* body sent to the accumulator, waiting for its ack */
@@ -77,7 +77,7 @@ struct device {
 	char *token;
 	char *since;                /* committed since we poll with */
 	char fp[POLLER_FP_LEN + 1]; /* token_hash prefix */
-	enum dev_state state;
+	enum dev_cycle cycle;
 	enum poll_state ps; /* last state reported */
 	bool is_dirty;
 	bool is_initial_slot;   /* holds one of max_initial */

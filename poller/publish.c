@@ -59,7 +59,7 @@ resend_pending(struct poller *p)
 	size_t n = 0;
 
 	TAILQ_FOREACH(d, &p->devices, entry) {
-		if (d->state != DEV_ACK_WAIT || d->next_batch == NULL)
+		if (d->cycle != DEV_ACK_WAIT || d->next_batch == NULL)
 			continue;
 		evtimer_del(d->timer);
 		d->send_attempt = 0;

@@ -124,6 +124,35 @@ proto_type_name(int type)
 	return "?";
 }
 
+/* Indexed by enum dev_state; the names are stored values (proto.h). */
+static const char *const dev_state_names[] = {
+	[DEV_STATE_NEW] = "new",
+	[DEV_STATE_POLLING] = "polling",
+	[DEV_STATE_BACKOFF] = "backoff",
+	[DEV_STATE_EXPIRED] = "expired",
+	[DEV_STATE_IDLE] = "idle",
+	[DEV_STATE_SYNCED] = "synced",
+};
+
+#define DEV_STATE_COUNT (sizeof(dev_state_names) / sizeof(dev_state_names[0]))
+
+const char *
+dev_state_name(enum dev_state s)
+{
+	if ((size_t)s >= DEV_STATE_COUNT)
+		return "?";
+	return dev_state_names[s];
+}
+
+int
+dev_state_parse(const char *name)
+{
+	for (size_t i = 0; i < DEV_STATE_COUNT; i++)
+		if (strcmp(name, dev_state_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* The topic frame is the type's name: SUB filters on "notice." prefixes. */
 const char *
 proto_topic(int type)
