@@ -20,6 +20,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "poller.h"
 #include "util.h"
 
@@ -35,12 +36,6 @@ lq(struct poller *p, enum lease_stmt_id id, int n, const char *const *params)
 	                params);
 }
 
-static void
-i64(char *buf, size_t len, long long v)
-{
-	snprintf(buf, len, "%lld", v);
-}
-
 static void notify_cb(evutil_socket_t, short, void *);
 
 /* (Re)establishes the session: name for the live count, LISTEN, event. */
@@ -53,7 +48,7 @@ session_setup(struct poller *p)
 	}
 	if (pg_exec(p->pg, "lease",
 	            "SET application_name = '" LEASE_APP_NAME "'") == -1 ||
-	    pg_exec(p->pg, "lease", "LISTEN syncv3_devices") == -1)
+	    pg_exec(p->pg, "lease", "LISTEN " PROTO_PG_DEVICES_CHANNEL) == -1)
 		return -1;
 	p->pg_ev = event_new(p->base, PQsocket(p->pg), EV_READ | EV_PERSIST,
 	                     notify_cb, p);
@@ -96,11 +91,11 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 static void
 update_share(struct poller *p)
 {
-	char idle[24];
+	char idle[PG_I64_LEN];
 	const char *params[1] = {idle};
 	PGresult *r;
 
-	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	pg_i64(idle, p->cfg.idle_secs);
 	if ((r = lq(p, LS_SHARE, 1, params)) == NULL)
 		return;
 	p->share = policy_share(atoll(PQgetvalue(r, 0, 1)),
@@ -138,7 +133,7 @@ claim_row(struct poller *p, PGresult *r, int i)
 	               PQgetvalue(r, i, 4));
 	log_debug("device %s/%s: claimed, since \"%s\"", user_id, device_id,
 	          d->since);
-	device_set_ps(d, PS_POLLING, NULL);
+	device_set_ps(d, DEV_STATE_POLLING, NULL);
 	device_start(d);
 }
 
@@ -146,7 +141,7 @@ static void
 claim_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
-	char limit[24], idle[24], lease[24];
+	char limit[PG_I64_LEN], idle[PG_I64_LEN], lease[PG_I64_LEN];
 	const char *params[4] = {p->cfg.poller_id, limit, idle, lease};
 	long long want;
 	PGresult *r;
@@ -165,9 +160,9 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (want > LEASE_CLAIM_BATCH)
 		want = LEASE_CLAIM_BATCH;
-	i64(limit, sizeof(limit), want);
-	i64(idle, sizeof(idle), p->cfg.idle_secs);
-	i64(lease, sizeof(lease), p->cfg.lease_secs);
+	pg_i64(limit, want);
+	pg_i64(idle, p->cfg.idle_secs);
+	pg_i64(lease, p->cfg.lease_secs);
 	if ((r = lq(p, LS_CLAIM, 4, params)) == NULL)
 		return;
 	n = PQntuples(r);
@@ -199,8 +194,8 @@ token_replaced(struct poller *p, struct device *d)
 		log_info("device %s/%s: new token", d->user_id, d->device_id);
 		device_replace_token(d, token, PQgetvalue(r, 0, 2),
 		                     PQgetvalue(r, 0, 1));
-		d->ps = PS_NONE;
-		device_set_ps(d, PS_POLLING, NULL);
+		d->ps = DEV_STATE_NEW;
+		device_set_ps(d, DEV_STATE_POLLING, NULL);
 	}
 	PQclear(r);
 }
@@ -276,8 +271,8 @@ hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
 	if (strcmp(PQgetvalue(r, i, 4), "t") != 0) {
 		log_info("device %s/%s: unused for %llds; polling stopped",
 		         user_id, device_id, p->cfg.idle_secs);
-		device_set_ps(d, PS_IDLE, "");
-		if (lease_stop_device(p, d, "idle", "") == -1)
+		device_set_ps(d, DEV_STATE_IDLE, "");
+		if (lease_stop_device(p, d, DEV_STATE_IDLE, "") == -1)
 			log_warnx("device %s/%s: cannot release", user_id,
 			          device_id);
 		device_drop(d);
@@ -291,7 +286,7 @@ static void
 hb_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
-	char lease[24], idle[24];
+	char lease[PG_I64_LEN], idle[PG_I64_LEN];
 	const char *params[3] = {p->cfg.poller_id, lease, idle};
 	struct device *d, *next;
 	unsigned gen = ++p->hb_gen;
@@ -302,8 +297,8 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->is_stopping)
 		return;
-	i64(lease, sizeof(lease), p->cfg.lease_secs);
-	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	pg_i64(lease, p->cfg.lease_secs);
+	pg_i64(idle, p->cfg.idle_secs);
 	if (!pg_ok(p) || (r = lq(p, LS_HEARTBEAT, 3, params)) == NULL) {
 		if (now_ms() - p->hb_ok_ms > p->cfg.lease_secs * 1000)
 			drop_all(p, "leases not renewed in time");
@@ -344,17 +339,17 @@ lease_flush(struct poller *p)
 			break;
 		u[n] = d->user_id;
 		dv[n] = d->device_id;
-		s[n] = poll_state_name(d->ps);
+		s[n] = dev_state_name(d->ps);
 		e[n] = d->error;
 		fp[n++] = d->fp;
 	}
 	if (n == 0 || !pg_ok(p))
 		return;
-	arr[0] = policy_pg_array(u, n);
-	arr[1] = policy_pg_array(dv, n);
-	arr[2] = policy_pg_array(s, n);
-	arr[3] = policy_pg_array(e, n);
-	arr[4] = policy_pg_array(fp, n);
+	arr[0] = pg_text_array(u, n);
+	arr[1] = pg_text_array(dv, n);
+	arr[2] = pg_text_array(s, n);
+	arr[3] = pg_text_array(e, n);
+	arr[4] = pg_text_array(fp, n);
 	const char *params[6] = {p->cfg.poller_id, arr[0], arr[1],
 	                         arr[2],           arr[3], arr[4]};
 	r = lq(p, LS_FLUSH, 6, params);
@@ -407,11 +402,12 @@ lease_forget(struct device *d)
 
 /* Records a final state (expired, idle) and gives the lease back. */
 int
-lease_stop_device(struct poller *p, struct device *d, const char *state,
+lease_stop_device(struct poller *p, struct device *d, enum dev_state state,
                   const char *error)
 {
-	const char *params[6] = {d->user_id, d->device_id,     state,
-	                         error,      p->cfg.poller_id, d->fp};
+	const char *params[6] = {
+	    d->user_id, d->device_id,     dev_state_name(state),
+	    error,      p->cfg.poller_id, d->fp};
 	PGresult *r;
 
 	if (!pg_ok(p))

@@ -333,33 +333,6 @@ policy_ack(const char *since_in, const char *next_batch, bool ok,
 	return ACK_RELOAD;
 }
 
-/* A text[] literal {"a","b"} for unnest($1::text[]). */
-char *
-policy_pg_array(const char *const *items, size_t n)
-{
-	size_t cap = 3, len = 0;
-	char *out;
-
-	for (size_t i = 0; i < n; i++)
-		cap += 2 * strlen(items[i]) + 3;
-	out = xmalloc(cap);
-	out[len++] = '{';
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0)
-			out[len++] = ',';
-		out[len++] = '"';
-		for (const char *c = items[i]; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				out[len++] = '\\';
-			out[len++] = *c;
-		}
-		out[len++] = '"';
-	}
-	out[len++] = '}';
-	out[len] = '\0';
-	return out;
-}
-
 /*
  * How many devices this poller should hold: an even split of the active
  * devices among the live pollers, rounded up, and never above max (0: no
@@ -376,22 +349,4 @@ policy_share(long long active, long long live, long long max)
 	if (max > 0 && share > max)
 		share = max;
 	return share;
-}
-
-const char *
-poll_state_name(enum poll_state ps)
-{
-	switch (ps) {
-	case PS_NONE:
-		return "new";
-	case PS_POLLING:
-		return "polling";
-	case PS_BACKOFF:
-		return "backoff";
-	case PS_EXPIRED:
-		return "expired";
-	case PS_IDLE:
-		return "idle";
-	}
-	return "?";
 }

@@ -20,6 +20,8 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "map.h"
+#include "proto.h"
 
 #define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
 #define POLLER_USER_AGENT "syncv3-poller"
@@ -57,18 +59,9 @@ enum dev_cycle {
 	DEV_STOPPED,  /* expired, lost or released; about to be freed */
 };
 
-/* What the api sees (syncv3_devices.poll_state, PROTO_POLL_STATE). */
-enum poll_state {
-	PS_NONE,
-	PS_POLLING,
-	PS_BACKOFF,
-	PS_EXPIRED,
-	PS_IDLE,
-};
-
 struct device {
 	struct poller *p;
-	struct device *hnext;       /* device table chain */
+	char *key;                  /* in the device table (map_key3) */
 	TAILQ_ENTRY(device) entry;  /* all devices */
 	TAILQ_ENTRY(device) waitq;  /* waiting for an initial slot */
 	TAILQ_ENTRY(device) dirtyq; /* poll state to write */
@@ -78,7 +71,7 @@ struct device {
 	char *since;                /* committed since we poll with */
 	char fp[POLLER_FP_LEN + 1]; /* token_hash prefix */
 	enum dev_cycle cycle;
-	enum poll_state ps; /* last state reported */
+	enum dev_state ps; /* last state reported (proto.h) */
 	bool is_dirty;
 	bool is_initial_slot;   /* holds one of max_initial */
 	bool is_releasing;      /* shed: release instead of polling */
@@ -117,11 +110,12 @@ struct poller {
 	struct event_base *base;
 	struct curl_ev *curl;
 	/* device.c */
-	struct device **table;
-	size_t table_size;
+	struct map table; /* device key -> struct device */
 	size_t ndevices;
 	struct device_q devices;
 	struct device_q waiting;
+	struct device_q dead; /* dropped, freed by the next loop round */
+	bool is_reap_armed;   /* an event_base_once for the dead is pending */
 	int initial_inflight;
 	/* lease.c */
 	PGconn *pg;
@@ -183,9 +177,7 @@ long long policy_request_timeout_ms(bool is_initial, long long poll_ms,
                                     long long initial_s);
 enum ack_action policy_ack(const char *since_in, const char *next_batch,
                            bool ok, const char *ack_since, const char *error);
-char *policy_pg_array(const char *const *items, size_t n);
 long long policy_share(long long active, long long live, long long max);
-const char *poll_state_name(enum poll_state ps);
 
 /* device.c: device table and per-device state machine */
 void device_init(struct poller *p);
@@ -199,7 +191,7 @@ void device_start(struct device *d);
 void device_replace_token(struct device *d, char *token, const char *fp,
                           const char *since);
 void device_drop(struct device *d);
-void device_set_ps(struct device *d, enum poll_state ps, const char *error);
+void device_set_ps(struct device *d, enum dev_state ps, const char *error);
 void device_backoff(struct device *d, long long delay_ms);
 void device_on_response(struct device *d, struct verdict_info *vi);
 void device_on_ack(struct device *d, bool ok, const char *since,
@@ -236,7 +228,7 @@ void lease_init(struct poller *p);
 void lease_shutdown(struct poller *p);
 void lease_mark_dirty(struct device *d);
 void lease_forget(struct device *d);
-int lease_stop_device(struct poller *p, struct device *d, const char *state,
+int lease_stop_device(struct poller *p, struct device *d, enum dev_state state,
                       const char *error);
 int lease_reload_since(struct poller *p, struct device *d);
 void lease_release_device(struct device *d);

@@ -169,11 +169,12 @@ void
 publish_poll_state(struct device *d)
 {
 	struct poller *p = d->p;
-	struct proto_poll_state m = {d->user_id, d->device_id,
-	    poll_state_name(d->ps), d->error,
-	    d->ps == PS_BACKOFF ? d->retry_at_ms : 0};
+	struct proto_poll_state m = {
+	    d->user_id, d->device_id, dev_state_name(d->ps), d->error,
+	    d->ps == DEV_STATE_BACKOFF ? d->retry_at_ms : 0};
 
-	if (d->ps != PS_POLLING && d->ps != PS_BACKOFF && d->ps != PS_EXPIRED)
+	if (d->ps != DEV_STATE_POLLING && d->ps != DEV_STATE_BACKOFF &&
+	    d->ps != DEV_STATE_EXPIRED)
 		return;
 	if (proto_send_poll_state(p->dealer, ++p->seq, &m) != PROTO_OK)
 		log_debug("device %s/%s: poll state not sent", d->user_id,

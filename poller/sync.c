@@ -137,8 +137,7 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 	                &vi);
 	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
 	          d->device_id, status, d->body_len, (int)res);
-	device_on_response(d, &vi);
-	/* d may be gone now. */
+	device_on_response(d, &vi); /* a drop only frees d later (device.c) */
 	free(vi.next_batch);
 }
 

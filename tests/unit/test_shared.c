@@ -121,21 +121,29 @@ test_fnv1a(void **state)
 	assert_true(hash_fnv1a("a\0b", 3) != hash_fnv1a("a", 1));
 }
 
+/* The poller's lease flush array test, moved here with the builder. */
 static void
-test_pg_lit(void **state)
+test_pg_array(void **state)
 {
-	const char *items[] = {"a", "b\"c", "d\\e", ""};
-	struct pg_lit b = {0};
-	char buf[PG_I64_LEN], *s;
+	const char *items[] = {"@a:x", "q\"uo\\te", ""};
+	char *s;
 
 	(void)state;
-	s = pg_text_array(items, 4);
-	assert_string_equal(s, "{\"a\",\"b\\\"c\",\"d\\\\e\",\"\"}");
+	s = pg_text_array(items, 3);
+	assert_string_equal(s, "{\"@a:x\",\"q\\\"uo\\\\te\",\"\"}");
 	free(s);
 	s = pg_text_array(items, 0);
 	assert_string_equal(s, "{}");
 	free(s);
+}
 
+static void
+test_pg_lit(void **state)
+{
+	struct pg_lit b = {0};
+	char buf[PG_I64_LEN];
+
+	(void)state;
 	assert_string_equal(pg_arr_end(&b), "{}");
 	pg_lit_reset(&b);
 	pg_arr_str(&b, "x");
@@ -253,6 +261,7 @@ main(void)
 	    cmocka_unit_test(test_map),
 	    cmocka_unit_test(test_map_key3),
 	    cmocka_unit_test(test_fnv1a),
+	    cmocka_unit_test(test_pg_array),
 	    cmocka_unit_test(test_pg_lit),
 	    cmocka_unit_test(test_config_getopt),
 	    cmocka_unit_test(test_dev_state),
