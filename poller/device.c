@@ -135,7 +135,7 @@ device_start(struct device *d)
 		return;
 	if (d->is_releasing) {
 		/* Between two polls: hand over without overlapping requests. */
-		lease_release_device(d);
+		p->owner.release(d);
 		return;
 	}
 	evtimer_del(d->timer);
@@ -148,7 +148,7 @@ device_start(struct device *d)
 		d->is_initial_slot = true;
 		p->initial_inflight++;
 	}
-	if (sync_start(d) == -1) {
+	if (sync_start(d, device_on_response) == -1) {
 		device_release_slot(d);
 		d->attempt++;
 		snprintf(d->error, sizeof(d->error), "cannot start request");
@@ -200,7 +200,7 @@ device_set_ps(struct device *d, enum dev_state ps, const char *error)
 	if (ps == DEV_STATE_POLLING)
 		d->error[0] = '\0';
 	if (ps == DEV_STATE_POLLING || ps == DEV_STATE_BACKOFF)
-		lease_mark_dirty(d);
+		device_mark_dirty(d);
 	if (ps != DEV_STATE_IDLE)
 		publish_poll_state(d);
 	log_debug("device %s/%s: %s%s%s", d->user_id, d->device_id,
@@ -240,7 +240,7 @@ expire(struct device *d, const char *error)
 	log_info("device %s/%s: token rejected (%s); polling stopped",
 	         d->user_id, d->device_id, error);
 	device_set_ps(d, DEV_STATE_EXPIRED, error);
-	if (lease_stop_device(p, d, DEV_STATE_EXPIRED, error) == -1)
+	if (p->owner.stop(d, DEV_STATE_EXPIRED, error) == -1)
 		log_warnx("device %s/%s: cannot record expiry; the lease "
 		          "will lapse",
 		          d->user_id, d->device_id);
@@ -343,7 +343,7 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 		             "reloading since",
 		             d->user_id, d->device_id, error ? error : "",
 		             since ? since : "");
-		if (lease_reload_since(p, d) == -1 && since != NULL) {
+		if (p->owner.reload_since(d) == -1 && since != NULL) {
 			free(d->since);
 			d->since = xstrdup(since);
 		}
@@ -371,6 +371,56 @@ device_ack_timeout(struct device *d)
 		log_debug("device %s/%s: resend failed", d->user_id,
 		          d->device_id);
 	arm_ack_timer(d);
+}
+
+/* publish.c: an ack arrived; it is about a device we hold, or stale. */
+void
+device_ack_received(struct poller *p, const struct proto_sync_ack *ack)
+{
+	struct device *d = device_find(p, ack->user_id, ack->device_id);
+
+	if (d == NULL) {
+		log_debug("ingest: ack for %s/%s, not ours", ack->user_id,
+		          ack->device_id);
+		return;
+	}
+	device_on_ack(d, ack->ok, ack->since, ack->error);
+}
+
+/*
+ * publish.c: the accumulator (re)appeared. Whatever it had not
+ * acknowledged may be gone with its previous process, so send each
+ * pending body again now.
+ */
+void
+device_resend_pending(struct poller *p)
+{
+	struct device *d;
+	size_t n = 0;
+
+	TAILQ_FOREACH(d, &p->devices, entry)
+	{
+		if (d->cycle != DEV_ACK_WAIT || d->next_batch == NULL)
+			continue;
+		evtimer_del(d->timer);
+		d->send_attempt = 0;
+		device_ack_timeout(d);
+		n++;
+	}
+	if (n > 0)
+		log_info("ingest: accumulator connected; resent %zu pending "
+		         "bodies",
+		         n);
+}
+
+/* Queues d's poll state for lease.c's next batched flush. */
+void
+device_mark_dirty(struct device *d)
+{
+	if (d->is_dirty)
+		return;
+	d->is_dirty = true;
+	TAILQ_INSERT_TAIL(&d->p->dirty, d, dirtyq);
 }
 
 static void
@@ -478,7 +528,10 @@ device_drop(struct device *d)
 	sync_abort(d);
 	evtimer_del(d->timer);
 	device_release_slot(d);
-	lease_forget(d);
+	if (d->is_dirty) {
+		d->is_dirty = false;
+		TAILQ_REMOVE(&p->dirty, d, dirtyq);
+	}
 	table_remove(d);
 	TAILQ_INSERT_TAIL(&p->dead, d, entry);
 	if (!p->is_reap_armed &&

@@ -37,6 +37,8 @@ lq(struct poller *p, enum lease_stmt_id id, int n, const char *const *params)
 }
 
 static void notify_cb(evutil_socket_t, short, void *);
+static void release_device(struct device *);
+static int stop_device(struct device *, enum dev_state, const char *);
 
 /* (Re)establishes the session: name for the live count, LISTEN, event. */
 static int
@@ -234,15 +236,15 @@ shed(struct poller *p)
 		p->nreleasing++;
 		k++;
 		if (d->cycle == DEV_BACKOFF || d->cycle == DEV_WAITING)
-			lease_release_device(d);
+			release_device(d);
 	}
 	log_info("lease: releasing %lld devices above our share %lld", k,
 	         p->share);
 }
 
-/* Stops polling d and gives its lease back; d is freed. */
-void
-lease_release_device(struct device *d)
+/* Stops polling d and gives its lease back; d is dropped. */
+static void
+release_device(struct device *d)
 {
 	struct poller *p = d->p;
 
@@ -272,7 +274,7 @@ hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
 		log_info("device %s/%s: unused for %llds; polling stopped",
 		         user_id, device_id, p->cfg.idle_secs);
 		device_set_ps(d, DEV_STATE_IDLE, "");
-		if (lease_stop_device(p, d, DEV_STATE_IDLE, "") == -1)
+		if (stop_device(d, DEV_STATE_IDLE, "") == -1)
 			log_warnx("device %s/%s: cannot release", user_id,
 			          device_id);
 		device_drop(d);
@@ -363,7 +365,7 @@ lease_flush(struct poller *p)
 		for (int i = 0; i < PQntuples(r); i++)
 			if ((d = device_find(p, PQgetvalue(r, i, 0),
 			                     PQgetvalue(r, i, 1))) != NULL)
-				lease_mark_dirty(d);
+				device_mark_dirty(d);
 		if (PQntuples(r) > 0)
 			log_debug("lease: %d poll states left for the next "
 			          "flush (rows busy)",
@@ -382,29 +384,11 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	lease_flush(arg);
 }
 
-void
-lease_mark_dirty(struct device *d)
-{
-	if (d->is_dirty)
-		return;
-	d->is_dirty = true;
-	TAILQ_INSERT_TAIL(&d->p->dirty, d, dirtyq);
-}
-
-void
-lease_forget(struct device *d)
-{
-	if (!d->is_dirty)
-		return;
-	d->is_dirty = false;
-	TAILQ_REMOVE(&d->p->dirty, d, dirtyq);
-}
-
 /* Records a final state (expired, idle) and gives the lease back. */
-int
-lease_stop_device(struct poller *p, struct device *d, enum dev_state state,
-                  const char *error)
+static int
+stop_device(struct device *d, enum dev_state state, const char *error)
 {
+	struct poller *p = d->p;
 	const char *params[6] = {
 	    d->user_id, d->device_id,     dev_state_name(state),
 	    error,      p->cfg.poller_id, d->fp};
@@ -419,9 +403,10 @@ lease_stop_device(struct poller *p, struct device *d, enum dev_state state,
 }
 
 /* After a nack: the accumulator's committed since is the truth. */
-int
-lease_reload_since(struct poller *p, struct device *d)
+static int
+since_reload(struct device *d)
 {
+	struct poller *p = d->p;
 	const char *params[2] = {d->user_id, d->device_id};
 	PGresult *r;
 
@@ -454,6 +439,9 @@ lease_init(struct poller *p)
 	const char *params[1] = {p->cfg.poller_id};
 
 	TAILQ_INIT(&p->dirty);
+	p->owner.release = release_device;
+	p->owner.reload_since = since_reload;
+	p->owner.stop = stop_device;
 	if ((p->pg = pg_connect_wait(p->cfg.db, 3600)) == NULL)
 		fatalx("lease: cannot connect to postgres");
 	if (pg_wait_schema(p->pg, pg_schema_version, 0) == -1)

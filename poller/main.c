@@ -176,7 +176,7 @@ main(int argc, char **argv)
 		fatalx("event_base_new failed");
 	p->curl = curl_ev_new(p->base);
 	device_init(p);
-	publish_init(p);
+	publish_init(p, device_ack_received, device_resend_pending);
 	lease_init(p);
 	log_info("poller %s: polling %s, ingest %s", p->cfg.poller_id,
 	         p->cfg.server, p->cfg.ingest);

@@ -59,6 +59,8 @@ enum dev_cycle {
 	DEV_STOPPED,  /* expired, lost or released; about to be freed */
 };
 
+struct verdict_info;
+
 struct device {
 	struct poller *p;
 	char *key;                  /* in the device table (map_key3) */
@@ -82,6 +84,7 @@ struct device {
 	int unchanged_attempt;  /* answers in a row that did not move */
 	long retry_after_s;     /* Retry-After header of this response */
 	CURL *easy;             /* reused for every request */
+	void (*sync_done)(struct device *, struct verdict_info *); /* sync.c */
 	struct curl_slist *headers;
 	struct event *timer;      /* backoff and ack-resend */
 	struct event *stall_ev;   /* low-speed check of the response */
@@ -97,6 +100,27 @@ struct device {
 
 TAILQ_HEAD(device_q, device);
 
+/*
+ * What device.c asks of the lease layer above it (lease.c sets them in
+ * lease_init): the state machine reports, it does not reach up, so the
+ * files only call down (lease.c -> device.c -> sync.c, publish.c).
+ */
+struct dev_owner {
+	/* Gives d's lease back between two polls; d is dropped. */
+	void (*release)(struct device *d);
+	/* After a nack: the committed since from Postgres; 0 or -1. */
+	int (*reload_since)(struct device *d);
+	/* Records a final state (expired) and gives the lease back; 0 or -1. */
+	int (*stop)(struct device *d, enum dev_state state, const char *error);
+};
+
+/* sync.c tells its caller a request ended; vi->next_batch can be taken. */
+typedef void (*sync_done_fn)(struct device *d, struct verdict_info *vi);
+/* publish.c hands each ack, and each reconnection, to its caller. */
+typedef void (*publish_ack_fn)(struct poller *p,
+                               const struct proto_sync_ack *ack);
+typedef void (*publish_connect_fn)(struct poller *p);
+
 struct poller_stats {
 	unsigned long long polls_ok; /* 200 + acked */
 	unsigned long long polls_failed;
@@ -110,6 +134,7 @@ struct poller {
 	struct event_base *base;
 	struct curl_ev *curl;
 	/* device.c */
+	struct dev_owner owner; /* set by lease_init */
 	struct map table; /* device key -> struct device */
 	size_t ndevices;
 	struct device_q devices;
@@ -131,6 +156,8 @@ struct poller {
 	size_t nreleasing;  /* devices marked is_releasing */
 	bool is_first_claim;
 	/* publish.c */
+	publish_ack_fn on_ack;
+	publish_connect_fn on_connect;
 	void *zctx;
 	void *dealer;
 	struct zmq_ev *zev;
@@ -197,10 +224,13 @@ void device_on_response(struct device *d, struct verdict_info *vi);
 void device_on_ack(struct device *d, bool ok, const char *since,
                    const char *error);
 void device_ack_timeout(struct device *d);
+void device_ack_received(struct poller *p, const struct proto_sync_ack *ack);
+void device_resend_pending(struct poller *p);
 void device_release_slot(struct device *d);
+void device_mark_dirty(struct device *d);
 
 /* sync.c: the v2 request of one device */
-int sync_start(struct device *d) WARN_UNUSED;
+int sync_start(struct device *d, sync_done_fn done) WARN_UNUSED;
 void sync_abort(struct device *d);
 void sync_easy_free(struct device *d);
 
@@ -226,16 +256,11 @@ extern const struct lease_stmt lease_stmts[LS_COUNT];
 /* lease.c: Postgres leases, LISTEN/NOTIFY, poll state writes */
 void lease_init(struct poller *p);
 void lease_shutdown(struct poller *p);
-void lease_mark_dirty(struct device *d);
-void lease_forget(struct device *d);
-int lease_stop_device(struct poller *p, struct device *d, enum dev_state state,
-                      const char *error);
-int lease_reload_since(struct poller *p, struct device *d);
-void lease_release_device(struct device *d);
 void lease_flush(struct poller *p);
 
 /* publish.c: DEALER to the accumulator */
-void publish_init(struct poller *p);
+void publish_init(struct poller *p, publish_ack_fn on_ack,
+                  publish_connect_fn on_connect);
 void publish_shutdown(struct poller *p);
 int publish_sync_raw(struct device *d, const char *since_in) WARN_UNUSED;
 void publish_poll_state(struct device *d);
