@@ -31,6 +31,12 @@ parse_bool(const char *s, bool *out)
 	return -1;
 }
 
+/*
+ * Stores one value in its row's field: the only place text becomes a
+ * config value, so a default, the environment and a flag are checked
+ * alike and a bad one names its variable. A CFG_STR is copied and owned by
+ * the config struct (config_free).
+ */
 static int
 row_set(const struct cfg_row *r, void *cfg, const char *value)
 {

@@ -112,6 +112,11 @@ copy_sep(struct pg_lit *b)
 		b->p[b->n++] = '\t';
 }
 
+/*
+ * One field of a COPY text-format row: backslash, newline, carriage
+ * return and tab are escaped, NULL is \N; other bytes go through as they
+ * are (COPY reads the connection's encoding, UTF-8).
+ */
 void
 pg_copy_strn(struct pg_lit *b, const char *s, size_t len)
 {

@@ -305,6 +305,12 @@ device_on_response(struct device *d, struct verdict_info *vi)
 	}
 }
 
+/*
+ * The accumulator answered a PROTO_SYNC_RAW (contract 1). Only an ack
+ * naming the pending next_batch advances the since; an ack about an older
+ * message is ignored, and a nack reloads the committed since from
+ * Postgres (the owner's reload_since) and polls again after a backoff.
+ */
 void
 device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 {

@@ -139,6 +139,11 @@ claim_row(struct poller *p, PGresult *r, int i)
 	device_start(d);
 }
 
+/*
+ * Claims unleased devices up to our fair share, at most
+ * LEASE_CLAIM_BATCH a round; a full batch re-arms claim_now_ev so a big
+ * backlog is taken in steps without holding the loop.
+ */
 static void
 claim_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -284,6 +289,12 @@ hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
 		token_replaced(p, d);
 }
 
+/*
+ * Renews every lease we hold in one statement. Its rows say which devices
+ * are still ours (a device missing from them was taken over: stopped),
+ * idle, or have a new token; leases not renewed within lease_secs are
+ * assumed gone, so every device is dropped rather than polled twice.
+ */
 static void
 hb_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -324,6 +335,12 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 	shed(p);
 }
 
+/*
+ * Writes the queued poll states (device_mark_dirty) in one statement, at
+ * most LEASE_FLUSH_BATCH a time. Rows the accumulator has locked are
+ * skipped by the statement and come back in its result: they are queued
+ * again for the next flush instead of waiting on the lock.
+ */
 void
 lease_flush(struct poller *p)
 {
@@ -433,6 +450,12 @@ periodic(struct poller *p, long long ms, event_callback_fn cb)
 	return ev;
 }
 
+/*
+ * Connects (waiting for Postgres and the schema: the poller may start
+ * before both), gives back the leases an earlier run under the same id
+ * left, installs the device owner hooks for device.c and starts the
+ * claim, heartbeat and flush timers with one claim at once.
+ */
 void
 lease_init(struct poller *p)
 {

@@ -122,6 +122,12 @@ error_body(const char *body, size_t len, char *errcode, size_t errlen,
 	json_object_put(o);
 }
 
+/*
+ * A non-200 answer: 401, or 403 M_UNKNOWN_TOKEN, is an expired token
+ * (contract 5); 429 waits retry_after_ms from the body, else the
+ * Retry-After header, capped at an hour; anything else is retried with
+ * backoff.
+ */
 static void
 classify_status(long status, const char *body, size_t len, long retry_after_s,
                 struct verdict_info *out)
@@ -149,6 +155,11 @@ classify_status(long status, const char *body, size_t len, long retry_after_s,
 	out->verdict = V_RETRY;
 }
 
+/*
+ * The verdict on a finished request, from curl's result, the HTTP status
+ * and the body: the only place that decides what an upstream answer means
+ * to the device's state machine.
+ */
 void
 policy_classify(CURLcode res, long status, const char *body, size_t len,
                 long retry_after_s, struct verdict_info *out)

@@ -91,6 +91,10 @@ stall_cb(evutil_socket_t fd, short what, void *arg)
 	d->sync_done(d, &vi);
 }
 
+/*
+ * Counts header bytes as progress (the stall check starts with the first
+ * byte of the response) and keeps the Retry-After header for a 429.
+ */
 static size_t
 header_cb(char *buf, size_t size, size_t nitems, void *arg)
 {
@@ -165,6 +169,12 @@ easy_setup(struct device *d)
 		fatalx("evtimer_new failed");
 }
 
+/*
+ * Starts d's next /sync with the since it holds. The easy handle and the
+ * Authorization header are made once per device (the header again after a
+ * new token); a request only changes the URL and the timeout, which is
+ * longer for an initial sync. done is called once the request ends.
+ */
 int
 sync_start(struct device *d, sync_done_fn done)
 {

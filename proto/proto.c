@@ -186,6 +186,11 @@ proto_strerror(int err)
 	return "unknown error";
 }
 
+/*
+ * Checks the envelope of received frames: frame count, header, topic
+ * matching the type (a SUB filter must not be fooled), meta a bounded JSON
+ * object, sizes. msg keeps the frames; topic and payload borrow from them.
+ */
 int
 proto_decode(struct proto_msg *msg)
 {
@@ -228,6 +233,12 @@ send_frame(void *sock, const void *data, size_t len, int more)
 	return PROTO_OK;
 }
 
+/*
+ * Sends the four frames without blocking (a full peer is the caller's
+ * retry, never a stall of the loop). With free_fn the payload is handed
+ * to zmq without a copy (a poller's /sync body), and it is released here
+ * on every failure path, so the caller never frees it after the call.
+ */
 int
 proto_send(void *sock, const void *route, size_t route_len, int type,
     uint64_t seq, struct json_object *meta, const void *payload,
@@ -268,6 +279,11 @@ fail:
 	return PROTO_EIO;
 }
 
+/*
+ * Reads one multipart message without blocking on its first frame. Extra
+ * frames beyond five are read and dropped so the next message starts on a
+ * frame boundary; the message is then rejected (PROTO_EFRAMES).
+ */
 int
 proto_recv(void *sock, bool has_route, struct proto_msg *msg)
 {
