@@ -56,18 +56,6 @@ bool jscan_key_eq(struct jspan key, const char *s);
 char *jscan_str(struct jspan s);
 bool jscan_is(struct jspan v, char c);
 
-/* smap.c: string -> int64 open-addressing map (keys copied) */
-struct smap {
-	char **keys;
-	int64_t *vals;
-	size_t cap, n;
-};
-void smap_init(struct smap *m);
-void smap_free(struct smap *m);
-void smap_put(struct smap *m, const char *key, int64_t val);
-bool smap_get(const struct smap *m, const char *key, int64_t *val);
-char *smap_key3(const char *a, const char *b, const char *c);
-
 /* normalise.c: v2 body -> change set, no I/O */
 enum acc_bad {
 	ACC_BAD_NOT_OBJECT = 0,	/* event is not a JSON object */

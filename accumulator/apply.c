@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "accumulator.h"
+#include "map.h"
 #include "sqlarr.h"
 #include "store_int.h"
 #include "util.h"
@@ -65,23 +66,23 @@ apply_typing(struct store *st, struct msgctx *xs, size_t n)
 	struct prows pr = {0};
 	const char *p[3];
 	PGresult *r = NULL;
-	struct smap seen;
+	struct map seen;
 	int rc = -1;
 
 	cols_init(&c, 3);
-	smap_init(&seen);
+	map_init(&seen);
 	for (size_t k = n; k-- > 0;) {
 		struct acc_changes *ch = xs[k].ch;
 		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;) {
 			struct acc_room *rm = &ch->rooms[i];
 			int64_t pos;
 			if (rm->typing == NULL ||
-			    smap_get(&seen, rm->room_id, NULL))
+			    map_get_i64(&seen, rm->room_id, NULL))
 				continue;
-			smap_put(&seen, rm->room_id, 1);
-			ab_str(&c.c[0], rm->room_id);
-			ab_str(&c.c[1], rm->typing);
-			ab_i64(&c.c[2], pos = pos_next(st));
+			map_put_i64(&seen, rm->room_id, 1);
+			pg_arr_str(&c.c[0], rm->room_id);
+			pg_arr_str(&c.c[1], rm->typing);
+			pg_arr_i64(&c.c[2], pos = pos_next(st));
 			prow_add(&pr, pos, xs[k].m, rm->room_id);
 			c.rows++;
 		}
@@ -105,7 +106,7 @@ apply_typing(struct store *st, struct msgctx *xs, size_t n)
 out:
 	PQclear(r);
 	free(pr.v);
-	smap_free(&seen);
+	map_free(&seen, NULL);
 	cols_free(&c);
 	return rc;
 }
@@ -116,7 +117,7 @@ out:
  * from its last message back.
  */
 static void
-receipts_add(struct store *st, struct cols *c, struct smap *seen,
+receipts_add(struct store *st, struct cols *c, struct map *seen,
     const struct acc_room *rm)
 {
 	/* Last one wins for a key: walk backwards, skip seen keys. */
@@ -126,19 +127,19 @@ receipts_add(struct store *st, struct cols *c, struct smap *seen,
 		    strlen(rm->room_id), rm->room_id, strlen(rp->user_id),
 		    rp->user_id, strlen(rp->rtype), rp->rtype,
 		    rp->thread_id);
-		bool dup = smap_get(seen, k, NULL);
+		bool dup = map_get_i64(seen, k, NULL);
 		if (!dup)
-			smap_put(seen, k, 1);
+			map_put_i64(seen, k, 1);
 		free(k);
 		if (dup)
 			continue;
-		ab_str(&c->c[0], rm->room_id);
-		ab_str(&c->c[1], rp->user_id);
-		ab_str(&c->c[2], rp->rtype);
-		ab_str(&c->c[3], rp->thread_id);
-		ab_str(&c->c[4], rp->event_id);
-		ab_i64(&c->c[5], rp->ts);
-		ab_i64(&c->c[6], pos_next(st));
+		pg_arr_str(&c->c[0], rm->room_id);
+		pg_arr_str(&c->c[1], rp->user_id);
+		pg_arr_str(&c->c[2], rp->rtype);
+		pg_arr_str(&c->c[3], rp->thread_id);
+		pg_arr_str(&c->c[4], rp->event_id);
+		pg_arr_i64(&c->c[5], rp->ts);
+		pg_arr_i64(&c->c[6], pos_next(st));
 		c->rows++;
 	}
 }
@@ -149,11 +150,11 @@ apply_receipts(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
 	const char *p[7];
-	struct smap seen;
+	struct map seen;
 	int rc = 0;
 
 	cols_init(&c, 7);
-	smap_init(&seen);
+	map_init(&seen);
 	for (size_t k = n; k-- > 0;) {
 		struct acc_changes *ch = xs[k].ch;
 		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;)
@@ -163,26 +164,26 @@ apply_receipts(struct store *st, struct msgctx *xs, size_t n)
 		cols_params(&c, p);
 		rc = db_q0(st, S_RECEIPTS, 7, p);
 	}
-	smap_free(&seen);
+	map_free(&seen, NULL);
 	cols_free(&c);
 	return rc;
 }
 
 static void
 adata_add(struct store *st, struct msgctx *x, struct cols *c,
-    struct smap *seen, struct prows *pr, const char *room,
+    struct map *seen, struct prows *pr, const char *room,
     const struct acc_adata *a)
 {
-	char *k = smap_key3(x->m->user_id, room, a->type);
+	char *k = map_key3(x->m->user_id, room, a->type);
 	int64_t pos;
 
-	if (!smap_get(seen, k, NULL)) {
-		smap_put(seen, k, 1);
-		ab_str(&c->c[0], x->m->user_id);
-		ab_str(&c->c[1], room);
-		ab_str(&c->c[2], a->type);
-		ab_str(&c->c[3], a->json);
-		ab_i64(&c->c[4], pos = pos_next(st));
+	if (!map_get_i64(seen, k, NULL)) {
+		map_put_i64(seen, k, 1);
+		pg_arr_str(&c->c[0], x->m->user_id);
+		pg_arr_str(&c->c[1], room);
+		pg_arr_str(&c->c[2], a->type);
+		pg_arr_str(&c->c[3], a->json);
+		pg_arr_i64(&c->c[4], pos = pos_next(st));
 		prow_add(pr, pos, x->m, room);
 		c->rows++;
 	}
@@ -200,12 +201,12 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 	struct cols c;
 	struct prows pr = {0};
 	const char *p[5];
-	struct smap seen;
+	struct map seen;
 	PGresult *r = NULL;
 	int rc = 0;
 
 	cols_init(&c, 5);
-	smap_init(&seen);
+	map_init(&seen);
 	for (size_t k = n; k-- > 0;) {
 		struct acc_changes *ch = xs[k].ch;
 		if (ch == NULL)
@@ -236,7 +237,7 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 		PQclear(r);
 	}
 	free(pr.v);
-	smap_free(&seen);
+	map_free(&seen, NULL);
 	cols_free(&c);
 	return rc;
 }
@@ -254,7 +255,7 @@ device_notice(struct store_msg *m, int64_t pos)
 static int
 apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 {
-	struct abuf td = {0}, dl = {0};
+	struct pg_lit td = {0}, dl = {0};
 	int rc = 0;
 
 	for (size_t k = 0; k < n; k++) {
@@ -264,11 +265,11 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 		if (ch == NULL)
 			continue;
 		for (size_t i = 0; i < ch->nto_device; i++) {
-			cp_i64(&td, pos = pos_next(st));
-			cp_str(&td, m->user_id);
-			cp_str(&td, m->device_id);
-			cp_str(&td, ch->to_device[i]);
-			cp_row_end(&td);
+			pg_copy_i64(&td, pos = pos_next(st));
+			pg_copy_str(&td, m->user_id);
+			pg_copy_str(&td, m->device_id);
+			pg_copy_str(&td, ch->to_device[i]);
+			pg_copy_row_end(&td);
 		}
 		if (pos > 0)
 			device_notice(m, pos);
@@ -276,12 +277,12 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 			char **v = left ? ch->dl_left : ch->dl_changed;
 			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
 			for (size_t i = 0; i < nv; i++) {
-				cp_i64(&dl, dpos[k] = pos_next(st));
-				cp_str(&dl, m->user_id);
-				cp_str(&dl, m->device_id);
-				cp_str(&dl, v[i]);
-				cp_str(&dl, left ? "left" : "changed");
-				cp_row_end(&dl);
+				pg_copy_i64(&dl, dpos[k] = pos_next(st));
+				pg_copy_str(&dl, m->user_id);
+				pg_copy_str(&dl, m->device_id);
+				pg_copy_str(&dl, v[i]);
+				pg_copy_str(&dl, left ? "left" : "changed");
+				pg_copy_row_end(&dl);
 			}
 		}
 	}
@@ -291,8 +292,8 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 	if (rc == 0 && dl.n > 0)
 		rc = db_copy(st, "COPY syncv3_device_lists (pos, user_id, "
 		    "device_id, target_user, change) FROM STDIN", dl.p, dl.n);
-	ab_free(&td);
-	ab_free(&dl);
+	pg_lit_free(&td);
+	pg_lit_free(&dl);
 	return rc;
 }
 
@@ -309,13 +310,12 @@ apply_device(struct store *st, struct msgctx *xs, size_t n)
 	for (size_t k = 0; k < n; k++) {
 		struct acc_changes *ch = xs[k].ch;
 		struct store_msg *m = xs[k].m;
-		char buf[24];
+		char buf[PG_I64_LEN];
 		const char *p[5] = {m->user_id, m->device_id, NULL, NULL, buf};
 		PGresult *r;
 		if (ch != NULL &&
 		    (ch->otk_counts != NULL || ch->fallback_types != NULL)) {
-			snprintf(buf, sizeof(buf), "%" PRId64,
-			    pos_next(st));
+			pg_i64(buf, pos_next(st));
 			p[2] = ch->otk_counts;
 			p[3] = ch->fallback_types;
 			if ((r = db_q(st, S_DKEYS, 5, p)) == NULL)

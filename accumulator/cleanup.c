@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "accumulator.h"
+#include "pg_lit.h"
 #include "store_int.h"
 
 /*
@@ -21,26 +22,23 @@
 long long
 cleanup_run(struct store *st, long long horizon_secs)
 {
-	char hb[24], pb[24];
+	char hb[PG_I64_LEN], pb[PG_I64_LEN];
 	const char *p[1];
 	PGresult *r;
 	long long total = 0, n;
 	int64_t h;
 
-	snprintf(pb, sizeof(pb), "%" PRId64, st->pos_committed);
-	p[0] = pb;
+	p[0] = pg_i64(pb, st->pos_committed);
 	if (db_q0(st, S_MARK, 1, p) == -1)
 		return -1;
-	snprintf(hb, sizeof(hb), "%lld", horizon_secs);
-	p[0] = hb;
+	p[0] = pg_i64(hb, horizon_secs);
 	if ((r = db_q(st, S_CLEAN_HORIZON, 1, p)) == NULL)
 		return -1;
 	h = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	if (h <= 0)
 		return 0;
-	snprintf(pb, sizeof(pb), "%" PRId64, h);
-	p[0] = pb;
+	p[0] = pg_i64(pb, h);
 	do {
 		if ((r = db_q(st, S_CLEAN_STATE, 1, p)) == NULL)
 			return -1;

@@ -19,15 +19,18 @@
 
 static const struct cfg_row acc_rows[] = {
 	{"SYNCV3_DB", CFG_STR, offsetof(struct acc_config, db),
-	    "dbname=syncv3", 0, 0, 0, "libpq conninfo"},
+	    "dbname=syncv3", 0, 0, CFG_OPT('d'), "libpq conninfo"},
 	{"SYNCV3_INGEST", CFG_STR, offsetof(struct acc_config, ingest),
-	    "tcp://127.0.0.1:7701", 0, 0, 0, "ROUTER endpoint for pollers"},
+	    "tcp://127.0.0.1:7701", 0, 0, CFG_OPT('i'),
+	    "ROUTER endpoint for pollers"},
 	{"SYNCV3_NOTICES", CFG_STR, offsetof(struct acc_config, notices),
-	    "tcp://127.0.0.1:7702", 0, 0, 0, "PUB endpoint for notices"},
+	    "tcp://127.0.0.1:7702", 0, 0, CFG_OPT('o'),
+	    "PUB endpoint for notices"},
 	{"SYNCV3_LOG_LEVEL", CFG_STR, offsetof(struct acc_config, log_level),
 	    "info", 0, 0, 0, "error, warn, info, debug"},
 	{"SYNCV3_ACC_BATCH_MAX", CFG_INT, offsetof(struct acc_config,
-	    batch_max), "64", 1, 10000, 0, "messages per transaction"},
+	    batch_max), "64", 1, 10000, CFG_OPT('b'),
+	    "messages per transaction"},
 	{"SYNCV3_ACC_BATCH_BYTES", CFG_INT, offsetof(struct acc_config,
 	    batch_bytes), "33554432", 1, 1LL << 34, 0, "body bytes per batch"},
 	{"SYNCV3_ACC_BATCH_DELAY_MS", CFG_INT, offsetof(struct acc_config,
@@ -56,13 +59,6 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	ingest_stop(arg);
 }
 
-static void
-set_or_die(struct acc_config *cfg, const char *name, const char *v)
-{
-	if (config_set(acc_rows, cfg, name, v) == -1)
-		exit(1);
-}
-
 int
 main(int argc, char *argv[])
 {
@@ -72,30 +68,22 @@ main(int argc, char *argv[])
 	struct store *st;
 	struct notify *nt;
 	struct ingest *in;
+	struct cfg_cli cli;
 	void *zctx;
-	int ch, verbose = 0, check = 0, lvl;
+	int rc;
 
 	log_init("accumulator", LOG_LEVEL_INFO);
 	if (config_load(acc_rows, &cfg) == -1)
 		exit(1);
-	while ((ch = getopt(argc, argv, "b:d:i:no:v")) != -1) {
-		switch (ch) {
-		case 'b': set_or_die(&cfg, "SYNCV3_ACC_BATCH_MAX", optarg); break;
-		case 'd': set_or_die(&cfg, "SYNCV3_DB", optarg); break;
-		case 'i': set_or_die(&cfg, "SYNCV3_INGEST", optarg); break;
-		case 'o': set_or_die(&cfg, "SYNCV3_NOTICES", optarg); break;
-		case 'n': check = 1; break;
-		case 'v': verbose++; break;
-		default: usage();
-		}
-	}
-	if ((lvl = log_level_parse(cfg.log_level)) < 0)
-		fatalx("SYNCV3_LOG_LEVEL: invalid value \"%s\"", cfg.log_level);
-	log_set_level(lvl + verbose > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
-	    lvl + verbose);
+	rc = config_getopt(acc_rows, &cfg, argc, argv, &cli);
+	if (rc == CFG_EUSAGE)
+		usage();
+	if (rc == -1)
+		exit(1);
+	config_log_level(cfg.log_level, &cli);
 	if (config_check(acc_rows, &cfg) == -1)
 		exit(1);
-	if (check) {
+	if (cli.is_check) {
 		config_print(acc_rows, &cfg, stdout);
 		config_free(acc_rows, &cfg);
 		return 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "accumulator.h"
+#include "pg_lit.h"
 #include "pg.h"
 #include "store_int.h"
 
@@ -39,14 +40,14 @@ pos_load(struct store *st)
 int
 pos_reserve(struct store *st, int64_t n)
 {
-	char buf[24];
-	const char *p[1] = {buf};
+	char buf[PG_I64_LEN];
+	const char *p[1];
 	PGresult *r;
 	int64_t want = n > POS_BLOCK ? n : POS_BLOCK, last;
 
 	if (st->pos_end - st->pos_next + 1 >= n && st->pos_next > 0)
 		return 0;
-	snprintf(buf, sizeof(buf), "%" PRId64, want);
+	p[0] = pg_i64(buf, want);
 	if ((r = db_q(st, S_RESERVE, 1, p)) == NULL)
 		return -1;
 	last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -69,10 +70,9 @@ pos_next(struct store *st)
 int
 pos_save(struct store *st)
 {
-	char buf[24];
-	const char *p[1] = {buf};
+	char buf[PG_I64_LEN];
+	const char *p[1] = {pg_i64(buf, st->pos_used)};
 
-	snprintf(buf, sizeof(buf), "%" PRId64, st->pos_used);
 	if (st->pos_used > st->pos_committed &&
 	    db_q0(st, S_POSITION, 1, p) == -1)
 		return -1;

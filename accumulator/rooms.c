@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "accumulator.h"
+#include "map.h"
 #include "sqlarr.h"
 #include "store_int.h"
 #include "util.h"
@@ -84,7 +85,7 @@ struct rctx {
 	struct store *st;
 	struct msgctx *x;	/* the message being decided */
 	struct urstate *u;	/* its user's row of the room being decided */
-	struct smap known, keys, roomidx, uridx;
+	struct map known, keys, roomidx, uridx;
 	struct ent *ents;
 	size_t nents, capents;
 	struct srow *srows;
@@ -131,10 +132,10 @@ optstr(PGresult *r, int row, int col)
 static size_t
 ent_of(struct rctx *rc, const char *room, const struct acc_event *ev)
 {
-	char *k = smap_key3(room, ev->type, ev->state_key);
+	char *k = map_key3(room, ev->type, ev->state_key);
 	int64_t i;
 
-	if (!smap_get(&rc->keys, k, &i)) {
+	if (!map_get_i64(&rc->keys, k, &i)) {
 		PUSH(rc->ents, rc->nents, rc->capents);
 		i = (int64_t)rc->nents++;
 		memset(&rc->ents[i], 0, sizeof(rc->ents[i]));
@@ -142,7 +143,7 @@ ent_of(struct rctx *rc, const char *room, const struct acc_event *ev)
 		rc->ents[i].type = ev->type;
 		rc->ents[i].sk = ev->state_key;
 		rc->ents[i].pending = -1;
-		smap_put(&rc->keys, k, i);
+		map_put_i64(&rc->keys, k, i);
 	}
 	free(k);
 	return (size_t)i;
@@ -150,7 +151,7 @@ ent_of(struct rctx *rc, const char *room, const struct acc_event *ev)
 
 /* Known events and the current state of every key the message touches. */
 static void
-collect_keys(struct rctx *rc, struct acc_changes *ch, struct abuf *ids,
+collect_keys(struct rctx *rc, struct acc_changes *ch, struct pg_lit *ids,
     struct cols *keys)
 {
 	for (size_t i = 0; i < ch->nrooms; i++) {
@@ -159,14 +160,15 @@ collect_keys(struct rctx *rc, struct acc_changes *ch, struct abuf *ids,
 			struct acc_evlist *l = pass ? &rm->timeline : &rm->state;
 			for (size_t j = 0; j < l->n; j++) {
 				size_t before = rc->nents;
-				ab_str(ids, l->v[j].event_id);
+				pg_arr_str(ids, l->v[j].event_id);
 				if (l->v[j].state_key == NULL)
 					continue;
 				(void)ent_of(rc, rm->room_id, &l->v[j]);
 				if (rc->nents > before) {
-					ab_str(&keys->c[0], rm->room_id);
-					ab_str(&keys->c[1], l->v[j].type);
-					ab_str(&keys->c[2], l->v[j].state_key);
+					pg_arr_str(&keys->c[0], rm->room_id);
+					pg_arr_str(&keys->c[1], l->v[j].type);
+					pg_arr_str(&keys->c[2],
+					    l->v[j].state_key);
 					keys->rows++;
 				}
 			}
@@ -183,7 +185,7 @@ collect_keys(struct rctx *rc, struct acc_changes *ch, struct abuf *ids,
 static int
 load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 {
-	struct abuf ids = {0};
+	struct pg_lit ids = {0};
 	struct cols keys;
 	const char *p[3];
 	PGresult *r;
@@ -193,11 +195,11 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (xs[i].ch != NULL)
 			collect_keys(rc, xs[i].ch, &ids, &keys);
-	p[0] = ab_end(&ids);
+	p[0] = pg_arr_end(&ids);
 	if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
-		smap_put(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
+		map_put_i64(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
 	PQclear(r);
 	if (keys.rows > 0) {
 		cols_params(&keys, p);
@@ -217,14 +219,14 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 	}
 	ret = 0;
 out:
-	ab_free(&ids);
+	pg_lit_free(&ids);
 	cols_free(&keys);
 	return ret;
 }
 
 /* Indexes the rooms and (user, room) pairs of one message. */
 static void
-index_rooms(struct rctx *rc, struct msgctx *x, struct abuf *ids,
+index_rooms(struct rctx *rc, struct msgctx *x, struct pg_lit *ids,
     struct cols *urk)
 {
 	struct acc_changes *ch = x->ch;
@@ -233,18 +235,18 @@ index_rooms(struct rctx *rc, struct msgctx *x, struct abuf *ids,
 		const char *room = ch->rooms[i].room_id;
 		char *k;
 
-		if (!smap_get(&rc->roomidx, room, NULL)) {
-			smap_put(&rc->roomidx, room, (int64_t)rc->nrs);
+		if (!map_get_i64(&rc->roomidx, room, NULL)) {
+			map_put_i64(&rc->roomidx, room, (int64_t)rc->nrs);
 			rc->rs[rc->nrs++].room = room;
-			ab_str(ids, room);
+			pg_arr_str(ids, room);
 		}
-		k = smap_key3(x->m->user_id, room, "");
-		if (!smap_get(&rc->uridx, k, NULL)) {
-			smap_put(&rc->uridx, k, (int64_t)rc->nurs);
+		k = map_key3(x->m->user_id, room, "");
+		if (!map_get_i64(&rc->uridx, k, NULL)) {
+			map_put_i64(&rc->uridx, k, (int64_t)rc->nurs);
 			rc->urs[rc->nurs].user = x->m->user_id;
 			rc->urs[rc->nurs++].room = room;
-			ab_str(&urk->c[0], x->m->user_id);
-			ab_str(&urk->c[1], room);
+			pg_arr_str(&urk->c[0], x->m->user_id);
+			pg_arr_str(&urk->c[1], room);
 			urk->rows++;
 		}
 		free(k);
@@ -284,7 +286,7 @@ ur_load_row(struct urstate *s, PGresult *r, int i)
 static int
 load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
 {
-	struct abuf ids = {0};
+	struct pg_lit ids = {0};
 	struct cols urk;
 	const char *p[2];
 	int64_t k;
@@ -300,11 +302,11 @@ load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (xs[i].ch != NULL)
 			index_rooms(rc, &xs[i], &ids, &urk);
-	p[0] = ab_end(&ids);
+	p[0] = pg_arr_end(&ids);
 	if ((r = rc->res_rooms = db_q(rc->st, S_ROOMS_GET, 1, p)) == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
-		if (smap_get(&rc->roomidx, PQgetvalue(r, i, 0), &k))
+		if (map_get_i64(&rc->roomidx, PQgetvalue(r, i, 0), &k))
 			rooms_row(&rc->rs[k], r, i);
 	cols_params(&urk, p);
 	if ((r = rc->res_ur = db_q(rc->st, S_UR_GET, 2, p)) == NULL)
@@ -316,7 +318,7 @@ load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
 	}
 	ret = 0;
 out:
-	ab_free(&ids);
+	pg_lit_free(&ids);
 	cols_free(&urk);
 	return ret;
 }
@@ -405,7 +407,7 @@ evrow_add(struct rctx *rc, const char *room, const struct acc_event *ev,
 
 	PUSH(rc->evrows, rc->nevrows, rc->capevrows);
 	rc->evrows[rc->nevrows++] = (struct evrow){ev, room, nid, tl};
-	smap_put(&rc->known, ev->event_id, -nid);
+	map_put_i64(&rc->known, ev->event_id, -nid);
 	return nid;
 }
 
@@ -414,17 +416,17 @@ known_db(struct rctx *rc, const struct acc_event *ev)
 {
 	int64_t v;
 
-	return smap_get(&rc->known, ev->event_id, &v) && v > 0;
+	return map_get_i64(&rc->known, ev->event_id, &v) && v > 0;
 }
 
 /* Is the last event of the message for this key one we already had? */
 static bool
-final_known(struct rctx *rc, struct smap *last, const struct acc_room *r,
+final_known(struct rctx *rc, struct map *last, const struct acc_room *r,
     const char *key)
 {
 	int64_t seq;
 
-	if (!smap_get(last, key, &seq))
+	if (!map_get_i64(last, key, &seq))
 		return false;
 	if ((size_t)seq < r->state.n)
 		return known_db(rc, &r->state.v[seq]);
@@ -440,7 +442,7 @@ final_known(struct rctx *rc, struct smap *last, const struct acc_room *r,
  */
 static void
 state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
-    struct smap *tl, struct smap *last)
+    struct map *tl, struct map *last)
 {
 	for (size_t i = 0; i < r->state.n; i++) {
 		const struct acc_event *ev = &r->state.v[i];
@@ -448,12 +450,12 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 		int64_t v, seq = -1, nid;
 		size_t ei;
 
-		if (smap_get(tl, ev->event_id, NULL))
+		if (map_get_i64(tl, ev->event_id, NULL))
 			continue;	/* applied from the timeline */
-		k = smap_key3(r->room_id, ev->type, ev->state_key);
+		k = map_key3(r->room_id, ev->type, ev->state_key);
 		ei = ent_of(rc, r->room_id, ev);
-		smap_get(last, k, &seq);
-		if (smap_get(&rc->known, ev->event_id, &v)) {
+		map_get_i64(last, k, &seq);
+		if (map_get_i64(&rc->known, ev->event_id, &v)) {
 			struct ent *e = &rc->ents[ei];
 			if (v > 0 && seq == (int64_t)i && !(e->has &&
 			    e->nid >= v))
@@ -476,14 +478,14 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
  */
 static void
 timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
-    struct smap *last)
+    struct map *last)
 {
 	for (size_t i = 0; i < r->timeline.n; i++) {
 		const struct acc_event *ev = &r->timeline.v[i];
 		int64_t nid;
 		char *k;
 
-		if (smap_get(&rc->known, ev->event_id, NULL))
+		if (map_get_i64(&rc->known, ev->event_id, NULL))
 			continue;	/* never applied twice */
 		nid = evrow_add(rc, r->room_id, ev, true);
 		s->changed = true;
@@ -495,7 +497,7 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 		}
 		if (ev->state_key == NULL)
 			continue;
-		k = smap_key3(r->room_id, ev->type, ev->state_key);
+		k = map_key3(r->room_id, ev->type, ev->state_key);
 		if (!final_known(rc, last, r, k))
 			state_set(rc, s, ent_of(rc, r->room_id, ev), ev, nid,
 			    nid);
@@ -546,32 +548,32 @@ user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
 static void
 room_process(struct rctx *rc, struct acc_room *r)
 {
-	struct smap tl, last;
+	struct map tl, last;
 	int64_t k;
 	struct rstate *s;
 	char *key;
 	bool was_changed;
 
-	smap_get(&rc->roomidx, r->room_id, &k);
+	map_get_i64(&rc->roomidx, r->room_id, &k);
 	s = &rc->rs[k];
-	key = smap_key3(rc->x->m->user_id, r->room_id, "");
-	smap_get(&rc->uridx, key, &k);
+	key = map_key3(rc->x->m->user_id, r->room_id, "");
+	map_get_i64(&rc->uridx, key, &k);
 	free(key);
 	rc->u = &rc->urs[k];
 	was_changed = s->changed;
 	s->changed = false;
-	smap_init(&tl);
-	smap_init(&last);
+	map_init(&tl);
+	map_init(&last);
 	for (size_t i = 0; i < r->timeline.n; i++)
-		smap_put(&tl, r->timeline.v[i].event_id, 1);
+		map_put_i64(&tl, r->timeline.v[i].event_id, 1);
 	for (size_t i = 0; i < r->state.n + r->timeline.n; i++) {
 		const struct acc_event *ev = i < r->state.n ? &r->state.v[i] :
 		    &r->timeline.v[i - r->state.n];
 		if (ev->state_key == NULL || (i < r->state.n &&
-		    smap_get(&tl, ev->event_id, NULL)))
+		    map_get_i64(&tl, ev->event_id, NULL)))
 			continue;
-		key = smap_key3(r->room_id, ev->type, ev->state_key);
-		smap_put(&last, key, (int64_t)i);
+		key = map_key3(r->room_id, ev->type, ev->state_key);
+		map_put_i64(&last, key, (int64_t)i);
 		free(key);
 	}
 	state_block(rc, r, s, &tl, &last);
@@ -580,37 +582,37 @@ room_process(struct rctx *rc, struct acc_room *r)
 	if (s->changed)
 		s->nm = rc->x->m;
 	s->changed |= was_changed;
-	smap_free(&tl);
-	smap_free(&last);
+	map_free(&tl, NULL);
+	map_free(&last, NULL);
 }
 
 /* New events and state rows are only ever inserted: COPY. */
 static int
 write_events(struct rctx *rc)
 {
-	struct abuf b = {0};
+	struct pg_lit b = {0};
 	int ret;
 
 	if (rc->nevrows == 0)
 		return 0;
 	for (size_t i = 0; i < rc->nevrows; i++) {
 		const struct evrow *e = &rc->evrows[i];
-		cp_i64(&b, e->nid);
-		cp_str(&b, e->ev->event_id);
-		cp_str(&b, e->room);
-		cp_str(&b, e->ev->type);
-		cp_str(&b, e->ev->state_key);
-		cp_str(&b, e->ev->sender);
-		cp_str(&b, e->ev->membership);
-		cp_i64(&b, e->ev->ts);
-		cp_bool(&b, e->tl);
-		cp_strn(&b, e->ev->raw, e->ev->raw_len);
-		cp_row_end(&b);
+		pg_copy_i64(&b, e->nid);
+		pg_copy_str(&b, e->ev->event_id);
+		pg_copy_str(&b, e->room);
+		pg_copy_str(&b, e->ev->type);
+		pg_copy_str(&b, e->ev->state_key);
+		pg_copy_str(&b, e->ev->sender);
+		pg_copy_str(&b, e->ev->membership);
+		pg_copy_i64(&b, e->ev->ts);
+		pg_copy_bool(&b, e->tl);
+		pg_copy_strn(&b, e->ev->raw, e->ev->raw_len);
+		pg_copy_row_end(&b);
 	}
 	ret = db_copy(rc->st, "COPY syncv3_events (nid, event_id, room_id, "
 	    "type, state_key, sender, membership, origin_ts, is_timeline, json)"
 	    " FROM STDIN", b.p, b.n);
-	ab_free(&b);
+	pg_lit_free(&b);
 	return ret;
 }
 
@@ -623,17 +625,17 @@ static int
 write_state(struct rctx *rc)
 {
 	struct cols c;
-	struct abuf b = {0};
+	struct pg_lit b = {0};
 	const char *p[4];
 	int ret = 0;
 
 	if (rc->ncloses > 0) {
 		cols_init(&c, 4);
 		for (size_t i = 0; i < rc->ncloses; i++) {
-			ab_str(&c.c[0], rc->closes[i].room);
-			ab_str(&c.c[1], rc->closes[i].type);
-			ab_str(&c.c[2], rc->closes[i].sk);
-			ab_i64(&c.c[3], rc->closes[i].pos);
+			pg_arr_str(&c.c[0], rc->closes[i].room);
+			pg_arr_str(&c.c[1], rc->closes[i].type);
+			pg_arr_str(&c.c[2], rc->closes[i].sk);
+			pg_arr_i64(&c.c[3], rc->closes[i].pos);
 		}
 		cols_params(&c, p);
 		ret = db_q0(rc->st, S_ST_CLOSE, 4, p);
@@ -643,21 +645,21 @@ write_state(struct rctx *rc)
 		return ret;
 	for (size_t i = 0; i < rc->nsrows; i++) {
 		const struct srow *s = &rc->srows[i];
-		cp_str(&b, s->room);
-		cp_str(&b, s->type);
-		cp_str(&b, s->sk);
-		cp_i64(&b, s->nid);
-		cp_i64(&b, s->from);
+		pg_copy_str(&b, s->room);
+		pg_copy_str(&b, s->type);
+		pg_copy_str(&b, s->sk);
+		pg_copy_i64(&b, s->nid);
+		pg_copy_i64(&b, s->from);
 		if (s->to > 0)
-			cp_i64(&b, s->to);
+			pg_copy_i64(&b, s->to);
 		else
-			cp_str(&b, NULL);
-		cp_str(&b, s->membership);
-		cp_row_end(&b);
+			pg_copy_str(&b, NULL);
+		pg_copy_str(&b, s->membership);
+		pg_copy_row_end(&b);
 	}
 	ret = db_copy(rc->st, "COPY syncv3_state (room_id, type, state_key,"
 	    " nid, from_pos, to_pos, membership) FROM STDIN", b.p, b.n);
-	ab_free(&b);
+	pg_lit_free(&b);
 	return ret;
 }
 
@@ -684,18 +686,18 @@ write_rooms(struct rctx *rc)
 			    .room_id = s->room});
 		if (s->upos == 0)
 			s->upos = pos_next(rc->st);
-		ab_str(&c.c[0], s->room);
-		ab_i64(&c.c[1], s->last_nid);
-		ab_i64(&c.c[2], s->last_ts);
-		ab_str(&c.c[3], s->name);
-		ab_str(&c.c[4], s->alias);
-		ab_str(&c.c[5], s->topic);
-		ab_str(&c.c[6], s->avatar);
-		ab_str(&c.c[7], s->rtype);
-		ab_bool(&c.c[8], s->enc);
-		ab_i64(&c.c[9], s->jc);
-		ab_i64(&c.c[10], s->ic);
-		ab_i64(&c.c[11], s->upos);
+		pg_arr_str(&c.c[0], s->room);
+		pg_arr_i64(&c.c[1], s->last_nid);
+		pg_arr_i64(&c.c[2], s->last_ts);
+		pg_arr_str(&c.c[3], s->name);
+		pg_arr_str(&c.c[4], s->alias);
+		pg_arr_str(&c.c[5], s->topic);
+		pg_arr_str(&c.c[6], s->avatar);
+		pg_arr_str(&c.c[7], s->rtype);
+		pg_arr_bool(&c.c[8], s->enc);
+		pg_arr_i64(&c.c[9], s->jc);
+		pg_arr_i64(&c.c[10], s->ic);
+		pg_arr_i64(&c.c[11], s->upos);
 		c.rows++;
 	}
 	if (c.rows > 0) {
@@ -729,16 +731,16 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 			    .room_id = s->room, .user_id = s->user,
 			    .membership = s->new_membership});
 	}
-	ab_str(&c->c[0], s->user);
-	ab_str(&c->c[1], s->room);
-	ab_str(&c->c[2], s->new_membership);
-	ab_i64(&c->c[3], pos);
-	ab_str(&c->c[4], s->new_invite);
-	ab_str(&c->c[5], s->new_heroes);
-	ab_i64(&c->c[6], nc);
-	ab_i64(&c->c[7], hc);
-	ab_i64(&c->c[8], upos);
-	ab_str(&c->c[9], s->new_prev);
+	pg_arr_str(&c->c[0], s->user);
+	pg_arr_str(&c->c[1], s->room);
+	pg_arr_str(&c->c[2], s->new_membership);
+	pg_arr_i64(&c->c[3], pos);
+	pg_arr_str(&c->c[4], s->new_invite);
+	pg_arr_str(&c->c[5], s->new_heroes);
+	pg_arr_i64(&c->c[6], nc);
+	pg_arr_i64(&c->c[7], hc);
+	pg_arr_i64(&c->c[8], upos);
+	pg_arr_str(&c->c[9], s->new_prev);
 	return true;
 }
 
@@ -766,7 +768,7 @@ static void
 known_commit(struct rctx *rc, size_t from)
 {
 	for (size_t i = from; i < rc->nevrows; i++)
-		smap_put(&rc->known, rc->evrows[i].ev->event_id,
+		map_put_i64(&rc->known, rc->evrows[i].ev->event_id,
 		    rc->evrows[i].nid);
 }
 
@@ -788,10 +790,10 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 		total += xs[i].ch ? xs[i].ch->nrooms : 0;
 	if (total == 0)
 		return 0;
-	smap_init(&rc.known);
-	smap_init(&rc.keys);
-	smap_init(&rc.roomidx);
-	smap_init(&rc.uridx);
+	map_init(&rc.known);
+	map_init(&rc.keys);
+	map_init(&rc.roomidx);
+	map_init(&rc.uridx);
 	if (load_known(&rc, xs, n) == -1 || load_rooms(&rc, xs, n) == -1)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
@@ -818,9 +820,9 @@ out:
 	free(rc.urs);
 	PQclear(rc.res_rooms);
 	PQclear(rc.res_ur);
-	smap_free(&rc.known);
-	smap_free(&rc.keys);
-	smap_free(&rc.roomidx);
-	smap_free(&rc.uridx);
+	map_free(&rc.known, NULL);
+	map_free(&rc.keys, NULL);
+	map_free(&rc.roomidx, NULL);
+	map_free(&rc.uridx, NULL);
 	return ret;
 }

@@ -108,8 +108,8 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 
 	cols_init(&c, 2);
 	for (size_t i = 0; i < n; i++) {
-		ab_str(&c.c[0], xs[i].m->user_id);
-		ab_str(&c.c[1], xs[i].m->device_id);
+		pg_arr_str(&c.c[0], xs[i].m->user_id);
+		pg_arr_str(&c.c[1], xs[i].m->device_id);
 	}
 	cols_params(&c, p);
 	r = db_q(st, S_CAS, 2, p);
@@ -171,9 +171,9 @@ set_sinces(struct store *st, struct msgctx *xs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (xs[i].ch == NULL)
 			continue;
-		ab_str(&c.c[0], xs[i].m->user_id);
-		ab_str(&c.c[1], xs[i].m->device_id);
-		ab_str(&c.c[2], xs[i].m->next_batch);
+		pg_arr_str(&c.c[0], xs[i].m->user_id);
+		pg_arr_str(&c.c[1], xs[i].m->device_id);
+		pg_arr_str(&c.c[2], xs[i].m->next_batch);
 		c.rows++;
 	}
 	if (c.rows > 0) {
@@ -223,7 +223,7 @@ group_done(struct store *st, struct msgctx *xs, size_t n)
 			notice_add(&m->notices, &(struct proto_notice){
 			    .type = PROTO_NOTICE_DEVICE, .pos = st->pos_used,
 			    .user_id = m->user_id, .device_id = m->device_id,
-			    .state = "synced"});
+			    .state = dev_state_name(DEV_STATE_SYNCED)});
 		free(m->since);
 		m->since = xstrdup(m->next_batch);
 		m->ok = true;

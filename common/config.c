@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "util.h"
@@ -30,6 +31,12 @@ parse_bool(const char *s, bool *out)
 	return -1;
 }
 
+/*
+ * Stores one value in its row's field: the only place text becomes a
+ * config value, so a default, the environment and a flag are checked
+ * alike and a bad one names its variable. A CFG_STR is copied and owned by
+ * the config struct (config_free).
+ */
 static int
 row_set(const struct cfg_row *r, void *cfg, const char *value)
 {
@@ -85,6 +92,74 @@ config_set(const struct cfg_row *rows, void *cfg, const char *name,
 			return row_set(r, cfg, value);
 	log_warnx("unknown setting %s", name);
 	return -1;
+}
+
+/* The getopt string: "n" and "v", then "X:" for each row's letter. */
+static char *
+optstring(const struct cfg_row *rows)
+{
+	size_t n = 0;
+	char *s;
+
+	for (const struct cfg_row *r = rows; r->name != NULL; r++)
+		n++;
+	s = xmalloc(2 * n + 3);
+	n = 0;
+	s[n++] = 'n';
+	s[n++] = 'v';
+	for (const struct cfg_row *r = rows; r->name != NULL; r++)
+		if (CFG_OPT_CHAR(r->flags) != '\0') {
+			s[n++] = CFG_OPT_CHAR(r->flags);
+			s[n++] = ':';
+		}
+	s[n] = '\0';
+	return s;
+}
+
+static const struct cfg_row *
+row_by_opt(const struct cfg_row *rows, int ch)
+{
+	for (const struct cfg_row *r = rows; r->name != NULL; r++)
+		if (CFG_OPT_CHAR(r->flags) != '\0' &&
+		    CFG_OPT_CHAR(r->flags) == (char)ch)
+			return r;
+	return NULL;
+}
+
+int
+config_getopt(const struct cfg_row *rows, void *cfg, int argc, char **argv,
+              struct cfg_cli *cli)
+{
+	const struct cfg_row *r;
+	char *opts = optstring(rows);
+	int ch, rc = 0;
+
+	memset(cli, 0, sizeof(*cli));
+	optind = 1;
+	while (rc == 0 && (ch = getopt(argc, argv, opts)) != -1) {
+		if (ch == 'n')
+			cli->is_check = true;
+		else if (ch == 'v')
+			cli->verbose++;
+		else if ((r = row_by_opt(rows, ch)) != NULL)
+			rc = row_set(r, cfg, optarg);
+		else
+			rc = CFG_EUSAGE;
+	}
+	free(opts);
+	return rc;
+}
+
+void
+config_log_level(const char *level, const struct cfg_cli *cli)
+{
+	int lvl;
+
+	if (level == NULL || (lvl = log_level_parse(level)) < 0)
+		fatalx("SYNCV3_LOG_LEVEL: invalid value \"%s\"",
+		       level != NULL ? level : "");
+	lvl += cli->verbose;
+	log_set_level(lvl > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : lvl);
 }
 
 int

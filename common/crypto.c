@@ -37,6 +37,12 @@ derive_key(const char *secret, unsigned char key[32])
 		fatalx("derive_key: EVP_Digest failed");
 }
 
+/*
+ * AES-256-GCM under a key derived from the secret, with a fresh random
+ * nonce each time, so the same token never encrypts to the same text;
+ * output is base64(nonce || ciphertext || tag), one column value. The key
+ * is wiped before returning; a failure is logged and returns NULL.
+ */
 char *
 token_encrypt(const char *secret, const char *token)
 {
@@ -69,6 +75,11 @@ out:
 	return b64;
 }
 
+/*
+ * The inverse of token_encrypt. Anything that does not authenticate
+ * (another secret, a truncated or edited value, an embedded NUL) is NULL,
+ * never a wrong token: a caller treats it as "no usable token".
+ */
 char *
 token_decrypt(const char *secret, const char *b64)
 {

@@ -98,6 +98,12 @@ multi_timer_cb(CURLM *multi, long timeout_ms, void *arg)
 	return 0;
 }
 
+/*
+ * CURLMOPT_SOCKETFUNCTION: curl says which events a socket wants. Each
+ * socket gets one libevent event, kept in curl's per-socket pointer
+ * (curl_multi_assign) and replaced when the wanted events change; REMOVE
+ * frees it, since curl may close the fd right after.
+ */
 static int
 multi_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 {

@@ -8,6 +8,11 @@
 
 #include "json_util.h"
 
+/*
+ * Parses exactly one JSON value from untrusted bytes: depth-limited,
+ * strict, UTF-8 checked, and nothing but whitespace after it (json-c alone
+ * would accept a prefix). Returns NULL with *err saying why.
+ */
 struct json_object *
 json_parse_bounded(const char *buf, size_t len, const char **err)
 {

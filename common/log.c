@@ -12,7 +12,6 @@
 #include <time.h>
 
 #include "log.h"
-#include "util.h"
 
 static const char *log_name = "syncv3";
 static int log_level = LOG_LEVEL_INFO;
@@ -58,10 +57,19 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+/*
+ * Reads the monotonic clock itself rather than through util.c's now_ms:
+ * util.c reports allocation failures through fatal(), and log.c must stay
+ * below it.
+ */
 bool
 log_rate_ok(unsigned *counter, long long *window_start)
 {
-	long long now = now_ms();
+	struct timespec t;
+	long long now;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	now = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 
 	if (now - *window_start >= 1000) {
 		*window_start = now;

@@ -96,6 +96,11 @@ pg_schema_current(PGconn *c)
 	return v;
 }
 
+/*
+ * One migration and its row in syncv3_schema_migrations in one
+ * transaction, so a failed migration leaves neither behind and is
+ * retried whole by the next start.
+ */
 static int
 migrate_one(PGconn *c, const struct pg_migration *m)
 {
@@ -123,6 +128,13 @@ fail:
 	return -1;
 }
 
+/*
+ * Applies the pending migrations (the accumulator, the schema's owner, at
+ * startup; the others wait with pg_wait_schema). The advisory lock makes
+ * two starting at once apply each migration once: the second waits, then
+ * finds nothing to do. A database newer than the binary is refused rather
+ * than used with a schema this code does not know.
+ */
 int
 pg_migrate(PGconn *c)
 {

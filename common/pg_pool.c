@@ -89,11 +89,7 @@ job_finish(struct pg_job *job, PGresult *res)
 static uint64_t
 sql_hash(const char *sql)
 {
-	uint64_t h = 14695981039346656037ull;
-
-	for (; *sql != '\0'; sql++)
-		h = (h ^ (unsigned char)*sql) * 1099511628211ull;
-	return h;
+	return hash_fnv1a(sql, strlen(sql));
 }
 
 static void

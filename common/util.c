@@ -119,6 +119,17 @@ parse_i64(const char *s, long long *out)
 	return 0;
 }
 
+uint64_t
+hash_fnv1a(const void *p, size_t len)
+{
+	const unsigned char *c = p;
+	uint64_t h = 14695981039346656037ULL;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ c[i]) * 1099511628211ULL;
+	return h;
+}
+
 uint32_t
 rand_u32(uint32_t max)
 {

@@ -23,6 +23,13 @@ long long wall_ms(void);
 /* Parses a whole decimal int64; 0 on success, -1 on any junk or overflow. */
 int parse_i64(const char *s, long long *out);
 
+/*
+ * 64-bit FNV-1a of len bytes: cheap and stable across runs and builds, for
+ * hash tables and names derived from text (never for anything an attacker
+ * must not be able to collide).
+ */
+uint64_t hash_fnv1a(const void *p, size_t len);
+
 /* Random jitter in [0, max). */
 uint32_t rand_u32(uint32_t max);
 

@@ -9,47 +9,26 @@
 #include <string.h>
 
 #include "log.h"
+#include "map.h"
 #include "poller.h"
 #include "util.h"
 
-static uint32_t
-dev_hash(const char *user_id, const char *device_id)
+/* The device table's key: user and device id, length-prefixed. */
+static char *
+dev_key(const char *user_id, const char *device_id)
 {
-	uint32_t h = 2166136261u;
-
-	for (const char *c = user_id; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	h = (h ^ 0x1f) * 16777619u;
-	for (const char *c = device_id; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	return h;
+	return map_key3(user_id, device_id, NULL);
 }
 
-static void
-table_grow(struct poller *p)
-{
-	size_t n = p->table_size ? p->table_size * 2 : 1024;
-	struct device **t = xcalloc(n, sizeof(*t));
-	struct device *d;
-
-	TAILQ_FOREACH(d, &p->devices, entry)
-	{
-		uint32_t h = dev_hash(d->user_id, d->device_id) % n;
-
-		d->hnext = t[h];
-		t[h] = d;
-	}
-	free(p->table);
-	p->table = t;
-	p->table_size = n;
-}
+static void reap(struct poller *);
 
 void
 device_init(struct poller *p)
 {
 	TAILQ_INIT(&p->devices);
 	TAILQ_INIT(&p->waiting);
-	table_grow(p);
+	TAILQ_INIT(&p->dead);
+	map_init(&p->table);
 }
 
 void
@@ -59,22 +38,18 @@ device_shutdown(struct poller *p)
 
 	while ((d = TAILQ_FIRST(&p->devices)) != NULL)
 		device_drop(d);
-	free(p->table);
-	p->table = NULL;
-	p->table_size = 0;
+	reap(p);
+	map_free(&p->table, NULL);
 }
 
 struct device *
 device_find(struct poller *p, const char *user_id, const char *device_id)
 {
-	struct device *d;
+	char *key = dev_key(user_id, device_id);
+	struct device *d = map_get(&p->table, key);
 
-	d = p->table[dev_hash(user_id, device_id) % p->table_size];
-	for (; d != NULL; d = d->hnext)
-		if (strcmp(d->user_id, user_id) == 0 &&
-		    strcmp(d->device_id, device_id) == 0)
-			return d;
-	return NULL;
+	free(key);
+	return d;
 }
 
 static void timer_cb(evutil_socket_t, short, void *);
@@ -85,21 +60,17 @@ device_add(struct poller *p, const char *user_id, const char *device_id,
            char *token, const char *since, const char *fp)
 {
 	struct device *d = xcalloc(1, sizeof(*d));
-	uint32_t h;
 
-	if (p->ndevices + 1 > p->table_size)
-		table_grow(p);
 	d->p = p;
 	d->user_id = xstrdup(user_id);
 	d->device_id = xstrdup(device_id);
 	d->token = token;
 	d->since = xstrdup(since);
 	snprintf(d->fp, sizeof(d->fp), "%s", fp);
-	d->state = DEV_BACKOFF;
+	d->cycle = DEV_BACKOFF;
 	d->timer = evtimer_new(p->base, timer_cb, d);
-	h = dev_hash(user_id, device_id) % p->table_size;
-	d->hnext = p->table[h];
-	p->table[h] = d;
+	d->key = dev_key(user_id, device_id);
+	map_put(&p->table, d->key, d);
 	TAILQ_INSERT_TAIL(&p->devices, d, entry);
 	p->ndevices++;
 	return d;
@@ -109,14 +80,8 @@ static void
 table_remove(struct device *d)
 {
 	struct poller *p = d->p;
-	struct device **pp;
 
-	pp = &p->table[dev_hash(d->user_id, d->device_id) % p->table_size];
-	for (; *pp != NULL; pp = &(*pp)->hnext)
-		if (*pp == d) {
-			*pp = d->hnext;
-			break;
-		}
+	map_del(&p->table, d->key);
 	TAILQ_REMOVE(&p->devices, d, entry);
 	p->ndevices--;
 }
@@ -139,7 +104,7 @@ start_waiting(struct poller *p)
 	while (p->initial_inflight < p->cfg.max_initial &&
 	       (d = TAILQ_FIRST(&p->waiting)) != NULL) {
 		TAILQ_REMOVE(&p->waiting, d, waitq);
-		d->state = DEV_BACKOFF;
+		d->cycle = DEV_BACKOFF;
 		device_start(d);
 	}
 }
@@ -165,25 +130,25 @@ device_start(struct device *d)
 {
 	struct poller *p = d->p;
 
-	if (d->state == DEV_STOPPED || d->state == DEV_WAITING ||
-	    d->state == DEV_POLLING || p->is_stopping)
+	if (d->cycle == DEV_STOPPED || d->cycle == DEV_WAITING ||
+	    d->cycle == DEV_POLLING || p->is_stopping)
 		return;
 	if (d->is_releasing) {
 		/* Between two polls: hand over without overlapping requests. */
-		lease_release_device(d);
+		p->owner.release(d);
 		return;
 	}
 	evtimer_del(d->timer);
 	if (d->since[0] == '\0' && !d->is_initial_slot) {
 		if (p->initial_inflight >= p->cfg.max_initial) {
-			d->state = DEV_WAITING;
+			d->cycle = DEV_WAITING;
 			TAILQ_INSERT_TAIL(&p->waiting, d, waitq);
 			return;
 		}
 		d->is_initial_slot = true;
 		p->initial_inflight++;
 	}
-	if (sync_start(d) == -1) {
+	if (sync_start(d, device_on_response) == -1) {
 		device_release_slot(d);
 		d->attempt++;
 		snprintf(d->error, sizeof(d->error), "cannot start request");
@@ -194,7 +159,7 @@ device_start(struct device *d)
 		                         rand_u32(UINT32_MAX)));
 		return;
 	}
-	d->state = DEV_POLLING;
+	d->cycle = DEV_POLLING;
 }
 
 void
@@ -202,7 +167,7 @@ device_backoff(struct device *d, long long delay_ms)
 {
 	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
 
-	d->state = DEV_BACKOFF;
+	d->cycle = DEV_BACKOFF;
 	d->retry_at_ms = wall_ms() + delay_ms;
 	evtimer_add(d->timer, &tv);
 }
@@ -225,21 +190,21 @@ arm_ack_timer(struct device *d)
 
 /* Reports a poll state change to Postgres (batched) and the accumulator. */
 void
-device_set_ps(struct device *d, enum poll_state ps, const char *error)
+device_set_ps(struct device *d, enum dev_state ps, const char *error)
 {
 	if (d->ps == ps)
 		return;
 	d->ps = ps;
 	if (error != NULL && error != d->error)
 		snprintf(d->error, sizeof(d->error), "%s", error);
-	if (ps == PS_POLLING)
+	if (ps == DEV_STATE_POLLING)
 		d->error[0] = '\0';
-	if (ps == PS_POLLING || ps == PS_BACKOFF)
-		lease_mark_dirty(d);
-	if (ps != PS_IDLE)
+	if (ps == DEV_STATE_POLLING || ps == DEV_STATE_BACKOFF)
+		device_mark_dirty(d);
+	if (ps != DEV_STATE_IDLE)
 		publish_poll_state(d);
 	log_debug("device %s/%s: %s%s%s", d->user_id, d->device_id,
-	          poll_state_name(ps), d->error[0] ? ": " : "", d->error);
+	          dev_state_name(ps), d->error[0] ? ": " : "", d->error);
 }
 
 static void
@@ -260,10 +225,10 @@ fail(struct device *d, const struct verdict_info *vi)
 	             d->device_id, vi->error, ms);
 	device_backoff(d, ms);
 	/* Report each new kind of error, not every retry of the same one. */
-	if (d->ps == PS_BACKOFF && strcmp(d->error, vi->error) == 0)
+	if (d->ps == DEV_STATE_BACKOFF && strcmp(d->error, vi->error) == 0)
 		return;
-	d->ps = PS_NONE;
-	device_set_ps(d, PS_BACKOFF, vi->error);
+	d->ps = DEV_STATE_NEW;
+	device_set_ps(d, DEV_STATE_BACKOFF, vi->error);
 }
 
 /* Stops a device whose token the homeserver rejected (contract 5). */
@@ -274,8 +239,8 @@ expire(struct device *d, const char *error)
 
 	log_info("device %s/%s: token rejected (%s); polling stopped",
 	         d->user_id, d->device_id, error);
-	device_set_ps(d, PS_EXPIRED, error);
-	if (lease_stop_device(p, d, "expired", error) == -1)
+	device_set_ps(d, DEV_STATE_EXPIRED, error);
+	if (p->owner.stop(d, DEV_STATE_EXPIRED, error) == -1)
 		log_warnx("device %s/%s: cannot record expiry; the lease "
 		          "will lapse",
 		          d->user_id, d->device_id);
@@ -322,7 +287,7 @@ device_on_response(struct device *d, struct verdict_info *vi)
 		d->unchanged_attempt = 0;
 		d->next_batch = vi->next_batch;
 		vi->next_batch = NULL;
-		d->state = DEV_ACK_WAIT;
+		d->cycle = DEV_ACK_WAIT;
 		d->send_attempt = 0;
 		if (publish_sync_raw(d, d->since) == -1)
 			log_warnx_rl("device %s/%s: accumulator unreachable; "
@@ -340,13 +305,19 @@ device_on_response(struct device *d, struct verdict_info *vi)
 	}
 }
 
+/*
+ * The accumulator answered a PROTO_SYNC_RAW (contract 1). Only an ack
+ * naming the pending next_batch advances the since; an ack about an older
+ * message is ignored, and a nack reloads the committed since from
+ * Postgres (the owner's reload_since) and polls again after a backoff.
+ */
 void
 device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 {
 	struct poller *p = d->p;
 	enum ack_action a;
 
-	if (d->state != DEV_ACK_WAIT || d->next_batch == NULL) {
+	if (d->cycle != DEV_ACK_WAIT || d->next_batch == NULL) {
 		log_debug("device %s/%s: stale ack ignored", d->user_id,
 		          d->device_id);
 		return;
@@ -366,8 +337,8 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 		d->next_batch = NULL;
 		body_free(d);
 		d->attempt = 0;
-		device_set_ps(d, PS_POLLING, NULL);
-		d->state = DEV_BACKOFF;
+		device_set_ps(d, DEV_STATE_POLLING, NULL);
+		d->cycle = DEV_BACKOFF;
 		device_start(d);
 		return;
 	case ACK_RELOAD:
@@ -378,7 +349,7 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 		             "reloading since",
 		             d->user_id, d->device_id, error ? error : "",
 		             since ? since : "");
-		if (lease_reload_since(p, d) == -1 && since != NULL) {
+		if (p->owner.reload_since(d) == -1 && since != NULL) {
 			free(d->since);
 			d->since = xstrdup(since);
 		}
@@ -408,6 +379,56 @@ device_ack_timeout(struct device *d)
 	arm_ack_timer(d);
 }
 
+/* publish.c: an ack arrived; it is about a device we hold, or stale. */
+void
+device_ack_received(struct poller *p, const struct proto_sync_ack *ack)
+{
+	struct device *d = device_find(p, ack->user_id, ack->device_id);
+
+	if (d == NULL) {
+		log_debug("ingest: ack for %s/%s, not ours", ack->user_id,
+		          ack->device_id);
+		return;
+	}
+	device_on_ack(d, ack->ok, ack->since, ack->error);
+}
+
+/*
+ * publish.c: the accumulator (re)appeared. Whatever it had not
+ * acknowledged may be gone with its previous process, so send each
+ * pending body again now.
+ */
+void
+device_resend_pending(struct poller *p)
+{
+	struct device *d;
+	size_t n = 0;
+
+	TAILQ_FOREACH(d, &p->devices, entry)
+	{
+		if (d->cycle != DEV_ACK_WAIT || d->next_batch == NULL)
+			continue;
+		evtimer_del(d->timer);
+		d->send_attempt = 0;
+		device_ack_timeout(d);
+		n++;
+	}
+	if (n > 0)
+		log_info("ingest: accumulator connected; resent %zu pending "
+		         "bodies",
+		         n);
+}
+
+/* Queues d's poll state for lease.c's next batched flush. */
+void
+device_mark_dirty(struct device *d)
+{
+	if (d->is_dirty)
+		return;
+	d->is_dirty = true;
+	TAILQ_INSERT_TAIL(&d->p->dirty, d, dirtyq);
+}
+
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -415,7 +436,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	switch (d->state) {
+	switch (d->cycle) {
 	case DEV_BACKOFF:
 		device_start(d);
 		break;
@@ -441,35 +462,25 @@ device_replace_token(struct device *d, char *token, const char *fp,
 	curl_slist_free_all(d->headers);
 	d->headers = NULL;
 	d->attempt = 0;
-	if (d->state == DEV_ACK_WAIT || d->state == DEV_WAITING)
+	if (d->cycle == DEV_ACK_WAIT || d->cycle == DEV_WAITING)
 		return;
-	if (d->state == DEV_POLLING) {
+	if (d->cycle == DEV_POLLING) {
 		sync_abort(d);
 		device_release_slot(d);
 	}
 	free(d->since);
 	d->since = xstrdup(since);
-	d->state = DEV_BACKOFF;
+	d->cycle = DEV_BACKOFF;
 	device_start(d);
 }
 
-/* Stops everything the device does and frees it. */
-void
-device_drop(struct device *d)
+static void
+device_free(struct device *d)
 {
-	if (d == NULL)
-		return;
-	if (d->state == DEV_WAITING)
-		TAILQ_REMOVE(&d->p->waiting, d, waitq);
-	d->state = DEV_STOPPED;
-	if (d->is_releasing)
-		d->p->nreleasing--;
 	sync_easy_free(d);
-	device_release_slot(d);
-	lease_forget(d);
 	event_free(d->timer);
-	table_remove(d);
 	body_free(d);
+	free(d->key);
 	free(d->user_id);
 	free(d->device_id);
 	if (d->token != NULL)
@@ -477,4 +488,61 @@ device_drop(struct device *d)
 	free(d->token);
 	free(d->since);
 	free(d);
+}
+
+/* Frees the devices dropped since the last round, outside any callback. */
+static void
+reap(struct poller *p)
+{
+	struct device *d;
+
+	while ((d = TAILQ_FIRST(&p->dead)) != NULL) {
+		TAILQ_REMOVE(&p->dead, d, entry);
+		device_free(d);
+	}
+	p->is_reap_armed = false;
+}
+
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	reap(arg);
+}
+
+/*
+ * Stops everything the device does (its request, timers, slot, lease
+ * bookkeeping, table entry) so that nothing can reach it again, then
+ * frees it from a fresh loop round: device_drop runs inside curl's done
+ * callback (expiry) and libpq-driven lease callbacks, which may still
+ * hold d or its easy handle when we return to them.
+ */
+void
+device_drop(struct device *d)
+{
+	struct poller *p;
+
+	if (d == NULL)
+		return;
+	p = d->p;
+	if (d->cycle == DEV_WAITING)
+		TAILQ_REMOVE(&p->waiting, d, waitq);
+	d->cycle = DEV_STOPPED;
+	if (d->is_releasing)
+		p->nreleasing--;
+	sync_abort(d);
+	evtimer_del(d->timer);
+	device_release_slot(d);
+	if (d->is_dirty) {
+		d->is_dirty = false;
+		TAILQ_REMOVE(&p->dirty, d, dirtyq);
+	}
+	table_remove(d);
+	TAILQ_INSERT_TAIL(&p->dead, d, entry);
+	if (!p->is_reap_armed &&
+	    event_base_once(p->base, -1, EV_TIMEOUT, reap_cb, p, NULL) == 0)
+		p->is_reap_armed = true;
+	else if (!p->is_reap_armed)
+		reap(p); /* cannot defer: no callback of ours is pending */
 }

@@ -20,6 +20,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "poller.h"
 #include "util.h"
 
@@ -35,13 +36,9 @@ lq(struct poller *p, enum lease_stmt_id id, int n, const char *const *params)
 	                params);
 }
 
-static void
-i64(char *buf, size_t len, long long v)
-{
-	snprintf(buf, len, "%lld", v);
-}
-
 static void notify_cb(evutil_socket_t, short, void *);
+static void release_device(struct device *);
+static int stop_device(struct device *, enum dev_state, const char *);
 
 /* (Re)establishes the session: name for the live count, LISTEN, event. */
 static int
@@ -53,7 +50,7 @@ session_setup(struct poller *p)
 	}
 	if (pg_exec(p->pg, "lease",
 	            "SET application_name = '" LEASE_APP_NAME "'") == -1 ||
-	    pg_exec(p->pg, "lease", "LISTEN syncv3_devices") == -1)
+	    pg_exec(p->pg, "lease", "LISTEN " PROTO_PG_DEVICES_CHANNEL) == -1)
 		return -1;
 	p->pg_ev = event_new(p->base, PQsocket(p->pg), EV_READ | EV_PERSIST,
 	                     notify_cb, p);
@@ -96,11 +93,11 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 static void
 update_share(struct poller *p)
 {
-	char idle[24];
+	char idle[PG_I64_LEN];
 	const char *params[1] = {idle};
 	PGresult *r;
 
-	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	pg_i64(idle, p->cfg.idle_secs);
 	if ((r = lq(p, LS_SHARE, 1, params)) == NULL)
 		return;
 	p->share = policy_share(atoll(PQgetvalue(r, 0, 1)),
@@ -138,15 +135,20 @@ claim_row(struct poller *p, PGresult *r, int i)
 	               PQgetvalue(r, i, 4));
 	log_debug("device %s/%s: claimed, since \"%s\"", user_id, device_id,
 	          d->since);
-	device_set_ps(d, PS_POLLING, NULL);
+	device_set_ps(d, DEV_STATE_POLLING, NULL);
 	device_start(d);
 }
 
+/*
+ * Claims unleased devices up to our fair share, at most
+ * LEASE_CLAIM_BATCH a round; a full batch re-arms claim_now_ev so a big
+ * backlog is taken in steps without holding the loop.
+ */
 static void
 claim_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
-	char limit[24], idle[24], lease[24];
+	char limit[PG_I64_LEN], idle[PG_I64_LEN], lease[PG_I64_LEN];
 	const char *params[4] = {p->cfg.poller_id, limit, idle, lease};
 	long long want;
 	PGresult *r;
@@ -165,9 +167,9 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (want > LEASE_CLAIM_BATCH)
 		want = LEASE_CLAIM_BATCH;
-	i64(limit, sizeof(limit), want);
-	i64(idle, sizeof(idle), p->cfg.idle_secs);
-	i64(lease, sizeof(lease), p->cfg.lease_secs);
+	pg_i64(limit, want);
+	pg_i64(idle, p->cfg.idle_secs);
+	pg_i64(lease, p->cfg.lease_secs);
 	if ((r = lq(p, LS_CLAIM, 4, params)) == NULL)
 		return;
 	n = PQntuples(r);
@@ -199,8 +201,8 @@ token_replaced(struct poller *p, struct device *d)
 		log_info("device %s/%s: new token", d->user_id, d->device_id);
 		device_replace_token(d, token, PQgetvalue(r, 0, 2),
 		                     PQgetvalue(r, 0, 1));
-		d->ps = PS_NONE;
-		device_set_ps(d, PS_POLLING, NULL);
+		d->ps = DEV_STATE_NEW;
+		device_set_ps(d, DEV_STATE_POLLING, NULL);
 	}
 	PQclear(r);
 }
@@ -238,22 +240,22 @@ shed(struct poller *p)
 		d->is_releasing = true;
 		p->nreleasing++;
 		k++;
-		if (d->state == DEV_BACKOFF || d->state == DEV_WAITING)
-			lease_release_device(d);
+		if (d->cycle == DEV_BACKOFF || d->cycle == DEV_WAITING)
+			release_device(d);
 	}
 	log_info("lease: releasing %lld devices above our share %lld", k,
 	         p->share);
 }
 
-/* Stops polling d and gives its lease back; d is freed. */
-void
-lease_release_device(struct device *d)
+/* Stops polling d and gives its lease back; d is dropped. */
+static void
+release_device(struct device *d)
 {
 	struct poller *p = d->p;
 
-	if (d->state == DEV_WAITING) {
+	if (d->cycle == DEV_WAITING) {
 		TAILQ_REMOVE(&p->waiting, d, waitq);
-		d->state = DEV_BACKOFF;
+		d->cycle = DEV_BACKOFF;
 	}
 	if (pg_ok(p))
 		release_one(p, d->user_id, d->device_id);
@@ -276,8 +278,8 @@ hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
 	if (strcmp(PQgetvalue(r, i, 4), "t") != 0) {
 		log_info("device %s/%s: unused for %llds; polling stopped",
 		         user_id, device_id, p->cfg.idle_secs);
-		device_set_ps(d, PS_IDLE, "");
-		if (lease_stop_device(p, d, "idle", "") == -1)
+		device_set_ps(d, DEV_STATE_IDLE, "");
+		if (stop_device(d, DEV_STATE_IDLE, "") == -1)
 			log_warnx("device %s/%s: cannot release", user_id,
 			          device_id);
 		device_drop(d);
@@ -287,11 +289,17 @@ hb_row(struct poller *p, PGresult *r, int i, unsigned gen)
 		token_replaced(p, d);
 }
 
+/*
+ * Renews every lease we hold in one statement. Its rows say which devices
+ * are still ours (a device missing from them was taken over: stopped),
+ * idle, or have a new token; leases not renewed within lease_secs are
+ * assumed gone, so every device is dropped rather than polled twice.
+ */
 static void
 hb_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
-	char lease[24], idle[24];
+	char lease[PG_I64_LEN], idle[PG_I64_LEN];
 	const char *params[3] = {p->cfg.poller_id, lease, idle};
 	struct device *d, *next;
 	unsigned gen = ++p->hb_gen;
@@ -302,8 +310,8 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->is_stopping)
 		return;
-	i64(lease, sizeof(lease), p->cfg.lease_secs);
-	i64(idle, sizeof(idle), p->cfg.idle_secs);
+	pg_i64(lease, p->cfg.lease_secs);
+	pg_i64(idle, p->cfg.idle_secs);
 	if (!pg_ok(p) || (r = lq(p, LS_HEARTBEAT, 3, params)) == NULL) {
 		if (now_ms() - p->hb_ok_ms > p->cfg.lease_secs * 1000)
 			drop_all(p, "leases not renewed in time");
@@ -327,6 +335,12 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 	shed(p);
 }
 
+/*
+ * Writes the queued poll states (device_mark_dirty) in one statement, at
+ * most LEASE_FLUSH_BATCH a time. Rows the accumulator has locked are
+ * skipped by the statement and come back in its result: they are queued
+ * again for the next flush instead of waiting on the lock.
+ */
 void
 lease_flush(struct poller *p)
 {
@@ -344,17 +358,17 @@ lease_flush(struct poller *p)
 			break;
 		u[n] = d->user_id;
 		dv[n] = d->device_id;
-		s[n] = poll_state_name(d->ps);
+		s[n] = dev_state_name(d->ps);
 		e[n] = d->error;
 		fp[n++] = d->fp;
 	}
 	if (n == 0 || !pg_ok(p))
 		return;
-	arr[0] = policy_pg_array(u, n);
-	arr[1] = policy_pg_array(dv, n);
-	arr[2] = policy_pg_array(s, n);
-	arr[3] = policy_pg_array(e, n);
-	arr[4] = policy_pg_array(fp, n);
+	arr[0] = pg_text_array(u, n);
+	arr[1] = pg_text_array(dv, n);
+	arr[2] = pg_text_array(s, n);
+	arr[3] = pg_text_array(e, n);
+	arr[4] = pg_text_array(fp, n);
 	const char *params[6] = {p->cfg.poller_id, arr[0], arr[1],
 	                         arr[2],           arr[3], arr[4]};
 	r = lq(p, LS_FLUSH, 6, params);
@@ -368,7 +382,7 @@ lease_flush(struct poller *p)
 		for (int i = 0; i < PQntuples(r); i++)
 			if ((d = device_find(p, PQgetvalue(r, i, 0),
 			                     PQgetvalue(r, i, 1))) != NULL)
-				lease_mark_dirty(d);
+				device_mark_dirty(d);
 		if (PQntuples(r) > 0)
 			log_debug("lease: %d poll states left for the next "
 			          "flush (rows busy)",
@@ -387,31 +401,14 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	lease_flush(arg);
 }
 
-void
-lease_mark_dirty(struct device *d)
-{
-	if (d->is_dirty)
-		return;
-	d->is_dirty = true;
-	TAILQ_INSERT_TAIL(&d->p->dirty, d, dirtyq);
-}
-
-void
-lease_forget(struct device *d)
-{
-	if (!d->is_dirty)
-		return;
-	d->is_dirty = false;
-	TAILQ_REMOVE(&d->p->dirty, d, dirtyq);
-}
-
 /* Records a final state (expired, idle) and gives the lease back. */
-int
-lease_stop_device(struct poller *p, struct device *d, const char *state,
-                  const char *error)
+static int
+stop_device(struct device *d, enum dev_state state, const char *error)
 {
-	const char *params[6] = {d->user_id, d->device_id,     state,
-	                         error,      p->cfg.poller_id, d->fp};
+	struct poller *p = d->p;
+	const char *params[6] = {
+	    d->user_id, d->device_id,     dev_state_name(state),
+	    error,      p->cfg.poller_id, d->fp};
 	PGresult *r;
 
 	if (!pg_ok(p))
@@ -423,9 +420,10 @@ lease_stop_device(struct poller *p, struct device *d, const char *state,
 }
 
 /* After a nack: the accumulator's committed since is the truth. */
-int
-lease_reload_since(struct poller *p, struct device *d)
+static int
+since_reload(struct device *d)
 {
+	struct poller *p = d->p;
 	const char *params[2] = {d->user_id, d->device_id};
 	PGresult *r;
 
@@ -452,12 +450,21 @@ periodic(struct poller *p, long long ms, event_callback_fn cb)
 	return ev;
 }
 
+/*
+ * Connects (waiting for Postgres and the schema: the poller may start
+ * before both), gives back the leases an earlier run under the same id
+ * left, installs the device owner hooks for device.c and starts the
+ * claim, heartbeat and flush timers with one claim at once.
+ */
 void
 lease_init(struct poller *p)
 {
 	const char *params[1] = {p->cfg.poller_id};
 
 	TAILQ_INIT(&p->dirty);
+	p->owner.release = release_device;
+	p->owner.reload_since = since_reload;
+	p->owner.stop = stop_device;
 	if ((p->pg = pg_connect_wait(p->cfg.db, 3600)) == NULL)
 		fatalx("lease: cannot connect to postgres");
 	if (pg_wait_schema(p->pg, pg_schema_version, 0) == -1)

@@ -16,7 +16,6 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "crypto.h"
 #include "curl_ev.h"
 #include "log.h"
 #include "poller.h"
@@ -26,14 +25,15 @@
 #define OFF(f) offsetof(struct poller_config, f)
 
 static const struct cfg_row poller_cfg_rows[] = {
-    {"SYNCV3_DB", CFG_STR, OFF(db), "dbname=syncv3", 0, 0, 0, "libpq conninfo"},
-    {"SYNCV3_SERVER", CFG_STR, OFF(server), NULL, 0, 0, CFG_REQUIRED,
-     "homeserver base URL"},
+    {"SYNCV3_DB", CFG_STR, OFF(db), "dbname=syncv3", 0, 0, CFG_OPT('d'),
+     "libpq conninfo"},
+    {"SYNCV3_SERVER", CFG_STR, OFF(server), NULL, 0, 0,
+     CFG_REQUIRED | CFG_OPT('s'), "homeserver base URL"},
     {"SYNCV3_SECRET", CFG_STR, OFF(secret), NULL, 0, 0,
      CFG_REQUIRED | CFG_SECRET, "key for access tokens at rest"},
-    {"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0, 0,
-     "accumulator endpoint"},
-    {"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, 0,
+    {"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0,
+     CFG_OPT('i'), "accumulator endpoint"},
+    {"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, CFG_OPT('I'),
      "lease owner name (default hostname:pid)"},
     {"SYNCV3_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0,
      "error, warn, info, debug"},
@@ -70,7 +70,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: syncv3-poller [-nv] [-d conninfo] "
-	                "[-s server] [-i ingest] [-I poller_id] [-E token]\n");
+	                "[-s server] [-i ingest] [-I poller_id]\n");
 	exit(1);
 }
 
@@ -116,86 +116,25 @@ raise_nofile(void)
 }
 
 /*
- * -E TOKEN prints token_encrypt(SYNCV3_SECRET, TOKEN), for tests that
- * register devices without the api. -E - reads tokens from stdin, one a
- * line, and prints "token_hash<TAB>token_enc" for each.
+ * Steps 1-2 of the daemon's life: the environment, then flags over it,
+ * then what the table cannot say (a default poller id, the server URL
+ * without trailing slashes, the backoff cap above its base); -n prints the
+ * result and exits.
  */
-static void __attribute__((noreturn))
-encrypt_tokens(struct poller *p, const char *token)
-{
-	char line[4096], hash[TOKEN_HASH_LEN + 1], *enc;
-
-	if (p->cfg.secret == NULL)
-		fatalx("-E: SYNCV3_SECRET is required");
-	if (strcmp(token, "-") != 0) {
-		if ((enc = token_encrypt(p->cfg.secret, token)) == NULL)
-			fatalx("-E: cannot encrypt");
-		printf("%s\n", enc);
-		free(enc);
-		exit(0);
-	}
-	while (fgets(line, sizeof(line), stdin) != NULL) {
-		line[strcspn(line, "\r\n")] = '\0';
-		if (line[0] == '\0')
-			continue;
-		if ((enc = token_encrypt(p->cfg.secret, line)) == NULL)
-			fatalx("-E: cannot encrypt");
-		token_hash(line, strlen(line), hash);
-		printf("%s\t%s\n", hash, enc);
-		free(enc);
-	}
-	exit(0);
-}
-
 static void
 config(struct poller *p, int argc, char **argv)
 {
-	const char *encrypt = NULL;
-	int ch, verbose = 0;
-	bool is_check = false;
+	struct cfg_cli cli;
+	int rc;
 
 	if (config_load(poller_cfg_rows, &p->cfg) == -1)
 		exit(1);
-	while ((ch = getopt(argc, argv, "d:E:i:I:ns:v")) != -1) {
-		const char *name = NULL;
-
-		switch (ch) {
-		case 'd':
-			name = "SYNCV3_DB";
-			break;
-		case 'i':
-			name = "SYNCV3_INGEST";
-			break;
-		case 'I':
-			name = "SYNCV3_POLLER_ID";
-			break;
-		case 's':
-			name = "SYNCV3_SERVER";
-			break;
-		case 'E':
-			encrypt = optarg;
-			break;
-		case 'n':
-			is_check = true;
-			break;
-		case 'v':
-			verbose++;
-			break;
-		default:
-			usage();
-		}
-		if (name != NULL &&
-		    config_set(poller_cfg_rows, &p->cfg, name, optarg) == -1)
-			exit(1);
-	}
-	int level = log_level_parse(p->cfg.log_level);
-	if (level < 0)
-		fatalx("SYNCV3_LOG_LEVEL: invalid value \"%s\"",
-		       p->cfg.log_level);
-	level += verbose;
-	log_set_level(level > LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG : level);
-	if (encrypt != NULL)
-		encrypt_tokens(p, encrypt);
+	rc = config_getopt(poller_cfg_rows, &p->cfg, argc, argv, &cli);
+	if (rc == CFG_EUSAGE)
+		usage();
+	if (rc == -1)
+		exit(1);
+	config_log_level(p->cfg.log_level, &cli);
 	if (p->cfg.poller_id == NULL || p->cfg.poller_id[0] == '\0') {
 		char host[256] = "localhost", id[300];
 
@@ -215,7 +154,7 @@ config(struct poller *p, int argc, char **argv)
 		exit(1);
 	if (p->cfg.backoff_cap_ms < p->cfg.backoff_base_ms)
 		fatalx("SYNCV3_BACKOFF_CAP_MS is below SYNCV3_BACKOFF_BASE_MS");
-	if (is_check) {
+	if (cli.is_check) {
 		config_print(poller_cfg_rows, &p->cfg, stdout);
 		exit(0);
 	}
@@ -237,7 +176,7 @@ main(int argc, char **argv)
 		fatalx("event_base_new failed");
 	p->curl = curl_ev_new(p->base);
 	device_init(p);
-	publish_init(p);
+	publish_init(p, device_ack_received, device_resend_pending);
 	lease_init(p);
 	log_info("poller %s: polling %s, ingest %s", p->cfg.poller_id,
 	         p->cfg.server, p->cfg.ingest);

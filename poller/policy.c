@@ -122,6 +122,12 @@ error_body(const char *body, size_t len, char *errcode, size_t errlen,
 	json_object_put(o);
 }
 
+/*
+ * A non-200 answer: 401, or 403 M_UNKNOWN_TOKEN, is an expired token
+ * (contract 5); 429 waits retry_after_ms from the body, else the
+ * Retry-After header, capped at an hour; anything else is retried with
+ * backoff.
+ */
 static void
 classify_status(long status, const char *body, size_t len, long retry_after_s,
                 struct verdict_info *out)
@@ -149,6 +155,11 @@ classify_status(long status, const char *body, size_t len, long retry_after_s,
 	out->verdict = V_RETRY;
 }
 
+/*
+ * The verdict on a finished request, from curl's result, the HTTP status
+ * and the body: the only place that decides what an upstream answer means
+ * to the device's state machine.
+ */
 void
 policy_classify(CURLcode res, long status, const char *body, size_t len,
                 long retry_after_s, struct verdict_info *out)
@@ -333,33 +344,6 @@ policy_ack(const char *since_in, const char *next_batch, bool ok,
 	return ACK_RELOAD;
 }
 
-/* A text[] literal {"a","b"} for unnest($1::text[]). */
-char *
-policy_pg_array(const char *const *items, size_t n)
-{
-	size_t cap = 3, len = 0;
-	char *out;
-
-	for (size_t i = 0; i < n; i++)
-		cap += 2 * strlen(items[i]) + 3;
-	out = xmalloc(cap);
-	out[len++] = '{';
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0)
-			out[len++] = ',';
-		out[len++] = '"';
-		for (const char *c = items[i]; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				out[len++] = '\\';
-			out[len++] = *c;
-		}
-		out[len++] = '"';
-	}
-	out[len++] = '}';
-	out[len] = '\0';
-	return out;
-}
-
 /*
  * How many devices this poller should hold: an even split of the active
  * devices among the live pollers, rounded up, and never above max (0: no
@@ -376,22 +360,4 @@ policy_share(long long active, long long live, long long max)
 	if (max > 0 && share > max)
 		share = max;
 	return share;
-}
-
-const char *
-poll_state_name(enum poll_state ps)
-{
-	switch (ps) {
-	case PS_NONE:
-		return "new";
-	case PS_POLLING:
-		return "polling";
-	case PS_BACKOFF:
-		return "backoff";
-	case PS_EXPIRED:
-		return "expired";
-	case PS_IDLE:
-		return "idle";
-	}
-	return "?";
 }

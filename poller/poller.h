@@ -20,6 +20,8 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "map.h"
+#include "proto.h"
 
 #define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
 #define POLLER_USER_AGENT "syncv3-poller"
@@ -49,7 +51,7 @@ struct poller_config {
 };
 
 /* Where a device is in its cycle; exactly one of these at a time. */
-enum dev_state {
+enum dev_cycle {
 	DEV_WAITING,  /* queued for an initial-sync slot */
 	DEV_POLLING,  /* a v2 request is in flight */
 	DEV_ACK_WAIT, /* body sent to the accumulator, waiting for its ack */
@@ -57,18 +59,11 @@ enum dev_state {
 	DEV_STOPPED,  /* expired, lost or released; about to be freed */
 };
 
-/* What the api sees (syncv3_devices.poll_state, PROTO_POLL_STATE). */
-enum poll_state {
-	PS_NONE,
-	PS_POLLING,
-	PS_BACKOFF,
-	PS_EXPIRED,
-	PS_IDLE,
-};
+struct verdict_info;
 
 struct device {
 	struct poller *p;
-	struct device *hnext;       /* device table chain */
+	char *key;                  /* in the device table (map_key3) */
 	TAILQ_ENTRY(device) entry;  /* all devices */
 	TAILQ_ENTRY(device) waitq;  /* waiting for an initial slot */
 	TAILQ_ENTRY(device) dirtyq; /* poll state to write */
@@ -77,8 +72,8 @@ struct device {
 	char *token;
 	char *since;                /* committed since we poll with */
 	char fp[POLLER_FP_LEN + 1]; /* token_hash prefix */
-	enum dev_state state;
-	enum poll_state ps; /* last state reported */
+	enum dev_cycle cycle;
+	enum dev_state ps; /* last state reported (proto.h) */
 	bool is_dirty;
 	bool is_initial_slot;   /* holds one of max_initial */
 	bool is_releasing;      /* shed: release instead of polling */
@@ -89,6 +84,7 @@ struct device {
 	int unchanged_attempt;  /* answers in a row that did not move */
 	long retry_after_s;     /* Retry-After header of this response */
 	CURL *easy;             /* reused for every request */
+	void (*sync_done)(struct device *, struct verdict_info *); /* sync.c */
 	struct curl_slist *headers;
 	struct event *timer;      /* backoff and ack-resend */
 	struct event *stall_ev;   /* low-speed check of the response */
@@ -104,6 +100,27 @@ struct device {
 
 TAILQ_HEAD(device_q, device);
 
+/*
+ * What device.c asks of the lease layer above it (lease.c sets them in
+ * lease_init): the state machine reports, it does not reach up, so the
+ * files only call down (lease.c -> device.c -> sync.c, publish.c).
+ */
+struct dev_owner {
+	/* Gives d's lease back between two polls; d is dropped. */
+	void (*release)(struct device *d);
+	/* After a nack: the committed since from Postgres; 0 or -1. */
+	int (*reload_since)(struct device *d);
+	/* Records a final state (expired) and gives the lease back; 0 or -1. */
+	int (*stop)(struct device *d, enum dev_state state, const char *error);
+};
+
+/* sync.c tells its caller a request ended; vi->next_batch can be taken. */
+typedef void (*sync_done_fn)(struct device *d, struct verdict_info *vi);
+/* publish.c hands each ack, and each reconnection, to its caller. */
+typedef void (*publish_ack_fn)(struct poller *p,
+                               const struct proto_sync_ack *ack);
+typedef void (*publish_connect_fn)(struct poller *p);
+
 struct poller_stats {
 	unsigned long long polls_ok; /* 200 + acked */
 	unsigned long long polls_failed;
@@ -117,11 +134,13 @@ struct poller {
 	struct event_base *base;
 	struct curl_ev *curl;
 	/* device.c */
-	struct device **table;
-	size_t table_size;
+	struct dev_owner owner; /* set by lease_init */
+	struct map table; /* device key -> struct device */
 	size_t ndevices;
 	struct device_q devices;
 	struct device_q waiting;
+	struct device_q dead; /* dropped, freed by the next loop round */
+	bool is_reap_armed;   /* an event_base_once for the dead is pending */
 	int initial_inflight;
 	/* lease.c */
 	PGconn *pg;
@@ -137,6 +156,8 @@ struct poller {
 	size_t nreleasing;  /* devices marked is_releasing */
 	bool is_first_claim;
 	/* publish.c */
+	publish_ack_fn on_ack;
+	publish_connect_fn on_connect;
 	void *zctx;
 	void *dealer;
 	struct zmq_ev *zev;
@@ -183,9 +204,7 @@ long long policy_request_timeout_ms(bool is_initial, long long poll_ms,
                                     long long initial_s);
 enum ack_action policy_ack(const char *since_in, const char *next_batch,
                            bool ok, const char *ack_since, const char *error);
-char *policy_pg_array(const char *const *items, size_t n);
 long long policy_share(long long active, long long live, long long max);
-const char *poll_state_name(enum poll_state ps);
 
 /* device.c: device table and per-device state machine */
 void device_init(struct poller *p);
@@ -199,16 +218,19 @@ void device_start(struct device *d);
 void device_replace_token(struct device *d, char *token, const char *fp,
                           const char *since);
 void device_drop(struct device *d);
-void device_set_ps(struct device *d, enum poll_state ps, const char *error);
+void device_set_ps(struct device *d, enum dev_state ps, const char *error);
 void device_backoff(struct device *d, long long delay_ms);
 void device_on_response(struct device *d, struct verdict_info *vi);
 void device_on_ack(struct device *d, bool ok, const char *since,
                    const char *error);
 void device_ack_timeout(struct device *d);
+void device_ack_received(struct poller *p, const struct proto_sync_ack *ack);
+void device_resend_pending(struct poller *p);
 void device_release_slot(struct device *d);
+void device_mark_dirty(struct device *d);
 
 /* sync.c: the v2 request of one device */
-int sync_start(struct device *d) WARN_UNUSED;
+int sync_start(struct device *d, sync_done_fn done) WARN_UNUSED;
 void sync_abort(struct device *d);
 void sync_easy_free(struct device *d);
 
@@ -234,16 +256,11 @@ extern const struct lease_stmt lease_stmts[LS_COUNT];
 /* lease.c: Postgres leases, LISTEN/NOTIFY, poll state writes */
 void lease_init(struct poller *p);
 void lease_shutdown(struct poller *p);
-void lease_mark_dirty(struct device *d);
-void lease_forget(struct device *d);
-int lease_stop_device(struct poller *p, struct device *d, const char *state,
-                      const char *error);
-int lease_reload_since(struct poller *p, struct device *d);
-void lease_release_device(struct device *d);
 void lease_flush(struct poller *p);
 
 /* publish.c: DEALER to the accumulator */
-void publish_init(struct poller *p);
+void publish_init(struct poller *p, publish_ack_fn on_ack,
+                  publish_connect_fn on_connect);
 void publish_shutdown(struct poller *p);
 int publish_sync_raw(struct device *d, const char *since_in) WARN_UNUSED;
 void publish_poll_state(struct device *d);

@@ -26,7 +26,6 @@ read_cb(void *sock, void *arg)
 	struct poller *p = arg;
 	struct proto_msg msg;
 	struct proto_sync_ack ack;
-	struct device *d;
 	int rc;
 
 	if ((rc = proto_recv(sock, false, &msg)) != PROTO_OK) {
@@ -40,35 +39,9 @@ read_cb(void *sock, void *arg)
 		    proto_type_name(msg.hdr.type));
 	} else if (proto_recv_sync_ack(&msg, &ack) != PROTO_OK) {
 		log_warnx_rl("ingest: malformed ack");
-	} else if ((d = device_find(p, ack.user_id, ack.device_id)) == NULL) {
-		log_debug("ingest: ack for %s/%s, not ours", ack.user_id,
-		    ack.device_id);
 	} else
-		device_on_ack(d, ack.ok, ack.since, ack.error);
+		p->on_ack(p, &ack);
 	proto_msg_close(&msg);
-}
-
-/*
- * The accumulator (re)appeared: whatever it had not acknowledged may be
- * gone with its previous process, so send each pending body again now.
- */
-static void
-resend_pending(struct poller *p)
-{
-	struct device *d;
-	size_t n = 0;
-
-	TAILQ_FOREACH(d, &p->devices, entry) {
-		if (d->state != DEV_ACK_WAIT || d->next_batch == NULL)
-			continue;
-		evtimer_del(d->timer);
-		d->send_attempt = 0;
-		device_ack_timeout(d);
-		n++;
-	}
-	if (n > 0)
-		log_info("ingest: accumulator connected; resent %zu pending "
-		    "bodies", n);
 }
 
 static void
@@ -88,7 +61,7 @@ monitor_cb(void *sock, void *arg)
 	if (zmq_msg_size(&ev) >= sizeof(id))
 		memcpy(&id, zmq_msg_data(&ev), sizeof(id));
 	if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-		resend_pending(p);
+		p->on_connect(p);
 	else if (id == ZMQ_EVENT_DISCONNECTED)
 		log_warnx_rl("ingest: accumulator disconnected");
 out:
@@ -112,11 +85,14 @@ monitor_init(struct poller *p)
 }
 
 void
-publish_init(struct poller *p)
+publish_init(struct poller *p, publish_ack_fn on_ack,
+             publish_connect_fn on_connect)
 {
 	int one = 1, linger = 0, hwm = 100000;
 	int64_t max = 1 << 20;
 
+	p->on_ack = on_ack;
+	p->on_connect = on_connect;
 	if ((p->zctx = zmq_ctx_new()) == NULL)
 		fatalx("zmq_ctx_new: %s", zmq_strerror(errno));
 	if ((p->dealer = zmq_socket(p->zctx, ZMQ_DEALER)) == NULL)
@@ -169,11 +145,12 @@ void
 publish_poll_state(struct device *d)
 {
 	struct poller *p = d->p;
-	struct proto_poll_state m = {d->user_id, d->device_id,
-	    poll_state_name(d->ps), d->error,
-	    d->ps == PS_BACKOFF ? d->retry_at_ms : 0};
+	struct proto_poll_state m = {
+	    d->user_id, d->device_id, dev_state_name(d->ps), d->error,
+	    d->ps == DEV_STATE_BACKOFF ? d->retry_at_ms : 0};
 
-	if (d->ps != PS_POLLING && d->ps != PS_BACKOFF && d->ps != PS_EXPIRED)
+	if (d->ps != DEV_STATE_POLLING && d->ps != DEV_STATE_BACKOFF &&
+	    d->ps != DEV_STATE_EXPIRED)
 		return;
 	if (proto_send_poll_state(p->dealer, ++p->seq, &m) != PROTO_OK)
 		log_debug("device %s/%s: poll state not sent", d->user_id,

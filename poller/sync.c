@@ -2,7 +2,8 @@
  * sync.c: one device's v2 /sync request. The easy handle is made once per
  * device and reused (keep-alive comes from the multi handle's connection
  * cache); each request only changes the URL and the timeout. The body is
- * collected up to max_body; curl_ev calls done_cb when it ends.
+ * collected up to max_body; curl_ev calls done_cb when it ends, which hands the
+ * verdict to the caller's sync_done_fn.
  *
  * Once the response has begun, a stall check (stall_cb, every
  * low_speed_secs) abandons it when fewer than low_speed_limit bytes a
@@ -87,9 +88,13 @@ stall_cb(evutil_socket_t fd, short what, void *arg)
 	         p->cfg.low_speed_limit, p->cfg.low_speed_secs);
 	log_debug("device %s/%s: %zu bytes so far, %s", d->user_id,
 	          d->device_id, d->body_len, vi.error);
-	device_on_response(d, &vi);
+	d->sync_done(d, &vi);
 }
 
+/*
+ * Counts header bytes as progress (the stall check starts with the first
+ * byte of the response) and keeps the Retry-After header for a 429.
+ */
 static size_t
 header_cb(char *buf, size_t size, size_t nitems, void *arg)
 {
@@ -137,8 +142,7 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 	                &vi);
 	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
 	          d->device_id, status, d->body_len, (int)res);
-	device_on_response(d, &vi);
-	/* d may be gone now. */
+	d->sync_done(d, &vi); /* a drop only frees d later (device.c) */
 	free(vi.next_batch);
 }
 
@@ -165,8 +169,14 @@ easy_setup(struct device *d)
 		fatalx("evtimer_new failed");
 }
 
+/*
+ * Starts d's next /sync with the since it holds. The easy handle and the
+ * Authorization header are made once per device (the header again after a
+ * new token); a request only changes the URL and the timeout, which is
+ * longer for an initial sync. done is called once the request ends.
+ */
 int
-sync_start(struct device *d)
+sync_start(struct device *d, sync_done_fn done)
 {
 	struct poller *p = d->p;
 	bool is_initial = d->since[0] == '\0';
@@ -196,6 +206,7 @@ sync_start(struct device *d)
 	d->rx_bytes = d->rx_mark = 0;
 	d->is_receiving = false;
 	d->req_start_ms = now_ms();
+	d->sync_done = done;
 	if (curl_ev_add(p->curl, d->easy, done_cb, d) == -1)
 		return -1;
 	d->has_inflight_easy = true;

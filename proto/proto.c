@@ -124,6 +124,35 @@ proto_type_name(int type)
 	return "?";
 }
 
+/* Indexed by enum dev_state; the names are stored values (proto.h). */
+static const char *const dev_state_names[] = {
+	[DEV_STATE_NEW] = "new",
+	[DEV_STATE_POLLING] = "polling",
+	[DEV_STATE_BACKOFF] = "backoff",
+	[DEV_STATE_EXPIRED] = "expired",
+	[DEV_STATE_IDLE] = "idle",
+	[DEV_STATE_SYNCED] = "synced",
+};
+
+#define DEV_STATE_COUNT (sizeof(dev_state_names) / sizeof(dev_state_names[0]))
+
+const char *
+dev_state_name(enum dev_state s)
+{
+	if ((size_t)s >= DEV_STATE_COUNT)
+		return "?";
+	return dev_state_names[s];
+}
+
+int
+dev_state_parse(const char *name)
+{
+	for (size_t i = 0; i < DEV_STATE_COUNT; i++)
+		if (strcmp(name, dev_state_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* The topic frame is the type's name: SUB filters on "notice." prefixes. */
 const char *
 proto_topic(int type)
@@ -157,6 +186,11 @@ proto_strerror(int err)
 	return "unknown error";
 }
 
+/*
+ * Checks the envelope of received frames: frame count, header, topic
+ * matching the type (a SUB filter must not be fooled), meta a bounded JSON
+ * object, sizes. msg keeps the frames; topic and payload borrow from them.
+ */
 int
 proto_decode(struct proto_msg *msg)
 {
@@ -199,6 +233,12 @@ send_frame(void *sock, const void *data, size_t len, int more)
 	return PROTO_OK;
 }
 
+/*
+ * Sends the four frames without blocking (a full peer is the caller's
+ * retry, never a stall of the loop). With free_fn the payload is handed
+ * to zmq without a copy (a poller's /sync body), and it is released here
+ * on every failure path, so the caller never frees it after the call.
+ */
 int
 proto_send(void *sock, const void *route, size_t route_len, int type,
     uint64_t seq, struct json_object *meta, const void *payload,
@@ -239,6 +279,11 @@ fail:
 	return PROTO_EIO;
 }
 
+/*
+ * Reads one multipart message without blocking on its first frame. Extra
+ * frames beyond five are read and dropped so the next message starts on a
+ * frame boundary; the message is then rejected (PROTO_EFRAMES).
+ */
 int
 proto_recv(void *sock, bool has_route, struct proto_msg *msg)
 {

@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
@@ -80,6 +80,39 @@ enum proto_type {
 	 */
 	PROTO_SYNC_ACK = 300,
 };
+
+/*
+ * A device's poll state: the text stored in syncv3_devices.poll_state
+ * (written by the poller's lease flush, reset to "new" by the api when a
+ * token is registered again), carried in PROTO_POLL_STATE.state and in
+ * PROTO_NOTICE_DEVICE.state, and read by the api to answer an expired
+ * device with M_UNKNOWN_TOKEN. The names are the stored values: never
+ * rename one. dev_state_name() and dev_state_parse() convert.
+ */
+enum dev_state {
+	DEV_STATE_NEW,     /* "new": registered, no poller has reported */
+	DEV_STATE_POLLING, /* "polling": a poller holds it and polls */
+	DEV_STATE_BACKOFF, /* "backoff": the last poll failed; retry_at */
+	DEV_STATE_EXPIRED, /* "expired": the homeserver refused the token */
+	DEV_STATE_IDLE,    /* "idle": unused past SYNCV3_IDLE_SECS */
+	/*
+	 * "synced": never stored; a PROTO_NOTICE_DEVICE the accumulator sends
+	 * when it has committed a device's (non-initial) response.
+	 */
+	DEV_STATE_SYNCED,
+};
+
+/*
+ * Postgres NOTIFY, api -> pollers (not ZeroMQ: it rides on the database
+ * both already use, so a device registered while no poller runs is still
+ * found by the next claim). The api sends it in the transaction that
+ * registers or re-registers a device, so it is delivered only on COMMIT;
+ * payload "<user_id> <device_id>". Every poller LISTENs and answers any
+ * notification with an immediate claim round; the payload is for logs,
+ * the claim reads syncv3_devices. A hint only, like the notices: a lost
+ * one costs at most the claim interval.
+ */
+#define PROTO_PG_DEVICES_CHANNEL "syncv3_devices"
 
 enum proto_err {
 	PROTO_OK = 0,
@@ -155,6 +188,10 @@ struct proto_notice {
 
 /* proto.c: envelope */
 const char *proto_type_name(int type);
+/* The stored name of a device state ("new", "expired", ...), "?" if none. */
+const char *dev_state_name(enum dev_state s);
+/* The state a stored name means, or -1 when it names none. */
+int dev_state_parse(const char *name);
 const char *proto_topic(int type);
 const char *proto_strerror(int err);
 void proto_hdr_encode(const struct proto_hdr *h, uint8_t out[PROTO_HDR_LEN]);

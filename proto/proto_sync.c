@@ -92,10 +92,14 @@ proto_recv_poll_state(const struct proto_msg *msg,
 	    need_str(msg->meta, "error", &out->error) ||
 	    !json_get_int(msg->meta, "retry_at_ms", &out->retry_at_ms))
 		return PROTO_EMETA;
-	if (strcmp(out->state, "polling") != 0 &&
-	    strcmp(out->state, "backoff") != 0 &&
-	    strcmp(out->state, "expired") != 0)
+	switch (dev_state_parse(out->state)) {
+	case DEV_STATE_POLLING:
+	case DEV_STATE_BACKOFF:
+	case DEV_STATE_EXPIRED:
+		break;
+	default:
 		return PROTO_EMETA;
+	}
 	return PROTO_OK;
 }
 

@@ -38,7 +38,7 @@ log "creating $NDEV users on the simulated homeserver"
 sim scenario "{\"users\":$NDEV,\"rooms_per_user\":0,\"prefix\":\"b\"}" >"$T/users.json" ||
     fail "scenario"
 jq -r '.users[] | [.user_id, .device_id, .access_token] | @tsv' "$T/users.json" >"$T/u.tsv"
-cut -f3 "$T/u.tsv" | "$BIN/syncv3-poller" -E - >"$T/enc.tsv"
+cut -f3 "$T/u.tsv" | "$BIN/syncv3-tokenenc" - >"$T/enc.tsv"
 paste <(cut -f1,2 "$T/u.tsv") "$T/enc.tsv" >"$T/devices.tsv"
 t0=$(date +%s%N)
 psql_q "\\copy syncv3_devices (user_id, device_id, token_hash, token_enc) FROM '$T/devices.tsv'" ||

@@ -7,7 +7,7 @@
 pt_register() {
 	local tok=${3:-} hash enc
 	[ -z "$tok" ] && tok=$(sim_login "$1" "$2")
-	read -r hash enc < <(printf '%s\n' "$tok" | "$BIN/syncv3-poller" -E -)
+	read -r hash enc < <(printf '%s\n' "$tok" | "$BIN/syncv3-tokenenc" -)
 	psql_q "INSERT INTO syncv3_devices (user_id, device_id, token_hash,
 	    token_enc) VALUES ('$1', '$2', '$hash', '$enc')
 	    ON CONFLICT (user_id, device_id) DO UPDATE SET

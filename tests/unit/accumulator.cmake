@@ -1,7 +1,7 @@
 # Accumulator unit tests (normalise is pure; the store tests need
 # SYNCV3_TEST_DB and skip without it). The fuzz target is in tests/fuzz.
 set(ACC_DIR ${PROJECT_SOURCE_DIR}/accumulator)
-set(ACC_PARSE_SRCS ${ACC_DIR}/normalise.c ${ACC_DIR}/jscan.c ${ACC_DIR}/smap.c)
+set(ACC_PARSE_SRCS ${ACC_DIR}/normalise.c ${ACC_DIR}/jscan.c)
 
 add_executable(test_normalise test_normalise.c ${ACC_PARSE_SRCS})
 target_link_libraries(test_normalise PRIVATE proto common PkgConfig::CMOCKA)

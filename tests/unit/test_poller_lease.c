@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "pg.h"
+#include "pg_lit.h"
 #include "poller.h"
 #include "util.h"
 
@@ -154,9 +155,9 @@ is_deadlock(const PGresult *r)
 static PGresult *
 acc_lock(int from, int to)
 {
-	char *u = policy_pg_array((const char *const *)users + from,
+	char *u = pg_text_array((const char *const *)users + from,
 	                          (size_t)(to - from));
-	char *dv = policy_pg_array((const char *const *)devs + from,
+	char *dv = pg_text_array((const char *const *)devs + from,
 	                           (size_t)(to - from));
 	const char *p[2] = {u, dv};
 	PGresult *r = run(acc, acc_cas, 2, p);
@@ -170,14 +171,14 @@ static void
 acc_commit_all(void)
 {
 	const char *s[NDEV];
-	char *u = policy_pg_array((const char *const *)users, NDEV);
-	char *dv = policy_pg_array((const char *const *)devs, NDEV);
+	char *u = pg_text_array((const char *const *)users, NDEV);
+	char *dv = pg_text_array((const char *const *)devs, NDEV);
 	char *sa;
 	PGresult *r;
 
 	for (int i = 0; i < NDEV; i++)
 		s[i] = "s1";
-	sa = policy_pg_array(s, NDEV);
+	sa = pg_text_array(s, NDEV);
 	const char *p[3] = {u, dv, sa};
 	r = run(acc, acc_since, 3, p);
 	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
@@ -368,11 +369,11 @@ test_flush_vs_batch(void **state)
 		e[i] = "http 500";
 		fp[i] = fps[i];
 	}
-	a[0] = policy_pg_array((const char *const *)users, NDEV);
-	a[1] = policy_pg_array((const char *const *)devs, NDEV);
-	a[2] = policy_pg_array(s, NDEV);
-	a[3] = policy_pg_array(e, NDEV);
-	a[4] = policy_pg_array(fp, NDEV);
+	a[0] = pg_text_array((const char *const *)users, NDEV);
+	a[1] = pg_text_array((const char *const *)devs, NDEV);
+	a[2] = pg_text_array(s, NDEV);
+	a[3] = pg_text_array(e, NDEV);
+	a[4] = pg_text_array(fp, NDEV);
 	const char *p[6] = {OWNER, a[0], a[1], a[2], a[3], a[4]};
 	for (int round = 0; round < ROUNDS; round++) {
 		PGresult *r = crossing(LS_FLUSH, 6, p), *c;

@@ -241,21 +241,6 @@ test_ack(void **state)
 }
 
 static void
-test_pg_array(void **state)
-{
-	const char *items[] = {"@a:x", "q\"uo\\te", ""};
-	char *s;
-
-	(void)state;
-	s = policy_pg_array(items, 3);
-	assert_string_equal(s, "{\"@a:x\",\"q\\\"uo\\\\te\",\"\"}");
-	free(s);
-	s = policy_pg_array(items, 0);
-	assert_string_equal(s, "{}");
-	free(s);
-}
-
-static void
 test_share(void **state)
 {
 	(void)state;
@@ -349,7 +334,6 @@ main(void)
 	    cmocka_unit_test(test_classify),
 	    cmocka_unit_test(test_scan),
 	    cmocka_unit_test(test_ack),
-	    cmocka_unit_test(test_pg_array),
 	    cmocka_unit_test(test_share),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
