@@ -36,6 +36,14 @@ struct api_config {
 	long long max_waiters;
 	long long initial_wait_ms;
 	long long silence_ms;
+	long long db_timeout_ms;
+	long long db_queue_max;
+	long long sessions_per_device;
+	long long whoami_rate;
+	long long whoami_burst;
+	long long whoami_peer_rate;
+	long long whoami_peer_burst;
+	long long tokens_max;
 };
 
 /* map.c: string-keyed hash map */
@@ -153,6 +161,9 @@ void http_init(struct api *api);
 void http_shutdown(struct api *api);
 void http_error(struct evhttp_request *req, int code, const char *errcode,
     const char *msg);
+/* 429/503: the error with retry_after_ms and a Retry-After header. */
+void http_error_retry(struct evhttp_request *req, int code, const char *errcode,
+    const char *msg, long long retry_after_ms);
 /* Appends s as a JSON string literal. */
 void jstr(struct evbuffer *b, const char *s);
 void jstrn(struct evbuffer *b, const char *s, size_t n);
@@ -173,6 +184,8 @@ void auth_resolve(struct api *api, struct sreq *r);
 void auth_forget(struct api *api, const char *user_id, const char *device_id,
     bool is_expired);
 void auth_device_seen(struct api *api, struct auth_ent *e);
+/* The device has another token now: drop this one's cached whoami. */
+void auth_token_superseded(struct api *api, const char *token_hash);
 
 /* session.c */
 void session_init(struct api *api);
@@ -270,6 +283,10 @@ struct sreq {
 	int64_t wait_from;	/* position the last round covered */
 	int widx;		/* index in api->waiters */
 	long long woken_ms;	/* notice received (latency stats) */
+	/* auth.c: a 429 tells the client when to retry */
+	long long retry_after_ms;
+	/* api->device_notices when the device row was read */
+	uint64_t device_notices_at;
 };
 
 struct api_stats {
@@ -282,6 +299,9 @@ struct api_stats {
 	/* notice received -> response written, ms, last LAT_RING wake-ups */
 	double lat[4096];
 	unsigned nlat;
+	unsigned long long whoami_limited;	/* 429: over the whoami rate */
+	unsigned long long sessions_evicted;	/* over the per-device cap */
+	unsigned long long tokens_evicted;	/* over SYNCV3_API_TOKENS_MAX */
 };
 
 struct lp_ring_ent {
@@ -306,6 +326,8 @@ struct api {
 	struct event *sig_term, *sig_int, *sig_pipe, *stop_timer;
 	/* auth.c */
 	struct map tokens;	/* token hash -> struct auth_ent */
+	struct auth_state *auth;	/* LRU, rate limits (auth.c) */
+	struct map peers;	/* client address -> struct auth_peer */
 	/* session.c */
 	struct event *expire_timer;
 	/* longpoll.c */
@@ -322,6 +344,7 @@ struct api {
 	long long last_msg_ms;
 	struct event *silence_timer;
 	bool is_resyncing;
+	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
 };
 

@@ -5,9 +5,16 @@
  * /whoami. Concurrent requests with the same unknown token share one
  * lookup. A verified device is registered (contract 4/5) and pollers are
  * told with NOTIFY syncv3_devices.
+ *
+ * Bounded: upstream /whoami calls for unknown tokens go through token
+ * buckets, one global and one per client address (429 M_LIMIT_EXCEEDED
+ * above), so random tokens cannot turn into a flood upstream; the memory
+ * holds at most SYNCV3_API_TOKENS_MAX entries (least recently used go
+ * first), and a sweep drops expired ones and idle address buckets.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <curl/curl.h>
 
@@ -28,6 +35,7 @@ enum ae_state {
 
 struct auth_ent {
 	struct api *api;
+	TAILQ_ENTRY(auth_ent) lru;
 	char hash[TOKEN_HASH_LEN + 1];
 	enum ae_state state;
 	char *user_id;
@@ -42,8 +50,34 @@ struct auth_ent {
 	struct curl_slist *hdrs;
 	char *body;
 	size_t body_len;
-	bool is_gone;		/* dropped from the map while pending */
+	char *peer;	/* client address of the first request */
+	int register_tries;
+	long long retry_after_ms;	/* handed to waiters with a 429 */
 };
+TAILQ_HEAD(auth_lru, auth_ent);
+
+/* A token bucket: rate per second, at most burst. */
+struct bucket {
+	double tokens;
+	long long at_ms;
+};
+
+struct auth_peer {
+	TAILQ_ENTRY(auth_peer) lru;
+	char *addr;
+	struct bucket b;
+};
+TAILQ_HEAD(auth_peers, auth_peer);
+
+/* auth.c's part of struct api */
+struct auth_state {
+	struct auth_lru ents;	/* least recently used first */
+	struct auth_peers peers;	/* least recently used first */
+	struct bucket global;
+	struct event *sweep;
+};
+
+#define SWEEP_MS 5000
 
 static void
 ent_free(void *arg)
@@ -64,6 +98,7 @@ ent_free(void *arg)
 	free(e->device_id);
 	free(e->token);
 	free(e->body);
+	free(e->peer);
 	free(e);
 }
 
@@ -86,6 +121,7 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 			r->device_id = xstrdup(e->device_id);
 			r->is_initial_done = e->is_initial_done;
 		}
+		r->retry_after_ms = e->retry_after_ms;
 		if (!r->is_gone)
 			sync_auth_done(r, status, errcode, msg);
 		sreq_unref(r);
@@ -97,9 +133,46 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 static void
 ent_drop(struct api *api, struct auth_ent *e)
 {
-	if (map_get(&api->tokens, e->hash) == e)
+	if (map_get(&api->tokens, e->hash) == e) {
 		map_del(&api->tokens, e->hash);
+		TAILQ_REMOVE(&api->auth->ents, e, lru);
+	}
 	ent_free(e);
+}
+
+/* Marks e as the most recently used. */
+static void
+ent_touch(struct api *api, struct auth_ent *e)
+{
+	TAILQ_REMOVE(&api->auth->ents, e, lru);
+	TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
+}
+
+static bool
+ent_is_expired(const struct auth_ent *e, long long now)
+{
+	return e->state != AE_PENDING && now >= e->expires_ms;
+}
+
+/*
+ * Makes room for one more entry: the least recently used settled ones go
+ * (pending ones have requests waiting; their number is bounded by the
+ * database queue and the whoami rate).
+ */
+static void
+ents_make_room(struct api *api)
+{
+	struct auth_ent *e, *next;
+
+	for (e = TAILQ_FIRST(&api->auth->ents);
+	    e != NULL && (long long)api->tokens.n >= api->cfg.tokens_max;
+	    e = next) {
+		next = TAILQ_NEXT(e, lru);
+		if (e->state == AE_PENDING)
+			continue;
+		api->stats.tokens_evicted++;
+		ent_drop(api, e);
+	}
 }
 
 static void
@@ -132,11 +205,25 @@ ent_reject(struct auth_ent *e, bool is_cached)
 		ent_drop(api, e);
 }
 
+static void register_device(struct auth_ent *e);
+
+/*
+ * A failed upsert is tried once more: two apis registering one token at
+ * once can collide on the token_hash index, which ON CONFLICT (user_id,
+ * device_id) does not arbitrate (23505 for the loser); by the retry the
+ * winner's row is committed and the upsert updates it.
+ */
 static void
 register_cb(PGresult *res, void *arg)
 {
 	struct auth_ent *e = arg;
 
+	if ((res == NULL || PQntuples(res) != 1) && e->register_tries < 2) {
+		log_info("auth: %s/%s: registering again", e->user_id,
+		    e->device_id);
+		register_device(e);
+		return;
+	}
 	if (res == NULL || PQntuples(res) != 1) {
 		ent_resolve(e, 503, "M_UNKNOWN", "cannot register device");
 		ent_drop(e->api, e);
@@ -148,20 +235,20 @@ register_cb(PGresult *res, void *arg)
 
 /* Upserts the device verified by /whoami and tells the pollers. */
 static void
-register_device(struct auth_ent *e, const char *user_id,
-    const char *device_id)
+register_device(struct auth_ent *e)
 {
 	struct api *api = e->api;
 	char *enc;
 	const char *params[4];
 
+	e->register_tries++;
 	if ((enc = token_encrypt(api->cfg.secret, e->token)) == NULL) {
 		ent_resolve(e, 503, "M_UNKNOWN", "cannot protect token");
 		ent_drop(api, e);
 		return;
 	}
-	params[0] = user_id;
-	params[1] = device_id;
+	params[0] = e->user_id;
+	params[1] = e->device_id;
 	params[2] = e->hash;
 	params[3] = enc;
 	pg_pool_query(api->pool,
@@ -227,8 +314,13 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 		ent_resolve(e, 502, "M_UNKNOWN",
 		    "homeserver /whoami gave no user_id/device_id");
 		ent_drop(e->api, e);
-	} else
-		register_device(e, user_id, device_id);
+	} else {
+		free(e->user_id);
+		free(e->device_id);
+		e->user_id = xstrdup(user_id);
+		e->device_id = xstrdup(device_id);
+		register_device(e);
+	}
 	json_object_put(obj);
 }
 
@@ -262,10 +354,69 @@ whoami_start(struct auth_ent *e)
 	}
 }
 
+/* Milliseconds until b has a token (0: one is there); refills b. */
+static long long
+bucket_wait(struct bucket *b, double rate, double burst, long long now)
+{
+	b->tokens += (double)(now - b->at_ms) * rate / 1000.0;
+	if (b->tokens > burst)
+		b->tokens = burst;
+	b->at_ms = now;
+	return b->tokens >= 1 ? 0
+	    : (long long)((1 - b->tokens) * 1000 / rate) + 1;
+}
+
+static struct auth_peer *
+peer_get(struct api *api, const char *addr, long long now)
+{
+	struct auth_peer *p = map_get(&api->peers, addr);
+
+	if (p != NULL) {
+		TAILQ_REMOVE(&api->auth->peers, p, lru);
+		TAILQ_INSERT_TAIL(&api->auth->peers, p, lru);
+		return p;
+	}
+	/* past the cap (an address spray), only the global bucket counts */
+	if ((long long)api->peers.n >= api->cfg.tokens_max)
+		return NULL;
+	p = xcalloc(1, sizeof(*p));
+	p->addr = xstrdup(addr);
+	p->b.tokens = (double)api->cfg.whoami_peer_burst;
+	p->b.at_ms = now;
+	map_put(&api->peers, addr, p);
+	TAILQ_INSERT_TAIL(&api->auth->peers, p, lru);
+	return p;
+}
+
+/*
+ * May an unknown token from addr cost an upstream /whoami now? 0 (and the
+ * call is counted in both buckets), or the milliseconds to wait.
+ */
+static long long
+whoami_admit(struct api *api, const char *addr)
+{
+	const struct api_config *c = &api->cfg;
+	long long now = now_ms(), gw, pw = 0;
+	struct auth_peer *p = peer_get(api, addr, now);
+
+	gw = bucket_wait(&api->auth->global, (double)c->whoami_rate,
+	    (double)c->whoami_burst, now);
+	if (p != NULL)
+		pw = bucket_wait(&p->b, (double)c->whoami_peer_rate,
+		    (double)c->whoami_peer_burst, now);
+	if (gw > 0 || pw > 0)
+		return gw > pw ? gw : pw;
+	api->auth->global.tokens -= 1;
+	if (p != NULL)
+		p->b.tokens -= 1;
+	return 0;
+}
+
 static void
 lookup_cb(PGresult *res, void *arg)
 {
 	struct auth_ent *e = arg;
+	long long wait;
 
 	if (res == NULL) {
 		ent_resolve(e, 503, "M_UNKNOWN", "database unavailable");
@@ -273,11 +424,22 @@ lookup_cb(PGresult *res, void *arg)
 		return;
 	}
 	if (PQntuples(res) == 0) {
+		if ((wait = whoami_admit(e->api, e->peer)) > 0) {
+			e->api->stats.whoami_limited++;
+			log_warnx_rl("whoami: %s: unknown tokens over the rate "
+			    "limit",
+			    e->peer);
+			e->retry_after_ms = wait;
+			ent_resolve(e, 429, "M_LIMIT_EXCEEDED",
+			    "too many unknown tokens; retry later");
+			ent_drop(e->api, e);
+			return;
+		}
 		whoami_start(e);
 		return;
 	}
 	if (strcmp(PQgetvalue(res, 0, 2), "expired") == 0) {
-		ent_reject(e, false);
+		ent_reject(e, true);
 		return;
 	}
 	ent_ok(e, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
@@ -305,16 +467,29 @@ auth_device_seen(struct api *api, struct auth_ent *e)
 	    "WHERE user_id = $1 AND device_id = $2", 2, params, NULL, NULL);
 }
 
+static const char *
+peer_addr(struct sreq *r)
+{
+	char *addr = NULL;
+	ev_uint16_t port;
+
+	if (r->evcon != NULL)
+		evhttp_connection_get_peer(r->evcon, &addr, &port);
+	return addr != NULL ? addr : "unknown";
+}
+
 void
 auth_resolve(struct api *api, struct sreq *r)
 {
 	struct auth_ent *e = map_get(&api->tokens, r->token_hash);
 	const char *params[1];
 
-	if (e != NULL && e->state != AE_PENDING && now_ms() >= e->expires_ms) {
+	if (e != NULL && ent_is_expired(e, now_ms())) {
 		ent_drop(api, e);
 		e = NULL;
 	}
+	if (e != NULL)
+		ent_touch(api, e);
 	if (e != NULL && e->state == AE_OK) {
 		r->user_id = xstrdup(e->user_id);
 		r->device_id = xstrdup(e->device_id);
@@ -329,12 +504,15 @@ auth_resolve(struct api *api, struct sreq *r)
 		return;
 	}
 	if (e == NULL) {
+		ents_make_room(api);
 		e = xcalloc(1, sizeof(*e));
 		e->api = api;
 		memcpy(e->hash, r->token_hash, sizeof(e->hash));
 		e->state = AE_PENDING;
 		e->token = xstrdup(r->token);
+		e->peer = xstrdup(peer_addr(r));
 		map_put(&api->tokens, e->hash, e);
+		TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
 		params[0] = e->hash;
 		pg_pool_query(api->pool, "SELECT user_id, device_id, "
 		    "poll_state, is_initial_done FROM syncv3_devices "
@@ -373,16 +551,86 @@ auth_forget(struct api *api, const char *user_id, const char *device_id,
 }
 
 void
+auth_token_superseded(struct api *api, const char *token_hash)
+{
+	struct auth_ent *e = map_get(&api->tokens, token_hash);
+
+	if (e != NULL && e->state == AE_OK)
+		ent_drop(api, e);
+}
+
+/*
+ * Expired tokens are otherwise only dropped when used again, which random
+ * or one-off tokens never are; address buckets go once full again (idle
+ * for burst/rate seconds), as a new one would start full anyway.
+ */
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+	struct auth_ent *e, *next;
+	struct auth_peer *p;
+	long long now = now_ms();
+	int n = 0;
+
+	(void)fd;
+	(void)what;
+	for (e = TAILQ_FIRST(&api->auth->ents); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, lru);
+		if (ent_is_expired(e, now)) {
+			ent_drop(api, e);
+			n++;
+		}
+	}
+	while ((p = TAILQ_FIRST(&api->auth->peers)) != NULL &&
+	    bucket_wait(&p->b, (double)api->cfg.whoami_peer_rate,
+	    (double)api->cfg.whoami_peer_burst, now) == 0 &&
+	    p->b.tokens >= (double)api->cfg.whoami_peer_burst) {
+		TAILQ_REMOVE(&api->auth->peers, p, lru);
+		map_del(&api->peers, p->addr);
+		free(p->addr);
+		free(p);
+	}
+	if (n > 0)
+		log_debug("auth: sweep dropped %d expired; %zu tokens, %zu "
+		    "addresses remain",
+		    n, api->tokens.n, api->peers.n);
+}
+
+void
 auth_init(struct api *api)
 {
+	struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
+
 	map_init(&api->tokens);
+	map_init(&api->peers);
+	api->auth = xcalloc(1, sizeof(*api->auth));
+	TAILQ_INIT(&api->auth->ents);
+	TAILQ_INIT(&api->auth->peers);
+	api->auth->global.tokens = (double)api->cfg.whoami_burst;
+	api->auth->global.at_ms = now_ms();
+	api->auth->sweep = event_new(api->base, -1, EV_PERSIST, sweep_cb, api);
+	event_add(api->auth->sweep, &tv);
 	if ((api->curl = curl_ev_new(api->base)) == NULL)
 		fatalx("curl_ev_new");
+}
+
+static void
+peer_free(void *arg)
+{
+	struct auth_peer *p = arg;
+
+	free(p->addr);
+	free(p);
 }
 
 void
 auth_shutdown(struct api *api)
 {
 	map_free(&api->tokens, ent_free);
+	map_free(&api->peers, peer_free);
+	event_free(api->auth->sweep);
+	free(api->auth);
+	api->auth = NULL;
 	curl_ev_free(api->curl);
 }

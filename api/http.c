@@ -148,19 +148,22 @@ static void
 health_cb(struct api *api, struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
+	bool is_up = pg_pool_is_up(api->pool);	/* 503 while Postgres is away */
 
-	evbuffer_add_printf(b, "{\"status\":\"ok\",\"pos\":%lld,"
+	evbuffer_add_printf(b, "{\"status\":\"%s\",\"pos\":%lld,"
 	    "\"waiters\":%d,\"requests\":%llu,\"whoami_calls\":%llu,"
 	    "\"notices\":%llu,\"gaps\":%llu,\"wakeups\":%llu,"
 	    "\"wake_lat_n\":%u,\"wake_lat_p50_ms\":%.0f,"
-	    "\"wake_lat_p99_ms\":%.0f}", (long long)api->cur_pos,
+	    "\"wake_lat_p99_ms\":%.0f}", is_up ? "ok" : "db_unavailable",
+	    (long long)api->cur_pos,
 	    lp_count(api), api->stats.requests, api->stats.whoami_calls,
 	    api->stats.notices, api->stats.gaps, api->stats.wakeups,
 	    api->stats.nlat, lat_pct(&api->stats, 50),
 	    lat_pct(&api->stats, 99));
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
-	evhttp_send_reply(req, 200, "OK", b);
+	evhttp_send_reply(req, is_up ? 200 : 503, is_up ? "OK" :
+	    "Service Unavailable", b);
 	evbuffer_free(b);
 }
 
@@ -252,4 +255,33 @@ http_shutdown(struct api *api)
 	if (api->http != NULL)
 		evhttp_free(api->http);
 	api->http = NULL;
+}
+
+/*
+ * A limit or an outage: the client should come back later, so it gets
+ * retry_after_ms (Matrix's M_LIMIT_EXCEEDED field) and a Retry-After
+ * header in whole seconds, rounded up.
+ */
+void
+http_error_retry(struct evhttp_request *req, int code, const char *errcode,
+    const char *msg, long long retry_after_ms)
+{
+	struct json_object *o = json_object_new_object();
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct evbuffer *b = evbuffer_new();
+	char secs[24];
+
+	json_object_object_add(o, "errcode", json_object_new_string(errcode));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "retry_after_ms",
+	    json_object_new_int64(retry_after_ms));
+	evbuffer_add_printf(b, "%s", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	snprintf(secs, sizeof(secs), "%lld", (retry_after_ms + 999) / 1000);
+	evhttp_add_header(h, "Retry-After", secs);
+	evhttp_add_header(h, "Content-Type", "application/json");
+	evhttp_send_reply(req, code, code == 429 ? "Too Many Requests" :
+	    "Service Unavailable", b);
+	evbuffer_free(b);
 }

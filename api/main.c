@@ -42,7 +42,7 @@ static const struct cfg_row api_cfg_rows[] = {
 	    64LL << 20, 0, "largest request body (413 above)"},
 	{"SYNCV3_API_WHOAMI_TTL_SECS", CFG_INT, C(whoami_ttl_s), "300", 1,
 	    86400, 0, "how long a verified token is trusted from memory"},
-	{"SYNCV3_API_WHOAMI_NEG_SECS", CFG_INT, C(whoami_neg_s), "5", 0, 3600,
+	{"SYNCV3_API_WHOAMI_NEG_SECS", CFG_INT, C(whoami_neg_s), "60", 0, 3600,
 	    0, "how long a rejected token is remembered"},
 	{"SYNCV3_API_DB_POOL", CFG_INT, C(pool_size), "8", 1, 256, 0,
 	    "Postgres connections"},
@@ -53,6 +53,26 @@ static const struct cfg_row api_cfg_rows[] = {
 	    "initial sync"},
 	{"SYNCV3_API_SILENCE_MS", CFG_INT, C(silence_ms), "2000", 100, 60000,
 	    0, "re-read positions after this long without notices"},
+	{"SYNCV3_API_DB_TIMEOUT_MS", CFG_INT, C(db_timeout_ms), "5000", 100,
+	    600000, 0, "deadline of a Postgres statement, queueing included "
+	    "(503 after)"},
+	{"SYNCV3_API_DB_QUEUE_MAX", CFG_INT, C(db_queue_max), "10000", 1,
+	    10000000, 0, "statements waiting for a connection (503 above)"},
+	{"SYNCV3_API_SESSIONS_PER_DEVICE", CFG_INT, C(sessions_per_device),
+	    "20", 1, 100000, 0, "sessions kept per device; a new one expires "
+	    "the least recently used"},
+	{"SYNCV3_API_WHOAMI_RATE", CFG_INT, C(whoami_rate), "100", 1, 1000000,
+	    0, "upstream /whoami calls per second for unknown tokens (429 "
+	    "above)"},
+	{"SYNCV3_API_WHOAMI_BURST", CFG_INT, C(whoami_burst), "500", 1,
+	    10000000, 0, "upstream /whoami calls allowed at once"},
+	{"SYNCV3_API_WHOAMI_PEER_RATE", CFG_INT, C(whoami_peer_rate), "20", 1,
+	    1000000, 0, "the same, per client address"},
+	{"SYNCV3_API_WHOAMI_PEER_BURST", CFG_INT, C(whoami_peer_burst), "100",
+	    1, 10000000, 0, "the same, per client address"},
+	{"SYNCV3_API_TOKENS_MAX", CFG_INT, C(tokens_max), "100000", 100,
+	    100000000, 0, "tokens remembered (verified and rejected); the "
+	    "least recently used go first"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -112,13 +132,16 @@ read_position(struct api *api)
  * for 0.05-0.1 ms of execution, most of its CPU under load. Our
  * statements are keyed lookups whose plan does not depend on the values,
  * so ask for generic plans (PGOPTIONS: an options= in SYNCV3_DB wins).
+ * The server also gives up on a statement the pool stopped waiting for
+ * (SYNCV3_API_DB_TIMEOUT_MS), so abandoned work does not pile up there.
  */
 static void
-generic_plans(void)
+generic_plans(long long timeout_ms)
 {
 	const char *old = getenv("PGOPTIONS");
-	char *opts = xasprintf("%s%s-c plan_cache_mode=force_generic_plan",
-	    old ? old : "", old && *old ? " " : "");
+	char *opts = xasprintf("%s%s-c plan_cache_mode=force_generic_plan "
+	    "-c statement_timeout=%lld", old ? old : "", old && *old ? " " : "",
+	    timeout_ms);
 
 	if (setenv("PGOPTIONS", opts, 1) != 0)
 		log_warn("setenv PGOPTIONS");
@@ -179,8 +202,10 @@ main(int argc, char *argv[])
 	api.cur_pos = read_position(&api);
 	if ((api.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	generic_plans();
+	generic_plans(api.cfg.db_timeout_ms);
 	api.pool = pg_pool_new(api.base, api.cfg.db, (int)api.cfg.pool_size);
+	pg_pool_set_limits(api.pool, (int)api.cfg.db_queue_max,
+	    api.cfg.db_timeout_ms);
 	auth_init(&api);
 	session_init(&api);
 	lp_init(&api);

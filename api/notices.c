@@ -68,6 +68,8 @@ notices_read_cb(void *sock, void *arg)
 	} else if (n.seq != api->last_seq + 1)
 		notices_resync(api, "sequence gap");
 	api->last_seq = n.seq;
+	if (n.type == PROTO_NOTICE_DEVICE)
+		api->device_notices++;
 	lp_notice(api, n.type, n.pos, n.room_id, n.user_id, n.device_id,
 	    n.state);
 	proto_msg_close(&msg);

@@ -140,7 +140,10 @@ sync_fail(struct sreq *r, int status, const char *errcode, const char *msg)
 	if (r->is_done)
 		return;
 	r->api->stats.errors++;
-	if (!r->is_gone)
+	if (!r->is_gone && (status == 503 || status == 429))
+		http_error_retry(r->req, status, errcode, msg,
+		    r->retry_after_ms > 0 ? r->retry_after_ms : 1000);
+	else if (!r->is_gone)
 		http_error(r->req, status, errcode, msg);
 	sreq_finish(r);
 }
@@ -417,6 +420,11 @@ device_cb(PGresult *res, void *arg)
 		sync_round(r);
 		goto out;
 	}
+	if (r->device_notices_at != r->api->device_notices) {
+		/* one may be this device's initial sync, already walked past */
+		sync_params_stored(r);
+		goto out;
+	}
 	/* hold until the poller's initial sync is stored (bounded) */
 	r->is_initial_wait = true;
 	if (lp_wait(r->api, r) == -1) {
@@ -476,6 +484,7 @@ sync_params_stored(struct sreq *r)
 		return;
 	}
 	r->to = r->wait_from = api->cur_pos;
+	r->device_notices_at = api->device_notices;
 	params[0] = r->user_id;
 	params[1] = r->device_id;
 	sreq_ref(r);

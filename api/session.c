@@ -25,40 +25,118 @@
 	"make_interval(secs => $3::bigint))"
 
 /*
+ * Whether the request's token is still the device's current one (and not
+ * rejected upstream), as one CTE both statements below share. A device
+ * has one live token: once another was registered for it, on this api or
+ * any other behind the same database, the old one's cached whoami must
+ * not keep it alive (contract 5). Reading the device row here costs the
+ * request nothing extra.
+ */
+#define SQL_TOKEN_OK(u, d, h)                                                  \
+	"dv AS (SELECT token_hash = " h " AND poll_state <> 'expired' AS ok "  \
+	"FROM syncv3_devices WHERE user_id = " u " AND device_id = " d ")"
+
+/*
  * Loads a live session, refreshes it, records its to-device ack and
  * releases what every live session has now acknowledged, in one
  * statement (the release was a second round trip on every request). The
  * DELETE sees the sessions as they were before the UPDATE, so it counts
- * this session's new ack itself.
+ * this session's new ack itself. One row always: whether the token is
+ * current, then the session (NULL when unknown, expired or the token is
+ * not current).
  */
 #define SQL_LOAD                                                               \
-	"WITH u AS (UPDATE syncv3_sessions SET last_used = now(), "            \
-	"acked_to_device = greatest(acked_to_device, $4::bigint) WHERE "       \
-	"session_id = $1::bigint AND user_id = $2 AND device_id = $3 AND "     \
-	"last_used > now() - make_interval(secs => $5::bigint) RETURNING "     \
-	"params, acked_to_device), d AS (DELETE FROM syncv3_to_device WHERE "  \
-	"$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = $2 AND "    \
-	"device_id = $3 AND pos <= (SELECT min(CASE WHEN s.session_id = "      \
-	"$1::bigint THEN greatest(s.acked_to_device, $4::bigint) ELSE "        \
-	"s.acked_to_device END) FROM syncv3_sessions s WHERE s.user_id = $2 "  \
-	"AND s.device_id = $3 AND (s.session_id = $1::bigint OR s.last_used "  \
-	"> now() - make_interval(secs => $5::bigint)))) "                      \
-	"SELECT params, acked_to_device FROM u"
+	"WITH " SQL_TOKEN_OK(                                                  \
+	    "$2", "$3",                                                        \
+	    "$6") ", "                                                         \
+	    "u AS (UPDATE syncv3_sessions SET last_used = now(), "       \
+	    "acked_to_device = greatest(acked_to_device, $4::bigint) "   \
+	    "WHERE "                                                     \
+	    "session_id = $1::bigint AND user_id = $2 AND device_id = "  \
+	    "$3 AND "                                                    \
+	    "last_used > now() - make_interval(secs => $5::bigint) AND " \
+	    "(SELECT ok FROM dv) RETURNING params, acked_to_device), "   \
+	    "d AS (DELETE FROM syncv3_to_device WHERE "                  \
+	    "$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = " \
+	    "$2 AND "                                                    \
+	    "device_id = $3 AND pos <= (SELECT min(CASE WHEN "           \
+	    "s.session_id = "                                            \
+	    "$1::bigint THEN greatest(s.acked_to_device, $4::bigint) "   \
+	    "ELSE "                                                      \
+	    "s.acked_to_device END) FROM syncv3_sessions s WHERE "       \
+	    "s.user_id = $2 "                                            \
+	    "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
+	    "s.last_used "                                               \
+	    "> now() - make_interval(secs => $5::bigint)))) "            \
+	    "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
+	    "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
+
+/*
+ * Creates a session when the token is current, and expires the device's
+ * least recently used sessions beyond SYNCV3_API_SESSIONS_PER_DEVICE (a
+ * client minting sessions must not hold the device's to-device messages
+ * back with each). An expired session holds nothing from then on: the
+ * next acknowledgement of any live session releases what all of them
+ * acknowledged (SQL_LOAD). No release here: this statement cannot see
+ * the row it inserts, so it would release what the new session has not
+ * been sent yet. Concurrent creations may leave a few sessions over the
+ * cap until the next one. One row: the new session id (NULL when the
+ * token is not current) and how many sessions were expired.
+ */
+#define SQL_CREATE                                                             \
+	"WITH " SQL_TOKEN_OK("$1", "$2",                                       \
+	    "$4") ", "                                        \
+	    "ins AS (INSERT INTO syncv3_sessions "      \
+	    "(user_id, device_id, params) "             \
+	    "SELECT $1, $2, $3 FROM dv WHERE dv.ok "    \
+	    "RETURNING session_id), "                   \
+	    "old AS (DELETE FROM syncv3_sessions "      \
+	    "WHERE session_id IN (SELECT "              \
+	    "session_id FROM syncv3_sessions WHERE "    \
+	    "user_id = $1 AND device_id = "             \
+	    "$2 AND EXISTS (SELECT 1 FROM ins) ORDER "  \
+	    "BY last_used DESC, "                       \
+	    "session_id DESC OFFSET $5::bigint - 1) "   \
+	    "RETURNING session_id) "                    \
+	    "SELECT ins.session_id, (SELECT count(*) "  \
+	    "FROM old) FROM (SELECT 1) "                \
+	    "one LEFT JOIN ins ON true"
+
+/* The token is no longer the device's: 401, and forget it here. */
+static void
+token_superseded(struct sreq *r)
+{
+	log_info("session: %s/%s: token no longer current", r->user_id,
+	    r->device_id);
+	auth_token_superseded(r->api, r->token_hash);
+	sync_session_done(r, 401, "M_UNKNOWN_TOKEN",
+	    "this token was replaced or revoked");
+}
 
 static void
 created_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 
-	if (res != NULL && PQntuples(res) == 1)
-		r->from.sid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	if (!r->is_gone) {
-		if (res == NULL || PQntuples(res) != 1)
-			sync_session_done(r, 503, "M_UNKNOWN",
-			    "cannot create session");
-		else
-			sync_session_done(r, 0, NULL, NULL);
+	if (r->is_gone)
+		goto out;
+	if (res == NULL || PQntuples(res) != 1) {
+		sync_session_done(r, 503, "M_UNKNOWN", "cannot create session");
+		goto out;
 	}
+	if (PQgetisnull(res, 0, 0)) {
+		token_superseded(r);
+		goto out;
+	}
+	r->from.sid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (strcmp(PQgetvalue(res, 0, 1), "0") != 0) {
+		r->api->stats.sessions_evicted +=
+		    strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+		log_debug("session: %s/%s: %s least recently used expired",
+		    r->user_id, r->device_id, PQgetvalue(res, 0, 1));
+	}
+	sync_session_done(r, 0, NULL, NULL);
+out:
 	sreq_unref(r);
 }
 
@@ -75,20 +153,27 @@ loaded_cb(PGresult *res, void *arg)
 		goto out;
 	}
 	if (PQntuples(res) != 1) {
+		sync_session_done(r, 503, "M_UNKNOWN", "cannot load session");
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 0)[0] != 't') {
+		token_superseded(r);
+		goto out;
+	}
+	if (PQgetisnull(res, 0, 1)) {
 		sync_session_done(r, 400, "M_UNKNOWN_SYNC_SESSION",
 		    "Session unknown or expired");
 		goto out;
 	}
-	stored = json_parse_bounded(PQgetvalue(res, 0, 0),
-	    (size_t)PQgetlength(res, 0, 0), NULL);
-	if (stored == NULL || !json_object_is_type(stored,
-	    json_type_object)) {
+	stored = json_parse_bounded(PQgetvalue(res, 0, 1),
+	    (size_t)PQgetlength(res, 0, 1), NULL);
+	if (stored == NULL || !json_object_is_type(stored, json_type_object)) {
 		json_object_put(stored);
 		stored = json_object_new_object();
 	}
 	json_object_put(r->params);
 	r->params = stored;
-	r->acked_d = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	r->acked_d = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	sync_session_done(r, 0, NULL, NULL);
 out:
 	sreq_unref(r);
@@ -97,18 +182,20 @@ out:
 void
 session_load(struct api *api, struct sreq *r)
 {
-	char sid[24], acked[24], idle[24];
-	const char *params[5];
+	char sid[24], acked[24], idle[24], cap[24];
+	const char *params[6];
 
 	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
 	sreq_ref(r);
 	if (r->since_tok == NULL) {
+		snprintf(cap, sizeof(cap), "%lld",
+		    api->cfg.sessions_per_device);
 		params[0] = r->user_id;
 		params[1] = r->device_id;
 		params[2] = json_plain(r->params, NULL);
-		pg_pool_query(api->pool, "INSERT INTO syncv3_sessions "
-		    "(user_id, device_id, params) VALUES ($1, $2, $3) "
-		    "RETURNING session_id", 3, params, created_cb, r);
+		params[3] = r->token_hash;
+		params[4] = cap;
+		pg_pool_query(api->pool, SQL_CREATE, 5, params, created_cb, r);
 		return;
 	}
 	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
@@ -118,7 +205,8 @@ session_load(struct api *api, struct sreq *r)
 	params[2] = r->device_id;
 	params[3] = acked;
 	params[4] = idle;
-	pg_pool_query(api->pool, SQL_LOAD, 5, params, loaded_cb, r);
+	params[5] = r->token_hash;
+	pg_pool_query(api->pool, SQL_LOAD, 6, params, loaded_cb, r);
 }
 
 static void

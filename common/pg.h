@@ -56,9 +56,26 @@ struct pg_job;
  */
 typedef void (*pg_cb)(PGresult *res, void *arg);
 
+struct pg_pool_stats {
+	unsigned long long refused;	/* queue full or Postgres unreachable */
+	unsigned long long timed_out;	/* past the deadline */
+	int pending;	/* queued now */
+	int up;	/* connections up now */
+};
+
 struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
     int nconns);
-/* Queues a query; params are copied. Never blocks. */
+/*
+ * Bounds the pool's work: at most max_queue jobs wait (0: no limit), and a
+ * job not answered within timeout_ms of being queued fails (0: never).
+ */
+void pg_pool_set_limits(struct pg_pool *pool, int max_queue,
+    long long timeout_ms);
+/*
+ * Queues a query; params are copied. Never blocks, never calls back from
+ * inside: a job refused (queue full, Postgres unreachable) or timed out
+ * gets its callback with NULL from the loop.
+ */
 struct pg_job *pg_pool_query(struct pg_pool *pool, const char *sql,
     int nparams, const char *const *params, pg_cb cb, void *arg);
 /*
@@ -67,6 +84,9 @@ struct pg_job *pg_pool_query(struct pg_pool *pool, const char *sql,
  */
 void pg_job_cancel(struct pg_job *job);
 int pg_pool_pending(const struct pg_pool *pool);
+/* False while Postgres is unreachable (and before the first connection). */
+bool pg_pool_is_up(const struct pg_pool *pool);
+void pg_pool_get_stats(const struct pg_pool *pool, struct pg_pool_stats *st);
 void pg_pool_free(struct pg_pool *pool);
 
 #endif

@@ -11,6 +11,14 @@
  * sends the same few statements thousands of times a second, and parsing
  * and planning them afresh each time cost Postgres more than running them.
  * Callers pass constant SQL, so the set of names stays small.
+ *
+ * Work is bounded (pg_pool_set_limits): a job not answered within the
+ * deadline of being queued fails (a running one takes its connection
+ * down with it, so a hung server cannot hold it), a full queue refuses
+ * new jobs, and while Postgres is unreachable (no connection up and the
+ * last attempt failed) every job fails at once instead of waiting for a
+ * reconnect. Failures are delivered from the loop, never from inside
+ * pg_pool_query, so callers need not expect re-entry.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,6 +37,7 @@ struct pg_job {
 	char **params;
 	pg_cb cb;
 	void *arg;
+	long long deadline_ms;	/* monotonic; 0: none */
 	bool is_cancelled;
 };
 TAILQ_HEAD(pg_jobq, pg_job);
@@ -49,6 +58,7 @@ struct pg_pconn {
 	struct event *ev;	/* on PQsocket; re-created on reconnect */
 	struct event *retry;	/* reconnect timer */
 	struct pg_job *job;	/* running query */
+	long long since_ms;	/* connect attempt started */
 	PGresult *last;		/* last non-NULL result of the job */
 	bool is_preparing;	/* job's statement is being prepared */
 	uint64_t *prepared;	/* hashes of statements prepared here */
@@ -62,10 +72,19 @@ struct pg_pool {
 	struct pg_pconn *conns;
 	struct pg_jobq queue;
 	int pending;
+	struct pg_jobq failq;	/* refused or timed out, to call back */
+	struct event *fail_ev;	/* drains failq from the loop */
+	struct event *tick;	/* deadlines and connect timeouts */
+	int max_queue;	/* 0: no limit */
+	long long timeout_ms;	/* 0: no deadline */
+	int nup;	/* connections IDLE or BUSY */
+	bool is_down;	/* none up and the last connect failed */
+	struct pg_pool_stats stats;
 };
 
 static void pconn_start(struct pg_pconn *pc);
 static void pool_dispatch(struct pg_pool *pool);
+static void pool_fail_queue(struct pg_pool *pool);
 
 static void
 job_free(struct pg_job *job)
@@ -116,10 +135,17 @@ pconn_watch(struct pg_pconn *pc, short what, event_callback_fn fn)
 	event_add(pc->ev, NULL);
 }
 
+/*
+ * A connection that was up is retried at once (a stale statement or a
+ * restarted server costs no second); a failed connect attempt waits a
+ * second, and with no connection up marks Postgres unreachable.
+ */
 static void
 pconn_down(struct pg_pconn *pc, const char *why)
 {
+	struct pg_pool *pool = pc->pool;
 	struct timeval tv = {1, 0};
+	bool was_up = pc->state == PGC_IDLE || pc->state == PGC_BUSY;
 
 	log_warnx_rl("postgres pool: %s: %s", why,
 	    pc->conn ? PQerrorMessage(pc->conn) : "");
@@ -141,6 +167,14 @@ pconn_down(struct pg_pconn *pc, const char *why)
 	PQfinish(pc->conn);
 	pc->conn = NULL;
 	pc->state = PGC_DOWN;
+	if (was_up) {
+		pool->nup--;
+		tv.tv_sec = 0;
+	} else if (pool->nup == 0 && !pool->is_down) {
+		log_warnx("postgres pool: unreachable: failing queued work");
+		pool->is_down = true;
+		pool_fail_queue(pool);
+	}
 	evtimer_add(pc->retry, &tv);
 }
 
@@ -197,7 +231,8 @@ pconn_io_cb(evutil_socket_t fd, short what, void *arg)
 		pconn_watch(pc, EV_READ | EV_PERSIST, pconn_io_cb);
 	if (!(what & EV_READ))
 		return;
-	if (PQconsumeInput(pc->conn) == 0) {
+	if (PQconsumeInput(pc->conn) == 0 ||
+	    PQstatus(pc->conn) == CONNECTION_BAD) {
 		pconn_down(pc, "consume input");
 		pool_dispatch(pc->pool);
 		return;
@@ -262,6 +297,10 @@ pconn_connect_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		PQsetNoticeProcessor(pc->conn, pg_quiet_notices, NULL);
 		pc->state = PGC_IDLE;
+		pc->pool->nup++;
+		if (pc->pool->is_down)
+			log_info("postgres pool: reconnected");
+		pc->pool->is_down = false;
 		pconn_watch(pc, EV_READ | EV_PERSIST, pconn_io_cb);
 		pool_dispatch(pc->pool);
 		break;
@@ -280,6 +319,7 @@ pconn_start(struct pg_pconn *pc)
 		return;
 	}
 	pc->state = PGC_CONNECTING;
+	pc->since_ms = now_ms();
 	pconn_watch(pc, EV_WRITE, pconn_connect_cb);
 }
 
@@ -353,6 +393,83 @@ pool_dispatch(struct pg_pool *pool)
 	}
 }
 
+/* Calls back, from the loop, every job that was refused or timed out. */
+static void
+pool_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_pool *pool = arg;
+	struct pg_jobq q;
+	struct pg_job *job;
+
+	(void)fd;
+	(void)what;
+	/* callbacks may queue (and so refuse) more: take the list first */
+	TAILQ_INIT(&q);
+	TAILQ_CONCAT(&q, &pool->failq, entry);
+	while ((job = TAILQ_FIRST(&q)) != NULL) {
+		TAILQ_REMOVE(&q, job, entry);
+		job_finish(job, NULL);
+	}
+}
+
+static void
+pool_refuse(struct pg_pool *pool, struct pg_job *job)
+{
+	TAILQ_INSERT_TAIL(&pool->failq, job, entry);
+	event_active(pool->fail_ev, EV_TIMEOUT, 0);
+}
+
+/* Postgres is unreachable: nothing queued would be answered in time. */
+static void
+pool_fail_queue(struct pg_pool *pool)
+{
+	struct pg_job *job;
+
+	while ((job = TAILQ_FIRST(&pool->queue)) != NULL) {
+		TAILQ_REMOVE(&pool->queue, job, entry);
+		pool->pending--;
+		pool->stats.refused++;
+		pool_refuse(pool, job);
+	}
+}
+
+/*
+ * Fails queued jobs past their deadline (the queue is in deadline order),
+ * takes down connections whose running job is past it, and gives up on
+ * connect attempts that hang (libpq enforces no timeout on
+ * PQconnectPoll).
+ */
+static void
+pool_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_pool *pool = arg;
+	struct pg_job *job;
+	long long now = now_ms();
+
+	(void)fd;
+	(void)what;
+	while ((job = TAILQ_FIRST(&pool->queue)) != NULL &&
+	    job->deadline_ms != 0 && now >= job->deadline_ms) {
+		TAILQ_REMOVE(&pool->queue, job, entry);
+		pool->pending--;
+		pool->stats.timed_out++;
+		pool_refuse(pool, job);
+	}
+	for (int i = 0; i < pool->n; i++) {
+		struct pg_pconn *pc = &pool->conns[i];
+
+		if (pc->state == PGC_BUSY && pc->job != NULL &&
+		    pc->job->deadline_ms != 0 && now >= pc->job->deadline_ms) {
+			pool->stats.timed_out++;
+			pconn_down(pc, "statement deadline passed");
+		} else if (pc->state == PGC_CONNECTING &&
+		    pool->timeout_ms > 0 &&
+		    now - pc->since_ms >= pool->timeout_ms)
+			pconn_down(pc, "connect timed out");
+	}
+	pool_dispatch(pool);
+}
+
 struct pg_pool *
 pg_pool_new(struct event_base *base, const char *conninfo, int nconns)
 {
@@ -363,6 +480,9 @@ pg_pool_new(struct event_base *base, const char *conninfo, int nconns)
 	pool->n = nconns > 0 ? nconns : 1;
 	pool->conns = xcalloc((size_t)pool->n, sizeof(*pool->conns));
 	TAILQ_INIT(&pool->queue);
+	TAILQ_INIT(&pool->failq);
+	pool->fail_ev = event_new(base, -1, 0, pool_fail_cb, pool);
+	pool->tick = event_new(base, -1, EV_PERSIST, pool_tick_cb, pool);
 	for (int i = 0; i < pool->n; i++) {
 		struct pg_pconn *pc = &pool->conns[i];
 
@@ -371,6 +491,24 @@ pg_pool_new(struct event_base *base, const char *conninfo, int nconns)
 		pconn_start(pc);
 	}
 	return pool;
+}
+
+void
+pg_pool_set_limits(struct pg_pool *pool, int max_queue, long long timeout_ms)
+{
+	/* deadlines are checked at a quarter of their length (10-250 ms) */
+	long long ms = timeout_ms / 4 < 10 ? 10 : timeout_ms / 4;
+	struct timeval tv;
+
+	if (ms > 250)
+		ms = 250;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	pool->max_queue = max_queue > 0 ? max_queue : 0;
+	pool->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+	event_del(pool->tick);
+	if (pool->timeout_ms > 0)
+		event_add(pool->tick, &tv);
 }
 
 struct pg_job *
@@ -387,6 +525,16 @@ pg_pool_query(struct pg_pool *pool, const char *sql, int nparams,
 		job->params[i] = params[i] ? xstrdup(params[i]) : NULL;
 	job->cb = cb;
 	job->arg = arg;
+	if (pool->timeout_ms > 0)
+		job->deadline_ms = now_ms() + pool->timeout_ms;
+	if (pool->is_down ||
+	    (pool->max_queue > 0 && pool->pending >= pool->max_queue)) {
+		log_warnx_rl("postgres pool: %s: statement refused",
+		    pool->is_down ? "unreachable" : "queue full");
+		pool->stats.refused++;
+		pool_refuse(pool, job);
+		return job;
+	}
 	TAILQ_INSERT_TAIL(&pool->queue, job, entry);
 	pool->pending++;
 	pool_dispatch(pool);
@@ -404,6 +552,20 @@ int
 pg_pool_pending(const struct pg_pool *pool)
 {
 	return pool->pending;
+}
+
+bool
+pg_pool_is_up(const struct pg_pool *pool)
+{
+	return pool->nup > 0 && !pool->is_down;
+}
+
+void
+pg_pool_get_stats(const struct pg_pool *pool, struct pg_pool_stats *st)
+{
+	*st = pool->stats;
+	st->pending = pool->pending;
+	st->up = pool->nup;
 }
 
 void
@@ -425,10 +587,13 @@ pg_pool_free(struct pg_pool *pool)
 		event_free(pc->retry);
 		PQfinish(pc->conn);
 	}
-	while ((job = TAILQ_FIRST(&pool->queue)) != NULL) {
-		TAILQ_REMOVE(&pool->queue, job, entry);
+	TAILQ_CONCAT(&pool->failq, &pool->queue, entry);
+	while ((job = TAILQ_FIRST(&pool->failq)) != NULL) {
+		TAILQ_REMOVE(&pool->failq, job, entry);
 		job_finish(job, NULL);
 	}
+	event_free(pool->fail_ev);
+	event_free(pool->tick);
 	free(pool->conns);
 	free(pool->conninfo);
 	free(pool);

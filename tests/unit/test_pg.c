@@ -1,17 +1,26 @@
 /*
  * common/pg.c against a real Postgres (SYNCV3_TEST_DB; skipped without):
  * migrations apply from scratch with multi-statement files, are recorded,
- * are idempotent, and a database newer than the binary is refused.
+ * are idempotent, and a database newer than the binary is refused. The
+ * pool's bounds (queue limit, deadline, fail-fast while unreachable) are
+ * tested without a database too: a socket that accepts and never answers
+ * stands in for a hung server.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "pg.h"
+#include "util.h"
 
 static void
 test_migrate(void **state)
@@ -159,12 +168,183 @@ test_pool(void **state)
 	event_base_free(t.base);
 }
 
+struct bound_t {
+	int done, failed;
+	long long last_ms;
+	bool is_inside;	/* pg_pool_query is running */
+	bool was_reentered;
+};
+
+static void
+bound_cb(PGresult *res, void *arg)
+{
+	struct bound_t *t = arg;
+
+	if (t->is_inside)
+		t->was_reentered = true;
+	t->done++;
+	t->failed += res == NULL;
+	t->last_ms = now_ms();
+}
+
+static struct pg_job *
+bound_query(struct pg_pool *pool, struct bound_t *t, const char *sql)
+{
+	struct pg_job *job;
+
+	t->is_inside = true;
+	job = pg_pool_query(pool, sql, 0, NULL, bound_cb, t);
+	t->is_inside = false;
+	return job;
+}
+
+static void
+run_for(struct event_base *base, long long ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+/*
+ * Postgres unreachable (nothing listens there): the first connect fails,
+ * every job fails at once, from the loop and not from inside the call,
+ * and a cancelled one is not called.
+ */
+static void
+test_pool_unreachable(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct bound_t t = {0};
+	struct pg_pool *pool;
+	long long t0;
+
+	(void)state;
+	pool = pg_pool_new(base,
+	    "host=/nonexistent-syncv3 port=1 "
+	    "connect_timeout=1",
+	    2);
+	pg_pool_set_limits(pool, 100, 5000);
+	assert_false(pg_pool_is_up(pool));
+	t0 = now_ms();
+	for (int i = 0; i < 10; i++)
+		bound_query(pool, &t, "SELECT 1");
+	pg_job_cancel(bound_query(pool, &t, "SELECT 1"));
+	assert_int_equal(t.done, 0);
+	run_for(base, 100);
+	assert_false(t.was_reentered);
+	assert_int_equal(t.done, 10);
+	assert_int_equal(t.failed, 10);
+	assert_true(t.last_ms - t0 < 100);
+	assert_int_equal(pg_pool_pending(pool), 0);
+	pg_pool_free(pool);
+	event_base_free(base);
+}
+
+/* A listening socket that never answers: a hung server. */
+static int
+hung_server(int *port)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/*
+ * A hung server: queued jobs fail at their deadline, not later; past the
+ * queue limit they fail at once; the hung connect attempts are given up,
+ * so the pool then reports Postgres unreachable.
+ */
+static void
+test_pool_deadline(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct bound_t t = {0};
+	struct pg_pool *pool;
+	char conninfo[128];
+	long long t0;
+	int port, fd = hung_server(&port);
+
+	(void)state;
+	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d", port);
+	pool = pg_pool_new(base, conninfo, 2);
+	pg_pool_set_limits(pool, 3, 300);
+	t0 = now_ms();
+	for (int i = 0; i < 5; i++)
+		bound_query(pool, &t, "SELECT 1");
+	assert_int_equal(pg_pool_pending(pool), 3);
+	run_for(base, 50);
+	/* two over the limit: refused at once */
+	assert_int_equal(t.done, 2);
+	assert_int_equal(t.failed, 2);
+	assert_false(t.was_reentered);
+	run_for(base, 600);
+	assert_int_equal(t.done, 5);
+	assert_int_equal(t.failed, 5);
+	assert_true(t.last_ms - t0 >= 300);
+	assert_true(t.last_ms - t0 < 600);
+	assert_false(pg_pool_is_up(pool));
+	pg_pool_free(pool);
+	event_base_free(base);
+	close(fd);
+}
+
+/*
+ * With a database: a running statement past the deadline fails at the
+ * deadline, and the pool answers again afterwards (its connection is
+ * replaced).
+ */
+static void
+test_pool_deadline_running(void **state)
+{
+	const char *db = getenv("SYNCV3_TEST_DB");
+	struct event_base *base;
+	struct bound_t t = {0};
+	struct pg_pool *pool;
+	long long t0;
+
+	(void)state;
+	if (db == NULL)
+		skip();
+	base = event_base_new();
+	pool = pg_pool_new(base, db, 1);
+	pg_pool_set_limits(pool, 10, 300);
+	run_for(base, 200);
+	assert_true(pg_pool_is_up(pool));
+	t0 = now_ms();
+	bound_query(pool, &t, "SELECT pg_sleep(3)");
+	run_for(base, 700);
+	assert_int_equal(t.done, 1);
+	assert_int_equal(t.failed, 1);
+	assert_true(t.last_ms - t0 >= 300 && t.last_ms - t0 < 700);
+	bound_query(pool, &t, "SELECT 1");
+	run_for(base, 500);
+	assert_int_equal(t.done, 2);
+	assert_int_equal(t.failed, 1);
+	assert_true(pg_pool_is_up(pool));
+	pg_pool_free(pool);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_pool),
+	    cmocka_unit_test(test_pool_unreachable),
+	    cmocka_unit_test(test_pool_deadline),
+	    cmocka_unit_test(test_pool_deadline_running),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
