@@ -42,9 +42,10 @@ struct lp_urooms {
 /* $1 user, $2 generation: the rooms the user is joined to now. */
 /* clang-format off */
 #define SQL_UROOMS                                                             \
-	"SELECT ur.room_id FROM syncv3_user_rooms ur WHERE ur.user_id = $1 "   \
-	"AND " VIS_MEMBERSHIP("ur.room_id", "$1", "9223372036854775807")       \
-	" = 'join' UNION ALL SELECT $2"
+	"SELECT ur.room_id FROM syncv3_user_rooms ur LEFT JOIN "               \
+	VIS_MEMBER_ROW("ur.room_id", "$1", "9223372036854775807") " vst ON "   \
+	"true WHERE ur.user_id = $1 AND " VIS_MEMBERSHIP_OF("ur", "vst",       \
+	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
 /* clang-format on */
 
 static void

@@ -82,9 +82,15 @@
 	" CROSS JOIN LATERAL (SELECT "                                         \
 	VIS_MEMBERSHIP("ur.room_id", "$1", p) " AS m) "
 
+/*
+ * The first page's membership, the rule of SQL_VM with the user's row
+ * already at hand: one index probe a room (visible.h).
+ */
+#define VM_PAGE VIS_MEMBERSHIP_OF("ur", "vst", PP)
+
 /* $1 user, $2 P (or at least P unless $4 pins it), $3 spaces */
 #define SQL_PAGE                                                               \
-	SQL_HEAD "vm.m AS membership, false AS is_new, CASE WHEN "             \
+	SQL_HEAD VM_PAGE " AS membership, false AS is_new, CASE WHEN "         \
 	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) "    \
 	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
 	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "        \
@@ -92,8 +98,9 @@
 	SQL_AT("name", "m.room.name", "name") " AS name, "                     \
 	SQL_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
 	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
-	"r.room_id = ur.room_id" SQL_VM(PP) "vm WHERE ur.user_id = $1 AND "    \
-	"vm.m IN ('join', 'invite')" SQL_SPACES
+	"r.room_id = ur.room_id LEFT JOIN "                                    \
+	VIS_MEMBER_ROW("ur.room_id", "$1", PP) " vst ON true WHERE "           \
+	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" SQL_SPACES
 
 /*
  * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
@@ -127,10 +134,9 @@
 #define SQL_DETAIL                                                             \
 	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
 	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
-	"FROM syncv3_events e WHERE e.room_id = r.id AND e.nid > r.f AND "     \
-	"e.nid <= $3::bigint AND e.is_timeline AND "                           \
-	VIS_SEES("r.id", "$7", "$3::bigint", "e.nid") " ORDER BY e.nid DESC "  \
-	"LIMIT $4::bigint) x UNION ALL SELECT 's', r.id, y.nid, y.json FROM "  \
+	"FROM syncv3_events e WHERE e.nid IN " VIS_LAST_EVENTS("r.id", "$7",   \
+	"$3::bigint", "r.f", "$4::bigint") ") x UNION ALL SELECT 's', r.id, "  \
+	"y.nid, y.json FROM "                                                  \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
 	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
 	"e.nid = s.nid WHERE s.room_id = r.id AND s.from_pos <= $3::bigint "   \
