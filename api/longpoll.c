@@ -4,11 +4,14 @@
  * room, room-list user, or its device's initial sync), so a notice wakes
  * only the requests it concerns. A ring of recent notices closes the race
  * between "query ran at position P" and "registered as waiting": a waiter
- * registering after notices above P checks them first. Room-list waiters
- * are matched against the user's room set, loaded on demand and dropped on
- * the user's membership notices. Every waiter is also indexed under its
- * device, so a device notice saying upstream rejected the token answers
- * all of the device's waiting requests with 401 at once.
+ * registering after notices above P checks them first. Room-list, member
+ * and typing waiters are matched against the set of rooms the user is
+ * joined to (visible.h: a room they left, were kicked or banned from, or
+ * are only invited to wakes nothing), loaded on demand and reloaded after
+ * each of the user's membership notices (their own leave still wakes
+ * them: the set is unknown until reloaded). Every waiter is also indexed
+ * under its device, so a device notice saying upstream rejected the token
+ * answers all of the device's waiting requests with 401 at once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 #include "pg.h"
 #include "proto.h"
 #include "util.h"
+#include "visible.h"
 
 struct lp_list {
 	struct sreq **v;
@@ -34,6 +38,15 @@ struct lp_urooms {
 };
 
 #define KEY_MAX 600
+
+/* $1 user, $2 generation: the rooms the user is joined to now. */
+/* clang-format off */
+#define SQL_UROOMS                                                             \
+	"SELECT ur.room_id FROM syncv3_user_rooms ur LEFT JOIN "               \
+	VIS_MEMBER_ROW("ur.room_id", "$1", "9223372036854775807") " vst ON "   \
+	"true WHERE ur.user_id = $1 AND " VIS_MEMBERSHIP_OF("ur", "vst",       \
+	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
+/* clang-format on */
 
 static void
 list_add(struct api *api, const char *key, struct sreq *r)
@@ -143,10 +156,8 @@ urooms_get(struct api *api, const char *user_id)
 		snprintf(gen, sizeof(gen), "%u", u->gen);
 		params[0] = user_id;
 		params[1] = gen;
-		pg_pool_query(api->pool, "SELECT room_id FROM "
-		    "syncv3_user_rooms WHERE user_id = $1 AND membership IN "
-		    "('join', 'invite') UNION ALL SELECT $2", 2, params,
-		    urooms_load_cb, u);
+		pg_pool_query(api->pool, SQL_UROOMS, 2, params, urooms_load_cb,
+		              u);
 	}
 	return u;
 }
@@ -192,16 +203,20 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 		return n->is_expired && same(n->a, r->user_id) &&
 		    same(n->b, r->device_id);
 	case PROTO_NOTICE_TYPING:
-		return r->p.has_typing && same(n->a, r->p.typing_room);
+		return r->p.has_typing && same(n->a, r->p.typing_room) &&
+		       user_in_room(api, r->user_id, n->a);
 	case PROTO_NOTICE_TO_DEVICE:
 		return r->p.has_to_device && same(n->a, r->user_id) &&
 		    same(n->b, r->device_id);
 	case PROTO_NOTICE_ROOM:
-		return (r->p.has_member && same(n->a, r->p.m_room)) ||
-		    (r->p.has_list && user_in_room(api, r->user_id, n->a));
+		if (!user_in_room(api, r->user_id, n->a))
+			return false;
+		return r->p.has_list ||
+		       (r->p.has_member && same(n->a, r->p.m_room));
 	case PROTO_NOTICE_MEMBERSHIP:
-		return (r->p.has_member && same(n->a, r->p.m_room)) ||
-		    (r->p.has_list && same(n->b, r->user_id));
+		return (r->p.has_member && same(n->a, r->p.m_room) &&
+		        user_in_room(api, r->user_id, n->a)) ||
+		       (r->p.has_list && same(n->b, r->user_id));
 	}
 	return false;
 }
@@ -277,7 +292,8 @@ lp_wait(struct api *api, struct sreq *r)
 	r->is_waiting = true;
 	waiters_add(api, r);
 	each_key(api, r, list_add);
-	if (r->p.has_list && !r->is_initial_wait)
+	if ((r->p.has_list || r->p.has_member || r->p.has_typing) &&
+	    !r->is_initial_wait)
 		urooms_get(api, r->user_id);
 	if (api->cur_pos > r->wait_from) {
 		if (api->ring_min > r->wait_from)

@@ -7,7 +7,9 @@
  * with the requested state events and the last `timeline_limit` events.
  * Streaming mode: rooms sent to this session that changed since the since
  * position (new events, state, counts), rooms newly joined or invited (in
- * full), and rooms left. Two queries: the room set, then the page details.
+ * full), and rooms left (once). What a user may see of a room follows
+ * visible.h: timelines stop at their leave, invites carry only their
+ * stripped state. Two queries: the room set, then the page details.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "json_util.h"
 #include "pg.h"
 #include "util.h"
+#include "visible.h"
 
 /*
  * The position a query answers at is the database's committed position in
@@ -69,38 +72,61 @@
 	"AND EXISTS (SELECT 1 FROM syncv3_user_rooms su WHERE su.user_id = $1 " \
 	"AND su.room_id = c.room_id AND su.membership = 'join')))) x"
 
+/* SQL reads better wrapped by clause than by column */
+/* clang-format off */
+/*
+ * The user's membership at the answer's position (vm) and, streaming, at
+ * the since position (vf), by the shared rule of visible.h.
+ */
+#define SQL_VM(p)                                                              \
+	" CROSS JOIN LATERAL (SELECT "                                         \
+	VIS_MEMBERSHIP("ur.room_id", "$1", p) " AS m) "
+
+/*
+ * The first page's membership, the rule of SQL_VM with the user's row
+ * already at hand: one index probe a room (visible.h).
+ */
+#define VM_PAGE VIS_MEMBERSHIP_OF("ur", "vst", PP)
+
 /* $1 user, $2 P (or at least P unless $4 pins it), $3 spaces */
 #define SQL_PAGE                                                               \
-	SQL_HEAD "CASE WHEN ur.pos <= " PP " THEN ur.membership ELSE "     \
-	"'join' END AS membership, false AS is_new, CASE WHEN "                \
-	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) " \
+	SQL_HEAD VM_PAGE " AS membership, false AS is_new, CASE WHEN "         \
+	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) "    \
 	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
-	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "    \
+	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "        \
 	"ORDER BY e.nid DESC LIMIT 1), 0) END AS ts, "                         \
 	SQL_AT("name", "m.room.name", "name") " AS name, "                     \
 	SQL_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
 	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
-	"r.room_id = ur.room_id WHERE ur.user_id = $1 AND ((ur.pos <= "        \
-	"" PP " AND ur.membership IN ('join', 'invite')) OR (ur.pos > "    \
-	"" PP " AND (SELECT s.membership FROM syncv3_state s WHERE "       \
-	"s.room_id = ur.room_id AND s.type = 'm.room.member' AND s.state_key " \
-	"= $1 AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) " \
-	"= 'join'))" SQL_SPACES
+	"r.room_id = ur.room_id LEFT JOIN "                                    \
+	VIS_MEMBER_ROW("ur.room_id", "$1", PP) " vst ON true WHERE "           \
+	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" SQL_SPACES
 
-/* $1 user, $2 from, $3 spaces, $4 at least to, $5 session */
-#define SQL_STREAM                                                             \
-	SQL_HEAD "ur.membership, (ur.pos > $2::bigint) AS is_new, "            \
-	"coalesce(r.last_ts, 0) AS ts, r.name, r.canonical_alias AS alias "    \
-	"FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON r.room_id = "   \
-	"ur.room_id WHERE ur.user_id = $1 AND ((ur.pos > $2::bigint AND "      \
-	"ur.pos <= " PP ") OR (((r.updated_pos > $2::bigint AND "          \
-	"r.updated_pos <= " PP ") OR (ur.updated_pos > $2::bigint AND "    \
-	"ur.updated_pos <= " PP ")) AND EXISTS (SELECT 1 FROM "            \
-	"syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND "        \
-	"sr.room_id = ur.room_id)))" SQL_SPACES
-
-/* $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6 */
 /*
+ * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
+ * sent when the user's membership changed between from and to (joined or
+ * invited: in full; no longer joined or invited: once, as left), when an
+ * invite's row changed, or when a joined room this session was sent
+ * changed. Nothing of a room the user is not joined to at to is sent.
+ */
+#define SQL_STREAM                                                             \
+	SQL_HEAD "coalesce(vm.m, 'leave') AS membership, (vm.m IS DISTINCT "   \
+	"FROM vf.m OR vm.m = 'invite') AS is_new, coalesce(r.last_ts, 0) AS "  \
+	"ts, r.name, r.canonical_alias AS alias FROM syncv3_user_rooms ur "    \
+	"LEFT JOIN syncv3_rooms r ON r.room_id = ur.room_id" SQL_VM(PP) "vm"   \
+	SQL_VM("$2::bigint") "vf WHERE ur.user_id = $1 AND "                   \
+	"((ur.updated_pos > $2::bigint AND ur.updated_pos <= " PP ") OR "      \
+	"(r.updated_pos > $2::bigint AND r.updated_pos <= " PP ")) AND "       \
+	"((vm.m = 'join' AND (vf.m IS DISTINCT FROM 'join' OR EXISTS (SELECT " \
+	"1 FROM syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND " \
+	"sr.room_id = ur.room_id))) OR (vm.m = 'invite' AND (vf.m IS "         \
+	"DISTINCT FROM 'invite' OR ur.updated_pos > $2::bigint)) OR "          \
+	"(coalesce(vm.m, 'leave') NOT IN ('join', 'invite') AND vf.m IN "      \
+	"('join', 'invite')))" SQL_SPACES
+
+/*
+ * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
+ * state_events, $7 user: the timeline is what the user may see of it.
  * The state branch runs per room (LATERAL, so the (room_id, ...) index
  * is used; a join over all rooms' current state cost ~3 ms a room) and
  * not at all when no state_events were asked for (a one-time filter).
@@ -108,9 +134,9 @@
 #define SQL_DETAIL                                                             \
 	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
 	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
-	"FROM syncv3_events e WHERE e.room_id = r.id AND e.nid > r.f AND "     \
-	"e.nid <= $3::bigint AND e.is_timeline ORDER BY e.nid DESC LIMIT "     \
-	"$4::bigint) x UNION ALL SELECT 's', r.id, y.nid, y.json FROM "        \
+	"FROM syncv3_events e WHERE e.nid IN " VIS_LAST_EVENTS("r.id", "$7",   \
+	"$3::bigint", "r.f", "$4::bigint") ") x UNION ALL SELECT 's', r.id, "  \
+	"y.nid, y.json FROM "                                                  \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
 	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
 	"e.nid = s.nid WHERE s.room_id = r.id AND s.from_pos <= $3::bigint "   \
@@ -119,6 +145,7 @@
 	"AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = '*' OR "      \
 	"p.k = s.state_key))) y WHERE cardinality($5::text[]) > 0 "            \
 	"ORDER BY 1, 2, 3"
+/* clang-format on */
 
 struct lroom {
 	char *room_id;
@@ -129,6 +156,7 @@ struct lroom {
 	char *prev_batch;
 	int64_t notif, highlight, ts, from;
 	bool is_new, is_left;
+	bool is_invite; /* stripped state only, no details */
 };
 
 struct lctx {
@@ -181,12 +209,18 @@ val(PGresult *res, int i, int col)
 	return PQgetisnull(res, i, col) ? NULL : PQgetvalue(res, i, col);
 }
 
-/* Name of an invited room from its stripped state. */
+/*
+ * Name and timestamp (of the invite itself) of an invited room, from its
+ * stripped state only: an invitee is shown nothing of the room as the
+ * proxy knows it from its members (visible.h).
+ */
 static char *
-invite_name(const char *invite_state, const char *self)
+invite_name(const char *invite_state, const char *self, int64_t *ts)
 {
-	struct json_object *a = json_parse_bounded(invite_state,
-	    strlen(invite_state), NULL);
+	struct json_object *a =
+	    invite_state == NULL
+	        ? NULL
+	        : json_parse_bounded(invite_state, strlen(invite_state), NULL);
 	const char *name = NULL, *alias = NULL;
 	struct hero h[5];
 	int nh = 0;
@@ -205,7 +239,10 @@ invite_name(const char *invite_state, const char *self)
 		else if (strcmp(t, "m.room.canonical_alias") == 0)
 			alias = json_get_str(c, "alias");
 		else if (strcmp(t, "m.room.member") == 0 && sk != NULL &&
-		    strcmp(sk, self) != 0 && nh < 5) {
+		         strcmp(sk, self) == 0)
+			(void)json_get_int(e, "origin_server_ts", ts);
+		else if (strcmp(t, "m.room.member") == 0 && sk != NULL &&
+		         nh < 5) {
 			h[nh].user_id = sk;
 			h[nh++].displayname = json_get_str(c, "displayname");
 		}
@@ -216,17 +253,13 @@ invite_name(const char *invite_state, const char *self)
 }
 
 static char *
-calc_name(PGresult *res, int i, const char *self)
+calc_name(PGresult *res, int i)
 {
 	struct json_object *heroes = NULL;
 	struct hero h[5];
 	int nh = 0;
 	char *out;
 
-	if (val(res, i, 6) == NULL && val(res, i, 7) == NULL &&
-	    val(res, i, 4) != NULL && strcmp(PQgetvalue(res, i, 1),
-	    "invite") == 0)
-		return invite_name(val(res, i, 4), self);
 	if (val(res, i, 10) != NULL)
 		heroes = json_parse_bounded(val(res, i, 10),
 		    (size_t)PQgetlength(res, i, 10), NULL);
@@ -275,26 +308,25 @@ list_head(struct sreq *r, struct evbuffer *b, struct lctx *c)
 		evbuffer_add_printf(b, ",\"count\":%" PRId64, c->total);
 }
 
-/* Appends the json column of rows [a, b) of kind k for room id. */
+/*
+ * Appends the json column of the rows of kind k for room id, in the
+ * detail query's order: position ascending, so a timeline is
+ * chronological (last event newest) however it was fetched.
+ */
 static void
-add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind,
-    bool is_reverse)
+add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind)
 {
 	int n = res ? PQntuples(res) : 0, cnt = 0;
-	int *idx = xmalloc(sizeof(int) * (size_t)(n + 1));
 
-	for (int i = 0; i < n; i++)
-		if (PQgetvalue(res, i, 0)[0] == kind &&
-		    strcmp(PQgetvalue(res, i, 1), id) == 0)
-			idx[cnt++] = i;
-	for (int j = 0; j < cnt; j++) {
-		int i = is_reverse ? idx[cnt - 1 - j] : idx[j];
-		if (j)
+	for (int i = 0; i < n; i++) {
+		if (PQgetvalue(res, i, 0)[0] != kind ||
+		    strcmp(PQgetvalue(res, i, 1), id) != 0)
+			continue;
+		if (cnt++ > 0)
 			evbuffer_add(b, ",", 1);
 		evbuffer_add(b, PQgetvalue(res, i, 3),
 		    (size_t)PQgetlength(res, i, 3));
 	}
-	free(idx);
 }
 
 static void
@@ -319,9 +351,9 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 		jstr(b, x->prev_batch);
 	}
 	evbuffer_add(b, ",\"state_events\":[", 17);
-	add_rows(b, res, x->room_id, 's', false);
+	add_rows(b, res, x->room_id, 's');
 	evbuffer_add(b, "],\"timeline\":[", 14);
-	add_rows(b, res, x->room_id, 't', true);
+	add_rows(b, res, x->room_id, 't');
 	evbuffer_add(b, "]}", 2);
 }
 
@@ -337,7 +369,8 @@ remembered_cb(PGresult *res, void *arg)
 
 /*
  * Records the rooms sent (streaming mode follows exactly those; it only
- * adds the new ones, the others are there already), then ends the
+ * adds the new ones, the others are there already) and forgets the rooms
+ * reported left (a rejoin sends them in full again), then ends the
  * stream. The reply waits for it: the client's next request must find
  * them, whichever connection or api serves it. Frees c.
  */
@@ -345,30 +378,42 @@ static void
 remember_rooms(struct sreq *r, struct lctx *c)
 {
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
-	const char *params[2];
-	char sid[24], *arr;
-	int n = 0;
+	const char **left = xcalloc((size_t)c->n + 1, sizeof(char *));
+	const char *params[3];
+	char sid[24], *arr = NULL, *larr = NULL;
+	int n = 0, nl = 0;
 
 	/* a streamed room that is not new was found through session_rooms */
 	for (int i = c->lo; i < c->hi; i++)
-		if (!c->v[i].is_left && (!c->is_stream || c->v[i].is_new))
+		if (c->v[i].is_left)
+			left[nl++] = c->v[i].room_id;
+		else if (!c->is_stream || c->v[i].is_new)
 			ids[n++] = c->v[i].room_id;
-	if (n == 0) {
-		free(ids);
+	if (n + nl == 0) {
 		lctx_free(c);
 		sync_stream_done(r);
-		return;
+		goto out;
 	}
 	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
 	arr = pg_text_array(ids, n);
+	larr = pg_text_array(left, nl);
 	params[0] = sid;
 	params[1] = arr;
-	pg_pool_query(r->api->pool, "INSERT INTO syncv3_session_rooms "
-	    "(session_id, room_id) SELECT $1::bigint, unnest($2::text[]) "
-	    "ON CONFLICT DO NOTHING", 2, params, remembered_cb, r);
-	free(arr);
-	free(ids);
+	params[2] = larr;
+	pg_pool_query(
+	    r->api->pool,
+	    "WITH d AS (DELETE FROM "
+	    "syncv3_session_rooms WHERE session_id = $1::bigint AND room_id = "
+	    "ANY($3::text[])) INSERT INTO syncv3_session_rooms (session_id, "
+	    "room_id) SELECT $1::bigint, unnest($2::text[]) ON CONFLICT DO "
+	    "NOTHING",
+	    3, params, remembered_cb, r);
 	lctx_free(c);
+out:
+	free(arr);
+	free(larr);
+	free(ids);
+	free(left);
 }
 
 static void
@@ -428,7 +473,7 @@ detail_query(struct lctx *c)
 	struct sreq *r = c->r;
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
 	char *froms, *rooms, *types, *keys, to[24], tl[24];
-	const char *params[6];
+	const char *params[7];
 	size_t fl = 3;
 	int n = 0;
 
@@ -437,7 +482,7 @@ detail_query(struct lctx *c)
 	froms = xmalloc(fl);
 	strcpy(froms, "{");
 	for (int i = c->lo; i < c->hi; i++) {
-		if (c->v[i].is_left)
+		if (c->v[i].is_left || c->v[i].is_invite)
 			continue;
 		ids[n] = c->v[i].room_id;
 		snprintf(froms + strlen(froms), 24, "%s%" PRId64, n ? "," : "",
@@ -465,7 +510,8 @@ detail_query(struct lctx *c)
 	params[3] = tl;
 	params[4] = types;
 	params[5] = keys;
-	pg_pool_query(r->api->pool, SQL_DETAIL, 6, params, detail_cb, c);
+	params[6] = r->user_id;
+	pg_pool_query(r->api->pool, SQL_DETAIL, 7, params, detail_cb, c);
 	free(rooms);
 	free(types);
 	free(keys);
@@ -501,11 +547,19 @@ main_cb(PGresult *res, void *arg)
 		x->highlight = strtoll(PQgetvalue(res, i, 3), NULL, 10);
 		x->invite_state = val(res, i, 4) ? xstrdup(val(res, i, 4)) :
 		    NULL;
-		x->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-		x->name = calc_name(res, i, r->user_id);
+		x->is_invite = strcmp(x->membership, "invite") == 0;
+		x->ts = 0;
+		if (x->is_invite)
+			x->name =
+			    invite_name(x->invite_state, r->user_id, &x->ts);
+		else {
+			x->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+			x->name = calc_name(res, i);
+		}
 		x->key = casefold(x->name);
-		x->prev_batch = val(res, i, 11) ? xstrdup(val(res, i, 11)) :
-		    NULL;
+		x->prev_batch = val(res, i, 11) && !x->is_invite
+		                    ? xstrdup(val(res, i, 11))
+		                    : NULL;
 		x->is_new = PQgetvalue(res, i, 12)[0] == 't';
 		x->is_left = c->is_stream && x->is_new &&
 		    strcmp(x->membership, "join") != 0 &&

@@ -7,7 +7,8 @@
  * user id without "@"), one page of `limit`. Streaming mode: member events
  * after the since position, in position order. Only for a room the user
  * is in, or was in up to the moment they left (then state and events stop
- * at their leave).
+ * at their leave; after a rejoin, events resume from it), never for an
+ * invitee (visible.h).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,21 +19,19 @@
 #include "json_util.h"
 #include "pg.h"
 #include "util.h"
+#include "visible.h"
 
-/* p.pos: the position the user may see the room at, NULL if never. */
+/*
+ * p.pos: the position the user may see the room at, NULL if never: the
+ * end of their last visible range (visible.h), so a user who left sees the
+ * room as it was at their leave; an invitee sees no members.
+ */
+/* SQL reads better wrapped by clause than by column */
+/* clang-format off */
 #define SQL_ME                                                                 \
-	"WITH me AS (SELECT s.membership, s.from_pos, EXISTS (SELECT 1 FROM "  \
-	"syncv3_state j WHERE j.room_id = $1 AND j.type = 'm.room.member' "    \
-	"AND j.state_key = $2 AND j.membership = 'join' AND j.from_pos < "     \
-	"s.from_pos) AS was_joined FROM syncv3_state s WHERE s.room_id = $1 "  \
-	"AND s.type = 'm.room.member' AND s.state_key = $2 AND s.from_pos <= " \
-	"$3::bigint ORDER BY s.from_pos DESC LIMIT 1), "                       \
-	"p AS (SELECT CASE WHEN m.membership = 'join' THEN $3::bigint "        \
-	"WHEN m.was_joined AND m.membership IN ('leave', 'ban') "              \
-	"THEN m.from_pos WHEN m.membership IS NULL AND EXISTS (SELECT 1 FROM " \
-	"syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = $1 AND "     \
-	"u.membership = 'join' AND u.pos <= $3::bigint) THEN $3::bigint END "  \
-	"AS pos FROM (SELECT 1) one LEFT JOIN me m ON true) "                  \
+	"WITH p AS (SELECT CASE WHEN "                                         \
+	VIS_MEMBERSHIP("$1", "$2", "$3::bigint") " = 'invite' THEN NULL "      \
+	"ELSE " VIS_LAST("$1", "$2", "$3::bigint") " END AS pos) "             \
 	"SELECT 1 AS k, p.pos, NULL, NULL FROM p WHERE p.pos IS NOT NULL "     \
 	"UNION ALL "
 
@@ -47,7 +46,9 @@
 	SQL_ME "SELECT 0, x.nid, x.type, x.json FROM p, LATERAL (SELECT "      \
 	"e.nid, e.type, e.json FROM syncv3_events e WHERE e.room_id = $1 AND " \
 	"e.type = 'm.room.member' AND e.nid > $4::bigint AND e.nid <= p.pos "  \
-	"ORDER BY e.nid LIMIT $5::bigint) x"
+	"AND " VIS_SEES("$1", "$2", "p.pos", "e.nid") " ORDER BY e.nid LIMIT " \
+	"$5::bigint) x"
+/* clang-format on */
 
 struct member {
 	int64_t nid;

@@ -31,6 +31,8 @@
 #include <event2/keyvalq_struct.h>
 #include <json-c/json.h>
 
+#include "json_util.h"
+
 struct bench {
 	struct event_base *base;
 	struct evhttp_uri *api, *sim;
@@ -45,6 +47,8 @@ struct bench {
 	int phase;
 	int health_waiters;
 	long rss_kb;
+	struct evhttp_connection **conns; /* all opened, freed at exit */
+	int nconns, capconns;
 };
 
 static double
@@ -63,6 +67,16 @@ conn(struct bench *b, struct evhttp_uri *u)
 	    NULL, evhttp_uri_get_host(u), (unsigned short)evhttp_uri_get_port(u));
 
 	evhttp_connection_set_timeout(c, 600);
+	if (b->nconns == b->capconns) {
+		b->capconns = b->capconns ? 2 * b->capconns : 1024;
+		b->conns =
+		    realloc(b->conns, sizeof(*b->conns) * (size_t)b->capconns);
+		if (b->conns == NULL) {
+			perror("bench_api");
+			exit(1);
+		}
+	}
+	b->conns[b->nconns++] = c;
 	return c;
 }
 
@@ -114,17 +128,32 @@ read_rss(struct bench *b)
 	fclose(f);
 }
 
+/*
+ * The response body as JSON, NULL if none or not JSON. The input buffer
+ * is not NUL-terminated, so it is parsed by its length: json_tokener_parse
+ * on evbuffer_pullup ran strlen past the end of the heap block (ASan: a
+ * heap-buffer-overflow read in health_cb).
+ */
+static struct json_object *
+body_json(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+
+	if (len == 0)
+		return NULL;
+	return json_parse_bounded((const char *)evbuffer_pullup(in, -1), len,
+	                          NULL);
+}
+
 static void
 health_cb(struct evhttp_request *req, void *arg)
 {
 	struct bench *b = arg;
 	struct json_object *o = NULL, *w;
-	struct evbuffer *in;
 
-	if (req != NULL && evhttp_request_get_response_code(req) == 200) {
-		in = evhttp_request_get_input_buffer(req);
-		o = json_tokener_parse((const char *)evbuffer_pullup(in, -1));
-	}
+	if (req != NULL && evhttp_request_get_response_code(req) == 200)
+		o = body_json(req);
 	if (o != NULL && json_object_object_get_ex(o, "waiters", &w))
 		b->health_waiters = json_object_get_int(w);
 	if (b->phase == 0 && b->health_waiters >= b->n) {
@@ -215,7 +244,6 @@ lat_cb(struct evhttp_request *req, void *arg)
 	struct bench *b = arg;
 	double t = now_s();
 	struct json_object *o = NULL, *nb;
-	struct evbuffer *in;
 
 	if (req == NULL || evhttp_request_get_response_code(req) != 200) {
 		b->failed++;
@@ -223,8 +251,7 @@ lat_cb(struct evhttp_request *req, void *arg)
 		event_base_loopbreak(b->base);
 		return;
 	}
-	in = evhttp_request_get_input_buffer(req);
-	o = json_tokener_parse((const char *)evbuffer_pullup(in, -1));
+	o = body_json(req);
 	if (o != NULL && json_object_object_get_ex(o, "next_batch", &nb))
 		snprintf(b->since_lat, sizeof(b->since_lat), "%s",
 		    json_object_get_string(nb));
@@ -294,5 +321,14 @@ main(int argc, char *argv[])
 		    "\"typing_to_response_max_ms\":%.2f}\n", b.nlat,
 		    b.lat[b.nlat / 2], b.lat[(int)((b.nlat - 1) * 0.99 + 0.5)],
 		    b.lat[b.nlat - 1]);
+	/* the idle long polls are still open: their requests go with them */
+	for (int i = 0; i < b.nconns; i++)
+		evhttp_connection_free(b.conns[i]);
+	free(b.conns);
+	event_free(b.timer);
+	evhttp_uri_free(b.api);
+	evhttp_uri_free(b.sim);
+	event_base_free(b.base);
+	free(b.lat);
 	return b.phase == 3 && b.failed == 0 ? 0 : 1;
 }
