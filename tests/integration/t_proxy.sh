@@ -74,6 +74,11 @@ assert_eq "$(printf '%s' "$out" | jq -cS 'del(.unstable_features["org.matrix.sim
 out=$(curl -sS -H 'Accept-Encoding: gzip' --compressed "$API_URL/_matrix/client/versions")
 assert_jq "$out" '.unstable_features["org.matrix.simplified_msc3575"]' true "flag added with gzip asked"
 
+# /.well-known/matrix/client goes upstream too (simhs has none: its 404)
+code=$(curl -s -o "$T/r" -w '%{http_code}' "$API_URL/.well-known/matrix/client")
+assert_eq "$code" "$(curl -s -o /dev/null -w '%{http_code}' "$SIMHS_URL/.well-known/matrix/client")" "well-known as upstream answers"
+assert_eq "$(sim_get stats | jq '.paths["/.well-known/matrix/client"]')" 2 "well-known reached upstream"
+
 # MSC4186 paths are the api's own (not routed yet): never passed
 for p in unstable/org.matrix.simplified_msc3575/sync v4/sync; do
 	code=$(curl -s -o "$T/r" -w '%{http_code}' -X POST -d '{}' "$API_URL/_matrix/client/$p")

@@ -349,4 +349,5 @@ client_x_shutdown(struct simhs *ctx)
 		map_clear(&ctx->x_passwords, free);
 	if (ctx->x_txns.nbuckets != 0)
 		map_clear(&ctx->x_txns, free);
+	media_shutdown(ctx);
 }

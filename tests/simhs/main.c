@@ -51,8 +51,8 @@ simhs_free(struct simhs *ctx)
 {
 	longpoll_shutdown(ctx);
 	fail_shutdown(ctx);
-	http_shutdown(ctx);
 	client_x_shutdown(ctx);
+	http_shutdown(ctx);
 	rooms_free(ctx);
 	users_free(ctx);
 	event_base_free(ctx->base);

@@ -45,6 +45,13 @@ struct slow {
 static void
 slow_free(struct slow *s)
 {
+	struct ptrvec *v = &s->ctx->x_slow;
+
+	for (size_t i = 0; i < v->n; i++)
+		if (v->v[i] == s) {
+			vec_remove(v, i);
+			break;
+		}
 	if (s->evcon != NULL)
 		evhttp_connection_set_closecb(s->evcon, NULL, NULL);
 	if (s->timer != NULL)
@@ -85,6 +92,7 @@ slow_new(struct simhs *ctx, struct evhttp_request *req)
 	s->req = req;
 	s->evcon = evhttp_request_get_connection(req);
 	evhttp_connection_set_closecb(s->evcon, slow_close_cb, s);
+	vec_push(&ctx->x_slow, s);
 	return s;
 }
 
@@ -396,4 +404,13 @@ media_dispatch(struct simhs *ctx, struct evhttp_request *req, const char *path,
 		return true;
 	}
 	return false;
+}
+
+/* Before evhttp_free: what is still streaming or stalled lets go. */
+void
+media_shutdown(struct simhs *ctx)
+{
+	while (ctx->x_slow.n > 0)
+		slow_free(ctx->x_slow.v[ctx->x_slow.n - 1]);
+	vec_free(&ctx->x_slow, NULL);
 }

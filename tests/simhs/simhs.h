@@ -206,6 +206,7 @@ struct simhs {
 	size_t nevents;
 	struct map x_passwords; /* client_x.c: user_id -> password */
 	struct map x_txns;      /* client_x.c: token\x1ftxn -> event_id */
+	struct ptrvec x_slow;   /* media.c: streams and stalls in progress */
 };
 
 /* util.c */
@@ -340,5 +341,6 @@ const char *method_name(struct evhttp_request *);
 /* media.c: media upload/download, misbehaving test endpoints */
 bool media_dispatch(struct simhs *, struct evhttp_request *, const char *,
                     const char *);
+void media_shutdown(struct simhs *);
 
 #endif /* SIMHS_H */
