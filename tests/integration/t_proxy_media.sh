@@ -3,7 +3,8 @@
 # through the api while the client reads slowly, so the api's peak RSS
 # (VmHWM) grows by no more than its client buffer (SYNCV3_PROXY_BUFFER)
 # plus slack, and the first byte arrives at once; the bytes are exact. A
-# 100 MB upload arrives exact; evhttp (libevent 2.1) holds a request body
+# client hanging up mid-download leaves the api serving; a 100 MB upload
+# arrives exact; evhttp (libevent 2.1) holds a request body
 # whole, so there the bound is the body once (plus allocator slack),
 # never twice.
 source "$(dirname "$0")/lib.sh"
@@ -40,6 +41,15 @@ log "download: VmHWM $hwm0 -> $hwm1 kB (+$grow kB), first byte after ${ttfb}s"
 [ "$grow" -lt $(( (MB + 16 * MB) / 1024 )) ] ||
     fail "api RSS grew by $grow kB for a streamed download"
 awk -v t="$ttfb" 'BEGIN { exit !(t < 1.0) }' || fail "first byte after ${ttfb}s"
+
+# a client hanging up mid-download: upstream is let go, the api carries on
+sim stats/reset >/dev/null
+curl -s -m 1 --limit-rate 2M -o /dev/null -H "Authorization: Bearer $tok" \
+    "$API_URL/_matrix/client/v1/media/download/localhost/gen$N"
+assert_eq "$?" 28 "slow client timed out mid-download"
+assert_eq "$(curl -sS -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $tok" \
+    "$API_URL/_matrix/client/v1/media/download/localhost/gen$MB")" "$MB" "next download after a hang-up"
+curl -sf "$API_URL/health" >/dev/null || fail "api unhealthy after a hang-up"
 
 # upload: exact, held once at most
 head -c "$N" /dev/urandom >"$T/up"
