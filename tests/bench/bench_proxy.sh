@@ -68,7 +68,8 @@ read -r _ a_rps a50 a99 < <(load "$API_URL" api)
 printf 'small GETs (%d over %d connections):\n' "$N" "$C"
 printf '  direct   %6.0f req/s  p50 %.3f ms  p99 %.3f ms\n' "$d_rps" "$d50" "$d99"
 printf '  via api  %6.0f req/s  p50 %.3f ms  p99 %.3f ms\n' "$a_rps" "$a50" "$a99"
-printf '  added    p50 %.3f ms  p99 %.3f ms\n' "$(echo "$a50 - $d50" | bc -l)" "$(echo "$a99 - $d99" | bc -l)"
+awk -v a="$a50" -v b="$d50" -v c="$a99" -v d="$d99" \
+    'BEGIN { printf "  added    p50 %.3f ms  p99 %.3f ms\n", a - b, c - d }'
 
 B=$((MBS * 1024 * 1024))
 head -c "$B" /dev/urandom >"$T/up"
