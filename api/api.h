@@ -44,6 +44,16 @@ struct api_config {
 	long long whoami_peer_rate;
 	long long whoami_peer_burst;
 	long long tokens_max;
+	/* proxy.c */
+	char *proxy_prefixes;
+	long long proxy_max_concurrent;
+	long long proxy_max_queue;
+	long long proxy_max_upload;
+	long long proxy_buffer;
+	long long proxy_connect_timeout_ms;
+	long long proxy_header_timeout_ms;
+	long long proxy_idle_timeout_ms;
+	long long proxy_keepalive;
 };
 
 /* map.c: string-keyed hash map */
@@ -346,6 +356,24 @@ struct api {
 	bool is_resyncing;
 	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
+	struct proxy *proxy;	/* proxy.c */
 };
+
+/* proxy.c: everything else under SYNCV3_PROXY_PREFIXES to SYNCV3_SERVER */
+struct proxy;
+void proxy_init(struct api *api);
+/* After evhttp_free: every request it had is gone by then. */
+void proxy_shutdown(struct api *api);
+/* 0 if it took req (answered or on its way), -1 if not ours. */
+int proxy_handle(struct api *api, struct evhttp_request *req,
+    const char *path);
+
+/* cors.c */
+/* The CORS headers, replacing any already there. */
+void cors_add(struct evhttp_request *req);
+/* Answers an OPTIONS pre-flight; false for other methods. */
+bool cors_preflight(struct evhttp_request *req);
+/* Access-Control-*: ours to set, never copied from upstream. */
+bool cors_is_own(const char *header);
 
 #endif

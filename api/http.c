@@ -186,10 +186,13 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	bool path_ok = false;
 
+	cors_add(req);
 	if (path == NULL) {
 		http_error(req, 400, "M_UNRECOGNIZED", "bad request URI");
 		return;
 	}
+	if (cors_preflight(req))
+		return;
 	if (api->is_stopping) {
 		http_error(req, 503, "M_UNKNOWN", "shutting down");
 		return;
@@ -205,6 +208,8 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 			return;
 		}
 	}
+	if (proxy_handle(api, req, path) == 0)
+		return;
 	if (path_ok)
 		http_error(req, 405, "M_UNRECOGNIZED",
 		    "method not allowed on this path");
@@ -238,7 +243,9 @@ http_init(struct api *api)
 	 * evhttp answers 413 itself (without a Matrix error) only far past
 	 * our limit; up to 4x we read the body and answer M_TOO_LARGE.
 	 */
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)api->cfg.max_body * 4);
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)(api->cfg.max_body *
+	    4 > api->cfg.proxy_max_upload ? api->cfg.max_body * 4 :
+	    api->cfg.proxy_max_upload));
 	evhttp_set_max_headers_size(api->http, 64 * 1024);
 	evhttp_set_timeout(api->http,
 	    (int)(api->cfg.max_timeout_ms / 1000 + 120));
@@ -246,15 +253,19 @@ http_init(struct api *api)
 	    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
 	    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(api->http, http_gen_cb, api);
+	proxy_init(api);
 	log_info("listening on %s", api->cfg.bindaddr);
 }
 
 void
 http_shutdown(struct api *api)
 {
-	if (api->http != NULL)
-		evhttp_free(api->http);
+	struct evhttp *http = api->http;
+
 	api->http = NULL;
+	if (http != NULL)
+		evhttp_free(http);
+	proxy_shutdown(api);
 }
 
 /*

@@ -73,6 +73,28 @@ static const struct cfg_row api_cfg_rows[] = {
 	{"SYNCV3_API_TOKENS_MAX", CFG_INT, C(tokens_max), "100000", 100,
 	    100000000, 0, "tokens remembered (verified and rejected); the "
 	    "least recently used go first"},
+	{"SYNCV3_PROXY_PREFIXES", CFG_STR, C(proxy_prefixes),
+	    "/_matrix/,/.well-known/matrix/", 0, 0, 0,
+	    "path prefixes passed through to SYNCV3_SERVER (comma-separated)"},
+	{"SYNCV3_PROXY_MAX_CONCURRENT", CFG_INT, C(proxy_max_concurrent),
+	    "256", 1, 100000, 0, "pass-through requests upstream at once"},
+	{"SYNCV3_PROXY_MAX_QUEUE", CFG_INT, C(proxy_max_queue), "4096", 0,
+	    1000000, 0, "pass-through requests waiting for a slot (503 above)"},
+	{"SYNCV3_PROXY_MAX_UPLOAD", CFG_INT, C(proxy_max_upload), "52428800",
+	    1024, 1LL << 30, 0, "largest passed-through request body (413 "
+	    "above; held in memory)"},
+	{"SYNCV3_PROXY_BUFFER", CFG_INT, C(proxy_buffer), "1048576", 16384,
+	    64LL << 20, 0, "bytes queued to a client before upstream is paused"},
+	{"SYNCV3_PROXY_CONNECT_TIMEOUT_MS", CFG_INT,
+	    C(proxy_connect_timeout_ms), "5000", 100, 600000, 0,
+	    "connecting to SYNCV3_SERVER (502 after)"},
+	{"SYNCV3_PROXY_HEADER_TIMEOUT_MS", CFG_INT, C(proxy_header_timeout_ms),
+	    "180000", 100, 3600000, 0, "from arrival to upstream's answer "
+	    "headers (504 after); above long-poll timeouts"},
+	{"SYNCV3_PROXY_IDLE_TIMEOUT_MS", CFG_INT, C(proxy_idle_timeout_ms),
+	    "60000", 100, 3600000, 0, "upstream silent mid-answer (cut after)"},
+	{"SYNCV3_PROXY_KEEPALIVE", CFG_INT, C(proxy_keepalive), "64", 1, 10000,
+	    0, "idle upstream connections kept for reuse"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

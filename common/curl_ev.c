@@ -186,6 +186,12 @@ curl_ev_running(const struct curl_ev *ce)
 	return ce->running;
 }
 
+CURLM *
+curl_ev_multi(struct curl_ev *ce)
+{
+	return ce->multi;
+}
+
 void
 curl_ev_free(struct curl_ev *ce)
 {

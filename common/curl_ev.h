@@ -27,6 +27,8 @@ int curl_ev_add(struct curl_ev *ce, CURL *easy, curl_ev_done_cb cb,
 /* Aborts a running transfer: its callback is not called. */
 void curl_ev_remove(struct curl_ev *ce, CURL *easy);
 int curl_ev_running(const struct curl_ev *ce);
+/* The multi handle, for its options (connection cache size...). */
+CURLM *curl_ev_multi(struct curl_ev *ce);
 void curl_ev_free(struct curl_ev *ce);
 
 #endif

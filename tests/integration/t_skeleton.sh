@@ -50,7 +50,8 @@ assert_jq "$out" .errcode '"M_NOT_JSON"' "bad json errcode"
 code=$(curl -s -o "$T/e2" -w '%{http_code}' "$API_URL/nope")
 assert_eq "$code" 404 "unknown path"
 assert_jq "$(cat "$T/e2")" .errcode '"M_UNRECOGNIZED"' "404 errcode"
-code=$(curl -s -o "$T/e3" -w '%{http_code}' "$API_URL/_matrix/client/v3/sync")
+# GET v3 /sync is v2 sync, passed through to the homeserver (issue #12)
+code=$(curl -s -o "$T/e3" -w '%{http_code}' -X POST "$API_URL/health")
 assert_eq "$code" 405 "wrong method"
 assert_jq "$(cat "$T/e3")" .errcode '"M_UNRECOGNIZED"' "405 errcode"
 is_running api || fail "api died"

@@ -292,10 +292,14 @@ route_find(const char *method, const char *path, bool *is_wrong_method)
 	return NULL;
 }
 
-static const char *
+const char *
 method_name(struct evhttp_request *req)
 {
 	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
 	case EVHTTP_REQ_GET:
 		return "GET";
 	case EVHTTP_REQ_POST:
@@ -310,7 +314,7 @@ method_name(struct evhttp_request *req)
 }
 
 /* Bearer header first, then ?access_token= as a real homeserver does. */
-static char *
+char *
 token_from_request(struct evhttp_request *req, const char *query)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
@@ -475,6 +479,8 @@ versions_reply(struct evhttp_request *req)
 	json_object_object_add(o, "versions", arr);
 	json_object_object_add(o, "unstable_features",
 	                       json_object_new_object());
+	json_object_object_add(json_object_object_get(o, "unstable_features"),
+	                       "org.simhs.feature", json_object_new_boolean(1));
 	http_reply_json(req, 200, o);
 }
 
@@ -543,7 +549,9 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	}
 	log_debug(ctx, "%s %s", method_name(req), path);
 	count_path(ctx, path);
-	if (strncmp(path, "/_simhs/", 8) == 0)
+	if (client_x_dispatch(ctx, req, path, query))
+		; /* client_x.c and media.c answered */
+	else if (strncmp(path, "/_simhs/", 8) == 0)
 		admin_dispatch(ctx, req, path + 8);
 	else if (strcmp(path, "/_matrix/client/versions") == 0)
 		versions_reply(req);
@@ -580,6 +588,9 @@ http_init(struct simhs *ctx, const char *listen)
 	evhttp_set_max_body_size(ctx->http, SIMHS_MAX_BODY);
 	evhttp_set_timeout(ctx->http, 120);
 	evhttp_set_gencb(ctx->http, http_gen_cb, ctx);
+	evhttp_set_allowed_methods(ctx->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	                           EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+	                           EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
 	if (evhttp_bind_socket_with_handle(ctx->http, h, (ev_uint16_t)port) ==
 	    NULL)
 		goto out;

@@ -51,6 +51,7 @@ simhs_free(struct simhs *ctx)
 {
 	longpoll_shutdown(ctx);
 	fail_shutdown(ctx);
+	client_x_shutdown(ctx);
 	http_shutdown(ctx);
 	rooms_free(ctx);
 	users_free(ctx);

@@ -22,7 +22,7 @@
 #define SIMHS_DEFAULT_LIMIT 10     /* Synapse's default timeline limit */
 #define SIMHS_MAX_TIMEOUT_MS 60000 /* long-poll cap */
 #define SIMHS_TODEVICE_LIMIT 100   /* to-device messages per response */
-#define SIMHS_MAX_BODY (64u << 20) /* admin bulk loads can be large */
+#define SIMHS_MAX_BODY (256u << 20) /* bulk loads, 100 MB media uploads */
 #define SIMHS_JSON_DEPTH 64
 #define SIMHS_TOKEN_LEN 160
 
@@ -215,6 +215,9 @@ struct simhs {
 	size_t nevents;
 	struct sync_log_ent sync_log[SYNC_LOG_MAX];
 	uint64_t sync_log_n; /* requests logged since start */
+	struct map x_passwords; /* client_x.c: user_id -> password */
+	struct map x_txns;      /* client_x.c: token\x1ftxn -> event_id */
+	struct ptrvec x_slow;   /* media.c: streams and stalls in progress */
 };
 
 /* util.c */
@@ -338,5 +341,19 @@ void admin_reply_ok(struct evhttp_request *);
 void scenario_run(struct evhttp_request *, struct simhs *,
                   struct json_object *);
 void scenario_demo(struct simhs *);
+
+/* client_x.c: /login, /logout, pushrules, capabilities, send */
+bool client_x_dispatch(struct simhs *, struct evhttp_request *, const char *,
+                       const char *);
+struct token *client_x_auth(struct simhs *, struct evhttp_request *,
+                            const char *);
+void client_x_shutdown(struct simhs *);
+char *token_from_request(struct evhttp_request *, const char *);
+const char *method_name(struct evhttp_request *);
+
+/* media.c: media upload/download, misbehaving test endpoints */
+bool media_dispatch(struct simhs *, struct evhttp_request *, const char *,
+                    const char *);
+void media_shutdown(struct simhs *);
 
 #endif /* SIMHS_H */

@@ -1,0 +1,872 @@
+/*
+ * proxy.c: one base URL. Every request under SYNCV3_PROXY_PREFIXES that
+ * the api does not serve itself goes to SYNCV3_SERVER unchanged (method,
+ * path, query, end-to-end headers, body) and its answer comes back the
+ * same way, status and headers included, on its own curl multi handle
+ * (common/curl_ev.c) whose connection cache keeps upstream connections
+ * alive between requests.
+ *
+ * A struct preq lives from routing to the end of its reply or to the
+ * client hanging up: QUEUED (SYNCV3_PROXY_MAX_CONCURRENT are running),
+ * UPSTREAM (sent, no answer yet), STREAMING (reply started). Answers
+ * stream to the client as they arrive; while the client's output buffer
+ * is above SYNCV3_PROXY_BUFFER the transfer is paused
+ * (CURL_WRITEFUNC_PAUSE) and resumed when evhttp reports it drained, so a
+ * 100 MB download costs about that buffer. Request bodies cannot stream
+ * in: libevent 2.1's evhttp reads a body whole before any callback runs
+ * (evhttp_set_newreqcb, which would allow a chunked callback on incoming
+ * requests, only came in 2.2), so they are bounded by
+ * SYNCV3_PROXY_MAX_UPLOAD and sent upstream from evhttp's buffer without a
+ * copy. One timer per request: the header timeout until upstream answers
+ * (504), then the idle timeout while upstream sends nothing and we are
+ * not the ones waiting. Tokens, Authorization headers and bodies are
+ * never logged; paths are logged without their query.
+ */
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "api.h"
+#include "crypto.h"
+#include "curl_ev.h"
+#include "json_util.h"
+#include "pg.h"
+#include "proto.h"
+#include "util.h"
+
+#define PROXY_MAX_RESP_HEADERS (64 * 1024)
+#define PROXY_MAX_REWRITE (1024 * 1024) /* /versions is small */
+#define PROXY_FEATURE "org.matrix.simplified_msc3575"
+
+enum pr_state {
+	PR_QUEUED,
+	PR_UPSTREAM,
+	PR_STREAMING,
+};
+
+struct preq {
+	struct proxy *px;
+	struct evhttp_request *req; /* NULL once evhttp freed it */
+	struct evhttp_connection *evcon;
+	TAILQ_ENTRY(preq) entry; /* px->queue while QUEUED */
+	enum pr_state state;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct evbuffer_ptr body_pos; /* next request body byte to send */
+	struct evkeyvalq resp;        /* upstream's answer headers */
+	size_t resp_bytes;
+	int status;
+	char reason[64];
+	bool has_final_headers;
+	bool is_rewrite;       /* GET /versions: add our flag */
+	struct evbuffer *rbuf; /* its body */
+	bool is_paused;
+	int logout; /* 0, 1 = this token, 2 = all */
+	char token_hash[TOKEN_HASH_LEN + 1];
+	struct event *timer;
+	struct event *probe;
+	char *log_path; /* without the query */
+	long long start_ms;
+};
+TAILQ_HEAD(preq_q, preq);
+
+struct proxy {
+	struct api *api;
+	struct curl_ev *ce;
+	char **prefixes;
+	int nprefixes;
+	int active;
+	int nqueued;
+	struct preq_q queue;
+	unsigned long long requests, failures;
+};
+
+/* Served by the api soon (another change routes them): not passed. */
+static const struct {
+	enum evhttp_cmd_type method;
+	const char *path;
+} reserved[] = {
+    {EVHTTP_REQ_POST,
+     "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"},
+    {EVHTTP_REQ_POST, "/_matrix/client/v4/sync"},
+};
+
+/* RFC 9110 7.6.1 hop-by-hop headers, plus what curl and evhttp set. */
+static const char *const hop_headers[] = {
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Connection",
+    "TE",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+};
+
+static void preq_start(struct preq *);
+static void preq_abort_client(struct preq *);
+
+/* Is name hop-by-hop, or named by the Connection header in h? */
+static bool
+is_hop(struct evkeyvalq *h, const char *name)
+{
+	const char *conn;
+
+	for (size_t i = 0; i < sizeof(hop_headers) / sizeof(hop_headers[0]);
+	     i++)
+		if (strcasecmp(name, hop_headers[i]) == 0)
+			return true;
+	if ((conn = evhttp_find_header(h, "Connection")) == NULL)
+		return false;
+	for (const char *p = conn; *p != '\0';) {
+		size_t n;
+
+		p += strspn(p, " \t,");
+		n = strcspn(p, " \t,");
+		if (n > 0 && n == strlen(name) && strncasecmp(p, name, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static void
+preq_free(struct preq *p)
+{
+	if (p == NULL)
+		return;
+	if (p->easy != NULL) {
+		curl_ev_remove(p->px->ce, p->easy);
+		curl_easy_cleanup(p->easy);
+		p->px->active--;
+	}
+	if (p->state == PR_QUEUED && p->px->nqueued > 0) {
+		TAILQ_REMOVE(&p->px->queue, p, entry);
+		p->px->nqueued--;
+	}
+	if (p->evcon != NULL)
+		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	if (p->timer != NULL)
+		event_free(p->timer);
+	if (p->probe != NULL)
+		event_free(p->probe);
+	curl_slist_free_all(p->hdrs);
+	evhttp_clear_headers(&p->resp);
+	if (p->rbuf != NULL)
+		evbuffer_free(p->rbuf);
+	free(p->log_path);
+	free(p);
+}
+
+/* Starts queued requests while there is room. */
+static void
+queue_run(struct proxy *px)
+{
+	struct preq *p;
+
+	if (px->api->http == NULL) /* shutting down: evhttp_free ran */
+		return;
+	while (px->active < px->api->cfg.proxy_max_concurrent &&
+	       (p = TAILQ_FIRST(&px->queue)) != NULL) {
+		TAILQ_REMOVE(&px->queue, p, entry);
+		px->nqueued--;
+		p->state = PR_UPSTREAM;
+		preq_start(p);
+	}
+}
+
+/* Our part is over: p is freed and the next queued request may start. */
+static void
+preq_done(struct preq *p)
+{
+	struct proxy *px = p->px;
+
+	log_debug("proxy: %s: %d after %lld ms", p->log_path, p->status,
+	          now_ms() - p->start_ms);
+	preq_free(p);
+	queue_run(px);
+}
+
+static void
+preq_fail(struct preq *p, int code, const char *msg)
+{
+	p->px->failures++;
+	log_warnx_rl("proxy: %s: %s", p->log_path, msg);
+	p->status = code;
+	if (p->req != NULL) {
+		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+		p->evcon = NULL;
+		http_error(p->req, code, "M_UNKNOWN", msg);
+		p->req = NULL;
+	}
+	preq_done(p);
+}
+
+static void
+timer_arm(struct preq *p, long long ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	evtimer_add(p->timer, &tv);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct preq *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->state == PR_STREAMING) {
+		log_warnx_rl("proxy: %s: homeserver stopped sending",
+		             p->log_path);
+		preq_abort_client(p);
+		return;
+	}
+	preq_fail(p, 504, "homeserver timed out");
+}
+
+/*
+ * The client went away: evhttp frees a request it still owns after this
+ * callback; one whose reply was streaming it has already let go of, and
+ * ending that reply frees it.
+ */
+static void
+close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct preq *p = arg;
+
+	(void)evcon;
+	p->evcon = NULL;
+	if (p->req != NULL && evhttp_request_get_connection(p->req) == NULL)
+		evhttp_send_reply_end(p->req);
+	p->req = NULL;
+	log_debug("proxy: %s: client went away", p->log_path);
+	preq_done(p);
+}
+
+/* Drops the client's connection mid-answer (it sees a cut body). */
+static void
+preq_abort_client(struct preq *p)
+{
+	struct evhttp_connection *evcon = p->evcon;
+
+	p->px->failures++;
+	if (evcon != NULL) {
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+		p->evcon = NULL;
+		if (p->req != NULL &&
+		    evhttp_request_get_connection(p->req) == NULL)
+			evhttp_send_reply_end(p->req);
+		else
+			evhttp_connection_free(evcon);
+	}
+	p->req = NULL;
+	preq_done(p);
+}
+
+/*
+ * Until the reply starts evhttp does not read the connection, so a hang-up
+ * goes unseen; peek as r_sync.c does and free the connection on EOF.
+ */
+static void
+probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct preq *p = arg;
+	ssize_t n;
+	char b;
+
+	(void)what;
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		return;
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		event_add(p->probe, NULL);
+		return;
+	}
+	if (p->evcon != NULL)
+		evhttp_connection_free(p->evcon); /* runs close_cb: p is gone */
+}
+
+static void
+probe_start(struct preq *p)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	p->probe = event_new(p->px->api->base, fd, EV_READ, probe_cb, p);
+	if (p->probe != NULL)
+		event_add(p->probe, NULL);
+}
+
+/* Copies upstream's end-to-end headers to the reply. */
+static void
+copy_resp_headers(struct preq *p)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(p->req);
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, &p->resp, next)
+	{
+		if (is_hop(&p->resp, kv->key) || cors_is_own(kv->key) ||
+		    (p->is_rewrite &&
+		     strcasecmp(kv->key, "Content-Length") == 0))
+			continue;
+		evhttp_add_header(out, kv->key, kv->value);
+	}
+}
+
+static void
+reply_start(struct preq *p)
+{
+	if (p->probe != NULL) {
+		event_free(p->probe);
+		p->probe = NULL;
+	}
+	copy_resp_headers(p);
+	p->state = PR_STREAMING;
+	evhttp_send_reply_start(p->req, p->status,
+	                        p->reason[0] ? p->reason : "OK");
+}
+
+static size_t
+header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct preq *p = arg;
+	size_t len = size * n, klen;
+	char *line, *v;
+
+	if ((p->resp_bytes += len) > PROXY_MAX_RESP_HEADERS)
+		return 0;
+	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		evhttp_clear_headers(&p->resp);
+		p->has_final_headers = false;
+		line = xasprintf("%.*s", (int)len, buf);
+		line[strcspn(line, "\r\n")] = '\0';
+		v = strchr(line, ' ');
+		p->status = v != NULL ? atoi(v + 1) : 0;
+		p->reason[0] = '\0';
+		if (v != NULL && (v = strchr(v + 1, ' ')) != NULL)
+			snprintf(p->reason, sizeof(p->reason), "%s", v + 1);
+		free(line);
+		return len;
+	}
+	if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+		if (p->status >= 200) {
+			p->has_final_headers = true;
+			timer_arm(p, p->px->api->cfg.proxy_idle_timeout_ms);
+		}
+		return len;
+	}
+	line = xasprintf("%.*s", (int)len, buf);
+	line[strcspn(line, "\r\n")] = '\0';
+	if ((v = strchr(line, ':')) != NULL) {
+		klen = (size_t)(v - line);
+		*v++ = '\0';
+		v += strspn(v, " \t");
+		if (klen > 0)
+			evhttp_add_header(&p->resp, line, v);
+	}
+	free(line);
+	return len;
+}
+
+static void
+drained_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct preq *p = arg;
+
+	(void)evcon;
+	if (!p->is_paused || p->easy == NULL)
+		return;
+	p->is_paused = false;
+	timer_arm(p, p->px->api->cfg.proxy_idle_timeout_ms);
+	curl_easy_pause(p->easy, CURLPAUSE_CONT);
+}
+
+static size_t
+write_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct preq *p = arg;
+	size_t len = size * n;
+	struct evbuffer *out, *chunk;
+
+	if (p->req == NULL)
+		return 0;
+	if (p->is_rewrite) {
+		if (evbuffer_get_length(p->rbuf) + len > PROXY_MAX_REWRITE)
+			return 0;
+		evbuffer_add(p->rbuf, buf, len);
+		return len;
+	}
+	if (p->state != PR_STREAMING)
+		reply_start(p);
+	out =
+	    bufferevent_get_output(evhttp_connection_get_bufferevent(p->evcon));
+	if (evbuffer_get_length(out) > (size_t)p->px->api->cfg.proxy_buffer) {
+		p->is_paused = true;
+		evtimer_del(p->timer);
+		return CURL_WRITEFUNC_PAUSE;
+	}
+	chunk = evbuffer_new();
+	evbuffer_add(chunk, buf, len);
+	evhttp_send_reply_chunk_with_cb(p->req, chunk, drained_cb, p);
+	evbuffer_free(chunk);
+	timer_arm(p, p->px->api->cfg.proxy_idle_timeout_ms);
+	return len;
+}
+
+/*
+ * The body stays in evhttp's buffer (curl may rewind); a position kept
+ * from call to call, moved forward only, keeps each read O(1) where
+ * setting it from the start walked every chain of a 100 MB body.
+ */
+static size_t
+read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct preq *p = arg;
+	struct evbuffer *in;
+	ev_ssize_t got;
+
+	if (p->req == NULL)
+		return CURL_READFUNC_ABORT;
+	in = evhttp_request_get_input_buffer(p->req);
+	if ((size_t)p->body_pos.pos >= evbuffer_get_length(in))
+		return 0;
+	if ((got = evbuffer_copyout_from(in, &p->body_pos, buf, size * n)) <
+	        0 ||
+	    evbuffer_ptr_set(in, &p->body_pos, (size_t)got, EVBUFFER_PTR_ADD) !=
+	        0)
+		return CURL_READFUNC_ABORT;
+	return (size_t)got;
+}
+
+/* curl rewinds when it resends on a kept-alive connection that died. */
+static int
+seek_cb(void *arg, curl_off_t off, int origin)
+{
+	struct preq *p = arg;
+	struct evbuffer *in;
+
+	if (origin != SEEK_SET || off < 0 || p->req == NULL)
+		return CURL_SEEKFUNC_FAIL;
+	in = evhttp_request_get_input_buffer(p->req);
+	if ((size_t)off > evbuffer_get_length(in) ||
+	    evbuffer_ptr_set(in, &p->body_pos, (size_t)off, EVBUFFER_PTR_SET) !=
+	        0)
+		return CURL_SEEKFUNC_FAIL;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* Adds "unstable_features": {PROXY_FEATURE: true}; the rest unchanged. */
+static void
+versions_reply(struct preq *p)
+{
+	size_t len = evbuffer_get_length(p->rbuf);
+	struct json_object *o, *uf = NULL;
+	struct evbuffer *b = p->rbuf;
+	const char *s;
+
+	o = json_parse_bounded((const char *)evbuffer_pullup(b, -1), len, NULL);
+	if (p->status == 200 && o != NULL &&
+	    json_object_is_type(o, json_type_object)) {
+		if (!json_object_object_get_ex(o, "unstable_features", &uf) ||
+		    !json_object_is_type(uf, json_type_object)) {
+			uf = json_object_new_object();
+			json_object_object_add(o, "unstable_features", uf);
+		}
+		json_object_object_add(uf, PROXY_FEATURE,
+		                       json_object_new_boolean(1));
+		s = json_object_to_json_string_ext(
+		    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		b = evbuffer_new();
+		evbuffer_add(b, s, strlen(s));
+	}
+	copy_resp_headers(p);
+	evhttp_send_reply(p->req, p->status, p->reason[0] ? p->reason : "OK",
+	                  b);
+	if (b != p->rbuf)
+		evbuffer_free(b);
+	json_object_put(o);
+}
+
+static void
+forget_cb(PGresult *res, void *arg)
+{
+	struct api *api = arg;
+
+	if (res == NULL) {
+		log_warnx_rl("proxy: logout: cannot expire the device");
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *u = PQgetvalue(res, i, 0),
+		           *d = PQgetvalue(res, i, 1);
+
+		log_info("device %s/%s: logged out upstream; polling stopped",
+		         u, d);
+		auth_forget(api, u, d, true);
+		lp_notice(api, PROTO_NOTICE_DEVICE, api->cur_pos, NULL, u, d,
+		          "expired");
+	}
+}
+
+/*
+ * Upstream accepted a logout: the device (or every device of the user)
+ * is expired at once. Taking the lease away makes its poller drop it at
+ * the next heartbeat and keeps its state writes from undoing this.
+ */
+static void
+logout_forget(struct preq *p)
+{
+	static const char *one =
+	    "UPDATE syncv3_devices SET poll_state = "
+	    "'expired', poll_error = 'logged out', poll_updated = now(), "
+	    "lease_owner = NULL, lease_expires = NULL WHERE token_hash = $1 "
+	    "RETURNING user_id, device_id";
+	static const char *all =
+	    "UPDATE syncv3_devices SET poll_state = "
+	    "'expired', poll_error = 'logged out', poll_updated = now(), "
+	    "lease_owner = NULL, lease_expires = NULL WHERE user_id = "
+	    "(SELECT user_id FROM syncv3_devices WHERE token_hash = $1) "
+	    "RETURNING user_id, device_id";
+	const char *params[1] = {p->token_hash};
+
+	pg_pool_query(p->px->api->pool, p->logout == 2 ? all : one, 1, params,
+	              forget_cb, p->px->api);
+}
+
+static void
+done_cb(CURL *easy, CURLcode result, void *arg)
+{
+	struct preq *p = arg;
+
+	curl_easy_cleanup(easy);
+	p->easy = NULL;
+	p->px->active--;
+	if (result != CURLE_OK || !p->has_final_headers) {
+		if (p->state == PR_STREAMING) {
+			log_warnx_rl("proxy: %s: cut short: %s", p->log_path,
+			             curl_easy_strerror(result));
+			preq_abort_client(p);
+		} else if (result == CURLE_OPERATION_TIMEDOUT)
+			preq_fail(p, 504, "homeserver timed out");
+		else
+			preq_fail(p, 502,
+			          result == CURLE_OK
+			              ? "homeserver sent no answer"
+			              : "homeserver unreachable or failing");
+		return;
+	}
+	if (p->logout != 0 && p->status == 200)
+		logout_forget(p);
+	evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	p->evcon = NULL;
+	if (p->is_rewrite)
+		versions_reply(p);
+	else {
+		if (p->state != PR_STREAMING)
+			reply_start(p);
+		evhttp_send_reply_end(p->req);
+	}
+	p->req = NULL;
+	preq_done(p);
+}
+
+/* Adds name: value to the upstream request (curl's "name;" if empty). */
+static void
+hdr_add(struct preq *p, const char *name, const char *value)
+{
+	char *h = *value != '\0' ? xasprintf("%s: %s", name, value)
+	                         : xasprintf("%s;", name);
+
+	p->hdrs = curl_slist_append(p->hdrs, h);
+	free(h);
+}
+
+static void
+forwarded_headers(struct preq *p, struct evkeyvalq *in)
+{
+	const char *xff = evhttp_find_header(in, "X-Forwarded-For");
+	const char *xfp = evhttp_find_header(in, "X-Forwarded-Proto");
+	const char *xfh = evhttp_find_header(in, "X-Forwarded-Host");
+	const char *host = evhttp_find_header(in, "Host");
+	char *peer = NULL, *v;
+	ev_uint16_t port;
+
+	evhttp_connection_get_peer(p->evcon, &peer, &port);
+	v = xff != NULL ? xasprintf("%s, %s", xff, peer ? peer : "unknown")
+	                : xstrdup(peer ? peer : "unknown");
+	hdr_add(p, "X-Forwarded-For", v);
+	free(v);
+	hdr_add(p, "X-Forwarded-Proto", xfp != NULL ? xfp : "http");
+	if (xfh != NULL || host != NULL)
+		hdr_add(p, "X-Forwarded-Host", xfh != NULL ? xfh : host);
+}
+
+static void
+request_headers(struct preq *p)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, in, next)
+	{
+		if (is_hop(in, kv->key) || strcasecmp(kv->key, "Host") == 0 ||
+		    strcasecmp(kv->key, "Content-Length") == 0 ||
+		    strcasecmp(kv->key, "Expect") == 0 ||
+		    strncasecmp(kv->key, "X-Forwarded-", 12) == 0 ||
+		    (p->is_rewrite &&
+		     strcasecmp(kv->key, "Accept-Encoding") == 0))
+			continue;
+		hdr_add(p, kv->key, kv->value);
+	}
+	forwarded_headers(p, in);
+	/* curl's own defaults are not the client's */
+	p->hdrs = curl_slist_append(p->hdrs, "Expect:");
+	if (evhttp_find_header(in, "Accept") == NULL)
+		p->hdrs = curl_slist_append(p->hdrs, "Accept:");
+}
+
+static const char *
+method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	default:
+		return NULL;
+	}
+}
+
+static void
+easy_setup(struct preq *p, const char *url)
+{
+	struct api_config *cfg = &p->px->api->cfg;
+	enum evhttp_cmd_type m = evhttp_request_get_command(p->req);
+	size_t len =
+	    evbuffer_get_length(evhttp_request_get_input_buffer(p->req));
+	CURL *e = p->easy;
+
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+	                 (long)cfg->proxy_connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, p);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, p);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->hdrs);
+	if (m == EVHTTP_REQ_HEAD)
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	else if (m != EVHTTP_REQ_GET || len > 0)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method_name(m));
+	if (len > 0 || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT ||
+	    m == EVHTTP_REQ_PATCH) {
+		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(e, CURLOPT_READDATA, p);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_cb);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, p);
+	}
+}
+
+static void
+preq_start(struct preq *p)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(p->req);
+	const char *q = evhttp_uri_get_query(uri);
+	char *url;
+
+	url = xasprintf("%s%s%s%s", p->px->api->cfg.server,
+	                evhttp_uri_get_path(uri), q != NULL ? "?" : "",
+	                q != NULL ? q : "");
+	if ((p->easy = curl_easy_init()) == NULL) {
+		free(url);
+		preq_fail(p, 502, "cannot reach homeserver");
+		return;
+	}
+	request_headers(p);
+	easy_setup(p, url);
+	free(url);
+	p->px->active++;
+	if (curl_ev_add(p->px->ce, p->easy, done_cb, p) == -1) {
+		curl_easy_cleanup(p->easy);
+		p->easy = NULL;
+		p->px->active--;
+		preq_fail(p, 502, "cannot reach homeserver");
+	}
+}
+
+static bool
+has_prefix(struct proxy *px, const char *path)
+{
+	for (int i = 0; i < px->nprefixes; i++)
+		if (strncmp(path, px->prefixes[i], strlen(px->prefixes[i])) ==
+		    0)
+			return true;
+	return false;
+}
+
+/* Token of a logout (header, else ?access_token=) hashed into p. */
+static void
+logout_prepare(struct preq *p, const char *path)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+	const char *auth = evhttp_find_header(in, "Authorization");
+	const char *q =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(p->req));
+	struct evkeyvalq qs;
+	const char *tok = NULL;
+
+	if (evhttp_request_get_command(p->req) != EVHTTP_REQ_POST ||
+	    (strncmp(path, "/_matrix/client/v3/", 19) != 0 &&
+	     strncmp(path, "/_matrix/client/r0/", 19) != 0))
+		return;
+	if (strcmp(path + 19, "logout") == 0)
+		p->logout = 1;
+	else if (strcmp(path + 19, "logout/all") == 0)
+		p->logout = 2;
+	else
+		return;
+	TAILQ_INIT(&qs);
+	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
+		tok = auth + 7;
+	else if (q != NULL && evhttp_parse_query_str(q, &qs) == 0)
+		tok = evhttp_find_header(&qs, "access_token");
+	if (tok == NULL || *tok == '\0')
+		p->logout = 0;
+	else
+		token_hash(tok, strlen(tok), p->token_hash);
+	evhttp_clear_headers(&qs);
+}
+
+int
+proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
+{
+	struct proxy *px = api->proxy;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	struct preq *p;
+
+	if (px == NULL || !has_prefix(px, path) || method_name(m) == NULL)
+		return -1;
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (m == reserved[i].method &&
+		    strcmp(path, reserved[i].path) == 0)
+			return -1;
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
+	    (size_t)api->cfg.proxy_max_upload) {
+		http_error(req, 413, "M_TOO_LARGE", "request body too large");
+		return 0;
+	}
+	if (px->active >= api->cfg.proxy_max_concurrent &&
+	    px->nqueued >= api->cfg.proxy_max_queue) {
+		px->failures++;
+		http_error(req, 503, "M_UNKNOWN",
+		           "too many requests to the homeserver in flight");
+		return 0;
+	}
+	px->requests++;
+	p = xcalloc(1, sizeof(*p));
+	p->px = px;
+	p->req = req;
+	p->evcon = evhttp_request_get_connection(req);
+	p->start_ms = now_ms();
+	p->log_path = xstrdup(path);
+	evbuffer_ptr_set(evhttp_request_get_input_buffer(req), &p->body_pos, 0,
+	                 EVBUFFER_PTR_SET);
+	TAILQ_INIT(&p->resp);
+	p->is_rewrite = (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) &&
+	                strcmp(path, "/_matrix/client/versions") == 0;
+	if (p->is_rewrite)
+		p->rbuf = evbuffer_new();
+	logout_prepare(p, path);
+	evhttp_connection_set_closecb(p->evcon, close_cb, p);
+	p->timer = evtimer_new(api->base, timer_cb, p);
+	timer_arm(p, api->cfg.proxy_header_timeout_ms);
+	probe_start(p);
+	p->state = PR_QUEUED;
+	TAILQ_INSERT_TAIL(&px->queue, p, entry);
+	px->nqueued++;
+	queue_run(px);
+	return 0;
+}
+
+void
+proxy_init(struct api *api)
+{
+	struct proxy *px = xcalloc(1, sizeof(*px));
+	char *list = xstrdup(api->cfg.proxy_prefixes), *s, *save = NULL;
+	size_t n;
+
+	px->api = api;
+	TAILQ_INIT(&px->queue);
+	for (s = strtok_r(list, ", ", &save); s != NULL;
+	     s = strtok_r(NULL, ", ", &save)) {
+		if (s[0] != '/')
+			fatalx("SYNCV3_PROXY_PREFIXES: %s does not start "
+			       "with /",
+			       s);
+		px->prefixes =
+		    xrealloc(px->prefixes, sizeof(*px->prefixes) *
+		                               (size_t)(px->nprefixes + 1));
+		px->prefixes[px->nprefixes++] = xstrdup(s);
+	}
+	free(list);
+	/* SYNCV3_SERVER with a trailing slash would double it */
+	n = strlen(api->cfg.server);
+	while (n > 0 && api->cfg.server[n - 1] == '/')
+		api->cfg.server[--n] = '\0';
+	if ((px->ce = curl_ev_new(api->base)) == NULL)
+		fatalx("curl_ev_new");
+	curl_multi_setopt(curl_ev_multi(px->ce), CURLMOPT_MAXCONNECTS,
+	                  (long)api->cfg.proxy_keepalive);
+	api->proxy = px;
+}
+
+void
+proxy_shutdown(struct api *api)
+{
+	struct proxy *px = api->proxy;
+	struct preq *p;
+
+	if (px == NULL)
+		return;
+	while ((p = TAILQ_FIRST(&px->queue)) != NULL)
+		preq_fail(p, 503, "shutting down");
+	curl_ev_free(px->ce);
+	for (int i = 0; i < px->nprefixes; i++)
+		free(px->prefixes[i]);
+	free(px->prefixes);
+	free(px);
+	api->proxy = NULL;
+}

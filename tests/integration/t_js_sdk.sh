@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# matrix-js-sdk 43 (tests/js, pinned in package-lock.json) configured with
+# syncv3's base URL only (issue #12): logs in through the passed-through
+# /login, calls /versions (our flag seen), pushrules and capabilities
+# through the api, sends a message into a room; syncv3 stores it (seen
+# through the v3 streams API's room_list, fed by the poller). Skips (exit
+# 77, counted as skipped) when npm or the packages are unavailable; it never
+# runs apt itself (tests/js/setup.sh does, when run by hand or by CI setup).
+source "$(dirname "$0")/lib.sh"
+
+JS=$IT_ROOT/tests/js
+node22=$(SETUP_NO_APT=1 "$JS/setup.sh" 2>"$T/setup.err") || {
+	log "SKIP: node/npm or tests/js packages unavailable: $(tail -1 "$T/setup.err")"
+	exit 77
+}
+start_stack
+sim password '{"user_id":"@alice:localhost","password":"js-secret"}' >/dev/null
+room=$(sim rooms '{"creator":"@alice:localhost","name":"JS room"}' | jq -r .room_id)
+out=$(cd "$JS" && API_URL=$API_URL ROOM_ID=$room LOGIN_USER=alice \
+    LOGIN_PASSWORD=js-secret timeout 60 "$node22" sdk_test.mjs 2>"$T/js.err") ||
+    fail "sdk_test.mjs: $(tail -5 "$T/js.err")"
+out=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p')
+assert_jq "$out" '[.user_id,.device_id,.flag,.has_pushrules,.has_room_versions]' \
+    '["@alice:localhost","JSDEV",true,true,true]' "js-sdk through the api"
+tok=$(printf '%s' "$out" | jq -r .access_token)
+ev=$(printf '%s' "$out" | jq -r .event_id)
+# every call went through the api: upstream saw them, the SDK knew only API_URL
+for p in /_matrix/client/v3/login /_matrix/client/versions /_matrix/client/v3/pushrules/ /_matrix/client/v3/capabilities; do
+	[ "$(sim_get stats | jq --arg p "$p" '.paths[$p] // 0')" -ge 1 ] || fail "$p never reached upstream"
+done
+# syncv3 stored the message (poller -> accumulator -> room_list)
+found=
+for i in $(seq 1 40); do
+	got=$(v3 "$tok" "" '{"room_list":{"timeline_limit":5}}' 0)
+	if [ "$(printf '%s' "$got" | jq -r --arg r "$room" --arg e "$ev" \
+	    '[.room_list.rooms[]? | select(.room_id == $r) | .timeline[]? | select(.event_id == $e)] | length')" = 1 ]; then
+		found=1; break
+	fi
+	sleep 0.5
+done
+[ -n "$found" ] || fail "syncv3 never stored the SDK's message: $got"
+assert_jq "$got" "[.room_list.rooms[] | select(.room_id == \"$room\") | .timeline[] | select(.event_id == \"$ev\") | .content.body]" \
+    '["hello from matrix-js-sdk"]' "stored body"
+it_pass
