@@ -270,6 +270,11 @@ struct sreq {
 	int64_t wait_from;	/* position the last round covered */
 	int widx;		/* index in api->waiters */
 	long long woken_ms;	/* notice received (latency stats) */
+	/* r_sync.c: a stream refused alone (stream_refusal_take) */
+	unsigned body_streams;	/* bit per stream_id: this body gave it */
+	int req_status;		/* a request-level failure of this round */
+	const char *req_code;
+	char *req_msg;
 };
 
 struct api_stats {
