@@ -35,6 +35,14 @@ err 400 M_UNKNOWN_SYNC_SESSION '{}' 'since=garbage'
 err 400 M_UNKNOWN_SYNC_SESSION '{}' 'since=s1_0_0_0_0_0123456789abcdef_1'
 err 400 M_UNKNOWN_SYNC_SESSION '{"typing":'  'since=garbage'
 err 400 M_UNKNOWN_SYNC_SESSION '{}' 'since=s99_0_0_0_0_0123456789abcdef'
+# issue #9: strings Postgres or C cannot take are refused, naming the field
+err 400 M_BAD_JSON $'{"typing":{"room_id":"!\xc0\xaf:localhost"}}'
+assert_jq "$(cat "$T/err")" '.error|test("typing.room_id")' true "overlong names the field"
+err 400 M_BAD_JSON $'{"room_member":{"room_id":"!\xed\xa0\x80:localhost"}}'
+err 400 M_BAD_JSON '{"typing":{"room_id":"!a\u0000:localhost"}}'
+err 400 M_BAD_JSON '{"room_list":{"state_events":[["m.room.name\u0000x","*"]]}}'
+err 400 M_INVALID_PARAM "{\"typing\":{\"room_id\":\"!$(head -c 300 /dev/zero | tr '\0' a):localhost\"}}"
+assert_jq "$(cat "$T/err")" '.error|test("typing.room_id")' true "too long names the field"
 err 413 M_TOO_LARGE "{\"x\":\"$(head -c 3000 /dev/zero | tr '\0' a)\"}"
 err 401 M_MISSING_TOKEN '{}' 'access_token=abc'
 code=$(curl -s -o "$T/e" -w '%{http_code}' -X POST -H "Authorization: Bearer nope" -d '{}' "$API_URL/_matrix/client/v3/sync")
