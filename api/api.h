@@ -36,6 +36,11 @@ struct api_config {
 	long long max_waiters;
 	long long initial_wait_ms;
 	long long silence_ms;
+	/* http.c: limits ahead of evhttp's (issue #9) */
+	long long header_timeout_ms;
+	long long body_timeout_ms;
+	long long max_conns;
+	long long max_headers;
 };
 
 /* map.c: string-keyed hash map */
@@ -153,6 +158,14 @@ void http_init(struct api *api);
 void http_shutdown(struct api *api);
 void http_error(struct evhttp_request *req, int code, const char *errcode,
     const char *msg);
+/*
+ * evhttp_connection_set_closecb for the api's connections: http.c holds
+ * evhttp's own close callback (its limits), calls this one from it.
+ */
+void http_conn_closecb(struct api *api, struct evhttp_connection *evcon,
+    void (*cb)(struct evhttp_connection *, void *), void *arg);
+/* Appends the Matrix error object {"errcode","error"}. */
+void http_error_body(struct evbuffer *b, const char *errcode, const char *msg);
 /* Appends s as a JSON string literal. */
 void jstr(struct evbuffer *b, const char *s);
 void jstrn(struct evbuffer *b, const char *s, size_t n);
@@ -328,6 +341,9 @@ struct api {
 	struct event *silence_timer;
 	bool is_resyncing;
 	struct api_stats stats;
+	/* http.c */
+	struct map conns;	/* "%p" of a connection's bufferevent -> conn */
+	long long nconns;
 };
 
 #endif

@@ -75,7 +75,7 @@ sreq_finish(struct sreq *r)
 	}
 	lp_unwait(r->api, r);
 	if (!r->is_gone && r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		http_conn_closecb(r->api, r->evcon, NULL, NULL);
 	sreq_unref(r);
 }
 
@@ -310,11 +310,8 @@ stream_refusal_take(struct sreq *r)
 		    r->device_id, stream_names[st], r->err_msg);
 		b = r->out[st];
 		evbuffer_drain(b, evbuffer_get_length(b));
-		evbuffer_add(b, "{\"errcode\":", 11);
-		jstr(b, r->err_code != NULL ? r->err_code : "M_UNKNOWN");
-		evbuffer_add(b, ",\"error\":", 9);
-		jstr(b, r->err_msg);
-		evbuffer_add(b, "}", 1);
+		http_error_body(b, r->err_code != NULL ? r->err_code :
+		    "M_UNKNOWN", r->err_msg);
 		stream_pos_keep(r, st);
 	}
 	r->err_status = 0;
@@ -733,7 +730,7 @@ sync_handle(struct api *api, struct evhttp_request *req)
 	r->token = xstrdup(tok);
 	token_hash(r->token, strlen(r->token), r->token_hash);
 	if (r->evcon != NULL) {
-		evhttp_connection_set_closecb(r->evcon, close_cb, r);
+		http_conn_closecb(api, r->evcon, close_cb, r);
 		probe_start(r);
 	}
 	auth_resolve(api, r);
