@@ -54,6 +54,11 @@ struct api_config {
 	long long proxy_header_timeout_ms;
 	long long proxy_idle_timeout_ms;
 	long long proxy_keepalive;
+	/* http.c: limits ahead of evhttp's (issue #9) */
+	long long header_timeout_ms;
+	long long body_timeout_ms;
+	long long max_conns;
+	long long max_headers;
 };
 
 /* map.c: string-keyed hash map */
@@ -174,6 +179,14 @@ void http_error(struct evhttp_request *req, int code, const char *errcode,
 /* 429/503: the error with retry_after_ms and a Retry-After header. */
 void http_error_retry(struct evhttp_request *req, int code, const char *errcode,
     const char *msg, long long retry_after_ms);
+/*
+ * evhttp_connection_set_closecb for the api's connections: http.c holds
+ * evhttp's own close callback (its limits), calls this one from it.
+ */
+void http_conn_closecb(struct api *api, struct evhttp_connection *evcon,
+    void (*cb)(struct evhttp_connection *, void *), void *arg);
+/* Appends the Matrix error object {"errcode","error"}. */
+void http_error_body(struct evbuffer *b, const char *errcode, const char *msg);
 /* Appends s as a JSON string literal. */
 void jstr(struct evbuffer *b, const char *s);
 void jstrn(struct evbuffer *b, const char *s, size_t n);
@@ -297,6 +310,11 @@ struct sreq {
 	long long retry_after_ms;
 	/* api->device_notices when the device row was read */
 	uint64_t device_notices_at;
+	/* r_sync.c: a stream refused alone (stream_refusal_take) */
+	unsigned body_streams;	/* bit per stream_id: this body gave it */
+	int req_status;		/* a request-level failure of this round */
+	const char *req_code;
+	char *req_msg;
 };
 
 struct api_stats {
@@ -357,6 +375,9 @@ struct api {
 	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
 	struct proxy *proxy;	/* proxy.c */
+	/* http.c */
+	struct map conns;	/* "%p" of a connection's bufferevent -> conn */
+	long long nconns;
 };
 
 /* proxy.c: everything else under SYNCV3_PROXY_PREFIXES to SYNCV3_SERVER */

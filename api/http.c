@@ -1,13 +1,19 @@
 /*
  * http.c: the evhttp front door. One generic callback walks the route
  * table; every error is a Matrix error {"errcode","error"} with the right
- * status. Also the small JSON-writing helpers the streams share.
+ * status, and every non-200 answer is logged (rate-limited). Each
+ * connection is watched for the limits evhttp lacks or answers in HTML
+ * (struct conn: read timeouts, sizes, a connection cap). Also the small
+ * JSON-writing helpers the streams share.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -89,34 +95,123 @@ pg_text_array(const char *const *v, int n)
 	return out;
 }
 
+static const char *http_reason(int code);
+
+static const char *
+http_method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	default:
+		return "OTHER";
+	}
+}
+
+/* Copies at most n-1 bytes of s into out, control bytes as '?'. */
+static void
+log_clean(char *out, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && s[i] != '\0' && i + 1 < n; i++)
+		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' :
+		    s[i];
+	out[i] = '\0';
+}
+
+/*
+ * One line for each answer that is not a 200 (issue #9): method, path
+ * (never the query string, where since and access_token travel), status,
+ * errcode and reason; never a header or the body. Client input in them
+ * (a path, a room id in a reason) cannot forge lines. At most 10 lines a
+ * second, so a flood of bad requests costs a few KB a minute of log; the
+ * next line that passes says how many were left out.
+ */
+static void
+http_log_answer(const char *method, const char *path, int code,
+    const char *errcode, const char *msg)
+{
+	static unsigned n;
+	static long long window;
+	static unsigned long long dropped;
+	char p[160], m[240];
+
+	if (!log_rate_ok(&n, &window)) {
+		dropped++;
+		return;
+	}
+	if (dropped > 0) {
+		log_info("http: %llu more error answers not logged", dropped);
+		dropped = 0;
+	}
+	log_clean(p, sizeof(p), path);
+	log_clean(m, sizeof(m), msg);
+	if (code >= 500)
+		log_warnx("http: %s %s: %d %s: %s", method, p, code, errcode,
+		    m);
+	else
+		log_info("http: %s %s: %d %s: %s", method, p, code, errcode,
+		    m);
+}
+
 void
 http_error(struct evhttp_request *req, int code, const char *errcode,
     const char *msg)
 {
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	struct evbuffer *b = evbuffer_new();
-	const char *reason;
 
-	evbuffer_add_printf(b, "{\"errcode\":");
-	jstr(b, errcode);
-	evbuffer_add_printf(b, ",\"error\":");
-	jstr(b, msg);
-	evbuffer_add(b, "}", 1);
+	http_log_answer(http_method_name(evhttp_request_get_command(req)),
+	    path != NULL ? path : "-", code, errcode, msg);
+	http_error_body(b, errcode, msg);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
-	switch (code) {
-	case 400: reason = "Bad Request"; break;
-	case 401: reason = "Unauthorized"; break;
-	case 403: reason = "Forbidden"; break;
-	case 404: reason = "Not Found"; break;
-	case 405: reason = "Method Not Allowed"; break;
-	case 413: reason = "Payload Too Large"; break;
-	case 429: reason = "Too Many Requests"; break;
-	case 502: reason = "Bad Gateway"; break;
-	case 503: reason = "Service Unavailable"; break;
-	default: reason = "Error"; break;
-	}
-	evhttp_send_reply(req, code, reason, b);
+	evhttp_send_reply(req, code, http_reason(code), b);
 	evbuffer_free(b);
+}
+
+void
+http_error_body(struct evbuffer *b, const char *errcode, const char *msg)
+{
+	evbuffer_add(b, "{\"errcode\":", 11);
+	jstr(b, errcode);
+	evbuffer_add(b, ",\"error\":", 9);
+	jstr(b, msg);
+	evbuffer_add(b, "}", 1);
+}
+
+static const char *
+http_reason(int code)
+{
+	switch (code) {
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	default: return "Error";
+	}
 }
 
 static int
@@ -154,17 +249,412 @@ health_cb(struct api *api, struct evhttp_request *req)
 	    "\"waiters\":%d,\"requests\":%llu,\"whoami_calls\":%llu,"
 	    "\"notices\":%llu,\"gaps\":%llu,\"wakeups\":%llu,"
 	    "\"wake_lat_n\":%u,\"wake_lat_p50_ms\":%.0f,"
-	    "\"wake_lat_p99_ms\":%.0f}", is_up ? "ok" : "db_unavailable",
+	    "\"wake_lat_p99_ms\":%.0f,\"connections\":%lld}",
+	    is_up ? "ok" : "db_unavailable",
 	    (long long)api->cur_pos,
 	    lp_count(api), api->stats.requests, api->stats.whoami_calls,
 	    api->stats.notices, api->stats.gaps, api->stats.wakeups,
 	    api->stats.nlat, lat_pct(&api->stats, 50),
-	    lat_pct(&api->stats, 99));
+	    lat_pct(&api->stats, 99), api->nconns);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
 	evhttp_send_reply(req, is_up ? 200 : 503, is_up ? "OK" :
 	    "Service Unavailable", b);
 	evbuffer_free(b);
+}
+
+/*
+ * Limits ahead of evhttp's (issue #9). libevent 2.1.12's evhttp times a
+ * connection out only when it goes idle (a byte a second never does), and
+ * answers its own limits (body, header size) with HTML pages; it has no
+ * error callback, and no way to reply to a request it is still reading.
+ * So http.c makes each connection's bufferevent (evhttp_set_bevcb) and
+ * watches its input buffer, counting the raw bytes before evhttp parses
+ * them: a request's line and headers must end within header_timeout_ms
+ * and max_headers bytes (the first line alone too), its body within
+ * body_timeout_ms and max_body bytes, and at most max_conns connections
+ * are open. Past a limit http.c takes the connection from evhttp, writes
+ * the Matrix error and closes; evhttp's own limits are set beyond ours so
+ * that they never answer first. The connection's context lives until
+ * evhttp's close callback, which is therefore ours: others register theirs
+ * with http_conn_closecb(). Bytes that arrive while a request is being
+ * served (pipelining: evhttp reads them after the reply) pass unchecked.
+ */
+enum conn_state {
+	CONN_HEAD,	/* reading a request line and headers */
+	CONN_BODY,	/* reading a body */
+	CONN_SERVED,	/* handed to the router, until its reply is sent */
+	CONN_IDLE,	/* keep-alive, between requests */
+	CONN_REFUSED,	/* a limit's error is written, then closed */
+};
+
+struct conn {
+	struct api *api;
+	struct bufferevent *bev;
+	struct evhttp_connection *evcon;	/* NULL until attached */
+	struct event *attach;	/* conn_attach, once evhttp has it */
+	struct event *timer;	/* the state's deadline; linger */
+	enum conn_state state;
+	char key[32];		/* in api->conns */
+	size_t nhead;		/* bytes of this request's head so far */
+	size_t nline;		/* bytes of its current line, without CR */
+	bool is_first_line;
+	size_t nbody;
+	size_t nbody_armed;	/* nbody when the body timer was last armed */
+	long long close_at;	/* CONN_REFUSED: close then at the latest */
+	bool is_flushed;
+	bool is_over_cap;	/* accepted past max_conns */
+	void (*closecb)(struct evhttp_connection *, void *);
+	void *closecb_arg;
+};
+
+/*
+ * The body timer restarts after each CONN_BODY_PROGRESS bytes, so a large
+ * media upload on a slow link is not cut while a trickle (a byte a second
+ * needs 18 hours for 64 KiB) still is.
+ */
+#define CONN_BODY_PROGRESS (64 * 1024)
+
+/*
+ * Which route a body is for is not known yet: the raw limit is the largest
+ * any route takes (sync checks its own max_body, the pass-through its
+ * proxy_max_upload).
+ */
+static size_t
+conn_body_max(const struct api_config *cfg)
+{
+	return (size_t)(cfg->max_body > cfg->proxy_max_upload ?
+	    cfg->max_body : cfg->proxy_max_upload);
+}
+
+static void
+conn_arm(struct conn *c, long long ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	evtimer_add(c->timer, &tv);
+}
+
+/* A new request begins: its head has header_timeout_ms. */
+static void
+conn_start(struct conn *c)
+{
+	c->state = CONN_HEAD;
+	c->nhead = c->nline = c->nbody = c->nbody_armed = 0;
+	c->is_first_line = true;
+	conn_arm(c, c->api->cfg.header_timeout_ms);
+}
+
+static void
+conn_close(struct conn *c)
+{
+	if (c->evcon != NULL)
+		evhttp_connection_free(c->evcon);	/* conn_gone_cb frees c */
+}
+
+static void
+conn_drain_cb(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	evbuffer_drain(bufferevent_get_input(bev),
+	    evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	conn_close(arg);
+}
+
+/*
+ * Writes the Matrix error for a request over a limit, then closes. evhttp
+ * lets go of the connection first: it parses nothing more and sends
+ * nothing of its own.
+ */
+static void
+conn_refuse(struct conn *c, int code, const char *errcode, const char *msg)
+{
+	struct evbuffer *body, *out = bufferevent_get_output(c->bev);
+
+	if (c->state == CONN_REFUSED)
+		return;
+	c->state = CONN_REFUSED;
+	c->api->stats.errors++;
+	http_log_answer("-", "(request being read)", code, errcode, msg);
+	bufferevent_setcb(c->bev, conn_drain_cb, NULL, conn_event_cb, c);
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	body = evbuffer_new();
+	http_error_body(body, errcode, msg);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: "
+	    "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
+	    "\r\n", code, http_reason(code), evbuffer_get_length(body));
+	evbuffer_add_buffer(out, body);
+	evbuffer_free(body);
+	c->close_at = now_ms() + 2000;
+	conn_arm(c, 0);
+}
+
+/*
+ * Counts n more bytes of the stream, refusing the request past a limit.
+ * The head ends at its first empty line (LF or CRLF, as evhttp reads it).
+ */
+static void
+conn_scan(struct conn *c, const unsigned char *p, size_t n)
+{
+	const struct api_config *cfg = &c->api->cfg;
+	size_t max = (size_t)cfg->max_headers, i;
+
+	for (i = 0; i < n && (c->state == CONN_HEAD || c->state == CONN_IDLE);
+	    i++) {
+		if (c->state == CONN_IDLE)
+			conn_start(c);
+		c->nhead++;
+		if (p[i] == '\n') {
+			if (c->nline == 0 && !c->is_first_line) {
+				c->state = CONN_BODY;
+				conn_arm(c, cfg->body_timeout_ms);
+			}
+			c->is_first_line = false;
+			c->nline = 0;
+		} else if (p[i] != '\r')
+			c->nline++;
+		if (c->is_first_line && c->nline > max)
+			conn_refuse(c, 414, "M_TOO_LARGE",
+			    "request line too long");
+		else if (c->nhead > max)
+			conn_refuse(c, 431, "M_TOO_LARGE",
+			    "request headers too large");
+	}
+	if (c->state != CONN_BODY)
+		return;
+	c->nbody += n - i;
+	if (c->nbody > conn_body_max(cfg))
+		conn_refuse(c, 413, "M_TOO_LARGE", "request body too large");
+	else if (c->nbody - c->nbody_armed >= CONN_BODY_PROGRESS) {
+		/* a real upload keeps going; a trickle never gets this far */
+		c->nbody_armed = c->nbody;
+		conn_arm(c, cfg->body_timeout_ms);
+	}
+}
+
+/* Bytes were read into the connection's input; evhttp parses them next. */
+static void
+conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer_ptr pos;
+	struct evbuffer_iovec v;
+	size_t left = info->n_added;
+
+	if (left == 0 || evbuffer_ptr_set(in, &pos, info->orig_size,
+	    EVBUFFER_PTR_SET) == -1)
+		return;
+	while (left > 0 && (c->state == CONN_HEAD || c->state == CONN_BODY ||
+	    c->state == CONN_IDLE) && evbuffer_peek(in, (ev_ssize_t)left, &pos,
+	    &v, 1) > 0 && v.iov_len > 0) {
+		if (v.iov_len > left)
+			v.iov_len = left;
+		conn_scan(c, v.iov_base, v.iov_len);
+		left -= v.iov_len;
+		if (evbuffer_ptr_set(in, &pos, v.iov_len,
+		    EVBUFFER_PTR_ADD) == -1)
+			break;
+	}
+}
+
+/*
+ * A refused connection: wait for the error to leave, then half-close and
+ * keep reading (and dropping) a moment, so that the client's unread bytes
+ * do not make the kernel reset the connection before it read the answer.
+ */
+static void
+conn_linger(struct conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (!c->is_flushed &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		c->is_flushed = true;
+		if (fd >= 0)
+			shutdown(fd, SHUT_WR);
+		c->close_at = now_ms() + 1000;
+	}
+	if (now_ms() >= c->close_at) {
+		conn_close(c);
+		return;
+	}
+	conn_arm(c, c->is_flushed ? c->close_at - now_ms() : 20);
+}
+
+static void conn_gone_cb(struct evhttp_connection *evcon, void *arg);
+
+static void
+conn_forget(struct conn *c)
+{
+	evbuffer_remove_cb(bufferevent_get_input(c->bev), conn_input_cb, c);
+	map_del(&c->api->conns, c->key);
+	c->api->nconns--;
+	event_free(c->attach);
+	event_free(c->timer);
+	free(c);
+}
+
+/*
+ * Right after evhttp made the connection: its close callback is ours.
+ * Until then our reference keeps the bufferevent: a client that hung up
+ * at once may have had its connection freed by evhttp already (which
+ * cleared the callbacks).
+ */
+static void
+conn_attach(struct conn *c)
+{
+	void (*eventcb)(struct bufferevent *, short, void *) = NULL;
+	void *evcon = NULL;
+
+	if (c->evcon != NULL)
+		return;
+	event_del(c->attach);
+	bufferevent_getcb(c->bev, NULL, NULL, &eventcb, &evcon);
+	if (eventcb == NULL || evcon == NULL) {
+		struct bufferevent *bev = c->bev;
+
+		conn_forget(c);
+		bufferevent_decref(bev);
+		return;
+	}
+	c->evcon = evcon;
+	evhttp_connection_set_closecb(c->evcon, conn_gone_cb, c);
+	bufferevent_decref(c->bev);
+	if (c->is_over_cap)
+		conn_refuse(c, 503, "M_LIMIT_EXCEEDED",
+		    "too many connections; retry later");
+	else if (c->state == CONN_REFUSED)	/* refused before: close */
+		conn_arm(c, 0);
+}
+
+static void
+conn_attach_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_attach(arg);	/* may free c */
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case CONN_HEAD:
+		conn_refuse(c, 408, "M_UNKNOWN",
+		    "request headers not received in time");
+		break;
+	case CONN_BODY:
+		conn_refuse(c, 408, "M_UNKNOWN",
+		    "request body not received in time");
+		break;
+	case CONN_REFUSED:
+		conn_linger(c);
+		break;
+	case CONN_SERVED:
+	case CONN_IDLE:
+		break;
+	}
+}
+
+/* evhttp frees the connection: tell who asked (r_sync.c), then forget it. */
+static void
+conn_gone_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->closecb != NULL)
+		c->closecb(evcon, c->closecb_arg);
+	conn_forget(c);
+}
+
+/* evhttp's bufferevent for a new connection, watched by a conn. */
+static struct bufferevent *
+conn_new_cb(struct event_base *base, void *arg)
+{
+	struct api *api = arg;
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	c->api = api;
+	if ((c->bev = bufferevent_socket_new(base, -1, 0)) == NULL ||
+	    (c->timer = evtimer_new(base, conn_timer_cb, c)) == NULL ||
+	    (c->attach = evtimer_new(base, conn_attach_cb, c)) == NULL ||
+	    evbuffer_add_cb(bufferevent_get_input(c->bev), conn_input_cb,
+	    c) == NULL)
+		fatalx("%s: out of memory", __func__);
+	snprintf(c->key, sizeof(c->key), "%p", (void *)c->bev);
+	map_put(&api->conns, c->key, c);
+	api->nconns++;
+	c->is_over_cap = api->nconns > api->cfg.max_conns;
+	bufferevent_incref(c->bev);	/* until conn_attach */
+	conn_start(c);
+	event_active(c->attach, EV_TIMEOUT, 0);
+	return c->bev;
+}
+
+static struct conn *
+conn_of(struct api *api, struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev;
+	char key[32];
+
+	if (evcon == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL)
+		return NULL;
+	snprintf(key, sizeof(key), "%p", (void *)bev);
+	return map_get(&api->conns, key);
+}
+
+void
+http_conn_closecb(struct api *api, struct evhttp_connection *evcon,
+    void (*cb)(struct evhttp_connection *, void *), void *arg)
+{
+	struct conn *c = conn_of(api, evcon);
+
+	if (c == NULL) {
+		evhttp_connection_set_closecb(evcon, cb, arg);
+		return;
+	}
+	c->closecb = cb;
+	c->closecb_arg = arg;
+}
+
+static void
+conn_done_cb(struct evhttp_request *req, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)req;
+	if (c->state == CONN_SERVED)
+		c->state = CONN_IDLE;
+}
+
+/* The router has the request: reading it is over, its limits too. */
+static void
+conn_served(struct api *api, struct evhttp_request *req)
+{
+	struct conn *c = conn_of(api, evhttp_request_get_connection(req));
+
+	if (c == NULL)
+		return;
+	conn_attach(c);		/* served before conn_attach_cb ran */
+	if (c->state == CONN_REFUSED)
+		return;
+	c->state = CONN_SERVED;
+	evtimer_del(c->timer);
+	evhttp_request_set_on_complete_cb(req, conn_done_cb, c);
 }
 
 struct route {
@@ -187,6 +677,7 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	bool path_ok = false;
 
 	cors_add(req);
+	conn_served(api, req);
 	if (path == NULL) {
 		http_error(req, 400, "M_UNRECOGNIZED", "bad request URI");
 		return;
@@ -239,14 +730,12 @@ http_init(struct api *api)
 	if (evhttp_bind_socket(api->http, host, (uint16_t)port) != 0)
 		fatal("cannot bind %s", api->cfg.bindaddr);
 	free(host);
-	/*
-	 * evhttp answers 413 itself (without a Matrix error) only far past
-	 * our limit; up to 4x we read the body and answer M_TOO_LARGE.
-	 */
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)(api->cfg.max_body *
-	    4 > api->cfg.proxy_max_upload ? api->cfg.max_body * 4 :
-	    api->cfg.proxy_max_upload));
-	evhttp_set_max_headers_size(api->http, 64 * 1024);
+	/* our limits answer first, with Matrix errors (conn_scan) */
+	map_init(&api->conns);
+	evhttp_set_bevcb(api->http, conn_new_cb, api);
+	evhttp_set_max_body_size(api->http, -1);
+	evhttp_set_max_headers_size(api->http,
+	    (ev_ssize_t)api->cfg.max_headers * 2 + 4096);
 	evhttp_set_timeout(api->http,
 	    (int)(api->cfg.max_timeout_ms / 1000 + 120));
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET |
@@ -266,6 +755,7 @@ http_shutdown(struct api *api)
 	if (http != NULL)
 		evhttp_free(http);
 	proxy_shutdown(api);
+	map_free(&api->conns, NULL);
 }
 
 /*

@@ -95,6 +95,17 @@ static const struct cfg_row api_cfg_rows[] = {
 	    "60000", 100, 3600000, 0, "upstream silent mid-answer (cut after)"},
 	{"SYNCV3_PROXY_KEEPALIVE", CFG_INT, C(proxy_keepalive), "64", 1, 10000,
 	    0, "idle upstream connections kept for reuse"},
+	{"SYNCV3_API_HEADER_TIMEOUT_MS", CFG_INT, C(header_timeout_ms), "10000",
+	    100, 600000, 0, "a request line and headers must arrive within "
+	    "this (408 after)"},
+	{"SYNCV3_API_BODY_TIMEOUT_MS", CFG_INT, C(body_timeout_ms), "30000",
+	    100, 600000, 0, "a request body must arrive within this after its "
+	    "headers (408 after)"},
+	{"SYNCV3_API_MAX_CONNS", CFG_INT, C(max_conns), "60000", 1, 10000000,
+	    0, "concurrent client connections (503 above)"},
+	{"SYNCV3_API_MAX_HEADERS", CFG_INT, C(max_headers), "16384", 1024,
+	    1048576, 0, "largest request line, and request line plus headers "
+	    "(414, 431 above)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

@@ -5,6 +5,9 @@
  * to null is dropped. Every field is validated here, before anything is
  * stored, so the stored object is always valid. Negotiation (defaults and
  * caps) happens in params_parse() and is echoed in responses, never stored.
+ * Every string is strict UTF-8 without NUL and at most ID_MAX bytes, so
+ * neither C (which would cut it at a NUL) nor Postgres (which refuses bad
+ * UTF-8) sees anything but what the client sent.
  */
 #include <string.h>
 
@@ -21,18 +24,38 @@ enum ftype {
 	F_STRARR,	/* [string, ...] */
 };
 
+/* The Matrix spec's size limit for room ids, event types and state keys. */
+#define ID_MAX 255
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 struct field {
 	const char *name;
 	enum ftype type;
+	const char *bad_str;	/* errors naming the field */
+	const char *too_long;
 };
+#define FIELD(stream, name, type)                                              \
+	{                                                                      \
+		name, type, stream "." name ": not valid UTF-8, or has a NUL", \
+		    stream "." name ": longer than " STR(ID_MAX) " bytes"      \
+	}
 
-static const struct field f_typing[] = {{"room_id", F_STR}, {NULL, 0}};
-static const struct field f_to_device[] = {{"limit", F_UINT}, {NULL, 0}};
-static const struct field f_member[] = {{"room_id", F_STR},
-    {"limit", F_UINT}, {"sort", F_MSORT}, {"next_page", F_PAGE}, {NULL, 0}};
-static const struct field f_list[] = {{"limit", F_UINT}, {"sort", F_LSORT},
-    {"timeline_limit", F_UINT}, {"state_events", F_STATE},
-    {"spaces", F_STRARR}, {"next_page", F_PAGE}, {NULL, 0}};
+static const struct field f_typing[] = {FIELD("typing", "room_id", F_STR),
+    {NULL, 0, NULL, NULL}};
+static const struct field f_to_device[] = {
+    FIELD("to_device", "limit", F_UINT), {NULL, 0, NULL, NULL}};
+static const struct field f_member[] = {
+    FIELD("room_member", "room_id", F_STR),
+    FIELD("room_member", "limit", F_UINT),
+    FIELD("room_member", "sort", F_MSORT),
+    FIELD("room_member", "next_page", F_PAGE), {NULL, 0, NULL, NULL}};
+static const struct field f_list[] = {FIELD("room_list", "limit", F_UINT),
+    FIELD("room_list", "sort", F_LSORT),
+    FIELD("room_list", "timeline_limit", F_UINT),
+    FIELD("room_list", "state_events", F_STATE),
+    FIELD("room_list", "spaces", F_STRARR),
+    FIELD("room_list", "next_page", F_PAGE), {NULL, 0, NULL, NULL}};
 
 static const struct {
 	const char *name;
@@ -77,12 +100,73 @@ sort_parse(const char *s)
 		return -1;                                                     \
 	} while (0)
 
+/*
+ * Strict UTF-8 (RFC 3629). json-c 0.16's JSON_TOKENER_VALIDATE_UTF8 only
+ * checks that continuation bytes follow a lead byte: it passes overlong
+ * forms (C0 AF, E0 80 AF), UTF-16 surrogates (ED A0 80) and code points
+ * past U+10FFFF (F4 90 80 80), all of which Postgres refuses (a 503 for
+ * the client where a 400 was due).
+ */
+static bool
+utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0, k;
+	unsigned char lo, hi;
+
+	while (i < n) {
+		lo = 0x80;
+		hi = 0xbf;
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (s[i] >= 0xc2 && s[i] <= 0xdf)
+			k = 1;
+		else if (s[i] >= 0xe0 && s[i] <= 0xef) {
+			k = 2;
+			lo = s[i] == 0xe0 ? 0xa0 : 0x80;
+			hi = s[i] == 0xed ? 0x9f : 0xbf;
+		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
+			k = 3;
+			lo = s[i] == 0xf0 ? 0x90 : 0x80;
+			hi = s[i] == 0xf4 ? 0x8f : 0xbf;
+		} else
+			return false;
+		if (n - i - 1 < k || s[i + 1] < lo || s[i + 1] > hi)
+			return false;
+		for (size_t j = 2; j <= k; j++)
+			if ((s[i + j] & 0xc0) != 0x80)
+				return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+/* A string of field f (its type already checked). */
 static int
-check_lsort(struct json_object *v, const char **errcode, const char **err)
+check_str(const struct field *f, struct json_object *v, const char **errcode,
+    const char **err)
+{
+	const char *s = json_object_get_string(v);
+	size_t n = (size_t)json_object_get_string_len(v);
+
+	if (memchr(s, '\0', n) != NULL ||
+	    !utf8_valid((const unsigned char *)s, n))
+		BAD("M_BAD_JSON", f->bad_str);
+	if (n > ID_MAX)
+		BAD("M_INVALID_PARAM", f->too_long);
+	return 0;
+}
+
+static int
+check_lsort(const struct field *f, struct json_object *v,
+    const char **errcode, const char **err)
 {
 	size_t n;
 
 	if (json_object_is_type(v, json_type_string)) {
+		if (check_str(f, v, errcode, err) == -1)
+			return -1;
 		if (sort_parse(json_object_get_string(v)) < SORT_BY_NAME)
 			BAD("M_INVALID_PARAM", "room_list.sort: unknown sort");
 		return 0;
@@ -96,6 +180,8 @@ check_lsort(struct json_object *v, const char **errcode, const char **err)
 		struct json_object *e = json_object_array_get_idx(v, i);
 		if (!json_object_is_type(e, json_type_string))
 			BAD("M_BAD_JSON", "room_list.sort must be strings");
+		if (check_str(f, e, errcode, err) == -1)
+			return -1;
 		if (sort_parse(json_object_get_string(e)) < SORT_BY_NAME)
 			BAD("M_INVALID_PARAM", "room_list.sort: unknown sort");
 	}
@@ -103,9 +189,10 @@ check_lsort(struct json_object *v, const char **errcode, const char **err)
 }
 
 static int
-check_arr(struct json_object *v, enum ftype t, const char **errcode,
+check_arr(const struct field *f, struct json_object *v, const char **errcode,
     const char **err)
 {
+	enum ftype t = f->type;
 	size_t n;
 
 	if (!json_object_is_type(v, json_type_array))
@@ -118,6 +205,8 @@ check_arr(struct json_object *v, enum ftype t, const char **errcode,
 		if (t == F_STRARR) {
 			if (!json_object_is_type(e, json_type_string))
 				BAD("M_BAD_JSON", "expected strings");
+			if (check_str(f, e, errcode, err) == -1)
+				return -1;
 			continue;
 		}
 		if (!json_object_is_type(e, json_type_array) ||
@@ -128,6 +217,10 @@ check_arr(struct json_object *v, enum ftype t, const char **errcode,
 			json_type_string))
 			BAD("M_BAD_JSON",
 			    "state_events must be [[type, state_key], ...]");
+		if (check_str(f, json_object_array_get_idx(e, 0), errcode,
+		    err) == -1 || check_str(f, json_object_array_get_idx(e, 1),
+		    errcode, err) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -142,7 +235,7 @@ check_field(const struct field *f, struct json_object *v,
 	case F_STR:
 		if (!json_object_is_type(v, json_type_string))
 			BAD("M_BAD_JSON", "room_id must be a string");
-		return 0;
+		return check_str(f, v, errcode, err);
 	case F_UINT:
 		if (!json_object_is_type(v, json_type_int) ||
 		    json_object_get_int64(v) < 0)
@@ -152,6 +245,8 @@ check_field(const struct field *f, struct json_object *v,
 	case F_PAGE:
 		if (!json_object_is_type(v, json_type_string))
 			BAD("M_INVALID_PARAM", "next_page must be a string");
+		if (check_str(f, v, errcode, err) == -1)
+			return -1;
 		s = json_object_get_string(v);
 		if (strlen(s) > 9)
 			BAD("M_INVALID_PARAM", "next_page out of range");
@@ -162,15 +257,17 @@ check_field(const struct field *f, struct json_object *v,
 	case F_MSORT:
 		if (!json_object_is_type(v, json_type_string))
 			BAD("M_BAD_JSON", "room_member.sort must be a string");
+		if (check_str(f, v, errcode, err) == -1)
+			return -1;
 		if (sort_parse(json_object_get_string(v)) != SORT_BY_PL &&
 		    sort_parse(json_object_get_string(v)) != SORT_BY_NAME)
 			BAD("M_INVALID_PARAM", "room_member.sort: unknown sort");
 		return 0;
 	case F_LSORT:
-		return check_lsort(v, errcode, err);
+		return check_lsort(f, v, errcode, err);
 	case F_STATE:
 	case F_STRARR:
-		return check_arr(v, f->type, errcode, err);
+		return check_arr(f, v, errcode, err);
 	}
 	return 0;
 }

@@ -156,7 +156,7 @@ preq_free(struct preq *p)
 		p->px->nqueued--;
 	}
 	if (p->evcon != NULL)
-		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+		http_conn_closecb(p->px->api, p->evcon, NULL, NULL);
 	if (p->timer != NULL)
 		event_free(p->timer);
 	if (p->probe != NULL)
@@ -205,7 +205,7 @@ preq_fail(struct preq *p, int code, const char *msg)
 	log_warnx_rl("proxy: %s: %s", p->log_path, msg);
 	p->status = code;
 	if (p->req != NULL) {
-		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+		http_conn_closecb(p->px->api, p->evcon, NULL, NULL);
 		p->evcon = NULL;
 		http_error(p->req, code, "M_UNKNOWN", msg);
 		p->req = NULL;
@@ -264,7 +264,7 @@ preq_abort_client(struct preq *p)
 
 	p->px->failures++;
 	if (evcon != NULL) {
-		evhttp_connection_set_closecb(evcon, NULL, NULL);
+		http_conn_closecb(p->px->api, evcon, NULL, NULL);
 		p->evcon = NULL;
 		if (p->req != NULL &&
 		    evhttp_request_get_connection(p->req) == NULL)
@@ -574,7 +574,7 @@ done_cb(CURL *easy, CURLcode result, void *arg)
 	}
 	if (p->logout != 0 && p->status == 200)
 		logout_forget(p);
-	evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	http_conn_closecb(p->px->api, p->evcon, NULL, NULL);
 	p->evcon = NULL;
 	if (p->is_rewrite)
 		versions_reply(p);
@@ -810,7 +810,7 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	if (p->is_rewrite)
 		p->rbuf = evbuffer_new();
 	logout_prepare(p, path);
-	evhttp_connection_set_closecb(p->evcon, close_cb, p);
+	http_conn_closecb(p->px->api, p->evcon, close_cb, p);
 	p->timer = evtimer_new(api->base, timer_cb, p);
 	timer_arm(p, api->cfg.proxy_header_timeout_ms);
 	probe_start(p);

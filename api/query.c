@@ -46,7 +46,10 @@ query_parse(const char *q, long long max_timeout_ms, struct query *out,
 	}
 	if ((v = evhttp_find_header(&kv, "since")) != NULL && *v != '\0') {
 		if (since_parse(v, &out->from) == -1) {
-			*err = "since is not a valid sync token";
+			/* from an older release or garbage: start again */
+			*errcode = "M_UNKNOWN_SYNC_SESSION";
+			*err = "since is not a sync token of this server; "
+			    "start a new session";
 			goto out;
 		}
 		out->since = xstrdup(v);

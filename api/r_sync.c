@@ -29,6 +29,10 @@
 
 static void sync_round(struct sreq *r);
 
+/* Each stream's key in a request body and in a response. */
+static const char *const stream_names[ST_COUNT] = {"typing", "to_device",
+    "room_member", "room_list"};
+
 void
 sreq_ref(struct sreq *r)
 {
@@ -52,6 +56,7 @@ sreq_unref(struct sreq *r)
 	free(r->device_id);
 	free(r->since_tok);
 	free(r->err_msg);
+	free(r->req_msg);
 	free(r);
 }
 
@@ -70,7 +75,7 @@ sreq_finish(struct sreq *r)
 	}
 	lp_unwait(r->api, r);
 	if (!r->is_gone && r->evcon != NULL)
-		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+		http_conn_closecb(r->api, r->evcon, NULL, NULL);
 	sreq_unref(r);
 }
 
@@ -171,8 +176,6 @@ latency_note(struct api *api, struct sreq *r)
 static void
 sync_reply(struct sreq *r)
 {
-	static const char *const names[ST_COUNT] = {"typing", "to_device",
-	    "room_member", "room_list"};
 	struct api *api = r->api;
 	struct evbuffer *b;
 	char tok[SINCE_MAX];
@@ -185,7 +188,7 @@ sync_reply(struct sreq *r)
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (r->out[i] == NULL || evbuffer_get_length(r->out[i]) == 0)
 			continue;
-		evbuffer_add_printf(b, ",\"%s\":", names[i]);
+		evbuffer_add_printf(b, ",\"%s\":", stream_names[i]);
 		evbuffer_add_buffer(b, r->out[i]);
 	}
 	evbuffer_add(b, "}\n", 2);
@@ -240,6 +243,103 @@ timer_at(struct sreq *r, long long at_ms)
 	evtimer_add(r->timer, &tv);
 }
 
+/*
+ * Streams refused alone (issue #9). A stream refuses the way it always
+ * has: it sets r->err_status/err_code and an err_msg that starts with its
+ * own name ("typing: ...", "room_member.next_page ..."), then calls
+ * sync_stream_done(). Callbacks run one at a time, so the refusal seen
+ * here belongs to the stream that has just finished. When this request's
+ * body gave that stream's parameters, the client is told at once and the
+ * whole request fails as before; when they were inherited from the sticky
+ * session, one stale stream must not starve the others (to-device
+ * messages were never delivered again), so the stream's value becomes the
+ * Matrix error object and its position stays where the client had it.
+ * Anything else (a 503, an unnamed error) fails the request.
+ */
+static int
+refusal_stream(const char *msg)
+{
+	size_t n;
+
+	for (int i = 0; msg != NULL && i < ST_COUNT; i++) {
+		n = strlen(stream_names[i]);
+		if (strncmp(msg, stream_names[i], n) == 0 &&
+		    (msg[n] == ':' || msg[n] == '.'))
+			return i;
+	}
+	return -1;
+}
+
+/* The stream's position in the next token stays at the since token's. */
+static void
+stream_pos_keep(struct sreq *r, int st)
+{
+	switch (st) {
+	case ST_TYPING:
+		r->next.t = r->from.t;
+		break;
+	case ST_TO_DEVICE:
+		r->next.d = r->from.d;
+		break;
+	case ST_MEMBER:
+		r->next.m = r->from.m;
+		break;
+	case ST_LIST:
+		r->next.l = r->from.l;
+		break;
+	}
+}
+
+static void
+stream_refusal_take(struct sreq *r)
+{
+	struct evbuffer *b;
+	int st;
+
+	if (r->err_status == 0)
+		return;
+	st = refusal_stream(r->err_msg);
+	if (r->err_status < 400 || r->err_status > 499 || st < 0 ||
+	    (r->body_streams & (1u << st)) != 0) {
+		if (r->req_status == 0) {
+			r->req_status = r->err_status;
+			r->req_code = r->err_code;
+			free(r->req_msg);
+			r->req_msg = r->err_msg;
+			r->err_msg = NULL;
+		}
+	} else {
+		log_debug("sync: %s/%s: %s refused alone: %s", r->user_id,
+		    r->device_id, stream_names[st], r->err_msg);
+		b = r->out[st];
+		evbuffer_drain(b, evbuffer_get_length(b));
+		http_error_body(b, r->err_code != NULL ? r->err_code :
+		    "M_UNKNOWN", r->err_msg);
+		stream_pos_keep(r, st);
+	}
+	r->err_status = 0;
+	r->err_code = NULL;
+	free(r->err_msg);
+	r->err_msg = NULL;
+}
+
+/* Bit per stream this body names (an object, even empty). */
+static unsigned
+body_streams(struct json_object *delta)
+{
+	struct json_object *v;
+	unsigned mask = 0;
+
+	for (int i = 0; i < ST_COUNT; i++) {
+		if ((json_object_object_get_ex(delta, stream_names[i], &v) ||
+		    (i == ST_MEMBER && json_object_object_get_ex(delta,
+		    "room_members", &v))) &&
+		    json_object_is_type(v, json_type_object))
+			mask |= 1u << i;
+	}
+	return mask;
+}
+
 static void
 round_done(struct sreq *r)
 {
@@ -247,6 +347,11 @@ round_done(struct sreq *r)
 
 	if (r->is_done)
 		return;
+	if (r->req_status != 0) {
+		sync_fail(r, r->req_status, r->req_code,
+		    r->req_msg ? r->req_msg : "error");
+		return;
+	}
 	if (r->err_status != 0) {
 		sync_fail(r, r->err_status, r->err_code,
 		    r->err_msg ? r->err_msg : "error");
@@ -271,6 +376,7 @@ round_done(struct sreq *r)
 void
 sync_stream_done(struct sreq *r)
 {
+	stream_refusal_take(r);
 	if (--r->pending == 0)
 		round_done(r);
 	sreq_unref(r);
@@ -343,6 +449,7 @@ sync_round(struct sreq *r)
 	r->to = round_to(r);
 	r->has_data = r->is_pagination = false;
 	r->next = r->from;
+	r->req_status = 0;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (r->out[i] == NULL)
 			r->out[i] = evbuffer_new();
@@ -493,6 +600,40 @@ sync_params_stored(struct sreq *r)
 	    device_cb, r);
 }
 
+static int parse_query(struct sreq *, const char **, const char **);
+static int parse_body(struct sreq *, int *, const char **, const char **);
+
+/*
+ * What a request asks, checked once its token is known (issue #9: a
+ * client must learn first that it is not authenticated, then that its
+ * since is unusable, only then what is wrong with its body). Fails the
+ * request and returns -1, or returns 0.
+ */
+static int
+sync_parse(struct sreq *r)
+{
+	const char *errcode, *err;
+	int status;
+
+	if (parse_query(r, &errcode, &err) == -1) {
+		sync_fail(r, strcmp(errcode, "M_MISSING_TOKEN") == 0 ? 401 :
+		    400, errcode, err);
+		return -1;
+	}
+	if (r->since_tok != NULL && !since_verify(r->since_tok,
+	    r->api->cfg.secret, r->user_id, r->device_id)) {
+		sync_fail(r, 400, "M_UNKNOWN_SYNC_SESSION",
+		    "Session unknown or expired");
+		return -1;
+	}
+	if (parse_body(r, &status, &errcode, &err) == -1) {
+		sync_fail(r, status, errcode, err);
+		return -1;
+	}
+	r->deadline_ms = r->start_ms + r->timeout_ms;
+	return 0;
+}
+
 void
 sync_auth_done(struct sreq *r, int status, const char *errcode,
     const char *msg)
@@ -501,12 +642,8 @@ sync_auth_done(struct sreq *r, int status, const char *errcode,
 		sync_fail(r, status, errcode, msg);
 		return;
 	}
-	if (r->since_tok != NULL && !since_verify(r->since_tok,
-	    r->api->cfg.secret, r->user_id, r->device_id)) {
-		sync_fail(r, 400, "M_UNKNOWN_SYNC_SESSION",
-		    "Session unknown or expired");
+	if (r->is_done || sync_parse(r) == -1)
 		return;
-	}
 	session_load(r->api, r);
 }
 
@@ -566,6 +703,7 @@ parse_body(struct sreq *r, int *status, const char **errcode,
 		*err = "request body is not valid JSON";
 		return -1;
 	}
+	r->body_streams = body_streams(r->delta);
 	merged = json_object_new_object();
 	if (params_merge(merged, r->delta, &changed, errcode, err) == -1) {
 		json_object_put(merged);
@@ -584,8 +722,7 @@ void
 sync_handle(struct api *api, struct evhttp_request *req)
 {
 	struct sreq *r;
-	const char *tok, *errcode, *err;
-	int status;
+	const char *tok;
 
 	api->stats.requests++;
 	r = xcalloc(1, sizeof(*r));
@@ -594,25 +731,15 @@ sync_handle(struct api *api, struct evhttp_request *req)
 	r->refs = 1;
 	r->start_ms = now_ms();
 	r->evcon = evhttp_request_get_connection(req);
-	if (parse_query(r, &errcode, &err) == -1) {
-		sync_fail(r, strcmp(errcode, "M_MISSING_TOKEN") == 0 ? 401 :
-		    400, errcode, err);
-		return;
-	}
 	if ((tok = bearer(req)) == NULL) {
 		sync_fail(r, 401, "M_MISSING_TOKEN",
 		    "missing access token (Authorization: Bearer)");
 		return;
 	}
-	if (parse_body(r, &status, &errcode, &err) == -1) {
-		sync_fail(r, status, errcode, err);
-		return;
-	}
-	r->deadline_ms = r->start_ms + r->timeout_ms;
 	r->token = xstrdup(tok);
 	token_hash(r->token, strlen(r->token), r->token_hash);
 	if (r->evcon != NULL) {
-		evhttp_connection_set_closecb(r->evcon, close_cb, r);
+		http_conn_closecb(api, r->evcon, close_cb, r);
 		probe_start(r);
 	}
 	auth_resolve(api, r);

@@ -1,7 +1,9 @@
 /*
  * s_typing.c: the typing stream. {room_id}: the full list of typing users
  * when it changed since the since token's typing position, nothing
- * otherwise; only for a room the user is joined to (403 otherwise).
+ * otherwise; only for a room the user is joined to (M_FORBIDDEN otherwise:
+ * the whole request when this body names the room, else this stream alone,
+ * r_sync.c).
  */
 #include <inttypes.h>
 #include <stdio.h>

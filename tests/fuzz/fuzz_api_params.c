@@ -3,12 +3,14 @@
  * request body is merged into stored parameters and parsed with
  * negotiation. Checks: no crash; a merged object always re-validates;
  * merging the same delta twice changes nothing the second time; every
- * negotiated value is within its bounds. Seed corpus:
+ * negotiated value is within its bounds; every room id kept fits the
+ * spec's 255 bytes. Seed corpus:
  * tests/fuzz/corpus/api_params/.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "json_util.h"
@@ -36,6 +38,12 @@ check_params(struct json_object *obj)
 		abort();
 	for (int i = 0; p.has_list && i < p.l_nsorts; i++)
 		if (sort_name(p.l_sorts[i])[0] == 'u')
+			abort();
+	if ((p.has_typing && strlen(p.typing_room) > 255) ||
+	    (p.has_member && strlen(p.m_room) > 255))
+		abort();
+	for (int i = 0; p.has_list && i < p.l_nspaces; i++)
+		if (strlen(p.l_spaces[i]) > 255)
 			abort();
 }
 

@@ -2,7 +2,7 @@
 # and negotiation, room names and case folding).
 foreach(t since params roomname)
 	if(t STREQUAL "since")
-		set(src sincetok.c)
+		set(src sincetok.c ${PROJECT_SOURCE_DIR}/api/query.c)
 	else()
 		set(src ${t}.c)
 	endif()

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -138,6 +139,79 @@ test_errors(void **state)
 	expect_err("{\"room_list\":{\"limit\":-5}}", "M_INVALID_PARAM");
 }
 
+/* delta (raw bytes, length n) is refused with code, the message naming field */
+static void
+expect_bad_str(const char *delta, size_t n, const char *code,
+    const char *field)
+{
+	struct json_object *s = json_object_new_object();
+	struct json_object *d = json_parse_bounded(delta, n, NULL);
+	const char *ec = NULL, *em = NULL;
+	bool changed;
+
+	assert_non_null(d);
+	assert_int_equal(params_merge(s, d, &changed, &ec, &em), -1);
+	assert_string_equal(ec, code);
+	if (strstr(em, field) == NULL)
+		fail_msg("%s: message [%s] does not name %s", delta, em, field);
+	assert_string_equal(json_plain(s, NULL), "{}");
+	json_object_put(s);
+	json_object_put(d);
+}
+#define BAD_STR(lit, code, field) \
+	expect_bad_str(lit, sizeof(lit) - 1, code, field)
+
+/* issue #9: strings the tokener lets through but C or Postgres cannot take */
+static void
+test_strings(void **state)
+{
+	char big[400];
+	struct json_object *s = json_object_new_object();
+
+	(void)state;
+	/* overlong forms, surrogates, past U+10FFFF, bad lead bytes */
+	BAD_STR("{\"typing\":{\"room_id\":\"!\xc0\xaf:hs\"}}", "M_BAD_JSON",
+	    "typing.room_id");
+	BAD_STR("{\"room_member\":{\"room_id\":\"!\xe0\x80\xaf\"}}",
+	    "M_BAD_JSON", "room_member.room_id");
+	BAD_STR("{\"room_list\":{\"spaces\":[\"!ok\",\"!\xed\xa0\x80\"]}}",
+	    "M_BAD_JSON", "room_list.spaces");
+	BAD_STR("{\"room_list\":{\"state_events\":[[\"\xf4\x90\x80\x80\","
+	    "\"\"]]}}", "M_BAD_JSON", "room_list.state_events");
+	BAD_STR("{\"typing\":{\"room_id\":\"\xf5\x80\x80\x80\"}}", "M_BAD_JSON",
+	    "typing.room_id");
+	BAD_STR("{\"typing\":{\"room_id\":\"\xf0\x80\x80\xaf\"}}", "M_BAD_JSON",
+	    "typing.room_id");
+	/* NUL inside: C would see a shorter string */
+	BAD_STR("{\"typing\":{\"room_id\":\"!a\\u0000:evil\"}}", "M_BAD_JSON",
+	    "typing.room_id");
+	BAD_STR("{\"room_member\":{\"room_id\":\"!a\",\"next_page\":"
+	    "\"1\\u0000x\"}}", "M_BAD_JSON", "room_member.next_page");
+	BAD_STR("{\"room_member\":{\"sort\":\"by_name\\u0000x\"}}",
+	    "M_BAD_JSON", "room_member.sort");
+	BAD_STR("{\"room_list\":{\"sort\":[\"by_name\\u0000\"]}}",
+	    "M_BAD_JSON", "room_list.sort");
+	BAD_STR("{\"room_list\":{\"state_events\":[[\"m.room.name\","
+	    "\"\\u0000\"]]}}", "M_BAD_JSON", "room_list.state_events");
+	/* the spec's 255-byte limit */
+	snprintf(big, sizeof(big), "{\"typing\":{\"room_id\":\"!%0255d\"}}",
+	    0);
+	expect_bad_str(big, strlen(big), "M_INVALID_PARAM", "typing.room_id");
+	snprintf(big, sizeof(big), "{\"room_list\":{\"spaces\":[\"!%0255d\"]}}",
+	    0);
+	expect_bad_str(big, strlen(big), "M_INVALID_PARAM", "room_list.spaces");
+	/* what is fine stays fine: 255 bytes, every UTF-8 length */
+	snprintf(big, sizeof(big), "{\"typing\":{\"room_id\":\"!%0254d\"}}",
+	    0);
+	merge(s, big, big);
+	merge(s, "{\"typing\":{\"room_id\":\"!\xc3\xa9\xe2\x98\x83\xf0\x9f\x98"
+	    "\x80\xf4\x8f\xbf\xbf:hs\"}}", "{\"typing\":{\"room_id\":\"!\xc3\xa9"
+	    "\xe2\x98\x83\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf:hs\"}}");
+	merge(s, "{\"typing\":{\"room_id\":\"\\u00e9\\ud83d\\ude00\"}}",
+	    "{\"typing\":{\"room_id\":\"\xc3\xa9\xf0\x9f\x98\x80\"}}");
+	json_object_put(s);
+}
+
 static void
 test_negotiation(void **state)
 {
@@ -187,6 +261,7 @@ main(void)
 		cmocka_unit_test(test_apply_deltas),
 		cmocka_unit_test(test_next_page),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_negotiation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

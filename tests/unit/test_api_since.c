@@ -1,13 +1,18 @@
-/* Since tokens: round trip, tampering, another device, malformed. */
+/*
+ * Since tokens: round trip, tampering, another device, malformed; and the
+ * query string's verdict on them (query.c).
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "api.h"
+#include "util.h"
 
 static const char *secret = "s3cret";
 
@@ -74,6 +79,37 @@ test_malformed(void **state)
 	assert_int_equal(since_parse("s1_0_0_0_0_0123456789abcdef", &o), 0);
 }
 
+/* issue #9: a since that does not parse is an unknown session, not a bad
+ * parameter: M_UNKNOWN_SYNC_SESSION is what makes a client start again */
+static void
+test_query_since(void **state)
+{
+	static const char *const bad[] = {"since=garbage",
+	    "since=s1_0_0_0_0_0123456789abcdef_1", "since=s0_0_0_0_0_0123456789abcdef",
+	    "timeout=0&since=t1_2_3_4_5_0123456789abcdef"};
+	struct since s = {3, 1, 2, 3, 4};
+	char tok[SINCE_MAX], *q;
+	const char *ec, *em;
+	struct query out;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(query_parse(bad[i], 60000, &out, &ec, &em), -1);
+		assert_string_equal(ec, "M_UNKNOWN_SYNC_SESSION");
+		assert_null(out.since);
+	}
+	assert_int_equal(query_parse("timeout=x&since=garbage", 60000, &out,
+	    &ec, &em), -1);
+	assert_string_equal(ec, "M_INVALID_PARAM");
+	since_format(&s, secret, "@a:hs", "DEV", tok);
+	q = xasprintf("timeout=5&since=%s", tok);
+	assert_int_equal(query_parse(q, 60000, &out, &ec, &em), 0);
+	assert_string_equal(out.since, tok);
+	assert_int_equal(out.from.sid, 3);
+	query_free(&out);
+	free(q);
+}
+
 int
 main(void)
 {
@@ -82,6 +118,7 @@ main(void)
 		cmocka_unit_test(test_tamper),
 		cmocka_unit_test(test_other_device),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_query_since),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
