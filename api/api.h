@@ -392,6 +392,8 @@ int proxy_handle(struct api *api, struct evhttp_request *req,
 /* cors.c */
 /* The CORS headers, replacing any already there. */
 void cors_add(struct evhttp_request *req);
+/* The CORS headers as "Name: value\r\n" lines (answers written by hand). */
+void cors_add_raw(struct evbuffer *out);
 /* Answers an OPTIONS pre-flight; false for other methods. */
 bool cors_preflight(struct evhttp_request *req);
 /* Access-Control-*: ours to set, never copied from upstream. */

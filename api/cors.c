@@ -8,6 +8,7 @@
  */
 #include <strings.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -33,6 +34,16 @@ cors_add(struct evhttp_request *req)
 		evhttp_add_header(h, cors_headers[i].name,
 		                  cors_headers[i].value);
 	}
+}
+
+/* The same headers as raw lines, for answers written past evhttp. */
+void
+cors_add_raw(struct evbuffer *out)
+{
+	for (size_t i = 0; i < sizeof(cors_headers) / sizeof(cors_headers[0]);
+	     i++)
+		evbuffer_add_printf(out, "%s: %s\r\n", cors_headers[i].name,
+		                    cors_headers[i].value);
 }
 
 bool

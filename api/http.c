@@ -388,8 +388,10 @@ conn_refuse(struct conn *c, int code, const char *errcode, const char *msg)
 	body = evbuffer_new();
 	http_error_body(body, errcode, msg);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: "
-	    "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
-	    "\r\n", code, http_reason(code), evbuffer_get_length(body));
+	    "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n",
+	    code, http_reason(code), evbuffer_get_length(body));
+	cors_add_raw(out);
+	evbuffer_add(out, "\r\n", 2);
 	evbuffer_add_buffer(out, body);
 	evbuffer_free(body);
 	c->close_at = now_ms() + 2000;

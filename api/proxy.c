@@ -527,27 +527,55 @@ forget_cb(PGresult *res, void *arg)
 
 /*
  * Upstream accepted a logout: the device (or every device of the user)
- * is expired at once. Taking the lease away makes its poller drop it at
- * the next heartbeat and keeps its state writes from undoing this.
+ * is expired at once. Its lease is taken away in the same statement, so
+ * its poller drops it at the next heartbeat, and the poller's state
+ * writes (which need the lease) cannot undo the expiry.
+ *
+ * Lock order (docs/INTERNALS.md, "Row locks on devices"): like the
+ * poller's own "lease stop", one lease row, then one device row, one
+ * device per statement. The UPDATE reads the DELETE's count before it can
+ * produce a row, so the lease row is gone before the device row is locked;
+ * and a logout of every device is first listed, then done device by
+ * device, so the api never holds one device row while waiting for another.
  */
+static const char logout_dev_sql[] =
+    "WITH l AS (DELETE FROM syncv3_leases WHERE user_id = $1 AND "
+    "device_id = $2 RETURNING 1) UPDATE syncv3_devices SET poll_state = "
+    "'expired', poll_error = 'logged out', poll_updated = now() "
+    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
+    ">= 0 RETURNING user_id, device_id";
+
+static void
+logout_list_cb(PGresult *res, void *arg)
+{
+	struct api *api = arg;
+
+	if (res == NULL) {
+		log_warnx_rl("proxy: logout: cannot find the device");
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *params[2] = {PQgetvalue(res, i, 0),
+		                         PQgetvalue(res, i, 1)};
+
+		pg_pool_query(api->pool, logout_dev_sql, 2, params, forget_cb,
+		              api);
+	}
+}
+
 static void
 logout_forget(struct preq *p)
 {
-	static const char *one =
-	    "UPDATE syncv3_devices SET poll_state = "
-	    "'expired', poll_error = 'logged out', poll_updated = now(), "
-	    "lease_owner = NULL, lease_expires = NULL WHERE token_hash = $1 "
-	    "RETURNING user_id, device_id";
+	static const char *one = "SELECT user_id, device_id FROM "
+	                         "syncv3_devices WHERE token_hash = $1";
 	static const char *all =
-	    "UPDATE syncv3_devices SET poll_state = "
-	    "'expired', poll_error = 'logged out', poll_updated = now(), "
-	    "lease_owner = NULL, lease_expires = NULL WHERE user_id = "
+	    "SELECT user_id, device_id FROM syncv3_devices WHERE user_id = "
 	    "(SELECT user_id FROM syncv3_devices WHERE token_hash = $1) "
-	    "RETURNING user_id, device_id";
+	    "ORDER BY device_id";
 	const char *params[1] = {p->token_hash};
 
 	pg_pool_query(p->px->api->pool, p->logout == 2 ? all : one, 1, params,
-	              forget_cb, p->px->api);
+	              logout_list_cb, p->px->api);
 }
 
 static void
