@@ -116,6 +116,8 @@ rooms_changes(struct user *u, uint64_t since, struct json_object *ch,
 
 	for (i = 0; i < u->rooms.n; i++) {
 		r = u->rooms.v[i];
+		if (r->max_pos <= since)
+			continue; /* nothing happened there at all */
 		si = room_first_after(r, since);
 		was =
 		    strcmp(event_membership(room_member_at(r, u->user_id, si)),

@@ -44,6 +44,7 @@ static const struct route routes[] = {
     {"GET", "user/*/rooms/*/account_data/*", "account_data",
      account_data_get_handle},
     {"POST", "rooms/*/receipt/*/*", "receipt", receipts_handle},
+    {"POST", "rooms/*/read_markers", "receipt", receipts_markers_handle},
     {"GET", "rooms/*/messages", "messages", messages_handle},
     {"POST", "keys/upload", "keys_upload", e2ee_keys_upload_handle},
 };

@@ -171,6 +171,21 @@ receipt_type_known(const char *t)
 	       strcmp(t, "m.fully_read") == 0;
 }
 
+/* The room if the caller is joined to it; else NULL after a 403. */
+static struct room *
+joined_room(struct creq *c, const char *room_id)
+{
+	const char *uid = c->tok->device->user->user_id;
+	struct room *r = room_get(c->ctx, room_id);
+
+	if (r != NULL &&
+	    strcmp(event_membership(room_state_get(r, "m.room.member", uid)),
+	           "join") == 0)
+		return r;
+	creq_error(c, 403, "M_FORBIDDEN", "User not in room");
+	return NULL;
+}
+
 /* Split "rooms/<room>/receipt/<type>/<event>" into its three parts. */
 static int
 receipt_path(const char *path, char **room, char **type, char **event)
@@ -237,13 +252,8 @@ receipts_handle(struct creq *c)
 		creq_error(c, 400, ec, err);
 		goto out;
 	}
-	if ((r = room_get(c->ctx, room_id)) == NULL ||
-	    strcmp(event_membership(
-	               room_state_get(r, "m.room.member", u->user_id)),
-	           "join") != 0) {
-		creq_error(c, 403, "M_FORBIDDEN", "User not in room");
+	if ((r = joined_room(c, room_id)) == NULL)
 		goto out;
-	}
 	if (receipt_set(c->ctx, r, u, type, event_id, thread) < 0) {
 		creq_error(c, 404, "M_NOT_FOUND", "Event not found");
 		goto out;
@@ -254,4 +264,42 @@ out:
 	free(room_id);
 	free(type);
 	free(event_id);
+}
+
+/*
+ * POST /rooms/{roomId}/read_markers {"m.fully_read"?, "m.read"?,
+ * "m.read.private"?} -> {}. Unknown keys are ignored, as in Synapse.
+ */
+void
+receipts_markers_handle(struct creq *c)
+{
+	static const char *types[] = {"m.fully_read", "m.read",
+	                              "m.read.private"};
+	const char *p = c->path + strlen("rooms/"), *eid;
+	struct user *u = c->tok->device->user;
+	struct json_object *body;
+	struct room *r;
+	char *room_id;
+	size_t i;
+
+	room_id = xasprintf("%.*s", (int)strcspn(p, "/"), p);
+	if ((body = creq_body_object(c)) == NULL)
+		goto out;
+	if ((r = joined_room(c, room_id)) == NULL)
+		goto out;
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if ((eid = json_str(body, types[i])) != NULL &&
+		    room_find_event(r, eid) == NULL) {
+			creq_error(c, 404, "M_NOT_FOUND", "Event not found");
+			goto out;
+		}
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if ((eid = json_str(body, types[i])) != NULL &&
+		    eid[0] != '\0' &&
+		    receipt_set(c->ctx, r, u, types[i], eid, NULL) < 0)
+			break;
+	creq_reply(c, 200, json_object_new_object());
+out:
+	json_object_put(body);
+	free(room_id);
 }

@@ -332,6 +332,7 @@ void receipt_free(void *);
 size_t receipt_read_upto(struct room *, struct user *);
 struct json_object *receipts_json(struct room *, struct user *, bool, uint64_t);
 void receipts_handle(struct creq *);
+void receipts_markers_handle(struct creq *);
 
 /* account_data.c */
 void account_data_put_handle(struct creq *);

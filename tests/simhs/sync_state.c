@@ -107,6 +107,17 @@ fetch_set(const struct sync_batch *b, struct user *self, struct map *fetch)
 		map_put(fetch, self->user_id, self);
 }
 
+static bool
+has_state_after(const struct sync_batch *b)
+{
+	size_t i;
+
+	for (i = 1; i < b->events.n; i++)
+		if (((struct revent *)b->events.v[i])->state_key != NULL)
+			return true;
+	return false;
+}
+
 /*
  * Synapse's _calculate_state: (start | end) - previous - timeline. The
  * start and end are the state *after* the first and last timeline
@@ -129,7 +140,11 @@ state_delta(struct room *r, const struct sync_batch *b, struct map *fetch,
 	         ? ((struct revent *)b->events.v[b->events.n - 1])->idx + 1
 	         : b->end;
 	state_after(r, lo, fetch, &start);
-	state_after(r, hi, fetch, &end);
+	/* No state event after the first one: the end is the start. */
+	if (!has_state_after(b))
+		hi = lo;
+	if (hi != lo)
+		state_after(r, hi, fetch, &end);
 	if (!b->is_full) {
 		struct map_entry *me;
 		size_t i;

@@ -119,6 +119,14 @@ check "receipt without body errcode" "$(cat "$T/body")" 'd["errcode"] == "M_NOT_
 [ "$(status POST "$RC/m.fully_read/$E2" -H "Authorization: Bearer $A1" -d '{}')" = 200 ] || fail "m.fully_read"
 check "m.fully_read is room account data" "$(cs "$A1" "sync?since=$S1&timeout=0")" 'd["rooms"]["join"]["'"$ROOM"'"]["account_data"]["events"] == [{"type": "m.fully_read", "content": {"event_id": "'"$E2"'"}}]'
 S1=$(nb "$(cs "$A1" "sync?since=$S1&timeout=0")")
+E3=$(eid "$(send "$ROOM" @bob:localhost three)")
+S1=$(nb "$(cs "$A1" "sync?since=$S1&timeout=0")")
+[ "$(status POST "$CS/rooms/$ROOM/read_markers" -H "Authorization: Bearer $A1" -d '{"m.fully_read":"'"$E3"'","m.read":"'"$E3"'","x.unknown":1}')" = 200 ] || fail "read_markers"
+R=$(cs "$A1" "sync?since=$S1&timeout=0")
+check "read_markers: fully_read" "$R" 'd["rooms"]["join"]["'"$ROOM"'"]["account_data"]["events"] == [{"type": "m.fully_read", "content": {"event_id": "'"$E3"'"}}]'
+check "read_markers: m.read" "$R" '"@alice:localhost" in [e for e in d["rooms"]["join"]["'"$ROOM"'"]["ephemeral"]["events"] if e["type"] == "m.receipt"][0]["content"]["'"$E3"'"]["m.read"]'
+[ "$(status POST "$CS/rooms/$ROOM/read_markers" -H "Authorization: Bearer $A1" -d '{"m.read":"$nope"}')" = 404 ] || fail "read_markers unknown event"
+S1=$(nb "$R")
 admin "rooms/$ROOM/receipt" '{"user_id":"@bob:localhost","event_id":"'"$E2"'","receipt_type":"m.read.private"}' >/dev/null
 check "admin private receipt hidden" "$(cs "$A1" "sync?since=$S1&timeout=0")" '"rooms" not in d'
 [ "$(status POST "$H/_simhs/rooms/$ROOM/receipt" -d '{"user_id":"@bob:localhost","event_id":"'"$E2"'","receipt_type":"x"}')" = 400 ] || fail "admin bad receipt_type"
@@ -144,6 +152,13 @@ S1=$(nb "$(cs "$A1" "sync?since=$S1&timeout=0")")
 admin "rooms/$ENC/join" '{"user_id":"@bob:localhost"}' >/dev/null
 admin "rooms/$ENC/leave" '{"user_id":"@bob:localhost"}' >/dev/null
 check "still sharing a room: not left" "$(cs "$A1" "sync?since=$S1&timeout=0")" '"@bob:localhost" not in d.get("device_lists", {}).get("left", [])'
+S1=$(nb "$(cs "$A1" "sync?since=$S1&timeout=0")")
+KR=$(val "$(admin rooms '{"creator":"@kim:localhost"}')" 'd["room_id"]')
+admin "rooms/$KR/join" '{"user_id":"@alice:localhost"}' >/dev/null
+check "a room we join: its members changed" "$(cs "$A1" "sync?since=$S1&timeout=0")" '"@kim:localhost" in d["device_lists"]["changed"]'
+S1=$(nb "$(cs "$A1" "sync?since=$S1&timeout=0")")
+admin "rooms/$KR/leave" '{"user_id":"@alice:localhost"}' >/dev/null
+check "a room we left: its members left" "$(cs "$A1" "sync?since=$S1&timeout=0")" 'd["device_lists"]["left"] == ["@kim:localhost"]'
 check "device_lists not on initial" "$(cs "$A1" sync)" '"device_lists" not in d'
 check "default key counts" "$(cs "$A1" "sync?since=$S1&timeout=0")" 'd["device_one_time_keys_count"] == {"signed_curve25519": 0} and d["device_unused_fallback_key_types"] == []'
 R=$(curl -sS -H "Authorization: Bearer $A1" -d '{"one_time_keys":{"signed_curve25519:AAAAAQ":{"key":"a"},"signed_curve25519:AAAAAg":{"key":"b"},"signed_curve25519:AAAAAw":{"key":"c"}},"fallback_keys":{"signed_curve25519:AAAABA":{"key":"f","fallback":true}}}' "$CS/keys/upload")
