@@ -107,13 +107,14 @@ fetch_set(const struct sync_batch *b, struct user *self, struct map *fetch)
 		map_put(fetch, self->user_id, self);
 }
 
+/* Is there a state event in [lo, hi), filtered out of the timeline or not? */
 static bool
-has_state_after(const struct sync_batch *b)
+has_state_in(struct room *r, size_t lo, size_t hi)
 {
 	size_t i;
 
-	for (i = 1; i < b->events.n; i++)
-		if (((struct revent *)b->events.v[i])->state_key != NULL)
+	for (i = lo; i < hi; i++)
+		if (((struct revent *)r->events.v[i])->state_key != NULL)
 			return true;
 	return false;
 }
@@ -140,8 +141,8 @@ state_delta(struct room *r, const struct sync_batch *b, struct map *fetch,
 	         ? ((struct revent *)b->events.v[b->events.n - 1])->idx + 1
 	         : b->end;
 	state_after(r, lo, fetch, &start);
-	/* No state event after the first one: the end is the start. */
-	if (!has_state_after(b))
+	/* No state event between the two: the end is the start. */
+	if (!has_state_in(r, lo, hi))
 		hi = lo;
 	if (hi != lo)
 		state_after(r, hi, fetch, &end);

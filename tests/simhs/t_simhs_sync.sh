@@ -261,6 +261,12 @@ check "room.rooms" "$(cs "$A2" "sync?filter=$(urlq '{"room":{"rooms":["'"$LL"'"]
 check "room.not_rooms" "$(cs "$A2" "sync?filter=$(urlq '{"room":{"not_rooms":["'"$LL"'"]}}')")" '"'"$LL"'" not in d["rooms"]["join"] and "'"$ROOM"'" in d["rooms"]["join"]'
 check "state.types" "$(jroom "$(cs "$A2" "sync?filter=$(urlq '{"room":{"timeline":{"limit":1},"state":{"types":["m.room.create"]}}}')")" "$LL")" '[e["type"] for e in d["state"]["events"]] == ["m.room.create"]'
 check "timeline.types" "$(jroom "$(cs "$A2" "sync?filter=$(urlq '{"room":{"timeline":{"limit":3,"types":["m.room.member"]}}}')")" "$LL")" '[e["type"] for e in d["timeline"]["events"]] == ["m.room.member"] * 3 and d["timeline"]["limited"] is True'
+SF=$(nb "$(cs "$A2" "sync?since=$SL&timeout=0")")
+# a topic set between timeline events but filtered out of the timeline
+for i in 1 2; do send "$LN" @bob:localhost "f$i" >/dev/null; done
+admin "rooms/$LN/send" '{"sender":"@alice:localhost","type":"m.room.topic","state_key":"","content":{"topic":"hidden"}}' >/dev/null
+for i in 3 4; do send "$LN" @bob:localhost "f$i" >/dev/null; done
+check "filtered-out state change in state" "$(jroom "$(cs "$A2" "sync?since=$SF&timeout=0&filter=$(urlq '{"room":{"timeline":{"limit":3,"types":["m.room.message"]}}}')")" "$LN")" '[e["content"] for e in d["state"]["events"] if e["type"] == "m.room.topic"] == [{"topic": "hidden"}] and d["timeline"]["limited"] is True'
 check "timeline.not_senders" "$(jroom "$(cs "$A2" "sync?filter=$(urlq '{"room":{"timeline":{"limit":50,"not_senders":["@bob:localhost"]}}}')")" "$LL")" '"@bob:localhost" not in [e["sender"] for e in d["timeline"]["events"]]'
 check "ephemeral.not_types" "$(jroom "$(cs "$A1" "sync?filter=$(urlq '{"room":{"ephemeral":{"not_types":["m.receipt"]}}}')")" "$ROOM")" 'd["ephemeral"]["events"] == []'
 check "account_data.types wildcard" "$(cs "$A1" "sync?filter=$(urlq '{"account_data":{"types":["org.example.*"]}}')")" '[e["type"] for e in d["account_data"]["events"]] == ["org.example.x"]'
