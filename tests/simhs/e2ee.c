@@ -190,22 +190,41 @@ e2ee_device_lists(struct simhs *ctx, struct user *u, uint64_t since)
 	return o;
 }
 
-/* "signed_curve25519:AAAAHQ" -> counts["signed_curve25519"] += 1 */
+/*
+ * "signed_curve25519:AAAAHQ" -> counts["signed_curve25519"] += 1, once
+ * per key id: Synapse stores a key id once, so a re-upload is not counted.
+ */
 static void
 otk_count(struct device *d, struct json_object *keys)
 {
 	struct json_object *n;
 	char *alg;
 
+	if (d->otk_ids == NULL)
+		d->otk_ids = json_object_new_object();
 	json_object_object_foreach(keys, k, v)
 	{
 		(void)v;
+		if (json_object_object_get_ex(d->otk_ids, k, NULL))
+			continue;
+		json_object_object_add(d->otk_ids, k, NULL);
 		alg = xasprintf("%.*s", (int)strcspn(k, ":"), k);
 		n = json_get(d->otk_count, alg, json_type_int);
 		json_add_int(d->otk_count, alg,
 		             (n ? json_object_get_int64(n) : 0) + 1);
 		free(alg);
 	}
+}
+
+/* New device keys are a device list change; the same ones again are not. */
+static void
+device_keys_set(struct simhs *ctx, struct device *d, struct json_object *dk)
+{
+	if (d->device_keys != NULL && json_object_equal(d->device_keys, dk))
+		return;
+	json_object_put(d->device_keys);
+	d->device_keys = json_object_get(dk);
+	e2ee_device_changed(ctx, d->user);
 }
 
 /* Fallback keys replace the unused set: one type per key uploaded. */
@@ -271,7 +290,7 @@ e2ee_keys_upload_handle(struct creq *c)
 		return;
 	}
 	if (dk != NULL)
-		e2ee_device_changed(c->ctx, d->user);
+		device_keys_set(c->ctx, d, dk);
 	json_object_put(body);
 	keys_reply(c, d);
 }

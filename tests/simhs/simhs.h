@@ -105,6 +105,8 @@ struct device {
 	int sync_inflight;
 	int sync_inflight_max;
 	struct map ll_cache; /* user id -> member event sent (lazy loading) */
+	struct json_object *device_keys; /* as last uploaded, or NULL */
+	struct json_object *otk_ids; /* one-time key ids uploaded, or NULL */
 };
 
 struct acct_data {

@@ -170,6 +170,10 @@ check "other device unaffected" "$(cs "$A2" sync)" 'd["device_one_time_keys_coun
 S1=$(nb "$R")
 curl -sS -o /dev/null -H "Authorization: Bearer $A1" -d '{"device_keys":{"user_id":"@alice:localhost","device_id":"A1","algorithms":[],"keys":{}}}' "$CS/keys/upload"
 check "device keys upload: changed" "$(cs "$BOB" "sync?since=$SB&timeout=0")" '"@alice:localhost" in d["device_lists"]["changed"]'
+SB=$(nb "$(cs "$BOB" "sync?since=$SB&timeout=0")")
+curl -sS -o /dev/null -H "Authorization: Bearer $A1" -d '{"device_keys":{"user_id":"@alice:localhost","device_id":"A1","algorithms":[],"keys":{}}}' "$CS/keys/upload"
+check "same device keys again: no change" "$(cs "$BOB" "sync?since=$SB&timeout=0")" '"device_lists" not in d'
+check "one-time key re-upload not counted" "$(curl -sS -H "Authorization: Bearer $A1" -d '{"one_time_keys":{"signed_curve25519:AAAAAQ":{"key":"a"},"signed_curve25519:AAAACQ":{"key":"d"}}}' "$CS/keys/upload")" 'd == {"one_time_key_counts": {"signed_curve25519": 4}}'
 [ "$(status POST "$CS/keys/upload" -H "Authorization: Bearer $A1" -d '{"device_keys":{"user_id":"@bob:localhost","device_id":"A1"}}')" = 400 ] || fail "keys for another user"
 [ "$(status POST "$CS/keys/upload" -H "Authorization: Bearer $A1" -d 'nope')" = 400 ] || fail "keys bad json"
 admin keys '{"user_id":"@alice:localhost","device_id":"A2","one_time_keys_count":{"signed_curve25519":7}}' >/dev/null

@@ -242,6 +242,8 @@ device_free(void *p)
 	json_object_put(d->otk_count);
 	json_object_put(d->fallback_types);
 	map_clear(&d->ll_cache, NULL);
+	json_object_put(d->device_keys);
+	json_object_put(d->otk_ids);
 	free(d->device_id);
 	free(d);
 }
