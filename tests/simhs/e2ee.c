@@ -148,8 +148,8 @@ set_to_array(struct json_object *set)
 
 /*
  * device_lists for u since `since`, or NULL when both lists are empty
- * (Synapse then leaves the key out). Explicit entries queued with the
- * admin device_lists call come first.
+ * (Synapse then leaves the key out, and an empty list within it). Explicit
+ * entries queued with the admin device_lists call come first.
  */
 struct json_object *
 e2ee_device_lists(struct simhs *ctx, struct user *u, uint64_t since)
@@ -184,9 +184,16 @@ e2ee_device_lists(struct simhs *ctx, struct user *u, uint64_t since)
 		json_object_put(gone);
 		return NULL;
 	}
+	/* Synapse leaves out whichever of the two is empty. */
 	o = json_object_new_object();
-	json_object_object_add(o, "changed", set_to_array(ch));
-	json_object_object_add(o, "left", set_to_array(gone));
+	if (json_object_object_length(ch) > 0)
+		json_object_object_add(o, "changed", set_to_array(ch));
+	else
+		json_object_put(ch);
+	if (json_object_object_length(gone) > 0)
+		json_object_object_add(o, "left", set_to_array(gone));
+	else
+		json_object_put(gone);
 	return o;
 }
 
