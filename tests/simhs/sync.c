@@ -325,25 +325,27 @@ acct_pending(struct sync_ctx *s, struct room *r)
 
 /*
  * A room we left (or were kicked or banned from) goes under rooms.leave,
- * its timeline ending with the leave. Having been joined at since, the
- * timeline starts there; otherwise it is the room's last events with full
- * state. A rejected invite shows only the leave event.
+ * its timeline ending with that event, like Synapse's "archived" rooms.
+ * On an initial sync (include_leave), or having joined after since, it
+ * gets the room's last events and full state; otherwise the events after
+ * since, which under shared history a rejected invite sees too.
  */
 static void
 sync_room_left(struct sync_ctx *s, struct room *r, struct revent *leave,
-               size_t since_idx, bool was_joined)
+               size_t since_idx, bool is_initial)
 {
-	const char *before =
-	    event_membership(room_member_at(r, s->user->user_id, leave->idx));
+	const char *uid = s->user->user_id;
+	bool is_full = is_initial;
 
-	if (strcmp(before, "join") == 0)
-		room_add(s, s->leave, r,
-		         room_entry(s, r, was_joined ? since_idx : 0,
-		                    leave->idx + 1, !was_joined, false));
-	else if (strcmp(before, "invite") == 0)
-		room_add(
-		    s, s->leave, r,
-		    room_entry(s, r, leave->idx, leave->idx + 1, false, false));
+	if (!is_initial &&
+	    strcmp(event_membership(room_member_at(r, uid, since_idx)),
+	           "join") != 0 &&
+	    strcmp(event_membership(room_member_at(r, uid, leave->idx)),
+	           "join") == 0)
+		is_full = true;
+	room_add(s, s->leave, r,
+	         room_entry(s, r, is_full ? 0 : since_idx, leave->idx + 1,
+	                    is_full, false));
 }
 
 /* Decide how this room appears, from our membership at since and now. */
@@ -366,7 +368,7 @@ sync_room(struct sync_ctx *s, struct room *r)
 		else if (strcmp(cur, "invite") == 0)
 			room_invite(s, r, cur_ev);
 		else if (cur_ev != NULL && filter_include_leave(p->filter))
-			sync_room_left(s, r, cur_ev, 0, false);
+			sync_room_left(s, r, cur_ev, 0, true);
 		return;
 	}
 	if (r->max_pos <= p->since_pos && !p->is_full_state &&
@@ -387,8 +389,7 @@ sync_room(struct sync_ctx *s, struct room *r)
 		if (cur_ev->pos > p->since_pos || p->is_full_state)
 			room_invite(s, r, cur_ev);
 	} else if (cur_ev != NULL && cur_ev->pos > p->since_pos)
-		sync_room_left(s, r, cur_ev, since_idx,
-		               strcmp(old, "join") == 0);
+		sync_room_left(s, r, cur_ev, since_idx, false);
 }
 
 /* Up to SIMHS_TODEVICE_LIMIT messages; returns the to-device position. */

@@ -88,6 +88,14 @@ admin "rooms/$ROOM/leave" '{"user_id":"@carol:localhost"}' >/dev/null
 R=$(cs "$CAROL" "sync?since=$SC&timeout=0")
 check "rejected: leave with the leave only" "$R" '[e["content"]["membership"] for e in d["rooms"]["leave"]["'"$ROOM"'"]["timeline"]["events"]] == ["leave"]'
 SC=$(nb "$R")
+# Synapse loads a rejected invite's timeline from since (shared history)
+admin "rooms/$SPACE/invite" '{"sender":"@alice:localhost","user_id":"@carol:localhost"}' >/dev/null
+SC=$(nb "$(cs "$CAROL" "sync?since=$SC&timeout=0")")
+send "$SPACE" @alice:localhost "while invited" >/dev/null
+admin "rooms/$SPACE/leave" '{"user_id":"@carol:localhost"}' >/dev/null
+R=$(cs "$CAROL" "sync?since=$SC&timeout=0")
+check "rejected: events since, then the leave" "$R" '[e["content"].get("body", e["content"].get("membership")) for e in d["rooms"]["leave"]["'"$SPACE"'"]["timeline"]["events"]] == ["while invited", "leave"]'
+SC=$(nb "$R")
 
 # --- 4. receipts -------------------------------------------------------
 SB=$(nb "$(cs "$BOB" sync)")
