@@ -104,7 +104,8 @@ struct device {
 	uint64_t whoami_requests;
 	int sync_inflight;
 	int sync_inflight_max;
-	struct map ll_cache; /* user id -> member event sent (lazy loading) */
+	struct map ll_cache; /* user id -> struct ll_ent (sync_state.c) */
+	uint64_t ll_clock;   /* its LRU order */
 	struct json_object *device_keys; /* as last uploaded, or NULL */
 	struct json_object *otk_ids; /* one-time key ids uploaded, or NULL */
 };

@@ -479,7 +479,7 @@ sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
 	/* A new sync sequence: Synapse assumes the client forgot members. */
 	if (!p->has_since && filter_lazy_members(p->filter) &&
 	    !filter_redundant_members(p->filter)) {
-		map_clear(&dev->ll_cache, NULL);
+		map_clear(&dev->ll_cache, free);
 		map_init(&dev->ll_cache);
 	}
 	sync_rooms(&s, resp);

@@ -25,6 +25,68 @@ is_member(const struct revent *e)
 }
 
 /*
+ * The device's lazy-loading cache, an LRU like Synapse's: its
+ * LruCache(LAZY_LOADED_MEMBERS_CACHE_MAX_SIZE = 100) times the default
+ * cache factor 0.5 holds 50 members; older ones are sent again.
+ */
+#define LL_CACHE_MAX 50
+
+struct ll_ent {
+	struct revent *event;
+	uint64_t used;
+};
+
+static bool
+ll_has(struct device *d, struct revent *e)
+{
+	struct ll_ent *le = map_get(&d->ll_cache, e->state_key);
+
+	if (le == NULL || le->event != e)
+		return false;
+	le->used = ++d->ll_clock;
+	return true;
+}
+
+/* Forget the least recently used entry (the map has no delete). */
+static void
+ll_evict(struct device *d)
+{
+	struct map keep, *m = &d->ll_cache;
+	struct map_entry *me, *old = NULL;
+	size_t i;
+
+	for (i = 0; i < m->nbuckets; i++)
+		for (me = m->buckets[i]; me != NULL; me = me->next)
+			if (old == NULL ||
+			    ((struct ll_ent *)me->val)->used <
+			        ((struct ll_ent *)old->val)->used)
+				old = me;
+	map_init(&keep);
+	for (i = 0; i < m->nbuckets; i++)
+		for (me = m->buckets[i]; me != NULL; me = me->next)
+			if (me != old)
+				map_put(&keep, me->key, me->val);
+	free(old->val);
+	map_clear(m, NULL);
+	*m = keep;
+}
+
+static void
+ll_set(struct device *d, struct revent *e)
+{
+	struct ll_ent *le = map_get(&d->ll_cache, e->state_key);
+
+	if (le == NULL) {
+		le = xcalloc(1, sizeof(*le));
+		map_put(&d->ll_cache, e->state_key, le);
+	}
+	le->event = e;
+	le->used = ++d->ll_clock;
+	if (d->ll_cache.count > LL_CACHE_MAX)
+		ll_evict(d);
+}
+
+/*
  * The state after timeline index n - 1 (n events applied) into m, keyed
  * by type and state key. With lazy loading, members not in fetch are
  * left out, as Synapse's StateFilter.from_lazy_load_member_list does.
@@ -196,13 +258,13 @@ lazy_dedupe(struct device *d, const struct sync_batch *b, struct ptrvec *st)
 
 	for (i = st->n; i > 0; i--) {
 		e = st->v[i - 1];
-		if (is_member(e) && map_get(&d->ll_cache, e->state_key) == e)
+		if (is_member(e) && ll_has(d, e))
 			vec_remove(st, i - 1);
 	}
 	for (i = 0; i < st->n + b->events.n; i++) {
 		e = i < st->n ? st->v[i] : b->events.v[i - st->n];
 		if (e->state_key != NULL && is_member(e))
-			map_put(&d->ll_cache, e->state_key, e);
+			ll_set(d, e);
 	}
 }
 
@@ -229,6 +291,9 @@ sync_state(struct room *r, const struct sync_batch *b, struct device *d,
 	else if (is_lazy)
 		state_senders(r, b, &fetch, out);
 	map_clear(&fetch, NULL);
+	/* Timeline order, so that the cache's LRU order is the room's. */
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), by_idx);
 	if (is_lazy && !filter_redundant_members(filter))
 		lazy_dedupe(d, b, out);
 	for (i = out->n; i > 0; i--) {
@@ -237,8 +302,6 @@ sync_state(struct room *r, const struct sync_batch *b, struct device *d,
 		    !filter_allows(sec, e->type, e->sender, r->room_id))
 			vec_remove(out, i - 1);
 	}
-	if (out->n > 1)
-		qsort(out->v, out->n, sizeof(*out->v), by_idx);
 }
 
 static int
@@ -322,9 +385,9 @@ heroes_hydrate(struct room *r, const struct sync_batch *b, struct device *d,
 	for (i = 0; i < heroes->n; i++) {
 		e = room_state_get(r, "m.room.member", heroes->v[i]);
 		if (e == NULL || map_get(&known, e->state_key) != NULL ||
-		    map_get(&d->ll_cache, e->state_key) == e)
+		    ll_has(d, e))
 			continue;
-		map_put(&d->ll_cache, e->state_key, e);
+		ll_set(d, e);
 		vec_push(st, e);
 	}
 	map_clear(&known, NULL);

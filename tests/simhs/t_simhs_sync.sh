@@ -260,6 +260,18 @@ R=$(cs "$A2" "sync?since=$SL&timeout=0&filter=$FLL")
 check "lazy: member not sent twice" "$(jroom "$R" "$LL")" 'd["state"]["events"] == []'
 FRED=$(urlq '{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true,"include_redundant_members":true}}}')
 check "include_redundant_members" "$(jroom "$(cs "$A2" "sync?since=$SL&timeout=0&filter=$FRED")" "$LL")" '[e["state_key"] for e in d["state"]["events"]] == ["@ivan:localhost"]'
+# Synapse's cache holds 50 members: after 60 the first ones are sent again
+BIGR=$(val "$(admin rooms '{"creator":"@alice:localhost","name":"Crowd"}')" 'd["room_id"]')
+EVS=$($PY -c 'import json; u=["@crowd%02d:localhost" % i for i in range(60)]; print(json.dumps({"events":[{"sender":x,"type":"m.room.member","state_key":x,"content":{"membership":"join"}} for x in u] + [{"sender":x,"type":"m.room.message","content":{"body":"hi"}} for x in u]}))')
+admin "rooms/$BIGR/send_batch" "$EVS" >/dev/null
+FBIG=$(urlq '{"room":{"timeline":{"limit":60},"state":{"lazy_load_members":true}}}')
+R=$(cs "$A2" "sync?since=$SL&timeout=0&filter=$FBIG")
+check "crowd: 60 members lazily sent" "$(jroom "$R" "$BIGR")" 'len([e for e in d["state"]["events"] + d["timeline"]["events"] if e["type"] == "m.room.member" and e["state_key"].startswith("@crowd")]) == 60'
+SL=$(nb "$R")
+send "$BIGR" @crowd00:localhost "first again" >/dev/null
+send "$BIGR" @crowd59:localhost "last again" >/dev/null
+check "crowd: the oldest re-sent, the newest not" "$(jroom "$(cs "$A2" "sync?since=$SL&timeout=0&filter=$FLL")" "$BIGR")" '[e["state_key"] for e in d["state"]["events"]] == ["@crowd00:localhost"]'
+SL=$(nb "$(cs "$A2" "sync?since=$SL&timeout=0&filter=$FLL")")
 SL=$(nb "$R")
 admin "rooms/$LL/join" '{"user_id":"@gina:localhost"}' >/dev/null
 check "member event in timeline: summary" "$(jroom "$(cs "$A2" "sync?since=$SL&timeout=0&filter=$FLL")" "$LL")" 'd["summary"]["m.joined_member_count"] == 8'

@@ -241,7 +241,7 @@ device_free(void *p)
 	todevice_ack(d, UINT64_MAX);
 	json_object_put(d->otk_count);
 	json_object_put(d->fallback_types);
-	map_clear(&d->ll_cache, NULL);
+	map_clear(&d->ll_cache, free);
 	json_object_put(d->device_keys);
 	json_object_put(d->otk_ids);
 	free(d->device_id);
