@@ -94,6 +94,7 @@ a_login(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	const char *dev_id = json_str(b, "device_id");
 	struct json_object *o, *repl;
 	struct device *d;
+	bool is_new;
 	struct token *t;
 	struct user *u;
 	char *id;
@@ -110,7 +111,11 @@ a_login(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	}
 	u = user_get_or_create(ctx, id);
 	free(id);
+	is_new = dev_id == NULL || device_get(u, dev_id) == NULL;
 	d = device_get_or_create(u, dev_id);
+	/* Synapse announces a new device to everyone sharing a room. */
+	if (is_new)
+		e2ee_device_changed(ctx, u);
 	repl = json_get(b, "replace", json_type_boolean);
 	if (repl != NULL && json_object_get_boolean(repl))
 		revoke_device(ctx, d);
@@ -285,6 +290,22 @@ a_device_lists(struct simhs *ctx, struct evhttp_request *req,
 		    ctx, u,
 		    json_object_get_string(json_object_array_get_idx(left, i)),
 		    true);
+	o = json_object_new_object();
+	json_add_int(o, "pos", (int64_t)ctx->pos);
+	http_reply_json(req, 200, o);
+}
+
+/* A user's device list changed (new keys, a device gone...). */
+static void
+a_device_change(struct simhs *ctx, struct evhttp_request *req,
+                struct json_object *b)
+{
+	struct json_object *o;
+	struct user *u;
+
+	if ((u = admin_user_arg(ctx, req, b, "user_id", false)) == NULL)
+		return;
+	e2ee_device_changed(ctx, u);
 	o = json_object_new_object();
 	json_add_int(o, "pos", (int64_t)ctx->pos);
 	http_reply_json(req, 200, o);
@@ -513,6 +534,7 @@ static const struct admin_route admin_routes[] = {
     {"GET", "to_device_pending", a_todevice_pending},
     {"POST", "device_lists", a_device_lists},
     {"POST", "keys", a_keys},
+    {"POST", "device_change", a_device_change},
     {"GET", "stats", a_stats},
     {"POST", "stats/reset", a_stats_reset},
     {"POST", "fail", a_fail},

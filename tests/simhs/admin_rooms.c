@@ -188,6 +188,51 @@ reply_event(struct evhttp_request *req, struct revent *e)
 	http_reply_json(req, 200, o);
 }
 
+/*
+ * The optional parts of createRoom: room_type goes into m.room.create
+ * (spaces are "m.space"), encrypted adds m.room.encryption with
+ * Synapse's default algorithm, topic adds m.room.topic. The create event
+ * has just been appended in this same callback and nobody has seen it,
+ * so setting its type here is as if createRoom had.
+ */
+static void
+create_extras(struct simhs *ctx, struct room *r, struct user *u,
+              struct json_object *b)
+{
+	struct json_object *enc = json_get(b, "encrypted", json_type_boolean);
+	const char *type = json_str(b, "room_type"), *topic;
+	struct revent *create = r->events.v[0];
+	struct json_object *c;
+
+	if (type != NULL)
+		json_add_str(create->content, "type", type);
+	if (enc != NULL && json_object_get_boolean(enc)) {
+		c = json_object_new_object();
+		json_add_str(c, "algorithm", "m.megolm.v1.aes-sha2");
+		append_owned(ctx, r, u->user_id, "m.room.encryption", "", c);
+	}
+	if ((topic = json_str(b, "topic")) != NULL) {
+		c = json_object_new_object();
+		json_add_str(c, "topic", topic);
+		append_owned(ctx, r, u->user_id, "m.room.topic", "", c);
+	}
+}
+
+static bool
+create_extras_ok(struct json_object *b)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(b, "room_type", &v) &&
+	    !json_object_is_type(v, json_type_string))
+		return false;
+	if (json_object_object_get_ex(b, "topic", &v) &&
+	    !json_object_is_type(v, json_type_string))
+		return false;
+	return !json_object_object_get_ex(b, "encrypted", &v) ||
+	       json_object_is_type(v, json_type_boolean);
+}
+
 static void
 ar_create(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 {
@@ -213,12 +258,19 @@ ar_create(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 		http_reply_error(req, 400, "M_ROOM_IN_USE", "room_id taken");
 		return;
 	}
+	if (!create_extras_ok(b)) {
+		http_reply_error(req, 400, "M_INVALID_PARAM",
+		                 "room_type and topic are strings, encrypted a "
+		                 "boolean");
+		return;
+	}
 	if ((u = admin_user_arg(ctx, req, b, "creator", true)) == NULL)
 		return;
 	r = admin_room_create(ctx, u, id, json_str(b, "name"),
 	                      preset != NULL &&
 	                          strcmp(preset, "public_chat") == 0,
 	                      dir != NULL && json_object_get_boolean(dir));
+	create_extras(ctx, r, u, b);
 	o = json_object_new_object();
 	json_add_str(o, "room_id", r->room_id);
 	http_reply_json(req, 200, o);
@@ -358,15 +410,25 @@ ar_receipt(struct simhs *ctx, struct evhttp_request *req, struct room *r,
            struct json_object *b)
 {
 	const char *eid = json_str(b, "event_id");
+	const char *type = json_str(b, "receipt_type");
 	struct user *u;
 
 	if (eid == NULL) {
 		http_reply_error(req, 400, "M_MISSING_PARAM", "event_id");
 		return;
 	}
+	if (type != NULL && strcmp(type, "m.read") != 0 &&
+	    strcmp(type, "m.read.private") != 0 &&
+	    strcmp(type, "m.fully_read") != 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM",
+		                 "receipt_type: m.read, m.read.private or "
+		                 "m.fully_read");
+		return;
+	}
 	if ((u = admin_user_arg(ctx, req, b, "user_id", false)) == NULL)
 		return;
-	if (room_set_receipt(ctx, r, u, eid) < 0) {
+	if (receipt_set(ctx, r, u, type ? type : "m.read", eid,
+	                json_str(b, "thread_id")) < 0) {
 		http_reply_error(req, 404, "M_NOT_FOUND", "unknown event");
 		return;
 	}

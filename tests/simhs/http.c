@@ -22,7 +22,7 @@
 #define GZIP_MIN 1024
 
 struct route {
-	const char *method; /* "GET" or "POST" */
+	const char *method; /* "GET", "POST" or "PUT" */
 	const char *pattern;
 	const char *name;
 	void (*handler)(struct creq *);
@@ -37,6 +37,16 @@ static const struct route routes[] = {
     {"GET", "sync", "sync", sync_handle},
     {"POST", "user/*/filter", "filter", filter_post_handle},
     {"GET", "user/*/filter/*", "filter", filter_get_handle},
+    {"PUT", "user/*/account_data/*", "account_data", account_data_put_handle},
+    {"GET", "user/*/account_data/*", "account_data", account_data_get_handle},
+    {"PUT", "user/*/rooms/*/account_data/*", "account_data",
+     account_data_put_handle},
+    {"GET", "user/*/rooms/*/account_data/*", "account_data",
+     account_data_get_handle},
+    {"POST", "rooms/*/receipt/*/*", "receipt", receipts_handle},
+    {"POST", "rooms/*/read_markers", "receipt", receipts_markers_handle},
+    {"GET", "rooms/*/messages", "messages", messages_handle},
+    {"POST", "keys/upload", "keys_upload", e2ee_keys_upload_handle},
 };
 
 static const char *
@@ -420,22 +430,50 @@ filter_owner_ok(struct creq *c)
 	return false;
 }
 
+/* The request body if it is a JSON object, else NULL. */
+struct json_object *
+creq_body_parse(struct creq *c)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+	size_t len = evbuffer_get_length(in);
+	struct json_object *body;
+
+	if (len == 0)
+		return NULL;
+	body = json_parse((const char *)evbuffer_pullup(in, -1), len);
+	if (body != NULL && !json_object_is_type(body, json_type_object)) {
+		json_object_put(body);
+		body = NULL;
+	}
+	return body;
+}
+
+/* As creq_body_parse, but replies 400 M_NOT_JSON (Synapse's words). */
+struct json_object *
+creq_body_object(struct creq *c)
+{
+	struct json_object *body;
+
+	if ((body = creq_body_parse(c)) == NULL)
+		creq_error(c, 400, "M_NOT_JSON", "Content not JSON.");
+	return body;
+}
+
 static void
 filter_post_handle(struct creq *c)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
 	struct user *u = c->tok->device->user;
 	struct json_object *body, *o;
+	const char *err;
 	char id[32];
-	size_t len;
 
 	if (!filter_owner_ok(c))
 		return;
-	len = evbuffer_get_length(in);
-	body = json_parse((const char *)evbuffer_pullup(in, -1), len);
-	if (body == NULL || !json_object_is_type(body, json_type_object)) {
+	if ((body = creq_body_object(c)) == NULL)
+		return;
+	if ((err = filter_validate(body)) != NULL) {
 		json_object_put(body);
-		creq_error(c, 400, "M_NOT_JSON", "Content not JSON.");
+		creq_error(c, 400, "M_UNKNOWN", err);
 		return;
 	}
 	vec_push(&u->filters, body);

@@ -24,6 +24,7 @@ waiter_free(struct waiter *w)
 {
 	TAILQ_REMOVE(&w->user->waiters, w, entry);
 	event_free(w->timer);
+	json_object_put(w->p.filter);
 	w->ctx->nwaiters--;
 	free(w);
 }
@@ -133,6 +134,7 @@ longpoll_add(struct creq *c, const struct sync_params *p)
 	w->p = *p;
 	w->user = c->tok->device->user;
 	if ((w->timer = evtimer_new(ctx->base, waiter_timeout_cb, w)) == NULL) {
+		json_object_put(w->p.filter);
 		free(w);
 		creq_error(c, 500, "M_UNKNOWN", "Internal server error");
 		return;

@@ -249,33 +249,12 @@ room_set_typing(struct simhs *ctx, struct room *r, struct json_object *ids)
 	room_notify(ctx, r);
 }
 
-/* The user's read receipt moves to event_id (one m.read per user). */
+/* The user's m.read receipt moves to event_id (receipts.c has the rest). */
 int
 room_set_receipt(struct simhs *ctx, struct room *r, struct user *u,
                  const char *event_id)
 {
-	struct receipt *rc = NULL;
-	struct revent *e;
-	size_t i;
-
-	if ((e = room_find_event(r, event_id)) == NULL)
-		return -1;
-	for (i = 0; i < r->receipts.n; i++) {
-		rc = r->receipts.v[i];
-		if (rc->user == u)
-			break;
-		rc = NULL;
-	}
-	if (rc == NULL) {
-		rc = xcalloc(1, sizeof(*rc));
-		rc->user = u;
-		vec_push(&r->receipts, rc);
-	}
-	rc->event = e;
-	rc->ts = now_ms();
-	rc->pos = r->max_pos = ++ctx->pos;
-	room_notify(ctx, r);
-	return 0;
+	return receipt_set(ctx, r, u, "m.read", event_id, NULL);
 }
 
 /* Client-format event, as /sync serves it (room_id only for admin). */
@@ -346,7 +325,7 @@ room_free(void *p)
 	map_clear(&r->state, NULL);
 	vec_free(&r->users, NULL);
 	vec_free(&r->typing, free);
-	vec_free(&r->receipts, free);
+	vec_free(&r->receipts, receipt_free);
 	free(r->room_id);
 	free(r);
 }

@@ -69,6 +69,8 @@ struct receipt {
 	struct revent *event;
 	int64_t ts;
 	uint64_t pos;
+	char *type;      /* m.read or m.read.private */
+	char *thread_id; /* NULL: unthreaded */
 };
 
 struct room {
@@ -102,6 +104,10 @@ struct device {
 	uint64_t whoami_requests;
 	int sync_inflight;
 	int sync_inflight_max;
+	struct map ll_cache; /* user id -> struct ll_ent (sync_state.c) */
+	uint64_t ll_clock;   /* its LRU order */
+	struct json_object *device_keys; /* as last uploaded, or NULL */
+	struct json_object *otk_ids; /* one-time key ids uploaded, or NULL */
 };
 
 struct acct_data {
@@ -218,6 +224,8 @@ struct simhs {
 	struct map x_passwords; /* client_x.c: user_id -> password */
 	struct map x_txns;      /* client_x.c: token\x1ftxn -> event_id */
 	struct ptrvec x_slow;   /* media.c: streams and stalls in progress */
+
+	struct ptrvec devchanges; /* struct devlist_change *, all users */
 };
 
 /* util.c */
@@ -289,10 +297,62 @@ struct sync_params {
 	uint64_t since_td;
 	int limit;
 	int timeout_ms;
+	struct json_object *filter; /* one reference, NULL: none */
 };
 struct json_object *sync_build(struct simhs *, struct device *,
                                const struct sync_params *, bool *);
 void sync_handle(struct creq *);
+
+/* sync_state.c: the timeline batch of one room entry, chosen by sync.c */
+struct sync_batch {
+	struct ptrvec events; /* the timeline, oldest first */
+	struct map in_tl;     /* event id -> event, for events above */
+	size_t from, end;     /* the timeline range [from, end) */
+	bool is_full;         /* full state (initial or newly joined) */
+	bool is_limited;
+	bool has_since;
+};
+void sync_state(struct room *, const struct sync_batch *, struct device *,
+                struct json_object *, struct ptrvec *);
+struct json_object *sync_summary(struct room *, const struct sync_batch *,
+                                 struct device *, struct json_object *,
+                                 struct ptrvec *);
+
+/* filter.c */
+const char *filter_validate(struct json_object *);
+int filter_resolve(struct creq *, const char *,
+                   struct json_object **) WARN_UNUSED;
+struct json_object *filter_top(struct json_object *, const char *);
+struct json_object *filter_section(struct json_object *, const char *);
+bool filter_allows(struct json_object *, const char *, const char *,
+                   const char *);
+bool filter_room_allowed(struct json_object *, const char *);
+bool filter_lazy_members(struct json_object *);
+bool filter_redundant_members(struct json_object *);
+bool filter_include_leave(struct json_object *);
+int filter_timeline_limit(struct json_object *);
+
+/* receipts.c */
+int receipt_set(struct simhs *, struct room *, struct user *, const char *,
+                const char *, const char *) WARN_UNUSED;
+void receipt_free(void *);
+size_t receipt_read_upto(struct room *, struct user *);
+struct json_object *receipts_json(struct room *, struct user *, bool, uint64_t);
+void receipts_handle(struct creq *);
+void receipts_markers_handle(struct creq *);
+
+/* account_data.c */
+void account_data_put_handle(struct creq *);
+void account_data_get_handle(struct creq *);
+
+/* e2ee.c */
+void e2ee_device_changed(struct simhs *, struct user *);
+struct json_object *e2ee_device_lists(struct simhs *, struct user *, uint64_t);
+void e2ee_keys_upload_handle(struct creq *);
+
+/* messages.c */
+void messages_token_format(char *, size_t, size_t, uint64_t, uint64_t);
+void messages_handle(struct creq *);
 
 /* longpoll.c */
 void longpoll_init(struct simhs *);
@@ -313,6 +373,8 @@ void creq_hold(struct creq *, void (*)(struct evhttp_connection *, void *),
 void creq_unhold(struct creq *);
 void creq_abort(struct creq *);
 void creq_dispatch(struct creq *);
+struct json_object *creq_body_parse(struct creq *);
+struct json_object *creq_body_object(struct creq *);
 
 /* fail.c */
 bool fail_check(struct creq *);

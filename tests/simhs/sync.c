@@ -60,10 +60,7 @@ prev_batch_format(char *buf, size_t len, struct room *r, size_t start,
 		e = r->events.v[start];
 		before = e->pos - 1;
 	}
-	snprintf(buf, len, "t%zu-%llu_0_%llu_%llu_%llu_1_%llu_%llu_0_1",
-	         start + 1, (unsigned long long)before, (unsigned long long)pos,
-	         (unsigned long long)pos, (unsigned long long)pos,
-	         (unsigned long long)pos, (unsigned long long)pos);
+	messages_token_format(buf, len, start + 1, before, pos);
 }
 
 static struct json_object *
@@ -84,49 +81,19 @@ room_typing_json(struct room *r)
 	return ev;
 }
 
-/* m.receipt with every receipt newer than since (all when initial). */
-static struct json_object *
-room_receipts_json(struct sync_ctx *s, struct room *r)
-{
-	struct json_object *content = NULL, *byev, *read, *who;
-	struct receipt *rc;
-	size_t i;
-
-	for (i = 0; i < r->receipts.n; i++) {
-		rc = r->receipts.v[i];
-		if (s->p->has_since && rc->pos <= s->p->since_pos)
-			continue;
-		if (content == NULL)
-			content = json_object_new_object();
-		if (!json_object_object_get_ex(content, rc->event->event_id,
-		                               &byev)) {
-			byev = json_object_new_object();
-			json_object_object_add(content, rc->event->event_id,
-			                       byev);
-			json_object_object_add(byev, "m.read",
-			                       json_object_new_object());
-		}
-		json_object_object_get_ex(byev, "m.read", &read);
-		who = json_object_new_object();
-		json_add_int(who, "ts", rc->ts);
-		json_object_object_add(read, rc->user->user_id, who);
-	}
-	if (content == NULL)
-		return NULL;
-	who = json_object_new_object();
-	json_object_object_add(who, "content", content);
-	json_add_str(who, "type", "m.receipt");
-	return who;
-}
-
 static struct json_object *
 room_ephemeral(struct sync_ctx *s, struct room *r)
 {
 	struct json_object *arr = json_object_new_array(), *rc;
+	struct json_object *sec = filter_section(s->p->filter, "ephemeral");
 
-	if (s->p->has_since ? r->typing_pos > s->p->since_pos : r->typing.n > 0)
+	if ((s->p->has_since ? r->typing_pos > s->p->since_pos
+	                     : r->typing.n > 0) &&
+	    filter_allows(sec, "m.typing", NULL, r->room_id))
 		json_object_array_add(arr, room_typing_json(r));
-	if ((rc = room_receipts_json(s, r)) != NULL)
+	if (filter_allows(sec, "m.receipt", NULL, r->room_id) &&
+	    (rc = receipts_json(r, s->user, s->p->has_since,
+	                        s->p->since_pos)) != NULL)
 		json_object_array_add(arr, rc);
 	return arr;
 }
@@ -134,10 +101,12 @@ room_ephemeral(struct sync_ctx *s, struct room *r)
 static struct json_object *
 acct_json(struct sync_ctx *s, const char *room_id)
 {
-	struct json_object *arr = json_object_new_array(), *ev;
+	struct json_object *arr = json_object_new_array(), *ev, *sec;
 	struct acct_data *a;
 	size_t i;
 
+	sec = room_id != NULL ? filter_section(s->p->filter, "account_data")
+	                      : filter_top(s->p->filter, "account_data");
 	for (i = 0; i < s->user->account_data.n; i++) {
 		a = s->user->account_data.v[i];
 		if ((a->room_id == NULL) != (room_id == NULL))
@@ -145,6 +114,8 @@ acct_json(struct sync_ctx *s, const char *room_id)
 		if (room_id != NULL && strcmp(a->room_id, room_id) != 0)
 			continue;
 		if (s->p->has_since && a->pos <= s->p->since_pos)
+			continue;
+		if (!filter_allows(sec, a->type, NULL, room_id))
 			continue;
 		ev = json_object_new_object();
 		json_add_str(ev, "type", a->type);
@@ -163,14 +134,10 @@ room_unread(struct sync_ctx *s, struct room *r, struct revent *member)
 	size_t i, start = member ? member->idx + 1 : 0;
 	int64_t notes = 0, highlights = 0;
 	struct json_object *o;
-	struct receipt *rc;
 	struct revent *e;
 
-	for (i = 0; i < r->receipts.n; i++) {
-		rc = r->receipts.v[i];
-		if (rc->user == s->user && rc->event->idx + 1 > start)
-			start = rc->event->idx + 1;
-	}
+	if (receipt_read_upto(r, s->user) > start)
+		start = receipt_read_upto(r, s->user);
 	for (i = start; i < r->events.n; i++) {
 		e = r->events.v[i];
 		if (e->state_key != NULL || strcmp(e->sender, uid) == 0)
@@ -189,93 +156,94 @@ room_unread(struct sync_ctx *s, struct room *r, struct revent *member)
 	return o;
 }
 
-static struct json_object *
-room_summary(struct sync_ctx *s, struct room *r)
+/*
+ * The timeline: the newest `limit` events of [from, end) that the
+ * filter lets through; limited when an older one was left out.
+ */
+static void
+timeline_pick(struct sync_ctx *s, struct room *r, struct sync_batch *b)
 {
-	struct json_object *o = json_object_new_object(), *heroes;
-	int64_t joined = 0, invited = 0;
-	struct ptrvec st = {0};
-	const char *m;
+	struct json_object *sec = filter_section(s->p->filter, "timeline");
+	size_t i, j, limit = (size_t)s->p->limit;
 	struct revent *e;
-	size_t i;
+	void *tmp;
 
-	heroes = json_object_new_array();
-	room_state_between(r, 0, r->events.n, &st);
-	for (i = 0; i < st.n; i++) {
-		e = st.v[i];
-		if (strcmp(e->type, "m.room.member") != 0)
+	for (i = b->end; i > b->from; i--) {
+		e = r->events.v[i - 1];
+		if (!filter_allows(sec, e->type, e->sender, r->room_id))
 			continue;
-		m = event_membership(e);
-		if (strcmp(m, "join") == 0)
-			joined++;
-		else if (strcmp(m, "invite") == 0)
-			invited++;
-		else
-			continue;
-		if (strcmp(e->state_key, s->user->user_id) != 0 &&
-		    json_object_array_length(heroes) < 5)
-			json_object_array_add(
-			    heroes, json_object_new_string(e->state_key));
+		if (b->events.n == limit) {
+			b->is_limited = true;
+			break;
+		}
+		vec_push(&b->events, e);
+		map_put(&b->in_tl, e->event_id, e);
 	}
-	vec_free(&st, NULL);
-	json_object_object_add(o, "m.heroes", heroes);
-	json_add_int(o, "m.invited_member_count", invited);
-	json_add_int(o, "m.joined_member_count", joined);
-	return o;
+	for (i = 0, j = b->events.n; j > 0 && i < j - 1; i++, j--) {
+		tmp = b->events.v[i];
+		b->events.v[i] = b->events.v[j - 1];
+		b->events.v[j - 1] = tmp;
+	}
 }
 
-static bool
-has_member_event(struct ptrvec *a, struct ptrvec *b)
+static void
+room_entry_fill(struct sync_ctx *s, struct room *r, struct sync_batch *b,
+                struct json_object *o, bool is_join)
 {
-	struct revent *e;
-	size_t i;
+	struct ptrvec stv = {0};
+	struct json_object *tl, *sum = NULL;
+	size_t start;
+	char prev[200];
 
-	for (i = 0; i < a->n + b->n; i++) {
-		e = i < a->n ? a->v[i] : b->v[i - a->n];
-		if (strcmp(e->type, "m.room.member") == 0)
-			return true;
-	}
-	return false;
+	sync_state(r, b, s->dev, s->p->filter, &stv);
+	if (is_join)
+		sum = sync_summary(r, b, s->dev, s->p->filter, &stv);
+	tl = events_obj(events_json(s, &b->events));
+	json_object_object_add(tl, "limited",
+	                       json_object_new_boolean(b->is_limited));
+	start =
+	    b->events.n > 0 ? ((struct revent *)b->events.v[0])->idx : b->end;
+	prev_batch_format(prev, sizeof(prev), r, start, s->ctx->pos);
+	json_add_str(tl, "prev_batch", prev);
+	json_object_object_add(o, "timeline", tl);
+	json_object_object_add(o, "state", events_obj(events_json(s, &stv)));
+	if (sum != NULL)
+		json_object_object_add(o, "summary", sum);
+	vec_free(&stv, NULL);
 }
 
 /*
- * One joined or left room. Timeline: the newest `limit` events of
- * [from, end); state: the full state at the timeline start when is_full,
- * else the delta since `from`. Returns NULL when there is nothing to say.
+ * One joined or left room: the timeline from [from, end), the state
+ * block that goes with it (sync_state.c), and for joined rooms the
+ * ephemeral events, unread counts and summary. Returns NULL when there
+ * is nothing to say (no events, account data or ephemeral, not full),
+ * which is Synapse's rule for leaving a room out.
  */
 static struct json_object *
 room_entry(struct sync_ctx *s, struct room *r, size_t from, size_t end,
            bool is_full, bool is_join)
 {
-	struct json_object *o, *tl, *eph = NULL, *acct;
-	struct ptrvec tlv = {0}, stv = {0};
-	size_t i, start = from, limit = (size_t)s->p->limit;
-	char prev[200];
+	struct json_object *o = NULL, *eph = NULL, *acct;
+	struct sync_batch b = {0};
 
-	if (end - from > limit)
-		start = end - limit;
-	for (i = start; i < end; i++)
-		vec_push(&tlv, r->events.v[i]);
-	room_state_between(r, is_full ? 0 : from, start, &stv);
+	b.from = from;
+	b.end = end;
+	b.is_full = is_full;
+	b.has_since = s->p->has_since;
+	map_init(&b.in_tl);
+	timeline_pick(s, r, &b);
 	if (is_join)
 		eph = room_ephemeral(s, r);
 	acct = acct_json(s, r->room_id);
-	if (!is_full && tlv.n == 0 && stv.n == 0 &&
+	if (!is_full && b.events.n == 0 &&
 	    json_object_array_length(acct) == 0 &&
 	    (eph == NULL || json_object_array_length(eph) == 0)) {
 		json_object_put(eph);
 		json_object_put(acct);
-		o = NULL;
 		goto out;
 	}
 	o = json_object_new_object();
-	tl = events_obj(events_json(s, &tlv));
-	json_object_object_add(tl, "limited",
-	                       json_object_new_boolean(start > from));
-	prev_batch_format(prev, sizeof(prev), r, start, s->ctx->pos);
-	json_add_str(tl, "prev_batch", prev);
-	json_object_object_add(o, "timeline", tl);
-	json_object_object_add(o, "state", events_obj(events_json(s, &stv)));
+	room_entry_fill(s, r, &b, o, is_join);
 	json_object_object_add(o, "account_data", events_obj(acct));
 	if (is_join) {
 		json_object_object_add(o, "ephemeral", events_obj(eph));
@@ -284,31 +252,45 @@ room_entry(struct sync_ctx *s, struct room *r, size_t from, size_t end,
 		    room_unread(
 		        s, r,
 		        room_member_at(r, s->user->user_id, r->events.n)));
-		json_object_object_add(o, "summary",
-		                       is_full || has_member_event(&tlv, &stv)
-		                           ? room_summary(s, r)
-		                           : json_object_new_object());
 	}
 out:
-	vec_free(&tlv, NULL);
-	vec_free(&stv, NULL);
+	vec_free(&b.events, NULL);
+	map_clear(&b.in_tl, NULL);
 	return o;
 }
 
+/*
+ * invite_state as Synapse builds it at invite time: the stripped
+ * room_prejoin_state events (create, join_rules, canonical_alias, avatar,
+ * encryption, name, topic) and the inviter's own member event, then the
+ * invite itself in full. Nothing of the timeline.
+ */
 static void
 room_invite(struct sync_ctx *s, struct room *r, struct revent *inv)
 {
 	static const char *types[] = {
-	    "m.room.create",          "m.room.name",   "m.room.join_rules",
-	    "m.room.canonical_alias", "m.room.avatar", "m.room.encryption"};
+	    "m.room.create",     "m.room.join_rules",
+	    "m.room.avatar",     "m.room.canonical_alias",
+	    "m.room.encryption", "m.room.name",
+	    "m.room.topic"};
 	struct json_object *arr = json_object_new_array(), *o;
+	struct ptrvec st = {0};
 	struct revent *e;
-	size_t i;
+	size_t i, j;
 
-	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		if ((e = room_state_get(r, types[i], "")) != NULL &&
-		    e->idx < inv->idx)
+	room_state_between(r, 0, inv->idx, &st);
+	for (i = 0; i < st.n; i++) {
+		e = st.v[i];
+		for (j = 0; j < sizeof(types) / sizeof(types[0]); j++)
+			if (strcmp(e->type, types[j]) == 0 &&
+			    e->state_key[0] == '\0')
+				break;
+		if (j < sizeof(types) / sizeof(types[0]) ||
+		    (strcmp(e->type, "m.room.member") == 0 &&
+		     strcmp(e->state_key, inv->sender) == 0))
 			json_object_array_add(arr, event_to_stripped(e));
+	}
+	vec_free(&st, NULL);
 	json_object_array_add(arr, event_to_json(inv, s->now, false));
 	o = json_object_new_object();
 	json_object_object_add(o, "invite_state", events_obj(arr));
@@ -341,15 +323,42 @@ acct_pending(struct sync_ctx *s, struct room *r)
 	return false;
 }
 
+/*
+ * A room we left (or were kicked or banned from) goes under rooms.leave,
+ * its timeline ending with that event, like Synapse's "archived" rooms.
+ * On an initial sync (include_leave), or having joined after since, it
+ * gets the room's last events and full state; otherwise the events after
+ * since, which under shared history a rejected invite sees too.
+ */
+static void
+sync_room_left(struct sync_ctx *s, struct room *r, struct revent *leave,
+               size_t since_idx, bool is_initial)
+{
+	const char *uid = s->user->user_id;
+	bool is_full = is_initial;
+
+	if (!is_initial &&
+	    strcmp(event_membership(room_member_at(r, uid, since_idx)),
+	           "join") != 0 &&
+	    strcmp(event_membership(room_member_at(r, uid, leave->idx)),
+	           "join") == 0)
+		is_full = true;
+	room_add(s, s->leave, r,
+	         room_entry(s, r, is_full ? 0 : since_idx, leave->idx + 1,
+	                    is_full, false));
+}
+
 /* Decide how this room appears, from our membership at since and now. */
 static void
 sync_room(struct sync_ctx *s, struct room *r)
 {
-	const char *uid = s->user->user_id, *cur, *old, *before;
+	const char *uid = s->user->user_id, *cur, *old;
 	const struct sync_params *p = s->p;
 	struct revent *cur_ev, *old_ev;
 	size_t since_idx;
 
+	if (!filter_room_allowed(p->filter, r->room_id))
+		return;
 	cur_ev = room_member_at(r, uid, r->events.n);
 	cur = event_membership(cur_ev);
 	if (!p->has_since) {
@@ -358,6 +367,8 @@ sync_room(struct sync_ctx *s, struct room *r)
 			         room_entry(s, r, 0, r->events.n, true, true));
 		else if (strcmp(cur, "invite") == 0)
 			room_invite(s, r, cur_ev);
+		else if (cur_ev != NULL && filter_include_leave(p->filter))
+			sync_room_left(s, r, cur_ev, 0, true);
 		return;
 	}
 	if (r->max_pos <= p->since_pos && !p->is_full_state &&
@@ -377,20 +388,8 @@ sync_room(struct sync_ctx *s, struct room *r)
 	} else if (strcmp(cur, "invite") == 0) {
 		if (cur_ev->pos > p->since_pos || p->is_full_state)
 			room_invite(s, r, cur_ev);
-	} else if (cur_ev != NULL && cur_ev->pos > p->since_pos) {
-		before = event_membership(room_member_at(r, uid, cur_ev->idx));
-		if (strcmp(before, "join") == 0)
-			room_add(
-			    s, s->leave, r,
-			    room_entry(s, r,
-			               strcmp(old, "join") == 0 ? since_idx : 0,
-			               cur_ev->idx + 1,
-			               strcmp(old, "join") != 0, false));
-		else if (strcmp(before, "invite") == 0)
-			room_add(s, s->leave, r,
-			         room_entry(s, r, cur_ev->idx, cur_ev->idx + 1,
-			                    false, false));
-	}
+	} else if (cur_ev != NULL && cur_ev->pos > p->since_pos)
+		sync_room_left(s, r, cur_ev, since_idx, false);
 }
 
 /* Up to SIMHS_TODEVICE_LIMIT messages; returns the to-device position. */
@@ -424,29 +423,11 @@ sync_todevice(struct sync_ctx *s, struct json_object *resp)
 static void
 sync_device_lists(struct sync_ctx *s, struct json_object *resp)
 {
-	struct json_object *changed = NULL, *left = NULL, *o, **which;
-	struct devlist_change *c;
-	size_t i;
+	struct json_object *o;
 
-	if (!s->p->has_since)
+	if (!s->p->has_since ||
+	    (o = e2ee_device_lists(s->ctx, s->user, s->p->since_pos)) == NULL)
 		return;
-	for (i = 0; i < s->user->devlists.n; i++) {
-		c = s->user->devlists.v[i];
-		if (c->pos <= s->p->since_pos)
-			continue;
-		which = c->is_left ? &left : &changed;
-		if (*which == NULL)
-			*which = json_object_new_array();
-		json_object_array_add(*which,
-		                      json_object_new_string(c->user_id));
-	}
-	if (changed == NULL && left == NULL)
-		return;
-	o = json_object_new_object();
-	if (changed != NULL)
-		json_object_object_add(o, "changed", changed);
-	if (left != NULL)
-		json_object_object_add(o, "left", left);
 	json_object_object_add(resp, "device_lists", o);
 	s->has_data = true;
 }
@@ -495,6 +476,12 @@ sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
 	char next[200];
 	uint64_t td;
 
+	/* A new sync sequence: Synapse assumes the client forgot members. */
+	if (!p->has_since && filter_lazy_members(p->filter) &&
+	    !filter_redundant_members(p->filter)) {
+		map_clear(&dev->ll_cache, free);
+		map_init(&dev->ll_cache);
+	}
 	sync_rooms(&s, resp);
 	acct = acct_json(&s, NULL);
 	if (json_object_array_length(acct) > 0) {
@@ -515,46 +502,6 @@ sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
 	json_add_str(resp, "next_batch", next);
 	*has_data = s.has_data;
 	return resp;
-}
-
-/* The filter's room.timeline.limit, from inline JSON or a stored id. */
-static int
-sync_filter(struct creq *c, const char *f, int *limit)
-{
-	struct user *u = c->tok->device->user;
-	struct json_object *obj = NULL, *room, *tl, *lim;
-	char *end;
-	long id;
-
-	if (f[0] == '{') {
-		if ((obj = json_parse(f, strlen(f))) == NULL ||
-		    !json_object_is_type(obj, json_type_object)) {
-			json_object_put(obj);
-			creq_error(c, 400, "M_NOT_JSON", "Invalid filter JSON");
-			return -1;
-		}
-	} else {
-		id = strtol(f, &end, 10);
-		if (*f == '\0' || *end != '\0' || id < 0) {
-			creq_error(c, 400, "M_INVALID_PARAM",
-			           "Invalid filter ID");
-			return -1;
-		}
-		if ((size_t)id >= u->filters.n) {
-			creq_error(c, 404, "M_NOT_FOUND", "No such filter");
-			return -1;
-		}
-		obj = json_object_get(u->filters.v[id]);
-	}
-	room = json_get(obj, "room", json_type_object);
-	tl = json_get(room, "timeline", json_type_object);
-	if ((lim = json_get(tl, "limit", json_type_int)) != NULL) {
-		*limit = (int)json_object_get_int64(lim);
-		if (*limit < 0)
-			*limit = 0;
-	}
-	json_object_put(obj);
-	return 0;
 }
 
 static int
@@ -607,8 +554,9 @@ sync_params_parse(struct creq *c, struct evkeyvalq *q, struct sync_params *p)
 		return -1;
 	}
 	if ((v = evhttp_find_header(q, "filter")) != NULL &&
-	    sync_filter(c, v, &p->limit) < 0)
+	    filter_resolve(c, v, &p->filter) < 0)
 		return -1;
+	p->limit = filter_timeline_limit(p->filter);
 	if ((since = evhttp_find_header(q, "since")) == NULL)
 		return 0;
 	if (token_parse(since, &p->since_pos, &p->since_td) < 0 ||
@@ -649,6 +597,8 @@ sync_handle(struct creq *c)
 	}
 	json_object_put(resp);
 	longpoll_add(c, &p);
+	p.filter = NULL; /* the waiter has it now */
 out:
+	json_object_put(p.filter);
 	evhttp_clear_headers(&q);
 }

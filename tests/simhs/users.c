@@ -110,6 +110,7 @@ device_get_or_create(struct user *u, const char *device_id)
 	d->otk_count = json_object_new_object();
 	json_add_int(d->otk_count, "signed_curve25519", 0);
 	d->fallback_types = json_object_new_array();
+	map_init(&d->ll_cache);
 	vec_push(&u->devices, d);
 	return d;
 }
@@ -240,6 +241,9 @@ device_free(void *p)
 	todevice_ack(d, UINT64_MAX);
 	json_object_put(d->otk_count);
 	json_object_put(d->fallback_types);
+	map_clear(&d->ll_cache, free);
+	json_object_put(d->device_keys);
+	json_object_put(d->otk_ids);
 	free(d->device_id);
 	free(d);
 }
@@ -296,6 +300,7 @@ token_free(void *p)
 void
 users_free(struct simhs *ctx)
 {
+	vec_free(&ctx->devchanges, devlist_free);
 	map_clear(&ctx->tokens, NULL);
 	vec_free(&ctx->token_list, token_free);
 	map_clear(&ctx->users, NULL);
