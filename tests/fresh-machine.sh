@@ -22,11 +22,6 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${FRESH_CACHE:-/var/cache/syncv3-fresh}
-SUITE=bookworm
-VARIANT=minbase
-ARCH=$(dpkg --print-architecture)
-BASE=$CACHE/$SUITE-$VARIANT-$ARCH.tar
 TAIL=${FRESH_TAIL:-25}
 do_demo=1 do_test=1 dirty=0 keep=0 refresh=0
 
@@ -41,131 +36,22 @@ for a in "$@"; do
 	esac
 done
 
-say() { printf 'fresh-machine: %s\n' "$*"; }
-die() { say "$*" >&2; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "needs root (chroot, mounts)"
-command -v debootstrap >/dev/null ||
-    die "needs debootstrap (apt-get install debootstrap)"
+CHROOT_TAG=fresh-machine
+. "$ROOT/tests/lib_chroot.sh"
 git -C "$ROOT" rev-parse -q --verify HEAD >/dev/null ||
     die "$ROOT is not a git checkout with a commit"
 
-# mirror SUITE: the first archive URI apt is configured with for SUITE, in
-# one-line (.list) or deb822 (.sources) form.
-mirror() {
-	local suite=$1 f
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		awk -v s="$suite" '
-		    $1 == "deb" { sub(/\[[^]]*\] */, ""); if ($3 == s) { print $2; exit } }' "$f"
-	done
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		awk -v s="$suite" 'BEGIN { RS = ""; FS = "\n" }
-		    {
-			t = u = ok = 0
-			for (i = 1; i <= NF; i++) {
-				if ($i ~ /^#/) continue
-				n = split($i, w, /[ \t]+/)
-				if (w[1] == "Types:") for (j = 2; j <= n; j++) if (w[j] == "deb") t = 1
-				if (w[1] == "URIs:") u = w[2]
-				if (w[1] == "Suites:") for (j = 2; j <= n; j++) if (w[j] == s) ok = 1
-			}
-			if (t && u && ok) { print u; exit }
-		    }' "$f"
-	done | head -1
-}
-
-start=$(date +%s) phase_t0=0
-phase() { phase_t0=$(date +%s); say "== $*"; }
-phase_end() { say "   $1 took $(( $(date +%s) - phase_t0 ))s"; }
-
-MIRROR=$(mirror "$SUITE" | head -1)
-SECURITY=$(mirror "$SUITE-security" | head -1)
-[ -n "$MIRROR" ] || die "no apt source for $SUITE in /etc/apt/sources.list*"
+start=$(date +%s)
 
 # --- the cached base ---------------------------------------------------------
-mkdir -p "$CACHE"
-exec 9>"$CACHE/lock"
-flock 9
-if [ "$refresh" = 1 ] || [ ! -f "$BASE" ]; then
-	phase "debootstrap $VARIANT $SUITE from $MIRROR (cached in $BASE)"
-	tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-	debootstrap --variant="$VARIANT" --arch="$ARCH" "$SUITE" "$tmp/root" \
-	    "$MIRROR" >"$tmp/debootstrap.log" 2>&1 || {
-		tail -20 "$tmp/debootstrap.log"; rm -rf "$tmp"
-		die "debootstrap failed"; }
-	rm -rf "$tmp/root/var/cache/apt/archives/"*.deb
-	tar -C "$tmp/root" --numeric-owner -cf "$BASE.tmp" .
-	mv "$BASE.tmp" "$BASE"
-	rm -rf "$tmp"
-	phase_end debootstrap
-else
-	say "== base: $BASE (cached $(date -ur "$BASE" '+%F %T UTC'); --refresh rebuilds it)"
-fi
-flock -u 9
+chroot_base "$refresh"
 
 # --- a clean copy --------------------------------------------------------------
-W=$(mktemp -d "${TMPDIR:-/var/tmp}/syncv3-fresh.XXXXXX")
+chroot_workdir fresh
 R=$W/root
-mounted=()
-
-# The processes running inside the root: those whose root directory is $R.
-inroot_pids() {
-	local p
-	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$R" ] && echo "${p#/proc/}"
-	done
-	return 0
-}
-
-cleanup() {
-	local rc=$? m p i
-	set +e
-	# Whatever the commands left running inside the root (the demo leaves
-	# its stack up on purpose, and a failed down may leave it all).
-	for p in $(inroot_pids); do kill -KILL "$p" 2>/dev/null; done
-	sleep 0.5
-	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-		m=${mounted[i]}
-		umount "$m" 2>/dev/null || umount -l "$m"
-	done
-	if [ "$keep" = 1 ]; then
-		say "kept $W"
-	elif ! grep -q " $W/" /proc/mounts; then
-		rm -rf "$W"
-	else
-		say "still mounted under $W; not removing it"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 phase "unpacking a clean root in $R"
-mkdir "$R"
-tar -C "$R" --numeric-owner -xf "$BASE"
-{
-	echo "deb $MIRROR $SUITE main"
-	echo "deb $MIRROR $SUITE-updates main"
-	[ -n "$SECURITY" ] && echo "deb $SECURITY $SUITE-security main"
-} >"$R/etc/apt/sources.list"
-rm -f "$R"/etc/apt/sources.list.d/*
-cp -L /etc/resolv.conf "$R/etc/resolv.conf"
-# Packages' maintainer scripts must not start system services (Debian's
-# own PostgreSQL cluster) on the shared host network: the usual chroot
-# policy-rc.d. Our commands start what they need themselves.
-printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
-chmod 755 "$R/usr/sbin/policy-rc.d"
-mnt() { # mount ARGS... TARGET
-	mount "$@"
-	mounted+=("${!#}")
-}
-mnt --bind /proc "$R/proc"
-mnt --bind /sys "$R/sys"
-mnt --bind /dev "$R/dev"
-mnt --bind /dev/pts "$R/dev/pts"
-mnt -t tmpfs -o mode=1777,size=1g tmpfs "$R/dev/shm"
+chroot_root "$R"
 phase_end unpack
 
 phase "cloning $ROOT (HEAD $(git -C "$ROOT" rev-parse --short HEAD)) into /root/syncv3"
