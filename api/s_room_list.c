@@ -69,8 +69,8 @@
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
 	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
 	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
-	"AND EXISTS (SELECT 1 FROM syncv3_user_rooms su WHERE su.user_id = $1 " \
-	"AND su.room_id = c.room_id AND su.membership = 'join')))) x"
+	"AND " VIS_MEMBERSHIP("c.room_id", "$1",                              \
+	    "(SELECT pos FROM syncv3_position)") " = 'join'))) x"
 
 /* SQL reads better wrapped by clause than by column */
 /* clang-format off */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "api.h"
+#include "visible.h"
 #include "pg.h"
 #include "util.h"
 
@@ -62,9 +63,10 @@ s_typing_run(struct api *api, struct sreq *r)
 	}
 	params[0] = r->p.typing_room;
 	params[1] = r->user_id;
-	pg_pool_query(api->pool, "SELECT t.pos, t.user_ids, EXISTS (SELECT 1 "
-	    "FROM syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = $1 "
-	    "AND u.membership = 'join') FROM (SELECT 1) one "
+	/* joined now, by the rule every stream shares (visible.h) */
+	pg_pool_query(api->pool, "SELECT t.pos, t.user_ids, coalesce("
+	    VIS_MEMBERSHIP("$1", "$2", "(SELECT pos FROM syncv3_position)")
+	    " = 'join', false) FROM (SELECT 1) one "
 	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2, params,
 	    typing_cb, r);
 }
