@@ -65,9 +65,10 @@ count $((c_total - c_fail)) "$c_fail"
 # aborts on memory errors.
 ASAN_OPTIONS=detect_leaks=0 BIN=$BUILD/bin "$ROOT/tests/integration/run.sh" | tee "$T/it.log"
 i_pass=$(grep -Eo 'integration: [0-9]+ passed' "$T/it.log" | grep -Eo '[0-9]+' || echo 0)
-i_fail=$(grep -Eo '[0-9]+ failed$' "$T/it.log" | grep -Eo '[0-9]+' || echo 1)
+i_fail=$(grep -Eo 'integration: [0-9]+ passed, [0-9]+ failed' "$T/it.log" | grep -Eo '[0-9]+ failed' | grep -Eo '[0-9]+' || echo 1)
 count "$i_pass" "$i_fail"
+i_skip=$(grep -Eo '[0-9]+ skipped' "$T/it.log" | grep -Eo '[0-9]+' || echo 0)
 
 rm -rf "$T"
-echo "all: $total_pass passed, $total_fail failed"
+echo "all: $total_pass passed, $total_fail failed, ${i_skip:-0} skipped"
 [ "$total_fail" = 0 ]
