@@ -106,7 +106,7 @@ static const struct stmt {
 	    "RETURNING pos"},
 	[S_POLL] = {"acc_poll", "UPDATE syncv3_devices SET poll_state = $3, "
 	    "poll_error = $4, poll_updated = now() WHERE user_id = $1 AND "
-	    "device_id = $2"},
+	    "device_id = $2 AND left(token_hash, 16) = $5 RETURNING 1"},
 	[S_MARK] = {"acc_mark", "INSERT INTO syncv3_pos_marks (at, pos) "
 	    "VALUES (now(), $1::bigint)"},
 	[S_CLEAN_HORIZON] = {"acc_clean_horizon", "SELECT coalesce(max(pos), "

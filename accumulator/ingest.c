@@ -175,8 +175,8 @@ on_poll_state(struct ingest *in, struct proto_msg *msg)
 		log_warnx_rl("ingest: bad poll state message");
 		return;
 	}
-	if (store_poll_state(in->st, &ps) == -1)
-		return;
+	if (store_poll_state(in->st, &ps) != 1)
+		return;		/* failed, or about a token the device no longer has */
 	notify_send(in->nt, &(struct proto_notice){
 	    .type = PROTO_NOTICE_DEVICE, .pos = store_pos(in->st),
 	    .user_id = ps.user_id, .device_id = ps.device_id,

@@ -401,14 +401,26 @@ store_batch_rollback(struct store *st)
 	/* Positions handed out in the lost batch are never reused. */
 }
 
+/*
+ * Records a poller's view of a device: 1 if recorded, 0 if the device has
+ * another token by now (the state was learnt with the old one, and a 401
+ * for a replaced token must not expire the new one), -1 on error.
+ */
 int
 store_poll_state(struct store *st, const struct proto_poll_state *ps)
 {
-	const char *p[4] = {ps->user_id, ps->device_id, ps->state, ps->error};
+	const char *p[5] = {ps->user_id, ps->device_id, ps->state, ps->error,
+	    ps->token_fp};
+	PGresult *r;
+	int n;
 
 	if (store_ready(st) == -1)
 		return -1;
-	return db_q0(st, S_POLL, 4, p);
+	if ((r = db_q(st, S_POLL, 5, p)) == NULL)
+		return -1;
+	n = PQntuples(r);
+	PQclear(r);
+	return n > 0;
 }
 
 long long

@@ -147,7 +147,7 @@ publish_poll_state(struct device *d)
 	struct poller *p = d->p;
 	struct proto_poll_state m = {
 	    d->user_id, d->device_id, dev_state_name(d->ps), d->error,
-	    d->ps == DEV_STATE_BACKOFF ? d->retry_at_ms : 0};
+	    d->ps == DEV_STATE_BACKOFF ? d->retry_at_ms : 0, d->fp};
 
 	if (d->ps != DEV_STATE_POLLING && d->ps != DEV_STATE_BACKOFF &&
 	    d->ps != DEV_STATE_EXPIRED)

@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
@@ -45,7 +45,11 @@ enum proto_type {
 	/*
 	 * PROTO_POLL_STATE: the poller's view of a device changed.
 	 * meta {user_id, device_id, state: "polling"|"backoff"|"expired",
-	 * error: str (may be ""), retry_at_ms: int (wall clock, 0 if none)};
+	 * error: str (may be ""), retry_at_ms: int (wall clock, 0 if none),
+	 * token_fp: str (the first 16 hex digits of the token_hash of the
+	 * token that was polled with: a state learnt with a token the
+	 * device no longer has, e.g. a 401 for a replaced token, is
+	 * dropped)};
 	 * no payload, no answer. The accumulator records it and publishes
 	 * PROTO_NOTICE_DEVICE so waiting api requests learn of expiry.
 	 */
@@ -164,6 +168,7 @@ struct proto_poll_state {
 	const char *state;
 	const char *error;
 	int64_t retry_at_ms;
+	const char *token_fp;	/* token_hash prefix of the token polled with */
 };
 
 struct proto_sync_ack {

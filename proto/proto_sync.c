@@ -73,6 +73,7 @@ proto_send_poll_state(void *sock, uint64_t seq,
 	add_str(meta, "error", m->error);
 	json_object_object_add(meta, "retry_at_ms",
 	    json_object_new_int64(m->retry_at_ms));
+	add_str(meta, "token_fp", m->token_fp);
 	rc = proto_send(sock, NULL, 0, PROTO_POLL_STATE, seq, meta, NULL, 0,
 	    NULL);
 	json_object_put(meta);
@@ -90,6 +91,7 @@ proto_recv_poll_state(const struct proto_msg *msg,
 	    need_str(msg->meta, "device_id", &out->device_id) ||
 	    need_str(msg->meta, "state", &out->state) ||
 	    need_str(msg->meta, "error", &out->error) ||
+	    need_str(msg->meta, "token_fp", &out->token_fp) ||
 	    !json_get_int(msg->meta, "retry_at_ms", &out->retry_at_ms))
 		return PROTO_EMETA;
 	switch (dev_state_parse(out->state)) {

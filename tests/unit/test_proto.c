@@ -125,7 +125,8 @@ test_ack_and_state_roundtrip(void **state)
 	struct pair *p = *state;
 	struct proto_sync_ack a = {"@a:hs", "D", false, "s9", "since mismatch"},
 			      ga;
-	struct proto_poll_state s = {"@a:hs", "D", "expired", "401", 0}, gs;
+	struct proto_poll_state s = {"@a:hs", "D", "expired", "401", 0,
+	    "0123456789abcdef"}, gs;
 	struct proto_msg msg;
 
 	assert_int_equal(proto_send_sync_ack(p->a, NULL, 0, 1, &a), PROTO_OK);
@@ -140,6 +141,7 @@ test_ack_and_state_roundtrip(void **state)
 	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
 	assert_int_equal(proto_recv_poll_state(&msg, &gs), PROTO_OK);
 	assert_string_equal(gs.state, "expired");
+	assert_string_equal(gs.token_fp, "0123456789abcdef");
 	proto_msg_close(&msg);
 }
 

@@ -851,6 +851,34 @@ notice_types(const struct store_msg *m, char *out, size_t len)
  * the same acks, sinces and notices, the resend's to-device message stored
  * once.
  */
+/*
+ * A poll state learnt with a token the device no longer has (a 401 for
+ * the token a new login replaced) must not expire the device: the new
+ * token would be refused (issue #9, found by the bounds work).
+ */
+static void
+test_poll_state_token(void **state)
+{
+	struct proto_poll_state ps = {"@ps:hs", "D", "expired", "http 401", 0,
+	    "@ps:hs/D"};
+	const char *sql = "SELECT poll_state FROM syncv3_devices WHERE "
+	    "user_id = $1";
+	char *v;
+
+	(void)state;
+	add_device("@ps:hs", "D");	/* token_hash "@ps:hs/D" */
+	ps.token_fp = "0000000000000000";
+	assert_int_equal(store_poll_state(st, &ps), 0);
+	v = qs(sql, "@ps:hs", NULL);
+	assert_string_equal(v, "new");
+	free(v);
+	ps.token_fp = "@ps:hs/D";	/* left(token_hash, 16) of that hash */
+	assert_int_equal(store_poll_state(st, &ps), 1);
+	v = qs(sql, "@ps:hs", NULL);
+	assert_string_equal(v, "expired");
+	free(v);
+}
+
 static void
 test_batch_same_device(void **state)
 {
@@ -922,6 +950,7 @@ main(void)
 		cmocka_unit_test(test_batch_isolation),
 		cmocka_unit_test(test_notice_copies),
 		cmocka_unit_test(test_batch_same_device),
+		cmocka_unit_test(test_poll_state_token),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
