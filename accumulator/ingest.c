@@ -187,10 +187,9 @@ worker_batch(struct ingest *in, struct item_q *b)
 		nanosleep(&(struct timespec){1, 0}, NULL);
 	}
 	TAILQ_FOREACH(it, b, entry)
-	store_apply(in->st, &it->sm);
+		store_apply(in->st, &it->sm);
 	committed = store_batch_commit(in->st) == 0;
-	TAILQ_FOREACH(it, b, entry)
-	{
+	TAILQ_FOREACH(it, b, entry) {
 		it->is_committed = committed;
 		it->pos = store_pos(in->st);
 	}
@@ -289,8 +288,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_lock(&in->mu);
 	TAILQ_CONCAT(&q, &in->done, entry);
 	pthread_mutex_unlock(&in->mu);
-	TAILQ_FOREACH(it, &q, entry)
-	{
+	TAILQ_FOREACH(it, &q, entry) {
 		if (it->kind == ITEM_SYNC)
 			done_sync(in, it);
 	}
