@@ -7,8 +7,8 @@
 # body meanwhile. While the lock is held the accumulator's stats line
 # shows all 40 queued (before, the loop was blocked in libpq and read
 # nothing); after it is released everything is acked and stored exactly
-# once (syncv3-bench-ingest -V) in two batches: the blocked one and one
-# with everything that queued.
+# once (syncv3-bench-ingest -V) in two batches at most: the blocked one
+# and one with everything that queued.
 source "$(dirname "$0")/lib.sh"
 
 N=40
@@ -29,6 +29,7 @@ is_running locker || fail "the lock was released too early for this test"
 wait_for "! is_running driver" 30 || fail "driver did not finish"
 wait "${IT_PIDS[driver]}" ||
     fail "driver verification (every event stored once): $(cat "$T/driver.log")"
-wait_for "grep -q 'ingest: acks $N .* batches 2 ' '$T/accumulator.log'" 5 ||
-    fail "not two batches: $(grep 'ingest: acks' "$T/accumulator.log" | tail -1)"
+# Two batches, or one if all 40 were read before the store's thread woke.
+wait_for "grep -Eq 'ingest: acks $N .* batches [12] ' '$T/accumulator.log'" 5 ||
+    fail "more than two batches: $(grep 'ingest: acks' "$T/accumulator.log" | tail -1)"
 it_pass
