@@ -33,9 +33,10 @@ struct acc_config {
 	char *log_level;
 	long long batch_max;		/* messages per transaction */
 	long long batch_bytes;		/* body bytes per transaction */
-	long long batch_delay_ms;	/* close a batch after this long */
+	long long batch_delay_ms;	/* unused: batches never wait */
 	long long cleanup_secs;		/* interval of the cleanup pass */
 	long long horizon_secs;		/* keep closed state this long */
+	long long stats_secs;		/* interval of the stats line */
 };
 
 /* jscan.c: exact byte spans of values inside a validated JSON text */
@@ -181,6 +182,12 @@ struct store_msg {
 	const char *user_id, *device_id, *since_in, *next_batch;
 	const char *body;
 	size_t body_len;
+	/* in, optional: the body normalised beforehand (pre_rc and pre_err
+	 * are what normalise returned), used instead of parsing it again;
+	 * the caller frees it */
+	struct acc_changes *pre;
+	int pre_rc;
+	const char *pre_err;
 	/* out */
 	bool ok;
 	char *since;		/* committed since for the ack */

@@ -1,17 +1,26 @@
 /*
- * The ROUTER socket pollers talk to. Each PROTO_SYNC_RAW is queued, then
- * applied in group commits: one transaction takes up to batch_max queued
- * messages from the head of the queue, bounded by bytes and by
- * batch_delay_ms so no ack waits long; the store keeps a device's since
- * chain in order within a batch. Acks go back after COMMIT, then the
- * notices. PROTO_POLL_STATE is recorded at once.
+ * The ROUTER socket pollers talk to, and the group commit. Two threads:
+ * the loop's (this socket, normalising each body as it arrives, acks and
+ * notices) and the store's (every statement, one transaction at a time).
+ * A message goes, in arrival order, loop -> todo -> store -> done -> loop.
+ * When the store is idle a lone body is applied at once; while it
+ * commits, bodies queue in todo, and the next batch takes all of them
+ * (up to batch_max and batch_bytes): batches are sized by what arrived,
+ * never by a timer, and the loop's parsing overlaps Postgres's work.
+ * Acks go back after COMMIT, then the notices (DESIGN.md contracts 1-3:
+ * one writer, positions in commit order, notices after COMMIT).
+ * PROTO_POLL_STATE goes through the store in order, between batches.
  */
 #include <sys/queue.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -19,13 +28,30 @@
 #include "util.h"
 #include "zmq_ev.h"
 
+/* Ack latency histogram: 1 ms buckets below LAT_FINE ms, then 10 ms
+ * buckets up to LAT_MAX_MS; later acks fall into the last one. */
+#define LAT_FINE 1000
+#define LAT_MAX_MS 10000
+#define LAT_NBUCKETS (LAT_FINE + (LAT_MAX_MS - LAT_FINE) / 10 + 1)
+
+enum item_kind {
+	ITEM_SYNC,
+	ITEM_POLL,
+};
+
 struct item {
 	TAILQ_ENTRY(item) entry;
+	enum item_kind kind;
 	struct proto_msg msg;
 	const void *route;
 	size_t route_len;
-	struct store_msg sm;
+	struct store_msg sm;        /* ITEM_SYNC */
+	struct acc_changes ch;      /* its body, normalised on arrival */
+	struct proto_poll_state ps; /* ITEM_POLL */
 	long long recv_ms;
+	/* set by the store's thread */
+	bool is_committed;
+	int64_t pos;
 };
 TAILQ_HEAD(item_q, item);
 
@@ -33,161 +59,290 @@ struct ingest {
 	struct event_base *base;
 	void *sock;
 	struct zmq_ev *ze;
-	struct event *ev_batch, *ev_cleanup, *ev_stats, *ev_retry;
+	struct event *ev_done, *ev_cleanup, *ev_stats;
 	const struct acc_config *cfg;
-	struct store *st;
+	struct store *st; /* the store thread's only */
 	struct notify *nt;
-	struct item_q queue;
-	size_t nqueued;
 	bool stopping;
 	uint64_t seq;
+	size_t ninflight; /* handed to the store, not yet back */
 	unsigned long long bad_msgs, acked, nacked;
 	long long lat_max_ms, lat_sum_ms;
 	unsigned long long lat_n;
+	unsigned *lat_hist; /* LAT_NBUCKETS, since the last stats */
+
+	pthread_t worker;
+	int wake[2];        /* store -> loop: done has items */
+	pthread_mutex_t mu; /* guards the fields below */
+	pthread_cond_t cv;  /* todo, cleanup or quit changed */
+	struct item_q todo, done;
+	bool is_quitting, is_cleanup_due;
+	struct store_stats stats; /* the store's, after its last batch */
 };
 
 static void
 item_free(struct item *it)
 {
+	if (it->sm.pre != NULL)
+		normalise_free(&it->ch);
 	store_msg_reset(&it->sm);
 	proto_msg_close(&it->msg);
 	free(it);
 }
 
 static void
-send_ack(struct ingest *in, struct item *it)
+lat_add(struct ingest *in, long long lat)
 {
-	struct proto_sync_ack a = {it->sm.user_id ? it->sm.user_id : "",
-	    it->sm.device_id ? it->sm.device_id : "", it->sm.ok,
-	    it->sm.since ? it->sm.since : "",
-	    it->sm.ok ? "" : (it->sm.error ? it->sm.error : "error")};
-	long long lat = now_ms() - it->recv_ms;
+	size_t b;
 
-	if (proto_send_sync_ack(in->sock, it->route, it->route_len, ++in->seq,
-	    &a) != PROTO_OK)
-		log_warnx_rl("ingest: ack to %s/%s lost: %s", a.user_id,
-		    a.device_id, zmq_strerror(errno));
-	if (it->sm.ok)
-		in->acked++;
-	else {
-		in->nacked++;
-		log_debug("ingest: nack %s/%s: %s (since \"%s\")", a.user_id,
-		    a.device_id, a.error, a.since);
-	}
+	if (lat < 0)
+		lat = 0;
+	b = lat < LAT_FINE ? (size_t)lat
+	                   : LAT_FINE + (size_t)(lat - LAT_FINE) / 10;
+	in->lat_hist[b < LAT_NBUCKETS ? b : LAT_NBUCKETS - 1]++;
 	in->lat_sum_ms += lat;
 	in->lat_n++;
 	if (lat > in->lat_max_ms)
 		in->lat_max_ms = lat;
 }
 
-static bool
-batch_full(struct ingest *in, size_t n, size_t bytes, long long start)
+static void
+send_ack(struct ingest *in, struct item *it)
 {
-	return n >= (size_t)in->cfg->batch_max ||
-	    bytes >= (size_t)in->cfg->batch_bytes ||
-	    now_ms() - start >= in->cfg->batch_delay_ms;
+	struct proto_sync_ack a = {
+	    it->sm.user_id ? it->sm.user_id : "",
+	    it->sm.device_id ? it->sm.device_id : "", it->sm.ok,
+	    it->sm.since ? it->sm.since : "",
+	    it->sm.ok ? "" : (it->sm.error ? it->sm.error : "error")};
+
+	if (proto_send_sync_ack(in->sock, it->route, it->route_len, ++in->seq,
+	                        &a) != PROTO_OK)
+		log_warnx_rl("ingest: ack to %s/%s lost: %s", a.user_id,
+		             a.device_id, zmq_strerror(errno));
+	if (it->sm.ok)
+		in->acked++;
+	else {
+		in->nacked++;
+		log_debug("ingest: nack %s/%s: %s (since \"%s\")", a.user_id,
+		          a.device_id, a.error, a.since);
+	}
+	lat_add(in, now_ms() - it->recv_ms);
 }
 
+/* --- the store's thread ----------------------------------------------- */
+
 /*
- * Hands the head of the queue to the store, in arrival order, until the
- * batch is full: the batch is the first n items of the queue, and the
- * store alone assembles it (a device's second message in it waits there
- * for the first, see store_apply).
+ * Moves the head of todo into b: everything queued, in arrival order,
+ * up to batch_max messages or batch_bytes of bodies; a poll state at the
+ * head goes alone, one later on ends the batch. Called with mu held.
  */
-static size_t
-batch_fill(struct ingest *in)
+static enum item_kind
+batch_take(struct ingest *in, struct item_q *b)
 {
 	struct item *it;
-	long long start = now_ms();
 	size_t n = 0, bytes = 0;
 
-	TAILQ_FOREACH(it, &in->queue, entry) {
-		if (n > 0 && batch_full(in, n, bytes, start))
+	while ((it = TAILQ_FIRST(&in->todo)) != NULL) {
+		if (n > 0 &&
+		    (it->kind != ITEM_SYNC || n >= (size_t)in->cfg->batch_max ||
+		     bytes >= (size_t)in->cfg->batch_bytes))
 			break;
-		store_apply(in->st, &it->sm);
+		TAILQ_REMOVE(&in->todo, it, entry);
+		TAILQ_INSERT_TAIL(b, it, entry);
+		if (it->kind != ITEM_SYNC)
+			return it->kind;
 		n++;
 		bytes += it->sm.body_len;
 	}
-	return n;
+	return ITEM_SYNC;
+}
+
+static bool
+worker_quitting(struct ingest *in)
+{
+	bool q;
+
+	pthread_mutex_lock(&in->mu);
+	q = in->is_quitting;
+	pthread_mutex_unlock(&in->mu);
+	return q;
 }
 
 /*
- * One batch: the queue's head goes to the store in one transaction, then
- * every message of it is acked (a failed commit turns acks into nacks)
- * and, once the acks are out, its notices are published and it is freed.
- * Items that arrive meanwhile join the queue's tail for the next batch.
+ * One batch in one transaction; the store assembles it (a device's
+ * second message in it waits there for the first, see store_apply) and
+ * writes each outcome into the items. A failed commit leaves every item
+ * uncommitted, which the loop turns into nacks.
  */
 static void
-batch_cb(evutil_socket_t fd, short what, void *arg)
+worker_batch(struct ingest *in, struct item_q *b)
 {
-	struct ingest *in = arg;
 	struct item *it;
 	bool committed;
-	size_t n, i;
 
-	(void)fd;
-	(void)what;
-	if (TAILQ_EMPTY(&in->queue))
-		goto done;
-	if (store_batch_begin(in->st) == -1) {
-		struct timeval one = {1, 0};
+	while (store_batch_begin(in->st) == -1) {
 		log_warnx("ingest: cannot start a batch; retrying in 1s");
-		evtimer_add(in->ev_retry, &one);
-		return;
+		if (worker_quitting(in))
+			return;
+		nanosleep(&(struct timespec){1, 0}, NULL);
 	}
-	n = batch_fill(in);
+	TAILQ_FOREACH(it, b, entry)
+		store_apply(in->st, &it->sm);
 	committed = store_batch_commit(in->st) == 0;
-	i = 0;
-	TAILQ_FOREACH(it, &in->queue, entry) {
-		if (i++ == n)
+	TAILQ_FOREACH(it, b, entry) {
+		it->is_committed = committed;
+		it->pos = store_pos(in->st);
+	}
+	log_debug("ingest: batch %s at position %" PRId64,
+	          committed ? "committed" : "failed", store_pos(in->st));
+}
+
+static void
+worker_poll(struct ingest *in, struct item *it)
+{
+	/* 1: recorded; 0: about a token the device no longer has */
+	it->is_committed = store_poll_state(in->st, &it->ps) == 1;
+	it->pos = store_pos(in->st);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct ingest *in = arg;
+	struct item_q b;
+
+	pthread_mutex_lock(&in->mu);
+	for (;;) {
+		while (!in->is_quitting && !in->is_cleanup_due &&
+		       TAILQ_EMPTY(&in->todo))
+			pthread_cond_wait(&in->cv, &in->mu);
+		if (in->is_quitting)
 			break;
-		if (!committed && it->sm.ok) {
-			it->sm.ok = false;
-			it->sm.error = "db error";
+		if (in->is_cleanup_due) {
+			in->is_cleanup_due = false;
+			pthread_mutex_unlock(&in->mu);
+			if (store_cleanup(in->st, in->cfg->horizon_secs) < 0)
+				log_warnx("ingest: cleanup failed");
+			pthread_mutex_lock(&in->mu);
+			continue;
 		}
-		send_ack(in, it);
+		TAILQ_INIT(&b);
+		enum item_kind k = batch_take(in, &b);
+		pthread_mutex_unlock(&in->mu);
+		if (k == ITEM_POLL)
+			worker_poll(in, TAILQ_FIRST(&b));
+		else
+			worker_batch(in, &b);
+		pthread_mutex_lock(&in->mu);
+		in->stats = *store_stats(in->st);
+		TAILQ_CONCAT(&in->done, &b, entry);
+		if (write(in->wake[1], "", 1) == -1 && errno != EAGAIN)
+			log_warn("ingest: wake");
+	}
+	pthread_mutex_unlock(&in->mu);
+	return NULL;
+}
+
+/* --- the loop's thread ------------------------------------------------ */
+
+static void
+done_sync(struct ingest *in, struct item *it)
+{
+	if (!it->is_committed && it->sm.ok) {
+		it->sm.ok = false;
+		it->sm.error = "db error";
+	}
+	send_ack(in, it);
+}
+
+static void
+done_poll(struct ingest *in, struct item *it)
+{
+	if (!it->is_committed)
+		return;
+	notify_send(in->nt,
+	            &(struct proto_notice){.type = PROTO_NOTICE_DEVICE,
+	                                   .pos = it->pos,
+	                                   .user_id = it->ps.user_id,
+	                                   .device_id = it->ps.device_id,
+	                                   .state = it->ps.state});
+}
+
+/*
+ * What the store finished, in commit order: every message is acked (a
+ * failed commit turns acks into nacks), then, once the acks are out, the
+ * notices of what committed are published and the items are freed.
+ */
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingest *in = arg;
+	struct item_q q;
+	struct item *it;
+	char buf[64];
+	int64_t pos = -1;
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	TAILQ_INIT(&q);
+	pthread_mutex_lock(&in->mu);
+	TAILQ_CONCAT(&q, &in->done, entry);
+	pthread_mutex_unlock(&in->mu);
+	TAILQ_FOREACH(it, &q, entry) {
+		if (it->kind == ITEM_SYNC)
+			done_sync(in, it);
 	}
 	zmq_ev_kick(in->ze);
-	for (i = 0; i < n && (it = TAILQ_FIRST(&in->queue)) != NULL; i++) {
-		TAILQ_REMOVE(&in->queue, it, entry);
-		in->nqueued--;
-		if (committed)
+	while ((it = TAILQ_FIRST(&q)) != NULL) {
+		TAILQ_REMOVE(&q, it, entry);
+		in->ninflight--;
+		if (it->kind == ITEM_POLL)
+			done_poll(in, it);
+		else if (it->is_committed)
 			notify_send_list(in->nt, &it->sm.notices);
+		pos = it->pos;
 		item_free(it);
 	}
-	notify_set_pos(in->nt, store_pos(in->st));
-	log_debug("ingest: batch of %zu %s at position %" PRId64, n,
-	    committed ? "committed" : "failed", store_pos(in->st));
-done:
-	if (!TAILQ_EMPTY(&in->queue))
-		event_active(in->ev_batch, EV_TIMEOUT, 0);
-	else if (in->stopping)
+	if (pos >= 0)
+		notify_set_pos(in->nt, pos);
+	if (in->stopping && in->ninflight == 0)
 		event_base_loopexit(in->base, NULL);
 }
 
 static void
-on_poll_state(struct ingest *in, struct proto_msg *msg)
+queue_item(struct ingest *in, struct item *it)
 {
-	struct proto_poll_state ps;
+	in->ninflight++;
+	pthread_mutex_lock(&in->mu);
+	TAILQ_INSERT_TAIL(&in->todo, it, entry);
+	pthread_cond_signal(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+}
 
-	if (proto_recv_poll_state(msg, &ps) != PROTO_OK) {
-		in->bad_msgs++;
-		log_warnx_rl("ingest: bad poll state message");
-		return;
-	}
-	if (store_poll_state(in->st, &ps) != 1)
-		return;		/* failed, or about a token the device no longer has */
-	notify_send(in->nt, &(struct proto_notice){
-	    .type = PROTO_NOTICE_DEVICE, .pos = store_pos(in->st),
-	    .user_id = ps.user_id, .device_id = ps.device_id,
-	    .state = ps.state});
+/* A sync body: normalised here, so the next batch's parsing runs while
+ * the store's thread waits for Postgres on the current one. */
+static void
+queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
+{
+	it->kind = ITEM_SYNC;
+	it->sm.user_id = raw->user_id;
+	it->sm.device_id = raw->device_id;
+	it->sm.since_in = raw->since_in;
+	it->sm.next_batch = raw->next_batch;
+	it->sm.body = raw->body;
+	it->sm.body_len = raw->body_len;
+	it->sm.pre_rc = normalise(raw->body, raw->body_len, raw->user_id,
+	                          &it->ch, &it->sm.pre_err);
+	it->sm.pre = &it->ch;
+	queue_item(in, it);
 }
 
 /*
- * One message from a poller. A poll state is recorded at once; a sync
- * body is queued for the next batch, its store_msg borrowing from the
- * message it came in, which the item owns until it is acked; anything
- * else is answered with a nack so the poller does not wait for nothing.
+ * One message from a poller. A sync body or a poll state is queued for
+ * the store, borrowing from the message it came in, which the item owns
+ * until it is done; anything else is answered with a nack so the poller
+ * does not wait for nothing.
  */
 static void
 read_cb(void *sock, void *arg)
@@ -201,7 +356,7 @@ read_cb(void *sock, void *arg)
 		if (!(rc == PROTO_EIO && errno == EAGAIN)) {
 			in->bad_msgs++;
 			log_warnx_rl("ingest: bad message: %s",
-			    proto_strerror(rc));
+			             proto_strerror(rc));
 		}
 		item_free(it);
 		return;
@@ -210,28 +365,26 @@ read_cb(void *sock, void *arg)
 	it->route_len = zmq_msg_size(&it->msg.frames[0]);
 	it->recv_ms = now_ms();
 	if (it->msg.hdr.type == PROTO_POLL_STATE) {
-		on_poll_state(in, &it->msg);
-		item_free(it);
+		if (proto_recv_poll_state(&it->msg, &it->ps) != PROTO_OK) {
+			in->bad_msgs++;
+			log_warnx_rl("ingest: bad poll state message");
+			item_free(it);
+			return;
+		}
+		it->kind = ITEM_POLL;
+		queue_item(in, it);
 		return;
 	}
 	if (proto_recv_sync_raw(&it->msg, &raw) != PROTO_OK) {
 		in->bad_msgs++;
 		log_warnx_rl("ingest: unexpected %s message",
-		    proto_type_name(it->msg.hdr.type));
+		             proto_type_name(it->msg.hdr.type));
 		it->sm.error = "bad message";
 		send_ack(in, it);
 		item_free(it);
 		return;
 	}
-	it->sm.user_id = raw.user_id;
-	it->sm.device_id = raw.device_id;
-	it->sm.since_in = raw.since_in;
-	it->sm.next_batch = raw.next_batch;
-	it->sm.body = raw.body;
-	it->sm.body_len = raw.body_len;
-	TAILQ_INSERT_TAIL(&in->queue, it, entry);
-	in->nqueued++;
-	event_active(in->ev_batch, EV_TIMEOUT, 0);
+	queue_sync(in, it, &raw);
 }
 
 static void
@@ -241,57 +394,110 @@ cleanup_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (store_cleanup(in->st, in->cfg->horizon_secs) < 0)
-		log_warnx("ingest: cleanup failed");
+	pthread_mutex_lock(&in->mu);
+	in->is_cleanup_due = true;
+	pthread_cond_signal(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+}
+
+/* The ack latency below which a share q of the interval's acks fell. */
+static long long
+lat_pct(const struct ingest *in, double q)
+{
+	unsigned long long want = (unsigned long long)(q * (double)in->lat_n);
+	unsigned long long seen = 0;
+
+	for (size_t b = 0; b < LAT_NBUCKETS; b++) {
+		seen += in->lat_hist[b];
+		if (seen > want)
+			return b < LAT_FINE
+			           ? (long long)b
+			           : LAT_FINE + (long long)(b - LAT_FINE) * 10;
+	}
+	return in->lat_max_ms;
 }
 
 static void
 stats_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ingest *in = arg;
-	const struct store_stats *s = store_stats(in->st);
+	struct store_stats s;
 
 	(void)fd;
 	(void)what;
-	if (in->lat_n == 0)
+	/* also while nothing is acked but bodies wait: a stuck commit */
+	if (in->lat_n == 0 && in->ninflight == 0)
 		return;
-	log_info("ingest: acks %llu nacks %llu events %llu bad events %llu "
+	pthread_mutex_lock(&in->mu);
+	s = in->stats;
+	pthread_mutex_unlock(&in->mu);
+	log_info(
+	    "ingest: acks %llu nacks %llu events %llu bad events %llu "
 	    "bad bodies %llu batches %llu queued %zu ack latency avg %lldms "
-	    "max %lldms pos %" PRId64, in->acked, in->nacked, s->events,
-	    s->bad_events, s->bad_bodies, s->batches, in->nqueued,
-	    in->lat_sum_ms / (long long)in->lat_n, in->lat_max_ms,
-	    store_pos(in->st));
+	    "p50 %lldms p95 %lldms p99 %lldms max %lldms n %llu",
+	    in->acked, in->nacked, s.events, s.bad_events, s.bad_bodies,
+	    s.batches, in->ninflight,
+	    in->lat_n ? in->lat_sum_ms / (long long)in->lat_n : 0,
+	    lat_pct(in, 0.50), lat_pct(in, 0.95), lat_pct(in, 0.99),
+	    in->lat_max_ms, in->lat_n);
+	memset(in->lat_hist, 0, LAT_NBUCKETS * sizeof(*in->lat_hist));
 	in->lat_sum_ms = in->lat_max_ms = 0;
 	in->lat_n = 0;
 }
 
+static void
+wake_init(struct ingest *in)
+{
+	if (pipe(in->wake) == -1)
+		fatal("ingest: pipe");
+	for (int i = 0; i < 2; i++) {
+		if (fcntl(in->wake[i], F_SETFL, O_NONBLOCK) == -1 ||
+		    fcntl(in->wake[i], F_SETFD, FD_CLOEXEC) == -1)
+			fatal("ingest: fcntl");
+	}
+}
+
 /*
- * Binds the ROUTER for pollers and arms the batch, retry, cleanup and
- * stats events; st and nt stay the caller's and must outlive the ingest.
+ * Binds the ROUTER for pollers, starts the store's thread and arms the
+ * done, cleanup and stats events; st and nt stay the caller's and must
+ * outlive the ingest, and st is used by the store's thread alone from
+ * now until ingest_free.
  */
 struct ingest *
 ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
-    struct store *st, struct notify *nt)
+           struct store *st, struct notify *nt)
 {
 	struct ingest *in = xcalloc(1, sizeof(*in));
-	struct timeval cl = {cfg->cleanup_secs, 0}, ten = {10, 0};
+	struct timeval cl = {cfg->cleanup_secs, 0},
+	               stats = {cfg->stats_secs, 0};
 
 	in->base = base;
 	in->cfg = cfg;
 	in->st = st;
 	in->nt = nt;
-	TAILQ_INIT(&in->queue);
+	in->stats = *store_stats(st);
+	in->lat_hist = xcalloc(LAT_NBUCKETS, sizeof(*in->lat_hist));
+	TAILQ_INIT(&in->todo);
+	TAILQ_INIT(&in->done);
 	if ((in->sock = zmq_ev_socket(zctx, ZMQ_ROUTER, cfg->ingest, 1,
-	    (long long)PROTO_PAYLOAD_MAX + PROTO_META_MAX + 1024)) == NULL) {
+	                              (long long)PROTO_PAYLOAD_MAX +
+	                                  PROTO_META_MAX + 1024)) == NULL) {
+		free(in->lat_hist);
 		free(in);
 		return NULL;
 	}
-	in->ev_batch = event_new(base, -1, 0, batch_cb, in);
-	in->ev_retry = evtimer_new(base, batch_cb, in);
+	wake_init(in);
+	pthread_mutex_init(&in->mu, NULL);
+	pthread_cond_init(&in->cv, NULL);
+	if (pthread_create(&in->worker, NULL, worker_main, in) != 0)
+		fatalx("ingest: cannot start the store's thread");
+	in->ev_done =
+	    event_new(base, in->wake[0], EV_READ | EV_PERSIST, done_cb, in);
 	in->ev_cleanup = event_new(base, -1, EV_PERSIST, cleanup_cb, in);
 	in->ev_stats = event_new(base, -1, EV_PERSIST, stats_cb, in);
+	event_add(in->ev_done, NULL);
 	event_add(in->ev_cleanup, &cl);
-	event_add(in->ev_stats, &ten);
+	event_add(in->ev_stats, &stats);
 	in->ze = zmq_ev_new(base, in->sock, (int)cfg->batch_max, read_cb, in);
 	log_info("ingest: listening on %s", cfg->ingest);
 	return in;
@@ -306,26 +512,45 @@ ingest_stop(struct ingest *in)
 	in->stopping = true;
 	zmq_ev_free(in->ze);
 	in->ze = NULL;
-	log_info("ingest: stopping with %zu queued", in->nqueued);
-	event_active(in->ev_batch, EV_TIMEOUT, 0);
+	log_info("ingest: stopping with %zu queued", in->ninflight);
+	if (in->ninflight == 0)
+		event_base_loopexit(in->base, NULL);
 }
 
-void
-ingest_free(struct ingest *in)
+static void
+queue_free(struct item_q *q)
 {
 	struct item *it;
 
-	if (in == NULL)
-		return;
-	while ((it = TAILQ_FIRST(&in->queue)) != NULL) {
-		TAILQ_REMOVE(&in->queue, it, entry);
+	while ((it = TAILQ_FIRST(q)) != NULL) {
+		TAILQ_REMOVE(q, it, entry);
 		item_free(it);
 	}
+}
+
+/* Stops the store's thread after its current batch; what is still
+ * queued is dropped unacked (pollers resend it). */
+void
+ingest_free(struct ingest *in)
+{
+	if (in == NULL)
+		return;
+	pthread_mutex_lock(&in->mu);
+	in->is_quitting = true;
+	pthread_cond_signal(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+	pthread_join(in->worker, NULL);
+	queue_free(&in->todo);
+	queue_free(&in->done);
+	pthread_mutex_destroy(&in->mu);
+	pthread_cond_destroy(&in->cv);
 	zmq_ev_free(in->ze);
-	event_free(in->ev_batch);
-	event_free(in->ev_retry);
+	event_free(in->ev_done);
 	event_free(in->ev_cleanup);
 	event_free(in->ev_stats);
+	close(in->wake[0]);
+	close(in->wake[1]);
 	zmq_close(in->sock);
+	free(in->lat_hist);
 	free(in);
 }

@@ -34,12 +34,16 @@ static const struct cfg_row acc_rows[] = {
 	{"SYNCV3_ACC_BATCH_BYTES", CFG_INT, offsetof(struct acc_config,
 	    batch_bytes), "33554432", 1, 1LL << 34, 0, "body bytes per batch"},
 	{"SYNCV3_ACC_BATCH_DELAY_MS", CFG_INT, offsetof(struct acc_config,
-	    batch_delay_ms), "200", 1, 60000, 0, "close a batch after this"},
+	    batch_delay_ms), "200", 1, 60000, 0,
+	    "unused: a batch takes what queued during the last commit"},
 	{"SYNCV3_ACC_CLEANUP_SECS", CFG_INT, offsetof(struct acc_config,
 	    cleanup_secs), "60", 1, 86400, 0, "cleanup interval"},
 	{"SYNCV3_ACC_HORIZON_SECS", CFG_INT, offsetof(struct acc_config,
 	    horizon_secs), "604800", 0, 1LL << 40, 0,
 	    "keep superseded state this long"},
+	{"SYNCV3_ACC_STATS_SECS", CFG_INT, offsetof(struct acc_config,
+	    stats_secs), "10", 1, 3600, 0,
+	    "stats line (acks, ack latency p50/p95/p99/max) interval"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

@@ -184,7 +184,8 @@ set_sinces(struct store *st, struct msgctx *xs, size_t n)
 	return rc;
 }
 
-/* Parses the bodies of the messages that passed the CAS. */
+/* Parses the bodies of the messages that passed the CAS, or takes the
+ * change sets their caller parsed beforehand. */
 static int64_t
 parse_group(struct store *st, struct msgctx *xs, size_t n, const bool *go,
     struct acc_changes *chs)
@@ -193,21 +194,22 @@ parse_group(struct store *st, struct msgctx *xs, size_t n, const bool *go,
 
 	for (size_t i = 0; i < n; i++) {
 		struct store_msg *m = xs[i].m;
-		const char *err = NULL;
+		const char *err = m->pre_err;
+		struct acc_changes *ch = m->pre != NULL ? m->pre : &chs[i];
 		if (!go[i])
 			continue;
-		if (normalise(m->body, m->body_len, m->user_id, &chs[i],
-		    &err) == -1) {
+		if (m->pre != NULL ? m->pre_rc == -1 : normalise(m->body,
+		    m->body_len, m->user_id, ch, &err) == -1) {
 			log_warnx_rl("store: %s/%s: bad body: %s", m->user_id,
 			    m->device_id, err ? err : "?");
 			st->stats.bad_bodies++;
 			m->error = "bad body";
 			continue;
 		}
-		xs[i].ch = &chs[i];
-		m->nevents = chs[i].nevents;
-		m->nbad = chs[i].nbad;
-		need += positions_needed(&chs[i]);
+		xs[i].ch = ch;
+		m->nevents = ch->nevents;
+		m->nbad = ch->nbad;
+		need += positions_needed(ch);
 	}
 	return need;
 }
@@ -263,7 +265,7 @@ group_apply(struct store *st, struct store_msg **ms, size_t n)
 	rc = 0;
 out:
 	for (size_t i = 0; i < n; i++) {
-		if (xs[i].ch != NULL)
+		if (xs[i].ch != NULL && xs[i].ch != ms[i]->pre)
 			normalise_free(xs[i].ch);
 		if (rc == -1) {
 			store_msg_reset(ms[i]);

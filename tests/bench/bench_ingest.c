@@ -37,6 +37,9 @@ struct opts {
 
 static long long *lat;
 static size_t nlat;
+/* acks per second since the start, for the rate over time */
+static long long *per_sec;
+static size_t nsec;
 
 static void
 buf_add(char **b, size_t *n, size_t *cap, const char *fmt, ...)
@@ -181,6 +184,8 @@ on_ack(const struct opts *o, struct dev *devs, struct proto_msg *msg,
 	if (strcmp(a.since, want) == 0) {
 		/* ok, or a resend of what is committed */
 		lat[nlat++] = now_ms() - dv->sent_ms;
+		if (nsec > 0)
+			per_sec[nsec - 1]++;
 		dv->next++;
 		(*acks)++;
 	} else if (!a.ok && strcmp(a.error, "since mismatch") == 0 &&
@@ -254,6 +259,29 @@ verify(PGconn *c, const struct opts *o)
 	    cur == 0 && pos == 1 ? 0 : -1;
 }
 
+/*
+ * The events rate of each whole second of the run (the last, partial
+ * one left out) and their min/median/max: a mean hides steps down, such
+ * as a checkpoint's.
+ */
+static void
+print_series(const struct opts *o)
+{
+	size_t n = nsec > 1 ? nsec - 1 : nsec;
+	long long *v = xcalloc(n + 1, sizeof(*v));
+	long long per_ack = (long long)o->rooms * o->events;
+
+	printf("rate: events/s per second:");
+	for (size_t i = 0; i < n; i++) {
+		v[i] = per_sec[i] * per_ack;
+		printf(" %lld", v[i]);
+	}
+	qsort(v, n, sizeof(*v), cmp_ll);
+	printf("\nrate: min %lld median %lld max %lld events/s over %zu s\n",
+	       n ? v[0] : 0, n ? v[n / 2] : 0, n ? v[n - 1] : 0, n);
+	free(v);
+}
+
 static void
 usage(void)
 {
@@ -321,6 +349,12 @@ main(int argc, char *argv[])
 		    {sub, 0, ZMQ_POLLIN, 0}};
 		struct proto_msg msg;
 
+		while ((long long)nsec <= (now_ms() - t0) / 1000) {
+			per_sec =
+			    xrealloc(per_sec, (nsec + 1) * sizeof(*per_sec));
+			per_sec[nsec++] = 0;
+		}
+
 		for (int d = 0; d < o.ndev; d++) {
 			struct dev *dv = &devs[d];
 			if (dv->next < o.nmsg && (!dv->inflight ||
@@ -347,11 +381,13 @@ main(int argc, char *argv[])
 		long long ev = total * o.rooms * o.events;
 		printf("ingest: %d devices x %d msgs x %d rooms x %d events: "
 		    "%lld timeline events in %.2fs = %.0f events/s, %.0f msgs/s; "
-		    "ack latency p50 %lldms p99 %lldms max %lldms; notices %lld "
-		    "(room %lld)\n", o.ndev, o.nmsg, o.rooms, o.events, ev, secs,
-		    (double)ev / secs, (double)total / secs,
-		    nlat ? lat[nlat / 2] : 0, nlat ? lat[nlat * 99 / 100] : 0,
-		    nlat ? lat[nlat - 1] : 0, notices, rooms_n);
+		    "ack latency p50 %lldms p95 %lldms p99 %lldms max %lldms; "
+		    "notices %lld (room %lld)\n", o.ndev, o.nmsg, o.rooms,
+		    o.events, ev, secs, (double)ev / secs, (double)total / secs,
+		    nlat ? lat[nlat / 2] : 0, nlat ? lat[nlat * 95 / 100] : 0,
+		    nlat ? lat[nlat * 99 / 100] : 0, nlat ? lat[nlat - 1] : 0,
+		    notices, rooms_n);
+		print_series(&o);
 	}
 	int rc = o.verify ? verify(c, &o) : 0;
 	zmq_close(dealer);
@@ -360,5 +396,6 @@ main(int argc, char *argv[])
 	PQfinish(c);
 	free(devs);
 	free(lat);
+	free(per_sec);
 	return rc == 0 ? 0 : 1;
 }

@@ -67,6 +67,7 @@ struct lg {
 	int devices, conns;
 	double rate, typing_rate, td_rate;
 	const char *sizes, *prefix;
+	const char *acc_log; /* the accumulator's log, for ack latency */
 };
 
 struct call;
@@ -549,6 +550,154 @@ cpu_json(struct lg *lg, double events)
 	return o;
 }
 
+/*
+ * The events rate of each whole second from cum[m] (committed events at
+ * the end of each second), as a series and its min/median/max: steps
+ * down, such as a checkpoint's, show there and not in the mean.
+ */
+static void
+add_rate_series(struct json_object *o, const long long *cum, size_t m)
+{
+	struct json_object *a = json_object_new_array();
+	double *v = xcalloc(m + 1, sizeof(*v));
+
+	for (size_t i = 0; i < m; i++) {
+		v[i] = (double)(cum[i] - (i ? cum[i - 1] : 0));
+		json_object_array_add(a, json_object_new_int64((int64_t)v[i]));
+	}
+	qsort(v, m, sizeof(*v), cmp_dbl);
+	json_object_object_add(o, "events_per_s_series", a);
+	json_object_object_add(o, "events_per_s_min",
+	    m ? json_object_new_double(v[0]) : NULL);
+	json_object_object_add(o, "events_per_s_median",
+	    m ? json_object_new_double(v[m / 2]) : NULL);
+	json_object_object_add(o, "events_per_s_max",
+	    m ? json_object_new_double(v[m - 1]) : NULL);
+	free(v);
+}
+
+/* A sample of the committed count: c events at el seconds. */
+struct sample {
+	double el;
+	long long c;
+};
+
+static void
+sample_add(struct sample **v, size_t *n, double el, long long c)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[(*n)++] = (struct sample){el, c};
+}
+
+/*
+ * The committed count at the end of each whole second up to secs,
+ * interpolated between the samples around it: a probe that took two
+ * seconds (the machine is shared) must not show as a second of nothing
+ * and a second of twice the rate. Returns the array, *n its length.
+ */
+static long long *
+series_cum(const struct sample *v, size_t nv, double secs, size_t *n)
+{
+	size_t m = secs > 0 ? (size_t)secs : 0, k = 0;
+	long long *cum = xcalloc(m + 1, sizeof(*cum));
+
+	for (size_t s = 0; s < m; s++) {
+		double t = (double)(s + 1);
+		while (k + 1 < nv && v[k + 1].el < t)
+			k++;
+		if (nv == 0)
+			cum[s] = 0;
+		else if (k + 1 >= nv || v[k].el >= t)
+			cum[s] = v[k].c;
+		else
+			cum[s] = v[k].c + (long long)((double)(v[k + 1].c -
+			    v[k].c) * (t - v[k].el) / (v[k + 1].el - v[k].el));
+	}
+	*n = m;
+	return cum;
+}
+
+static long
+file_size(const char *path)
+{
+	FILE *f = path ? fopen(path, "r") : NULL;
+	long n = -1;
+
+	if (f != NULL && fseek(f, 0, SEEK_END) == 0)
+		n = ftell(f);
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
+/*
+ * Ack latency as the accumulator saw it (receipt to ack, so the wait in
+ * its queue and the commit), from the stats lines it wrote after offset
+ * off of its log: one object per interval (SYNCV3_ACC_STATS_SECS, 1 s
+ * under run.sh) and, over the run, the median of the intervals' p50, the
+ * worst interval's p95 and p99 and the largest max. Intervals' quantiles
+ * do not add up to the run's exactly, hence the names.
+ */
+static struct json_object *
+acc_latency(const char *path, long off)
+{
+	struct json_object *o = json_object_new_object(),
+	                   *a = json_object_new_array();
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	double *p50 = NULL;
+	size_t n = 0;
+	long long w95 = -1, w99 = -1, mx = -1, acks = 0;
+
+	if (f == NULL || fseek(f, off, SEEK_SET) != 0) {
+		if (f != NULL)
+			fclose(f);
+		json_object_put(a);
+		return o;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		long long v[6];
+		const char *s = strstr(line, "ack latency avg ");
+		if (s == NULL ||
+		    sscanf(s,
+		           "ack latency avg %lldms p50 %lldms "
+		           "p95 %lldms p99 %lldms max %lldms n %lld",
+		           &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+			continue;
+		struct json_object *iv = json_object_new_object();
+		json_object_object_add(iv, "p50_ms",
+		                       json_object_new_int64(v[1]));
+		json_object_object_add(iv, "p95_ms",
+		                       json_object_new_int64(v[2]));
+		json_object_object_add(iv, "p99_ms",
+		                       json_object_new_int64(v[3]));
+		json_object_object_add(iv, "max_ms",
+		                       json_object_new_int64(v[4]));
+		json_object_object_add(iv, "acks", json_object_new_int64(v[5]));
+		json_object_array_add(a, iv);
+		p50 = xrealloc(p50, (n + 1) * sizeof(*p50));
+		p50[n++] = (double)v[1];
+		w95 = v[2] > w95 ? v[2] : w95;
+		w99 = v[3] > w99 ? v[3] : w99;
+		mx = v[4] > mx ? v[4] : mx;
+		acks += v[5];
+	}
+	fclose(f);
+	qsort(p50, n, sizeof(*p50), cmp_dbl);
+	/* null without a stats line (an accumulator that logs none) */
+	json_object_object_add(o, "p50_ms_median_interval",
+	    n ? json_object_new_double(p50[n / 2]) : NULL);
+	json_object_object_add(o, "p95_ms_worst_interval",
+	    n ? json_object_new_int64(w95) : NULL);
+	json_object_object_add(o, "p99_ms_worst_interval",
+	    n ? json_object_new_int64(w99) : NULL);
+	json_object_object_add(o, "max_ms", n ? json_object_new_int64(mx) : NULL);
+	json_object_object_add(o, "acks", json_object_new_int64(acks));
+	json_object_object_add(o, "intervals", a);
+	free(p50);
+	return o;
+}
+
 static struct json_object *
 sc_ingest(struct lg *lg)
 {
@@ -564,6 +713,10 @@ sc_ingest(struct lg *lg)
 	const char *q = "SELECT count(*) FROM syncv3_events WHERE nid > $1 "
 	    "AND is_timeline";
 	char nid0[32];
+	struct sample *smp = NULL;
+	long long *cum;
+	size_t nsmp = 0, ncum;
+	long log_off;
 
 	u = make_users(lg, "ing-u", lg->users, lg->rooms, 1, 0, &rooms);
 	nrooms = (int)json_object_array_length(rooms);
@@ -606,7 +759,9 @@ sc_ingest(struct lg *lg)
 	c0 = 0;
 	expect = (long long)(nrooms + nshared) * lg->events;
 	cpu_snap(lg, false);
+	log_off = file_size(lg->acc_log);
 	t0 = tlast = now_s();
+	sample_add(&smp, &nsmp, 0, 0);
 	for (int i = 0; i < nrooms + nshared; i++) {
 		char *b = batch_body(senders[i], lg->events, (long)i * 1000);
 
@@ -614,11 +769,16 @@ sc_ingest(struct lg *lg)
 		sim_post(lg, path, b, ignore_cb, "send_batch", 0);
 		free(b);
 		wait_pending(lg, 2 * SIM_POOL);
+		/* commits begin while the sends go on */
+		if (now_s() - t0 - smp[nsmp - 1].el >= 0.2)
+			sample_add(&smp, &nsmp, now_s() - t0,
+			    pg_count(lg, q, nid0) - c0);
 	}
 	wait_pending(lg, 0);
 	tsend = now_s() - t0;
 	for (;;) {
 		c = pg_count(lg, q, nid0) - c0;
+		sample_add(&smp, &nsmp, now_s() - t0, c);
 		if (c != last) {
 			tlast = now_s();
 			cpu_snap(lg, true);
@@ -641,6 +801,21 @@ sc_ingest(struct lg *lg)
 	    json_object_new_double((double)last / (tlast - t0)));
 	json_object_object_add(o, "cpu_s_per_1000_events",
 	    cpu_json(lg, (double)(last > 0 ? last : 1)));
+	/* whole seconds up to the last commit, not the idle tail */
+	cum = series_cum(smp, nsmp, tlast - t0, &ncum);
+	if (ncum == 0) {	/* under a second: its rate stands for it */
+		cum = xrealloc(cum, sizeof(*cum));
+		cum[0] = tlast > t0 ? (long long)((double)last / (tlast - t0)) : 0;
+		ncum = 1;
+	}
+	add_rate_series(o, cum, ncum);
+	free(cum);
+	free(smp);
+	if (lg->acc_log != NULL && log_off >= 0) {
+		run_for(lg, 1.5);	/* the last interval's stats line */
+		json_object_object_add(o, "ack_latency",
+		    acc_latency(lg->acc_log, log_off));
+	}
 	return o;
 }
 
@@ -1063,7 +1238,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: syncv3-loadgen ingest|e2e|first|idle|devices "
 	    "-s simhs_url [-a api_url] [-d conninfo] [-P name=pid[,...]]\n"
-	    "  ingest: -U users -R rooms -S shared -M members -E events\n"
+	    "  ingest: -U users -R rooms -S shared -M members -E events "
+	    "[-L accumulator_log]\n"
 	    "  e2e:    -K clients -R rooms -r rate -t secs -y typing/s "
 	    "-x to_device/s\n"
 	    "  first:  -z sizes (100,1000,10000) -n repeats\n"
@@ -1107,7 +1283,7 @@ main(int argc, char *argv[])
 		usage();
 	cmd = argv[1];
 	argc--, argv++;
-	while ((ch = getopt(argc, argv, "s:a:d:P:U:R:S:M:E:K:r:t:y:x:z:n:D:")) != -1) {
+	while ((ch = getopt(argc, argv, "s:a:d:P:U:R:S:M:E:K:r:t:y:x:z:n:D:L:")) != -1) {
 		switch (ch) {
 		case 's': sim = optarg; break;
 		case 'a': api = optarg; break;
@@ -1126,6 +1302,7 @@ main(int argc, char *argv[])
 		case 'z': lg.sizes = optarg; break;
 		case 'n': lg.repeats = atoi(optarg); break;
 		case 'D': lg.devices = atoi(optarg); break;
+		case 'L': lg.acc_log = optarg; break;
 		default: usage();
 		}
 	}

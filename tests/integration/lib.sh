@@ -46,8 +46,11 @@ it_pg_start() {
 	as_pg_user "$bindir/initdb" -D "$dir/data" -E UTF8 --no-locale \
 	    -A trust -U postgres >"$dir/initdb.log" 2>&1 || {
 		cat "$dir/initdb.log"; return 1; }
+	# IT_PG_CONF: a command run on the data directory before the start
+	# (the benchmarks' settings); IT_PG_OPTS replaces "-c fsync=off".
+	if [ -n "${IT_PG_CONF:-}" ]; then $IT_PG_CONF "$dir/data" || return 1; fi
 	as_pg_user "$bindir/pg_ctl" -D "$dir/data" -w -l "$dir/pg.log" \
-	    -o "-c listen_addresses='' -k $dir -c fsync=off -c max_connections=300" \
+	    -o "-c listen_addresses='' -k $dir ${IT_PG_OPTS--c fsync=off} -c max_connections=300" \
 	    start >/dev/null || { cat "$dir/pg.log"; return 1; }
 	export IT_PGHOST=$dir IT_PGPORT=5432 IT_PGDIR=$dir
 }
