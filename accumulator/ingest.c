@@ -49,6 +49,7 @@ struct item {
 	struct acc_changes ch;      /* its body, normalised on arrival */
 	struct proto_poll_state ps; /* ITEM_POLL */
 	long long recv_ms;
+	size_t body_len; /* counted in ingest.inflight_bytes */
 	/* set by the store's thread */
 	bool is_committed;
 	int64_t pos;
@@ -66,6 +67,7 @@ struct ingest {
 	bool stopping;
 	uint64_t seq;
 	size_t ninflight; /* handed to the store, not yet back */
+	size_t inflight_bytes; /* their bodies */
 	unsigned long long bad_msgs, acked, nacked;
 	long long lat_max_ms, lat_sum_ms;
 	unsigned long long lat_n;
@@ -79,6 +81,8 @@ struct ingest {
 	bool is_quitting, is_cleanup_due;
 	struct store_stats stats; /* the store's, after its last batch */
 };
+
+static void queue_hold(struct ingest *in);
 
 static void
 item_free(struct item *it)
@@ -293,10 +297,10 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		if (it->kind == ITEM_SYNC)
 			done_sync(in, it);
 	}
-	zmq_ev_kick(in->ze);
 	while ((it = TAILQ_FIRST(&q)) != NULL) {
 		TAILQ_REMOVE(&q, it, entry);
 		in->ninflight--;
+		in->inflight_bytes -= it->body_len;
 		if (it->kind == ITEM_POLL)
 			done_poll(in, it);
 		else if (it->is_committed)
@@ -306,14 +310,32 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (pos >= 0)
 		notify_set_pos(in->nt, pos);
+	queue_hold(in);
+	zmq_ev_kick(in->ze);
 	if (in->stopping && in->ninflight == 0)
 		event_base_loopexit(in->base, NULL);
+}
+
+/*
+ * Bounds what is read ahead of the store: parsed bodies cost several
+ * times their size, so reading stops at four batches' worth (messages or
+ * bytes) and resumes as batches come back. Pollers then wait in ZeroMQ's
+ * queues and for their acks, as contract 1 has them do anyway.
+ */
+static void
+queue_hold(struct ingest *in)
+{
+	bool is_full = in->ninflight >= 4 * (size_t)in->cfg->batch_max ||
+	    in->inflight_bytes >= 4 * (size_t)in->cfg->batch_bytes;
+
+	zmq_ev_hold(in->ze, is_full);
 }
 
 static void
 queue_item(struct ingest *in, struct item *it)
 {
 	in->ninflight++;
+	in->inflight_bytes += it->body_len;
 	pthread_mutex_lock(&in->mu);
 	TAILQ_INSERT_TAIL(&in->todo, it, entry);
 	pthread_cond_signal(&in->cv);
@@ -332,10 +354,12 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 	it->sm.next_batch = raw->next_batch;
 	it->sm.body = raw->body;
 	it->sm.body_len = raw->body_len;
+	it->body_len = raw->body_len;
 	it->sm.pre_rc = normalise(raw->body, raw->body_len, raw->user_id,
 	                          &it->ch, &it->sm.pre_err);
 	it->sm.pre = &it->ch;
 	queue_item(in, it);
+	queue_hold(in);
 }
 
 /*

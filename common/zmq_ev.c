@@ -19,6 +19,7 @@ struct zmq_ev {
 	void *arg;
 	struct event *ev_read;
 	struct event *ev_more;
+	bool is_held;
 };
 
 static int
@@ -41,7 +42,7 @@ zmq_ev_drain(struct zmq_ev *ze)
 {
 	int n = 0;
 
-	while (has_pollin(ze->sock)) {
+	while (!ze->is_held && has_pollin(ze->sock)) {
 		if (n++ >= ze->batch) {
 			event_active(ze->ev_more, EV_TIMEOUT, 0);
 			return;
@@ -81,6 +82,16 @@ zmq_ev_new(struct event_base *base, void *sock, int batch, zmq_ev_read_cb cb,
 	/* Messages may already be queued; the edge may have passed. */
 	event_active(ze->ev_more, EV_TIMEOUT, 0);
 	return ze;
+}
+
+void
+zmq_ev_hold(struct zmq_ev *ze, bool is_held)
+{
+	if (ze->is_held == is_held)
+		return;
+	ze->is_held = is_held;
+	if (!is_held)
+		event_active(ze->ev_more, EV_TIMEOUT, 0);
 }
 
 void

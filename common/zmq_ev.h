@@ -9,6 +9,8 @@
 #ifndef SYNCV3_ZMQ_EV_H
 #define SYNCV3_ZMQ_EV_H
 
+#include <stdbool.h>
+
 #include <event2/event.h>
 
 struct zmq_ev;
@@ -19,6 +21,11 @@ typedef void (*zmq_ev_read_cb)(void *sock, void *arg);
 struct zmq_ev *zmq_ev_new(struct event_base *base, void *sock, int batch,
     zmq_ev_read_cb cb, void *arg);
 void zmq_ev_kick(struct zmq_ev *ze);
+/*
+ * While held, nothing is read: messages wait in the socket (and, past its
+ * high-water mark, in the peers' queues). Releasing reads on at once.
+ */
+void zmq_ev_hold(struct zmq_ev *ze, bool is_held);
 void zmq_ev_free(struct zmq_ev *ze);
 
 /* Creates a socket with linger and limits set, bound or connected. */
