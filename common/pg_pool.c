@@ -497,9 +497,10 @@ pool_grace(const struct pg_pool *pool)
  * statements. libpq 15 (Debian 12) has no non-blocking cancel
  * (PQcancelStart is libpq 17) and keeps the cancel key to itself, so this
  * is PQcancel: it blocks the loop for one connect, a 16-byte write and
- * the server's close, well under a millisecond on the loopback or unix
- * socket the api uses, and a thread would break the api's one-thread
- * rule. The connection then drains the statement's error as usual.
+ * the server's close (2-4 ms measured on a local unix socket, the
+ * postmaster forking for the request), at most once per connection and
+ * deadline; a thread would break the api's one-thread rule. The
+ * connection then drains the statement's error as usual.
  */
 static void
 pconn_cancel(struct pg_pconn *pc, long long now)
@@ -518,7 +519,10 @@ pconn_cancel(struct pg_pconn *pc, long long now)
 		pconn_down(pc, "cancel");
 		return;
 	}
-	log_warnx_rl("postgres pool: statement deadline passed: cancelled");
+	/* how long the loop was blocked, should a server be slow to it */
+	log_warnx_rl("postgres pool: statement deadline passed: cancelled "
+	             "in %lld ms",
+	             now_ms() - now);
 	pc->pool->stats.cancelled++;
 	pc->cancel_ms = now;
 }
