@@ -149,30 +149,45 @@ ent_of(struct rctx *rc, const char *room, const struct acc_event *ev)
 	return (size_t)i;
 }
 
-/* Known events and the current state of every key the message touches. */
 static void
-collect_keys(struct rctx *rc, struct acc_changes *ch, struct pg_lit *ids,
-    struct cols *keys)
+collect_key(struct rctx *rc, const char *room, const struct acc_event *ev,
+            struct cols *keys)
+{
+	size_t before = rc->nents;
+
+	(void)ent_of(rc, room, ev);
+	if (rc->nents > before) {
+		pg_arr_str(&keys->c[0], room);
+		pg_arr_str(&keys->c[1], ev->type);
+		pg_arr_str(&keys->c[2], ev->state_key);
+		keys->rows++;
+	}
+}
+
+/*
+ * Known events and the current state of every key the message touches,
+ * including its user's own member key in the rooms it left (own_leave).
+ */
+static void
+collect_keys(struct rctx *rc, struct acc_changes *ch, const char *user,
+             struct pg_lit *ids, struct cols *keys)
 {
 	for (size_t i = 0; i < ch->nrooms; i++) {
 		struct acc_room *rm = &ch->rooms[i];
 		for (int pass = 0; pass < 2; pass++) {
 			struct acc_evlist *l = pass ? &rm->timeline : &rm->state;
 			for (size_t j = 0; j < l->n; j++) {
-				size_t before = rc->nents;
 				pg_arr_str(ids, l->v[j].event_id);
-				if (l->v[j].state_key == NULL)
-					continue;
-				(void)ent_of(rc, rm->room_id, &l->v[j]);
-				if (rc->nents > before) {
-					pg_arr_str(&keys->c[0], rm->room_id);
-					pg_arr_str(&keys->c[1], l->v[j].type);
-					pg_arr_str(&keys->c[2],
-					    l->v[j].state_key);
-					keys->rows++;
-				}
+				if (l->v[j].state_key != NULL)
+					collect_key(rc, rm->room_id, &l->v[j],
+					            keys);
 			}
 		}
+		if (rm->section == ACC_LEAVE && user != NULL)
+			collect_key(rc, rm->room_id,
+			            &(struct acc_event){.type = "m.room.member",
+			                                .state_key = user},
+			            keys);
 	}
 }
 
@@ -194,7 +209,8 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 	cols_init(&keys, 3);
 	for (size_t i = 0; i < n; i++)
 		if (xs[i].ch != NULL)
-			collect_keys(rc, xs[i].ch, &ids, &keys);
+			collect_keys(rc, xs[i].ch, xs[i].m->user_id, &ids,
+			             &keys);
 	p[0] = pg_arr_end(&ids);
 	if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
 		goto out;
@@ -367,14 +383,10 @@ member_change(struct rctx *rc, struct rstate *s, const struct acc_event *ev,
 	    .user_id = ev->state_key, .membership = m ? m : "leave"});
 }
 
-/* Makes ev (nid) the current entry of its key from pos on. */
+/* Ends the current range of e's key at pos (in memory or in the db). */
 static void
-state_set(struct rctx *rc, struct rstate *s, size_t ei,
-    const struct acc_event *ev, int64_t nid, int64_t pos)
+ent_close(struct rctx *rc, struct ent *e, int64_t pos)
 {
-	struct ent *e = &rc->ents[ei];
-	struct srow *row;
-
 	if (e->pending >= 0)
 		rc->srows[e->pending].to = pos;
 	else if (e->has) {
@@ -382,6 +394,17 @@ state_set(struct rctx *rc, struct rstate *s, size_t ei,
 		rc->closes[rc->ncloses++] = (struct sclose){e->room, e->type,
 		    e->sk, pos};
 	}
+}
+
+/* Makes ev (nid) the current entry of its key from pos on. */
+static void
+state_set(struct rctx *rc, struct rstate *s, size_t ei,
+          const struct acc_event *ev, int64_t nid, int64_t pos)
+{
+	struct ent *e = &rc->ents[ei];
+	struct srow *row;
+
+	ent_close(rc, e, pos);
 	PUSH(rc->srows, rc->nsrows, rc->capsrows);
 	row = &rc->srows[rc->nsrows];
 	*row = (struct srow){e->room, e->type, e->sk, ev->membership, nid, pos,
@@ -437,8 +460,10 @@ final_known(struct rctx *rc, struct map *last, const struct acc_room *r,
  * A room's state block. An event also in the timeline is skipped (it is
  * applied at its place there); a known event may move state forward but
  * never back (its nid must be above the current entry's, and it must be
- * the message's last word on its key); a new one is stored and applies
- * unless the message's last event for its key is one we already had.
+ * the message's last word on its key) and never reopens a key without a
+ * current entry (one own_leave closed: an old join from a lagging poller
+ * must not undo the leave); a new one is stored and applies unless the
+ * message's last event for its key is one we already had.
  */
 static void
 state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
@@ -457,8 +482,7 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 		map_get_i64(last, k, &seq);
 		if (map_get_i64(&rc->known, ev->event_id, &v)) {
 			struct ent *e = &rc->ents[ei];
-			if (v > 0 && seq == (int64_t)i && !(e->has &&
-			    e->nid >= v))
+			if (v > 0 && seq == (int64_t)i && e->has && e->nid < v)
 				state_set(rc, s, ei, ev, v,
 				    pos_next(rc->st));
 		} else {
@@ -539,6 +563,59 @@ user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
 	}
 }
 
+/* Does the room's part of the message carry a member event of user? */
+static bool
+has_member_event(const struct acc_room *r, const char *user)
+{
+	for (size_t i = 0; i < r->state.n + r->timeline.n; i++) {
+		const struct acc_event *ev =
+		    i < r->state.n ? &r->state.v[i]
+		                   : &r->timeline.v[i - r->state.n];
+		if (ev->state_key != NULL && strcmp(ev->state_key, user) == 0 &&
+		    strcmp(ev->type, "m.room.member") == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The message's own sync says its user left the room (rooms.leave) but
+ * brought no member event of theirs (a homeserver may send a leave older
+ * than the timeline window with an empty timeline) and no poller stored
+ * one: their join range in the room's state is ended here, at a fresh
+ * position, as the leave event would have ended it. Otherwise a rejoin
+ * would close that range only at the rejoin, and the visibility rule
+ * (api/visible.h), which trusts these ranges, would show the user
+ * everything other pollers stored while they were away. The key is left
+ * without a current entry until a real member event arrives.
+ */
+static void
+own_leave(struct rctx *rc, struct acc_room *r, struct rstate *s)
+{
+	struct acc_event ev = {.type = "m.room.member",
+	                       .state_key = rc->x->m->user_id,
+	                       .membership = r->my_membership};
+	struct ent *e;
+	int64_t pos;
+
+	if (r->section != ACC_LEAVE || ev.state_key == NULL ||
+	    has_member_event(r, ev.state_key))
+		return;
+	e = &rc->ents[ent_of(rc, r->room_id, &ev)];
+	if (!e->has || !streq(e->membership, "join"))
+		return;
+	pos = pos_next(rc->st);
+	ent_close(rc, e, pos);
+	member_change(rc, s, &ev, e->membership, pos);
+	e->has = false;
+	e->pending = -1;
+	free(e->membership);
+	e->membership = NULL;
+	s->changed = true;
+	if (pos > s->upos)
+		s->upos = pos;
+}
+
 /*
  * One room of the message being decided (rc->x): builds the index of the
  * timeline's event ids and of each key's last event in the message, then
@@ -578,6 +655,7 @@ room_process(struct rctx *rc, struct acc_room *r)
 	}
 	state_block(rc, r, s, &tl, &last);
 	timeline(rc, r, s, &last);
+	own_leave(rc, r, s);
 	user_room(rc, r, s, rc->u);
 	if (s->changed)
 		s->nm = rc->x->m;

@@ -58,7 +58,8 @@ typedef void (*pg_cb)(PGresult *res, void *arg);
 
 struct pg_pool_stats {
 	unsigned long long refused;	/* queue full or Postgres unreachable */
-	unsigned long long timed_out;	/* past the deadline */
+	unsigned long long timed_out; /* past, or too close to, the deadline */
+	unsigned long long cancelled; /* of those, running: cancelled */
 	int pending;	/* queued now */
 	int up;	/* connections up now */
 };
@@ -67,7 +68,9 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
     int nconns);
 /*
  * Bounds the pool's work: at most max_queue jobs wait (0: no limit), and a
- * job not answered within timeout_ms of being queued fails (0: never).
+ * job not answered within timeout_ms of being queued fails (0: never): one
+ * with less than a tenth of that left is not sent, and one running past it
+ * is cancelled on the server, its connection kept.
  */
 void pg_pool_set_limits(struct pg_pool *pool, int max_queue,
     long long timeout_ms);

@@ -285,6 +285,7 @@ ar_member(struct simhs *ctx, struct evhttp_request *req, struct room *r,
 	struct user *target, *sender;
 	const char *err;
 	struct revent *e;
+	struct json_object *hide;
 
 	if ((target = admin_user_arg(ctx, req, b, "user_id", true)) == NULL)
 		return;
@@ -300,6 +301,9 @@ ar_member(struct simhs *ctx, struct evhttp_request *req, struct room *r,
 		http_reply_error(req, 403, "M_FORBIDDEN", err);
 		return;
 	}
+	hide = json_get(b, "sync_without_event", json_type_boolean);
+	if (strcmp(action, "leave") == 0 && hide != NULL)
+		e->is_sync_hidden = json_object_get_boolean(hide);
 	reply_event(req, e);
 }
 

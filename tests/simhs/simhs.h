@@ -62,6 +62,7 @@ struct revent {
 	uint64_t pos;
 	size_t idx; /* index in the room timeline */
 	struct room *room;
+	bool is_sync_hidden; /* left out of every /sync timeline */
 };
 
 struct receipt {

@@ -170,7 +170,8 @@ timeline_pick(struct sync_ctx *s, struct room *r, struct sync_batch *b)
 
 	for (i = b->end; i > b->from; i--) {
 		e = r->events.v[i - 1];
-		if (!filter_allows(sec, e->type, e->sender, r->room_id))
+		if (e->is_sync_hidden ||
+		    !filter_allows(sec, e->type, e->sender, r->room_id))
 			continue;
 		if (b->events.n == limit) {
 			b->is_limited = true;
@@ -336,6 +337,7 @@ sync_room_left(struct sync_ctx *s, struct room *r, struct revent *leave,
 {
 	const char *uid = s->user->user_id;
 	bool is_full = is_initial;
+	struct json_object *o, *tl;
 
 	if (!is_initial &&
 	    strcmp(event_membership(room_member_at(r, uid, since_idx)),
@@ -343,9 +345,19 @@ sync_room_left(struct sync_ctx *s, struct room *r, struct revent *leave,
 	    strcmp(event_membership(room_member_at(r, uid, leave->idx)),
 	           "join") == 0)
 		is_full = true;
-	room_add(s, s->leave, r,
-	         room_entry(s, r, is_full ? 0 : since_idx, leave->idx + 1,
-	                    is_full, false));
+	o = room_entry(s, r, is_full ? 0 : since_idx, leave->idx + 1, is_full,
+	               false);
+	if (o == NULL && leave->is_sync_hidden) {
+		/* the leave without its event: an empty timeline */
+		o = json_object_new_object();
+		tl = events_obj(json_object_new_array());
+		json_object_object_add(tl, "limited",
+		                       json_object_new_boolean(0));
+		json_object_object_add(o, "timeline", tl);
+		json_object_object_add(o, "state",
+		                       events_obj(json_object_new_array()));
+	}
+	room_add(s, s->leave, r, o);
 }
 
 /* Decide how this room appears, from our membership at since and now. */

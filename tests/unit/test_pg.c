@@ -6,7 +6,9 @@
  * tested without a database too: a socket that accepts and never answers
  * stands in for a hung server.
  */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -336,15 +338,213 @@ test_pool_deadline_running(void **state)
 	event_base_free(base);
 }
 
+struct pid_t_ {
+	int done, failed;
+	int pid;
+};
+
+static void
+pid_cb(PGresult *res, void *arg)
+{
+	struct pid_t_ *t = arg;
+
+	t->done++;
+	if (res == NULL)
+		t->failed++;
+	else
+		t->pid = atoi(PQgetvalue(res, 0, 0));
+}
+
+/* The backend pid of the pool's (only) connection, from the loop. */
+static int
+pool_backend_pid(struct event_base *base, struct pg_pool *pool)
+{
+	struct pid_t_ t = {0};
+
+	pg_pool_query(pool, "SELECT pg_backend_pid()", 0, NULL, pid_cb, &t);
+	for (int i = 0; i < 50 && t.done == 0; i++)
+		run_for(base, 20);
+	assert_int_equal(t.done, 1);
+	assert_int_equal(t.failed, 0);
+	return t.pid;
+}
+
+/* Runs one statement on a connection of its own; its first value. */
+static int
+side_int(const char *db, const char *sql)
+{
+	PGconn *c = pg_connect_wait(db, 5);
+	PGresult *r;
+	int v;
+
+	assert_non_null(c);
+	r = pg_query(c, "t", sql, 0, NULL);
+	assert_non_null(r);
+	v = PQntuples(r) > 0 ? atoi(PQgetvalue(r, 0, 0)) : -1;
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+static void
+side_exec(const char *db, const char *sql)
+{
+	PGconn *c = pg_connect_wait(db, 5);
+
+	assert_non_null(c);
+	assert_int_equal(pg_exec(c, "t", sql), 0);
+	PQfinish(c);
+}
+
+/*
+ * Postgres ends an idle connection's backend (a restart, an admin) and
+ * the pool has not read the EOF yet: the next job fails, from the loop.
+ * A send that fails inside pg_pool_query (and takes the connection down)
+ * also calls back from the loop, not from inside the call, and the pool
+ * answers again afterwards.
+ */
+static void
+test_pool_send_fails(void **state)
+{
+	const char *db = getenv("SYNCV3_TEST_DB");
+	struct event_base *base;
+	struct bound_t t = {0};
+	struct pg_pool *pool;
+	char sql[128];
+	int pid, left = 1;
+
+	(void)state;
+	if (db == NULL)
+		skip();
+	base = event_base_new();
+	pool = pg_pool_new(base, db, 1);
+	pg_pool_set_limits(pool, 10, 5000);
+	pid = pool_backend_pid(base, pool);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)::int", pid);
+	assert_int_equal(side_int(db, sql), 1);
+	/* Gone from the server, and the loop has not run since. */
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
+	for (int i = 0; i < 100 && (left = side_int(db, sql)) > 0; i++)
+		usleep(20000);
+	assert_int_equal(left, 0);
+	/* The process (and so its socket) is gone too, not just its entry. */
+	for (int i = 0; i < 100 && (kill(pid, 0) == 0 || errno != ESRCH); i++)
+		usleep(20000);
+	assert_int_equal(kill(pid, 0), -1);
+	/*
+	 * One loop pass reads the server's farewell but not yet its EOF (a
+	 * read each), as a busy loop would: the send then meets the closed
+	 * socket and fails inside pg_pool_query.
+	 */
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	bound_query(pool, &t, "SELECT 1");
+	assert_false(t.was_reentered);
+	assert_int_equal(t.done, 0);
+	run_for(base, 200);
+	assert_false(t.was_reentered);
+	assert_int_equal(t.done, 1);
+	assert_int_equal(t.failed, 1);
+	assert_int_not_equal(pool_backend_pid(base, pool), pid);
+
+	/*
+	 * libpq 15 reports a write to the closed socket later, from the
+	 * read; what it refuses at once is a statement over its parameter
+	 * limit, which fails the send inside pg_pool_query for certain.
+	 */
+	int many = 65536;
+	const char **params = xcalloc((size_t)many, sizeof(*params));
+
+	t.is_inside = true;
+	pg_pool_query(pool, "SELECT 1", many, params, bound_cb, &t);
+	t.is_inside = false;
+	free(params);
+	assert_false(t.was_reentered);
+	assert_int_equal(t.done, 1);
+	run_for(base, 200);
+	assert_false(t.was_reentered);
+	assert_int_equal(t.done, 2);
+	assert_int_equal(t.failed, 2);
+	assert_true(pool_backend_pid(base, pool) > 0);
+	pg_pool_free(pool);
+	event_base_free(base);
+}
+
+/*
+ * Overload: a statement runs past its deadline and another waits behind
+ * it. The running one is answered at its deadline and cancelled on the
+ * server, the connection kept (same backend before and after); the one
+ * left with too little time is refused without being sent (its nextval
+ * never ran).
+ */
+static void
+test_pool_deadline_keeps_conn(void **state)
+{
+	const char *db = getenv("SYNCV3_TEST_DB");
+	struct event_base *base;
+	struct bound_t t = {0};
+	struct pg_pool *pool;
+	struct pg_pool_stats st;
+	long long t0;
+	int pid;
+
+	(void)state;
+	if (db == NULL)
+		skip();
+	side_exec(db, "DROP SEQUENCE IF EXISTS pool_late_seq;"
+	              "CREATE SEQUENCE pool_late_seq");
+	base = event_base_new();
+	pool = pg_pool_new(base, db, 1);
+	pg_pool_set_limits(pool, 10, 1000);
+	pid = pool_backend_pid(base, pool);
+
+	/* Finishes with under a tenth of the late one's deadline left. */
+	t0 = now_ms();
+	bound_query(pool, &t, "SELECT pg_sleep(0.95)");
+	bound_query(pool, &t, "SELECT nextval('pool_late_seq')");
+	run_for(base, 1500);
+	assert_int_equal(t.done, 2);
+	assert_int_equal(t.failed, 1);
+	assert_false(t.was_reentered);
+	assert_int_equal(
+	    side_int(db, "SELECT is_called::int FROM pool_late_seq"), 0);
+	assert_int_equal(pool_backend_pid(base, pool), pid);
+
+	/* Runs far past its deadline: cancelled, not waited for. */
+	memset(&t, 0, sizeof(t));
+	t0 = now_ms();
+	bound_query(pool, &t, "SELECT pg_sleep(10)");
+	run_for(base, 1600);
+	assert_int_equal(t.done, 1);
+	assert_int_equal(t.failed, 1);
+	assert_true(t.last_ms - t0 >= 1000 && t.last_ms - t0 < 1600);
+	assert_int_equal(pool_backend_pid(base, pool), pid);
+	assert_int_equal(
+	    side_int(
+	        db,
+	        "SELECT count(*) FROM pg_stat_activity "
+	        "WHERE query LIKE 'SELECT pg_sleep(10)%' AND state = 'active'"),
+	    0);
+	pg_pool_get_stats(pool, &st);
+	assert_true(st.timed_out >= 2);
+	assert_true(st.cancelled >= 1);
+	assert_int_equal(st.up, 1);
+	pg_pool_free(pool);
+	event_base_free(base);
+	side_exec(db, "DROP SEQUENCE pool_late_seq");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_migrate),
-		cmocka_unit_test(test_pool),
+	    cmocka_unit_test(test_migrate),
+	    cmocka_unit_test(test_pool),
 	    cmocka_unit_test(test_pool_unreachable),
 	    cmocka_unit_test(test_pool_deadline),
 	    cmocka_unit_test(test_pool_deadline_running),
+	    cmocka_unit_test(test_pool_send_fails),
+	    cmocka_unit_test(test_pool_deadline_keeps_conn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
