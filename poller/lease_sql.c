@@ -11,6 +11,8 @@
  * only device rows written here are poll states: the flush takes them
  * with SKIP LOCKED (it never waits; a skipped device is written on the
  * next flush) and the stop of one device locks that one row last.
+ * Liveness rows (syncv3_pollers) are locked only by their own poller, one
+ * row, while holding nothing else; the claim only reads them.
  */
 #include "pg.h"
 #include "poller.h"
