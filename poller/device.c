@@ -133,6 +133,9 @@ device_start(struct device *d)
 	if (d->cycle == DEV_STOPPED || d->cycle == DEV_WAITING ||
 	    d->cycle == DEV_POLLING || p->is_stopping)
 		return;
+	/* Past our liveness deadline: the lease layer drops us shortly. */
+	if (!p->owner.may_poll(p))
+		return;
 	if (d->is_releasing) {
 		/* Between two polls: hand over without overlapping requests. */
 		p->owner.release(d);

@@ -10,12 +10,15 @@
  * Timers: claim (every second, and at once on NOTIFY syncv3_devices),
  * heartbeat (a third of the lease: renews, notices lost devices, replaced
  * tokens and idle devices, sheds devices above the fair share) and flush
- * (poll_state writes, batched). The live pollers are counted from
- * pg_stat_activity by their application_name, so a SIGKILLed poller stops
- * counting as soon as Postgres sees its connection close.
+ * (poll_state writes, batched), and liveness (live.c, every
+ * SYNCV3_TAKEOVER_MS / 4: renews our row, stops every device when it
+ * cannot, claims at once when a dead poller still holds leases). The live
+ * pollers, for the fair share, are the liveness rows not expired, so a
+ * dead or frozen poller stops counting within SYNCV3_TAKEOVER_MS.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crypto.h"
 #include "log.h"
@@ -28,19 +31,18 @@
 #define LEASE_FLUSH_BATCH 2000
 #define LEASE_FLUSH_MS 200
 
-/* Runs one statement of lease_sql.c. */
-static PGresult *
-lq(struct poller *p, enum lease_stmt_id id, int n, const char *const *params)
-{
-	return pg_query(p->pg, lease_stmts[id].name, lease_stmts[id].sql, n,
-	                params);
-}
-
 static void notify_cb(evutil_socket_t, short, void *);
 static void release_device(struct device *);
 static int stop_device(struct device *, enum dev_state, const char *);
 
-/* (Re)establishes the session: name for the live count, LISTEN, event. */
+/*
+ * (Re)establishes the session: LISTEN and its event, and server-side TCP
+ * keepalives, so that if our host dies without closing the connection
+ * Postgres drops the session, and the id lock with it, within about 8 s
+ * (idle 5 s, then 3 probes 1 s apart) instead of the system's two hours;
+ * a restart under our id waits for that. The id lock (live_lock) is
+ * taken by pg_ok.
+ */
 static int
 session_setup(struct poller *p)
 {
@@ -48,8 +50,11 @@ session_setup(struct poller *p)
 		event_free(p->pg_ev);
 		p->pg_ev = NULL;
 	}
+	p->has_id_lock = false;
 	if (pg_exec(p->pg, "lease",
-	            "SET application_name = '" LEASE_APP_NAME "'") == -1 ||
+	            "SET tcp_keepalives_idle = 5; "
+	            "SET tcp_keepalives_interval = 1; "
+	            "SET tcp_keepalives_count = 3") == -1 ||
 	    pg_exec(p->pg, "lease", "LISTEN " PROTO_PG_DEVICES_CHANNEL) == -1)
 		return -1;
 	p->pg_ev = event_new(p->base, PQsocket(p->pg), EV_READ | EV_PERSIST,
@@ -58,14 +63,23 @@ session_setup(struct poller *p)
 	return 0;
 }
 
+/*
+ * The connection is up and holds our id lock. A new session may find the
+ * lock taken (another process began under our id meanwhile): then we are
+ * not ok, and our liveness lapses for want of renewals.
+ */
 static bool
 pg_ok(struct poller *p)
 {
-	if (PQstatus(p->pg) == CONNECTION_OK)
-		return true;
-	if (pg_check_reset(p->pg))
+	if (PQstatus(p->pg) != CONNECTION_OK &&
+	    (pg_check_reset(p->pg) || session_setup(p) == -1))
 		return false;
-	return session_setup(p) == 0;
+	if (live_lock(p) == 1) {
+		log_warnx_rl("lease: poller id %s is held by another process",
+		             p->cfg.poller_id);
+		return false;
+	}
+	return p->has_id_lock;
 }
 
 static void
@@ -98,7 +112,7 @@ update_share(struct poller *p)
 	PGresult *r;
 
 	pg_i64(idle, p->cfg.idle_secs);
-	if ((r = lq(p, LS_SHARE, 1, params)) == NULL)
+	if ((r = lease_q(p, LS_SHARE, 1, params)) == NULL)
 		return;
 	p->share = policy_share(atoll(PQgetvalue(r, 0, 1)),
 	                        atoll(PQgetvalue(r, 0, 0)), p->cfg.max_devices);
@@ -110,7 +124,7 @@ release_one(struct poller *p, const char *user_id, const char *device_id)
 {
 	const char *params[3] = {p->cfg.poller_id, user_id, device_id};
 
-	PQclear(lq(p, LS_RELEASE, 3, params));
+	PQclear(lease_q(p, LS_RELEASE, 3, params));
 }
 
 static void
@@ -156,7 +170,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (p->is_stopping || !pg_ok(p))
+	if (p->is_stopping || p->is_lapsed || !pg_ok(p))
 		return;
 	update_share(p);
 	want = p->share - (long long)p->ndevices;
@@ -170,7 +184,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	pg_i64(limit, want);
 	pg_i64(idle, p->cfg.idle_secs);
 	pg_i64(lease, p->cfg.lease_secs);
-	if ((r = lq(p, LS_CLAIM, 4, params)) == NULL)
+	if ((r = lease_q(p, LS_CLAIM, 4, params)) == NULL)
 		return;
 	n = PQntuples(r);
 	for (int i = 0; i < n; i++)
@@ -191,7 +205,7 @@ token_replaced(struct poller *p, struct device *d)
 	PGresult *r;
 	char *token;
 
-	r = lq(p, LS_TOKEN, 3, params);
+	r = lease_q(p, LS_TOKEN, 3, params);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
 		return;
@@ -308,11 +322,11 @@ hb_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (p->is_stopping)
+	if (p->is_stopping || p->is_lapsed)
 		return;
 	pg_i64(lease, p->cfg.lease_secs);
 	pg_i64(idle, p->cfg.idle_secs);
-	if (!pg_ok(p) || (r = lq(p, LS_HEARTBEAT, 3, params)) == NULL) {
+	if (!pg_ok(p) || (r = lease_q(p, LS_HEARTBEAT, 3, params)) == NULL) {
 		if (now_ms() - p->hb_ok_ms > p->cfg.lease_secs * 1000)
 			drop_all(p, "leases not renewed in time");
 		return;
@@ -371,7 +385,7 @@ lease_flush(struct poller *p)
 	arr[4] = pg_text_array(fp, n);
 	const char *params[6] = {p->cfg.poller_id, arr[0], arr[1],
 	                         arr[2],           arr[3], arr[4]};
-	r = lq(p, LS_FLUSH, 6, params);
+	r = lease_q(p, LS_FLUSH, 6, params);
 	if (r != NULL) {
 		for (size_t i = 0; i < n; i++) {
 			d = TAILQ_FIRST(&p->dirty);
@@ -413,7 +427,7 @@ stop_device(struct device *d, enum dev_state state, const char *error)
 
 	if (!pg_ok(p))
 		return -1;
-	if ((r = lq(p, LS_STOP, 6, params)) == NULL)
+	if ((r = lease_q(p, LS_STOP, 6, params)) == NULL)
 		return -1;
 	PQclear(r);
 	return 0;
@@ -429,7 +443,7 @@ since_reload(struct device *d)
 
 	if (!pg_ok(p))
 		return -1;
-	r = lq(p, LS_SINCE, 2, params);
+	r = lease_q(p, LS_SINCE, 2, params);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
 		return -1;
@@ -438,6 +452,100 @@ since_reload(struct device *d)
 	d->since = xstrdup(PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return 0;
+}
+
+/*
+ * Our liveness lapsed (lease.c's reaction to live_renew): every device
+ * stops at once; our leases stay until the others take them over (our row
+ * has expired, or soon will) or we come back.
+ */
+static void
+lapse(struct poller *p, const char *why)
+{
+	drop_all(p, why);
+	p->is_lapsed = true;
+}
+
+/*
+ * After a lapse: once we hold our id again and may begin (live_begin),
+ * the leases nobody took are given back and claimed afresh, so what we
+ * poll is exactly what the claim hands us.
+ */
+static void
+recover(struct poller *p)
+{
+	const char *params[1] = {p->cfg.poller_id};
+
+	if (!pg_ok(p) || live_begin(p) != 0)
+		return;
+	PQclear(lease_q(p, LS_RELEASE_ALL, 1, params));
+	p->is_lapsed = false;
+	p->hb_ok_ms = now_ms();
+	log_info("lease: liveness back; claiming again");
+	event_active(p->claim_now_ev, EV_TIMEOUT, 0);
+}
+
+/* Every takeover_ms / 4: renew our row, or stop, or take a dead one's. */
+static void
+live_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->is_stopping)
+		return;
+	if (p->is_lapsed) {
+		recover(p);
+		return;
+	}
+	switch (pg_ok(p) ? live_renew(p) : LIVE_FAILED) {
+	case LIVE_OK:
+		break;
+	case LIVE_PEER_DEAD:
+		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
+		break;
+	case LIVE_LOST:
+		lapse(p, "liveness lost");
+		break;
+	case LIVE_FAILED:
+		if (!live_may_poll(p))
+			lapse(p, "liveness not renewed in time");
+		break;
+	}
+}
+
+/*
+ * Startup: waits for our id (another process holds it: same
+ * SYNCV3_POLLER_ID twice, or the previous run still exiting) and for a
+ * previous incarnation's row to expire, both with the loop not yet
+ * running; SIGTERM meanwhile just ends the process.
+ */
+static void
+live_start(struct poller *p)
+{
+	long long ms;
+	int rc, n = 0;
+
+	while ((rc = live_lock(p)) != 0) {
+		if (rc == -1)
+			fatalx("lease: cannot lock poller id %s",
+			       p->cfg.poller_id);
+		if (n++ % 240 == 0) /* once a minute */
+			log_warnx("lease: poller id %s is held by another "
+			          "live process; waiting for it to end",
+			          p->cfg.poller_id);
+		usleep(250 * 1000);
+	}
+	while ((ms = live_begin(p)) != 0) {
+		if (ms == -1)
+			fatalx("lease: cannot record poller %s",
+			       p->cfg.poller_id);
+		log_info("lease: a previous run of %s may poll for %lld ms "
+		         "more; waiting",
+		         p->cfg.poller_id, ms);
+		usleep((useconds_t)ms * 1000 + 10000);
+	}
 }
 
 static struct event *
@@ -465,14 +573,16 @@ lease_init(struct poller *p)
 	p->owner.release = release_device;
 	p->owner.reload_since = since_reload;
 	p->owner.stop = stop_device;
+	p->owner.may_poll = live_may_poll;
 	if ((p->pg = pg_connect_wait(p->cfg.db, 3600)) == NULL)
 		fatalx("lease: cannot connect to postgres");
 	if (pg_wait_schema(p->pg, pg_schema_version, 0) == -1)
 		fatalx("lease: schema not available");
 	if (session_setup(p) == -1)
 		fatalx("lease: cannot set up the session");
+	live_start(p);
 	/* Leases of an earlier run under the same id are ours to retake. */
-	PQclear(lq(p, LS_RELEASE_ALL, 1, params));
+	PQclear(lease_q(p, LS_RELEASE_ALL, 1, params));
 	p->hb_ok_ms = now_ms();
 	p->claim_ev = periodic(p, 1000, claim_cb);
 	/*
@@ -483,6 +593,7 @@ lease_init(struct poller *p)
 	p->claim_now_ev = event_new(p->base, -1, 0, claim_cb, p);
 	p->hb_ev = periodic(p, p->cfg.lease_secs * 1000 / 3, hb_cb);
 	p->flush_ev = periodic(p, LEASE_FLUSH_MS, flush_cb);
+	p->live_ev = periodic(p, p->cfg.takeover_ms / 4, live_cb);
 	event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }
 
@@ -494,10 +605,11 @@ lease_shutdown(struct poller *p)
 	PGresult *r;
 
 	if (p->pg != NULL && PQstatus(p->pg) == CONNECTION_OK) {
-		r = lq(p, LS_RELEASE_ALL, 1, params);
+		r = lease_q(p, LS_RELEASE_ALL, 1, params);
 		if (r != NULL)
 			log_info("lease: released %s devices", PQcmdTuples(r));
 		PQclear(r);
+		live_end(p);
 	}
 	if (p->claim_ev)
 		event_free(p->claim_ev);
@@ -509,8 +621,10 @@ lease_shutdown(struct poller *p)
 		event_free(p->flush_ev);
 	if (p->pg_ev)
 		event_free(p->pg_ev);
+	if (p->live_ev)
+		event_free(p->live_ev);
 	p->claim_ev = p->claim_now_ev = p->hb_ev = p->flush_ev = p->pg_ev =
-	    NULL;
+	    p->live_ev = NULL;
 	PQfinish(p->pg);
 	p->pg = NULL;
 }

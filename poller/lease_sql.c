@@ -11,25 +11,39 @@
  * only device rows written here are poll states: the flush takes them
  * with SKIP LOCKED (it never waits; a skipped device is written on the
  * next flush) and the stop of one device locks that one row last.
+ * Liveness rows (syncv3_pollers) are locked only by their own poller, one
+ * row, while holding nothing else; the claim only reads them.
  */
+#include "pg.h"
 #include "poller.h"
 
 const struct lease_stmt lease_stmts[LS_COUNT] = {
-    /* $1 idle secs -> live pollers, active devices */
+    /*
+     * $1 idle secs -> live pollers, active devices. Live: a liveness row
+     * not expired (a frozen poller keeps its connection, but not its
+     * row), or, for pollers older than migration 016 (a rolling
+     * upgrade), a session named LEASE_APP_NAME holding no advisory
+     * lock: ours all hold their id lock.
+     */
     [LS_SHARE] =
         {"lease share",
-         "SELECT (SELECT count(*) FROM pg_stat_activity"
-         " WHERE datname = current_database()"
-         " AND application_name = '" LEASE_APP_NAME "'),"
+         "SELECT (SELECT count(*) FROM syncv3_pollers"
+         " WHERE expires >= now()) + (SELECT count(*)"
+         " FROM pg_stat_activity a WHERE datname = current_database()"
+         " AND application_name = '" LEASE_APP_NAME "'"
+         " AND NOT EXISTS (SELECT 1 FROM pg_locks k"
+         " WHERE k.pid = a.pid AND k.locktype = 'advisory')),"
          " (SELECT count(*) FROM syncv3_devices"
          " WHERE poll_state <> 'expired'"
          " AND last_seen > now() - make_interval(secs => $1::bigint))"},
     /*
      * $1 owner, $2 limit, $3 idle secs, $4 lease secs. Devices without
-     * a live lease, most recently used first; the lease rows are
-     * written in key order, and one another poller took meanwhile
-     * (its expiry is in the future once we get its row) is left alone.
-     * Device rows are only read.
+     * a live lease, most recently used first: no lease, an expired one,
+     * or one whose owner's liveness row has expired (a dead poller,
+     * taken over within SYNCV3_TAKEOVER_MS; an owner without a row is
+     * waited out to its lease). The lease rows are written in key
+     * order, and one another poller took meanwhile (live again once we
+     * get its row) is left alone. Device rows are only read.
      */
     [LS_CLAIM] = {"lease claim",
                   "WITH c AS (SELECT d.user_id, d.device_id, d.token_enc,"
@@ -37,7 +51,9 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
                   " FROM syncv3_devices d LEFT JOIN syncv3_leases l"
                   " ON l.user_id = d.user_id AND l.device_id = d.device_id"
                   " WHERE d.poll_state <> 'expired'"
-                  " AND (l.expires IS NULL OR l.expires < now())"
+                  " AND (l.expires IS NULL OR l.expires < now()"
+                  " OR EXISTS (SELECT 1 FROM syncv3_pollers p"
+                  " WHERE p.id = l.owner AND p.expires < now()))"
                   " AND d.last_seen > now() - make_interval(secs => $3::bigint)"
                   " ORDER BY d.last_seen DESC LIMIT $2::int),"
                   " w AS (INSERT INTO syncv3_leases AS x"
@@ -47,7 +63,9 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
                   " ORDER BY user_id, device_id"
                   " ON CONFLICT (user_id, device_id) DO UPDATE"
                   " SET owner = excluded.owner, expires = excluded.expires"
-                  " WHERE x.expires < now()"
+                  " WHERE x.expires < now() OR EXISTS (SELECT 1"
+                  " FROM syncv3_pollers p WHERE p.id = x.owner"
+                  " AND p.expires < now())"
                   " RETURNING x.user_id, x.device_id)"
                   " SELECT c.user_id, c.device_id, c.token_enc, c.since, c.fp"
                   " FROM c JOIN w ON w.user_id = c.user_id"
@@ -131,7 +149,59 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
                   " ON l.user_id = d.user_id AND l.device_id = d.device_id"
                   " WHERE d.user_id = $1 AND d.device_id = $2"
                   " AND l.owner = $3"},
+    /*
+     * Liveness (live.c, docs/INTERNALS.md "Poller identity and
+     * takeover"). $1 owner: a session advisory lock on the id, so at
+     * most one process runs under it; the key is a 64-bit hash of the
+     * id (a collision only makes two ids wait for each other).
+     */
+    [LS_LIVE_LOCK] = {"live lock",
+                      "SELECT pg_try_advisory_lock(hashtextextended("
+                      "'syncv3-poller ' || $1::text, 0))"},
+    /* $1 owner -> incarnation, ms until its row expires (<= 0: expired) */
+    [LS_LIVE_READ] = {"live read", "SELECT incarnation, ceil(extract(epoch FROM"
+                                   " expires - now()) * 1000)::bigint"
+                                   " FROM syncv3_pollers WHERE id = $1"},
+    /* $1 owner, $2 takeover ms -> the new incarnation */
+    [LS_LIVE_BEGIN] = {"live begin",
+                       "INSERT INTO syncv3_pollers AS p (id, incarnation,"
+                       " expires) VALUES ($1, 1, now() + $2::bigint"
+                       " * interval '1 millisecond') ON CONFLICT (id)"
+                       " DO UPDATE SET incarnation = p.incarnation + 1,"
+                       " expires = excluded.expires, started = now()"
+                       " RETURNING incarnation"},
+    /*
+     * $1 owner, $2 incarnation, $3 takeover ms. Renews our row; no row
+     * back: another process began under our id. Returns whether the
+     * row was still live when renewed (if not, others may have taken
+     * our devices) and whether an expired poller still holds leases
+     * (then claim at once).
+     */
+    [LS_LIVE_RENEW] = {"live renew",
+                       "WITH o AS (SELECT expires FROM syncv3_pollers"
+                       " WHERE id = $1 AND incarnation = $2::bigint"
+                       " FOR UPDATE), u AS (UPDATE syncv3_pollers p"
+                       " SET expires = now() + $3::bigint"
+                       " * interval '1 millisecond' FROM o"
+                       " WHERE p.id = $1 AND p.incarnation = $2::bigint"
+                       " RETURNING o.expires >= now() AS live)"
+                       " SELECT u.live, EXISTS (SELECT 1"
+                       " FROM syncv3_pollers q JOIN syncv3_leases l"
+                       " ON l.owner = q.id WHERE q.expires < now()"
+                       " AND q.id <> $1) FROM u"},
+    /* $1 owner, $2 incarnation: clean exit, nothing left to wait for */
+    [LS_LIVE_END] = {"live end", "DELETE FROM syncv3_pollers"
+                                 " WHERE id = $1 AND incarnation = $2::bigint"},
     /* $1 user, $2 device: the committed since */
     [LS_SINCE] = {"lease since", "SELECT since FROM syncv3_devices"
                                  " WHERE user_id = $1 AND device_id = $2"},
 };
+
+/* Runs one statement of the table on the lease connection. */
+PGresult *
+lease_q(struct poller *p, enum lease_stmt_id id, int n,
+        const char *const *params)
+{
+	return pg_query(p->pg, lease_stmts[id].name, lease_stmts[id].sql, n,
+	                params);
+}

@@ -34,11 +34,14 @@ static const struct cfg_row poller_cfg_rows[] = {
     {"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0,
      CFG_OPT('i'), "accumulator endpoint"},
     {"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, CFG_OPT('I'),
-     "lease owner name (default hostname:pid)"},
+     "lease owner name, stable across restarts (default "
+     "hostname:syncv3-poller)"},
     {"SYNCV3_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0, 0,
      "error, warn, info, debug"},
     {"SYNCV3_LEASE_SECS", CFG_INT, OFF(lease_secs), "30", 3, 3600, 0,
      "device lease"},
+    {"SYNCV3_TAKEOVER_MS", CFG_INT, OFF(takeover_ms), "1200", 400, 600000, 0,
+     "a dead poller's devices are taken over after this"},
     {"SYNCV3_POLL_TIMEOUT_MS", CFG_INT, OFF(poll_timeout_ms), "30000", 0,
      600000, 0, "v2 long-poll timeout"},
     {"SYNCV3_INITIAL_TIMEOUT_SECS", CFG_INT, OFF(initial_timeout_s), "1800", 10,
@@ -117,7 +120,9 @@ raise_nofile(void)
 
 /*
  * Steps 1-2 of the daemon's life: the environment, then flags over it,
- * then what the table cannot say (a default poller id, the server URL
+ * then what the table cannot say (a default poller id: the host name and
+ * the service, the same on every restart so a restarted poller takes its
+ * own devices back at once, issue #15; the server URL
  * without trailing slashes, the backoff cap above its base); -n prints the
  * result and exits.
  */
@@ -139,7 +144,7 @@ config(struct poller *p, int argc, char **argv)
 		char host[256] = "localhost", id[300];
 
 		gethostname(host, sizeof(host) - 1);
-		snprintf(id, sizeof(id), "%s:%d", host, (int)getpid());
+		snprintf(id, sizeof(id), "%s:syncv3-poller", host);
 		if (config_set(poller_cfg_rows, &p->cfg, "SYNCV3_POLLER_ID",
 		               id) == -1)
 			exit(1);

@@ -37,6 +37,7 @@ struct poller_config {
 	char *poller_id;
 	char *log_level;
 	long long lease_secs;
+	long long takeover_ms;
 	long long poll_timeout_ms;
 	long long initial_timeout_s;
 	long long max_initial;
@@ -112,6 +113,8 @@ struct dev_owner {
 	int (*reload_since)(struct device *d);
 	/* Records a final state (expired) and gives the lease back; 0 or -1. */
 	int (*stop)(struct device *d, enum dev_state state, const char *error);
+	/* False once this poller may have lost its devices: start nothing. */
+	bool (*may_poll)(struct poller *p);
 };
 
 /* sync.c tells its caller a request ended; vi->next_batch can be taken. */
@@ -135,7 +138,7 @@ struct poller {
 	struct curl_ev *curl;
 	/* device.c */
 	struct dev_owner owner; /* set by lease_init */
-	struct map table; /* device key -> struct device */
+	struct map table;       /* device key -> struct device */
 	size_t ndevices;
 	struct device_q devices;
 	struct device_q waiting;
@@ -155,6 +158,12 @@ struct poller {
 	long long share;    /* fair share of the active devices */
 	size_t nreleasing;  /* devices marked is_releasing */
 	bool is_first_claim;
+	struct event *live_ev; /* liveness renewal, every takeover_ms / 4 */
+	bool is_lapsed;        /* devices dropped: liveness not kept */
+	/* live.c */
+	long long incarnation; /* ours in syncv3_pollers */
+	long long live_ok_ms;  /* when the last good renewal was sent */
+	bool has_id_lock;
 	/* publish.c */
 	publish_ack_fn on_ack;
 	publish_connect_fn on_connect;
@@ -245,6 +254,11 @@ enum lease_stmt_id {
 	LS_STOP,
 	LS_TOKEN,
 	LS_SINCE,
+	LS_LIVE_LOCK,
+	LS_LIVE_READ,
+	LS_LIVE_BEGIN,
+	LS_LIVE_RENEW,
+	LS_LIVE_END,
 	LS_COUNT
 };
 struct lease_stmt {
@@ -252,6 +266,21 @@ struct lease_stmt {
 	const char *sql;
 };
 extern const struct lease_stmt lease_stmts[LS_COUNT];
+PGresult *lease_q(struct poller *p, enum lease_stmt_id id, int n,
+                  const char *const *params);
+
+/* live.c: the id lock and this poller's liveness row (below lease.c) */
+enum live_renewal {
+	LIVE_OK,        /* renewed */
+	LIVE_PEER_DEAD, /* renewed; an expired poller still holds leases */
+	LIVE_LOST,      /* past our deadline, superseded or expired: stop */
+	LIVE_FAILED,    /* not renewed this time (Postgres unreachable) */
+};
+int live_lock(struct poller *p);
+long long live_begin(struct poller *p);
+enum live_renewal live_renew(struct poller *p);
+bool live_may_poll(struct poller *p);
+void live_end(struct poller *p);
 
 /* lease.c: Postgres leases, LISTEN/NOTIFY, poll state writes */
 void lease_init(struct poller *p);

@@ -12,24 +12,18 @@ export SYNCV3_POLL_TIMEOUT_MS=2000 SYNCV3_LEASE_SECS=5
 it_setup
 start_simhs
 start_accumulator
-start_poller poller
-start_poller poller2
-wait_for "grep -q 'polling http' '$T/poller.log' && grep -q 'polling http' '$T/poller2.log'" 20 ||
-    fail "pollers did not start"
 N=10
-for i in $(seq $N); do pt_register "@u$i:localhost" "D$i" >/dev/null; done
-owned() { psql_q "SELECT count(*) FROM syncv3_leases WHERE owner = '$1'"; }
-polled() { psql_q "SELECT count(*) FROM syncv3_devices WHERE since <> '' AND poll_state = 'polling'"; }
-wait_for "[ \$(polled) = $N ]" 20 || fail "not every device polled"
-log "split: poller=$(owned poller) poller2=$(owned poller2)"
-assert_eq "$(owned poller) $(owned poller2)" "5 5" "devices split evenly"
+pt_two_pollers poller poller2 $N
+wait_for "[ \$(pt_polled) = $N ]" 20 || fail "not every device polled"
+log "split: poller=$(pt_owned poller) poller2=$(pt_owned poller2)"
+assert_eq "$(pt_owned poller) $(pt_owned poller2)" "5 5" "devices split evenly"
 
 maxinf() { sim_get stats | jq -c '[.sync_inflight_max | to_entries[] | select(.value > 1) | .key]'; }
 # --- SIGKILL poller2: poller takes its devices over after the lease --------
 mapfile -t theirs < <(psql_q "SELECT user_id || ' ' || device_id FROM syncv3_leases WHERE owner = 'poller2'")
 kill9 poller2
 t0=$(date +%s%N)
-wait_for "[ \$(owned poller) = $N ]" 15 || fail "takeover did not happen"
+wait_for "[ \$(pt_owned poller) = $N ]" 15 || fail "takeover did not happen"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 log "takeover after SIGKILL: ${ms} ms (lease ${SYNCV3_LEASE_SECS}s)"
 [ $ms -le $(( SYNCV3_LEASE_SECS * 1000 + 1500 )) ] || fail "takeover took ${ms} ms"
@@ -41,9 +35,9 @@ wait_for "[ \"\$(pt_col '$tu' '$td' since)\" != '$s0' ]" 10 || fail "taken-over 
 
 # --- a new poller gets its share back ------------------------------------
 start_poller poller2
-wait_for "[ \"\$(owned poller) \$(owned poller2)\" = '5 5' ]" 15 ||
-    fail "no rebalance: poller=$(owned poller) poller2=$(owned poller2)"
-wait_for "[ \$(polled) = $N ]" 10 || fail "not every device polled after rebalance"
+wait_for "[ \"\$(pt_owned poller) \$(pt_owned poller2)\" = '5 5' ]" 15 ||
+    fail "no rebalance: poller=$(pt_owned poller) poller2=$(pt_owned poller2)"
+wait_for "[ \$(pt_polled) = $N ]" 10 || fail "not every device polled after rebalance"
 
 # never two requests in flight for one device (two pollers at once), even
 # while devices move between pollers
@@ -53,7 +47,7 @@ t0=$(date +%s%N)
 stop_proc poller
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ $ms -le 3000 ] || fail "SIGTERM exit took ${ms} ms"
-wait_for "[ \$(owned poller2) = $N ]" 4 || fail "released devices not claimed quickly"
+wait_for "[ \$(pt_owned poller2) = $N ]" 4 || fail "released devices not claimed quickly"
 log "SIGTERM: exit in ${ms} ms, poller2 holds all $N"
 # (after SIGTERM the simulated homeserver may still count the cut-off
 # long-polls as in flight until they time out, so no check here)

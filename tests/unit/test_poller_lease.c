@@ -156,9 +156,9 @@ static PGresult *
 acc_lock(int from, int to)
 {
 	char *u = pg_text_array((const char *const *)users + from,
-	                          (size_t)(to - from));
+	                        (size_t)(to - from));
 	char *dv = pg_text_array((const char *const *)devs + from,
-	                           (size_t)(to - from));
+	                         (size_t)(to - from));
 	const char *p[2] = {u, dv};
 	PGresult *r = run(acc, acc_cas, 2, p);
 
@@ -392,6 +392,104 @@ test_flush_vs_batch(void **state)
 		free(a[i]);
 }
 
+/* Runs statement id of lease_sql.c on c; the result is the caller's. */
+static PGresult *
+ls(PGconn *c, enum lease_stmt_id id, int n, const char *const *params)
+{
+	PGresult *r = run(c, lease_stmts[id].sql, n, params);
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK &&
+	    PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", lease_stmts[id].name,
+		         PQresultErrorMessage(r));
+	return r;
+}
+
+/* Renews id's row of incarnation inc: "" (superseded), or live, peer. */
+static char *
+renew(const char *id, const char *inc)
+{
+	const char *p[3] = {id, inc, "1200"};
+	PGresult *r = ls(pol, LS_LIVE_RENEW, 3, p);
+	char *v = PQntuples(r) == 0 ? xstrdup("")
+	                            : xasprintf("%s%s", PQgetvalue(r, 0, 0),
+	                                        PQgetvalue(r, 0, 1));
+
+	PQclear(r);
+	return v;
+}
+
+static void
+assert_renew(const char *id, const char *inc, const char *want)
+{
+	char *v = renew(id, inc);
+
+	assert_string_equal(v, want);
+	free(v);
+}
+
+static int
+claim_as(const char *id)
+{
+	const char *p[4] = {id, "100000", "3600", "30"};
+	PGresult *r = ls(pol, LS_CLAIM, 4, p);
+	int n = PQntuples(r);
+
+	PQclear(r);
+	return n;
+}
+
+static long long
+begin(const char *id)
+{
+	const char *p[2] = {id, "1200"};
+	PGresult *r = ls(pol, LS_LIVE_BEGIN, 2, p);
+	long long inc = atoll(PQgetvalue(r, 0, 0));
+
+	PQclear(r);
+	return inc;
+}
+
+/*
+ * Issue #15: leases of a poller whose liveness row expired are taken at
+ * once (long before the 30 s lease), a live one's never; the late owner's
+ * renewal says it expired, a superseded incarnation's finds no row, and
+ * the id lock admits one session.
+ */
+static void
+test_liveness_takeover(void **state)
+{
+	const char *id[1] = {"p1"};
+	PGresult *r;
+
+	(void)state;
+	NEED_DB();
+	reset();
+	exec_ok(acc, "DELETE FROM syncv3_leases; DELETE FROM syncv3_pollers");
+	assert_int_equal(begin("p1"), 1);
+	assert_int_equal(begin("p2"), 1);
+	assert_int_equal(claim_as("p1"), NDEV);
+	assert_int_equal(claim_as("p2"), 0);
+	assert_renew("p2", "1", "tf");
+	exec_ok(acc, "UPDATE syncv3_pollers SET expires = now() - "
+	             "interval '1 ms' WHERE id = 'p1'");
+	assert_renew("p2", "1", "tt"); /* p1 is dead and holds leases */
+	assert_int_equal(claim_as("p2"), NDEV);
+	assert_renew("p2", "1", "tf");
+	assert_renew("p1", "1", "ff"); /* too late: p1 must stop */
+	assert_int_equal(begin("p1"), 2);
+	assert_renew("p1", "1", ""); /* superseded under its own id */
+	assert_renew("p1", "2", "tf");
+	r = ls(pol, LS_LIVE_LOCK, 1, id);
+	assert_string_equal(PQgetvalue(r, 0, 0), "t");
+	PQclear(r);
+	r = ls(mon, LS_LIVE_LOCK, 1, id);
+	assert_string_equal(PQgetvalue(r, 0, 0), "f");
+	PQclear(r);
+	exec_ok(pol, "SELECT pg_advisory_unlock_all()");
+	exec_ok(acc, "DELETE FROM syncv3_leases; DELETE FROM syncv3_pollers");
+}
+
 int
 main(void)
 {
@@ -400,6 +498,7 @@ main(void)
 	    cmocka_unit_test(test_claim_while_locked),
 	    cmocka_unit_test(test_heartbeat_vs_batch),
 	    cmocka_unit_test(test_flush_vs_batch),
+	    cmocka_unit_test(test_liveness_takeover),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
