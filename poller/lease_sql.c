@@ -21,7 +21,7 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
     /*
      * $1 idle secs -> live pollers, active devices. Live: a liveness row
      * not expired (a frozen poller keeps its connection, but not its
-     * row), or, for pollers older than migration 016 (a rolling
+     * row), or, for pollers older than migration 005 (a rolling
      * upgrade), a session named LEASE_APP_NAME holding no advisory
      * lock: ours all hold their id lock.
      */

@@ -1,7 +1,7 @@
 /*
  * live.c: this poller's identity in Postgres (issue #15): the session
  * advisory lock that lets one process at a time run under a poller id,
- * and the liveness row (syncv3_pollers, migration 016) the other pollers
+ * and the liveness row (syncv3_pollers, migration 005) the other pollers
  * watch. lease.c drives it from a timer every SYNCV3_TAKEOVER_MS / 4 and
  * acts on what live_renew says; this file only talks to Postgres through
  * lease_sql.c and keeps the clock.
