@@ -14,9 +14,10 @@
 #   tests/chaos_long.sh [--kills 100] [--pg-restarts 3] [--secs 400]
 #                       [--seed 15] [--out chaos.json] [--bin DIR]
 #
-# --secs bounds the schedule: kills not done by then are dropped (and the
-# table says how many were done). BIN or --bin: the binaries (default
-# build-test/bin, the sanitizer build, if it exists, else build/bin).
+# --secs: the time the kills are spread over; those not done by twice that
+# are dropped (the table says how many were done). BIN or --bin: the
+# binaries (default build-test/bin, the sanitizer build, if it exists, else
+# build/bin).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 kills=100 pg=3 secs=400 seed=15 out=$PWD/chaos.json
