@@ -224,3 +224,23 @@ assert_jq() {
 }
 
 it_pass() { log "PASS"; }
+
+# Chaos helpers (t_chaos.sh, tests/chaos_long.sh).
+# start_api_on NAME PORT [ARGS...]: an api on a fixed port, so one that is
+# restarted comes back where its clients are; does not wait for it.
+start_api_on() {
+	local name=$1 port=$2
+	shift 2
+	start_proc "$name" env SYNCV3_BINDADDR="127.0.0.1:$port" "$BIN/syncv3-api" "$@"
+}
+# it_pg_crash DIR: stops the cluster of it_pg_start DIR the way a crash
+# would (no checkpoint, every client cut off, recovery from the WAL at the
+# next start); it_pg_restart DIR starts it again with the options of its
+# last start (pg_ctl keeps them in postmaster.opts).
+it_pg_crash() {
+	as_pg_user "$(pg_bindir)/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1
+}
+it_pg_restart() {
+	as_pg_user "$(pg_bindir)/pg_ctl" -D "$1/data" -w -l "$1/pg.log" restart >/dev/null 2>&1
+}
+now_ms() { date +%s%3N; }
