@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "pg.h"
 
 struct api;
 
@@ -80,6 +81,42 @@ void map_free(struct map *m, void (*fn)(void *));
 /* Calls fn for each entry; fn may not modify the map. */
 void map_each(struct map *m, void (*fn)(const char *, void *, void *),
     void *arg);
+
+/* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */
+enum api_sql {
+	Q_DEVICE_REGISTER,
+	Q_DEVICE_SEEN,
+	Q_TOKEN_LOOKUP,
+	Q_SESSION_CREATE,
+	Q_SESSION_LOAD,
+	Q_SESSION_PARAMS,
+	Q_SESSION_EXPIRE,
+	Q_SESSION_RELEASE,
+	Q_DEVICE_STATE,
+	Q_POSITION,
+	Q_USER_ROOMS,
+	Q_TYPING,
+	Q_TO_DEVICE,
+	Q_MEMBER_PAGE,
+	Q_MEMBER_STREAM,
+	Q_LIST_PAGE,
+	Q_LIST_STREAM,
+	Q_LIST_DETAIL,
+	Q_LIST_REMEMBER,
+	Q_LOGOUT_ONE,
+	Q_LOGOUT_ALL,
+	Q_LOGOUT_DEVICE,
+	Q_COUNT,
+};
+struct api_stmt {
+	const char *name;	/* for PREPARE and logs */
+	const char *sql;
+	int nparams;
+};
+extern const struct api_stmt api_stmts[Q_COUNT];
+/* pg_pool_query with statement id's text and parameter count. */
+struct pg_job *sql_query(struct api *api, enum api_sql id,
+    const char *const *params, pg_cb cb, void *arg);
 
 /* sincetok.c: opaque since tokens (pure) */
 struct since {

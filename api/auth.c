@@ -251,19 +251,7 @@ register_device(struct auth_ent *e)
 	params[1] = e->device_id;
 	params[2] = e->hash;
 	params[3] = enc;
-	pg_pool_query(api->pool,
-	    "WITH up AS (INSERT INTO syncv3_devices (user_id, device_id, "
-	    "token_hash, token_enc) VALUES ($1, $2, $3, $4) "
-	    "ON CONFLICT (user_id, device_id) DO UPDATE SET "
-	    "token_hash = EXCLUDED.token_hash, token_enc = EXCLUDED.token_enc, "
-	    "poll_state = CASE WHEN syncv3_devices.poll_state = 'expired' "
-	    "THEN 'new' ELSE syncv3_devices.poll_state END, "
-	    "poll_error = CASE WHEN syncv3_devices.poll_state = 'expired' "
-	    "THEN '' ELSE syncv3_devices.poll_error END, last_seen = now() "
-	    "RETURNING user_id, device_id, is_initial_done) "
-	    "SELECT user_id, device_id, is_initial_done, "
-	    "pg_notify('syncv3_devices', user_id || ' ' || device_id) FROM up",
-	    4, params, register_cb, e);
+	sql_query(api, Q_DEVICE_REGISTER, params, register_cb, e);
 	free(enc);
 }
 
@@ -463,8 +451,7 @@ auth_device_seen(struct api *api, struct auth_ent *e)
 	e->last_seen_ms = now_ms();
 	params[0] = e->user_id;
 	params[1] = e->device_id;
-	pg_pool_query(api->pool, "UPDATE syncv3_devices SET last_seen = now() "
-	    "WHERE user_id = $1 AND device_id = $2", 2, params, NULL, NULL);
+	sql_query(api, Q_DEVICE_SEEN, params, NULL, NULL);
 }
 
 static const char *
@@ -514,9 +501,7 @@ auth_resolve(struct api *api, struct sreq *r)
 		map_put(&api->tokens, e->hash, e);
 		TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
 		params[0] = e->hash;
-		pg_pool_query(api->pool, "SELECT user_id, device_id, "
-		    "poll_state, is_initial_done FROM syncv3_devices "
-		    "WHERE token_hash = $1", 1, params, lookup_cb, e);
+		sql_query(api, Q_TOKEN_LOOKUP, params, lookup_cb, e);
 	}
 	e->waiting = xrealloc(e->waiting,
 	    sizeof(*e->waiting) * (size_t)(e->nwaiting + 1));

@@ -20,7 +20,6 @@
 #include "pg.h"
 #include "proto.h"
 #include "util.h"
-#include "visible.h"
 
 struct lp_list {
 	struct sreq **v;
@@ -39,14 +38,6 @@ struct lp_urooms {
 
 #define KEY_MAX 600
 
-/* $1 user, $2 generation: the rooms the user is joined to now. */
-/* clang-format off */
-#define SQL_UROOMS                                                             \
-	"SELECT ur.room_id FROM syncv3_user_rooms ur LEFT JOIN "               \
-	VIS_MEMBER_ROW("ur.room_id", "$1", "9223372036854775807") " vst ON "   \
-	"true WHERE ur.user_id = $1 AND " VIS_MEMBERSHIP_OF("ur", "vst",       \
-	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
-/* clang-format on */
 
 static void
 list_add(struct api *api, const char *key, struct sreq *r)
@@ -156,8 +147,7 @@ urooms_get(struct api *api, const char *user_id)
 		snprintf(gen, sizeof(gen), "%u", u->gen);
 		params[0] = user_id;
 		params[1] = gen;
-		pg_pool_query(api->pool, SQL_UROOMS, 2, params, urooms_load_cb,
-		              u);
+		sql_query(api, Q_USER_ROOMS, params, urooms_load_cb, u);
 	}
 	return u;
 }

@@ -147,7 +147,7 @@ read_position(struct api *api)
 		fatalx("cannot connect to %s", api->cfg.db);
 	if (pg_wait_schema(c, pg_schema_version, 0) == -1)
 		fatalx("schema version %d never appeared", pg_schema_version);
-	res = pg_query(c, "position", "SELECT pos FROM syncv3_position", 0,
+	res = pg_query(c, "position", api_stmts[Q_POSITION].sql, 0,
 	    NULL);
 	if (res != NULL && PQntuples(res) == 1)
 		pos = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

@@ -37,8 +37,7 @@ notices_resync(struct api *api, const char *why)
 	log_debug("notices: %s: re-reading position", why);
 	api->stats.gaps++;
 	api->is_resyncing = true;
-	pg_pool_query(api->pool, "SELECT pos FROM syncv3_position", 0, NULL,
-	    resync_cb, api);
+	sql_query(api, Q_POSITION, NULL, resync_cb, api);
 }
 
 static void

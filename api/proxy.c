@@ -537,14 +537,8 @@ forget_cb(PGresult *res, void *arg)
  * produce a row, so the lease row is gone before the device row is locked;
  * and a logout of every device is first listed, then done device by
  * device, so the api never holds one device row while waiting for another.
+ * The statements are Q_LOGOUT_ONE/ALL and Q_LOGOUT_DEVICE (sql.c).
  */
-static const char logout_dev_sql[] =
-    "WITH l AS (DELETE FROM syncv3_leases WHERE user_id = $1 AND "
-    "device_id = $2 RETURNING 1) UPDATE syncv3_devices SET poll_state = "
-    "'expired', poll_error = 'logged out', poll_updated = now() "
-    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
-    ">= 0 RETURNING user_id, device_id";
-
 static void
 logout_list_cb(PGresult *res, void *arg)
 {
@@ -558,24 +552,17 @@ logout_list_cb(PGresult *res, void *arg)
 		const char *params[2] = {PQgetvalue(res, i, 0),
 		                         PQgetvalue(res, i, 1)};
 
-		pg_pool_query(api->pool, logout_dev_sql, 2, params, forget_cb,
-		              api);
+		sql_query(api, Q_LOGOUT_DEVICE, params, forget_cb, api);
 	}
 }
 
 static void
 logout_forget(struct preq *p)
 {
-	static const char *one = "SELECT user_id, device_id FROM "
-	                         "syncv3_devices WHERE token_hash = $1";
-	static const char *all =
-	    "SELECT user_id, device_id FROM syncv3_devices WHERE user_id = "
-	    "(SELECT user_id FROM syncv3_devices WHERE token_hash = $1) "
-	    "ORDER BY device_id";
 	const char *params[1] = {p->token_hash};
 
-	pg_pool_query(p->px->api->pool, p->logout == 2 ? all : one, 1, params,
-	              logout_list_cb, p->px->api);
+	sql_query(p->px->api, p->logout == 2 ? Q_LOGOUT_ALL :
+	    Q_LOGOUT_ONE, params, logout_list_cb, p->px->api);
 }
 
 static void

@@ -595,9 +595,7 @@ sync_params_stored(struct sreq *r)
 	params[0] = r->user_id;
 	params[1] = r->device_id;
 	sreq_ref(r);
-	pg_pool_query(api->pool, "SELECT is_initial_done, poll_state FROM "
-	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2, params,
-	    device_cb, r);
+	sql_query(api, Q_DEVICE_STATE, params, device_cb, r);
 }
 
 static int parse_query(struct sreq *, const char **, const char **);

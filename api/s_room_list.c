@@ -20,132 +20,10 @@
 #include "json_util.h"
 #include "pg.h"
 #include "util.h"
-#include "visible.h"
 
-/*
- * The position a query answers at is the database's committed position in
- * the query's own snapshot (pp.p), never lower than the api's: notices of
- * one batch arrive one by one, so the api's position can lie inside a
- * batch, while the rows it reads (names, counts, updated_pos) already show
- * the whole batch. Answering at the snapshot keeps rows and position
- * consistent, so no room is sent twice for one change. Each query returns
- * pp.p as its last column, on one row with NULLs when nothing matched.
- */
-#define PP "(SELECT p FROM pp)"
-#define SQL_SNAP(pp, q)                                                        \
-	"WITH pp AS (SELECT " pp " AS p FROM syncv3_position) SELECT y.*, "    \
-	"pp.p FROM pp LEFT JOIN LATERAL (" q ") y ON true"
+/* The column of the snapshot position in Q_LIST_PAGE/STREAM (sql.c). */
 #define COL_SNAP 13
 
-#define SQL_AT(col, type, field)                                               \
-	"CASE WHEN coalesce(r.updated_pos, 0) <= " PP " THEN r." col       \
-	" ELSE (SELECT (e.json::json)->'content'->>'" field "' FROM "          \
-	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE "          \
-	"s.room_id = ur.room_id AND s.type = '" type "' AND s.state_key = '' " \
-	"AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) END"
-
-#define SQL_HEAD                                                               \
-	"SELECT x.room_id, x.membership, x.notification_count, "               \
-	"x.highlight_count, x.invite_state, x.ts, x.name, x.alias, "           \
-	"x.joined_count, x.invited_count, CASE WHEN coalesce(x.name, '') = '' " \
-	"AND coalesce(x.alias, '') = '' THEN (SELECT json_agg("                \
-	"json_build_array(h.uid, (SELECT (e.json::json)->'content'->>"         \
-	"'displayname' FROM syncv3_state s JOIN syncv3_events e ON e.nid = "   \
-	"s.nid WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "  \
-	"s.state_key = h.uid AND s.to_pos IS NULL LIMIT 1))) FROM (SELECT "    \
-	"json_array_elements_text(CASE WHEN coalesce(x.heroes, '') NOT IN "    \
-	"('', '[]') THEN x.heroes::json ELSE (SELECT coalesce(json_agg("       \
-	"m.state_key), '[]'::json) FROM (SELECT s.state_key FROM syncv3_state " \
-	"s WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "      \
-	"s.to_pos IS NULL AND s.membership IN ('join', 'invite') AND "         \
-	"s.state_key <> $1 ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) "  \
-	"END AS heroes, x.prev_batch, x.is_new FROM (SELECT ur.room_id, "      \
-	"ur.notification_count, ur.highlight_count, ur.invite_state, "         \
-	"ur.heroes, ur.prev_batch, coalesce(r.joined_count, 0) AS "            \
-	"joined_count, coalesce(r.invited_count, 0) AS invited_count, "
-
-#define SQL_SPACES                                                             \
-	" AND ($3::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "  \
-	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
-	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
-	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
-	"AND EXISTS (SELECT 1 FROM syncv3_user_rooms su WHERE su.user_id = $1 " \
-	"AND su.room_id = c.room_id AND su.membership = 'join')))) x"
-
-/* SQL reads better wrapped by clause than by column */
-/* clang-format off */
-/*
- * The user's membership at the answer's position (vm) and, streaming, at
- * the since position (vf), by the shared rule of visible.h.
- */
-#define SQL_VM(p)                                                              \
-	" CROSS JOIN LATERAL (SELECT "                                         \
-	VIS_MEMBERSHIP("ur.room_id", "$1", p) " AS m) "
-
-/*
- * The first page's membership, the rule of SQL_VM with the user's row
- * already at hand: one index probe a room (visible.h).
- */
-#define VM_PAGE VIS_MEMBERSHIP_OF("ur", "vst", PP)
-
-/* $1 user, $2 P (or at least P unless $4 pins it), $3 spaces */
-#define SQL_PAGE                                                               \
-	SQL_HEAD VM_PAGE " AS membership, false AS is_new, CASE WHEN "         \
-	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) "    \
-	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
-	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "        \
-	"ORDER BY e.nid DESC LIMIT 1), 0) END AS ts, "                         \
-	SQL_AT("name", "m.room.name", "name") " AS name, "                     \
-	SQL_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
-	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
-	"r.room_id = ur.room_id LEFT JOIN "                                    \
-	VIS_MEMBER_ROW("ur.room_id", "$1", PP) " vst ON true WHERE "           \
-	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" SQL_SPACES
-
-/*
- * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
- * sent when the user's membership changed between from and to (joined or
- * invited: in full; no longer joined or invited: once, as left), when an
- * invite's row changed, or when a joined room this session was sent
- * changed. Nothing of a room the user is not joined to at to is sent.
- */
-#define SQL_STREAM                                                             \
-	SQL_HEAD "coalesce(vm.m, 'leave') AS membership, (vm.m IS DISTINCT "   \
-	"FROM vf.m OR vm.m = 'invite') AS is_new, coalesce(r.last_ts, 0) AS "  \
-	"ts, r.name, r.canonical_alias AS alias FROM syncv3_user_rooms ur "    \
-	"LEFT JOIN syncv3_rooms r ON r.room_id = ur.room_id" SQL_VM(PP) "vm"   \
-	SQL_VM("$2::bigint") "vf WHERE ur.user_id = $1 AND "                   \
-	"((ur.updated_pos > $2::bigint AND ur.updated_pos <= " PP ") OR "      \
-	"(r.updated_pos > $2::bigint AND r.updated_pos <= " PP ")) AND "       \
-	"((vm.m = 'join' AND (vf.m IS DISTINCT FROM 'join' OR EXISTS (SELECT " \
-	"1 FROM syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND " \
-	"sr.room_id = ur.room_id))) OR (vm.m = 'invite' AND (vf.m IS "         \
-	"DISTINCT FROM 'invite' OR ur.updated_pos > $2::bigint)) OR "          \
-	"(coalesce(vm.m, 'leave') NOT IN ('join', 'invite') AND vf.m IN "      \
-	"('join', 'invite')))" SQL_SPACES
-
-/*
- * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
- * state_events, $7 user: the timeline is what the user may see of it.
- * The state branch runs per room (LATERAL, so the (room_id, ...) index
- * is used; a join over all rooms' current state cost ~3 ms a room) and
- * not at all when no state_events were asked for (a one-time filter).
- */
-#define SQL_DETAIL                                                             \
-	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
-	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
-	"FROM syncv3_events e WHERE e.nid IN " VIS_LAST_EVENTS("r.id", "$7",   \
-	"$3::bigint", "r.f", "$4::bigint") ") x UNION ALL SELECT 's', r.id, "  \
-	"y.nid, y.json FROM "                                                  \
-	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
-	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
-	"e.nid = s.nid WHERE s.room_id = r.id AND s.from_pos <= $3::bigint "   \
-	"AND s.from_pos > r.f AND coalesce(s.to_pos, 9223372036854775807) > "  \
-	"$3::bigint AND EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) " \
-	"AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = '*' OR "      \
-	"p.k = s.state_key))) y WHERE cardinality($5::text[]) > 0 "            \
-	"ORDER BY 1, 2, 3"
-/* clang-format on */
 
 struct lroom {
 	char *room_id;
@@ -400,14 +278,7 @@ remember_rooms(struct sreq *r, struct lctx *c)
 	params[0] = sid;
 	params[1] = arr;
 	params[2] = larr;
-	pg_pool_query(
-	    r->api->pool,
-	    "WITH d AS (DELETE FROM "
-	    "syncv3_session_rooms WHERE session_id = $1::bigint AND room_id = "
-	    "ANY($3::text[])) INSERT INTO syncv3_session_rooms (session_id, "
-	    "room_id) SELECT $1::bigint, unnest($2::text[]) ON CONFLICT DO "
-	    "NOTHING",
-	    3, params, remembered_cb, r);
+	sql_query(r->api, Q_LIST_REMEMBER, params, remembered_cb, r);
 	lctx_free(c);
 out:
 	free(arr);
@@ -511,7 +382,7 @@ detail_query(struct lctx *c)
 	params[4] = types;
 	params[5] = keys;
 	params[6] = r->user_id;
-	pg_pool_query(r->api->pool, SQL_DETAIL, 7, params, detail_cb, c);
+	sql_query(r->api, Q_LIST_DETAIL, params, detail_cb, c);
 	free(rooms);
 	free(types);
 	free(keys);
@@ -609,9 +480,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 		snprintf(a, sizeof(a), "%" PRId64, r->next.l);
 		params[1] = a;
 		params[3] = r->from.l != 0 ? "true" : "false";
-		pg_pool_query(api->pool, SQL_SNAP("CASE WHEN $4::bool THEN "
-		    "$2::bigint ELSE greatest($2::bigint, pos) END", SQL_PAGE),
-		    4, params, main_cb, c);
+		sql_query(api, Q_LIST_PAGE, params, main_cb, c);
 	} else {
 		c->is_stream = true;
 		r->next.l = r->to;
@@ -621,8 +490,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 		params[1] = a;
 		params[3] = b;
 		params[4] = sid;
-		pg_pool_query(api->pool, SQL_SNAP("greatest($4::bigint, pos)",
-		    SQL_STREAM), 5, params, main_cb, c);
+		sql_query(api, Q_LIST_STREAM, params, main_cb, c);
 	}
 	free(spaces);
 }

@@ -19,36 +19,7 @@
 #include "json_util.h"
 #include "pg.h"
 #include "util.h"
-#include "visible.h"
 
-/*
- * p.pos: the position the user may see the room at, NULL if never: the
- * end of their last visible range (visible.h), so a user who left sees the
- * room as it was at their leave; an invitee sees no members.
- */
-/* SQL reads better wrapped by clause than by column */
-/* clang-format off */
-#define SQL_ME                                                                 \
-	"WITH p AS (SELECT CASE WHEN "                                         \
-	VIS_MEMBERSHIP("$1", "$2", "$3::bigint") " = 'invite' THEN NULL "      \
-	"ELSE " VIS_LAST("$1", "$2", "$3::bigint") " END AS pos) "             \
-	"SELECT 1 AS k, p.pos, NULL, NULL FROM p WHERE p.pos IS NOT NULL "     \
-	"UNION ALL "
-
-#define SQL_PAGE                                                               \
-	SQL_ME "SELECT 0, s.nid, s.type, e.json FROM p JOIN syncv3_state s ON " \
-	"s.room_id = $1 AND s.type IN ('m.room.member', "                      \
-	"'m.room.power_levels') AND s.from_pos <= p.pos AND (s.to_pos IS "     \
-	"NULL OR s.to_pos > p.pos) JOIN syncv3_events e ON e.nid = s.nid "     \
-	"WHERE s.type = 'm.room.member' OR s.state_key = ''"
-
-#define SQL_STREAM                                                             \
-	SQL_ME "SELECT 0, x.nid, x.type, x.json FROM p, LATERAL (SELECT "      \
-	"e.nid, e.type, e.json FROM syncv3_events e WHERE e.room_id = $1 AND " \
-	"e.type = 'm.room.member' AND e.nid > $4::bigint AND e.nid <= p.pos "  \
-	"AND " VIS_SEES("$1", "$2", "p.pos", "e.nid") " ORDER BY e.nid LIMIT " \
-	"$5::bigint) x"
-/* clang-format on */
 
 struct member {
 	int64_t nid;
@@ -242,8 +213,7 @@ s_room_member_run(struct api *api, struct sreq *r)
 		r->next.m = p;
 		snprintf(pin, sizeof(pin), "%" PRId64, p);
 		params[2] = pin;
-		pg_pool_query(api->pool, SQL_PAGE " ORDER BY 1 DESC, 2", 3,
-		    params, page_cb, r);
+		sql_query(api, Q_MEMBER_PAGE, params, page_cb, r);
 		return;
 	}
 	snprintf(pin, sizeof(pin), "%" PRId64, r->to);
@@ -252,6 +222,5 @@ s_room_member_run(struct api *api, struct sreq *r)
 	params[2] = pin;
 	params[3] = from;
 	params[4] = limit;
-	pg_pool_query(api->pool, SQL_STREAM " ORDER BY 1 DESC, 2", 5, params,
-	    stream_cb, r);
+	sql_query(api, Q_MEMBER_STREAM, params, stream_cb, r);
 }

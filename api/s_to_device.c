@@ -60,8 +60,5 @@ s_to_device_run(struct api *api, struct sreq *r)
 	params[2] = from;
 	params[3] = to;
 	params[4] = limit;
-	pg_pool_query(api->pool, "SELECT pos, json FROM syncv3_to_device "
-	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
-	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5, params,
-	    to_device_cb, r);
+	sql_query(api, Q_TO_DEVICE, params, to_device_cb, r);
 }

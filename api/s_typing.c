@@ -62,9 +62,5 @@ s_typing_run(struct api *api, struct sreq *r)
 	}
 	params[0] = r->p.typing_room;
 	params[1] = r->user_id;
-	pg_pool_query(api->pool, "SELECT t.pos, t.user_ids, EXISTS (SELECT 1 "
-	    "FROM syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = $1 "
-	    "AND u.membership = 'join') FROM (SELECT 1) one "
-	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2, params,
-	    typing_cb, r);
+	sql_query(api, Q_TYPING, params, typing_cb, r);
 }

@@ -17,90 +17,6 @@
 #include "pg.h"
 #include "util.h"
 
-/* Deletes the device's messages every live session has acknowledged. */
-#define SQL_RELEASE                                                            \
-	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
-	"AND pos <= (SELECT min(acked_to_device) FROM syncv3_sessions s "      \
-	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
-	"make_interval(secs => $3::bigint))"
-
-/*
- * Whether the request's token is still the device's current one (and not
- * rejected upstream), as one CTE both statements below share. A device
- * has one live token: once another was registered for it, on this api or
- * any other behind the same database, the old one's cached whoami must
- * not keep it alive (contract 5). Reading the device row here costs the
- * request nothing extra.
- */
-#define SQL_TOKEN_OK(u, d, h)                                                  \
-	"dv AS (SELECT token_hash = " h " AND poll_state <> 'expired' AS ok "  \
-	"FROM syncv3_devices WHERE user_id = " u " AND device_id = " d ")"
-
-/*
- * Loads a live session, refreshes it, records its to-device ack and
- * releases what every live session has now acknowledged, in one
- * statement (the release was a second round trip on every request). The
- * DELETE sees the sessions as they were before the UPDATE, so it counts
- * this session's new ack itself. One row always: whether the token is
- * current, then the session (NULL when unknown, expired or the token is
- * not current).
- */
-#define SQL_LOAD                                                               \
-	"WITH " SQL_TOKEN_OK(                                                  \
-	    "$2", "$3",                                                        \
-	    "$6") ", "                                                         \
-	    "u AS (UPDATE syncv3_sessions SET last_used = now(), "       \
-	    "acked_to_device = greatest(acked_to_device, $4::bigint) "   \
-	    "WHERE "                                                     \
-	    "session_id = $1::bigint AND user_id = $2 AND device_id = "  \
-	    "$3 AND "                                                    \
-	    "last_used > now() - make_interval(secs => $5::bigint) AND " \
-	    "(SELECT ok FROM dv) RETURNING params, acked_to_device), "   \
-	    "d AS (DELETE FROM syncv3_to_device WHERE "                  \
-	    "$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = " \
-	    "$2 AND "                                                    \
-	    "device_id = $3 AND pos <= (SELECT min(CASE WHEN "           \
-	    "s.session_id = "                                            \
-	    "$1::bigint THEN greatest(s.acked_to_device, $4::bigint) "   \
-	    "ELSE "                                                      \
-	    "s.acked_to_device END) FROM syncv3_sessions s WHERE "       \
-	    "s.user_id = $2 "                                            \
-	    "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
-	    "s.last_used "                                               \
-	    "> now() - make_interval(secs => $5::bigint)))) "            \
-	    "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
-	    "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
-
-/*
- * Creates a session when the token is current, and expires the device's
- * least recently used sessions beyond SYNCV3_API_SESSIONS_PER_DEVICE (a
- * client minting sessions must not hold the device's to-device messages
- * back with each). An expired session holds nothing from then on: the
- * next acknowledgement of any live session releases what all of them
- * acknowledged (SQL_LOAD). No release here: this statement cannot see
- * the row it inserts, so it would release what the new session has not
- * been sent yet. Concurrent creations may leave a few sessions over the
- * cap until the next one. One row: the new session id (NULL when the
- * token is not current) and how many sessions were expired.
- */
-#define SQL_CREATE                                                             \
-	"WITH " SQL_TOKEN_OK("$1", "$2",                                       \
-	    "$4") ", "                                        \
-	    "ins AS (INSERT INTO syncv3_sessions "      \
-	    "(user_id, device_id, params) "             \
-	    "SELECT $1, $2, $3 FROM dv WHERE dv.ok "    \
-	    "RETURNING session_id), "                   \
-	    "old AS (DELETE FROM syncv3_sessions "      \
-	    "WHERE session_id IN (SELECT "              \
-	    "session_id FROM syncv3_sessions WHERE "    \
-	    "user_id = $1 AND device_id = "             \
-	    "$2 AND EXISTS (SELECT 1 FROM ins) ORDER "  \
-	    "BY last_used DESC, "                       \
-	    "session_id DESC OFFSET $5::bigint - 1) "   \
-	    "RETURNING session_id) "                    \
-	    "SELECT ins.session_id, (SELECT count(*) "  \
-	    "FROM old) FROM (SELECT 1) "                \
-	    "one LEFT JOIN ins ON true"
 
 /* The token is no longer the device's: 401, and forget it here. */
 static void
@@ -195,7 +111,7 @@ session_load(struct api *api, struct sreq *r)
 		params[2] = json_plain(r->params, NULL);
 		params[3] = r->token_hash;
 		params[4] = cap;
-		pg_pool_query(api->pool, SQL_CREATE, 5, params, created_cb, r);
+		sql_query(api, Q_SESSION_CREATE, params, created_cb, r);
 		return;
 	}
 	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
@@ -206,7 +122,7 @@ session_load(struct api *api, struct sreq *r)
 	params[3] = acked;
 	params[4] = idle;
 	params[5] = r->token_hash;
-	pg_pool_query(api->pool, SQL_LOAD, 6, params, loaded_cb, r);
+	sql_query(api, Q_SESSION_LOAD, params, loaded_cb, r);
 }
 
 static void
@@ -238,8 +154,7 @@ session_store_params(struct api *api, struct sreq *r)
 	params[0] = sid;
 	params[1] = json_plain(r->params, NULL);
 	sreq_ref(r);
-	pg_pool_query(api->pool, "UPDATE syncv3_sessions SET params = $2 "
-	    "WHERE session_id = $1", 2, params, stored_cb, r);
+	sql_query(api, Q_SESSION_PARAMS, params, stored_cb, r);
 }
 
 static void
@@ -258,7 +173,7 @@ expired_cb(PGresult *res, void *arg)
 		params[0] = PQgetvalue(res, i, 0);
 		params[1] = PQgetvalue(res, i, 1);
 		params[2] = idle;
-		pg_pool_query(api->pool, SQL_RELEASE, 3, params, NULL, NULL);
+		sql_query(api, Q_SESSION_RELEASE, params, NULL, NULL);
 	}
 }
 
@@ -273,11 +188,7 @@ expire_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
 	params[0] = idle;
-	pg_pool_query(api->pool, "WITH gone AS (DELETE FROM syncv3_sessions "
-	    "WHERE last_used <= now() - make_interval(secs => $1::bigint) "
-	    "RETURNING user_id, device_id) "
-	    "SELECT DISTINCT user_id, device_id FROM gone", 1, params,
-	    expired_cb, api);
+	sql_query(api, Q_SESSION_EXPIRE, params, expired_cb, api);
 }
 
 void

@@ -15,3 +15,11 @@ foreach(t since params roomname)
 	add_test(NAME test_api_${t} COMMAND test_api_${t})
 	set_tests_properties(test_api_${t} PROPERTIES LABELS unit)
 endforeach()
+
+# Every statement of api/sql.c PREPAREd against the migrated schema
+# (SYNCV3_TEST_DB; skipped without).
+add_executable(test_api_sql test_api_sql.c ${PROJECT_SOURCE_DIR}/api/sql.c)
+target_link_libraries(test_api_sql PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_api_sql PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_api_sql COMMAND test_api_sql)
+set_tests_properties(test_api_sql PROPERTIES LABELS unit)
