@@ -70,7 +70,9 @@ struct auth_peer {
 TAILQ_HEAD(auth_peers, auth_peer);
 
 /* auth.c's part of struct api */
-struct auth_state {
+struct auth {
+	struct map tokens;	/* token hash -> struct auth_ent */
+	struct map peer_idx;	/* client address -> struct auth_peer */
 	struct auth_lru ents;	/* least recently used first */
 	struct auth_peers peers;	/* least recently used first */
 	struct bucket global;
@@ -123,7 +125,7 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 		}
 		r->retry_after_ms = e->retry_after_ms;
 		if (!r->is_gone)
-			sync_auth_done(r, status, errcode, msg);
+			r->done(r->done_arg, status, errcode, msg);
 		sreq_unref(r);
 	}
 	free(w);
@@ -133,8 +135,8 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 static void
 ent_drop(struct api *api, struct auth_ent *e)
 {
-	if (map_get(&api->tokens, e->hash) == e) {
-		map_del(&api->tokens, e->hash);
+	if (map_get(&api->auth->tokens, e->hash) == e) {
+		map_del(&api->auth->tokens, e->hash);
 		TAILQ_REMOVE(&api->auth->ents, e, lru);
 	}
 	ent_free(e);
@@ -165,7 +167,7 @@ ents_make_room(struct api *api)
 	struct auth_ent *e, *next;
 
 	for (e = TAILQ_FIRST(&api->auth->ents);
-	    e != NULL && (long long)api->tokens.n >= api->cfg.tokens_max;
+	    e != NULL && (long long)api->auth->tokens.n >= api->cfg.tokens_max;
 	    e = next) {
 		next = TAILQ_NEXT(e, lru);
 		if (e->state == AE_PENDING)
@@ -206,6 +208,7 @@ ent_reject(struct auth_ent *e, bool is_cached)
 }
 
 static void register_device(struct auth_ent *e);
+static void auth_device_seen(struct api *api, struct auth_ent *e);
 
 /*
  * A failed upsert is tried once more: two apis registering one token at
@@ -357,7 +360,7 @@ bucket_wait(struct bucket *b, double rate, double burst, long long now)
 static struct auth_peer *
 peer_get(struct api *api, const char *addr, long long now)
 {
-	struct auth_peer *p = map_get(&api->peers, addr);
+	struct auth_peer *p = map_get(&api->auth->peer_idx, addr);
 
 	if (p != NULL) {
 		TAILQ_REMOVE(&api->auth->peers, p, lru);
@@ -365,13 +368,13 @@ peer_get(struct api *api, const char *addr, long long now)
 		return p;
 	}
 	/* past the cap (an address spray), only the global bucket counts */
-	if ((long long)api->peers.n >= api->cfg.tokens_max)
+	if ((long long)api->auth->peer_idx.n >= api->cfg.tokens_max)
 		return NULL;
 	p = xcalloc(1, sizeof(*p));
 	p->addr = xstrdup(addr);
 	p->b.tokens = (double)api->cfg.whoami_peer_burst;
 	p->b.at_ms = now;
-	map_put(&api->peers, addr, p);
+	map_put(&api->auth->peer_idx, addr, p);
 	TAILQ_INSERT_TAIL(&api->auth->peers, p, lru);
 	return p;
 }
@@ -441,7 +444,7 @@ lookup_cb(PGresult *res, void *arg)
 	auth_device_seen(e->api, e);
 }
 
-void
+static void
 auth_device_seen(struct api *api, struct auth_ent *e)
 {
 	const char *params[2];
@@ -465,10 +468,15 @@ peer_addr(struct sreq *r)
 	return addr != NULL ? addr : "unknown";
 }
 
+/*
+ * Resolves r->token to (user, device) into r, then calls done(arg,
+ * status, ...): from the cache at once, else after the database and maybe
+ * upstream /whoami (requests with the same token share the lookup).
+ */
 void
-auth_resolve(struct api *api, struct sreq *r)
+auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 {
-	struct auth_ent *e = map_get(&api->tokens, r->token_hash);
+	struct auth_ent *e = map_get(&api->auth->tokens, r->token_hash);
 	const char *params[1];
 
 	if (e != NULL && ent_is_expired(e, now_ms())) {
@@ -482,12 +490,11 @@ auth_resolve(struct api *api, struct sreq *r)
 		r->device_id = xstrdup(e->device_id);
 		r->is_initial_done = e->is_initial_done;
 		auth_device_seen(api, e);
-		sync_auth_done(r, 0, NULL, NULL);
+		done(arg, 0, NULL, NULL);
 		return;
 	}
 	if (e != NULL && e->state == AE_BAD) {
-		sync_auth_done(r, 401, "M_UNKNOWN_TOKEN",
-		    "unknown or expired token");
+		done(arg, 401, "M_UNKNOWN_TOKEN", "unknown or expired token");
 		return;
 	}
 	if (e == NULL) {
@@ -498,7 +505,7 @@ auth_resolve(struct api *api, struct sreq *r)
 		e->state = AE_PENDING;
 		e->token = xstrdup(r->token);
 		e->peer = xstrdup(peer_addr(r));
-		map_put(&api->tokens, e->hash, e);
+		map_put(&api->auth->tokens, e->hash, e);
 		TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
 		params[0] = e->hash;
 		sql_query(api, Q_TOKEN_LOOKUP, params, lookup_cb, e);
@@ -506,6 +513,8 @@ auth_resolve(struct api *api, struct sreq *r)
 	e->waiting = xrealloc(e->waiting,
 	    sizeof(*e->waiting) * (size_t)(e->nwaiting + 1));
 	e->waiting[e->nwaiting++] = r;
+	r->done = done;
+	r->done_arg = arg;
 	sreq_ref(r);
 }
 
@@ -532,13 +541,13 @@ auth_forget(struct api *api, const char *user_id, const char *device_id,
 {
 	const char *ud[3] = {user_id, device_id, is_expired ? "x" : NULL};
 
-	map_each(&api->tokens, mark_cb, ud);
+	map_each(&api->auth->tokens, mark_cb, ud);
 }
 
 void
 auth_token_superseded(struct api *api, const char *token_hash)
 {
-	struct auth_ent *e = map_get(&api->tokens, token_hash);
+	struct auth_ent *e = map_get(&api->auth->tokens, token_hash);
 
 	if (e != NULL && e->state == AE_OK)
 		ent_drop(api, e);
@@ -572,14 +581,14 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	    (double)api->cfg.whoami_peer_burst, now) == 0 &&
 	    p->b.tokens >= (double)api->cfg.whoami_peer_burst) {
 		TAILQ_REMOVE(&api->auth->peers, p, lru);
-		map_del(&api->peers, p->addr);
+		map_del(&api->auth->peer_idx, p->addr);
 		free(p->addr);
 		free(p);
 	}
 	if (n > 0)
 		log_debug("auth: sweep dropped %d expired; %zu tokens, %zu "
 		    "addresses remain",
-		    n, api->tokens.n, api->peers.n);
+		    n, api->auth->tokens.n, api->auth->peer_idx.n);
 }
 
 void
@@ -587,9 +596,9 @@ auth_init(struct api *api)
 {
 	struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
 
-	map_init(&api->tokens);
-	map_init(&api->peers);
 	api->auth = xcalloc(1, sizeof(*api->auth));
+	map_init(&api->auth->tokens);
+	map_init(&api->auth->peer_idx);
 	TAILQ_INIT(&api->auth->ents);
 	TAILQ_INIT(&api->auth->peers);
 	api->auth->global.tokens = (double)api->cfg.whoami_burst;
@@ -612,8 +621,8 @@ peer_free(void *arg)
 void
 auth_shutdown(struct api *api)
 {
-	map_free(&api->tokens, ent_free);
-	map_free(&api->peers, peer_free);
+	map_free(&api->auth->tokens, ent_free);
+	map_free(&api->auth->peer_idx, peer_free);
 	event_free(api->auth->sweep);
 	free(api->auth);
 	api->auth = NULL;

@@ -516,12 +516,16 @@ forget_cb(PGresult *res, void *arg)
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *u = PQgetvalue(res, i, 0),
 		           *d = PQgetvalue(res, i, 1);
+		struct proto_notice n = {.type = PROTO_NOTICE_DEVICE,
+		                         .pos = api->cur_pos,
+		                         .user_id = u,
+		                         .device_id = d,
+		                         .state = "expired"};
 
 		log_info("device %s/%s: logged out upstream; polling stopped",
 		         u, d);
 		auth_forget(api, u, d, true);
-		lp_notice(api, PROTO_NOTICE_DEVICE, api->cur_pos, NULL, u, d,
-		          "expired");
+		lp_notice(api, &n);
 	}
 }
 

@@ -240,9 +240,9 @@ remembered_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 
-	if (res == NULL && !r->is_done)
+	if (res == NULL && !sreq_replied(r))
 		stream_fail_db(r);
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 /*
@@ -269,7 +269,7 @@ remember_rooms(struct sreq *r, struct lctx *c)
 			ids[n++] = c->v[i].room_id;
 	if (n + nl == 0) {
 		lctx_free(c);
-		sync_stream_done(r);
+		stream_done(r);
 		goto out;
 	}
 	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
@@ -327,15 +327,15 @@ detail_cb(PGresult *res, void *arg)
 	struct lctx *c = arg;
 	struct sreq *r = c->r;
 
-	if (!r->is_done && res != NULL) {
+	if (!sreq_replied(r) && res != NULL) {
 		list_finish(c, res);
 		remember_rooms(r, c);
 		return;
 	}
-	if (res == NULL && !r->is_done)
+	if (res == NULL && !sreq_replied(r))
 		stream_fail_db(r);
 	lctx_free(c);
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 static void
@@ -364,10 +364,10 @@ detail_query(struct lctx *c)
 	if (n == 0) {
 		free(froms);
 		free(ids);
-		if (!r->is_done)
+		if (!sreq_replied(r))
 			list_finish(c, NULL);
 		lctx_free(c);
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	rooms = pg_text_array(ids, n);
@@ -397,11 +397,11 @@ main_cb(PGresult *res, void *arg)
 	struct sreq *r = c->r;
 	int64_t lo;
 
-	if (r->is_done || res == NULL) {
-		if (res == NULL && !r->is_done)
+	if (sreq_replied(r) || res == NULL) {
+		if (res == NULL && !sreq_replied(r))
 			stream_fail_db(r);
 		lctx_free(c);
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	c->n = PQntuples(res);
@@ -452,7 +452,7 @@ main_cb(PGresult *res, void *arg)
 			r->err_msg = xstrdup("room_list.next_page is past the "
 			    "end");
 			lctx_free(c);
-			sync_stream_done(r);
+			stream_done(r);
 			return;
 		}
 		c->lo = (int)lo;

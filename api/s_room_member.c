@@ -116,7 +116,7 @@ page_cb(PGresult *res, void *arg)
 	int n = 0;
 	int64_t lo, hi;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL) {
 		stream_fail_db(r);
@@ -155,7 +155,7 @@ out:
 	for (int i = 0; i < n; i++)
 		free(m[i].key);
 	free(m);
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 static void
@@ -166,7 +166,7 @@ stream_cb(PGresult *res, void *arg)
 	int n = 0;
 	int64_t last = 0;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL) {
 		stream_fail_db(r);
@@ -188,7 +188,7 @@ stream_cb(PGresult *res, void *arg)
 	r->has_data |= n > 0;
 	r->next.m = n > 0 && n == r->p.m_limit ? last : r->to;
 out:
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 void
@@ -203,7 +203,7 @@ s_room_member_run(struct api *api, struct sreq *r)
 		r->err_code = "M_INVALID_PARAM";
 		free(r->err_msg);
 		r->err_msg = xstrdup("room_member.room_id is required");
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	params[0] = r->p.m_room;

@@ -19,7 +19,7 @@ to_device_cb(PGresult *res, void *arg)
 	struct evbuffer *b = r->out[ST_TO_DEVICE];
 	int n;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL) {
 		stream_fail_db(r);
@@ -41,7 +41,7 @@ to_device_cb(PGresult *res, void *arg)
 	if (r->next.d < r->from.d)
 		r->next.d = r->from.d;
 out:
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 void

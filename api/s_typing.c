@@ -19,7 +19,7 @@ typing_cb(PGresult *res, void *arg)
 	struct sreq *r = arg;
 	int64_t pos;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL || PQntuples(res) != 1) {
 		stream_fail_db(r);
@@ -47,7 +47,7 @@ typing_cb(PGresult *res, void *arg)
 	    (size_t)PQgetlength(res, 0, 1));
 	evbuffer_add(r->out[ST_TYPING], "}", 1);
 out:
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 void
@@ -57,7 +57,7 @@ s_typing_run(struct api *api, struct sreq *r)
 
 	if (*r->p.typing_room == '\0') {
 		r->next.t = r->to;
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	params[0] = r->p.typing_room;

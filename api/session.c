@@ -17,6 +17,13 @@
 #include "pg.h"
 #include "util.h"
 
+/* Hands the outcome to whoever asked (session_load's done). */
+static void
+session_done(struct sreq *r, int status, const char *errcode,
+    const char *msg)
+{
+	r->done(r->done_arg, status, errcode, msg);
+}
 
 /* The token is no longer the device's: 401, and forget it here. */
 static void
@@ -25,7 +32,7 @@ token_superseded(struct sreq *r)
 	log_info("session: %s/%s: token no longer current", r->user_id,
 	    r->device_id);
 	auth_token_superseded(r->api, r->token_hash);
-	sync_session_done(r, 401, "M_UNKNOWN_TOKEN",
+	session_done(r, 401, "M_UNKNOWN_TOKEN",
 	    "this token was replaced or revoked");
 }
 
@@ -37,7 +44,7 @@ created_cb(PGresult *res, void *arg)
 	if (r->is_gone)
 		goto out;
 	if (res == NULL || PQntuples(res) != 1) {
-		sync_session_done(r, 503, "M_UNKNOWN", "cannot create session");
+		session_done(r, 503, "M_UNKNOWN", "cannot create session");
 		goto out;
 	}
 	if (PQgetisnull(res, 0, 0)) {
@@ -51,7 +58,7 @@ created_cb(PGresult *res, void *arg)
 		log_debug("session: %s/%s: %s least recently used expired",
 		    r->user_id, r->device_id, PQgetvalue(res, 0, 1));
 	}
-	sync_session_done(r, 0, NULL, NULL);
+	session_done(r, 0, NULL, NULL);
 out:
 	sreq_unref(r);
 }
@@ -65,11 +72,11 @@ loaded_cb(PGresult *res, void *arg)
 	if (r->is_gone)
 		goto out;
 	if (res == NULL) {
-		sync_session_done(r, 503, "M_UNKNOWN", "database unavailable");
+		session_done(r, 503, "M_UNKNOWN", "database unavailable");
 		goto out;
 	}
 	if (PQntuples(res) != 1) {
-		sync_session_done(r, 503, "M_UNKNOWN", "cannot load session");
+		session_done(r, 503, "M_UNKNOWN", "cannot load session");
 		goto out;
 	}
 	if (PQgetvalue(res, 0, 0)[0] != 't') {
@@ -77,7 +84,7 @@ loaded_cb(PGresult *res, void *arg)
 		goto out;
 	}
 	if (PQgetisnull(res, 0, 1)) {
-		sync_session_done(r, 400, "M_UNKNOWN_SYNC_SESSION",
+		session_done(r, 400, "M_UNKNOWN_SYNC_SESSION",
 		    "Session unknown or expired");
 		goto out;
 	}
@@ -90,18 +97,25 @@ loaded_cb(PGresult *res, void *arg)
 	json_object_put(r->params);
 	r->params = stored;
 	r->acked_d = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	sync_session_done(r, 0, NULL, NULL);
+	session_done(r, 0, NULL, NULL);
 out:
 	sreq_unref(r);
 }
 
+/*
+ * Creates r's session (no since) or loads it (acknowledging to-device
+ * messages up to r->from.d), then calls done(arg, status, ...): status 0
+ * with r->from.sid, r->params and r->acked_d set.
+ */
 void
-session_load(struct api *api, struct sreq *r)
+session_load(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 {
 	char sid[24], acked[24], idle[24], cap[24];
 	const char *params[6];
 
 	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	r->done = done;
+	r->done_arg = arg;
 	sreq_ref(r);
 	if (r->since_tok == NULL) {
 		snprintf(cap, sizeof(cap), "%lld",
@@ -130,22 +144,24 @@ stored_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 
-	if (!r->is_gone && !r->is_done) {
+	if (!r->is_gone) {
 		if (res == NULL)
-			sync_fail(r, 503, "M_UNKNOWN", "database unavailable");
+			session_done(r, 503, "M_UNKNOWN",
+			    "database unavailable");
 		else
-			sync_params_stored(r);
+			session_done(r, 0, NULL, NULL);
 	}
 	sreq_unref(r);
 }
 
 /*
- * Stores the merged parameters, then calls sync_params_stored(). The reply
- * waits for it: the client's next request may load the session from any
- * pool connection (or any api), and must see these parameters.
+ * Stores the merged parameters, then calls done(arg, status, ...). The
+ * reply waits for it: the client's next request may load the session from
+ * any pool connection (or any api), and must see these parameters.
  */
 void
-session_store_params(struct api *api, struct sreq *r)
+session_store_params(struct api *api, struct sreq *r, api_done_fn done,
+    void *arg)
 {
 	char sid[24];
 	const char *params[2];
@@ -153,6 +169,8 @@ session_store_params(struct api *api, struct sreq *r)
 	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
 	params[0] = sid;
 	params[1] = json_plain(r->params, NULL);
+	r->done = done;
+	r->done_arg = arg;
 	sreq_ref(r);
 	sql_query(api, Q_SESSION_PARAMS, params, stored_cb, r);
 }
