@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "map.h"
 #include "pg.h"
 
 struct api;
@@ -61,26 +62,6 @@ struct api_config {
 	long long max_conns;
 	long long max_headers;
 };
-
-/* map.c: string-keyed hash map */
-struct map_ent {
-	char *key;
-	void *val;
-	struct map_ent *next;
-};
-struct map {
-	struct map_ent **b;
-	size_t nb, n;
-};
-void map_init(struct map *m);
-void *map_get(const struct map *m, const char *key);
-/* Inserts or replaces; returns the old value (or NULL). */
-void *map_put(struct map *m, const char *key, void *val);
-void *map_del(struct map *m, const char *key);
-void map_free(struct map *m, void (*fn)(void *));
-/* Calls fn for each entry; fn may not modify the map. */
-void map_each(struct map *m, void (*fn)(const char *, void *, void *),
-    void *arg);
 
 /* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */
 enum api_sql {
@@ -227,8 +208,6 @@ void http_error_body(struct evbuffer *b, const char *errcode, const char *msg);
 /* Appends s as a JSON string literal. */
 void jstr(struct evbuffer *b, const char *s);
 void jstrn(struct evbuffer *b, const char *s, size_t n);
-/* Writes a pg text[] literal of n strings into a new string. */
-char *pg_text_array(const char *const *v, int n);
 
 /*
  * auth, session and longpoll hand their outcome to whichever request path

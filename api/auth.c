@@ -23,6 +23,7 @@
 #include "curl_ev.h"
 #include "json_util.h"
 #include "pg.h"
+#include "proto.h"
 #include "util.h"
 
 #define WHOAMI_MAX_BODY (64 * 1024)
@@ -167,7 +168,7 @@ ents_make_room(struct api *api)
 	struct auth_ent *e, *next;
 
 	for (e = TAILQ_FIRST(&api->auth->ents);
-	    e != NULL && (long long)api->auth->tokens.n >= api->cfg.tokens_max;
+	    e != NULL && (long long)map_count(&api->auth->tokens) >= api->cfg.tokens_max;
 	    e = next) {
 		next = TAILQ_NEXT(e, lru);
 		if (e->state == AE_PENDING)
@@ -273,6 +274,12 @@ whoami_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/*
+ * Upstream answered /whoami for e's token: 200 with a user and device
+ * registers the device (then answers the waiters), 401/403 is a cached
+ * rejection, anything else (5xx, transport error, no ids) answers 502
+ * without caching, so the next request asks again.
+ */
 static void
 whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 {
@@ -315,6 +322,10 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 	json_object_put(obj);
 }
 
+/*
+ * Sends GET /account/whoami with e's token on the api's curl multi
+ * handle, bounded in time and body size; whoami_done_cb takes the answer.
+ */
 static void
 whoami_start(struct auth_ent *e)
 {
@@ -368,7 +379,7 @@ peer_get(struct api *api, const char *addr, long long now)
 		return p;
 	}
 	/* past the cap (an address spray), only the global bucket counts */
-	if ((long long)api->auth->peer_idx.n >= api->cfg.tokens_max)
+	if ((long long)map_count(&api->auth->peer_idx) >= api->cfg.tokens_max)
 		return NULL;
 	p = xcalloc(1, sizeof(*p));
 	p->addr = xstrdup(addr);
@@ -403,6 +414,11 @@ whoami_admit(struct api *api, const char *addr)
 	return 0;
 }
 
+/*
+ * The database's answer for a token hash: a known device (expired or
+ * not) settles e without upstream; an unknown token goes to /whoami if
+ * the global and per-address buckets admit it, else 429 with a retry.
+ */
 static void
 lookup_cb(PGresult *res, void *arg)
 {
@@ -429,7 +445,7 @@ lookup_cb(PGresult *res, void *arg)
 		whoami_start(e);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, 2), "expired") == 0) {
+	if (dev_state_parse(PQgetvalue(res, 0, 2)) == DEV_STATE_EXPIRED) {
 		ent_reject(e, true);
 		return;
 	}
@@ -588,7 +604,7 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	if (n > 0)
 		log_debug("auth: sweep dropped %d expired; %zu tokens, %zu "
 		    "addresses remain",
-		    n, api->auth->tokens.n, api->auth->peer_idx.n);
+		    n, map_count(&api->auth->tokens), map_count(&api->auth->peer_idx));
 }
 
 void

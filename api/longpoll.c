@@ -305,6 +305,11 @@ lp_hit(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 	lp_wake(api, r);
 }
 
+/*
+ * Registers r under its interest keys, then checks the ring for notices
+ * above the position r's last round covered (they arrived while it was
+ * querying): one of them, or a ring that lost notices, wakes r at once.
+ */
 int
 lp_wait(struct api *api, struct sreq *r, void (*wake)(void *), void *arg)
 {
@@ -384,8 +389,8 @@ wake_key(struct api *api, const char *key, const struct lp_ring_ent *n)
 /*
  * A notice: recorded in the ring (for waiters registering late), then the
  * waiters under the keys it concerns are checked against it. A device
- * notice also updates auth's cached tokens; a type the api has no waiter
- * for is logged and ignored.
+ * notice also updates auth's cached tokens; a heartbeat only moves the
+ * position, and a type the api has no waiter for is logged and ignored.
  */
 void
 lp_notice(struct api *api, const struct proto_notice *pn)
@@ -395,7 +400,8 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 	const char *room = pn->room_id, *user = pn->user_id;
 	const char *dev = pn->device_id;
 	bool is_expired = pn->type == PROTO_NOTICE_DEVICE &&
-	    pn->state != NULL && strcmp(pn->state, "expired") == 0;
+	    pn->state != NULL &&
+	    dev_state_parse(pn->state) == DEV_STATE_EXPIRED;
 
 	if (pn->pos > api->cur_pos)
 		api->cur_pos = pn->pos;
@@ -412,6 +418,8 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 		urooms_invalidate(api, user);
 		ring_push(api, pn->type, pn->pos, room, user, false);
 		break;
+	case PROTO_NOTICE_HEARTBEAT:
+		return;	/* it only moves the position */
 	default:
 		log_debug("longpoll: notice %s ignored",
 		    proto_type_name(pn->type));

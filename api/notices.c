@@ -49,6 +49,10 @@ notices_resync(struct api *api, const char *why)
 	sql_query(api, Q_POSITION, NULL, resync_cb, api);
 }
 
+/*
+ * One notice from the SUB socket: a new epoch or a sequence gap re-reads
+ * the position (notices may be lost), then longpoll wakes its waiters.
+ */
 static void
 notices_read_cb(void *sock, void *arg)
 {

@@ -141,6 +141,10 @@ is_hop(struct evkeyvalq *h, const char *name)
 	return false;
 }
 
+/*
+ * Frees a pass-through request: its curl handle (a slot of the
+ * concurrency cap), buffers and headers.
+ */
 static void
 preq_free(struct preq *p)
 {
@@ -343,6 +347,10 @@ reply_start(struct preq *p)
 	                        p->reason[0] ? p->reason : "OK");
 }
 
+/*
+ * curl's header callback: the status line and headers of the final
+ * response are kept for the client, bounded in size.
+ */
 static size_t
 header_cb(char *buf, size_t size, size_t n, void *arg)
 {
@@ -398,6 +406,10 @@ drained_cb(struct evhttp_connection *evcon, void *arg)
 	curl_easy_pause(p->easy, CURLPAUSE_CONT);
 }
 
+/*
+ * curl's body callback: the body is streamed to the client as it comes,
+ * or kept whole when it is to be rewritten.
+ */
 static size_t
 write_cb(char *buf, size_t size, size_t n, void *arg)
 {
@@ -520,7 +532,8 @@ forget_cb(PGresult *res, void *arg)
 		                         .pos = api->cur_pos,
 		                         .user_id = u,
 		                         .device_id = d,
-		                         .state = "expired"};
+		                         .state = dev_state_name(
+		                             DEV_STATE_EXPIRED)};
 
 		log_info("device %s/%s: logged out upstream; polling stopped",
 		         u, d);
@@ -569,6 +582,11 @@ logout_forget(struct preq *p)
 	    Q_LOGOUT_ONE, params, logout_list_cb, p->px->api);
 }
 
+/*
+ * The upstream exchange ended: answer the client (an error when it
+ * failed before a response), finish a streamed reply, and run what
+ * follows a successful logout.
+ */
 static void
 done_cb(CURL *easy, CURLcode result, void *arg)
 {
@@ -684,6 +702,10 @@ method_name(enum evhttp_cmd_type m)
 	}
 }
 
+/*
+ * The curl handle for one upstream request: method, URL, the client's
+ * headers and body, and the pass-through's timeouts and limits.
+ */
 static void
 easy_setup(struct preq *p, const char *url)
 {
@@ -789,6 +811,10 @@ logout_prepare(struct preq *p, const char *path)
 	evhttp_clear_headers(&qs);
 }
 
+/*
+ * Takes req when its path is under a pass-through prefix and not one the
+ * api serves itself; queued when SYNCV3_PROXY_MAX_CONCURRENT are running.
+ */
 int
 proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 {
@@ -840,6 +866,10 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	return 0;
 }
 
+/*
+ * Parses SYNCV3_PROXY_PREFIXES and sets up the pass-through's own curl
+ * multi handle.
+ */
 void
 proxy_init(struct api *api)
 {

@@ -27,6 +27,7 @@
 #include "crypto.h"
 #include "json_util.h"
 #include "pg.h"
+#include "proto.h"
 #include "util.h"
 
 enum sync_ev {
@@ -306,6 +307,11 @@ stream_pos_keep(struct sreq *r, int st)
 	    *(const int64_t *)((const char *)&r->from + off);
 }
 
+/*
+ * Takes the refusal the stream that just finished left in r->err_*, if
+ * any: a request-level failure, or the stream's own error object (see
+ * above).
+ */
 static void
 stream_refusal_take(struct sreq *r)
 {
@@ -490,6 +496,11 @@ round_start(struct sreq *r)
 	round_stream_done(r);
 }
 
+/*
+ * The device row: an expired device is 401, an initially synced one is
+ * served, else the request is held until its initial sync is stored
+ * (re-read first if a device notice arrived meanwhile).
+ */
 static void
 device_cb(PGresult *res, void *arg)
 {
@@ -502,7 +513,7 @@ device_cb(PGresult *res, void *arg)
 		    "M_UNKNOWN", res ? "unknown device" : "database unavailable");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 1), "expired") == 0) {
+	if (dev_state_parse(PQgetvalue(res, 0, 1)) == DEV_STATE_EXPIRED) {
 		auth_forget(r->api, r->user_id, r->device_id, true);
 		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
 		    "the homeserver rejected this token");
@@ -755,6 +766,11 @@ parse_query(struct sreq *r, const char **errcode, const char **err)
 	return 0;
 }
 
+/*
+ * Reads the body as the streams' parameters: bounded, JSON, each stream
+ * checked; a new session takes them as they are, a since merges them
+ * with its session's once loaded.
+ */
 static int
 parse_body(struct sreq *r, int *status, const char **errcode,
     const char **err)

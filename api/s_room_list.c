@@ -19,6 +19,7 @@
 #include "api.h"
 #include "json_util.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "util.h"
 
 /* The column of the snapshot position in Q_LIST_PAGE/STREAM (sql.c). */
@@ -156,6 +157,9 @@ calc_name(PGresult *res, int i)
 	return out;
 }
 
+/*
+ * The room_list object's head: the negotiated parameters echoed back.
+ */
 static void
 list_head(struct sreq *r, struct evbuffer *b, struct lctx *c)
 {
@@ -207,6 +211,10 @@ add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind)
 	}
 }
 
+/*
+ * One room of the page: membership, name, counts, and its timeline and
+ * state from the detail query (stripped state for an invite).
+ */
 static void
 room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 {
@@ -258,7 +266,7 @@ remember_rooms(struct sreq *r, struct lctx *c)
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
 	const char **left = xcalloc((size_t)c->n + 1, sizeof(char *));
 	const char *params[3];
-	char sid[24], *arr = NULL, *larr = NULL;
+	char sid[PG_I64_LEN], *arr = NULL, *larr = NULL;
 	int n = 0, nl = 0;
 
 	/* a streamed room that is not new was found through session_rooms */
@@ -272,9 +280,9 @@ remember_rooms(struct sreq *r, struct lctx *c)
 		stream_done(r);
 		goto out;
 	}
-	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
-	arr = pg_text_array(ids, n);
-	larr = pg_text_array(left, nl);
+	pg_i64(sid, r->from.sid);
+	arr = pg_text_array(ids, (size_t)n);
+	larr = pg_text_array(left, (size_t)nl);
 	params[0] = sid;
 	params[1] = arr;
 	params[2] = larr;
@@ -287,6 +295,10 @@ out:
 	free(left);
 }
 
+/*
+ * Writes the page, then remembers in the session which rooms it was sent
+ * (and forgets the ones it left), so streaming sends only their changes.
+ */
 static void
 list_finish(struct lctx *c, PGresult *res)
 {
@@ -338,31 +350,29 @@ detail_cb(PGresult *res, void *arg)
 	stream_done(r);
 }
 
+/*
+ * The second query: timelines and requested state of the page's rooms,
+ * each from its own lower bound (the since position or nothing).
+ */
 static void
 detail_query(struct lctx *c)
 {
 	struct sreq *r = c->r;
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
-	char *froms, *rooms, *types, *keys, to[24], tl[24];
+	char *rooms, *types, *keys, to[PG_I64_LEN], tl[PG_I64_LEN];
+	struct pg_lit froms = {0};
 	const char *params[7];
-	size_t fl = 3;
 	int n = 0;
 
-	for (int i = c->lo; i < c->hi; i++)
-		fl += 24;
-	froms = xmalloc(fl);
-	strcpy(froms, "{");
 	for (int i = c->lo; i < c->hi; i++) {
 		if (c->v[i].is_left || c->v[i].is_invite)
 			continue;
 		ids[n] = c->v[i].room_id;
-		snprintf(froms + strlen(froms), 24, "%s%" PRId64, n ? "," : "",
-		    c->v[i].from);
+		pg_arr_i64(&froms, c->v[i].from);
 		n++;
 	}
-	strcat(froms, "}");
 	if (n == 0) {
-		free(froms);
+		pg_lit_free(&froms);
 		free(ids);
 		if (!sreq_replied(r))
 			list_finish(c, NULL);
@@ -370,13 +380,13 @@ detail_query(struct lctx *c)
 		stream_done(r);
 		return;
 	}
-	rooms = pg_text_array(ids, n);
-	types = pg_text_array(r->p.l_st_type, r->p.l_nst);
-	keys = pg_text_array(r->p.l_st_key, r->p.l_nst);
-	snprintf(to, sizeof(to), "%" PRId64, r->next.l);
-	snprintf(tl, sizeof(tl), "%" PRId64, r->p.l_timeline);
+	rooms = pg_text_array(ids, (size_t)n);
+	types = pg_text_array(r->p.l_st_type, (size_t)r->p.l_nst);
+	keys = pg_text_array(r->p.l_st_key, (size_t)r->p.l_nst);
+	pg_i64(to, r->next.l);
+	pg_i64(tl, r->p.l_timeline);
 	params[0] = rooms;
-	params[1] = froms;
+	params[1] = pg_arr_end(&froms);
 	params[2] = to;
 	params[3] = tl;
 	params[4] = types;
@@ -386,10 +396,14 @@ detail_query(struct lctx *c)
 	free(rooms);
 	free(types);
 	free(keys);
-	free(froms);
+	pg_lit_free(&froms);
 	free(ids);
 }
 
+/*
+ * The room set: computes the sort keys, sorts, cuts the page (a next_page
+ * resumes it) and runs the detail query for it, or finishes at once.
+ */
 static void
 main_cb(PGresult *res, void *arg)
 {
@@ -462,31 +476,35 @@ main_cb(PGresult *res, void *arg)
 	detail_query(c);
 }
 
+/*
+ * Pagination (first request or next_page) at the snapshot or the pinned
+ * position, or streaming from the since position to the round's.
+ */
 void
 s_room_list_run(struct api *api, struct sreq *r)
 {
 	struct lctx *c = xcalloc(1, sizeof(*c));
-	char a[24], b[24], sid[24], *spaces = NULL;
+	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], *spaces = NULL;
 	const char *params[5];
 
 	c->r = r;
 	if (r->p.l_nspaces > 0)
-		spaces = pg_text_array(r->p.l_spaces, r->p.l_nspaces);
+		spaces = pg_text_array(r->p.l_spaces, (size_t)r->p.l_nspaces);
 	params[0] = r->user_id;
 	params[2] = spaces;
 	if (r->from.l == 0 || r->p.l_page >= 0) {
 		/* a first page is taken at the snapshot, a next page pinned */
 		r->next.l = r->from.l != 0 ? r->from.l : r->to;
-		snprintf(a, sizeof(a), "%" PRId64, r->next.l);
+		pg_i64(a, r->next.l);
 		params[1] = a;
 		params[3] = r->from.l != 0 ? "true" : "false";
 		sql_query(api, Q_LIST_PAGE, params, main_cb, c);
 	} else {
 		c->is_stream = true;
 		r->next.l = r->to;
-		snprintf(a, sizeof(a), "%" PRId64, r->from.l);
-		snprintf(b, sizeof(b), "%" PRId64, r->to);
-		snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+		pg_i64(a, r->from.l);
+		pg_i64(b, r->to);
+		pg_i64(sid, r->from.sid);
 		params[1] = a;
 		params[3] = b;
 		params[4] = sid;

@@ -18,6 +18,7 @@
 #include "api.h"
 #include "json_util.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "util.h"
 
 
@@ -107,6 +108,10 @@ members_collect(PGresult *res, struct member *m)
 	return n;
 }
 
+/*
+ * The room's member and power-level state at the pinned position: sorted
+ * by power level or name, one page of limit with next_page.
+ */
 static void
 page_cb(PGresult *res, void *arg)
 {
@@ -158,6 +163,10 @@ out:
 	stream_done(r);
 }
 
+/*
+ * Member events after the since position up to the position the user may
+ * see; the first row says whether they may see the room at all.
+ */
 static void
 stream_cb(PGresult *res, void *arg)
 {
@@ -191,10 +200,14 @@ out:
 	stream_done(r);
 }
 
+/*
+ * Pagination (first request or next_page) at the pinned position, or
+ * streaming from the since position; room_id is required.
+ */
 void
 s_room_member_run(struct api *api, struct sreq *r)
 {
-	char pin[24], from[24], limit[24];
+	char pin[PG_I64_LEN], from[PG_I64_LEN], limit[PG_I64_LEN];
 	const char *params[5];
 	int64_t p;
 
@@ -211,14 +224,14 @@ s_room_member_run(struct api *api, struct sreq *r)
 	if (r->from.m == 0 || r->p.m_page >= 0) {
 		p = r->from.m != 0 ? r->from.m : r->to;
 		r->next.m = p;
-		snprintf(pin, sizeof(pin), "%" PRId64, p);
+		pg_i64(pin, p);
 		params[2] = pin;
 		sql_query(api, Q_MEMBER_PAGE, params, page_cb, r);
 		return;
 	}
-	snprintf(pin, sizeof(pin), "%" PRId64, r->to);
-	snprintf(from, sizeof(from), "%" PRId64, r->from.m);
-	snprintf(limit, sizeof(limit), "%" PRId64, r->p.m_limit);
+	pg_i64(pin, r->to);
+	pg_i64(from, r->from.m);
+	pg_i64(limit, r->p.m_limit);
 	params[2] = pin;
 	params[3] = from;
 	params[4] = limit;

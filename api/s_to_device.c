@@ -11,7 +11,13 @@
 
 #include "api.h"
 #include "pg.h"
+#include "pg_lit.h"
 
+/*
+ * The device's messages after the acknowledged position, up to limit;
+ * the next position is the last one sent when the limit cut the list,
+ * else the round's.
+ */
 static void
 to_device_cb(PGresult *res, void *arg)
 {
@@ -47,14 +53,13 @@ out:
 void
 s_to_device_run(struct api *api, struct sreq *r)
 {
-	char from[24], to[24], limit[24];
+	char from[PG_I64_LEN], to[PG_I64_LEN], limit[PG_I64_LEN];
 	const char *params[5];
 
 	/* what this session acknowledged is never sent to it again */
-	snprintf(from, sizeof(from), "%" PRId64,
-	    r->acked_d > r->from.d ? r->acked_d : r->from.d);
-	snprintf(to, sizeof(to), "%" PRId64, r->to);
-	snprintf(limit, sizeof(limit), "%" PRId64, r->p.td_limit);
+	pg_i64(from, r->acked_d > r->from.d ? r->acked_d : r->from.d);
+	pg_i64(to, r->to);
+	pg_i64(limit, r->p.td_limit);
 	params[0] = r->user_id;
 	params[1] = r->device_id;
 	params[2] = from;

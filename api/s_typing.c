@@ -13,6 +13,10 @@
 #include "pg.h"
 #include "util.h"
 
+/*
+ * The room's typing users, for a member of the room only (403 else);
+ * sent when their row changed after the since position.
+ */
 static void
 typing_cb(PGresult *res, void *arg)
 {

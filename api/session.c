@@ -15,6 +15,7 @@
 #include "api.h"
 #include "json_util.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "util.h"
 
 /* Hands the outcome to whoever asked (session_load's done). */
@@ -63,6 +64,10 @@ out:
 	sreq_unref(r);
 }
 
+/*
+ * The loaded session: a token no longer current is 401, an unknown or
+ * idle session M_UNKNOWN_SYNC_SESSION, else its sticky parameters.
+ */
 static void
 loaded_cb(PGresult *res, void *arg)
 {
@@ -110,16 +115,15 @@ out:
 void
 session_load(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 {
-	char sid[24], acked[24], idle[24], cap[24];
+	char sid[PG_I64_LEN], acked[PG_I64_LEN], idle[PG_I64_LEN], cap[PG_I64_LEN];
 	const char *params[6];
 
-	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	pg_i64(idle, api->cfg.session_idle_s);
 	r->done = done;
 	r->done_arg = arg;
 	sreq_ref(r);
 	if (r->since_tok == NULL) {
-		snprintf(cap, sizeof(cap), "%lld",
-		    api->cfg.sessions_per_device);
+		pg_i64(cap, api->cfg.sessions_per_device);
 		params[0] = r->user_id;
 		params[1] = r->device_id;
 		params[2] = json_plain(r->params, NULL);
@@ -128,8 +132,8 @@ session_load(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 		sql_query(api, Q_SESSION_CREATE, params, created_cb, r);
 		return;
 	}
-	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
-	snprintf(acked, sizeof(acked), "%" PRId64, r->from.d);
+	pg_i64(sid, r->from.sid);
+	pg_i64(acked, r->from.d);
 	params[0] = sid;
 	params[1] = r->user_id;
 	params[2] = r->device_id;
@@ -163,10 +167,10 @@ void
 session_store_params(struct api *api, struct sreq *r, api_done_fn done,
     void *arg)
 {
-	char sid[24];
+	char sid[PG_I64_LEN];
 	const char *params[2];
 
-	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+	pg_i64(sid, r->from.sid);
 	params[0] = sid;
 	params[1] = json_plain(r->params, NULL);
 	r->done = done;
@@ -179,12 +183,12 @@ static void
 expired_cb(PGresult *res, void *arg)
 {
 	struct api *api = arg;
-	char idle[24];
+	char idle[PG_I64_LEN];
 	const char *params[3];
 
 	if (res == NULL)
 		return;
-	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	pg_i64(idle, api->cfg.session_idle_s);
 	for (int i = 0; i < PQntuples(res); i++) {
 		log_debug("session: expired sessions of %s/%s released",
 		    PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
@@ -199,12 +203,12 @@ static void
 expire_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct api *api = arg;
-	char idle[24];
+	char idle[PG_I64_LEN];
 	const char *params[1];
 
 	(void)fd;
 	(void)what;
-	snprintf(idle, sizeof(idle), "%lld", api->cfg.session_idle_s);
+	pg_i64(idle, api->cfg.session_idle_s);
 	params[0] = idle;
 	sql_query(api, Q_SESSION_EXPIRE, params, expired_cb, api);
 }
