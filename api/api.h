@@ -17,6 +17,8 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "map.h"
+#include "pg.h"
 
 struct api;
 
@@ -61,25 +63,41 @@ struct api_config {
 	long long max_headers;
 };
 
-/* map.c: string-keyed hash map */
-struct map_ent {
-	char *key;
-	void *val;
-	struct map_ent *next;
+/* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */
+enum api_sql {
+	Q_DEVICE_REGISTER,
+	Q_DEVICE_SEEN,
+	Q_TOKEN_LOOKUP,
+	Q_SESSION_CREATE,
+	Q_SESSION_LOAD,
+	Q_SESSION_PARAMS,
+	Q_SESSION_EXPIRE,
+	Q_SESSION_RELEASE,
+	Q_DEVICE_STATE,
+	Q_POSITION,
+	Q_USER_ROOMS,
+	Q_TYPING,
+	Q_TO_DEVICE,
+	Q_MEMBER_PAGE,
+	Q_MEMBER_STREAM,
+	Q_LIST_PAGE,
+	Q_LIST_STREAM,
+	Q_LIST_DETAIL,
+	Q_LIST_REMEMBER,
+	Q_LOGOUT_ONE,
+	Q_LOGOUT_ALL,
+	Q_LOGOUT_DEVICE,
+	Q_COUNT,
 };
-struct map {
-	struct map_ent **b;
-	size_t nb, n;
+struct api_stmt {
+	const char *name;	/* for PREPARE and logs */
+	const char *sql;
+	int nparams;
 };
-void map_init(struct map *m);
-void *map_get(const struct map *m, const char *key);
-/* Inserts or replaces; returns the old value (or NULL). */
-void *map_put(struct map *m, const char *key, void *val);
-void *map_del(struct map *m, const char *key);
-void map_free(struct map *m, void (*fn)(void *));
-/* Calls fn for each entry; fn may not modify the map. */
-void map_each(struct map *m, void (*fn)(const char *, void *, void *),
-    void *arg);
+extern const struct api_stmt api_stmts[Q_COUNT];
+/* pg_pool_query with statement id's text and parameter count. */
+struct pg_job *sql_query(struct api *api, enum api_sql id,
+    const char *const *params, pg_cb cb, void *arg);
 
 /* sincetok.c: opaque since tokens (pure) */
 struct since {
@@ -190,66 +208,86 @@ void http_error_body(struct evbuffer *b, const char *errcode, const char *msg);
 /* Appends s as a JSON string literal. */
 void jstr(struct evbuffer *b, const char *s);
 void jstrn(struct evbuffer *b, const char *s, size_t n);
-/* Writes a pg text[] literal of n strings into a new string. */
-char *pg_text_array(const char *const *v, int n);
+
+/*
+ * auth, session and longpoll hand their outcome to whichever request path
+ * called them (v3 sync today, sliding sync next) through a completion:
+ * status 0, or an HTTP status with a Matrix errcode and message.
+ */
+struct sreq;
+typedef void (*api_done_fn)(void *arg, int status, const char *errcode,
+    const char *msg);
 
 /* auth.c */
-struct sreq;
-struct auth_ent;
+struct auth;
 void auth_init(struct api *api);
 void auth_shutdown(struct api *api);
-/* Resolves r->token to (user, device); calls sync_auth_done(r, status). */
-void auth_resolve(struct api *api, struct sreq *r);
+/* Resolves r->token into r->user_id/device_id, then done(arg, ...). */
+void auth_resolve(struct api *api, struct sreq *r, api_done_fn done,
+    void *arg);
 /*
  * A device notice: is_expired drops its cached tokens (next use re-reads
  * the database), otherwise it is marked initially synced.
  */
 void auth_forget(struct api *api, const char *user_id, const char *device_id,
     bool is_expired);
-void auth_device_seen(struct api *api, struct auth_ent *e);
 /* The device has another token now: drop this one's cached whoami. */
 void auth_token_superseded(struct api *api, const char *token_hash);
 
 /* session.c */
 void session_init(struct api *api);
 void session_shutdown(struct api *api);
-void session_load(struct api *api, struct sreq *r);
-void session_store_params(struct api *api, struct sreq *r);
+/* Creates or loads r's session, then done(arg, ...). */
+void session_load(struct api *api, struct sreq *r, api_done_fn done,
+    void *arg);
+/* Stores r->params in its session, then done(arg, ...). */
+void session_store_params(struct api *api, struct sreq *r, api_done_fn done,
+    void *arg);
 
 /* longpoll.c */
 #define LP_RING 4096
+struct longpoll;
+struct proto_notice;
 void lp_init(struct api *api);
 void lp_shutdown(struct api *api);
-/* Registers r as waiting; returns -1 when too many waiters. */
-int lp_wait(struct api *api, struct sreq *r);
+/*
+ * Registers r as waiting until a notice concerns it (wake(arg) from the
+ * loop, r unregistered by then); returns -1 when too many waiters.
+ */
+int lp_wait(struct api *api, struct sreq *r, void (*wake)(void *),
+    void *arg);
 void lp_unwait(struct api *api, struct sreq *r);
 /* A notice: records it and wakes the waiters it concerns. */
-void lp_notice(struct api *api, int type, int64_t pos, const char *room_id,
-    const char *user_id, const char *device_id, const char *state);
+void lp_notice(struct api *api, const struct proto_notice *n);
 /* Position re-read after a gap: wakes everyone if pos advanced. */
 void lp_resync(struct api *api, int64_t pos);
 int lp_count(const struct api *api);
 
 /* notices.c */
+struct notices;
 void notices_init(struct api *api);
 void notices_shutdown(struct api *api);
 
-/* r_sync.c */
-void sync_handle(struct api *api, struct evhttp_request *req);
-void sync_auth_done(struct sreq *r, int status, const char *errcode,
-    const char *msg);
-void sync_session_done(struct sreq *r, int status, const char *errcode,
-    const char *msg);
-void sync_params_stored(struct sreq *r);
-void sync_wake(struct sreq *r);
-void sync_stream_done(struct sreq *r);
-void stream_fail_db(struct sreq *r);
-void sync_fail(struct sreq *r, int status, const char *errcode,
-    const char *msg);
+/* sreq.c: a client request's record and its lifetime (references) */
+struct sreq *sreq_new(struct api *api, struct evhttp_request *req);
 void sreq_ref(struct sreq *r);
 void sreq_unref(struct sreq *r);
 
-/* s_<stream>.c: each runs one stream for r and calls sync_stream_done() */
+/* r_sync.c: the v3 request state machine */
+enum sync_state {
+	SYNC_PARSE,	/* the token is read, auth starts */
+	SYNC_AUTH,	/* auth_resolve; then query, since and body checks */
+	SYNC_SESSION,	/* session_load; then the body's parameters merge */
+	SYNC_PARAMS,	/* session_store_params (parameters changed) */
+	SYNC_DEVICE,	/* the device row, or held until its initial sync */
+	SYNC_ROUND,	/* the streams query at one position */
+	SYNC_WAITING,	/* long-poll: a notice, the timeout, or a hang-up */
+	SYNC_REPLIED,	/* answered or the client gone */
+};
+const char *sync_state_name(enum sync_state s);
+void sync_handle(struct api *api, struct evhttp_request *req);
+
+/* s_<stream>.c: each runs one stream for r and calls stream_done() */
 void s_typing_run(struct api *api, struct sreq *r);
 void s_to_device_run(struct api *api, struct sreq *r);
 void s_room_member_run(struct api *api, struct sreq *r);
@@ -269,8 +307,8 @@ struct sreq {
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
 	int refs;
+	enum sync_state state;
 	bool is_gone;		/* client went away */
-	bool is_done;		/* replied */
 	char *token;
 	char token_hash[65];
 	char *user_id;
@@ -302,9 +340,16 @@ struct sreq {
 	char *err_msg;
 	struct evbuffer *out[ST_COUNT];
 	int rounds;
+	/* the completion of the auth or session step under way */
+	api_done_fn done;
+	void *done_arg;
+	/* the streams' completion (r_sync.c sets it) */
+	void (*stream_cb)(struct sreq *r);
 	/* longpoll.c */
+	void (*lp_wake)(void *arg);
+	void *lp_arg;
 	int64_t wait_from;	/* position the last round covered */
-	int widx;		/* index in api->waiters */
+	int widx;		/* index in the waiters */
 	long long woken_ms;	/* notice received (latency stats) */
 	/* auth.c: a 429 tells the client when to retry */
 	long long retry_after_ms;
@@ -316,6 +361,31 @@ struct sreq {
 	const char *req_code;
 	char *req_msg;
 };
+
+/* A stream's part of the round is done (its output in r->out[]). */
+static inline void
+stream_done(struct sreq *r)
+{
+	r->stream_cb(r);
+}
+
+/*
+ * A stream's query failed (already logged by the pool): the request ends
+ * with 503 M_UNKNOWN once every stream is done, so the client retries.
+ */
+static inline void
+stream_fail_db(struct sreq *r)
+{
+	r->err_status = 503;
+	r->err_code = "M_UNKNOWN";
+}
+
+/* The request was answered (or the client left): drop late results. */
+static inline bool
+sreq_replied(const struct sreq *r)
+{
+	return r->state == SYNC_REPLIED;
+}
 
 struct api_stats {
 	unsigned long long requests;
@@ -332,14 +402,6 @@ struct api_stats {
 	unsigned long long tokens_evicted;	/* over SYNCV3_API_TOKENS_MAX */
 };
 
-struct lp_ring_ent {
-	int64_t pos;
-	int type;	/* 0 = wildcard (resync) */
-	bool is_expired;	/* PROTO_NOTICE_DEVICE: the token was rejected */
-	char *a;	/* room_id or user_id */
-	char *b;	/* device_id or NULL */
-};
-
 struct api {
 	struct event_base *base;
 	struct api_config cfg;
@@ -352,26 +414,11 @@ struct api {
 	int64_t cur_pos;
 	bool is_stopping;
 	struct event *sig_term, *sig_int, *sig_pipe, *stop_timer;
-	/* auth.c */
-	struct map tokens;	/* token hash -> struct auth_ent */
-	struct auth_state *auth;	/* LRU, rate limits (auth.c) */
-	struct map peers;	/* client address -> struct auth_peer */
+	struct auth *auth;	/* auth.c: token cache, LRU, rate limits */
 	/* session.c */
 	struct event *expire_timer;
-	/* longpoll.c */
-	struct sreq **waiters;
-	int nwaiters, capwaiters;
-	struct map idx;		/* interest key -> struct lp_list */
-	struct map urooms;	/* user -> struct lp_urooms (room_list) */
-	struct lp_ring_ent ring[LP_RING];
-	int ring_head;		/* next slot */
-	int64_t ring_min;	/* oldest position the ring still covers */
-	/* notices.c */
-	int64_t epoch;
-	uint64_t last_seq;
-	long long last_msg_ms;
-	struct event *silence_timer;
-	bool is_resyncing;
+	struct longpoll *lp;	/* longpoll.c: waiters, their index, ring */
+	struct notices *notices;	/* notices.c: the SUB's sequence */
 	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
 	struct proxy *proxy;	/* proxy.c */

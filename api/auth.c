@@ -23,6 +23,7 @@
 #include "curl_ev.h"
 #include "json_util.h"
 #include "pg.h"
+#include "proto.h"
 #include "util.h"
 
 #define WHOAMI_MAX_BODY (64 * 1024)
@@ -70,7 +71,9 @@ struct auth_peer {
 TAILQ_HEAD(auth_peers, auth_peer);
 
 /* auth.c's part of struct api */
-struct auth_state {
+struct auth {
+	struct map tokens;	/* token hash -> struct auth_ent */
+	struct map peer_idx;	/* client address -> struct auth_peer */
 	struct auth_lru ents;	/* least recently used first */
 	struct auth_peers peers;	/* least recently used first */
 	struct bucket global;
@@ -123,7 +126,7 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 		}
 		r->retry_after_ms = e->retry_after_ms;
 		if (!r->is_gone)
-			sync_auth_done(r, status, errcode, msg);
+			r->done(r->done_arg, status, errcode, msg);
 		sreq_unref(r);
 	}
 	free(w);
@@ -133,8 +136,8 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 static void
 ent_drop(struct api *api, struct auth_ent *e)
 {
-	if (map_get(&api->tokens, e->hash) == e) {
-		map_del(&api->tokens, e->hash);
+	if (map_get(&api->auth->tokens, e->hash) == e) {
+		map_del(&api->auth->tokens, e->hash);
 		TAILQ_REMOVE(&api->auth->ents, e, lru);
 	}
 	ent_free(e);
@@ -165,7 +168,7 @@ ents_make_room(struct api *api)
 	struct auth_ent *e, *next;
 
 	for (e = TAILQ_FIRST(&api->auth->ents);
-	    e != NULL && (long long)api->tokens.n >= api->cfg.tokens_max;
+	    e != NULL && (long long)map_count(&api->auth->tokens) >= api->cfg.tokens_max;
 	    e = next) {
 		next = TAILQ_NEXT(e, lru);
 		if (e->state == AE_PENDING)
@@ -206,6 +209,7 @@ ent_reject(struct auth_ent *e, bool is_cached)
 }
 
 static void register_device(struct auth_ent *e);
+static void auth_device_seen(struct api *api, struct auth_ent *e);
 
 /*
  * A failed upsert is tried once more: two apis registering one token at
@@ -251,19 +255,7 @@ register_device(struct auth_ent *e)
 	params[1] = e->device_id;
 	params[2] = e->hash;
 	params[3] = enc;
-	pg_pool_query(api->pool,
-	    "WITH up AS (INSERT INTO syncv3_devices (user_id, device_id, "
-	    "token_hash, token_enc) VALUES ($1, $2, $3, $4) "
-	    "ON CONFLICT (user_id, device_id) DO UPDATE SET "
-	    "token_hash = EXCLUDED.token_hash, token_enc = EXCLUDED.token_enc, "
-	    "poll_state = CASE WHEN syncv3_devices.poll_state = 'expired' "
-	    "THEN 'new' ELSE syncv3_devices.poll_state END, "
-	    "poll_error = CASE WHEN syncv3_devices.poll_state = 'expired' "
-	    "THEN '' ELSE syncv3_devices.poll_error END, last_seen = now() "
-	    "RETURNING user_id, device_id, is_initial_done) "
-	    "SELECT user_id, device_id, is_initial_done, "
-	    "pg_notify('syncv3_devices', user_id || ' ' || device_id) FROM up",
-	    4, params, register_cb, e);
+	sql_query(api, Q_DEVICE_REGISTER, params, register_cb, e);
 	free(enc);
 }
 
@@ -282,6 +274,12 @@ whoami_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/*
+ * Upstream answered /whoami for e's token: 200 with a user and device
+ * registers the device (then answers the waiters), 401/403 is a cached
+ * rejection, anything else (5xx, transport error, no ids) answers 502
+ * without caching, so the next request asks again.
+ */
 static void
 whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 {
@@ -324,6 +322,10 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 	json_object_put(obj);
 }
 
+/*
+ * Sends GET /account/whoami with e's token on the api's curl multi
+ * handle, bounded in time and body size; whoami_done_cb takes the answer.
+ */
 static void
 whoami_start(struct auth_ent *e)
 {
@@ -369,7 +371,7 @@ bucket_wait(struct bucket *b, double rate, double burst, long long now)
 static struct auth_peer *
 peer_get(struct api *api, const char *addr, long long now)
 {
-	struct auth_peer *p = map_get(&api->peers, addr);
+	struct auth_peer *p = map_get(&api->auth->peer_idx, addr);
 
 	if (p != NULL) {
 		TAILQ_REMOVE(&api->auth->peers, p, lru);
@@ -377,13 +379,13 @@ peer_get(struct api *api, const char *addr, long long now)
 		return p;
 	}
 	/* past the cap (an address spray), only the global bucket counts */
-	if ((long long)api->peers.n >= api->cfg.tokens_max)
+	if ((long long)map_count(&api->auth->peer_idx) >= api->cfg.tokens_max)
 		return NULL;
 	p = xcalloc(1, sizeof(*p));
 	p->addr = xstrdup(addr);
 	p->b.tokens = (double)api->cfg.whoami_peer_burst;
 	p->b.at_ms = now;
-	map_put(&api->peers, addr, p);
+	map_put(&api->auth->peer_idx, addr, p);
 	TAILQ_INSERT_TAIL(&api->auth->peers, p, lru);
 	return p;
 }
@@ -412,6 +414,11 @@ whoami_admit(struct api *api, const char *addr)
 	return 0;
 }
 
+/*
+ * The database's answer for a token hash: a known device (expired or
+ * not) settles e without upstream; an unknown token goes to /whoami if
+ * the global and per-address buckets admit it, else 429 with a retry.
+ */
 static void
 lookup_cb(PGresult *res, void *arg)
 {
@@ -438,7 +445,7 @@ lookup_cb(PGresult *res, void *arg)
 		whoami_start(e);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, 2), "expired") == 0) {
+	if (dev_state_parse(PQgetvalue(res, 0, 2)) == DEV_STATE_EXPIRED) {
 		ent_reject(e, true);
 		return;
 	}
@@ -453,7 +460,7 @@ lookup_cb(PGresult *res, void *arg)
 	auth_device_seen(e->api, e);
 }
 
-void
+static void
 auth_device_seen(struct api *api, struct auth_ent *e)
 {
 	const char *params[2];
@@ -463,8 +470,7 @@ auth_device_seen(struct api *api, struct auth_ent *e)
 	e->last_seen_ms = now_ms();
 	params[0] = e->user_id;
 	params[1] = e->device_id;
-	pg_pool_query(api->pool, "UPDATE syncv3_devices SET last_seen = now() "
-	    "WHERE user_id = $1 AND device_id = $2", 2, params, NULL, NULL);
+	sql_query(api, Q_DEVICE_SEEN, params, NULL, NULL);
 }
 
 static const char *
@@ -478,10 +484,15 @@ peer_addr(struct sreq *r)
 	return addr != NULL ? addr : "unknown";
 }
 
+/*
+ * Resolves r->token to (user, device) into r, then calls done(arg,
+ * status, ...): from the cache at once, else after the database and maybe
+ * upstream /whoami (requests with the same token share the lookup).
+ */
 void
-auth_resolve(struct api *api, struct sreq *r)
+auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 {
-	struct auth_ent *e = map_get(&api->tokens, r->token_hash);
+	struct auth_ent *e = map_get(&api->auth->tokens, r->token_hash);
 	const char *params[1];
 
 	if (e != NULL && ent_is_expired(e, now_ms())) {
@@ -495,12 +506,11 @@ auth_resolve(struct api *api, struct sreq *r)
 		r->device_id = xstrdup(e->device_id);
 		r->is_initial_done = e->is_initial_done;
 		auth_device_seen(api, e);
-		sync_auth_done(r, 0, NULL, NULL);
+		done(arg, 0, NULL, NULL);
 		return;
 	}
 	if (e != NULL && e->state == AE_BAD) {
-		sync_auth_done(r, 401, "M_UNKNOWN_TOKEN",
-		    "unknown or expired token");
+		done(arg, 401, "M_UNKNOWN_TOKEN", "unknown or expired token");
 		return;
 	}
 	if (e == NULL) {
@@ -511,16 +521,16 @@ auth_resolve(struct api *api, struct sreq *r)
 		e->state = AE_PENDING;
 		e->token = xstrdup(r->token);
 		e->peer = xstrdup(peer_addr(r));
-		map_put(&api->tokens, e->hash, e);
+		map_put(&api->auth->tokens, e->hash, e);
 		TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
 		params[0] = e->hash;
-		pg_pool_query(api->pool, "SELECT user_id, device_id, "
-		    "poll_state, is_initial_done FROM syncv3_devices "
-		    "WHERE token_hash = $1", 1, params, lookup_cb, e);
+		sql_query(api, Q_TOKEN_LOOKUP, params, lookup_cb, e);
 	}
 	e->waiting = xrealloc(e->waiting,
 	    sizeof(*e->waiting) * (size_t)(e->nwaiting + 1));
 	e->waiting[e->nwaiting++] = r;
+	r->done = done;
+	r->done_arg = arg;
 	sreq_ref(r);
 }
 
@@ -547,13 +557,13 @@ auth_forget(struct api *api, const char *user_id, const char *device_id,
 {
 	const char *ud[3] = {user_id, device_id, is_expired ? "x" : NULL};
 
-	map_each(&api->tokens, mark_cb, ud);
+	map_each(&api->auth->tokens, mark_cb, ud);
 }
 
 void
 auth_token_superseded(struct api *api, const char *token_hash)
 {
-	struct auth_ent *e = map_get(&api->tokens, token_hash);
+	struct auth_ent *e = map_get(&api->auth->tokens, token_hash);
 
 	if (e != NULL && e->state == AE_OK)
 		ent_drop(api, e);
@@ -587,14 +597,14 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	    (double)api->cfg.whoami_peer_burst, now) == 0 &&
 	    p->b.tokens >= (double)api->cfg.whoami_peer_burst) {
 		TAILQ_REMOVE(&api->auth->peers, p, lru);
-		map_del(&api->peers, p->addr);
+		map_del(&api->auth->peer_idx, p->addr);
 		free(p->addr);
 		free(p);
 	}
 	if (n > 0)
 		log_debug("auth: sweep dropped %d expired; %zu tokens, %zu "
 		    "addresses remain",
-		    n, api->tokens.n, api->peers.n);
+		    n, map_count(&api->auth->tokens), map_count(&api->auth->peer_idx));
 }
 
 void
@@ -602,9 +612,9 @@ auth_init(struct api *api)
 {
 	struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
 
-	map_init(&api->tokens);
-	map_init(&api->peers);
 	api->auth = xcalloc(1, sizeof(*api->auth));
+	map_init(&api->auth->tokens);
+	map_init(&api->auth->peer_idx);
 	TAILQ_INIT(&api->auth->ents);
 	TAILQ_INIT(&api->auth->peers);
 	api->auth->global.tokens = (double)api->cfg.whoami_burst;
@@ -627,8 +637,8 @@ peer_free(void *arg)
 void
 auth_shutdown(struct api *api)
 {
-	map_free(&api->tokens, ent_free);
-	map_free(&api->peers, peer_free);
+	map_free(&api->auth->tokens, ent_free);
+	map_free(&api->auth->peer_idx, peer_free);
 	event_free(api->auth->sweep);
 	free(api->auth);
 	api->auth = NULL;

@@ -21,6 +21,10 @@
 #include "pg.h"
 #include "util.h"
 
+/*
+ * Appends n bytes of s as a JSON string: runs of plain bytes are copied
+ * as they are, quotes, backslashes and control characters escaped.
+ */
 void
 jstrn(struct evbuffer *b, const char *s, size_t n)
 {
@@ -67,32 +71,6 @@ void
 jstr(struct evbuffer *b, const char *s)
 {
 	jstrn(b, s, strlen(s));
-}
-
-char *
-pg_text_array(const char *const *v, int n)
-{
-	size_t len = 3;
-	char *out, *o;
-
-	for (int i = 0; i < n; i++)
-		len += strlen(v[i]) * 2 + 3;
-	o = out = xmalloc(len);
-	*o++ = '{';
-	for (int i = 0; i < n; i++) {
-		if (i > 0)
-			*o++ = ',';
-		*o++ = '"';
-		for (const char *s = v[i]; *s != '\0'; s++) {
-			if (*s == '"' || *s == '\\')
-				*o++ = '\\';
-			*o++ = *s;
-		}
-		*o++ = '"';
-	}
-	*o++ = '}';
-	*o = '\0';
-	return out;
 }
 
 static const char *http_reason(int code);
@@ -670,6 +648,10 @@ static const struct route routes[] = {
 	{"/health", EVHTTP_REQ_GET, health_cb},
 };
 
+/*
+ * Every request evhttp parsed: CORS, then the routes table (405 for a
+ * known path with another method), then the pass-through, else 404.
+ */
 static void
 http_gen_cb(struct evhttp_request *req, void *arg)
 {
@@ -710,6 +692,10 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 		http_error(req, 404, "M_UNRECOGNIZED", "unrecognized request");
 }
 
+/*
+ * Binds SYNCV3_BINDADDR and sets evhttp's own limits, the routes, the
+ * limits layer's connection callback and the pass-through.
+ */
 void
 http_init(struct api *api)
 {

@@ -20,7 +20,6 @@
 #include "pg.h"
 #include "proto.h"
 #include "util.h"
-#include "visible.h"
 
 struct lp_list {
 	struct sreq **v;
@@ -39,23 +38,61 @@ struct lp_urooms {
 
 #define KEY_MAX 600
 
-/* $1 user, $2 generation: the rooms the user is joined to now. */
-/* clang-format off */
-#define SQL_UROOMS                                                             \
-	"SELECT ur.room_id FROM syncv3_user_rooms ur LEFT JOIN "               \
-	VIS_MEMBER_ROW("ur.room_id", "$1", "9223372036854775807") " vst ON "   \
-	"true WHERE ur.user_id = $1 AND " VIS_MEMBERSHIP_OF("ur", "vst",       \
-	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
-/* clang-format on */
+struct lp_ring_ent {
+	int64_t pos;
+	int type;	/* 0 = wildcard (resync) */
+	bool is_expired;	/* PROTO_NOTICE_DEVICE: the token was rejected */
+	char *a;	/* room_id or user_id */
+	char *b;	/* device_id or NULL */
+};
+
+/* longpoll.c's part of struct api */
+struct longpoll {
+	struct sreq **waiters;
+	int nwaiters, capwaiters;
+	struct map idx;		/* interest key -> struct lp_list */
+	struct map urooms;	/* user -> struct lp_urooms (room_list) */
+	struct lp_ring_ent ring[LP_RING];
+	int ring_head;		/* next slot */
+	int64_t ring_min;	/* oldest position the ring still covers */
+};
+
+/*
+ * The interest keys, built here only: a waiter is indexed under the keys
+ * of what it asked for (each_key), a notice wakes the waiters under the
+ * keys it concerns (lp_notice). K_LIST_ANY has no argument.
+ */
+enum lp_key {
+	K_INITIAL = 'i',	/* user, device: its initial sync is stored */
+	K_DEVICE = 'v',		/* user, device: its token was rejected */
+	K_TYPING = 't',		/* room */
+	K_TO_DEVICE = 'd',	/* user, device */
+	K_MEMBER = 'm',		/* room */
+	K_LIST = 'l',		/* user: a membership of theirs changed */
+	K_LIST_ANY = 'L',	/* any room changed */
+};
+
+static const char *
+lp_key(char k[KEY_MAX], enum lp_key kind, const char *a, const char *b)
+{
+	if (a == NULL)
+		snprintf(k, KEY_MAX, "%c", kind);
+	else if (b == NULL)
+		snprintf(k, KEY_MAX, "%c\x1f%s", kind, a);
+	else
+		snprintf(k, KEY_MAX, "%c\x1f%s\x1f%s", kind, a, b);
+	return k;
+}
+
 
 static void
 list_add(struct api *api, const char *key, struct sreq *r)
 {
-	struct lp_list *l = map_get(&api->idx, key);
+	struct lp_list *l = map_get(&api->lp->idx, key);
 
 	if (l == NULL) {
 		l = xcalloc(1, sizeof(*l));
-		map_put(&api->idx, key, l);
+		map_put(&api->lp->idx, key, l);
 	}
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 4;
@@ -67,7 +104,7 @@ list_add(struct api *api, const char *key, struct sreq *r)
 static void
 list_del(struct api *api, const char *key, struct sreq *r)
 {
-	struct lp_list *l = map_get(&api->idx, key);
+	struct lp_list *l = map_get(&api->lp->idx, key);
 
 	if (l == NULL)
 		return;
@@ -77,7 +114,7 @@ list_del(struct api *api, const char *key, struct sreq *r)
 			break;
 		}
 	if (l->n == 0) {
-		map_del(&api->idx, key);
+		map_del(&api->lp->idx, key);
 		free(l->v);
 		free(l);
 	}
@@ -91,30 +128,19 @@ each_key(struct api *api, struct sreq *r,
 	char k[KEY_MAX];
 
 	if (r->is_initial_wait) {
-		snprintf(k, sizeof(k), "i\x1f%s\x1f%s", r->user_id,
-		    r->device_id);
-		fn(api, k, r);
+		fn(api, lp_key(k, K_INITIAL, r->user_id, r->device_id), r);
 		return;
 	}
-	snprintf(k, sizeof(k), "v\x1f%s\x1f%s", r->user_id, r->device_id);
-	fn(api, k, r);
-	if (r->p.has_typing && *r->p.typing_room != '\0') {
-		snprintf(k, sizeof(k), "t\x1f%s", r->p.typing_room);
-		fn(api, k, r);
-	}
-	if (r->p.has_to_device) {
-		snprintf(k, sizeof(k), "d\x1f%s\x1f%s", r->user_id,
-		    r->device_id);
-		fn(api, k, r);
-	}
-	if (r->p.has_member && *r->p.m_room != '\0') {
-		snprintf(k, sizeof(k), "m\x1f%s", r->p.m_room);
-		fn(api, k, r);
-	}
+	fn(api, lp_key(k, K_DEVICE, r->user_id, r->device_id), r);
+	if (r->p.has_typing && *r->p.typing_room != '\0')
+		fn(api, lp_key(k, K_TYPING, r->p.typing_room, NULL), r);
+	if (r->p.has_to_device)
+		fn(api, lp_key(k, K_TO_DEVICE, r->user_id, r->device_id), r);
+	if (r->p.has_member && *r->p.m_room != '\0')
+		fn(api, lp_key(k, K_MEMBER, r->p.m_room, NULL), r);
 	if (r->p.has_list) {
-		snprintf(k, sizeof(k), "l\x1f%s", r->user_id);
-		fn(api, k, r);
-		fn(api, "L", r);
+		fn(api, lp_key(k, K_LIST, r->user_id, NULL), r);
+		fn(api, lp_key(k, K_LIST_ANY, NULL, NULL), r);
 	}
 }
 
@@ -139,7 +165,7 @@ urooms_load_cb(PGresult *res, void *arg)
 static struct lp_urooms *
 urooms_get(struct api *api, const char *user_id)
 {
-	struct lp_urooms *u = map_get(&api->urooms, user_id);
+	struct lp_urooms *u = map_get(&api->lp->urooms, user_id);
 	const char *params[2];
 	char gen[16];
 
@@ -148,7 +174,7 @@ urooms_get(struct api *api, const char *user_id)
 		u->api = api;
 		u->user_id = xstrdup(user_id);
 		map_init(&u->rooms);
-		map_put(&api->urooms, user_id, u);
+		map_put(&api->lp->urooms, user_id, u);
 	}
 	u->used_ms = now_ms();
 	if (!u->is_loaded && !u->is_loading) {
@@ -156,8 +182,7 @@ urooms_get(struct api *api, const char *user_id)
 		snprintf(gen, sizeof(gen), "%u", u->gen);
 		params[0] = user_id;
 		params[1] = gen;
-		pg_pool_query(api->pool, SQL_UROOMS, 2, params, urooms_load_cb,
-		              u);
+		sql_query(api, Q_USER_ROOMS, params, urooms_load_cb, u);
 	}
 	return u;
 }
@@ -165,7 +190,7 @@ urooms_get(struct api *api, const char *user_id)
 static void
 urooms_invalidate(struct api *api, const char *user_id)
 {
-	struct lp_urooms *u = map_get(&api->urooms, user_id);
+	struct lp_urooms *u = map_get(&api->lp->urooms, user_id);
 
 	if (u != NULL) {
 		u->gen++;
@@ -176,7 +201,7 @@ urooms_invalidate(struct api *api, const char *user_id)
 static bool
 user_in_room(struct api *api, const char *user_id, const char *room_id)
 {
-	struct lp_urooms *u = map_get(&api->urooms, user_id);
+	struct lp_urooms *u = map_get(&api->lp->urooms, user_id);
 
 	if (u == NULL || !u->is_loaded)
 		return true; /* unknown: wake, the query decides */
@@ -224,13 +249,13 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 static void
 waiters_add(struct api *api, struct sreq *r)
 {
-	if (api->nwaiters == api->capwaiters) {
-		api->capwaiters = api->capwaiters ? api->capwaiters * 2 : 64;
-		api->waiters = xrealloc(api->waiters,
-		    sizeof(*api->waiters) * (size_t)api->capwaiters);
+	if (api->lp->nwaiters == api->lp->capwaiters) {
+		api->lp->capwaiters = api->lp->capwaiters ? api->lp->capwaiters * 2 : 64;
+		api->lp->waiters = xrealloc(api->lp->waiters,
+		    sizeof(*api->lp->waiters) * (size_t)api->lp->capwaiters);
 	}
-	r->widx = api->nwaiters;
-	api->waiters[api->nwaiters++] = r;
+	r->widx = api->lp->nwaiters;
+	api->lp->waiters[api->lp->nwaiters++] = r;
 }
 
 void
@@ -240,8 +265,8 @@ lp_unwait(struct api *api, struct sreq *r)
 		return;
 	r->is_waiting = false;
 	each_key(api, r, list_del);
-	api->waiters[r->widx] = api->waiters[--api->nwaiters];
-	api->waiters[r->widx]->widx = r->widx;
+	api->lp->waiters[r->widx] = api->lp->waiters[--api->lp->nwaiters];
+	api->lp->waiters[r->widx]->widx = r->widx;
 	sreq_unref(r);
 }
 
@@ -253,7 +278,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!r->is_gone)
-		sync_wake(r);
+		r->lp_wake(r->lp_arg);
 	sreq_unref(r);
 }
 
@@ -280,26 +305,33 @@ lp_hit(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 	lp_wake(api, r);
 }
 
+/*
+ * Registers r under its interest keys, then checks the ring for notices
+ * above the position r's last round covered (they arrived while it was
+ * querying): one of them, or a ring that lost notices, wakes r at once.
+ */
 int
-lp_wait(struct api *api, struct sreq *r)
+lp_wait(struct api *api, struct sreq *r, void (*wake)(void *), void *arg)
 {
 	const struct lp_ring_ent *hit = NULL;
 	bool is_hit = false;
 
-	if (api->nwaiters >= api->cfg.max_waiters)
+	if (api->lp->nwaiters >= api->cfg.max_waiters)
 		return -1;
 	sreq_ref(r);
 	r->is_waiting = true;
+	r->lp_wake = wake;
+	r->lp_arg = arg;
 	waiters_add(api, r);
 	each_key(api, r, list_add);
 	if ((r->p.has_list || r->p.has_member || r->p.has_typing) &&
 	    !r->is_initial_wait)
 		urooms_get(api, r->user_id);
 	if (api->cur_pos > r->wait_from) {
-		if (api->ring_min > r->wait_from)
+		if (api->lp->ring_min > r->wait_from)
 			is_hit = true;	/* the ring lost notices: re-query */
 		for (int i = 0; i < LP_RING; i++) {
-			const struct lp_ring_ent *n = &api->ring[i];
+			const struct lp_ring_ent *n = &api->lp->ring[i];
 			if (n->pos <= r->wait_from || !lp_match(api, r, n))
 				continue;
 			is_hit = true;
@@ -321,10 +353,10 @@ static void
 ring_push(struct api *api, int type, int64_t pos, const char *a,
     const char *b, bool is_expired)
 {
-	struct lp_ring_ent *n = &api->ring[api->ring_head];
+	struct lp_ring_ent *n = &api->lp->ring[api->lp->ring_head];
 
-	if (n->pos > api->ring_min)
-		api->ring_min = n->pos;
+	if (n->pos > api->lp->ring_min)
+		api->lp->ring_min = n->pos;
 	free(n->a);
 	free(n->b);
 	n->pos = pos;
@@ -332,14 +364,14 @@ ring_push(struct api *api, int type, int64_t pos, const char *a,
 	n->is_expired = is_expired;
 	n->a = a ? xstrdup(a) : NULL;
 	n->b = b ? xstrdup(b) : NULL;
-	api->ring_head = (api->ring_head + 1) % LP_RING;
+	api->lp->ring_head = (api->lp->ring_head + 1) % LP_RING;
 }
 
 /* Wakes the waiters under key that match n. */
 static void
 wake_key(struct api *api, const char *key, const struct lp_ring_ent *n)
 {
-	struct lp_list *l = map_get(&api->idx, key);
+	struct lp_list *l = map_get(&api->lp->idx, key);
 	struct sreq **v;
 	int cnt;
 
@@ -354,63 +386,66 @@ wake_key(struct api *api, const char *key, const struct lp_ring_ent *n)
 	free(v);
 }
 
+/*
+ * A notice: recorded in the ring (for waiters registering late), then the
+ * waiters under the keys it concerns are checked against it. A device
+ * notice also updates auth's cached tokens; a heartbeat only moves the
+ * position, and a type the api has no waiter for is logged and ignored.
+ */
 void
-lp_notice(struct api *api, int type, int64_t pos, const char *room_id,
-    const char *user_id, const char *device_id, const char *state)
+lp_notice(struct api *api, const struct proto_notice *pn)
 {
 	char k[KEY_MAX];
 	const struct lp_ring_ent *n;
-	bool is_expired = type == PROTO_NOTICE_DEVICE && state != NULL &&
-	    strcmp(state, "expired") == 0;
+	const char *room = pn->room_id, *user = pn->user_id;
+	const char *dev = pn->device_id;
+	bool is_expired = pn->type == PROTO_NOTICE_DEVICE &&
+	    pn->state != NULL &&
+	    dev_state_parse(pn->state) == DEV_STATE_EXPIRED;
 
-	if (pos > api->cur_pos)
-		api->cur_pos = pos;
-	switch (type) {
+	if (pn->pos > api->cur_pos)
+		api->cur_pos = pn->pos;
+	switch (pn->type) {
 	case PROTO_NOTICE_TYPING:
 	case PROTO_NOTICE_ROOM:
-		ring_push(api, type, pos, room_id, NULL, false);
+		ring_push(api, pn->type, pn->pos, room, NULL, false);
 		break;
 	case PROTO_NOTICE_TO_DEVICE:
 	case PROTO_NOTICE_DEVICE:
-		ring_push(api, type, pos, user_id, device_id, is_expired);
+		ring_push(api, pn->type, pn->pos, user, dev, is_expired);
 		break;
 	case PROTO_NOTICE_MEMBERSHIP:
-		urooms_invalidate(api, user_id);
-		ring_push(api, type, pos, room_id, user_id, false);
+		urooms_invalidate(api, user);
+		ring_push(api, pn->type, pn->pos, room, user, false);
 		break;
+	case PROTO_NOTICE_HEARTBEAT:
+		return;	/* it only moves the position */
 	default:
+		log_debug("longpoll: notice %s ignored",
+		    proto_type_name(pn->type));
 		return;
 	}
-	n = &api->ring[(api->ring_head + LP_RING - 1) % LP_RING];
-	switch (type) {
+	n = &api->lp->ring[(api->lp->ring_head + LP_RING - 1) % LP_RING];
+	switch (pn->type) {
 	case PROTO_NOTICE_TYPING:
-		snprintf(k, sizeof(k), "t\x1f%s", room_id);
-		wake_key(api, k, n);
+		wake_key(api, lp_key(k, K_TYPING, room, NULL), n);
 		break;
 	case PROTO_NOTICE_TO_DEVICE:
-		snprintf(k, sizeof(k), "d\x1f%s\x1f%s", user_id, device_id);
-		wake_key(api, k, n);
+		wake_key(api, lp_key(k, K_TO_DEVICE, user, dev), n);
 		break;
 	case PROTO_NOTICE_ROOM:
-		snprintf(k, sizeof(k), "m\x1f%s", room_id);
-		wake_key(api, k, n);
-		wake_key(api, "L", n);
+		wake_key(api, lp_key(k, K_MEMBER, room, NULL), n);
+		wake_key(api, lp_key(k, K_LIST_ANY, NULL, NULL), n);
 		break;
 	case PROTO_NOTICE_MEMBERSHIP:
-		snprintf(k, sizeof(k), "m\x1f%s", room_id);
-		wake_key(api, k, n);
-		snprintf(k, sizeof(k), "l\x1f%s", user_id);
-		wake_key(api, k, n);
+		wake_key(api, lp_key(k, K_MEMBER, room, NULL), n);
+		wake_key(api, lp_key(k, K_LIST, user, NULL), n);
 		break;
-	case PROTO_NOTICE_DEVICE:
-		auth_forget(api, user_id, device_id, is_expired);
-		snprintf(k, sizeof(k), "i\x1f%s\x1f%s", user_id, device_id);
-		wake_key(api, k, n);
-		if (is_expired) {
-			snprintf(k, sizeof(k), "v\x1f%s\x1f%s", user_id,
-			    device_id);
-			wake_key(api, k, n);
-		}
+	default:	/* PROTO_NOTICE_DEVICE */
+		auth_forget(api, user, dev, is_expired);
+		wake_key(api, lp_key(k, K_INITIAL, user, dev), n);
+		if (is_expired)
+			wake_key(api, lp_key(k, K_DEVICE, user, dev), n);
 		break;
 	}
 }
@@ -418,8 +453,8 @@ lp_notice(struct api *api, int type, int64_t pos, const char *room_id,
 static void
 wake_all(struct api *api)
 {
-	while (api->nwaiters > 0)
-		lp_wake(api, api->waiters[api->nwaiters - 1]);
+	while (api->lp->nwaiters > 0)
+		lp_wake(api, api->lp->waiters[api->lp->nwaiters - 1]);
 }
 
 void
@@ -436,7 +471,7 @@ lp_resync(struct api *api, int64_t pos)
 int
 lp_count(const struct api *api)
 {
-	return api->nwaiters;
+	return api->lp->nwaiters;
 }
 
 static void
@@ -452,18 +487,21 @@ urooms_free(void *arg)
 void
 lp_init(struct api *api)
 {
-	map_init(&api->idx);
-	map_init(&api->urooms);
+	api->lp = xcalloc(1, sizeof(*api->lp));
+	map_init(&api->lp->idx);
+	map_init(&api->lp->urooms);
 }
 
 void
 lp_shutdown(struct api *api)
 {
 	for (int i = 0; i < LP_RING; i++) {
-		free(api->ring[i].a);
-		free(api->ring[i].b);
+		free(api->lp->ring[i].a);
+		free(api->lp->ring[i].b);
 	}
-	map_free(&api->urooms, urooms_free);
-	map_free(&api->idx, NULL);
-	free(api->waiters);
+	map_free(&api->lp->urooms, urooms_free);
+	map_free(&api->lp->idx, NULL);
+	free(api->lp->waiters);
+	free(api->lp);
+	api->lp = NULL;
 }

@@ -22,16 +22,18 @@
 
 #define C(f) offsetof(struct api_config, f)
 static const struct cfg_row api_cfg_rows[] = {
-	{"SYNCV3_DB", CFG_STR, C(db), "dbname=syncv3", 0, 0, 0,
+	{"SYNCV3_DB", CFG_STR, C(db), "dbname=syncv3", 0, 0, CFG_OPT('d'),
 	    "libpq conninfo"},
-	{"SYNCV3_SERVER", CFG_STR, C(server), NULL, 0, 0, CFG_REQUIRED,
+	{"SYNCV3_SERVER", CFG_STR, C(server), NULL, 0, 0,
+	    CFG_REQUIRED | CFG_OPT('s'),
 	    "upstream homeserver base URL"},
 	{"SYNCV3_SECRET", CFG_STR, C(secret), NULL, 0, 0,
 	    CFG_REQUIRED | CFG_SECRET, "key for tokens at rest and since MACs"},
-	{"SYNCV3_BINDADDR", CFG_STR, C(bindaddr), "0.0.0.0:8008", 0, 0, 0,
+	{"SYNCV3_BINDADDR", CFG_STR, C(bindaddr), "0.0.0.0:8008", 0, 0,
+	    CFG_OPT('b'),
 	    "HTTP listen address"},
 	{"SYNCV3_NOTICES", CFG_STR, C(notices), "tcp://127.0.0.1:7702", 0, 0,
-	    0, "accumulator notice endpoint (SUB connects)"},
+	    CFG_OPT('z'), "accumulator notice endpoint (SUB connects)"},
 	{"SYNCV3_LOG_LEVEL", CFG_STR, C(log_level), "info", 0, 0, 0,
 	    "error, warn, info, debug"},
 	{"SYNCV3_API_MAX_TIMEOUT_MS", CFG_INT, C(max_timeout_ms), "60000", 0,
@@ -147,7 +149,7 @@ read_position(struct api *api)
 		fatalx("cannot connect to %s", api->cfg.db);
 	if (pg_wait_schema(c, pg_schema_version, 0) == -1)
 		fatalx("schema version %d never appeared", pg_schema_version);
-	res = pg_query(c, "position", "SELECT pos FROM syncv3_position", 0,
+	res = pg_query(c, "position", api_stmts[Q_POSITION].sql, 0,
 	    NULL);
 	if (res != NULL && PQntuples(res) == 1)
 		pos = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -181,52 +183,31 @@ generic_plans(long long timeout_ms)
 	free(opts);
 }
 
+/*
+ * The daemon's whole life: configuration (environment, then flags),
+ * the position to start from, the pool and each module in dependency
+ * order, the loop until SIGTERM/SIGINT, then the modules in reverse.
+ */
 int
 main(int argc, char *argv[])
 {
 	struct api api;
-	int ch, verbose = 0, is_check = 0;
-	const char *flag_var[256] = {0};
+	struct cfg_cli cli;
+	int rc;
 
 	memset(&api, 0, sizeof(api));
 	log_init("api", LOG_LEVEL_INFO);
 	if (config_load(api_cfg_rows, &api.cfg) == -1)
 		exit(1);
-	flag_var['b'] = "SYNCV3_BINDADDR";
-	flag_var['d'] = "SYNCV3_DB";
-	flag_var['s'] = "SYNCV3_SERVER";
-	flag_var['z'] = "SYNCV3_NOTICES";
-	while ((ch = getopt(argc, argv, "b:d:s:z:nv")) != -1) {
-		switch (ch) {
-		case 'b':
-		case 'd':
-		case 's':
-		case 'z':
-			if (config_set(api_cfg_rows, &api.cfg, flag_var[ch],
-			    optarg) == -1)
-				exit(1);
-			break;
-		case 'n':
-			is_check = 1;
-			break;
-		case 'v':
-			verbose++;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (log_level_parse(api.cfg.log_level) < 0) {
-		log_warnx("SYNCV3_LOG_LEVEL: unknown level %s",
-		    api.cfg.log_level);
+	rc = config_getopt(api_cfg_rows, &api.cfg, argc, argv, &cli);
+	if (rc == CFG_EUSAGE)
+		usage();
+	if (rc == -1)
 		exit(1);
-	}
-	log_set_level(log_level_parse(api.cfg.log_level) + verbose >
-	    LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
-	    log_level_parse(api.cfg.log_level) + verbose);
+	config_log_level(api.cfg.log_level, &cli);
 	if (config_check(api_cfg_rows, &api.cfg) == -1)
 		exit(1);
-	if (is_check) {
+	if (cli.is_check) {
 		config_print(api_cfg_rows, &api.cfg, stdout);
 		exit(0);
 	}

@@ -18,12 +18,21 @@
 #include "util.h"
 #include "zmq_ev.h"
 
+/* notices.c's part of struct api */
+struct notices {
+	int64_t epoch;
+	uint64_t last_seq;
+	long long last_msg_ms;
+	struct event *silence_timer;
+	bool is_resyncing;
+};
+
 static void
 resync_cb(PGresult *res, void *arg)
 {
 	struct api *api = arg;
 
-	api->is_resyncing = false;
+	api->notices->is_resyncing = false;
 	if (res == NULL || PQntuples(res) != 1)
 		return;
 	lp_resync(api, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
@@ -32,15 +41,18 @@ resync_cb(PGresult *res, void *arg)
 static void
 notices_resync(struct api *api, const char *why)
 {
-	if (api->is_resyncing)
+	if (api->notices->is_resyncing)
 		return;
 	log_debug("notices: %s: re-reading position", why);
 	api->stats.gaps++;
-	api->is_resyncing = true;
-	pg_pool_query(api->pool, "SELECT pos FROM syncv3_position", 0, NULL,
-	    resync_cb, api);
+	api->notices->is_resyncing = true;
+	sql_query(api, Q_POSITION, NULL, resync_cb, api);
 }
 
+/*
+ * One notice from the SUB socket: a new epoch or a sequence gap re-reads
+ * the position (notices may be lost), then longpoll wakes its waiters.
+ */
 static void
 notices_read_cb(void *sock, void *arg)
 {
@@ -61,17 +73,16 @@ notices_read_cb(void *sock, void *arg)
 		return;
 	}
 	api->stats.notices++;
-	api->last_msg_ms = now_ms();
-	if (n.epoch != api->epoch) {
-		api->epoch = n.epoch;
+	api->notices->last_msg_ms = now_ms();
+	if (n.epoch != api->notices->epoch) {
+		api->notices->epoch = n.epoch;
 		notices_resync(api, "new accumulator epoch");
-	} else if (n.seq != api->last_seq + 1)
+	} else if (n.seq != api->notices->last_seq + 1)
 		notices_resync(api, "sequence gap");
-	api->last_seq = n.seq;
+	api->notices->last_seq = n.seq;
 	if (n.type == PROTO_NOTICE_DEVICE)
 		api->device_notices++;
-	lp_notice(api, n.type, n.pos, n.room_id, n.user_id, n.device_id,
-	    n.state);
+	lp_notice(api, &n);
 	proto_msg_close(&msg);
 }
 
@@ -82,9 +93,9 @@ silence_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (now_ms() - api->last_msg_ms >= api->cfg.silence_ms) {
+	if (now_ms() - api->notices->last_msg_ms >= api->cfg.silence_ms) {
 		notices_resync(api, "no notices");
-		api->last_msg_ms = now_ms();
+		api->notices->last_msg_ms = now_ms();
 	}
 }
 
@@ -93,6 +104,7 @@ notices_init(struct api *api)
 {
 	struct timeval tv;
 
+	api->notices = xcalloc(1, sizeof(*api->notices));
 	if ((api->zctx = zmq_ctx_new()) == NULL)
 		fatalx("zmq_ctx_new");
 	api->sub = zmq_ev_socket(api->zctx, ZMQ_SUB, api->cfg.notices, 0,
@@ -102,22 +114,24 @@ notices_init(struct api *api)
 	if (zmq_setsockopt(api->sub, ZMQ_SUBSCRIBE, "notice.", 7) != 0)
 		fatalx("zmq subscribe: %s", zmq_strerror(errno));
 	api->zev = zmq_ev_new(api->base, api->sub, 256, notices_read_cb, api);
-	api->last_msg_ms = now_ms();
+	api->notices->last_msg_ms = now_ms();
 	tv.tv_sec = api->cfg.silence_ms / 2000;
 	tv.tv_usec = (api->cfg.silence_ms / 2 % 1000) * 1000;
-	api->silence_timer = event_new(api->base, -1, EV_PERSIST, silence_cb,
+	api->notices->silence_timer = event_new(api->base, -1, EV_PERSIST, silence_cb,
 	    api);
-	event_add(api->silence_timer, &tv);
+	event_add(api->notices->silence_timer, &tv);
 }
 
 void
 notices_shutdown(struct api *api)
 {
-	if (api->silence_timer != NULL)
-		event_free(api->silence_timer);
+	if (api->notices->silence_timer != NULL)
+		event_free(api->notices->silence_timer);
 	zmq_ev_free(api->zev);
 	if (api->sub != NULL)
 		zmq_close(api->sub);
 	if (api->zctx != NULL)
 		zmq_ctx_term(api->zctx);
+	free(api->notices);
+	api->notices = NULL;
 }

@@ -158,6 +158,10 @@ check_str(const struct field *f, struct json_object *v, const char **errcode,
 	return 0;
 }
 
+/*
+ * room_list.sort: a sort name or an array of them, at most
+ * PARAMS_MAX_SORTS, each one known.
+ */
 static int
 check_lsort(const struct field *f, struct json_object *v,
     const char **errcode, const char **err)
@@ -188,6 +192,10 @@ check_lsort(const struct field *f, struct json_object *v,
 	return 0;
 }
 
+/*
+ * An array field (state_events pairs, spaces): bounded in length, each
+ * element of the field's shape and length.
+ */
 static int
 check_arr(const struct field *f, struct json_object *v, const char **errcode,
     const char **err)
@@ -225,6 +233,10 @@ check_arr(const struct field *f, struct json_object *v, const char **errcode,
 	return 0;
 }
 
+/*
+ * One field of a stream object against its declared type and bounds;
+ * sets the Matrix error naming the field on failure.
+ */
 static int
 check_field(const struct field *f, struct json_object *v,
     const char **errcode, const char **err)
@@ -312,6 +324,11 @@ merge_stream(struct json_object *stored, const char *name,
 	}
 }
 
+/*
+ * Each stream object in delta is checked field by field, then replaces
+ * or updates the stored one (sticky: absent fields keep their value, a
+ * null stream removes it); *changed reports whether stored moved.
+ */
 int
 params_merge(struct json_object *stored, struct json_object *delta,
     bool *changed, const char **errcode, const char **err)
@@ -383,6 +400,10 @@ page_of(struct json_object *o)
 	return v;
 }
 
+/*
+ * The room_list parameters with their negotiated limits, sorts (by_recency
+ * by default), state_events pairs, spaces and next_page.
+ */
 static void
 parse_list(struct json_object *o, struct params *p)
 {
@@ -424,6 +445,10 @@ parse_list(struct json_object *o, struct params *p)
 			    json_object_array_get_idx(v, i));
 }
 
+/*
+ * Fills p from a merged parameters object, one stream at a time, with
+ * the defaults and caps of the negotiation applied.
+ */
 void
 params_parse(struct json_object *obj, struct params *p)
 {

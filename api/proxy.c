@@ -141,6 +141,10 @@ is_hop(struct evkeyvalq *h, const char *name)
 	return false;
 }
 
+/*
+ * Frees a pass-through request: its curl handle (a slot of the
+ * concurrency cap), buffers and headers.
+ */
 static void
 preq_free(struct preq *p)
 {
@@ -343,6 +347,10 @@ reply_start(struct preq *p)
 	                        p->reason[0] ? p->reason : "OK");
 }
 
+/*
+ * curl's header callback: the status line and headers of the final
+ * response are kept for the client, bounded in size.
+ */
 static size_t
 header_cb(char *buf, size_t size, size_t n, void *arg)
 {
@@ -398,6 +406,10 @@ drained_cb(struct evhttp_connection *evcon, void *arg)
 	curl_easy_pause(p->easy, CURLPAUSE_CONT);
 }
 
+/*
+ * curl's body callback: the body is streamed to the client as it comes,
+ * or kept whole when it is to be rewritten.
+ */
 static size_t
 write_cb(char *buf, size_t size, size_t n, void *arg)
 {
@@ -516,12 +528,17 @@ forget_cb(PGresult *res, void *arg)
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *u = PQgetvalue(res, i, 0),
 		           *d = PQgetvalue(res, i, 1);
+		struct proto_notice n = {.type = PROTO_NOTICE_DEVICE,
+		                         .pos = api->cur_pos,
+		                         .user_id = u,
+		                         .device_id = d,
+		                         .state = dev_state_name(
+		                             DEV_STATE_EXPIRED)};
 
 		log_info("device %s/%s: logged out upstream; polling stopped",
 		         u, d);
 		auth_forget(api, u, d, true);
-		lp_notice(api, PROTO_NOTICE_DEVICE, api->cur_pos, NULL, u, d,
-		          "expired");
+		lp_notice(api, &n);
 	}
 }
 
@@ -537,14 +554,8 @@ forget_cb(PGresult *res, void *arg)
  * produce a row, so the lease row is gone before the device row is locked;
  * and a logout of every device is first listed, then done device by
  * device, so the api never holds one device row while waiting for another.
+ * The statements are Q_LOGOUT_ONE/ALL and Q_LOGOUT_DEVICE (sql.c).
  */
-static const char logout_dev_sql[] =
-    "WITH l AS (DELETE FROM syncv3_leases WHERE user_id = $1 AND "
-    "device_id = $2 RETURNING 1) UPDATE syncv3_devices SET poll_state = "
-    "'expired', poll_error = 'logged out', poll_updated = now() "
-    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
-    ">= 0 RETURNING user_id, device_id";
-
 static void
 logout_list_cb(PGresult *res, void *arg)
 {
@@ -558,26 +569,24 @@ logout_list_cb(PGresult *res, void *arg)
 		const char *params[2] = {PQgetvalue(res, i, 0),
 		                         PQgetvalue(res, i, 1)};
 
-		pg_pool_query(api->pool, logout_dev_sql, 2, params, forget_cb,
-		              api);
+		sql_query(api, Q_LOGOUT_DEVICE, params, forget_cb, api);
 	}
 }
 
 static void
 logout_forget(struct preq *p)
 {
-	static const char *one = "SELECT user_id, device_id FROM "
-	                         "syncv3_devices WHERE token_hash = $1";
-	static const char *all =
-	    "SELECT user_id, device_id FROM syncv3_devices WHERE user_id = "
-	    "(SELECT user_id FROM syncv3_devices WHERE token_hash = $1) "
-	    "ORDER BY device_id";
 	const char *params[1] = {p->token_hash};
 
-	pg_pool_query(p->px->api->pool, p->logout == 2 ? all : one, 1, params,
-	              logout_list_cb, p->px->api);
+	sql_query(p->px->api, p->logout == 2 ? Q_LOGOUT_ALL :
+	    Q_LOGOUT_ONE, params, logout_list_cb, p->px->api);
 }
 
+/*
+ * The upstream exchange ended: answer the client (an error when it
+ * failed before a response), finish a streamed reply, and run what
+ * follows a successful logout.
+ */
 static void
 done_cb(CURL *easy, CURLcode result, void *arg)
 {
@@ -693,6 +702,10 @@ method_name(enum evhttp_cmd_type m)
 	}
 }
 
+/*
+ * The curl handle for one upstream request: method, URL, the client's
+ * headers and body, and the pass-through's timeouts and limits.
+ */
 static void
 easy_setup(struct preq *p, const char *url)
 {
@@ -798,6 +811,10 @@ logout_prepare(struct preq *p, const char *path)
 	evhttp_clear_headers(&qs);
 }
 
+/*
+ * Takes req when its path is under a pass-through prefix and not one the
+ * api serves itself; queued when SYNCV3_PROXY_MAX_CONCURRENT are running.
+ */
 int
 proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 {
@@ -849,6 +866,10 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	return 0;
 }
 
+/*
+ * Parses SYNCV3_PROXY_PREFIXES and sets up the pass-through's own curl
+ * multi handle.
+ */
 void
 proxy_init(struct api *api)
 {

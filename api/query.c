@@ -13,6 +13,10 @@
 #include "api.h"
 #include "util.h"
 
+/*
+ * Parses the /sync query string: timeout (capped at max_timeout_ms) and
+ * since (syntax only; its MAC is checked once the device is known).
+ */
 int
 query_parse(const char *q, long long max_timeout_ms, struct query *out,
     const char **errcode, const char **err)

@@ -1,11 +1,13 @@
 /*
- * r_sync.c: POST /_matrix/client/v3/sync. A request goes through:
- * parse (query, token, body, param validation) -> auth (auth.c) ->
- * session (session.c) -> [hold until the device's initial sync is stored]
- * -> rounds: every requested stream queries Postgres at the current
- * position; if none has anything new the request waits (longpoll.c) until
- * a notice concerning it, its timeout, or the client going away. Nothing
- * here blocks: every step is a callback.
+ * r_sync.c: POST /_matrix/client/v3/sync as one state machine. A request
+ * is in one state of enum sync_state (api.h), which names what it waits
+ * for; sync_step() moves it on when that arrives: a completion (auth.c,
+ * session.c, the device row, the round's streams), a wake-up (longpoll.c)
+ * or its timer. parse -> auth -> session -> [parameters stored] -> device
+ * [held until its initial sync is stored] -> rounds: every requested
+ * stream (stream_table) queries Postgres at the current position; if none
+ * has anything new the request waits until a notice concerning it, its
+ * timeout, or the client going away. Nothing here blocks.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,48 +27,93 @@
 #include "crypto.h"
 #include "json_util.h"
 #include "pg.h"
+#include "proto.h"
 #include "util.h"
 
-static void sync_round(struct sreq *r);
+enum sync_ev {
+	SEV_DONE,	/* what the state waited for completed */
+	SEV_WAKE,	/* longpoll.c: a notice concerns the request */
+	SEV_TIMER,	/* the long-poll or initial-sync deadline */
+};
 
-/* Each stream's key in a request body and in a response. */
-static const char *const stream_names[ST_COUNT] = {"typing", "to_device",
-    "room_member", "room_list"};
+static void sync_step(struct sreq *r, enum sync_ev ev);
+static void sync_done_cb(void *arg, int status, const char *errcode,
+    const char *msg);
+static void sync_wake_cb(void *arg);
+static void round_start(struct sreq *r);
+static void device_check(struct sreq *r);
 
-void
-sreq_ref(struct sreq *r)
+static bool
+want_typing(const struct params *p)
 {
-	r->refs++;
+	return p->has_typing;
 }
 
-void
-sreq_unref(struct sreq *r)
+static bool
+want_to_device(const struct params *p)
 {
-	if (--r->refs > 0)
-		return;
-	if (r->timer != NULL)
-		event_free(r->timer);
-	for (int i = 0; i < ST_COUNT; i++)
-		if (r->out[i] != NULL)
-			evbuffer_free(r->out[i]);
-	json_object_put(r->delta);
-	json_object_put(r->params);
-	free(r->token);
-	free(r->user_id);
-	free(r->device_id);
-	free(r->since_tok);
-	free(r->err_msg);
-	free(r->req_msg);
-	free(r);
+	return p->has_to_device;
+}
+
+static bool
+want_member(const struct params *p)
+{
+	return p->has_member;
+}
+
+static bool
+want_list(const struct params *p)
+{
+	return p->has_list;
+}
+
+/*
+ * The streams, in the order a round starts them: each one's key in a
+ * request body and in a response, whether the parameters ask for it, how
+ * it runs, and its position in a since token.
+ */
+static const struct stream {
+	const char *name;
+	bool (*wanted)(const struct params *);
+	void (*run)(struct api *, struct sreq *);
+	size_t pos;
+} stream_table[ST_COUNT] = {
+	[ST_TYPING] = {"typing", want_typing, s_typing_run,
+	    offsetof(struct since, t)},
+	[ST_TO_DEVICE] = {"to_device", want_to_device, s_to_device_run,
+	    offsetof(struct since, d)},
+	[ST_MEMBER] = {"room_member", want_member, s_room_member_run,
+	    offsetof(struct since, m)},
+	[ST_LIST] = {"room_list", want_list, s_room_list_run,
+	    offsetof(struct since, l)},
+};
+
+static const char *const state_names[] = {
+	[SYNC_PARSE] = "parse",
+	[SYNC_AUTH] = "auth",
+	[SYNC_SESSION] = "session",
+	[SYNC_PARAMS] = "params",
+	[SYNC_DEVICE] = "device",
+	[SYNC_ROUND] = "round",
+	[SYNC_WAITING] = "waiting",
+	[SYNC_REPLIED] = "replied",
+};
+
+const char *
+sync_state_name(enum sync_state s)
+{
+	if ((unsigned)s >= sizeof(state_names) / sizeof(state_names[0]))
+		return "?";
+	return state_names[s];
 }
 
 /* Ends our part in the HTTP request (reply sent or client gone). */
 static void
 sreq_finish(struct sreq *r)
 {
-	if (r->is_done)
+	if (r->state == SYNC_REPLIED)
 		return;
-	r->is_done = true;
+	r->state = SYNC_REPLIED;
 	if (r->timer != NULL)
 		evtimer_del(r->timer);
 	if (r->probe != NULL) {
@@ -85,7 +132,7 @@ close_cb(struct evhttp_connection *evcon, void *arg)
 	struct sreq *r = arg;
 
 	(void)evcon;
-	log_debug("sync: client went away");
+	log_debug("sync: client went away (%s)", sync_state_name(r->state));
 	r->is_gone = true;
 	r->req = NULL;
 	sreq_finish(r);
@@ -114,11 +161,11 @@ probe_cb(evutil_socket_t fd, short what, void *arg)
 		event_add(r->probe, NULL);
 		return;
 	}
-	if (r->is_done || r->is_gone || r->evcon == NULL)
+	if (sreq_replied(r) || r->is_gone || r->evcon == NULL)
 		return;
 	sreq_ref(r);
 	evhttp_connection_free(r->evcon);
-	if (!r->is_done) {	/* no close_cb ran: still let go */
+	if (!sreq_replied(r)) {	/* no close_cb ran: still let go */
 		r->is_gone = true;
 		r->req = NULL;
 		sreq_finish(r);
@@ -139,10 +186,10 @@ probe_start(struct sreq *r)
 		event_add(r->probe, NULL);
 }
 
-void
+static void
 sync_fail(struct sreq *r, int status, const char *errcode, const char *msg)
 {
-	if (r->is_done)
+	if (sreq_replied(r))
 		return;
 	r->api->stats.errors++;
 	if (!r->is_gone && (status == 503 || status == 429))
@@ -151,17 +198,6 @@ sync_fail(struct sreq *r, int status, const char *errcode, const char *msg)
 	else if (!r->is_gone)
 		http_error(r->req, status, errcode, msg);
 	sreq_finish(r);
-}
-
-/*
- * A stream's query failed (already logged by the pool): the request ends
- * with 503 M_UNKNOWN once every stream is done, so the client retries.
- */
-void
-stream_fail_db(struct sreq *r)
-{
-	r->err_status = 503;
-	r->err_code = "M_UNKNOWN";
 }
 
 static void
@@ -180,7 +216,7 @@ sync_reply(struct sreq *r)
 	struct evbuffer *b;
 	char tok[SINCE_MAX];
 
-	if (r->is_done || r->is_gone)
+	if (sreq_replied(r) || r->is_gone)
 		return;
 	since_format(&r->next, api->cfg.secret, r->user_id, r->device_id, tok);
 	b = evbuffer_new();
@@ -188,7 +224,7 @@ sync_reply(struct sreq *r)
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (r->out[i] == NULL || evbuffer_get_length(r->out[i]) == 0)
 			continue;
-		evbuffer_add_printf(b, ",\"%s\":", stream_names[i]);
+		evbuffer_add_printf(b, ",\"%s\":", stream_table[i].name);
 		evbuffer_add_buffer(b, r->out[i]);
 	}
 	evbuffer_add(b, "}\n", 2);
@@ -207,25 +243,16 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (r->is_done)
+	if (sreq_replied(r))
 		return;
 	if (r->is_initial_wait) {
-		/* the initial sync did not arrive in time: serve what exists */
-		log_info("sync: %s/%s: initial sync not stored after %lld ms",
-		    r->user_id, r->device_id, r->api->cfg.initial_wait_ms);
-		lp_unwait(r->api, r);
-		r->is_initial_wait = false;
-		sync_round(r);
+		sync_step(r, SEV_TIMER);
 		return;
 	}
+	/* a round under way (or a wake-up on its way) sees it and replies */
 	r->is_timed_out = true;
-	if (r->is_waiting) {
-		lp_unwait(r->api, r);
-		if (r->rounds == 0)	/* waited first: answer with a round */
-			sync_round(r);
-		else
-			sync_reply(r);
-	}
+	if (r->is_waiting)
+		sync_step(r, SEV_TIMER);
 }
 
 static void
@@ -247,7 +274,7 @@ timer_at(struct sreq *r, long long at_ms)
  * Streams refused alone (issue #9). A stream refuses the way it always
  * has: it sets r->err_status/err_code and an err_msg that starts with its
  * own name ("typing: ...", "room_member.next_page ..."), then calls
- * sync_stream_done(). Callbacks run one at a time, so the refusal seen
+ * stream_done(). Callbacks run one at a time, so the refusal seen
  * here belongs to the stream that has just finished. When this request's
  * body gave that stream's parameters, the client is told at once and the
  * whole request fails as before; when they were inherited from the sticky
@@ -262,8 +289,8 @@ refusal_stream(const char *msg)
 	size_t n;
 
 	for (int i = 0; msg != NULL && i < ST_COUNT; i++) {
-		n = strlen(stream_names[i]);
-		if (strncmp(msg, stream_names[i], n) == 0 &&
+		n = strlen(stream_table[i].name);
+		if (strncmp(msg, stream_table[i].name, n) == 0 &&
 		    (msg[n] == ':' || msg[n] == '.'))
 			return i;
 	}
@@ -274,22 +301,17 @@ refusal_stream(const char *msg)
 static void
 stream_pos_keep(struct sreq *r, int st)
 {
-	switch (st) {
-	case ST_TYPING:
-		r->next.t = r->from.t;
-		break;
-	case ST_TO_DEVICE:
-		r->next.d = r->from.d;
-		break;
-	case ST_MEMBER:
-		r->next.m = r->from.m;
-		break;
-	case ST_LIST:
-		r->next.l = r->from.l;
-		break;
-	}
+	size_t off = stream_table[st].pos;
+
+	*(int64_t *)((char *)&r->next + off) =
+	    *(const int64_t *)((const char *)&r->from + off);
 }
 
+/*
+ * Takes the refusal the stream that just finished left in r->err_*, if
+ * any: a request-level failure, or the stream's own error object (see
+ * above).
+ */
 static void
 stream_refusal_take(struct sreq *r)
 {
@@ -310,7 +332,7 @@ stream_refusal_take(struct sreq *r)
 		}
 	} else {
 		log_debug("sync: %s/%s: %s refused alone: %s", r->user_id,
-		    r->device_id, stream_names[st], r->err_msg);
+		    r->device_id, stream_table[st].name, r->err_msg);
 		b = r->out[st];
 		evbuffer_drain(b, evbuffer_get_length(b));
 		http_error_body(b, r->err_code != NULL ? r->err_code :
@@ -331,7 +353,8 @@ body_streams(struct json_object *delta)
 	unsigned mask = 0;
 
 	for (int i = 0; i < ST_COUNT; i++) {
-		if ((json_object_object_get_ex(delta, stream_names[i], &v) ||
+		if ((json_object_object_get_ex(delta, stream_table[i].name,
+		    &v) ||
 		    (i == ST_MEMBER && json_object_object_get_ex(delta,
 		    "room_members", &v))) &&
 		    json_object_is_type(v, json_type_object))
@@ -340,13 +363,12 @@ body_streams(struct json_object *delta)
 	return mask;
 }
 
+/* Every stream of the round is done: reply, or wait for a change. */
 static void
 round_done(struct sreq *r)
 {
 	struct api *api = r->api;
 
-	if (r->is_done)
-		return;
 	if (r->req_status != 0) {
 		sync_fail(r, r->req_status, r->req_code,
 		    r->req_msg ? r->req_msg : "error");
@@ -364,7 +386,8 @@ round_done(struct sreq *r)
 		return;
 	}
 	r->wait_from = r->to;
-	if (lp_wait(api, r) == -1) {
+	r->state = SYNC_WAITING;
+	if (lp_wait(api, r, sync_wake_cb, r) == -1) {
 		log_warnx_rl("sync: too many waiting requests");
 		sync_reply(r);
 		return;
@@ -373,12 +396,13 @@ round_done(struct sreq *r)
 		timer_at(r, r->deadline_ms);
 }
 
-void
-sync_stream_done(struct sreq *r)
+/* A stream's completion (stream_done): the last one ends the round. */
+static void
+round_stream_done(struct sreq *r)
 {
 	stream_refusal_take(r);
 	if (--r->pending == 0)
-		round_done(r);
+		sync_step(r, SEV_DONE);
 	sreq_unref(r);
 }
 
@@ -432,24 +456,28 @@ wait_first(struct sreq *r)
 {
 	r->to = r->wait_from = round_to(r);
 	r->next = r->from;
-	if (lp_wait(r->api, r) == -1) {
-		sync_round(r);
+	r->state = SYNC_WAITING;
+	if (lp_wait(r->api, r, sync_wake_cb, r) == -1) {
+		round_start(r);
 		return;
 	}
 	if (r->is_waiting)
 		timer_at(r, r->deadline_ms);
 }
 
+/* Starts every stream the parameters ask for, at one position. */
 static void
-sync_round(struct sreq *r)
+round_start(struct sreq *r)
 {
 	struct api *api = r->api;
 
+	r->state = SYNC_ROUND;
 	r->rounds++;
 	r->to = round_to(r);
 	r->has_data = r->is_pagination = false;
 	r->next = r->from;
 	r->req_status = 0;
+	r->stream_cb = round_stream_done;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (r->out[i] == NULL)
 			r->out[i] = evbuffer_new();
@@ -458,64 +486,34 @@ sync_round(struct sreq *r)
 	/* one extra count so no stream finishes the round before all start */
 	r->pending = 1;
 	sreq_ref(r);
-	if (r->p.has_typing) {
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (!stream_table[i].wanted(&r->p))
+			continue;
 		r->pending++;
 		sreq_ref(r);
-		s_typing_run(api, r);
+		stream_table[i].run(api, r);
 	}
-	if (r->p.has_to_device) {
-		r->pending++;
-		sreq_ref(r);
-		s_to_device_run(api, r);
-	}
-	if (r->p.has_member) {
-		r->pending++;
-		sreq_ref(r);
-		s_room_member_run(api, r);
-	}
-	if (r->p.has_list) {
-		r->pending++;
-		sreq_ref(r);
-		s_room_list_run(api, r);
-	}
-	sync_stream_done(r);
+	round_stream_done(r);
 }
 
-void
-sync_wake(struct sreq *r)
-{
-	if (r->is_done)
-		return;
-	if (r->is_revoked) {
-		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
-		    "the homeserver rejected this token");
-		return;
-	}
-	if (r->is_initial_wait) {
-		r->is_initial_wait = false;
-		if (r->timer != NULL)
-			evtimer_del(r->timer);
-	}
-	if (!r->is_initial_done) {
-		sync_session_done(r, 0, NULL, NULL);
-		return;
-	}
-	sync_round(r);
-}
-
+/*
+ * The device row: an expired device is 401, an initially synced one is
+ * served, else the request is held until its initial sync is stored
+ * (re-read first if a device notice arrived meanwhile).
+ */
 static void
 device_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL || PQntuples(res) != 1) {
 		sync_fail(r, res ? 401 : 503, res ? "M_UNKNOWN_TOKEN" :
 		    "M_UNKNOWN", res ? "unknown device" : "database unavailable");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 1), "expired") == 0) {
+	if (dev_state_parse(PQgetvalue(res, 0, 1)) == DEV_STATE_EXPIRED) {
 		auth_forget(r->api, r->user_id, r->device_id, true);
 		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
 		    "the homeserver rejected this token");
@@ -524,19 +522,19 @@ device_cb(PGresult *res, void *arg)
 	if (PQgetvalue(res, 0, 0)[0] == 't') {
 		r->is_initial_done = true;
 		auth_forget(r->api, r->user_id, r->device_id, false);
-		sync_round(r);
+		round_start(r);
 		goto out;
 	}
 	if (r->device_notices_at != r->api->device_notices) {
 		/* one may be this device's initial sync, already walked past */
-		sync_params_stored(r);
+		device_check(r);
 		goto out;
 	}
 	/* hold until the poller's initial sync is stored (bounded) */
 	r->is_initial_wait = true;
-	if (lp_wait(r->api, r) == -1) {
+	if (lp_wait(r->api, r, sync_wake_cb, r) == -1) {
 		r->is_initial_wait = false;
-		sync_round(r);
+		round_start(r);
 		goto out;
 	}
 	if (r->is_waiting && (r->timer == NULL ||
@@ -546,48 +544,22 @@ out:
 	sreq_unref(r);
 }
 
-void
-sync_session_done(struct sreq *r, int status, const char *errcode,
-    const char *msg)
-{
-	const char *ec, *em;
-	bool changed;
-
-	if (status != 0) {
-		sync_fail(r, status, errcode, msg);
-		return;
-	}
-	if (r->rounds == 0 && !r->is_initial_wait && r->since_tok != NULL &&
-	    r->delta != NULL) {
-		if (params_merge(r->params, r->delta, &changed, &ec, &em) ==
-		    -1) {
-			sync_fail(r, 400, ec, em);
-			return;
-		}
-		json_object_put(r->delta);
-		r->delta = NULL;
-		params_parse(r->params, &r->p);
-		r->params_changed = changed;
-		if (changed) {
-			session_store_params(r->api, r);
-			return;
-		}
-	}
-	sync_params_stored(r);
-}
-
-/* The session's parameters are settled: serve, or hold for initial sync. */
-void
-sync_params_stored(struct sreq *r)
+/*
+ * The session's parameters are settled: serve, or read the device row to
+ * hold the request until the device's initial sync is stored.
+ */
+static void
+device_check(struct sreq *r)
 {
 	struct api *api = r->api;
 	const char *params[2];
 
+	r->state = SYNC_DEVICE;
 	if (r->is_initial_done || api->cfg.initial_wait_ms == 0) {
 		if (can_wait_first(r))
 			wait_first(r);
 		else
-			sync_round(r);
+			round_start(r);
 		return;
 	}
 	r->to = r->wait_from = api->cur_pos;
@@ -595,9 +567,30 @@ sync_params_stored(struct sreq *r)
 	params[0] = r->user_id;
 	params[1] = r->device_id;
 	sreq_ref(r);
-	pg_pool_query(api->pool, "SELECT is_initial_done, poll_state FROM "
-	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2, params,
-	    device_cb, r);
+	sql_query(api, Q_DEVICE_STATE, params, device_cb, r);
+}
+
+/*
+ * A loaded session: the body's parameters merge into its sticky ones.
+ * Returns 1 when they changed (to be stored), 0, or -1 (request failed).
+ */
+static int
+params_take(struct sreq *r)
+{
+	const char *ec, *em;
+	bool changed;
+
+	if (r->since_tok == NULL || r->delta == NULL)
+		return 0;
+	if (params_merge(r->params, r->delta, &changed, &ec, &em) == -1) {
+		sync_fail(r, 400, ec, em);
+		return -1;
+	}
+	json_object_put(r->delta);
+	r->delta = NULL;
+	params_parse(r->params, &r->p);
+	r->params_changed = changed;
+	return changed ? 1 : 0;
 }
 
 static int parse_query(struct sreq *, const char **, const char **);
@@ -634,17 +627,112 @@ sync_parse(struct sreq *r)
 	return 0;
 }
 
-void
-sync_auth_done(struct sreq *r, int status, const char *errcode,
-    const char *msg)
+/* A wake-up (longpoll.c), or a notice held a device on hold. */
+static void
+wake(struct sreq *r)
 {
+	if (r->is_revoked) {
+		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
+		    "the homeserver rejected this token");
+		return;
+	}
+	if (r->is_initial_wait) {
+		r->is_initial_wait = false;
+		if (r->timer != NULL)
+			evtimer_del(r->timer);
+	}
+	if (!r->is_initial_done)
+		device_check(r);
+	else
+		round_start(r);
+}
+
+/*
+ * The one place a request moves on: what r->state waited for (ev) has
+ * arrived. Events a state does not wait for are stale (a wake-up queued
+ * before a timer that already moved the request on) and are dropped.
+ */
+static void
+sync_step(struct sreq *r, enum sync_ev ev)
+{
+	switch (r->state) {
+	case SYNC_PARSE:
+		r->state = SYNC_AUTH;
+		auth_resolve(r->api, r, sync_done_cb, r);
+		break;
+	case SYNC_AUTH:
+		if (ev != SEV_DONE || sync_parse(r) == -1)
+			break;
+		r->state = SYNC_SESSION;
+		session_load(r->api, r, sync_done_cb, r);
+		break;
+	case SYNC_SESSION:
+		if (ev != SEV_DONE)
+			break;
+		switch (params_take(r)) {
+		case 1:
+			r->state = SYNC_PARAMS;
+			session_store_params(r->api, r, sync_done_cb, r);
+			break;
+		case 0:
+			device_check(r);
+			break;
+		}
+		break;
+	case SYNC_PARAMS:
+		if (ev == SEV_DONE)
+			device_check(r);
+		break;
+	case SYNC_DEVICE:
+		if (ev == SEV_WAKE)
+			wake(r);
+		else if (ev == SEV_TIMER && r->is_initial_wait) {
+			/* the initial sync did not arrive in time: serve */
+			log_info("sync: %s/%s: initial sync not stored after "
+			    "%lld ms", r->user_id, r->device_id,
+			    r->api->cfg.initial_wait_ms);
+			lp_unwait(r->api, r);
+			r->is_initial_wait = false;
+			round_start(r);
+		}
+		break;
+	case SYNC_ROUND:
+		if (ev == SEV_DONE)
+			round_done(r);
+		break;
+	case SYNC_WAITING:
+		if (ev == SEV_WAKE)
+			wake(r);
+		else if (ev == SEV_TIMER) {
+			lp_unwait(r->api, r);
+			if (r->rounds == 0)	/* waited first: answer a round */
+				round_start(r);
+			else
+				sync_reply(r);
+		}
+		break;
+	case SYNC_REPLIED:
+		break;
+	}
+}
+
+/* auth.c, session.c: 0 moves the request on, anything else answers it. */
+static void
+sync_done_cb(void *arg, int status, const char *errcode, const char *msg)
+{
+	struct sreq *r = arg;
+
 	if (status != 0) {
 		sync_fail(r, status, errcode, msg);
 		return;
 	}
-	if (r->is_done || sync_parse(r) == -1)
-		return;
-	session_load(r->api, r);
+	sync_step(r, SEV_DONE);
+}
+
+static void
+sync_wake_cb(void *arg)
+{
+	sync_step(arg, SEV_WAKE);
 }
 
 /* Bearer token from the Authorization header, or NULL. */
@@ -678,6 +766,11 @@ parse_query(struct sreq *r, const char **errcode, const char **err)
 	return 0;
 }
 
+/*
+ * Reads the body as the streams' parameters: bounded, JSON, each stream
+ * checked; a new session takes them as they are, a since merges them
+ * with its session's once loaded.
+ */
 static int
 parse_body(struct sreq *r, int *status, const char **errcode,
     const char **err)
@@ -725,12 +818,7 @@ sync_handle(struct api *api, struct evhttp_request *req)
 	const char *tok;
 
 	api->stats.requests++;
-	r = xcalloc(1, sizeof(*r));
-	r->api = api;
-	r->req = req;
-	r->refs = 1;
-	r->start_ms = now_ms();
-	r->evcon = evhttp_request_get_connection(req);
+	r = sreq_new(api, req);
 	if ((tok = bearer(req)) == NULL) {
 		sync_fail(r, 401, "M_MISSING_TOKEN",
 		    "missing access token (Authorization: Bearer)");
@@ -742,5 +830,5 @@ sync_handle(struct api *api, struct evhttp_request *req)
 		http_conn_closecb(api, r->evcon, close_cb, r);
 		probe_start(r);
 	}
-	auth_resolve(api, r);
+	sync_step(r, SEV_DONE);
 }

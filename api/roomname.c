@@ -34,6 +34,10 @@ join_heroes(char *buf, size_t len, const struct hero *heroes, int n)
 	}
 }
 
+/*
+ * The spec's room name: m.room.name, else the canonical alias, else up to
+ * five heroes ("A, B and N others"), else "Empty Room".
+ */
 char *
 room_name_calc(const char *name, const char *alias, const struct hero *heroes,
     int nheroes, long joined, long invited)

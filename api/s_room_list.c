@@ -19,133 +19,12 @@
 #include "api.h"
 #include "json_util.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "util.h"
-#include "visible.h"
 
-/*
- * The position a query answers at is the database's committed position in
- * the query's own snapshot (pp.p), never lower than the api's: notices of
- * one batch arrive one by one, so the api's position can lie inside a
- * batch, while the rows it reads (names, counts, updated_pos) already show
- * the whole batch. Answering at the snapshot keeps rows and position
- * consistent, so no room is sent twice for one change. Each query returns
- * pp.p as its last column, on one row with NULLs when nothing matched.
- */
-#define PP "(SELECT p FROM pp)"
-#define SQL_SNAP(pp, q)                                                        \
-	"WITH pp AS (SELECT " pp " AS p FROM syncv3_position) SELECT y.*, "    \
-	"pp.p FROM pp LEFT JOIN LATERAL (" q ") y ON true"
+/* The column of the snapshot position in Q_LIST_PAGE/STREAM (sql.c). */
 #define COL_SNAP 13
 
-#define SQL_AT(col, type, field)                                               \
-	"CASE WHEN coalesce(r.updated_pos, 0) <= " PP " THEN r." col       \
-	" ELSE (SELECT (e.json::json)->'content'->>'" field "' FROM "          \
-	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE "          \
-	"s.room_id = ur.room_id AND s.type = '" type "' AND s.state_key = '' " \
-	"AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) END"
-
-#define SQL_HEAD                                                               \
-	"SELECT x.room_id, x.membership, x.notification_count, "               \
-	"x.highlight_count, x.invite_state, x.ts, x.name, x.alias, "           \
-	"x.joined_count, x.invited_count, CASE WHEN coalesce(x.name, '') = '' " \
-	"AND coalesce(x.alias, '') = '' THEN (SELECT json_agg("                \
-	"json_build_array(h.uid, (SELECT (e.json::json)->'content'->>"         \
-	"'displayname' FROM syncv3_state s JOIN syncv3_events e ON e.nid = "   \
-	"s.nid WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "  \
-	"s.state_key = h.uid AND s.to_pos IS NULL LIMIT 1))) FROM (SELECT "    \
-	"json_array_elements_text(CASE WHEN coalesce(x.heroes, '') NOT IN "    \
-	"('', '[]') THEN x.heroes::json ELSE (SELECT coalesce(json_agg("       \
-	"m.state_key), '[]'::json) FROM (SELECT s.state_key FROM syncv3_state " \
-	"s WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "      \
-	"s.to_pos IS NULL AND s.membership IN ('join', 'invite') AND "         \
-	"s.state_key <> $1 ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) "  \
-	"END AS heroes, x.prev_batch, x.is_new FROM (SELECT ur.room_id, "      \
-	"ur.notification_count, ur.highlight_count, ur.invite_state, "         \
-	"ur.heroes, ur.prev_batch, coalesce(r.joined_count, 0) AS "            \
-	"joined_count, coalesce(r.invited_count, 0) AS invited_count, "
-
-#define SQL_SPACES                                                             \
-	" AND ($3::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "  \
-	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
-	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
-	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
-	"AND " VIS_MEMBERSHIP("c.room_id", "$1",                              \
-	    "(SELECT pos FROM syncv3_position)") " = 'join'))) x"
-
-/* SQL reads better wrapped by clause than by column */
-/* clang-format off */
-/*
- * The user's membership at the answer's position (vm) and, streaming, at
- * the since position (vf), by the shared rule of visible.h.
- */
-#define SQL_VM(p)                                                              \
-	" CROSS JOIN LATERAL (SELECT "                                         \
-	VIS_MEMBERSHIP("ur.room_id", "$1", p) " AS m) "
-
-/*
- * The first page's membership, the rule of SQL_VM with the user's row
- * already at hand: one index probe a room (visible.h).
- */
-#define VM_PAGE VIS_MEMBERSHIP_OF("ur", "vst", PP)
-
-/* $1 user, $2 P (or at least P unless $4 pins it), $3 spaces */
-#define SQL_PAGE                                                               \
-	SQL_HEAD VM_PAGE " AS membership, false AS is_new, CASE WHEN "         \
-	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) "    \
-	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
-	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "        \
-	"ORDER BY e.nid DESC LIMIT 1), 0) END AS ts, "                         \
-	SQL_AT("name", "m.room.name", "name") " AS name, "                     \
-	SQL_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
-	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
-	"r.room_id = ur.room_id LEFT JOIN "                                    \
-	VIS_MEMBER_ROW("ur.room_id", "$1", PP) " vst ON true WHERE "           \
-	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" SQL_SPACES
-
-/*
- * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
- * sent when the user's membership changed between from and to (joined or
- * invited: in full; no longer joined or invited: once, as left), when an
- * invite's row changed, or when a joined room this session was sent
- * changed. Nothing of a room the user is not joined to at to is sent.
- */
-#define SQL_STREAM                                                             \
-	SQL_HEAD "coalesce(vm.m, 'leave') AS membership, (vm.m IS DISTINCT "   \
-	"FROM vf.m OR vm.m = 'invite') AS is_new, coalesce(r.last_ts, 0) AS "  \
-	"ts, r.name, r.canonical_alias AS alias FROM syncv3_user_rooms ur "    \
-	"LEFT JOIN syncv3_rooms r ON r.room_id = ur.room_id" SQL_VM(PP) "vm"   \
-	SQL_VM("$2::bigint") "vf WHERE ur.user_id = $1 AND "                   \
-	"((ur.updated_pos > $2::bigint AND ur.updated_pos <= " PP ") OR "      \
-	"(r.updated_pos > $2::bigint AND r.updated_pos <= " PP ")) AND "       \
-	"((vm.m = 'join' AND (vf.m IS DISTINCT FROM 'join' OR EXISTS (SELECT " \
-	"1 FROM syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND " \
-	"sr.room_id = ur.room_id))) OR (vm.m = 'invite' AND (vf.m IS "         \
-	"DISTINCT FROM 'invite' OR ur.updated_pos > $2::bigint)) OR "          \
-	"(coalesce(vm.m, 'leave') NOT IN ('join', 'invite') AND vf.m IN "      \
-	"('join', 'invite')))" SQL_SPACES
-
-/*
- * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
- * state_events, $7 user: the timeline is what the user may see of it.
- * The state branch runs per room (LATERAL, so the (room_id, ...) index
- * is used; a join over all rooms' current state cost ~3 ms a room) and
- * not at all when no state_events were asked for (a one-time filter).
- */
-#define SQL_DETAIL                                                             \
-	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
-	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
-	"FROM syncv3_events e WHERE e.nid IN " VIS_LAST_EVENTS("r.id", "$7",   \
-	"$3::bigint", "r.f", "$4::bigint") ") x UNION ALL SELECT 's', r.id, "  \
-	"y.nid, y.json FROM "                                                  \
-	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
-	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
-	"e.nid = s.nid WHERE s.room_id = r.id AND s.from_pos <= $3::bigint "   \
-	"AND s.from_pos > r.f AND coalesce(s.to_pos, 9223372036854775807) > "  \
-	"$3::bigint AND EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) " \
-	"AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = '*' OR "      \
-	"p.k = s.state_key))) y WHERE cardinality($5::text[]) > 0 "            \
-	"ORDER BY 1, 2, 3"
-/* clang-format on */
 
 struct lroom {
 	char *room_id;
@@ -278,6 +157,9 @@ calc_name(PGresult *res, int i)
 	return out;
 }
 
+/*
+ * The room_list object's head: the negotiated parameters echoed back.
+ */
 static void
 list_head(struct sreq *r, struct evbuffer *b, struct lctx *c)
 {
@@ -329,6 +211,10 @@ add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind)
 	}
 }
 
+/*
+ * One room of the page: membership, name, counts, and its timeline and
+ * state from the detail query (stripped state for an invite).
+ */
 static void
 room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 {
@@ -362,9 +248,9 @@ remembered_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 
-	if (res == NULL && !r->is_done)
+	if (res == NULL && !sreq_replied(r))
 		stream_fail_db(r);
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 /*
@@ -380,7 +266,7 @@ remember_rooms(struct sreq *r, struct lctx *c)
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
 	const char **left = xcalloc((size_t)c->n + 1, sizeof(char *));
 	const char *params[3];
-	char sid[24], *arr = NULL, *larr = NULL;
+	char sid[PG_I64_LEN], *arr = NULL, *larr = NULL;
 	int n = 0, nl = 0;
 
 	/* a streamed room that is not new was found through session_rooms */
@@ -391,23 +277,16 @@ remember_rooms(struct sreq *r, struct lctx *c)
 			ids[n++] = c->v[i].room_id;
 	if (n + nl == 0) {
 		lctx_free(c);
-		sync_stream_done(r);
+		stream_done(r);
 		goto out;
 	}
-	snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
-	arr = pg_text_array(ids, n);
-	larr = pg_text_array(left, nl);
+	pg_i64(sid, r->from.sid);
+	arr = pg_text_array(ids, (size_t)n);
+	larr = pg_text_array(left, (size_t)nl);
 	params[0] = sid;
 	params[1] = arr;
 	params[2] = larr;
-	pg_pool_query(
-	    r->api->pool,
-	    "WITH d AS (DELETE FROM "
-	    "syncv3_session_rooms WHERE session_id = $1::bigint AND room_id = "
-	    "ANY($3::text[])) INSERT INTO syncv3_session_rooms (session_id, "
-	    "room_id) SELECT $1::bigint, unnest($2::text[]) ON CONFLICT DO "
-	    "NOTHING",
-	    3, params, remembered_cb, r);
+	sql_query(r->api, Q_LIST_REMEMBER, params, remembered_cb, r);
 	lctx_free(c);
 out:
 	free(arr);
@@ -416,6 +295,10 @@ out:
 	free(left);
 }
 
+/*
+ * Writes the page, then remembers in the session which rooms it was sent
+ * (and forgets the ones it left), so streaming sends only their changes.
+ */
 static void
 list_finish(struct lctx *c, PGresult *res)
 {
@@ -456,69 +339,71 @@ detail_cb(PGresult *res, void *arg)
 	struct lctx *c = arg;
 	struct sreq *r = c->r;
 
-	if (!r->is_done && res != NULL) {
+	if (!sreq_replied(r) && res != NULL) {
 		list_finish(c, res);
 		remember_rooms(r, c);
 		return;
 	}
-	if (res == NULL && !r->is_done)
+	if (res == NULL && !sreq_replied(r))
 		stream_fail_db(r);
 	lctx_free(c);
-	sync_stream_done(r);
+	stream_done(r);
 }
 
+/*
+ * The second query: timelines and requested state of the page's rooms,
+ * each from its own lower bound (the since position or nothing).
+ */
 static void
 detail_query(struct lctx *c)
 {
 	struct sreq *r = c->r;
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
-	char *froms, *rooms, *types, *keys, to[24], tl[24];
+	char *rooms, *types, *keys, to[PG_I64_LEN], tl[PG_I64_LEN];
+	struct pg_lit froms = {0};
 	const char *params[7];
-	size_t fl = 3;
 	int n = 0;
 
-	for (int i = c->lo; i < c->hi; i++)
-		fl += 24;
-	froms = xmalloc(fl);
-	strcpy(froms, "{");
 	for (int i = c->lo; i < c->hi; i++) {
 		if (c->v[i].is_left || c->v[i].is_invite)
 			continue;
 		ids[n] = c->v[i].room_id;
-		snprintf(froms + strlen(froms), 24, "%s%" PRId64, n ? "," : "",
-		    c->v[i].from);
+		pg_arr_i64(&froms, c->v[i].from);
 		n++;
 	}
-	strcat(froms, "}");
 	if (n == 0) {
-		free(froms);
+		pg_lit_free(&froms);
 		free(ids);
-		if (!r->is_done)
+		if (!sreq_replied(r))
 			list_finish(c, NULL);
 		lctx_free(c);
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
-	rooms = pg_text_array(ids, n);
-	types = pg_text_array(r->p.l_st_type, r->p.l_nst);
-	keys = pg_text_array(r->p.l_st_key, r->p.l_nst);
-	snprintf(to, sizeof(to), "%" PRId64, r->next.l);
-	snprintf(tl, sizeof(tl), "%" PRId64, r->p.l_timeline);
+	rooms = pg_text_array(ids, (size_t)n);
+	types = pg_text_array(r->p.l_st_type, (size_t)r->p.l_nst);
+	keys = pg_text_array(r->p.l_st_key, (size_t)r->p.l_nst);
+	pg_i64(to, r->next.l);
+	pg_i64(tl, r->p.l_timeline);
 	params[0] = rooms;
-	params[1] = froms;
+	params[1] = pg_arr_end(&froms);
 	params[2] = to;
 	params[3] = tl;
 	params[4] = types;
 	params[5] = keys;
 	params[6] = r->user_id;
-	pg_pool_query(r->api->pool, SQL_DETAIL, 7, params, detail_cb, c);
+	sql_query(r->api, Q_LIST_DETAIL, params, detail_cb, c);
 	free(rooms);
 	free(types);
 	free(keys);
-	free(froms);
+	pg_lit_free(&froms);
 	free(ids);
 }
 
+/*
+ * The room set: computes the sort keys, sorts, cuts the page (a next_page
+ * resumes it) and runs the detail query for it, or finishes at once.
+ */
 static void
 main_cb(PGresult *res, void *arg)
 {
@@ -526,11 +411,11 @@ main_cb(PGresult *res, void *arg)
 	struct sreq *r = c->r;
 	int64_t lo;
 
-	if (r->is_done || res == NULL) {
-		if (res == NULL && !r->is_done)
+	if (sreq_replied(r) || res == NULL) {
+		if (res == NULL && !sreq_replied(r))
 			stream_fail_db(r);
 		lctx_free(c);
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	c->n = PQntuples(res);
@@ -581,7 +466,7 @@ main_cb(PGresult *res, void *arg)
 			r->err_msg = xstrdup("room_list.next_page is past the "
 			    "end");
 			lctx_free(c);
-			sync_stream_done(r);
+			stream_done(r);
 			return;
 		}
 		c->lo = (int)lo;
@@ -591,38 +476,39 @@ main_cb(PGresult *res, void *arg)
 	detail_query(c);
 }
 
+/*
+ * Pagination (first request or next_page) at the snapshot or the pinned
+ * position, or streaming from the since position to the round's.
+ */
 void
 s_room_list_run(struct api *api, struct sreq *r)
 {
 	struct lctx *c = xcalloc(1, sizeof(*c));
-	char a[24], b[24], sid[24], *spaces = NULL;
+	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], *spaces = NULL;
 	const char *params[5];
 
 	c->r = r;
 	if (r->p.l_nspaces > 0)
-		spaces = pg_text_array(r->p.l_spaces, r->p.l_nspaces);
+		spaces = pg_text_array(r->p.l_spaces, (size_t)r->p.l_nspaces);
 	params[0] = r->user_id;
 	params[2] = spaces;
 	if (r->from.l == 0 || r->p.l_page >= 0) {
 		/* a first page is taken at the snapshot, a next page pinned */
 		r->next.l = r->from.l != 0 ? r->from.l : r->to;
-		snprintf(a, sizeof(a), "%" PRId64, r->next.l);
+		pg_i64(a, r->next.l);
 		params[1] = a;
 		params[3] = r->from.l != 0 ? "true" : "false";
-		pg_pool_query(api->pool, SQL_SNAP("CASE WHEN $4::bool THEN "
-		    "$2::bigint ELSE greatest($2::bigint, pos) END", SQL_PAGE),
-		    4, params, main_cb, c);
+		sql_query(api, Q_LIST_PAGE, params, main_cb, c);
 	} else {
 		c->is_stream = true;
 		r->next.l = r->to;
-		snprintf(a, sizeof(a), "%" PRId64, r->from.l);
-		snprintf(b, sizeof(b), "%" PRId64, r->to);
-		snprintf(sid, sizeof(sid), "%" PRId64, r->from.sid);
+		pg_i64(a, r->from.l);
+		pg_i64(b, r->to);
+		pg_i64(sid, r->from.sid);
 		params[1] = a;
 		params[3] = b;
 		params[4] = sid;
-		pg_pool_query(api->pool, SQL_SNAP("greatest($4::bigint, pos)",
-		    SQL_STREAM), 5, params, main_cb, c);
+		sql_query(api, Q_LIST_STREAM, params, main_cb, c);
 	}
 	free(spaces);
 }

@@ -18,37 +18,9 @@
 #include "api.h"
 #include "json_util.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "util.h"
-#include "visible.h"
 
-/*
- * p.pos: the position the user may see the room at, NULL if never: the
- * end of their last visible range (visible.h), so a user who left sees the
- * room as it was at their leave; an invitee sees no members.
- */
-/* SQL reads better wrapped by clause than by column */
-/* clang-format off */
-#define SQL_ME                                                                 \
-	"WITH p AS (SELECT CASE WHEN "                                         \
-	VIS_MEMBERSHIP("$1", "$2", "$3::bigint") " = 'invite' THEN NULL "      \
-	"ELSE " VIS_LAST("$1", "$2", "$3::bigint") " END AS pos) "             \
-	"SELECT 1 AS k, p.pos, NULL, NULL FROM p WHERE p.pos IS NOT NULL "     \
-	"UNION ALL "
-
-#define SQL_PAGE                                                               \
-	SQL_ME "SELECT 0, s.nid, s.type, e.json FROM p JOIN syncv3_state s ON " \
-	"s.room_id = $1 AND s.type IN ('m.room.member', "                      \
-	"'m.room.power_levels') AND s.from_pos <= p.pos AND (s.to_pos IS "     \
-	"NULL OR s.to_pos > p.pos) JOIN syncv3_events e ON e.nid = s.nid "     \
-	"WHERE s.type = 'm.room.member' OR s.state_key = ''"
-
-#define SQL_STREAM                                                             \
-	SQL_ME "SELECT 0, x.nid, x.type, x.json FROM p, LATERAL (SELECT "      \
-	"e.nid, e.type, e.json FROM syncv3_events e WHERE e.room_id = $1 AND " \
-	"e.type = 'm.room.member' AND e.nid > $4::bigint AND e.nid <= p.pos "  \
-	"AND " VIS_SEES("$1", "$2", "p.pos", "e.nid") " ORDER BY e.nid LIMIT " \
-	"$5::bigint) x"
-/* clang-format on */
 
 struct member {
 	int64_t nid;
@@ -136,6 +108,10 @@ members_collect(PGresult *res, struct member *m)
 	return n;
 }
 
+/*
+ * The room's member and power-level state at the pinned position: sorted
+ * by power level or name, one page of limit with next_page.
+ */
 static void
 page_cb(PGresult *res, void *arg)
 {
@@ -145,7 +121,7 @@ page_cb(PGresult *res, void *arg)
 	int n = 0;
 	int64_t lo, hi;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL) {
 		stream_fail_db(r);
@@ -184,9 +160,13 @@ out:
 	for (int i = 0; i < n; i++)
 		free(m[i].key);
 	free(m);
-	sync_stream_done(r);
+	stream_done(r);
 }
 
+/*
+ * Member events after the since position up to the position the user may
+ * see; the first row says whether they may see the room at all.
+ */
 static void
 stream_cb(PGresult *res, void *arg)
 {
@@ -195,7 +175,7 @@ stream_cb(PGresult *res, void *arg)
 	int n = 0;
 	int64_t last = 0;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL) {
 		stream_fail_db(r);
@@ -217,13 +197,17 @@ stream_cb(PGresult *res, void *arg)
 	r->has_data |= n > 0;
 	r->next.m = n > 0 && n == r->p.m_limit ? last : r->to;
 out:
-	sync_stream_done(r);
+	stream_done(r);
 }
 
+/*
+ * Pagination (first request or next_page) at the pinned position, or
+ * streaming from the since position; room_id is required.
+ */
 void
 s_room_member_run(struct api *api, struct sreq *r)
 {
-	char pin[24], from[24], limit[24];
+	char pin[PG_I64_LEN], from[PG_I64_LEN], limit[PG_I64_LEN];
 	const char *params[5];
 	int64_t p;
 
@@ -232,7 +216,7 @@ s_room_member_run(struct api *api, struct sreq *r)
 		r->err_code = "M_INVALID_PARAM";
 		free(r->err_msg);
 		r->err_msg = xstrdup("room_member.room_id is required");
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	params[0] = r->p.m_room;
@@ -240,18 +224,16 @@ s_room_member_run(struct api *api, struct sreq *r)
 	if (r->from.m == 0 || r->p.m_page >= 0) {
 		p = r->from.m != 0 ? r->from.m : r->to;
 		r->next.m = p;
-		snprintf(pin, sizeof(pin), "%" PRId64, p);
+		pg_i64(pin, p);
 		params[2] = pin;
-		pg_pool_query(api->pool, SQL_PAGE " ORDER BY 1 DESC, 2", 3,
-		    params, page_cb, r);
+		sql_query(api, Q_MEMBER_PAGE, params, page_cb, r);
 		return;
 	}
-	snprintf(pin, sizeof(pin), "%" PRId64, r->to);
-	snprintf(from, sizeof(from), "%" PRId64, r->from.m);
-	snprintf(limit, sizeof(limit), "%" PRId64, r->p.m_limit);
+	pg_i64(pin, r->to);
+	pg_i64(from, r->from.m);
+	pg_i64(limit, r->p.m_limit);
 	params[2] = pin;
 	params[3] = from;
 	params[4] = limit;
-	pg_pool_query(api->pool, SQL_STREAM " ORDER BY 1 DESC, 2", 5, params,
-	    stream_cb, r);
+	sql_query(api, Q_MEMBER_STREAM, params, stream_cb, r);
 }

@@ -11,7 +11,13 @@
 
 #include "api.h"
 #include "pg.h"
+#include "pg_lit.h"
 
+/*
+ * The device's messages after the acknowledged position, up to limit;
+ * the next position is the last one sent when the limit cut the list,
+ * else the round's.
+ */
 static void
 to_device_cb(PGresult *res, void *arg)
 {
@@ -19,7 +25,7 @@ to_device_cb(PGresult *res, void *arg)
 	struct evbuffer *b = r->out[ST_TO_DEVICE];
 	int n;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL) {
 		stream_fail_db(r);
@@ -41,27 +47,23 @@ to_device_cb(PGresult *res, void *arg)
 	if (r->next.d < r->from.d)
 		r->next.d = r->from.d;
 out:
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 void
 s_to_device_run(struct api *api, struct sreq *r)
 {
-	char from[24], to[24], limit[24];
+	char from[PG_I64_LEN], to[PG_I64_LEN], limit[PG_I64_LEN];
 	const char *params[5];
 
 	/* what this session acknowledged is never sent to it again */
-	snprintf(from, sizeof(from), "%" PRId64,
-	    r->acked_d > r->from.d ? r->acked_d : r->from.d);
-	snprintf(to, sizeof(to), "%" PRId64, r->to);
-	snprintf(limit, sizeof(limit), "%" PRId64, r->p.td_limit);
+	pg_i64(from, r->acked_d > r->from.d ? r->acked_d : r->from.d);
+	pg_i64(to, r->to);
+	pg_i64(limit, r->p.td_limit);
 	params[0] = r->user_id;
 	params[1] = r->device_id;
 	params[2] = from;
 	params[3] = to;
 	params[4] = limit;
-	pg_pool_query(api->pool, "SELECT pos, json FROM syncv3_to_device "
-	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
-	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5, params,
-	    to_device_cb, r);
+	sql_query(api, Q_TO_DEVICE, params, to_device_cb, r);
 }

@@ -10,17 +10,20 @@
 #include <stdlib.h>
 
 #include "api.h"
-#include "visible.h"
 #include "pg.h"
 #include "util.h"
 
+/*
+ * The room's typing users, for a member of the room only (403 else);
+ * sent when their row changed after the since position.
+ */
 static void
 typing_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 	int64_t pos;
 
-	if (r->is_done)
+	if (sreq_replied(r))
 		goto out;
 	if (res == NULL || PQntuples(res) != 1) {
 		stream_fail_db(r);
@@ -48,7 +51,7 @@ typing_cb(PGresult *res, void *arg)
 	    (size_t)PQgetlength(res, 0, 1));
 	evbuffer_add(r->out[ST_TYPING], "}", 1);
 out:
-	sync_stream_done(r);
+	stream_done(r);
 }
 
 void
@@ -58,15 +61,10 @@ s_typing_run(struct api *api, struct sreq *r)
 
 	if (*r->p.typing_room == '\0') {
 		r->next.t = r->to;
-		sync_stream_done(r);
+		stream_done(r);
 		return;
 	}
 	params[0] = r->p.typing_room;
 	params[1] = r->user_id;
-	/* joined now, by the rule every stream shares (visible.h) */
-	pg_pool_query(api->pool, "SELECT t.pos, t.user_ids, coalesce("
-	    VIS_MEMBERSHIP("$1", "$2", "(SELECT pos FROM syncv3_position)")
-	    " = 'join', false) FROM (SELECT 1) one "
-	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2, params,
-	    typing_cb, r);
+	sql_query(api, Q_TYPING, params, typing_cb, r);
 }

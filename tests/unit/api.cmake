@@ -15,3 +15,25 @@ foreach(t since params roomname)
 	add_test(NAME test_api_${t} COMMAND test_api_${t})
 	set_tests_properties(test_api_${t} PROPERTIES LABELS unit)
 endforeach()
+
+# Every statement of api/sql.c PREPAREd against the migrated schema
+# (SYNCV3_TEST_DB; skipped without).
+add_executable(test_api_sql test_api_sql.c ${PROJECT_SOURCE_DIR}/api/sql.c)
+target_link_libraries(test_api_sql PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_api_sql PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_api_sql COMMAND test_api_sql)
+set_tests_properties(test_api_sql PROPERTIES LABELS unit)
+
+# The api's files call each other without loops (issue #10): a request
+# path reaches auth, session, longpoll and the streams, which answer
+# through completions, never by naming it. Only the pass-through and
+# http.c, which routes to it and owns its connections, call each other.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+	add_test(NAME callgraph_api
+		COMMAND ${Python3_EXECUTABLE}
+			${PROJECT_SOURCE_DIR}/tests/tools/callgraph_loops.py --max 2
+			api
+		WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+	set_tests_properties(callgraph_api PROPERTIES LABELS unit)
+endif()

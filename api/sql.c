@@ -1,0 +1,358 @@
+/*
+ * sql.c: every statement the api runs, in one table (name, text,
+ * parameter count), run through the pool by index with sql_query(). The
+ * texts are constant strings built from visible.h's fragments, so a
+ * schema change that breaks one is caught by test_api_sql, which PREPAREs
+ * each against the migrated schema.
+ */
+#include "api.h"
+#include "pg.h"
+#include "proto.h"
+#include "visible.h"
+
+/* session.c */
+/* Deletes the device's messages every live session has acknowledged. */
+#define SESSION_RELEASE                                                        \
+	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
+	"AND pos <= (SELECT min(acked_to_device) FROM syncv3_sessions s "      \
+	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
+	"make_interval(secs => $3::bigint))"
+
+/*
+ * Whether the request's token is still the device's current one (and not
+ * rejected upstream), as one CTE both statements below share. A device
+ * has one live token: once another was registered for it, on this api or
+ * any other behind the same database, the old one's cached whoami must
+ * not keep it alive (contract 5). Reading the device row here costs the
+ * request nothing extra.
+ */
+#define SESSION_TOKEN_OK(u, d, h)                                              \
+	"dv AS (SELECT token_hash = " h " AND poll_state <> 'expired' AS ok "  \
+	"FROM syncv3_devices WHERE user_id = " u " AND device_id = " d ")"
+
+/*
+ * Loads a live session, refreshes it, records its to-device ack and
+ * releases what every live session has now acknowledged, in one
+ * statement (the release was a second round trip on every request). The
+ * DELETE sees the sessions as they were before the UPDATE, so it counts
+ * this session's new ack itself. One row always: whether the token is
+ * current, then the session (NULL when unknown, expired or the token is
+ * not current).
+ */
+#define SESSION_LOAD                                                           \
+	"WITH " SESSION_TOKEN_OK(                                              \
+	    "$2", "$3",                                                        \
+	    "$6") ", "                                                         \
+	          "u AS (UPDATE syncv3_sessions SET last_used = now(), "       \
+	          "acked_to_device = greatest(acked_to_device, $4::bigint) "   \
+	          "WHERE "                                                     \
+	          "session_id = $1::bigint AND user_id = $2 AND device_id = "  \
+	          "$3 AND "                                                    \
+	          "last_used > now() - make_interval(secs => $5::bigint) AND " \
+	          "(SELECT ok FROM dv) RETURNING params, acked_to_device), "   \
+	          "d AS (DELETE FROM syncv3_to_device WHERE "                  \
+	          "$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = " \
+	          "$2 AND "                                                    \
+	          "device_id = $3 AND pos <= (SELECT min(CASE WHEN "           \
+	          "s.session_id = "                                            \
+	          "$1::bigint THEN greatest(s.acked_to_device, $4::bigint) "   \
+	          "ELSE "                                                      \
+	          "s.acked_to_device END) FROM syncv3_sessions s WHERE "       \
+	          "s.user_id = $2 "                                            \
+	          "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
+	          "s.last_used "                                               \
+	          "> now() - make_interval(secs => $5::bigint)))) "            \
+	          "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
+	          "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
+
+/*
+ * Creates a session when the token is current, and expires the device's
+ * least recently used sessions beyond SYNCV3_API_SESSIONS_PER_DEVICE (a
+ * client minting sessions must not hold the device's to-device messages
+ * back with each). An expired session holds nothing from then on: the
+ * next acknowledgement of any live session releases what all of them
+ * acknowledged (SESSION_LOAD). No release here: this statement cannot see
+ * the row it inserts, so it would release what the new session has not
+ * been sent yet. Concurrent creations may leave a few sessions over the
+ * cap until the next one. One row: the new session id (NULL when the
+ * token is not current) and how many sessions were expired.
+ */
+#define SESSION_CREATE                                                         \
+	"WITH " SESSION_TOKEN_OK(                                              \
+	    "$1", "$2", "$4") ", "                                             \
+	                      "ins AS (INSERT INTO syncv3_sessions "           \
+	                      "(user_id, device_id, params) "                  \
+	                      "SELECT $1, $2, $3 FROM dv WHERE dv.ok "         \
+	                      "RETURNING session_id), "                        \
+	                      "old AS (DELETE FROM syncv3_sessions "           \
+	                      "WHERE session_id IN (SELECT "                   \
+	                      "session_id FROM syncv3_sessions WHERE "         \
+	                      "user_id = $1 AND device_id = "                  \
+	                      "$2 AND EXISTS (SELECT 1 FROM ins) ORDER "       \
+	                      "BY last_used DESC, "                            \
+	                      "session_id DESC OFFSET $5::bigint - 1) "        \
+	                      "RETURNING session_id) "                         \
+	                      "SELECT ins.session_id, (SELECT count(*) "       \
+	                      "FROM old) FROM (SELECT 1) "                     \
+	                      "one LEFT JOIN ins ON true"
+
+/* s_room_list.c */
+/*
+ * The position a query answers at is the database's committed position in
+ * the query's own snapshot (pp.p), never lower than the api's: notices of
+ * one batch arrive one by one, so the api's position can lie inside a
+ * batch, while the rows it reads (names, counts, updated_pos) already show
+ * the whole batch. Answering at the snapshot keeps rows and position
+ * consistent, so no room is sent twice for one change. Each query returns
+ * pp.p as its last column, on one row with NULLs when nothing matched.
+ */
+#define PP "(SELECT p FROM pp)"
+#define LIST_SNAP(pp, q)                                                       \
+	"WITH pp AS (SELECT " pp " AS p FROM syncv3_position) SELECT y.*, "    \
+	"pp.p FROM pp LEFT JOIN LATERAL (" q ") y ON true"
+
+#define LIST_AT(col, type, field)                                              \
+	"CASE WHEN coalesce(r.updated_pos, 0) <= " PP " THEN r." col           \
+	" ELSE (SELECT (e.json::json)->'content'->>'" field "' FROM "          \
+	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE "          \
+	"s.room_id = ur.room_id AND s.type = '" type "' AND s.state_key = '' " \
+	"AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) END"
+
+#define LIST_HEAD                                                              \
+	"SELECT x.room_id, x.membership, x.notification_count, "               \
+	"x.highlight_count, x.invite_state, x.ts, x.name, x.alias, "           \
+	"x.joined_count, x.invited_count, CASE WHEN coalesce(x.name, '') = "   \
+	"'' "                                                                  \
+	"AND coalesce(x.alias, '') = '' THEN (SELECT json_agg("                \
+	"json_build_array(h.uid, (SELECT (e.json::json)->'content'->>"         \
+	"'displayname' FROM syncv3_state s JOIN syncv3_events e ON e.nid = "   \
+	"s.nid WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "  \
+	"s.state_key = h.uid AND s.to_pos IS NULL LIMIT 1))) FROM (SELECT "    \
+	"json_array_elements_text(CASE WHEN coalesce(x.heroes, '') NOT IN "    \
+	"('', '[]') THEN x.heroes::json ELSE (SELECT coalesce(json_agg("       \
+	"m.state_key), '[]'::json) FROM (SELECT s.state_key FROM "             \
+	"syncv3_state "                                                        \
+	"s WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "      \
+	"s.to_pos IS NULL AND s.membership IN ('join', 'invite') AND "         \
+	"s.state_key <> $1 ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) "  \
+	"END AS heroes, x.prev_batch, x.is_new FROM (SELECT ur.room_id, "      \
+	"ur.notification_count, ur.highlight_count, ur.invite_state, "         \
+	"ur.heroes, ur.prev_batch, coalesce(r.joined_count, 0) AS "            \
+	"joined_count, coalesce(r.invited_count, 0) AS invited_count, "
+
+#define LIST_SPACES                                                            \
+	" AND ($3::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "  \
+	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
+	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
+	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
+	"AND " VIS_MEMBERSHIP("c.room_id", "$1",                              \
+	    "(SELECT pos FROM syncv3_position)") " = 'join'))) x"
+
+/* SQL reads better wrapped by clause than by column */
+/* clang-format off */
+/*
+ * The user's membership at the answer's position (vm) and, streaming, at
+ * the since position (vf), by the shared rule of visible.h.
+ */
+#define LIST_VM(p)                                                              \
+	" CROSS JOIN LATERAL (SELECT "                                         \
+	VIS_MEMBERSHIP("ur.room_id", "$1", p) " AS m) "
+
+/*
+ * The first page's membership, the rule of LIST_VM with the user's row
+ * already at hand: one index probe a room (visible.h).
+ */
+#define VM_PAGE VIS_MEMBERSHIP_OF("ur", "vst", PP)
+
+/* $1 user, $2 P (or at least P unless $4 pins it), $3 spaces */
+#define LIST_PAGE                                                               \
+	LIST_HEAD VM_PAGE " AS membership, false AS is_new, CASE WHEN "         \
+	"coalesce(r.updated_pos, 0) <= " PP " THEN coalesce(r.last_ts, 0) "    \
+	"ELSE coalesce((SELECT e.origin_ts FROM syncv3_events e WHERE "        \
+	"e.room_id = ur.room_id AND e.nid <= " PP " AND e.is_timeline "        \
+	"ORDER BY e.nid DESC LIMIT 1), 0) END AS ts, "                         \
+	LIST_AT("name", "m.room.name", "name") " AS name, "                     \
+	LIST_AT("canonical_alias", "m.room.canonical_alias", "alias")           \
+	" AS alias FROM syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON "     \
+	"r.room_id = ur.room_id LEFT JOIN "                                    \
+	VIS_MEMBER_ROW("ur.room_id", "$1", PP) " vst ON true WHERE "           \
+	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" LIST_SPACES
+
+/*
+ * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
+ * sent when the user's membership changed between from and to (joined or
+ * invited: in full; no longer joined or invited: once, as left), when an
+ * invite's row changed, or when a joined room this session was sent
+ * changed. Nothing of a room the user is not joined to at to is sent.
+ */
+#define LIST_STREAM                                                             \
+	LIST_HEAD "coalesce(vm.m, 'leave') AS membership, (vm.m IS DISTINCT "   \
+	"FROM vf.m OR vm.m = 'invite') AS is_new, coalesce(r.last_ts, 0) AS "  \
+	"ts, r.name, r.canonical_alias AS alias FROM syncv3_user_rooms ur "    \
+	"LEFT JOIN syncv3_rooms r ON r.room_id = ur.room_id" LIST_VM(PP) "vm"   \
+	LIST_VM("$2::bigint") "vf WHERE ur.user_id = $1 AND "                   \
+	"((ur.updated_pos > $2::bigint AND ur.updated_pos <= " PP ") OR "      \
+	"(r.updated_pos > $2::bigint AND r.updated_pos <= " PP ")) AND "       \
+	"((vm.m = 'join' AND (vf.m IS DISTINCT FROM 'join' OR EXISTS (SELECT " \
+	"1 FROM syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND " \
+	"sr.room_id = ur.room_id))) OR (vm.m = 'invite' AND (vf.m IS "         \
+	"DISTINCT FROM 'invite' OR ur.updated_pos > $2::bigint)) OR "          \
+	"(coalesce(vm.m, 'leave') NOT IN ('join', 'invite') AND vf.m IN "      \
+	"('join', 'invite')))" LIST_SPACES
+
+/*
+ * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
+ * state_events, $7 user: the timeline is what the user may see of it.
+ * The state branch runs per room (LATERAL, so the (room_id, ...) index
+ * is used; a join over all rooms' current state cost ~3 ms a room) and
+ * not at all when no state_events were asked for (a one-time filter).
+ */
+#define LIST_DETAIL                                                             \
+	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
+	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
+	"FROM syncv3_events e WHERE e.nid IN " VIS_LAST_EVENTS("r.id", "$7",   \
+	"$3::bigint", "r.f", "$4::bigint") ") x UNION ALL SELECT 's', r.id, "  \
+	"y.nid, y.json FROM "                                                  \
+	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
+	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
+	"e.nid = s.nid WHERE s.room_id = r.id AND s.from_pos <= $3::bigint "   \
+	"AND s.from_pos > r.f AND coalesce(s.to_pos, 9223372036854775807) > "  \
+	"$3::bigint AND EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) " \
+	"AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = '*' OR "      \
+	"p.k = s.state_key))) y WHERE cardinality($5::text[]) > 0 "            \
+	"ORDER BY 1, 2, 3"
+/* clang-format on */
+
+/* s_room_member.c */
+/*
+ * p.pos: the position the user may see the room at, NULL if never: the
+ * end of their last visible range (visible.h), so a user who left sees the
+ * room as it was at their leave; an invitee sees no members.
+ */
+/* SQL reads better wrapped by clause than by column */
+/* clang-format off */
+#define MEMBER_ME                                                                 \
+	"WITH p AS (SELECT CASE WHEN "                                         \
+	VIS_MEMBERSHIP("$1", "$2", "$3::bigint") " = 'invite' THEN NULL "      \
+	"ELSE " VIS_LAST("$1", "$2", "$3::bigint") " END AS pos) "             \
+	"SELECT 1 AS k, p.pos, NULL, NULL FROM p WHERE p.pos IS NOT NULL "     \
+	"UNION ALL "
+
+#define MEMBER_PAGE                                                               \
+	MEMBER_ME "SELECT 0, s.nid, s.type, e.json FROM p JOIN syncv3_state s ON " \
+	"s.room_id = $1 AND s.type IN ('m.room.member', "                      \
+	"'m.room.power_levels') AND s.from_pos <= p.pos AND (s.to_pos IS "     \
+	"NULL OR s.to_pos > p.pos) JOIN syncv3_events e ON e.nid = s.nid "     \
+	"WHERE s.type = 'm.room.member' OR s.state_key = ''"
+
+#define MEMBER_STREAM                                                             \
+	MEMBER_ME "SELECT 0, x.nid, x.type, x.json FROM p, LATERAL (SELECT "      \
+	"e.nid, e.type, e.json FROM syncv3_events e WHERE e.room_id = $1 AND " \
+	"e.type = 'm.room.member' AND e.nid > $4::bigint AND e.nid <= p.pos "  \
+	"AND " VIS_SEES("$1", "$2", "p.pos", "e.nid") " ORDER BY e.nid LIMIT " \
+	"$5::bigint) x"
+/* clang-format on */
+
+/* longpoll.c */
+/* $1 user, $2 generation: the rooms the user is joined to now. */
+/* clang-format off */
+#define USER_ROOMS                                                             \
+	"SELECT ur.room_id FROM syncv3_user_rooms ur LEFT JOIN "               \
+	VIS_MEMBER_ROW("ur.room_id", "$1", "9223372036854775807") " vst ON "   \
+	"true WHERE ur.user_id = $1 AND " VIS_MEMBERSHIP_OF("ur", "vst",       \
+	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
+/* clang-format on */
+
+/* clang-format off */
+const struct api_stmt api_stmts[Q_COUNT] = {
+	/* auth.c: a token upstream vouched for becomes its device's */
+	[Q_DEVICE_REGISTER] = {"api_device_register",
+	    "WITH up AS (INSERT INTO syncv3_devices (user_id, device_id, "
+	    "token_hash, token_enc) VALUES ($1, $2, $3, $4) "
+	    "ON CONFLICT (user_id, device_id) DO UPDATE SET "
+	    "token_hash = EXCLUDED.token_hash, token_enc = EXCLUDED.token_enc, "
+	    "poll_state = CASE WHEN syncv3_devices.poll_state = 'expired' "
+	    "THEN 'new' ELSE syncv3_devices.poll_state END, "
+	    "poll_error = CASE WHEN syncv3_devices.poll_state = 'expired' "
+	    "THEN '' ELSE syncv3_devices.poll_error END, last_seen = now() "
+	    "RETURNING user_id, device_id, is_initial_done) "
+	    "SELECT user_id, device_id, is_initial_done, "
+	    "pg_notify('" PROTO_PG_DEVICES_CHANNEL "', user_id || ' ' || "
+	    "device_id) FROM up", 4},
+	[Q_DEVICE_SEEN] = {"api_device_seen",
+	    "UPDATE syncv3_devices SET last_seen = now() "
+	    "WHERE user_id = $1 AND device_id = $2", 2},
+	[Q_TOKEN_LOOKUP] = {"api_token_lookup",
+	    "SELECT user_id, device_id, "
+	    "poll_state, is_initial_done FROM syncv3_devices "
+	    "WHERE token_hash = $1", 1},
+	/* session.c */
+	[Q_SESSION_CREATE] = {"api_session_create", SESSION_CREATE, 5},
+	[Q_SESSION_LOAD] = {"api_session_load", SESSION_LOAD, 6},
+	[Q_SESSION_PARAMS] = {"api_session_params",
+	    "UPDATE syncv3_sessions SET params = $2 "
+	    "WHERE session_id = $1", 2},
+	[Q_SESSION_EXPIRE] = {"api_session_expire",
+	    "WITH gone AS (DELETE FROM syncv3_sessions "
+	    "WHERE last_used <= now() - make_interval(secs => $1::bigint) "
+	    "RETURNING user_id, device_id) "
+	    "SELECT DISTINCT user_id, device_id FROM gone", 1},
+	[Q_SESSION_RELEASE] = {"api_session_release", SESSION_RELEASE, 3},
+	/* r_sync.c: hold a device until its initial sync is stored */
+	[Q_DEVICE_STATE] = {"api_device_state",
+	    "SELECT is_initial_done, poll_state FROM "
+	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2},
+	/* main.c, notices.c */
+	[Q_POSITION] = {"api_position", "SELECT pos FROM syncv3_position", 0},
+	/* longpoll.c */
+	[Q_USER_ROOMS] = {"api_user_rooms", USER_ROOMS, 2},
+	/* the streams */
+	[Q_TYPING] = {"api_typing",
+	    /* joined now, by the rule every stream shares (visible.h) */
+	    "SELECT t.pos, t.user_ids, coalesce("
+	    VIS_MEMBERSHIP("$1", "$2", "(SELECT pos FROM syncv3_position)")
+	    " = 'join', false) FROM (SELECT 1) one "
+	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2},
+	[Q_TO_DEVICE] = {"api_to_device",
+	    "SELECT pos, json FROM syncv3_to_device "
+	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
+	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5},
+	[Q_MEMBER_PAGE] = {"api_member_page",
+	    MEMBER_PAGE " ORDER BY 1 DESC, 2", 3},
+	[Q_MEMBER_STREAM] = {"api_member_stream",
+	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5},
+	[Q_LIST_PAGE] = {"api_list_page", LIST_SNAP("CASE WHEN $4::bool THEN "
+	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
+	[Q_LIST_STREAM] = {"api_list_stream",
+	    LIST_SNAP("greatest($4::bigint, pos)", LIST_STREAM), 5},
+	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 7},
+	[Q_LIST_REMEMBER] = {"api_list_remember",
+	    "WITH d AS (DELETE FROM "
+	    "syncv3_session_rooms WHERE session_id = $1::bigint AND room_id = "
+	    "ANY($3::text[])) INSERT INTO syncv3_session_rooms (session_id, "
+	    "room_id) SELECT $1::bigint, unnest($2::text[]) ON CONFLICT DO "
+	    "NOTHING", 3},
+	/* proxy.c: a logout, device by device (see logout_forget) */
+	[Q_LOGOUT_ONE] = {"api_logout_one",
+	    "SELECT user_id, device_id FROM "
+	    "syncv3_devices WHERE token_hash = $1", 1},
+	[Q_LOGOUT_ALL] = {"api_logout_all",
+	    "SELECT user_id, device_id FROM syncv3_devices WHERE user_id = "
+	    "(SELECT user_id FROM syncv3_devices WHERE token_hash = $1) "
+	    "ORDER BY device_id", 1},
+	[Q_LOGOUT_DEVICE] = {"api_logout_device",
+	    "WITH l AS (DELETE FROM syncv3_leases WHERE user_id = $1 AND "
+	    "device_id = $2 RETURNING 1) UPDATE syncv3_devices SET poll_state = "
+	    "'expired', poll_error = 'logged out', poll_updated = now() "
+	    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
+	    ">= 0 RETURNING user_id, device_id", 2},
+};
+/* clang-format on */
+
+struct pg_job *
+sql_query(struct api *api, enum api_sql id, const char *const *params, pg_cb cb,
+          void *arg)
+{
+	return pg_pool_query(api->pool, api_stmts[id].sql,
+	                     api_stmts[id].nparams, params, cb, arg);
+}
