@@ -169,13 +169,17 @@ read_position(struct api *api)
  * so ask for generic plans (PGOPTIONS: an options= in SYNCV3_DB wins).
  * The server also gives up on a statement the pool stopped waiting for
  * (SYNCV3_API_DB_TIMEOUT_MS), so abandoned work does not pile up there.
+ * JIT is off: once the tables have statistics the room_list first page at
+ * 10,000 rooms crosses jit_above_cost and took 1.27-1.43 s per call
+ * instead of 20-65 ms (EXPLAIN ANALYZE, issue #9 privacy work); our
+ * statements are short keyed lookups that compiling never pays back.
  */
 static void
 generic_plans(long long timeout_ms)
 {
 	const char *old = getenv("PGOPTIONS");
 	char *opts = xasprintf("%s%s-c plan_cache_mode=force_generic_plan "
-	    "-c statement_timeout=%lld", old ? old : "", old && *old ? " " : "",
+	    "-c jit=off -c statement_timeout=%lld", old ? old : "", old && *old ? " " : "",
 	    timeout_ms);
 
 	if (setenv("PGOPTIONS", opts, 1) != 0)
