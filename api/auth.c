@@ -78,7 +78,17 @@ struct auth {
 	struct auth_peers peers;	/* least recently used first */
 	struct bucket global;
 	struct event *sweep;
+	long long nlookups;	/* token lookups waiting on Postgres */
 };
+
+/*
+ * Unknown tokens are looked up in Postgres before the whoami buckets can
+ * refuse them, so a flood of random tokens could fill the pool's queue
+ * and starve the requests of known (cached) tokens. Their lookups may
+ * take at most this share of the queue; past it an unknown token gets
+ * 429 at once.
+ */
+#define LOOKUP_SHARE 4
 
 #define SWEEP_MS 5000
 
@@ -425,6 +435,7 @@ lookup_cb(PGresult *res, void *arg)
 	struct auth_ent *e = arg;
 	long long wait;
 
+	e->api->auth->nlookups--;
 	if (res == NULL) {
 		ent_resolve(e, 503, "M_UNKNOWN", "database unavailable");
 		ent_drop(e->api, e);
@@ -513,6 +524,16 @@ auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 		done(arg, 401, "M_UNKNOWN_TOKEN", "unknown or expired token");
 		return;
 	}
+	if (e == NULL &&
+	    api->auth->nlookups >= api->cfg.db_queue_max / LOOKUP_SHARE) {
+		api->stats.whoami_limited++;
+		log_warnx_rl("auth: %lld token lookups pending: unknown tokens "
+		    "refused", api->auth->nlookups);
+		r->retry_after_ms = 1000;
+		done(arg, 429, "M_LIMIT_EXCEEDED",
+		    "too many unknown tokens; retry later");
+		return;
+	}
 	if (e == NULL) {
 		ents_make_room(api);
 		e = xcalloc(1, sizeof(*e));
@@ -524,6 +545,7 @@ auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 		map_put(&api->auth->tokens, e->hash, e);
 		TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
 		params[0] = e->hash;
+		api->auth->nlookups++;
 		sql_query(api, Q_TOKEN_LOOKUP, params, lookup_cb, e);
 	}
 	e->waiting = xrealloc(e->waiting,
