@@ -194,6 +194,15 @@ void http_init(struct api *api);
 void http_shutdown(struct api *api);
 void http_error(struct evhttp_request *req, int code, const char *errcode,
     const char *msg);
+/* The method's name, NULL for one we do not serve or pass on. */
+const char *http_method_name(enum evhttp_cmd_type m);
+enum http_peek {
+	HTTP_PEEK_DATA,		/* bytes wait (pipelined): stop watching */
+	HTTP_PEEK_AGAIN,	/* nothing yet: watch again */
+	HTTP_PEEK_GONE,		/* EOF or error: the client hung up */
+};
+/* Peeks at a held request's socket: has its client hung up? */
+enum http_peek http_peek(evutil_socket_t fd);
 /* 429/503: the error with retry_after_ms and a Retry-After header. */
 void http_error_retry(struct evhttp_request *req, int code, const char *errcode,
     const char *msg, long long retry_after_ms);

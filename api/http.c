@@ -6,6 +6,7 @@
  * (struct conn: read timeouts, sizes, a connection cap). Also the small
  * JSON-writing helpers the streams share.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,8 @@ jstr(struct evbuffer *b, const char *s)
 
 static const char *http_reason(int code);
 
-static const char *
+/* The method's name, NULL for one we do not serve or pass on. */
+const char *
 http_method_name(enum evhttp_cmd_type m)
 {
 	switch (m) {
@@ -94,8 +96,28 @@ http_method_name(enum evhttp_cmd_type m)
 	case EVHTTP_REQ_PATCH:
 		return "PATCH";
 	default:
-		return "OTHER";
+		return NULL;
 	}
+}
+
+/*
+ * evhttp stops reading a connection once its request is complete, so a
+ * client that hangs up before the reply goes unseen. Those who hold a
+ * request (long polls, pass-through) watch the socket and ask this: data
+ * (pipelined bytes: stop watching), nothing yet (watch again), or gone.
+ */
+enum http_peek
+http_peek(evutil_socket_t fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0)
+		return HTTP_PEEK_DATA;
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return HTTP_PEEK_AGAIN;
+	return HTTP_PEEK_GONE;
 }
 
 /* Copies at most n-1 bytes of s into out, control bytes as '?'. */
@@ -153,7 +175,8 @@ http_error(struct evhttp_request *req, int code, const char *errcode,
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	struct evbuffer *b = evbuffer_new();
 
-	http_log_answer(http_method_name(evhttp_request_get_command(req)),
+	http_log_answer(http_method_name(evhttp_request_get_command(req)) ?
+	    http_method_name(evhttp_request_get_command(req)) : "OTHER",
 	    path != NULL ? path : "-", code, errcode, msg);
 	http_error_body(b, errcode, msg);
 	evhttp_add_header(evhttp_request_get_output_headers(req),

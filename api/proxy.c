@@ -282,21 +282,18 @@ preq_abort_client(struct preq *p)
 
 /*
  * Until the reply starts evhttp does not read the connection, so a hang-up
- * goes unseen; peek as r_sync.c does and free the connection on EOF.
+ * goes unseen; watch it (http_peek) and free the connection on EOF.
  */
 static void
 probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct preq *p = arg;
-	ssize_t n;
-	char b;
+	enum http_peek k = http_peek(fd);
 
 	(void)what;
-	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n > 0)
+	if (k == HTTP_PEEK_DATA)
 		return;
-	if (n < 0 &&
-	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+	if (k == HTTP_PEEK_AGAIN) {
 		event_add(p->probe, NULL);
 		return;
 	}
@@ -679,28 +676,6 @@ request_headers(struct preq *p)
 		p->hdrs = curl_slist_append(p->hdrs, "Accept:");
 }
 
-static const char *
-method_name(enum evhttp_cmd_type m)
-{
-	switch (m) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_HEAD:
-		return "HEAD";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	case EVHTTP_REQ_OPTIONS:
-		return "OPTIONS";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	default:
-		return NULL;
-	}
-}
 
 /*
  * The curl handle for one upstream request: method, URL, the client's
@@ -729,7 +704,7 @@ easy_setup(struct preq *p, const char *url)
 	if (m == EVHTTP_REQ_HEAD)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	else if (m != EVHTTP_REQ_GET || len > 0)
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method_name(m));
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, http_method_name(m));
 	if (len > 0 || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT ||
 	    m == EVHTTP_REQ_PATCH) {
 		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
@@ -822,7 +797,7 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	struct preq *p;
 
-	if (px == NULL || !has_prefix(px, path) || method_name(m) == NULL)
+	if (px == NULL || !has_prefix(px, path) || http_method_name(m) == NULL)
 		return -1;
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		if (m == reserved[i].method &&

@@ -139,25 +139,20 @@ close_cb(struct evhttp_connection *evcon, void *arg)
 }
 
 /*
- * evhttp stops reading a connection once its request is complete, so it
- * never notices a long-polling client hang up and close_cb would only run
- * at the reply. Peek at the socket: EOF or an error means the client is
- * gone, and freeing the connection runs close_cb now (the waiter goes at
- * once); pipelined bytes just end the watch.
+ * A long-polling client that hangs up goes unseen by evhttp (http_peek):
+ * freeing the connection runs close_cb now, so the waiter goes at once;
+ * pipelined bytes just end the watch.
  */
 static void
 probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sreq *r = arg;
-	ssize_t n;
-	char b;
+	enum http_peek k = http_peek(fd);
 
 	(void)what;
-	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n > 0)
+	if (k == HTTP_PEEK_DATA)
 		return;
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-	    errno == EINTR)) {
+	if (k == HTTP_PEEK_AGAIN) {
 		event_add(r->probe, NULL);
 		return;
 	}
