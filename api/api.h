@@ -129,6 +129,9 @@ int query_parse(const char *q, long long max_timeout_ms, struct query *out,
 void query_free(struct query *q);
 
 /* params.c: sticky stream parameters (pure) */
+/* The stream's object in a request body, under its name or its alias. */
+bool params_stream_get(struct json_object *delta, const char *name,
+    struct json_object **v);
 enum sort_key {
 	SORT_BY_PL = 1,
 	SORT_BY_NAME,

@@ -57,15 +57,31 @@ static const struct field f_list[] = {FIELD("room_list", "limit", F_UINT),
     FIELD("room_list", "spaces", F_STRARR),
     FIELD("room_list", "next_page", F_PAGE), {NULL, 0, NULL, NULL}};
 
+/* alias: the stream's other spelling, accepted in request bodies */
 static const struct {
 	const char *name;
+	const char *alias;
 	const struct field *fields;
 } streams[] = {
-	{"typing", f_typing},
-	{"to_device", f_to_device},
-	{"room_member", f_member},
-	{"room_list", f_list},
+	{"typing", NULL, f_typing},
+	{"to_device", NULL, f_to_device},
+	{"room_member", "room_members", f_member},
+	{"room_list", NULL, f_list},
 };
+
+bool
+params_stream_get(struct json_object *delta, const char *name,
+    struct json_object **v)
+{
+	if (json_object_object_get_ex(delta, name, v))
+		return true;
+	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++)
+		if (streams[i].alias != NULL &&
+		    strcmp(streams[i].name, name) == 0)
+			return json_object_object_get_ex(delta,
+			    streams[i].alias, v);
+	return false;
+}
 
 const char *
 sort_name(int s)
@@ -340,11 +356,8 @@ params_merge(struct json_object *stored, struct json_object *delta,
 		BAD("M_BAD_JSON", "request body must be a JSON object");
 	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
 		const char *name = streams[i].name;
-		bool has = json_object_object_get_ex(delta, name, &v);
+		bool has = params_stream_get(delta, name, &v);
 
-		if (!has && i == 2)
-			has = json_object_object_get_ex(delta, "room_members",
-			    &v);
 		if (!has || v == NULL)
 			continue;
 		if (!json_object_is_type(v, json_type_object)) {
@@ -360,11 +373,8 @@ params_merge(struct json_object *stored, struct json_object *delta,
 		BAD("M_UNKNOWN", "out of memory");
 	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
 		const char *name = streams[i].name;
-		bool has = json_object_object_get_ex(delta, name, &v);
+		bool has = params_stream_get(delta, name, &v);
 
-		if (!has && i == 2)
-			has = json_object_object_get_ex(delta, "room_members",
-			    &v);
 		if (!has)
 			continue;
 		if (v == NULL)

@@ -348,10 +348,7 @@ body_streams(struct json_object *delta)
 	unsigned mask = 0;
 
 	for (int i = 0; i < ST_COUNT; i++) {
-		if ((json_object_object_get_ex(delta, stream_table[i].name,
-		    &v) ||
-		    (i == ST_MEMBER && json_object_object_get_ex(delta,
-		    "room_members", &v))) &&
+		if (params_stream_get(delta, stream_table[i].name, &v) &&
 		    json_object_is_type(v, json_type_object))
 			mask |= 1u << i;
 	}
