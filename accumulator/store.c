@@ -89,6 +89,7 @@ store_msg_reset(struct store_msg *m)
 	free(m->since);
 	m->since = NULL;
 	m->ok = false;
+	m->is_replay = false;
 	m->error = NULL;
 	notice_clear(&m->notices);
 }
@@ -129,9 +130,10 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 		xs[i].was_initial = PQgetvalue(r, row, 2)[0] == 't';
 		if (strcmp(m->since, m->since_in) == 0)
 			go[i] = true;
-		else if (strcmp(m->since, m->next_batch) == 0)
-			m->ok = true;	/* a resend of what is committed */
-		else
+		else if (strcmp(m->since, m->next_batch) == 0) {
+			/* a resend of what is committed */
+			m->ok = m->is_replay = true;
+		} else
 			m->error = "since mismatch";
 	}
 	PQclear(r);
