@@ -200,6 +200,7 @@ struct store_msg {
 	struct notice_list notices;
 	size_t nevents, nbad;
 	bool is_replay; /* ok: a resend of what was committed */
+	size_t nstate_rows; /* syncv3_state rows its group wrote */
 };
 
 struct store_stats {
@@ -266,7 +267,7 @@ void ingest_free(struct ingest *in);
 /* What ingest counted, for the metrics (prom.c); loop thread only. */
 struct ingest_counts {
 	unsigned long long applied, replayed, rejected, events, to_device;
-	unsigned long long bad_msgs;
+	unsigned long long state_rows, bad_msgs;
 	size_t queued;
 	struct store_stats st; /* after the store's last batch */
 	struct metric_hist batch_size, commit_secs;

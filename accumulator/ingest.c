@@ -74,6 +74,7 @@ struct ingest {
 	unsigned *lat_hist; /* LAT_NBUCKETS, since the last stats */
 	/* the metrics' (ingest_counts): bodies answered, what committed */
 	unsigned long long applied, replayed, rejected, events, to_device;
+	unsigned long long state_rows;
 
 	pthread_t worker;
 	int wake[2];        /* store -> loop: done has items */
@@ -286,6 +287,7 @@ done_sync(struct ingest *in, struct item *it)
 	else {
 		in->applied++;
 		in->events += it->sm.nevents;
+		in->state_rows += it->sm.nstate_rows;
 		if (it->sm.pre != NULL)
 			in->to_device += it->sm.pre->nto_device;
 	}
@@ -574,6 +576,7 @@ ingest_counts(struct ingest *in, struct ingest_counts *out)
 	out->rejected = in->rejected;
 	out->events = in->events;
 	out->to_device = in->to_device;
+	out->state_rows = in->state_rows;
 	out->bad_msgs = in->bad_msgs;
 	out->queued = in->ninflight;
 	pthread_mutex_lock(&in->mu);

@@ -50,6 +50,9 @@ collect_cb(struct metrics *reg, void *arg)
 	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_events_total",
 	            "Room events in the bodies applied and committed.",
 	            (double)c.events);
+	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_state_rows_total",
+	            "syncv3_state rows (state versions) written and committed.",
+	            (double)c.state_rows);
 	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_bad_events_total",
 	            "Room events dropped as malformed.",
 	            (double)c.st.bad_events);

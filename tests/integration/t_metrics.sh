@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SYNCV3_PROM (issue #14): the poller's and the accumulator's /metrics and
-# /health listeners. N room events and M to-device messages sent upstream
-# move the accumulator's events and to-device counters by exactly N and M
-# (and match the rows Postgres gained), the poller's 200 responses grow,
-# the process metrics are there and plausible, and both outputs are well
-# formed text exposition format 0.0.4 (every sample's metric has a TYPE,
+# /health listeners. N room events, one topic and M to-device messages
+# sent upstream move the accumulator's events and to-device counters by
+# exactly N+1 and M (the rows Postgres gained), its state rows counter by
+# the rows syncv3_state gained; the poller's 200 responses grow; the
+# process metrics are there and plausible; both outputs are well formed
+# text exposition format 0.0.4 (every sample's metric has a TYPE,
 # no series twice, histogram buckets cumulative up to +Inf = _count).
 source "$(dirname "$0")/lib.sh"
 
@@ -26,7 +27,7 @@ wait_for "curl -sf http://$POLLER_PROM/health" 10 || fail "poller /health"
 # metric ADDR NAME_AND_LABELS: the sample's value (empty when absent)
 metric() {
 	curl -sS -f "http://$1/metrics" |
-	    awk -v k="$2" '$1 == k { print $2; exit }'
+	    awk -v k="$2" '$1 == k && !f { print $2; f = 1 }'
 }
 # check_format ADDR: the exposition parses; prints what is wrong
 check_format() {
@@ -89,6 +90,8 @@ wait_for "[ -n \"\$(metric $ACC_PROM 'syncv3_acc_bodies_total{outcome=\"applied\
 sleep 1
 ev0=$(metric "$ACC_PROM" syncv3_acc_events_total)
 td0=$(metric "$ACC_PROM" syncv3_acc_to_device_total)
+st0=$(metric "$ACC_PROM" syncv3_acc_state_rows_total)
+rows_st0=$(psql_q "SELECT count(*) FROM syncv3_state")
 ok0=$(metric "$POLLER_PROM" 'syncv3_poller_upstream_responses_total{status="200"}')
 rows_ev0=$(psql_q "SELECT count(*) FROM syncv3_events")
 rows_td0=$(psql_q "SELECT count(*) FROM syncv3_to_device")
@@ -98,6 +101,8 @@ events=$(jq -cn --argjson n "$N" \
     '{events: [range($n) | {sender: "@alice:localhost", type: "m.room.message",
                 content: {msgtype: "m.text", body: "m\(.)"}}]}')
 sim "rooms/$room/send_batch" "$events" >/dev/null
+sim "rooms/$room/send" '{"sender":"@alice:localhost","type":"m.room.topic","state_key":"","content":{"topic":"counted"}}' >/dev/null
+N=$((N + 1)) # the topic is a room event too
 for i in $(seq "$M"); do
 	sim to_device "{\"user_id\":\"@alice:localhost\",\"device_id\":\"A1\",\"sender\":\"@bob:localhost\",\"type\":\"m.x\",\"content\":{\"n\":$i}}" >/dev/null
 done
@@ -106,11 +111,16 @@ wait_for "[ \$(psql_q 'SELECT count(*) FROM syncv3_events') -ge $((rows_ev0 + N)
 sleep 1 # the answer after the last commit, and anything stray
 ev1=$(metric "$ACC_PROM" syncv3_acc_events_total)
 td1=$(metric "$ACC_PROM" syncv3_acc_to_device_total)
+st1=$(metric "$ACC_PROM" syncv3_acc_state_rows_total)
 ok1=$(metric "$POLLER_PROM" 'syncv3_poller_upstream_responses_total{status="200"}')
-log "after: events $ev1, to-device $td1, 200s $ok1"
+log "after: events $ev1, to-device $td1, state rows $st0 -> $st1, 200s $ok1"
 assert_eq "$((ev1 - ev0))" "$N" "events counter grew by the events sent"
 assert_eq "$((td1 - td0))" "$M" "to-device counter grew by the messages sent"
 assert_eq "$(psql_q "SELECT count(*) FROM syncv3_events")" "$((rows_ev0 + N))" "event rows"
+assert_eq "$((st1 - st0))" "$(($(psql_q "SELECT count(*) FROM syncv3_state") - rows_st0))" \
+    "state rows counter grew by the rows syncv3_state gained"
+[ "$((st1 - st0))" -ge 1 ] || fail "the topic wrote no state row"
+[ "$st0" -ge 1 ] || fail "the room's creation counted no state rows"
 [ "$ok1" -gt "$ok0" ] || fail "poller 200 responses did not grow ($ok0 -> $ok1)"
 [ "$(metric "$ACC_PROM" syncv3_acc_commit_seconds_count)" -ge 2 ] ||
     fail "no commit latency observed"
