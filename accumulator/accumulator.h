@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 
 #define ACC_EVENT_MAX (64 * 1024)	/* bytes; like Synapse's PDU limit */
@@ -37,6 +38,7 @@ struct acc_config {
 	long long cleanup_secs;		/* interval of the cleanup pass */
 	long long horizon_secs;		/* keep closed state this long */
 	long long stats_secs;		/* interval of the stats line */
+	char *prom;			/* metrics listener; empty: none */
 };
 
 /* jscan.c: exact byte spans of values inside a validated JSON text */
@@ -165,6 +167,9 @@ struct notify *notify_new(struct event_base *base, void *zctx,
 void notify_send(struct notify *n, const struct proto_notice *pn);
 void notify_send_list(struct notify *n, const struct notice_list *l);
 void notify_set_pos(struct notify *n, int64_t pos);
+/* Notices published and those the PUB socket refused. */
+void notify_counts(const struct notify *n, unsigned long long *sent,
+                   unsigned long long *failed);
 void notify_free(struct notify *n);
 
 /*
@@ -194,11 +199,14 @@ struct store_msg {
 	const char *error;
 	struct notice_list notices;
 	size_t nevents, nbad;
+	bool is_replay; /* ok: a resend of what was committed */
+	size_t nstate_rows; /* syncv3_state rows its group wrote */
 };
 
 struct store_stats {
 	unsigned long long msgs, acks, nacks, events, bad_events, batches;
 	unsigned long long bad_bodies;
+	unsigned long long pg_errors; /* statements Postgres failed */
 };
 
 struct store *store_new(const char *conninfo);
@@ -256,5 +264,23 @@ struct ingest *ingest_new(struct event_base *base, void *zctx,
     const struct acc_config *cfg, struct store *st, struct notify *nt);
 void ingest_stop(struct ingest *in);
 void ingest_free(struct ingest *in);
+/* What ingest counted, for the metrics (prom.c); loop thread only. */
+struct ingest_counts {
+	unsigned long long applied, replayed, rejected, events, to_device;
+	unsigned long long state_rows, bad_msgs;
+	size_t queued;
+	struct store_stats st; /* after the store's last batch */
+	struct metric_hist batch_size, commit_secs;
+};
+extern const double ingest_batch_le[], ingest_commit_le[];
+extern const size_t ingest_batch_nle, ingest_commit_nle;
+void ingest_counts(struct ingest *in, struct ingest_counts *out);
+bool ingest_is_stopping(const struct ingest *in);
+
+/* prom.c: the metrics registry and its listener (README, Metrics) */
+struct acc_prom;
+struct acc_prom *prom_new(struct event_base *base, const char *addr,
+                          struct ingest *in, struct notify *nt);
+void prom_free(struct acc_prom *ap);
 
 #endif

@@ -132,6 +132,7 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 	s = PQresultStatus(r);
 	if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
 		return r;
+	st->stats.pg_errors++;
 	log_warnx_rl("store: %s: %s", stmts[id].name,
 	    r ? PQresultErrorMessage(r) : PQerrorMessage(st->c));
 	PQclear(r);
@@ -155,6 +156,7 @@ db_copy(struct store *st, const char *sql, const char *data, size_t len)
 	int rc = 0;
 
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		st->stats.pg_errors++;
 		log_warnx_rl("store: %s: %s", sql,
 		    r ? PQresultErrorMessage(r) : PQerrorMessage(st->c));
 		PQclear(r);
@@ -171,6 +173,7 @@ db_copy(struct store *st, const char *sql, const char *data, size_t len)
 		rc = -1;
 	while ((r = PQgetResult(st->c)) != NULL) {
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			st->stats.pg_errors++;
 			log_warnx_rl("store: %s: %s", sql,
 			    PQresultErrorMessage(r));
 			rc = -1;

@@ -72,6 +72,9 @@ struct ingest {
 	long long lat_max_ms, lat_sum_ms;
 	unsigned long long lat_n;
 	unsigned *lat_hist; /* LAT_NBUCKETS, since the last stats */
+	/* the metrics' (ingest_counts): bodies answered, what committed */
+	unsigned long long applied, replayed, rejected, events, to_device;
+	unsigned long long state_rows;
 
 	pthread_t worker;
 	int wake[2];        /* store -> loop: done has items */
@@ -80,7 +83,17 @@ struct ingest {
 	struct item_q todo, done;
 	bool is_quitting, is_cleanup_due;
 	struct store_stats stats; /* the store's, after its last batch */
+	struct metric_hist batch_size, commit_secs; /* of every batch */
 };
+
+/* Batches hold at most SYNCV3_ACC_BATCH_MAX (default 64) messages. */
+const double ingest_batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+const size_t ingest_batch_nle =
+    sizeof(ingest_batch_le) / sizeof(ingest_batch_le[0]);
+const double ingest_commit_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                   0.25,  0.5,    1,     2.5,  5,     10};
+const size_t ingest_commit_nle =
+    sizeof(ingest_commit_le) / sizeof(ingest_commit_le[0]);
 
 static void queue_hold(struct ingest *in);
 
@@ -183,6 +196,8 @@ worker_batch(struct ingest *in, struct item_q *b)
 {
 	struct item *it;
 	bool committed;
+	long long t0 = now_ms();
+	size_t n = 0;
 
 	while (store_batch_begin(in->st) == -1) {
 		log_warnx("ingest: cannot start a batch; retrying in 1s");
@@ -196,7 +211,16 @@ worker_batch(struct ingest *in, struct item_q *b)
 	TAILQ_FOREACH(it, b, entry) {
 		it->is_committed = committed;
 		it->pos = store_pos(in->st);
+		n++;
 	}
+	/* read by the loop's ingest_counts, hence the lock */
+	pthread_mutex_lock(&in->mu);
+	metric_hist_observe(&in->batch_size, ingest_batch_le, ingest_batch_nle,
+	                    (double)n);
+	metric_hist_observe(&in->commit_secs, ingest_commit_le,
+	                    ingest_commit_nle,
+	                    (double)(now_ms() - t0) / 1000.0);
+	pthread_mutex_unlock(&in->mu);
 	log_debug("ingest: batch %s at position %" PRId64,
 	          committed ? "committed" : "failed", store_pos(in->st));
 }
@@ -255,6 +279,17 @@ done_sync(struct ingest *in, struct item *it)
 	if (!it->is_committed && it->sm.ok) {
 		it->sm.ok = false;
 		it->sm.error = "db error";
+	}
+	if (!it->sm.ok)
+		in->rejected++;
+	else if (it->sm.is_replay)
+		in->replayed++;
+	else {
+		in->applied++;
+		in->events += it->sm.nevents;
+		in->state_rows += it->sm.nstate_rows;
+		if (it->sm.pre != NULL)
+			in->to_device += it->sm.pre->nto_device;
 	}
 	send_ack(in, it);
 }
@@ -525,6 +560,36 @@ ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
 	in->ze = zmq_ev_new(base, in->sock, (int)cfg->batch_max, read_cb, in);
 	log_info("ingest: listening on %s", cfg->ingest);
 	return in;
+}
+
+/*
+ * The loop's counters are its own; what the store's thread counts is
+ * copied under the lock it hands batches back with (no atomics: the
+ * store thread's counters change once per batch, not per event, and a
+ * scrape reads them a few times a minute).
+ */
+void
+ingest_counts(struct ingest *in, struct ingest_counts *out)
+{
+	out->applied = in->applied;
+	out->replayed = in->replayed;
+	out->rejected = in->rejected;
+	out->events = in->events;
+	out->to_device = in->to_device;
+	out->state_rows = in->state_rows;
+	out->bad_msgs = in->bad_msgs;
+	out->queued = in->ninflight;
+	pthread_mutex_lock(&in->mu);
+	out->st = in->stats;
+	out->batch_size = in->batch_size;
+	out->commit_secs = in->commit_secs;
+	pthread_mutex_unlock(&in->mu);
+}
+
+bool
+ingest_is_stopping(const struct ingest *in)
+{
+	return in->stopping;
 }
 
 /* SIGTERM: read nothing more, finish and ack what is queued, then exit. */

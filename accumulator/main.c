@@ -44,6 +44,8 @@ static const struct cfg_row acc_rows[] = {
 	{"SYNCV3_ACC_STATS_SECS", CFG_INT, offsetof(struct acc_config,
 	    stats_secs), "10", 1, 3600, 0,
 	    "stats line (acks, ack latency p50/p95/p99/max) interval"},
+	{"SYNCV3_PROM", CFG_STR, offsetof(struct acc_config, prom), "", 0, 0,
+	    0, "metrics and /health listener, host:port (empty: off)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -72,6 +74,7 @@ main(int argc, char *argv[])
 	struct store *st;
 	struct notify *nt;
 	struct ingest *in;
+	struct acc_prom *ap = NULL;
 	struct cfg_cli cli;
 	void *zctx;
 	int rc;
@@ -102,11 +105,15 @@ main(int argc, char *argv[])
 	notify_set_pos(nt, store_pos(st));
 	if ((in = ingest_new(base, zctx, &cfg, st, nt)) == NULL)
 		fatalx("ingest: cannot bind %s", cfg.ingest);
+	if (cfg.prom[0] != '\0' &&
+	    (ap = prom_new(base, cfg.prom, in, nt)) == NULL)
+		fatalx("SYNCV3_PROM: cannot listen on %s", cfg.prom);
 	ev_term = evsignal_new(base, SIGTERM, stop_cb, in);
 	ev_int = evsignal_new(base, SIGINT, stop_cb, in);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_base_dispatch(base);
+	prom_free(ap);
 	ingest_free(in);
 	notify_free(nt);
 	store_free(st);

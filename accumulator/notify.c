@@ -52,6 +52,14 @@ notify_send_list(struct notify *n, const struct notice_list *l)
 }
 
 void
+notify_counts(const struct notify *n, unsigned long long *sent,
+              unsigned long long *failed)
+{
+	*sent = n->sent;
+	*failed = n->failed;
+}
+
+void
 notify_set_pos(struct notify *n, int64_t pos)
 {
 	if (pos > n->pos)

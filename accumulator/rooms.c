@@ -737,6 +737,8 @@ write_state(struct rctx *rc)
 	}
 	ret = db_copy(rc->st, "COPY syncv3_state (room_id, type, state_key,"
 	    " nid, from_pos, to_pos, membership) FROM STDIN", b.p, b.n);
+	if (ret == 0)
+		rc->st->grp_state_rows += rc->nsrows;
 	pg_lit_free(&b);
 	return ret;
 }

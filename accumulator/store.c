@@ -89,6 +89,8 @@ store_msg_reset(struct store_msg *m)
 	free(m->since);
 	m->since = NULL;
 	m->ok = false;
+	m->is_replay = false;
+	m->nstate_rows = 0;
 	m->error = NULL;
 	notice_clear(&m->notices);
 }
@@ -129,9 +131,10 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 		xs[i].was_initial = PQgetvalue(r, row, 2)[0] == 't';
 		if (strcmp(m->since, m->since_in) == 0)
 			go[i] = true;
-		else if (strcmp(m->since, m->next_batch) == 0)
-			m->ok = true;	/* a resend of what is committed */
-		else
+		else if (strcmp(m->since, m->next_batch) == 0) {
+			/* a resend of what is committed */
+			m->ok = m->is_replay = true;
+		} else
 			m->error = "since mismatch";
 	}
 	PQclear(r);
@@ -250,6 +253,7 @@ group_apply(struct store *st, struct store_msg **ms, size_t n)
 	bool *go = xcalloc(n, sizeof(*go));
 	int rc = -1;
 
+	st->grp_state_rows = 0;
 	for (size_t i = 0; i < n; i++) {
 		store_msg_reset(ms[i]);
 		xs[i] = (struct msgctx){st, ms[i], NULL, false};
@@ -262,6 +266,14 @@ group_apply(struct store *st, struct store_msg **ms, size_t n)
 	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1)
 		goto out;
 	group_done(st, xs, n);
+	/* the group's rows go with its first applied message: they are
+	 * counted when it is acked as committed (ingest), like its events */
+	for (size_t i = 0; i < n; i++) {
+		if (xs[i].ch != NULL) {
+			ms[i]->nstate_rows = st->grp_state_rows;
+			break;
+		}
+	}
 	rc = 0;
 out:
 	for (size_t i = 0; i < n; i++) {

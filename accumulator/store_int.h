@@ -38,6 +38,7 @@ struct store {
 	int64_t pos_used;		/* highest handed out */
 	int64_t pos_committed;		/* in syncv3_position */
 	struct store_stats stats;
+	size_t grp_state_rows; /* syncv3_state rows of this group */
 	/* the batch: messages taken by store_apply, applied as one group
 	 * at the latest by store_batch_commit (distinct devices) */
 	struct store_msg **pend;

@@ -171,6 +171,7 @@ device_backoff(struct device *d, long long delay_ms)
 	struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
 
 	d->cycle = DEV_BACKOFF;
+	metric_inc(d->p->m_backoffs);
 	d->retry_at_ms = wall_ms() + delay_ms;
 	evtimer_add(d->timer, &tv);
 }

@@ -66,6 +66,8 @@ static const struct cfg_row poller_cfg_rows[] = {
      "(0: never)"},
     {"SYNCV3_LOW_SPEED_SECS", CFG_INT, OFF(low_speed_secs), "30", 1, 3600, 0,
      "... over this long, once it has begun"},
+    {"SYNCV3_PROM", CFG_STR, OFF(prom), "", 0, 0, 0,
+     "metrics and /health listener, host:port (empty: off)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -180,6 +182,7 @@ main(int argc, char **argv)
 	if ((p->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	p->curl = curl_ev_new(p->base);
+	prom_init(p);
 	device_init(p);
 	publish_init(p, device_ack_received, device_resend_pending);
 	lease_init(p);
@@ -205,6 +208,7 @@ main(int argc, char **argv)
 	event_free(sigint);
 	event_free(p->stats_ev);
 	curl_ev_free(p->curl);
+	prom_shutdown(p);
 	event_base_free(p->base);
 	curl_global_cleanup();
 	config_free(poller_cfg_rows, &p->cfg);

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "map.h"
+#include "metrics.h"
 #include "proto.h"
 
 #define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
@@ -49,6 +50,7 @@ struct poller_config {
 	long long ack_timeout_ms;
 	long long low_speed_limit;
 	long long low_speed_secs;
+	char *prom; /* metrics listener host:port; empty: none */
 };
 
 /* Where a device is in its cycle; exactly one of these at a time. */
@@ -177,6 +179,10 @@ struct poller {
 	struct event *stats_ev;
 	bool is_stopping;
 	struct poller_stats stats;
+	/* prom.c: always counted, served when SYNCV3_PROM is set */
+	struct metrics *metrics;
+	struct metrics_http *prom;
+	struct metric *m_backoffs, *m_latency, *m_status200;
 };
 
 /* policy.c: pure decisions, unit-tested without a network */
@@ -293,5 +299,10 @@ void publish_init(struct poller *p, publish_ack_fn on_ack,
 void publish_shutdown(struct poller *p);
 int publish_sync_raw(struct device *d, const char *since_in) WARN_UNUSED;
 void publish_poll_state(struct device *d);
+
+/* prom.c: the metrics registry and its listener (README, Metrics) */
+void prom_init(struct poller *p);
+void prom_response(struct poller *p, long status, long long ms);
+void prom_shutdown(struct poller *p);
 
 #endif

@@ -142,6 +142,7 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 	                &vi);
 	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
 	          d->device_id, status, d->body_len, (int)res);
+	prom_response(d->p, status, now_ms() - d->req_start_ms);
 	d->sync_done(d, &vi); /* a drop only frees d later (device.c) */
 	free(vi.next_batch);
 }

@@ -13,3 +13,6 @@ if(Python3_FOUND)
 		WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 	set_tests_properties(callgraph_no_loops PROPERTIES LABELS unit)
 endif()
+
+# common/metrics.c: the Prometheus text exposition format.
+syncv3_unit(test_metrics)

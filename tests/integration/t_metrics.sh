@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# SYNCV3_PROM (issue #14): the poller's and the accumulator's /metrics and
+# /health listeners. N room events, one topic and M to-device messages
+# sent upstream move the accumulator's events and to-device counters by
+# exactly N+1 and M (the rows Postgres gained), its state rows counter by
+# the rows syncv3_state gained; the poller's 200 responses grow; the
+# process metrics are there and plausible; both outputs are well formed
+# text exposition format 0.0.4 (every sample's metric has a TYPE,
+# no series twice, histogram buckets cumulative up to +Inf = _count).
+source "$(dirname "$0")/lib.sh"
+
+N=${METRICS_N:-7}
+M=${METRICS_M:-5}
+it_setup
+start_simhs
+ACC_PROM=127.0.0.1:$(free_port)
+POLLER_PROM=127.0.0.1:$(free_port)
+export SYNCV3_PROM=$ACC_PROM
+start_accumulator
+export SYNCV3_PROM=$POLLER_PROM
+start_poller poller
+unset SYNCV3_PROM
+start_api
+wait_for "curl -sf http://$ACC_PROM/health" 10 || fail "accumulator /health"
+wait_for "curl -sf http://$POLLER_PROM/health" 10 || fail "poller /health"
+
+# metric ADDR NAME_AND_LABELS: the sample's value (empty when absent)
+metric() {
+	curl -sS -f "http://$1/metrics" |
+	    awk -v k="$2" '$1 == k && !f { print $2; f = 1 }'
+}
+# check_format ADDR: the exposition parses; prints what is wrong
+check_format() {
+	curl -sS -f "http://$1/metrics" >"$T/scrape" || return 1
+	python3 - "$T/scrape" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+bad = []
+if not text.endswith("\n"):
+    bad.append("no final newline")
+types, seen, hist = {}, set(), {}
+sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+for line in text.splitlines():
+    if line.startswith("# TYPE "):
+        _, _, name, t = line.split(" ")
+        if name in types:
+            bad.append("two TYPE lines for " + name)
+        types[name] = t
+        continue
+    if line.startswith("#") or not line:
+        continue
+    m = sample.match(line)
+    if not m:
+        bad.append("unparsable: " + line)
+        continue
+    name, labels, value = m.group(1), m.group(3) or "", m.group(4)
+    pairs = label.findall(labels)
+    if "".join('%s="%s",' % p for p in pairs).rstrip(",") != labels.rstrip(","):
+        bad.append("bad labels: " + line)
+    float(value)
+    base = re.sub(r'_(bucket|sum|count)$', '', name)
+    if name not in types and not (base in types and types[base] == "histogram"):
+        bad.append("no TYPE for " + name)
+    key = (name, tuple(sorted(pairs)))
+    if key in seen:
+        bad.append("series twice: " + line)
+    seen.add(key)
+    if name.endswith("_bucket") and types.get(base) == "histogram":
+        le = dict(pairs)["le"]
+        h = hist.setdefault(base, [])
+        if h and float(value) < h[-1][1]:
+            bad.append("buckets not cumulative: " + line)
+        h.append((le, float(value)))
+for base, h in hist.items():
+    count = [l for l in text.splitlines() if l.startswith(base + "_count ")]
+    if h[-1][0] != "+Inf" or not count or float(count[0].split()[1]) != h[-1][1]:
+        bad.append("histogram %s: +Inf is not _count" % base)
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+}
+
+# the stack is quiet once alice's device is polled and her room is in
+tok=$(sim_login @alice:localhost A1)
+room=$(sim rooms '{"creator":"@alice:localhost","name":"Metrics"}' | jq -r .room_id)
+v3 "$tok" "" '{}' 10000 >/dev/null
+wait_for "[ -n \"\$(metric $ACC_PROM 'syncv3_acc_bodies_total{outcome=\"applied\"}')\" ] && [ \"\$(metric $ACC_PROM 'syncv3_acc_bodies_total{outcome=\"applied\"}')\" -ge 1 ]" 20 ||
+    fail "no body applied"
+sleep 1
+ev0=$(metric "$ACC_PROM" syncv3_acc_events_total)
+td0=$(metric "$ACC_PROM" syncv3_acc_to_device_total)
+st0=$(metric "$ACC_PROM" syncv3_acc_state_rows_total)
+rows_st0=$(psql_q "SELECT count(*) FROM syncv3_state")
+ok0=$(metric "$POLLER_PROM" 'syncv3_poller_upstream_responses_total{status="200"}')
+rows_ev0=$(psql_q "SELECT count(*) FROM syncv3_events")
+rows_td0=$(psql_q "SELECT count(*) FROM syncv3_to_device")
+log "before: events $ev0 (rows $rows_ev0), to-device $td0 (rows $rows_td0), 200s $ok0"
+
+events=$(jq -cn --argjson n "$N" \
+    '{events: [range($n) | {sender: "@alice:localhost", type: "m.room.message",
+                content: {msgtype: "m.text", body: "m\(.)"}}]}')
+sim "rooms/$room/send_batch" "$events" >/dev/null
+sim "rooms/$room/send" '{"sender":"@alice:localhost","type":"m.room.topic","state_key":"","content":{"topic":"counted"}}' >/dev/null
+N=$((N + 1)) # the topic is a room event too
+for i in $(seq "$M"); do
+	sim to_device "{\"user_id\":\"@alice:localhost\",\"device_id\":\"A1\",\"sender\":\"@bob:localhost\",\"type\":\"m.x\",\"content\":{\"n\":$i}}" >/dev/null
+done
+wait_for "[ \$(psql_q 'SELECT count(*) FROM syncv3_events') -ge $((rows_ev0 + N)) ] && [ \$(psql_q 'SELECT count(*) FROM syncv3_to_device') -ge $((rows_td0 + M)) ]" 20 ||
+    fail "the events did not reach Postgres"
+sleep 1 # the answer after the last commit, and anything stray
+ev1=$(metric "$ACC_PROM" syncv3_acc_events_total)
+td1=$(metric "$ACC_PROM" syncv3_acc_to_device_total)
+st1=$(metric "$ACC_PROM" syncv3_acc_state_rows_total)
+ok1=$(metric "$POLLER_PROM" 'syncv3_poller_upstream_responses_total{status="200"}')
+log "after: events $ev1, to-device $td1, state rows $st0 -> $st1, 200s $ok1"
+assert_eq "$((ev1 - ev0))" "$N" "events counter grew by the events sent"
+assert_eq "$((td1 - td0))" "$M" "to-device counter grew by the messages sent"
+assert_eq "$(psql_q "SELECT count(*) FROM syncv3_events")" "$((rows_ev0 + N))" "event rows"
+assert_eq "$((st1 - st0))" "$(($(psql_q "SELECT count(*) FROM syncv3_state") - rows_st0))" \
+    "state rows counter grew by the rows syncv3_state gained"
+[ "$((st1 - st0))" -ge 1 ] || fail "the topic wrote no state row"
+[ "$st0" -ge 1 ] || fail "the room's creation counted no state rows"
+[ "$ok1" -gt "$ok0" ] || fail "poller 200 responses did not grow ($ok0 -> $ok1)"
+[ "$(metric "$ACC_PROM" syncv3_acc_commit_seconds_count)" -ge 2 ] ||
+    fail "no commit latency observed"
+[ "$(metric "$POLLER_PROM" syncv3_poller_devices)" = 1 ] || fail "poller holds one device"
+[ "$(metric "$POLLER_PROM" syncv3_poller_upstream_latency_seconds_count)" -ge "$ok1" ] ||
+    fail "latency histogram counts every response"
+[ "$(metric "$ACC_PROM" syncv3_acc_notices_total)" -ge 1 ] || fail "no notices counted"
+
+for a in "$ACC_PROM" "$POLLER_PROM"; do
+	out=$(check_format "$a") || fail "$a: bad exposition: $out"
+	hdr=$(curl -sS -D - -o /dev/null "http://$a/metrics" | tr -d '\r')
+	grep -qi '^content-type: text/plain; version=0.0.4' <<<"$hdr" ||
+	    fail "$a: content type: $hdr"
+	assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://$a/health")" 200 "$a /health"
+	assert_jq "$(curl -s "http://$a/health")" .status '"ok"' "$a /health body"
+	assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://$a/nope")" 404 "$a 404"
+	assert_jq "$(curl -s "http://$a/nope")" .errcode '"M_NOT_FOUND"' "$a 404 body"
+	now=$(date +%s)
+	python3 - "$(metric "$a" process_start_time_seconds)" "$now" \
+	    "$(metric "$a" process_resident_memory_bytes)" \
+	    "$(metric "$a" process_open_fds)" \
+	    "$(metric "$a" process_cpu_seconds_total)" <<'PY' || fail "$a: process metrics implausible"
+import sys
+start, now, rss, fds, cpu = map(float, sys.argv[1:])
+assert now - 600 < start <= now + 1, (start, now)
+assert 1 << 20 < rss < 1 << 34, rss
+assert 3 <= fds < 100000, fds
+assert 0 <= cpu < 600, cpu
+PY
+done
+it_pass
