@@ -234,11 +234,12 @@ test_pool_unreachable(void **state)
 		bound_query(pool, &t, "SELECT 1");
 	pg_job_cancel(bound_query(pool, &t, "SELECT 1"));
 	assert_int_equal(t.done, 0);
-	run_for(base, 100);
+	run_for(base, 500);
 	assert_false(t.was_reentered);
 	assert_int_equal(t.done, 10);
 	assert_int_equal(t.failed, 10);
-	assert_true(t.last_ms - t0 < 100);
+	/* at once, not after a deadline (loose: CI machines are shared) */
+	assert_true(t.last_ms - t0 < 500);
 	assert_int_equal(pg_pool_pending(pool), 0);
 	pg_pool_free(pool);
 	event_base_free(base);
@@ -279,9 +280,14 @@ test_pool_deadline(void **state)
 
 	(void)state;
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d", port);
+	/*
+	 * Before the pool: its connect attempt starts in pg_pool_new and may
+	 * time out (failing the queue) up to a few ms before a later t0 +
+	 * 300 ms, which made this test flaky (1 run in 4).
+	 */
+	t0 = now_ms();
 	pool = pg_pool_new(base, conninfo, 2);
 	pg_pool_set_limits(pool, 3, 300);
-	t0 = now_ms();
 	for (int i = 0; i < 5; i++)
 		bound_query(pool, &t, "SELECT 1");
 	assert_int_equal(pg_pool_pending(pool), 3);
@@ -290,11 +296,12 @@ test_pool_deadline(void **state)
 	assert_int_equal(t.done, 2);
 	assert_int_equal(t.failed, 2);
 	assert_false(t.was_reentered);
-	run_for(base, 600);
+	run_for(base, 1500);
 	assert_int_equal(t.done, 5);
 	assert_int_equal(t.failed, 5);
+	/* not before the deadline, and not hung (a loose bound: shared CI) */
 	assert_true(t.last_ms - t0 >= 300);
-	assert_true(t.last_ms - t0 < 600);
+	assert_true(t.last_ms - t0 < 1500);
 	assert_false(pg_pool_is_up(pool));
 	pg_pool_free(pool);
 	event_base_free(base);
@@ -325,10 +332,10 @@ test_pool_deadline_running(void **state)
 	assert_true(pg_pool_is_up(pool));
 	t0 = now_ms();
 	bound_query(pool, &t, "SELECT pg_sleep(3)");
-	run_for(base, 700);
+	run_for(base, 1500);
 	assert_int_equal(t.done, 1);
 	assert_int_equal(t.failed, 1);
-	assert_true(t.last_ms - t0 >= 300 && t.last_ms - t0 < 700);
+	assert_true(t.last_ms - t0 >= 300 && t.last_ms - t0 < 1500);
 	bound_query(pool, &t, "SELECT 1");
 	run_for(base, 500);
 	assert_int_equal(t.done, 2);
@@ -514,10 +521,10 @@ test_pool_deadline_keeps_conn(void **state)
 	memset(&t, 0, sizeof(t));
 	t0 = now_ms();
 	bound_query(pool, &t, "SELECT pg_sleep(10)");
-	run_for(base, 1600);
+	run_for(base, 3000);
 	assert_int_equal(t.done, 1);
 	assert_int_equal(t.failed, 1);
-	assert_true(t.last_ms - t0 >= 1000 && t.last_ms - t0 < 1600);
+	assert_true(t.last_ms - t0 >= 1000 && t.last_ms - t0 < 3000);
 	assert_int_equal(pool_backend_pid(base, pool), pid);
 	assert_int_equal(
 	    side_int(
