@@ -73,7 +73,7 @@ inroot() {
 	shift 2
 	chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 	    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	    ${extra_env[@]+"${extra_env[@]}"} \
+	    ${extra_env[@]+"${extra_env[@]}"} ${net_env[@]+"${net_env[@]}"} \
 	    bash -c "cd /root/syncv3 && $*" </dev/null >"$log" 2>&1 || rc=$?
 	say "   last lines of '$*' (exit $rc):"
 	tail -n "$TAIL" "$log" | sed 's/^/   | /'
@@ -83,6 +83,19 @@ inroot() {
 	fi
 	return "$rc"
 }
+
+# A network that inspects TLS (as this workplace's does) signs with its own
+# CA, which the host trusts and a fresh root cannot: apt uses plain HTTP
+# and gets by, but npm (node keeps its own CA list) is refused, and the JS
+# scenarios skip. Hand node the host's trust, as a machine on this network
+# would be given it; nothing is installed in the root by this.
+net_env=()
+host_ca=${NODE_EXTRA_CA_CERTS:-$(npm config get cafile 2>/dev/null || true)}
+if [ -n "$host_ca" ] && [ "$host_ca" != null ] && [ -f "$host_ca" ]; then
+	cp "$host_ca" "$R/etc/syncv3-network-ca.crt"
+	net_env=(NODE_EXTRA_CA_CERTS=/etc/syncv3-network-ca.crt)
+	say "   node in the root trusts the host's CA file $host_ca"
+fi
 
 # The demo's default ports may be taken by someone else's stack on this
 # host (the root shares its network): then use free ones.
