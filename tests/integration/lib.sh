@@ -244,3 +244,14 @@ it_pg_restart() {
 	as_pg_user "$(pg_bindir)/pg_ctl" -D "$1/data" -w -l "$1/pg.log" restart >/dev/null 2>&1
 }
 now_ms() { date +%s%3N; }
+
+# hold_table_lock TABLE MODE PGLOCKMODE SECS: a psql session (process
+# "locker") holds LOCK TABLE TABLE IN MODE for SECS seconds; returns once
+# Postgres shows the lock granted (PGLOCKMODE as pg_locks spells it).
+hold_table_lock() {
+	start_proc locker "$(pg_bindir)/psql" -h "$IT_PGHOST" -U postgres \
+	    -d "${SYNCV3_DB##*dbname=}" -XAtq -v ON_ERROR_STOP=1 \
+	    -c "BEGIN; LOCK TABLE $1 IN $2 MODE; SELECT pg_sleep($4); COMMIT"
+	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '$1' AND l.mode = '$3' AND l.granted\")\" = 1 ]" 10 ||
+	    fail "no lock on $1"
+}

@@ -16,11 +16,7 @@ export SYNCV3_ACC_STATS_SECS=1 SYNCV3_ACC_BATCH_MAX=64
 SYNCV3_LOG_LEVEL=info
 it_setup
 start_accumulator
-start_proc locker "$(pg_bindir)/psql" -h "$IT_PGHOST" -U postgres \
-    -d "${SYNCV3_DB##*dbname=}" -XAtq -v ON_ERROR_STOP=1 \
-    -c "BEGIN; LOCK TABLE syncv3_position IN EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT"
-wait_for "[ \"\$(psql_q \"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'syncv3_position' AND l.mode = 'ExclusiveLock' AND l.granted\")\" = 1 ]" 10 ||
-    fail "no lock"
+hold_table_lock syncv3_position EXCLUSIVE ExclusiveLock 8
 start_proc driver "$BIN/syncv3-bench-ingest" -V -T gc -D "$N" -m 1 -r 1 \
     -e 5 -t 60000
 wait_for "grep -q 'ingest: acks 0 .* queued $N ' '$T/accumulator.log'" 7 ||

@@ -10,11 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 export SYNCV3_API_DB_QUEUE_MAX=8 SYNCV3_API_DB_TIMEOUT_MS=20000
 start_stack
-start_proc locker "$(pg_bindir)/psql" -h "$IT_PGHOST" -U postgres \
-    -d "${SYNCV3_DB##*dbname=}" -XAtq -v ON_ERROR_STOP=1 \
-    -c "BEGIN; LOCK TABLE syncv3_devices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT"
-wait_for "[ \"\$(psql_q \"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'syncv3_devices' AND l.mode = 'AccessExclusiveLock' AND l.granted\")\" = 1 ]" 10 ||
-    fail "no lock"
+hold_table_lock syncv3_devices "ACCESS EXCLUSIVE" AccessExclusiveLock 6
 pids=()
 for i in $(seq 1 10); do
 	curl -s -m 15 -o "$T/r$i" -w '%{http_code}\n' -X POST \
