@@ -100,7 +100,8 @@ apply_typing(struct store *st, struct msgctx *xs, size_t n)
 		if (w != NULL)
 			notice_add(&w->m->notices, &(struct proto_notice){
 			    .type = PROTO_NOTICE_TYPING, .pos = pos,
-			    .room_id = w->room});
+			    .room_id = w->room,
+			    .user_ids = PQgetvalue(r, i, 2)});
 	}
 	rc = 0;
 out:

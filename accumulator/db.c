@@ -81,7 +81,7 @@ static const struct stmt {
 	    " 1 FROM syncv3_typing x WHERE x.room_id = k.r) "
 	    "ON CONFLICT (room_id) DO UPDATE SET user_ids = excluded.user_ids,"
 	    " pos = excluded.pos WHERE t.user_ids <> excluded.user_ids "
-	    "RETURNING room_id, pos"},
+	    "RETURNING room_id, pos, user_ids"},
 	[S_RECEIPTS] = {"acc_receipts", "INSERT INTO syncv3_receipts AS x "
 	    "(room_id, user_id, receipt_type, thread_id, event_id, ts, pos) "
 	    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "

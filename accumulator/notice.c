@@ -16,7 +16,7 @@ static char *
 notice_strings(struct proto_notice *n)
 {
 	const char **f[] = {&n->room_id, &n->user_id, &n->device_id,
-	    &n->membership, &n->state};
+	    &n->membership, &n->state, &n->user_ids};
 	size_t len = 0, k;
 	char *buf, *p;
 

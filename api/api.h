@@ -280,6 +280,34 @@ struct notices;
 void notices_init(struct api *api);
 void notices_shutdown(struct api *api);
 
+/*
+ * ephemeral.c: typing lists kept from the notices, answered without
+ * Postgres (the sliding sync typing extension can read eph_typing_get).
+ */
+struct ephemeral;
+void eph_init(struct api *api);
+void eph_shutdown(struct api *api);
+/* A notice: typing lists and membership changes update the table. */
+void eph_notice(struct api *api, const struct proto_notice *n);
+/* Notices may have been lost (gap, epoch, silence): drop everything. */
+void eph_forget_all(struct api *api);
+/*
+ * True when the table knows the room's list and that user_id is joined:
+ * *pos (the row's position), *user_ids (JSON array text, borrowed until
+ * the next notice) and *mark (see eph_typing_changed).
+ */
+bool eph_typing_get(struct api *api, const char *room_id, const char *user_id,
+    int64_t *pos, const char **user_ids, uint64_t *mark);
+/* Taken before a Postgres typing read; passed back to eph_typing_fill. */
+uint64_t eph_fill_mark(struct api *api);
+/* A Postgres typing answer (pos 0, "[]" when no row) fills the table. */
+void eph_typing_fill(struct api *api, const char *room_id, const char *user_id,
+    uint64_t mark, int64_t pos, const char *user_ids, bool is_member);
+/* lp_wait: did the list r read from the table change since? */
+bool eph_typing_changed(struct api *api, const struct sreq *r);
+void eph_counts(const struct api *api, unsigned long long *hits,
+    unsigned long long *misses, size_t *rooms);
+
 /* sreq.c: a client request's record and its lifetime (references) */
 struct sreq *sreq_new(struct api *api, struct evhttp_request *req);
 void sreq_ref(struct sreq *r);
@@ -372,6 +400,9 @@ struct sreq {
 	int req_status;		/* a request-level failure of this round */
 	const char *req_code;
 	char *req_msg;
+	/* s_typing.c: the table's mark of the list this round read, 0 if
+	 * the round read Postgres (ephemeral.c) */
+	uint64_t typing_mark;
 };
 
 /* A stream's part of the round is done (its output in r->out[]). */
@@ -412,6 +443,7 @@ struct api_stats {
 	unsigned long long whoami_limited;	/* 429: over the whoami rate */
 	unsigned long long sessions_evicted;	/* over the per-device cap */
 	unsigned long long tokens_evicted;	/* over SYNCV3_API_TOKENS_MAX */
+	unsigned long long queries;	/* statements sent (sql_query) */
 };
 
 struct api {
@@ -434,6 +466,7 @@ struct api {
 	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
 	struct proxy *proxy;	/* proxy.c */
+	struct ephemeral *eph;	/* ephemeral.c: typing lists */
 	/* http.c */
 	struct map conns;	/* "%p" of a connection's bufferevent -> conn */
 	long long nconns;

@@ -342,6 +342,8 @@ lp_wait(struct api *api, struct sreq *r, void (*wake)(void *), void *arg)
 			}
 		}
 	}
+	if (eph_typing_changed(api, r))
+		is_hit = true;
 	if (hit != NULL)
 		lp_hit(api, r, hit);
 	else if (is_hit)

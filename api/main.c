@@ -227,6 +227,7 @@ main(int argc, char *argv[])
 	auth_init(&api);
 	session_init(&api);
 	lp_init(&api);
+	eph_init(&api);
 	notices_init(&api);
 	http_init(&api);
 	api.sig_term = evsignal_new(api.base, SIGTERM, stop_cb, &api);
@@ -237,6 +238,7 @@ main(int argc, char *argv[])
 	event_base_dispatch(api.base);
 	http_shutdown(&api);
 	notices_shutdown(&api);
+	eph_shutdown(&api);
 	lp_shutdown(&api);
 	session_shutdown(&api);
 	auth_shutdown(&api);

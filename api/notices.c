@@ -41,6 +41,8 @@ resync_cb(PGresult *res, void *arg)
 static void
 notices_resync(struct api *api, const char *why)
 {
+	/* typing lists may have been lost with the notices (ephemeral.c) */
+	eph_forget_all(api);
 	if (api->notices->is_resyncing)
 		return;
 	log_debug("notices: %s: re-reading position", why);
@@ -82,6 +84,7 @@ notices_read_cb(void *sock, void *arg)
 	api->notices->last_seq = n.seq;
 	if (n.type == PROTO_NOTICE_DEVICE)
 		api->device_notices++;
+	eph_notice(api, &n);
 	lp_notice(api, &n);
 	proto_msg_close(&msg);
 }

@@ -3,24 +3,58 @@
  * when it changed since the since token's typing position, nothing
  * otherwise; only for a room the user is joined to (M_FORBIDDEN otherwise:
  * the whole request when this body names the room, else this stream alone,
- * r_sync.c).
+ * r_sync.c). Answered from the api's typing table when it knows the room
+ * and the user's membership (ephemeral.c), else from Postgres.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "pg.h"
 #include "util.h"
 
+/* A Postgres typing read in flight, and the table's mark at its start. */
+struct typing_q {
+	struct sreq *r;
+	uint64_t mark;
+};
+
+/*
+ * Appends the room's list when it changed after the since position.
+ * From Postgres the stream's position is the round's; from the table it
+ * is the list's own (or stays), since a typing notice may still arrive
+ * below the round's position (positions are not sent in order).
+ */
+static void
+typing_answer(struct sreq *r, int64_t pos, const char *ids, size_t len,
+    bool is_table)
+{
+	if (!is_table)
+		r->next.t = r->to;
+	if (pos <= r->from.t || pos > r->to)
+		return;
+	if (is_table)
+		r->next.t = pos;
+	r->has_data = true;
+	evbuffer_add(r->out[ST_TYPING], "{\"room_id\":", 11);
+	jstr(r->out[ST_TYPING], r->p.typing_room);
+	evbuffer_add(r->out[ST_TYPING], ",\"user_ids\":", 12);
+	evbuffer_add(r->out[ST_TYPING], ids, len);
+	evbuffer_add(r->out[ST_TYPING], "}", 1);
+}
+
 /*
  * The room's typing users, for a member of the room only (403 else);
- * sent when their row changed after the since position.
+ * the answer also fills the table (ephemeral.c).
  */
 static void
 typing_cb(PGresult *res, void *arg)
 {
-	struct sreq *r = arg;
+	struct typing_q *q = arg;
+	struct sreq *r = q->r;
+	bool is_member, has_row;
 	int64_t pos;
 
 	if (sreq_replied(r))
@@ -29,7 +63,12 @@ typing_cb(PGresult *res, void *arg)
 		stream_fail_db(r);
 		goto out;
 	}
-	if (PQgetvalue(res, 0, 2)[0] != 't') {
+	is_member = PQgetvalue(res, 0, 2)[0] == 't';
+	has_row = !PQgetisnull(res, 0, 0);
+	pos = has_row ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	eph_typing_fill(r->api, r->p.typing_room, r->user_id, q->mark, pos,
+	    has_row ? PQgetvalue(res, 0, 1) : "[]", is_member);
+	if (!is_member) {
 		r->err_status = 403;
 		r->err_code = "M_FORBIDDEN";
 		free(r->err_msg);
@@ -37,34 +76,36 @@ typing_cb(PGresult *res, void *arg)
 		    r->p.typing_room);
 		goto out;
 	}
-	r->next.t = r->to;
-	if (PQgetisnull(res, 0, 0))
-		goto out;
-	pos = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	if (pos <= r->from.t || pos > r->to)
-		goto out;
-	r->has_data = true;
-	evbuffer_add(r->out[ST_TYPING], "{\"room_id\":", 11);
-	jstr(r->out[ST_TYPING], r->p.typing_room);
-	evbuffer_add(r->out[ST_TYPING], ",\"user_ids\":", 12);
-	evbuffer_add(r->out[ST_TYPING], PQgetvalue(res, 0, 1),
-	    (size_t)PQgetlength(res, 0, 1));
-	evbuffer_add(r->out[ST_TYPING], "}", 1);
+	typing_answer(r, pos, PQgetvalue(res, 0, 1),
+	    (size_t)PQgetlength(res, 0, 1), false);
 out:
+	free(q);
 	stream_done(r);
 }
 
 void
 s_typing_run(struct api *api, struct sreq *r)
 {
-	const char *params[2];
+	const char *params[2], *ids;
+	struct typing_q *q;
+	int64_t pos;
 
+	r->typing_mark = 0;
 	if (*r->p.typing_room == '\0') {
 		r->next.t = r->to;
 		stream_done(r);
 		return;
 	}
+	if (eph_typing_get(api, r->p.typing_room, r->user_id, &pos, &ids,
+	    &r->typing_mark)) {
+		typing_answer(r, pos, ids, strlen(ids), true);
+		stream_done(r);
+		return;
+	}
+	q = xmalloc(sizeof(*q));
+	q->r = r;
+	q->mark = eph_fill_mark(api);
 	params[0] = r->p.typing_room;
 	params[1] = r->user_id;
-	sql_query(api, Q_TYPING, params, typing_cb, r);
+	sql_query(api, Q_TYPING, params, typing_cb, q);
 }

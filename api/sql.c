@@ -353,6 +353,7 @@ struct pg_job *
 sql_query(struct api *api, enum api_sql id, const char *const *params, pg_cb cb,
           void *arg)
 {
+	api->stats.queries++;
 	return pg_pool_query(api->pool, api_stmts[id].sql,
 	                     api_stmts[id].nparams, params, cb, arg);
 }

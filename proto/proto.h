@@ -23,12 +23,13 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 3
+#define PROTO_VERSION 5
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
 #define PROTO_PAYLOAD_MAX ((size_t)512 * 1024 * 1024)
 #define PROTO_ROUTE_MAX 256
+#define PROTO_TYPING_MAX 1024	/* user ids in a typing notice */
 
 enum proto_type {
 	/*
@@ -64,7 +65,13 @@ enum proto_type {
 	 * All notices: meta {epoch: int, pos: int} plus the ids below.
 	 */
 	PROTO_NOTICE_ROOM = 200,	/* {room_id}: events in a room */
-	PROTO_NOTICE_TYPING,		/* {room_id} */
+	/*
+	 * {room_id, user_ids}: user_ids is the room's whole typing list
+	 * (an array of at most PROTO_TYPING_MAX user id strings) as stored
+	 * at pos, the typing row's position; the api answers typing from it
+	 * without re-reading Postgres (contract 3, ephemeral data).
+	 */
+	PROTO_NOTICE_TYPING,
 	PROTO_NOTICE_TO_DEVICE,		/* {user_id, device_id} */
 	PROTO_NOTICE_ACCOUNT_DATA,	/* {user_id, room_id ("" = global)} */
 	PROTO_NOTICE_MEMBERSHIP,	/* {user_id, room_id, membership} */
@@ -189,6 +196,8 @@ struct proto_notice {
 	const char *device_id;
 	const char *membership;
 	const char *state;
+	/* PROTO_NOTICE_TYPING: a JSON array of user id strings (text) */
+	const char *user_ids;
 };
 
 /* proto.c: envelope */

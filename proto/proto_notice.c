@@ -5,6 +5,8 @@
  */
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "json_util.h"
 #include "proto.h"
 
@@ -14,15 +16,20 @@ enum {
 	N_DEVICE = 0x4,
 	N_MEMBERSHIP = 0x8,
 	N_STATE = 0x10,
+	N_TYPING = 0x20,
 };
+
+static int typing_ids_encode(struct json_object *meta, const char *ids);
+static int typing_ids_decode(struct json_object *meta, const char **out);
 
 static int
 notice_keys(int type)
 {
 	switch (type) {
 	case PROTO_NOTICE_ROOM:
-	case PROTO_NOTICE_TYPING:
 		return N_ROOM;
+	case PROTO_NOTICE_TYPING:
+		return N_ROOM | N_TYPING;
 	case PROTO_NOTICE_TO_DEVICE:
 		return N_USER | N_DEVICE;
 	case PROTO_NOTICE_ACCOUNT_DATA:
@@ -62,6 +69,10 @@ proto_send_notice(void *sock, const struct proto_notice *n)
 	add_opt(meta, keys, N_DEVICE, "device_id", n->device_id);
 	add_opt(meta, keys, N_MEMBERSHIP, "membership", n->membership);
 	add_opt(meta, keys, N_STATE, "state", n->state);
+	if ((keys & N_TYPING) && typing_ids_encode(meta, n->user_ids) != 0) {
+		json_object_put(meta);
+		return PROTO_EMETA;
+	}
 	rc = proto_send(sock, NULL, 0, n->type, n->seq, meta, NULL, 0, NULL);
 	json_object_put(meta);
 	return rc;
@@ -94,7 +105,58 @@ proto_recv_notice(const struct proto_msg *msg, struct proto_notice *out)
 		&out->device_id) ||
 	    get_opt(msg->meta, keys, N_MEMBERSHIP, "membership",
 		&out->membership) ||
-	    get_opt(msg->meta, keys, N_STATE, "state", &out->state))
+	    get_opt(msg->meta, keys, N_STATE, "state", &out->state) ||
+	    ((keys & N_TYPING) &&
+		typing_ids_decode(msg->meta, &out->user_ids) != 0))
 		return PROTO_EMETA;
 	return PROTO_OK;
+}
+
+/* A typing list: a JSON array of at most PROTO_TYPING_MAX strings. */
+static bool
+typing_ids_valid(struct json_object *a)
+{
+	size_t n;
+
+	if (!json_object_is_type(a, json_type_array) ||
+	    (n = json_object_array_length(a)) > PROTO_TYPING_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!json_object_is_type(json_object_array_get_idx(a, i),
+		    json_type_string))
+			return false;
+	return true;
+}
+
+/*
+ * PROTO_NOTICE_TYPING's user_ids: the stored list (JSON text, as in
+ * syncv3_typing.user_ids) goes into meta as an array, so a receiver
+ * checks it like any other meta key. 0, or -1 when it is not a list.
+ */
+static int
+typing_ids_encode(struct json_object *meta, const char *ids)
+{
+	struct json_object *a;
+
+	if (ids == NULL || (a = json_tokener_parse(ids)) == NULL)
+		return -1;
+	if (!typing_ids_valid(a)) {
+		json_object_put(a);
+		return -1;
+	}
+	json_object_object_add(meta, "user_ids", a);
+	return 0;
+}
+
+/* The list back as compact JSON text, borrowed from meta. */
+static int
+typing_ids_decode(struct json_object *meta, const char **out)
+{
+	struct json_object *a = json_get_arr(meta, "user_ids");
+
+	if (a == NULL || !typing_ids_valid(a))
+		return -1;
+	*out = json_object_to_json_string_ext(a,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	return *out != NULL ? 0 : -1;
 }

@@ -255,3 +255,11 @@ hold_table_lock() {
 	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '$1' AND l.mode = '$3' AND l.granted\")\" = 1 ]" 10 ||
 	    fail "no lock on $1"
 }
+
+# sim_typing ROOM USER...: upstream, exactly USERs type in ROOM (none: nobody).
+sim_typing() {
+	local r=$1 ids
+	shift
+	ids=$(printf '"%s",' "$@")
+	sim "rooms/$r/typing" "{\"user_id\":\"@alice:localhost\",\"user_ids\":[${ids%,}]}" >/dev/null
+}

@@ -32,12 +32,7 @@ v3_raw() {
 	    >"$T/last_status"
 	cat "$T/last_body"
 }
-typing() { # ROOM USER...
-	local r=$1 ids
-	shift
-	ids=$(printf '"%s",' "$@")
-	sim "rooms/$r/typing" "{\"user_id\":\"@alice:localhost\",\"user_ids\":[${ids%,}]}" >/dev/null
-}
+typing() { sim_typing "$@"; }
 health() { curl -sf "$API_URL/health"; }
 
 # (a) first request of the device: held for the initial sync, then nothing

@@ -168,6 +168,84 @@ test_notice_roundtrip(void **state)
 	proto_msg_close(&msg);
 }
 
+/* A typing notice carries the room's whole list; its decoder is strict. */
+static void
+test_notice_typing(void **state)
+{
+	struct pair *p = *state;
+	struct proto_notice n = {.type = PROTO_NOTICE_TYPING, .seq = 3,
+	    .epoch = 5, .pos = 12, .room_id = "!r:hs",
+	    .user_ids = "[\"@a:hs\",\"@b/c:hs\"]"}, g;
+	struct proto_msg msg;
+	static const char *const bad[] = {NULL, "", "{}", "[1]",
+	    "[\"@a:hs\",null]", "\"@a:hs\"", "[\"@a:hs\""};
+
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_int_equal(g.pos, 12);
+	assert_string_equal(g.room_id, "!r:hs");
+	assert_string_equal(g.user_ids, "[\"@a:hs\",\"@b/c:hs\"]");
+	proto_msg_close(&msg);
+	n.user_ids = "[]";
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_string_equal(g.user_ids, "[]");
+	proto_msg_close(&msg);
+	/* a list that is not one is refused by the sender... */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n.user_ids = bad[i];
+		assert_int_equal(proto_send_notice(p->a, &n), PROTO_EMETA);
+	}
+}
+
+/* ...and by the receiver, whatever a peer sends. */
+static void
+test_notice_typing_strict(void **state)
+{
+	struct pair *p = *state;
+	struct proto_hdr h = {PROTO_MAGIC, PROTO_VERSION, 0,
+	    PROTO_NOTICE_TYPING, 0, 1, 2};
+	uint8_t hdr[PROTO_HDR_LEN];
+	static const char *const metas[] = {
+	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\"}",
+	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\",\"user_ids\":\"@a\"}",
+	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\",\"user_ids\":[1]}",
+	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\",\"user_ids\":[[]]}",
+	};
+	struct proto_notice g;
+	struct proto_msg msg;
+	char *big;
+	size_t off;
+
+	proto_hdr_encode(&h, hdr);
+	for (size_t i = 0; i < sizeof(metas) / sizeof(metas[0]); i++) {
+		zmq_send(p->a, "notice.typing", 13, ZMQ_SNDMORE);
+		zmq_send(p->a, hdr, sizeof(hdr), ZMQ_SNDMORE);
+		zmq_send(p->a, metas[i], strlen(metas[i]), ZMQ_SNDMORE);
+		zmq_send(p->a, "", 0, 0);
+		assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+		assert_int_equal(proto_recv_notice(&msg, &g), PROTO_EMETA);
+		proto_msg_close(&msg);
+	}
+	/* more than PROTO_TYPING_MAX ids */
+	big = malloc(64 + (PROTO_TYPING_MAX + 1) * 4);
+	off = (size_t)sprintf(big, "{\"epoch\":1,\"pos\":2,\"room_id\":"
+	    "\"!r\",\"user_ids\":[");
+	for (int i = 0; i <= PROTO_TYPING_MAX; i++)
+		off += (size_t)sprintf(big + off, "%s\"\"", i ? "," : "");
+	off += (size_t)sprintf(big + off, "]}");
+	zmq_send(p->a, "notice.typing", 13, ZMQ_SNDMORE);
+	zmq_send(p->a, hdr, sizeof(hdr), ZMQ_SNDMORE);
+	zmq_send(p->a, big, off, ZMQ_SNDMORE);
+	zmq_send(p->a, "", 0, 0);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_EMETA);
+	proto_msg_close(&msg);
+	free(big);
+}
+
 /* Sends raw frames as given and returns what proto_recv makes of them. */
 static int
 recv_raw(struct pair *p, const char **frames, const size_t *lens, int n)
@@ -277,6 +355,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ack_and_state_roundtrip,
 		    pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_notice_roundtrip,
+		    pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_notice_typing,
+		    pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_notice_typing_strict,
 		    pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_frames, pair_setup,
 		    pair_teardown),
