@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "accumulator.h"
+#include "mem.h"
 #include "util.h"
 #include "zmq_ev.h"
 
@@ -320,6 +321,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	struct item *it;
 	char buf[64];
 	int64_t pos = -1;
+	size_t largest = 0;
 
 	(void)what;
 	while (read(fd, buf, sizeof(buf)) > 0)
@@ -341,8 +343,12 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		else if (it->is_committed)
 			notify_send_list(in->nt, &it->sm.notices);
 		pos = it->pos;
+		if (it->body_len > largest)
+			largest = it->body_len;
 		item_free(it);
 	}
+	/* a large body's frame and change set are gone now (mem.h) */
+	mem_release(largest);
 	if (pos >= 0)
 		notify_set_pos(in->nt, pos);
 	queue_hold(in);

@@ -15,6 +15,7 @@
 
 #include "accumulator.h"
 #include "config.h"
+#include "mem.h"
 #include "util.h"
 
 static const struct cfg_row acc_rows[] = {
@@ -80,6 +81,7 @@ main(int argc, char *argv[])
 	int rc;
 
 	log_init("accumulator", LOG_LEVEL_INFO);
+	mem_init();
 	if (config_load(acc_rows, &cfg) == -1)
 		exit(1);
 	rc = config_getopt(acc_rows, &cfg, argc, argv, &cli);

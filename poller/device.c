@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
 #include "map.h"
 #include "poller.h"
 #include "util.h"
@@ -86,14 +87,18 @@ table_remove(struct device *d)
 	p->ndevices--;
 }
 
+/* A large body's memory goes back to the kernel with it (mem.h). */
 static void
 body_free(struct device *d)
 {
+	size_t cap = d->body_cap;
+
 	free(d->body);
 	d->body = NULL;
 	d->body_len = d->body_cap = 0;
 	free(d->next_batch);
 	d->next_batch = NULL;
+	mem_release(cap);
 }
 
 static void

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "curl_ev.h"
 #include "log.h"
+#include "mem.h"
 #include "poller.h"
 #include "proto.h"
 #include "util.h"
@@ -175,6 +176,7 @@ main(int argc, char **argv)
 	struct timeval tv = {60, 0};
 
 	log_init("poller", LOG_LEVEL_INFO);
+	mem_init();
 	config(p, argc, argv);
 	raise_nofile();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
