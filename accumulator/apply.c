@@ -58,7 +58,10 @@ prow_find(const struct prows *l, int64_t pos)
 	return NULL;
 }
 
-/* Typing: the last message of the group that reports a room wins. */
+/*
+ * Typing: the last message of the group that reports a room wins. Its
+ * notice carries the list as stored, so the api needs no read (proto.h).
+ */
 int
 apply_typing(struct store *st, struct msgctx *xs, size_t n)
 {

@@ -1,9 +1,10 @@
 /*
  * The change notices of one message: gathered as struct proto_notice
  * while its batch is applied (store.c, rooms.c, apply.c) and sent as they
- * are by notify.c after COMMIT. The ids a notice points to often belong
- * to the parsed body, which is freed before COMMIT, so the list keeps its
- * own copy of each notice's strings (one block per notice, in bufs[]).
+ * are by notify.c after COMMIT. The ids (and a typing notice's list) a
+ * notice points to often belong to the parsed body or a PGresult, freed
+ * before COMMIT, so the list keeps its own copy of each notice's strings
+ * (one block per notice, in bufs[]).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -285,6 +285,7 @@ void notices_shutdown(struct api *api);
  * Postgres (the sliding sync typing extension can read eph_typing_get).
  */
 struct ephemeral;
+#define EPH_ROOMS_MAX 10000	/* rooms in the table; then the LRU goes */
 void eph_init(struct api *api);
 void eph_shutdown(struct api *api);
 /* A notice: typing lists and membership changes update the table. */

@@ -25,7 +25,6 @@
 #include "proto.h"
 #include "util.h"
 
-#define EPH_ROOMS_MAX 10000
 #define EPH_IDLE_MS (120 * 1000)
 #define EPH_MEMBER_TTL_MS (30 * 1000)
 #define EPH_SWEEP_SECS 30

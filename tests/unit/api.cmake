@@ -37,3 +37,11 @@ if(Python3_FOUND)
 		WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 	set_tests_properties(callgraph_api PROPERTIES LABELS unit)
 endif()
+
+# The typing table (ephemeral.c), fed notices and Postgres answers by hand.
+add_executable(test_api_ephemeral test_api_ephemeral.c
+	${PROJECT_SOURCE_DIR}/api/ephemeral.c)
+target_link_libraries(test_api_ephemeral PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_api_ephemeral PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_api_ephemeral COMMAND test_api_ephemeral)
+set_tests_properties(test_api_ephemeral PROPERTIES LABELS unit)

@@ -1,0 +1,176 @@
+/*
+ * The api's typing table (api/ephemeral.c): answers only for a room and a
+ * member it knows, takes newer lists only, drops a member on their
+ * membership notice, refuses a Postgres answer that raced a change,
+ * forgets everything on request, tells a waiter its list moved, and stays
+ * within EPH_ROOMS_MAX rooms.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "api.h"
+#include "proto.h"
+
+static int
+setup(void **state)
+{
+	struct api *api = calloc(1, sizeof(*api));
+
+	api->base = event_base_new();
+	eph_init(api);
+	*state = api;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct api *api = *state;
+
+	eph_shutdown(api);
+	event_base_free(api->base);
+	free(api);
+	return 0;
+}
+
+static void
+typing_notice(struct api *api, const char *room, int64_t pos, const char *ids)
+{
+	eph_notice(api, &(struct proto_notice){.type = PROTO_NOTICE_TYPING,
+	    .pos = pos, .room_id = room, .user_ids = ids});
+}
+
+static void
+member_notice(struct api *api, const char *room, const char *user)
+{
+	eph_notice(api, &(struct proto_notice){.type = PROTO_NOTICE_MEMBERSHIP,
+	    .pos = 1, .room_id = room, .user_id = user, .membership = "leave"});
+}
+
+static bool
+get(struct api *api, const char *room, const char *user, int64_t *pos,
+    const char **ids)
+{
+	uint64_t mark;
+
+	return eph_typing_get(api, room, user, pos, ids, &mark);
+}
+
+static void
+test_fill_and_notice(void **state)
+{
+	struct api *api = *state;
+	const char *ids;
+	int64_t pos;
+
+	assert_false(get(api, "!r", "@a", &pos, &ids));
+	/* a notice alone knows the list, not who may read it */
+	typing_notice(api, "!r", 5, "[\"@b\"]");
+	assert_false(get(api, "!r", "@a", &pos, &ids));
+	/* Postgres confirms @a (its older row does not win over the notice) */
+	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 3, "[]", true);
+	assert_true(get(api, "!r", "@a", &pos, &ids));
+	assert_int_equal(pos, 5);
+	assert_string_equal(ids, "[\"@b\"]");
+	/* a non-member stays with Postgres */
+	eph_typing_fill(api, "!r", "@x", eph_fill_mark(api), 5, "[\"@b\"]",
+	    false);
+	assert_false(get(api, "!r", "@x", &pos, &ids));
+	/* newer lists replace, older ones do not */
+	typing_notice(api, "!r", 9, "[]");
+	typing_notice(api, "!r", 7, "[\"@c\"]");
+	assert_true(get(api, "!r", "@a", &pos, &ids));
+	assert_int_equal(pos, 9);
+	assert_string_equal(ids, "[]");
+}
+
+static void
+test_membership_and_races(void **state)
+{
+	struct api *api = *state;
+	const char *ids;
+	int64_t pos;
+	uint64_t mark;
+
+	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 2, "[]", true);
+	eph_typing_fill(api, "!r", "@b", eph_fill_mark(api), 2, "[]", true);
+	member_notice(api, "!r", "@a");
+	assert_false(get(api, "!r", "@a", &pos, &ids));
+	assert_true(get(api, "!r", "@b", &pos, &ids));
+	/* a read sent before a membership notice (any room) fills nothing */
+	mark = eph_fill_mark(api);
+	member_notice(api, "!other", "@z");
+	eph_typing_fill(api, "!r", "@a", mark, 2, "[]", true);
+	assert_false(get(api, "!r", "@a", &pos, &ids));
+	/* nor one sent before the table was forgotten */
+	mark = eph_fill_mark(api);
+	eph_forget_all(api);
+	eph_typing_fill(api, "!r", "@b", mark, 2, "[]", true);
+	assert_false(get(api, "!r", "@b", &pos, &ids));
+}
+
+static void
+test_changed_since_read(void **state)
+{
+	struct api *api = *state;
+	struct sreq r = {0};
+	const char *ids;
+	int64_t pos;
+
+	r.p.has_typing = true;
+	r.p.typing_room = "!r";
+	assert_false(eph_typing_changed(api, &r)); /* read from Postgres */
+	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 2, "[]", true);
+	assert_true(eph_typing_get(api, "!r", "@a", &pos, &ids,
+	    &r.typing_mark));
+	assert_false(eph_typing_changed(api, &r));
+	typing_notice(api, "!r", 2, "[\"@b\"]");	/* same pos: old */
+	assert_false(eph_typing_changed(api, &r));
+	typing_notice(api, "!r", 4, "[\"@b\"]");
+	assert_true(eph_typing_changed(api, &r));
+	assert_true(eph_typing_get(api, "!r", "@a", &pos, &ids,
+	    &r.typing_mark));
+	eph_forget_all(api);	/* gone: unknown, so wake */
+	assert_true(eph_typing_changed(api, &r));
+}
+
+static void
+test_bounded(void **state)
+{
+	struct api *api = *state;
+	unsigned long long hits, misses;
+	char room[32];
+	const char *ids;
+	int64_t pos;
+	size_t n;
+
+	for (int i = 0; i <= EPH_ROOMS_MAX; i++) {
+		snprintf(room, sizeof(room), "!r%d", i);
+		eph_typing_fill(api, room, "@a", eph_fill_mark(api), i, "[]",
+		    true);
+	}
+	eph_counts(api, &hits, &misses, &n);
+	assert_true(n <= EPH_ROOMS_MAX);
+	assert_true(get(api, room, "@a", &pos, &ids));	/* the newest */
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fill_and_notice, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_membership_and_races,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_since_read, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
