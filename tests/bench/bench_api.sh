@@ -26,6 +26,7 @@ while getopts n:k:r:q: o; do
 	esac
 done
 source "$here/../integration/lib.sh"
+source "$here/lib_typing.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((N + 200)) ] || { log "ulimit -n $(ulimit -n) too low for $N connections"; exit 1; }
 export SYNCV3_LOG_LEVEL=warn SYNCV3_API_MAX_TIMEOUT_MS=600000
@@ -39,17 +40,9 @@ pct() { sort -n | awk -v p="$1" '{v[NR]=$1} END {i=int((NR-1)*p/100+0.5)+1; prin
 
 # 1. long polls and wake-up latency
 phase1() {
-	alice=$(sim_login @alice:localhost A1)
-	ridle=$(sim rooms '{"creator":"@alice:localhost","name":"Idle"}' | jq -r .room_id)
-	rlat=$(sim rooms '{"creator":"@alice:localhost","name":"Latency"}' | jq -r .room_id)
-	for r in "$ridle" "$rlat"; do sim "rooms/$r/join" '{"user_id":"@bob:localhost"}' >/dev/null; done
-	si=$(v3 "$alice" "" "{\"typing\":{\"room_id\":\"$ridle\"}}" 0 | jq -r .next_batch)
-	sl=$(v3 "$alice" "" "{\"typing\":{\"room_id\":\"$rlat\"}}" 0 | jq -r .next_batch)
-	[ "$si" != null ] && [ "$sl" != null ] || { log "no sessions"; exit 1; }
+	typing_sessions
 	log "phase 1: $N long polls, $K latency samples"
-	"$BIN/bench_api" -a "$API_URL" -s "$SIMHS_URL" -t "$alice" -i "$si" -l "$sl" \
-	    -r "$rlat" -p "${IT_PIDS[api]}" -n "$N" -k "$K" >"$T/bench1.json" || {
-		log "bench_api failed"; exit 1; }
+	typing_bench "$N" "$K" "$T/bench1.json"
 	cat "$T/bench1.json"
 }
 [ "$N" = 0 ] || phase1
