@@ -79,6 +79,8 @@ typing "$room" @bob:localhost
 wait_for "[ \"\$(stored)\" = '[\"@bob:localhost\"]' ]" 15 || fail "typing not stored"
 stop_proc api
 start_api
+# its first notice (a new epoch to it) empties the table: wait for that
+wait_for "[ \"\$(health | jq .gaps)\" -ge 1 ]" 15 || fail "restarted api heard no notice"
 assert_eq "$(health | jq .typing_table_rooms)" 0 "a new api's table"
 out=$(v3 "$alice" "$s" '{}' 0)
 assert_jq "$out" '.typing.user_ids' '["@bob:localhost"]' "restarted api: the stored list"
