@@ -42,14 +42,19 @@ static void
 typing_notice(struct api *api, const char *room, int64_t pos, const char *ids)
 {
 	eph_notice(api, &(struct proto_notice){.type = PROTO_NOTICE_TYPING,
-	    .pos = pos, .room_id = room, .user_ids = ids});
+	                                       .pos = pos,
+	                                       .room_id = room,
+	                                       .user_ids = ids});
 }
 
 static void
 member_notice(struct api *api, const char *room, const char *user)
 {
 	eph_notice(api, &(struct proto_notice){.type = PROTO_NOTICE_MEMBERSHIP,
-	    .pos = 1, .room_id = room, .user_id = user, .membership = "leave"});
+	                                       .pos = 1,
+	                                       .room_id = room,
+	                                       .user_id = user,
+	                                       .membership = "leave"});
 }
 
 static bool
@@ -79,7 +84,7 @@ test_fill_and_notice(void **state)
 	assert_string_equal(ids, "[\"@b\"]");
 	/* a non-member stays with Postgres */
 	eph_typing_fill(api, "!r", "@x", eph_fill_mark(api), 5, "[\"@b\"]",
-	    false);
+	                false);
 	assert_false(get(api, "!r", "@x", &pos, &ids));
 	/* newer lists replace, older ones do not */
 	typing_notice(api, "!r", 9, "[]");
@@ -126,16 +131,16 @@ test_changed_since_read(void **state)
 	r.p.typing_room = "!r";
 	assert_false(eph_typing_changed(api, &r)); /* read from Postgres */
 	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 2, "[]", true);
-	assert_true(eph_typing_get(api, "!r", "@a", &pos, &ids,
-	    &r.typing_mark));
+	assert_true(
+	    eph_typing_get(api, "!r", "@a", &pos, &ids, &r.typing_mark));
 	assert_false(eph_typing_changed(api, &r));
-	typing_notice(api, "!r", 2, "[\"@b\"]");	/* same pos: old */
+	typing_notice(api, "!r", 2, "[\"@b\"]"); /* same pos: old */
 	assert_false(eph_typing_changed(api, &r));
 	typing_notice(api, "!r", 4, "[\"@b\"]");
 	assert_true(eph_typing_changed(api, &r));
-	assert_true(eph_typing_get(api, "!r", "@a", &pos, &ids,
-	    &r.typing_mark));
-	eph_forget_all(api);	/* gone: unknown, so wake */
+	assert_true(
+	    eph_typing_get(api, "!r", "@a", &pos, &ids, &r.typing_mark));
+	eph_forget_all(api); /* gone: unknown, so wake */
 	assert_true(eph_typing_changed(api, &r));
 }
 
@@ -152,24 +157,24 @@ test_bounded(void **state)
 	for (int i = 0; i <= EPH_ROOMS_MAX; i++) {
 		snprintf(room, sizeof(room), "!r%d", i);
 		eph_typing_fill(api, room, "@a", eph_fill_mark(api), i, "[]",
-		    true);
+		                true);
 	}
 	eph_counts(api, &hits, &misses, &n);
 	assert_true(n <= EPH_ROOMS_MAX);
-	assert_true(get(api, room, "@a", &pos, &ids));	/* the newest */
+	assert_true(get(api, room, "@a", &pos, &ids)); /* the newest */
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_fill_and_notice, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_membership_and_races,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_changed_since_read, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fill_and_notice, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_membership_and_races, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_changed_since_read, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
