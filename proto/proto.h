@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
@@ -61,15 +61,20 @@ enum proto_type {
 	 * meta.epoch identifies the run, so a subscriber can detect a gap
 	 * and re-read positions from Postgres.
 	 *
-	 * All notices: meta {epoch: int, pos: int} plus the ids below.
+	 * All notices: meta {epoch: int, pos: int, lsn: int} plus the ids
+	 * below. lsn (version 4) is the WAL insert position, in bytes, the
+	 * primary had after the COMMIT that made pos current (0 before the
+	 * run's first commit): an api reading a streaming replica
+	 * (SYNCV3_DB_READ) reads there once the replica has replayed that
+	 * far (docs/INTERNALS.md, "Reads on a replica").
 	 */
-	PROTO_NOTICE_ROOM = 200,	/* {room_id}: events in a room */
-	PROTO_NOTICE_TYPING,		/* {room_id} */
-	PROTO_NOTICE_TO_DEVICE,		/* {user_id, device_id} */
-	PROTO_NOTICE_ACCOUNT_DATA,	/* {user_id, room_id ("" = global)} */
-	PROTO_NOTICE_MEMBERSHIP,	/* {user_id, room_id, membership} */
-	PROTO_NOTICE_DEVICE,		/* {user_id, device_id, state} */
-	PROTO_NOTICE_HEARTBEAT,		/* {}: sent every second when idle */
+	PROTO_NOTICE_ROOM = 200,   /* {room_id}: events in a room */
+	PROTO_NOTICE_TYPING,       /* {room_id} */
+	PROTO_NOTICE_TO_DEVICE,    /* {user_id, device_id} */
+	PROTO_NOTICE_ACCOUNT_DATA, /* {user_id, room_id ("" = global)} */
+	PROTO_NOTICE_MEMBERSHIP,   /* {user_id, room_id, membership} */
+	PROTO_NOTICE_DEVICE,       /* {user_id, device_id, state} */
+	PROTO_NOTICE_HEARTBEAT,    /* {}: sent every second when idle */
 
 	/*
 	 * 300s: accumulator -> poller, ROUTER -> DEALER.
@@ -189,6 +194,7 @@ struct proto_notice {
 	const char *device_id;
 	const char *membership;
 	const char *state;
+	int64_t lsn; /* meta.lsn, >= 0 */
 };
 
 /* proto.c: envelope */

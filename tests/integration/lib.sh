@@ -255,3 +255,23 @@ hold_table_lock() {
 	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '$1' AND l.mode = '$3' AND l.granted\")\" = 1 ]" 10 ||
 	    fail "no lock on $1"
 }
+
+# A standby accumulator (issue #15). acc_pair: SYNCV3_INGEST and
+# SYNCV3_NOTICES name both accumulators, for the pollers and apis started
+# after it. start_acc NAME [VAR=value...] (accumulator or accumulator2)
+# starts one bound to its own endpoints; acc_active prints the name of the
+# one holding the writer lock now (empty: none).
+acc_pair() {
+	export SYNCV3_INGEST="ipc://$T/ingest.sock,ipc://$T/ingest2.sock"
+	export SYNCV3_NOTICES="ipc://$T/notices.sock,ipc://$T/notices2.sock"
+}
+start_acc() {
+	local name=$1 k=${1#accumulator}
+	shift
+	start_proc "$name" env SYNCV3_INGEST="ipc://$T/ingest$k.sock" \
+	    SYNCV3_NOTICES="ipc://$T/notices$k.sock" "$@" "$BIN/syncv3-accumulator"
+}
+acc_active() {
+	psql_q "SELECT a.owner FROM syncv3_accumulator a JOIN pg_locks l ON l.pid = a.backend_pid AND l.locktype = 'advisory' AND l.granted" 2>/dev/null |
+	    sed -n 's|.*/ingest\([0-9]*\)\.sock$|accumulator\1|p'
+}

@@ -25,9 +25,9 @@
 # are spread over; kills not done by twice that are dropped and counted),
 # CHAOS_SEED, CHAOS_SEND_SLEEP (between two upstream sends),
 # CHAOS_RECOVERY_MAX (seconds a daemon has to come back), CHAOS_REPORT (a
-# file for the figures, JSON), ACCUMULATORS=2 (a standby accumulator, run
-# only once `syncv3-accumulator -n` lists a standby setting; CHAOS_ACC2_ENV
-# holds VAR=value words for it).
+# file for the figures, JSON), ACCUMULATORS=2 (a standby accumulator: the
+# two bind their own endpoints and the pollers and apis name both;
+# CHAOS_ACC2_ENV holds VAR=value words for the second).
 source "$(dirname "$0")/lib.sh"
 
 KILLS=${CHAOS_KILLS:-0}
@@ -65,15 +65,16 @@ post_sync() {
 
 it_setup
 start_simhs
-start_accumulator
 ACC_NAMES=(accumulator)
 if [ "$ACCUMULATORS" -ge 2 ]; then
-	if "$BIN/syncv3-accumulator" -n 2>/dev/null | grep -qi standby; then
-		start_proc accumulator2 env ${CHAOS_ACC2_ENV:-} "$BIN/syncv3-accumulator"
-		ACC_NAMES+=(accumulator2)
-	else
-		log "ACCUMULATORS=$ACCUMULATORS: syncv3-accumulator -n lists no standby setting; running one"
-	fi
+	# each binds its own endpoints; pollers and apis name both
+	acc_pair
+	start_acc accumulator
+	wait_for '[ "$(acc_active)" = accumulator ]' 20 || fail "accumulator did not become the writer"
+	start_acc accumulator2 ${CHAOS_ACC2_ENV:-}
+	ACC_NAMES+=(accumulator2)
+else
+	start_accumulator
 fi
 start_poller poller
 start_poller poller2
@@ -233,8 +234,10 @@ restart() {
 	ROT[$1]=$((${ROT[$1]:-0} + 1))
 	mv -f "$T/$1.log" "$T/$1.log.${ROT[$1]}"
 	case $1 in
-	accumulator) start_proc accumulator "$BIN/syncv3-accumulator" ;;
-	accumulator2) start_proc accumulator2 env ${CHAOS_ACC2_ENV:-} "$BIN/syncv3-accumulator" ;;
+	accumulator)
+		if [ "$ACCUMULATORS" -ge 2 ]; then start_acc accumulator
+		else start_proc accumulator "$BIN/syncv3-accumulator"; fi ;;
+	accumulator2) start_acc accumulator2 ${CHAOS_ACC2_ENV:-} ;;
 	poller*) start_poller "$1" ;;
 	api) start_api_on api "$API1_PORT" ;;
 	api2) start_api_on api2 "$API2_PORT" ;;

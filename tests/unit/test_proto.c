@@ -149,9 +149,15 @@ static void
 test_notice_roundtrip(void **state)
 {
 	struct pair *p = *state;
-	struct proto_notice n = {.type = PROTO_NOTICE_MEMBERSHIP, .seq = 42,
-	    .epoch = 5, .pos = 99, .room_id = "!r:hs", .user_id = "@u:hs",
-	    .membership = "join"}, g;
+	struct proto_notice n = {.type = PROTO_NOTICE_MEMBERSHIP,
+	                         .seq = 42,
+	                         .epoch = 5,
+	                         .pos = 99,
+	                         .room_id = "!r:hs",
+	                         .user_id = "@u:hs",
+	                         .membership = "join",
+	                         .lsn = 0x16B374D848LL},
+	                    g;
 	struct proto_msg msg;
 
 	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
@@ -165,7 +171,49 @@ test_notice_roundtrip(void **state)
 	assert_string_equal(g.room_id, "!r:hs");
 	assert_string_equal(g.membership, "join");
 	assert_null(g.device_id);
+	assert_int_equal(g.lsn, 0x16B374D848LL);
 	proto_msg_close(&msg);
+}
+
+/* A heartbeat's meta as given: what proto_recv_notice makes of it. */
+static int
+notice_meta(struct pair *p, const char *meta, struct proto_notice *g)
+{
+	struct proto_hdr h = {
+	    PROTO_MAGIC, PROTO_VERSION, 0, PROTO_NOTICE_HEARTBEAT, 0, 1, 2};
+	uint8_t hdr[PROTO_HDR_LEN];
+	struct proto_msg msg;
+	int rc;
+
+	proto_hdr_encode(&h, hdr);
+	zmq_send(p->a, "notice.heartbeat", 16, ZMQ_SNDMORE);
+	zmq_send(p->a, hdr, sizeof(hdr), ZMQ_SNDMORE);
+	zmq_send(p->a, meta, strlen(meta), ZMQ_SNDMORE);
+	zmq_send(p->a, "", 0, 0);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	rc = proto_recv_notice(&msg, g);
+	proto_msg_close(&msg);
+	return rc;
+}
+
+/* Version 4: every notice carries the commit's LSN, a non-negative int. */
+static void
+test_notice_lsn(void **state)
+{
+	struct pair *p = *state;
+	struct proto_notice g;
+
+	assert_int_equal(
+	    notice_meta(p, "{\"epoch\":1,\"pos\":2,\"lsn\":7}", &g), PROTO_OK);
+	assert_int_equal(g.lsn, 7);
+	assert_int_equal(notice_meta(p, "{\"epoch\":1,\"pos\":2}", &g),
+	                 PROTO_EMETA);
+	assert_int_equal(
+	    notice_meta(p, "{\"epoch\":1,\"pos\":2,\"lsn\":-1}", &g),
+	    PROTO_EMETA);
+	assert_int_equal(
+	    notice_meta(p, "{\"epoch\":1,\"pos\":2,\"lsn\":\"0/16B3\"}", &g),
+	    PROTO_EMETA);
 }
 
 /* Sends raw frames as given and returns what proto_recv makes of them. */
@@ -270,20 +318,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hdr_roundtrip),
-		cmocka_unit_test(test_hdr_rejects),
-		cmocka_unit_test_setup_teardown(test_sync_raw_roundtrip,
-		    pair_setup, pair_teardown),
-		cmocka_unit_test_setup_teardown(test_ack_and_state_roundtrip,
-		    pair_setup, pair_teardown),
-		cmocka_unit_test_setup_teardown(test_notice_roundtrip,
-		    pair_setup, pair_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_frames, pair_setup,
-		    pair_teardown),
-		cmocka_unit_test_setup_teardown(test_oversized_meta,
-		    pair_setup, pair_teardown),
-		cmocka_unit_test_setup_teardown(test_nothing_waiting,
-		    pair_setup, pair_teardown),
+	    cmocka_unit_test(test_hdr_roundtrip),
+	    cmocka_unit_test(test_hdr_rejects),
+	    cmocka_unit_test_setup_teardown(test_sync_raw_roundtrip, pair_setup,
+	                                    pair_teardown),
+	    cmocka_unit_test_setup_teardown(test_ack_and_state_roundtrip,
+	                                    pair_setup, pair_teardown),
+	    cmocka_unit_test_setup_teardown(test_notice_lsn, pair_setup,
+	                                    pair_teardown),
+	    cmocka_unit_test_setup_teardown(test_notice_roundtrip, pair_setup,
+	                                    pair_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_frames, pair_setup,
+	                                    pair_teardown),
+	    cmocka_unit_test_setup_teardown(test_oversized_meta, pair_setup,
+	                                    pair_teardown),
+	    cmocka_unit_test_setup_teardown(test_nothing_waiting, pair_setup,
+	                                    pair_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
