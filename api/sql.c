@@ -303,24 +303,33 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "SELECT is_initial_done, poll_state FROM "
 	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2},
 	/* main.c, notices.c */
-	[Q_POSITION] = {"api_position", "SELECT pos FROM syncv3_position", 0},
+	/* the WAL position covers pos: what the replica must replay */
+	[Q_POSITION] = {"api_position", "SELECT pos, "
+	    "(pg_current_wal_insert_lsn() - '0/0')::bigint FROM "
+	    "syncv3_position", 0},
 	/* longpoll.c */
-	[Q_USER_ROOMS] = {"api_user_rooms", USER_ROOMS, 2},
+	[Q_USER_ROOMS] = {"api_user_rooms", USER_ROOMS, 2, true},
 	/* the streams */
 	[Q_TYPING] = {"api_typing",
 	    /* joined now, by the rule every stream shares (visible.h) */
 	    "SELECT t.pos, t.user_ids, coalesce("
 	    VIS_MEMBERSHIP("$1", "$2", "(SELECT pos FROM syncv3_position)")
 	    " = 'join', false) FROM (SELECT 1) one "
-	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2},
+	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2, true},
 	[Q_TO_DEVICE] = {"api_to_device",
 	    "SELECT pos, json FROM syncv3_to_device "
 	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
-	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5},
+	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5, true},
 	[Q_MEMBER_PAGE] = {"api_member_page",
-	    MEMBER_PAGE " ORDER BY 1 DESC, 2", 3},
+	    MEMBER_PAGE " ORDER BY 1 DESC, 2", 3, true},
 	[Q_MEMBER_STREAM] = {"api_member_stream",
-	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5},
+	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5, true},
+	/*
+	 * room_list runs on the primary: the stream reads the session's
+	 * rooms (written here), and the detail query reads at the position
+	 * of the page or stream query's own snapshot, which on the primary
+	 * can be past anything this api has heard of.
+	 */
 	[Q_LIST_PAGE] = {"api_list_page", LIST_SNAP("CASE WHEN $4::bool THEN "
 	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
 	[Q_LIST_STREAM] = {"api_list_stream",
@@ -353,6 +362,23 @@ struct pg_job *
 sql_query(struct api *api, enum api_sql id, const char *const *params, pg_cb cb,
           void *arg)
 {
+	return sql_query_at(api, id, api->cur_pos, params, cb, arg);
+}
+
+/*
+ * The replica only for a read at a position this api has heard of: its
+ * notice's commit is in read_lsn. A since token from an api that heard of
+ * a later commit asks about one whose LSN we do not know: the primary.
+ */
+struct pg_job *
+sql_query_at(struct api *api, enum api_sql id, int64_t pos,
+             const char *const *params, pg_cb cb, void *arg)
+{
+	if (api_stmts[id].is_read && api->pool_read != NULL &&
+	    pos <= api->cur_pos)
+		return pg_pool_query_read(
+		    api->pool_read, api->read_lsn, api_stmts[id].sql,
+		    api_stmts[id].nparams, params, cb, arg);
 	return pg_pool_query(api->pool, api_stmts[id].sql,
 	                     api_stmts[id].nparams, params, cb, arg);
 }
