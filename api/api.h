@@ -91,32 +91,33 @@ enum api_sql {
 	Q_LOGOUT_DEVICE,
 	Q_COUNT,
 };
-/*
- * is_read: the statement only reads what the accumulator writes (no
- * table the api itself writes: sessions, session rooms, devices), so it
- * may run on a streaming replica (SYNCV3_DB_READ) once the replica has
- * replayed the commits of every notice this api has seen (api->read_lsn,
- * notices.c): a replica's snapshot then covers the position the query is
- * asked about. Everything else (writes, and reads of what the api wrote,
- * which a replica could show late) runs on the primary; a new statement
- * is the primary's unless it says is_read.
- */
 struct api_stmt {
 	const char *name;	/* for PREPARE and logs */
 	const char *sql;
 	int nparams;
-	bool is_read;
 };
 extern const struct api_stmt api_stmts[Q_COUNT];
+/*
+ * api_stmt_is_read[id] (sql.c, beside api_stmts): the statement only
+ * reads what the accumulator writes (no table the api itself writes:
+ * sessions, session rooms, devices), so it may run on a streaming
+ * replica (SYNCV3_DB_READ) once the replica has replayed the commits of
+ * every notice this api has seen (api->read_lsn, notices.c): a replica's
+ * snapshot then covers the position the query is asked about. Everything
+ * else (writes, and reads of what the api wrote, which a replica could
+ * show late) runs on the primary; a statement is the primary's unless
+ * its line there says otherwise.
+ */
+extern const bool api_stmt_is_read[Q_COUNT];
 /* pg_pool_query with statement id's text and parameter count, on the
- * primary or, for an is_read statement, on the replica (is_read above). */
+ * primary or, for a replica-eligible statement, on the replica. */
 struct pg_job *sql_query(struct api *api, enum api_sql id,
     const char *const *params, pg_cb cb, void *arg);
 /*
  * The same for a statement that reads what was committed up to pos (a
  * round's r->to, which a since token may put past what this api has
- * heard of): an is_read one goes to the replica only when pos is at most
- * api->cur_pos. sql_query is sql_query_at the current position.
+ * heard of): a replica-eligible one goes to the replica only when pos is
+ * at most api->cur_pos. sql_query is sql_query_at the current position.
  */
 struct pg_job *sql_query_at(struct api *api, enum api_sql id, int64_t pos,
                             const char *const *params, pg_cb cb, void *arg);

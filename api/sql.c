@@ -308,28 +308,22 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "(pg_current_wal_insert_lsn() - '0/0')::bigint FROM "
 	    "syncv3_position", 0},
 	/* longpoll.c */
-	[Q_USER_ROOMS] = {"api_user_rooms", USER_ROOMS, 2, true},
+	[Q_USER_ROOMS] = {"api_user_rooms", USER_ROOMS, 2},
 	/* the streams */
 	[Q_TYPING] = {"api_typing",
 	    /* joined now, by the rule every stream shares (visible.h) */
 	    "SELECT t.pos, t.user_ids, coalesce("
 	    VIS_MEMBERSHIP("$1", "$2", "(SELECT pos FROM syncv3_position)")
 	    " = 'join', false) FROM (SELECT 1) one "
-	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2, true},
+	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2},
 	[Q_TO_DEVICE] = {"api_to_device",
 	    "SELECT pos, json FROM syncv3_to_device "
 	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
-	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5, true},
+	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5},
 	[Q_MEMBER_PAGE] = {"api_member_page",
-	    MEMBER_PAGE " ORDER BY 1 DESC, 2", 3, true},
+	    MEMBER_PAGE " ORDER BY 1 DESC, 2", 3},
 	[Q_MEMBER_STREAM] = {"api_member_stream",
-	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5, true},
-	/*
-	 * room_list runs on the primary: the stream reads the session's
-	 * rooms (written here), and the detail query reads at the position
-	 * of the page or stream query's own snapshot, which on the primary
-	 * can be past anything this api has heard of.
-	 */
+	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5},
 	[Q_LIST_PAGE] = {"api_list_page", LIST_SNAP("CASE WHEN $4::bool THEN "
 	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
 	[Q_LIST_STREAM] = {"api_list_stream",
@@ -358,6 +352,24 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 };
 /* clang-format on */
 
+/*
+ * The statements a streaming replica may answer (api.h). room_list is not
+ * among them: its stream reads the session's rooms (written here), and
+ * its detail query reads at the position of the page or stream query's
+ * own snapshot, which on the primary can be past anything this api has
+ * heard of.
+ */
+/* one statement a line */
+/* clang-format off */
+const bool api_stmt_is_read[Q_COUNT] = {
+	[Q_USER_ROOMS] = true,
+	[Q_TYPING] = true,
+	[Q_TO_DEVICE] = true,
+	[Q_MEMBER_PAGE] = true,
+	[Q_MEMBER_STREAM] = true,
+};
+/* clang-format on */
+
 struct pg_job *
 sql_query(struct api *api, enum api_sql id, const char *const *params, pg_cb cb,
           void *arg)
@@ -374,7 +386,7 @@ struct pg_job *
 sql_query_at(struct api *api, enum api_sql id, int64_t pos,
              const char *const *params, pg_cb cb, void *arg)
 {
-	if (api_stmts[id].is_read && api->pool_read != NULL &&
+	if (api_stmt_is_read[id] && api->pool_read != NULL &&
 	    pos <= api->cur_pos)
 		return pg_pool_query_read(
 		    api->pool_read, api->read_lsn, api_stmts[id].sql,
