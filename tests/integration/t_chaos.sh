@@ -7,7 +7,8 @@
 # on the other api with the same since, M_UNKNOWN_SYNC_SESSION starts a new
 # session. A numbered flow of room messages (two rooms, every user in both)
 # and to-device messages (each device in turn) goes upstream while a
-# schedule kills the accumulator, each poller and each api twice, and
+# schedule kills each accumulator (the active one and its standby), each
+# poller and each api twice, and
 # stops Postgres once with pg_ctl -m immediate; after each blow it waits
 # until that daemon's function is back (accumulator: a commit; poller: the
 # devices it held polled upstream again; api: /health 200 and a v3 answer;
@@ -25,8 +26,9 @@
 # are spread over; kills not done by twice that are dropped and counted),
 # CHAOS_SEED, CHAOS_SEND_SLEEP (between two upstream sends),
 # CHAOS_RECOVERY_MAX (seconds a daemon has to come back), CHAOS_REPORT (a
-# file for the figures, JSON), ACCUMULATORS=2 (a standby accumulator: the
-# two bind their own endpoints and the pollers and apis name both;
+# file for the figures, JSON), ACCUMULATORS (2, the default: a standby
+# accumulator too, killed like the others; the two bind their own
+# endpoints and the pollers and apis name both; 1: one accumulator;
 # CHAOS_ACC2_ENV holds VAR=value words for the second).
 source "$(dirname "$0")/lib.sh"
 
@@ -37,7 +39,7 @@ SEED=${CHAOS_SEED:-15}
 SEND_SLEEP=${CHAOS_SEND_SLEEP:-0.1}
 RECOVERY_MAX=${CHAOS_RECOVERY_MAX:-60}
 REPORT=${CHAOS_REPORT:-}
-ACCUMULATORS=${ACCUMULATORS:-1}
+ACCUMULATORS=${ACCUMULATORS:-2}
 RANDOM=$SEED
 # Postgres is restarted here, so the scenario has a cluster of its own.
 unset IT_PGHOST
