@@ -291,17 +291,21 @@ writer_register(struct store *st)
 static int
 writer_reclaim(struct store *st)
 {
-	char gen[PG_I64_LEN];
-	const char *p[1] = {pg_i64(gen, st->generation)};
+	char gen[PG_I64_LEN], ms[PG_I64_LEN];
+	const char *p[2] = {pg_i64(gen, st->generation),
+	                    pg_i64(ms, st->takeover_ms)};
 	PGresult *r;
 	int n;
 
+	/* and a fresh expiry: the renewals' connection may still be on its
+	 * way back from the same outage */
 	r = pg_query(
 	    st->c, "writer reclaim",
-	    "UPDATE syncv3_accumulator SET "
-	    "backend_pid = pg_backend_pid() WHERE generation = $1::bigint "
+	    "UPDATE syncv3_accumulator SET backend_pid = "
+	    "pg_backend_pid(), expires = now() + make_interval(secs => "
+	    "$2::bigint / 1000.0) WHERE generation = $1::bigint "
 	    "RETURNING 1",
-	    1, p);
+	    2, p);
 	if (r == NULL)
 		return -1;
 	n = PQntuples(r);

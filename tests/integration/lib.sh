@@ -303,3 +303,8 @@ replica_stack() {
 	it_on_exit() { it_pg_stop "$T/replica"; }
 	it_pg_replica "$T/replica" 5433 || fail "no replica"
 }
+# it_sanitizer_logs: names of this scenario's logs holding a sanitizer report
+it_sanitizer_logs() {
+	grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$T"/*.log* 2>/dev/null |
+	    xargs -r -n1 basename
+}

@@ -48,4 +48,6 @@ for d in accumulator accumulator2 poller api; do
 	stop_proc "$d"
 done
 grep -q exiting "$T/accumulator.log" || fail "the standby did not exit cleanly"
+san=$(it_sanitizer_logs)
+[ -z "$san" ] || fail "sanitizer reports in: $(echo $san)"
 it_pass

@@ -464,7 +464,7 @@ for d in "${DAEMONS[@]}"; do
 	unset "IT_PIDS[$d]"
 	[ $rc = 0 ] || problems+=("$d exited $rc on SIGTERM")
 done
-san=$(grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$T"/*.log* 2>/dev/null | xargs -r -n1 basename)
+san=$(it_sanitizer_logs)
 [ -n "$san" ] && problems+=("sanitizer reports in: $(echo $san)")
 
 # counts by kind for the report
