@@ -321,27 +321,17 @@ done_poll(struct ingest *in, struct item *it)
 }
 
 /*
- * Another accumulator is the writer: what the store hands back was not
- * committed by us and gets no answer (a nack would send the pollers to
- * Postgres and a backoff); they resend it to the new writer as soon as
- * they see our socket close (publish.c). Our owner tears us down.
+ * Another accumulator is the writer: what the store hands back uncommitted
+ * gets no answer from us (a nack would send the pollers to Postgres and a
+ * backoff); they resend it to the new writer as soon as they see our
+ * socket close (publish.c). Our owner tears us down.
  */
 static void
-demoted(struct ingest *in, struct item_q *q)
+demoted(struct ingest *in)
 {
-	struct item *it;
-
-	while ((it = TAILQ_FIRST(q)) != NULL) {
-		TAILQ_REMOVE(q, it, entry);
-		in->ninflight--;
-		in->inflight_bytes -= it->body_len;
-		item_free(it);
-	}
 	if (in->is_demote_told)
 		return;
 	in->is_demote_told = true;
-	if (in->ze != NULL)
-		zmq_ev_hold(in->ze, true);
 	log_warnx("ingest: no longer the writer; dropping %zu queued",
 	          in->ninflight);
 	in->on_demote(in->demote_arg);
@@ -349,8 +339,9 @@ demoted(struct ingest *in, struct item_q *q)
 
 /*
  * What the store finished, in commit order: every message is acked (a
- * failed commit turns acks into nacks), then, once the acks are out, the
- * notices of what committed are published and the items are freed.
+ * failed commit turns acks into nacks, unless we are no longer the
+ * writer), then, once the acks are out, the notices of what committed
+ * are published and the items are freed.
  */
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
@@ -370,12 +361,8 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_CONCAT(&q, &in->done, entry);
 	is_demoted = in->is_demoted;
 	pthread_mutex_unlock(&in->mu);
-	if (is_demoted) {
-		demoted(in, &q);
-		return;
-	}
 	TAILQ_FOREACH(it, &q, entry) {
-		if (it->kind == ITEM_SYNC)
+		if (it->kind == ITEM_SYNC && (it->is_committed || !is_demoted))
 			done_sync(in, it);
 	}
 	while ((it = TAILQ_FIRST(&q)) != NULL) {
@@ -393,6 +380,10 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (pos >= 0)
 		notify_set_pos(in->nt, pos);
+	if (is_demoted) {
+		demoted(in);
+		return;
+	}
 	queue_hold(in);
 	zmq_ev_kick(in->ze);
 	if (in->stopping && in->ninflight == 0)
