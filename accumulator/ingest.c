@@ -402,7 +402,9 @@ queue_hold(struct ingest *in)
 	bool is_full = in->ninflight >= 4 * (size_t)in->cfg->batch_max ||
 	    in->inflight_bytes >= 4 * (size_t)in->cfg->batch_bytes;
 
-	zmq_ev_hold(in->ze, is_full);
+	/* stopping: ingest_stop freed the watcher, nothing is read anyway */
+	if (in->ze != NULL)
+		zmq_ev_hold(in->ze, is_full);
 }
 
 static void
