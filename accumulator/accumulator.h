@@ -39,6 +39,7 @@ struct acc_config {
 	long long horizon_secs;		/* keep closed state this long */
 	long long stats_secs;		/* interval of the stats line */
 	char *prom;			/* metrics listener; empty: none */
+	long long takeover_ms;          /* a standby takes over after this */
 };
 
 /* jscan.c: exact byte spans of values inside a validated JSON text */
@@ -167,6 +168,8 @@ struct notify *notify_new(struct event_base *base, void *zctx,
 void notify_send(struct notify *n, const struct proto_notice *pn);
 void notify_send_list(struct notify *n, const struct notice_list *l);
 void notify_set_pos(struct notify *n, int64_t pos);
+/* The WAL position every notice from now on carries (store_lsn). */
+void notify_set_lsn(struct notify *n, int64_t lsn);
 /* Notices published and those the PUB socket refused. */
 void notify_counts(const struct notify *n, unsigned long long *sent,
                    unsigned long long *failed);
@@ -209,7 +212,20 @@ struct store_stats {
 	unsigned long long pg_errors; /* statements Postgres failed */
 };
 
-struct store *store_new(const char *conninfo);
+/* A standby's store: connected and migrated, not the writer. */
+struct store *store_new(const char *conninfo, const char *owner,
+                        long long takeover_ms);
+/*
+ * One try at becoming the writer (the lock, the liveness row; a holder
+ * whose row expired has its session ended): 1 writer now, 0 another
+ * accumulator is, -1 error.
+ */
+int store_take_writer(struct store *st) WARN_UNUSED;
+int64_t store_generation(const struct store *st);
+/* The writer's connection broke and another accumulator took over. */
+bool store_is_demoted(const struct store *st);
+/* WAL insert position after the last COMMIT (the notices carry it). */
+int64_t store_lsn(const struct store *st);
 void store_free(struct store *st);
 int store_batch_begin(struct store *st) WARN_UNUSED;
 /*
@@ -252,7 +268,9 @@ int64_t pos_next(struct store *st);
 int pos_save(struct store *st) WARN_UNUSED;
 
 /* db.c: the connection and its statements (ids in store_int.h) */
-int db_connect(struct store *st) WARN_UNUSED;
+int db_connect(struct store *st, int max_wait_s) WARN_UNUSED;
+int db_take_writer(struct store *st) WARN_UNUSED;
+int db_commit(struct store *st) WARN_UNUSED;
 PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
@@ -261,7 +279,9 @@ int db_copy(struct store *st, const char *sql, const char *data, size_t len);
 /* ingest.c */
 struct ingest;
 struct ingest *ingest_new(struct event_base *base, void *zctx,
-    const struct acc_config *cfg, struct store *st, struct notify *nt);
+                          const struct acc_config *cfg, struct store *st,
+                          struct notify *nt, void (*on_demote)(void *),
+                          void *demote_arg);
 void ingest_stop(struct ingest *in);
 void ingest_free(struct ingest *in);
 /* What ingest counted, for the metrics (prom.c); loop thread only. */
@@ -276,6 +296,13 @@ extern const double ingest_batch_le[], ingest_commit_le[];
 extern const size_t ingest_batch_nle, ingest_commit_nle;
 void ingest_counts(struct ingest *in, struct ingest_counts *out);
 bool ingest_is_stopping(const struct ingest *in);
+
+/* active.c: standby or writer (the writer lock, the liveness row) */
+struct active;
+struct active *active_new(struct event_base *base, void *zctx,
+                          const struct acc_config *cfg);
+void active_stop(struct active *a);
+void active_free(struct active *a);
 
 /* prom.c: the metrics registry and its listener (README, Metrics) */
 struct acc_prom;

@@ -8,9 +8,11 @@
  * (re)connect.
  */
 #include <stdbool.h>
+#include <stdlib.h>
 
 #include "accumulator.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "store_int.h"
 
 /* Distinct from pg.c's migration lock ("syncv3" in hex). */
@@ -200,46 +202,200 @@ prepare_all(struct store *st)
 	return 0;
 }
 
-/* Session-level lock: a second accumulator waits here (single writer). */
+/*
+ * The writer lock: a session advisory lock held by the active
+ * accumulator's writer connection (single writer, contract 2). It goes
+ * with the session, so a process that dies releases it at once, and
+ * every statement of a batch runs on the session that holds it: a session
+ * ended by a standby (writer_fence) can commit nothing more.
+ */
+#define WRITER_KEY "x'" WRITER_LOCK_KEY "'::bigint"
+
+/* 1 held (now or already), 0 another session holds it, -1 error. */
 static int
-writer_lock(struct store *st)
+writer_try(struct store *st)
 {
 	PGresult *r;
-	bool got;
+	int got;
 
-	r = pg_query(st->c, "writer lock", "SELECT pg_try_advisory_lock(x'"
-	    WRITER_LOCK_KEY "'::bigint)", 0, NULL);
-	if (r == NULL)
+	if ((r = pg_query(st->c, "writer lock",
+	                  "SELECT pg_try_advisory_lock(" WRITER_KEY ")", 0,
+	                  NULL)) == NULL)
 		return -1;
 	got = PQgetvalue(r, 0, 0)[0] == 't';
 	PQclear(r);
-	if (got)
-		return 0;
-	log_warnx("store: another accumulator holds the writer lock; "
-	    "waiting for it");
-	if (pg_exec(st->c, "writer lock", "SELECT pg_advisory_lock(x'"
-	    WRITER_LOCK_KEY "'::bigint)") == -1)
+	return got;
+}
+
+/*
+ * A standby's check on the holder: when the holder is the registered
+ * writer and its liveness row has expired (its loop has not renewed it
+ * for SYNCV3_ACC_TAKEOVER_MS: frozen, hung, or cut off from Postgres),
+ * its writer session is ended, which releases the lock for our next try.
+ * The join on pg_locks ends only the session that holds the lock now, not
+ * a recycled pid. A holder without a row (one starting up, a few
+ * milliseconds) is left alone.
+ */
+static void
+writer_fence(struct store *st)
+{
+	PGresult *r;
+
+	r = pg_query(
+	    st->c, "writer fence",
+	    "SELECT a.owner, a.backend_pid, "
+	    "pg_terminate_backend(a.backend_pid) FROM syncv3_accumulator a "
+	    "JOIN pg_locks l ON l.pid = a.backend_pid AND l.locktype = "
+	    "'advisory' AND l.granted AND l.objsubid = 1 AND "
+	    "l.classid::bigint = (" WRITER_KEY " >> 32) AND l.objid::bigint = "
+	    "(" WRITER_KEY " & 4294967295) WHERE a.expires < now()",
+	    0, NULL);
+	if (r != NULL && PQntuples(r) == 1)
+		log_warnx("store: the active accumulator (%s, backend %s) has "
+		          "not renewed its liveness row: its writer session is "
+		          "ended",
+		          PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+	PQclear(r);
+}
+
+/* With the lock just taken: we are the next generation of writer. */
+static int
+writer_register(struct store *st)
+{
+	char ms[PG_I64_LEN];
+	const char *p[2] = {st->owner, pg_i64(ms, st->takeover_ms)};
+	PGresult *r;
+
+	r = pg_query(
+	    st->c, "writer register",
+	    "INSERT INTO "
+	    "syncv3_accumulator AS a (generation, owner, backend_pid, expires) "
+	    "VALUES (1, $1, pg_backend_pid(), now() + make_interval(secs => "
+	    "$2::bigint / 1000.0)) ON CONFLICT (id) DO UPDATE SET generation "
+	    "= a.generation + 1, owner = $1, backend_pid = pg_backend_pid(), "
+	    "expires = excluded.expires, started = now() RETURNING generation",
+	    2, p);
+	if (r == NULL)
 		return -1;
-	log_info("store: writer lock acquired");
+	st->generation = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
 	return 0;
 }
 
 /*
+ * After a reconnect with the lock taken again (Postgres restarted, or the
+ * connection broke and nobody took over): still our generation, now on
+ * this session? 1 yes, 0 another accumulator was writer meanwhile, -1
+ * error.
+ */
+static int
+writer_reclaim(struct store *st)
+{
+	char gen[PG_I64_LEN], ms[PG_I64_LEN];
+	const char *p[2] = {pg_i64(gen, st->generation),
+	                    pg_i64(ms, st->takeover_ms)};
+	PGresult *r;
+	int n;
+
+	/* and a fresh expiry: the renewals' connection may still be on its
+	 * way back from the same outage */
+	r = pg_query(
+	    st->c, "writer reclaim",
+	    "UPDATE syncv3_accumulator SET backend_pid = "
+	    "pg_backend_pid(), expires = now() + make_interval(secs => "
+	    "$2::bigint / 1000.0) WHERE generation = $1::bigint "
+	    "RETURNING 1",
+	    2, p);
+	if (r == NULL)
+		return -1;
+	n = PQntuples(r);
+	PQclear(r);
+	return n > 0;
+}
+
+/*
  * Opens (or reopens) the writer connection: custom plans for the session
- * (batches switch to generic plans with SET LOCAL, see store.c), the
- * schema migrated, the writer lock held and every statement prepared.
+ * (batches switch to generic plans with SET LOCAL, see store.c) and the
+ * schema migrated, trying for up to max_wait_s (0: once). A writer that
+ * reconnects must get its lock and its
+ * generation back at once, or it is no longer the writer (is_demoted):
+ * then the session is closed, so it holds nothing a new writer needs.
  */
 int
-db_connect(struct store *st)
+db_connect(struct store *st, int max_wait_s)
 {
+	int rc;
+
 	if (st->c != NULL)
 		PQfinish(st->c);
-	if ((st->c = pg_connect_wait(st->conninfo, 3600)) == NULL)
+	if ((st->c = pg_connect_wait(st->conninfo, max_wait_s)) == NULL)
 		return -1;
-	if (pg_exec(st->c, "session", "SET plan_cache_mode = force_custom_plan") == -1 ||
-	    pg_migrate(st->c) == -1 ||
-	    writer_lock(st) == -1 ||
-	    prepare_all(st) == -1)
+	if (pg_exec(st->c, "session",
+	            "SET plan_cache_mode = force_custom_plan") == -1 ||
+	    pg_migrate(st->c) == -1)
 		return -1;
-	return 0;
+	if (st->generation == 0)
+		return 0;
+	if ((rc = writer_try(st)) == 1)
+		rc = writer_reclaim(st);
+	if (rc == 1)
+		return prepare_all(st);
+	if (rc == 0) {
+		log_warnx("store: another accumulator became the writer");
+		st->is_demoted = true;
+		PQfinish(st->c);
+		st->c = NULL;
+	}
+	return -1;
+}
+
+/*
+ * A standby's try: 1 we are the writer now (lock held, registered,
+ * statements prepared), 0 another accumulator is, -1 error (the
+ * connection is reopened on the next try).
+ */
+int
+db_take_writer(struct store *st)
+{
+	int rc;
+
+	/* one connect attempt: the loop must stay free for SIGTERM */
+	if ((st->c == NULL || PQstatus(st->c) != CONNECTION_OK) &&
+	    db_connect(st, 0) == -1)
+		return -1;
+	if ((rc = writer_try(st)) == 0)
+		writer_fence(st);
+	if (rc != 1)
+		return rc;
+	if (writer_register(st) == -1 || prepare_all(st) == -1)
+		return -1;
+	return 1;
+}
+
+/*
+ * COMMIT and, in the same round trip, the WAL insert position after it,
+ * which covers the commit record: a replica that has replayed up to it
+ * shows the batch (the api's read routing, SYNCV3_DB_READ). A failure of
+ * either is a failed commit to the caller: the batch is nacked and the
+ * pollers reload their since (the commit may have happened; the
+ * compare-and-set makes their resend harmless).
+ */
+int
+db_commit(struct store *st)
+{
+	PGresult *r =
+	    PQexec(st->c, "COMMIT; SELECT (pg_current_wal_insert_lsn()"
+	                  " - '0/0')::bigint");
+	int rc = -1;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		rc = 0;
+	} else {
+		st->stats.pg_errors++;
+		log_warnx_rl("store: commit: %s", r ? PQresultErrorMessage(r)
+		                                    : PQerrorMessage(st->c));
+	}
+	PQclear(r);
+	return rc;
 }

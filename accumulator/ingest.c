@@ -54,6 +54,7 @@ struct item {
 	/* set by the store's thread */
 	bool is_committed;
 	int64_t pos;
+	int64_t lsn; /* WAL position after its commit */
 };
 TAILQ_HEAD(item_q, item);
 
@@ -66,6 +67,9 @@ struct ingest {
 	struct store *st; /* the store thread's only */
 	struct notify *nt;
 	bool stopping;
+	bool is_demote_told;
+	void (*on_demote)(void *);
+	void *demote_arg;
 	uint64_t seq;
 	size_t ninflight; /* handed to the store, not yet back */
 	size_t inflight_bytes; /* their bodies */
@@ -83,6 +87,7 @@ struct ingest {
 	pthread_cond_t cv;  /* todo, cleanup or quit changed */
 	struct item_q todo, done;
 	bool is_quitting, is_cleanup_due;
+	bool is_demoted;          /* the store is no longer the writer */
 	struct store_stats stats; /* the store's, after its last batch */
 	struct metric_hist batch_size, commit_secs; /* of every batch */
 };
@@ -201,9 +206,9 @@ worker_batch(struct ingest *in, struct item_q *b)
 	size_t n = 0;
 
 	while (store_batch_begin(in->st) == -1) {
-		log_warnx("ingest: cannot start a batch; retrying in 1s");
-		if (worker_quitting(in))
+		if (store_is_demoted(in->st) || worker_quitting(in))
 			return;
+		log_warnx("ingest: cannot start a batch; retrying in 1s");
 		nanosleep(&(struct timespec){1, 0}, NULL);
 	}
 	TAILQ_FOREACH(it, b, entry)
@@ -212,6 +217,7 @@ worker_batch(struct ingest *in, struct item_q *b)
 	TAILQ_FOREACH(it, b, entry) {
 		it->is_committed = committed;
 		it->pos = store_pos(in->st);
+		it->lsn = store_lsn(in->st);
 		n++;
 	}
 	/* read by the loop's ingest_counts, hence the lock */
@@ -232,6 +238,7 @@ worker_poll(struct ingest *in, struct item *it)
 	/* 1: recorded; 0: about a token the device no longer has */
 	it->is_committed = store_poll_state(in->st, &it->ps) == 1;
 	it->pos = store_pos(in->st);
+	it->lsn = store_lsn(in->st);
 }
 
 static void *
@@ -242,8 +249,10 @@ worker_main(void *arg)
 
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
-		while (!in->is_quitting && !in->is_cleanup_due &&
-		       TAILQ_EMPTY(&in->todo))
+		/* demoted: nothing more is written, whatever queues */
+		while (!in->is_quitting &&
+		       (in->is_demoted ||
+		        (!in->is_cleanup_due && TAILQ_EMPTY(&in->todo))))
 			pthread_cond_wait(&in->cv, &in->mu);
 		if (in->is_quitting)
 			break;
@@ -253,6 +262,9 @@ worker_main(void *arg)
 			if (store_cleanup(in->st, in->cfg->horizon_secs) < 0)
 				log_warnx("ingest: cleanup failed");
 			pthread_mutex_lock(&in->mu);
+			if ((in->is_demoted = store_is_demoted(in->st)) &&
+			    write(in->wake[1], "", 1) == -1 && errno != EAGAIN)
+				log_warn("ingest: wake");
 			continue;
 		}
 		TAILQ_INIT(&b);
@@ -264,6 +276,7 @@ worker_main(void *arg)
 			worker_batch(in, &b);
 		pthread_mutex_lock(&in->mu);
 		in->stats = *store_stats(in->st);
+		in->is_demoted = store_is_demoted(in->st);
 		TAILQ_CONCAT(&in->done, &b, entry);
 		if (write(in->wake[1], "", 1) == -1 && errno != EAGAIN)
 			log_warn("ingest: wake");
@@ -309,9 +322,27 @@ done_poll(struct ingest *in, struct item *it)
 }
 
 /*
+ * Another accumulator is the writer: what the store hands back uncommitted
+ * gets no answer from us (a nack would send the pollers to Postgres and a
+ * backoff); they resend it to the new writer as soon as they see our
+ * socket close (publish.c). Our owner tears us down.
+ */
+static void
+demoted(struct ingest *in)
+{
+	if (in->is_demote_told)
+		return;
+	in->is_demote_told = true;
+	log_warnx("ingest: no longer the writer; dropping %zu queued",
+	          in->ninflight);
+	in->on_demote(in->demote_arg);
+}
+
+/*
  * What the store finished, in commit order: every message is acked (a
- * failed commit turns acks into nacks), then, once the acks are out, the
- * notices of what committed are published and the items are freed.
+ * failed commit turns acks into nacks, unless we are no longer the
+ * writer), then, once the acks are out, the notices of what committed
+ * are published and the items are freed.
  */
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
@@ -322,6 +353,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	char buf[64];
 	int64_t pos = -1;
 	size_t largest = 0;
+	bool is_demoted;
 
 	(void)what;
 	while (read(fd, buf, sizeof(buf)) > 0)
@@ -329,15 +361,18 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_INIT(&q);
 	pthread_mutex_lock(&in->mu);
 	TAILQ_CONCAT(&q, &in->done, entry);
+	is_demoted = in->is_demoted;
 	pthread_mutex_unlock(&in->mu);
 	TAILQ_FOREACH(it, &q, entry) {
-		if (it->kind == ITEM_SYNC)
+		if (it->kind == ITEM_SYNC && (it->is_committed || !is_demoted))
 			done_sync(in, it);
 	}
 	while ((it = TAILQ_FIRST(&q)) != NULL) {
 		TAILQ_REMOVE(&q, it, entry);
 		in->ninflight--;
 		in->inflight_bytes -= it->body_len;
+		if (it->is_committed)
+			notify_set_lsn(in->nt, it->lsn);
 		if (it->kind == ITEM_POLL)
 			done_poll(in, it);
 		else if (it->is_committed)
@@ -351,6 +386,10 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	mem_release(largest);
 	if (pos >= 0)
 		notify_set_pos(in->nt, pos);
+	if (is_demoted) {
+		demoted(in);
+		return;
+	}
 	queue_hold(in);
 	zmq_ev_kick(in->ze);
 	if (in->stopping && in->ninflight == 0)
@@ -369,7 +408,9 @@ queue_hold(struct ingest *in)
 	bool is_full = in->ninflight >= 4 * (size_t)in->cfg->batch_max ||
 	    in->inflight_bytes >= 4 * (size_t)in->cfg->batch_bytes;
 
-	zmq_ev_hold(in->ze, is_full);
+	/* stopping: ingest_stop freed the watcher, nothing is read anyway */
+	if (in->ze != NULL)
+		zmq_ev_hold(in->ze, is_full);
 }
 
 static void
@@ -526,11 +567,13 @@ wake_init(struct ingest *in)
  * Binds the ROUTER for pollers, starts the store's thread and arms the
  * done, cleanup and stats events; st and nt stay the caller's and must
  * outlive the ingest, and st is used by the store's thread alone from
- * now until ingest_free.
+ * now until ingest_free. on_demote(demote_arg) is called from the loop,
+ * once, when the store finds another accumulator became the writer.
  */
 struct ingest *
 ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
-           struct store *st, struct notify *nt)
+           struct store *st, struct notify *nt, void (*on_demote)(void *),
+           void *demote_arg)
 {
 	struct ingest *in = xcalloc(1, sizeof(*in));
 	struct timeval cl = {cfg->cleanup_secs, 0},
@@ -540,6 +583,8 @@ ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
 	in->cfg = cfg;
 	in->st = st;
 	in->nt = nt;
+	in->on_demote = on_demote;
+	in->demote_arg = demote_arg;
 	in->stats = *store_stats(st);
 	in->lat_hist = xcalloc(LAT_NBUCKETS, sizeof(*in->lat_hist));
 	TAILQ_INIT(&in->todo);

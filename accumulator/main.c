@@ -1,13 +1,14 @@
 /*
  * syncv3-accumulator: the single writer (DESIGN.md contracts 1-3, 6, 8).
- * Reads the config, migrates the schema and takes the writer lock
- * (store), binds the notice PUB (notify) and the poller ROUTER (ingest),
- * then runs the loop until SIGTERM.
+ * Reads the config and runs the loop until SIGTERM; active.c migrates
+ * the schema, waits for the writer lock as a standby and, once it holds
+ * it, binds the notice PUB (notify) and the poller ROUTER (ingest).
  */
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -47,6 +48,10 @@ static const struct cfg_row acc_rows[] = {
 	    "stats line (acks, ack latency p50/p95/p99/max) interval"},
 	{"SYNCV3_PROM", CFG_STR, offsetof(struct acc_config, prom), "", 0, 0,
 	    0, "metrics and /health listener, host:port (empty: off)"},
+	{"SYNCV3_ACC_TAKEOVER_MS", CFG_INT, offsetof(struct acc_config,
+	    takeover_ms), "1200", 200, 60000, 0,
+	    "a standby takes over once the active one has not renewed its "
+	    "liveness row for this long"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -63,7 +68,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	log_info("signal %d: finishing the current batch", (int)sig);
-	ingest_stop(arg);
+	active_stop(arg);
 }
 
 int
@@ -72,10 +77,7 @@ main(int argc, char *argv[])
 	struct acc_config cfg = {0};
 	struct event_base *base;
 	struct event *ev_term, *ev_int;
-	struct store *st;
-	struct notify *nt;
-	struct ingest *in;
-	struct acc_prom *ap = NULL;
+	struct active *a;
 	struct cfg_cli cli;
 	void *zctx;
 	int rc;
@@ -92,6 +94,10 @@ main(int argc, char *argv[])
 	config_log_level(cfg.log_level, &cli);
 	if (config_check(acc_rows, &cfg) == -1)
 		exit(1);
+	/* pollers and apis take lists; each accumulator binds its own */
+	if (strchr(cfg.ingest, ',') != NULL || strchr(cfg.notices, ',') != NULL)
+		fatalx("SYNCV3_INGEST, SYNCV3_NOTICES: an accumulator binds "
+		       "one endpoint each");
 	if (cli.is_check) {
 		config_print(acc_rows, &cfg, stdout);
 		config_free(acc_rows, &cfg);
@@ -100,25 +106,14 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL || (zctx = zmq_ctx_new()) == NULL)
 		fatalx("cannot create the event loop");
-	if ((st = store_new(cfg.db)) == NULL)
+	if ((a = active_new(base, zctx, &cfg)) == NULL)
 		fatalx("store: cannot open %s", cfg.db);
-	if ((nt = notify_new(base, zctx, cfg.notices)) == NULL)
-		fatalx("notify: cannot bind %s", cfg.notices);
-	notify_set_pos(nt, store_pos(st));
-	if ((in = ingest_new(base, zctx, &cfg, st, nt)) == NULL)
-		fatalx("ingest: cannot bind %s", cfg.ingest);
-	if (cfg.prom[0] != '\0' &&
-	    (ap = prom_new(base, cfg.prom, in, nt)) == NULL)
-		fatalx("SYNCV3_PROM: cannot listen on %s", cfg.prom);
-	ev_term = evsignal_new(base, SIGTERM, stop_cb, in);
-	ev_int = evsignal_new(base, SIGINT, stop_cb, in);
+	ev_term = evsignal_new(base, SIGTERM, stop_cb, a);
+	ev_int = evsignal_new(base, SIGINT, stop_cb, a);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_base_dispatch(base);
-	prom_free(ap);
-	ingest_free(in);
-	notify_free(nt);
-	store_free(st);
+	active_free(a);
 	event_free(ev_term);
 	event_free(ev_int);
 	zmq_ctx_term(zctx);

@@ -19,6 +19,7 @@ struct notify {
 	uint64_t seq;
 	int64_t epoch;
 	int64_t pos;
+	int64_t lsn;
 	long long last_ms;
 	unsigned long long sent, failed;
 };
@@ -31,6 +32,7 @@ notify_send(struct notify *n, const struct proto_notice *pn)
 
 	x.seq = ++n->seq;
 	x.epoch = n->epoch;
+	x.lsn = n->lsn;
 	if (x.pos > n->pos)
 		n->pos = x.pos;
 	if (proto_send_notice(n->sock, &x) != PROTO_OK) {
@@ -64,6 +66,13 @@ notify_set_pos(struct notify *n, int64_t pos)
 {
 	if (pos > n->pos)
 		n->pos = pos;
+}
+
+void
+notify_set_lsn(struct notify *n, int64_t lsn)
+{
+	if (lsn > n->lsn)
+		n->lsn = lsn;
 }
 
 static void

@@ -25,28 +25,66 @@
 #include "store_int.h"
 #include "util.h"
 
-/* Connects, or reconnects after the connection broke (the batch is lost
- * anyway), and starts again from the committed position. */
+/* Reconnects after the connection broke (the batch is lost anyway) and
+ * starts again from the committed position, if still the writer. */
 static int
 store_connect(struct store *st)
 {
-	if (db_connect(st) == -1 || pos_load(st) == -1)
+	if (db_connect(st, 3600) == -1 || pos_load(st) == -1)
 		return -1;
 	return 0;
 }
 
+/*
+ * Connects and migrates the schema; the store is a standby's until
+ * store_take_writer succeeds. owner names this accumulator in the
+ * liveness row; takeover_ms is how long that row lives unrenewed.
+ */
 struct store *
-store_new(const char *conninfo)
+store_new(const char *conninfo, const char *owner, long long takeover_ms)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
 
 	st->conninfo = xstrdup(conninfo);
-	if (store_connect(st) == -1) {
+	st->owner = xstrdup(owner);
+	st->takeover_ms = takeover_ms;
+	if (db_connect(st, 3600) == -1) {
 		store_free(st);
 		return NULL;
 	}
-	log_info("store: ready at position %" PRId64, st->pos_committed);
 	return st;
+}
+
+int
+store_take_writer(struct store *st)
+{
+	int rc = db_take_writer(st);
+
+	if (rc == 1 && pos_load(st) == -1)
+		rc = -1;
+	if (rc == 1)
+		log_info("store: writer (generation %" PRId64
+		         ") at position %" PRId64,
+		         st->generation, st->pos_committed);
+	return rc;
+}
+
+int64_t
+store_generation(const struct store *st)
+{
+	return st->generation;
+}
+
+bool
+store_is_demoted(const struct store *st)
+{
+	return st->is_demoted;
+}
+
+int64_t
+store_lsn(const struct store *st)
+{
+	return st->lsn;
 }
 
 void
@@ -57,6 +95,7 @@ store_free(struct store *st)
 	if (st->c != NULL)
 		PQfinish(st->c);
 	free(st->pend);
+	free(st->owner);
 	free(st->conninfo);
 	free(st);
 }
@@ -77,7 +116,9 @@ store_stats(const struct store *st)
 static int
 store_ready(struct store *st)
 {
-	if (PQstatus(st->c) == CONNECTION_OK)
+	if (st->is_demoted)
+		return -1;
+	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK)
 		return 0;
 	log_warnx("store: connection lost, reconnecting");
 	return store_connect(st);
@@ -394,8 +435,7 @@ store_batch_begin(struct store *st)
 int
 store_batch_commit(struct store *st)
 {
-	if (store_flush(st) == -1 || pos_save(st) == -1 ||
-	    pg_exec(st->c, "batch", "COMMIT") == -1)
+	if (store_flush(st) == -1 || pos_save(st) == -1 || db_commit(st) == -1)
 		goto fail;
 	st->pos_committed = st->pos_used;
 	return 0;
@@ -408,7 +448,7 @@ void
 store_batch_rollback(struct store *st)
 {
 	st->npend = 0;
-	if (PQstatus(st->c) == CONNECTION_OK &&
+	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
 	    pg_exec(st->c, "batch", "ROLLBACK") == -1)
 		log_warnx("store: rollback failed");

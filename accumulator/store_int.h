@@ -32,8 +32,13 @@ enum stmt_id {
 };
 
 struct store {
-	PGconn *c;
+	PGconn *c; /* NULL once demoted */
 	char *conninfo;
+	char *owner; /* our name in syncv3_accumulator */
+	long long takeover_ms;
+	int64_t generation;             /* 0: not (yet) the writer */
+	bool is_demoted;                /* another accumulator is the writer */
+	int64_t lsn;                    /* WAL position after the last COMMIT */
 	int64_t pos_next, pos_end;	/* reserved, not yet handed out */
 	int64_t pos_used;		/* highest handed out */
 	int64_t pos_committed;		/* in syncv3_position */

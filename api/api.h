@@ -24,6 +24,8 @@ struct api;
 
 struct api_config {
 	char *db;
+	char *db_read; /* a streaming replica, "" for none */
+	long long db_read_wait_ms;
 	char *server;
 	char *secret;
 	char *bindaddr;
@@ -95,9 +97,30 @@ struct api_stmt {
 	int nparams;
 };
 extern const struct api_stmt api_stmts[Q_COUNT];
-/* pg_pool_query with statement id's text and parameter count. */
+/*
+ * api_stmt_is_read[id] (sql.c, beside api_stmts): the statement only
+ * reads what the accumulator writes (no table the api itself writes:
+ * sessions, session rooms, devices), so it may run on a streaming
+ * replica (SYNCV3_DB_READ) once the replica has replayed the commits of
+ * every notice this api has seen (api->read_lsn, notices.c): a replica's
+ * snapshot then covers the position the query is asked about. Everything
+ * else (writes, and reads of what the api wrote, which a replica could
+ * show late) runs on the primary; a statement is the primary's unless
+ * its line there says otherwise.
+ */
+extern const bool api_stmt_is_read[Q_COUNT];
+/* pg_pool_query with statement id's text and parameter count, on the
+ * primary or, for a replica-eligible statement, on the replica. */
 struct pg_job *sql_query(struct api *api, enum api_sql id,
     const char *const *params, pg_cb cb, void *arg);
+/*
+ * The same for a statement that reads what was committed up to pos (a
+ * round's r->to, which a since token may put past what this api has
+ * heard of): a replica-eligible one goes to the replica only when pos is
+ * at most api->cur_pos. sql_query is sql_query_at the current position.
+ */
+struct pg_job *sql_query_at(struct api *api, enum api_sql id, int64_t pos,
+                            const char *const *params, pg_cb cb, void *arg);
 
 /* sincetok.c: opaque since tokens (pure) */
 struct since {
@@ -452,6 +475,8 @@ struct api {
 	struct api_config cfg;
 	struct evhttp *http;
 	struct pg_pool *pool;
+	struct pg_pool *pool_read; /* SYNCV3_DB_READ, or NULL */
+	int64_t read_lsn; /* WAL of the last commit notices announced */
 	struct curl_ev *curl;
 	void *zctx;
 	void *sub;

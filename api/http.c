@@ -247,22 +247,29 @@ health_cb(struct api *api, struct evhttp_request *req)
 	bool is_up = pg_pool_is_up(api->pool);	/* 503 while Postgres is away */
 	unsigned long long eph_hits, eph_misses;
 	size_t eph_rooms;
+	struct pg_pool_stats rs = {0};
 
 	eph_counts(api, &eph_hits, &eph_misses, &eph_rooms);
+	/* SYNCV3_DB_READ: where the replica-eligible reads went */
+	if (api->pool_read != NULL)
+		pg_pool_get_stats(api->pool_read, &rs);
 	evbuffer_add_printf(b, "{\"status\":\"%s\",\"pos\":%lld,"
 	    "\"waiters\":%d,\"requests\":%llu,\"whoami_calls\":%llu,"
 	    "\"notices\":%llu,\"gaps\":%llu,\"wakeups\":%llu,"
 	    "\"wake_lat_n\":%u,\"wake_lat_p50_ms\":%.0f,"
 	    "\"wake_lat_p99_ms\":%.0f,\"connections\":%lld,"
 	    "\"queries\":%llu,\"typing_table_hits\":%llu,"
-	    "\"typing_table_misses\":%llu,\"typing_table_rooms\":%zu}",
+	    "\"typing_table_misses\":%llu,\"typing_table_rooms\":%zu,"
+	    "\"reads_replica\":%llu,\"reads_primary\":%llu,"
+	    "\"reads_waited\":%llu}",
 	    is_up ? "ok" : "db_unavailable",
 	    (long long)api->cur_pos,
 	    lp_count(api), api->stats.requests, api->stats.whoami_calls,
 	    api->stats.notices, api->stats.gaps, api->stats.wakeups,
 	    api->stats.nlat, lat_pct(&api->stats, 50),
 	    lat_pct(&api->stats, 99), api->nconns, api->stats.queries,
-	    eph_hits, eph_misses, eph_rooms);
+	    eph_hits, eph_misses, eph_rooms, rs.read_replica, rs.read_primary,
+	    rs.read_waited);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
 	evhttp_send_reply(req, is_up ? 200 : 503, is_up ? "OK" :

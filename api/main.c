@@ -32,8 +32,14 @@ static const struct cfg_row api_cfg_rows[] = {
 	{"SYNCV3_BINDADDR", CFG_STR, C(bindaddr), "0.0.0.0:8008", 0, 0,
 	    CFG_OPT('b'),
 	    "HTTP listen address"},
+	{"SYNCV3_DB_READ", CFG_STR, C(db_read), "", 0, 0, 0,
+	    "libpq conninfo of a streaming replica for reads (empty: none)"},
+	{"SYNCV3_DB_READ_WAIT_MS", CFG_INT, C(db_read_wait_ms), "100", 0,
+	    60000, 0, "a read waits this long for the replica to replay the "
+	    "last notice's commit, then runs on the primary"},
 	{"SYNCV3_NOTICES", CFG_STR, C(notices), "tcp://127.0.0.1:7702", 0, 0,
-	    CFG_OPT('z'), "accumulator notice endpoint (SUB connects)"},
+	    CFG_OPT('z'), "accumulator notice endpoints, comma-separated (SUB "
+	    "connects to each: a standby too)"},
 	{"SYNCV3_LOG_LEVEL", CFG_STR, C(log_level), "info", 0, 0, 0,
 	    "error, warn, info, debug"},
 	{"SYNCV3_API_MAX_TIMEOUT_MS", CFG_INT, C(max_timeout_ms), "60000", 0,
@@ -151,8 +157,10 @@ read_position(struct api *api)
 		fatalx("schema version %d never appeared", pg_schema_version);
 	res = pg_query(c, "position", api_stmts[Q_POSITION].sql, 0,
 	    NULL);
-	if (res != NULL && PQntuples(res) == 1)
+	if (res != NULL && PQntuples(res) == 1) {
 		pos = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		api->read_lsn = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	}
 	PQclear(res);
 	PQfinish(c);
 	return pos;
@@ -224,6 +232,14 @@ main(int argc, char *argv[])
 	api.pool = pg_pool_new(api.base, api.cfg.db, (int)api.cfg.pool_size);
 	pg_pool_set_limits(api.pool, (int)api.cfg.db_queue_max,
 	    api.cfg.db_timeout_ms);
+	if (api.cfg.db_read[0] != '\0') {
+		api.pool_read = pg_pool_new(api.base, api.cfg.db_read,
+		    (int)api.cfg.pool_size);
+		pg_pool_set_limits(api.pool_read, (int)api.cfg.db_queue_max,
+		    api.cfg.db_timeout_ms);
+		pg_pool_set_replica(api.pool_read, api.pool,
+		    api.cfg.db_read_wait_ms);
+	}
 	auth_init(&api);
 	session_init(&api);
 	lp_init(&api);
@@ -244,6 +260,7 @@ main(int argc, char *argv[])
 	auth_shutdown(&api);
 	event_free(api.sig_term);
 	event_free(api.sig_int);
+	pg_pool_free(api.pool_read);
 	pg_pool_free(api.pool);
 	event_base_free(api.base);
 	config_free(api_cfg_rows, &api.cfg);

@@ -5,6 +5,12 @@
  * (meta.epoch): on a gap, a new epoch, or silence longer than
  * SYNCV3_API_SILENCE_MS (heartbeats arrive every second), the position is
  * re-read from Postgres and waiters re-query if it moved.
+ *
+ * Each notice also carries the WAL position of the commit behind it;
+ * api->read_lsn, the highest seen (or read with the position), is what a
+ * replica must have replayed before a read at the current position may
+ * go there (sql_query). SYNCV3_NOTICES may list several accumulators (a
+ * standby): the SUB connects to all; only the active one publishes.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,6 +33,14 @@ struct notices {
 	bool is_resyncing;
 };
 
+/* Reads from now on must see the commit at lsn (the position it made). */
+static void
+notices_lsn(struct api *api, int64_t lsn)
+{
+	if (lsn > api->read_lsn)
+		api->read_lsn = lsn;
+}
+
 static void
 resync_cb(PGresult *res, void *arg)
 {
@@ -35,6 +49,7 @@ resync_cb(PGresult *res, void *arg)
 	api->notices->is_resyncing = false;
 	if (res == NULL || PQntuples(res) != 1)
 		return;
+	notices_lsn(api, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
 	lp_resync(api, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
 }
 
@@ -76,6 +91,7 @@ notices_read_cb(void *sock, void *arg)
 	}
 	api->stats.notices++;
 	api->notices->last_msg_ms = now_ms();
+	notices_lsn(api, n.lsn);
 	if (n.epoch != api->notices->epoch) {
 		api->notices->epoch = n.epoch;
 		notices_resync(api, "new accumulator epoch");

@@ -226,7 +226,7 @@ s_room_member_run(struct api *api, struct sreq *r)
 		r->next.m = p;
 		pg_i64(pin, p);
 		params[2] = pin;
-		sql_query(api, Q_MEMBER_PAGE, params, page_cb, r);
+		sql_query_at(api, Q_MEMBER_PAGE, p, params, page_cb, r);
 		return;
 	}
 	pg_i64(pin, r->to);
@@ -235,5 +235,5 @@ s_room_member_run(struct api *api, struct sreq *r)
 	params[2] = pin;
 	params[3] = from;
 	params[4] = limit;
-	sql_query(api, Q_MEMBER_STREAM, params, stream_cb, r);
+	sql_query_at(api, Q_MEMBER_STREAM, r->to, params, stream_cb, r);
 }

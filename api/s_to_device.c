@@ -65,5 +65,5 @@ s_to_device_run(struct api *api, struct sreq *r)
 	params[2] = from;
 	params[3] = to;
 	params[4] = limit;
-	sql_query(api, Q_TO_DEVICE, params, to_device_cb, r);
+	sql_query_at(api, Q_TO_DEVICE, r->to, params, to_device_cb, r);
 }

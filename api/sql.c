@@ -303,7 +303,10 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "SELECT is_initial_done, poll_state FROM "
 	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2},
 	/* main.c, notices.c */
-	[Q_POSITION] = {"api_position", "SELECT pos FROM syncv3_position", 0},
+	/* the WAL position covers pos: what the replica must replay */
+	[Q_POSITION] = {"api_position", "SELECT pos, "
+	    "(pg_current_wal_insert_lsn() - '0/0')::bigint FROM "
+	    "syncv3_position", 0},
 	/* longpoll.c */
 	[Q_USER_ROOMS] = {"api_user_rooms", USER_ROOMS, 2},
 	/* the streams */
@@ -349,11 +352,46 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 };
 /* clang-format on */
 
+/*
+ * The statements a streaming replica may answer (api.h). room_list is not
+ * among them: its stream reads the session's rooms (written here), and
+ * its detail query reads at the position of the page or stream query's
+ * own snapshot, which on the primary can be past anything this api has
+ * heard of.
+ */
+/* one statement a line */
+/* clang-format off */
+const bool api_stmt_is_read[Q_COUNT] = {
+	[Q_USER_ROOMS] = true,
+	[Q_TYPING] = true,
+	[Q_TO_DEVICE] = true,
+	[Q_MEMBER_PAGE] = true,
+	[Q_MEMBER_STREAM] = true,
+};
+/* clang-format on */
+
 struct pg_job *
 sql_query(struct api *api, enum api_sql id, const char *const *params, pg_cb cb,
           void *arg)
 {
+	return sql_query_at(api, id, api->cur_pos, params, cb, arg);
+}
+
+/*
+ * The replica only for a read at a position this api has heard of: its
+ * notice's commit is in read_lsn. A since token from an api that heard of
+ * a later commit asks about one whose LSN we do not know: the primary.
+ */
+struct pg_job *
+sql_query_at(struct api *api, enum api_sql id, int64_t pos,
+             const char *const *params, pg_cb cb, void *arg)
+{
 	api->stats.queries++;
+	if (api_stmt_is_read[id] && api->pool_read != NULL &&
+	    pos <= api->cur_pos)
+		return pg_pool_query_read(
+		    api->pool_read, api->read_lsn, api_stmts[id].sql,
+		    api_stmts[id].nparams, params, cb, arg);
 	return pg_pool_query(api->pool, api_stmts[id].sql,
 	                     api_stmts[id].nparams, params, cb, arg);
 }

@@ -8,6 +8,7 @@
 #define SYNCV3_PG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -62,6 +63,10 @@ struct pg_pool_stats {
 	unsigned long long cancelled; /* of those, running: cancelled */
 	int pending;	/* queued now */
 	int up;	/* connections up now */
+	/* a replica's reads (pg_pool_query_read) */
+	unsigned long long read_replica; /* sent to the replica */
+	unsigned long long read_primary; /* sent to the primary instead */
+	unsigned long long read_waited;  /* waited for the replica's replay */
 };
 
 struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
@@ -90,6 +95,25 @@ int pg_pool_pending(const struct pg_pool *pool);
 /* False while Postgres is unreachable (and before the first connection). */
 bool pg_pool_is_up(const struct pg_pool *pool);
 void pg_pool_get_stats(const struct pg_pool *pool, struct pg_pool_stats *st);
+
+/*
+ * Makes replica a pool on a streaming replica of primary's server: its
+ * reads (below) wait at most wait_ms for the replica's replay, then go
+ * to primary. Both pools stay the caller's; free replica first.
+ */
+void pg_pool_set_replica(struct pg_pool *replica, struct pg_pool *primary,
+                         long long wait_ms);
+/*
+ * A read that must see every commit up to the primary's WAL position
+ * min_lsn (bytes, as pg_current_wal_insert_lsn() - '0/0'): queued on the
+ * replica once it has replayed that far, on the primary if it has not
+ * within the bound or is unreachable. Otherwise as pg_pool_query; on a
+ * pool that is no replica, it is pg_pool_query.
+ */
+struct pg_job *pg_pool_query_read(struct pg_pool *replica, int64_t min_lsn,
+                                  const char *sql, int nparams,
+                                  const char *const *params, pg_cb cb,
+                                  void *arg);
 void pg_pool_free(struct pg_pool *pool);
 
 #endif

@@ -23,6 +23,15 @@
  * that does not answer within a grace period after the cancel (a hung
  * server) is dropped. Failures are delivered from the loop, never from
  * inside pg_pool_query, so callers need not expect re-entry.
+ *
+ * A pool may stand for a streaming replica of another (SYNCV3_DB_READ,
+ * pg_pool_set_replica): a read names the WAL position it must see
+ * (pg_pool_query_read) and goes to the replica once the replica has
+ * replayed that far, which the pool learns by asking it
+ * (pg_last_wal_replay_lsn) while reads wait; one that waited the bound
+ * goes to the primary instead, as does every read while the replica is
+ * unreachable. A replica that is not in recovery (a primary named as
+ * its own replica) has replayed everything.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,6 +52,8 @@ struct pg_job {
 	void *arg;
 	long long deadline_ms;	/* monotonic; 0: none */
 	bool is_cancelled;
+	int64_t min_lsn; /* a replica read: the WAL it must have replayed */
+	long long lsn_until_ms; /* then the primary's, if not by then */
 };
 TAILQ_HEAD(pg_jobq, pg_job);
 
@@ -86,12 +97,22 @@ struct pg_pool {
 	int nup;	/* connections IDLE or BUSY */
 	bool is_down;	/* none up and the last connect failed */
 	struct pg_pool_stats stats;
+	/* a replica's (pg_pool_set_replica) */
+	struct pg_pool *primary;
+	long long lsn_wait_ms;
+	int64_t replay_lsn;  /* replayed at least this far */
+	struct pg_jobq lsnq; /* reads waiting for replay_lsn */
+	int nlsnq;
+	bool is_probing;        /* a replay position query in flight */
+	bool is_freeing;        /* pg_pool_free: the probe's answer is moot */
+	struct event *lsn_tick; /* while reads wait: probe, expire */
 };
 
 static void pconn_start(struct pg_pconn *pc);
 static void pool_dispatch(struct pg_pool *pool);
 static void pool_fail_queue(struct pg_pool *pool);
 static void pool_refuse(struct pg_pool *pool, struct pg_job *job);
+static void lsn_tick_cb(evutil_socket_t fd, short what, void *arg);
 
 static void
 job_free(struct pg_job *job)
@@ -579,6 +600,8 @@ pg_pool_new(struct event_base *base, const char *conninfo, int nconns)
 	pool->conns = xcalloc((size_t)pool->n, sizeof(*pool->conns));
 	TAILQ_INIT(&pool->queue);
 	TAILQ_INIT(&pool->failq);
+	TAILQ_INIT(&pool->lsnq);
+	pool->lsn_tick = event_new(base, -1, EV_PERSIST, lsn_tick_cb, pool);
 	pool->fail_ev = event_new(base, -1, 0, pool_fail_cb, pool);
 	pool->tick = event_new(base, -1, EV_PERSIST, pool_tick_cb, pool);
 	for (int i = 0; i < pool->n; i++) {
@@ -609,9 +632,9 @@ pg_pool_set_limits(struct pg_pool *pool, int max_queue, long long timeout_ms)
 		event_add(pool->tick, &tv);
 }
 
-struct pg_job *
-pg_pool_query(struct pg_pool *pool, const char *sql, int nparams,
-    const char *const *params, pg_cb cb, void *arg)
+static struct pg_job *
+job_new(const char *sql, int nparams, const char *const *params, pg_cb cb,
+        void *arg)
 {
 	struct pg_job *job = xcalloc(1, sizeof(*job));
 
@@ -623,19 +646,147 @@ pg_pool_query(struct pg_pool *pool, const char *sql, int nparams,
 		job->params[i] = params[i] ? xstrdup(params[i]) : NULL;
 	job->cb = cb;
 	job->arg = arg;
-	if (pool->timeout_ms > 0)
-		job->deadline_ms = now_ms() + pool->timeout_ms;
+	return job;
+}
+
+/* Queues job on pool, within its limits; its deadline is the pool's. */
+static void
+pool_enqueue(struct pg_pool *pool, struct pg_job *job)
+{
+	job->deadline_ms =
+	    pool->timeout_ms > 0 ? now_ms() + pool->timeout_ms : 0;
 	if (pool->is_down ||
 	    (pool->max_queue > 0 && pool->pending >= pool->max_queue)) {
 		log_warnx_rl("postgres pool: %s: statement refused",
 		    pool->is_down ? "unreachable" : "queue full");
 		pool->stats.refused++;
 		pool_refuse(pool, job);
-		return job;
+		return;
 	}
 	TAILQ_INSERT_TAIL(&pool->queue, job, entry);
 	pool->pending++;
 	pool_dispatch(pool);
+}
+
+struct pg_job *
+pg_pool_query(struct pg_pool *pool, const char *sql, int nparams,
+              const char *const *params, pg_cb cb, void *arg)
+{
+	struct pg_job *job = job_new(sql, nparams, params, cb, arg);
+
+	pool_enqueue(pool, job);
+	return job;
+}
+
+/* --- reads on a replica ------------------------------------------------ */
+
+#define LSN_TICK_MS 2 /* while reads wait: how often to ask the replica */
+
+static void
+lsn_route(struct pg_pool *rp, struct pg_job *job, bool is_replica)
+{
+	TAILQ_REMOVE(&rp->lsnq, job, entry);
+	rp->nlsnq--;
+	if (is_replica)
+		rp->stats.read_replica++;
+	else
+		rp->stats.read_primary++;
+	pool_enqueue(is_replica ? rp : rp->primary, job);
+}
+
+/*
+ * Sends on each waiting read the replica has caught up with, and to the
+ * primary each that waited its bound (or all of them, when the replica
+ * cannot say how far it is); keeps the tick while any wait.
+ */
+static void
+lsn_release(struct pg_pool *rp, bool is_lost)
+{
+	struct pg_job *job, *next;
+	long long now = now_ms();
+
+	for (job = TAILQ_FIRST(&rp->lsnq); job != NULL; job = next) {
+		next = TAILQ_NEXT(job, entry);
+		if (job->is_cancelled || job->min_lsn <= rp->replay_lsn)
+			lsn_route(rp, job, true);
+		else if (is_lost || now >= job->lsn_until_ms)
+			lsn_route(rp, job, false);
+	}
+	if (rp->nlsnq == 0)
+		event_del(rp->lsn_tick);
+}
+
+static void
+lsn_probed_cb(PGresult *res, void *arg)
+{
+	struct pg_pool *rp = arg;
+
+	rp->is_probing = false;
+	if (rp->is_freeing)
+		return;
+	if (res != NULL && PQntuples(res) == 1) {
+		/* NULL: not in recovery, so nothing is left to replay */
+		int64_t v = PQgetisnull(res, 0, 0)
+		                ? INT64_MAX
+		                : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		if (v > rp->replay_lsn)
+			rp->replay_lsn = v;
+	}
+	lsn_release(rp, res == NULL);
+}
+
+static void
+lsn_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_pool *rp = arg;
+
+	(void)fd;
+	(void)what;
+	lsn_release(rp, false);
+	if (rp->nlsnq == 0 || rp->is_probing)
+		return;
+	rp->is_probing = true;
+	pool_enqueue(rp, job_new("SELECT (pg_last_wal_replay_lsn() - '0/0')"
+	                         "::bigint",
+	                         0, NULL, lsn_probed_cb, rp));
+}
+
+void
+pg_pool_set_replica(struct pg_pool *replica, struct pg_pool *primary,
+                    long long wait_ms)
+{
+	replica->primary = primary;
+	replica->lsn_wait_ms = wait_ms;
+}
+
+struct pg_job *
+pg_pool_query_read(struct pg_pool *rp, int64_t min_lsn, const char *sql,
+                   int nparams, const char *const *params, pg_cb cb, void *arg)
+{
+	struct pg_job *job;
+	struct timeval tv = {0, LSN_TICK_MS * 1000};
+
+	if (rp->primary == NULL)
+		return pg_pool_query(rp, sql, nparams, params, cb, arg);
+	if (!pg_pool_is_up(rp)) {
+		rp->stats.read_primary++;
+		return pg_pool_query(rp->primary, sql, nparams, params, cb,
+		                     arg);
+	}
+	job = job_new(sql, nparams, params, cb, arg);
+	if (min_lsn <= rp->replay_lsn) {
+		rp->stats.read_replica++;
+		pool_enqueue(rp, job);
+		return job;
+	}
+	rp->stats.read_waited++;
+	job->min_lsn = min_lsn;
+	job->lsn_until_ms = now_ms() + rp->lsn_wait_ms;
+	TAILQ_INSERT_TAIL(&rp->lsnq, job, entry);
+	if (rp->nlsnq++ == 0) {
+		event_add(rp->lsn_tick, &tv);
+		lsn_tick_cb(-1, 0, rp);
+	}
 	return job;
 }
 
@@ -673,6 +824,7 @@ pg_pool_free(struct pg_pool *pool)
 
 	if (pool == NULL)
 		return;
+	pool->is_freeing = true;
 	for (int i = 0; i < pool->n; i++) {
 		struct pg_pconn *pc = &pool->conns[i];
 
@@ -686,12 +838,14 @@ pg_pool_free(struct pg_pool *pool)
 		PQfinish(pc->conn);
 	}
 	TAILQ_CONCAT(&pool->failq, &pool->queue, entry);
+	TAILQ_CONCAT(&pool->failq, &pool->lsnq, entry);
 	while ((job = TAILQ_FIRST(&pool->failq)) != NULL) {
 		TAILQ_REMOVE(&pool->failq, job, entry);
 		job_finish(job, NULL);
 	}
 	event_free(pool->fail_ev);
 	event_free(pool->tick);
+	event_free(pool->lsn_tick);
 	free(pool->conns);
 	free(pool->conninfo);
 	free(pool);

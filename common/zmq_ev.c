@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <zmq.h>
 
@@ -111,6 +112,28 @@ zmq_ev_free(struct zmq_ev *ze)
 	free(ze);
 }
 
+/*
+ * Connects sock to each endpoint of a comma-separated list: a poller or
+ * an api names every accumulator, and ZeroMQ keeps trying those not
+ * bound (a standby binds nothing), so the socket reaches whichever one
+ * is active. 0, or -1 (logged) when an endpoint is malformed.
+ */
+int
+zmq_ev_connect_all(void *sock, const char *endpoints)
+{
+	char *list = xstrdup(endpoints), *p = list, *ep;
+	int rc = 0;
+
+	while (rc == 0 && (ep = strsep(&p, ",")) != NULL) {
+		if (*ep == '\0' || zmq_connect(sock, ep) == 0)
+			continue;
+		log_warnx("zmq_connect %s: %s", ep, zmq_strerror(errno));
+		rc = -1;
+	}
+	free(list);
+	return rc;
+}
+
 void *
 zmq_ev_socket(void *zctx, int type, const char *endpoint, int is_bind,
     long long maxmsgsize)
@@ -127,10 +150,11 @@ zmq_ev_socket(void *zctx, int type, const char *endpoint, int is_bind,
 	zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
 	if (max > 0)
 		zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max, sizeof(max));
-	rc = is_bind ? zmq_bind(sock, endpoint) : zmq_connect(sock, endpoint);
+	if (!is_bind)
+		rc = zmq_ev_connect_all(sock, endpoint);
+	else if ((rc = zmq_bind(sock, endpoint)) == -1)
+		log_warnx("zmq_bind %s: %s", endpoint, zmq_strerror(errno));
 	if (rc == -1) {
-		log_warnx("zmq_%s %s: %s", is_bind ? "bind" : "connect",
-		    endpoint, zmq_strerror(errno));
 		zmq_close(sock);
 		return NULL;
 	}

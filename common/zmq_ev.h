@@ -13,6 +13,8 @@
 
 #include <event2/event.h>
 
+#include "log.h"
+
 struct zmq_ev;
 
 /* Receives and handles exactly one (multipart) message from sock. */
@@ -28,7 +30,13 @@ void zmq_ev_kick(struct zmq_ev *ze);
 void zmq_ev_hold(struct zmq_ev *ze, bool is_held);
 void zmq_ev_free(struct zmq_ev *ze);
 
-/* Creates a socket with linger and limits set, bound or connected. */
+/* Connects to each of a comma-separated list of endpoints; 0 or -1. */
+int zmq_ev_connect_all(void *sock, const char *endpoints) WARN_UNUSED;
+
+/*
+ * Creates a socket with linger and limits set, bound to one endpoint or
+ * connected to a comma-separated list of them.
+ */
 void *zmq_ev_socket(void *zctx, int type, const char *endpoint, int is_bind,
     long long maxmsgsize);
 

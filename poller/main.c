@@ -33,7 +33,7 @@ static const struct cfg_row poller_cfg_rows[] = {
     {"SYNCV3_SECRET", CFG_STR, OFF(secret), NULL, 0, 0,
      CFG_REQUIRED | CFG_SECRET, "key for access tokens at rest"},
     {"SYNCV3_INGEST", CFG_STR, OFF(ingest), "tcp://127.0.0.1:7701", 0, 0,
-     CFG_OPT('i'), "accumulator endpoint"},
+     CFG_OPT('i'), "accumulator endpoints, comma-separated (a standby too)"},
     {"SYNCV3_POLLER_ID", CFG_STR, OFF(poller_id), NULL, 0, 0, CFG_OPT('I'),
      "lease owner name, stable across restarts (default "
      "hostname:syncv3-poller)"},

@@ -7,6 +7,14 @@
  * and a socket monitor resends every unacknowledged body as soon as the
  * accumulator is reachable again (a restarted accumulator lost what it had
  * not committed), so upstream is not left piling up behind a long timer.
+ *
+ * SYNCV3_INGEST may name several accumulators (a standby, issue #15): the
+ * socket connects to all, and only the active one has bound its
+ * endpoint, so only it gets messages. ZMTP heartbeats drop a connection
+ * whose peer stops answering (a frozen accumulator that a standby took
+ * over from), and ZMQ_IMMEDIATE keeps messages off connections whose
+ * handshake has not completed; every pending body is resent when an
+ * accumulator appears and when one disappears (what it held is gone).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -62,8 +70,10 @@ monitor_cb(void *sock, void *arg)
 		memcpy(&id, zmq_msg_data(&ev), sizeof(id));
 	if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
 		p->on_connect(p);
-	else if (id == ZMQ_EVENT_DISCONNECTED)
+	else if (id == ZMQ_EVENT_DISCONNECTED) {
 		log_warnx_rl("ingest: accumulator disconnected");
+		p->on_connect(p);
+	}
 out:
 	zmq_msg_close(&ev);
 	zmq_msg_close(&addr);
@@ -88,7 +98,7 @@ void
 publish_init(struct poller *p, publish_ack_fn on_ack,
              publish_connect_fn on_connect)
 {
-	int one = 1, linger = 0, hwm = 100000;
+	int one = 1, linger = 0, hwm = 100000, beat_ms = 250, dead_ms = 1000;
 	int64_t max = 1 << 20;
 
 	p->on_ack = on_ack;
@@ -103,9 +113,11 @@ publish_init(struct poller *p, publish_ack_fn on_ack,
 	zmq_setsockopt(p->dealer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(p->dealer, ZMQ_RCVHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(p->dealer, ZMQ_MAXMSGSIZE, &max, sizeof(max));
-	if (zmq_connect(p->dealer, p->cfg.ingest) == -1)
-		fatalx("zmq_connect %s: %s", p->cfg.ingest,
-		    zmq_strerror(errno));
+	zmq_setsockopt(p->dealer, ZMQ_HEARTBEAT_IVL, &beat_ms, sizeof(beat_ms));
+	zmq_setsockopt(p->dealer, ZMQ_HEARTBEAT_TIMEOUT, &dead_ms,
+	               sizeof(dead_ms));
+	if (zmq_ev_connect_all(p->dealer, p->cfg.ingest) == -1)
+		fatalx("SYNCV3_INGEST: cannot connect to %s", p->cfg.ingest);
 	monitor_init(p);
 	p->zev = zmq_ev_new(p->base, p->dealer, 64, read_cb, p);
 }

@@ -62,7 +62,12 @@ enum proto_type {
 	 * meta.epoch identifies the run, so a subscriber can detect a gap
 	 * and re-read positions from Postgres.
 	 *
-	 * All notices: meta {epoch: int, pos: int} plus the ids below.
+	 * All notices: meta {epoch: int, pos: int, lsn: int} plus the ids
+	 * below. lsn (version 4) is the WAL insert position, in bytes, the
+	 * primary had after the COMMIT that made pos current (0 before the
+	 * run's first commit): an api reading a streaming replica
+	 * (SYNCV3_DB_READ) reads there once the replica has replayed that
+	 * far (docs/INTERNALS.md, "Reads on a replica").
 	 */
 	PROTO_NOTICE_ROOM = 200,	/* {room_id}: events in a room */
 	/*
@@ -198,6 +203,7 @@ struct proto_notice {
 	const char *state;
 	/* PROTO_NOTICE_TYPING: a JSON array of user id strings (text) */
 	const char *user_ids;
+	int64_t lsn; /* meta.lsn, >= 0 */
 };
 
 /* proto.c: envelope */

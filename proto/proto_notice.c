@@ -53,6 +53,21 @@ add_opt(struct json_object *o, int keys, int bit, const char *k,
 		    json_object_new_string(v ? v : ""));
 }
 
+/* meta.lsn (version 4), kept apart so other fields merge cleanly. */
+static void
+notice_lsn_put(struct json_object *meta, const struct proto_notice *n)
+{
+	json_object_object_add(meta, "lsn", json_object_new_int64(n->lsn));
+}
+
+static int
+notice_lsn_get(struct json_object *meta, struct proto_notice *out)
+{
+	if (!json_get_int(meta, "lsn", &out->lsn) || out->lsn < 0)
+		return -1;
+	return 0;
+}
+
 int
 proto_send_notice(void *sock, const struct proto_notice *n)
 {
@@ -73,6 +88,7 @@ proto_send_notice(void *sock, const struct proto_notice *n)
 		json_object_put(meta);
 		return PROTO_EMETA;
 	}
+	notice_lsn_put(meta, n);
 	rc = proto_send(sock, NULL, 0, n->type, n->seq, meta, NULL, 0, NULL);
 	json_object_put(meta);
 	return rc;
@@ -101,13 +117,13 @@ proto_recv_notice(const struct proto_msg *msg, struct proto_notice *out)
 	    !json_get_int(msg->meta, "pos", &out->pos) || out->pos < 0 ||
 	    get_opt(msg->meta, keys, N_ROOM, "room_id", &out->room_id) ||
 	    get_opt(msg->meta, keys, N_USER, "user_id", &out->user_id) ||
-	    get_opt(msg->meta, keys, N_DEVICE, "device_id",
-		&out->device_id) ||
+	    get_opt(msg->meta, keys, N_DEVICE, "device_id", &out->device_id) ||
 	    get_opt(msg->meta, keys, N_MEMBERSHIP, "membership",
 		&out->membership) ||
 	    get_opt(msg->meta, keys, N_STATE, "state", &out->state) ||
 	    ((keys & N_TYPING) &&
-		typing_ids_decode(msg->meta, &out->user_ids) != 0))
+		typing_ids_decode(msg->meta, &out->user_ids) != 0) ||
+	    notice_lsn_get(msg->meta, out) == -1)
 		return PROTO_EMETA;
 	return PROTO_OK;
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The long chaos run of issue #15 (not in the default run): the scenario of
 # tests/integration/t_chaos.sh with N SIGKILLs spread at random over the
-# daemons (accumulator, both pollers, both apis; a standby accumulator too
-# with ACCUMULATORS=2 once the binary has one) and Postgres crash-restarts
+# daemons (both accumulators, the active one and its standby; both
+# pollers, both apis; ACCUMULATORS=1 runs one accumulator) and Postgres crash-restarts
 # between them, then a table of the figures: kills per daemon, messages
 # sent, lost and duplicated (in each client's view and in storage), and
 # recovery per daemon kind, p50 and max (accumulator: the next commit;

@@ -263,3 +263,56 @@ sim_typing() {
 	ids=$(printf '"%s",' "$@")
 	sim "rooms/$r/typing" "{\"user_id\":\"@alice:localhost\",\"user_ids\":[${ids%,}]}" >/dev/null
 }
+
+# A standby accumulator (issue #15). acc_pair: SYNCV3_INGEST and
+# SYNCV3_NOTICES name both accumulators, for the pollers and apis started
+# after it. start_acc NAME [VAR=value...] (accumulator or accumulator2)
+# starts one bound to its own endpoints; acc_active prints the name of the
+# one holding the writer lock now (empty: none).
+acc_pair() {
+	export SYNCV3_INGEST="ipc://$T/ingest.sock,ipc://$T/ingest2.sock"
+	export SYNCV3_NOTICES="ipc://$T/notices.sock,ipc://$T/notices2.sock"
+}
+start_acc() {
+	local name=$1 k=${1#accumulator}
+	shift
+	start_proc "$name" env SYNCV3_INGEST="ipc://$T/ingest$k.sock" \
+	    SYNCV3_NOTICES="ipc://$T/notices$k.sock" "$@" "$BIN/syncv3-accumulator"
+}
+acc_active() {
+	psql_q "SELECT a.owner FROM syncv3_accumulator a JOIN pg_locks l ON l.pid = a.backend_pid AND l.locktype = 'advisory' AND l.granted" 2>/dev/null |
+	    sed -n 's|.*/ingest\([0-9]*\)\.sock$|accumulator\1|p'
+}
+
+# it_pg_replica DIR PORT: a streaming replica of the cluster at IT_PGHOST
+# (pg_basebackup -R), in DIR, on a unix socket there with port PORT; sets
+# IT_REPLICA_DB to the libpq conninfo of the scenario's database on it.
+it_pg_replica() {
+	local dir=$1 port=$2 bindir
+	bindir=$(pg_bindir)
+	mkdir -p "$dir"
+	[ "$(id -u)" = 0 ] && chown "${IT_PG_OSUSER:-postgres}" "$dir"
+	as_pg_user "$bindir/pg_basebackup" -h "$IT_PGHOST" -U postgres \
+	    -D "$dir/data" -R -X stream -c fast >"$dir/basebackup.log" 2>&1 || {
+		cat "$dir/basebackup.log"; return 1; }
+	as_pg_user "$bindir/pg_ctl" -D "$dir/data" -w -l "$dir/pg.log" \
+	    -o "-c listen_addresses='' -k $dir -c port=$port -c hot_standby=on ${IT_PG_OPTS--c fsync=off} -c max_connections=300" \
+	    start >/dev/null || { cat "$dir/pg.log"; return 1; }
+	export IT_REPLICA_DB="host=$dir port=$port user=postgres dbname=${SYNCV3_DB##*dbname=}"
+}
+# replica_stack: it_setup on a cluster of the scenario's own, simhs, the
+# accumulator and a streaming replica of that cluster in $T/replica (port
+# 5433, stopped at exit, IT_REPLICA_DB), replaying.
+replica_stack() {
+	unset IT_PGHOST
+	it_setup
+	start_simhs
+	start_accumulator
+	it_on_exit() { it_pg_stop "$T/replica"; }
+	it_pg_replica "$T/replica" 5433 || fail "no replica"
+}
+# it_sanitizer_logs: names of this scenario's logs holding a sanitizer report
+it_sanitizer_logs() {
+	grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$T"/*.log* 2>/dev/null |
+	    xargs -r -n1 basename
+}

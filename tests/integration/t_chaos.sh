@@ -7,7 +7,8 @@
 # on the other api with the same since, M_UNKNOWN_SYNC_SESSION starts a new
 # session. A numbered flow of room messages (two rooms, every user in both)
 # and to-device messages (each device in turn) goes upstream while a
-# schedule kills the accumulator, each poller and each api twice, and
+# schedule kills each accumulator (the active one and its standby), each
+# poller and each api twice, and
 # stops Postgres once with pg_ctl -m immediate; after each blow it waits
 # until that daemon's function is back (accumulator: a commit; poller: the
 # devices it held polled upstream again; api: /health 200 and a v3 answer;
@@ -25,9 +26,10 @@
 # are spread over; kills not done by twice that are dropped and counted),
 # CHAOS_SEED, CHAOS_SEND_SLEEP (between two upstream sends),
 # CHAOS_RECOVERY_MAX (seconds a daemon has to come back), CHAOS_REPORT (a
-# file for the figures, JSON), ACCUMULATORS=2 (a standby accumulator, run
-# only once `syncv3-accumulator -n` lists a standby setting; CHAOS_ACC2_ENV
-# holds VAR=value words for it).
+# file for the figures, JSON), ACCUMULATORS (2, the default: a standby
+# accumulator too, killed like the others; the two bind their own
+# endpoints and the pollers and apis name both; 1: one accumulator;
+# CHAOS_ACC2_ENV holds VAR=value words for the second).
 source "$(dirname "$0")/lib.sh"
 
 KILLS=${CHAOS_KILLS:-0}
@@ -37,7 +39,7 @@ SEED=${CHAOS_SEED:-15}
 SEND_SLEEP=${CHAOS_SEND_SLEEP:-0.1}
 RECOVERY_MAX=${CHAOS_RECOVERY_MAX:-60}
 REPORT=${CHAOS_REPORT:-}
-ACCUMULATORS=${ACCUMULATORS:-1}
+ACCUMULATORS=${ACCUMULATORS:-2}
 RANDOM=$SEED
 # Postgres is restarted here, so the scenario has a cluster of its own.
 unset IT_PGHOST
@@ -65,15 +67,16 @@ post_sync() {
 
 it_setup
 start_simhs
-start_accumulator
 ACC_NAMES=(accumulator)
 if [ "$ACCUMULATORS" -ge 2 ]; then
-	if "$BIN/syncv3-accumulator" -n 2>/dev/null | grep -qi standby; then
-		start_proc accumulator2 env ${CHAOS_ACC2_ENV:-} "$BIN/syncv3-accumulator"
-		ACC_NAMES+=(accumulator2)
-	else
-		log "ACCUMULATORS=$ACCUMULATORS: syncv3-accumulator -n lists no standby setting; running one"
-	fi
+	# each binds its own endpoints; pollers and apis name both
+	acc_pair
+	start_acc accumulator
+	wait_for '[ "$(acc_active)" = accumulator ]' 20 || fail "accumulator did not become the writer"
+	start_acc accumulator2 ${CHAOS_ACC2_ENV:-}
+	ACC_NAMES+=(accumulator2)
+else
+	start_accumulator
 fi
 start_poller poller
 start_poller poller2
@@ -233,8 +236,10 @@ restart() {
 	ROT[$1]=$((${ROT[$1]:-0} + 1))
 	mv -f "$T/$1.log" "$T/$1.log.${ROT[$1]}"
 	case $1 in
-	accumulator) start_proc accumulator "$BIN/syncv3-accumulator" ;;
-	accumulator2) start_proc accumulator2 env ${CHAOS_ACC2_ENV:-} "$BIN/syncv3-accumulator" ;;
+	accumulator)
+		if [ "$ACCUMULATORS" -ge 2 ]; then start_acc accumulator
+		else start_proc accumulator "$BIN/syncv3-accumulator"; fi ;;
+	accumulator2) start_acc accumulator2 ${CHAOS_ACC2_ENV:-} ;;
 	poller*) start_poller "$1" ;;
 	api) start_api_on api "$API1_PORT" ;;
 	api2) start_api_on api2 "$API2_PORT" ;;
@@ -459,7 +464,7 @@ for d in "${DAEMONS[@]}"; do
 	unset "IT_PIDS[$d]"
 	[ $rc = 0 ] || problems+=("$d exited $rc on SIGTERM")
 done
-san=$(grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$T"/*.log* 2>/dev/null | xargs -r -n1 basename)
+san=$(it_sanitizer_logs)
 [ -n "$san" ] && problems+=("sanitizer reports in: $(echo $san)")
 
 # counts by kind for the report

@@ -40,16 +40,20 @@ else
 	plain=$(compose_json) || fail "${compose[*]} config rejects the compose file"
 	metrics=$(compose_json --profile metrics) ||
 	    fail "${compose[*]} config --profile metrics rejects the compose file"
-	# Only prometheus is in a profile, metrics (docker compose leaves it
-	# out of the plain config, docker-compose 1 shows it with its profile).
-	for j in "$plain" "$metrics"; do
+	standby=$(compose_json --profile standby) ||
+	    fail "${compose[*]} config --profile standby rejects the compose file"
+	# Only prometheus (metrics) and the standby accumulator (standby) are
+	# in a profile (docker compose leaves them out of the plain config,
+	# docker-compose 1 shows them with their profiles).
+	for j in "$plain" "$metrics" "$standby"; do
 		got=$(printf '%s' "$j" | jq -c '[.services | to_entries[] |
-		    select(.value.profiles != null) | {(.key): .value.profiles}]')
-		case $got in
-		'[]' | '[{"prometheus":["metrics"]}]') ;;
-		*) fail "services in a profile: $got, expected prometheus in metrics only" ;;
-		esac
+		    select(.value.profiles != null) | {(.key): .value.profiles}] |
+		    map(select(. != {"prometheus":["metrics"]} and
+		        . != {"accumulator-2":["standby"]}))')
+		[ "$got" = '[]' ] || fail "services in a profile: $got, expected prometheus in metrics and accumulator-2 in standby only"
 	done
+	assert_jq "$standby" '.services["accumulator-2"] | [.command, .environment.SYNCV3_INGEST]' \
+	    '[["accumulator"],"tcp://*:7701"]' "the standby accumulator binds its own endpoint"
 	assert_jq "$metrics" '.services.prometheus.profiles' '["metrics"]' \
 	    "the prometheus service with --profile metrics"
 	# Its config is the file in the tree.

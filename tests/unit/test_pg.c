@@ -541,6 +541,138 @@ test_pool_deadline_keeps_conn(void **state)
 	side_exec(db, "DROP SEQUENCE pool_late_seq");
 }
 
+/* Where a replica read ran: the replica pool's sessions say so. */
+struct where_t {
+	int replica, primary, failed;
+	long long last_ms;
+	struct event_base *base;
+	int expect, done;
+	const char *db;
+};
+
+static void
+where_cb(PGresult *res, void *arg)
+{
+	struct where_t *t = arg;
+
+	if (res == NULL)
+		t->failed++;
+	else if (strcmp(PQgetvalue(res, 0, 0), "replica") == 0)
+		t->replica++;
+	else
+		t->primary++;
+	t->last_ms = now_ms();
+	if (++t->done == t->expect)
+		event_base_loopexit(t->base, NULL);
+}
+
+#define WHERE_SQL "SELECT current_setting('application_name')"
+
+static void
+where_read(struct pg_pool *rp, struct where_t *t, int64_t lsn)
+{
+	(void)pg_pool_query_read(rp, lsn, WHERE_SQL, 0, NULL, where_cb, t);
+}
+
+static void
+catch_up_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct where_t *t = arg;
+
+	(void)fd;
+	(void)what;
+	side_exec(t->db, "UPDATE replay_t SET v = 300");
+}
+
+/*
+ * Reads routed by the replica's replay position (SYNCV3_DB_READ). The
+ * "replica" is the test database seen through sessions whose search_path
+ * puts public first, where pg_last_wal_replay_lsn() is a function of
+ * ours reading a table: so the replay position is whatever the test says.
+ * A read the replica has replayed runs there; one it has not waits and
+ * runs there once it has, or on the primary after the bound; a replica
+ * that is unreachable sends every read to the primary at once.
+ */
+static void
+test_pool_replica(void **state)
+{
+	const char *db = getenv("SYNCV3_TEST_DB");
+	struct where_t t = {0};
+	struct pg_pool *primary, *rp, *gone;
+	struct pg_pool_stats st;
+	char *rdb;
+	long long t0;
+
+	(void)state;
+	if (db == NULL)
+		skip();
+	side_exec(
+	    db,
+	    "DROP TABLE IF EXISTS replay_t; CREATE TABLE replay_t "
+	    "(v bigint); INSERT INTO replay_t VALUES (100); CREATE OR REPLACE "
+	    "FUNCTION public.pg_last_wal_replay_lsn() RETURNS pg_lsn "
+	    "LANGUAGE sql AS 'SELECT ''0/0''::pg_lsn + v FROM replay_t'");
+	rdb = xasprintf("%s application_name=replica options='-c "
+	                "search_path=public,pg_catalog'",
+	                db);
+	t.base = event_base_new();
+	t.db = db;
+	primary = pg_pool_new(t.base, db, 1);
+	rp = pg_pool_new(t.base, rdb, 1);
+	pg_pool_set_replica(rp, primary, 300);
+	run_for(t.base, 300); /* the replica pool's connection comes up */
+
+	/* replayed (after a first probe): the replica; not yet: it waits */
+	t.expect = 1;
+	where_read(rp, &t, 50);
+	event_base_dispatch(t.base);
+	assert_int_equal(t.replica, 1);
+	pg_pool_set_replica(rp, primary, 5000);
+	t0 = now_ms();
+	t.expect = 2;
+	where_read(rp, &t, 200);
+	event_base_once(t.base, -1, EV_TIMEOUT, catch_up_cb, &t,
+	                &(struct timeval){0, 200000});
+	event_base_dispatch(t.base);
+	assert_int_equal(t.replica, 2);
+	assert_true(t.last_ms - t0 >= 150);
+	assert_true(t.last_ms - t0 < 4000);
+	/* never replayed within the bound: the primary, after it */
+	pg_pool_set_replica(rp, primary, 300);
+	t0 = now_ms();
+	t.expect = 3;
+	where_read(rp, &t, 1000);
+	event_base_dispatch(t.base);
+	assert_int_equal(t.primary, 1);
+	assert_true(t.last_ms - t0 >= 250);
+	assert_int_equal(t.failed, 0);
+	pg_pool_get_stats(rp, &st);
+	assert_int_equal(st.read_replica, 2);
+	assert_int_equal(st.read_primary, 1);
+	assert_int_equal(st.read_waited, 3);
+
+	/* an unreachable replica: the primary, at once */
+	gone = pg_pool_new(t.base,
+	                   "host=/nonexistent-syncv3 port=1 "
+	                   "connect_timeout=1",
+	                   1);
+	pg_pool_set_replica(gone, primary, 5000);
+	run_for(t.base, 200);
+	t0 = now_ms();
+	t.expect = 4;
+	where_read(gone, &t, 1);
+	event_base_dispatch(t.base);
+	assert_int_equal(t.primary, 2);
+	assert_true(t.last_ms - t0 < 1000);
+	pg_pool_free(gone);
+	pg_pool_free(rp);
+	pg_pool_free(primary);
+	event_base_free(t.base);
+	free(rdb);
+	side_exec(db, "DROP FUNCTION public.pg_last_wal_replay_lsn(); "
+	              "DROP TABLE replay_t");
+}
+
 int
 main(void)
 {
@@ -552,6 +684,7 @@ main(void)
 	    cmocka_unit_test(test_pool_deadline_running),
 	    cmocka_unit_test(test_pool_send_fails),
 	    cmocka_unit_test(test_pool_deadline_keeps_conn),
+	    cmocka_unit_test(test_pool_replica),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

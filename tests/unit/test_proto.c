@@ -209,10 +209,10 @@ test_notice_typing_strict(void **state)
 	    PROTO_NOTICE_TYPING, 0, 1, 2};
 	uint8_t hdr[PROTO_HDR_LEN];
 	static const char *const metas[] = {
-	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\"}",
-	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\",\"user_ids\":\"@a\"}",
-	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\",\"user_ids\":[1]}",
-	    "{\"epoch\":1,\"pos\":2,\"room_id\":\"!r\",\"user_ids\":[[]]}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\"}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":\"@a\"}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":[1]}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":[[]]}",
 	};
 	struct proto_notice g;
 	struct proto_msg msg;
@@ -231,7 +231,7 @@ test_notice_typing_strict(void **state)
 	}
 	/* more than PROTO_TYPING_MAX ids */
 	big = malloc(64 + (PROTO_TYPING_MAX + 1) * 4);
-	off = (size_t)sprintf(big, "{\"epoch\":1,\"pos\":2,\"room_id\":"
+	off = (size_t)sprintf(big, "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":"
 	    "\"!r\",\"user_ids\":[");
 	for (int i = 0; i <= PROTO_TYPING_MAX; i++)
 		off += (size_t)sprintf(big + off, "%s\"\"", i ? "," : "");
@@ -244,6 +244,59 @@ test_notice_typing_strict(void **state)
 	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_EMETA);
 	proto_msg_close(&msg);
 	free(big);
+}
+
+/* A heartbeat's meta as given: what proto_recv_notice makes of it. */
+static int
+notice_meta(struct pair *p, const char *meta, struct proto_notice *g)
+{
+	struct proto_hdr h = {
+	    PROTO_MAGIC, PROTO_VERSION, 0, PROTO_NOTICE_HEARTBEAT, 0, 1, 2};
+	uint8_t hdr[PROTO_HDR_LEN];
+	struct proto_msg msg;
+	int rc;
+
+	proto_hdr_encode(&h, hdr);
+	zmq_send(p->a, "notice.heartbeat", 16, ZMQ_SNDMORE);
+	zmq_send(p->a, hdr, sizeof(hdr), ZMQ_SNDMORE);
+	zmq_send(p->a, meta, strlen(meta), ZMQ_SNDMORE);
+	zmq_send(p->a, "", 0, 0);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	rc = proto_recv_notice(&msg, g);
+	proto_msg_close(&msg);
+	return rc;
+}
+
+/* Version 4: every notice carries the commit's LSN, a non-negative int. */
+static void
+test_notice_lsn(void **state)
+{
+	struct pair *p = *state;
+	struct proto_notice n = {.type = PROTO_NOTICE_ROOM,
+	                         .seq = 3,
+	                         .epoch = 5,
+	                         .pos = 99,
+	                         .room_id = "!r:hs",
+	                         .lsn = 0x16B374D848LL};
+	struct proto_notice g;
+	struct proto_msg msg;
+
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_int_equal(g.lsn, 0x16B374D848LL);
+	proto_msg_close(&msg);
+	assert_int_equal(
+	    notice_meta(p, "{\"epoch\":1,\"pos\":2,\"lsn\":7}", &g), PROTO_OK);
+	assert_int_equal(g.lsn, 7);
+	assert_int_equal(notice_meta(p, "{\"epoch\":1,\"pos\":2}", &g),
+	                 PROTO_EMETA);
+	assert_int_equal(
+	    notice_meta(p, "{\"epoch\":1,\"pos\":2,\"lsn\":-1}", &g),
+	    PROTO_EMETA);
+	assert_int_equal(
+	    notice_meta(p, "{\"epoch\":1,\"pos\":2,\"lsn\":\"0/16B3\"}", &g),
+	    PROTO_EMETA);
 }
 
 /* Sends raw frames as given and returns what proto_recv makes of them. */
@@ -366,6 +419,8 @@ main(void)
 		    pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_nothing_waiting,
 		    pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_notice_lsn, pair_setup,
+		    pair_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,7 +140,8 @@ setup(void **state)
 	PQsetNoticeProcessor(db, NULL, NULL);
 	PQclear(PQexec(db, "DROP SCHEMA public CASCADE"));
 	PQclear(PQexec(db, "CREATE SCHEMA public"));
-	if ((st = store_new(conn)) == NULL)
+	if ((st = store_new(conn, "test", 1200)) == NULL ||
+	    store_take_writer(st) != 1)
 		return -1;
 	add_device("@alice:hs", "A1");
 	add_device("@alice:hs", "A2");
