@@ -412,6 +412,8 @@ struct api_stats {
 	unsigned long long whoami_limited;	/* 429: over the whoami rate */
 	unsigned long long sessions_evicted;	/* over the per-device cap */
 	unsigned long long tokens_evicted;	/* over SYNCV3_API_TOKENS_MAX */
+	unsigned long long whoami_cache_hits;	/* resolved from memory */
+	unsigned long long token_lookups;	/* looked up in Postgres */
 };
 
 struct api {
@@ -437,6 +439,7 @@ struct api {
 	/* http.c */
 	struct map conns;	/* "%p" of a connection's bufferevent -> conn */
 	long long nconns;
+	struct prom *prom;	/* prom.c */
 };
 
 /* proxy.c: everything else under SYNCV3_PROXY_PREFIXES to SYNCV3_SERVER */
@@ -457,5 +460,35 @@ void cors_add_raw(struct evbuffer *out);
 bool cors_preflight(struct evhttp_request *req);
 /* Access-Control-*: ours to set, never copied from upstream. */
 bool cors_is_own(const char *header);
+
+/* prom.c: the api's metrics, GET /metrics */
+enum prom_ep {
+	PROM_EP_SYNC,
+	PROM_EP_SLIDING,
+	PROM_EP_PROXY,
+	PROM_EP_ADMIN,
+	PROM_EP_CLIENT,
+	PROM_EP_HEALTH,
+	PROM_EP_METRICS,
+	PROM_EP_OTHER,
+	PROM_EP_COUNT,
+};
+struct prom;
+void prom_init(struct api *api);
+void prom_shutdown(struct api *api);
+enum prom_ep prom_endpoint(const char *path);
+/* One answered request: status 0 when the client left first. */
+void prom_request(struct api *api, enum prom_ep ep, int status, long long us);
+/* A woken long poll answered ms after its notice. */
+void prom_wake(struct api *api, long long ms);
+void prom_handle(struct api *api, struct evhttp_request *req);
+/*
+ * A gauge or counter of another module read from *v at each scrape (*v
+ * lives as long as the api serves): it counts as it always did.
+ */
+void prom_gauge_int(struct api *api, const char *name, const char *help,
+    const int *v);
+void prom_counter_ull(struct api *api, const char *name, const char *help,
+    const unsigned long long *v);
 
 #endif

@@ -307,6 +307,8 @@ struct conn {
 	bool is_over_cap;	/* accepted past max_conns */
 	void (*closecb)(struct evhttp_connection *, void *);
 	void *closecb_arg;
+	enum prom_ep ep;	/* the request being served (prom.c) */
+	long long served_us;	/* when it was routed */
 };
 
 /*
@@ -383,6 +385,7 @@ conn_refuse(struct conn *c, int code, const char *errcode, const char *msg)
 		return;
 	c->state = CONN_REFUSED;
 	c->api->stats.errors++;
+	prom_request(c->api, PROM_EP_OTHER, code, 0);
 	http_log_answer("-", "(request being read)", code, errcode, msg);
 	bufferevent_setcb(c->bev, conn_drain_cb, NULL, conn_event_cb, c);
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
@@ -578,6 +581,8 @@ conn_gone_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->state == CONN_SERVED)	/* the client left before the answer */
+		prom_request(c->api, c->ep, 0, now_us() - c->served_us);
 	if (c->closecb != NULL)
 		c->closecb(evcon, c->closecb_arg);
 	conn_forget(c);
@@ -639,14 +644,16 @@ conn_done_cb(struct evhttp_request *req, void *arg)
 {
 	struct conn *c = arg;
 
-	(void)req;
-	if (c->state == CONN_SERVED)
-		c->state = CONN_IDLE;
+	if (c->state != CONN_SERVED)
+		return;
+	c->state = CONN_IDLE;
+	prom_request(c->api, c->ep, evhttp_request_get_response_code(req),
+	    now_us() - c->served_us);
 }
 
 /* The router has the request: reading it is over, its limits too. */
 static void
-conn_served(struct api *api, struct evhttp_request *req)
+conn_served(struct api *api, struct evhttp_request *req, const char *path)
 {
 	struct conn *c = conn_of(api, evhttp_request_get_connection(req));
 
@@ -656,6 +663,8 @@ conn_served(struct api *api, struct evhttp_request *req)
 	if (c->state == CONN_REFUSED)
 		return;
 	c->state = CONN_SERVED;
+	c->ep = prom_endpoint(path);
+	c->served_us = now_us();
 	evtimer_del(c->timer);
 	evhttp_request_set_on_complete_cb(req, conn_done_cb, c);
 }
@@ -669,6 +678,7 @@ struct route {
 static const struct route routes[] = {
 	{"/_matrix/client/v3/sync", EVHTTP_REQ_POST, sync_handle},
 	{"/health", EVHTTP_REQ_GET, health_cb},
+	{"/metrics", EVHTTP_REQ_GET, prom_handle},
 };
 
 /*
@@ -684,7 +694,7 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	bool path_ok = false;
 
 	cors_add(req);
-	conn_served(api, req);
+	conn_served(api, req, path);
 	if (path == NULL) {
 		http_error(req, 400, "M_UNRECOGNIZED", "bad request URI");
 		return;

@@ -228,6 +228,7 @@ main(int argc, char *argv[])
 	session_init(&api);
 	lp_init(&api);
 	notices_init(&api);
+	prom_init(&api);
 	http_init(&api);
 	api.sig_term = evsignal_new(api.base, SIGTERM, stop_cb, &api);
 	api.sig_int = evsignal_new(api.base, SIGINT, stop_cb, &api);
@@ -236,6 +237,7 @@ main(int argc, char *argv[])
 	log_info("serving at position %lld", (long long)api.cur_pos);
 	event_base_dispatch(api.base);
 	http_shutdown(&api);
+	prom_shutdown(&api);
 	notices_shutdown(&api);
 	lp_shutdown(&api);
 	session_shutdown(&api);

@@ -89,6 +89,7 @@ struct proxy {
 	int nqueued;
 	struct preq_q queue;
 	unsigned long long requests, failures;
+	unsigned long long bytes_up, bytes_down; /* bodies, for /metrics */
 };
 
 /* Served by the api soon (another change routes them): not passed. */
@@ -588,7 +589,13 @@ static void
 done_cb(CURL *easy, CURLcode result, void *arg)
 {
 	struct preq *p = arg;
+	curl_off_t up = 0, down = 0;
 
+	/* counted once per exchange, from curl's own totals */
+	curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &up);
+	curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	p->px->bytes_up += (unsigned long long)up;
+	p->px->bytes_down += (unsigned long long)down;
 	curl_easy_cleanup(easy);
 	p->easy = NULL;
 	p->px->active--;
@@ -845,6 +852,29 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
  * Parses SYNCV3_PROXY_PREFIXES and sets up the pass-through's own curl
  * multi handle.
  */
+/* Read from the counters above at each scrape of /metrics. */
+static void
+proxy_metrics(struct api *api, struct proxy *px)
+{
+	prom_gauge_int(api, "syncv3_api_proxy_active",
+	               "Pass-through requests upstream now.", &px->active);
+	prom_gauge_int(api, "syncv3_api_proxy_queued",
+	               "Pass-through requests waiting for a slot.",
+	               &px->nqueued);
+	prom_counter_ull(api, "syncv3_api_proxy_requests_total",
+	                 "Pass-through requests taken.", &px->requests);
+	prom_counter_ull(
+	    api, "syncv3_api_proxy_failures_total",
+	    "Pass-through requests that failed upstream (502, 504, cut).",
+	    &px->failures);
+	prom_counter_ull(api, "syncv3_api_proxy_sent_bytes_total",
+	                 "Request body bytes passed to the homeserver.",
+	                 &px->bytes_up);
+	prom_counter_ull(api, "syncv3_api_proxy_received_bytes_total",
+	                 "Response body bytes passed on from the homeserver.",
+	                 &px->bytes_down);
+}
+
 void
 proxy_init(struct api *api)
 {
@@ -874,6 +904,7 @@ proxy_init(struct api *api)
 		fatalx("curl_ev_new");
 	curl_multi_setopt(curl_ev_multi(px->ce), CURLMOPT_MAXCONNECTS,
 	                  (long)api->cfg.proxy_keepalive);
+	proxy_metrics(api, px);
 	api->proxy = px;
 }
 

@@ -202,6 +202,7 @@ latency_note(struct api *api, struct sreq *r)
 		return;
 	api->stats.lat[api->stats.nlat++ % 4096] =
 	    (double)(now_ms() - r->woken_ms);
+	prom_wake(api, now_ms() - r->woken_ms);
 }
 
 static void
