@@ -61,6 +61,7 @@ struct api_config {
 	long long body_timeout_ms;
 	long long max_conns;
 	long long max_headers;
+	char *admin_token;	/* admin.c: SYNCV3_ADMIN_TOKEN, NULL: off */
 };
 
 /* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */
@@ -87,6 +88,14 @@ enum api_sql {
 	Q_LOGOUT_ONE,
 	Q_LOGOUT_ALL,
 	Q_LOGOUT_DEVICE,
+	/* admin.c */
+	Q_ADMIN_DEVICES,
+	Q_ADMIN_DEVICE,
+	Q_ADMIN_SESSIONS,
+	Q_ADMIN_POLLERS,
+	Q_ADMIN_FORGET,
+	Q_ADMIN_DROP_USER,
+	Q_ADMIN_RESYNC,
 	Q_COUNT,
 };
 struct api_stmt {
@@ -460,6 +469,10 @@ void cors_add_raw(struct evbuffer *out);
 bool cors_preflight(struct evhttp_request *req);
 /* Access-Control-*: ours to set, never copied from upstream. */
 bool cors_is_own(const char *header);
+
+/* admin.c: /_syncv3/admin/ (0: answered or on its way, -1: not ours) */
+int admin_handle(struct api *api, struct evhttp_request *req,
+    const char *path);
 
 /* prom.c: the api's metrics, GET /metrics */
 enum prom_ep {

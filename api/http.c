@@ -682,6 +682,16 @@ static const struct route routes[] = {
 };
 
 /*
+ * Our own trees (issue #14), before the routes: each handler takes the
+ * paths under its prefix (0) and leaves the rest (-1).
+ */
+static const struct {
+	int (*fn)(struct api *, struct evhttp_request *, const char *);
+} prefixes[] = {
+	{admin_handle},
+};
+
+/*
  * Every request evhttp parsed: CORS, then the routes table (405 for a
  * known path with another method), then the pass-through, else 404.
  */
@@ -704,6 +714,10 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	if (api->is_stopping) {
 		http_error(req, 503, "M_UNKNOWN", "shutting down");
 		return;
+	}
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		if (prefixes[i].fn(api, req, path) == 0)
+			return;
 	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (strcmp(routes[i].path, path) != 0)

@@ -108,6 +108,8 @@ static const struct cfg_row api_cfg_rows[] = {
 	{"SYNCV3_API_MAX_HEADERS", CFG_INT, C(max_headers), "16384", 1024,
 	    1048576, 0, "largest request line, and request line plus headers "
 	    "(414, 431 above)"},
+	{"SYNCV3_ADMIN_TOKEN", CFG_STR, C(admin_token), NULL, 0, 0, CFG_SECRET,
+	    "bearer token of the admin API under /_syncv3/admin/ (unset: off)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

@@ -263,6 +263,24 @@
 	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
 /* clang-format on */
 
+/* admin.c: a time as milliseconds since the epoch, an interval as ms */
+#define ADMIN_TS(t) "(extract(epoch FROM " t ") * 1000)::bigint"
+#define ADMIN_MS(i) "ceil(extract(epoch FROM " i ") * 1000)::bigint"
+/* A device, its lease and poller, its polling, its sessions counted. */
+/* clang-format off */
+#define ADMIN_DEVICE_ROWS                                                      \
+	"SELECT d.user_id, d.device_id, l.owner, " ADMIN_MS("l.expires - now()") \
+	", coalesce(p.expires > now(), false), d.poll_state, d.poll_error, "   \
+	ADMIN_TS("d.poll_updated") ", " ADMIN_TS("d.last_ok") ", "             \
+	"d.since <> '', " ADMIN_MS("now() - d.since_at") ", "                  \
+	"d.is_initial_done, " ADMIN_TS("d.last_seen") ", "                     \
+	ADMIN_TS("d.created_at") ", (SELECT count(*) FROM syncv3_sessions s "  \
+	"WHERE s.user_id = d.user_id AND s.device_id = d.device_id) "          \
+	"FROM syncv3_devices d LEFT JOIN syncv3_leases l ON l.user_id = "      \
+	"d.user_id AND l.device_id = d.device_id LEFT JOIN syncv3_pollers p "  \
+	"ON p.id = l.owner "
+/* clang-format on */
+
 /* clang-format off */
 const struct api_stmt api_stmts[Q_COUNT] = {
 	/* auth.c: a token upstream vouched for becomes its device's */
@@ -346,6 +364,61 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "'expired', poll_error = 'logged out', poll_updated = now() "
 	    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
 	    ">= 0 RETURNING user_id, device_id", 2},
+	/*
+	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
+	 * or since now (_in_ms, _age_ms). Never a token or its hash.
+	 * $1 user ('' any), $2/$3 after this (user, device), $4 limit.
+	 */
+	[Q_ADMIN_DEVICES] = {"api_admin_devices", ADMIN_DEVICE_ROWS
+	    "WHERE ($1 = '' OR d.user_id = $1) AND (d.user_id, d.device_id) > "
+	    "($2, $3) ORDER BY d.user_id, d.device_id LIMIT $4::bigint", 4},
+	/* $1 user, $2 device: the same row for one device */
+	[Q_ADMIN_DEVICE] = {"api_admin_device", ADMIN_DEVICE_ROWS
+	    "WHERE d.user_id = $1 AND d.device_id = $2", 2},
+	/* $1 user, $2 device: its sessions (their rooms counted, no params) */
+	[Q_ADMIN_SESSIONS] = {"api_admin_sessions",
+	    "SELECT s.session_id, " ADMIN_TS("s.created_at") ", "
+	    ADMIN_TS("s.last_used") ", s.acked_to_device, (SELECT count(*) "
+	    "FROM syncv3_session_rooms r WHERE r.session_id = s.session_id) "
+	    "FROM syncv3_sessions s WHERE s.user_id = $1 AND s.device_id = $2 "
+	    "ORDER BY s.session_id", 2},
+	/* every poller with a liveness row or a lease, and its devices */
+	[Q_ADMIN_POLLERS] = {"api_admin_pollers",
+	    "SELECT coalesce(p.id, l.owner), p.incarnation, "
+	    ADMIN_TS("p.started") ", " ADMIN_MS("p.expires - now()") ", "
+	    "coalesce(p.expires > now(), false), coalesce(l.n, 0) FROM "
+	    "syncv3_pollers p FULL JOIN (SELECT owner, count(*) AS n FROM "
+	    "syncv3_leases GROUP BY owner) l ON l.owner = p.id ORDER BY 1", 0},
+	/*
+	 * $1 user, $2 device: stop and forget it. The lease row goes first,
+	 * then the device row (the lock order of "lease stop" and of
+	 * Q_LOGOUT_DEVICE, docs/INTERNALS.md), with its sessions and its
+	 * undelivered to-device messages. Its poller drops it at its next
+	 * heartbeat; the accumulator refuses what is still in flight.
+	 */
+	[Q_ADMIN_FORGET] = {"api_admin_forget",
+	    "WITH l AS (DELETE FROM syncv3_leases WHERE user_id = $1 AND "
+	    "device_id = $2 RETURNING 1), s AS (DELETE FROM syncv3_sessions "
+	    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
+	    ">= 0 RETURNING 1), t AS (DELETE FROM syncv3_to_device WHERE "
+	    "user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) >= 0 "
+	    "RETURNING 1), dv AS (DELETE FROM syncv3_devices WHERE user_id = $1 "
+	    "AND device_id = $2 AND (SELECT count(*) FROM l) >= 0 RETURNING 1) "
+	    "SELECT (SELECT count(*) FROM dv), (SELECT count(*) FROM s), "
+	    "(SELECT count(*) FROM t)", 2},
+	/* $1 user: every session of every device of the user */
+	[Q_ADMIN_DROP_USER] = {"api_admin_drop_user",
+	    "WITH s AS (DELETE FROM syncv3_sessions WHERE user_id = $1 "
+	    "RETURNING 1) SELECT count(*) FROM s", 1},
+	/*
+	 * $1 user, $2 device: the next poll is an initial sync. The poller
+	 * polls with the since it holds; the accumulator's compare-and-set
+	 * refuses that body (contract 1), and the poller re-reads the since,
+	 * now empty. One device row, autocommit, nothing else held.
+	 */
+	[Q_ADMIN_RESYNC] = {"api_admin_resync",
+	    "UPDATE syncv3_devices SET since = '' WHERE user_id = $1 AND "
+	    "device_id = $2 RETURNING 1", 2},
 };
 /* clang-format on */
 
