@@ -8,9 +8,10 @@
 # listener) moves by exactly the requests sent: sync answers by status,
 # whoami calls and cache hits, pass-through requests and their body bytes,
 # 404s, long polls held and the wake-ups that ended them. All three
-# outputs are well formed
-# text exposition format 0.0.4 (every sample's metric has a TYPE,
+# outputs are well formed text exposition format 0.0.4 (every sample's metric has a TYPE,
 # no series twice, histogram buckets cumulative up to +Inf = _count).
+# deploy/grafana/syncv3.json parses, its panels are well formed, and every
+# metric it names is exported by one of the three.
 source "$(dirname "$0")/lib.sh"
 
 N=${METRICS_N:-7}
@@ -228,4 +229,57 @@ assert 3 <= fds < 100000, fds
 assert 0 <= cpu < 600, cpu
 PY
 done
+# deploy/grafana/syncv3.json: it parses, its panels are well formed, and
+# every metric its queries name is exported by one of the three daemons
+# (as scraped now, after the traffic above)
+for a in "$ACC_PROM" "$POLLER_PROM" "$API"; do
+	curl -sS -f "http://$a/metrics"
+done >"$T/all_metrics" || fail "scrape for the dashboard"
+python3 - "$IT_ROOT/deploy/grafana/syncv3.json" "$T/all_metrics" <<'PY' || fail "dashboard"
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+names = set()
+for line in open(sys.argv[2]):
+    if line.startswith("# TYPE "):
+        names.add(line.split()[2])
+    elif line.strip() and not line.startswith("#"):
+        names.add(re.match(r'[a-zA-Z_:][a-zA-Z0-9_:]*', line).group(0))
+bad, ids, cells, used = [], set(), set(), set()
+assert d["title"] and d["uid"], "title and uid"
+assert any(v["type"] == "datasource" and v["name"] == "datasource"
+           for v in d["templating"]["list"]), "no datasource variable"
+for p in d["panels"]:
+    if p["id"] in ids:
+        bad.append("panel id %d twice" % p["id"])
+    ids.add(p["id"])
+    g = p["gridPos"]
+    if g["x"] < 0 or g["x"] + g["w"] > 24:
+        bad.append("%s: outside the grid" % p["title"])
+    for cx in range(g["x"], g["x"] + g["w"]):
+        for cy in range(g["y"], g["y"] + g["h"]):
+            if (cx, cy) in cells:
+                bad.append("%s overlaps another panel" % p["title"])
+            cells.add((cx, cy))
+    if p["type"] == "row":
+        continue
+    if p["datasource"]["uid"] != "${datasource}":
+        bad.append("%s: datasource" % p["title"])
+    if not p.get("targets"):
+        bad.append("%s: no queries" % p["title"])
+    for t in p.get("targets", []):
+        e = t["expr"]
+        if e.count("(") != e.count(")") or e.count("{") != e.count("}"):
+            bad.append("%s: unbalanced %s" % (p["title"], e))
+        for m in re.finditer(r'\b(rate|increase)\(([^\[]*?)\)', e):
+            bad.append("%s: %s without a range" % (p["title"], m.group(0)))
+        for n in re.findall(r'\b((?:syncv3|process)_[a-zA-Z0-9_]*)', e):
+            used.add(n)
+            if n not in names:
+                bad.append("%s: %s is exported by no daemon" % (p["title"], n))
+if len(used) < 30:
+    bad.append("only %d metrics on the dashboard" % len(used))
+print("\n".join(sorted(set(bad))))
+print("dashboard: %d panels, %d metrics, all exported" % (len(d["panels"]), len(used)), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
 it_pass
