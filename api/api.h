@@ -474,6 +474,18 @@ bool cors_is_own(const char *header);
 int admin_handle(struct api *api, struct evhttp_request *req,
     const char *path);
 
+/* webview.c: /_syncv3/client/ (0: answered, -1: not ours) */
+int webview_handle(struct api *api, struct evhttp_request *req,
+    const char *path);
+/* api/web's files, built in by api/web/embed.cmake; a NULL name ends it */
+struct webview_file {
+	const char *name;
+	const char *type;
+	const unsigned char *data;
+	size_t len;
+};
+extern const struct webview_file webview_files[];
+
 /* prom.c: the api's metrics, GET /metrics */
 enum prom_ep {
 	PROM_EP_SYNC,

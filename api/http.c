@@ -689,6 +689,7 @@ static const struct {
 	int (*fn)(struct api *, struct evhttp_request *, const char *);
 } prefixes[] = {
 	{admin_handle},
+	{webview_handle},
 };
 
 /*
