@@ -116,6 +116,12 @@ int since_parse(const char *tok, struct since *s);
 /* True if tok's MAC is right for this device. */
 bool since_verify(const char *tok, const char *secret, const char *user_id,
     const char *device_id);
+/* The tokens' MAC (also sliding sync's pos): hex of body and the device. */
+#define TOK_MAC_HEX 16
+void tok_mac(const char *body, size_t len, const char *secret,
+    const char *user_id, const char *device_id, char out[TOK_MAC_HEX + 1]);
+/* Constant-time comparison of two TOK_MAC_HEX macs. */
+bool tok_mac_eq(const char *a, const char *b);
 
 /* query.c: the /sync query string (pure) */
 struct query {
