@@ -261,8 +261,11 @@ struct ss_ext_room {
 	const char *room_id;
 	const int *lists; /* indexes into list_keys */
 	int nlists;
-	bool is_sub;     /* (also) in the room subscriptions */
-	bool is_initial; /* first sent on this connection */
+	bool is_sub;                  /* (also) in the room subscriptions */
+	bool is_initial;              /* sent with initial in this response */
+	bool is_expanded;             /* timeline re-sent longer */
+	const char *const *event_ids; /* timeline sent in this response */
+	int nevents;
 };
 
 struct ss_ctx {
@@ -277,7 +280,11 @@ struct ss_ctx {
 	int64_t to_pos;   /* what this response covers */
 	const char *const *list_keys;
 	int nlists;
-	const struct ss_ext_room *rooms; /* window and subscriptions */
+	/*
+	 * every room of every list's window (all ranges, whether or not it
+	 * changed in this response) and every sticky subscription
+	 */
+	const struct ss_ext_room *rooms;
 	int nrooms;
 	struct json_object
 	    *cfg;          /* sticky configs, merged with this request's */
@@ -295,13 +302,25 @@ void ss_ext_run(struct api *api, struct ss_ctx *c, api_done_fn done, void *arg);
  * these too): a bit per enum ss_wake.
  */
 enum ss_wake {
-	SS_WAKE_TO_DEVICE = 1 << 0, /* PROTO_NOTICE_TO_DEVICE of the device */
-	SS_WAKE_TYPING = 1 << 1,    /* PROTO_NOTICE_TYPING of a joined room */
-	SS_WAKE_ACCOUNT_DATA = 1
-	                       << 2, /* PROTO_NOTICE_ACCOUNT_DATA of the user */
-	SS_WAKE_DEVICE_LISTS = 1 << 3, /* e2ee: any room or device notice */
+	/* PROTO_NOTICE_TO_DEVICE of the device (to-device, device lists, keys)
+	 */
+	SS_WAKE_TO_DEVICE = 1 << 0,
+	/* PROTO_NOTICE_TYPING of a room the user is joined to */
+	SS_WAKE_TYPING = 1 << 1,
+	/* PROTO_NOTICE_ACCOUNT_DATA of the user */
+	SS_WAKE_ACCOUNT_DATA = 1 << 2,
+	/* PROTO_NOTICE_DEVICE (any state) of the device: receipts come with
+	 * the device's own sync, which has no notice of its own */
+	SS_WAKE_RECEIPTS = 1 << 3,
 };
 unsigned ss_ext_wake(struct json_object *cfg);
+/*
+ * Checks a request's extensions (pure, before any connection state
+ * changes): 0, or -1 with err set (e.g. 400 M_INVALID_PARAM for a
+ * to_device.since that is not an integer). A non-zero status from
+ * ss_ext_run's done also answers the request and saves nothing.
+ */
+int ss_ext_check(struct json_object *extensions, struct ss_parse_err *err);
 
 /* ss_req.c: the request path (both endpoints) */
 void ss_handle_synapse(struct api *api, struct evhttp_request *req);

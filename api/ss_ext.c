@@ -20,3 +20,11 @@ ss_ext_wake(struct json_object *cfg)
 	(void)cfg;
 	return 0;
 }
+
+int
+ss_ext_check(struct json_object *extensions, struct ss_parse_err *err)
+{
+	(void)extensions;
+	(void)err;
+	return 0;
+}
