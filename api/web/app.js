@@ -56,11 +56,11 @@ function display_name(r) {
 	return h.length > 0 ? h.join(", ") : r.id;
 }
 
-// Up to two letters for an avatar: the first of each of two words,
-// sigils (#, @, !, +) left out.
+// Up to two letters for an avatar: the first letter or digit of each of
+// two words (sigils and punctuation left out).
 function initials(name) {
-	const words = name.replace(/^[#@!+]+/, "").split(/[\s:]+/).filter(Boolean);
-	const first = (w) => Array.from(w)[0] || "";
+	const words = name.split(/[\s:]+/).filter((w) => /[\p{L}\p{N}]/u.test(w));
+	const first = (w) => (w.match(/[\p{L}\p{N}]/u) || [""])[0];
 	const s = first(words[0] || "?") + (words.length > 1 ? first(words[1]) : "");
 	return s.toUpperCase();
 }
@@ -77,8 +77,12 @@ function summary(ev) {
 	const c = ev.content || {};
 	if (ev.type === "m.room.message")
 		return typeof c.body === "string" ? c.body : "(message)";
-	if (ev.type === "m.room.member")
-		return (c.displayname || ev.state_key || "") + " " + (c.membership || "");
+	if (ev.type === "m.room.member") {
+		const verbs = { join: "joined", leave: "left", invite: "was invited",
+			ban: "was banned", knock: "knocked" };
+		return (c.displayname || ev.state_key || "") + " " +
+		    (verbs[c.membership] || c.membership || "");
+	}
 	if (ev.type === "m.room.name")
 		return "named the room " + (c.name || "");
 	if (ev.type === "m.room.topic")
