@@ -1,13 +1,14 @@
 /*
  * admin.c: the operator's API under /_syncv3/admin/ (README, "Admin
- * API"). Off unless SYNCV3_ADMIN_TOKEN is set (then every path under the
- * prefix is a 404, as if it did not exist); each request must carry that
+ * API"). Without SYNCV3_ADMIN_TOKEN every path under the prefix is a
+ * 404, as if it did not exist; with it, each request must carry that
  * token as a bearer token (401 without, 403 with another one), compared
- * in constant time. Reads (devices, one device's sessions, pollers) and
- * actions (forget a device, drop a user's sessions, re-run an initial
- * sync) are one statement each through the pool (api/sql.c); a request
- * whose client hangs up before its statement returns is dropped then.
- * Nothing here ever shows an access token or its hash.
+ * in constant time. Reads (devices, one device's sessions and sliding
+ * sync connections, pollers) and actions (forget a device, drop a user's
+ * sessions and connections, re-run an initial sync) are one statement
+ * each through the pool (api/sql.c); a request whose client hangs up
+ * before its statement returns is dropped then. Nothing here ever shows
+ * an access token or its hash.
  */
 #include <sys/queue.h>
 
@@ -34,6 +35,7 @@ enum admin_op {
 	ADMIN_DEVICES,   /* GET v1/devices */
 	ADMIN_DEVICE,    /* GET v1/devices/{user}/{device} */
 	ADMIN_SESSIONS,  /* the same, second step: its sessions */
+	ADMIN_CONNS,     /* third step: its sliding sync connections */
 	ADMIN_POLLERS,   /* GET v1/pollers */
 	ADMIN_FORGET,    /* POST v1/devices/{user}/{device}/forget */
 	ADMIN_RESYNC,    /* POST v1/devices/{user}/{device}/resync */
@@ -185,12 +187,16 @@ static const struct col device_cols[] = {
     {"last_ok_poll_ts", COL_I64}, {"has_since", COL_BOOL},
     {"since_age_ms", COL_I64},    {"is_initial_done", COL_BOOL},
     {"last_seen_ts", COL_I64},    {"created_ts", COL_I64},
-    {"sessions", COL_I64},
+    {"sessions", COL_I64},        {"connections", COL_I64},
 };
 static const struct col session_cols[] = {
     {"session_id", COL_I64},   {"created_ts", COL_I64},
     {"last_used_ts", COL_I64}, {"acked_to_device", COL_I64},
     {"rooms", COL_I64},
+};
+static const struct col conn_cols[] = {
+    {"conn", COL_I64},       {"conn_id", COL_STR},      {"dialect", COL_STR},
+    {"created_ts", COL_I64}, {"last_used_ts", COL_I64}, {"rooms", COL_I64},
 };
 static const struct col poller_cols[] = {
     {"id", COL_STR},         {"incarnation", COL_I64},
@@ -200,10 +206,12 @@ static const struct col poller_cols[] = {
 static const struct col forget_cols[] = {
     {"devices", COL_I64},
     {"sessions", COL_I64},
+    {"connections", COL_I64},
     {"to_device", COL_I64},
 };
 static const struct col drop_cols[] = {
     {"sessions", COL_I64},
+    {"connections", COL_I64},
 };
 #define NCOLS(t) (sizeof(t) / sizeof((t)[0]))
 
@@ -251,15 +259,14 @@ one(const char *key, struct json_object *v)
 
 static void admin_cb(PGresult *res, void *arg);
 
-/* The device exists: its sessions next, then the answer. */
+/* One device's next step: its sessions, then its connections. */
 static void
-device_found(struct areq *a, PGresult *res)
+device_next(struct areq *a, enum admin_op op, enum api_sql id)
 {
 	const char *params[2] = {a->user, a->device};
 
-	a->device_obj = row_obj(res, 0, device_cols, NCOLS(device_cols));
-	a->op = ADMIN_SESSIONS;
-	sql_query(a->api, Q_ADMIN_SESSIONS, params, admin_cb, a);
+	a->op = op;
+	sql_query(a->api, id, params, admin_cb, a);
 }
 
 /* A list of devices, with where the next page starts when it is full. */
@@ -313,16 +320,23 @@ admin_cb(PGresult *res, void *arg)
 		break;
 	case ADMIN_DEVICE:
 		if (PQntuples(res) == 1) {
-			device_found(a, res);
+			a->device_obj =
+			    row_obj(res, 0, device_cols, NCOLS(device_cols));
+			device_next(a, ADMIN_SESSIONS, Q_ADMIN_SESSIONS);
 			return;
 		}
 		break;
 	case ADMIN_SESSIONS:
+		json_object_object_add(
+		    a->device_obj, "session_list",
+		    rows(res, session_cols, NCOLS(session_cols)));
+		device_next(a, ADMIN_CONNS, Q_ADMIN_CONNS);
+		return;
+	case ADMIN_CONNS:
 		o = a->device_obj;
 		a->device_obj = NULL;
-		json_object_object_add(
-		    o, "session_list",
-		    rows(res, session_cols, NCOLS(session_cols)));
+		json_object_object_add(o, "connection_list",
+		                       rows(res, conn_cols, NCOLS(conn_cols)));
 		break;
 	case ADMIN_POLLERS:
 		o = one("pollers", rows(res, poller_cols, NCOLS(poller_cols)));

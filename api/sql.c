@@ -528,7 +528,10 @@
 /* admin.c: a time as milliseconds since the epoch, an interval as ms */
 #define ADMIN_TS(t) "(extract(epoch FROM " t ") * 1000)::bigint"
 #define ADMIN_MS(i) "ceil(extract(epoch FROM " i ") * 1000)::bigint"
-/* A device, its lease and poller, its polling, its sessions counted. */
+/*
+ * A device, its lease and poller, its polling, its sessions and sliding
+ * sync connections counted.
+ */
 /* clang-format off */
 #define ADMIN_DEVICE_ROWS                                                      \
 	"SELECT d.user_id, d.device_id, l.owner, " ADMIN_MS("l.expires - now()") \
@@ -537,7 +540,9 @@
 	"d.since <> '', " ADMIN_MS("now() - d.since_at") ", "                  \
 	"d.is_initial_done, " ADMIN_TS("d.last_seen") ", "                     \
 	ADMIN_TS("d.created_at") ", (SELECT count(*) FROM syncv3_sessions s "  \
-	"WHERE s.user_id = d.user_id AND s.device_id = d.device_id) "          \
+	"WHERE s.user_id = d.user_id AND s.device_id = d.device_id), "         \
+	"(SELECT count(*) FROM syncv3_ss_conns c WHERE c.user_id = d.user_id " \
+	"AND c.device_id = d.device_id) "                                      \
 	"FROM syncv3_devices d LEFT JOIN syncv3_leases l ON l.user_id = "      \
 	"d.user_id AND l.device_id = d.device_id LEFT JOIN syncv3_pollers p "  \
 	"ON p.id = l.owner "
@@ -653,6 +658,12 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "FROM syncv3_session_rooms r WHERE r.session_id = s.session_id) "
 	    "FROM syncv3_sessions s WHERE s.user_id = $1 AND s.device_id = $2 "
 	    "ORDER BY s.session_id", 2},
+	/* $1 user, $2 device: its sliding sync connections (no state) */
+	[Q_ADMIN_CONNS] = {"api_admin_conns",
+	    "SELECT c.conn, c.conn_id, c.dialect, " ADMIN_TS("c.created_at")
+	    ", " ADMIN_TS("c.last_used") ", (SELECT count(DISTINCT r.room_id) "
+	    "FROM syncv3_ss_rooms r WHERE r.conn = c.conn) FROM syncv3_ss_conns "
+	    "c WHERE c.user_id = $1 AND c.device_id = $2 ORDER BY c.conn", 2},
 	/* every poller with a liveness row or a lease, and its devices */
 	[Q_ADMIN_POLLERS] = {"api_admin_pollers",
 	    "SELECT coalesce(p.id, l.owner), p.incarnation, "
@@ -673,14 +684,21 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
 	    ">= 0 RETURNING 1), t AS (DELETE FROM syncv3_to_device WHERE "
 	    "user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) >= 0 "
-	    "RETURNING 1), dv AS (DELETE FROM syncv3_devices WHERE user_id = $1 "
+	    "RETURNING 1), c AS (DELETE FROM syncv3_ss_conns WHERE user_id = $1 "
+	    "AND device_id = $2 AND (SELECT count(*) FROM l) >= 0 RETURNING 1), "
+	    "dv AS (DELETE FROM syncv3_devices WHERE user_id = $1 "
 	    "AND device_id = $2 AND (SELECT count(*) FROM l) >= 0 RETURNING 1) "
 	    "SELECT (SELECT count(*) FROM dv), (SELECT count(*) FROM s), "
-	    "(SELECT count(*) FROM t)", 2},
-	/* $1 user: every session of every device of the user */
+	    "(SELECT count(*) FROM c), (SELECT count(*) FROM t)", 2},
+	/*
+	 * $1 user: every session and sliding sync connection of every
+	 * device of the user (their rooms go with them: ON DELETE CASCADE)
+	 */
 	[Q_ADMIN_DROP_USER] = {"api_admin_drop_user",
 	    "WITH s AS (DELETE FROM syncv3_sessions WHERE user_id = $1 "
-	    "RETURNING 1) SELECT count(*) FROM s", 1},
+	    "RETURNING 1), c AS (DELETE FROM syncv3_ss_conns WHERE user_id = $1 "
+	    "RETURNING 1) SELECT (SELECT count(*) FROM s), (SELECT count(*) "
+	    "FROM c)", 1},
 	/*
 	 * $1 user, $2 device: the next poll is an initial sync. The poller
 	 * polls with the since it holds; the accumulator's compare-and-set

@@ -3,11 +3,12 @@
 # with it, every path refuses a request without the token (401), with
 # another token, a prefix of it or the token in the query string (401/403),
 # and a refused action changes nothing. Then devices (poller, lease, last
-# successful poll, since age, sessions; pages), one device's sessions,
-# pollers with their device counts, and the actions: resync (the device's
-# next poll upstream has no since), drop a user's sessions (their since
-# tokens stop working), forget a device (gone from Postgres, its poller
-# stops polling it, its token registers it again). No answer ever holds
+# successful poll, since age, sessions and sliding sync connections;
+# pages), one device's sessions and connections, pollers with their
+# device counts, and the actions: resync (the device's next poll upstream
+# has no since), drop a user's sessions and connections (their since
+# tokens and pos stop working), forget a device (gone from Postgres, its
+# poller stops polling it, its token registers it again). No answer ever holds
 # an access token or a token hash. deploy/syncv3ctl admin drives it too.
 source "$(dirname "$0")/lib.sh"
 
@@ -50,6 +51,20 @@ v3 "$btok" "" '{}' 10000 >/dev/null
 assert_eq "$(last_status)" 200 "bob syncs"
 wait_for "[ \$(psql_q \"SELECT count(*) FROM syncv3_devices WHERE last_ok IS NOT NULL\") = 2 ]" 10 ||
     fail "no successful poll stamped"
+# one sliding sync connection each
+SS="$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+# ss TOKEN [POS]: a sliding sync request; body to stdout, status in $T/ss_status
+ss() {
+	curl -sS -o "$T/ss_body" -w '%{http_code}' -X POST -H "Authorization: Bearer $1" \
+	    -H 'Content-Type: application/json' \
+	    -d '{"lists":{"all":{"ranges":[[0,9]],"timeline_limit":1}}}' \
+	    "$SS?timeout=0${2:+&pos=$2}" >"$T/ss_status"
+	cat "$T/ss_body"
+}
+apos=$(ss "$tok" | jq -r .pos)
+assert_eq "$(cat "$T/ss_status")" 200 "alice's sliding sync"
+ss "$btok" >/dev/null
+assert_eq "$(cat "$T/ss_status")" 200 "bob's sliding sync"
 
 # refusals: every path, every way of getting the token wrong
 U=%40alice%3Alocalhost
@@ -84,9 +99,10 @@ assert_jq "$out" '[.devices[] | .poller_alive and .lease_expires_in_ms > 0 and
     .lease_expires_in_ms <= 3000 and .has_since and .is_initial_done and
     .since_age_ms >= 0 and .last_ok_poll_ts > 0 and .last_error == ""]' \
     '[true,true]' "lease, last successful poll, since age"
-assert_jq "$out" '.devices[0].sessions' 1 "alice has one session"
+assert_jq "$out" '[.devices[0].sessions, .devices[0].connections]' '[1,1]' \
+    "alice has one session and one connection"
 assert_jq "$out" '.devices[0] | keys' \
-    '["created_ts","device_id","has_since","is_initial_done","last_error","last_ok_poll_ts","last_seen_ts","lease_expires_in_ms","poll_state","poll_state_ts","poller","poller_alive","sessions","since_age_ms","user_id"]' \
+    '["connections","created_ts","device_id","has_since","is_initial_done","last_error","last_ok_poll_ts","last_seen_ts","lease_expires_in_ms","poll_state","poll_state_ts","poller","poller_alive","sessions","since_age_ms","user_id"]' \
     "the documented fields, nothing else"
 out=$(adm_ok GET "devices?limit=1")
 assert_jq "$out" '[.devices[].device_id, .next_after_user, .next_after_device]' \
@@ -99,6 +115,8 @@ out=$(adm_ok GET "devices/$U/A1")
 assert_eq "$(st)" 200 "one device"
 assert_jq "$out" '[.device_id, (.session_list | length), (.session_list[0].session_id > 0)]' \
     '["A1",1,true]' "its sessions"
+assert_jq "$out" '[.connection_list[] | [.conn > 0, .dialect, .rooms, .last_used_ts > 0]]' \
+    '[[true,"synapse",1,true]]' "its sliding sync connection"
 out=$(adm_ok GET pollers)
 assert_jq "$out" '[.pollers[] | [.id, .alive, .devices, .expires_in_ms > 0]]' \
     '[["poller",true,2,true]]' "the poller alive with its two devices"
@@ -157,9 +175,14 @@ asince=$(jq -r .next_batch <<<"$out")
 # drop alice's sessions: her since token no longer works
 out=$(adm_ok POST "users/$U/drop_sessions")
 assert_eq "$(st)" 200 "drop sessions"
-assert_jq "$out" .sessions 1 "one session dropped"
+assert_jq "$out" '[.sessions, .connections]' '[1,1]' "one session and one connection dropped"
 assert_eq "$(psql_q "SELECT count(*) FROM syncv3_sessions WHERE user_id = '@alice:localhost'")" 0 \
     "no session left"
+assert_eq "$(psql_q "SELECT count(*) FROM syncv3_ss_conns WHERE user_id = '@alice:localhost'")" 0 \
+    "no connection left"
+out=$(ss "$tok" "$apos")
+assert_eq "$(cat "$T/ss_status")" 400 "a dropped connection's pos"
+assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "a dropped connection's pos errcode"
 out=$(v3 "$tok" "$asince" '{}' 0)
 [ "$(last_status)" != 200 ] || fail "a dropped session's since still works"
 jq -e '.errcode | strings' <<<"$out" >/dev/null || fail "no Matrix error: $out"
@@ -167,7 +190,8 @@ jq -e '.errcode | strings' <<<"$out" >/dev/null || fail "no Matrix error: $out"
 # forget bob: gone, no longer polled, his token registers him again
 out=$(adm_ok POST "devices/%40bob%3Alocalhost/B1/forget")
 assert_eq "$(st)" 200 "forget"
-assert_jq "$out" '[.devices, .sessions]' '[1,1]' "the device and its session"
+assert_jq "$out" '[.devices, .sessions, .connections]' '[1,1,1]' "the device, its session and connection"
+assert_eq "$(psql_q "SELECT count(*) FROM syncv3_ss_conns WHERE user_id = '@bob:localhost'")" 0 "connection gone"
 assert_eq "$(psql_q "SELECT count(*) FROM syncv3_devices WHERE user_id = '@bob:localhost'")" 0 "device row gone"
 assert_eq "$(psql_q "SELECT count(*) FROM syncv3_leases WHERE user_id = '@bob:localhost'")" 0 "lease gone"
 sleep 2 # the poller's next heartbeat (every second here) drops it
