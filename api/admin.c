@@ -121,18 +121,27 @@ admin_auth(struct api *api, struct evhttp_request *req)
 	return 0;
 }
 
-/* A decoded path segment (NULL if it does not decode or is empty). */
+/*
+ * A decoded path segment, or NULL if it does not decode, is empty or
+ * holds a control byte (no id has one; log lines must not get one).
+ */
 static char *
 segment(const char *s, size_t n)
 {
 	char *raw = xstrndup(s, n), *dec;
-	size_t len = 0;
+	size_t len = 0, i;
 
 	dec = evhttp_uridecode(raw, 0, &len);
 	free(raw);
-	if (dec != NULL && (len == 0 || strlen(dec) != len)) {
-		free(dec); /* empty, or a NUL inside */
-		dec = NULL;
+	if (dec == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)dec[i] < 0x20 || dec[i] == 0x7f)
+			break;
+	}
+	if (len == 0 || i < len) {
+		free(dec);
+		return NULL;
 	}
 	return dec;
 }
@@ -342,7 +351,8 @@ admin_cb(PGresult *res, void *arg)
 		o = one("pollers", rows(res, poller_cols, NCOLS(poller_cols)));
 		break;
 	case ADMIN_FORGET:
-		if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0"))
+		if (PQntuples(res) == 1 &&
+		    strcmp(PQgetvalue(res, 0, 0), "0") != 0)
 			o = forgotten(a, res);
 		break;
 	case ADMIN_RESYNC:
