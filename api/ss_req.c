@@ -126,9 +126,11 @@ ss_reply(struct ss_req *s, const struct ss_pos *pos)
 	                  "Content-Type", "application/json");
 	evhttp_send_reply(r->req, 200, "OK", b);
 	evbuffer_free(b);
-	if (r->woken_ms != 0)
+	if (r->woken_ms != 0) {
 		s->api->stats.lat[s->api->stats.nlat++ % 4096] =
 		    (double)(now_ms() - r->woken_ms);
+		prom_wake(s->api, now_ms() - r->woken_ms);
+	}
 	ss_finish(s);
 }
 

@@ -200,6 +200,27 @@ assert_eq "$(($(val "$T/a3" syncv3_api_wake_seconds_count) - $(val "$T/a2" syncv
 assert_eq "$(($(val "$T/a3" "$(req sync 200)") - $(val "$T/a2" "$(req sync 200)")))" "$L" \
     "the woken long polls counted as 200s"
 
+# a sliding sync long poll woken by a message: one more wake-up, one
+# more sliding_sync 200
+SS="$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+ssb='{"lists":{"all":{"ranges":[[0,9]],"timeline_limit":1}}}'
+pos=$(curl -sS -f -X POST -H "Authorization: Bearer $tok" -d "$ssb" "$SS?timeout=0" | jq -r .pos)
+[ -n "$pos" ] && [ "$pos" != null ] || fail "no sliding sync pos"
+snap "$T/a4"
+( curl -sS -f -o "$T/ss_lp" -X POST -H "Authorization: Bearer $tok" -d "$ssb" \
+    "$SS?timeout=20000&pos=$pos" ) &
+sspid=$!
+wait_for "[ \"\$(curl -s $API_URL/metrics | awk '\$1 == \"syncv3_api_long_polls\" { print \$2 }')\" = 1 ]" 10 ||
+    fail "the sliding sync long poll is not held"
+sim "rooms/$room/send" '{"sender":"@alice:localhost","type":"m.room.message","content":{"msgtype":"m.text","body":"wake"}}' >/dev/null
+wait "$sspid" || fail "the sliding sync long poll failed"
+assert_jq "$(cat "$T/ss_lp")" "[.rooms[\"$room\"].timeline[].content.body]" '["wake"]' "woken by the message"
+snap "$T/a5"
+assert_eq "$(($(val "$T/a5" syncv3_api_wake_seconds_count) - $(val "$T/a4" syncv3_api_wake_seconds_count)))" \
+    1 "the sliding sync wake-up's latency observed"
+assert_eq "$(($(val "$T/a5" "$(req sliding_sync 200)") - $(val "$T/a4" "$(req sliding_sync 200)")))" 1 \
+    "the sliding sync answer counted"
+
 out=$(check_format "$API") || fail "api: bad exposition: $out"
 hdr=$(curl -sS -D - -o /dev/null "$API_URL/metrics" | tr -d '\r')
 grep -qi '^content-type: text/plain; version=0.0.4' <<<"$hdr" || fail "api: content type: $hdr"
