@@ -63,6 +63,10 @@ struct api_config {
 	long long body_timeout_ms;
 	long long max_conns;
 	long long max_headers;
+	/* ss_conn.c: sliding sync connections */
+	long long ss_conn_idle_s;
+	long long ss_conns_per_device;
+	char *admin_token;	/* admin.c: SYNCV3_ADMIN_TOKEN, NULL: off */
 };
 
 /* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */
@@ -89,6 +93,23 @@ enum api_sql {
 	Q_LOGOUT_ONE,
 	Q_LOGOUT_ALL,
 	Q_LOGOUT_DEVICE,
+	Q_SS_LOAD, /* sliding sync (ss.h) */
+	Q_SS_CREATE,
+	Q_SS_SAVE,
+	Q_SS_LIST,
+	Q_SS_ROOMS,
+	Q_SS_DETAIL,
+	Q_SS_MEMBERS,
+	Q_SS_EXPIRE,
+	/* admin.c */
+	Q_ADMIN_DEVICES,
+	Q_ADMIN_DEVICE,
+	Q_ADMIN_SESSIONS,
+	Q_ADMIN_CONNS,
+	Q_ADMIN_POLLERS,
+	Q_ADMIN_FORGET,
+	Q_ADMIN_DROP_USER,
+	Q_ADMIN_RESYNC,
 	Q_COUNT,
 };
 struct api_stmt {
@@ -139,6 +160,12 @@ int since_parse(const char *tok, struct since *s);
 /* True if tok's MAC is right for this device. */
 bool since_verify(const char *tok, const char *secret, const char *user_id,
     const char *device_id);
+/* The tokens' MAC (also sliding sync's pos): hex of body and the device. */
+#define TOK_MAC_HEX 16
+void tok_mac(const char *body, size_t len, const char *secret,
+    const char *user_id, const char *device_id, char out[TOK_MAC_HEX + 1]);
+/* Constant-time comparison of two TOK_MAC_HEX macs. */
+bool tok_mac_eq(const char *a, const char *b);
 
 /* query.c: the /sync query string (pure) */
 struct query {
@@ -229,6 +256,9 @@ enum http_peek {
 };
 /* Peeks at a held request's socket: has its client hung up? */
 enum http_peek http_peek(evutil_socket_t fd);
+/* Watches a held request's socket: gone(r) when its client hangs up. */
+struct sreq;
+void http_probe_start(struct sreq *r, void (*gone)(struct sreq *));
 /* 429/503: the error with retry_after_ms and a Retry-After header. */
 void http_error_retry(struct evhttp_request *req, int code, const char *errcode,
     const char *msg, long long retry_after_ms);
@@ -278,6 +308,11 @@ void session_load(struct api *api, struct sreq *r, api_done_fn done,
 /* Stores r->params in its session, then done(arg, ...). */
 void session_store_params(struct api *api, struct sreq *r, api_done_fn done,
     void *arg);
+/* Expired rows' (user_id, device_id): releases their to-device messages. */
+void session_expired_cb(PGresult *res, void *arg);
+/* A persistent timer calling cb(api) a few times per idle_s. */
+struct event *session_sweep_timer(struct api *api, long long idle_s,
+    event_callback_fn cb);
 
 /* longpoll.c */
 #define LP_RING 4096
@@ -336,6 +371,11 @@ void eph_counts(const struct api *api, unsigned long long *hits,
 struct sreq *sreq_new(struct api *api, struct evhttp_request *req);
 void sreq_ref(struct sreq *r);
 void sreq_unref(struct sreq *r);
+/* Bearer token from the Authorization header, or NULL (borrowed). */
+const char *sreq_bearer(struct evhttp_request *req);
+/* Arms r->timer (created with cb, arg on first use) for at_ms. */
+void sreq_timer_at(struct sreq *r, long long at_ms, event_callback_fn cb,
+    void *arg);
 
 /* r_sync.c: the v3 request state machine */
 enum sync_state {
@@ -427,6 +467,11 @@ struct sreq {
 	/* s_typing.c: the table's mark of the list this round read, 0 if
 	 * the round read Postgres (ephemeral.c) */
 	uint64_t typing_mark;
+	/* ss_req.c: a sliding sync request (NULL for v3), its ss_wake bits */
+	struct ss_req *ss;
+	unsigned ss_wake;
+	/* http_probe_start: what the path does when its client hung up */
+	void (*on_hangup)(struct sreq *r);
 };
 
 /* A stream's part of the round is done (its output in r->out[]). */
@@ -468,6 +513,8 @@ struct api_stats {
 	unsigned long long sessions_evicted;	/* over the per-device cap */
 	unsigned long long tokens_evicted;	/* over SYNCV3_API_TOKENS_MAX */
 	unsigned long long queries;	/* statements sent (sql_query) */
+	unsigned long long whoami_cache_hits;	/* resolved from memory */
+	unsigned long long token_lookups;	/* looked up in Postgres */
 };
 
 struct api {
@@ -496,6 +543,8 @@ struct api {
 	/* http.c */
 	struct map conns;	/* "%p" of a connection's bufferevent -> conn */
 	long long nconns;
+	struct event *ss_expire_timer; /* ss_conn.c */
+	struct prom *prom;	/* prom.c */
 };
 
 /* proxy.c: everything else under SYNCV3_PROXY_PREFIXES to SYNCV3_SERVER */
@@ -516,5 +565,51 @@ void cors_add_raw(struct evbuffer *out);
 bool cors_preflight(struct evhttp_request *req);
 /* Access-Control-*: ours to set, never copied from upstream. */
 bool cors_is_own(const char *header);
+
+/* admin.c: /_syncv3/admin/ (0: answered or on its way, -1: not ours) */
+int admin_handle(struct api *api, struct evhttp_request *req,
+    const char *path);
+
+/* webview.c: /_syncv3/client/ (0: answered, -1: not ours) */
+int webview_handle(struct api *api, struct evhttp_request *req,
+    const char *path);
+/* api/web's files, built in by api/web/embed.cmake; a NULL name ends it */
+struct webview_file {
+	const char *name;
+	const char *type;
+	const unsigned char *data;
+	size_t len;
+};
+extern const struct webview_file webview_files[];
+
+/* prom.c: the api's metrics, GET /metrics */
+enum prom_ep {
+	PROM_EP_SYNC,
+	PROM_EP_SLIDING,
+	PROM_EP_PROXY,
+	PROM_EP_ADMIN,
+	PROM_EP_CLIENT,
+	PROM_EP_HEALTH,
+	PROM_EP_METRICS,
+	PROM_EP_OTHER,
+	PROM_EP_COUNT,
+};
+struct prom;
+void prom_init(struct api *api);
+void prom_shutdown(struct api *api);
+enum prom_ep prom_endpoint(const char *path);
+/* One answered request: status 0 when the client left first. */
+void prom_request(struct api *api, enum prom_ep ep, int status, long long us);
+/* A woken long poll answered ms after its notice. */
+void prom_wake(struct api *api, long long ms);
+void prom_handle(struct api *api, struct evhttp_request *req);
+/*
+ * A gauge or counter of another module read from *v at each scrape (*v
+ * lives as long as the api serves): it counts as it always did.
+ */
+void prom_gauge_int(struct api *api, const char *name, const char *help,
+    const int *v);
+void prom_counter_ull(struct api *api, const char *name, const char *help,
+    const unsigned long long *v);
 
 #endif

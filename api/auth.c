@@ -513,6 +513,7 @@ auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 	if (e != NULL)
 		ent_touch(api, e);
 	if (e != NULL && e->state == AE_OK) {
+		api->stats.whoami_cache_hits++;
 		r->user_id = xstrdup(e->user_id);
 		r->device_id = xstrdup(e->device_id);
 		r->is_initial_done = e->is_initial_done;
@@ -546,6 +547,7 @@ auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 		TAILQ_INSERT_TAIL(&api->auth->ents, e, lru);
 		params[0] = e->hash;
 		api->auth->nlookups++;
+		api->stats.token_lookups++;
 		sql_query(api, Q_TOKEN_LOOKUP, params, lookup_cb, e);
 	}
 	e->waiting = xrealloc(e->waiting,

@@ -19,6 +19,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "api.h"
+#include "ss.h"
 #include "pg.h"
 #include "util.h"
 
@@ -118,6 +119,50 @@ http_peek(evutil_socket_t fd)
 	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return HTTP_PEEK_AGAIN;
 	return HTTP_PEEK_GONE;
+}
+
+/*
+ * A long-polling client that hangs up goes unseen by evhttp (http_peek):
+ * freeing the connection runs the path's close callback now, so the
+ * waiter goes at once; pipelined bytes just end the watch.
+ */
+static void
+probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sreq *r = arg;
+	enum http_peek k = http_peek(fd);
+
+	(void)what;
+	if (k == HTTP_PEEK_DATA)
+		return;
+	if (k == HTTP_PEEK_AGAIN) {
+		event_add(r->probe, NULL);
+		return;
+	}
+	if (sreq_replied(r) || r->is_gone || r->evcon == NULL)
+		return;
+	sreq_ref(r);
+	evhttp_connection_free(r->evcon);
+	if (!sreq_replied(r)) {	/* no close callback ran: still let go */
+		r->is_gone = true;
+		r->req = NULL;
+		r->on_hangup(r);
+	}
+	sreq_unref(r);
+}
+
+void
+http_probe_start(struct sreq *r, void (*gone)(struct sreq *))
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	r->on_hangup = gone;
+	r->probe = event_new(r->api->base, fd, EV_READ, probe_cb, r);
+	if (r->probe != NULL)
+		event_add(r->probe, NULL);
 }
 
 /* Copies at most n-1 bytes of s into out, control bytes as '?'. */
@@ -320,6 +365,8 @@ struct conn {
 	bool is_over_cap;	/* accepted past max_conns */
 	void (*closecb)(struct evhttp_connection *, void *);
 	void *closecb_arg;
+	enum prom_ep ep;	/* the request being served (prom.c) */
+	long long served_us;	/* when it was routed */
 };
 
 /*
@@ -396,6 +443,7 @@ conn_refuse(struct conn *c, int code, const char *errcode, const char *msg)
 		return;
 	c->state = CONN_REFUSED;
 	c->api->stats.errors++;
+	prom_request(c->api, PROM_EP_OTHER, code, 0);
 	http_log_answer("-", "(request being read)", code, errcode, msg);
 	bufferevent_setcb(c->bev, conn_drain_cb, NULL, conn_event_cb, c);
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
@@ -591,6 +639,8 @@ conn_gone_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->state == CONN_SERVED)	/* the client left before the answer */
+		prom_request(c->api, c->ep, 0, now_us() - c->served_us);
 	if (c->closecb != NULL)
 		c->closecb(evcon, c->closecb_arg);
 	conn_forget(c);
@@ -652,14 +702,16 @@ conn_done_cb(struct evhttp_request *req, void *arg)
 {
 	struct conn *c = arg;
 
-	(void)req;
-	if (c->state == CONN_SERVED)
-		c->state = CONN_IDLE;
+	if (c->state != CONN_SERVED)
+		return;
+	c->state = CONN_IDLE;
+	prom_request(c->api, c->ep, evhttp_request_get_response_code(req),
+	    now_us() - c->served_us);
 }
 
 /* The router has the request: reading it is over, its limits too. */
 static void
-conn_served(struct api *api, struct evhttp_request *req)
+conn_served(struct api *api, struct evhttp_request *req, const char *path)
 {
 	struct conn *c = conn_of(api, evhttp_request_get_connection(req));
 
@@ -669,6 +721,8 @@ conn_served(struct api *api, struct evhttp_request *req)
 	if (c->state == CONN_REFUSED)
 		return;
 	c->state = CONN_SERVED;
+	c->ep = prom_endpoint(path);
+	c->served_us = now_us();
 	evtimer_del(c->timer);
 	evhttp_request_set_on_complete_cb(req, conn_done_cb, c);
 }
@@ -681,7 +735,22 @@ struct route {
 
 static const struct route routes[] = {
 	{"/_matrix/client/v3/sync", EVHTTP_REQ_POST, sync_handle},
+	{"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+	    EVHTTP_REQ_POST, ss_handle_synapse},
+	{"/_matrix/client/v4/sync", EVHTTP_REQ_POST, ss_handle_v4},
 	{"/health", EVHTTP_REQ_GET, health_cb},
+	{"/metrics", EVHTTP_REQ_GET, prom_handle},
+};
+
+/*
+ * Our own trees (issue #14), before the routes: each handler takes the
+ * paths under its prefix (0) and leaves the rest (-1).
+ */
+static const struct {
+	int (*fn)(struct api *, struct evhttp_request *, const char *);
+} prefixes[] = {
+	{admin_handle},
+	{webview_handle},
 };
 
 /*
@@ -697,7 +766,7 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	bool path_ok = false;
 
 	cors_add(req);
-	conn_served(api, req);
+	conn_served(api, req, path);
 	if (path == NULL) {
 		http_error(req, 400, "M_UNRECOGNIZED", "bad request URI");
 		return;
@@ -707,6 +776,10 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	if (api->is_stopping) {
 		http_error(req, 503, "M_UNKNOWN", "shutting down");
 		return;
+	}
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		if (prefixes[i].fn(api, req, path) == 0)
+			return;
 	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (strcmp(routes[i].path, path) != 0)

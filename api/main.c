@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "api.h"
+#include "ss.h"
 #include "config.h"
 #include "curl_ev.h"
 #include "pg.h"
@@ -114,6 +115,14 @@ static const struct cfg_row api_cfg_rows[] = {
 	{"SYNCV3_API_MAX_HEADERS", CFG_INT, C(max_headers), "16384", 1024,
 	    1048576, 0, "largest request line, and request line plus headers "
 	    "(414, 431 above)"},
+	{"SYNCV3_SS_CONN_IDLE_S", CFG_INT, C(ss_conn_idle_s), "1800", 1,
+	    30LL * 86400, 0, "idle sliding sync connections expire after this "
+	    "(their pos is M_UNKNOWN_POS then)"},
+	{"SYNCV3_SS_CONNS_PER_DEVICE", CFG_INT, C(ss_conns_per_device), "10",
+	    1, 100000, 0, "sliding sync connections kept per device; a new "
+	    "one expires the least recently used"},
+	{"SYNCV3_ADMIN_TOKEN", CFG_STR, C(admin_token), NULL, 0, 0, CFG_SECRET,
+	    "bearer token of the admin API under /_syncv3/admin/ (unset: off)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -242,9 +251,11 @@ main(int argc, char *argv[])
 	}
 	auth_init(&api);
 	session_init(&api);
+	ss_init(&api);
 	lp_init(&api);
 	eph_init(&api);
 	notices_init(&api);
+	prom_init(&api);
 	http_init(&api);
 	api.sig_term = evsignal_new(api.base, SIGTERM, stop_cb, &api);
 	api.sig_int = evsignal_new(api.base, SIGINT, stop_cb, &api);
@@ -253,9 +264,11 @@ main(int argc, char *argv[])
 	log_info("serving at position %lld", (long long)api.cur_pos);
 	event_base_dispatch(api.base);
 	http_shutdown(&api);
+	prom_shutdown(&api);
 	notices_shutdown(&api);
 	eph_shutdown(&api);
 	lp_shutdown(&api);
+	ss_shutdown(&api);
 	session_shutdown(&api);
 	auth_shutdown(&api);
 	event_free(api.sig_term);

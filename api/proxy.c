@@ -89,16 +89,7 @@ struct proxy {
 	int nqueued;
 	struct preq_q queue;
 	unsigned long long requests, failures;
-};
-
-/* Served by the api soon (another change routes them): not passed. */
-static const struct {
-	enum evhttp_cmd_type method;
-	const char *path;
-} reserved[] = {
-    {EVHTTP_REQ_POST,
-     "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"},
-    {EVHTTP_REQ_POST, "/_matrix/client/v4/sync"},
+	unsigned long long bytes_up, bytes_down; /* bodies, for /metrics */
 };
 
 /* RFC 9110 7.6.1 hop-by-hop headers, plus what curl and evhttp set. */
@@ -588,7 +579,13 @@ static void
 done_cb(CURL *easy, CURLcode result, void *arg)
 {
 	struct preq *p = arg;
+	curl_off_t up = 0, down = 0;
 
+	/* counted once per exchange, from curl's own totals */
+	curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &up);
+	curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	p->px->bytes_up += (unsigned long long)up;
+	p->px->bytes_down += (unsigned long long)down;
 	curl_easy_cleanup(easy);
 	p->easy = NULL;
 	p->px->active--;
@@ -799,10 +796,6 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 
 	if (px == NULL || !has_prefix(px, path) || http_method_name(m) == NULL)
 		return -1;
-	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-		if (m == reserved[i].method &&
-		    strcmp(path, reserved[i].path) == 0)
-			return -1;
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	    (size_t)api->cfg.proxy_max_upload) {
 		http_error(req, 413, "M_TOO_LARGE", "request body too large");
@@ -845,6 +838,29 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
  * Parses SYNCV3_PROXY_PREFIXES and sets up the pass-through's own curl
  * multi handle.
  */
+/* Read from the counters above at each scrape of /metrics. */
+static void
+proxy_metrics(struct api *api, struct proxy *px)
+{
+	prom_gauge_int(api, "syncv3_api_proxy_active",
+	               "Pass-through requests upstream now.", &px->active);
+	prom_gauge_int(api, "syncv3_api_proxy_queued",
+	               "Pass-through requests waiting for a slot.",
+	               &px->nqueued);
+	prom_counter_ull(api, "syncv3_api_proxy_requests_total",
+	                 "Pass-through requests taken.", &px->requests);
+	prom_counter_ull(
+	    api, "syncv3_api_proxy_failures_total",
+	    "Pass-through requests that failed upstream (502, 504, cut).",
+	    &px->failures);
+	prom_counter_ull(api, "syncv3_api_proxy_sent_bytes_total",
+	                 "Request body bytes passed to the homeserver.",
+	                 &px->bytes_up);
+	prom_counter_ull(api, "syncv3_api_proxy_received_bytes_total",
+	                 "Response body bytes passed on from the homeserver.",
+	                 &px->bytes_down);
+}
+
 void
 proxy_init(struct api *api)
 {
@@ -874,6 +890,7 @@ proxy_init(struct api *api)
 		fatalx("curl_ev_new");
 	curl_multi_setopt(curl_ev_multi(px->ce), CURLMOPT_MAXCONNECTS,
 	                  (long)api->cfg.proxy_keepalive);
+	proxy_metrics(api, px);
 	api->proxy = px;
 }
 

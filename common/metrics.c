@@ -63,6 +63,8 @@ metrics_free(struct metrics *reg)
 		next = m->next;
 		free(m->label);
 		free(m->value);
+		free(m->label2);
+		free(m->value2);
 		free(m);
 	}
 	free(reg);
@@ -75,25 +77,34 @@ metrics_set_collect(struct metrics *reg, metrics_collect_fn fn, void *arg)
 	reg->collect_arg = arg;
 }
 
+/* One label pair of a series against the one asked for (NULL: none). */
+static bool
+same_pair(const char *ml, const char *mv, const char *label, const char *value)
+{
+	if (label == NULL || ml == NULL)
+		return label == NULL && ml == NULL;
+	return strcmp(ml, label) == 0 &&
+	       strcmp(mv, value != NULL ? value : "") == 0;
+}
+
 static bool
 same_series(const struct metric *m, const char *name, const char *label,
-            const char *value)
+            const char *value, const char *label2, const char *value2)
 {
-	if (strcmp(m->name, name) != 0)
-		return false;
-	if (label == NULL || m->label == NULL)
-		return label == NULL && m->label == NULL;
-	return strcmp(m->label, label) == 0 && strcmp(m->value, value) == 0;
+	return strcmp(m->name, name) == 0 &&
+	       same_pair(m->label, m->value, label, value) &&
+	       same_pair(m->label2, m->value2, label2, value2);
 }
 
 struct metric *
-metrics_get(struct metrics *reg, enum metric_type type, const char *name,
-            const char *help, const char *label, const char *value)
+metrics_get2(struct metrics *reg, enum metric_type type, const char *name,
+             const char *help, const char *label, const char *value,
+             const char *label2, const char *value2)
 {
 	struct metric *m;
 
 	for (m = reg->head; m != NULL; m = m->next) {
-		if (same_series(m, name, label, value))
+		if (same_series(m, name, label, value, label2, value2))
 			return m;
 	}
 	m = xcalloc(1, sizeof(*m));
@@ -104,9 +115,20 @@ metrics_get(struct metrics *reg, enum metric_type type, const char *name,
 		m->label = xstrdup(label);
 		m->value = xstrdup(value != NULL ? value : "");
 	}
+	if (label2 != NULL) {
+		m->label2 = xstrdup(label2);
+		m->value2 = xstrdup(value2 != NULL ? value2 : "");
+	}
 	*reg->tail = m;
 	reg->tail = &m->next;
 	return m;
+}
+
+struct metric *
+metrics_get(struct metrics *reg, enum metric_type type, const char *name,
+            const char *help, const char *label, const char *value)
+{
+	return metrics_get2(reg, type, name, help, label, value, NULL, NULL);
 }
 
 void
@@ -117,18 +139,26 @@ metrics_set(struct metrics *reg, enum metric_type type, const char *name,
 }
 
 struct metric *
-metrics_histogram(struct metrics *reg, const char *name, const char *help,
-                  const double *le, size_t nle)
+metrics_histogram_labelled(struct metrics *reg, const char *name,
+                           const char *help, const double *le, size_t nle,
+                           const char *label, const char *value)
 {
 	struct metric *m;
 
 	if (nle > METRICS_BUCKETS_MAX)
 		fatalx("%s: %zu buckets, at most %d", name, nle,
 		       METRICS_BUCKETS_MAX);
-	m = metrics_get(reg, METRIC_HISTOGRAM, name, help, NULL, NULL);
+	m = metrics_get(reg, METRIC_HISTOGRAM, name, help, label, value);
 	m->le = le;
 	m->nle = nle;
 	return m;
+}
+
+struct metric *
+metrics_histogram(struct metrics *reg, const char *name, const char *help,
+                  const double *le, size_t nle)
+{
+	return metrics_histogram_labelled(reg, name, help, le, nle, NULL, NULL);
 }
 
 /* Above every bound, x is only in +Inf, which is the count. */
@@ -187,19 +217,26 @@ put_value(struct evbuffer *out, double v)
 }
 
 static void
+put_pair(struct evbuffer *out, const char *label, const char *value,
+         bool is_first)
+{
+	evbuffer_add_printf(out, "%s%s=\"", is_first ? "" : ",", label);
+	put_escaped(out, value, true);
+	evbuffer_add(out, "\"", 1);
+}
+
+static void
 put_labels(struct evbuffer *out, const struct metric *m, const char *le)
 {
-	if (m->label == NULL && le == NULL)
+	if (m->label == NULL && m->label2 == NULL && le == NULL)
 		return;
 	evbuffer_add(out, "{", 1);
-	if (m->label != NULL) {
-		evbuffer_add_printf(out, "%s=\"", m->label);
-		put_escaped(out, m->value, true);
-		evbuffer_add(out, "\"", 1);
-	}
+	if (m->label != NULL)
+		put_pair(out, m->label, m->value, true);
+	if (m->label2 != NULL)
+		put_pair(out, m->label2, m->value2, m->label == NULL);
 	if (le != NULL)
-		evbuffer_add_printf(out, "%sle=\"%s\"", m->label ? "," : "",
-		                    le);
+		put_pair(out, "le", le, m->label == NULL && m->label2 == NULL);
 	evbuffer_add(out, "}", 1);
 }
 

@@ -34,9 +34,10 @@ struct metric_hist {
 struct metric {
 	const char *name, *help; /* borrowed: string literals */
 	enum metric_type type;
-	char *label, *value; /* one label pair or NULL; owned */
-	double v;            /* counter, gauge */
-	const double *le;    /* histogram upper bounds, ascending */
+	char *label, *value;   /* one label pair or NULL; owned */
+	char *label2, *value2; /* a second pair (metrics_get2) or NULL */
+	double v;              /* counter, gauge */
+	const double *le;      /* histogram upper bounds, ascending */
 	size_t nle;
 	struct metric_hist h;
 	struct metric *next;
@@ -58,6 +59,11 @@ void metrics_set_collect(struct metrics *reg, metrics_collect_fn fn, void *arg);
 struct metric *metrics_get(struct metrics *reg, enum metric_type type,
                            const char *name, const char *help,
                            const char *label, const char *value);
+/* The series name{label="value",label2="value2"}, as metrics_get. */
+struct metric *metrics_get2(struct metrics *reg, enum metric_type type,
+                            const char *name, const char *help,
+                            const char *label, const char *value,
+                            const char *label2, const char *value2);
 /* Sets the unlabelled series name to v: what a collect callback copies. */
 void metrics_set(struct metrics *reg, enum metric_type type, const char *name,
                  const char *help, double v);
@@ -65,6 +71,11 @@ void metrics_set(struct metrics *reg, enum metric_type type, const char *name,
 struct metric *metrics_histogram(struct metrics *reg, const char *name,
                                  const char *help, const double *le,
                                  size_t nle);
+/* The histogram series name{label="value"}, bounds as above. */
+struct metric *metrics_histogram_labelled(struct metrics *reg, const char *name,
+                                          const char *help, const double *le,
+                                          size_t nle, const char *label,
+                                          const char *value);
 void metric_hist_observe(struct metric_hist *h, const double *le, size_t nle,
                          double x);
 /* Appends the registry, then the process metrics, to out. */

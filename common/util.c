@@ -88,10 +88,16 @@ xasprintf(const char *fmt, ...)
 long long
 now_ms(void)
 {
+	return now_us() / 1000;
+}
+
+long long
+now_us(void)
+{
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
 long long

@@ -18,6 +18,7 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Monotonic milliseconds (for timers) and wall-clock milliseconds. */
 long long now_ms(void);
+long long now_us(void); /* monotonic microseconds */
 long long wall_ms(void);
 
 /* Parses a whole decimal int64; 0 on success, -1 on any junk or overflow. */

@@ -45,3 +45,11 @@ target_link_libraries(test_api_ephemeral PRIVATE proto common PkgConfig::CMOCKA)
 target_include_directories(test_api_ephemeral PRIVATE ${PROJECT_SOURCE_DIR}/api)
 add_test(NAME test_api_ephemeral COMMAND test_api_ephemeral)
 set_tests_properties(test_api_ephemeral PROPERTIES LABELS unit)
+# Sliding sync on the wire: both dialects' parser and writer, pos tokens.
+add_executable(test_ss_proto test_ss_proto.c
+	${PROJECT_SOURCE_DIR}/api/ss_proto.c
+	${PROJECT_SOURCE_DIR}/api/sincetok.c)
+target_link_libraries(test_ss_proto PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_ss_proto PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_ss_proto COMMAND test_ss_proto)
+set_tests_properties(test_ss_proto PROPERTIES LABELS unit)

@@ -77,6 +77,47 @@ test_counter_and_labels(void **state)
 	metrics_free(reg);
 }
 
+/* Two label pairs, and a histogram with a label before its le. */
+static void
+test_two_labels(void **state)
+{
+	static const double b[] = {1};
+	struct metrics *reg = metrics_new();
+	struct metric *a, *h;
+	char *s;
+
+	(void)state;
+	a = metrics_get2(reg, METRIC_COUNTER, "r_total", "Requests.", "ep",
+	                 "sync", "status", "200");
+	assert_ptr_equal(metrics_get2(reg, METRIC_COUNTER, "r_total",
+	                              "Requests.", "ep", "sync", "status",
+	                              "200"),
+	                 a);
+	assert_ptr_not_equal(metrics_get2(reg, METRIC_COUNTER, "r_total",
+	                                  "Requests.", "ep", "sync", "status",
+	                                  "404"),
+	                     a);
+	assert_ptr_not_equal(metrics_get(reg, METRIC_COUNTER, "r_total",
+	                                 "Requests.", "ep", "sync"),
+	                     a);
+	metric_add(a, 3);
+	h = metrics_histogram_labelled(reg, "t_seconds", "Time.", b, 1, "ep",
+	                               "sync");
+	metric_observe(h, 0.5);
+	s = render(reg);
+	assert_int_equal(count_of(s, "# TYPE r_total counter\n"), 1);
+	assert_non_null(strstr(s, "r_total{ep=\"sync\",status=\"200\"} 3\n"));
+	assert_non_null(strstr(s, "r_total{ep=\"sync\",status=\"404\"} 0\n"));
+	assert_non_null(strstr(s, "r_total{ep=\"sync\"} 0\n"));
+	assert_non_null(strstr(s,
+	                       "t_seconds_bucket{ep=\"sync\",le=\"1\"} 1\n"
+	                       "t_seconds_bucket{ep=\"sync\",le=\"+Inf\"} 1\n"
+	                       "t_seconds_sum{ep=\"sync\"} 0.5\n"
+	                       "t_seconds_count{ep=\"sync\"} 1\n"));
+	free(s);
+	metrics_free(reg);
+}
+
 static void
 test_escaping(void **state)
 {
@@ -182,6 +223,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_counter_and_labels),
+	    cmocka_unit_test(test_two_labels),
 	    cmocka_unit_test(test_escaping),
 	    cmocka_unit_test(test_histogram),
 	    cmocka_unit_test(test_collect_and_process),

@@ -1,0 +1,32 @@
+# Generates a C file holding the web view's static files (api/web/*.html,
+# *.js, *.css) as byte arrays with their content types, so the api serves
+# them from its binary (api/webview.c) with no files at run time and no
+# build step beyond this copy.
+# Invoked as: cmake -DWEB_DIR=... -DOUT=... -P embed.cmake
+file(GLOB files "${WEB_DIR}/*.html" "${WEB_DIR}/*.js" "${WEB_DIR}/*.css")
+list(SORT files)
+set(body "/* Generated from api/web by api/web/embed.cmake. */\n")
+string(APPEND body "#include \"api.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+	get_filename_component(name "${f}" NAME)
+	get_filename_component(ext "${f}" LAST_EXT)
+	if(ext STREQUAL ".html")
+		set(type "text/html; charset=utf-8")
+	elseif(ext STREQUAL ".js")
+		set(type "text/javascript; charset=utf-8")
+	else()
+		set(type "text/css; charset=utf-8")
+	endif()
+	file(READ "${f}" hex HEX)
+	string(LENGTH "${hex}" n)
+	math(EXPR n "${n} / 2")
+	string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+	string(APPEND body "static const unsigned char web_${i}[] = {${bytes} 0};\n")
+	string(APPEND table "\t{\"${name}\", \"${type}\", web_${i}, ${n}},\n")
+	math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst struct webview_file webview_files[] = {\n${table}\t{NULL, NULL, NULL, 0},\n};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")
