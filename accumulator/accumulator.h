@@ -187,6 +187,9 @@ struct store_msg {
 	const char *user_id, *device_id, *since_in, *next_batch;
 	const char *body;
 	size_t body_len;
+	/* in: PROTO_SYNC_RAW's first ("", "sibling", "refill") and catchup */
+	const char *first;
+	int64_t catchup;
 	/* in, optional: the body normalised beforehand (pre_rc and pre_err
 	 * are what normalise returned), used instead of parsing it again;
 	 * the caller frees it */
@@ -207,6 +210,7 @@ struct store_stats {
 	unsigned long long msgs, acks, nacks, events, bad_events, batches;
 	unsigned long long bad_bodies;
 	unsigned long long pg_errors; /* statements Postgres failed */
+	unsigned long long covered;   /* sibling-first devices synced */
 };
 
 struct store *store_new(const char *conninfo);

@@ -389,6 +389,8 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 	it->sm.next_batch = raw->next_batch;
 	it->sm.body = raw->body;
 	it->sm.body_len = raw->body_len;
+	it->sm.first = raw->first;
+	it->sm.catchup = raw->catchup;
 	it->body_len = raw->body_len;
 	it->sm.pre_rc = normalise(raw->body, raw->body_len, raw->user_id,
 	                          &it->ch, &it->sm.pre_err);

@@ -129,6 +129,7 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 		m = xs[i].m;
 		m->since = xstrdup(PQgetvalue(r, row, 1));
 		xs[i].was_initial = PQgetvalue(r, row, 2)[0] == 't';
+		xs[i].was_waiting = PQgetvalue(r, row, 3)[0] == 't';
 		if (strcmp(m->since, m->since_in) == 0)
 			go[i] = true;
 		else if (strcmp(m->since, m->next_batch) == 0) {
@@ -163,27 +164,122 @@ positions_needed(const struct acc_changes *ch)
 	return n;
 }
 
+/*
+ * A first sync asked without rooms because a sibling device is stored
+ * (PROTO_SYNC_RAW first "sibling"): only an initial one counts as such.
+ */
+static bool
+is_sibling_first(const struct store_msg *m)
+{
+	return m->first != NULL && strcmp(m->first, "sibling") == 0 &&
+	       m->since_in[0] == '\0';
+}
+
+/* A full initial sync stored beside the device's since (first "refill"). */
+static bool
+is_refill(const struct store_msg *m)
+{
+	return m->first != NULL && strcmp(m->first, "refill") == 0;
+}
+
+/*
+ * Pending sibling-first devices of the group's catch-up bodies are synced
+ * now: each such body's request started after their first commit, so it
+ * carried everything upstream had when their first next_batch was made
+ * (docs/DESIGN.md, "Sibling devices"). Their device notices go with the
+ * body that covered them.
+ */
 static int
-set_sinces(struct store *st, struct msgctx *xs, size_t n)
+cover_siblings(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
 	const char *p[3];
-	int rc = 0;
+	PGresult *r;
 
 	cols_init(&c, 3);
 	for (size_t i = 0; i < n; i++) {
-		if (xs[i].ch == NULL)
+		if (xs[i].ch == NULL || xs[i].m->catchup <= 0)
 			continue;
 		pg_arr_str(&c.c[0], xs[i].m->user_id);
 		pg_arr_str(&c.c[1], xs[i].m->device_id);
-		pg_arr_str(&c.c[2], xs[i].m->next_batch);
+		pg_arr_i64(&c.c[2], xs[i].m->catchup);
 		c.rows++;
+	}
+	if (c.rows == 0) {
+		cols_free(&c);
+		return 0;
+	}
+	cols_params(&c, p);
+	r = db_q(st, S_COVER, 3, p);
+	cols_free(&c);
+	if (r == NULL)
+		return -1;
+	for (int row = 0; row < PQntuples(r); row++) {
+		const char *u = PQgetvalue(r, row, 0);
+		for (size_t i = 0; i < n; i++) {
+			struct store_msg *m = xs[i].m;
+			if (xs[i].ch == NULL || m->catchup <= 0 ||
+			    strcmp(m->user_id, u) != 0)
+				continue;
+			notice_add(
+			    &m->notices,
+			    &(struct proto_notice){
+			        .type = PROTO_NOTICE_DEVICE,
+			        .pos = st->pos_used,
+			        .user_id = u,
+			        .device_id = PQgetvalue(r, row, 1),
+			        .state = dev_state_name(DEV_STATE_SYNCED)});
+			st->stats.covered++;
+			break;
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
+/*
+ * Stores each applied message's next_batch. A sibling-first device is not
+ * synced yet: it takes a position of this commit as its cover_pos, and
+ * the pollers are told (NOTIFY, delivered on COMMIT) so that one holding
+ * a sibling polls again at once.
+ */
+static int
+set_sinces(struct store *st, struct msgctx *xs, size_t n)
+{
+	struct cols c, w;
+	const char *p[5];
+	int rc = 0;
+
+	cols_init(&c, 5);
+	cols_init(&w, 2);
+	for (size_t i = 0; i < n; i++) {
+		bool is_sib;
+		if (xs[i].ch == NULL)
+			continue;
+		is_sib = is_sibling_first(xs[i].m);
+		xs[i].cover = is_sib ? pos_next(st) : 0;
+		pg_arr_str(&c.c[0], xs[i].m->user_id);
+		pg_arr_str(&c.c[1], xs[i].m->device_id);
+		pg_arr_str(&c.c[2], xs[i].m->next_batch);
+		pg_arr_bool(&c.c[3], is_refill(xs[i].m));
+		pg_arr_i64(&c.c[4], xs[i].cover);
+		c.rows++;
+		if (!is_sib)
+			continue;
+		pg_arr_str(&w.c[0], xs[i].m->user_id);
+		pg_arr_i64(&w.c[1], xs[i].cover);
+		w.rows++;
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		rc = db_q0(st, S_SINCE, 3, p);
+		rc = db_q0(st, S_SINCE, 5, p);
+	}
+	if (rc == 0 && w.rows > 0) {
+		cols_params(&w, p);
+		rc = db_q0(st, S_CATCHUP, 2, p);
 	}
 	cols_free(&c);
+	cols_free(&w);
 	return rc;
 }
 
@@ -209,6 +305,14 @@ parse_group(struct store *st, struct msgctx *xs, size_t n, const bool *go,
 			m->error = "bad body";
 			continue;
 		}
+		if (is_refill(m)) {
+			/* they come again with the device's next poll */
+			for (size_t k = 0; k < ch->nto_device; k++)
+				free(ch->to_device[k]);
+			free(ch->to_device);
+			ch->to_device = NULL;
+			ch->nto_device = 0;
+		}
 		xs[i].ch = ch;
 		m->nevents = ch->nevents;
 		m->nbad = ch->nbad;
@@ -224,7 +328,8 @@ group_done(struct store *st, struct msgctx *xs, size_t n)
 		struct store_msg *m = xs[i].m;
 		if (xs[i].ch == NULL)
 			continue;
-		if (!xs[i].was_initial)
+		if (!xs[i].was_initial && xs[i].cover == 0 &&
+		    (!xs[i].was_waiting || is_refill(m)))
 			notice_add(&m->notices, &(struct proto_notice){
 			    .type = PROTO_NOTICE_DEVICE, .pos = st->pos_used,
 			    .user_id = m->user_id, .device_id = m->device_id,
@@ -256,14 +361,15 @@ group_apply(struct store *st, struct store_msg **ms, size_t n)
 	st->grp_state_rows = 0;
 	for (size_t i = 0; i < n; i++) {
 		store_msg_reset(ms[i]);
-		xs[i] = (struct msgctx){st, ms[i], NULL, false};
+		xs[i] = (struct msgctx){st, ms[i], NULL, false, false, 0};
 	}
 	if (cas(st, xs, n, go) == -1)
 		goto out;
 	if (pos_reserve(st, parse_group(st, xs, n, go, chs)) == -1 ||
 	    rooms_apply(st, xs, n) == -1 || apply_typing(st, xs, n) == -1 ||
 	    apply_receipts(st, xs, n) == -1 || apply_adata(st, xs, n) == -1 ||
-	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1)
+	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1 ||
+	    cover_siblings(st, xs, n) == -1)
 		goto out;
 	group_done(st, xs, n);
 	/* the group's rows go with its first applied message: they are

@@ -856,6 +856,137 @@ notice_types(const struct store_msg *m, char *out, size_t len)
  * the token a new login replaced) must not expire the device: the new
  * token would be refused (issue #9, found by the bounds work).
  */
+/* Applies one PROTO_SYNC_RAW with its optional first and catchup meta. */
+static void
+apply_first(struct store_msg *m, const char *dev, const char *since_in,
+            const char *next, const char *body, const char *first,
+            int64_t catchup)
+{
+	memset(m, 0, sizeof(*m));
+	m->user_id = "@sib:hs";
+	m->device_id = dev;
+	m->since_in = since_in;
+	m->next_batch = next;
+	m->body = body;
+	m->body_len = strlen(body);
+	m->first = first;
+	m->catchup = catchup;
+	assert_int_equal(store_batch_begin(st), 0);
+	store_apply(st, m);
+	assert_int_equal(store_batch_commit(st), 0);
+	assert_true(m->ok);
+}
+
+static bool
+sib_synced(const char *dev)
+{
+	char *v = qs("SELECT is_initial_done FROM syncv3_devices WHERE "
+	             "user_id = '@sib:hs' AND device_id = $1",
+	             dev, NULL);
+	bool ok = v != NULL && v[0] == 't';
+
+	free(v);
+	return ok;
+}
+
+/* Whether m carries a PROTO_NOTICE_DEVICE for dev. */
+static bool
+has_device_notice(const struct store_msg *m, const char *dev)
+{
+	for (size_t i = 0; i < m->notices.n; i++)
+		if (m->notices.v[i].type == PROTO_NOTICE_DEVICE &&
+		    strcmp(m->notices.v[i].device_id, dev) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Sibling devices (docs/DESIGN.md): a sibling-first sync leaves the device
+ * unsynced with a cover position, announced on the catch-up channel at
+ * commit; only a synced sibling's body carrying a catch-up at or past it
+ * makes it synced (not its own polls, not another waiting device's, not
+ * an older catch-up); a refill does too, without storing its to-device
+ * messages or moving the since.
+ */
+static void
+test_sibling_cover(void **state)
+{
+	struct store_msg m;
+	PGnotify *n;
+	long long cover, dcover;
+	char *pos;
+
+	(void)state;
+	NEED_DB();
+	add_device("@sib:hs", "S1");
+	add_device("@sib:hs", "S2");
+	add_device("@sib:hs", "S3");
+	PQclear(PQexec(db, "LISTEN " PROTO_PG_CATCHUP_CHANNEL));
+	apply_first(&m, "S1", "", "a1", D_BODY("!sib:hs", "$sib1", "1"), "", 0);
+	store_msg_reset(&m);
+	assert_true(sib_synced("S1"));
+	apply_first(&m, "S2", "", "b1", "{\"next_batch\":\"b1\"}", "sibling",
+	            0);
+	assert_false(has_device_notice(&m, "S2"));
+	store_msg_reset(&m);
+	assert_false(sib_synced("S2"));
+	cover = qi("SELECT cover_pos FROM syncv3_devices WHERE device_id = "
+	           "'S2'",
+	           NULL, NULL);
+	assert_true(cover > 0);
+	assert_true(cover <= store_pos(st));
+	PQconsumeInput(db);
+	assert_non_null(n = PQnotifies(db));
+	assert_string_equal(n->relname, PROTO_PG_CATCHUP_CHANNEL);
+	pos = xasprintf("@sib:hs %lld", cover);
+	assert_string_equal(n->extra, pos);
+	free(pos);
+	PQfreemem(n);
+	/* its own poll, and an older catch-up, are no witnesses */
+	apply_first(&m, "S2", "b1", "b2", "{}", "", cover);
+	store_msg_reset(&m);
+	apply_first(&m, "S1", "a1", "a2", "{}", "", cover - 1);
+	store_msg_reset(&m);
+	assert_false(sib_synced("S2"));
+	/* a device waiting itself is none either */
+	apply_first(&m, "S3", "", "c1", "{}", "sibling", 0);
+	store_msg_reset(&m);
+	apply_first(&m, "S3", "c1", "c2", "{}", "", cover);
+	store_msg_reset(&m);
+	assert_false(sib_synced("S2"));
+	/* the synced sibling polled after S2's first commit */
+	apply_first(&m, "S1", "a2", "a2", "{}", "", cover);
+	assert_true(has_device_notice(&m, "S2"));
+	assert_false(has_device_notice(&m, "S3"));
+	store_msg_reset(&m);
+	assert_true(sib_synced("S2"));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_devices WHERE "
+	                    "device_id = 'S2' AND cover_pos IS NULL",
+	                    NULL, NULL),
+	                 1);
+	/* S3 refills: rooms stored, to-device and since left alone */
+	dcover = qi("SELECT cover_pos FROM syncv3_devices WHERE device_id = "
+	            "'S3'",
+	            NULL, NULL);
+	assert_true(dcover > cover);
+	apply_first(&m, "S3", "c2", "c2", D_BODY("!sib2:hs", "$sib2", "2"),
+	            "refill", 0);
+	assert_true(has_device_notice(&m, "S3"));
+	store_msg_reset(&m);
+	assert_true(sib_synced("S3"));
+	assert_true(nid("$sib2") > 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "device_id = 'S3'",
+	                    NULL, NULL),
+	                 0);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_devices WHERE "
+	       "device_id = 'S3' AND since = 'c2' AND cover_pos IS NULL",
+	       NULL, NULL),
+	    1);
+	PQclear(PQexec(db, "UNLISTEN *"));
+}
+
 static void
 test_poll_state_token(void **state)
 {
@@ -933,24 +1064,25 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_events_dedup_and_bytes),
-		cmocka_unit_test(test_cas),
-		cmocka_unit_test(test_state_at_position),
-		cmocka_unit_test(test_limited_gap),
-		cmocka_unit_test(test_overlap_and_duplicates),
-		cmocka_unit_test(test_bad_events_rest_stored),
-		cmocka_unit_test(test_membership_history),
-		cmocka_unit_test(test_visible_ranges_examples),
-		cmocka_unit_test(test_typing_bumps_only_on_change),
-		cmocka_unit_test(test_to_device_order),
-		cmocka_unit_test(test_compact_state),
-		cmocka_unit_test(test_cleanup),
-		cmocka_unit_test(test_copy_exact_bytes),
-		cmocka_unit_test(test_batch_group),
-		cmocka_unit_test(test_batch_isolation),
-		cmocka_unit_test(test_notice_copies),
-		cmocka_unit_test(test_batch_same_device),
-		cmocka_unit_test(test_poll_state_token),
+	    cmocka_unit_test(test_events_dedup_and_bytes),
+	    cmocka_unit_test(test_cas),
+	    cmocka_unit_test(test_state_at_position),
+	    cmocka_unit_test(test_limited_gap),
+	    cmocka_unit_test(test_overlap_and_duplicates),
+	    cmocka_unit_test(test_bad_events_rest_stored),
+	    cmocka_unit_test(test_membership_history),
+	    cmocka_unit_test(test_visible_ranges_examples),
+	    cmocka_unit_test(test_typing_bumps_only_on_change),
+	    cmocka_unit_test(test_to_device_order),
+	    cmocka_unit_test(test_compact_state),
+	    cmocka_unit_test(test_cleanup),
+	    cmocka_unit_test(test_copy_exact_bytes),
+	    cmocka_unit_test(test_batch_group),
+	    cmocka_unit_test(test_batch_isolation),
+	    cmocka_unit_test(test_notice_copies),
+	    cmocka_unit_test(test_batch_same_device),
+	    cmocka_unit_test(test_poll_state_token),
+	    cmocka_unit_test(test_sibling_cover),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
