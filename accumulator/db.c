@@ -45,6 +45,15 @@ static const struct stmt {
 	    "w.user_id = k.u AND w.device_id = k.dv WHERE w.is_initial_done "
 	    "AND w.cover_pos IS NULL AND d.user_id = k.u AND d.device_id <> "
 	    "k.dv AND d.cover_pos <= k.c RETURNING d.user_id, d.device_id"},
+	/* the first window first (008_cold.sql) */
+	[S_WIN_STORED] = {"acc_win_stored", "SELECT room_id FROM syncv3_rooms "
+	    "WHERE room_id = ANY($1::text[]) AND last_ts >= $2::bigint"},
+	[S_WINDOW] = {"acc_window", "UPDATE syncv3_devices SET window_pos = "
+	    "$3::bigint, window_rooms = $4::int WHERE user_id = $1 AND "
+	    "device_id = $2 AND NOT is_initial_done"},
+	[S_FILL] = {"acc_fill", "UPDATE syncv3_devices SET fill_lo = "
+	    "$3::bigint, fill_hi = $4::bigint WHERE user_id = $1 AND "
+	    "device_id = $2"},
 	[S_RESERVE] = {"acc_reserve", "SELECT setval('syncv3_pos_seq', "
 	    "nextval('syncv3_pos_seq') + $1::bigint - 1)"},
 	[S_POSITION] = {"acc_position", "UPDATE syncv3_position SET pos = "

@@ -46,6 +46,10 @@ static const struct cfg_row acc_rows[] = {
 	    "stats line (acks, ack latency p50/p95/p99/max) interval"},
 	{"SYNCV3_PROM", CFG_STR, offsetof(struct acc_config, prom), "", 0, 0,
 	    0, "metrics and /health listener, host:port (empty: off)"},
+	{"SYNCV3_ACC_WINDOW_ROOMS", CFG_INT, offsetof(struct acc_config,
+	    window_rooms), "100", 0, 1000000, 0,
+	    "an initial sync of more rooms commits this many most recent "
+	    "ones first (0: off)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

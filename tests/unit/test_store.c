@@ -987,6 +987,144 @@ test_sibling_cover(void **state)
 	PQclear(PQexec(db, "UNLISTEN *"));
 }
 
+/* A body of joined rooms !wN:hs, N = 1..n, whose one event has ts N. */
+static char *
+win_body(int n, const char *prefix)
+{
+	size_t cap = 256 + (size_t)n * 256, k;
+	char *b = xmalloc(cap);
+
+	k = (size_t)snprintf(
+	    b, cap,
+	    "{\"next_batch\":\"x\",\"rooms\":{"
+	    "\"invite\":{\"!winv:hs\":{\"invite_state\":{\"events\":[]}}},"
+	    "\"join\":{");
+	for (int i = 1; i <= n; i++)
+		k += (size_t)snprintf(
+		    b + k, cap - k,
+		    "%s\"!w%d:hs\":{"
+		    "\"timeline\":{\"events\":[{\"event_id\":\"$%s%d\","
+		    "\"type\":\"m.room.message\",\"sender\":\"@w:hs\","
+		    "\"origin_server_ts\":%d,\"content\":{}}]}}",
+		    i > 1 ? "," : "", i, prefix, i, i);
+	snprintf(b + k, cap - k,
+	         "}},\"to_device\":{\"events\":[{\"type\":"
+	         "\"m.t\",\"sender\":\"@x:hs\",\"content\":{}}]}}");
+	return b;
+}
+
+static bool
+in_view(const struct acc_changes *v, const char *room)
+{
+	for (size_t i = 0; i < v->nrooms; i++)
+		if (strcmp(v->rooms[i].room_id, room) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The first window first (docs/DESIGN.md): the k most recent joined
+ * rooms, ties, invites and rooms already stored as recent go first, in
+ * a transaction of their own that leaves the since and to-device alone
+ * and records the window; the fill stores the rest with the since and
+ * records the positions it took.
+ */
+static void
+test_window_first(void **state)
+{
+	struct acc_changes all, win, rest;
+	struct store_msg wm, fm;
+	const char *err = NULL;
+	char *body, *older;
+
+	(void)state;
+	NEED_DB();
+	add_device("@w:hs", "W1");
+	add_device("@other:hs", "O1");
+	/* another user's poller stored !w2:hs with a newer event */
+	older = xstrdup(
+	    "{\"next_batch\":\"x\",\"rooms\":{\"join\":{"
+	    "\"!w2:hs\":{\"timeline\":{\"events\":[{\"event_id\":\"$new2\","
+	    "\"type\":\"m.room.message\",\"sender\":\"@w:hs\","
+	    "\"origin_server_ts\":100,\"content\":{}}]}}}}}");
+	apply_str("@other:hs", "O1", older);
+	free(older);
+	body = win_body(8, "w");
+	assert_int_equal(normalise(body, strlen(body), "@w:hs", &all, &err), 0);
+	memset(&wm, 0, sizeof(wm));
+	wm.user_id = "@w:hs";
+	wm.device_id = "W1";
+	wm.since_in = "";
+	wm.next_batch = "w1";
+	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 3), 1);
+	/* ts 6, 7, 8; the invite; !w2 for its stored event at ts 100 */
+	assert_int_equal(win.nrooms, 5);
+	assert_true(in_view(&win, "!w8:hs") && in_view(&win, "!w6:hs"));
+	assert_true(in_view(&win, "!winv:hs") && in_view(&win, "!w2:hs"));
+	assert_int_equal(rest.nrooms, 4);
+	assert_true(in_view(&rest, "!w5:hs") && !in_view(&rest, "!w2:hs"));
+	assert_int_equal(rest.nto_device, 1);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_devices WHERE "
+	       "device_id = 'W1' AND since = '' AND NOT is_initial_done AND "
+	       "window_rooms = 3 AND window_pos = (SELECT pos FROM "
+	       "syncv3_position)",
+	       NULL, NULL),
+	    1);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_user_rooms WHERE "
+	                    "user_id = '@w:hs'",
+	                    NULL, NULL),
+	                 5);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "device_id = 'W1'",
+	                    NULL, NULL),
+	                 0);
+	store_msg_reset(&wm);
+	/* the fill: the rest, the since, to-device, its own positions */
+	memset(&fm, 0, sizeof(fm));
+	fm.user_id = "@w:hs";
+	fm.device_id = "W1";
+	fm.since_in = "";
+	fm.next_batch = "w1";
+	fm.body = body;
+	fm.body_len = strlen(body);
+	fm.pre = &rest;
+	fm.is_fill = true;
+	assert_int_equal(store_batch_begin(st), 0);
+	store_apply(st, &fm);
+	assert_int_equal(store_batch_commit(st), 0);
+	assert_true(fm.ok);
+	store_msg_reset(&fm);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_user_rooms WHERE "
+	                    "user_id = '@w:hs'",
+	                    NULL, NULL),
+	                 9);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_devices WHERE "
+	       "device_id = 'W1' AND since = 'w1' AND is_initial_done AND "
+	       "fill_lo > window_pos AND fill_hi >= fill_lo",
+	       NULL, NULL),
+	    1);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_user_rooms u, "
+	       "syncv3_devices d WHERE d.device_id = 'W1' AND u.user_id = "
+	       "'@w:hs' AND u.pos BETWEEN d.fill_lo AND d.fill_hi",
+	       NULL, NULL),
+	    4);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "device_id = 'W1'",
+	                    NULL, NULL),
+	                 1);
+	store_view_free(&win);
+	store_view_free(&rest);
+	/* too few rooms for a window: nothing done */
+	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 8), 0);
+	assert_null(win.rooms);
+	assert_null(rest.rooms);
+	normalise_free(&all);
+	free(body);
+}
+
 static void
 test_poll_state_token(void **state)
 {
@@ -1083,6 +1221,7 @@ main(void)
 	    cmocka_unit_test(test_batch_same_device),
 	    cmocka_unit_test(test_poll_state_token),
 	    cmocka_unit_test(test_sibling_cover),
+	    cmocka_unit_test(test_window_first),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
