@@ -633,7 +633,8 @@ store_window(struct store *st, struct store_msg *wm,
 	wm->first = "window";
 	wm->window_k = (int64_t)k;
 	store_apply(st, wm);
-	rc = store_batch_commit(st) == 0 && wm->ok;
+	/* a resend of a body already stored is no window */
+	rc = store_batch_commit(st) == 0 && wm->ok && !wm->is_replay;
 out:
 	if (!rc) {
 		store_view_free(win);

@@ -1117,6 +1117,10 @@ test_window_first(void **state)
 	                 1);
 	store_view_free(&win);
 	store_view_free(&rest);
+	/* a resend of the body once stored is no window */
+	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 3), 0);
+	assert_true(wm.is_replay);
+	store_msg_reset(&wm);
 	/* too few rooms for a window: nothing done */
 	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 8), 0);
 	assert_null(win.rooms);
