@@ -40,6 +40,7 @@ struct acc_config {
 	long long stats_secs;		/* interval of the stats line */
 	char *prom;			/* metrics listener; empty: none */
 	long long takeover_ms;          /* a standby takes over after this */
+	long long window_rooms;		/* first window first; 0: off */
 };
 
 /* jscan.c: exact byte spans of values inside a validated JSON text */
@@ -190,6 +191,12 @@ struct store_msg {
 	const char *user_id, *device_id, *since_in, *next_batch;
 	const char *body;
 	size_t body_len;
+	/* in: PROTO_SYNC_RAW's first ("", "sibling", "refill"; "window" for
+	 * store_window's part) and catchup */
+	const char *first;
+	int64_t catchup;
+	bool is_fill; /* the rest of a body whose window is committed */
+	int64_t window_k; /* store_window's k: a first page it answers */
 	/* in, optional: the body normalised beforehand (pre_rc and pre_err
 	 * are what normalise returned), used instead of parsing it again;
 	 * the caller frees it */
@@ -210,6 +217,7 @@ struct store_stats {
 	unsigned long long msgs, acks, nacks, events, bad_events, batches;
 	unsigned long long bad_bodies;
 	unsigned long long pg_errors; /* statements Postgres failed */
+	unsigned long long covered;   /* sibling-first devices synced */
 };
 
 /* A standby's store: connected and migrated, not the writer. */
@@ -243,6 +251,18 @@ void store_batch_rollback(struct store *st);
 int64_t store_pos(const struct store *st);
 int store_poll_state(struct store *st, const struct proto_poll_state *ps)
     WARN_UNUSED;
+/*
+ * The first window first (docs/DESIGN.md): commits the most recently
+ * active rooms of an initial sync (at least k, and whatever sorts with
+ * them) in a transaction of their own, as wm (first "window") with the
+ * rooms of all in win; rest gets the other rooms and everything else of
+ * all, to be applied as m->is_fill. 1: committed; 0: not done (apply
+ * all as usual); win and rest are freed by store_view_free.
+ */
+int store_window(struct store *st, struct store_msg *wm,
+    const struct acc_changes *all, struct acc_changes *win,
+    struct acc_changes *rest, size_t k);
+void store_view_free(struct acc_changes *v);
 /* Deletes superseded rows older than horizon_secs; returns rows or -1. */
 long long store_cleanup(struct store *st, long long horizon_secs);
 const struct store_stats *store_stats(const struct store *st);

@@ -21,14 +21,41 @@
 static const struct stmt {
 	const char *name, *sql;
 } stmts[] = {
-	[S_CAS] = {"acc_cas", "SELECT k.i, d.since, d.is_initial_done FROM "
+	[S_CAS] = {"acc_cas", "SELECT k.i, d.since, d.is_initial_done, "
+	    "d.cover_pos IS NOT NULL FROM "
 	    "unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(u, dv, i) "
 	    "JOIN syncv3_devices d ON d.user_id = k.u AND d.device_id = k.dv "
 	    "ORDER BY d.user_id, d.device_id FOR UPDATE OF d"},
+	/* k.c > 0: a sibling-first sync, waiting from cover_pos k.c for a
+	 * sibling to catch up; k.refill: done waiting; otherwise a device
+	 * is synced once it is not waiting (008_cold.sql) */
 	[S_SINCE] = {"acc_since", "UPDATE syncv3_devices d SET since = k.s, "
-	    "is_initial_done = true FROM unnest($1::text[], $2::text[], "
-	    "$3::text[]) AS k(u, dv, s) WHERE d.user_id = k.u AND "
-	    "d.device_id = k.dv"},
+	    "is_initial_done = CASE WHEN k.c > 0 THEN false WHEN k.refill "
+	    "THEN true ELSE d.is_initial_done OR d.cover_pos IS NULL END, "
+	    "cover_pos = CASE WHEN k.c > 0 THEN k.c WHEN k.refill THEN NULL "
+	    "ELSE d.cover_pos END FROM unnest($1::text[], $2::text[], "
+	    "$3::text[], $4::bool[], $5::bigint[]) AS k(u, dv, s, refill, c) "
+	    "WHERE d.user_id = k.u AND d.device_id = k.dv"},
+	[S_CATCHUP] = {"acc_catchup", "SELECT pg_notify('"
+	    PROTO_PG_CATCHUP_CHANNEL "', k.u || ' ' || k.c) FROM "
+	    "unnest($1::text[], $2::bigint[]) AS k(u, c)"},
+	/* a synced sibling (w) polled after their first commit: they are
+	 * synced; a device waiting itself is no witness */
+	[S_COVER] = {"acc_cover", "UPDATE syncv3_devices d SET "
+	    "is_initial_done = true, cover_pos = NULL FROM unnest($1::text[], "
+	    "$2::text[], $3::bigint[]) AS k(u, dv, c) JOIN syncv3_devices w ON "
+	    "w.user_id = k.u AND w.device_id = k.dv WHERE w.is_initial_done "
+	    "AND w.cover_pos IS NULL AND d.user_id = k.u AND d.device_id <> "
+	    "k.dv AND d.cover_pos <= k.c RETURNING d.user_id, d.device_id"},
+	/* the first window first (008_cold.sql) */
+	[S_WIN_STORED] = {"acc_win_stored", "SELECT room_id FROM syncv3_rooms "
+	    "WHERE room_id = ANY($1::text[]) AND last_ts >= $2::bigint"},
+	[S_WINDOW] = {"acc_window", "UPDATE syncv3_devices SET window_pos = "
+	    "$3::bigint, window_rooms = $4::int WHERE user_id = $1 AND "
+	    "device_id = $2 AND NOT is_initial_done"},
+	[S_FILL] = {"acc_fill", "UPDATE syncv3_devices SET fill_lo = "
+	    "$3::bigint, fill_hi = $4::bigint WHERE user_id = $1 AND "
+	    "device_id = $2"},
 	[S_RESERVE] = {"acc_reserve", "SELECT setval('syncv3_pos_seq', "
 	    "nextval('syncv3_pos_seq') + $1::bigint - 1)"},
 	[S_POSITION] = {"acc_position", "UPDATE syncv3_position SET pos = "

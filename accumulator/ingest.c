@@ -10,6 +10,10 @@
  * Acks go back after COMMIT, then the notices (DESIGN.md contracts 1-3:
  * one writer, positions in commit order, notices after COMMIT).
  * PROTO_POLL_STATE goes through the store in order, between batches.
+ * An initial sync of more than SYNCV3_ACC_WINDOW_ROOMS rooms is preceded
+ * by a window item, alone in its transaction like a poll state, that
+ * commits its most recently active rooms first (docs/DESIGN.md, "The
+ * first window first"); the sync item then stores the rest with the since.
  */
 #include <sys/queue.h>
 
@@ -38,6 +42,7 @@
 enum item_kind {
 	ITEM_SYNC,
 	ITEM_POLL,
+	ITEM_WINDOW, /* the first rooms of the ITEM_SYNC after it */
 };
 
 struct item {
@@ -49,6 +54,8 @@ struct item {
 	struct store_msg sm;        /* ITEM_SYNC */
 	struct acc_changes ch;      /* its body, normalised on arrival */
 	struct proto_poll_state ps; /* ITEM_POLL */
+	struct item *fill;          /* ITEM_WINDOW: the item it hurries */
+	struct acc_changes rest;    /* ITEM_SYNC with sm.is_fill: a view */
 	long long recv_ms;
 	size_t body_len; /* counted in ingest.inflight_bytes */
 	/* set by the store's thread */
@@ -106,8 +113,11 @@ static void queue_hold(struct ingest *in);
 static void
 item_free(struct item *it)
 {
-	if (it->sm.pre != NULL)
+	if (it->kind == ITEM_WINDOW)
+		store_view_free(&it->ch); /* a view of its fill's */
+	else if (it->sm.pre != NULL)
 		normalise_free(&it->ch);
+	store_view_free(&it->rest);
 	store_msg_reset(&it->sm);
 	proto_msg_close(&it->msg);
 	free(it);
@@ -232,6 +242,31 @@ worker_batch(struct ingest *in, struct item_q *b)
 	          committed ? "committed" : "failed", store_pos(in->st));
 }
 
+/*
+ * A window: its rooms committed in a transaction of their own, and its
+ * fill told to store only the rest (under mu: the fill is still queued).
+ * If it cannot be done, the fill stores everything as it would have.
+ */
+static void
+worker_window(struct ingest *in, struct item *it)
+{
+	struct item *f = it->fill;
+	struct acc_changes rest;
+
+	it->is_committed = store_window(in->st, &it->sm, &f->ch, &it->ch, &rest,
+	                                (size_t)in->cfg->window_rooms);
+	it->pos = store_pos(in->st);
+	if (!it->is_committed)
+		return;
+	pthread_mutex_lock(&in->mu);
+	f->rest = rest;
+	f->sm.pre = &f->rest;
+	f->sm.is_fill = true;
+	pthread_mutex_unlock(&in->mu);
+	log_debug("ingest: %s/%s: %zu rooms first, %zu behind", it->sm.user_id,
+	          it->sm.device_id, it->ch.nrooms, rest.nrooms);
+}
+
 static void
 worker_poll(struct ingest *in, struct item *it)
 {
@@ -272,6 +307,8 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&in->mu);
 		if (k == ITEM_POLL)
 			worker_poll(in, TAILQ_FIRST(&b));
+		else if (k == ITEM_WINDOW)
+			worker_window(in, TAILQ_FIRST(&b));
 		else
 			worker_batch(in, &b);
 		pthread_mutex_lock(&in->mu);
@@ -375,6 +412,8 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 			notify_set_lsn(in->nt, it->lsn);
 		if (it->kind == ITEM_POLL)
 			done_poll(in, it);
+		else if (it->kind == ITEM_WINDOW && it->is_committed)
+			notify_send_list(in->nt, &it->sm.notices);
 		else if (it->is_committed)
 			notify_send_list(in->nt, &it->sm.notices);
 		pos = it->pos;
@@ -424,6 +463,23 @@ queue_item(struct ingest *in, struct item *it)
 	pthread_mutex_unlock(&in->mu);
 }
 
+/* The window item of an initial sync item (worker_window), queued first. */
+static void
+queue_window(struct ingest *in, struct item *f)
+{
+	struct item *w = xcalloc(1, sizeof(*w));
+
+	w->kind = ITEM_WINDOW;
+	w->fill = f;
+	w->recv_ms = f->recv_ms;
+	w->sm.user_id = f->sm.user_id;
+	w->sm.device_id = f->sm.device_id;
+	w->sm.since_in = f->sm.since_in;
+	w->sm.next_batch = f->sm.next_batch;
+	w->sm.first = "window";
+	queue_item(in, w);
+}
+
 /* A sync body: normalised here, so the next batch's parsing runs while
  * the store's thread waits for Postgres on the current one. */
 static void
@@ -436,10 +492,16 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 	it->sm.next_batch = raw->next_batch;
 	it->sm.body = raw->body;
 	it->sm.body_len = raw->body_len;
+	it->sm.first = raw->first;
+	it->sm.catchup = raw->catchup;
 	it->body_len = raw->body_len;
 	it->sm.pre_rc = normalise(raw->body, raw->body_len, raw->user_id,
 	                          &it->ch, &it->sm.pre_err);
 	it->sm.pre = &it->ch;
+	if (in->cfg->window_rooms > 0 && it->sm.pre_rc == 0 &&
+	    raw->since_in[0] == '\0' && raw->first[0] == '\0' &&
+	    it->ch.nrooms > (size_t)in->cfg->window_rooms)
+		queue_window(in, it);
 	queue_item(in, it);
 	queue_hold(in);
 }

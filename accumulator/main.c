@@ -52,6 +52,10 @@ static const struct cfg_row acc_rows[] = {
 	    takeover_ms), "1200", 200, 60000, 0,
 	    "a standby takes over once the active one has not renewed its "
 	    "liveness row for this long"},
+	{"SYNCV3_ACC_WINDOW_ROOMS", CFG_INT, offsetof(struct acc_config,
+	    window_rooms), "100", 0, 1000000, 0,
+	    "an initial sync of more rooms commits this many most recent "
+	    "ones first (0: off)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

@@ -20,7 +20,9 @@
 #include <string.h>
 
 #include "accumulator.h"
+#include "map.h"
 #include "pg.h"
+#include "pg_lit.h"
 #include "sqlarr.h"
 #include "store_int.h"
 #include "util.h"
@@ -136,6 +138,13 @@ store_msg_reset(struct store_msg *m)
 	notice_clear(&m->notices);
 }
 
+/* store_window's part of a body: rooms only, no since (docs/DESIGN.md). */
+static bool
+is_window(const struct store_msg *m)
+{
+	return m->first != NULL && strcmp(m->first, "window") == 0;
+}
+
 /*
  * Contract 1 for a group of messages of distinct devices: locks their
  * device rows and sets go[i] for the messages to apply; the others are
@@ -170,7 +179,11 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 		m = xs[i].m;
 		m->since = xstrdup(PQgetvalue(r, row, 1));
 		xs[i].was_initial = PQgetvalue(r, row, 2)[0] == 't';
-		if (strcmp(m->since, m->since_in) == 0)
+		xs[i].was_waiting = PQgetvalue(r, row, 3)[0] == 't';
+		if (strcmp(m->since, m->since_in) == 0 && is_window(m) &&
+		    xs[i].was_initial)
+			m->error = "synced"; /* nothing to hurry */
+		else if (strcmp(m->since, m->since_in) == 0)
 			go[i] = true;
 		else if (strcmp(m->since, m->next_batch) == 0) {
 			/* a resend of what is committed */
@@ -204,28 +217,151 @@ positions_needed(const struct acc_changes *ch)
 	return n;
 }
 
+/*
+ * A first sync asked without rooms because a sibling device is stored
+ * (PROTO_SYNC_RAW first "sibling"): only an initial one counts as such.
+ */
+static bool
+is_sibling_first(const struct store_msg *m)
+{
+	return m->first != NULL && strcmp(m->first, "sibling") == 0 &&
+	       m->since_in[0] == '\0';
+}
+
+/* A full initial sync stored beside the device's since (first "refill"). */
+static bool
+is_refill(const struct store_msg *m)
+{
+	return m->first != NULL && strcmp(m->first, "refill") == 0;
+}
+
+/*
+ * Pending sibling-first devices of the group's catch-up bodies are synced
+ * now: each such body's request started after their first commit, so it
+ * carried everything upstream had when their first next_batch was made
+ * (docs/DESIGN.md, "Sibling devices"). Their device notices go with the
+ * body that covered them.
+ */
 static int
-set_sinces(struct store *st, struct msgctx *xs, size_t n)
+cover_siblings(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
 	const char *p[3];
-	int rc = 0;
+	PGresult *r;
 
 	cols_init(&c, 3);
 	for (size_t i = 0; i < n; i++) {
-		if (xs[i].ch == NULL)
+		if (xs[i].ch == NULL || xs[i].m->catchup <= 0)
 			continue;
 		pg_arr_str(&c.c[0], xs[i].m->user_id);
 		pg_arr_str(&c.c[1], xs[i].m->device_id);
-		pg_arr_str(&c.c[2], xs[i].m->next_batch);
+		pg_arr_i64(&c.c[2], xs[i].m->catchup);
 		c.rows++;
+	}
+	if (c.rows == 0) {
+		cols_free(&c);
+		return 0;
+	}
+	cols_params(&c, p);
+	r = db_q(st, S_COVER, 3, p);
+	cols_free(&c);
+	if (r == NULL)
+		return -1;
+	for (int row = 0; row < PQntuples(r); row++) {
+		const char *u = PQgetvalue(r, row, 0);
+		for (size_t i = 0; i < n; i++) {
+			struct store_msg *m = xs[i].m;
+			if (xs[i].ch == NULL || m->catchup <= 0 ||
+			    strcmp(m->user_id, u) != 0)
+				continue;
+			notice_add(
+			    &m->notices,
+			    &(struct proto_notice){
+			        .type = PROTO_NOTICE_DEVICE,
+			        .pos = st->pos_used,
+			        .user_id = u,
+			        .device_id = PQgetvalue(r, row, 1),
+			        .state = dev_state_name(DEV_STATE_SYNCED)});
+			st->stats.covered++;
+			break;
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
+/*
+ * Stores each applied message's next_batch. A sibling-first device is not
+ * synced yet: it takes a position of this commit as its cover_pos, and
+ * the pollers are told (NOTIFY, delivered on COMMIT) so that one holding
+ * a sibling polls again at once.
+ */
+static int
+set_sinces(struct store *st, struct msgctx *xs, size_t n)
+{
+	struct cols c, w;
+	const char *p[5];
+	int rc = 0;
+
+	cols_init(&c, 5);
+	cols_init(&w, 2);
+	for (size_t i = 0; i < n; i++) {
+		bool is_sib;
+		if (xs[i].ch == NULL || is_window(xs[i].m))
+			continue;
+		is_sib = is_sibling_first(xs[i].m);
+		xs[i].cover = is_sib ? pos_next(st) : 0;
+		pg_arr_str(&c.c[0], xs[i].m->user_id);
+		pg_arr_str(&c.c[1], xs[i].m->device_id);
+		pg_arr_str(&c.c[2], xs[i].m->next_batch);
+		pg_arr_bool(&c.c[3], is_refill(xs[i].m));
+		pg_arr_i64(&c.c[4], xs[i].cover);
+		c.rows++;
+		if (!is_sib)
+			continue;
+		pg_arr_str(&w.c[0], xs[i].m->user_id);
+		pg_arr_i64(&w.c[1], xs[i].cover);
+		w.rows++;
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		rc = db_q0(st, S_SINCE, 3, p);
+		rc = db_q0(st, S_SINCE, 5, p);
+	}
+	if (rc == 0 && w.rows > 0) {
+		cols_params(&w, p);
+		rc = db_q0(st, S_CATCHUP, 2, p);
 	}
 	cols_free(&c);
+	cols_free(&w);
 	return rc;
+}
+
+/*
+ * Where the first window first stands: a window message records the
+ * position the api may answer its window at (this commit's) and the k of
+ * its split (a first page of up to k rooms by recency is whole, see
+ * docs/DESIGN.md); a fill message the positions its rooms took, lo up to
+ * the last one used (it is alone in its group, store_apply).
+ */
+static int
+set_windows(struct store *st, struct msgctx *xs, size_t n, int64_t lo)
+{
+	char a[PG_I64_LEN], b[PG_I64_LEN];
+	const char *p[4] = {NULL, NULL, a, b};
+
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg *m = xs[i].m;
+		bool is_win = is_window(m);
+		if (xs[i].ch == NULL || !(is_win || m->is_fill))
+			continue;
+		p[0] = m->user_id;
+		p[1] = m->device_id;
+		pg_i64(a, is_win ? st->pos_used : lo);
+		pg_i64(b, is_win ? m->window_k : st->pos_used);
+		if (db_q0(st, is_win ? S_WINDOW : S_FILL, 4, p) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 /* Parses the bodies of the messages that passed the CAS, or takes the
@@ -250,6 +386,14 @@ parse_group(struct store *st, struct msgctx *xs, size_t n, const bool *go,
 			m->error = "bad body";
 			continue;
 		}
+		if (is_refill(m)) {
+			/* they come again with the device's next poll */
+			for (size_t k = 0; k < ch->nto_device; k++)
+				free(ch->to_device[k]);
+			free(ch->to_device);
+			ch->to_device = NULL;
+			ch->nto_device = 0;
+		}
 		xs[i].ch = ch;
 		m->nevents = ch->nevents;
 		m->nbad = ch->nbad;
@@ -265,7 +409,8 @@ group_done(struct store *st, struct msgctx *xs, size_t n)
 		struct store_msg *m = xs[i].m;
 		if (xs[i].ch == NULL)
 			continue;
-		if (!xs[i].was_initial)
+		if (!xs[i].was_initial && xs[i].cover == 0 &&
+		    (!xs[i].was_waiting || is_refill(m)))
 			notice_add(&m->notices, &(struct proto_notice){
 			    .type = PROTO_NOTICE_DEVICE, .pos = st->pos_used,
 			    .user_id = m->user_id, .device_id = m->device_id,
@@ -292,19 +437,23 @@ group_apply(struct store *st, struct store_msg **ms, size_t n)
 	struct msgctx *xs = xcalloc(n, sizeof(*xs));
 	struct acc_changes *chs = xcalloc(n, sizeof(*chs));
 	bool *go = xcalloc(n, sizeof(*go));
+	int64_t lo;
 	int rc = -1;
 
 	st->grp_state_rows = 0;
 	for (size_t i = 0; i < n; i++) {
 		store_msg_reset(ms[i]);
-		xs[i] = (struct msgctx){st, ms[i], NULL, false};
+		xs[i] = (struct msgctx){st, ms[i], NULL, false, false, 0};
 	}
 	if (cas(st, xs, n, go) == -1)
 		goto out;
-	if (pos_reserve(st, parse_group(st, xs, n, go, chs)) == -1 ||
-	    rooms_apply(st, xs, n) == -1 || apply_typing(st, xs, n) == -1 ||
+	if (pos_reserve(st, parse_group(st, xs, n, go, chs)) == -1)
+		goto out;
+	lo = st->pos_used + 1;
+	if (rooms_apply(st, xs, n) == -1 || apply_typing(st, xs, n) == -1 ||
 	    apply_receipts(st, xs, n) == -1 || apply_adata(st, xs, n) == -1 ||
-	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1)
+	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1 ||
+	    set_windows(st, xs, n, lo) == -1 || cover_siblings(st, xs, n) == -1)
 		goto out;
 	group_done(st, xs, n);
 	/* the group's rows go with its first applied message: they are
@@ -394,6 +543,9 @@ store_apply(struct store *st, struct store_msg *m)
 {
 	store_msg_reset(m);
 	st->stats.msgs++;
+	/* a fill's positions are its own (set_windows): a group of one */
+	if (m->is_fill && st->npend > 0)
+		(void)store_flush(st);
 	for (size_t i = 0; i < st->npend; i++) {
 		if (strcmp(st->pend[i]->user_id, m->user_id) == 0 &&
 		    strcmp(st->pend[i]->device_id, m->device_id) == 0) {
@@ -406,6 +558,131 @@ store_apply(struct store *st, struct store_msg *m)
 		st->pend = xrealloc(st->pend, st->cappend * sizeof(*st->pend));
 	}
 	st->pend[st->npend++] = m;
+	if (m->is_fill)
+		(void)store_flush(st);
+}
+
+/* Recency as the api sorts rooms: the last timeline event's ts. */
+static int64_t
+room_ts(const struct acc_room *r)
+{
+	return r->timeline.n > 0 ? r->timeline.v[r->timeline.n - 1].ts : 0;
+}
+
+static int
+ts_desc(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * The rooms of the window: every room not joined (invites: a few, and
+ * the api sorts them by what is stored), the k joined ones most recently
+ * active by their last timeline event and every room as recent (ties
+ * included), and every other room Postgres already holds with a last
+ * event as recent (another user's poller stored it: the api sorts by
+ * that). The others are the rest; -1 when there would be none.
+ */
+static int
+window_split(struct store *st, const struct acc_changes *all, size_t k,
+             bool *in)
+{
+	int64_t *ts = xcalloc(all->nrooms + 1, sizeof(*ts)), cut;
+	struct pg_lit ids = {0};
+	char cbuf[PG_I64_LEN];
+	const char *p[2] = {NULL, cbuf};
+	size_t nj = 0, nout = 0;
+	PGresult *r = NULL;
+	struct map idx;
+	int rc = -1;
+
+	map_init(&idx);
+	for (size_t i = 0; i < all->nrooms; i++)
+		if (all->rooms[i].section == ACC_JOIN)
+			ts[nj++] = room_ts(&all->rooms[i]);
+	if (nj <= k)
+		goto out;
+	qsort(ts, nj, sizeof(*ts), ts_desc);
+	cut = ts[k - 1];
+	for (size_t i = 0; i < all->nrooms; i++) {
+		const struct acc_room *x = &all->rooms[i];
+		in[i] = x->section != ACC_JOIN || room_ts(x) >= cut;
+		if (in[i])
+			continue;
+		pg_arr_str(&ids, x->room_id);
+		map_put_i64(&idx, x->room_id, (int64_t)i);
+		nout++;
+	}
+	pg_i64(cbuf, cut);
+	p[0] = pg_arr_end(&ids);
+	if ((r = db_q(st, S_WIN_STORED, 2, p)) == NULL)
+		goto out;
+	for (int row = 0; row < PQntuples(r); row++) {
+		int64_t i;
+		if (map_get_i64(&idx, PQgetvalue(r, row, 0), &i) && !in[i]) {
+			in[i] = true;
+			nout--;
+		}
+	}
+	rc = nout > 0 ? 0 : -1;
+out:
+	PQclear(r);
+	pg_lit_free(&ids);
+	map_free(&idx, NULL);
+	free(ts);
+	return rc;
+}
+
+void
+store_view_free(struct acc_changes *v)
+{
+	free(v->rooms);
+	memset(v, 0, sizeof(*v));
+}
+
+int
+store_window(struct store *st, struct store_msg *wm,
+             const struct acc_changes *all, struct acc_changes *win,
+             struct acc_changes *rest, size_t k)
+{
+	bool *in = xcalloc(all->nrooms, sizeof(*in));
+	int rc = 0;
+
+	memset(win, 0, sizeof(*win));
+	*rest = *all;
+	rest->rooms = xcalloc(all->nrooms, sizeof(*rest->rooms));
+	rest->nrooms = rest->caprooms = 0;
+	win->rooms = xcalloc(all->nrooms, sizeof(*win->rooms));
+	if (store_batch_begin(st) == -1)
+		goto out;
+	if (window_split(st, all, k, in) == -1) {
+		store_batch_rollback(st);
+		goto out;
+	}
+	for (size_t i = 0; i < all->nrooms; i++) {
+		if (in[i])
+			win->rooms[win->nrooms++] = all->rooms[i];
+		else
+			rest->rooms[rest->nrooms++] = all->rooms[i];
+	}
+	win->caprooms = win->nrooms;
+	rest->caprooms = rest->nrooms;
+	wm->pre = win;
+	wm->pre_rc = 0;
+	wm->first = "window";
+	wm->window_k = (int64_t)k;
+	store_apply(st, wm);
+	/* a resend of a body already stored is no window */
+	rc = store_batch_commit(st) == 0 && wm->ok && !wm->is_replay;
+out:
+	if (!rc) {
+		store_view_free(win);
+		store_view_free(rest);
+	}
+	free(in);
+	return rc;
 }
 
 /*

@@ -10,6 +10,11 @@
 enum stmt_id {
 	S_CAS,
 	S_SINCE,
+	S_CATCHUP,
+	S_COVER,
+	S_WIN_STORED,
+	S_WINDOW,
+	S_FILL,
 	S_RESERVE,
 	S_POSITION,
 	S_KNOWN,
@@ -57,6 +62,8 @@ struct msgctx {
 	struct store_msg *m;
 	struct acc_changes *ch;
 	bool was_initial;
+	bool was_waiting; /* for a sibling to catch up (008_cold.sql) */
+	int64_t cover;    /* a sibling-first sync's cover_pos (008_cold.sql) */
 };
 
 #endif

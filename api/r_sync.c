@@ -445,9 +445,26 @@ round_start(struct sreq *r)
 }
 
 /*
+ * Whether r needs only the first window of an initial sync that is still
+ * being stored (k rooms of it are, docs/DESIGN.md "The first window
+ * first"): a room_list first page by recency of at most k rooms, or its
+ * stream, without spaces and without a room's members.
+ */
+static bool
+window_fits(const struct sreq *r, long long k)
+{
+	const struct params *p = &r->p;
+
+	return k > 0 && p->has_list && !p->has_member && p->l_nspaces == 0 &&
+	       p->l_page < 0 && p->l_limit <= k &&
+	       (p->l_nsorts == 0 || p->l_sorts[0] == SORT_BY_RECENCY);
+}
+
+/*
  * The device row: an expired device is 401, an initially synced one is
- * served, else the request is held until its initial sync is stored
- * (re-read first if a device notice arrived meanwhile).
+ * served, and so is a request its first window answers; else the request
+ * is held until its initial sync is stored (re-read first if a device
+ * notice arrived meanwhile).
  */
 static void
 device_cb(PGresult *res, void *arg)
@@ -470,6 +487,10 @@ device_cb(PGresult *res, void *arg)
 	if (PQgetvalue(res, 0, 0)[0] == 't') {
 		r->is_initial_done = true;
 		auth_forget(r->api, r->user_id, r->device_id, false);
+		round_start(r);
+		goto out;
+	}
+	if (window_fits(r, strtoll(PQgetvalue(res, 0, 2), NULL, 10))) {
 		round_start(r);
 		goto out;
 	}

@@ -179,6 +179,17 @@
 	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" LIST_SPACES
 
 /*
+ * A room the user was joined to when a first window was answered at or
+ * before from, though it was stored after it (docs/DESIGN.md, "The first
+ * window first"): its join came with the rest of that initial sync, at a
+ * position of the device's fill, and is not news.
+ */
+#define LIST_FILLED                                                             \
+	"(vf.m IS NULL AND EXISTS (SELECT 1 FROM syncv3_devices fd WHERE "     \
+	"fd.user_id = $1 AND fd.window_pos <= $2::bigint AND ur.pos BETWEEN "  \
+	"fd.fill_lo AND fd.fill_hi))"
+
+/*
  * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
  * sent when the user's membership changed between from and to (joined or
  * invited: in full; no longer joined or invited: once, as left), when an
@@ -193,7 +204,8 @@
 	LIST_VM("$2::bigint") "vf WHERE ur.user_id = $1 AND "                   \
 	"((ur.updated_pos > $2::bigint AND ur.updated_pos <= " PP ") OR "      \
 	"(r.updated_pos > $2::bigint AND r.updated_pos <= " PP ")) AND "       \
-	"((vm.m = 'join' AND (vf.m IS DISTINCT FROM 'join' OR EXISTS (SELECT " \
+	"((vm.m = 'join' AND ((vf.m IS DISTINCT FROM 'join' AND NOT "          \
+	LIST_FILLED ") OR EXISTS (SELECT "                                     \
 	"1 FROM syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND " \
 	"sr.room_id = ur.room_id))) OR (vm.m = 'invite' AND (vf.m IS "         \
 	"DISTINCT FROM 'invite' OR ur.updated_pos > $2::bigint)) OR "          \
@@ -585,8 +597,8 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SESSION_RELEASE] = {"api_session_release", SESSION_RELEASE, 3},
 	/* r_sync.c: hold a device until its initial sync is stored */
 	[Q_DEVICE_STATE] = {"api_device_state",
-	    "SELECT is_initial_done, poll_state FROM "
-	    "syncv3_devices WHERE user_id = $1 AND device_id = $2", 2},
+	    "SELECT is_initial_done, poll_state, coalesce(window_rooms, 0) "
+	    "FROM syncv3_devices WHERE user_id = $1 AND device_id = $2", 2},
 	/* main.c, notices.c */
 	/* the WAL position covers pos: what the replica must replay */
 	[Q_POSITION] = {"api_position", "SELECT pos, "

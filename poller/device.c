@@ -4,6 +4,15 @@
  * Driven by sync.c (a request finished), publish.c (an ack arrived),
  * lease.c (claimed, lost, token replaced) and each device's own evtimer
  * (backoff over, ack overdue). The since only ever advances on an ack.
+ *
+ * Sibling devices (docs/DESIGN.md): a device whose user has another
+ * device synced and polled asks its first sync without rooms, then polls
+ * normally; once acked it waits sibling_wait_ms for a sibling to catch up
+ * (the accumulator decides, lease.c's is_synced tells) and otherwise
+ * refills: one full initial sync stored beside its since. A catch-up
+ * notice (device_catchup) restarts a sibling's long-poll at once so that
+ * its next body, sent with the catch-up's position, shows the accumulator
+ * a poll that started after the new device's first commit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +63,7 @@ device_find(struct poller *p, const char *user_id, const char *device_id)
 }
 
 static void timer_cb(evutil_socket_t, short, void *);
+static void cover_cb(evutil_socket_t, short, void *);
 
 /* Takes ownership of token. */
 struct device *
@@ -70,6 +80,8 @@ device_add(struct poller *p, const char *user_id, const char *device_id,
 	snprintf(d->fp, sizeof(d->fp), "%s", fp);
 	d->cycle = DEV_BACKOFF;
 	d->timer = evtimer_new(p->base, timer_cb, d);
+	d->cover_ev = evtimer_new(p->base, cover_cb, d);
+	d->req_first = "";
 	d->key = dev_key(user_id, device_id);
 	map_put(&p->table, d->key, d);
 	TAILQ_INSERT_TAIL(&p->devices, d, entry);
@@ -85,6 +97,20 @@ table_remove(struct device *d)
 	map_del(&p->table, d->key);
 	TAILQ_REMOVE(&p->devices, d, entry);
 	p->ndevices--;
+}
+
+/*
+ * The current request will not be acked (failed, refused, aborted): a
+ * catch-up it carried goes with the next one; a sibling-first or refill
+ * request is asked again because its flags stay set.
+ */
+static void
+req_forget(struct device *d)
+{
+	if (d->req_catchup > d->catchup)
+		d->catchup = d->req_catchup;
+	d->req_catchup = 0;
+	d->req_first = "";
 }
 
 /* A large body's memory goes back to the kernel with it (mem.h). */
@@ -223,6 +249,7 @@ fail(struct device *d, const struct verdict_info *vi)
 	long long ms;
 
 	p->stats.polls_failed++;
+	req_forget(d);
 	body_free(d);
 	if (vi->verdict == V_RATELIMIT && vi->retry_ms >= 0)
 		ms = vi->retry_ms;
@@ -287,7 +314,9 @@ device_on_response(struct device *d, struct verdict_info *vi)
 	device_release_slot(d);
 	switch (vi->verdict) {
 	case V_OK:
-		if (policy_is_unchanged(d->since, vi,
+		/* a catch-up or refill is sent even when nothing moved */
+		if (d->req_catchup == 0 && d->req_first[0] == '\0' &&
+		    policy_is_unchanged(d->since, vi,
 		                        now_ms() - d->req_start_ms,
 		                        p->cfg.poll_timeout_ms)) {
 			unchanged(d);
@@ -296,6 +325,11 @@ device_on_response(struct device *d, struct verdict_info *vi)
 		d->unchanged_attempt = 0;
 		d->next_batch = vi->next_batch;
 		vi->next_batch = NULL;
+		if (strcmp(d->req_first, "refill") == 0) {
+			/* stored beside the since, which stays */
+			free(d->next_batch);
+			d->next_batch = xstrdup(d->since);
+		}
 		d->cycle = DEV_ACK_WAIT;
 		d->send_attempt = 0;
 		if (publish_sync_raw(d, d->since) == -1)
@@ -312,6 +346,91 @@ device_on_response(struct device *d, struct verdict_info *vi)
 		fail(d, vi);
 		return;
 	}
+}
+
+/* What an acked sibling-first or refill body changes for the device. */
+static void
+ack_first(struct device *d)
+{
+	if (strcmp(d->req_first, "sibling") == 0) {
+		d->is_sibling_first = false;
+		device_cover_wait(d);
+	} else if (strcmp(d->req_first, "refill") == 0) {
+		d->is_refill_due = false;
+		log_info("device %s/%s: refilled: no sibling caught up",
+		         d->user_id, d->device_id);
+	}
+	d->req_first = "";
+	d->req_catchup = 0;
+}
+
+/* Ends d's request in flight (its answer is not wanted) and starts anew. */
+static void
+restart(struct device *d)
+{
+	sync_abort(d);
+	req_forget(d);
+	d->cycle = DEV_BACKOFF;
+	device_start(d);
+}
+
+/*
+ * PROTO_PG_CATCHUP_CHANNEL: a device of user_id stored its first sync
+ * without rooms at cover position pos and waits for a poll of a sibling
+ * that starts after that commit. Every device of the user we hold that
+ * has a since carries pos in its next request; one waiting in a long-poll
+ * is restarted now (same since, so nothing upstream is dropped: contract
+ * 1), and sync.c gives that request a zero timeout. The accumulator picks
+ * the witnesses (synced devices) among them.
+ */
+void
+device_catchup(struct poller *p, const char *user_id, int64_t pos)
+{
+	struct device *d;
+
+	TAILQ_FOREACH(d, &p->devices, entry)
+	{
+		if (strcmp(d->user_id, user_id) != 0 || d->since[0] == '\0')
+			continue;
+		if (pos > d->catchup)
+			d->catchup = pos;
+		if (d->cycle == DEV_POLLING && d->req_catchup < pos &&
+		    d->req_first[0] == '\0')
+			restart(d);
+	}
+}
+
+/* After a sibling-first sync: refill unless a sibling catches up. */
+void
+device_cover_wait(struct device *d)
+{
+	long long ms = d->p->cfg.sibling_wait_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	evtimer_add(d->cover_ev, &tv);
+}
+
+static void
+cover_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct device *d = arg;
+	int rc;
+
+	(void)fd;
+	(void)what;
+	if (d->cycle == DEV_STOPPED || d->since[0] == '\0')
+		return;
+	if ((rc = d->p->owner.is_synced(d)) == 1)
+		return;
+	if (rc == -1) {
+		device_cover_wait(d); /* ask again later */
+		return;
+	}
+	log_info("device %s/%s: no sibling caught up in %lld ms; refilling",
+	         d->user_id, d->device_id, d->p->cfg.sibling_wait_ms);
+	d->is_refill_due = true;
+	if (d->cycle == DEV_POLLING)
+		restart(d);
 }
 
 /*
@@ -341,6 +460,7 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 		p->stats.acks++;
 		p->stats.polls_ok++;
 		evtimer_del(d->timer);
+		ack_first(d);
 		free(d->since);
 		d->since = d->next_batch;
 		d->next_batch = NULL;
@@ -353,6 +473,7 @@ device_on_ack(struct device *d, bool ok, const char *since, const char *error)
 	case ACK_RELOAD:
 		p->stats.nacks++;
 		evtimer_del(d->timer);
+		req_forget(d);
 		body_free(d);
 		log_warnx_rl("device %s/%s: nack (%s, committed since \"%s\"); "
 		             "reloading since",
@@ -475,6 +596,7 @@ device_replace_token(struct device *d, char *token, const char *fp,
 		return;
 	if (d->cycle == DEV_POLLING) {
 		sync_abort(d);
+		req_forget(d);
 		device_release_slot(d);
 	}
 	free(d->since);
@@ -488,6 +610,7 @@ device_free(struct device *d)
 {
 	sync_easy_free(d);
 	event_free(d->timer);
+	event_free(d->cover_ev);
 	body_free(d);
 	free(d->key);
 	free(d->user_id);
@@ -542,6 +665,7 @@ device_drop(struct device *d)
 		p->nreleasing--;
 	sync_abort(d);
 	evtimer_del(d->timer);
+	evtimer_del(d->cover_ev);
 	device_release_slot(d);
 	if (d->is_dirty) {
 		d->is_dirty = false;

@@ -55,7 +55,8 @@ session_setup(struct poller *p)
 	            "SET tcp_keepalives_idle = 5; "
 	            "SET tcp_keepalives_interval = 1; "
 	            "SET tcp_keepalives_count = 3") == -1 ||
-	    pg_exec(p->pg, "lease", "LISTEN " PROTO_PG_DEVICES_CHANNEL) == -1)
+	    pg_exec(p->pg, "lease", "LISTEN " PROTO_PG_DEVICES_CHANNEL) == -1 ||
+	    pg_exec(p->pg, "lease", "LISTEN " PROTO_PG_CATCHUP_CHANNEL) == -1)
 		return -1;
 	p->pg_ev = event_new(p->base, PQsocket(p->pg), EV_READ | EV_PERSIST,
 	                     notify_cb, p);
@@ -82,6 +83,27 @@ pg_ok(struct poller *p)
 	return p->has_id_lock;
 }
 
+/* PROTO_PG_CATCHUP_CHANNEL: "<user_id> <pos>"; a bad one is dropped. */
+static void
+catchup_notice(struct poller *p, const char *extra)
+{
+	const char *sp = strrchr(extra, ' ');
+	char *user_id, *end;
+	long long pos;
+
+	if (sp == NULL || sp == extra)
+		goto bad;
+	pos = strtoll(sp + 1, &end, 10);
+	if (*end != '\0' || pos <= 0)
+		goto bad;
+	user_id = xstrndup(extra, (size_t)(sp - extra));
+	device_catchup(p, user_id, pos);
+	free(user_id);
+	return;
+bad:
+	log_warnx_rl("lease: bad catch-up notice \"%s\"", extra);
+}
+
 static void
 notify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -97,8 +119,11 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		return; /* the next claim resets the connection */
 	}
 	while ((n = PQnotifies(p->pg)) != NULL) {
+		if (strcmp(n->relname, PROTO_PG_CATCHUP_CHANNEL) == 0)
+			catchup_notice(p, n->extra);
+		else
+			got = true;
 		PQfreemem(n);
-		got = true;
 	}
 	if (got && !p->is_stopping)
 		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
@@ -147,8 +172,15 @@ claim_row(struct poller *p, PGresult *r, int i)
 	}
 	d = device_add(p, user_id, device_id, token, PQgetvalue(r, i, 3),
 	               PQgetvalue(r, i, 4));
-	log_debug("device %s/%s: claimed, since \"%s\"", user_id, device_id,
-	          d->since);
+	/* docs/DESIGN.md, "Sibling devices" */
+	d->is_sibling_first = p->cfg.sibling_wait_ms > 0 &&
+	                      d->since[0] == '\0' &&
+	                      PQgetvalue(r, i, 5)[0] == 't';
+	d->catchup = strtoll(PQgetvalue(r, i, 6), NULL, 10);
+	if (PQgetvalue(r, i, 7)[0] == 't')
+		device_cover_wait(d);
+	log_debug("device %s/%s: claimed, since \"%s\"%s", user_id, device_id,
+	          d->since, d->is_sibling_first ? ", sibling first" : "");
 	device_set_ps(d, DEV_STATE_POLLING, NULL);
 	device_start(d);
 }
@@ -433,25 +465,49 @@ stop_device(struct device *d, enum dev_state state, const char *error)
 	return 0;
 }
 
-/* After a nack: the accumulator's committed since is the truth. */
-static int
-since_reload(struct device *d)
+/*
+ * The one value of statement id ($1 user, $2 device) about d's row, as a
+ * new string; NULL when Postgres could not tell.
+ */
+static char *
+device_value(struct device *d, enum lease_stmt_id id)
 {
 	struct poller *p = d->p;
 	const char *params[2] = {d->user_id, d->device_id};
 	PGresult *r;
+	char *v = NULL;
 
 	if (!pg_ok(p))
-		return -1;
-	r = lease_q(p, LS_SINCE, 2, params);
-	if (r == NULL || PQntuples(r) != 1) {
-		PQclear(r);
-		return -1;
-	}
-	free(d->since);
-	d->since = xstrdup(PQgetvalue(r, 0, 0));
+		return NULL;
+	r = lease_q(p, id, 2, params);
+	if (r != NULL && PQntuples(r) == 1)
+		v = xstrdup(PQgetvalue(r, 0, 0));
 	PQclear(r);
+	return v;
+}
+
+/* After a nack: the accumulator's committed since is the truth. */
+static int
+since_reload(struct device *d)
+{
+	char *since = device_value(d, LS_SINCE);
+
+	if (since == NULL)
+		return -1;
+	free(d->since);
+	d->since = since;
 	return 0;
+}
+
+/* Whether the accumulator counts d's initial sync as stored. */
+static int
+synced(struct device *d)
+{
+	char *v = device_value(d, LS_SYNCED);
+	int rc = v == NULL ? -1 : v[0] == 't';
+
+	free(v);
+	return rc;
 }
 
 /*
@@ -574,6 +630,7 @@ lease_init(struct poller *p)
 	p->owner.reload_since = since_reload;
 	p->owner.stop = stop_device;
 	p->owner.may_poll = live_may_poll;
+	p->owner.is_synced = synced;
 	if ((p->pg = pg_connect_wait(p->cfg.db, 3600)) == NULL)
 		fatalx("lease: cannot connect to postgres");
 	if (pg_wait_schema(p->pg, pg_schema_version, 0) == -1)

@@ -43,11 +43,27 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
      * taken over within SYNCV3_TAKEOVER_MS; an owner without a row is
      * waited out to its lease). The lease rows are written in key
      * order, and one another poller took meanwhile (live again once we
-     * get its row) is left alone. Device rows are only read.
+     * get its row) is left alone. Device rows are only read. Also, per
+     * device (docs/DESIGN.md, "Sibling devices"): whether another device
+     * of the user is synced and being polled now (a live lease of a live
+     * poller, state polling), the highest cover_pos another device of
+     * the user waits on (our first request starts after this read, so
+     * it may carry it), and whether the device itself still waits.
      */
     [LS_CLAIM] = {"lease claim",
                   "WITH c AS (SELECT d.user_id, d.device_id, d.token_enc,"
-                  " d.since, left(d.token_hash, 16) AS fp"
+                  " d.since, left(d.token_hash, 16) AS fp,"
+                  " EXISTS (SELECT 1 FROM syncv3_devices s"
+                  " JOIN syncv3_leases sl ON sl.user_id = s.user_id"
+                  " AND sl.device_id = s.device_id"
+                  " JOIN syncv3_pollers sp ON sp.id = sl.owner"
+                  " WHERE s.user_id = d.user_id AND s.device_id <> d.device_id"
+                  " AND s.is_initial_done AND s.cover_pos IS NULL"
+                  " AND s.since <> '' AND s.poll_state = 'polling'"
+                  " AND sl.expires > now() AND sp.expires > now()) AS sib,"
+                  " (SELECT coalesce(max(s.cover_pos), 0) FROM syncv3_devices s"
+                  " WHERE s.user_id = d.user_id AND s.device_id <> d.device_id)"
+                  " AS cover, d.cover_pos IS NOT NULL AS waits"
                   " FROM syncv3_devices d LEFT JOIN syncv3_leases l"
                   " ON l.user_id = d.user_id AND l.device_id = d.device_id"
                   " WHERE d.poll_state <> 'expired'"
@@ -67,7 +83,8 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
                   " FROM syncv3_pollers p WHERE p.id = x.owner"
                   " AND p.expires < now())"
                   " RETURNING x.user_id, x.device_id)"
-                  " SELECT c.user_id, c.device_id, c.token_enc, c.since, c.fp"
+                  " SELECT c.user_id, c.device_id, c.token_enc, c.since, c.fp,"
+                  " c.sib, c.cover, c.waits"
                   " FROM c JOIN w ON w.user_id = c.user_id"
                   " AND w.device_id = c.device_id"},
     /*
@@ -195,6 +212,8 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
     /* $1 user, $2 device: the committed since */
     [LS_SINCE] = {"lease since", "SELECT since FROM syncv3_devices"
                                  " WHERE user_id = $1 AND device_id = $2"},
+    [LS_SYNCED] = {"lease synced", "SELECT is_initial_done FROM syncv3_devices"
+                                   " WHERE user_id = $1 AND device_id = $2"},
 };
 
 /* Runs one statement of the table on the lease connection. */

@@ -69,6 +69,10 @@ static const struct cfg_row poller_cfg_rows[] = {
      "... over this long, once it has begun"},
     {"SYNCV3_PROM", CFG_STR, OFF(prom), "", 0, 0, 0,
      "metrics and /health listener, host:port (empty: off)"},
+    {"SYNCV3_SIBLING_WAIT_MS", CFG_INT, OFF(sibling_wait_ms), "10000", 0,
+     3600000, 0,
+     "a new device of a stored user first syncs without rooms and waits "
+     "this long for a sibling to catch up (0: always a full initial sync)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

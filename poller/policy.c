@@ -327,6 +327,9 @@ policy_unchanged_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,
  * whose committed since is still since_in cannot be about this message
  * (the compare-and-set would have passed), so it answers an older
  * duplicate. Anything else rejects: reload the since and poll again.
+ * A body that does not move the since (a catch-up upstream had nothing
+ * new for, a refill) is committed only by an ok: a nack naming the same
+ * since says it was not stored.
  */
 enum ack_action
 policy_ack(const char *since_in, const char *next_batch, bool ok,
@@ -334,7 +337,8 @@ policy_ack(const char *since_in, const char *next_batch, bool ok,
 {
 	if (ack_since == NULL)
 		ack_since = "";
-	if (strcmp(ack_since, next_batch) == 0)
+	if (strcmp(ack_since, next_batch) == 0 &&
+	    (ok || strcmp(next_batch, since_in) != 0))
 		return ACK_ADVANCE;
 	if (ok)
 		return ACK_STALE;

@@ -25,6 +25,15 @@
 #include "proto.h"
 
 #define POLLER_FILTER "{\"room\":{\"timeline\":{\"limit\":50}}}"
+/*
+ * A sibling-first sync (docs/DESIGN.md, "Sibling devices"): no rooms, so
+ * only to-device, device lists, key counts and account data. "rooms": []
+ * is the spec's way (an empty list of rooms to include); Synapse also
+ * reads "*" in not_rooms as "every room" and then skips the room part of
+ * the sync altogether. A server that took "*" for a room id would still
+ * send no rooms because of the empty list.
+ */
+#define POLLER_SIBLING_FILTER "{\"room\":{\"rooms\":[],\"not_rooms\":[\"*\"]}}"
 #define POLLER_USER_AGENT "syncv3-poller"
 #define LEASE_APP_NAME "syncv3-poller" /* counts live pollers */
 #define POLLER_FP_LEN 16               /* token_hash prefix kept per device */
@@ -50,7 +59,8 @@ struct poller_config {
 	long long ack_timeout_ms;
 	long long low_speed_limit;
 	long long low_speed_secs;
-	char *prom; /* metrics listener host:port; empty: none */
+	char *prom;                /* metrics listener host:port; empty: none */
+	long long sibling_wait_ms; /* 0: no sibling-first syncs */
 };
 
 /* Where a device is in its cycle; exactly one of these at a time. */
@@ -99,6 +109,13 @@ struct device {
 	char *next_batch;           /* pending, awaiting ack */
 	char error[POLLER_ERR_MAX]; /* last error, reported with backoff */
 	long long retry_at_ms;
+	/* sibling devices (docs/DESIGN.md, "Sibling devices") */
+	bool is_sibling_first;  /* the initial sync asks for no rooms */
+	bool is_refill_due;     /* no sibling caught up: full initial */
+	int64_t catchup;        /* a catch-up the next request carries */
+	int64_t req_catchup;    /* the one the current request carries */
+	const char *req_first;  /* "", "sibling", "refill": this request */
+	struct event *cover_ev; /* sibling_wait_ms after a sibling-first */
 };
 
 TAILQ_HEAD(device_q, device);
@@ -117,6 +134,8 @@ struct dev_owner {
 	int (*stop)(struct device *d, enum dev_state state, const char *error);
 	/* False once this poller may have lost its devices: start nothing. */
 	bool (*may_poll)(struct poller *p);
+	/* Whether d's initial sync counts as stored: 1, 0 or -1 (unknown). */
+	int (*is_synced)(struct device *d);
 };
 
 /* sync.c tells its caller a request ended; vi->next_batch can be taken. */
@@ -243,6 +262,8 @@ void device_ack_received(struct poller *p, const struct proto_sync_ack *ack);
 void device_resend_pending(struct poller *p);
 void device_release_slot(struct device *d);
 void device_mark_dirty(struct device *d);
+void device_catchup(struct poller *p, const char *user_id, int64_t pos);
+void device_cover_wait(struct device *d);
 
 /* sync.c: the v2 request of one device */
 int sync_start(struct device *d, sync_done_fn done) WARN_UNUSED;
@@ -265,6 +286,7 @@ enum lease_stmt_id {
 	LS_LIVE_BEGIN,
 	LS_LIVE_RENEW,
 	LS_LIVE_END,
+	LS_SYNCED,
 	LS_COUNT
 };
 struct lease_stmt {

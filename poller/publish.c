@@ -143,8 +143,10 @@ int
 publish_sync_raw(struct device *d, const char *since_in)
 {
 	struct poller *p = d->p;
-	struct proto_sync_raw m = {d->user_id, d->device_id, since_in,
-	    d->next_batch, d->body ? d->body : "", d->body_len};
+	struct proto_sync_raw m = {
+	    d->user_id,    d->device_id,           since_in,
+	    d->next_batch, d->body ? d->body : "", d->body_len,
+	    d->req_first,  d->req_catchup};
 	int rc;
 
 	rc = proto_send_sync_raw(p->dealer, ++p->seq, &m);

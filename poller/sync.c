@@ -171,6 +171,38 @@ easy_setup(struct device *d)
 }
 
 /*
+ * What d's next request asks (docs/DESIGN.md, "Sibling devices"): a
+ * refill is a full initial sync (no since) beside the since it has; a
+ * sibling-first initial sync asks for no rooms; a catch-up is answered at
+ * once (zero timeout) with whatever upstream has. Records in d what the
+ * body is (req_first, req_catchup) for its PROTO_SYNC_RAW.
+ */
+static const char *
+plan(struct device *d, const char **filter, long *poll_ms)
+{
+	const char *since = d->since;
+
+	*filter = POLLER_FILTER;
+	*poll_ms = (long)d->p->cfg.poll_timeout_ms;
+	d->req_first = "";
+	d->req_catchup = 0;
+	if (d->since[0] != '\0' && d->is_refill_due) {
+		since = "";
+		*poll_ms = 0;
+		d->req_first = "refill";
+	} else if (d->since[0] == '\0' && d->is_sibling_first) {
+		*filter = POLLER_SIBLING_FILTER;
+		d->req_first = "sibling";
+	}
+	if (d->since[0] != '\0' && d->catchup > 0) {
+		d->req_catchup = d->catchup;
+		d->catchup = 0;
+		*poll_ms = 0;
+	}
+	return since;
+}
+
+/*
  * Starts d's next /sync with the since it holds. The easy handle and the
  * Authorization header are made once per device (the header again after a
  * new token); a request only changes the URL and the timeout, which is
@@ -180,8 +212,10 @@ int
 sync_start(struct device *d, sync_done_fn done)
 {
 	struct poller *p = d->p;
-	bool is_initial = d->since[0] == '\0';
+	const char *filter, *since;
+	bool is_initial;
 	long long timeout_ms;
+	long poll_ms;
 	char *url, *auth;
 
 	if (d->easy == NULL)
@@ -195,8 +229,9 @@ sync_start(struct device *d, sync_done_fn done)
 			fatalx("curl_slist_append failed");
 		curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, d->headers);
 	}
-	url = policy_sync_url(p->cfg.server, d->since,
-	                      (long)p->cfg.poll_timeout_ms, POLLER_FILTER);
+	since = plan(d, &filter, &poll_ms);
+	is_initial = since[0] == '\0';
+	url = policy_sync_url(p->cfg.server, since, poll_ms, filter);
 	curl_easy_setopt(d->easy, CURLOPT_URL, url);
 	free(url);
 	timeout_ms = policy_request_timeout_ms(

@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 5
+#define PROTO_VERSION 6
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
@@ -41,6 +41,15 @@ enum proto_type {
 	 * Answered by exactly one PROTO_SYNC_ACK (contract 1). The
 	 * accumulator applies it only if the device's stored since equals
 	 * since_in, so a resend is harmless.
+	 * Optional meta (docs/DESIGN.md, "Sibling devices"): first: str,
+	 * "sibling" for a first sync asked without rooms because another
+	 * device of the user is stored (the accumulator then waits for a
+	 * sibling to catch up before the device counts as synced), or
+	 * "refill" for a full initial sync whose rooms and account data are
+	 * stored while the device's since and to-device stay as they are
+	 * (next_batch then equals since_in); absent or "" otherwise.
+	 * catchup: int, a PROTO_PG_CATCHUP_CHANNEL position this request was
+	 * started after (0 or absent: none).
 	 */
 	PROTO_SYNC_RAW = 100,
 	/*
@@ -130,6 +139,17 @@ enum dev_state {
  */
 #define PROTO_PG_DEVICES_CHANNEL "syncv3_devices"
 
+/*
+ * Postgres NOTIFY, accumulator -> pollers: a device's first sync was
+ * stored without rooms (PROTO_SYNC_RAW first "sibling"), and it waits for
+ * a sibling's poll that started after this commit. Payload
+ * "<user_id> <pos>", pos being the device's syncv3_devices.cover_pos. A
+ * poller holding another device of the user restarts its poll at once
+ * (timeout 0) and sends the body with meta catchup = pos. Sent in the
+ * committing transaction, so it is delivered only on COMMIT.
+ */
+#define PROTO_PG_CATCHUP_CHANNEL "syncv3_catchup"
+
 enum proto_err {
 	PROTO_OK = 0,
 	PROTO_ESHORT = -1,	/* a frame is missing or too short */
@@ -172,6 +192,8 @@ struct proto_sync_raw {
 	const char *next_batch;
 	const char *body;
 	size_t body_len;
+	const char *first;	/* "", "sibling" or "refill" (meta first) */
+	int64_t catchup;	/* meta catchup, 0: none */
 };
 
 struct proto_poll_state {

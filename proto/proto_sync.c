@@ -37,6 +37,11 @@ proto_send_sync_raw(void *sock, uint64_t seq, const struct proto_sync_raw *m)
 	add_str(meta, "device_id", m->device_id);
 	add_str(meta, "since_in", m->since_in);
 	add_str(meta, "next_batch", m->next_batch);
+	if (m->first != NULL && m->first[0] != '\0')
+		add_str(meta, "first", m->first);
+	if (m->catchup > 0)
+		json_object_object_add(meta, "catchup",
+		                       json_object_new_int64(m->catchup));
 	rc = proto_send(sock, NULL, 0, PROTO_SYNC_RAW, seq, meta, m->body,
 	    m->body_len, NULL);
 	json_object_put(meta);
@@ -54,6 +59,16 @@ proto_recv_sync_raw(const struct proto_msg *msg, struct proto_sync_raw *out)
 	    need_str(msg->meta, "since_in", &out->since_in) ||
 	    need_str(msg->meta, "next_batch", &out->next_batch) ||
 	    out->user_id[0] == '\0' || out->device_id[0] == '\0')
+		return PROTO_EMETA;
+	if ((out->first = json_get_str(msg->meta, "first")) == NULL)
+		out->first = "";
+	else if (strcmp(out->first, "") != 0 &&
+	         strcmp(out->first, "sibling") != 0 &&
+	         strcmp(out->first, "refill") != 0)
+		return PROTO_EMETA;
+	if (json_object_object_get_ex(msg->meta, "catchup", NULL) &&
+	    (!json_get_int(msg->meta, "catchup", &out->catchup) ||
+	     out->catchup < 0))
 		return PROTO_EMETA;
 	out->body = msg->payload;
 	out->body_len = msg->payload_len;

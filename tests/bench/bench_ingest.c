@@ -132,8 +132,8 @@ send_msg(void *sock, const struct opts *o, struct dev *dv, int d)
 	else
 		since[0] = '\0';
 	snprintf(next, sizeof(next), "s%d", dv->next + 1);
-	m = (struct proto_sync_raw){dv->user, dv->device, since, next, body,
-	    len};
+	m = (struct proto_sync_raw){dv->user, dv->device, since, next,
+	                            body,     len,        "",    0};
 	if (proto_send_sync_raw(sock, 0, &m) != PROTO_OK)
 		log_warnx("send: %s", zmq_strerror(errno));
 	free(body);

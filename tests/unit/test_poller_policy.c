@@ -238,6 +238,10 @@ test_ack(void **state)
 	assert_int_equal(policy_ack("s2", "s3", false, "", "bad body"),
 	                 ACK_RELOAD);
 	assert_int_equal(policy_ack("s2", "s3", false, NULL, NULL), ACK_RELOAD);
+	/* a body that keeps the since (catch-up, refill): only an ok */
+	assert_int_equal(policy_ack("s2", "s2", true, "s2", ""), ACK_ADVANCE);
+	assert_int_equal(policy_ack("s2", "s2", false, "s2", "db error"),
+	                 ACK_RELOAD);
 }
 
 static void

@@ -99,8 +99,9 @@ test_sync_raw_roundtrip(void **state)
 	struct pair *p = *state;
 	/* The body may contain NULs and is forwarded byte for byte. */
 	static const char body[] = "{\"next_batch\":\"s1\"}\0tail";
-	struct proto_sync_raw in = {"@a:hs", "DEV", "", "s1", body,
-	    sizeof(body)}, out;
+	struct proto_sync_raw in = {"@a:hs", "DEV",        "", "s1",
+	                            body,    sizeof(body), "", 0},
+	                      out;
 	struct proto_msg msg;
 
 	assert_int_equal(proto_send_sync_raw(p->a, 7, &in), PROTO_OK);
@@ -117,6 +118,59 @@ test_sync_raw_roundtrip(void **state)
 	struct proto_sync_ack ack;
 	assert_int_equal(proto_recv_sync_ack(&msg, &ack), PROTO_ETYPE);
 	proto_msg_close(&msg);
+}
+
+/* The optional first and catchup meta keys: sent, read, checked. */
+static void
+test_sync_raw_first(void **state)
+{
+	struct pair *p = *state;
+	struct proto_sync_raw in = {"@a:hs", "DEV", "",        "s1",
+	                            "{}",    2,     "sibling", 42},
+	                      out;
+	struct proto_msg msg;
+	struct proto_hdr h = {
+	    PROTO_MAGIC, PROTO_VERSION, 0, PROTO_SYNC_RAW, 0, 1, 2};
+	uint8_t hdr[PROTO_HDR_LEN];
+	static const char *bad[] = {
+	    "{\"user_id\":\"u\",\"device_id\":\"d\",\"since_in\":\"\","
+	    "\"next_batch\":\"s\",\"first\":\"other\"}",
+	    "{\"user_id\":\"u\",\"device_id\":\"d\",\"since_in\":\"\","
+	    "\"next_batch\":\"s\",\"catchup\":\"7\"}",
+	    "{\"user_id\":\"u\",\"device_id\":\"d\",\"since_in\":\"\","
+	    "\"next_batch\":\"s\",\"catchup\":-1}",
+	};
+	const char *f[4];
+	size_t l[4];
+
+	assert_int_equal(proto_send_sync_raw(p->a, 7, &in), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_sync_raw(&msg, &out), PROTO_OK);
+	assert_string_equal(out.first, "sibling");
+	assert_int_equal(out.catchup, 42);
+	proto_msg_close(&msg);
+	/* absent: "" and 0 */
+	in.first = "";
+	in.catchup = 0;
+	assert_int_equal(proto_send_sync_raw(p->a, 8, &in), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_false(json_object_object_get_ex(msg.meta, "first", NULL));
+	assert_int_equal(proto_recv_sync_raw(&msg, &out), PROTO_OK);
+	assert_string_equal(out.first, "");
+	assert_int_equal(out.catchup, 0);
+	proto_msg_close(&msg);
+	proto_hdr_encode(&h, hdr);
+	f[0] = "sync.raw", l[0] = 8;
+	f[1] = (const char *)hdr, l[1] = sizeof(hdr);
+	f[3] = "", l[3] = 0;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f[2] = bad[i], l[2] = strlen(bad[i]);
+		for (int k = 0; k < 4; k++)
+			zmq_send(p->a, f[k], l[k], k < 3 ? ZMQ_SNDMORE : 0);
+		assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+		assert_int_equal(proto_recv_sync_raw(&msg, &out), PROTO_EMETA);
+		proto_msg_close(&msg);
+	}
 }
 
 static void
@@ -420,6 +474,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_nothing_waiting,
 		    pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_notice_lsn, pair_setup,
+		    pair_teardown),
+		cmocka_unit_test_setup_teardown(test_sync_raw_first, pair_setup,
 		    pair_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -857,6 +857,279 @@ notice_types(const struct store_msg *m, char *out, size_t len)
  * the token a new login replaced) must not expire the device: the new
  * token would be refused (issue #9, found by the bounds work).
  */
+/* Applies one PROTO_SYNC_RAW with its optional first and catchup meta. */
+static void
+apply_first(struct store_msg *m, const char *dev, const char *since_in,
+            const char *next, const char *body, const char *first,
+            int64_t catchup)
+{
+	memset(m, 0, sizeof(*m));
+	m->user_id = "@sib:hs";
+	m->device_id = dev;
+	m->since_in = since_in;
+	m->next_batch = next;
+	m->body = body;
+	m->body_len = strlen(body);
+	m->first = first;
+	m->catchup = catchup;
+	assert_int_equal(store_batch_begin(st), 0);
+	store_apply(st, m);
+	assert_int_equal(store_batch_commit(st), 0);
+	assert_true(m->ok);
+}
+
+static bool
+sib_synced(const char *dev)
+{
+	char *v = qs("SELECT is_initial_done FROM syncv3_devices WHERE "
+	             "user_id = '@sib:hs' AND device_id = $1",
+	             dev, NULL);
+	bool ok = v != NULL && v[0] == 't';
+
+	free(v);
+	return ok;
+}
+
+/* Whether m carries a PROTO_NOTICE_DEVICE for dev. */
+static bool
+has_device_notice(const struct store_msg *m, const char *dev)
+{
+	for (size_t i = 0; i < m->notices.n; i++)
+		if (m->notices.v[i].type == PROTO_NOTICE_DEVICE &&
+		    strcmp(m->notices.v[i].device_id, dev) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Sibling devices (docs/DESIGN.md): a sibling-first sync leaves the device
+ * unsynced with a cover position, announced on the catch-up channel at
+ * commit; only a synced sibling's body carrying a catch-up at or past it
+ * makes it synced (not its own polls, not another waiting device's, not
+ * an older catch-up); a refill does too, without storing its to-device
+ * messages or moving the since.
+ */
+static void
+test_sibling_cover(void **state)
+{
+	struct store_msg m;
+	PGnotify *n;
+	long long cover, dcover;
+	char *pos;
+
+	(void)state;
+	NEED_DB();
+	add_device("@sib:hs", "S1");
+	add_device("@sib:hs", "S2");
+	add_device("@sib:hs", "S3");
+	PQclear(PQexec(db, "LISTEN " PROTO_PG_CATCHUP_CHANNEL));
+	apply_first(&m, "S1", "", "a1", D_BODY("!sib:hs", "$sib1", "1"), "", 0);
+	store_msg_reset(&m);
+	assert_true(sib_synced("S1"));
+	apply_first(&m, "S2", "", "b1", "{\"next_batch\":\"b1\"}", "sibling",
+	            0);
+	assert_false(has_device_notice(&m, "S2"));
+	store_msg_reset(&m);
+	assert_false(sib_synced("S2"));
+	cover = qi("SELECT cover_pos FROM syncv3_devices WHERE device_id = "
+	           "'S2'",
+	           NULL, NULL);
+	assert_true(cover > 0);
+	assert_true(cover <= store_pos(st));
+	PQconsumeInput(db);
+	assert_non_null(n = PQnotifies(db));
+	assert_string_equal(n->relname, PROTO_PG_CATCHUP_CHANNEL);
+	pos = xasprintf("@sib:hs %lld", cover);
+	assert_string_equal(n->extra, pos);
+	free(pos);
+	PQfreemem(n);
+	/* its own poll, and an older catch-up, are no witnesses */
+	apply_first(&m, "S2", "b1", "b2", "{}", "", cover);
+	store_msg_reset(&m);
+	apply_first(&m, "S1", "a1", "a2", "{}", "", cover - 1);
+	store_msg_reset(&m);
+	assert_false(sib_synced("S2"));
+	/* a device waiting itself is none either */
+	apply_first(&m, "S3", "", "c1", "{}", "sibling", 0);
+	store_msg_reset(&m);
+	apply_first(&m, "S3", "c1", "c2", "{}", "", cover);
+	store_msg_reset(&m);
+	assert_false(sib_synced("S2"));
+	/* the synced sibling polled after S2's first commit */
+	apply_first(&m, "S1", "a2", "a2", "{}", "", cover);
+	assert_true(has_device_notice(&m, "S2"));
+	assert_false(has_device_notice(&m, "S3"));
+	store_msg_reset(&m);
+	assert_true(sib_synced("S2"));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_devices WHERE "
+	                    "device_id = 'S2' AND cover_pos IS NULL",
+	                    NULL, NULL),
+	                 1);
+	/* S3 refills: rooms stored, to-device and since left alone */
+	dcover = qi("SELECT cover_pos FROM syncv3_devices WHERE device_id = "
+	            "'S3'",
+	            NULL, NULL);
+	assert_true(dcover > cover);
+	apply_first(&m, "S3", "c2", "c2", D_BODY("!sib2:hs", "$sib2", "2"),
+	            "refill", 0);
+	assert_true(has_device_notice(&m, "S3"));
+	store_msg_reset(&m);
+	assert_true(sib_synced("S3"));
+	assert_true(nid("$sib2") > 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "device_id = 'S3'",
+	                    NULL, NULL),
+	                 0);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_devices WHERE "
+	       "device_id = 'S3' AND since = 'c2' AND cover_pos IS NULL",
+	       NULL, NULL),
+	    1);
+	PQclear(PQexec(db, "UNLISTEN *"));
+}
+
+/* A body of joined rooms !wN:hs, N = 1..n, whose one event has ts N. */
+static char *
+win_body(int n, const char *prefix)
+{
+	size_t cap = 256 + (size_t)n * 256, k;
+	char *b = xmalloc(cap);
+
+	k = (size_t)snprintf(
+	    b, cap,
+	    "{\"next_batch\":\"x\",\"rooms\":{"
+	    "\"invite\":{\"!winv:hs\":{\"invite_state\":{\"events\":[]}}},"
+	    "\"join\":{");
+	for (int i = 1; i <= n; i++)
+		k += (size_t)snprintf(
+		    b + k, cap - k,
+		    "%s\"!w%d:hs\":{"
+		    "\"timeline\":{\"events\":[{\"event_id\":\"$%s%d\","
+		    "\"type\":\"m.room.message\",\"sender\":\"@w:hs\","
+		    "\"origin_server_ts\":%d,\"content\":{}}]}}",
+		    i > 1 ? "," : "", i, prefix, i, i);
+	snprintf(b + k, cap - k,
+	         "}},\"to_device\":{\"events\":[{\"type\":"
+	         "\"m.t\",\"sender\":\"@x:hs\",\"content\":{}}]}}");
+	return b;
+}
+
+static bool
+in_view(const struct acc_changes *v, const char *room)
+{
+	for (size_t i = 0; i < v->nrooms; i++)
+		if (strcmp(v->rooms[i].room_id, room) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The first window first (docs/DESIGN.md): the k most recent joined
+ * rooms, ties, invites and rooms already stored as recent go first, in
+ * a transaction of their own that leaves the since and to-device alone
+ * and records the window; the fill stores the rest with the since and
+ * records the positions it took.
+ */
+static void
+test_window_first(void **state)
+{
+	struct acc_changes all, win, rest;
+	struct store_msg wm, fm;
+	const char *err = NULL;
+	char *body, *older;
+
+	(void)state;
+	NEED_DB();
+	add_device("@w:hs", "W1");
+	add_device("@other:hs", "O1");
+	/* another user's poller stored !w2:hs with a newer event */
+	older = xstrdup(
+	    "{\"next_batch\":\"x\",\"rooms\":{\"join\":{"
+	    "\"!w2:hs\":{\"timeline\":{\"events\":[{\"event_id\":\"$new2\","
+	    "\"type\":\"m.room.message\",\"sender\":\"@w:hs\","
+	    "\"origin_server_ts\":100,\"content\":{}}]}}}}}");
+	apply_str("@other:hs", "O1", older);
+	free(older);
+	body = win_body(8, "w");
+	assert_int_equal(normalise(body, strlen(body), "@w:hs", &all, &err), 0);
+	memset(&wm, 0, sizeof(wm));
+	wm.user_id = "@w:hs";
+	wm.device_id = "W1";
+	wm.since_in = "";
+	wm.next_batch = "w1";
+	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 3), 1);
+	/* ts 6, 7, 8; the invite; !w2 for its stored event at ts 100 */
+	assert_int_equal(win.nrooms, 5);
+	assert_true(in_view(&win, "!w8:hs") && in_view(&win, "!w6:hs"));
+	assert_true(in_view(&win, "!winv:hs") && in_view(&win, "!w2:hs"));
+	assert_int_equal(rest.nrooms, 4);
+	assert_true(in_view(&rest, "!w5:hs") && !in_view(&rest, "!w2:hs"));
+	assert_int_equal(rest.nto_device, 1);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_devices WHERE "
+	       "device_id = 'W1' AND since = '' AND NOT is_initial_done AND "
+	       "window_rooms = 3 AND window_pos = (SELECT pos FROM "
+	       "syncv3_position)",
+	       NULL, NULL),
+	    1);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_user_rooms WHERE "
+	                    "user_id = '@w:hs'",
+	                    NULL, NULL),
+	                 5);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "device_id = 'W1'",
+	                    NULL, NULL),
+	                 0);
+	store_msg_reset(&wm);
+	/* the fill: the rest, the since, to-device, its own positions */
+	memset(&fm, 0, sizeof(fm));
+	fm.user_id = "@w:hs";
+	fm.device_id = "W1";
+	fm.since_in = "";
+	fm.next_batch = "w1";
+	fm.body = body;
+	fm.body_len = strlen(body);
+	fm.pre = &rest;
+	fm.is_fill = true;
+	assert_int_equal(store_batch_begin(st), 0);
+	store_apply(st, &fm);
+	assert_int_equal(store_batch_commit(st), 0);
+	assert_true(fm.ok);
+	store_msg_reset(&fm);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_user_rooms WHERE "
+	                    "user_id = '@w:hs'",
+	                    NULL, NULL),
+	                 9);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_devices WHERE "
+	       "device_id = 'W1' AND since = 'w1' AND is_initial_done AND "
+	       "fill_lo > window_pos AND fill_hi >= fill_lo",
+	       NULL, NULL),
+	    1);
+	assert_int_equal(
+	    qi("SELECT count(*) FROM syncv3_user_rooms u, "
+	       "syncv3_devices d WHERE d.device_id = 'W1' AND u.user_id = "
+	       "'@w:hs' AND u.pos BETWEEN d.fill_lo AND d.fill_hi",
+	       NULL, NULL),
+	    4);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "device_id = 'W1'",
+	                    NULL, NULL),
+	                 1);
+	store_view_free(&win);
+	store_view_free(&rest);
+	/* a resend of the body once stored is no window */
+	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 3), 0);
+	assert_true(wm.is_replay);
+	store_msg_reset(&wm);
+	/* too few rooms for a window: nothing done */
+	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 8), 0);
+	assert_null(win.rooms);
+	assert_null(rest.rooms);
+	normalise_free(&all);
+	free(body);
+}
+
 static void
 test_poll_state_token(void **state)
 {
@@ -934,24 +1207,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_events_dedup_and_bytes),
-		cmocka_unit_test(test_cas),
-		cmocka_unit_test(test_state_at_position),
-		cmocka_unit_test(test_limited_gap),
-		cmocka_unit_test(test_overlap_and_duplicates),
-		cmocka_unit_test(test_bad_events_rest_stored),
-		cmocka_unit_test(test_membership_history),
-		cmocka_unit_test(test_visible_ranges_examples),
-		cmocka_unit_test(test_typing_bumps_only_on_change),
-		cmocka_unit_test(test_to_device_order),
-		cmocka_unit_test(test_compact_state),
-		cmocka_unit_test(test_cleanup),
-		cmocka_unit_test(test_copy_exact_bytes),
-		cmocka_unit_test(test_batch_group),
-		cmocka_unit_test(test_batch_isolation),
-		cmocka_unit_test(test_notice_copies),
-		cmocka_unit_test(test_batch_same_device),
-		cmocka_unit_test(test_poll_state_token),
+	    cmocka_unit_test(test_events_dedup_and_bytes),
+	    cmocka_unit_test(test_cas),
+	    cmocka_unit_test(test_state_at_position),
+	    cmocka_unit_test(test_limited_gap),
+	    cmocka_unit_test(test_overlap_and_duplicates),
+	    cmocka_unit_test(test_bad_events_rest_stored),
+	    cmocka_unit_test(test_membership_history),
+	    cmocka_unit_test(test_visible_ranges_examples),
+	    cmocka_unit_test(test_typing_bumps_only_on_change),
+	    cmocka_unit_test(test_to_device_order),
+	    cmocka_unit_test(test_compact_state),
+	    cmocka_unit_test(test_cleanup),
+	    cmocka_unit_test(test_copy_exact_bytes),
+	    cmocka_unit_test(test_batch_group),
+	    cmocka_unit_test(test_batch_isolation),
+	    cmocka_unit_test(test_notice_copies),
+	    cmocka_unit_test(test_batch_same_device),
+	    cmocka_unit_test(test_poll_state_token),
+	    cmocka_unit_test(test_sibling_cover),
+	    cmocka_unit_test(test_window_first),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);

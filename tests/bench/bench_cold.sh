@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tests/bench/bench_cold.sh: first responses of the streams API for logins
+# the proxy has not served before (issue #13 items 1 and 4). Per account
+# size (rooms of one user, 3 members a room, 10 messages a room):
+#   cold      --cold times, a login of a new user no device of which is
+#             stored: from the first v3 request to its complete answer
+#             (the first window, room_list limit 20, timeline_limit 1),
+#             and to the whole initial sync stored
+#   sibling   a new device of that user once it is stored and polled: the
+#             same request, --repeats times, a new device each
+# The private Postgres is durable (tests/bench/pg.sh). Never asserts a
+# time: the figures are for people to read, as JSON on stdout.
+#
+# usage: tests/bench/bench_cold.sh [--sizes 1000,10000] [--repeats N] [--cold N]
+#   (after cmake --build build; BIN= another build's bin directory).
+#   Environment reaches the daemons, e.g. SYNCV3_SIBLING_WAIT_MS=0 for
+#   the full initial sync of every new device ("before").
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+SIZES=1000,10000 REPEATS=5 COLD=3
+while [ $# -gt 0 ]; do
+	case $1 in
+	--sizes) SIZES=$2; shift ;;
+	--repeats) REPEATS=$2; shift ;;
+	--cold) COLD=$2; shift ;;
+	*) sed -n '14,17p' "$0" >&2; exit 2 ;;
+	esac
+	shift
+done
+source "$here/../integration/lib.sh"
+source "$here/pg.sh"
+IT_NAME=bench_cold
+export SYNCV3_LOG_LEVEL=${SYNCV3_LOG_LEVEL:-info}
+export SYNCV3_API_SESSION_IDLE_SECS=3600
+bench_pg_start "$T/pg" || fail "postgres did not start"
+start_stack
+REQ='{"room_list":{"limit":20,"timeline_limit":1},"to_device":{}}'
+
+# first TOKEN: ms from the first v3 request to its answer; checks it is
+# a complete window (20 rooms, or every room of a smaller account)
+first() {
+	local t0 t1 out
+	t0=$(now_ms)
+	out=$(v3 "$1" "" "$REQ" 0)
+	t1=$(now_ms)
+	[ "$(last_status)" = 200 ] || fail "status $(last_status): $out"
+	[ "$(printf '%s' "$out" | jq '.room_list.rooms|length')" = 20 ] ||
+	    fail "not a complete window: $(printf '%s' "$out" | head -c 300)"
+	echo $((t1 - t0))
+}
+stats() { jq -sc '{n: length, p50_ms: (sort|.[length/2|floor]), min_ms: min, max_ms: max, all_ms: .}'; }
+
+# stored USER: ms until the device's initial sync is stored in full
+stored() {
+	local t0=$1 u=$2
+	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_devices d JOIN syncv3_leases l USING (user_id, device_id) WHERE d.user_id = '$u' AND d.is_initial_done AND d.poll_state = 'polling'\")\" -ge 1 ]" 300 ||
+	    fail "$u: initial sync not stored"
+	echo $(($(now_ms) - t0))
+}
+
+res='{}'
+for n in ${SIZES//,/ }; do
+	log "accounts of $n rooms"
+	cold='' full='' u1=
+	for i in $(seq "$COLD"); do
+		u=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":3,\"messages_per_room\":10,\"prefix\":\"c$n-$i-\"}" |
+		    jq -r '.users[0].user_id')
+		[ -n "$u1" ] || u1=$u
+		tok=$(sim_login "$u" COLD)
+		t0=$(now_ms)
+		cold="$cold $(first "$tok")"
+		full="$full $(stored "$t0" "$u")"
+		sleep 1
+	done
+	cold=$(printf '%s\n' $cold | stats)
+	full=$(printf '%s\n' $full | stats)
+	log "  cold login, first window: $cold"
+	log "  cold login, all stored: $full"
+	sib=$(for i in $(seq "$REPEATS"); do
+		t=$(sim_login "$u1" "SIB$i")
+		first "$t"
+		sleep 0.5
+	done | stats)
+	log "  new device of a stored account: $sib"
+	res=$(jq -c --arg n "$n" --argjson c "$cold" --argjson f "$full" \
+	    --argjson s "$sib" '. + {($n): {cold_first: $c, cold_stored: $f,
+	    sibling_first: $s}}' <<<"$res")
+done
+for p in accumulator poller api; do is_running "$p" || fail "$p died"; done
+jq -n --argjson r "$res" --arg commit "$(git -C "$IT_ROOT" rev-parse --short HEAD 2>/dev/null)" \
+    --arg wait "${SYNCV3_SIBLING_WAIT_MS:-default}" --arg nproc "$(nproc)" \
+    --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg bin "$BIN" \
+    '{commit: $commit, bin: $bin, nproc: ($nproc|tonumber), loadavg_end: $load,
+      sibling_wait_ms: $wait, sizes: $r}'
