@@ -325,5 +325,87 @@ int ss_ext_check(struct json_object *extensions, struct ss_parse_err *err);
 /* ss_req.c: the request path (both endpoints) */
 void ss_handle_synapse(struct api *api, struct evhttp_request *req);
 void ss_handle_v4(struct api *api, struct evhttp_request *req);
+/* ss_conn.c: idle connections expire (SYNCV3_SS_CONN_IDLE_S) */
+void ss_init(struct api *api);
+void ss_shutdown(struct api *api);
+
+/*
+ * The core's internals (ss_req.c, ss_conn.c, ss_rooms.c), not part of
+ * the extensions' contract.
+ */
+enum ss_state {
+	SS_ST_AUTH,    /* auth_resolve; then pos, body and extension checks */
+	SS_ST_CONN,    /* the connection loaded or created */
+	SS_ST_DEVICE,  /* held until the device's initial sync is stored */
+	SS_ST_ROUND,   /* lists, rooms, details, extensions at one position */
+	SS_ST_WAITING, /* long-poll: a notice, the timeout, or a hang-up */
+	SS_ST_SAVE,    /* the response stored as the unconfirmed one */
+	SS_ST_DONE,    /* answered or the client gone */
+};
+const char *ss_state_name(enum ss_state s);
+
+/* A room in this round's scope (a list window or a subscription). */
+struct ss_room {
+	char *id;
+	struct ss_room_config cfg; /* combined over its lists and subs */
+	int *lists;
+	int nlists;
+	bool is_sub;
+	bool is_visible; /* SS_ROOMS found a membership */
+	/* what SS_ROOMS read */
+	char *membership;
+	int64_t last; /* last position the user may see */
+	int64_t bump, upos;
+	char *name, *avatar, *heroes, *invite_state, *prev_batch;
+	int64_t joined, invited, notif, highlight;
+	bool is_dm;
+	bool has_sent;
+	int64_t s_nid, s_limit, s_state_pos;
+	char *s_rs, *s_membership;
+	/* the decision and its results */
+	bool is_send, is_initial, is_expanded, is_limited;
+	int64_t tl_from, st_from, ub;
+	char *rs_canon;
+	struct json_object *lazy; /* array: members sent from now on */
+	int64_t max_nid;
+	char **tl, **st, **event_ids; /* timeline oldest first, state */
+	int ntl, nst, nevent_ids;
+	int64_t num_live;
+};
+
+struct ss_req {
+	struct api *api;
+	struct sreq *r; /* auth, long-poll and lifetime (sreq.c) */
+	enum ss_state state;
+	struct ss_request q;
+	struct ss_parse_err perr; /* a bad request, told after auth */
+	bool is_bad;
+	struct ss_pos pos; /* as the client sent it */
+	struct ss_conn conn;
+	struct json_object *subs; /* sticky subscriptions after this request */
+	struct json_object *ext;  /* sticky extension configs, merged */
+	bool is_sticky_changed;
+	/* this round */
+	int64_t at; /* the position answered */
+	struct ss_response resp;
+	struct ss_room *rooms;
+	int nrooms, caprooms;
+	int pending; /* queries of this step still running */
+	bool is_failed;
+	struct ss_ctx ext_ctx;
+	struct ss_ext_room *ext_rooms;
+	const char **list_keys;
+	bool has_data;
+	api_done_fn round_done; /* ss_rooms_run's completion */
+	void *round_arg;
+};
+
+/* ss_conn.c */
+void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);
+void ss_conn_save(struct ss_req *s, api_done_fn done, void *arg);
+void ss_conn_free(struct ss_conn *c);
+/* ss_rooms.c: one round; has_data and resp set when done(arg, 0, ...) */
+void ss_rooms_run(struct ss_req *s, api_done_fn done, void *arg);
+void ss_rooms_clear(struct ss_req *s);
 
 #endif

@@ -616,14 +616,8 @@ parse_ext(struct json_object *body, struct ss_request *q,
 	if (!json_object_is_type(v, json_type_object))
 		return fail(e, "M_BAD_JSON", "%s must be an object",
 		            "extensions");
-	json_object_object_foreach(v, key, val)
-	{
-		if (val != NULL && !json_object_is_type(val, json_type_object))
-			return fail(e, "M_BAD_JSON",
-			            "extensions.%.64s must be "
-			            "an object",
-			            key);
-	}
+	/* a non-object member is ss_ext_check's to refuse (a served name)
+	 * or nobody's (an unknown one, ignored); ss_ext_merge skips it */
 	q->extensions = json_object_get(v);
 	return 0;
 }
@@ -825,7 +819,7 @@ ss_ext_merge(struct json_object *stored, struct json_object *request)
 		return;
 	json_object_object_foreach(request, name, cfg)
 	{
-		if (cfg == NULL)
+		if (cfg == NULL || !json_object_is_type(cfg, json_type_object))
 			continue;
 		if (!json_object_object_get_ex(stored, name, &cur) ||
 		    !json_object_is_type(cur, json_type_object)) {

@@ -191,8 +191,7 @@ test_refusals(void **state)
 	        "M_INVALID_PARAM", "room id");
 	refused(SS_SYNAPSE, "{\"unsubscribe_rooms\":[1]}", NULL, "M_BAD_JSON",
 	        "unsubscribe_rooms");
-	refused(SS_SYNAPSE, "{\"extensions\":{\"typing\":true}}", NULL,
-	        "M_BAD_JSON", "typing");
+
 	/* 101 lists, 101 subscriptions; exactly 100 is fine */
 	big = many("lists", "l", "", SS_MAX_LISTS + 1);
 	refused(SS_SYNAPSE, big, NULL, "M_INVALID_PARAM", "lists");
@@ -217,6 +216,39 @@ rs_of(enum ss_dialect d, const char *cfg)
 	assert_int_equal(ss_room_config_parse(d, o, &c, &e), 0);
 	json_object_put(o);
 	return c.rs;
+}
+
+/* extensions: sticky per field; a non-object member never crashes */
+static void
+test_ext_merge(void **state)
+{
+	struct json_object *stored = json_object_new_object(), *req;
+	struct ss_request q;
+	struct ss_parse_err e;
+	const char *b1 = "{\"extensions\":{\"to_device\":{\"enabled\":true,"
+	                 "\"limit\":5},\"org.x.unknown\":true,\"e2ee\":1}}";
+
+	(void)state;
+	assert_int_equal(parse(SS_SYNAPSE, b1, NULL, &q, &e), 0);
+	ss_ext_merge(stored, q.extensions);
+	ss_request_free(&q);
+	assert_int_equal(
+	    parse(SS_SYNAPSE,
+	          "{\"extensions\":{\"to_device\":{\"since\":\"3\"}}}", NULL,
+	          &q, &e),
+	    0);
+	ss_ext_merge(stored, q.extensions);
+	ss_request_free(&q);
+	req = json_parse_bounded(
+	    "{\"to_device\":{\"enabled\":true,\"limit\":5,"
+	    "\"since\":\"3\"}}",
+	    strlen("{\"to_device\":{\"enabled\":true,\"limit\":"
+	           "5,\"since\":\"3\"}}"),
+	    NULL);
+	if (!json_object_equal(stored, req))
+		fail_msg("merged %s", json_plain(stored, NULL));
+	json_object_put(req);
+	json_object_put(stored);
 }
 
 static void
@@ -361,8 +393,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_synapse),  cmocka_unit_test(test_v4),
-	    cmocka_unit_test(test_refusals), cmocka_unit_test(test_combine),
-	    cmocka_unit_test(test_write),    cmocka_unit_test(test_pos),
+	    cmocka_unit_test(test_refusals), cmocka_unit_test(test_ext_merge),
+	    cmocka_unit_test(test_combine),  cmocka_unit_test(test_write),
+	    cmocka_unit_test(test_pos),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
