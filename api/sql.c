@@ -12,11 +12,24 @@
 
 /* session.c */
 /* Deletes the device's messages every live session has acknowledged. */
+/*
+ * The to-device position every live v3 session of device (u, d) has
+ * acknowledged (NULL: none is live); and the one every sliding sync
+ * connection with to_device on has (NULL: none; an expired connection's
+ * row is gone with it). A message is deleted once both are past it:
+ * least() skips a NULL, and is NULL only when nobody holds it at all.
+ */
+#define V3_ACKED(u, d, idle)                                                   \
+	"(SELECT min(acked_to_device) FROM syncv3_sessions s WHERE "           \
+	"s.user_id = " u " AND s.device_id = " d " AND s.last_used > now() - " \
+	"make_interval(secs => " idle "::bigint))"
+#define SS_ACKED(u, d, other)                                                  \
+	"(SELECT min(ss_a.acked) FROM syncv3_ss_to_device_acks ss_a WHERE "    \
+	"ss_a.user_id = " u " AND ss_a.device_id = " d other ")"
 #define SESSION_RELEASE                                                        \
 	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
-	"AND pos <= (SELECT min(acked_to_device) FROM syncv3_sessions s "      \
-	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
-	"make_interval(secs => $3::bigint))"
+	"AND pos <= least(" V3_ACKED("$1", "$2", "$3") ", "                    \
+	SS_ACKED("$1", "$2", "") ")"
 
 /*
  * Whether the request's token is still the device's current one (and not
@@ -32,7 +45,8 @@
 
 /*
  * Loads a live session, refreshes it, records its to-device ack and
- * releases what every live session has now acknowledged, in one
+ * releases what every live session and every sliding sync connection
+ * (SS_ACKED) has now acknowledged, in one
  * statement (the release was a second round trip on every request). The
  * DELETE sees the sessions as they were before the UPDATE, so it counts
  * this session's new ack itself. One row always: whether the token is
@@ -53,7 +67,7 @@
 	          "d AS (DELETE FROM syncv3_to_device WHERE "                  \
 	          "$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = " \
 	          "$2 AND "                                                    \
-	          "device_id = $3 AND pos <= (SELECT min(CASE WHEN "           \
+	          "device_id = $3 AND pos <= least((SELECT min(CASE WHEN "     \
 	          "s.session_id = "                                            \
 	          "$1::bigint THEN greatest(s.acked_to_device, $4::bigint) "   \
 	          "ELSE "                                                      \
@@ -61,7 +75,8 @@
 	          "s.user_id = $2 "                                            \
 	          "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
 	          "s.last_used "                                               \
-	          "> now() - make_interval(secs => $5::bigint)))) "            \
+	          "> now() - make_interval(secs => $5::bigint))), "            \
+	          SS_ACKED("$2", "$3", "") ")) "                               \
 	          "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
 	          "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
 
@@ -525,6 +540,71 @@
 	"WITH gone AS (DELETE FROM syncv3_ss_conns WHERE last_used <= now() - " \
 	"make_interval(secs => $1::bigint) RETURNING user_id, device_id) "     \
 	"SELECT DISTINCT user_id, device_id FROM gone"
+/* ss_ext.c */
+/*
+ * The extensions of one sliding sync response, one round trip:
+ * $1 user, $2 device, $3 connection, $4 from, $5 to (the response's
+ * position), $6 to_device on, $7 its since (-1: none), $8 limit, $9 the
+ * v3 session idle seconds, $10 e2ee on, $11 global account data (0 off,
+ * 1 all, 2 changes), per room-scoped extension its fresh rooms (all
+ * there is) and live ones (changes after $4): account data $12/$13,
+ * typing $14/$15, receipts $16/$19, and $17/$18 the (room, event) pairs
+ * of the timelines sent in fresh rooms, whose receipts go with them.
+ * Room data only for rooms the user is joined to at $5 (visible.h).
+ * The to-device ack is recorded and what every holder acknowledged is
+ * deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
+ * connection's own counts as $7). Rows: kind, room, then per kind
+ * d: json, pos; k: otk counts, fallback types, pos; l: user, change, pos;
+ * g/a: type, json, pos; t: user_ids, pos; r: event, type, user, thread,
+ * ts.
+ */
+/* clang-format off */
+#define SS_EXT_ROOMS                                                           \
+	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
+	"$16::text[] || $19::text[])"
+#define SS_EXT                                                                 \
+	"WITH j AS MATERIALIZED (SELECT DISTINCT x.id FROM " SS_EXT_ROOMS      \
+	" AS x(id) WHERE " VIS_MEMBERSHIP("x.id", "$1", "$5::bigint") " = "    \
+	"'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
+	"conn = $3::bigint), tu AS (INSERT INTO syncv3_ss_to_device_acks "     \
+	"(conn, user_id, device_id, acked) SELECT $3::bigint, $1, $2, "        \
+	"greatest($7::bigint, 0) WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
+	"SET acked = excluded.acked WHERE excluded.acked > "                   \
+	"syncv3_ss_to_device_acks.acked RETURNING 1), td AS (DELETE FROM "     \
+	"syncv3_to_device WHERE $6::bool AND $7::bigint > 0 AND user_id = $1 " \
+	"AND device_id = $2 AND pos <= least($7::bigint, "                     \
+	V3_ACKED("$1", "$2", "$9") ", " SS_ACKED("$1", "$2",                   \
+	" AND ss_a.conn <> $3::bigint") ") RETURNING 1) "                      \
+	"SELECT 'd', NULL, m.json, NULL, NULL, NULL, m.pos FROM (SELECT pos, " \
+	"json FROM syncv3_to_device WHERE $6::bool AND user_id = $1 AND "      \
+	"device_id = $2 AND pos > greatest($7::bigint, coalesce((SELECT "      \
+	"acked FROM ta), 0)) AND pos <= $5::bigint ORDER BY pos LIMIT "        \
+	"$8::bigint) m UNION ALL SELECT 'k', NULL, k.otk_counts, "             \
+	"k.fallback_types, NULL, NULL, coalesce(k.pos, 0) FROM (SELECT 1) one " \
+	"LEFT JOIN syncv3_device_keys k ON k.user_id = $1 AND k.device_id = "  \
+	"$2 WHERE $10::bool UNION ALL SELECT 'l', NULL, l.target_user, "       \
+	"l.change, NULL, NULL, l.pos FROM syncv3_device_lists l WHERE "        \
+	"$10::bool AND $4::bigint > 0 AND l.user_id = $1 AND l.device_id = $2 " \
+	"AND l.pos > $4::bigint AND l.pos <= $5::bigint UNION ALL SELECT "     \
+	"'g', '', g.type, g.json, NULL, NULL, g.pos FROM syncv3_account_data " \
+	"g WHERE $11::int > 0 AND g.user_id = $1 AND g.room_id = '' AND "      \
+	"g.pos <= $5::bigint AND ($11::int = 1 OR g.pos > $4::bigint) "        \
+	"UNION ALL SELECT 'a', a.room_id, a.type, a.json, NULL, NULL, a.pos "  \
+	"FROM syncv3_account_data a JOIN j ON j.id = a.room_id WHERE "         \
+	"a.user_id = $1 AND a.pos <= $5::bigint AND (a.room_id = "             \
+	"ANY($12::text[]) OR (a.room_id = ANY($13::text[]) AND a.pos > "       \
+	"$4::bigint)) UNION ALL SELECT 't', t.room_id, t.user_ids, NULL, "     \
+	"NULL, NULL, t.pos FROM syncv3_typing t JOIN j ON j.id = t.room_id "   \
+	"WHERE t.pos <= $5::bigint AND ((t.room_id = ANY($14::text[]) AND "    \
+	"t.user_ids <> '[]') OR (t.room_id = ANY($15::text[]) AND t.pos > "    \
+	"$4::bigint)) UNION ALL SELECT 'r', x.room_id, x.event_id, "           \
+	"x.receipt_type, x.user_id, x.thread_id, x.ts FROM syncv3_receipts x " \
+	"JOIN j ON j.id = x.room_id WHERE x.pos <= $5::bigint AND "            \
+	"(x.receipt_type <> 'm.read.private' OR x.user_id = $1) AND "          \
+	"((x.room_id = ANY($16::text[]) AND (x.user_id = $1 OR (x.room_id, "   \
+	"x.event_id) IN (SELECT * FROM unnest($17::text[], $18::text[])))) "   \
+	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint)) "           \
+	"ORDER BY 1, 2, 7"
 /* clang-format on */
 
 /* clang-format off */
@@ -619,6 +699,8 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 8},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
+	/* ss_ext.c: the extensions of a sliding sync response */
+	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 19},
 };
 /* clang-format on */
 

@@ -224,6 +224,13 @@ add_key_cb(const char *key, void *val, void *arg)
 	json_object_array_add(arg, json_object_new_string(key));
 }
 
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(json_object_get_string(*(struct json_object *const *)a),
+	              json_object_get_string(*(struct json_object *const *)b));
+}
+
 char *
 ss_ext_state_text(const struct ss_ext_state *st)
 {
@@ -236,6 +243,9 @@ ss_ext_state_text(const struct ss_ext_state *st)
 			continue;
 		a = json_object_new_array();
 		map_each(&st->scope[k], add_key_cb, a);
+		/* sorted: the same rooms are the same blob (the core answers a
+		 * long-poll when the blob changes) */
+		json_object_array_sort(a, str_cmp);
 		json_object_object_add(o, blob_keys[k], a);
 	}
 	s = xstrdup(json_plain(o, NULL));
@@ -296,4 +306,44 @@ ss_ext_rooms_free(struct ss_ext_rooms *r)
 	free(r->fresh);
 	free(r->live);
 	memset(r, 0, sizeof(*r));
+}
+
+/* o without its member name: a new object sharing the other values. */
+static struct json_object *
+without(struct json_object *o, const char *name)
+{
+	struct json_object *n = json_object_new_object();
+
+	if (!json_object_is_type(o, json_type_object))
+		return n;
+	json_object_object_foreach(o, k, v)
+	{
+		if (strcmp(k, name) != 0)
+			json_object_object_add(n, k, json_object_get(v));
+	}
+	return n;
+}
+
+/*
+ * to_device.since is an acknowledgement (kept in
+ * syncv3_ss_to_device_acks), not a setting: every request of a client
+ * carries a new one, and counting it as a sticky change answered every
+ * long-poll at once.
+ */
+bool
+ss_ext_sticky_same(struct json_object *a, struct json_object *b)
+{
+	struct json_object *x = without(a, names[SX_TO_DEVICE]);
+	struct json_object *y = without(b, names[SX_TO_DEVICE]);
+	struct json_object *tx =
+	    without(json_get_obj(a, names[SX_TO_DEVICE]), "since");
+	struct json_object *ty =
+	    without(json_get_obj(b, names[SX_TO_DEVICE]), "since");
+	bool same = json_object_equal(x, y) && json_object_equal(tx, ty);
+
+	json_object_put(x);
+	json_object_put(y);
+	json_object_put(tx);
+	json_object_put(ty);
+	return same;
 }

@@ -54,3 +54,9 @@ target_include_directories(test_ss_ext PRIVATE ${PROJECT_SOURCE_DIR}/api)
 add_test(NAME test_ss_ext COMMAND test_ss_ext)
 set_tests_properties(test_ss_ext PROPERTIES LABELS unit)
 
+# The extensions' statement against the migrated schema (SYNCV3_TEST_DB).
+add_executable(test_ss_ext_sql test_ss_ext_sql.c ${PROJECT_SOURCE_DIR}/api/sql.c)
+target_link_libraries(test_ss_ext_sql PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_ss_ext_sql PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_ss_ext_sql COMMAND test_ss_ext_sql)
+set_tests_properties(test_ss_ext_sql PROPERTIES LABELS unit)

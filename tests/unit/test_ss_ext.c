@@ -256,13 +256,66 @@ test_state_text(void **state)
 	ss_ext_state_free(&st);
 }
 
+/* a new since is no sticky change; any other field is */
+static void
+test_sticky_same(void **state)
+{
+	struct json_object *a, *b;
+
+	(void)state;
+	a = J("{\"to_device\":{\"enabled\":true,\"since\":\"5\"},"
+	      "\"typing\":{\"enabled\":true}}");
+	b = J("{\"typing\":{\"enabled\":true},"
+	      "\"to_device\":{\"since\":\"9\",\"enabled\":true}}");
+	assert_true(ss_ext_sticky_same(a, b));
+	json_object_put(b);
+	b = J("{\"typing\":{\"enabled\":true},\"to_device\":{"
+	      "\"since\":\"9\",\"enabled\":true,\"limit\":5}}");
+	assert_false(ss_ext_sticky_same(a, b));
+	json_object_put(b);
+	b = J("{\"to_device\":{\"enabled\":true}}");
+	assert_false(ss_ext_sticky_same(a, b));
+	json_object_put(b);
+	json_object_put(a);
+}
+
+/* the same rooms, added in any order, are the same blob */
+static void
+test_state_canonical(void **state)
+{
+	struct ss_ext_state x, y;
+	char id[16], *tx, *ty;
+
+	(void)state;
+	ss_ext_state_parse(NULL, &x);
+	ss_ext_state_parse(NULL, &y);
+	x.was_on[SX_TYPING] = y.was_on[SX_TYPING] = true;
+	for (int i = 0; i < 200; i++) {
+		snprintf(id, sizeof(id), "!%d", i);
+		map_put(&x.scope[SX_TYPING], id, (void *)1);
+		snprintf(id, sizeof(id), "!%d", 199 - i);
+		map_put(&y.scope[SX_TYPING], id, (void *)1);
+	}
+	tx = ss_ext_state_text(&x);
+	ty = ss_ext_state_text(&y);
+	assert_string_equal(tx, ty);
+	free(tx);
+	free(ty);
+	ss_ext_state_free(&x);
+	ss_ext_state_free(&y);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_check),      cmocka_unit_test(test_cfg),
-	    cmocka_unit_test(test_scope),      cmocka_unit_test(test_sort),
+	    cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_cfg),
+	    cmocka_unit_test(test_scope),
+	    cmocka_unit_test(test_sort),
 	    cmocka_unit_test(test_state_text),
+	    cmocka_unit_test(test_sticky_same),
+	    cmocka_unit_test(test_state_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
