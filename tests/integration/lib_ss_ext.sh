@@ -29,3 +29,27 @@ assert_woken() {
 	ms=$(cat "$T/$1.ms")
 	[ "$ms" -lt "$2" ] || fail "$1: long-poll took ${ms} ms, not woken (< $2)"
 }
+
+# ss_register TOKEN: registers the device with the api (so its poller
+# starts) and waits for its initial sync, on a connection of its own.
+ss_register() {
+	ss "$1" "" '{"conn_id":"register"}' 0 >/dev/null
+	[ "$(last_status)" = 200 ] || fail "register: $(last_status) $(cat "$T/last_body")"
+}
+
+# ss_woken_by NAME TOKEN POS BODY CMD: a long-poll (5 s) that CMD, run
+# half a second into it, must answer within 4 s; sets $out.
+ss_woken_by() {
+	ss_bg "$1" "$2" "$3" "$4" 5000
+	sleep 0.5
+	eval "$5"
+	ss_wait "$1"
+	assert_woken "$1" 4000
+}
+
+# ss_mk NAME [CREATOR]: a room (name, creator joined), prints its id.
+ss_mk() { sim rooms "{\"creator\":\"${2:-@alice:localhost}\",\"name\":\"$1\"}" | jq -r .room_id; }
+# ss_say ROOM [SENDER]: a message, prints its event id.
+ss_say() {
+	sim "rooms/$1/send" "{\"sender\":\"${2:-@alice:localhost}\",\"type\":\"m.room.message\",\"content\":{\"msgtype\":\"m.text\",\"body\":\"hi\"}}" | jq -r .event_id
+}
