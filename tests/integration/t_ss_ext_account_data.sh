@@ -4,7 +4,8 @@
 # data only for rooms in scope (the lists' windows and the subscriptions,
 # narrowed by the extension's lists/rooms), in full when a room enters
 # the scope, never for an invite; sticky (a request without the
-# extension keeps it on); a long-poll is woken by account data.
+# extension keeps it on); a retried pos gets the changes again; a
+# long-poll is woken by account data.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_ss_ext.sh"
 
@@ -53,6 +54,9 @@ wait_for "[ \$(psql_q \"SELECT count(*) FROM syncv3_account_data WHERE json LIKE
 out=$(ss "$tok" "$p" "$(body 3 '')" 0)
 assert_eq "$(rooms_of "$out")" "[\"$r3\"]" "sticky: only the changed room"
 assert_jq "$out" ".extensions.account_data.rooms[\"$r3\"][0].content.tags|keys" '["u.y"]' "the new value"
+# that response is lost: the client retries its pos and gets it again
+out=$(ss "$tok" "$p" "$(body 3 '')" 0)
+assert_eq "$(rooms_of "$out")" "[\"$r3\"]" "retried pos: the change again"
 p=$(ss_pos "$out")
 # scope narrowed to the subscriptions: lists [] and a subscription to r1
 out=$(ss "$tok" "$p" "{\"lists\":{\"w\":{\"ranges\":[[0,0]],\"timeline_limit\":1}},\"room_subscriptions\":{\"$r1\":{\"timeline_limit\":1}},\"extensions\":{\"account_data\":{\"lists\":[],\"rooms\":[\"*\"]}}}" 0)

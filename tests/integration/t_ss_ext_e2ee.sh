@@ -3,7 +3,8 @@
 # (signed_curve25519 always named) and unused fallback key types on every
 # response, the first one included; device_lists.changed/left only with
 # a pos, the changes after it; a long-poll is woken by new key counts and
-# by a device list change. An unknown extension is ignored.
+# by a device list change. An unknown extension is ignored. The same on
+# /v4/sync.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_ss_ext.sh"
 
@@ -49,6 +50,11 @@ for i in 1 2 3 4 5; do
 	if printf '%s' "$out" | jq -e "$e.device_lists.left|index(\"@bob:localhost\")" >/dev/null; then ok=1; break; fi
 done
 [ -n "$ok" ] || fail "bob not in device_lists.left"
+# the merged dialect (/v4/sync, pos in the body) serves the same
+out=$(ss4 "$tok" "{\"conn_id\":\"v4\",\"extensions\":{\"e2ee\":{\"enabled\":true}}}")
+assert_jq "$out" "$e.device_one_time_keys_count.signed_curve25519" '50' "v4: counts"
+out=$(ss4 "$tok" "{\"conn_id\":\"v4\",\"pos\":\"$(ss_pos "$out")\"}")
+assert_jq "$out" "$e.device_lists" '{"changed":[],"left":[]}' "v4: sticky, device lists with a pos"
 # nothing new: the counts alone do not answer a long-poll
 ss_bg idle "$tok" "$p" "$body" 1500
 ss_wait idle
