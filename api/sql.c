@@ -300,8 +300,8 @@
 #define SS_CREATE                                                              \
 	"WITH c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, " \
 	"dialect) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, "   \
-	"conn_id) DO UPDATE SET gen = greatest(syncv3_ss_conns.gen, "          \
-	"coalesce(syncv3_ss_conns.p_gen, 0)) + 2, pos = 0, subs = '{}', ext = " \
+	"conn_id) DO UPDATE SET gen = syncv3_ss_conns.top_gen + 1, top_gen = " \
+	"syncv3_ss_conns.top_gen + 1, pos = 0, subs = '{}', ext = "            \
 	"'{}', ext_state = NULL, p_gen = NULL, p_pos = NULL, p_subs = NULL, "  \
 	"p_ext = NULL, p_ext_state = NULL, dialect = excluded.dialect, ver = " \
 	"syncv3_ss_conns.ver + 1, created_at = now(), last_used = now() "      \
@@ -316,29 +316,31 @@
 /*
  * $1 conn, $2 ver loaded, $3 confirmed gen, $4 position answered, $5 subs,
  * $6 ext, $7 ext_state, $8.. per room sent: id, nid, limit, rs, lazy,
- * membership. Saved as the unconfirmed response (gen $3 + 1) only if
- * nobody wrote the connection since it was loaded (ver). Rooms re-sent
- * drop their rows older than the confirmed one they replace. One row: 1
- * saved, 0 lost the race.
+ * membership. Saved as the unconfirmed response, under a generation never
+ * handed out before, only if nobody wrote the connection since it was
+ * loaded (ver). Rooms re-sent drop their rows older than the confirmed
+ * one they replace. One row (the new generation), none if it lost the
+ * race.
  */
 #define SS_SAVE                                                                \
-	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = $3::bigint + 1, p_pos " \
-	"= $4::bigint, p_subs = $5, p_ext = $6, p_ext_state = $7, ver = ver + " \
-	"1, last_used = now() WHERE conn = $1::bigint AND ver = $2::bigint "    \
-	"RETURNING conn), "                                                    \
+	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = greatest(top_gen, gen) " \
+	"+ 1, top_gen = greatest(top_gen, gen) + 1, p_pos = $4::bigint, "      \
+	"p_subs = $5, p_ext = $6, p_ext_state = $7, ver = ver + 1, last_used " \
+	"= now() WHERE conn = $1::bigint AND ver = $2::bigint RETURNING conn, " \
+	"p_gen), "                                                             \
 	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
 	"AND o.room_id = ANY($8::text[]) AND o.gen < (SELECT max(n.gen) FROM " \
 	"syncv3_ss_rooms n WHERE n.conn = o.conn AND n.room_id = o.room_id "   \
 	"AND n.gen <= $3::bigint)), "                                          \
 	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
 	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
-	"$3::bigint + 1, k.n, k.l, k.rs, $4::bigint, k.lz, k.m FROM c, "       \
+	"c.p_gen, k.n, k.l, k.rs, $4::bigint, k.lz, k.m FROM c, "              \
 	"unnest($8::text[], $9::bigint[], $10::int[], $11::text[], "           \
 	"$12::text[], $13::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
 	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
 	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
 	"lazy = excluded.lazy, membership = excluded.membership) "             \
-	"SELECT count(*) FROM c"
+	"SELECT p_gen FROM c"
 
 /* The newest row of what connection $2 sent of room r by gen $3. */
 #define SS_SENT(r)                                                             \

@@ -26,7 +26,9 @@ UPDATE syncv3_rooms r SET bump_ts = b.origin_ts, bump_nid = b.nid FROM
 -- naming p_gen confirms it (it becomes gen), a request naming gen drops
 -- it (the client lost it). ver changes on every write: a request saves
 -- only if nobody wrote the row since it loaded it (two racing requests of
--- one connection cannot corrupt it). Idle rows are deleted after
+-- one connection cannot corrupt it). top_gen is the highest generation
+-- ever handed out: every response gets a new one, so the pos of a
+-- response that was dropped never matches again. Idle rows are deleted after
 -- SYNCV3_SS_CONN_IDLE_S, with their rooms.
 CREATE TABLE syncv3_ss_conns (
 	conn bigserial PRIMARY KEY,
@@ -45,6 +47,7 @@ CREATE TABLE syncv3_ss_conns (
 	p_ext text,
 	p_ext_state text,
 	ver bigint NOT NULL DEFAULT 0,
+	top_gen bigint NOT NULL DEFAULT 0,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	last_used timestamptz NOT NULL DEFAULT now(),
 	UNIQUE (user_id, device_id, conn_id)
