@@ -238,9 +238,10 @@ int ss_pos_parse(const char *tok, const char *secret, const char *user_id,
  */
 struct ss_conn {
 	int64_t id;
-	int64_t gen; /* the generation this request continues from */
-	int64_t pos; /* database position that response covered */
-	int64_t ver; /* compare-and-set on save */
+	int64_t gen;       /* the generation this request continues from */
+	int64_t pos;       /* database position that response covered */
+	int64_t ver;       /* compare-and-set on save */
+	int64_t saved_gen; /* the generation this response was saved as */
 	bool is_new;
 	struct json_object *subs; /* sticky subscriptions (raw configs) */
 	struct json_object *ext;  /* sticky extension configs */

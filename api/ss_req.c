@@ -364,7 +364,7 @@ after_auth(struct ss_req *s)
 static void
 save_done(struct ss_req *s)
 {
-	const struct ss_pos next = {s->conn.id, s->conn.gen + 1};
+	const struct ss_pos next = {s->conn.id, s->conn.saved_gen};
 
 	ss_reply(s, &next);
 }
