@@ -526,7 +526,9 @@
  * there is) and live ones (changes after $4): account data $12/$13,
  * typing $14/$15, receipts $16/$19, and $17/$18 the (room, event) pairs
  * of the timelines sent in fresh rooms, whose receipts go with them.
- * Room data only for rooms the user is joined to at $5 (visible.h).
+ * Room data only for rooms the user is joined to at $5 (visible.h),
+ * tested once per room (distinct first: the three extensions' rooms
+ * mostly repeat, and the test is the statement's main cost).
  * The to-device ack is recorded and what every holder acknowledged is
  * deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
  * connection's own counts as $7). Rows: kind, room, then per kind
@@ -539,9 +541,9 @@
 	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
 	"$16::text[] || $19::text[])"
 #define SS_EXT                                                                 \
-	"WITH j AS MATERIALIZED (SELECT DISTINCT x.id FROM " SS_EXT_ROOMS      \
-	" AS x(id) WHERE " VIS_MEMBERSHIP("x.id", "$1", "$5::bigint") " = "    \
-	"'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
+	"WITH j AS MATERIALIZED (SELECT x.id FROM (SELECT DISTINCT u.id FROM " \
+	SS_EXT_ROOMS " AS u(id)) x WHERE " VIS_MEMBERSHIP("x.id", "$1",        \
+	"$5::bigint") " = 'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
 	"conn = $3::bigint), tu AS (INSERT INTO syncv3_ss_to_device_acks "     \
 	"(conn, user_id, device_id, acked) SELECT $3::bigint, $1, $2, "        \
 	"greatest($7::bigint, 0) WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
