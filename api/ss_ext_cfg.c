@@ -23,8 +23,9 @@ static const char *const names[SX_COUNT] = {
     [SX_RECEIPTS] = "receipts",
 };
 
-/* The blob's key per room-scoped extension (NULL: no rooms kept). */
+/* The blob's key per extension whose being on is kept (with its rooms). */
 static const char *const blob_keys[SX_COUNT] = {
+    [SX_TO_DEVICE] = "td", /* no rooms: whether it holds messages */
     [SX_ACCOUNT_DATA] = "ad",
     [SX_TYPING] = "ty",
     [SX_RECEIPTS] = "rc",
