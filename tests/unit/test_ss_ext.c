@@ -249,6 +249,20 @@ test_state_text(void **state)
 	assert_int_equal(map_count(&st.scope[SX_ACCOUNT_DATA]), 2);
 	assert_true(st.was_on[SX_RECEIPTS]);
 	ss_ext_state_free(&st);
+	/* an extension with the same rooms as an earlier one names it */
+	ss_ext_state_parse("{\"ad\":[\"!a\",\"!b\"]}", &st);
+	st.was_on[SX_RECEIPTS] = true;
+	map_put(&st.scope[SX_RECEIPTS], "!b", (void *)1);
+	map_put(&st.scope[SX_RECEIPTS], "!a", (void *)1);
+	t = ss_ext_state_text(&st);
+	assert_string_equal(t, "{\"ad\":[\"!a\",\"!b\"],\"rc\":\"ad\"}");
+	ss_ext_state_free(&st);
+	ss_ext_state_parse(t, &st);
+	free(t);
+	assert_true(st.was_on[SX_RECEIPTS]);
+	assert_int_equal(map_count(&st.scope[SX_RECEIPTS]), 2);
+	assert_non_null(map_get(&st.scope[SX_RECEIPTS], "!a"));
+	ss_ext_state_free(&st);
 	/* garbage is "nothing was on" */
 	ss_ext_state_parse("{not json", &st);
 	for (int k = 0; k < SX_COUNT; k++)
