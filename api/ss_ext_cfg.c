@@ -319,17 +319,17 @@ ss_ext_state_free(struct ss_ext_state *st)
 }
 
 /*
- * A room the core sends from scratch (initial) replaces what the client
- * had of it, so typing and receipts start over for it too (Synapse does
- * the same for receipts, and when the timeline was expanded: the older
- * events' receipts); account data is the user's, not the room's
- * timeline, and stays as sent.
+ * A room the core sends from scratch (initial: first sent, or its
+ * membership became a join) replaces what the client had of it, so each
+ * room extension starts over for it too: an invite in the window was in
+ * scope but got nothing, and once joined it must get its account data
+ * and receipts from before the join. Receipts also start over when the
+ * timeline was expanded (the older events' receipts), as Synapse does.
  */
 static bool
 restarts(enum ss_ext_kind k, const struct ss_ext_room *room)
 {
-	return (k == SX_TYPING || k == SX_RECEIPTS) &&
-	       (room->is_initial || (k == SX_RECEIPTS && room->is_expanded));
+	return room->is_initial || (k == SX_RECEIPTS && room->is_expanded);
 }
 
 void

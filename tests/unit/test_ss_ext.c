@@ -220,9 +220,14 @@ test_sort(void **state)
 	b3 = sort(SX_TYPING, on, &c, b1, "", "");
 	assert_null(strstr(b3, "\"ty\""));
 	free(b3);
-	/* a room the core re-sends from scratch restarts its receipts */
+	/* a room the core re-sends from scratch starts over */
 	b3 = sort(SX_RECEIPTS, on, &c, NULL, "!1!2!3!4", "");
 	rooms[1].is_initial = true;
+	free(sort(SX_RECEIPTS, on, &c, b3, "!2", "!1!3!4"));
+	free(sort(SX_ACCOUNT_DATA, on, &c, b1, "!2", "!1!3!4"));
+	/* an expanded timeline restarts receipts only */
+	rooms[1].is_initial = false;
+	rooms[1].is_expanded = true;
 	free(sort(SX_RECEIPTS, on, &c, b3, "!2", "!1!3!4"));
 	free(sort(SX_ACCOUNT_DATA, on, &c, b1, "", "!1!2!3!4"));
 	free(b3);
