@@ -110,6 +110,7 @@ enum api_sql {
 	Q_ADMIN_FORGET,
 	Q_ADMIN_DROP_USER,
 	Q_ADMIN_RESYNC,
+	Q_SS_EXT,
 	Q_COUNT,
 };
 struct api_stmt {

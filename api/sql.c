@@ -12,11 +12,24 @@
 
 /* session.c */
 /* Deletes the device's messages every live session has acknowledged. */
+/*
+ * The to-device position every live v3 session of device (u, d) has
+ * acknowledged (NULL: none is live); and the one every sliding sync
+ * connection with to_device on has (NULL: none; an expired connection's
+ * row is gone with it). A message is deleted once both are past it:
+ * least() skips a NULL, and is NULL only when nobody holds it at all.
+ */
+#define V3_ACKED(u, d, idle)                                                   \
+	"(SELECT min(acked_to_device) FROM syncv3_sessions s WHERE "           \
+	"s.user_id = " u " AND s.device_id = " d " AND s.last_used > now() - " \
+	"make_interval(secs => " idle "::bigint))"
+#define SS_ACKED(u, d, other)                                                  \
+	"(SELECT min(ss_a.acked) FROM syncv3_ss_to_device_acks ss_a WHERE "    \
+	"ss_a.user_id = " u " AND ss_a.device_id = " d other ")"
 #define SESSION_RELEASE                                                        \
 	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
-	"AND pos <= (SELECT min(acked_to_device) FROM syncv3_sessions s "      \
-	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
-	"make_interval(secs => $3::bigint))"
+	"AND pos <= least(" V3_ACKED("$1", "$2", "$3") ", "                    \
+	SS_ACKED("$1", "$2", "") ")"
 
 /*
  * Whether the request's token is still the device's current one (and not
@@ -32,7 +45,8 @@
 
 /*
  * Loads a live session, refreshes it, records its to-device ack and
- * releases what every live session has now acknowledged, in one
+ * releases what every live session and every sliding sync connection
+ * (SS_ACKED) has now acknowledged, in one
  * statement (the release was a second round trip on every request). The
  * DELETE sees the sessions as they were before the UPDATE, so it counts
  * this session's new ack itself. One row always: whether the token is
@@ -53,7 +67,7 @@
 	          "d AS (DELETE FROM syncv3_to_device WHERE "                  \
 	          "$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = " \
 	          "$2 AND "                                                    \
-	          "device_id = $3 AND pos <= (SELECT min(CASE WHEN "           \
+	          "device_id = $3 AND pos <= least((SELECT min(CASE WHEN "     \
 	          "s.session_id = "                                            \
 	          "$1::bigint THEN greatest(s.acked_to_device, $4::bigint) "   \
 	          "ELSE "                                                      \
@@ -61,7 +75,8 @@
 	          "s.user_id = $2 "                                            \
 	          "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
 	          "s.last_used "                                               \
-	          "> now() - make_interval(secs => $5::bigint)))) "            \
+	          "> now() - make_interval(secs => $5::bigint))), "            \
+	          SS_ACKED("$2", "$3", "") ")) "                               \
 	          "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
 	          "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
 
@@ -312,8 +327,8 @@
 #define SS_CREATE                                                              \
 	"WITH c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, " \
 	"dialect) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, "   \
-	"conn_id) DO UPDATE SET gen = greatest(syncv3_ss_conns.gen, "          \
-	"coalesce(syncv3_ss_conns.p_gen, 0)) + 2, pos = 0, subs = '{}', ext = " \
+	"conn_id) DO UPDATE SET gen = syncv3_ss_conns.top_gen + 1, top_gen = " \
+	"syncv3_ss_conns.top_gen + 1, pos = 0, subs = '{}', ext = "            \
 	"'{}', ext_state = NULL, p_gen = NULL, p_pos = NULL, p_subs = NULL, "  \
 	"p_ext = NULL, p_ext_state = NULL, dialect = excluded.dialect, ver = " \
 	"syncv3_ss_conns.ver + 1, created_at = now(), last_used = now() "      \
@@ -328,29 +343,31 @@
 /*
  * $1 conn, $2 ver loaded, $3 confirmed gen, $4 position answered, $5 subs,
  * $6 ext, $7 ext_state, $8.. per room sent: id, nid, limit, rs, lazy,
- * membership. Saved as the unconfirmed response (gen $3 + 1) only if
- * nobody wrote the connection since it was loaded (ver). Rooms re-sent
- * drop their rows older than the confirmed one they replace. One row: 1
- * saved, 0 lost the race.
+ * membership. Saved as the unconfirmed response, under a generation never
+ * handed out before, only if nobody wrote the connection since it was
+ * loaded (ver). Rooms re-sent drop their rows older than the confirmed
+ * one they replace. One row (the new generation), none if it lost the
+ * race.
  */
 #define SS_SAVE                                                                \
-	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = $3::bigint + 1, p_pos " \
-	"= $4::bigint, p_subs = $5, p_ext = $6, p_ext_state = $7, ver = ver + " \
-	"1, last_used = now() WHERE conn = $1::bigint AND ver = $2::bigint "    \
-	"RETURNING conn), "                                                    \
+	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = greatest(top_gen, gen) " \
+	"+ 1, top_gen = greatest(top_gen, gen) + 1, p_pos = $4::bigint, "      \
+	"p_subs = $5, p_ext = $6, p_ext_state = $7, ver = ver + 1, last_used " \
+	"= now() WHERE conn = $1::bigint AND ver = $2::bigint RETURNING conn, " \
+	"p_gen), "                                                             \
 	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
 	"AND o.room_id = ANY($8::text[]) AND o.gen < (SELECT max(n.gen) FROM " \
 	"syncv3_ss_rooms n WHERE n.conn = o.conn AND n.room_id = o.room_id "   \
 	"AND n.gen <= $3::bigint)), "                                          \
 	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
 	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
-	"$3::bigint + 1, k.n, k.l, k.rs, $4::bigint, k.lz, k.m FROM c, "       \
+	"c.p_gen, k.n, k.l, k.rs, $4::bigint, k.lz, k.m FROM c, "              \
 	"unnest($8::text[], $9::bigint[], $10::int[], $11::text[], "           \
 	"$12::text[], $13::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
 	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
 	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
 	"lazy = excluded.lazy, membership = excluded.membership) "             \
-	"SELECT count(*) FROM c"
+	"SELECT p_gen FROM c"
 
 /* The newest row of what connection $2 sent of room r by gen $3. */
 #define SS_SENT(r)                                                             \
@@ -359,38 +376,6 @@
 	"sr.room_id = " r " AND sr.gen <= $3::bigint ORDER BY sr.gen DESC "    \
 	"LIMIT 1)"
 
-/*
- * The user's latest member row of room r at p, as visible.h's
- * VIS_MEMBER_ROW, with its event (kicked or left by self, its time).
- */
-#define SS_MEMBER_ROW(r, p)                                                    \
-	"LATERAL (SELECT vis_s.membership, vis_s.from_pos, vis_s.nid FROM "    \
-	"syncv3_state vis_s WHERE vis_s.state_key = $1 AND vis_s.room_id = " r \
-	" AND vis_s.type = 'm.room.member' AND vis_s.from_pos <= " p " ORDER " \
-	"BY vis_s.from_pos DESC LIMIT 1)"
-
-/*
- * bump_stamp and the sort key (ss.h): a joined room's newest bump event's
- * time (r.bump_ts), else the time of the user's membership (m, at the
- * position at): its event's, an invite's from the invite event in the
- * stripped state, else the wall clock mark of that position.
- */
-#define SS_BUMP_TS(m, at, vst, ur)                                             \
-	"CASE WHEN " m " = 'join' AND coalesce(r.bump_nid, 0) > 0 THEN "       \
-	"r.bump_ts WHEN " vst ".nid IS NOT NULL AND " vst ".from_pos >= " at   \
-	" THEN (SELECT e.origin_ts FROM syncv3_events e WHERE e.nid = " vst    \
-	".nid) ELSE coalesce((SELECT (x.e->>'origin_server_ts')::bigint FROM " \
-	"json_array_elements(CASE WHEN json_typeof(" ur ".invite_state::json) " \
-	"= 'array' THEN " ur ".invite_state::json ELSE '[]'::json END) AS "    \
-	"x(e) WHERE x.e->>'type' = 'm.room.member' AND x.e->>'state_key' = $1 " \
-	"AND json_typeof(x.e->'origin_server_ts') = 'number' LIMIT 1), (SELECT " \
-	"(extract(epoch FROM pm.at) * 1000)::bigint FROM syncv3_pos_marks pm " \
-	"WHERE pm.pos <= " at " ORDER BY pm.pos DESC LIMIT 1), 0) END"
-/* Its tie-break: the event's nid, or the membership's position. */
-#define SS_BUMP_NID(m, at)                                                     \
-	"CASE WHEN " m " = 'join' AND coalesce(r.bump_nid, 0) > 0 THEN "       \
-	"r.bump_nid ELSE " at " END"
-
 /* Is room x in the user's m.direct (content: user -> [room ids])? */
 #define SS_IS_DM(x)                                                            \
 	"EXISTS (SELECT 1 FROM syncv3_account_data ad, jsonb_each("            \
@@ -398,10 +383,24 @@
 	"ad.room_id = '' AND ad.type = 'm.direct' AND jsonb_typeof(kv.v) = "   \
 	"'array' AND kv.v ? " x ")"
 
-/* Room type r.room_type among $n (a NULL element: no type). */
+/*
+ * An invite's stripped state event of type t (first match), for the
+ * filters: what the invite tells is all the user may know of the room.
+ */
+#define SS_INVITE_EV(t)                                                        \
+	"(SELECT x.e FROM json_array_elements(CASE WHEN json_typeof("          \
+	"ur.invite_state::json) = 'array' THEN ur.invite_state::json ELSE "    \
+	"'[]'::json END) AS x(e) WHERE x.e->>'type' = '" t "' LIMIT 1)"
+/* The room's type (m.room.create content.type), NULL if none. */
+#define SS_ROOM_TYPE                                                           \
+	"(CASE WHEN ur.membership = 'invite' THEN " SS_INVITE_EV(              \
+	    "m.room.create") "->'content'->>'type' ELSE (SELECT rt.room_type " \
+	"FROM syncv3_rooms rt WHERE rt.room_id = ur.room_id) END)"
+/* Room type among $n (a NULL element: no type). */
 #define SS_TYPE_IN(n)                                                          \
-	"(coalesce(r.room_type = ANY(" n "::text[]), false) OR (r.room_type "  \
-	"IS NULL AND array_position(" n "::text[], NULL) IS NOT NULL))"
+	"(coalesce(" SS_ROOM_TYPE " = ANY(" n "::text[]), false) OR ("         \
+	SS_ROOM_TYPE " IS NULL AND array_position(" n "::text[], NULL) IS "    \
+	"NOT NULL))"
 #define SS_TAGGED(n)                                                           \
 	"EXISTS (SELECT 1 FROM syncv3_account_data tg WHERE tg.user_id = $1 "  \
 	"AND tg.room_id = ur.room_id AND tg.type = 'm.tag' AND "               \
@@ -409,93 +408,121 @@
 
 /*
  * The user's rooms a list may show, by the MSC: joined, invited and
- * knocked; banned or kicked after a join; left by themselves only when
- * this connection already sent the room. Membership by visible.h's rule
- * at the snapshot; the sort key is the room's newest bump event when
- * joined, else the membership's (SS_BUMP_TS).
+ * knocked; banned after a join or kicked; left by themselves only when
+ * this connection already sent the room. The membership is the user's
+ * own row (their sync's view): the rooms sent are checked against
+ * visible.h's rule by SS_ROOMS, so a list never shows more than that
+ * allows. Each filter is skipped at run time when its parameter is NULL
+ * (OR stops at the first true), so a list without filters is an index
+ * scan of syncv3_user_rooms_ss.
  */
 #define SS_CANDIDATES                                                          \
-	"SELECT ur.room_id, m.m AS membership, " SS_BUMP_TS("m.m", "m.at",     \
-	"vst", "ur") " AS bump, " SS_BUMP_NID("m.m", "m.at") " AS bump2 FROM " \
-	"syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON r.room_id = "        \
-	"ur.room_id LEFT JOIN " SS_MEMBER_ROW("ur.room_id", PP) " vst ON true " \
-	"CROSS JOIN "                                                          \
-	"LATERAL (SELECT " VIS_MEMBERSHIP_OF("ur", "vst", PP) " AS m, CASE "   \
-	"WHEN vst.from_pos IS NOT NULL AND (ur.pos > " PP " OR vst.from_pos "  \
-	">= ur.pos) THEN vst.from_pos ELSE ur.pos END AS at) m "               \
-	"WHERE ur.user_id = $1 AND (m.m IN ('join', 'invite', 'knock') OR "    \
-	"(m.m = 'ban' AND EXISTS (SELECT 1 FROM syncv3_state j WHERE "         \
-	"j.room_id = ur.room_id AND j.type = 'm.room.member' AND j.state_key " \
-	"= $1 AND j.membership = 'join')) OR (m.m = 'leave' AND (coalesce(("   \
-	"SELECT e.sender FROM syncv3_events e WHERE e.nid = vst.nid), $1) <> " \
-	"$1 OR EXISTS (SELECT 1 FROM syncv3_ss_rooms sr WHERE sr.conn = "      \
-	"$2::bigint AND sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) " \
+	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND (ur.membership " \
+	"IN ('join', 'invite', 'knock') OR (ur.membership = 'ban' AND EXISTS " \
+	"(SELECT 1 FROM syncv3_state j WHERE j.room_id = ur.room_id AND "     \
+	"j.type = 'm.room.member' AND j.state_key = $1 AND j.membership = "   \
+	"'join')) OR (ur.membership = 'leave' AND (coalesce((SELECT e.sender " \
+	"FROM syncv3_state k JOIN syncv3_events e ON e.nid = k.nid WHERE "    \
+	"k.room_id = ur.room_id AND k.type = 'm.room.member' AND k.state_key " \
+	"= $1 ORDER BY k.from_pos DESC LIMIT 1), $1) <> $1 OR EXISTS (SELECT " \
+	"1 FROM syncv3_ss_rooms sr WHERE sr.conn = $2::bigint AND "            \
+	"sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) "               \
 	"AND ($4::bool IS NULL OR " SS_IS_DM("ur.room_id") " = $4::bool) "     \
-	"AND ($5::bool IS NULL OR (m.m = 'invite') = $5::bool) "               \
-	"AND ($6::bool IS NULL OR coalesce(r.is_encrypted, false) = $6::bool) " \
+	"AND ($5::bool IS NULL OR (ur.membership = 'invite') = $5::bool) "     \
+	"AND ($6::bool IS NULL OR coalesce(CASE WHEN ur.membership = "        \
+	"'invite' THEN " SS_INVITE_EV("m.room.encryption") " IS NOT NULL "     \
+	"WHEN ur.membership IN ('leave', 'ban') THEN EXISTS (SELECT 1 FROM "   \
+	"syncv3_state se WHERE se.room_id = ur.room_id AND se.type = "         \
+	"'m.room.encryption' AND se.state_key = '' AND se.from_pos <= "        \
+	"ur.pos) ELSE (SELECT re.is_encrypted FROM syncv3_rooms re WHERE "     \
+	"re.room_id = ur.room_id) END, false) = $6::bool) "                    \
 	"AND ($7::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "   \
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
 	"c.room_id = ANY($7::text[]) AND c.type = 'm.space.child' AND "        \
 	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
-	"AND " VIS_MEMBERSHIP("c.room_id", "$1", PP) " = 'join')) "            \
+	"AND " VIS_MEMBERSHIP("c.room_id", "$1",                              \
+	    "(SELECT pos FROM syncv3_position)") " = 'join')) "                \
 	"AND ($8::text[] IS NULL OR " SS_TYPE_IN("$8") ") "                    \
-	"AND ($9::text[] IS NULL OR NOT " SS_TYPE_IN("$9") ") "                \
+	"AND ($9::text[] IS NULL OR NOT (" SS_TYPE_IN("$9") ")) "              \
 	"AND ($10::text[] IS NULL OR " SS_TAGGED("$10") ") "                   \
 	"AND ($11::text[] IS NULL OR NOT " SS_TAGGED("$11") ")"
 
 /*
- * One list: its count and the rooms of its ranges ($12 starts, $13 ends;
- * NULL: all), newest activity first, ties by room id. $1 user, $2 conn,
- * $3 gen, $4.. the filters (NULL: unset). Rows: position, count, then
- * room, membership, bump (NULLs when the window is empty).
+ * One list: the position, its count and the rooms of its ranges ($12
+ * starts, $13 ends; NULL: all; $14 the highest end + 1, so the scan
+ * stops there), newest activity first, ties by position then room id.
+ * $1 user, $2 conn, $3 gen, $4.. the filters (NULL: unset). Rows:
+ * position, count, then room, membership (NULLs for an empty window).
  */
 #define SS_LIST                                                                \
-	"WITH pp AS (SELECT pos AS p FROM syncv3_position), cand AS ("         \
-	SS_CANDIDATES "), w AS (SELECT y.* FROM (SELECT cand.*, row_number() " \
-	"OVER (ORDER BY cand.bump DESC, cand.bump2 DESC, cand.room_id) - 1 AS " \
-	"idx FROM cand) y "                                                    \
-	"WHERE $12::bigint[] IS NULL OR EXISTS (SELECT 1 FROM unnest("         \
-	"$12::bigint[], $13::bigint[]) AS g(lo, hi) WHERE y.idx BETWEEN g.lo " \
-	"AND g.hi)) SELECT pp.p, (SELECT count(*) FROM cand), w.room_id, "     \
-	"w.membership, w.bump FROM pp LEFT JOIN w ON true ORDER BY w.idx"
+	"WITH w AS (SELECT y.room_id, y.membership, y.idx FROM (SELECT "       \
+	"ur.room_id, ur.membership, row_number() OVER (ORDER BY "             \
+	"ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, ur.room_id) - 1 AS idx "     \
+	SS_CANDIDATES " ORDER BY ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, "    \
+	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
+	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
+	"hi) WHERE y.idx BETWEEN g.lo AND g.hi)) SELECT p.pos, (SELECT "       \
+	"count(*) " SS_CANDIDATES "), w.room_id, w.membership FROM "           \
+	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
  * The rooms to answer ($4, list windows and subscriptions) at position
  * $5: what the user may see of each (visible.h: membership at $5 and the
  * last position they may see, capped at their leave), its summary, and
- * what this connection sent of it. Rooms the user was never in are left
- * out. $1 user, $2 conn, $3 gen.
+ * what this connection sent of it (the last position seen is only worked
+ * out for rooms left: it costs). A room left shows its name, avatar and
+ * heroes as of the leave (nothing after it). Whether its name, members or
+ * bump event changed since it was sent. Rooms the user was never in are
+ * left out. $1 user, $2 conn, $3 gen.
  */
+/* The room's state (type, "") field f at position v.p (SS_ROOMS). */
+#define SS_AT(type, f)                                                         \
+	"(SELECT (ae.json::json)->'content'->>'" f "' FROM syncv3_state sa "   \
+	"JOIN syncv3_events ae ON ae.nid = sa.nid WHERE sa.room_id = q.id AND " \
+	"sa.type = '" type "' AND sa.state_key = '' AND sa.from_pos <= v.p "   \
+	"AND coalesce(sa.to_pos, 9223372036854775807) > v.p LIMIT 1)"
+/* Did state of types t (SQL list) change since the room was sent? */
+#define SS_CHANGED(t)                                                          \
+	"EXISTS (SELECT 1 FROM syncv3_state sc WHERE sc.room_id = q.id AND "   \
+	"sc.type IN " t " AND sc.from_pos > coalesce(sent.state_pos, 0) AND "  \
+	"sc.from_pos <= v.p)"
 #define SS_ROOMS                                                               \
-	"SELECT q.id, v.m, v.last, r.name, r.avatar, coalesce(r.joined_count, " \
-	"0), coalesce(r.invited_count, 0), " SS_BUMP_TS("v.m", "v.at", "vst",  \
-	"ur") ", greatest(coalesce(r.updated_pos, 0), coalesce(ur.updated_pos, " \
+	"SELECT q.id, v.m, v.last, " SS_AT("m.room.name", "name") ", "        \
+	SS_AT("m.room.avatar", "url") ", coalesce(r.joined_count, 0), "        \
+	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
+	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
+	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
-	"ur.prev_batch, CASE WHEN coalesce(r.name, '') = '' AND coalesce("     \
-	"r.canonical_alias, '') = '' THEN (SELECT json_agg(json_strip_nulls("  \
+	"ur.prev_batch, CASE WHEN coalesce(" SS_AT("m.room.name", "name")      \
+	", '') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
+	", '') = '' THEN (SELECT json_agg(json_strip_nulls("                   \
 	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
 	"->'content'->>'displayname', 'avatar_url', (he.json::json)->"         \
 	"'content'->>'avatar_url'))) FROM (SELECT json_array_elements_text("   \
-	"CASE WHEN coalesce(ur.heroes, '') NOT IN ('', '[]') THEN "            \
-	"ur.heroes::json ELSE (SELECT coalesce(json_agg(hm.state_key), "       \
-	"'[]'::json) FROM (SELECT s.state_key FROM syncv3_state s WHERE "      \
-	"s.room_id = q.id AND s.type = 'm.room.member' AND s.to_pos IS NULL "  \
-	"AND s.membership IN ('join', 'invite') AND s.state_key <> $1 ORDER "  \
-	"BY s.state_key LIMIT 5) hm) END) AS uid) h LEFT JOIN syncv3_state "   \
-	"hs ON hs.room_id = q.id AND hs.type = 'm.room.member' AND "           \
-	"hs.state_key = h.uid AND hs.to_pos IS NULL LEFT JOIN syncv3_events "  \
-	"he ON he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "         \
+	"CASE WHEN v.last IS NULL AND coalesce(ur.heroes, '') NOT IN ('', "    \
+	"'[]') THEN ur.heroes::json ELSE (SELECT coalesce(json_agg("           \
+	"hm.state_key), '[]'::json) FROM (SELECT s.state_key FROM "            \
+	"syncv3_state s WHERE s.room_id = q.id AND s.type = 'm.room.member' "  \
+	"AND s.from_pos <= v.p AND coalesce(s.to_pos, 9223372036854775807) > " \
+	"v.p AND s.membership IN ('join', 'invite') AND s.state_key <> $1 "    \
+	"ORDER BY s.state_key LIMIT 5) hm) END) AS uid) h LEFT JOIN "          \
+	"syncv3_state hs ON hs.room_id = q.id AND hs.type = 'm.room.member' "  \
+	"AND hs.state_key = h.uid AND hs.from_pos <= v.p AND coalesce("        \
+	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
+	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"r.canonical_alias FROM unnest($4::text[]) AS q(id) CROSS JOIN "       \
-	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m, " \
-	"" VIS_LAST("q.id", "$1", "$5::bigint") " AS last, greatest((SELECT " \
-	"max(s.from_pos) FROM syncv3_state s WHERE s.room_id = q.id AND "      \
-	"s.type = 'm.room.member' AND s.state_key = $1 AND s.from_pos <= "     \
-	"$5::bigint), (SELECT u.pos FROM syncv3_user_rooms u WHERE u.user_id " \
-	"= $1 AND u.room_id = q.id AND u.pos <= $5::bigint)) AS at) v LEFT JOIN syncv3_rooms r ON r.room_id = q.id LEFT JOIN "     \
+	"NULL, " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
+	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member')")      \
+	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
+	"FROM unnest($4::text[]) AS q(id) CROSS JOIN "                         \
+	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m) " \
+	"vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ('join', "      \
+	"'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",            \
+	"$5::bigint") " END AS last) vl CROSS JOIN LATERAL (SELECT vl.m, "     \
+	"vl.last, coalesce(vl.last, $5::bigint) AS p) v LEFT JOIN "            \
+	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
-	"JOIN " SS_SENT("q.id") " sent ON true LEFT JOIN " SS_MEMBER_ROW(      \
-	"q.id", "$5::bigint") " vst ON true WHERE v.m IS NOT NULL"
+	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL"
 
 /*
  * Timeline and state of rooms $1 (with per-room bounds: $2 timeline
@@ -503,8 +530,8 @@
  * than the limit so "limited" is known) for user $6: the timeline is what
  * visible.h lets them see, newest first; state rows current at the bound
  * whose (type, state_key) matches a pattern of $7/$8 ('*' any), exact
- * matching is done by the caller. Rows: kind, room, nid, json, type,
- * state_key, sender, event_id.
+ * matching is done by the caller. Rows: kind, room, nid (state: its
+ * from_pos), json, type, state_key, sender, event_id.
  */
 #define SS_DETAIL                                                              \
 	"SELECT 't', r.id, x.nid, x.json, x.type, x.state_key, x.sender, "    \
@@ -513,10 +540,11 @@
 	"e.json, e.type, e.state_key, e.sender, e.event_id FROM "              \
 	"syncv3_events e WHERE e.nid IN "                                      \
 	VIS_LAST_EVENTS("r.id", "$6", "r.p", "r.f", "r.n") ") x UNION ALL "    \
-	"SELECT 's', r.id, y.nid, y.json, y.type, y.state_key, NULL, NULL "   \
+	"SELECT 's', r.id, y.from_pos, y.json, y.type, y.state_key, NULL, "   \
+	"NULL "                                                                \
 	"FROM "                                                                \
 	"unnest($1::text[], $3::bigint[], $4::bigint[]) AS r(id, f, p) CROSS " \
-	"JOIN LATERAL (SELECT s.nid, e.json, s.type, s.state_key FROM "        \
+	"JOIN LATERAL (SELECT s.from_pos, e.json, s.type, s.state_key FROM "   \
 	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE s.room_id " \
 	"= r.id AND s.from_pos <= r.p AND s.from_pos > r.f AND coalesce("      \
 	"s.to_pos, 9223372036854775807) > r.p AND EXISTS (SELECT 1 FROM "      \
@@ -524,9 +552,13 @@
 	"s.type) AND (k.sk = '*' OR k.sk = s.state_key))) y WHERE r.f >= 0 "   \
 	"ORDER BY 1, 2, 3 DESC"
 
-/* The member events of ($1 room, $2 user) pairs at $3 (per room bound). */
+/*
+ * The member events of ($1 room, $2 user) pairs at $3 (per room bound),
+ * with the position they took effect (resent to $LAZY when newer).
+ */
 #define SS_MEMBERS                                                             \
-	"SELECT k.r, s.state_key, e.json FROM unnest($1::text[], $2::text[], " \
+	"SELECT k.r, s.state_key, e.json, s.from_pos FROM unnest($1::text[], " \
+	"$2::text[], "                                                         \
 	"$3::bigint[]) AS k(r, u, p) JOIN syncv3_state s ON s.room_id = k.r "  \
 	"AND s.type = 'm.room.member' AND s.state_key = k.u AND s.from_pos <= " \
 	"k.p AND coalesce(s.to_pos, 9223372036854775807) > k.p JOIN "          \
@@ -558,6 +590,78 @@
 	"FROM syncv3_devices d LEFT JOIN syncv3_leases l ON l.user_id = "      \
 	"d.user_id AND l.device_id = d.device_id LEFT JOIN syncv3_pollers p "  \
 	"ON p.id = l.owner "
+/* ss_ext.c */
+/*
+ * The extensions of one sliding sync response, one round trip:
+ * $1 user, $2 device, $3 connection, $4 from, $5 to (the response's
+ * position), $6 to_device on, $7 its since (-1: none), $8 limit, $9 the
+ * v3 session idle seconds, $10 e2ee on, $11 global account data (0 off,
+ * 1 all, 2 changes), per room-scoped extension its fresh rooms (all
+ * there is) and live ones (changes after $4): account data $12/$13,
+ * typing $14/$15, receipts $16/$19, and $17/$18 the (room, event) pairs
+ * of the timelines sent in fresh rooms, whose receipts go with them;
+ * $20 to_device was on in the confirmed response: turned off, the
+ * connection stops holding messages (its ack row goes, and what the
+ * others acknowledged is deleted).
+ * Room data only for rooms the user is joined to at $5 (visible.h),
+ * tested once per room (distinct first: the three extensions' rooms
+ * mostly repeat, and the test is the statement's main cost).
+ * The to-device ack is recorded and what every holder acknowledged is
+ * deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
+ * connection's own counts as $7). Rows: kind, room, then per kind
+ * d: json, pos; k: otk counts, fallback types, pos; l: user, change, pos;
+ * g/a: type, json, pos; t: user_ids, pos; r: event, type, user, thread,
+ * ts.
+ */
+/* clang-format off */
+#define SS_EXT_ROOMS                                                           \
+	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
+	"$16::text[] || $19::text[])"
+#define SS_EXT                                                                 \
+	"WITH j AS MATERIALIZED (SELECT x.id FROM (SELECT DISTINCT u.id FROM " \
+	SS_EXT_ROOMS " AS u(id)) x WHERE " VIS_MEMBERSHIP("x.id", "$1",        \
+	"$5::bigint") " = 'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
+	"conn = $3::bigint), tu AS (INSERT INTO syncv3_ss_to_device_acks "     \
+	"(conn, user_id, device_id, acked) SELECT $3::bigint, $1, $2, "        \
+	"greatest($7::bigint, 0) WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
+	"SET acked = excluded.acked WHERE excluded.acked > "                   \
+	"syncv3_ss_to_device_acks.acked RETURNING 1), tx AS (DELETE FROM "     \
+	"syncv3_ss_to_device_acks WHERE NOT $6::bool AND $20::bool AND conn = " \
+	"$3::bigint RETURNING 1), td AS (DELETE FROM syncv3_to_device WHERE "  \
+	"(($6::bool AND $7::bigint > 0) OR (NOT $6::bool AND $20::bool)) AND " \
+	"user_id = $1 AND device_id = $2 AND pos <= least(CASE WHEN $6::bool " \
+	"THEN $7::bigint END, " V3_ACKED("$1", "$2", "$9") ", "                \
+	SS_ACKED("$1", "$2", " AND ss_a.conn <> $3::bigint") ") RETURNING 1) " \
+	"SELECT 'd', NULL, m.json, NULL, NULL, NULL, m.pos FROM (SELECT pos, " \
+	"json FROM syncv3_to_device WHERE $6::bool AND user_id = $1 AND "      \
+	"device_id = $2 AND pos > greatest($7::bigint, coalesce((SELECT "      \
+	"acked FROM ta), 0)) AND pos <= $5::bigint ORDER BY pos LIMIT "        \
+	"$8::bigint) m UNION ALL SELECT 'k', NULL, k.otk_counts, "             \
+	"k.fallback_types, NULL, NULL, coalesce(k.pos, 0) FROM (SELECT 1) one " \
+	"LEFT JOIN syncv3_device_keys k ON k.user_id = $1 AND k.device_id = "  \
+	"$2 WHERE $10::bool UNION ALL SELECT 'l', NULL, l.target_user, "       \
+	"l.change, NULL, NULL, l.pos FROM syncv3_device_lists l WHERE "        \
+	"$10::bool AND $4::bigint > 0 AND l.user_id = $1 AND l.device_id = $2 " \
+	"AND l.pos > $4::bigint AND l.pos <= $5::bigint UNION ALL SELECT "     \
+	"'g', '', g.type, g.json, NULL, NULL, g.pos FROM syncv3_account_data " \
+	"g WHERE $11::int > 0 AND g.user_id = $1 AND g.room_id = '' AND "      \
+	"g.pos <= $5::bigint AND ($11::int = 1 OR g.pos > $4::bigint) "        \
+	"UNION ALL SELECT 'a', a.room_id, a.type, a.json, NULL, NULL, a.pos "  \
+	"FROM syncv3_account_data a JOIN j ON j.id = a.room_id WHERE "         \
+	"a.user_id = $1 AND a.pos <= $5::bigint AND (a.room_id = "             \
+	"ANY($12::text[]) OR (a.room_id = ANY($13::text[]) AND a.pos > "       \
+	"$4::bigint)) UNION ALL SELECT 't', t.room_id, t.user_ids, NULL, "     \
+	"NULL, NULL, t.pos FROM syncv3_typing t JOIN j ON j.id = t.room_id "   \
+	"WHERE t.pos <= $5::bigint AND ((t.room_id = ANY($14::text[]) AND "    \
+	"t.user_ids <> '[]') OR (t.room_id = ANY($15::text[]) AND t.pos > "    \
+	"$4::bigint)) UNION ALL SELECT 'r', x.room_id, x.event_id, "           \
+	"x.receipt_type, x.user_id, x.thread_id, x.ts FROM syncv3_receipts x " \
+	"JOIN j ON j.id = x.room_id WHERE x.pos <= $5::bigint AND "            \
+	"(x.receipt_type <> 'm.read.private' OR x.user_id = $1) AND "          \
+	"((x.room_id = ANY($16::text[]) AND (x.user_id = $1 OR (x.room_id, "   \
+	"x.event_id) IN (SELECT * FROM unnest($17::text[], $18::text[])))) "   \
+	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint)) "           \
+	"ORDER BY 1, 2, 7"
 /* clang-format on */
 
 /* clang-format off */
@@ -650,7 +754,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 6},
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 5},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 13},
-	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 13},
+	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 8},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
@@ -723,6 +827,8 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_ADMIN_RESYNC] = {"api_admin_resync",
 	    "UPDATE syncv3_devices SET since = '' WHERE user_id = $1 AND "
 	    "device_id = $2 RETURNING 1", 2},
+	/* ss_ext.c: the extensions of a sliding sync response */
+	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 20},
 };
 /* clang-format on */
 

@@ -52,12 +52,16 @@ enum ss_tri {
 
 /*
  * One required_state entry. type/state_key NULL: any (Synapse "*", a
- * v4 element without the field). state_key may be "$ME" (the user) or,
- * Synapse dialect, "$LAZY" (parsed into lazy_members instead).
+ * v4 element without the field). state_key may be "$ME" (the user);
+ * Synapse's "$LAZY" is parsed into lazy_members instead. group: combined
+ * configs are kept apart (the MSC's option a), an exclude only cancels
+ * the includes of its own group; group 0 holds the includes of configs
+ * without excludes.
  */
 struct ss_rs_elem {
 	char *type;
 	char *state_key;
+	int group;
 };
 
 struct ss_required_state {
@@ -165,6 +169,9 @@ bool ss_rs_matches(const struct ss_required_state *rs, const char *type,
                    const char *state_key, const char *me);
 /* Canonical text of a config's required_state (stored per room sent). */
 char *ss_rs_canonical(const struct ss_required_state *rs);
+/* Its inverse: 0, or -1 (rs empty) for text that is not canonical. */
+int ss_rs_from_canonical(const char *text, struct ss_required_state *rs);
+void ss_rs_free(struct ss_required_state *rs);
 /*
  * Merges a request's extensions into the connection's sticky ones: per
  * extension, the request's fields replace the stored ones of the same
@@ -238,9 +245,10 @@ int ss_pos_parse(const char *tok, const char *secret, const char *user_id,
  */
 struct ss_conn {
 	int64_t id;
-	int64_t gen; /* the generation this request continues from */
-	int64_t pos; /* database position that response covered */
-	int64_t ver; /* compare-and-set on save */
+	int64_t gen;       /* the generation this request continues from */
+	int64_t pos;       /* database position that response covered */
+	int64_t ver;       /* compare-and-set on save */
+	int64_t saved_gen; /* the generation this response was saved as */
 	bool is_new;
 	struct json_object *subs; /* sticky subscriptions (raw configs) */
 	struct json_object *ext;  /* sticky extension configs */
@@ -321,6 +329,11 @@ unsigned ss_ext_wake(struct json_object *cfg);
  * ss_ext_run's done also answers the request and saves nothing.
  */
 int ss_ext_check(struct json_object *extensions, struct ss_parse_err *err);
+/*
+ * Are two sticky extension configs the same setting? to_device.since, an
+ * acknowledgement that changes with every request, is left out.
+ */
+bool ss_ext_sticky_same(struct json_object *a, struct json_object *b);
 
 /* ss_req.c: the request path (both endpoints) */
 void ss_handle_synapse(struct api *api, struct evhttp_request *req);
@@ -359,6 +372,7 @@ struct ss_room {
 	char *name, *avatar, *heroes, *invite_state, *prev_batch;
 	int64_t joined, invited, notif, highlight;
 	bool is_dm;
+	bool is_name_changed, is_members_changed, is_bump_changed;
 	bool has_sent;
 	int64_t s_nid, s_limit, s_state_pos;
 	char *s_rs, *s_membership;
@@ -366,7 +380,10 @@ struct ss_room {
 	bool is_send, is_initial, is_expanded, is_limited;
 	int64_t tl_from, st_from, ub;
 	char *rs_canon;
-	struct json_object *lazy; /* array: members sent from now on */
+	struct json_object *lazy;       /* array: members sent from now on */
+	struct json_object *lazy_asked; /* members asked for this round */
+	struct ss_required_state s_cfg; /* the config sent, when it differs */
+	bool has_s_cfg;
 	int64_t max_nid;
 	char **tl, **st, **event_ids; /* timeline oldest first, state */
 	int ntl, nst, nevent_ids;

@@ -157,15 +157,18 @@ saved_cb(PGresult *res, void *arg)
 {
 	struct conn_op *op = arg;
 
-	if (res == NULL || PQntuples(res) != 1)
+	if (res == NULL)
 		op_end(op, 503, "M_UNKNOWN", "cannot store the connection");
-	else if (strcmp(PQgetvalue(res, 0, 0), "1") != 0)
+	else if (PQntuples(res) != 1)
 		/* another request of this connection wrote it meanwhile */
 		op_end(op, 400, "M_UNKNOWN_POS",
 		       "this connection was "
 		       "continued by another request: start a new connection");
-	else
+	else {
+		op->s->conn.saved_gen =
+		    strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		op_end(op, 0, NULL, NULL);
+	}
 }
 
 /* The columns of the rooms this response sent, as array literals. */

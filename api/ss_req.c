@@ -331,7 +331,7 @@ sticky_merge(struct ss_req *s)
 	ss_ext_merge(s->ext, s->conn.ext);
 	ss_ext_merge(s->ext, s->q.extensions);
 	s->is_sticky_changed = !json_same(s->subs, s->conn.subs) ||
-	                       !json_same(s->ext, s->conn.ext);
+	                       !ss_ext_sticky_same(s->ext, s->conn.ext);
 }
 
 /* Checks once the token is known (a client learns that first). */
@@ -366,7 +366,7 @@ after_auth(struct ss_req *s)
 static void
 save_done(struct ss_req *s)
 {
-	const struct ss_pos next = {s->conn.id, s->conn.gen + 1};
+	const struct ss_pos next = {s->conn.id, s->conn.saved_gen};
 
 	ss_reply(s, &next);
 }

@@ -24,6 +24,7 @@
 #include "util.h"
 
 static void rooms_step(struct ss_req *s);
+static bool strv_has(struct json_object *a, const char *x);
 static void detail_step(struct ss_req *s);
 static void members_step(struct ss_req *s);
 static void ext_step(struct ss_req *s);
@@ -144,8 +145,9 @@ list_query(struct ss_req *s, int idx)
 {
 	const struct ss_list *l = &s->q.lists[idx];
 	struct pg_lit arr[7];
-	char a[PG_I64_LEN], b[PG_I64_LEN];
-	const char *p[13];
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
+	const char *p[14];
+	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
 
 	memset(arr, 0, sizeof(arr));
@@ -168,9 +170,14 @@ list_query(struct ss_req *s, int idx)
 	for (int i = 0; i < l->nranges; i++) {
 		pg_arr_i64(&arr[5], l->ranges[i].lo);
 		pg_arr_i64(&arr[6], l->ranges[i].hi);
+		if (l->ranges[i].hi >= end)
+			end = l->ranges[i].hi < INT64_MAX ? l->ranges[i].hi + 1
+			                                  : INT64_MAX;
 	}
 	p[11] = l->nranges > 0 ? pg_arr_end(&arr[5]) : NULL;
 	p[12] = l->nranges > 0 ? pg_arr_end(&arr[6]) : NULL;
+	/* the scan stops after the last range (LIMIT NULL: all) */
+	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
 	sreq_ref(s->r);
 	sql_query(s->api, Q_SS_LIST, p, list_cb, lq);
 	for (int i = 0; i < 7; i++)
@@ -335,8 +342,21 @@ room_row(struct ss_req *s, PGresult *res, int i)
 	rm->s_state_pos = i64_col(res, i, 18, 0);
 	lz = PQgetvalue(res, i, 19);
 	rm->s_membership = xstrdup(PQgetvalue(res, i, 20));
+	rm->is_name_changed = PQgetvalue(res, i, 22)[0] == 't';
+	rm->is_members_changed = PQgetvalue(res, i, 23)[0] == 't';
+	rm->is_bump_changed = PQgetvalue(res, i, 24)[0] == 't';
 	decide(s, rm);
+	log_debug("ss: %s: %s %s: send %d initial %d, changed name %d "
+	          "members %d bump %d",
+	          s->r->user_id, rm->id, rm->membership, rm->is_send,
+	          rm->is_initial, rm->is_name_changed, rm->is_members_changed,
+	          rm->is_bump_changed);
 	rm->max_nid = rm->is_initial ? 0 : rm->s_nid;
+	/* a changed config sends what it adds, not all it matches (MSC) */
+	rm->has_s_cfg = !rm->is_initial && rm->has_sent &&
+	                strcmp(rm->rs_canon, rm->s_rs) != 0 &&
+	                ss_rs_from_canonical(rm->s_rs, &rm->s_cfg) == 0;
+	rm->lazy_asked = json_object_new_array();
 	rm->lazy = NULL;
 	if (!rm->is_initial && rm->has_sent)
 		rm->lazy = json_parse_bounded(lz, strlen(lz), NULL);
@@ -432,10 +452,18 @@ detail_row(struct ss_req *s, PGresult *res, int i)
 	const char *sk = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
 
 	if (PQgetvalue(res, i, 0)[0] == 's') {
-		if (sk != NULL &&
-		    ss_rs_matches(&rm->cfg.rs, type, sk, s->r->user_id))
-			strv_push(&rm->st, &rm->nst,
-			          xstrdup(PQgetvalue(res, i, 3)));
+		/* nid is the row's from_pos here */
+		if (sk == NULL ||
+		    !ss_rs_matches(&rm->cfg.rs, type, sk, s->r->user_id) ||
+		    (rm->has_s_cfg && nid <= rm->s_state_pos &&
+		     ss_rs_matches(&rm->s_cfg, type, sk, s->r->user_id)))
+			return;
+		strv_push(&rm->st, &rm->nst, xstrdup(PQgetvalue(res, i, 3)));
+		/* a member sent counts for $LAZY too */
+		if (strcmp(type, "m.room.member") == 0 &&
+		    !strv_has(rm->lazy, sk))
+			json_object_array_add(rm->lazy,
+			                      json_object_new_string(sk));
 		return;
 	}
 	/* timeline rows come newest first; one more than the limit */
@@ -538,13 +566,15 @@ lazy_want(struct ss_room *rm, struct json_object *ev, const char *key,
 {
 	const char *u = json_get_str(ev, key);
 
-	if (u == NULL || strv_has(rm->lazy, u))
+	/* sent before and no member changed since: nothing to ask */
+	if (u == NULL || strv_has(rm->lazy_asked, u) ||
+	    (strv_has(rm->lazy, u) && !rm->is_members_changed))
 		return;
 	if (strcmp(key, "state_key") == 0 &&
 	    !(json_get_str(ev, "type") &&
 	      strcmp(json_get_str(ev, "type"), "m.room.member") == 0))
 		return;
-	json_object_array_add(rm->lazy, json_object_new_string(u));
+	json_object_array_add(rm->lazy_asked, json_object_new_string(u));
 	pg_arr_str(rooms, rm->id);
 	pg_arr_str(users, u);
 	pg_arr_i64(ubs, rm->ub);
@@ -560,11 +590,19 @@ members_cb(PGresult *res, void *arg)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
+		const char *u = PQgetvalue(res, i, 1);
 		/* already there by an explicit required_state entry */
-		if (ss_rs_matches(&rm->cfg.rs, "m.room.member",
-		                  PQgetvalue(res, i, 1), s->r->user_id))
+		if (ss_rs_matches(&rm->cfg.rs, "m.room.member", u,
+		                  s->r->user_id))
+			continue;
+		/* sent before, and this member event is no newer */
+		if (strv_has(rm->lazy, u) &&
+		    i64_col(res, i, 3, 0) <= rm->s_state_pos)
 			continue;
 		strv_push(&rm->st, &rm->nst, xstrdup(PQgetvalue(res, i, 2)));
+		if (!strv_has(rm->lazy, u))
+			json_object_array_add(rm->lazy,
+			                      json_object_new_string(u));
 	}
 	ext_step(s);
 out:
@@ -623,19 +661,27 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 		memcpy(rr->lists, rm->lists, sizeof(int) * (size_t)rm->nlists);
 		rr->nlists = rm->nlists;
 	}
-	rr->bump_stamp = rm->bump;
+	/* incremental: only what changed (the MSC) */
+	if (rm->is_initial || rm->is_bump_changed || !is_joined(rm))
+		rr->bump_stamp = rm->bump;
 	if (is_invited(rm)) {
 		rr->stripped_state =
 		    xstrdup(rm->invite_state != NULL ? rm->invite_state : "[]");
 		return;
 	}
-	rr->has_name = rm->name != NULL && *rm->name != '\0';
-	rr->name = rr->has_name ? xstrdup(rm->name) : NULL;
-	rr->has_avatar = rm->avatar != NULL && *rm->avatar != '\0';
-	rr->avatar = rr->has_avatar ? xstrdup(rm->avatar) : NULL;
-	if (!rr->has_name && rm->heroes != NULL)
+	if (rm->is_initial || rm->is_name_changed) {
+		rr->has_name = rm->name != NULL && *rm->name != '\0';
+		rr->name = rr->has_name ? xstrdup(rm->name) : NULL;
+		rr->has_avatar = rm->avatar != NULL && *rm->avatar != '\0';
+		rr->avatar = rr->has_avatar ? xstrdup(rm->avatar) : NULL;
+		/* a name removed is null in the merged dialect */
+		if (!rm->is_initial && !rr->has_name && s->q.dialect == SS_V4)
+			rr->has_name = true;
+	}
+	if ((rm->is_initial || rm->is_members_changed || rm->is_name_changed) &&
+	    (rm->name == NULL || *rm->name == '\0') && rm->heroes != NULL)
 		rr->heroes = xstrdup(rm->heroes);
-	rr->is_dm = rm->is_dm ? SS_YES : rm->is_initial ? SS_UNSET : SS_NO;
+	rr->is_dm = rm->is_initial && rm->is_dm ? SS_YES : SS_UNSET;
 	rr->required_state = rm->st;
 	rr->nrequired_state = rm->nst;
 	rm->st = NULL;
@@ -650,8 +696,11 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	                     ? xstrdup(rm->prev_batch)
 	                     : NULL;
 	rr->num_live = rm->num_live;
-	rr->joined_count = rm->joined;
-	rr->invited_count = rm->invited;
+	/* counts of a room left would tell what happened after the leave */
+	if (is_joined(rm) && (rm->is_initial || rm->is_members_changed)) {
+		rr->joined_count = rm->joined;
+		rr->invited_count = rm->invited;
+	}
 	rr->notification_count = rm->notif;
 	rr->highlight_count = rm->highlight;
 }
@@ -710,7 +759,9 @@ static bool
 is_empty_change(const struct ss_room *rm)
 {
 	return !rm->is_initial && is_joined(rm) && rm->ntl == 0 &&
-	       rm->nst == 0 && strcmp(rm->s_membership, rm->membership) == 0;
+	       rm->nst == 0 && !rm->is_name_changed &&
+	       !rm->is_members_changed &&
+	       strcmp(rm->s_membership, rm->membership) == 0;
 }
 
 /* Step 5: the results, then the extensions. */
@@ -760,6 +811,8 @@ room_free(struct ss_room *rm)
 	free(rm->s_membership);
 	free(rm->rs_canon);
 	json_object_put(rm->lazy);
+	json_object_put(rm->lazy_asked);
+	ss_rs_free(&rm->s_cfg);
 	for (int i = 0; i < rm->ntl; i++)
 		free(rm->tl[i]);
 	free(rm->tl);
