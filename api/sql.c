@@ -454,8 +454,10 @@
  * what this connection sent of it (the last position seen is only worked
  * out for rooms left: it costs). A room left shows its name, avatar and
  * heroes as of the leave (nothing after it). Whether its name, members or
- * bump event changed since it was sent. Rooms the user was never in are
- * left out. $1 user, $2 conn, $3 gen.
+ * bump event changed since it was sent. Rooms the user was never in, and
+ * rooms never visible to them (an invite rejected or withdrawn, a ban
+ * without a join) unless this connection sent them, are left out. $1
+ * user, $2 conn, $3 gen.
  */
 /* The room's state (type, "") field f at position v.p (SS_ROOMS). */
 #define SS_AT(type, f)                                                         \
@@ -504,7 +506,9 @@
 	"vl.last, coalesce(vl.last, $5::bigint) AS p) v LEFT JOIN "            \
 	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
-	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL"
+	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL AND ("    \
+	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
+	"sent.membership IS NOT NULL)"
 
 /*
  * Timeline and state of rooms $1 (with per-room bounds: $2 timeline

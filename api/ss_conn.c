@@ -210,7 +210,7 @@ room_cols_fill(struct ss_req *s, struct room_cols *k)
 		pg_arr_str(&k->rs, rm->rs_canon != NULL ? rm->rs_canon : "");
 		pg_arr_str(&k->lazy, rm->lazy != NULL
 		                         ? json_plain(rm->lazy, NULL)
-		                         : "[]");
+		                         : "{}");
 		pg_arr_str(&k->m, rm->membership);
 	}
 }
