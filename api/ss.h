@@ -274,6 +274,9 @@ struct ss_ext_room {
 	bool is_expanded;             /* timeline re-sent longer */
 	const char *const *event_ids; /* timeline sent in this response */
 	int nevents;
+	/* the user's membership by visible.h's rule at to_pos: per-room
+	 * data of a room not joined must stop at the leave */
+	const char *membership;
 };
 
 struct ss_ctx {

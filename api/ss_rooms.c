@@ -770,6 +770,7 @@ ext_scope(struct ss_req *s)
 		x->is_expanded = rm->is_send && rm->is_expanded;
 		x->event_ids = (const char *const *)rm->event_ids;
 		x->nevents = rm->nevent_ids;
+		x->membership = rm->membership;
 	}
 	s->list_keys = xcalloc((size_t)s->q.nlists + 1, sizeof(char *));
 	for (int i = 0; i < s->q.nlists; i++)
