@@ -119,6 +119,11 @@ static const struct stmt {
 	    "WHERE pos <= $1::bigint"},
 	[S_CLEAN_MARKS] = {"acc_clean_marks", "DELETE FROM syncv3_pos_marks "
 	    "WHERE pos < $1::bigint"},
+	/* sliding sync's sort key (006_sliding_sync.sql), only moved forward */
+	[S_ROOMS_BUMP] = {"acc_rooms_bump", "UPDATE syncv3_rooms r SET "
+	    "bump_ts = k.t, bump_nid = k.n FROM unnest($1::text[], "
+	    "$2::bigint[], $3::bigint[]) AS k(r, t, n) WHERE r.room_id = k.r "
+	    "AND (r.bump_ts, r.bump_nid) < (k.t, k.n)"},
 };
 
 PGresult *

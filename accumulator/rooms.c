@@ -67,6 +67,7 @@ struct rstate {
 	const char *name, *alias, *topic, *avatar, *rtype;
 	bool enc;
 	struct store_msg *nm;	/* the last message that changed it */
+	int64_t bump_ts, bump_nid;	/* newest bump event of the group */
 };
 
 /* A syncing user's row of a room. */
@@ -494,6 +495,8 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 	}
 }
 
+static bool is_bump_type(const char *type);
+
 /*
  * A room's timeline: every new event is stored and moves the room's
  * last event; a state event among them becomes the current entry unless
@@ -518,6 +521,12 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 		if (nid > s->last_nid) {
 			s->last_nid = nid;
 			s->last_ts = ev->ts;
+		}
+		if (is_bump_type(ev->type) &&
+		    (ev->ts > s->bump_ts ||
+		     (ev->ts == s->bump_ts && nid > s->bump_nid))) {
+			s->bump_ts = ev->ts;
+			s->bump_nid = nid;
 		}
 		if (ev->state_key == NULL)
 			continue;
@@ -788,6 +797,48 @@ write_rooms(struct rctx *rc)
 	return ret;
 }
 
+/*
+ * Sliding sync's sort key: the newest event (by ts, then nid) of a type
+ * the MSC counts as activity (bump_stamp), set after write_rooms so new
+ * rooms have a row.
+ */
+static bool
+is_bump_type(const char *type)
+{
+	static const char *const bump[] = {
+	    "m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
+	    "m.call.invite", "m.poll.start",   "m.beacon_info"};
+
+	for (size_t i = 0; i < sizeof(bump) / sizeof(bump[0]); i++)
+		if (strcmp(type, bump[i]) == 0)
+			return true;
+	return false;
+}
+
+static int
+write_bumps(struct rctx *rc)
+{
+	struct cols c;
+	const char *p[3];
+	int ret = 0;
+
+	cols_init(&c, 3);
+	for (size_t i = 0; i < rc->nrs; i++) {
+		if (rc->rs[i].bump_nid == 0)
+			continue;
+		pg_arr_str(&c.c[0], rc->rs[i].room);
+		pg_arr_i64(&c.c[1], rc->rs[i].bump_ts);
+		pg_arr_i64(&c.c[2], rc->rs[i].bump_nid);
+		c.rows++;
+	}
+	if (c.rows > 0) {
+		cols_params(&c, p);
+		ret = db_q0(rc->st, S_ROOMS_BUMP, 3, p);
+	}
+	cols_free(&c);
+	return ret;
+}
+
 /* The syncing user's own row per room; skipped when nothing differs. */
 static bool
 ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
@@ -886,7 +937,8 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 		known_commit(&rc, from);
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
-	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1)
+	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
+	    write_bumps(&rc) == -1)
 		goto out;
 	ret = 0;
 out:

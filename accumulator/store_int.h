@@ -29,6 +29,7 @@ enum stmt_id {
 	S_CLEAN_STATE,
 	S_CLEAN_DL,
 	S_CLEAN_MARKS,
+	S_ROOMS_BUMP,
 };
 
 struct store {

@@ -61,6 +61,9 @@ struct api_config {
 	long long body_timeout_ms;
 	long long max_conns;
 	long long max_headers;
+	/* ss_conn.c: sliding sync connections */
+	long long ss_conn_idle_s;
+	long long ss_conns_per_device;
 };
 
 /* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */
@@ -87,6 +90,14 @@ enum api_sql {
 	Q_LOGOUT_ONE,
 	Q_LOGOUT_ALL,
 	Q_LOGOUT_DEVICE,
+	Q_SS_LOAD, /* sliding sync (ss.h) */
+	Q_SS_CREATE,
+	Q_SS_SAVE,
+	Q_SS_LIST,
+	Q_SS_ROOMS,
+	Q_SS_DETAIL,
+	Q_SS_MEMBERS,
+	Q_SS_EXPIRE,
 	Q_COUNT,
 };
 struct api_stmt {
@@ -116,6 +127,12 @@ int since_parse(const char *tok, struct since *s);
 /* True if tok's MAC is right for this device. */
 bool since_verify(const char *tok, const char *secret, const char *user_id,
     const char *device_id);
+/* The tokens' MAC (also sliding sync's pos): hex of body and the device. */
+#define TOK_MAC_HEX 16
+void tok_mac(const char *body, size_t len, const char *secret,
+    const char *user_id, const char *device_id, char out[TOK_MAC_HEX + 1]);
+/* Constant-time comparison of two TOK_MAC_HEX macs. */
+bool tok_mac_eq(const char *a, const char *b);
 
 /* query.c: the /sync query string (pure) */
 struct query {
@@ -206,6 +223,9 @@ enum http_peek {
 };
 /* Peeks at a held request's socket: has its client hung up? */
 enum http_peek http_peek(evutil_socket_t fd);
+/* Watches a held request's socket: gone(r) when its client hangs up. */
+struct sreq;
+void http_probe_start(struct sreq *r, void (*gone)(struct sreq *));
 /* 429/503: the error with retry_after_ms and a Retry-After header. */
 void http_error_retry(struct evhttp_request *req, int code, const char *errcode,
     const char *msg, long long retry_after_ms);
@@ -255,6 +275,11 @@ void session_load(struct api *api, struct sreq *r, api_done_fn done,
 /* Stores r->params in its session, then done(arg, ...). */
 void session_store_params(struct api *api, struct sreq *r, api_done_fn done,
     void *arg);
+/* Expired rows' (user_id, device_id): releases their to-device messages. */
+void session_expired_cb(PGresult *res, void *arg);
+/* A persistent timer calling cb(api) a few times per idle_s. */
+struct event *session_sweep_timer(struct api *api, long long idle_s,
+    event_callback_fn cb);
 
 /* longpoll.c */
 #define LP_RING 4096
@@ -284,6 +309,11 @@ void notices_shutdown(struct api *api);
 struct sreq *sreq_new(struct api *api, struct evhttp_request *req);
 void sreq_ref(struct sreq *r);
 void sreq_unref(struct sreq *r);
+/* Bearer token from the Authorization header, or NULL (borrowed). */
+const char *sreq_bearer(struct evhttp_request *req);
+/* Arms r->timer (created with cb, arg on first use) for at_ms. */
+void sreq_timer_at(struct sreq *r, long long at_ms, event_callback_fn cb,
+    void *arg);
 
 /* r_sync.c: the v3 request state machine */
 enum sync_state {
@@ -372,6 +402,11 @@ struct sreq {
 	int req_status;		/* a request-level failure of this round */
 	const char *req_code;
 	char *req_msg;
+	/* ss_req.c: a sliding sync request (NULL for v3), its ss_wake bits */
+	struct ss_req *ss;
+	unsigned ss_wake;
+	/* http_probe_start: what the path does when its client hung up */
+	void (*on_hangup)(struct sreq *r);
 };
 
 /* A stream's part of the round is done (its output in r->out[]). */
@@ -437,6 +472,7 @@ struct api {
 	/* http.c */
 	struct map conns;	/* "%p" of a connection's bufferevent -> conn */
 	long long nconns;
+	struct event *ss_expire_timer; /* ss_conn.c */
 };
 
 /* proxy.c: everything else under SYNCV3_PROXY_PREFIXES to SYNCV3_SERVER */

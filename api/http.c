@@ -19,6 +19,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "api.h"
+#include "ss.h"
 #include "pg.h"
 #include "util.h"
 
@@ -118,6 +119,50 @@ http_peek(evutil_socket_t fd)
 	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return HTTP_PEEK_AGAIN;
 	return HTTP_PEEK_GONE;
+}
+
+/*
+ * A long-polling client that hangs up goes unseen by evhttp (http_peek):
+ * freeing the connection runs the path's close callback now, so the
+ * waiter goes at once; pipelined bytes just end the watch.
+ */
+static void
+probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sreq *r = arg;
+	enum http_peek k = http_peek(fd);
+
+	(void)what;
+	if (k == HTTP_PEEK_DATA)
+		return;
+	if (k == HTTP_PEEK_AGAIN) {
+		event_add(r->probe, NULL);
+		return;
+	}
+	if (sreq_replied(r) || r->is_gone || r->evcon == NULL)
+		return;
+	sreq_ref(r);
+	evhttp_connection_free(r->evcon);
+	if (!sreq_replied(r)) {	/* no close callback ran: still let go */
+		r->is_gone = true;
+		r->req = NULL;
+		r->on_hangup(r);
+	}
+	sreq_unref(r);
+}
+
+void
+http_probe_start(struct sreq *r, void (*gone)(struct sreq *))
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	r->on_hangup = gone;
+	r->probe = event_new(r->api->base, fd, EV_READ, probe_cb, r);
+	if (r->probe != NULL)
+		event_add(r->probe, NULL);
 }
 
 /* Copies at most n-1 bytes of s into out, control bytes as '?'. */
@@ -668,6 +713,9 @@ struct route {
 
 static const struct route routes[] = {
 	{"/_matrix/client/v3/sync", EVHTTP_REQ_POST, sync_handle},
+	{"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+	    EVHTTP_REQ_POST, ss_handle_synapse},
+	{"/_matrix/client/v4/sync", EVHTTP_REQ_POST, ss_handle_v4},
 	{"/health", EVHTTP_REQ_GET, health_cb},
 };
 

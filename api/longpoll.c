@@ -19,6 +19,7 @@
 #include "api.h"
 #include "pg.h"
 #include "proto.h"
+#include "ss.h"
 #include "util.h"
 
 struct lp_list {
@@ -70,6 +71,8 @@ enum lp_key {
 	K_MEMBER = 'm',		/* room */
 	K_LIST = 'l',		/* user: a membership of theirs changed */
 	K_LIST_ANY = 'L',	/* any room changed */
+	K_TYPING_ANY = 'T',	/* sliding sync: typing in any room */
+	K_ACCOUNT_DATA = 'a',	/* sliding sync: the user's account data */
 };
 
 static const char *
@@ -142,6 +145,11 @@ each_key(struct api *api, struct sreq *r,
 		fn(api, lp_key(k, K_LIST, r->user_id, NULL), r);
 		fn(api, lp_key(k, K_LIST_ANY, NULL, NULL), r);
 	}
+	/* sliding sync's extensions (ss.h enum ss_wake) */
+	if (r->ss_wake & SS_WAKE_TYPING)
+		fn(api, lp_key(k, K_TYPING_ANY, NULL, NULL), r);
+	if (r->ss_wake & SS_WAKE_ACCOUNT_DATA)
+		fn(api, lp_key(k, K_ACCOUNT_DATA, r->user_id, NULL), r);
 }
 
 static void
@@ -225,11 +233,15 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 		    r->user_id) && same(n->b, r->device_id);
 	switch (n->type) {
 	case PROTO_NOTICE_DEVICE:
-		return n->is_expired && same(n->a, r->user_id) &&
-		    same(n->b, r->device_id);
+		return (n->is_expired || (r->ss_wake & SS_WAKE_RECEIPTS)) &&
+		    same(n->a, r->user_id) && same(n->b, r->device_id);
 	case PROTO_NOTICE_TYPING:
-		return r->p.has_typing && same(n->a, r->p.typing_room) &&
+		return ((r->p.has_typing && same(n->a, r->p.typing_room)) ||
+		    (r->ss_wake & SS_WAKE_TYPING)) &&
 		       user_in_room(api, r->user_id, n->a);
+	case PROTO_NOTICE_ACCOUNT_DATA:
+		return (r->ss_wake & SS_WAKE_ACCOUNT_DATA) &&
+		    same(n->a, r->user_id);
 	case PROTO_NOTICE_TO_DEVICE:
 		return r->p.has_to_device && same(n->a, r->user_id) &&
 		    same(n->b, r->device_id);
@@ -414,6 +426,9 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 	case PROTO_NOTICE_DEVICE:
 		ring_push(api, pn->type, pn->pos, user, dev, is_expired);
 		break;
+	case PROTO_NOTICE_ACCOUNT_DATA:
+		ring_push(api, pn->type, pn->pos, user, NULL, false);
+		break;
 	case PROTO_NOTICE_MEMBERSHIP:
 		urooms_invalidate(api, user);
 		ring_push(api, pn->type, pn->pos, room, user, false);
@@ -429,6 +444,10 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 	switch (pn->type) {
 	case PROTO_NOTICE_TYPING:
 		wake_key(api, lp_key(k, K_TYPING, room, NULL), n);
+		wake_key(api, lp_key(k, K_TYPING_ANY, NULL, NULL), n);
+		break;
+	case PROTO_NOTICE_ACCOUNT_DATA:
+		wake_key(api, lp_key(k, K_ACCOUNT_DATA, user, NULL), n);
 		break;
 	case PROTO_NOTICE_TO_DEVICE:
 		wake_key(api, lp_key(k, K_TO_DEVICE, user, dev), n);
@@ -444,8 +463,8 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 	default:	/* PROTO_NOTICE_DEVICE */
 		auth_forget(api, user, dev, is_expired);
 		wake_key(api, lp_key(k, K_INITIAL, user, dev), n);
-		if (is_expired)
-			wake_key(api, lp_key(k, K_DEVICE, user, dev), n);
+		/* expiry, or sliding sync's receipts (lp_match decides) */
+		wake_key(api, lp_key(k, K_DEVICE, user, dev), n);
 		break;
 	}
 }

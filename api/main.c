@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "api.h"
+#include "ss.h"
 #include "config.h"
 #include "curl_ev.h"
 #include "pg.h"
@@ -108,6 +109,12 @@ static const struct cfg_row api_cfg_rows[] = {
 	{"SYNCV3_API_MAX_HEADERS", CFG_INT, C(max_headers), "16384", 1024,
 	    1048576, 0, "largest request line, and request line plus headers "
 	    "(414, 431 above)"},
+	{"SYNCV3_SS_CONN_IDLE_S", CFG_INT, C(ss_conn_idle_s), "1800", 1,
+	    30LL * 86400, 0, "idle sliding sync connections expire after this "
+	    "(their pos is M_UNKNOWN_POS then)"},
+	{"SYNCV3_SS_CONNS_PER_DEVICE", CFG_INT, C(ss_conns_per_device), "10",
+	    1, 100000, 0, "sliding sync connections kept per device; a new "
+	    "one expires the least recently used"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -226,6 +233,7 @@ main(int argc, char *argv[])
 	    api.cfg.db_timeout_ms);
 	auth_init(&api);
 	session_init(&api);
+	ss_init(&api);
 	lp_init(&api);
 	notices_init(&api);
 	http_init(&api);
@@ -238,6 +246,7 @@ main(int argc, char *argv[])
 	http_shutdown(&api);
 	notices_shutdown(&api);
 	lp_shutdown(&api);
+	ss_shutdown(&api);
 	session_shutdown(&api);
 	auth_shutdown(&api);
 	event_free(api.sig_term);

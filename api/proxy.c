@@ -91,16 +91,6 @@ struct proxy {
 	unsigned long long requests, failures;
 };
 
-/* Served by the api soon (another change routes them): not passed. */
-static const struct {
-	enum evhttp_cmd_type method;
-	const char *path;
-} reserved[] = {
-    {EVHTTP_REQ_POST,
-     "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"},
-    {EVHTTP_REQ_POST, "/_matrix/client/v4/sync"},
-};
-
 /* RFC 9110 7.6.1 hop-by-hop headers, plus what curl and evhttp set. */
 static const char *const hop_headers[] = {
     "Connection",
@@ -799,10 +789,6 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 
 	if (px == NULL || !has_prefix(px, path) || http_method_name(m) == NULL)
 		return -1;
-	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-		if (m == reserved[i].method &&
-		    strcmp(path, reserved[i].path) == 0)
-			return -1;
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	    (size_t)api->cfg.proxy_max_upload) {
 		http_error(req, 413, "M_TOO_LARGE", "request body too large");

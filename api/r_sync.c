@@ -138,47 +138,11 @@ close_cb(struct evhttp_connection *evcon, void *arg)
 	sreq_finish(r);
 }
 
-/*
- * A long-polling client that hangs up goes unseen by evhttp (http_peek):
- * freeing the connection runs close_cb now, so the waiter goes at once;
- * pipelined bytes just end the watch.
- */
+/* sreq_probe_start: the client hung up while its request was held. */
 static void
-probe_cb(evutil_socket_t fd, short what, void *arg)
+probe_gone(struct sreq *r)
 {
-	struct sreq *r = arg;
-	enum http_peek k = http_peek(fd);
-
-	(void)what;
-	if (k == HTTP_PEEK_DATA)
-		return;
-	if (k == HTTP_PEEK_AGAIN) {
-		event_add(r->probe, NULL);
-		return;
-	}
-	if (sreq_replied(r) || r->is_gone || r->evcon == NULL)
-		return;
-	sreq_ref(r);
-	evhttp_connection_free(r->evcon);
-	if (!sreq_replied(r)) {	/* no close_cb ran: still let go */
-		r->is_gone = true;
-		r->req = NULL;
-		sreq_finish(r);
-	}
-	sreq_unref(r);
-}
-
-static void
-probe_start(struct sreq *r)
-{
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
-	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-
-	if (fd < 0)
-		return;
-	r->probe = event_new(r->api->base, fd, EV_READ, probe_cb, r);
-	if (r->probe != NULL)
-		event_add(r->probe, NULL);
+	sreq_finish(r);
 }
 
 static void
@@ -253,16 +217,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 timer_at(struct sreq *r, long long at_ms)
 {
-	long long ms = at_ms - now_ms();
-	struct timeval tv;
-
-	if (ms < 0)
-		ms = 0;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	if (r->timer == NULL)
-		r->timer = evtimer_new(r->api->base, timer_cb, r);
-	evtimer_add(r->timer, &tv);
+	sreq_timer_at(r, at_ms, timer_cb, r);
 }
 
 /*
@@ -727,21 +682,6 @@ sync_wake_cb(void *arg)
 	sync_step(arg, SEV_WAKE);
 }
 
-/* Bearer token from the Authorization header, or NULL. */
-static const char *
-bearer(struct evhttp_request *req)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Authorization");
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return *h != '\0' ? h : NULL;
-}
-
 static int
 parse_query(struct sreq *r, const char **errcode, const char **err)
 {
@@ -811,7 +751,7 @@ sync_handle(struct api *api, struct evhttp_request *req)
 
 	api->stats.requests++;
 	r = sreq_new(api, req);
-	if ((tok = bearer(req)) == NULL) {
+	if ((tok = sreq_bearer(req)) == NULL) {
 		sync_fail(r, 401, "M_MISSING_TOKEN",
 		    "missing access token (Authorization: Bearer)");
 		return;
@@ -820,7 +760,7 @@ sync_handle(struct api *api, struct evhttp_request *req)
 	token_hash(r->token, strlen(r->token), r->token_hash);
 	if (r->evcon != NULL) {
 		http_conn_closecb(api, r->evcon, close_cb, r);
-		probe_start(r);
+		http_probe_start(r, probe_gone);
 	}
 	sync_step(r, SEV_DONE);
 }

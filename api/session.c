@@ -179,8 +179,12 @@ session_store_params(struct api *api, struct sreq *r, api_done_fn done,
 	sql_query(api, Q_SESSION_PARAMS, params, stored_cb, r);
 }
 
-static void
-expired_cb(PGresult *res, void *arg)
+/*
+ * The devices whose sessions (or sliding sync connections, ss_conn.c)
+ * were expired: release what their live ones have all acknowledged.
+ */
+void
+session_expired_cb(PGresult *res, void *arg)
 {
 	struct api *api = arg;
 	char idle[PG_I64_LEN];
@@ -210,14 +214,16 @@ expire_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	pg_i64(idle, api->cfg.session_idle_s);
 	params[0] = idle;
-	sql_query(api, Q_SESSION_EXPIRE, params, expired_cb, api);
+	sql_query(api, Q_SESSION_EXPIRE, params, session_expired_cb, api);
 }
 
-void
-session_init(struct api *api)
+/* A sweep four times per idle period, between 250 ms and 30 s apart. */
+struct event *
+session_sweep_timer(struct api *api, long long idle_s, event_callback_fn cb)
 {
-	long long ms = api->cfg.session_idle_s * 1000 / 4;
+	long long ms = idle_s * 1000 / 4;
 	struct timeval tv;
+	struct event *ev;
 
 	if (ms > 30000)
 		ms = 30000;
@@ -225,9 +231,16 @@ session_init(struct api *api)
 		ms = 250;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	api->expire_timer = event_new(api->base, -1, EV_PERSIST,
-	    expire_timer_cb, api);
-	event_add(api->expire_timer, &tv);
+	ev = event_new(api->base, -1, EV_PERSIST, cb, api);
+	event_add(ev, &tv);
+	return ev;
+}
+
+void
+session_init(struct api *api)
+{
+	api->expire_timer = session_sweep_timer(api, api->cfg.session_idle_s,
+	    expire_timer_cb);
 }
 
 void

@@ -17,11 +17,12 @@
 #include "api.h"
 #include "util.h"
 
-#define MAC_HEX 16
+#define MAC_HEX TOK_MAC_HEX
 
-static void
-since_mac(const char *body, size_t len, const char *secret,
-    const char *user_id, const char *device_id, char out[MAC_HEX + 1])
+/* Also the MAC of sliding sync's pos tokens (ss_proto.c). */
+void
+tok_mac(const char *body, size_t len, const char *secret, const char *user_id,
+        const char *device_id, char out[MAC_HEX + 1])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -29,7 +30,7 @@ since_mac(const char *body, size_t len, const char *secret,
 
 	msg = xasprintf("%s\n%s\n%.*s", user_id, device_id, (int)len, body);
 	HMAC(EVP_sha256(), secret, (int)strlen(secret),
-	    (const unsigned char *)msg, strlen(msg), md, &mdlen);
+	     (const unsigned char *)msg, strlen(msg), md, &mdlen);
 	free(msg);
 	for (int i = 0; i < MAC_HEX / 2; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
@@ -37,14 +38,16 @@ since_mac(const char *body, size_t len, const char *secret,
 
 void
 since_format(const struct since *s, const char *secret, const char *user_id,
-    const char *device_id, char *out)
+             const char *device_id, char *out)
 {
 	char mac[MAC_HEX + 1];
 	int n;
 
-	n = snprintf(out, SINCE_MAX, "s%" PRId64 "_%" PRId64 "_%" PRId64
-	    "_%" PRId64 "_%" PRId64, s->sid, s->m, s->l, s->t, s->d);
-	since_mac(out, (size_t)n, secret, user_id, device_id, mac);
+	n = snprintf(out, SINCE_MAX,
+	             "s%" PRId64 "_%" PRId64 "_%" PRId64 "_%" PRId64
+	             "_%" PRId64,
+	             s->sid, s->m, s->l, s->t, s->d);
+	tok_mac(out, (size_t)n, secret, user_id, device_id, mac);
 	snprintf(out + n, SINCE_MAX - (size_t)n, "_%s", mac);
 }
 
@@ -90,13 +93,19 @@ since_parse(const char *tok, struct since *s)
 
 bool
 since_verify(const char *tok, const char *secret, const char *user_id,
-    const char *device_id)
+             const char *device_id)
 {
 	char mac[MAC_HEX + 1];
 	size_t len = strlen(tok);
 
 	if (len < MAC_HEX + 1)
 		return false;
-	since_mac(tok, len - MAC_HEX - 1, secret, user_id, device_id, mac);
-	return CRYPTO_memcmp(mac, tok + len - MAC_HEX, MAC_HEX) == 0;
+	tok_mac(tok, len - MAC_HEX - 1, secret, user_id, device_id, mac);
+	return tok_mac_eq(mac, tok + len - MAC_HEX);
+}
+
+bool
+tok_mac_eq(const char *a, const char *b)
+{
+	return CRYPTO_memcmp(a, b, MAC_HEX) == 0;
 }

@@ -263,6 +263,272 @@
 	"9223372036854775807") " = 'join' UNION ALL SELECT $2"
 /* clang-format on */
 
+/* ss_conn.c, ss_rooms.c: sliding sync (006_sliding_sync.sql) */
+/* SQL reads better wrapped by clause than by column */
+/* clang-format off */
+/*
+ * $1 conn, $2 user, $3 device, $4 gen the pos names, $5 idle secs, $6
+ * conn_id. The pos names the confirmed response (the client lost the one
+ * after it: drop it) or the unconfirmed one (confirm it: it becomes the
+ * connection's state). Either way the rooms of any later response go. One
+ * row, or none for an unknown, expired or foreign pos.
+ */
+#define SS_LOAD                                                                \
+	"WITH c AS (UPDATE syncv3_ss_conns SET "                               \
+	"gen = CASE WHEN p_gen = $4::bigint THEN p_gen ELSE gen END, "         \
+	"pos = CASE WHEN p_gen = $4::bigint THEN p_pos ELSE pos END, "         \
+	"subs = CASE WHEN p_gen = $4::bigint THEN p_subs ELSE subs END, "      \
+	"ext = CASE WHEN p_gen = $4::bigint THEN p_ext ELSE ext END, "         \
+	"ext_state = CASE WHEN p_gen = $4::bigint THEN p_ext_state ELSE "      \
+	"ext_state END, p_gen = NULL, p_pos = NULL, p_subs = NULL, p_ext = "   \
+	"NULL, p_ext_state = NULL, ver = ver + 1, last_used = now() WHERE "    \
+	"conn = $1::bigint AND user_id = $2 AND device_id = $3 AND conn_id = " \
+	"$6 AND (gen = $4::bigint OR p_gen = $4::bigint) AND last_used > "     \
+	"now() - make_interval(secs => $5::bigint) RETURNING conn, gen, pos, " \
+	"subs, ext, ext_state, ver, dialect), "                                \
+	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
+	"AND o.gen > c.gen) "                                                  \
+	"SELECT conn, gen, pos, subs, ext, ext_state, ver, dialect FROM c"
+
+/*
+ * $1 user, $2 device, $3 conn_id, $4 dialect, $5 connections per device.
+ * A connection without pos starts afresh: the same conn_id's row is
+ * reset (its rooms dropped; its generation moves on, so no pos of its
+ * past matches again) and the device's least recently used connections
+ * beyond the cap go. One row: conn, gen, ver, how many were dropped.
+ */
+#define SS_CREATE                                                              \
+	"WITH c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, " \
+	"dialect) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, "   \
+	"conn_id) DO UPDATE SET gen = syncv3_ss_conns.top_gen + 1, top_gen = " \
+	"syncv3_ss_conns.top_gen + 1, pos = 0, subs = '{}', ext = "            \
+	"'{}', ext_state = NULL, p_gen = NULL, p_pos = NULL, p_subs = NULL, "  \
+	"p_ext = NULL, p_ext_state = NULL, dialect = excluded.dialect, ver = " \
+	"syncv3_ss_conns.ver + 1, created_at = now(), last_used = now() "      \
+	"RETURNING conn, gen, ver), "                                          \
+	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
+	"x AS (DELETE FROM syncv3_ss_conns WHERE conn IN (SELECT conn FROM "   \
+	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
+	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
+	"RETURNING conn) "                                                     \
+	"SELECT c.conn, c.gen, c.ver, (SELECT count(*) FROM x) FROM c"
+
+/*
+ * $1 conn, $2 ver loaded, $3 confirmed gen, $4 position answered, $5 subs,
+ * $6 ext, $7 ext_state, $8.. per room sent: id, nid, limit, rs, lazy,
+ * membership. Saved as the unconfirmed response, under a generation never
+ * handed out before, only if nobody wrote the connection since it was
+ * loaded (ver). Rooms re-sent drop their rows older than the confirmed
+ * one they replace. One row (the new generation), none if it lost the
+ * race.
+ */
+#define SS_SAVE                                                                \
+	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = greatest(top_gen, gen) " \
+	"+ 1, top_gen = greatest(top_gen, gen) + 1, p_pos = $4::bigint, "      \
+	"p_subs = $5, p_ext = $6, p_ext_state = $7, ver = ver + 1, last_used " \
+	"= now() WHERE conn = $1::bigint AND ver = $2::bigint RETURNING conn, " \
+	"p_gen), "                                                             \
+	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
+	"AND o.room_id = ANY($8::text[]) AND o.gen < (SELECT max(n.gen) FROM " \
+	"syncv3_ss_rooms n WHERE n.conn = o.conn AND n.room_id = o.room_id "   \
+	"AND n.gen <= $3::bigint)), "                                          \
+	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
+	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
+	"c.p_gen, k.n, k.l, k.rs, $4::bigint, k.lz, k.m FROM c, "              \
+	"unnest($8::text[], $9::bigint[], $10::int[], $11::text[], "           \
+	"$12::text[], $13::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
+	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
+	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
+	"lazy = excluded.lazy, membership = excluded.membership) "             \
+	"SELECT p_gen FROM c"
+
+/* The newest row of what connection $2 sent of room r by gen $3. */
+#define SS_SENT(r)                                                             \
+	"LATERAL (SELECT sr.nid, sr.tl_limit, sr.rs, sr.state_pos, sr.lazy, "  \
+	"sr.membership FROM syncv3_ss_rooms sr WHERE sr.conn = $2::bigint AND " \
+	"sr.room_id = " r " AND sr.gen <= $3::bigint ORDER BY sr.gen DESC "    \
+	"LIMIT 1)"
+
+/*
+ * The user's latest member row of room r at p, as visible.h's
+ * VIS_MEMBER_ROW, with its event (kicked or left by self, its time).
+ */
+#define SS_MEMBER_ROW(r, p)                                                    \
+	"LATERAL (SELECT vis_s.membership, vis_s.from_pos, vis_s.nid FROM "    \
+	"syncv3_state vis_s WHERE vis_s.state_key = $1 AND vis_s.room_id = " r \
+	" AND vis_s.type = 'm.room.member' AND vis_s.from_pos <= " p " ORDER " \
+	"BY vis_s.from_pos DESC LIMIT 1)"
+
+/*
+ * bump_stamp and the sort key (ss.h): a joined room's newest bump event's
+ * time (r.bump_ts), else the time of the user's membership (m, at the
+ * position at): its event's, an invite's from the invite event in the
+ * stripped state, else the wall clock mark of that position.
+ */
+#define SS_BUMP_TS(m, at, vst, ur)                                             \
+	"CASE WHEN " m " = 'join' AND coalesce(r.bump_nid, 0) > 0 THEN "       \
+	"r.bump_ts WHEN " vst ".nid IS NOT NULL AND " vst ".from_pos >= " at   \
+	" THEN (SELECT e.origin_ts FROM syncv3_events e WHERE e.nid = " vst    \
+	".nid) ELSE coalesce((SELECT (x.e->>'origin_server_ts')::bigint FROM " \
+	"json_array_elements(CASE WHEN json_typeof(" ur ".invite_state::json) " \
+	"= 'array' THEN " ur ".invite_state::json ELSE '[]'::json END) AS "    \
+	"x(e) WHERE x.e->>'type' = 'm.room.member' AND x.e->>'state_key' = $1 " \
+	"AND json_typeof(x.e->'origin_server_ts') = 'number' LIMIT 1), (SELECT " \
+	"(extract(epoch FROM pm.at) * 1000)::bigint FROM syncv3_pos_marks pm " \
+	"WHERE pm.pos <= " at " ORDER BY pm.pos DESC LIMIT 1), 0) END"
+/* Its tie-break: the event's nid, or the membership's position. */
+#define SS_BUMP_NID(m, at)                                                     \
+	"CASE WHEN " m " = 'join' AND coalesce(r.bump_nid, 0) > 0 THEN "       \
+	"r.bump_nid ELSE " at " END"
+
+/* Is room x in the user's m.direct (content: user -> [room ids])? */
+#define SS_IS_DM(x)                                                            \
+	"EXISTS (SELECT 1 FROM syncv3_account_data ad, jsonb_each("            \
+	"(ad.json::jsonb)->'content') AS kv(k, v) WHERE ad.user_id = $1 AND "  \
+	"ad.room_id = '' AND ad.type = 'm.direct' AND jsonb_typeof(kv.v) = "   \
+	"'array' AND kv.v ? " x ")"
+
+/* Room type r.room_type among $n (a NULL element: no type). */
+#define SS_TYPE_IN(n)                                                          \
+	"(coalesce(r.room_type = ANY(" n "::text[]), false) OR (r.room_type "  \
+	"IS NULL AND array_position(" n "::text[], NULL) IS NOT NULL))"
+#define SS_TAGGED(n)                                                           \
+	"EXISTS (SELECT 1 FROM syncv3_account_data tg WHERE tg.user_id = $1 "  \
+	"AND tg.room_id = ur.room_id AND tg.type = 'm.tag' AND "               \
+	"((tg.json::jsonb)->'content'->'tags') ?| " n "::text[])"
+
+/*
+ * The user's rooms a list may show, by the MSC: joined, invited and
+ * knocked; banned or kicked after a join; left by themselves only when
+ * this connection already sent the room. Membership by visible.h's rule
+ * at the snapshot; the sort key is the room's newest bump event when
+ * joined, else the membership's (SS_BUMP_TS).
+ */
+#define SS_CANDIDATES                                                          \
+	"SELECT ur.room_id, m.m AS membership, " SS_BUMP_TS("m.m", "m.at",     \
+	"vst", "ur") " AS bump, " SS_BUMP_NID("m.m", "m.at") " AS bump2 FROM " \
+	"syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON r.room_id = "        \
+	"ur.room_id LEFT JOIN " SS_MEMBER_ROW("ur.room_id", PP) " vst ON true " \
+	"CROSS JOIN "                                                          \
+	"LATERAL (SELECT " VIS_MEMBERSHIP_OF("ur", "vst", PP) " AS m, CASE "   \
+	"WHEN vst.from_pos IS NOT NULL AND (ur.pos > " PP " OR vst.from_pos "  \
+	">= ur.pos) THEN vst.from_pos ELSE ur.pos END AS at) m "               \
+	"WHERE ur.user_id = $1 AND (m.m IN ('join', 'invite', 'knock') OR "    \
+	"(m.m = 'ban' AND EXISTS (SELECT 1 FROM syncv3_state j WHERE "         \
+	"j.room_id = ur.room_id AND j.type = 'm.room.member' AND j.state_key " \
+	"= $1 AND j.membership = 'join')) OR (m.m = 'leave' AND (coalesce(("   \
+	"SELECT e.sender FROM syncv3_events e WHERE e.nid = vst.nid), $1) <> " \
+	"$1 OR EXISTS (SELECT 1 FROM syncv3_ss_rooms sr WHERE sr.conn = "      \
+	"$2::bigint AND sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) " \
+	"AND ($4::bool IS NULL OR " SS_IS_DM("ur.room_id") " = $4::bool) "     \
+	"AND ($5::bool IS NULL OR (m.m = 'invite') = $5::bool) "               \
+	"AND ($6::bool IS NULL OR coalesce(r.is_encrypted, false) = $6::bool) " \
+	"AND ($7::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "   \
+	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
+	"c.room_id = ANY($7::text[]) AND c.type = 'm.space.child' AND "        \
+	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
+	"AND " VIS_MEMBERSHIP("c.room_id", "$1", PP) " = 'join')) "            \
+	"AND ($8::text[] IS NULL OR " SS_TYPE_IN("$8") ") "                    \
+	"AND ($9::text[] IS NULL OR NOT " SS_TYPE_IN("$9") ") "                \
+	"AND ($10::text[] IS NULL OR " SS_TAGGED("$10") ") "                   \
+	"AND ($11::text[] IS NULL OR NOT " SS_TAGGED("$11") ")"
+
+/*
+ * One list: its count and the rooms of its ranges ($12 starts, $13 ends;
+ * NULL: all), newest activity first, ties by room id. $1 user, $2 conn,
+ * $3 gen, $4.. the filters (NULL: unset). Rows: position, count, then
+ * room, membership, bump (NULLs when the window is empty).
+ */
+#define SS_LIST                                                                \
+	"WITH pp AS (SELECT pos AS p FROM syncv3_position), cand AS ("         \
+	SS_CANDIDATES "), w AS (SELECT y.* FROM (SELECT cand.*, row_number() " \
+	"OVER (ORDER BY cand.bump DESC, cand.bump2 DESC, cand.room_id) - 1 AS " \
+	"idx FROM cand) y "                                                    \
+	"WHERE $12::bigint[] IS NULL OR EXISTS (SELECT 1 FROM unnest("         \
+	"$12::bigint[], $13::bigint[]) AS g(lo, hi) WHERE y.idx BETWEEN g.lo " \
+	"AND g.hi)) SELECT pp.p, (SELECT count(*) FROM cand), w.room_id, "     \
+	"w.membership, w.bump FROM pp LEFT JOIN w ON true ORDER BY w.idx"
+
+/*
+ * The rooms to answer ($4, list windows and subscriptions) at position
+ * $5: what the user may see of each (visible.h: membership at $5 and the
+ * last position they may see, capped at their leave), its summary, and
+ * what this connection sent of it. Rooms the user was never in are left
+ * out. $1 user, $2 conn, $3 gen.
+ */
+#define SS_ROOMS                                                               \
+	"SELECT q.id, v.m, v.last, r.name, r.avatar, coalesce(r.joined_count, " \
+	"0), coalesce(r.invited_count, 0), " SS_BUMP_TS("v.m", "v.at", "vst",  \
+	"ur") ", greatest(coalesce(r.updated_pos, 0), coalesce(ur.updated_pos, " \
+	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
+	"ur.prev_batch, CASE WHEN coalesce(r.name, '') = '' AND coalesce("     \
+	"r.canonical_alias, '') = '' THEN (SELECT json_agg(json_strip_nulls("  \
+	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
+	"->'content'->>'displayname', 'avatar_url', (he.json::json)->"         \
+	"'content'->>'avatar_url'))) FROM (SELECT json_array_elements_text("   \
+	"CASE WHEN coalesce(ur.heroes, '') NOT IN ('', '[]') THEN "            \
+	"ur.heroes::json ELSE (SELECT coalesce(json_agg(hm.state_key), "       \
+	"'[]'::json) FROM (SELECT s.state_key FROM syncv3_state s WHERE "      \
+	"s.room_id = q.id AND s.type = 'm.room.member' AND s.to_pos IS NULL "  \
+	"AND s.membership IN ('join', 'invite') AND s.state_key <> $1 ORDER "  \
+	"BY s.state_key LIMIT 5) hm) END) AS uid) h LEFT JOIN syncv3_state "   \
+	"hs ON hs.room_id = q.id AND hs.type = 'm.room.member' AND "           \
+	"hs.state_key = h.uid AND hs.to_pos IS NULL LEFT JOIN syncv3_events "  \
+	"he ON he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "         \
+	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
+	"r.canonical_alias FROM unnest($4::text[]) AS q(id) CROSS JOIN "       \
+	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m, " \
+	"" VIS_LAST("q.id", "$1", "$5::bigint") " AS last, greatest((SELECT " \
+	"max(s.from_pos) FROM syncv3_state s WHERE s.room_id = q.id AND "      \
+	"s.type = 'm.room.member' AND s.state_key = $1 AND s.from_pos <= "     \
+	"$5::bigint), (SELECT u.pos FROM syncv3_user_rooms u WHERE u.user_id " \
+	"= $1 AND u.room_id = q.id AND u.pos <= $5::bigint)) AS at) v LEFT JOIN syncv3_rooms r ON r.room_id = q.id LEFT JOIN "     \
+	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
+	"JOIN " SS_SENT("q.id") " sent ON true LEFT JOIN " SS_MEMBER_ROW(      \
+	"q.id", "$5::bigint") " vst ON true WHERE v.m IS NOT NULL"
+
+/*
+ * Timeline and state of rooms $1 (with per-room bounds: $2 timeline
+ * after, $3 state changed after, $4 up to, $5 how many events, one more
+ * than the limit so "limited" is known) for user $6: the timeline is what
+ * visible.h lets them see, newest first; state rows current at the bound
+ * whose (type, state_key) matches a pattern of $7/$8 ('*' any), exact
+ * matching is done by the caller. Rows: kind, room, nid, json, type,
+ * state_key, sender, event_id.
+ */
+#define SS_DETAIL                                                              \
+	"SELECT 't', r.id, x.nid, x.json, x.type, x.state_key, x.sender, "    \
+	"x.event_id FROM unnest($1::text[], $2::bigint[], $4::bigint[], "      \
+	"$5::bigint[]) AS r(id, f, p, n) CROSS JOIN LATERAL (SELECT e.nid, "   \
+	"e.json, e.type, e.state_key, e.sender, e.event_id FROM "              \
+	"syncv3_events e WHERE e.nid IN "                                      \
+	VIS_LAST_EVENTS("r.id", "$6", "r.p", "r.f", "r.n") ") x UNION ALL "    \
+	"SELECT 's', r.id, y.nid, y.json, y.type, y.state_key, NULL, NULL "   \
+	"FROM "                                                                \
+	"unnest($1::text[], $3::bigint[], $4::bigint[]) AS r(id, f, p) CROSS " \
+	"JOIN LATERAL (SELECT s.nid, e.json, s.type, s.state_key FROM "        \
+	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE s.room_id " \
+	"= r.id AND s.from_pos <= r.p AND s.from_pos > r.f AND coalesce("      \
+	"s.to_pos, 9223372036854775807) > r.p AND EXISTS (SELECT 1 FROM "      \
+	"unnest($7::text[], $8::text[]) AS k(t, sk) WHERE (k.t = '*' OR k.t = " \
+	"s.type) AND (k.sk = '*' OR k.sk = s.state_key))) y WHERE r.f >= 0 "   \
+	"ORDER BY 1, 2, 3 DESC"
+
+/* The member events of ($1 room, $2 user) pairs at $3 (per room bound). */
+#define SS_MEMBERS                                                             \
+	"SELECT k.r, s.state_key, e.json FROM unnest($1::text[], $2::text[], " \
+	"$3::bigint[]) AS k(r, u, p) JOIN syncv3_state s ON s.room_id = k.r "  \
+	"AND s.type = 'm.room.member' AND s.state_key = k.u AND s.from_pos <= " \
+	"k.p AND coalesce(s.to_pos, 9223372036854775807) > k.p JOIN "          \
+	"syncv3_events e ON e.nid = s.nid"
+
+/* Idle connections (their rooms cascade); the devices they belonged to. */
+#define SS_EXPIRE                                                              \
+	"WITH gone AS (DELETE FROM syncv3_ss_conns WHERE last_used <= now() - " \
+	"make_interval(secs => $1::bigint) RETURNING user_id, device_id) "     \
+	"SELECT DISTINCT user_id, device_id FROM gone"
+/* clang-format on */
+
 /* clang-format off */
 const struct api_stmt api_stmts[Q_COUNT] = {
 	/* auth.c: a token upstream vouched for becomes its device's */
@@ -346,6 +612,15 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "'expired', poll_error = 'logged out', poll_updated = now() "
 	    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
 	    ">= 0 RETURNING user_id, device_id", 2},
+	/* ss_conn.c, ss_rooms.c: sliding sync */
+	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 6},
+	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 5},
+	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 13},
+	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 13},
+	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
+	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 8},
+	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
+	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
 };
 /* clang-format on */
 

@@ -5,6 +5,9 @@
  * still in use; the last sreq_unref frees the record.
  */
 #include <stdlib.h>
+#include <strings.h>
+
+#include <event2/keyvalq_struct.h>
 
 #include "api.h"
 #include "util.h"
@@ -48,4 +51,35 @@ sreq_unref(struct sreq *r)
 	free(r->err_msg);
 	free(r->req_msg);
 	free(r);
+}
+
+/* Bearer token from the Authorization header, or NULL. */
+const char *
+sreq_bearer(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+void
+sreq_timer_at(struct sreq *r, long long at_ms, event_callback_fn cb,
+    void *arg)
+{
+	long long ms = at_ms - now_ms();
+	struct timeval tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (r->timer == NULL)
+		r->timer = evtimer_new(r->api->base, cb, arg);
+	evtimer_add(r->timer, &tv);
 }

@@ -37,3 +37,12 @@ if(Python3_FOUND)
 		WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 	set_tests_properties(callgraph_api PROPERTIES LABELS unit)
 endif()
+
+# Sliding sync on the wire: both dialects' parser and writer, pos tokens.
+add_executable(test_ss_proto test_ss_proto.c
+	${PROJECT_SOURCE_DIR}/api/ss_proto.c
+	${PROJECT_SOURCE_DIR}/api/sincetok.c)
+target_link_libraries(test_ss_proto PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_ss_proto PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_ss_proto COMMAND test_ss_proto)
+set_tests_properties(test_ss_proto PROPERTIES LABELS unit)

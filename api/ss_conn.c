@@ -1,0 +1,272 @@
+/*
+ * ss_conn.c: sliding sync connections in Postgres (syncv3_ss_conns and
+ * syncv3_ss_rooms, 006_sliding_sync.sql), so any api instance continues
+ * any connection. A request without pos starts its conn_id afresh; a pos
+ * loads the connection only for its own device, conn_id and while not
+ * idle, and either confirms the response it names or drops the one after
+ * it (the client lost it). A response is saved as the unconfirmed one,
+ * compare-and-set on the row's ver, so of two requests racing on one
+ * connection only one saves. A timer deletes idle connections.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_util.h"
+#include "pg.h"
+#include "pg_lit.h"
+#include "ss.h"
+#include "util.h"
+
+struct conn_op {
+	struct ss_req *s;
+	api_done_fn done;
+	void *arg;
+};
+
+static struct conn_op *
+op_new(struct ss_req *s, api_done_fn done, void *arg)
+{
+	struct conn_op *op = xcalloc(1, sizeof(*op));
+
+	op->s = s;
+	op->done = done;
+	op->arg = arg;
+	sreq_ref(s->r);
+	return op;
+}
+
+/* Ends an operation; the request may have been answered meanwhile. */
+static void
+op_end(struct conn_op *op, int status, const char *errcode, const char *msg)
+{
+	struct sreq *r = op->s->r;
+
+	if (!sreq_replied(r))
+		op->done(op->arg, status, errcode, msg);
+	sreq_unref(r);
+	free(op);
+}
+
+static struct json_object *
+obj_or_empty(const char *text)
+{
+	struct json_object *o = json_parse_bounded(text, strlen(text), NULL);
+
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = json_object_new_object();
+	}
+	return o;
+}
+
+static void
+loaded_cb(PGresult *res, void *arg)
+{
+	struct conn_op *op = arg;
+	struct ss_conn *c = &op->s->conn;
+
+	if (sreq_replied(op->s->r)) {
+		op_end(op, 0, NULL, NULL);
+		return;
+	}
+	if (res == NULL) {
+		op_end(op, 503, "M_UNKNOWN", "database unavailable");
+		return;
+	}
+	if (PQntuples(res) != 1 ||
+	    strcmp(PQgetvalue(res, 0, 7), ss_dialect_name(op->s->q.dialect)) !=
+	        0) {
+		op_end(op, 400, "M_UNKNOWN_POS",
+		       "unknown or expired pos: start a new connection");
+		return;
+	}
+	c->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	c->gen = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	c->pos = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	c->subs = obj_or_empty(PQgetvalue(res, 0, 3));
+	c->ext = obj_or_empty(PQgetvalue(res, 0, 4));
+	c->ext_state =
+	    PQgetisnull(res, 0, 5) ? NULL : xstrdup(PQgetvalue(res, 0, 5));
+	c->ver = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	op_end(op, 0, NULL, NULL);
+}
+
+static void
+created_cb(PGresult *res, void *arg)
+{
+	struct conn_op *op = arg;
+	struct ss_conn *c = &op->s->conn;
+	long long dropped;
+
+	if (sreq_replied(op->s->r)) {
+		op_end(op, 0, NULL, NULL);
+		return;
+	}
+	if (res == NULL || PQntuples(res) != 1) {
+		op_end(op, 503, "M_UNKNOWN", "cannot create the connection");
+		return;
+	}
+	c->is_new = true;
+	c->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	c->gen = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	c->ver = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	c->pos = 0;
+	c->subs = json_object_new_object();
+	c->ext = json_object_new_object();
+	dropped = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	if (dropped > 0)
+		log_debug("ss: %s/%s: %lld least recently used connections "
+		          "expired",
+		          op->s->r->user_id, op->s->r->device_id, dropped);
+	op_end(op, 0, NULL, NULL);
+}
+
+/*
+ * Loads the connection s->pos names, or (no pos) starts s->q.conn_id
+ * afresh; done(arg, 0) with s->conn set, or 400 M_UNKNOWN_POS.
+ */
+void
+ss_conn_open(struct ss_req *s, api_done_fn done, void *arg)
+{
+	struct api *api = s->api;
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
+	const char *p[6];
+
+	if (s->q.pos == NULL) {
+		p[0] = s->r->user_id;
+		p[1] = s->r->device_id;
+		p[2] = s->q.conn_id;
+		p[3] = ss_dialect_name(s->q.dialect);
+		p[4] = pg_i64(a, api->cfg.ss_conns_per_device);
+		sql_query(api, Q_SS_CREATE, p, created_cb,
+		          op_new(s, done, arg));
+		return;
+	}
+	p[0] = pg_i64(a, s->pos.conn);
+	p[1] = s->r->user_id;
+	p[2] = s->r->device_id;
+	p[3] = pg_i64(b, s->pos.gen);
+	p[4] = pg_i64(c, api->cfg.ss_conn_idle_s);
+	p[5] = s->q.conn_id;
+	sql_query(api, Q_SS_LOAD, p, loaded_cb, op_new(s, done, arg));
+}
+
+static void
+saved_cb(PGresult *res, void *arg)
+{
+	struct conn_op *op = arg;
+
+	if (res == NULL)
+		op_end(op, 503, "M_UNKNOWN", "cannot store the connection");
+	else if (PQntuples(res) != 1)
+		/* another request of this connection wrote it meanwhile */
+		op_end(op, 400, "M_UNKNOWN_POS",
+		       "this connection was "
+		       "continued by another request: start a new connection");
+	else {
+		op->s->conn.saved_gen =
+		    strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		op_end(op, 0, NULL, NULL);
+	}
+}
+
+/* The columns of the rooms this response sent, as array literals. */
+struct room_cols {
+	struct pg_lit id, nid, lim, rs, lazy, m;
+};
+
+static void
+room_cols_fill(struct ss_req *s, struct room_cols *k)
+{
+	for (int i = 0; i < s->nrooms; i++) {
+		struct ss_room *rm = &s->rooms[i];
+		if (!rm->is_send)
+			continue;
+		pg_arr_str(&k->id, rm->id);
+		pg_arr_i64(&k->nid, rm->max_nid);
+		pg_arr_i64(&k->lim, rm->cfg.timeline_limit);
+		pg_arr_str(&k->rs, rm->rs_canon != NULL ? rm->rs_canon : "");
+		pg_arr_str(&k->lazy, rm->lazy != NULL
+		                         ? json_plain(rm->lazy, NULL)
+		                         : "[]");
+		pg_arr_str(&k->m, rm->membership);
+	}
+}
+
+/*
+ * Stores this response as the connection's unconfirmed one: its sticky
+ * subscriptions and extension configs, the extensions' blob, and per
+ * room sent what the next response builds on. 400 M_UNKNOWN_POS when
+ * another request of the connection wrote it since this one loaded it.
+ */
+void
+ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
+{
+	struct room_cols k;
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN], d[PG_I64_LEN];
+	const char *p[13];
+	const char *state = s->ext_ctx.new_state != NULL ? s->ext_ctx.new_state
+	                                                 : s->conn.ext_state;
+
+	memset(&k, 0, sizeof(k));
+	room_cols_fill(s, &k);
+	p[0] = pg_i64(a, s->conn.id);
+	p[1] = pg_i64(b, s->conn.ver);
+	p[2] = pg_i64(c, s->conn.gen);
+	p[3] = pg_i64(d, s->at);
+	p[4] = json_plain(s->subs, NULL);
+	p[5] = json_plain(s->ext, NULL);
+	p[6] = state;
+	p[7] = pg_arr_end(&k.id);
+	p[8] = pg_arr_end(&k.nid);
+	p[9] = pg_arr_end(&k.lim);
+	p[10] = pg_arr_end(&k.rs);
+	p[11] = pg_arr_end(&k.lazy);
+	p[12] = pg_arr_end(&k.m);
+	sql_query(s->api, Q_SS_SAVE, p, saved_cb, op_new(s, done, arg));
+	pg_lit_free(&k.id);
+	pg_lit_free(&k.nid);
+	pg_lit_free(&k.lim);
+	pg_lit_free(&k.rs);
+	pg_lit_free(&k.lazy);
+	pg_lit_free(&k.m);
+}
+
+void
+ss_conn_free(struct ss_conn *c)
+{
+	json_object_put(c->subs);
+	json_object_put(c->ext);
+	free(c->ext_state);
+	memset(c, 0, sizeof(*c));
+}
+
+static void
+expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+	char idle[PG_I64_LEN];
+	const char *p[1];
+
+	(void)fd;
+	(void)what;
+	p[0] = pg_i64(idle, api->cfg.ss_conn_idle_s);
+	/* expired connections no longer hold their device's messages back */
+	sql_query(api, Q_SS_EXPIRE, p, session_expired_cb, api);
+}
+
+void
+ss_init(struct api *api)
+{
+	api->ss_expire_timer =
+	    session_sweep_timer(api, api->cfg.ss_conn_idle_s, expire_cb);
+}
+
+void
+ss_shutdown(struct api *api)
+{
+	if (api->ss_expire_timer != NULL)
+		event_free(api->ss_expire_timer);
+	api->ss_expire_timer = NULL;
+}

@@ -1,0 +1,504 @@
+/*
+ * ss_req.c: a sliding sync request (both endpoints) as one state machine,
+ * in one state of enum ss_state (ss.h) at a time: auth (auth.c) -> the
+ * pos, body and extensions checked -> the connection loaded or created
+ * (ss_conn.c) -> held while the device's initial sync is not stored ->
+ * rounds (ss_rooms.c): with a pos and nothing new, the request waits for
+ * a notice concerning the connection (longpoll.c), its timeout, or the
+ * client hanging up -> the response saved as the connection's unconfirmed
+ * one -> written in the request's dialect (ss_proto.c). The request is a
+ * struct sreq too (r->ss points here), so auth, the waiter registry and
+ * the references are the ones the v3 path uses.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+
+#include "crypto.h"
+#include "json_util.h"
+#include "pg.h"
+#include "pg_lit.h"
+#include "proto.h"
+#include "ss.h"
+#include "util.h"
+
+static void ss_step(struct ss_req *s, int ev);
+static void done_cb(void *arg, int status, const char *errcode,
+                    const char *msg);
+static void round_start(struct ss_req *s);
+
+enum {
+	EV_DONE,  /* what the state waited for completed */
+	EV_WAKE,  /* longpoll.c: a notice concerns the connection */
+	EV_TIMER, /* the long-poll or initial-sync deadline */
+};
+
+static const char *const state_names[] = {
+    [SS_ST_AUTH] = "auth",       [SS_ST_CONN] = "conn",
+    [SS_ST_DEVICE] = "device",   [SS_ST_ROUND] = "round",
+    [SS_ST_WAITING] = "waiting", [SS_ST_SAVE] = "save",
+    [SS_ST_DONE] = "done",
+};
+
+const char *
+ss_state_name(enum ss_state st)
+{
+	if ((unsigned)st >= sizeof(state_names) / sizeof(state_names[0]))
+		return "?";
+	return state_names[st];
+}
+
+static void
+ss_free(struct ss_req *s)
+{
+	ss_rooms_clear(s);
+	ss_request_free(&s->q);
+	ss_conn_free(&s->conn);
+	json_object_put(s->subs);
+	json_object_put(s->ext);
+	free(s);
+}
+
+/* Ends our part in the request (answered or the client gone). */
+static void
+ss_finish(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+
+	if (s->state == SS_ST_DONE)
+		return;
+	s->state = SS_ST_DONE;
+	r->state = SYNC_REPLIED; /* late completions see it and drop */
+	if (r->timer != NULL)
+		evtimer_del(r->timer);
+	if (r->probe != NULL) {
+		event_free(r->probe);
+		r->probe = NULL;
+	}
+	lp_unwait(s->api, r);
+	if (!r->is_gone && r->evcon != NULL)
+		http_conn_closecb(s->api, r->evcon, NULL, NULL);
+	r->ss = NULL;
+	ss_free(s);
+	sreq_unref(r);
+}
+
+static void
+ss_fail(struct ss_req *s, int status, const char *errcode, const char *msg)
+{
+	struct sreq *r = s->r;
+
+	if (s->state == SS_ST_DONE)
+		return;
+	s->api->stats.errors++;
+	if (!r->is_gone && (status == 503 || status == 429))
+		http_error_retry(r->req, status, errcode, msg,
+		                 r->retry_after_ms > 0 ? r->retry_after_ms
+		                                       : 1000);
+	else if (!r->is_gone)
+		http_error(r->req, status, errcode, msg);
+	ss_finish(s);
+}
+
+static void
+ss_reply(struct ss_req *s, const struct ss_pos *pos)
+{
+	struct sreq *r = s->r;
+	struct evbuffer *b;
+
+	if (r->is_gone) {
+		ss_finish(s);
+		return;
+	}
+	ss_pos_format(pos, s->api->cfg.secret, r->user_id, r->device_id,
+	              s->resp.pos);
+	if (s->ext_ctx.out != NULL && evbuffer_get_length(s->ext_ctx.out) > 0) {
+		s->resp.extensions = s->ext_ctx.out;
+		s->ext_ctx.out = NULL;
+	}
+	b = evbuffer_new();
+	ss_write(s->q.dialect, &s->q, &s->resp, b);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req),
+	                  "Content-Type", "application/json");
+	evhttp_send_reply(r->req, 200, "OK", b);
+	evbuffer_free(b);
+	if (r->woken_ms != 0)
+		s->api->stats.lat[s->api->stats.nlat++ % 4096] =
+		    (double)(now_ms() - r->woken_ms);
+	ss_finish(s);
+}
+
+static void
+close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct ss_req *s = arg;
+
+	(void)evcon;
+	log_debug("ss: client went away (%s)", ss_state_name(s->state));
+	s->r->is_gone = true;
+	s->r->req = NULL;
+	ss_finish(s);
+}
+
+static void
+probe_gone(struct sreq *r)
+{
+	if (r->ss != NULL)
+		ss_finish(r->ss);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ss_req *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->r->is_timed_out = true;
+	if (s->state == SS_ST_WAITING || s->state == SS_ST_DEVICE)
+		ss_step(s, EV_TIMER);
+}
+
+static void
+timer_at(struct ss_req *s, long long at_ms)
+{
+	sreq_timer_at(s->r, at_ms, timer_cb, s);
+}
+
+static void
+wake_cb(void *arg)
+{
+	struct ss_req *s = ((struct sreq *)arg)->ss;
+
+	if (s != NULL)
+		ss_step(s, EV_WAKE);
+}
+
+/*
+ * What the connection waits for: the user's rooms (any room they are
+ * joined to, their memberships: longpoll.c's room-list interest) and what
+ * the extensions name.
+ */
+static void
+interest_set(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+
+	r->ss_wake = ss_ext_wake(s->ext);
+	r->p.has_list = true;
+	r->p.has_to_device = (r->ss_wake & SS_WAKE_TO_DEVICE) != 0;
+}
+
+/* Nothing new: wait for a notice, or answer at the timeout. */
+static void
+wait_start(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+
+	ss_rooms_clear(s);
+	s->state = SS_ST_WAITING;
+	r->wait_from = s->at;
+	interest_set(s);
+	if (lp_wait(s->api, r, wake_cb, r) == -1) {
+		log_warnx_rl("ss: too many waiting requests");
+		round_start(s);
+		return;
+	}
+	if (r->is_waiting)
+		timer_at(s, r->deadline_ms);
+}
+
+/* The round's outcome: save and answer, or wait for something new. */
+static void
+round_done(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+	const struct ss_pos same = {s->conn.id, s->conn.gen};
+	bool is_state = s->ext_ctx.new_state != NULL &&
+	                (s->conn.ext_state == NULL ||
+	                 strcmp(s->ext_ctx.new_state, s->conn.ext_state) != 0);
+
+	if (s->has_data || s->is_sticky_changed || is_state || s->conn.is_new) {
+		s->state = SS_ST_SAVE;
+		ss_conn_save(s, done_cb, r);
+		return;
+	}
+	if (r->is_timed_out || r->timeout_ms == 0 ||
+	    now_ms() >= r->deadline_ms || s->api->is_stopping) {
+		ss_reply(s, &same); /* nothing changed: the same pos */
+		return;
+	}
+	wait_start(s);
+}
+
+static void
+round_start(struct ss_req *s)
+{
+	s->state = SS_ST_ROUND;
+	s->r->rounds++;
+	ss_rooms_run(s, done_cb, s->r);
+}
+
+static void
+device_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+	struct ss_req *s = r->ss;
+
+	if (sreq_replied(r) || s == NULL)
+		goto out;
+	if (res == NULL || PQntuples(res) != 1) {
+		ss_fail(s, res ? 401 : 503,
+		        res ? "M_UNKNOWN_TOKEN" : "M_UNKNOWN",
+		        res ? "unknown device" : "database unavailable");
+		goto out;
+	}
+	if (dev_state_parse(PQgetvalue(res, 0, 1)) == DEV_STATE_EXPIRED) {
+		auth_forget(s->api, r->user_id, r->device_id, true);
+		ss_fail(s, 401, "M_UNKNOWN_TOKEN",
+		        "the homeserver rejected this token");
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 0)[0] == 't') {
+		r->is_initial_done = true;
+		round_start(s);
+		goto out;
+	}
+	/* hold until the poller's initial sync is stored (bounded) */
+	r->is_initial_wait = true;
+	if (lp_wait(s->api, r, wake_cb, r) == -1) {
+		r->is_initial_wait = false;
+		round_start(s);
+		goto out;
+	}
+	timer_at(s, r->start_ms + s->api->cfg.initial_wait_ms);
+out:
+	sreq_unref(r);
+}
+
+/* The device gate of the v3 path: hold a device not synced yet. */
+static void
+device_check(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+	const char *p[2];
+
+	s->state = SS_ST_DEVICE;
+	if (r->is_initial_done || s->api->cfg.initial_wait_ms == 0) {
+		round_start(s);
+		return;
+	}
+	r->wait_from = s->api->cur_pos;
+	p[0] = r->user_id;
+	p[1] = r->device_id;
+	sreq_ref(r);
+	sql_query(s->api, Q_DEVICE_STATE, p, device_cb, r);
+}
+
+static bool
+json_same(struct json_object *a, struct json_object *b)
+{
+	return json_object_equal(a, b) != 0;
+}
+
+/*
+ * The sticky parts after this request: subscriptions (stored ones, this
+ * request's replacing per room, minus unsubscribe_rooms) and extension
+ * configs (merged field by field).
+ */
+static void
+sticky_merge(struct ss_req *s)
+{
+	struct json_object *v;
+
+	s->subs = json_object_new_object();
+	json_object_object_foreach(s->conn.subs, id, cfg)
+	    json_object_object_add(s->subs, id, json_object_get(cfg));
+	if (s->q.subs_json != NULL) {
+		json_object_object_foreach(s->q.subs_json, nid, ncfg)
+		    json_object_object_add(s->subs, nid, json_object_get(ncfg));
+	}
+	for (int i = 0; i < s->q.nunsub; i++)
+		if (json_object_object_get_ex(s->subs, s->q.unsub[i], &v))
+			json_object_object_del(s->subs, s->q.unsub[i]);
+	s->ext = json_object_new_object();
+	ss_ext_merge(s->ext, s->conn.ext);
+	ss_ext_merge(s->ext, s->q.extensions);
+	s->is_sticky_changed = !json_same(s->subs, s->conn.subs) ||
+	                       !json_same(s->ext, s->conn.ext);
+}
+
+/* Checks once the token is known (a client learns that first). */
+static int
+after_auth(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+	struct ss_parse_err e;
+
+	if (s->is_bad && strcmp(s->perr.errcode, "M_MISSING_TOKEN") != 0) {
+		ss_fail(s, s->perr.status, s->perr.errcode, s->perr.msg);
+		return -1;
+	}
+	if (s->q.pos != NULL &&
+	    ss_pos_parse(s->q.pos, s->api->cfg.secret, r->user_id, r->device_id,
+	                 &s->pos) == -1) {
+		ss_fail(s, 400, "M_UNKNOWN_POS",
+		        "unknown or expired pos: start a new connection");
+		return -1;
+	}
+	if (ss_ext_check(s->q.extensions, &e) == -1) {
+		ss_fail(s, e.status ? e.status : 400, e.errcode, e.msg);
+		return -1;
+	}
+	/* without a pos there is nothing to wait for (Synapse too) */
+	r->timeout_ms =
+	    s->q.pos != NULL && s->q.timeout_ms > 0 ? s->q.timeout_ms : 0;
+	r->deadline_ms = r->start_ms + r->timeout_ms;
+	return 0;
+}
+
+static void
+save_done(struct ss_req *s)
+{
+	const struct ss_pos next = {s->conn.id, s->conn.saved_gen};
+
+	ss_reply(s, &next);
+}
+
+/* The one place a request moves on (stale events are dropped). */
+static void
+ss_step(struct ss_req *s, int ev)
+{
+	struct sreq *r = s->r;
+
+	switch (s->state) {
+	case SS_ST_AUTH:
+		if (ev != EV_DONE || after_auth(s) == -1)
+			break;
+		s->state = SS_ST_CONN;
+		ss_conn_open(s, done_cb, r);
+		break;
+	case SS_ST_CONN:
+		if (ev != EV_DONE)
+			break;
+		sticky_merge(s);
+		device_check(s);
+		break;
+	case SS_ST_DEVICE:
+		if (ev == EV_WAKE || ev == EV_TIMER) {
+			lp_unwait(s->api, r);
+			r->is_initial_wait = false;
+			r->is_timed_out = false;
+			if (ev == EV_TIMER)
+				log_info("ss: %s/%s: initial sync not stored "
+				         "in time",
+				         r->user_id, r->device_id);
+			if (ev == EV_WAKE && !r->is_initial_done)
+				device_check(s);
+			else
+				round_start(s);
+		}
+		break;
+	case SS_ST_ROUND:
+		if (ev == EV_DONE)
+			round_done(s);
+		break;
+	case SS_ST_WAITING:
+		if (ev == EV_WAKE && r->is_revoked)
+			ss_fail(s, 401, "M_UNKNOWN_TOKEN",
+			        "the homeserver rejected this token");
+		else if (ev == EV_WAKE)
+			round_start(s);
+		else if (ev == EV_TIMER) {
+			lp_unwait(s->api, r);
+			round_start(s); /* answers: is_timed_out is set */
+		}
+		break;
+	case SS_ST_SAVE:
+		if (ev == EV_DONE)
+			save_done(s);
+		break;
+	case SS_ST_DONE:
+		break;
+	}
+}
+
+/* auth.c, ss_conn.c, ss_rooms.c: 0 moves on, anything else answers. */
+static void
+done_cb(void *arg, int status, const char *errcode, const char *msg)
+{
+	struct ss_req *s = ((struct sreq *)arg)->ss;
+
+	if (s == NULL)
+		return;
+	if (status != 0) {
+		ss_fail(s, status, errcode, msg);
+		return;
+	}
+	ss_step(s, EV_DONE);
+}
+
+/*
+ * Both endpoints: the body (bounded) and the query parse first, but a
+ * refusal waits until the token is known, as on the v3 path (a client
+ * learns it is not authenticated before what is wrong with its body).
+ */
+static void
+ss_handle(struct api *api, struct evhttp_request *req, enum ss_dialect d)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	size_t len = evbuffer_get_length(in);
+	struct ss_req *s;
+	const char *tok;
+
+	api->stats.requests++;
+	s = xcalloc(1, sizeof(*s));
+	s->api = api;
+	s->r = sreq_new(api, req);
+	s->r->ss = s;
+	s->state = SS_ST_AUTH;
+	if ((tok = sreq_bearer(req)) == NULL) {
+		ss_fail(s, 401, "M_MISSING_TOKEN",
+		        "missing access token (Authorization: Bearer)");
+		return;
+	}
+	if ((long long)len > api->cfg.max_body) {
+		ss_fail(s, 413, "M_TOO_LARGE", "request body too large");
+		return;
+	}
+	if (ss_parse(d, (const char *)evbuffer_pullup(in, -1), len,
+	             evhttp_uri_get_query(uri), api->cfg.max_timeout_ms, &s->q,
+	             &s->perr) == -1) {
+		s->is_bad = true;
+		/* ?access_token= is refused before anything else */
+		if (strcmp(s->perr.errcode, "M_MISSING_TOKEN") == 0) {
+			ss_fail(s, s->perr.status, s->perr.errcode,
+			        s->perr.msg);
+			return;
+		}
+	}
+	s->r->token = xstrdup(tok);
+	token_hash(s->r->token, strlen(s->r->token), s->r->token_hash);
+	if (s->r->evcon != NULL) {
+		http_conn_closecb(api, s->r->evcon, close_cb, s);
+		http_probe_start(s->r, probe_gone);
+	}
+	auth_resolve(api, s->r, done_cb, s->r);
+}
+
+void
+ss_handle_synapse(struct api *api, struct evhttp_request *req)
+{
+	ss_handle(api, req, SS_SYNAPSE);
+}
+
+void
+ss_handle_v4(struct api *api, struct evhttp_request *req)
+{
+	ss_handle(api, req, SS_V4);
+}
