@@ -116,10 +116,12 @@ out:
  * thread) winning; seen is shared by the whole group, which is walked
  * from its last message back.
  */
-static void
+static int64_t
 receipts_add(struct store *st, struct cols *c, struct map *seen,
     const struct acc_room *rm)
 {
+	int64_t pos = 0;
+
 	/* Last one wins for a key: walk backwards, skip seen keys. */
 	for (size_t j = rm->nreceipts; j-- > 0;) {
 		const struct acc_receipt *rp = &rm->receipts[j];
@@ -139,31 +141,50 @@ receipts_add(struct store *st, struct cols *c, struct map *seen,
 		pg_arr_str(&c->c[3], rp->thread_id);
 		pg_arr_str(&c->c[4], rp->event_id);
 		pg_arr_i64(&c->c[5], rp->ts);
-		pg_arr_i64(&c->c[6], pos_next(st));
+		pg_arr_i64(&c->c[6], pos = pos_next(st));
 		c->rows++;
 	}
+	return pos;
 }
 
-/* Receipts: the last one of the group for a key wins. */
+/*
+ * Receipts: the last one of the group for a key wins. Receipts have no
+ * notice of their own: the device whose response carried them gets a
+ * PROTO_NOTICE_DEVICE "synced" (what a sliding sync connection with the
+ * receipts extension waits for; nothing else waits on it once the
+ * device's initial sync is stored).
+ */
 int
 apply_receipts(struct store *st, struct msgctx *xs, size_t n)
 {
 	struct cols c;
 	const char *p[7];
 	struct map seen;
+	int64_t *last = xcalloc(n + 1, sizeof(*last));
 	int rc = 0;
 
 	cols_init(&c, 7);
 	map_init(&seen);
 	for (size_t k = n; k-- > 0;) {
 		struct acc_changes *ch = xs[k].ch;
-		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;)
-			receipts_add(st, &c, &seen, &ch->rooms[i]);
+		for (size_t i = ch ? ch->nrooms : 0; i-- > 0;) {
+			int64_t pos = receipts_add(st, &c, &seen, &ch->rooms[i]);
+			if (pos > last[k])
+				last[k] = pos;
+		}
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
 		rc = db_q0(st, S_RECEIPTS, 7, p);
 	}
+	for (size_t k = 0; rc == 0 && k < n; k++)
+		if (last[k] > 0)
+			notice_add(&xs[k].m->notices, &(struct proto_notice){
+			    .type = PROTO_NOTICE_DEVICE, .pos = last[k],
+			    .user_id = xs[k].m->user_id,
+			    .device_id = xs[k].m->device_id,
+			    .state = dev_state_name(DEV_STATE_SYNCED)});
+	free(last);
 	map_free(&seen, NULL);
 	cols_free(&c);
 	return rc;

@@ -120,10 +120,13 @@ static const struct stmt {
 	[S_CLEAN_MARKS] = {"acc_clean_marks", "DELETE FROM syncv3_pos_marks "
 	    "WHERE pos < $1::bigint"},
 	/* sliding sync's sort key (006_sliding_sync.sql), only moved forward */
-	[S_ROOMS_BUMP] = {"acc_rooms_bump", "UPDATE syncv3_rooms r SET "
-	    "bump_ts = k.t, bump_nid = k.n FROM unnest($1::text[], "
+	[S_ROOMS_BUMP] = {"acc_rooms_bump", "WITH b AS (UPDATE syncv3_rooms r "
+	    "SET bump_ts = k.t, bump_nid = k.n FROM unnest($1::text[], "
 	    "$2::bigint[], $3::bigint[]) AS k(r, t, n) WHERE r.room_id = k.r "
-	    "AND (r.bump_ts, r.bump_nid) < (k.t, k.n)"},
+	    "AND (r.bump_ts, r.bump_nid) < (k.t, k.n) RETURNING r.room_id, "
+	    "r.bump_ts, r.bump_nid) UPDATE syncv3_user_rooms u SET "
+	    "ss_bump_ts = b.bump_ts, ss_bump_nid = b.bump_nid FROM b WHERE "
+	    "u.room_id = b.room_id AND u.membership = 'join'"},
 };
 
 PGresult *

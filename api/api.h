@@ -98,6 +98,7 @@ enum api_sql {
 	Q_SS_DETAIL,
 	Q_SS_MEMBERS,
 	Q_SS_EXPIRE,
+	Q_SS_EXT,
 	Q_COUNT,
 };
 struct api_stmt {

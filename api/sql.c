@@ -12,11 +12,24 @@
 
 /* session.c */
 /* Deletes the device's messages every live session has acknowledged. */
+/*
+ * The to-device position every live v3 session of device (u, d) has
+ * acknowledged (NULL: none is live); and the one every sliding sync
+ * connection with to_device on has (NULL: none; an expired connection's
+ * row is gone with it). A message is deleted once both are past it:
+ * least() skips a NULL, and is NULL only when nobody holds it at all.
+ */
+#define V3_ACKED(u, d, idle)                                                   \
+	"(SELECT min(acked_to_device) FROM syncv3_sessions s WHERE "           \
+	"s.user_id = " u " AND s.device_id = " d " AND s.last_used > now() - " \
+	"make_interval(secs => " idle "::bigint))"
+#define SS_ACKED(u, d, other)                                                  \
+	"(SELECT min(ss_a.acked) FROM syncv3_ss_to_device_acks ss_a WHERE "    \
+	"ss_a.user_id = " u " AND ss_a.device_id = " d other ")"
 #define SESSION_RELEASE                                                        \
 	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
-	"AND pos <= (SELECT min(acked_to_device) FROM syncv3_sessions s "      \
-	"WHERE s.user_id = $1 AND s.device_id = $2 AND s.last_used > now() - " \
-	"make_interval(secs => $3::bigint))"
+	"AND pos <= least(" V3_ACKED("$1", "$2", "$3") ", "                    \
+	SS_ACKED("$1", "$2", "") ")"
 
 /*
  * Whether the request's token is still the device's current one (and not
@@ -32,7 +45,8 @@
 
 /*
  * Loads a live session, refreshes it, records its to-device ack and
- * releases what every live session has now acknowledged, in one
+ * releases what every live session and every sliding sync connection
+ * (SS_ACKED) has now acknowledged, in one
  * statement (the release was a second round trip on every request). The
  * DELETE sees the sessions as they were before the UPDATE, so it counts
  * this session's new ack itself. One row always: whether the token is
@@ -53,7 +67,7 @@
 	          "d AS (DELETE FROM syncv3_to_device WHERE "                  \
 	          "$4::bigint > 0 AND EXISTS (SELECT 1 FROM u) AND user_id = " \
 	          "$2 AND "                                                    \
-	          "device_id = $3 AND pos <= (SELECT min(CASE WHEN "           \
+	          "device_id = $3 AND pos <= least((SELECT min(CASE WHEN "     \
 	          "s.session_id = "                                            \
 	          "$1::bigint THEN greatest(s.acked_to_device, $4::bigint) "   \
 	          "ELSE "                                                      \
@@ -61,7 +75,8 @@
 	          "s.user_id = $2 "                                            \
 	          "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
 	          "s.last_used "                                               \
-	          "> now() - make_interval(secs => $5::bigint)))) "            \
+	          "> now() - make_interval(secs => $5::bigint))), "            \
+	          SS_ACKED("$2", "$3", "") ")) "                               \
 	          "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
 	          "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
 
@@ -349,38 +364,6 @@
 	"sr.room_id = " r " AND sr.gen <= $3::bigint ORDER BY sr.gen DESC "    \
 	"LIMIT 1)"
 
-/*
- * The user's latest member row of room r at p, as visible.h's
- * VIS_MEMBER_ROW, with its event (kicked or left by self, its time).
- */
-#define SS_MEMBER_ROW(r, p)                                                    \
-	"LATERAL (SELECT vis_s.membership, vis_s.from_pos, vis_s.nid FROM "    \
-	"syncv3_state vis_s WHERE vis_s.state_key = $1 AND vis_s.room_id = " r \
-	" AND vis_s.type = 'm.room.member' AND vis_s.from_pos <= " p " ORDER " \
-	"BY vis_s.from_pos DESC LIMIT 1)"
-
-/*
- * bump_stamp and the sort key (ss.h): a joined room's newest bump event's
- * time (r.bump_ts), else the time of the user's membership (m, at the
- * position at): its event's, an invite's from the invite event in the
- * stripped state, else the wall clock mark of that position.
- */
-#define SS_BUMP_TS(m, at, vst, ur)                                             \
-	"CASE WHEN " m " = 'join' AND coalesce(r.bump_nid, 0) > 0 THEN "       \
-	"r.bump_ts WHEN " vst ".nid IS NOT NULL AND " vst ".from_pos >= " at   \
-	" THEN (SELECT e.origin_ts FROM syncv3_events e WHERE e.nid = " vst    \
-	".nid) ELSE coalesce((SELECT (x.e->>'origin_server_ts')::bigint FROM " \
-	"json_array_elements(CASE WHEN json_typeof(" ur ".invite_state::json) " \
-	"= 'array' THEN " ur ".invite_state::json ELSE '[]'::json END) AS "    \
-	"x(e) WHERE x.e->>'type' = 'm.room.member' AND x.e->>'state_key' = $1 " \
-	"AND json_typeof(x.e->'origin_server_ts') = 'number' LIMIT 1), (SELECT " \
-	"(extract(epoch FROM pm.at) * 1000)::bigint FROM syncv3_pos_marks pm " \
-	"WHERE pm.pos <= " at " ORDER BY pm.pos DESC LIMIT 1), 0) END"
-/* Its tie-break: the event's nid, or the membership's position. */
-#define SS_BUMP_NID(m, at)                                                     \
-	"CASE WHEN " m " = 'join' AND coalesce(r.bump_nid, 0) > 0 THEN "       \
-	"r.bump_nid ELSE " at " END"
-
 /* Is room x in the user's m.direct (content: user -> [room ids])? */
 #define SS_IS_DM(x)                                                            \
 	"EXISTS (SELECT 1 FROM syncv3_account_data ad, jsonb_each("            \
@@ -388,10 +371,14 @@
 	"ad.room_id = '' AND ad.type = 'm.direct' AND jsonb_typeof(kv.v) = "   \
 	"'array' AND kv.v ? " x ")"
 
-/* Room type r.room_type among $n (a NULL element: no type). */
+/* Room type of room ur.room_id among $n (a NULL element: no type). */
 #define SS_TYPE_IN(n)                                                          \
-	"(coalesce(r.room_type = ANY(" n "::text[]), false) OR (r.room_type "  \
-	"IS NULL AND array_position(" n "::text[], NULL) IS NOT NULL))"
+	"EXISTS (SELECT 1 FROM syncv3_rooms rt WHERE rt.room_id = ur.room_id " \
+	"AND (coalesce(rt.room_type = ANY(" n "::text[]), false) OR "          \
+	"(rt.room_type IS NULL AND array_position(" n "::text[], NULL) IS "    \
+	"NOT NULL))) OR (NOT EXISTS (SELECT 1 FROM syncv3_rooms rt WHERE "     \
+	"rt.room_id = ur.room_id) AND array_position(" n "::text[], NULL) IS " \
+	"NOT NULL)"
 #define SS_TAGGED(n)                                                           \
 	"EXISTS (SELECT 1 FROM syncv3_account_data tg WHERE tg.user_id = $1 "  \
 	"AND tg.room_id = ur.room_id AND tg.type = 'm.tag' AND "               \
@@ -399,67 +386,71 @@
 
 /*
  * The user's rooms a list may show, by the MSC: joined, invited and
- * knocked; banned or kicked after a join; left by themselves only when
- * this connection already sent the room. Membership by visible.h's rule
- * at the snapshot; the sort key is the room's newest bump event when
- * joined, else the membership's (SS_BUMP_TS).
+ * knocked; banned after a join or kicked; left by themselves only when
+ * this connection already sent the room. The membership is the user's
+ * own row (their sync's view): the rooms sent are checked against
+ * visible.h's rule by SS_ROOMS, so a list never shows more than that
+ * allows. Each filter is skipped at run time when its parameter is NULL
+ * (OR stops at the first true), so a list without filters is an index
+ * scan of syncv3_user_rooms_ss.
  */
 #define SS_CANDIDATES                                                          \
-	"SELECT ur.room_id, m.m AS membership, " SS_BUMP_TS("m.m", "m.at",     \
-	"vst", "ur") " AS bump, " SS_BUMP_NID("m.m", "m.at") " AS bump2 FROM " \
-	"syncv3_user_rooms ur LEFT JOIN syncv3_rooms r ON r.room_id = "        \
-	"ur.room_id LEFT JOIN " SS_MEMBER_ROW("ur.room_id", PP) " vst ON true " \
-	"CROSS JOIN "                                                          \
-	"LATERAL (SELECT " VIS_MEMBERSHIP_OF("ur", "vst", PP) " AS m, CASE "   \
-	"WHEN vst.from_pos IS NOT NULL AND (ur.pos > " PP " OR vst.from_pos "  \
-	">= ur.pos) THEN vst.from_pos ELSE ur.pos END AS at) m "               \
-	"WHERE ur.user_id = $1 AND (m.m IN ('join', 'invite', 'knock') OR "    \
-	"(m.m = 'ban' AND EXISTS (SELECT 1 FROM syncv3_state j WHERE "         \
-	"j.room_id = ur.room_id AND j.type = 'm.room.member' AND j.state_key " \
-	"= $1 AND j.membership = 'join')) OR (m.m = 'leave' AND (coalesce(("   \
-	"SELECT e.sender FROM syncv3_events e WHERE e.nid = vst.nid), $1) <> " \
-	"$1 OR EXISTS (SELECT 1 FROM syncv3_ss_rooms sr WHERE sr.conn = "      \
-	"$2::bigint AND sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) " \
+	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND (ur.membership " \
+	"IN ('join', 'invite', 'knock') OR (ur.membership = 'ban' AND EXISTS " \
+	"(SELECT 1 FROM syncv3_state j WHERE j.room_id = ur.room_id AND "     \
+	"j.type = 'm.room.member' AND j.state_key = $1 AND j.membership = "   \
+	"'join')) OR (ur.membership = 'leave' AND (coalesce((SELECT e.sender " \
+	"FROM syncv3_state k JOIN syncv3_events e ON e.nid = k.nid WHERE "    \
+	"k.room_id = ur.room_id AND k.type = 'm.room.member' AND k.state_key " \
+	"= $1 ORDER BY k.from_pos DESC LIMIT 1), $1) <> $1 OR EXISTS (SELECT " \
+	"1 FROM syncv3_ss_rooms sr WHERE sr.conn = $2::bigint AND "            \
+	"sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) "               \
 	"AND ($4::bool IS NULL OR " SS_IS_DM("ur.room_id") " = $4::bool) "     \
-	"AND ($5::bool IS NULL OR (m.m = 'invite') = $5::bool) "               \
-	"AND ($6::bool IS NULL OR coalesce(r.is_encrypted, false) = $6::bool) " \
+	"AND ($5::bool IS NULL OR (ur.membership = 'invite') = $5::bool) "     \
+	"AND ($6::bool IS NULL OR coalesce((SELECT re.is_encrypted FROM "      \
+	"syncv3_rooms re WHERE re.room_id = ur.room_id), false) = $6::bool) "  \
 	"AND ($7::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "   \
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
 	"c.room_id = ANY($7::text[]) AND c.type = 'm.space.child' AND "        \
 	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
-	"AND " VIS_MEMBERSHIP("c.room_id", "$1", PP) " = 'join')) "            \
+	"AND " VIS_MEMBERSHIP("c.room_id", "$1",                              \
+	    "(SELECT pos FROM syncv3_position)") " = 'join')) "                \
 	"AND ($8::text[] IS NULL OR " SS_TYPE_IN("$8") ") "                    \
-	"AND ($9::text[] IS NULL OR NOT " SS_TYPE_IN("$9") ") "                \
+	"AND ($9::text[] IS NULL OR NOT (" SS_TYPE_IN("$9") ")) "              \
 	"AND ($10::text[] IS NULL OR " SS_TAGGED("$10") ") "                   \
 	"AND ($11::text[] IS NULL OR NOT " SS_TAGGED("$11") ")"
 
 /*
- * One list: its count and the rooms of its ranges ($12 starts, $13 ends;
- * NULL: all), newest activity first, ties by room id. $1 user, $2 conn,
- * $3 gen, $4.. the filters (NULL: unset). Rows: position, count, then
- * room, membership, bump (NULLs when the window is empty).
+ * One list: the position, its count and the rooms of its ranges ($12
+ * starts, $13 ends; NULL: all; $14 the highest end + 1, so the scan
+ * stops there), newest activity first, ties by position then room id.
+ * $1 user, $2 conn, $3 gen, $4.. the filters (NULL: unset). Rows:
+ * position, count, then room, membership (NULLs for an empty window).
  */
 #define SS_LIST                                                                \
-	"WITH pp AS (SELECT pos AS p FROM syncv3_position), cand AS ("         \
-	SS_CANDIDATES "), w AS (SELECT y.* FROM (SELECT cand.*, row_number() " \
-	"OVER (ORDER BY cand.bump DESC, cand.bump2 DESC, cand.room_id) - 1 AS " \
-	"idx FROM cand) y "                                                    \
-	"WHERE $12::bigint[] IS NULL OR EXISTS (SELECT 1 FROM unnest("         \
-	"$12::bigint[], $13::bigint[]) AS g(lo, hi) WHERE y.idx BETWEEN g.lo " \
-	"AND g.hi)) SELECT pp.p, (SELECT count(*) FROM cand), w.room_id, "     \
-	"w.membership, w.bump FROM pp LEFT JOIN w ON true ORDER BY w.idx"
+	"WITH w AS (SELECT y.room_id, y.membership, y.idx FROM (SELECT "       \
+	"ur.room_id, ur.membership, row_number() OVER (ORDER BY "             \
+	"ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, ur.room_id) - 1 AS idx "     \
+	SS_CANDIDATES " ORDER BY ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, "    \
+	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
+	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
+	"hi) WHERE y.idx BETWEEN g.lo AND g.hi)) SELECT p.pos, (SELECT "       \
+	"count(*) " SS_CANDIDATES "), w.room_id, w.membership FROM "           \
+	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
  * The rooms to answer ($4, list windows and subscriptions) at position
  * $5: what the user may see of each (visible.h: membership at $5 and the
  * last position they may see, capped at their leave), its summary, and
- * what this connection sent of it. Rooms the user was never in are left
+ * what this connection sent of it (the last position seen is only worked
+ * out for rooms left: it costs). Rooms the user was never in are left
  * out. $1 user, $2 conn, $3 gen.
  */
 #define SS_ROOMS                                                               \
 	"SELECT q.id, v.m, v.last, r.name, r.avatar, coalesce(r.joined_count, " \
-	"0), coalesce(r.invited_count, 0), " SS_BUMP_TS("v.m", "v.at", "vst",  \
-	"ur") ", greatest(coalesce(r.updated_pos, 0), coalesce(ur.updated_pos, " \
+	"0), coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "  \
+	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
+	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
 	"ur.prev_batch, CASE WHEN coalesce(r.name, '') = '' AND coalesce("     \
 	"r.canonical_alias, '') = '' THEN (SELECT json_agg(json_strip_nulls("  \
@@ -477,15 +468,13 @@
 	"he ON he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "         \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
 	"r.canonical_alias FROM unnest($4::text[]) AS q(id) CROSS JOIN "       \
-	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m, " \
-	"" VIS_LAST("q.id", "$1", "$5::bigint") " AS last, greatest((SELECT " \
-	"max(s.from_pos) FROM syncv3_state s WHERE s.room_id = q.id AND "      \
-	"s.type = 'm.room.member' AND s.state_key = $1 AND s.from_pos <= "     \
-	"$5::bigint), (SELECT u.pos FROM syncv3_user_rooms u WHERE u.user_id " \
-	"= $1 AND u.room_id = q.id AND u.pos <= $5::bigint)) AS at) v LEFT JOIN syncv3_rooms r ON r.room_id = q.id LEFT JOIN "     \
+	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m) " \
+	"vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ('join', "      \
+	"'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",            \
+	"$5::bigint") " END AS last) v LEFT JOIN syncv3_rooms r ON r.room_id " \
+	"= q.id LEFT JOIN "                                                    \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
-	"JOIN " SS_SENT("q.id") " sent ON true LEFT JOIN " SS_MEMBER_ROW(      \
-	"q.id", "$5::bigint") " vst ON true WHERE v.m IS NOT NULL"
+	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL"
 
 /*
  * Timeline and state of rooms $1 (with per-room bounds: $2 timeline
@@ -527,6 +516,71 @@
 	"WITH gone AS (DELETE FROM syncv3_ss_conns WHERE last_used <= now() - " \
 	"make_interval(secs => $1::bigint) RETURNING user_id, device_id) "     \
 	"SELECT DISTINCT user_id, device_id FROM gone"
+/* ss_ext.c */
+/*
+ * The extensions of one sliding sync response, one round trip:
+ * $1 user, $2 device, $3 connection, $4 from, $5 to (the response's
+ * position), $6 to_device on, $7 its since (-1: none), $8 limit, $9 the
+ * v3 session idle seconds, $10 e2ee on, $11 global account data (0 off,
+ * 1 all, 2 changes), per room-scoped extension its fresh rooms (all
+ * there is) and live ones (changes after $4): account data $12/$13,
+ * typing $14/$15, receipts $16/$19, and $17/$18 the (room, event) pairs
+ * of the timelines sent in fresh rooms, whose receipts go with them.
+ * Room data only for rooms the user is joined to at $5 (visible.h).
+ * The to-device ack is recorded and what every holder acknowledged is
+ * deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
+ * connection's own counts as $7). Rows: kind, room, then per kind
+ * d: json, pos; k: otk counts, fallback types, pos; l: user, change, pos;
+ * g/a: type, json, pos; t: user_ids, pos; r: event, type, user, thread,
+ * ts.
+ */
+/* clang-format off */
+#define SS_EXT_ROOMS                                                           \
+	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
+	"$16::text[] || $19::text[])"
+#define SS_EXT                                                                 \
+	"WITH j AS MATERIALIZED (SELECT DISTINCT x.id FROM " SS_EXT_ROOMS      \
+	" AS x(id) WHERE " VIS_MEMBERSHIP("x.id", "$1", "$5::bigint") " = "    \
+	"'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
+	"conn = $3::bigint), tu AS (INSERT INTO syncv3_ss_to_device_acks "     \
+	"(conn, user_id, device_id, acked) SELECT $3::bigint, $1, $2, "        \
+	"greatest($7::bigint, 0) WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
+	"SET acked = excluded.acked WHERE excluded.acked > "                   \
+	"syncv3_ss_to_device_acks.acked RETURNING 1), td AS (DELETE FROM "     \
+	"syncv3_to_device WHERE $6::bool AND $7::bigint > 0 AND user_id = $1 " \
+	"AND device_id = $2 AND pos <= least($7::bigint, "                     \
+	V3_ACKED("$1", "$2", "$9") ", " SS_ACKED("$1", "$2",                   \
+	" AND ss_a.conn <> $3::bigint") ") RETURNING 1) "                      \
+	"SELECT 'd', NULL, m.json, NULL, NULL, NULL, m.pos FROM (SELECT pos, " \
+	"json FROM syncv3_to_device WHERE $6::bool AND user_id = $1 AND "      \
+	"device_id = $2 AND pos > greatest($7::bigint, coalesce((SELECT "      \
+	"acked FROM ta), 0)) AND pos <= $5::bigint ORDER BY pos LIMIT "        \
+	"$8::bigint) m UNION ALL SELECT 'k', NULL, k.otk_counts, "             \
+	"k.fallback_types, NULL, NULL, coalesce(k.pos, 0) FROM (SELECT 1) one " \
+	"LEFT JOIN syncv3_device_keys k ON k.user_id = $1 AND k.device_id = "  \
+	"$2 WHERE $10::bool UNION ALL SELECT 'l', NULL, l.target_user, "       \
+	"l.change, NULL, NULL, l.pos FROM syncv3_device_lists l WHERE "        \
+	"$10::bool AND $4::bigint > 0 AND l.user_id = $1 AND l.device_id = $2 " \
+	"AND l.pos > $4::bigint AND l.pos <= $5::bigint UNION ALL SELECT "     \
+	"'g', '', g.type, g.json, NULL, NULL, g.pos FROM syncv3_account_data " \
+	"g WHERE $11::int > 0 AND g.user_id = $1 AND g.room_id = '' AND "      \
+	"g.pos <= $5::bigint AND ($11::int = 1 OR g.pos > $4::bigint) "        \
+	"UNION ALL SELECT 'a', a.room_id, a.type, a.json, NULL, NULL, a.pos "  \
+	"FROM syncv3_account_data a JOIN j ON j.id = a.room_id WHERE "         \
+	"a.user_id = $1 AND a.pos <= $5::bigint AND (a.room_id = "             \
+	"ANY($12::text[]) OR (a.room_id = ANY($13::text[]) AND a.pos > "       \
+	"$4::bigint)) UNION ALL SELECT 't', t.room_id, t.user_ids, NULL, "     \
+	"NULL, NULL, t.pos FROM syncv3_typing t JOIN j ON j.id = t.room_id "   \
+	"WHERE t.pos <= $5::bigint AND ((t.room_id = ANY($14::text[]) AND "    \
+	"t.user_ids <> '[]') OR (t.room_id = ANY($15::text[]) AND t.pos > "    \
+	"$4::bigint)) UNION ALL SELECT 'r', x.room_id, x.event_id, "           \
+	"x.receipt_type, x.user_id, x.thread_id, x.ts FROM syncv3_receipts x " \
+	"JOIN j ON j.id = x.room_id WHERE x.pos <= $5::bigint AND "            \
+	"(x.receipt_type <> 'm.read.private' OR x.user_id = $1) AND "          \
+	"((x.room_id = ANY($16::text[]) AND (x.user_id = $1 OR (x.room_id, "   \
+	"x.event_id) IN (SELECT * FROM unnest($17::text[], $18::text[])))) "   \
+	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint)) "           \
+	"ORDER BY 1, 2, 7"
 /* clang-format on */
 
 /* clang-format off */
@@ -616,11 +670,13 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 6},
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 5},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 13},
-	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 13},
+	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 8},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
+	/* ss_ext.c: the extensions of a sliding sync response */
+	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 19},
 };
 /* clang-format on */
 

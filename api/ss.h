@@ -322,6 +322,11 @@ unsigned ss_ext_wake(struct json_object *cfg);
  * ss_ext_run's done also answers the request and saves nothing.
  */
 int ss_ext_check(struct json_object *extensions, struct ss_parse_err *err);
+/*
+ * Are two sticky extension configs the same setting? to_device.since, an
+ * acknowledgement that changes with every request, is left out.
+ */
+bool ss_ext_sticky_same(struct json_object *a, struct json_object *b);
 
 /* ss_req.c: the request path (both endpoints) */
 void ss_handle_synapse(struct api *api, struct evhttp_request *req);

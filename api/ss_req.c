@@ -329,7 +329,7 @@ sticky_merge(struct ss_req *s)
 	ss_ext_merge(s->ext, s->conn.ext);
 	ss_ext_merge(s->ext, s->q.extensions);
 	s->is_sticky_changed = !json_same(s->subs, s->conn.subs) ||
-	                       !json_same(s->ext, s->conn.ext);
+	                       !ss_ext_sticky_same(s->ext, s->conn.ext);
 }
 
 /* Checks once the token is known (a client learns that first). */

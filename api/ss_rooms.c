@@ -144,8 +144,9 @@ list_query(struct ss_req *s, int idx)
 {
 	const struct ss_list *l = &s->q.lists[idx];
 	struct pg_lit arr[7];
-	char a[PG_I64_LEN], b[PG_I64_LEN];
-	const char *p[13];
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
+	const char *p[14];
+	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
 
 	memset(arr, 0, sizeof(arr));
@@ -168,9 +169,14 @@ list_query(struct ss_req *s, int idx)
 	for (int i = 0; i < l->nranges; i++) {
 		pg_arr_i64(&arr[5], l->ranges[i].lo);
 		pg_arr_i64(&arr[6], l->ranges[i].hi);
+		if (l->ranges[i].hi >= end)
+			end = l->ranges[i].hi < INT64_MAX ? l->ranges[i].hi + 1
+			                                  : INT64_MAX;
 	}
 	p[11] = l->nranges > 0 ? pg_arr_end(&arr[5]) : NULL;
 	p[12] = l->nranges > 0 ? pg_arr_end(&arr[6]) : NULL;
+	/* the scan stops after the last range (LIMIT NULL: all) */
+	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
 	sreq_ref(s->r);
 	sql_query(s->api, Q_SS_LIST, p, list_cb, lq);
 	for (int i = 0; i < 7; i++)

@@ -17,6 +17,41 @@ UPDATE syncv3_rooms r SET bump_ts = b.origin_ts, bump_nid = b.nid FROM
 	'm.poll.start', 'm.beacon_info') ORDER BY e.room_id, e.origin_ts DESC,
 	e.nid DESC) b WHERE b.room_id = r.room_id;
 
+-- The per-user sort key (api/ss_rooms.c lists): ss_bump_ts, ss_bump_nid
+-- of each user's row are the room's bump_ts, bump_nid while the user is
+-- joined (write_bumps in accumulator/rooms.c updates the joined rows
+-- with the room), else the time and position of the membership change
+-- (this trigger, when the accumulator writes the row). The index makes a
+-- window of a user in 10,000 rooms an index scan of its first rows.
+ALTER TABLE syncv3_user_rooms ADD COLUMN ss_bump_ts bigint NOT NULL
+	DEFAULT 0, ADD COLUMN ss_bump_nid bigint NOT NULL DEFAULT 0;
+CREATE INDEX syncv3_user_rooms_ss ON syncv3_user_rooms (user_id,
+	ss_bump_ts DESC, ss_bump_nid DESC, room_id);
+CREATE INDEX syncv3_user_rooms_room ON syncv3_user_rooms (room_id);
+CREATE FUNCTION syncv3_ss_user_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND NEW.membership = OLD.membership AND
+	    NEW.pos = OLD.pos THEN
+		RETURN NEW;
+	END IF;
+	IF NEW.membership = 'join' THEN
+		SELECT r.bump_ts, r.bump_nid INTO NEW.ss_bump_ts, NEW.ss_bump_nid
+		FROM syncv3_rooms r WHERE r.room_id = NEW.room_id AND
+		r.bump_nid > 0;
+		IF FOUND THEN
+			RETURN NEW;
+		END IF;
+	END IF;
+	NEW.ss_bump_ts := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+	NEW.ss_bump_nid := NEW.pos;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER syncv3_user_rooms_ss_bump BEFORE INSERT OR UPDATE ON
+	syncv3_user_rooms FOR EACH ROW EXECUTE FUNCTION syncv3_ss_user_bump();
+UPDATE syncv3_user_rooms u SET ss_bump_ts = r.bump_ts, ss_bump_nid =
+	r.bump_nid FROM syncv3_rooms r WHERE r.room_id = u.room_id AND
+	u.membership = 'join' AND r.bump_nid > 0;
+
 -- Connections (the api writes them all). Keyed by user, device and the
 -- client's conn_id; conn is what a pos names. gen is the generation of
 -- the response the client has confirmed (by sending its pos), pos the

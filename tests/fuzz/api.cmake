@@ -7,3 +7,6 @@ syncv3_fuzz(fuzz_api_query ${API_DIR}/query.c ${API_DIR}/sincetok.c)
 foreach(t fuzz_api_params fuzz_api_since fuzz_api_query)
 	target_include_directories(${t} PRIVATE ${API_DIR})
 endforeach()
+# Sliding sync requests, both dialects. Corpus: corpus/ss_parse.
+syncv3_fuzz(fuzz_ss_parse ${API_DIR}/ss_proto.c ${API_DIR}/sincetok.c)
+target_include_directories(fuzz_ss_parse PRIVATE ${API_DIR})

@@ -46,3 +46,17 @@ target_link_libraries(test_ss_proto PRIVATE proto common PkgConfig::CMOCKA)
 target_include_directories(test_ss_proto PRIVATE ${PROJECT_SOURCE_DIR}/api)
 add_test(NAME test_ss_proto COMMAND test_ss_proto)
 set_tests_properties(test_ss_proto PROPERTIES LABELS unit)
+
+# The sliding sync extensions' pure half (api/ss_ext_cfg.c).
+add_executable(test_ss_ext test_ss_ext.c ${PROJECT_SOURCE_DIR}/api/ss_ext_cfg.c)
+target_link_libraries(test_ss_ext PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_ss_ext PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_ss_ext COMMAND test_ss_ext)
+set_tests_properties(test_ss_ext PROPERTIES LABELS unit)
+
+# The extensions' statement against the migrated schema (SYNCV3_TEST_DB).
+add_executable(test_ss_ext_sql test_ss_ext_sql.c ${PROJECT_SOURCE_DIR}/api/sql.c)
+target_link_libraries(test_ss_ext_sql PRIVATE proto common PkgConfig::CMOCKA)
+target_include_directories(test_ss_ext_sql PRIVATE ${PROJECT_SOURCE_DIR}/api)
+add_test(NAME test_ss_ext_sql COMMAND test_ss_ext_sql)
+set_tests_properties(test_ss_ext_sql PROPERTIES LABELS unit)

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Sliding sync room results and list membership rules: invites (only the
+# stripped state), a room left by the user (sent once with the leave,
+# nothing of it after), kicks and bans (sent once, kept in the list),
+# banned-never-joined (never), a room left before this connection (not
+# listed); subscriptions are sticky, only for rooms the user may see, and
+# one raising timeline_limit re-sends the room with initial and the
+# longer timeline; $LAZY sends each member once; heroes for unnamed rooms.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_ss.sh"
+
+start_stack
+alice=$(sim_login @alice:localhost A1)
+mk() { sim rooms "{\"creator\":\"$1\",\"name\":\"$2\"}" | jq -r .room_id; }
+rl=$(mk @alice:localhost leaveme)
+rk=$(mk @carol:localhost kickme); sim "rooms/$rk/join" '{"user_id":"@alice:localhost"}' >/dev/null
+rb=$(mk @carol:localhost banme); sim "rooms/$rb/join" '{"user_id":"@alice:localhost"}' >/dev/null
+rn=$(mk @carol:localhost nevermind); sim "rooms/$rn/ban" '{"sender":"@carol:localhost","user_id":"@alice:localhost"}' >/dev/null
+rold=$(mk @alice:localhost oldroom); sim "rooms/$rold/leave" '{"user_id":"@alice:localhost"}' >/dev/null
+rh=$(sim rooms '{"creator":"@alice:localhost"}' | jq -r .room_id)
+sim "rooms/$rh/join" '{"user_id":"@bob:localhost","displayname":"Bobby"}' >/dev/null
+rs=$(mk @carol:localhost secret)
+for i in 1 2 3 4 5; do sim_msg "$rl" @alice:localhost "l$i"; done
+list='{"lists":{"all":{"ranges":[[0,49]],"timeline_limit":1,"required_state":[]}}}'
+out=$(ss "$alice" "" "$list" 10000)
+assert_eq "$(last_status)" 200 "first"
+assert_jq "$out" '.lists.all.count' '4' "joined rooms only (banned-never-joined and left-before are not listed)"
+assert_jq "$out" ".rooms[\"$rn\"]" 'null' "banned, never joined: never"
+assert_jq "$out" ".rooms[\"$rold\"]" 'null' "left before this connection: not listed"
+assert_jq "$out" ".rooms[\"$rs\"]" 'null' "not in the room"
+assert_jq "$out" ".rooms[\"$rh\"].heroes" '[{"user_id":"@bob:localhost","displayname":"Bobby"}]' "heroes without a name"
+assert_jq "$out" ".rooms[\"$rh\"].name" 'null' "no name"
+p=$(ss_pos "$out")
+
+# an invite: initial, invite_state only
+sim "rooms/$rs/invite" '{"sender":"@carol:localhost","user_id":"@alice:localhost"}' >/dev/null
+out=$(ss "$alice" "$p" "$list" 5000)
+assert_jq "$out" ".rooms[\"$rs\"].initial" 'true' "invite initial"
+assert_jq "$out" "[.rooms[\"$rs\"].invite_state[]|select(.type==\"m.room.name\")|.content.name]" '["secret"]' "invite_state"
+assert_jq "$out" ".rooms[\"$rs\"].timeline" 'null' "invite: no timeline"
+assert_jq "$out" '.lists.all.count' '5' "invite counted"
+p=$(ss_pos "$out")
+
+# a subscription raising timeline_limit: re-sent with initial and 4 events
+sub="{\"lists\":{\"all\":{\"ranges\":[[0,49]],\"timeline_limit\":1,\"required_state\":[]}},\"room_subscriptions\":{\"$rl\":{\"timeline_limit\":4,\"required_state\":[[\"m.room.member\",\"\$LAZY\"]]},\"$rn\":{\"timeline_limit\":4},\"!nosuch:localhost\":{\"timeline_limit\":4}}}"
+out=$(ss "$alice" "$p" "$sub" 5000)
+assert_jq "$out" ".rooms[\"$rl\"].initial" 'true' "expanded: initial (js-sdk 43)"
+assert_jq "$out" ".rooms[\"$rl\"].unstable_expanded_timeline" 'true' "expanded flag"
+assert_jq "$out" "[.rooms[\"$rl\"].timeline[].content.body]" '["l2","l3","l4","l5"]' "longer timeline, oldest first"
+assert_jq "$out" "[.rooms[\"$rl\"].required_state[]|select(.type==\"m.room.member\")|.state_key]" '["@alice:localhost"]' "\$LAZY: the sender's member event"
+assert_jq "$out" ".rooms[\"$rn\"]" 'null' "subscription to a room the user may not see: ignored"
+assert_jq "$out" '.rooms["!nosuch:localhost"]' 'null' "subscription to an unknown room: ignored"
+p=$(ss_pos "$out")
+# $LAZY: a member already sent is not sent again; a new sender is
+sim "rooms/$rl/join" '{"user_id":"@dave:localhost","displayname":"Dave"}' >/dev/null
+sim_msg "$rl" @alice:localhost "l6"
+sim_msg "$rl" @dave:localhost "d1"
+out=$(ss "$alice" "$p" "$list" 5000)
+assert_jq "$out" "[.rooms[\"$rl\"].timeline[].content.body]" '[null,"l6","d1"]' "sticky subscription: new events (join, l6, d1)"
+assert_jq "$out" "[.rooms[\"$rl\"].required_state[]?|select(.type==\"m.room.member\")|.state_key]" '["@dave:localhost"]' "\$LAZY: dave only, alice was sent"
+p=$(ss_pos "$out")
+# unsubscribe: back to the list's timeline_limit for new events
+out=$(ss "$alice" "$p" "{\"unsubscribe_rooms\":[\"$rl\"],\"lists\":{\"all\":{\"ranges\":[[0,49]],\"timeline_limit\":1}}}" 0)
+assert_eq "$(last_status)" 200 "unsubscribe"
+p=$(ss_pos "$out")
+
+# the user leaves: sent once with the leave, then nothing of that room
+sim "rooms/$rl/leave" '{"user_id":"@alice:localhost"}' >/dev/null
+out=$(ss "$alice" "$p" "$list" 5000)
+assert_jq "$out" ".rooms[\"$rl\"].timeline[-1].content.membership" '"leave"' "leave sent"
+p=$(ss_pos "$out")
+sim_msg "$rl" @dave:localhost "after"
+sleep 0.5
+out=$(ss "$alice" "$p" "$list" 1000)
+assert_jq "$out" ".rooms[\"$rl\"]" 'null' "nothing after the leave"
+p=$(ss_pos "$out")
+
+# kicked and banned: sent once with the leave/ban, counted in the list
+sim "rooms/$rk/kick" '{"sender":"@carol:localhost","user_id":"@alice:localhost"}' >/dev/null
+sim "rooms/$rb/ban" '{"sender":"@carol:localhost","user_id":"@alice:localhost"}' >/dev/null
+out=$(ss "$alice" "$p" "$list" 5000)
+if [ "$(printf '%s' "$out" | jq -c ".rooms[\"$rb\"]")" = null ]; then
+	p=$(ss_pos "$out"); out2=$(ss "$alice" "$p" "$list" 5000)
+	out=$(jq -cn --argjson a "$out" --argjson b "$out2" '$a * $b')
+	p=$(ss_pos "$out2")
+else
+	p=$(ss_pos "$out")
+fi
+assert_jq "$out" ".rooms[\"$rk\"].timeline[-1].content.membership" '"leave"' "kick sent"
+assert_jq "$out" ".rooms[\"$rb\"].timeline[-1].content.membership" '"ban"' "ban sent"
+sim_msg "$rk" @carol:localhost "after kick"
+sim_msg "$rb" @carol:localhost "after ban"
+sleep 0.5
+out=$(ss "$alice" "$p" "$list" 1000)
+assert_jq "$out" "[.rooms[\"$rk\"], .rooms[\"$rb\"]]" '[null,null]' "nothing after a kick or ban"
+# a new connection: kicked and banned rooms are listed, the one left is not
+out=$(ss "$alice" "" "$list" 0)
+assert_jq "$out" "[.rooms[\"$rk\"] != null, .rooms[\"$rb\"] != null, .rooms[\"$rl\"] == null]" '[true,true,true]' "kicked/banned listed, left-by-self not"
+assert_jq "$out" "[.rooms[\"$rk\"].timeline[].content.body]|index(\"after kick\")" 'null' "a kicked room shows nothing after the kick"
+# v4: stripped_state and membership for the invite
+out=$(ss4 "$alice" '{"lists":{"all":{"range":[0,49],"timeline_limit":1}}}')
+assert_jq "$out" ".rooms[\"$rs\"].membership" '"invite"' "v4 invite membership"
+assert_jq "$out" ".rooms[\"$rs\"].stripped_state|length > 0" 'true' "v4 stripped_state"
+assert_jq "$out" ".rooms[\"$rk\"].membership" '"leave"' "v4 kicked membership"
+it_pass
