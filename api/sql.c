@@ -371,14 +371,24 @@
 	"ad.room_id = '' AND ad.type = 'm.direct' AND jsonb_typeof(kv.v) = "   \
 	"'array' AND kv.v ? " x ")"
 
-/* Room type of room ur.room_id among $n (a NULL element: no type). */
+/*
+ * An invite's stripped state event of type t (first match), for the
+ * filters: what the invite tells is all the user may know of the room.
+ */
+#define SS_INVITE_EV(t)                                                        \
+	"(SELECT x.e FROM json_array_elements(CASE WHEN json_typeof("          \
+	"ur.invite_state::json) = 'array' THEN ur.invite_state::json ELSE "    \
+	"'[]'::json END) AS x(e) WHERE x.e->>'type' = '" t "' LIMIT 1)"
+/* The room's type (m.room.create content.type), NULL if none. */
+#define SS_ROOM_TYPE                                                           \
+	"(CASE WHEN ur.membership = 'invite' THEN " SS_INVITE_EV(              \
+	    "m.room.create") "->'content'->>'type' ELSE (SELECT rt.room_type " \
+	"FROM syncv3_rooms rt WHERE rt.room_id = ur.room_id) END)"
+/* Room type among $n (a NULL element: no type). */
 #define SS_TYPE_IN(n)                                                          \
-	"EXISTS (SELECT 1 FROM syncv3_rooms rt WHERE rt.room_id = ur.room_id " \
-	"AND (coalesce(rt.room_type = ANY(" n "::text[]), false) OR "          \
-	"(rt.room_type IS NULL AND array_position(" n "::text[], NULL) IS "    \
-	"NOT NULL))) OR (NOT EXISTS (SELECT 1 FROM syncv3_rooms rt WHERE "     \
-	"rt.room_id = ur.room_id) AND array_position(" n "::text[], NULL) IS " \
-	"NOT NULL)"
+	"(coalesce(" SS_ROOM_TYPE " = ANY(" n "::text[]), false) OR ("         \
+	SS_ROOM_TYPE " IS NULL AND array_position(" n "::text[], NULL) IS "    \
+	"NOT NULL))"
 #define SS_TAGGED(n)                                                           \
 	"EXISTS (SELECT 1 FROM syncv3_account_data tg WHERE tg.user_id = $1 "  \
 	"AND tg.room_id = ur.room_id AND tg.type = 'm.tag' AND "               \
@@ -407,8 +417,10 @@
 	"sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) "               \
 	"AND ($4::bool IS NULL OR " SS_IS_DM("ur.room_id") " = $4::bool) "     \
 	"AND ($5::bool IS NULL OR (ur.membership = 'invite') = $5::bool) "     \
-	"AND ($6::bool IS NULL OR coalesce((SELECT re.is_encrypted FROM "      \
-	"syncv3_rooms re WHERE re.room_id = ur.room_id), false) = $6::bool) "  \
+	"AND ($6::bool IS NULL OR coalesce(CASE WHEN ur.membership = "        \
+	"'invite' THEN " SS_INVITE_EV("m.room.encryption") " IS NOT NULL "     \
+	"ELSE (SELECT re.is_encrypted FROM syncv3_rooms re WHERE re.room_id "  \
+	"= ur.room_id) END, false) = $6::bool) "                               \
 	"AND ($7::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "   \
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
 	"c.room_id = ANY($7::text[]) AND c.type = 'm.space.child' AND "        \
@@ -443,36 +455,57 @@
  * $5: what the user may see of each (visible.h: membership at $5 and the
  * last position they may see, capped at their leave), its summary, and
  * what this connection sent of it (the last position seen is only worked
- * out for rooms left: it costs). Rooms the user was never in are left
- * out. $1 user, $2 conn, $3 gen.
+ * out for rooms left: it costs). A room left shows its name, avatar and
+ * heroes as of the leave (nothing after it). Whether its name, members or
+ * bump event changed since it was sent. Rooms the user was never in are
+ * left out. $1 user, $2 conn, $3 gen.
  */
+/* The room's state (type, "") field f at position v.p (SS_ROOMS). */
+#define SS_AT(type, f)                                                         \
+	"(SELECT (ae.json::json)->'content'->>'" f "' FROM syncv3_state sa "   \
+	"JOIN syncv3_events ae ON ae.nid = sa.nid WHERE sa.room_id = q.id AND " \
+	"sa.type = '" type "' AND sa.state_key = '' AND sa.from_pos <= v.p "   \
+	"AND coalesce(sa.to_pos, 9223372036854775807) > v.p LIMIT 1)"
+/* Did state of types t (SQL list) change since the room was sent? */
+#define SS_CHANGED(t)                                                          \
+	"EXISTS (SELECT 1 FROM syncv3_state sc WHERE sc.room_id = q.id AND "   \
+	"sc.type IN " t " AND sc.from_pos > coalesce(sent.state_pos, 0) AND "  \
+	"sc.from_pos <= v.p)"
 #define SS_ROOMS                                                               \
-	"SELECT q.id, v.m, v.last, r.name, r.avatar, coalesce(r.joined_count, " \
-	"0), coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "  \
+	"SELECT q.id, v.m, v.last, " SS_AT("m.room.name", "name") ", "        \
+	SS_AT("m.room.avatar", "url") ", coalesce(r.joined_count, 0), "        \
+	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
 	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
 	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
-	"ur.prev_batch, CASE WHEN coalesce(r.name, '') = '' AND coalesce("     \
-	"r.canonical_alias, '') = '' THEN (SELECT json_agg(json_strip_nulls("  \
+	"ur.prev_batch, CASE WHEN coalesce(" SS_AT("m.room.name", "name")      \
+	", '') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
+	", '') = '' THEN (SELECT json_agg(json_strip_nulls("                   \
 	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
 	"->'content'->>'displayname', 'avatar_url', (he.json::json)->"         \
 	"'content'->>'avatar_url'))) FROM (SELECT json_array_elements_text("   \
-	"CASE WHEN coalesce(ur.heroes, '') NOT IN ('', '[]') THEN "            \
-	"ur.heroes::json ELSE (SELECT coalesce(json_agg(hm.state_key), "       \
-	"'[]'::json) FROM (SELECT s.state_key FROM syncv3_state s WHERE "      \
-	"s.room_id = q.id AND s.type = 'm.room.member' AND s.to_pos IS NULL "  \
-	"AND s.membership IN ('join', 'invite') AND s.state_key <> $1 ORDER "  \
-	"BY s.state_key LIMIT 5) hm) END) AS uid) h LEFT JOIN syncv3_state "   \
-	"hs ON hs.room_id = q.id AND hs.type = 'm.room.member' AND "           \
-	"hs.state_key = h.uid AND hs.to_pos IS NULL LEFT JOIN syncv3_events "  \
-	"he ON he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "         \
+	"CASE WHEN v.last IS NULL AND coalesce(ur.heroes, '') NOT IN ('', "    \
+	"'[]') THEN ur.heroes::json ELSE (SELECT coalesce(json_agg("           \
+	"hm.state_key), '[]'::json) FROM (SELECT s.state_key FROM "            \
+	"syncv3_state s WHERE s.room_id = q.id AND s.type = 'm.room.member' "  \
+	"AND s.from_pos <= v.p AND coalesce(s.to_pos, 9223372036854775807) > " \
+	"v.p AND s.membership IN ('join', 'invite') AND s.state_key <> $1 "    \
+	"ORDER BY s.state_key LIMIT 5) hm) END) AS uid) h LEFT JOIN "          \
+	"syncv3_state hs ON hs.room_id = q.id AND hs.type = 'm.room.member' "  \
+	"AND hs.state_key = h.uid AND hs.from_pos <= v.p AND coalesce("        \
+	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
+	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"r.canonical_alias FROM unnest($4::text[]) AS q(id) CROSS JOIN "       \
+	"NULL, " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
+	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member')")      \
+	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
+	"FROM unnest($4::text[]) AS q(id) CROSS JOIN "                         \
 	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m) " \
 	"vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ('join', "      \
 	"'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",            \
-	"$5::bigint") " END AS last) v LEFT JOIN syncv3_rooms r ON r.room_id " \
-	"= q.id LEFT JOIN "                                                    \
+	"$5::bigint") " END AS last) vl CROSS JOIN LATERAL (SELECT vl.m, "     \
+	"vl.last, coalesce(vl.last, $5::bigint) AS p) v LEFT JOIN "            \
+	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
 	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL"
 

@@ -52,12 +52,16 @@ enum ss_tri {
 
 /*
  * One required_state entry. type/state_key NULL: any (Synapse "*", a
- * v4 element without the field). state_key may be "$ME" (the user) or,
- * Synapse dialect, "$LAZY" (parsed into lazy_members instead).
+ * v4 element without the field). state_key may be "$ME" (the user);
+ * Synapse's "$LAZY" is parsed into lazy_members instead. group: combined
+ * configs are kept apart (the MSC's option a), an exclude only cancels
+ * the includes of its own group; group 0 holds the includes of configs
+ * without excludes.
  */
 struct ss_rs_elem {
 	char *type;
 	char *state_key;
+	int group;
 };
 
 struct ss_required_state {
@@ -365,6 +369,7 @@ struct ss_room {
 	char *name, *avatar, *heroes, *invite_state, *prev_batch;
 	int64_t joined, invited, notif, highlight;
 	bool is_dm;
+	bool is_name_changed, is_members_changed, is_bump_changed;
 	bool has_sent;
 	int64_t s_nid, s_limit, s_state_pos;
 	char *s_rs, *s_membership;

@@ -175,11 +175,13 @@ filters_free(struct ss_filters *f)
 }
 
 static void
-rs_add(struct ss_rs_elem **v, int *n, const char *type, const char *key)
+rs_add(struct ss_rs_elem **v, int *n, const char *type, const char *key,
+       int group)
 {
 	*v = xrealloc(*v, sizeof(**v) * (size_t)(*n + 1));
 	(*v)[*n].type = dup_or_null(type);
 	(*v)[*n].state_key = dup_or_null(key);
+	(*v)[*n].group = group;
 	(*n)++;
 }
 
@@ -216,7 +218,7 @@ parse_rs_pairs(struct json_object *a, struct ss_required_state *rs,
 		}
 		rs_add(&rs->include, &rs->ninclude,
 		       strcmp(ts, "*") == 0 ? NULL : ts,
-		       strcmp(ks, "*") == 0 ? NULL : ks);
+		       strcmp(ks, "*") == 0 ? NULL : ks, 0);
 	}
 	return 0;
 }
@@ -255,7 +257,7 @@ parse_rs_elems(struct json_object *o, const char *key, struct ss_rs_elem **v,
 			    "entries must be {type?, state_key?} strings",
 			    key);
 		rs_add(v, n, t ? json_object_get_string(t) : NULL,
-		       k ? json_object_get_string(k) : NULL);
+		       k ? json_object_get_string(k) : NULL, 0);
 	}
 	return 0;
 }
@@ -287,9 +289,16 @@ parse_rs(enum ss_dialect d, struct json_object *o, struct ss_required_state *rs,
 			            "required_state.lazy_members");
 		rs->lazy_members = json_object_get_boolean(lz);
 	}
-	if (parse_rs_elems(v, "include", &rs->include, &rs->ninclude, e) == -1)
+	if (parse_rs_elems(v, "include", &rs->include, &rs->ninclude, e) ==
+	        -1 ||
+	    parse_rs_elems(v, "exclude", &rs->exclude, &rs->nexclude, e) == -1)
 		return -1;
-	return parse_rs_elems(v, "exclude", &rs->exclude, &rs->nexclude, e);
+	/* a config with excludes is a group of its own (ss.h) */
+	for (int i = 0; rs->nexclude > 0 && i < rs->ninclude; i++)
+		rs->include[i].group = 1;
+	for (int i = 0; i < rs->nexclude; i++)
+		rs->exclude[i].group = 1;
+	return 0;
 }
 
 int
@@ -696,24 +705,31 @@ elem_matches(const struct ss_rs_elem *x, const char *type, const char *key,
 	return strcmp(x->state_key, key) == 0;
 }
 
+/* An include matches unless an exclude of its own group does. */
 bool
 ss_rs_matches(const struct ss_required_state *rs, const char *type,
               const char *key, const char *me)
 {
-	bool is_in = false;
+	bool is_out;
 
-	for (int i = 0; i < rs->ninclude && !is_in; i++)
-		is_in = elem_matches(&rs->include[i], type, key, me);
-	for (int i = 0; i < rs->nexclude && is_in; i++)
-		if (elem_matches(&rs->exclude[i], type, key, me))
-			is_in = false;
-	return is_in;
+	for (int i = 0; i < rs->ninclude; i++) {
+		if (!elem_matches(&rs->include[i], type, key, me))
+			continue;
+		is_out = false;
+		for (int j = 0; j < rs->nexclude && !is_out; j++)
+			is_out = rs->exclude[j].group == rs->include[i].group &&
+			         elem_matches(&rs->exclude[j], type, key, me);
+		if (!is_out)
+			return true;
+	}
+	return false;
 }
 
 static bool
 elem_eq(const struct ss_rs_elem *a, const struct ss_rs_elem *b)
 {
-	return (a->type == NULL
+	return a->group == b->group &&
+	       (a->type == NULL
 	            ? b->type == NULL
 	            : b->type != NULL && strcmp(a->type, b->type) == 0) &&
 	       (a->state_key == NULL
@@ -722,44 +738,42 @@ elem_eq(const struct ss_rs_elem *a, const struct ss_rs_elem *b)
 	                  strcmp(a->state_key, b->state_key) == 0);
 }
 
+static bool
+rs_has(const struct ss_rs_elem *v, int n, const struct ss_rs_elem *x)
+{
+	for (int i = 0; i < n; i++)
+		if (elem_eq(&v[i], x))
+			return true;
+	return false;
+}
+
 /*
- * The union of required_state. Excludes only stay where both sides
- * exclude (an entry one config returns is returned). lazy_members stays
- * on only if no config returns every member outright (the MSC's rule).
+ * The union of required_state (the MSC's "superset"), kept apart by
+ * group so that one config's excludes never hide what another returns:
+ * the includes of configs without excludes join group 0 (deduplicated),
+ * a config with excludes becomes a new group. lazy_members: if any; a
+ * config that also returns every member makes it merely redundant.
  */
 static void
 rs_merge(struct ss_required_state *into, const struct ss_required_state *from)
 {
-	struct ss_rs_elem *keep = NULL;
-	int nkeep = 0;
-	bool is_dup;
+	int top = 0, g;
 
+	for (int i = 0; i < into->ninclude; i++)
+		if (into->include[i].group > top)
+			top = into->include[i].group;
+	g = from->nexclude > 0 ? top + 1 : 0;
 	for (int i = 0; i < from->ninclude; i++) {
-		is_dup = false;
-		for (int j = 0; j < into->ninclude && !is_dup; j++)
-			is_dup = elem_eq(&into->include[j], &from->include[i]);
-		if (!is_dup)
-			rs_add(&into->include, &into->ninclude,
-			       from->include[i].type,
-			       from->include[i].state_key);
+		struct ss_rs_elem x = from->include[i];
+		x.group = g;
+		if (g != 0 || !rs_has(into->include, into->ninclude, &x))
+			rs_add(&into->include, &into->ninclude, x.type,
+			       x.state_key, g);
 	}
-	for (int i = 0; i < into->nexclude; i++) {
-		is_dup = false;
-		for (int j = 0; j < from->nexclude && !is_dup; j++)
-			is_dup = elem_eq(&into->exclude[i], &from->exclude[j]);
-		if (is_dup)
-			rs_add(&keep, &nkeep, into->exclude[i].type,
-			       into->exclude[i].state_key);
-	}
-	rs_elems_free(into->exclude, into->nexclude);
-	into->exclude = keep;
-	into->nexclude = nkeep;
-	into->lazy_members = (into->lazy_members || from->lazy_members);
-	for (int i = 0; i < into->ninclude && into->lazy_members; i++)
-		if ((into->include[i].type == NULL ||
-		     strcmp(into->include[i].type, "m.room.member") == 0) &&
-		    into->include[i].state_key == NULL && into->nexclude == 0)
-			into->lazy_members = false;
+	for (int i = 0; i < from->nexclude; i++)
+		rs_add(&into->exclude, &into->nexclude, from->exclude[i].type,
+		       from->exclude[i].state_key, g);
+	into->lazy_members = into->lazy_members || from->lazy_members;
 }
 
 void
@@ -781,6 +795,8 @@ ss_rs_canonical(const struct ss_required_state *rs)
 	for (int i = 0; i < rs->ninclude; i++) {
 		x = json_object_new_array();
 		json_object_array_add(
+		    x, json_object_new_int(rs->include[i].group));
+		json_object_array_add(
 		    x, rs->include[i].type
 		           ? json_object_new_string(rs->include[i].type)
 		           : NULL);
@@ -793,6 +809,8 @@ ss_rs_canonical(const struct ss_required_state *rs)
 	for (int i = 0; i < rs->nexclude; i++) {
 		x = json_object_new_array();
 		json_object_array_add(x, json_object_new_string("-"));
+		json_object_array_add(
+		    x, json_object_new_int(rs->exclude[i].group));
 		json_object_array_add(
 		    x, rs->exclude[i].type
 		           ? json_object_new_string(rs->exclude[i].type)

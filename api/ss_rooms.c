@@ -341,7 +341,15 @@ room_row(struct ss_req *s, PGresult *res, int i)
 	rm->s_state_pos = i64_col(res, i, 18, 0);
 	lz = PQgetvalue(res, i, 19);
 	rm->s_membership = xstrdup(PQgetvalue(res, i, 20));
+	rm->is_name_changed = PQgetvalue(res, i, 22)[0] == 't';
+	rm->is_members_changed = PQgetvalue(res, i, 23)[0] == 't';
+	rm->is_bump_changed = PQgetvalue(res, i, 24)[0] == 't';
 	decide(s, rm);
+	log_debug("ss: %s: %s %s: send %d initial %d, changed name %d "
+	          "members %d bump %d",
+	          s->r->user_id, rm->id, rm->membership, rm->is_send,
+	          rm->is_initial, rm->is_name_changed, rm->is_members_changed,
+	          rm->is_bump_changed);
 	rm->max_nid = rm->is_initial ? 0 : rm->s_nid;
 	rm->lazy = NULL;
 	if (!rm->is_initial && rm->has_sent)
@@ -629,19 +637,27 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 		memcpy(rr->lists, rm->lists, sizeof(int) * (size_t)rm->nlists);
 		rr->nlists = rm->nlists;
 	}
-	rr->bump_stamp = rm->bump;
+	/* incremental: only what changed (the MSC) */
+	if (rm->is_initial || rm->is_bump_changed || !is_joined(rm))
+		rr->bump_stamp = rm->bump;
 	if (is_invited(rm)) {
 		rr->stripped_state =
 		    xstrdup(rm->invite_state != NULL ? rm->invite_state : "[]");
 		return;
 	}
-	rr->has_name = rm->name != NULL && *rm->name != '\0';
-	rr->name = rr->has_name ? xstrdup(rm->name) : NULL;
-	rr->has_avatar = rm->avatar != NULL && *rm->avatar != '\0';
-	rr->avatar = rr->has_avatar ? xstrdup(rm->avatar) : NULL;
-	if (!rr->has_name && rm->heroes != NULL)
+	if (rm->is_initial || rm->is_name_changed) {
+		rr->has_name = rm->name != NULL && *rm->name != '\0';
+		rr->name = rr->has_name ? xstrdup(rm->name) : NULL;
+		rr->has_avatar = rm->avatar != NULL && *rm->avatar != '\0';
+		rr->avatar = rr->has_avatar ? xstrdup(rm->avatar) : NULL;
+		/* a name removed is null in the merged dialect */
+		if (!rm->is_initial && !rr->has_name && s->q.dialect == SS_V4)
+			rr->has_name = true;
+	}
+	if ((rm->is_initial || rm->is_members_changed || rm->is_name_changed) &&
+	    (rm->name == NULL || *rm->name == '\0') && rm->heroes != NULL)
 		rr->heroes = xstrdup(rm->heroes);
-	rr->is_dm = rm->is_dm ? SS_YES : rm->is_initial ? SS_UNSET : SS_NO;
+	rr->is_dm = rm->is_initial && rm->is_dm ? SS_YES : SS_UNSET;
 	rr->required_state = rm->st;
 	rr->nrequired_state = rm->nst;
 	rm->st = NULL;
@@ -656,8 +672,11 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	                     ? xstrdup(rm->prev_batch)
 	                     : NULL;
 	rr->num_live = rm->num_live;
-	rr->joined_count = rm->joined;
-	rr->invited_count = rm->invited;
+	/* counts of a room left would tell what happened after the leave */
+	if (is_joined(rm) && (rm->is_initial || rm->is_members_changed)) {
+		rr->joined_count = rm->joined;
+		rr->invited_count = rm->invited;
+	}
 	rr->notification_count = rm->notif;
 	rr->highlight_count = rm->highlight;
 }
@@ -716,7 +735,9 @@ static bool
 is_empty_change(const struct ss_room *rm)
 {
 	return !rm->is_initial && is_joined(rm) && rm->ntl == 0 &&
-	       rm->nst == 0 && strcmp(rm->s_membership, rm->membership) == 0;
+	       rm->nst == 0 && !rm->is_name_changed &&
+	       !rm->is_members_changed &&
+	       strcmp(rm->s_membership, rm->membership) == 0;
 }
 
 /* Step 5: the results, then the extensions. */

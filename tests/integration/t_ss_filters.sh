@@ -19,6 +19,10 @@ fav=$(mk fav)
 inv=$(sim rooms '{"creator":"@carol:localhost","name":"inv"}' | jq -r .room_id)
 sim "rooms/$inv/invite" '{"sender":"@carol:localhost","user_id":"@alice:localhost"}' >/dev/null
 other=$(sim rooms '{"creator":"@carol:localhost","name":"otherspace","room_type":"m.space"}' | jq -r .room_id)
+# invites into an encrypted room and a space: the stripped state tells
+einv=$(sim rooms '{"creator":"@carol:localhost","name":"encinv","encrypted":true}' | jq -r .room_id)
+sinv=$(sim rooms '{"creator":"@carol:localhost","name":"spaceinv","room_type":"m.space"}' | jq -r .room_id)
+for r in "$einv" "$sinv"; do sim "rooms/$r/invite" '{"sender":"@carol:localhost","user_id":"@alice:localhost"}' >/dev/null; done
 sim "rooms/$space/send" "{\"sender\":\"@alice:localhost\",\"type\":\"m.space.child\",\"state_key\":\"$child\",\"content\":{\"via\":[\"localhost\"]}}" >/dev/null
 sim "rooms/$other/send" "{\"sender\":\"@carol:localhost\",\"type\":\"m.space.child\",\"state_key\":\"$plain\",\"content\":{\"via\":[\"localhost\"]}}" >/dev/null
 sim account_data "{\"user_id\":\"@alice:localhost\",\"type\":\"m.direct\",\"content\":{\"@bob:localhost\":[\"$dm\"]}}" >/dev/null
@@ -29,14 +33,17 @@ rooms() {
 	    jq -c "[.rooms|keys[]]|sort"
 }
 want() { printf '%s\n' "$@" | jq -R . | jq -sc 'sort'; }
-all=$(want "$plain" "$dm" "$enc" "$space" "$child" "$fav" "$inv")
+all=$(want "$plain" "$dm" "$enc" "$space" "$child" "$fav" "$inv" "$einv" "$sinv")
 assert_eq "$(rooms a '{}')" "$all" "no filter: all"
 assert_eq "$(rooms a '{"is_dm":true}')" "$(want "$dm")" "is_dm"
-assert_eq "$(rooms a '{"is_dm":false}')" "$(want "$plain" "$enc" "$space" "$child" "$fav" "$inv")" "not is_dm"
-assert_eq "$(rooms a '{"is_invite":true}')" "$(want "$inv")" "is_invite"
+assert_eq "$(rooms a '{"is_dm":false,"is_invite":false}')" "$(want "$plain" "$enc" "$space" "$child" "$fav")" "not is_dm"
+assert_eq "$(rooms a '{"is_invite":true}')" "$(want "$inv" "$einv" "$sinv")" "is_invite"
+assert_eq "$(rooms a '{"is_invite":true,"is_encrypted":true}')" "$(want "$einv")" "an invite's encryption from its stripped state"
+assert_eq "$(rooms a '{"is_invite":true,"room_types":["m.space"]}')" "$(want "$sinv")" "an invite's room type from its stripped state"
+assert_eq "$(rooms a '{"is_invite":true,"room_types":[null],"is_encrypted":false}')" "$(want "$inv")" "an invite with no type, unencrypted"
 assert_eq "$(rooms a '{"is_invite":false}')" "$(want "$plain" "$dm" "$enc" "$space" "$child" "$fav")" "not is_invite"
-assert_eq "$(rooms a '{"is_encrypted":true}')" "$(want "$enc")" "is_encrypted"
-assert_eq "$(rooms a '{"room_types":["m.space"]}')" "$(want "$space")" "room_types"
+assert_eq "$(rooms a '{"is_encrypted":true}')" "$(want "$enc" "$einv")" "is_encrypted"
+assert_eq "$(rooms a '{"room_types":["m.space"]}')" "$(want "$space" "$sinv")" "room_types"
 assert_eq "$(rooms a '{"room_types":[null],"is_invite":false}')" "$(want "$plain" "$dm" "$enc" "$child" "$fav")" "room_types null: no type"
 assert_eq "$(rooms a '{"not_room_types":["m.space"],"is_invite":false}')" "$(want "$plain" "$dm" "$enc" "$child" "$fav")" "not_room_types"
 assert_eq "$(rooms a '{"room_types":["m.space"],"not_room_types":["m.space"]}')" '[]' "not_room_types wins"
@@ -45,9 +52,9 @@ assert_eq "$(rooms a '{"not_tags":["m.favourite"],"is_invite":false}')" "$(want 
 assert_eq "$(rooms a "{\"spaces\":[\"$space\"]}")" "$(want "$child")" "spaces: children of a joined space"
 assert_eq "$(rooms a "{\"spaces\":[\"$other\"]}")" '[]' "spaces: a space the user is not in is ignored"
 out=$(ss "$alice" "" '{"lists":{"dms":{"ranges":[[0,9]],"filters":{"is_dm":true}},"rest":{"ranges":[[0,9]],"filters":{"is_dm":false}}}}' 0)
-assert_jq "$out" '[.lists.dms.count, .lists.rest.count]' '[1,6]' "two lists, a count each"
+assert_jq "$out" '[.lists.dms.count, .lists.rest.count]' '[1,8]' "two lists, a count each"
 out=$(ss4 "$alice" '{"lists":{"i":{"range":[0,9],"filters":{"is_invited":true}}}}')
-assert_jq "$out" "[.rooms|keys[]]" "[\"$inv\"]" "v4 is_invited"
+assert_jq "$out" "[.rooms|keys[]]|sort" "$(want "$inv" "$einv" "$sinv")" "v4 is_invited"
 
 # a window over 1,000 rooms, sorted by activity
 sc=$(sim scenario '{"users":1,"rooms_per_user":1000,"members_per_room":2,"messages_per_room":1,"prefix":"w"}')

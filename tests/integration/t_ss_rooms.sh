@@ -93,10 +93,26 @@ sim_msg "$rb" @carol:localhost "after ban"
 sleep 0.5
 out=$(ss "$alice" "$p" "$list" 1000)
 assert_jq "$out" "[.rooms[\"$rk\"], .rooms[\"$rb\"]]" '[null,null]' "nothing after a kick or ban"
+# nothing of a banned room after the ban: name, avatar, counts as before
+sim "rooms/$rb/send" '{"sender":"@carol:localhost","type":"m.room.name","state_key":"","content":{"name":"renamed after ban"}}' >/dev/null
+sim "rooms/$rb/send" '{"sender":"@carol:localhost","type":"m.room.avatar","state_key":"","content":{"url":"mxc://after"}}' >/dev/null
+sleep 0.5
 # a new connection: kicked and banned rooms are listed, the one left is not
 out=$(ss "$alice" "" "$list" 0)
 assert_jq "$out" "[.rooms[\"$rk\"] != null, .rooms[\"$rb\"] != null, .rooms[\"$rl\"] == null]" '[true,true,true]' "kicked/banned listed, left-by-self not"
 assert_jq "$out" "[.rooms[\"$rk\"].timeline[].content.body]|index(\"after kick\")" 'null' "a kicked room shows nothing after the kick"
+assert_jq "$out" "[.rooms[\"$rb\"].name, .rooms[\"$rb\"].avatar, .rooms[\"$rb\"].joined_count]" '["banme",null,null]' "a banned room as it was at the ban"
+pn=$(ss_pos "$out")
+# incremental: only what changed (no name again); a member change with
+# timeline_limit 0 brings the room down with its new heroes and counts
+sim_msg "$rh" @alice:localhost "hi"
+out=$(ss "$alice" "$pn" "$list" 5000)
+assert_jq "$out" "[.rooms[\"$rh\"].timeline[-1].content.body, .rooms[\"$rh\"].heroes, .rooms[\"$rh\"].joined_count]" '["hi",null,null]' "incremental: no unchanged fields"
+pn=$(ss_pos "$out")
+sim "rooms/$rh/join" '{"user_id":"@carol:localhost","displayname":"Carol"}' >/dev/null
+out=$(ss "$alice" "$pn" '{"lists":{"all":{"ranges":[[0,49]],"timeline_limit":0,"required_state":[]}}}' 5000)
+assert_jq "$out" "[.rooms[\"$rh\"].heroes[].user_id]" '["@bob:localhost","@carol:localhost"]' "member change: heroes"
+assert_jq "$out" ".rooms[\"$rh\"].joined_count" '3' "member change: joined_count"
 # v4: stripped_state and membership for the invite
 out=$(ss4 "$alice" '{"lists":{"all":{"range":[0,49],"timeline_limit":1}}}')
 assert_jq "$out" ".rooms[\"$rs\"].membership" '"invite"' "v4 invite membership"

@@ -273,13 +273,21 @@ test_combine(void **state)
 	s = ss_rs_canonical(&a.rs);
 	assert_non_null(strstr(s, "$LAZY"));
 	free(s);
-	/* a config returning every member turns lazy loading off */
+	/* a config returning every member: every member */
 	ss_room_config_free(&b);
 	b.rs = rs_of(SS_SYNAPSE, "{\"required_state\":[[\"m.room.member\","
 	                         "\"*\"]]}");
 	ss_room_config_merge(&a, &b);
-	assert_false(a.rs.lazy_members);
 	assert_true(ss_rs_matches(&a.rs, "m.room.member", "@a:x", NULL));
+	/* one config's excludes never hide what another returns */
+	ss_room_config_free(&b);
+	b.rs = rs_of(SS_V4, "{\"required_state\":{\"include\":[{}],"
+	                    "\"exclude\":[{\"type\":\"m.room.name\"},"
+	                    "{\"type\":\"m.room.create\"}]}}");
+	ss_room_config_merge(&a, &b);
+	assert_true(ss_rs_matches(&a.rs, "m.room.name", "", NULL));
+	assert_false(ss_rs_matches(&a.rs, "m.room.create", "", NULL));
+	assert_true(ss_rs_matches(&a.rs, "m.room.topic", "", NULL));
 	ss_room_config_free(&a);
 	ss_room_config_free(&b);
 }
