@@ -126,7 +126,12 @@ for t in ths:
     t.start()
 time.sleep(5 + total / 500)
 r1 = rss()
-print(json.dumps({"idle_sliding_connections": len(positions), "api_rss_kb_before": r0, "api_rss_kb_with_them": r1,
+# the api's own count of parked long polls, to be sure they all wait
+h = http.client.HTTPConnection(api.hostname, api.port, timeout=10)
+h.request("GET", "/health")
+waiters = json.loads(h.getresponse().read()).get("waiters")
+print(json.dumps({"idle_sliding_connections": len(positions), "parked_per_api_health": waiters,
+                  "api_rss_kb_before": r0, "api_rss_kb_with_them": r1,
                   "kb_per_connection": round((r1 - r0) / max(1, len(positions)), 2), "errors": len(errs)}))
 os._exit(0)
 EOF
