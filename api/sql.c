@@ -419,8 +419,11 @@
 	"AND ($5::bool IS NULL OR (ur.membership = 'invite') = $5::bool) "     \
 	"AND ($6::bool IS NULL OR coalesce(CASE WHEN ur.membership = "        \
 	"'invite' THEN " SS_INVITE_EV("m.room.encryption") " IS NOT NULL "     \
-	"ELSE (SELECT re.is_encrypted FROM syncv3_rooms re WHERE re.room_id "  \
-	"= ur.room_id) END, false) = $6::bool) "                               \
+	"WHEN ur.membership IN ('leave', 'ban') THEN EXISTS (SELECT 1 FROM "   \
+	"syncv3_state se WHERE se.room_id = ur.room_id AND se.type = "         \
+	"'m.room.encryption' AND se.state_key = '' AND se.from_pos <= "        \
+	"ur.pos) ELSE (SELECT re.is_encrypted FROM syncv3_rooms re WHERE "     \
+	"re.room_id = ur.room_id) END, false) = $6::bool) "                    \
 	"AND ($7::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "   \
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
 	"c.room_id = ANY($7::text[]) AND c.type = 'm.space.child' AND "        \
@@ -515,8 +518,8 @@
  * than the limit so "limited" is known) for user $6: the timeline is what
  * visible.h lets them see, newest first; state rows current at the bound
  * whose (type, state_key) matches a pattern of $7/$8 ('*' any), exact
- * matching is done by the caller. Rows: kind, room, nid, json, type,
- * state_key, sender, event_id.
+ * matching is done by the caller. Rows: kind, room, nid (state: its
+ * from_pos), json, type, state_key, sender, event_id.
  */
 #define SS_DETAIL                                                              \
 	"SELECT 't', r.id, x.nid, x.json, x.type, x.state_key, x.sender, "    \
@@ -525,10 +528,11 @@
 	"e.json, e.type, e.state_key, e.sender, e.event_id FROM "              \
 	"syncv3_events e WHERE e.nid IN "                                      \
 	VIS_LAST_EVENTS("r.id", "$6", "r.p", "r.f", "r.n") ") x UNION ALL "    \
-	"SELECT 's', r.id, y.nid, y.json, y.type, y.state_key, NULL, NULL "   \
+	"SELECT 's', r.id, y.from_pos, y.json, y.type, y.state_key, NULL, "   \
+	"NULL "                                                                \
 	"FROM "                                                                \
 	"unnest($1::text[], $3::bigint[], $4::bigint[]) AS r(id, f, p) CROSS " \
-	"JOIN LATERAL (SELECT s.nid, e.json, s.type, s.state_key FROM "        \
+	"JOIN LATERAL (SELECT s.from_pos, e.json, s.type, s.state_key FROM "   \
 	"syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE s.room_id " \
 	"= r.id AND s.from_pos <= r.p AND s.from_pos > r.f AND coalesce("      \
 	"s.to_pos, 9223372036854775807) > r.p AND EXISTS (SELECT 1 FROM "      \
@@ -536,9 +540,13 @@
 	"s.type) AND (k.sk = '*' OR k.sk = s.state_key))) y WHERE r.f >= 0 "   \
 	"ORDER BY 1, 2, 3 DESC"
 
-/* The member events of ($1 room, $2 user) pairs at $3 (per room bound). */
+/*
+ * The member events of ($1 room, $2 user) pairs at $3 (per room bound),
+ * with the position they took effect (resent to $LAZY when newer).
+ */
 #define SS_MEMBERS                                                             \
-	"SELECT k.r, s.state_key, e.json FROM unnest($1::text[], $2::text[], " \
+	"SELECT k.r, s.state_key, e.json, s.from_pos FROM unnest($1::text[], " \
+	"$2::text[], "                                                         \
 	"$3::bigint[]) AS k(r, u, p) JOIN syncv3_state s ON s.room_id = k.r "  \
 	"AND s.type = 'm.room.member' AND s.state_key = k.u AND s.from_pos <= " \
 	"k.p AND coalesce(s.to_pos, 9223372036854775807) > k.p JOIN "          \

@@ -169,6 +169,9 @@ bool ss_rs_matches(const struct ss_required_state *rs, const char *type,
                    const char *state_key, const char *me);
 /* Canonical text of a config's required_state (stored per room sent). */
 char *ss_rs_canonical(const struct ss_required_state *rs);
+/* Its inverse: 0, or -1 (rs empty) for text that is not canonical. */
+int ss_rs_from_canonical(const char *text, struct ss_required_state *rs);
+void ss_rs_free(struct ss_required_state *rs);
 /*
  * Merges a request's extensions into the connection's sticky ones: per
  * extension, the request's fields replace the stored ones of the same
@@ -377,7 +380,10 @@ struct ss_room {
 	bool is_send, is_initial, is_expanded, is_limited;
 	int64_t tl_from, st_from, ub;
 	char *rs_canon;
-	struct json_object *lazy; /* array: members sent from now on */
+	struct json_object *lazy;       /* array: members sent from now on */
+	struct json_object *lazy_asked; /* members asked for this round */
+	struct ss_required_state s_cfg; /* the config sent, when it differs */
+	bool has_s_cfg;
 	int64_t max_nid;
 	char **tl, **st, **event_ids; /* timeline oldest first, state */
 	int ntl, nst, nevent_ids;

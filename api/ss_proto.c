@@ -340,8 +340,7 @@ rs_elems_free(struct ss_rs_elem *v, int n)
 void
 ss_room_config_free(struct ss_room_config *cfg)
 {
-	rs_elems_free(cfg->rs.include, cfg->rs.ninclude);
-	rs_elems_free(cfg->rs.exclude, cfg->rs.nexclude);
+	ss_rs_free(&cfg->rs);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -826,6 +825,69 @@ ss_rs_canonical(const struct ss_required_state *rs)
 	s = xstrdup(json_plain(o, NULL));
 	json_object_put(o);
 	return s;
+}
+
+static const char *
+str_or_null(struct json_object *o)
+{
+	return json_object_is_type(o, json_type_string)
+	           ? json_object_get_string(o)
+	           : NULL;
+}
+
+/* One canonical entry: [group, type, key] or ["-", group, type, key]. */
+static int
+canonical_elem(struct json_object *x, struct ss_required_state *rs)
+{
+	size_t n = json_object_array_length(x);
+	bool is_ex = n == 4;
+
+	if (!json_object_is_type(x, json_type_array) || (n != 3 && n != 4))
+		return -1;
+	if (is_ex)
+		rs_add(&rs->exclude, &rs->nexclude,
+		       str_or_null(json_object_array_get_idx(x, 2)),
+		       str_or_null(json_object_array_get_idx(x, 3)),
+		       json_object_get_int(json_object_array_get_idx(x, 1)));
+	else
+		rs_add(&rs->include, &rs->ninclude,
+		       str_or_null(json_object_array_get_idx(x, 1)),
+		       str_or_null(json_object_array_get_idx(x, 2)),
+		       json_object_get_int(json_object_array_get_idx(x, 0)));
+	return 0;
+}
+
+int
+ss_rs_from_canonical(const char *text, struct ss_required_state *rs)
+{
+	struct json_object *o = json_parse_bounded(text, strlen(text), NULL);
+	struct json_object *x;
+	int rc = -1;
+
+	memset(rs, 0, sizeof(*rs));
+	if (o == NULL || !json_object_is_type(o, json_type_array))
+		goto out;
+	for (size_t i = 0; i < json_object_array_length(o); i++) {
+		x = json_object_array_get_idx(o, i);
+		if (json_object_is_type(x, json_type_string))
+			rs->lazy_members = true;
+		else if (canonical_elem(x, rs) == -1)
+			goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(o);
+	if (rc == -1)
+		ss_rs_free(rs);
+	return rc;
+}
+
+void
+ss_rs_free(struct ss_required_state *rs)
+{
+	rs_elems_free(rs->include, rs->ninclude);
+	rs_elems_free(rs->exclude, rs->nexclude);
+	memset(rs, 0, sizeof(*rs));
 }
 
 void

@@ -24,6 +24,7 @@
 #include "util.h"
 
 static void rooms_step(struct ss_req *s);
+static bool strv_has(struct json_object *a, const char *x);
 static void detail_step(struct ss_req *s);
 static void members_step(struct ss_req *s);
 static void ext_step(struct ss_req *s);
@@ -351,6 +352,11 @@ room_row(struct ss_req *s, PGresult *res, int i)
 	          rm->is_initial, rm->is_name_changed, rm->is_members_changed,
 	          rm->is_bump_changed);
 	rm->max_nid = rm->is_initial ? 0 : rm->s_nid;
+	/* a changed config sends what it adds, not all it matches (MSC) */
+	rm->has_s_cfg = !rm->is_initial && rm->has_sent &&
+	                strcmp(rm->rs_canon, rm->s_rs) != 0 &&
+	                ss_rs_from_canonical(rm->s_rs, &rm->s_cfg) == 0;
+	rm->lazy_asked = json_object_new_array();
 	rm->lazy = NULL;
 	if (!rm->is_initial && rm->has_sent)
 		rm->lazy = json_parse_bounded(lz, strlen(lz), NULL);
@@ -446,10 +452,18 @@ detail_row(struct ss_req *s, PGresult *res, int i)
 	const char *sk = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
 
 	if (PQgetvalue(res, i, 0)[0] == 's') {
-		if (sk != NULL &&
-		    ss_rs_matches(&rm->cfg.rs, type, sk, s->r->user_id))
-			strv_push(&rm->st, &rm->nst,
-			          xstrdup(PQgetvalue(res, i, 3)));
+		/* nid is the row's from_pos here */
+		if (sk == NULL ||
+		    !ss_rs_matches(&rm->cfg.rs, type, sk, s->r->user_id) ||
+		    (rm->has_s_cfg && nid <= rm->s_state_pos &&
+		     ss_rs_matches(&rm->s_cfg, type, sk, s->r->user_id)))
+			return;
+		strv_push(&rm->st, &rm->nst, xstrdup(PQgetvalue(res, i, 3)));
+		/* a member sent counts for $LAZY too */
+		if (strcmp(type, "m.room.member") == 0 &&
+		    !strv_has(rm->lazy, sk))
+			json_object_array_add(rm->lazy,
+			                      json_object_new_string(sk));
 		return;
 	}
 	/* timeline rows come newest first; one more than the limit */
@@ -552,13 +566,15 @@ lazy_want(struct ss_room *rm, struct json_object *ev, const char *key,
 {
 	const char *u = json_get_str(ev, key);
 
-	if (u == NULL || strv_has(rm->lazy, u))
+	/* sent before and no member changed since: nothing to ask */
+	if (u == NULL || strv_has(rm->lazy_asked, u) ||
+	    (strv_has(rm->lazy, u) && !rm->is_members_changed))
 		return;
 	if (strcmp(key, "state_key") == 0 &&
 	    !(json_get_str(ev, "type") &&
 	      strcmp(json_get_str(ev, "type"), "m.room.member") == 0))
 		return;
-	json_object_array_add(rm->lazy, json_object_new_string(u));
+	json_object_array_add(rm->lazy_asked, json_object_new_string(u));
 	pg_arr_str(rooms, rm->id);
 	pg_arr_str(users, u);
 	pg_arr_i64(ubs, rm->ub);
@@ -574,11 +590,19 @@ members_cb(PGresult *res, void *arg)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
+		const char *u = PQgetvalue(res, i, 1);
 		/* already there by an explicit required_state entry */
-		if (ss_rs_matches(&rm->cfg.rs, "m.room.member",
-		                  PQgetvalue(res, i, 1), s->r->user_id))
+		if (ss_rs_matches(&rm->cfg.rs, "m.room.member", u,
+		                  s->r->user_id))
+			continue;
+		/* sent before, and this member event is no newer */
+		if (strv_has(rm->lazy, u) &&
+		    i64_col(res, i, 3, 0) <= rm->s_state_pos)
 			continue;
 		strv_push(&rm->st, &rm->nst, xstrdup(PQgetvalue(res, i, 2)));
+		if (!strv_has(rm->lazy, u))
+			json_object_array_add(rm->lazy,
+			                      json_object_new_string(u));
 	}
 	ext_step(s);
 out:
@@ -787,6 +811,8 @@ room_free(struct ss_room *rm)
 	free(rm->s_membership);
 	free(rm->rs_canon);
 	json_object_put(rm->lazy);
+	json_object_put(rm->lazy_asked);
+	ss_rs_free(&rm->s_cfg);
 	for (int i = 0; i < rm->ntl; i++)
 		free(rm->tl[i]);
 	free(rm->tl);

@@ -113,6 +113,31 @@ sim "rooms/$rh/join" '{"user_id":"@carol:localhost","displayname":"Carol"}' >/de
 out=$(ss "$alice" "$pn" '{"lists":{"all":{"ranges":[[0,49]],"timeline_limit":0,"required_state":[]}}}' 5000)
 assert_jq "$out" "[.rooms[\"$rh\"].heroes[].user_id]" '["@bob:localhost","@carol:localhost"]' "member change: heroes"
 assert_jq "$out" ".rooms[\"$rh\"].joined_count" '3' "member change: joined_count"
+# required_state grown: only what the new config adds; $ME then $LAZY:
+# a member already sent is not sent again, a changed one is
+rq=$(mk @alice:localhost growing)
+sim "rooms/$rq/join" '{"user_id":"@bob:localhost","displayname":"Bob"}' >/dev/null
+sim_msg "$rq" @alice:localhost q1
+sub() { printf '{"room_subscriptions":{"%s":{"timeline_limit":1,"required_state":%s}}}' "$rq" "$1"; }
+out=$(ss "$alice" "" "$(sub '[["m.room.create",""],["m.room.member","$ME"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].required_state[].type]|sort" '["m.room.create","m.room.member"]' "create and my member"
+pq=$(ss_pos "$out")
+out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].required_state[].type]" '["m.room.name"]' "grown config: only the name (my member was sent by \$ME)"
+pq=$(ss_pos "$out")
+sim "rooms/$rq/send" '{"sender":"@bob:localhost","type":"m.room.member","state_key":"@bob:localhost","content":{"membership":"join","displayname":"Bob 2"}}' >/dev/null
+sim_msg "$rq" @bob:localhost b1
+out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].required_state[]|select(.type==\"m.room.member\")|.content.displayname]" '["Bob 2"]' "\$LAZY: the sender's member"
+pq=$(ss_pos "$out")
+sim "rooms/$rq/send" '{"sender":"@bob:localhost","type":"m.room.member","state_key":"@bob:localhost","content":{"membership":"join","displayname":"Bob 3"}}' >/dev/null
+sim_msg "$rq" @bob:localhost b2
+out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].required_state[]|select(.type==\"m.room.member\")|.content.displayname]" '["Bob 3"]' "\$LAZY: a changed member is sent again"
+pq=$(ss_pos "$out")
+sim_msg "$rq" @bob:localhost b3
+out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].timeline[-1].content.body, (.rooms[\"$rq\"].required_state // [] | length)]" '["b3",0]' "\$LAZY: an unchanged member is not"
 # v4: stripped_state and membership for the invite
 out=$(ss4 "$alice" '{"lists":{"all":{"range":[0,49],"timeline_limit":1}}}')
 assert_jq "$out" ".rooms[\"$rs\"].membership" '"invite"' "v4 invite membership"
