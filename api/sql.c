@@ -566,8 +566,13 @@
  * 1 all, 2 changes), per room-scoped extension its fresh rooms (all
  * there is) and live ones (changes after $4): account data $12/$13,
  * typing $14/$15, receipts $16/$19, and $17/$18 the (room, event) pairs
- * of the timelines sent in fresh rooms, whose receipts go with them.
- * Room data only for rooms the user is joined to at $5 (visible.h).
+ * of the timelines sent in fresh rooms, whose receipts go with them;
+ * $20 to_device was on in the confirmed response: turned off, the
+ * connection stops holding messages (its ack row goes, and what the
+ * others acknowledged is deleted).
+ * Room data only for rooms the user is joined to at $5 (visible.h),
+ * tested once per room (distinct first: the three extensions' rooms
+ * mostly repeat, and the test is the statement's main cost).
  * The to-device ack is recorded and what every holder acknowledged is
  * deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
  * connection's own counts as $7). Rows: kind, room, then per kind
@@ -580,18 +585,20 @@
 	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
 	"$16::text[] || $19::text[])"
 #define SS_EXT                                                                 \
-	"WITH j AS MATERIALIZED (SELECT DISTINCT x.id FROM " SS_EXT_ROOMS      \
-	" AS x(id) WHERE " VIS_MEMBERSHIP("x.id", "$1", "$5::bigint") " = "    \
-	"'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
+	"WITH j AS MATERIALIZED (SELECT x.id FROM (SELECT DISTINCT u.id FROM " \
+	SS_EXT_ROOMS " AS u(id)) x WHERE " VIS_MEMBERSHIP("x.id", "$1",        \
+	"$5::bigint") " = 'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
 	"conn = $3::bigint), tu AS (INSERT INTO syncv3_ss_to_device_acks "     \
 	"(conn, user_id, device_id, acked) SELECT $3::bigint, $1, $2, "        \
 	"greatest($7::bigint, 0) WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
 	"SET acked = excluded.acked WHERE excluded.acked > "                   \
-	"syncv3_ss_to_device_acks.acked RETURNING 1), td AS (DELETE FROM "     \
-	"syncv3_to_device WHERE $6::bool AND $7::bigint > 0 AND user_id = $1 " \
-	"AND device_id = $2 AND pos <= least($7::bigint, "                     \
-	V3_ACKED("$1", "$2", "$9") ", " SS_ACKED("$1", "$2",                   \
-	" AND ss_a.conn <> $3::bigint") ") RETURNING 1) "                      \
+	"syncv3_ss_to_device_acks.acked RETURNING 1), tx AS (DELETE FROM "     \
+	"syncv3_ss_to_device_acks WHERE NOT $6::bool AND $20::bool AND conn = " \
+	"$3::bigint RETURNING 1), td AS (DELETE FROM syncv3_to_device WHERE "  \
+	"(($6::bool AND $7::bigint > 0) OR (NOT $6::bool AND $20::bool)) AND " \
+	"user_id = $1 AND device_id = $2 AND pos <= least(CASE WHEN $6::bool " \
+	"THEN $7::bigint END, " V3_ACKED("$1", "$2", "$9") ", "                \
+	SS_ACKED("$1", "$2", " AND ss_a.conn <> $3::bigint") ") RETURNING 1) " \
 	"SELECT 'd', NULL, m.json, NULL, NULL, NULL, m.pos FROM (SELECT pos, " \
 	"json FROM syncv3_to_device WHERE $6::bool AND user_id = $1 AND "      \
 	"device_id = $2 AND pos > greatest($7::bigint, coalesce((SELECT "      \
@@ -717,7 +724,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
 	/* ss_ext.c: the extensions of a sliding sync response */
-	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 19},
+	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 20},
 };
 /* clang-format on */
 

@@ -382,7 +382,7 @@ global_mode(const struct ext_job *j)
 static void
 ext_query(struct ext_job *j)
 {
-	enum { NP = 19 };
+	enum { NP = 20 };
 	struct ss_ctx *c = j->c;
 	char n[6][PG_I64_LEN], mode[4];
 	struct pg_lit l[8] = {{0}};
@@ -414,6 +414,7 @@ ext_query(struct ext_job *j)
 	arr_of(&l[7], rc->live, rc->nlive);
 	for (int i = 0; i < 8; i++)
 		p[11 + i] = l[i].p;
+	p[19] = j->prev.was_on[SX_TO_DEVICE] ? "t" : "f";
 	sql_query(j->api, Q_SS_EXT, p, ext_cb, j);
 	for (int i = 0; i < 8; i++)
 		pg_lit_free(&l[i]);
@@ -446,8 +447,9 @@ ss_ext_run(struct api *api, struct ss_ctx *c, api_done_fn done, void *arg)
 	ss_ext_state_parse(NULL, &j->now);
 	for (int k = 0; k < SX_COUNT; k++) {
 		j->now.was_on[k] = j->cfg.x[k].is_on;
-		ss_ext_sort(k, &j->cfg, c, &j->prev, &j->sel[k],
-		            &j->now.scope[k]);
+		if (k == SX_ACCOUNT_DATA || k == SX_TYPING || k == SX_RECEIPTS)
+			ss_ext_sort(k, &j->cfg, c, &j->prev, &j->sel[k],
+			            &j->now.scope[k]);
 	}
 	/* the core checks the request; a stored config is checked again */
 	if (ss_ext_check(c->cfg, &err) == -1) {
@@ -456,7 +458,8 @@ ss_ext_run(struct api *api, struct ss_ctx *c, api_done_fn done, void *arg)
 	}
 	/* a since from the future acknowledges no more than exists */
 	j->td_ack = j->cfg.td_since > c->to_pos ? c->to_pos : j->cfg.td_since;
-	if (!any_on(&j->cfg)) {
+	/* to_device just turned off still has its ack row to drop */
+	if (!any_on(&j->cfg) && !j->prev.was_on[SX_TO_DEVICE]) {
 		job_done(j, 0, NULL, NULL);
 		return;
 	}

@@ -23,8 +23,9 @@ static const char *const names[SX_COUNT] = {
     [SX_RECEIPTS] = "receipts",
 };
 
-/* The blob's key per room-scoped extension (NULL: no rooms kept). */
+/* The blob's key per extension whose being on is kept (with its rooms). */
 static const char *const blob_keys[SX_COUNT] = {
+    [SX_TO_DEVICE] = "td", /* no rooms: whether it holds messages */
     [SX_ACCOUNT_DATA] = "ad",
     [SX_TYPING] = "ty",
     [SX_RECEIPTS] = "rc",
@@ -192,10 +193,17 @@ ss_ext_scoped(const struct ss_ext_one *e, const struct ss_ctx *c,
 	return false;
 }
 
+static void
+copy_key_cb(const char *key, void *val, void *arg)
+{
+	map_put(arg, key, val);
+}
+
 void
 ss_ext_state_parse(const char *blob, struct ss_ext_state *st)
 {
 	struct json_object *o = NULL, *a;
+	const char *ref;
 
 	memset(st, 0, sizeof(*st));
 	for (int k = 0; k < SX_COUNT; k++)
@@ -203,8 +211,20 @@ ss_ext_state_parse(const char *blob, struct ss_ext_state *st)
 	if (blob != NULL)
 		o = json_parse_bounded(blob, strlen(blob), NULL);
 	for (int k = 0; o != NULL && k < SX_COUNT; k++) {
-		if (blob_keys[k] == NULL ||
-		    (a = json_get_arr(o, blob_keys[k])) == NULL)
+		if (blob_keys[k] == NULL)
+			continue;
+		if ((ref = json_get_str(o, blob_keys[k])) != NULL) {
+			for (int e = 0; e < k; e++)
+				if (blob_keys[e] != NULL &&
+				    strcmp(ref, blob_keys[e]) == 0 &&
+				    st->was_on[e]) {
+					st->was_on[k] = true;
+					map_each(&st->scope[e], copy_key_cb,
+					         &st->scope[k]);
+				}
+			continue;
+		}
+		if ((a = json_get_arr(o, blob_keys[k])) == NULL)
 			continue;
 		st->was_on[k] = true;
 		for (size_t i = 0; i < json_object_array_length(a); i++) {
@@ -224,6 +244,32 @@ add_key_cb(const char *key, void *val, void *arg)
 	json_object_array_add(arg, json_object_new_string(key));
 }
 
+struct subset {
+	const struct map *of;
+	bool is_in;
+};
+
+static void
+in_cb(const char *key, void *val, void *arg)
+{
+	struct subset *x = arg;
+
+	(void)val;
+	if (map_get(x->of, key) == NULL)
+		x->is_in = false;
+}
+
+static bool
+same_set(const struct map *a, const struct map *b)
+{
+	struct subset x = {b, true};
+
+	if (map_count(a) != map_count(b))
+		return false;
+	map_each(a, in_cb, &x);
+	return x.is_in;
+}
+
 static int
 str_cmp(const void *a, const void *b)
 {
@@ -239,8 +285,20 @@ ss_ext_state_text(const struct ss_ext_state *st)
 
 	for (int k = 0; k < SX_COUNT; k++) {
 		struct json_object *a;
+		int e;
 		if (blob_keys[k] == NULL || !st->was_on[k])
 			continue;
+		/* the same rooms as an earlier extension: name it instead */
+		for (e = 0; e < k; e++)
+			if (blob_keys[e] != NULL && st->was_on[e] &&
+			    same_set(&st->scope[e], &st->scope[k]))
+				break;
+		if (e < k) {
+			json_object_object_add(
+			    o, blob_keys[k],
+			    json_object_new_string(blob_keys[e]));
+			continue;
+		}
 		a = json_object_new_array();
 		map_each(&st->scope[k], add_key_cb, a);
 		/* sorted: the same rooms are the same blob (the core answers a
@@ -261,17 +319,17 @@ ss_ext_state_free(struct ss_ext_state *st)
 }
 
 /*
- * A room the core sends from scratch (initial) replaces what the client
- * had of it, so typing and receipts start over for it too (Synapse does
- * the same for receipts, and when the timeline was expanded: the older
- * events' receipts); account data is the user's, not the room's
- * timeline, and stays as sent.
+ * A room the core sends from scratch (initial: first sent, or its
+ * membership became a join) replaces what the client had of it, so each
+ * room extension starts over for it too: an invite in the window was in
+ * scope but got nothing, and once joined it must get its account data
+ * and receipts from before the join. Receipts also start over when the
+ * timeline was expanded (the older events' receipts), as Synapse does.
  */
 static bool
 restarts(enum ss_ext_kind k, const struct ss_ext_room *room)
 {
-	return (k == SX_TYPING || k == SX_RECEIPTS) &&
-	       (room->is_initial || (k == SX_RECEIPTS && room->is_expanded));
+	return room->is_initial || (k == SX_RECEIPTS && room->is_expanded);
 }
 
 void

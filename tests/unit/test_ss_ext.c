@@ -220,9 +220,14 @@ test_sort(void **state)
 	b3 = sort(SX_TYPING, on, &c, b1, "", "");
 	assert_null(strstr(b3, "\"ty\""));
 	free(b3);
-	/* a room the core re-sends from scratch restarts its receipts */
+	/* a room the core re-sends from scratch starts over */
 	b3 = sort(SX_RECEIPTS, on, &c, NULL, "!1!2!3!4", "");
 	rooms[1].is_initial = true;
+	free(sort(SX_RECEIPTS, on, &c, b3, "!2", "!1!3!4"));
+	free(sort(SX_ACCOUNT_DATA, on, &c, b1, "!2", "!1!3!4"));
+	/* an expanded timeline restarts receipts only */
+	rooms[1].is_initial = false;
+	rooms[1].is_expanded = true;
 	free(sort(SX_RECEIPTS, on, &c, b3, "!2", "!1!3!4"));
 	free(sort(SX_ACCOUNT_DATA, on, &c, b1, "", "!1!2!3!4"));
 	free(b3);
@@ -248,6 +253,20 @@ test_state_text(void **state)
 	free(t);
 	assert_int_equal(map_count(&st.scope[SX_ACCOUNT_DATA]), 2);
 	assert_true(st.was_on[SX_RECEIPTS]);
+	ss_ext_state_free(&st);
+	/* an extension with the same rooms as an earlier one names it */
+	ss_ext_state_parse("{\"ad\":[\"!a\",\"!b\"]}", &st);
+	st.was_on[SX_RECEIPTS] = true;
+	map_put(&st.scope[SX_RECEIPTS], "!b", (void *)1);
+	map_put(&st.scope[SX_RECEIPTS], "!a", (void *)1);
+	t = ss_ext_state_text(&st);
+	assert_string_equal(t, "{\"ad\":[\"!a\",\"!b\"],\"rc\":\"ad\"}");
+	ss_ext_state_free(&st);
+	ss_ext_state_parse(t, &st);
+	free(t);
+	assert_true(st.was_on[SX_RECEIPTS]);
+	assert_int_equal(map_count(&st.scope[SX_RECEIPTS]), 2);
+	assert_non_null(map_get(&st.scope[SX_RECEIPTS], "!a"));
 	ss_ext_state_free(&st);
 	/* garbage is "nothing was on" */
 	ss_ext_state_parse("{not json", &st);

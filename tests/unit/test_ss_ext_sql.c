@@ -41,7 +41,7 @@ count(const char *sql)
 }
 
 struct run {
-	const char *conn, *from, *to, *td_on, *since, *e2ee, *gmode;
+	const char *conn, *from, *to, *td_on, *td_was, *since, *e2ee, *gmode;
 	const char *ad_fresh, *ad_live, *ty_fresh, *ty_live, *rc_fresh;
 	const char *rc_live, *ev_rooms, *ev_ids;
 };
@@ -50,7 +50,7 @@ struct run {
 static char *
 run(const struct run *r)
 {
-	const char *p[19] = {"@u:x",
+	const char *p[20] = {"@u:x",
 	                     "D",
 	                     r->conn,
 	                     r->from ? r->from : "0",
@@ -68,8 +68,9 @@ run(const struct run *r)
 	                     r->rc_fresh ? r->rc_fresh : "{}",
 	                     r->ev_rooms ? r->ev_rooms : "{}",
 	                     r->ev_ids ? r->ev_ids : "{}",
-	                     r->rc_live ? r->rc_live : "{}"};
-	PGresult *res = PQexecParams(c, api_stmts[Q_SS_EXT].sql, 19, NULL, p,
+	                     r->rc_live ? r->rc_live : "{}",
+	                     r->td_was ? r->td_was : "f"};
+	PGresult *res = PQexecParams(c, api_stmts[Q_SS_EXT].sql, 20, NULL, p,
 	                             NULL, NULL, 0);
 	char *out = calloc(1, 4096);
 
@@ -140,8 +141,19 @@ test_to_device(void **state)
 	/* connection 2 acks 3: min(v3 3, c1 2, c2 3) = 2 are deleted */
 	expect(&(struct run){.conn = "2", .td_on = "t", .since = "3"}, "");
 	assert_int_equal(count(LEFT " WHERE user_id = '@u:x'"), 1);
-	/* connection 1 expires (its row goes): the v3 release frees 3 */
-	sqlx("DELETE FROM syncv3_ss_conns WHERE conn = 1");
+	/* connection 1 turns to_device off: it holds nothing from then on */
+	expect(&(struct run){.conn = "1", .td_was = "t"}, "");
+	assert_int_equal(count(LEFT " WHERE user_id = '@u:x'"), 0);
+	assert_int_equal(
+	    count(
+	        "SELECT count(*) FROM syncv3_ss_to_device_acks WHERE conn = 1"),
+	    0);
+	/* connection 2 expires (its row goes): the v3 release frees 5 */
+	sqlx("INSERT INTO syncv3_to_device VALUES (5, '@u:x', 'D', '{}');"
+	     "UPDATE syncv3_sessions SET acked_to_device = 5");
+	release();
+	assert_int_equal(count(LEFT " WHERE user_id = '@u:x'"), 1);
+	sqlx("DELETE FROM syncv3_ss_conns WHERE conn = 2");
 	release();
 	assert_int_equal(count(LEFT " WHERE user_id = '@u:x'"), 0);
 	assert_int_equal(count(LEFT), 1);
