@@ -283,13 +283,15 @@
 /* clang-format off */
 /*
  * $1 conn, $2 user, $3 device, $4 gen the pos names, $5 idle secs, $6
- * conn_id. The pos names the confirmed response (the client lost the one
+ * conn_id, $7 the token's hash (is it still the device's? contract 5, as
+ * SESSION_LOAD). The pos names the confirmed response (the client lost the one
  * after it: drop it) or the unconfirmed one (confirm it: it becomes the
  * connection's state). Either way the rooms of any later response go. One
  * row, or none for an unknown, expired or foreign pos.
  */
 #define SS_LOAD                                                                \
-	"WITH c AS (UPDATE syncv3_ss_conns SET "                               \
+	"WITH " SESSION_TOKEN_OK("$2", "$3", "$7") ", "                        \
+	"c AS (UPDATE syncv3_ss_conns SET "                                    \
 	"gen = CASE WHEN p_gen = $4::bigint THEN p_gen ELSE gen END, "         \
 	"pos = CASE WHEN p_gen = $4::bigint THEN p_pos ELSE pos END, "         \
 	"subs = CASE WHEN p_gen = $4::bigint THEN p_subs ELSE subs END, "      \
@@ -299,22 +301,28 @@
 	"NULL, p_ext_state = NULL, ver = ver + 1, last_used = now() WHERE "    \
 	"conn = $1::bigint AND user_id = $2 AND device_id = $3 AND conn_id = " \
 	"$6 AND (gen = $4::bigint OR p_gen = $4::bigint) AND last_used > "     \
-	"now() - make_interval(secs => $5::bigint) RETURNING conn, gen, pos, " \
-	"subs, ext, ext_state, ver, dialect), "                                \
+	"now() - make_interval(secs => $5::bigint) AND (SELECT ok FROM dv) "   \
+	"RETURNING conn, gen, pos, subs, ext, ext_state, ver, dialect), "      \
 	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
 	"AND o.gen > c.gen) "                                                  \
-	"SELECT conn, gen, pos, subs, ext, ext_state, ver, dialect FROM c"
+	"SELECT c.conn, c.gen, c.pos, c.subs, c.ext, c.ext_state, c.ver, "     \
+	"c.dialect, coalesce((SELECT ok FROM dv), false) FROM (SELECT 1) one " \
+	"LEFT JOIN c ON true"
 
 /*
- * $1 user, $2 device, $3 conn_id, $4 dialect, $5 connections per device.
+ * $1 user, $2 device, $3 conn_id, $4 dialect, $5 connections per device,
+ * $6 the token's hash (nothing is created for a token no longer current).
  * A connection without pos starts afresh: the same conn_id's row is
  * reset (its rooms dropped; its generation moves on, so no pos of its
  * past matches again) and the device's least recently used connections
- * beyond the cap go. One row: conn, gen, ver, how many were dropped.
+ * beyond the cap go. One row: conn, gen, ver, how many were dropped
+ * (NULLs when the token is not current), whether the token is current.
  */
 #define SS_CREATE                                                              \
-	"WITH c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, " \
-	"dialect) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, "   \
+	"WITH " SESSION_TOKEN_OK("$1", "$2", "$6") ", "                        \
+	"c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, "     \
+	"dialect) SELECT $1, $2, $3, $4 FROM dv WHERE dv.ok ON CONFLICT "      \
+	"(user_id, device_id, "                                                \
 	"conn_id) DO UPDATE SET gen = syncv3_ss_conns.top_gen + 1, top_gen = " \
 	"syncv3_ss_conns.top_gen + 1, pos = 0, subs = '{}', ext = "            \
 	"'{}', ext_state = NULL, p_gen = NULL, p_pos = NULL, p_subs = NULL, "  \
@@ -326,7 +334,8 @@
 	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
 	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
 	"RETURNING conn) "                                                     \
-	"SELECT c.conn, c.gen, c.ver, (SELECT count(*) FROM x) FROM c"
+	"SELECT c.conn, c.gen, c.ver, (SELECT count(*) FROM x), coalesce(("    \
+	"SELECT ok FROM dv), false) FROM (SELECT 1) one LEFT JOIN c ON true"
 
 /*
  * $1 conn, $2 ver loaded, $3 confirmed gen, $4 position answered, $5 subs,
@@ -460,8 +469,10 @@
  * what this connection sent of it (the last position seen is only worked
  * out for rooms left: it costs). A room left shows its name, avatar and
  * heroes as of the leave (nothing after it). Whether its name, members or
- * bump event changed since it was sent. Rooms the user was never in are
- * left out. $1 user, $2 conn, $3 gen.
+ * bump event changed since it was sent. Rooms the user was never in, and
+ * rooms never visible to them (an invite rejected or withdrawn, a ban
+ * without a join) unless this connection sent them, are left out. $1
+ * user, $2 conn, $3 gen.
  */
 /* The room's state (type, "") field f at position v.p (SS_ROOMS). */
 #define SS_AT(type, f)                                                         \
@@ -510,7 +521,9 @@
 	"vl.last, coalesce(vl.last, $5::bigint) AS p) v LEFT JOIN "            \
 	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
-	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL"
+	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL AND ("    \
+	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
+	"sent.membership IS NOT NULL)"
 
 /*
  * Timeline and state of rooms $1 (with per-room bounds: $2 timeline
@@ -715,8 +728,8 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "WHERE user_id = $1 AND device_id = $2 AND (SELECT count(*) FROM l) "
 	    ">= 0 RETURNING user_id, device_id", 2},
 	/* ss_conn.c, ss_rooms.c: sliding sync */
-	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 6},
-	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 5},
+	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 7},
+	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 13},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},

@@ -274,6 +274,9 @@ struct ss_ext_room {
 	bool is_expanded;             /* timeline re-sent longer */
 	const char *const *event_ids; /* timeline sent in this response */
 	int nevents;
+	/* the user's membership by visible.h's rule at to_pos: per-room
+	 * data of a room not joined must stop at the leave */
+	const char *membership;
 };
 
 struct ss_ctx {
@@ -378,6 +381,7 @@ struct ss_room {
 	char *s_rs, *s_membership;
 	/* the decision and its results */
 	bool is_send, is_initial, is_expanded, is_limited;
+	bool is_bare; /* never visible: its membership only */
 	int64_t tl_from, st_from, ub;
 	char *rs_canon;
 	struct json_object *lazy;       /* array: members sent from now on */

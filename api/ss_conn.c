@@ -48,6 +48,17 @@ op_end(struct conn_op *op, int status, const char *errcode, const char *msg)
 	free(op);
 }
 
+/* The token is no longer the device's (contract 5): 401, forget it. */
+static void
+token_gone(struct conn_op *op)
+{
+	log_info("ss: %s/%s: token no longer current", op->s->r->user_id,
+	         op->s->r->device_id);
+	auth_token_superseded(op->s->api, op->s->r->token_hash);
+	op_end(op, 401, "M_UNKNOWN_TOKEN",
+	       "this token was replaced or revoked");
+}
+
 static struct json_object *
 obj_or_empty(const char *text)
 {
@@ -74,7 +85,11 @@ loaded_cb(PGresult *res, void *arg)
 		op_end(op, 503, "M_UNKNOWN", "database unavailable");
 		return;
 	}
-	if (PQntuples(res) != 1 ||
+	if (PQntuples(res) == 1 && PQgetvalue(res, 0, 8)[0] != 't') {
+		token_gone(op);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
 	    strcmp(PQgetvalue(res, 0, 7), ss_dialect_name(op->s->q.dialect)) !=
 	        0) {
 		op_end(op, 400, "M_UNKNOWN_POS",
@@ -107,6 +122,10 @@ created_cb(PGresult *res, void *arg)
 		op_end(op, 503, "M_UNKNOWN", "cannot create the connection");
 		return;
 	}
+	if (PQgetvalue(res, 0, 4)[0] != 't') {
+		token_gone(op);
+		return;
+	}
 	c->is_new = true;
 	c->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	c->gen = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -131,7 +150,7 @@ ss_conn_open(struct ss_req *s, api_done_fn done, void *arg)
 {
 	struct api *api = s->api;
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[6];
+	const char *p[7];
 
 	if (s->q.pos == NULL) {
 		p[0] = s->r->user_id;
@@ -139,6 +158,7 @@ ss_conn_open(struct ss_req *s, api_done_fn done, void *arg)
 		p[2] = s->q.conn_id;
 		p[3] = ss_dialect_name(s->q.dialect);
 		p[4] = pg_i64(a, api->cfg.ss_conns_per_device);
+		p[5] = s->r->token_hash;
 		sql_query(api, Q_SS_CREATE, p, created_cb,
 		          op_new(s, done, arg));
 		return;
@@ -149,6 +169,7 @@ ss_conn_open(struct ss_req *s, api_done_fn done, void *arg)
 	p[3] = pg_i64(b, s->pos.gen);
 	p[4] = pg_i64(c, api->cfg.ss_conn_idle_s);
 	p[5] = s->q.conn_id;
+	p[6] = s->r->token_hash;
 	sql_query(api, Q_SS_LOAD, p, loaded_cb, op_new(s, done, arg));
 }
 
@@ -189,7 +210,7 @@ room_cols_fill(struct ss_req *s, struct room_cols *k)
 		pg_arr_str(&k->rs, rm->rs_canon != NULL ? rm->rs_canon : "");
 		pg_arr_str(&k->lazy, rm->lazy != NULL
 		                         ? json_plain(rm->lazy, NULL)
-		                         : "[]");
+		                         : "{}");
 		pg_arr_str(&k->m, rm->membership);
 	}
 }

@@ -198,16 +198,19 @@ static void
 wait_start(struct ss_req *s)
 {
 	struct sreq *r = s->r;
+	const struct ss_pos same = {s->conn.id, s->conn.gen};
 
-	ss_rooms_clear(s);
-	s->state = SS_ST_WAITING;
 	r->wait_from = s->at;
 	interest_set(s);
 	if (lp_wait(s->api, r, wake_cb, r) == -1) {
+		/* answer now, as the v3 path does: another round would spin */
 		log_warnx_rl("ss: too many waiting requests");
-		round_start(s);
+		ss_reply(s, &same);
 		return;
 	}
+	/* a wake-up runs from the loop, after this */
+	s->state = SS_ST_WAITING;
+	ss_rooms_clear(s);
 	if (r->is_waiting)
 		timer_at(s, r->deadline_ms);
 }

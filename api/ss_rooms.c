@@ -24,6 +24,7 @@
 #include "util.h"
 
 static void rooms_step(struct ss_req *s);
+static void lazy_sent(struct ss_room *rm, const char *user, int64_t at);
 static bool strv_has(struct json_object *a, const char *x);
 static void detail_step(struct ss_req *s);
 static void members_step(struct ss_req *s);
@@ -287,6 +288,17 @@ decide(struct ss_req *s, struct ss_room *rm)
 		rm->is_send = !is_same_m || rm->upos > rm->s_state_pos;
 		return;
 	}
+	if (!is_joined(rm) && rm->last <= 0) {
+		/*
+		 * never visible (an invite rejected or withdrawn): its
+		 * membership once, nothing of the room (SS_ROOMS lists it
+		 * only if this connection sent it)
+		 */
+		rm->is_bare = true;
+		rm->is_send = !is_same_m;
+		rm->is_initial = false;
+		return;
+	}
 	if (!is_joined(rm)) {
 		rm->is_send = !is_same_m;
 		rm->ub = rm->last > 0 && rm->last < s->at ? rm->last : s->at;
@@ -361,9 +373,9 @@ room_row(struct ss_req *s, PGresult *res, int i)
 	if (!rm->is_initial && rm->has_sent)
 		rm->lazy = json_parse_bounded(lz, strlen(lz), NULL);
 	if (rm->lazy == NULL ||
-	    !json_object_is_type(rm->lazy, json_type_array)) {
+	    !json_object_is_type(rm->lazy, json_type_object)) {
 		json_object_put(rm->lazy);
-		rm->lazy = json_object_new_array();
+		rm->lazy = json_object_new_object();
 	}
 }
 
@@ -414,7 +426,7 @@ rooms_step(struct ss_req *s)
 static bool
 wants_detail(const struct ss_room *rm)
 {
-	return rm->is_visible && rm->is_send && !is_invited(rm);
+	return rm->is_visible && rm->is_send && !is_invited(rm) && !rm->is_bare;
 }
 
 /* The required_state patterns of every room sent, for SQL to pre-filter. */
@@ -460,10 +472,8 @@ detail_row(struct ss_req *s, PGresult *res, int i)
 			return;
 		strv_push(&rm->st, &rm->nst, xstrdup(PQgetvalue(res, i, 3)));
 		/* a member sent counts for $LAZY too */
-		if (strcmp(type, "m.room.member") == 0 &&
-		    !strv_has(rm->lazy, sk))
-			json_object_array_add(rm->lazy,
-			                      json_object_new_string(sk));
+		if (strcmp(type, "m.room.member") == 0)
+			lazy_sent(rm, sk, nid);
 		return;
 	}
 	/* timeline rows come newest first; one more than the limit */
@@ -559,6 +569,27 @@ strv_has(struct json_object *a, const char *x)
 	return false;
 }
 
+/*
+ * The members this connection has sent of a room (rm->lazy: user id ->
+ * the position of the member event sent), so a member whose event
+ * changed since is sent again, wherever the change was (Synapse).
+ */
+static void
+lazy_sent(struct ss_room *rm, const char *user, int64_t at)
+{
+	json_object_object_add(rm->lazy, user, json_object_new_int64(at));
+}
+
+static int64_t
+lazy_sent_at(struct ss_room *rm, const char *user)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(rm->lazy, user, &v))
+		return -1;
+	return json_object_get_int64(v);
+}
+
 /* A timeline event's sender or member target, for lazy loading. */
 static void
 lazy_want(struct ss_room *rm, struct json_object *ev, const char *key,
@@ -567,8 +598,7 @@ lazy_want(struct ss_room *rm, struct json_object *ev, const char *key,
 	const char *u = json_get_str(ev, key);
 
 	/* sent before and no member changed since: nothing to ask */
-	if (u == NULL || strv_has(rm->lazy_asked, u) ||
-	    (strv_has(rm->lazy, u) && !rm->is_members_changed))
+	if (u == NULL || strv_has(rm->lazy_asked, u))
 		return;
 	if (strcmp(key, "state_key") == 0 &&
 	    !(json_get_str(ev, "type") &&
@@ -596,13 +626,10 @@ members_cb(PGresult *res, void *arg)
 		                  s->r->user_id))
 			continue;
 		/* sent before, and this member event is no newer */
-		if (strv_has(rm->lazy, u) &&
-		    i64_col(res, i, 3, 0) <= rm->s_state_pos)
+		if (lazy_sent_at(rm, u) >= i64_col(res, i, 3, 0))
 			continue;
 		strv_push(&rm->st, &rm->nst, xstrdup(PQgetvalue(res, i, 2)));
-		if (!strv_has(rm->lazy, u))
-			json_object_array_add(rm->lazy,
-			                      json_object_new_string(u));
+		lazy_sent(rm, u, i64_col(res, i, 3, 0));
 	}
 	ext_step(s);
 out:
@@ -664,6 +691,8 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	/* incremental: only what changed (the MSC) */
 	if (rm->is_initial || rm->is_bump_changed || !is_joined(rm))
 		rr->bump_stamp = rm->bump;
+	if (rm->is_bare)
+		return;
 	if (is_invited(rm)) {
 		rr->stripped_state =
 		    xstrdup(rm->invite_state != NULL ? rm->invite_state : "[]");
@@ -741,6 +770,7 @@ ext_scope(struct ss_req *s)
 		x->is_expanded = rm->is_send && rm->is_expanded;
 		x->event_ids = (const char *const *)rm->event_ids;
 		x->nevents = rm->nevent_ids;
+		x->membership = rm->membership;
 	}
 	s->list_keys = xcalloc((size_t)s->q.nlists + 1, sizeof(char *));
 	for (int i = 0; i < s->q.nlists; i++)

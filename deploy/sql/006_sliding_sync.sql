@@ -106,7 +106,7 @@ CREATE TABLE syncv3_ss_rooms (
 	tl_limit int NOT NULL DEFAULT 0,
 	rs text NOT NULL DEFAULT '',
 	state_pos bigint NOT NULL DEFAULT 0,
-	lazy text NOT NULL DEFAULT '[]',		-- JSON array of user ids
+	lazy text NOT NULL DEFAULT '{}',	-- JSON: user id -> member event's from_pos
 	membership text NOT NULL,
 	PRIMARY KEY (conn, room_id, gen)
 );

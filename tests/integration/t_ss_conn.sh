@@ -79,6 +79,18 @@ assert_eq "$(last_status)" 200 "back on the first instance"
 assert_jq "$out" '.rooms' '{}' "back on the first instance: nothing twice"
 stop_proc api2
 
+# a device's new token retires the old one here too (contract 5)
+alice2=$(sim login '{"user_id":"@alice:localhost","device_id":"A1","replace":true}' | jq -r .access_token)
+out=$(ss "$alice2" "$p5" '{}' 0)
+assert_eq "$(last_status)" 200 "the new token continues the connection"
+p6=$(ss_pos "$out")
+out=$(ss "$alice" "$p6" '{}' 0)
+assert_eq "$(last_status)" 401 "the old token, with a pos"
+assert_jq "$out" .errcode '"M_UNKNOWN_TOKEN"' "old token errcode"
+out=$(ss "$alice" "" '{}' 0)
+assert_eq "$(last_status)" 401 "the old token, new connection"
+alice=$alice2
+
 # idle connections expire and their rows go
 stop_proc api
 export SYNCV3_SS_CONN_IDLE_S=1

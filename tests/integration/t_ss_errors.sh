@@ -74,4 +74,19 @@ hpid=$!
 wait_for "[ \$(curl -s $API_URL/health | jq .waiters) = $((w0 + 1)) ]" 5 || fail "the long poll did not wait"
 wait $hpid
 wait_for "[ \$(curl -s $API_URL/health | jq .waiters) = $w0 ]" 5 || fail "the waiter outlived its client"
+# no room for another waiter: answered at once with the same pos, no spin
+stop_proc api
+SYNCV3_API_MAX_WAITERS=1 start_api
+p1=$(ss_pos "$(ss4 "$alice" '{"conn_id":"w1"}')")
+p2=$(ss_pos "$(ss4 "$alice" '{"conn_id":"w2"}')")
+ss4 "$alice" "{\"conn_id\":\"w1\",\"pos\":\"$p1\",\"timeout\":10000}" >/dev/null &
+wpid=$!
+wait_for "[ \$(curl -s $API_URL/health | jq .waiters) = 1 ]" 5 || fail "first long poll not waiting"
+t0=$(now_ms)
+out=$(ss4 "$alice" "{\"conn_id\":\"w2\",\"pos\":\"$p2\",\"timeout\":3000}")
+t1=$(now_ms)
+assert_eq "$(last_status)" 200 "over the waiter cap"
+assert_jq "$out" .pos "\"$p2\"" "over the waiter cap: the same pos"
+[ $((t1 - t0)) -lt 1500 ] || fail "over the waiter cap: answered after $((t1 - t0)) ms"
+kill "$wpid" 2>/dev/null
 it_pass

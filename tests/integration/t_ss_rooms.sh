@@ -138,9 +138,34 @@ pq=$(ss_pos "$out")
 sim_msg "$rq" @bob:localhost b3
 out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
 assert_jq "$out" "[.rooms[\"$rq\"].timeline[-1].content.body, (.rooms[\"$rq\"].required_state // [] | length)]" '["b3",0]' "\$LAZY: an unchanged member is not"
+pq=$(ss_pos "$out")
+# a member changed out of the timeline is sent when they next speak
+sim "rooms/$rq/send" '{"sender":"@bob:localhost","type":"m.room.member","state_key":"@bob:localhost","content":{"membership":"join","displayname":"Bob 4"}}' >/dev/null
+sim_msg "$rq" @alice:localhost q2
+sim_msg "$rq" @alice:localhost q3
+out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].timeline[-1].content.body]" '["q3"]' "alice's messages"
+pq=$(ss_pos "$out")
+sim_msg "$rq" @bob:localhost b4
+out=$(ss "$alice" "$pq" "$(sub '[["m.room.create",""],["m.room.name",""],["m.room.member","$LAZY"]]')" 5000)
+assert_jq "$out" "[.rooms[\"$rq\"].required_state[]?|select(.type==\"m.room.member\")|.content.displayname]" '["Bob 4"]' "\$LAZY: changed while out of the timeline, sent when he speaks"
 # v4: stripped_state and membership for the invite
 out=$(ss4 "$alice" '{"lists":{"all":{"range":[0,49],"timeline_limit":1}}}')
 assert_jq "$out" ".rooms[\"$rs\"].membership" '"invite"' "v4 invite membership"
 assert_jq "$out" ".rooms[\"$rs\"].stripped_state|length > 0" 'true' "v4 stripped_state"
 assert_jq "$out" ".rooms[\"$rk\"].membership" '"leave"' "v4 kicked membership"
+# an invite rejected: its leave once, nothing of the room after it; a new
+# connection cannot subscribe to it, nor to a room banned from unjoined
+pi=$(ss_pos "$(ss "$alice" "" "$list" 0)")
+sim "rooms/$rs/leave" '{"user_id":"@alice:localhost"}' >/dev/null
+sim "rooms/$rs/send" '{"sender":"@carol:localhost","type":"m.room.topic","state_key":"","content":{"topic":"SECRET"}}' >/dev/null
+sim "rooms/$rs/send" '{"sender":"@carol:localhost","type":"m.room.name","state_key":"","content":{"name":"after reject"}}' >/dev/null
+sim "rooms/$rn/send" '{"sender":"@carol:localhost","type":"m.room.topic","state_key":"","content":{"topic":"BAN SECRET"}}' >/dev/null
+sleep 0.5
+out=$(ss "$alice" "$pi" '{"lists":{"all":{"ranges":[[0,49]],"timeline_limit":5,"required_state":[["*","*"]]}}}' 3000)
+assert_jq "$out" "[.rooms[\"$rs\"].name, .rooms[\"$rs\"].required_state, .rooms[\"$rs\"].timeline]" '[null,null,null]' "a rejected invite: nothing of the room"
+assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "no state after the rejection"
+out=$(ss "$alice" "" "{\"room_subscriptions\":{\"$rs\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]},\"$rn\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]}}}" 0)
+assert_jq "$out" "[.rooms[\"$rs\"], .rooms[\"$rn\"]]" '[null,null]' "no subscription to a room never joined"
+assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "nothing of them"
 it_pass
