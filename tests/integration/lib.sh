@@ -152,6 +152,10 @@ start_accumulator() {
 	start_proc accumulator "$BIN/syncv3-accumulator" "$@"
 	wait_for "[ \"\$(psql_q 'SELECT count(*) FROM syncv3_schema_migrations' 2>/dev/null)\" -ge 1 ]" 20 ||
 	    fail "accumulator did not migrate the schema"
+	# an accumulator starts as a standby (issue #15): wait until one is the
+	# writer, so a scenario that then locks a table does not lock it out
+	wait_for "[ \"\$(psql_q 'SELECT count(*) FROM syncv3_accumulator a JOIN pg_locks l ON l.pid = a.backend_pid AND l.locktype = '\'advisory\'' AND l.granted' 2>/dev/null)\" -ge 1 ]" 20 ||
+	    fail "no accumulator became the writer"
 }
 
 # start_poller [NAME [ARGS...]]: several pollers may run (poller, poller2...).
