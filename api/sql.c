@@ -616,6 +616,8 @@
  * $20 to_device was on in the confirmed response: turned off, the
  * connection stops holding messages (its ack row goes, and what the
  * others acknowledged is deleted).
+ * $21/$22 receipts' rooms back in scope and the position each left at:
+ * the receipts made while it was out (Synapse's "previously" rooms).
  * Room data only for rooms the user is joined to at $5 (visible.h),
  * tested once per room (distinct first: the three extensions' rooms
  * mostly repeat, and the test is the statement's main cost).
@@ -629,7 +631,7 @@
 /* clang-format off */
 #define SS_EXT_ROOMS                                                           \
 	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
-	"$16::text[] || $19::text[])"
+	"$16::text[] || $19::text[] || $21::text[])"
 #define SS_EXT                                                                 \
 	"WITH j AS MATERIALIZED (SELECT x.id FROM (SELECT DISTINCT u.id FROM " \
 	SS_EXT_ROOMS " AS u(id)) x WHERE " VIS_MEMBERSHIP("x.id", "$1",        \
@@ -673,7 +675,9 @@
 	"(x.receipt_type <> 'm.read.private' OR x.user_id = $1) AND "          \
 	"((x.room_id = ANY($16::text[]) AND (x.user_id = $1 OR (x.room_id, "   \
 	"x.event_id) IN (SELECT * FROM unnest($17::text[], $18::text[])))) "   \
-	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint)) "           \
+	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint) OR EXISTS "  \
+	"(SELECT 1 FROM unnest($21::text[], $22::bigint[]) AS bk(r, p) WHERE " \
+	"bk.r = x.room_id AND x.pos > bk.p)) "                                  \
 	"ORDER BY 1, 2, 7"
 /* clang-format on */
 
@@ -841,7 +845,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "UPDATE syncv3_devices SET since = '' WHERE user_id = $1 AND "
 	    "device_id = $2 RETURNING 1", 2},
 	/* ss_ext.c: the extensions of a sliding sync response */
-	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 20},
+	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 22},
 };
 /* clang-format on */
 
