@@ -484,7 +484,8 @@
  * bump event changed since it was sent. Rooms the user was never in, and
  * rooms never visible to them (an invite rejected or withdrawn, a ban
  * without a join) unless this connection sent them, are left out. $1
- * user, $2 conn, $3 gen.
+ * user, $2 conn, $3 gen. Column 21, the user's own row's position, tells
+ * an invite or unread counts changed (the room's is anyone's activity).
  */
 /* The room's state (type, "") field f at position v.p (SS_ROOMS). */
 #define SS_AT(type, f)                                                         \
@@ -522,7 +523,7 @@
 	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
 	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"NULL, " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
+	"coalesce(ur.updated_pos, 0), " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
 	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member')")      \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
 	"FROM unnest($4::text[]) AS q(id) CROSS JOIN "                         \

@@ -372,6 +372,7 @@ struct ss_room {
 	char *membership;
 	int64_t last; /* last position the user may see */
 	int64_t bump, upos;
+	int64_t ur_upos; /* the user's own row alone (invite, unread counts) */
 	char *name, *avatar, *heroes, *invite_state, *prev_batch;
 	int64_t joined, invited, notif, highlight;
 	bool is_dm;

@@ -285,7 +285,8 @@ decide(struct ss_req *s, struct ss_room *rm)
 	rm->tl_from = rm->st_from = 0;
 	rm->is_initial = !is_same_m;
 	if (is_invited(rm)) {
-		rm->is_send = !is_same_m || rm->upos > rm->s_state_pos;
+		/* her own row only: the room's activity is not hers to see */
+		rm->is_send = !is_same_m || rm->ur_upos > rm->s_state_pos;
 		return;
 	}
 	if (!is_joined(rm) && rm->last <= 0) {
@@ -354,6 +355,7 @@ room_row(struct ss_req *s, PGresult *res, int i)
 	rm->s_state_pos = i64_col(res, i, 18, 0);
 	lz = PQgetvalue(res, i, 19);
 	rm->s_membership = xstrdup(PQgetvalue(res, i, 20));
+	rm->ur_upos = i64_col(res, i, 21, 0);
 	rm->is_name_changed = PQgetvalue(res, i, 22)[0] == 't';
 	rm->is_members_changed = PQgetvalue(res, i, 23)[0] == 't';
 	rm->is_bump_changed = PQgetvalue(res, i, 24)[0] == 't';

@@ -11,6 +11,9 @@ source "$(dirname "$0")/lib_ss.sh"
 
 start_stack
 alice=$(sim_login @alice:localhost A1)
+# carol syncs through the proxy too: it stores her rooms' activity
+carol=$(sim_login @carol:localhost C1)
+ss "$carol" "" '{"lists":{"a":{"ranges":[[0,9]]}}}' 10000 >/dev/null
 mk() { sim rooms "{\"creator\":\"$1\",\"name\":\"$2\"}" | jq -r .room_id; }
 rl=$(mk @alice:localhost leaveme)
 rk=$(mk @carol:localhost kickme); sim "rooms/$rk/join" '{"user_id":"@alice:localhost"}' >/dev/null
@@ -39,6 +42,14 @@ assert_jq "$out" ".rooms[\"$rs\"].initial" 'true' "invite initial"
 assert_jq "$out" "[.rooms[\"$rs\"].invite_state[]|select(.type==\"m.room.name\")|.content.name]" '["secret"]' "invite_state"
 assert_jq "$out" ".rooms[\"$rs\"].timeline" 'null' "invite: no timeline"
 assert_jq "$out" '.lists.all.count' '5' "invite counted"
+p=$(ss_pos "$out")
+# review R2: the room's activity is not the invitee's; her unchanged
+# invite is not sent again (it would tell her when the room is busy)
+sim_msg "$rs" @carol:localhost "while invited"
+wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_events WHERE room_id = '$rs' AND type = 'm.room.message'\")\" = 1 ]" 20 ||
+    fail "carol's message never stored"
+out=$(ss "$alice" "$p" "$list" 1500)
+assert_jq "$out" ".rooms // {} | has(\"$rs\")" 'false' "an unchanged invite is not re-sent for the room's activity"
 p=$(ss_pos "$out")
 
 # a subscription raising timeline_limit: re-sent with initial and 4 events
