@@ -623,6 +623,11 @@ members_cb(PGresult *res, void *arg)
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
 		const char *u = PQgetvalue(res, i, 1);
+		if (rm->is_bare) {
+			strv_push(&rm->st, &rm->nst,
+			          xstrdup(PQgetvalue(res, i, 2)));
+			continue;
+		}
 		/* already there by an explicit required_state entry */
 		if (ss_rs_matches(&rm->cfg.rs, "m.room.member", u,
 		                  s->r->user_id))
@@ -652,6 +657,13 @@ members_step(struct ss_req *s)
 
 	for (int i = 0; i < s->nrooms; i++) {
 		struct ss_room *rm = &s->rooms[i];
+		if (rm->is_bare && rm->is_send) {
+			/* her own member event: her leave, which she saw */
+			pg_arr_str(&rooms, rm->id);
+			pg_arr_str(&users, s->r->user_id);
+			pg_arr_i64(&ubs, rm->ub);
+			continue;
+		}
 		if (!wants_detail(rm) || !rm->cfg.rs.lazy_members)
 			continue;
 		for (int j = 0; j < rm->ntl; j++) {
@@ -677,6 +689,16 @@ members_step(struct ss_req *s)
 	pg_lit_free(&ubs);
 }
 
+/* The room's required_state moves into its result. */
+static void
+state_take(struct ss_room_result *rr, struct ss_room *rm)
+{
+	rr->required_state = rm->st;
+	rr->nrequired_state = rm->nst;
+	rm->st = NULL;
+	rm->nst = 0;
+}
+
 static void
 result_fill(struct ss_req *s, struct ss_room *rm)
 {
@@ -693,8 +715,11 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	/* incremental: only what changed (the MSC) */
 	if (rm->is_initial || rm->is_bump_changed || !is_joined(rm))
 		rr->bump_stamp = rm->bump;
-	if (rm->is_bare)
+	if (rm->is_bare) {
+		/* only her membership: a client drops the invite it had */
+		state_take(rr, rm);
 		return;
+	}
 	if (is_invited(rm)) {
 		rr->stripped_state =
 		    xstrdup(rm->invite_state != NULL ? rm->invite_state : "[]");
@@ -713,10 +738,7 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	    (rm->name == NULL || *rm->name == '\0') && rm->heroes != NULL)
 		rr->heroes = xstrdup(rm->heroes);
 	rr->is_dm = rm->is_initial && rm->is_dm ? SS_YES : SS_UNSET;
-	rr->required_state = rm->st;
-	rr->nrequired_state = rm->nst;
-	rm->st = NULL;
-	rm->nst = 0;
+	state_take(rr, rm);
 	rr->has_timeline = rm->is_initial || rm->ntl > 0;
 	rr->timeline = rm->tl;
 	rr->ntimeline = rm->ntl;

@@ -174,7 +174,9 @@ sim "rooms/$rs/send" '{"sender":"@carol:localhost","type":"m.room.name","state_k
 sim "rooms/$rn/send" '{"sender":"@carol:localhost","type":"m.room.topic","state_key":"","content":{"topic":"BAN SECRET"}}' >/dev/null
 sleep 0.5
 out=$(ss "$alice" "$pi" '{"lists":{"all":{"ranges":[[0,49]],"timeline_limit":5,"required_state":[["*","*"]]}}}' 3000)
-assert_jq "$out" "[.rooms[\"$rs\"].name, .rooms[\"$rs\"].required_state, .rooms[\"$rs\"].timeline]" '[null,null,null]' "a rejected invite: nothing of the room"
+assert_jq "$out" "[.rooms[\"$rs\"].name, .rooms[\"$rs\"].timeline]" '[null,null]' "a rejected invite: nothing of the room"
+assert_jq "$out" "[.rooms[\"$rs\"].required_state[] | [.type, .state_key, .content.membership]]" '[["m.room.member","@alice:localhost","leave"]]' \
+    "a rejected invite: only her leave (the client drops the invite)"
 assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "no state after the rejection"
 out=$(ss "$alice" "" "{\"room_subscriptions\":{\"$rs\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]},\"$rn\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]}}}" 0)
 assert_jq "$out" "[.rooms[\"$rs\"], .rooms[\"$rn\"]]" '[null,null]' "no subscription to a room never joined"
