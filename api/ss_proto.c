@@ -1030,7 +1030,12 @@ write_room(enum ss_dialect d, struct evbuffer *b, const struct ss_request *req,
 	if (rr->bump_stamp > 0)
 		put_int(b, &first, "bump_stamp", rr->bump_stamp);
 	if (rr->stripped_state != NULL) {
-		/* an invite: the stripped state and nothing of the room */
+		/*
+		 * an invite: the stripped state and nothing of the room but
+		 * the name and avatar read from it (ss_rooms.c)
+		 */
+		put_opt_str(b, &first, "name", rr->has_name, rr->name);
+		put_opt_str(b, &first, "avatar", rr->has_avatar, rr->avatar);
 		put_key(b, &first,
 		        d == SS_V4 ? "stripped_state" : "invite_state");
 		evbuffer_add(b, rr->stripped_state, strlen(rr->stripped_state));

@@ -689,6 +689,50 @@ members_step(struct ss_req *s)
 	pg_lit_free(&ubs);
 }
 
+/* Field f of the content of the (type, "") event in stripped state st. */
+static const char *
+stripped_field(struct json_object *st, const char *type, const char *f)
+{
+	for (size_t i = 0; i < json_object_array_length(st); i++) {
+		struct json_object *ev = json_object_array_get_idx(st, i);
+		const char *t = json_get_str(ev, "type");
+		const char *sk = json_get_str(ev, "state_key");
+		if (t != NULL && strcmp(t, type) == 0 && sk != NULL &&
+		    *sk == '\0')
+			return json_get_str(json_get_obj(ev, "content"), f);
+	}
+	return NULL;
+}
+
+/*
+ * An invite's name and avatar, from its stripped state (what the invitee
+ * may see), as Synapse sends them.
+ */
+static void
+invite_meta(struct ss_room_result *rr, const char *invite_state)
+{
+	struct json_object *st;
+	const char *v;
+
+	if (invite_state == NULL)
+		return;
+	st = json_parse_bounded(invite_state, strlen(invite_state), NULL);
+	if (!json_object_is_type(st, json_type_array))
+		goto out;
+	if ((v = stripped_field(st, "m.room.name", "name")) != NULL &&
+	    *v != '\0') {
+		rr->has_name = true;
+		rr->name = xstrdup(v);
+	}
+	if ((v = stripped_field(st, "m.room.avatar", "url")) != NULL &&
+	    *v != '\0') {
+		rr->has_avatar = true;
+		rr->avatar = xstrdup(v);
+	}
+out:
+	json_object_put(st);
+}
+
 /* The room's required_state moves into its result. */
 static void
 state_take(struct ss_room_result *rr, struct ss_room *rm)
@@ -723,6 +767,7 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	if (is_invited(rm)) {
 		rr->stripped_state =
 		    xstrdup(rm->invite_state != NULL ? rm->invite_state : "[]");
+		invite_meta(rr, rm->invite_state);
 		return;
 	}
 	if (rm->is_initial || rm->is_name_changed) {
