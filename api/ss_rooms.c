@@ -852,14 +852,17 @@ ext_scope(struct ss_req *s)
 
 /*
  * A joined room that looked changed (its summary row moved, its config
- * grew) but has no new event or state: nothing to send after all.
+ * grew) but has no new event or state: nothing to send after all. The
+ * user's own row moved alone means its unread counts changed (a read
+ * receipt; its other fields move with events or members): sent, as
+ * Synapse does, with only the counts.
  */
 static bool
 is_empty_change(const struct ss_room *rm)
 {
 	return !rm->is_initial && is_joined(rm) && rm->ntl == 0 &&
 	       rm->nst == 0 && !rm->is_name_changed &&
-	       !rm->is_members_changed &&
+	       !rm->is_members_changed && rm->ur_upos <= rm->s_state_pos &&
 	       strcmp(rm->s_membership, rm->membership) == 0;
 }
 

@@ -181,4 +181,19 @@ assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "no state after the rejecti
 out=$(ss "$alice" "" "{\"room_subscriptions\":{\"$rs\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]},\"$rn\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]}}}" 0)
 assert_jq "$out" "[.rooms[\"$rs\"], .rooms[\"$rn\"]]" '[null,null]' "no subscription to a room never joined"
 assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "nothing of them"
+
+# unread counts changed alone (her read receipt, from any client) bring
+# the room down with them: clients show them as the room's badge
+rc=$(mk @carol:localhost counts); sim "rooms/$rc/join" '{"user_id":"@alice:localhost"}' >/dev/null
+ev=$(sim "rooms/$rc/send" '{"sender":"@carol:localhost","type":"m.room.message","content":{"body":"unread"}}' | jq -r .event_id)
+nc() { psql_q "SELECT notification_count FROM syncv3_user_rooms WHERE user_id = '@alice:localhost' AND room_id = '$rc'"; }
+wait_for '[ "$(nc)" = 1 ]' 20 || fail "the unread count never stored"
+out=$(ss "$alice" "" "$list" 0)
+assert_jq "$out" ".rooms[\"$rc\"].notification_count" '1' "one unread"
+pc=$(ss_pos "$out")
+sim "rooms/$rc/receipt" "{\"user_id\":\"@alice:localhost\",\"event_id\":\"$ev\"}" >/dev/null
+wait_for '[ "$(nc)" = 0 ]' 20 || fail "the read count never stored"
+out=$(ss "$alice" "$pc" "$list" 0)
+assert_jq "$out" ".rooms[\"$rc\"] | [.notification_count, .highlight_count, .timeline]" '[0,0,null]' \
+    "counts changed alone: the room with its counts, nothing else"
 it_pass
