@@ -795,7 +795,9 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	                     : NULL;
 	rr->num_live = rm->num_live;
 	/* counts of a room left would tell what happened after the leave */
-	if (is_joined(rm) && (rm->is_initial || rm->is_members_changed)) {
+	if (!is_joined(rm))
+		return;
+	if (rm->is_initial || rm->is_members_changed) {
 		rr->joined_count = rm->joined;
 		rr->invited_count = rm->invited;
 	}

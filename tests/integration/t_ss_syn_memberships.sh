@@ -154,6 +154,6 @@ wait_for "[ \"\$(psql_q \"SELECT membership FROM syncv3_user_rooms WHERE user_id
 out=$(ss "$alice" "$pos" "$LA" 5000)
 assert_jq "$out" ".rooms | has(\"$s\") and (.[\"$s\"] | has(\"invite_state\") | not)" 'true' \
     "test_state_reset_room_comes_down_incremental_sync: comes down"
-assert_jq "$out" ".rooms[\"$s\"] | [has(\"joined_count\"), has(\"invited_count\")]" '[false,false]' \
+assert_jq "$out" ".rooms[\"$s\"] | [has(\"joined_count\"), has(\"invited_count\"), has(\"notification_count\"), has(\"highlight_count\")]" '[false,false,false,false]' \
     "test_state_reset_room_comes_down_incremental_sync: no counts once out"
 it_pass
