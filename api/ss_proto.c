@@ -555,7 +555,9 @@ parse_query(const char *qs, long long max, struct ss_request *q,
 	                "timeout")
 	         : take_timeout(q, t, max, e)) == -1)
 		goto out;
-	if ((v = evhttp_find_header(&kv, "pos")) != NULL && *v != '\0')
+	/* present but empty is a bad pos, not none (a fresh start would
+	 * drop the sticky settings unseen): M_UNKNOWN_POS, as Synapse */
+	if ((v = evhttp_find_header(&kv, "pos")) != NULL)
 		q->pos = xstrdup(v);
 	if (take_presence(q, evhttp_find_header(&kv, "set_presence"), e) == -1)
 		goto out;
@@ -601,7 +603,7 @@ parse_top(enum ss_dialect d, struct json_object *body, long long max,
 		return 0;
 	if (body_str(body, "pos", &s, e) == -1)
 		return -1;
-	if (s != NULL && *s != '\0')
+	if (s != NULL)
 		q->pos = xstrdup(s);
 	if (json_object_object_get_ex(body, "timeout", &v) && v != NULL &&
 	    (!json_object_is_type(v, json_type_int)

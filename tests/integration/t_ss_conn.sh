@@ -46,6 +46,15 @@ assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "forged pos"
 out=$(ss "$alice" "not-a-pos" "$list" 0)
 assert_eq "$(last_status)" 400 "garbage pos"
 assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "garbage pos errcode"
+# review R4: a pos present but empty is no pos to start afresh from (that
+# would drop the connection's sticky settings unseen): refused
+for q in "pos=" "pos=%00"; do
+	out=$(ss_post "$alice" "$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0&$q" "$list")
+	assert_eq "$(last_status)" 400 "empty $q"
+	assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "empty $q errcode"
+done
+out=$(ss4 "$alice" '{"pos":"","lists":{}}')
+assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "v4 empty pos errcode"
 out=$(ss "$bob" "$p3" "$list" 0)
 assert_eq "$(last_status)" 400 "another device's pos"
 assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "another device's pos errcode"
