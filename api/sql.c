@@ -325,9 +325,10 @@
  * $1 user, $2 device, $3 conn_id, $4 dialect, $5 connections per device,
  * $6 the token's hash (nothing is created for a token no longer current).
  * A connection without pos starts afresh: the same conn_id's row is
- * reset (its rooms dropped; its generation moves on, so no pos of its
- * past matches again) and the device's least recently used connections
- * beyond the cap go. One row: conn, gen, ver, how many were dropped
+ * reset (its rooms and to-device acknowledgement dropped: it holds no
+ * message until its first response with to_device on; its generation
+ * moves on, so no pos of its past matches again) and the device's least
+ * recently used connections beyond the cap go. One row: conn, gen, ver, how many were dropped
  * (NULLs when the token is not current), whether the token is current.
  */
 #define SS_CREATE                                                              \
@@ -342,6 +343,8 @@
 	"syncv3_ss_conns.ver + 1, created_at = now(), last_used = now() "      \
 	"RETURNING conn, gen, ver), "                                          \
 	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
+	"t AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
+	"c.conn), "                                                            \
 	"x AS (DELETE FROM syncv3_ss_conns WHERE conn IN (SELECT conn FROM "   \
 	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
 	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
