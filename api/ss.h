@@ -34,6 +34,8 @@ const char *ss_dialect_name(enum ss_dialect d);
 /* Limits (the MSC's 100 lists / 100 subscriptions; ours for the rest). */
 #define SS_MAX_LISTS 100
 #define SS_MAX_SUBS 100
+/* sticky subscriptions kept per connection (least recently given go) */
+#define SS_MAX_STICKY_SUBS 500
 #define SS_MAX_UNSUB 1000
 #define SS_MAX_RS 100     /* required_state entries per config */
 #define SS_MAX_FILTER 100 /* entries per filter array */
