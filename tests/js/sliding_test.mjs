@@ -239,6 +239,24 @@ const back = await until(stepMs, (done) => {
 out.own = { event_id: sent.event_id, body: mine, back: back !== null, ms: back === null ? null : Math.round((back - t0) * 10) / 10 };
 out.own_in_room = client.getRoom(top)?.findEventById(sent.event_id)?.getContent().body ?? null;
 
+// 6. an invite, shown as one; then rejected upstream, it must not stay
+// an invite nor turn into a joined room
+const invRoom = (await admin("rooms", { creator: peer, name: "JS invite" })).room_id;
+const membershipOf = (want) =>
+	until(stepMs, (done) => {
+		const t = setInterval(() => {
+			const m = client.getRoom(invRoom)?.getMyMembership();
+			if (m && want(m)) done(m);
+		}, 50);
+		return () => clearInterval(t);
+	});
+const invited = membershipOf((m) => m === "invite");
+await admin(`rooms/${encodeURIComponent(invRoom)}/invite`, { sender: peer, user_id: login.user_id });
+out.invite = (await invited) === "invite";
+const rejected = membershipOf((m) => m !== "invite");
+await admin(`rooms/${encodeURIComponent(invRoom)}/leave`, { user_id: login.user_id });
+out.rejected_membership = await rejected; // null: still an invite
+
 out.requests = requests.n;
 out.errors = requests.errors.slice(0, 5);
 client.stopClient();
