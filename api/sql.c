@@ -325,9 +325,10 @@
  * $1 user, $2 device, $3 conn_id, $4 dialect, $5 connections per device,
  * $6 the token's hash (nothing is created for a token no longer current).
  * A connection without pos starts afresh: the same conn_id's row is
- * reset (its rooms dropped; its generation moves on, so no pos of its
- * past matches again) and the device's least recently used connections
- * beyond the cap go. One row: conn, gen, ver, how many were dropped
+ * reset (its rooms and to-device acknowledgement dropped: it holds no
+ * message until its first response with to_device on; its generation
+ * moves on, so no pos of its past matches again) and the device's least
+ * recently used connections beyond the cap go. One row: conn, gen, ver, how many were dropped
  * (NULLs when the token is not current), whether the token is current.
  */
 #define SS_CREATE                                                              \
@@ -342,6 +343,8 @@
 	"syncv3_ss_conns.ver + 1, created_at = now(), last_used = now() "      \
 	"RETURNING conn, gen, ver), "                                          \
 	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
+	"t AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
+	"c.conn), "                                                            \
 	"x AS (DELETE FROM syncv3_ss_conns WHERE conn IN (SELECT conn FROM "   \
 	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
 	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
@@ -484,7 +487,8 @@
  * bump event changed since it was sent. Rooms the user was never in, and
  * rooms never visible to them (an invite rejected or withdrawn, a ban
  * without a join) unless this connection sent them, are left out. $1
- * user, $2 conn, $3 gen.
+ * user, $2 conn, $3 gen. Column 21, the user's own row's position, tells
+ * an invite or unread counts changed (the room's is anyone's activity).
  */
 /* The room's state (type, "") field f at position v.p (SS_ROOMS). */
 #define SS_AT(type, f)                                                         \
@@ -522,7 +526,7 @@
 	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
 	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"NULL, " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
+	"coalesce(ur.updated_pos, 0), " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
 	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member')")      \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
 	"FROM unnest($4::text[]) AS q(id) CROSS JOIN "                         \
@@ -616,6 +620,8 @@
  * $20 to_device was on in the confirmed response: turned off, the
  * connection stops holding messages (its ack row goes, and what the
  * others acknowledged is deleted).
+ * $21/$22 receipts' rooms back in scope and the position each left at:
+ * the receipts made while it was out (Synapse's "previously" rooms).
  * Room data only for rooms the user is joined to at $5 (visible.h),
  * tested once per room (distinct first: the three extensions' rooms
  * mostly repeat, and the test is the statement's main cost).
@@ -629,7 +635,7 @@
 /* clang-format off */
 #define SS_EXT_ROOMS                                                           \
 	"unnest($12::text[] || $13::text[] || $14::text[] || $15::text[] || "  \
-	"$16::text[] || $19::text[])"
+	"$16::text[] || $19::text[] || $21::text[])"
 #define SS_EXT                                                                 \
 	"WITH j AS MATERIALIZED (SELECT x.id FROM (SELECT DISTINCT u.id FROM " \
 	SS_EXT_ROOMS " AS u(id)) x WHERE " VIS_MEMBERSHIP("x.id", "$1",        \
@@ -673,7 +679,9 @@
 	"(x.receipt_type <> 'm.read.private' OR x.user_id = $1) AND "          \
 	"((x.room_id = ANY($16::text[]) AND (x.user_id = $1 OR (x.room_id, "   \
 	"x.event_id) IN (SELECT * FROM unnest($17::text[], $18::text[])))) "   \
-	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint)) "           \
+	"OR (x.room_id = ANY($19::text[]) AND x.pos > $4::bigint) OR EXISTS "  \
+	"(SELECT 1 FROM unnest($21::text[], $22::bigint[]) AS bk(r, p) WHERE " \
+	"bk.r = x.room_id AND x.pos > bk.p)) "                                  \
 	"ORDER BY 1, 2, 7"
 /* clang-format on */
 
@@ -841,7 +849,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "UPDATE syncv3_devices SET since = '' WHERE user_id = $1 AND "
 	    "device_id = $2 RETURNING 1", 2},
 	/* ss_ext.c: the extensions of a sliding sync response */
-	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 20},
+	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 22},
 };
 /* clang-format on */
 

@@ -34,6 +34,8 @@ const char *ss_dialect_name(enum ss_dialect d);
 /* Limits (the MSC's 100 lists / 100 subscriptions; ours for the rest). */
 #define SS_MAX_LISTS 100
 #define SS_MAX_SUBS 100
+/* sticky subscriptions kept per connection (least recently given go) */
+#define SS_MAX_STICKY_SUBS 500
 #define SS_MAX_UNSUB 1000
 #define SS_MAX_RS 100     /* required_state entries per config */
 #define SS_MAX_FILTER 100 /* entries per filter array */
@@ -372,6 +374,7 @@ struct ss_room {
 	char *membership;
 	int64_t last; /* last position the user may see */
 	int64_t bump, upos;
+	int64_t ur_upos; /* the user's own row alone (invite, unread counts) */
 	char *name, *avatar, *heroes, *invite_state, *prev_batch;
 	int64_t joined, invited, notif, highlight;
 	bool is_dm;

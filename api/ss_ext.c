@@ -382,10 +382,10 @@ global_mode(const struct ext_job *j)
 static void
 ext_query(struct ext_job *j)
 {
-	enum { NP = 20 };
+	enum { NP = 22 };
 	struct ss_ctx *c = j->c;
 	char n[6][PG_I64_LEN], mode[4];
-	struct pg_lit l[8] = {{0}};
+	struct pg_lit l[10] = {{0}};
 	const char *p[NP];
 	const struct ss_ext_rooms *ad = &j->sel[SX_ACCOUNT_DATA];
 	const struct ss_ext_rooms *ty = &j->sel[SX_TYPING];
@@ -412,11 +412,17 @@ ext_query(struct ext_job *j)
 	pg_arr_end(&l[5]);
 	pg_arr_end(&l[6]);
 	arr_of(&l[7], rc->live, rc->nlive);
+	arr_of(&l[8], rc->back, rc->nback);
+	for (int i = 0; i < rc->nback; i++)
+		pg_arr_i64(&l[9], rc->back_since[i]);
+	pg_arr_end(&l[9]);
 	for (int i = 0; i < 8; i++)
 		p[11 + i] = l[i].p;
 	p[19] = j->prev.was_on[SX_TO_DEVICE] ? "t" : "f";
+	p[20] = l[8].p;
+	p[21] = l[9].p;
 	sql_query(j->api, Q_SS_EXT, p, ext_cb, j);
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 10; i++)
 		pg_lit_free(&l[i]);
 }
 
@@ -451,6 +457,7 @@ ss_ext_run(struct api *api, struct ss_ctx *c, api_done_fn done, void *arg)
 			ss_ext_sort(k, &j->cfg, c, &j->prev, &j->sel[k],
 			            &j->now.scope[k]);
 	}
+	ss_ext_rc_out(c, &j->prev, &j->now);
 	/* the core checks the request; a stored config is checked again */
 	if (ss_ext_check(c->cfg, &err) == -1) {
 		job_done(j, err.status, err.errcode, err.msg);

@@ -57,7 +57,17 @@ bool ss_ext_scoped(const struct ss_ext_one *e, const struct ss_ctx *c,
 struct ss_ext_state {
 	bool was_on[SX_COUNT];
 	struct map scope[SX_COUNT]; /* room_id -> (void *)1 */
+	/*
+	 * receipts only: a room that left the scope -> the position its
+	 * receipts had been sent up to. Account data and typing start over
+	 * with all there is when the room comes back; receipts from scratch
+	 * are only those of the timeline sent, so the ones made while it was
+	 * out would never come (Synapse sends them: "previously" rooms).
+	 */
+	struct map rc_out; /* room_id -> int64 */
 };
+/* At most this many rooms kept in rc_out; one more falls back to fresh. */
+#define SS_RC_OUT_MAX 1000
 /* Parses a blob (NULL or bad: nothing was on). */
 void ss_ext_state_parse(const char *blob, struct ss_ext_state *st);
 /* The blob of st: malloc'd text. */
@@ -66,19 +76,31 @@ void ss_ext_state_free(struct ss_ext_state *st);
 
 /*
  * Sorts the rooms of c into what extension k sends this round: fresh
- * (everything: the room is new to k's scope, or k was off) or live
- * (changes after c->from_pos). Fills now with the scope (for the next
- * blob). Room ids are borrowed from c.
+ * (everything: the room is new to k's scope, or k was off), live
+ * (changes after c->from_pos) or, receipts only, back (in prev's rc_out:
+ * changes after the position it left at). Fills now with the scope (for
+ * the next blob). Room ids are borrowed from c.
  */
 struct ss_ext_rooms {
 	const char **fresh;
 	int nfresh;
 	const char **live;
 	int nlive;
+	/* receipts: rooms back in scope, changes after back_since[i] */
+	const char **back;
+	int64_t *back_since;
+	int nback;
 };
 void ss_ext_sort(enum ss_ext_kind k, const struct ss_ext_cfg *cfg,
                  const struct ss_ctx *c, const struct ss_ext_state *prev,
                  struct ss_ext_rooms *out, struct map *now);
 void ss_ext_rooms_free(struct ss_ext_rooms *r);
+/*
+ * now's rc_out from prev's and the scopes (after ss_ext_sort): the rooms
+ * that just left the receipts' scope (at c->from_pos) and those still
+ * out.
+ */
+void ss_ext_rc_out(const struct ss_ctx *c, const struct ss_ext_state *prev,
+                   struct ss_ext_state *now);
 
 #endif

@@ -199,6 +199,20 @@ copy_key_cb(const char *key, void *val, void *arg)
 	map_put(arg, key, val);
 }
 
+/* The blob's "ro": {room_id: position} into m (anything else dropped). */
+static void
+rc_out_parse(struct json_object *ro, struct map *m)
+{
+	if (ro == NULL)
+		return;
+	json_object_object_foreach(ro, id, v)
+	{
+		if (json_object_is_type(v, json_type_int) &&
+		    map_count(m) < SS_RC_OUT_MAX)
+			map_put_i64(m, id, json_object_get_int64(v));
+	}
+}
+
 void
 ss_ext_state_parse(const char *blob, struct ss_ext_state *st)
 {
@@ -208,6 +222,7 @@ ss_ext_state_parse(const char *blob, struct ss_ext_state *st)
 	memset(st, 0, sizeof(*st));
 	for (int k = 0; k < SX_COUNT; k++)
 		map_init(&st->scope[k]);
+	map_init(&st->rc_out);
 	if (blob != NULL)
 		o = json_parse_bounded(blob, strlen(blob), NULL);
 	for (int k = 0; o != NULL && k < SX_COUNT; k++) {
@@ -234,6 +249,7 @@ ss_ext_state_parse(const char *blob, struct ss_ext_state *st)
 				map_put(&st->scope[k], id, (void *)1);
 		}
 	}
+	rc_out_parse(json_get_obj(o, "ro"), &st->rc_out);
 	json_object_put(o);
 }
 
@@ -277,6 +293,29 @@ str_cmp(const void *a, const void *b)
 	              json_object_get_string(*(struct json_object *const *)b));
 }
 
+/* rc_out as the blob's "ro", its rooms sorted (same rooms, same blob). */
+static void
+rc_out_text(const struct map *m, struct json_object *o)
+{
+	struct json_object *keys, *ro;
+
+	if (map_count(m) == 0)
+		return;
+	keys = json_object_new_array();
+	map_each(m, add_key_cb, keys);
+	json_object_array_sort(keys, str_cmp);
+	ro = json_object_new_object();
+	for (size_t i = 0; i < json_object_array_length(keys); i++) {
+		const char *id =
+		    json_object_get_string(json_object_array_get_idx(keys, i));
+		int64_t pos = 0;
+		map_get_i64(m, id, &pos);
+		json_object_object_add(ro, id, json_object_new_int64(pos));
+	}
+	json_object_put(keys);
+	json_object_object_add(o, "ro", ro);
+}
+
 char *
 ss_ext_state_text(const struct ss_ext_state *st)
 {
@@ -306,6 +345,7 @@ ss_ext_state_text(const struct ss_ext_state *st)
 		json_object_array_sort(a, str_cmp);
 		json_object_object_add(o, blob_keys[k], a);
 	}
+	rc_out_text(&st->rc_out, o);
 	s = xstrdup(json_plain(o, NULL));
 	json_object_put(o);
 	return s;
@@ -316,6 +356,7 @@ ss_ext_state_free(struct ss_ext_state *st)
 {
 	for (int k = 0; k < SX_COUNT; k++)
 		map_free(&st->scope[k], NULL);
+	map_free(&st->rc_out, NULL);
 }
 
 /*
@@ -338,24 +379,73 @@ ss_ext_sort(enum ss_ext_kind k, const struct ss_ext_cfg *cfg,
             struct ss_ext_rooms *out, struct map *now)
 {
 	const struct ss_ext_one *e = &cfg->x[k];
+	int64_t since;
 
 	memset(out, 0, sizeof(*out));
 	if (!e->is_on)
 		return;
 	out->fresh = xcalloc((size_t)c->nrooms + 1, sizeof(*out->fresh));
 	out->live = xcalloc((size_t)c->nrooms + 1, sizeof(*out->live));
+	out->back = xcalloc((size_t)c->nrooms + 1, sizeof(*out->back));
+	out->back_since =
+	    xcalloc((size_t)c->nrooms + 1, sizeof(*out->back_since));
 	for (int i = 0; i < c->nrooms; i++) {
 		const struct ss_ext_room *room = &c->rooms[i];
 		if (!ss_ext_scoped(e, c, room) || map_get(now, room->room_id))
 			continue;
 		map_put(now, room->room_id, (void *)1);
-		if (!c->is_new_conn && prev->was_on[k] &&
-		    map_get(&prev->scope[k], room->room_id) &&
-		    !restarts(k, room))
+		if (c->is_new_conn || !prev->was_on[k] || restarts(k, room))
+			out->fresh[out->nfresh++] = room->room_id;
+		else if (map_get(&prev->scope[k], room->room_id))
 			out->live[out->nlive++] = room->room_id;
-		else
+		else if (k == SX_RECEIPTS &&
+		         map_get_i64(&prev->rc_out, room->room_id, &since)) {
+			out->back[out->nback] = room->room_id;
+			out->back_since[out->nback++] = since;
+		} else
 			out->fresh[out->nfresh++] = room->room_id;
 	}
+}
+
+struct rc_out_ctx {
+	const struct map *scope; /* receipts' scope now */
+	const struct map *was;   /* the confirmed rc_out */
+	struct map *out;
+	int64_t pos; /* -1: the room's position in was */
+};
+
+/* A room out of the scope now is kept, with the position it left at. */
+static void
+rc_out_cb(const char *room_id, void *val, void *arg)
+{
+	struct rc_out_ctx *x = arg;
+	int64_t pos = x->pos;
+
+	(void)val;
+	if (map_get(x->scope, room_id) != NULL ||
+	    map_get_i64(x->out, room_id, NULL) ||
+	    map_count(x->out) >= SS_RC_OUT_MAX)
+		return;
+	if (pos < 0 && !map_get_i64(x->was, room_id, &pos))
+		return;
+	map_put_i64(x->out, room_id, pos);
+}
+
+void
+ss_ext_rc_out(const struct ss_ctx *c, const struct ss_ext_state *prev,
+              struct ss_ext_state *now)
+{
+	struct rc_out_ctx x = {&now->scope[SX_RECEIPTS], &prev->rc_out,
+	                       &now->rc_out, -1};
+
+	if (c->is_new_conn || !prev->was_on[SX_RECEIPTS] ||
+	    !now->was_on[SX_RECEIPTS])
+		return;
+	/* still out: as they were */
+	map_each(&prev->rc_out, rc_out_cb, &x);
+	/* just left: the last response sent their receipts up to its pos */
+	x.pos = c->from_pos;
+	map_each(&prev->scope[SX_RECEIPTS], rc_out_cb, &x);
 }
 
 void
@@ -363,6 +453,8 @@ ss_ext_rooms_free(struct ss_ext_rooms *r)
 {
 	free(r->fresh);
 	free(r->live);
+	free(r->back);
+	free(r->back_since);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -555,7 +555,9 @@ parse_query(const char *qs, long long max, struct ss_request *q,
 	                "timeout")
 	         : take_timeout(q, t, max, e)) == -1)
 		goto out;
-	if ((v = evhttp_find_header(&kv, "pos")) != NULL && *v != '\0')
+	/* present but empty is a bad pos, not none (a fresh start would
+	 * drop the sticky settings unseen): M_UNKNOWN_POS, as Synapse */
+	if ((v = evhttp_find_header(&kv, "pos")) != NULL)
 		q->pos = xstrdup(v);
 	if (take_presence(q, evhttp_find_header(&kv, "set_presence"), e) == -1)
 		goto out;
@@ -601,7 +603,7 @@ parse_top(enum ss_dialect d, struct json_object *body, long long max,
 		return 0;
 	if (body_str(body, "pos", &s, e) == -1)
 		return -1;
-	if (s != NULL && *s != '\0')
+	if (s != NULL)
 		q->pos = xstrdup(s);
 	if (json_object_object_get_ex(body, "timeout", &v) && v != NULL &&
 	    (!json_object_is_type(v, json_type_int)
@@ -1030,7 +1032,12 @@ write_room(enum ss_dialect d, struct evbuffer *b, const struct ss_request *req,
 	if (rr->bump_stamp > 0)
 		put_int(b, &first, "bump_stamp", rr->bump_stamp);
 	if (rr->stripped_state != NULL) {
-		/* an invite: the stripped state and nothing of the room */
+		/*
+		 * an invite: the stripped state and nothing of the room but
+		 * the name and avatar read from it (ss_rooms.c)
+		 */
+		put_opt_str(b, &first, "name", rr->has_name, rr->name);
+		put_opt_str(b, &first, "avatar", rr->has_avatar, rr->avatar);
 		put_key(b, &first,
 		        d == SS_V4 ? "stripped_state" : "invite_state");
 		evbuffer_add(b, rr->stripped_state, strlen(rr->stripped_state));

@@ -311,25 +311,54 @@ json_same(struct json_object *a, struct json_object *b)
 }
 
 /*
- * The sticky parts after this request: subscriptions (stored ones, this
- * request's replacing per room, minus unsubscribe_rooms) and extension
- * configs (merged field by field).
+ * The sticky subscriptions after this request: the stored ones, this
+ * request's replacing per room and moved last (the most recently given),
+ * minus unsubscribe_rooms; beyond SS_MAX_STICKY_SUBS the least recently
+ * given go, so a connection cannot pile up rooms that every round (each
+ * long-poll wake-up) reads and every save writes back.
+ */
+static struct json_object *
+subs_merge(struct json_object *stored, struct json_object *given,
+           char *const *unsub, int nunsub)
+{
+	struct json_object *all = json_object_new_object(), *kept, *v;
+	int drop;
+
+	json_object_object_foreach(stored, id, cfg)
+	    json_object_object_add(all, id, json_object_get(cfg));
+	if (given != NULL) {
+		json_object_object_foreach(given, nid, ncfg)
+		{
+			json_object_object_del(all, nid);
+			json_object_object_add(all, nid, json_object_get(ncfg));
+		}
+	}
+	for (int i = 0; i < nunsub; i++)
+		if (json_object_object_get_ex(all, unsub[i], &v))
+			json_object_object_del(all, unsub[i]);
+	drop = json_object_object_length(all) - SS_MAX_STICKY_SUBS;
+	if (drop <= 0)
+		return all;
+	kept = json_object_new_object();
+	json_object_object_foreach(all, kid, kcfg)
+	{
+		if (drop-- > 0)
+			continue;
+		json_object_object_add(kept, kid, json_object_get(kcfg));
+	}
+	json_object_put(all);
+	return kept;
+}
+
+/*
+ * The sticky parts after this request: subscriptions (subs_merge) and
+ * extension configs (merged field by field).
  */
 static void
 sticky_merge(struct ss_req *s)
 {
-	struct json_object *v;
-
-	s->subs = json_object_new_object();
-	json_object_object_foreach(s->conn.subs, id, cfg)
-	    json_object_object_add(s->subs, id, json_object_get(cfg));
-	if (s->q.subs_json != NULL) {
-		json_object_object_foreach(s->q.subs_json, nid, ncfg)
-		    json_object_object_add(s->subs, nid, json_object_get(ncfg));
-	}
-	for (int i = 0; i < s->q.nunsub; i++)
-		if (json_object_object_get_ex(s->subs, s->q.unsub[i], &v))
-			json_object_object_del(s->subs, s->q.unsub[i]);
+	s->subs =
+	    subs_merge(s->conn.subs, s->q.subs_json, s->q.unsub, s->q.nunsub);
 	s->ext = json_object_new_object();
 	ss_ext_merge(s->ext, s->conn.ext);
 	ss_ext_merge(s->ext, s->q.extensions);

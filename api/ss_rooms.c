@@ -285,7 +285,8 @@ decide(struct ss_req *s, struct ss_room *rm)
 	rm->tl_from = rm->st_from = 0;
 	rm->is_initial = !is_same_m;
 	if (is_invited(rm)) {
-		rm->is_send = !is_same_m || rm->upos > rm->s_state_pos;
+		/* her own row only: the room's activity is not hers to see */
+		rm->is_send = !is_same_m || rm->ur_upos > rm->s_state_pos;
 		return;
 	}
 	if (!is_joined(rm) && rm->last <= 0) {
@@ -354,6 +355,7 @@ room_row(struct ss_req *s, PGresult *res, int i)
 	rm->s_state_pos = i64_col(res, i, 18, 0);
 	lz = PQgetvalue(res, i, 19);
 	rm->s_membership = xstrdup(PQgetvalue(res, i, 20));
+	rm->ur_upos = i64_col(res, i, 21, 0);
 	rm->is_name_changed = PQgetvalue(res, i, 22)[0] == 't';
 	rm->is_members_changed = PQgetvalue(res, i, 23)[0] == 't';
 	rm->is_bump_changed = PQgetvalue(res, i, 24)[0] == 't';
@@ -621,6 +623,11 @@ members_cb(PGresult *res, void *arg)
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
 		const char *u = PQgetvalue(res, i, 1);
+		if (rm->is_bare) {
+			strv_push(&rm->st, &rm->nst,
+			          xstrdup(PQgetvalue(res, i, 2)));
+			continue;
+		}
 		/* already there by an explicit required_state entry */
 		if (ss_rs_matches(&rm->cfg.rs, "m.room.member", u,
 		                  s->r->user_id))
@@ -650,6 +657,13 @@ members_step(struct ss_req *s)
 
 	for (int i = 0; i < s->nrooms; i++) {
 		struct ss_room *rm = &s->rooms[i];
+		if (rm->is_bare && rm->is_send) {
+			/* her own member event: her leave, which she saw */
+			pg_arr_str(&rooms, rm->id);
+			pg_arr_str(&users, s->r->user_id);
+			pg_arr_i64(&ubs, rm->ub);
+			continue;
+		}
 		if (!wants_detail(rm) || !rm->cfg.rs.lazy_members)
 			continue;
 		for (int j = 0; j < rm->ntl; j++) {
@@ -675,6 +689,60 @@ members_step(struct ss_req *s)
 	pg_lit_free(&ubs);
 }
 
+/* Field f of the content of the (type, "") event in stripped state st. */
+static const char *
+stripped_field(struct json_object *st, const char *type, const char *f)
+{
+	for (size_t i = 0; i < json_object_array_length(st); i++) {
+		struct json_object *ev = json_object_array_get_idx(st, i);
+		const char *t = json_get_str(ev, "type");
+		const char *sk = json_get_str(ev, "state_key");
+		if (t != NULL && strcmp(t, type) == 0 && sk != NULL &&
+		    *sk == '\0')
+			return json_get_str(json_get_obj(ev, "content"), f);
+	}
+	return NULL;
+}
+
+/*
+ * An invite's name and avatar, from its stripped state (what the invitee
+ * may see), as Synapse sends them.
+ */
+static void
+invite_meta(struct ss_room_result *rr, const char *invite_state)
+{
+	struct json_object *st;
+	const char *v;
+
+	if (invite_state == NULL)
+		return;
+	st = json_parse_bounded(invite_state, strlen(invite_state), NULL);
+	if (!json_object_is_type(st, json_type_array))
+		goto out;
+	if ((v = stripped_field(st, "m.room.name", "name")) != NULL &&
+	    *v != '\0') {
+		rr->has_name = true;
+		rr->name = xstrdup(v);
+	}
+	if ((v = stripped_field(st, "m.room.avatar", "url")) != NULL &&
+	    *v != '\0') {
+		rr->has_avatar = true;
+		rr->avatar = xstrdup(v);
+	}
+out:
+	json_object_put(st);
+}
+
+/* The room's required_state moves into its result. */
+static void
+state_take(struct ss_room_result *rr, struct ss_room *rm)
+{
+	rr->required_state = rm->st;
+	rr->nrequired_state = rm->nst;
+	rm->st = NULL;
+	rm->nst = 0;
+}
+
 static void
 result_fill(struct ss_req *s, struct ss_room *rm)
 {
@@ -691,11 +759,15 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	/* incremental: only what changed (the MSC) */
 	if (rm->is_initial || rm->is_bump_changed || !is_joined(rm))
 		rr->bump_stamp = rm->bump;
-	if (rm->is_bare)
+	if (rm->is_bare) {
+		/* only her membership: a client drops the invite it had */
+		state_take(rr, rm);
 		return;
+	}
 	if (is_invited(rm)) {
 		rr->stripped_state =
 		    xstrdup(rm->invite_state != NULL ? rm->invite_state : "[]");
+		invite_meta(rr, rm->invite_state);
 		return;
 	}
 	if (rm->is_initial || rm->is_name_changed) {
@@ -711,10 +783,7 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	    (rm->name == NULL || *rm->name == '\0') && rm->heroes != NULL)
 		rr->heroes = xstrdup(rm->heroes);
 	rr->is_dm = rm->is_initial && rm->is_dm ? SS_YES : SS_UNSET;
-	rr->required_state = rm->st;
-	rr->nrequired_state = rm->nst;
-	rm->st = NULL;
-	rm->nst = 0;
+	state_take(rr, rm);
 	rr->has_timeline = rm->is_initial || rm->ntl > 0;
 	rr->timeline = rm->tl;
 	rr->ntimeline = rm->ntl;
@@ -726,7 +795,9 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	                     : NULL;
 	rr->num_live = rm->num_live;
 	/* counts of a room left would tell what happened after the leave */
-	if (is_joined(rm) && (rm->is_initial || rm->is_members_changed)) {
+	if (!is_joined(rm))
+		return;
+	if (rm->is_initial || rm->is_members_changed) {
 		rr->joined_count = rm->joined;
 		rr->invited_count = rm->invited;
 	}
@@ -783,14 +854,17 @@ ext_scope(struct ss_req *s)
 
 /*
  * A joined room that looked changed (its summary row moved, its config
- * grew) but has no new event or state: nothing to send after all.
+ * grew) but has no new event or state: nothing to send after all. The
+ * user's own row moved alone means its unread counts changed (a read
+ * receipt; its other fields move with events or members): sent, as
+ * Synapse does, with only the counts.
  */
 static bool
 is_empty_change(const struct ss_room *rm)
 {
 	return !rm->is_initial && is_joined(rm) && rm->ntl == 0 &&
 	       rm->nst == 0 && !rm->is_name_changed &&
-	       !rm->is_members_changed &&
+	       !rm->is_members_changed && rm->ur_upos <= rm->s_state_pos &&
 	       strcmp(rm->s_membership, rm->membership) == 0;
 }
 

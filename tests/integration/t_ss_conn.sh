@@ -46,6 +46,28 @@ assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "forged pos"
 out=$(ss "$alice" "not-a-pos" "$list" 0)
 assert_eq "$(last_status)" 400 "garbage pos"
 assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "garbage pos errcode"
+# review R4: a pos present but empty is no pos to start afresh from (that
+# would drop the connection's sticky settings unseen): refused
+for q in "pos=" "pos=%00"; do
+	out=$(ss_post "$alice" "$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0&$q" "$list")
+	assert_eq "$(last_status)" 400 "empty $q"
+	assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "empty $q errcode"
+done
+out=$(ss4 "$alice" '{"pos":"","lists":{}}')
+assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "v4 empty pos errcode"
+# review R5: sticky subscriptions are bounded per connection; the least
+# recently given go first
+pc=""
+for i in 1 2 3 4 5 6 7; do
+	subs=$(jq -nc --arg i $i '[range(100) | {key: "!s\($i)-\(.):localhost", value: {timeline_limit: 1}}] | from_entries')
+	out=$(ss "$alice" "$pc" "{\"conn_id\":\"subcap\",\"room_subscriptions\":$subs}" 0)
+	assert_eq "$(last_status)" 200 "subscriptions batch $i"
+	pc=$(ss_pos "$out")
+done
+ss "$alice" "$pc" '{"conn_id":"subcap"}' 0 >/dev/null
+kept() { psql_q "SELECT count(*) FROM syncv3_ss_conns c, json_object_keys(c.subs::json) k WHERE c.conn_id = 'subcap' AND k LIKE '$1'"; }
+assert_eq "$(kept '!s%')" 500 "at most 500 sticky subscriptions"
+assert_eq "$(kept '!s1-%') $(kept '!s2-%') $(kept '!s7-%')" "0 0 100" "the least recently given went"
 out=$(ss "$bob" "$p3" "$list" 0)
 assert_eq "$(last_status)" 400 "another device's pos"
 assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "another device's pos errcode"

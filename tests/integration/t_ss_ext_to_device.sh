@@ -121,4 +121,12 @@ wait_for "[ \$(psql_q \"SELECT count(*) FROM syncv3_to_device WHERE device_id = 
     fail "an expired connection still holds messages: $(left) left"
 out=$(ss "$tok" "$c2p" "$(td c2 "$c2s")" 0)
 assert_eq "$(last_status)" 400 "expired connection"
+
+# review R3: c1 restarted without pos and with to_device off holds nothing
+# (its old acknowledgement would keep every later message undeleted)
+acks() { psql_q "SELECT count(*) FROM syncv3_ss_to_device_acks a JOIN syncv3_ss_conns c ON c.conn = a.conn WHERE c.conn_id = 'c1'"; }
+[ "$(acks)" = 1 ] || fail "c1 has no ack row to start with"
+out=$(ss "$tok" "" '{"conn_id":"c1","lists":{}}' 0)
+out=$(ss "$tok" "$(ss_pos "$out")" '{"conn_id":"c1","lists":{}}' 0)
+assert_eq "$(acks)" 0 "a connection restarted without to_device keeps no acknowledgement"
 it_pass

@@ -11,6 +11,9 @@ source "$(dirname "$0")/lib_ss.sh"
 
 start_stack
 alice=$(sim_login @alice:localhost A1)
+# carol syncs through the proxy too: it stores her rooms' activity
+carol=$(sim_login @carol:localhost C1)
+ss "$carol" "" '{"lists":{"a":{"ranges":[[0,9]]}}}' 10000 >/dev/null
 mk() { sim rooms "{\"creator\":\"$1\",\"name\":\"$2\"}" | jq -r .room_id; }
 rl=$(mk @alice:localhost leaveme)
 rk=$(mk @carol:localhost kickme); sim "rooms/$rk/join" '{"user_id":"@alice:localhost"}' >/dev/null
@@ -39,6 +42,14 @@ assert_jq "$out" ".rooms[\"$rs\"].initial" 'true' "invite initial"
 assert_jq "$out" "[.rooms[\"$rs\"].invite_state[]|select(.type==\"m.room.name\")|.content.name]" '["secret"]' "invite_state"
 assert_jq "$out" ".rooms[\"$rs\"].timeline" 'null' "invite: no timeline"
 assert_jq "$out" '.lists.all.count' '5' "invite counted"
+p=$(ss_pos "$out")
+# review R2: the room's activity is not the invitee's; her unchanged
+# invite is not sent again (it would tell her when the room is busy)
+sim_msg "$rs" @carol:localhost "while invited"
+wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_events WHERE room_id = '$rs' AND type = 'm.room.message'\")\" = 1 ]" 20 ||
+    fail "carol's message never stored"
+out=$(ss "$alice" "$p" "$list" 1500)
+assert_jq "$out" ".rooms // {} | has(\"$rs\")" 'false' "an unchanged invite is not re-sent for the room's activity"
 p=$(ss_pos "$out")
 
 # a subscription raising timeline_limit: re-sent with initial and 4 events
@@ -163,9 +174,26 @@ sim "rooms/$rs/send" '{"sender":"@carol:localhost","type":"m.room.name","state_k
 sim "rooms/$rn/send" '{"sender":"@carol:localhost","type":"m.room.topic","state_key":"","content":{"topic":"BAN SECRET"}}' >/dev/null
 sleep 0.5
 out=$(ss "$alice" "$pi" '{"lists":{"all":{"ranges":[[0,49]],"timeline_limit":5,"required_state":[["*","*"]]}}}' 3000)
-assert_jq "$out" "[.rooms[\"$rs\"].name, .rooms[\"$rs\"].required_state, .rooms[\"$rs\"].timeline]" '[null,null,null]' "a rejected invite: nothing of the room"
+assert_jq "$out" "[.rooms[\"$rs\"].name, .rooms[\"$rs\"].timeline]" '[null,null]' "a rejected invite: nothing of the room"
+assert_jq "$out" "[.rooms[\"$rs\"].required_state[] | [.type, .state_key, .content.membership]]" '[["m.room.member","@alice:localhost","leave"]]' \
+    "a rejected invite: only her leave (the client drops the invite)"
 assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "no state after the rejection"
 out=$(ss "$alice" "" "{\"room_subscriptions\":{\"$rs\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]},\"$rn\":{\"timeline_limit\":5,\"required_state\":[[\"*\",\"*\"]]}}}" 0)
 assert_jq "$out" "[.rooms[\"$rs\"], .rooms[\"$rn\"]]" '[null,null]' "no subscription to a room never joined"
 assert_eq "$(printf '%s' "$out" | grep -c SECRET)" 0 "nothing of them"
+
+# unread counts changed alone (her read receipt, from any client) bring
+# the room down with them: clients show them as the room's badge
+rc=$(mk @carol:localhost counts); sim "rooms/$rc/join" '{"user_id":"@alice:localhost"}' >/dev/null
+ev=$(sim "rooms/$rc/send" '{"sender":"@carol:localhost","type":"m.room.message","content":{"body":"unread"}}' | jq -r .event_id)
+nc() { psql_q "SELECT notification_count FROM syncv3_user_rooms WHERE user_id = '@alice:localhost' AND room_id = '$rc'"; }
+wait_for '[ "$(nc)" = 1 ]' 20 || fail "the unread count never stored"
+out=$(ss "$alice" "" "$list" 0)
+assert_jq "$out" ".rooms[\"$rc\"].notification_count" '1' "one unread"
+pc=$(ss_pos "$out")
+sim "rooms/$rc/receipt" "{\"user_id\":\"@alice:localhost\",\"event_id\":\"$ev\"}" >/dev/null
+wait_for '[ "$(nc)" = 0 ]' 20 || fail "the read count never stored"
+out=$(ss "$alice" "$pc" "$list" 0)
+assert_jq "$out" ".rooms[\"$rc\"] | [.notification_count, .highlight_count, .timeline]" '[0,0,null]' \
+    "counts changed alone: the room with its counts, nothing else"
 it_pass

@@ -205,7 +205,7 @@ pos=$(ss_pos "$out")
 last=$(msg "$x" $A "x back on top")
 stored "$last"
 out=$(ss "$alice" "$pos" "$(ext "$RC" 0)" 5000)
-xfail 13:25#14 assert_jq "$out" ".extensions.receipts.rooms[\"$x\"].content[\"$new\"][\"m.read\"] | has(\"$B\")" 'true' \
+assert_jq "$out" ".extensions.receipts.rooms[\"$x\"].content[\"$new\"][\"m.read\"] | has(\"$B\")" 'true' \
     "receipts test_receipts_incremental_sync_out_of_range: sent once back in range"
 
 EXT_RANGE=99

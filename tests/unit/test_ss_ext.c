@@ -158,34 +158,55 @@ test_scope(void **state)
 	scope_is("{\"typing\":{\"lists\":[\"nope\"],\"rooms\":[]}}", "");
 }
 
+/* One round of kind k under config ext against blob prev (sorted). */
+struct round {
+	struct json_object *o;
+	struct ss_ext_cfg cfg;
+	struct ss_ext_state prev, now;
+	struct ss_ext_rooms out;
+};
+
+static void
+round_begin(struct round *r, enum ss_ext_kind k, const char *ext,
+            struct ss_ctx *c, const char *prev_blob)
+{
+	r->o = J(ext);
+	ss_ext_cfg_load(r->o, &r->cfg);
+	ss_ext_state_parse(prev_blob, &r->prev);
+	ss_ext_state_parse(NULL, &r->now);
+	r->now.was_on[k] = r->cfg.x[k].is_on;
+	ss_ext_sort(k, &r->cfg, c, &r->prev, &r->out, &r->now.scope[k]);
+}
+
+/* The round's next blob; the round is freed. */
+static char *
+round_end(struct round *r)
+{
+	char *blob = ss_ext_state_text(&r->now);
+
+	ss_ext_rooms_free(&r->out);
+	ss_ext_state_free(&r->prev);
+	ss_ext_state_free(&r->now);
+	json_object_put(r->o);
+	return blob;
+}
+
 /* sorts kind k's rooms against blob prev; returns the next blob */
 static char *
 sort(enum ss_ext_kind k, const char *ext, struct ss_ctx *c,
      const char *prev_blob, const char *fresh, const char *live)
 {
-	struct json_object *o = J(ext);
-	struct ss_ext_cfg cfg;
-	struct ss_ext_state prev, now;
-	struct ss_ext_rooms out;
-	char gf[64] = "", gl[64] = "", *blob;
+	struct round r;
+	char gf[64] = "", gl[64] = "";
 
-	ss_ext_cfg_load(o, &cfg);
-	ss_ext_state_parse(prev_blob, &prev);
-	ss_ext_state_parse(NULL, &now);
-	now.was_on[k] = cfg.x[k].is_on;
-	ss_ext_sort(k, &cfg, c, &prev, &out, &now.scope[k]);
-	for (int i = 0; i < out.nfresh; i++)
-		strcat(gf, out.fresh[i]);
-	for (int i = 0; i < out.nlive; i++)
-		strcat(gl, out.live[i]);
+	round_begin(&r, k, ext, c, prev_blob);
+	for (int i = 0; i < r.out.nfresh; i++)
+		strcat(gf, r.out.fresh[i]);
+	for (int i = 0; i < r.out.nlive; i++)
+		strcat(gl, r.out.live[i]);
 	assert_string_equal(gf, fresh);
 	assert_string_equal(gl, live);
-	blob = ss_ext_state_text(&now);
-	ss_ext_rooms_free(&out);
-	ss_ext_state_free(&prev);
-	ss_ext_state_free(&now);
-	json_object_put(o);
-	return blob;
+	return round_end(&r);
 }
 
 static void
@@ -233,6 +254,61 @@ test_sort(void **state)
 	free(b3);
 	free(b1);
 	free(b2);
+}
+
+/*
+ * One receipts round over c's first n rooms against blob prev: checks the
+ * rooms back in scope ("!3@10": changes after 10) and returns the blob.
+ */
+static char *
+rc_round(struct ss_ctx *c, int n, const char *prev_blob, const char *back)
+{
+	struct round r;
+	char got[128] = "", one[32];
+
+	c->nrooms = n;
+	round_begin(&r, SX_RECEIPTS, "{\"receipts\":{\"enabled\":true}}", c,
+	            prev_blob);
+	ss_ext_rc_out(c, &r.prev, &r.now);
+	for (int i = 0; i < r.out.nback; i++) {
+		snprintf(one, sizeof(one), "%s@%lld", r.out.back[i],
+		         (long long)r.out.back_since[i]);
+		strcat(got, one);
+	}
+	assert_string_equal(got, back);
+	return round_end(&r);
+}
+
+/* receipts: a room out of scope keeps the position it left at */
+static void
+test_rc_out(void **state)
+{
+	struct ss_ext_room rooms[4];
+	struct ss_ctx c;
+	char *b1, *b2, *b3, *b4;
+
+	(void)state;
+	ctx_init(&c, rooms);
+	c.is_new_conn = true;
+	b1 = rc_round(&c, 4, NULL, "");
+	assert_null(strstr(b1, "\"ro\""));
+	c.is_new_conn = false;
+	c.from_pos = 10;
+	/* !3 and !4 leave: their receipts were sent up to 10 */
+	b2 = rc_round(&c, 2, b1, "");
+	assert_non_null(strstr(b2, "\"ro\":{\"!3\":10,\"!4\":10}"));
+	/* still out a round later: kept as they were, the same blob */
+	c.from_pos = 20;
+	b3 = rc_round(&c, 2, b2, "");
+	assert_string_equal(b3, b2);
+	/* back: the receipts after 10, and no longer kept */
+	c.from_pos = 30;
+	b4 = rc_round(&c, 4, b3, "!3@10!4@10");
+	assert_null(strstr(b4, "\"ro\""));
+	free(b1);
+	free(b2);
+	free(b3);
+	free(b4);
 }
 
 static void
@@ -332,6 +408,7 @@ main(void)
 	    cmocka_unit_test(test_cfg),
 	    cmocka_unit_test(test_scope),
 	    cmocka_unit_test(test_sort),
+	    cmocka_unit_test(test_rc_out),
 	    cmocka_unit_test(test_state_text),
 	    cmocka_unit_test(test_sticky_same),
 	    cmocka_unit_test(test_state_canonical),

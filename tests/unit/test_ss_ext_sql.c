@@ -50,7 +50,7 @@ struct run {
 static char *
 run(const struct run *r)
 {
-	const char *p[20] = {"@u:x",
+	const char *p[22] = {"@u:x",
 	                     "D",
 	                     r->conn,
 	                     r->from ? r->from : "0",
@@ -69,8 +69,10 @@ run(const struct run *r)
 	                     r->ev_rooms ? r->ev_rooms : "{}",
 	                     r->ev_ids ? r->ev_ids : "{}",
 	                     r->rc_live ? r->rc_live : "{}",
-	                     r->td_was ? r->td_was : "f"};
-	PGresult *res = PQexecParams(c, api_stmts[Q_SS_EXT].sql, 20, NULL, p,
+	                     r->td_was ? r->td_was : "f",
+	                     "{}",
+	                     "{}"};
+	PGresult *res = PQexecParams(c, api_stmts[Q_SS_EXT].sql, 22, NULL, p,
 	                             NULL, NULL, 0);
 	char *out = calloc(1, 4096);
 
