@@ -111,6 +111,7 @@ enum api_sql {
 	Q_ADMIN_DROP_USER,
 	Q_ADMIN_RESYNC,
 	Q_SS_EXT,
+	Q_LIST_FIRST,
 	Q_COUNT,
 };
 struct api_stmt {

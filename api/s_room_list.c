@@ -9,7 +9,10 @@
  * position (new events, state, counts), rooms newly joined or invited (in
  * full), and rooms left (once). What a user may see of a room follows
  * visible.h: timelines stop at their leave, invites carry only their
- * stripped state. Two queries: the room set, then the page details.
+ * stripped state. Two queries: the room set, then the page details. The
+ * room set of a first page by recency alone (the default) is the window
+ * of the sort keys the accumulator keeps (deploy/sql/012_sortkeys.sql),
+ * not the rule and a sort over each of the user's rooms.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,7 +27,8 @@
 
 /* The column of the snapshot position in Q_LIST_PAGE/STREAM (sql.c). */
 #define COL_SNAP 13
-
+/* Q_LIST_FIRST's count of joined rooms, after the snapshot position. */
+#define COL_NJOINED 14
 
 struct lroom {
 	char *room_id;
@@ -45,6 +49,7 @@ struct lctx {
 	int lo, hi;		/* the page */
 	int64_t total;
 	bool is_stream;
+	bool is_first; /* Q_LIST_FIRST: a window of the rooms, not all */
 };
 
 static const int *cmp_sorts;
@@ -323,7 +328,7 @@ list_finish(struct lctx *c, PGresult *res)
 	}
 	if (nleft > 0)
 		evbuffer_add(b, "]", 1);
-	if (!c->is_stream && c->hi < c->n)
+	if (!c->is_stream && c->hi < c->total)
 		evbuffer_add_printf(b, ",\"next_page\":\"%" PRId64 "\"",
 		    (r->p.l_page < 0 ? 0 : r->p.l_page) + 1);
 	evbuffer_add(b, "}", 1);
@@ -452,6 +457,12 @@ main_cb(PGresult *res, void *arg)
 		x->from = c->is_stream && !x->is_new ? r->from.l : 0;
 	}
 	c->total = c->n;
+	if (c->is_first) {
+		/* the query sent the joined rooms' window and every invite */
+		c->total = strtoll(PQgetvalue(res, 0, COL_NJOINED), NULL, 10);
+		for (int i = 0; i < c->n; i++)
+			c->total += c->v[i].is_invite;
+	}
 	cmp_sorts = r->p.l_sorts;
 	cmp_nsorts = r->p.l_nsorts;
 	qsort(c->v, (size_t)c->n, sizeof(*c->v), lroom_cmp);
@@ -492,7 +503,17 @@ s_room_list_run(struct api *api, struct sreq *r)
 		spaces = pg_text_array(r->p.l_spaces, (size_t)r->p.l_nspaces);
 	params[0] = r->user_id;
 	params[2] = spaces;
-	if (r->from.l == 0 || r->p.l_page >= 0) {
+	if (r->from.l == 0 && r->p.l_page <= 0 && r->p.l_nspaces == 0 &&
+	    r->p.l_nsorts == 1 && r->p.l_sorts[0] == SORT_BY_RECENCY) {
+		/* the common first page: an index range of kept keys */
+		c->is_first = true;
+		r->next.l = r->to;
+		pg_i64(a, r->next.l);
+		pg_i64(b, r->p.l_limit);
+		params[1] = a;
+		params[2] = b;
+		sql_query(api, Q_LIST_FIRST, params, main_cb, c);
+	} else if (r->from.l == 0 || r->p.l_page >= 0) {
 		/* a first page is taken at the snapshot, a next page pinned */
 		r->next.l = r->from.l != 0 ? r->from.l : r->to;
 		pg_i64(a, r->next.l);

@@ -194,6 +194,37 @@
 	"ur.user_id = $1 AND " VM_PAGE " IN ('join', 'invite')" LIST_SPACES
 
 /*
+ * $1 user, $2 at least P, $3 limit: a first page by recency alone, from
+ * the keys the accumulator keeps (deploy/sql/012_sortkeys.sql): the first
+ * $3 joined rooms of the index range and every invite (few; their
+ * recency is the invite's own, in its stripped state), which the api
+ * sorts and cuts. The keys are as of the snapshot, which is P: the same
+ * rooms, order and memberships as LIST_PAGE's at P. The plan is generic
+ * and often made on an empty database (api/main.c), so its shape is
+ * forced: user_id COLLATE "C" matches only the 012 indexes (not a scan
+ * of the user's rows by another one and a sort), and the LIMIT 1 lookups
+ * keep the page's rooms the outer side (not a loop over all of them).
+ */
+#define LIST_FIRST                                                              \
+	LIST_HEAD "ur.rl_m AS membership, false AS is_new, ur.rl_ts AS ts, "    \
+	"r.name, r.canonical_alias AS alias FROM (SELECT j.room_id FROM "      \
+	"(SELECT u.room_id FROM syncv3_user_rooms u WHERE u.user_id = $1 "     \
+	"COLLATE \"C\" AND u.rl_m = 'join' ORDER BY u.rl_ts DESC, u.room_id "  \
+	"COLLATE \"C\" LIMIT $3::bigint) j UNION ALL SELECT i.room_id FROM "   \
+	"syncv3_user_rooms i WHERE i.user_id = $1 COLLATE \"C\" AND i.rl_m = " \
+	"'invite') k CROSS JOIN LATERAL (SELECT * FROM syncv3_user_rooms "     \
+	"WHERE user_id = $1 AND room_id = k.room_id LIMIT 1) ur LEFT JOIN "    \
+	"LATERAL (SELECT * FROM syncv3_rooms WHERE room_id = ur.room_id "      \
+	"LIMIT 1) r ON true) x"
+
+/* Its snapshot, then the count of the joined rooms (rl_counts). */
+#define LIST_FIRST_SNAP                                                         \
+	"WITH pp AS (SELECT greatest($2::bigint, pos) AS p FROM "              \
+	"syncv3_position) SELECT y.*, pp.p, coalesce((SELECT c.joined FROM "   \
+	"syncv3_rl_counts c WHERE c.user_id = $1), 0) FROM pp LEFT JOIN "      \
+	"LATERAL (" LIST_FIRST ") y ON true"
+
+/*
  * A room the user was joined to when a first window was answered at or
  * before from, though it was stored after it (docs/DESIGN.md, "The first
  * window first"): its join came with the rest of that initial sync, at a
@@ -850,6 +881,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "device_id = $2 RETURNING 1", 2},
 	/* ss_ext.c: the extensions of a sliding sync response */
 	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 22},
+	[Q_LIST_FIRST] = {"api_list_first", LIST_FIRST_SNAP, 3},
 };
 /* clang-format on */
 

@@ -54,6 +54,15 @@ tok=$(sim scenario "{\"users\":1,\"rooms_per_user\":$ROOMS,\"members_per_room\":
 t0=$(date +%s)
 v3 "$tok" "" '{"room_list":{"limit":20}}' 600000 >"$T/first.json"
 log "initial sync of $ROOMS rooms stored and first page served after $(( $(date +%s) - t0 )) s (status $(last_status), count $(jq .room_list.count "$T/first.json"))"
+# A cold login answers its first window before the rest is stored
+# (docs/DESIGN.md, "The first window first"): time the page only once the
+# count covers every room, or it measures a list of a hundred.
+for i in $(seq 1 600); do
+	[ "$(jq .room_list.count "$T/first.json")" -ge "$ROOMS" ] && break
+	sleep 1
+	v3 "$tok" "" '{"room_list":{"limit":20}}' 60000 >"$T/first.json"
+done
+log "count $(jq .room_list.count "$T/first.json") after $(( $(date +%s) - t0 )) s"
 : >"$T/page.txt"
 for i in $(seq 1 "$REPEATS"); do
 	curl -s -o "$T/page.json" -w '%{time_total}\n' -X POST -H "Authorization: Bearer $tok" \
