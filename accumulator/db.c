@@ -156,6 +156,11 @@ static const struct stmt {
 	    "r.bump_ts, r.bump_nid) UPDATE syncv3_user_rooms u SET "
 	    "ss_bump_ts = b.bump_ts, ss_bump_nid = b.bump_nid FROM b WHERE "
 	    "u.room_id = b.room_id AND u.membership = 'join'"},
+	/* transaction ids of stored events (014_txn.sql); the first wins */
+	[S_TXN] = {"acc_txn", "INSERT INTO syncv3_txns (nid, user_id, "
+	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
+	    "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
+	    "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
 };
 
 PGresult *
