@@ -60,6 +60,7 @@ int jscan_elem(struct jscan_it *it, struct jspan *val);
 bool jscan_key_eq(struct jspan key, const char *s);
 char *jscan_str(struct jspan s);
 bool jscan_is(struct jspan v, char c);
+int jscan_cut(struct jspan obj, const char *key, struct jspan *cut);
 
 /* normalise.c: v2 body -> change set, no I/O */
 enum acc_bad {
@@ -91,6 +92,10 @@ struct acc_event {
 	/* room summary field when type is name/topic/...; NULL = unset */
 	const char *summary;
 	bool in_timeline;		/* set by store for state blocks */
+	/* unsigned.transaction_id (in obj), cut from the bytes, which
+	 * then point at own (014_txn.sql) */
+	const char *txn_id;
+	char *own;
 };
 
 struct acc_evlist {
@@ -270,6 +275,9 @@ void store_msg_reset(struct store_msg *m);
 
 /* rooms.c: the room parts of a group of messages, in order */
 int rooms_apply(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+
+/* txn.c: transaction ids of the group's events (014_txn.sql) */
+int txn_write(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
 
 /* apply.c: the other per-table steps of a group, in this order */
 int apply_typing(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;

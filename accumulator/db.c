@@ -169,6 +169,11 @@ static const struct stmt {
 	     * per room, 11-40 s for one 10,000-room initial sync
 	     */
 	    true},
+	/* transaction ids of stored events (014_txn.sql); the first wins */
+	[S_TXN] = {"acc_txn", "INSERT INTO syncv3_txns (nid, user_id, "
+	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
+	    "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
+	    "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
 };
 
 PGresult *

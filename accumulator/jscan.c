@@ -153,6 +153,43 @@ jscan_elem(struct jscan_it *it, struct jspan *val)
 	return 1;
 }
 
+/*
+ * The bytes to remove so that obj no longer has the member key and stays
+ * valid JSON: from the end of the previous value through this one, or,
+ * for the first member, from its key up to the next key. 1 with cut set,
+ * 0 if obj has no such member, -1 if obj is not an object.
+ */
+int
+jscan_cut(struct jspan obj, const char *key, struct jspan *cut)
+{
+	struct jscan_it it;
+	struct jspan k, v;
+	const char *prev = NULL, *e;
+	int rc;
+
+	if (jscan_open(&it, obj, '{') == -1)
+		return -1;
+	while ((rc = jscan_member(&it, &k, &v)) == 1) {
+		e = v.p + v.len;
+		if (!jscan_key_eq(k, key)) {
+			prev = e;
+			continue;
+		}
+		if (prev != NULL) {
+			cut->p = prev;
+			cut->len = (size_t)(e - prev);
+			return 1;
+		}
+		e = ws(e, it.end);
+		if (e < it.end && *e == ',')
+			e = ws(e + 1, it.end);
+		cut->p = k.p;
+		cut->len = (size_t)(e - k.p);
+		return 1;
+	}
+	return rc;
+}
+
 /* Decodes a string span (with quotes); NULL if not a string or has NUL. */
 char *
 jscan_str(struct jspan s)

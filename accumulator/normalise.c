@@ -179,6 +179,50 @@ bad(struct acc_changes *c, int kind, const char *where)
 	    acc_bad_name(kind));
 }
 
+/*
+ * unsigned.transaction_id is the sending device's alone (014_txn.sql), so
+ * it is cut from the bytes stored for everyone, whoever delivered the
+ * event, every other byte kept; ev->txn_id keeps it when it is a string
+ * Postgres can store. Each cut is looked for again in the shortened
+ * copy, so duplicate keys go too.
+ */
+static void
+txn_strip(struct acc_event *ev)
+{
+	struct json_object *u, *t;
+	struct jscan_it it;
+	struct jspan k, v, cut;
+	size_t n = ev->raw_len, off;
+	bool again = true;
+	char *b;
+
+	if (!json_object_object_get_ex(ev->obj, "unsigned", &u) ||
+	    !json_object_object_get_ex(u, "transaction_id", &t))
+		return;
+	if (json_object_is_type(t, json_type_string) && str_ok(t, 4096))
+		ev->txn_id = json_object_get_string(t);
+	b = xmalloc(n);
+	memcpy(b, ev->raw, n);
+	while (again) {
+		again = false;
+		if (jscan_open(&it, (struct jspan){b, n}, '{') == -1)
+			break;
+		while (jscan_member(&it, &k, &v) == 1) {
+			if (!jscan_key_eq(k, "unsigned") ||
+			    jscan_cut(v, "transaction_id", &cut) != 1)
+				continue;
+			off = (size_t)(cut.p - b);
+			memmove(b + off, b + off + cut.len, n - off - cut.len);
+			n -= cut.len;
+			again = true;
+			break;
+		}
+	}
+	ev->own = b;
+	ev->raw = b;
+	ev->raw_len = n;
+}
+
 /* Parses one event span into ev; false (counted) if it is bad. */
 static bool
 event_parse(struct acc_changes *c, struct jspan sp, const char *room_id,
@@ -204,6 +248,7 @@ event_parse(struct acc_changes *c, struct jspan sp, const char *room_id,
 		bad(c, rc, room_id);
 		return false;
 	}
+	txn_strip(ev);
 	return true;
 }
 
@@ -696,8 +741,10 @@ normalise(const char *body, size_t len, const char *user_id,
 static void
 evlist_free(struct acc_evlist *l)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		json_object_put(l->v[i].obj);
+		free(l->v[i].own);
+	}
 	free(l->v);
 }
 

@@ -938,7 +938,7 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
 	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
-	    write_bumps(&rc) == -1)
+	    write_bumps(&rc) == -1 || txn_write(st, xs, n) == -1)
 		goto out;
 	ret = 0;
 out:

@@ -35,6 +35,7 @@ enum stmt_id {
 	S_CLEAN_DL,
 	S_CLEAN_MARKS,
 	S_ROOMS_BUMP,
+	S_TXN,
 };
 
 struct store {

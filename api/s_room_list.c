@@ -366,7 +366,7 @@ detail_query(struct lctx *c)
 	const char **ids = xcalloc((size_t)c->n + 1, sizeof(char *));
 	char *rooms, *types, *keys, to[PG_I64_LEN], tl[PG_I64_LEN];
 	struct pg_lit froms = {0};
-	const char *params[7];
+	const char *params[8];
 	int n = 0;
 
 	for (int i = c->lo; i < c->hi; i++) {
@@ -397,6 +397,7 @@ detail_query(struct lctx *c)
 	params[4] = types;
 	params[5] = keys;
 	params[6] = r->user_id;
+	params[7] = r->device_id;
 	sql_query(r->api, Q_LIST_DETAIL, params, detail_cb, c);
 	free(rooms);
 	free(types);

@@ -259,17 +259,32 @@
 	"('join', 'invite')))" LIST_SPACES
 
 /*
+ * The json of event e as device d of user u gets it: the transaction id
+ * the accumulator cut from it (014_txn.sql) goes back only for the device
+ * that sent it, so only its rows are re-serialised.
+ */
+#define TXN_JSON(e, u, d)                                                      \
+	"coalesce((SELECT jsonb_set(" e ".json::jsonb, '{unsigned}', CASE "    \
+	"WHEN jsonb_typeof((" e ".json::jsonb)->'unsigned') = 'object' THEN (" \
+	e ".json::jsonb)->'unsigned' ELSE '{}'::jsonb END || "                 \
+	"jsonb_build_object('transaction_id', txn.txn_id))::text FROM "        \
+	"syncv3_txns txn WHERE txn.nid = " e ".nid AND txn.user_id = " u       \
+	" AND txn.device_id = " d "), " e ".json)"
+
+/*
  * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
- * state_events, $7 user: the timeline is what the user may see of it.
+ * state_events, $7 user, $8 their device: the timeline is what the user
+ * may see of it.
  * The state branch runs per room (LATERAL, so the (room_id, ...) index
  * is used; a join over all rooms' current state cost ~3 ms a room) and
  * not at all when no state_events were asked for (a one-time filter).
  */
 #define LIST_DETAIL                                                             \
 	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
-	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, e.json "  \
-	"FROM syncv3_events e WHERE e.nid IN " VIS_LAST_EVENTS("r.id", "$7",   \
-	"$3::bigint", "r.f", "$4::bigint") ") x UNION ALL SELECT 's', r.id, "  \
+	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, "         \
+	TXN_JSON("e", "$7", "$8") " AS json FROM syncv3_events e WHERE "       \
+	"e.nid IN " VIS_LAST_EVENTS("r.id", "$7", "$3::bigint", "r.f",         \
+	"$4::bigint") ") x UNION ALL SELECT 's', r.id, "                       \
 	"y.nid, y.json FROM "                                                  \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
 	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
@@ -578,15 +593,16 @@
  * than the limit so "limited" is known) for user $6: the timeline is what
  * visible.h lets them see, newest first; state rows current at the bound
  * whose (type, state_key) matches a pattern of $7/$8 ('*' any), exact
- * matching is done by the caller. Rows: kind, room, nid (state: its
- * from_pos), json, type, state_key, sender, event_id.
+ * matching is done by the caller; $9 is the user's device (TXN_JSON).
+ * Rows: kind, room, nid (state: its from_pos), json, type, state_key,
+ * sender, event_id.
  */
 #define SS_DETAIL                                                              \
 	"SELECT 't', r.id, x.nid, x.json, x.type, x.state_key, x.sender, "    \
 	"x.event_id FROM unnest($1::text[], $2::bigint[], $4::bigint[], "      \
 	"$5::bigint[]) AS r(id, f, p, n) CROSS JOIN LATERAL (SELECT e.nid, "   \
-	"e.json, e.type, e.state_key, e.sender, e.event_id FROM "              \
-	"syncv3_events e WHERE e.nid IN "                                      \
+	TXN_JSON("e", "$6", "$9") " AS json, e.type, e.state_key, e.sender, " \
+	"e.event_id FROM syncv3_events e WHERE e.nid IN "                      \
 	VIS_LAST_EVENTS("r.id", "$6", "r.p", "r.f", "r.n") ") x UNION ALL "    \
 	"SELECT 's', r.id, y.from_pos, y.json, y.type, y.state_key, NULL, "   \
 	"NULL "                                                                \
@@ -781,7 +797,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
 	[Q_LIST_STREAM] = {"api_list_stream",
 	    LIST_SNAP("greatest($4::bigint, pos)", LIST_STREAM), 5},
-	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 7},
+	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 8},
 	[Q_LIST_REMEMBER] = {"api_list_remember",
 	    "WITH d AS (DELETE FROM "
 	    "syncv3_session_rooms WHERE session_id = $1::bigint AND room_id = "
@@ -808,7 +824,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 13},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
-	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 8},
+	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 9},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
 	/*

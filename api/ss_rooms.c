@@ -527,7 +527,7 @@ static void
 detail_step(struct ss_req *s)
 {
 	struct pg_lit c[7];
-	const char *p[8];
+	const char *p[9];
 	int n = 0;
 
 	memset(c, 0, sizeof(c));
@@ -554,6 +554,7 @@ detail_step(struct ss_req *s)
 	p[5] = s->r->user_id;
 	p[6] = pg_arr_end(&c[5]);
 	p[7] = pg_arr_end(&c[6]);
+	p[8] = s->r->device_id;
 	sreq_ref(s->r);
 	sql_query(s->api, Q_SS_DETAIL, p, detail_cb, s->r);
 	for (int i = 0; i < 7; i++)

@@ -274,6 +274,8 @@ room_send(struct simhs *ctx, struct evhttp_request *req, struct token *t,
 	if ((b = body_object(req)) == NULL)
 		goto out;
 	e = room_append(ctx, r, uid, type, NULL, b);
+	e->txn_id = xstrdup(txn);
+	e->txn_device = xstrdup(t->device->device_id);
 	map_put(&ctx->x_txns, key, xstrdup(e->event_id));
 	o = json_object_new_object();
 	json_add_str(o, "event_id", e->event_id);

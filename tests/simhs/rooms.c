@@ -310,6 +310,8 @@ revent_free(void *p)
 	free(e->state_key);
 	free(e->replaces_state);
 	free(e->prev_sender);
+	free(e->txn_id);
+	free(e->txn_device);
 	json_object_put(e->content);
 	json_object_put(e->prev_content);
 	free(e);

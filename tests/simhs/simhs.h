@@ -56,6 +56,8 @@ struct revent {
 	char *state_key;      /* NULL for message events */
 	char *replaces_state; /* event id of the state it replaced */
 	char *prev_sender;
+	char *txn_id;     /* PUT .../send txn id, or NULL */
+	char *txn_device; /* the device that sent it with txn_id */
 	struct json_object *content;
 	struct json_object *prev_content;
 	int64_t ts;

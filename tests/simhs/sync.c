@@ -33,15 +33,34 @@ events_obj(struct json_object *arr)
 	return o;
 }
 
+/*
+ * Synapse puts unsigned.transaction_id only in the sync of the device
+ * that sent the event with that txn id; everyone else gets the event
+ * without it.
+ */
+static bool
+is_sending_device(const struct sync_ctx *s, const struct revent *e)
+{
+	return s->dev != NULL && e->txn_device != NULL &&
+	       strcmp(e->sender, s->user->user_id) == 0 &&
+	       strcmp(e->txn_device, s->dev->device_id) == 0;
+}
+
 static struct json_object *
 events_json(struct sync_ctx *s, struct ptrvec *v)
 {
-	struct json_object *arr = json_object_new_array();
+	struct json_object *arr = json_object_new_array(), *o, *uns;
+	struct revent *e;
 	size_t i;
 
-	for (i = 0; i < v->n; i++)
-		json_object_array_add(arr,
-		                      event_to_json(v->v[i], s->now, false));
+	for (i = 0; i < v->n; i++) {
+		e = v->v[i];
+		o = event_to_json(e, s->now, false);
+		if (e->txn_id != NULL && is_sending_device(s, e) &&
+		    json_object_object_get_ex(o, "unsigned", &uns))
+			json_add_str(uns, "transaction_id", e->txn_id);
+		json_object_array_add(arr, o);
+	}
 	return arr;
 }
 

@@ -15,7 +15,7 @@ set_tests_properties(test_normalise PROPERTIES LABELS unit)
 # reader-side queries only the tests need.
 set(ACC_STORE_SRCS ${ACC_DIR}/store.c ${ACC_DIR}/rooms.c ${ACC_DIR}/apply.c
 	${ACC_DIR}/cleanup.c ${ACC_DIR}/pos.c ${ACC_DIR}/db.c
-	${ACC_DIR}/notice.c ${ACC_DIR}/sqlarr.c)
+	${ACC_DIR}/notice.c ${ACC_DIR}/sqlarr.c ${ACC_DIR}/txn.c)
 add_executable(test_acc_store test_store.c acc_query.c ${ACC_PARSE_SRCS}
 	${ACC_STORE_SRCS})
 target_link_libraries(test_acc_store PRIVATE proto common PkgConfig::CMOCKA)

@@ -15,6 +15,7 @@
 #include "accumulator.h"
 
 #include "testdata.h"
+#include "util.h"
 
 
 static struct acc_room *
@@ -347,6 +348,69 @@ test_jscan_backslashes(void **state)
 	assert_null(jscan_skip("\"\\", (const char *)"\"\\" + 2));
 }
 
+/* Object o (text) with the fields every event needs put first. */
+static char *
+with_fields(const char *o)
+{
+	return xasprintf("{\"event_id\":\"$e\",\"type\":\"m.room.message\","
+	    "\"sender\":\"@a:hs\",\"content\":{},%s", o + 1);
+}
+
+/*
+ * unsigned.transaction_id is cut from the stored bytes wherever it sits
+ * in unsigned (only, first, middle, last, twice, with spaces), every
+ * other byte kept, and kept aside as txn_id when it is a string.
+ */
+static void
+test_txn_strip(void **state)
+{
+	static const struct {
+		const char *in, *out, *txn;
+	} cases[] = {
+	    {"{\"unsigned\":{\"transaction_id\":\"t1\"},\"x\":1}",
+		"{\"unsigned\":{},\"x\":1}", "t1"},
+	    {"{\"unsigned\": { \"transaction_id\" : \"t1\" , \"age\": 5 }}",
+		"{\"unsigned\": { \"age\": 5 }}", "t1"},
+	    {"{\"unsigned\":{\"age\":5,\"transaction_id\":\"t\\\"2\",\"b\":[1]}}",
+		"{\"unsigned\":{\"age\":5,\"b\":[1]}}", "t\"2"},
+	    {"{\"unsigned\":{\"age\":5,\"transaction_id\":\"t3\"},\"y\":\"transaction_id\"}",
+		"{\"unsigned\":{\"age\":5},\"y\":\"transaction_id\"}", "t3"},
+	    {"{\"unsigned\":{\"transaction_id\":1,\"transaction_id\":\"t4\"}}",
+		"{\"unsigned\":{}}", "t4"},
+	    {"{\"unsigned\":{\"transaction_id\":7}}", "{\"unsigned\":{}}", NULL},
+	    {"{\"unsigned\":{\"age\":1},\"transaction_id\":\"t5\"}",
+		"{\"unsigned\":{\"age\":1},\"transaction_id\":\"t5\"}", NULL},
+	};
+	struct acc_changes c;
+	struct acc_room *r;
+	const struct acc_event *ev;
+	char *body, *ev_json;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ev_json = with_fields(cases[i].in);
+		body = xasprintf("{\"rooms\":{\"join\":{\"!r:hs\":{\"timeline\":"
+		    "{\"events\":[%s]}}}}}", ev_json);
+		free(ev_json);
+		assert_int_equal(normalise(body, strlen(body), "@a:hs", &c,
+		    NULL), 0);
+		r = room(&c, "!r:hs", ACC_JOIN);
+		assert_int_equal(r->timeline.n, 1);
+		ev = &r->timeline.v[0];
+		ev_json = with_fields(cases[i].out);
+		assert_int_equal(ev->raw_len, strlen(ev_json));
+		assert_memory_equal(ev->raw, ev_json, ev->raw_len);
+		if (cases[i].txn == NULL)
+			assert_null(ev->txn_id);
+		else
+			assert_string_equal(ev->txn_id, cases[i].txn);
+		normalise_free(&c);
+		free(body);
+		free(ev_json);
+	}
+}
+
 int
 main(void)
 {
@@ -361,6 +425,7 @@ main(void)
 		cmocka_unit_test(test_wrong_shapes),
 		cmocka_unit_test(test_jscan),
 		cmocka_unit_test(test_jscan_backslashes),
+		cmocka_unit_test(test_txn_strip),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
