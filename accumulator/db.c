@@ -18,15 +18,8 @@
 /* Distinct from pg.c's migration lock ("syncv3" in hex). */
 #define WRITER_LOCK_KEY "7370796e63763301"
 
-/*
- * is_custom: planned at each execution (PQexecParams), never from a
- * cached generic plan. For a statement whose good plan depends on the
- * size of what the batch itself wrote: a plan cached while the tables
- * were small stays a nested loop over every row.
- */
 static const struct stmt {
 	const char *name, *sql;
-	bool is_custom;
 } stmts[] = {
 	[S_CAS] = {"acc_cas", "SELECT k.i, d.since, d.is_initial_done, "
 	    "d.cover_pos IS NOT NULL FROM "
@@ -162,18 +155,24 @@ static const struct stmt {
 	    "AND (r.bump_ts, r.bump_nid) < (k.t, k.n) RETURNING r.room_id, "
 	    "r.bump_ts, r.bump_nid) UPDATE syncv3_user_rooms u SET "
 	    "ss_bump_ts = b.bump_ts, ss_bump_nid = b.bump_nid FROM b WHERE "
-	    "u.room_id = b.room_id AND u.membership = 'join'",
-	    /*
-	     * custom: cached on a small database, its join with the rows of
-	     * every member (by syncv3_user_rooms_room) scanned the whole table
-	     * per room, 11-40 s for one 10,000-room initial sync
-	     */
-	    true},
+	    "u.room_id = b.room_id AND u.membership = 'join'"},
 	/* transaction ids of stored events (014_txn.sql); the first wins */
 	[S_TXN] = {"acc_txn", "INSERT INTO syncv3_txns (nid, user_id, "
 	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
 	    "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
 	    "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
+};
+
+/*
+ * Statements planned at each execution (PQexecParams), never from a
+ * cached generic plan: their good plan depends on the size of what the
+ * batch itself wrote, and a plan cached while the tables were small stays
+ * a nested loop over every row. acc_rooms_bump: its join with the rows of
+ * every member (by syncv3_user_rooms_room) scanned the whole table per
+ * room, 11-40 s for one 10,000-room initial sync.
+ */
+static const bool stmt_is_custom[sizeof(stmts) / sizeof(stmts[0])] = {
+	[S_ROOMS_BUMP] = true,
 };
 
 PGresult *
@@ -182,7 +181,7 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 	PGresult *r;
 	ExecStatusType s;
 
-	if (stmts[id].is_custom)
+	if (stmt_is_custom[id])
 		r = PQexecParams(st->c, stmts[id].sql, nparams, NULL, params,
 		    NULL, NULL, 0);
 	else
@@ -248,7 +247,7 @@ prepare_all(struct store *st)
 	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
 		PGresult *r;
 
-		if (stmts[i].is_custom)
+		if (stmt_is_custom[i])
 			continue;
 		r = PQprepare(st->c, stmts[i].name, stmts[i].sql, 0,
 		    NULL);
