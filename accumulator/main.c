@@ -67,12 +67,19 @@ usage(void)
 	exit(2);
 }
 
+/*
+ * arg: the address of main's active, so the handler can be installed
+ * before active_new connects and migrates: a TERM meanwhile (docker stop
+ * while starting) waits for the loop instead of killing the process.
+ */
 static void
 stop_cb(evutil_socket_t sig, short what, void *arg)
 {
+	struct active **ap = arg;
+
 	(void)what;
 	log_info("signal %d: finishing the current batch", (int)sig);
-	active_stop(arg);
+	active_stop(*ap);
 }
 
 int
@@ -81,7 +88,7 @@ main(int argc, char *argv[])
 	struct acc_config cfg = {0};
 	struct event_base *base;
 	struct event *ev_term, *ev_int;
-	struct active *a;
+	struct active *a = NULL;
 	struct cfg_cli cli;
 	void *zctx;
 	int rc;
@@ -110,12 +117,12 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL || (zctx = zmq_ctx_new()) == NULL)
 		fatalx("cannot create the event loop");
-	if ((a = active_new(base, zctx, &cfg)) == NULL)
-		fatalx("store: cannot open %s", cfg.db);
-	ev_term = evsignal_new(base, SIGTERM, stop_cb, a);
-	ev_int = evsignal_new(base, SIGINT, stop_cb, a);
+	ev_term = evsignal_new(base, SIGTERM, stop_cb, &a);
+	ev_int = evsignal_new(base, SIGINT, stop_cb, &a);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
+	if ((a = active_new(base, zctx, &cfg)) == NULL)
+		fatalx("store: cannot open %s", cfg.db);
 	event_base_dispatch(base);
 	active_free(a);
 	event_free(ev_term);

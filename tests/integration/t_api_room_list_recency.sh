@@ -8,9 +8,10 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_privacy.sh"
 
-# stored BODY: some poller has stored the message
+# stored BODY: some poller has stored the message with that body (matched
+# exactly: a LIKE would also match an event or room id containing it)
 stored() {
-	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_events WHERE json LIKE '%$1%'\")\" = 1 ]" 15 ||
+	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_events WHERE type = 'm.room.message' AND (json::json)->'content'->>'body' = '$1'\")\" = 1 ]" 15 ||
 	    fail "message $1 not stored"
 }
 # first LIMIT [SORTS]: a new session's first page
