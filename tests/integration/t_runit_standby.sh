@@ -48,7 +48,7 @@ logof "$w" | grep -q "listening on ipc://$SYNCV3_HOME/run/ingest${w#syncv3-accum
 # shows up in a v3 long-poll: the whole pipeline
 typing_seen() {
 	local since
-	since=$(curl -sf -X POST -H 'Authorization: Bearer syt_alice_demo' \
+	since=$(curl -sf -m 15 -X POST -H 'Authorization: Bearer syt_alice_demo' \
 	    --data '{"typing":{"room_id":"!demo:localhost"}}' \
 	    "$API_URL/_matrix/client/v3/sync?timeout=0" | jq -r .next_batch) || return 1
 	curl -sf -X POST -H 'Content-Type: application/json' \
