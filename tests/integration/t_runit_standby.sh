@@ -46,8 +46,16 @@ logof "$w" | grep -q "listening on ipc://$SYNCV3_HOME/run/ingest${w#syncv3-accum
 
 # typing set upstream (bob types in the demo data, so another list)
 # shows up in a v3 long-poll: the whole pipeline
+# Each try first clears the list upstream: the accumulator stores (and
+# notifies) typing only when the list changes, so a try whose long poll
+# ended before a slow restart had stored the list would otherwise leave
+# every later try with nothing new to see.
 typing_seen() {
 	local since
+	curl -sf -m 5 -X POST -H 'Content-Type: application/json' \
+	    --data '{"user_ids":[]}' \
+	    "$SIMHS_URL/_simhs/rooms/!demo:localhost/typing" >/dev/null || return 1
+	sleep 0.5
 	since=$(curl -sf -m 15 -X POST -H 'Authorization: Bearer syt_alice_demo' \
 	    --data '{"typing":{"room_id":"!demo:localhost"}}' \
 	    "$API_URL/_matrix/client/v3/sync?timeout=0" | jq -r .next_batch) || return 1
