@@ -315,6 +315,8 @@ void session_expired_cb(PGresult *res, void *arg);
 /* A persistent timer calling cb(api) a few times per idle_s. */
 struct event *session_sweep_timer(struct api *api, long long idle_s,
     event_callback_fn cb);
+/* A stream found r's session gone after loading it: 400, unknown session. */
+void session_gone(struct sreq *r);
 
 /* longpoll.c */
 #define LP_RING 4096

@@ -248,13 +248,22 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 	evbuffer_add(b, "]}", 2);
 }
 
+/*
+ * The session may have been evicted (or expired) since it was loaded:
+ * the client is told as for any unknown session, and starts a new one.
+ */
 static void
 remembered_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 
-	if (res == NULL && !sreq_replied(r))
-		stream_fail_db(r);
+	if (!sreq_replied(r)) {
+		if (res == NULL)
+			stream_fail_db(r);
+		else if (PQntuples(res) != 1 ||
+		         strcmp(PQgetvalue(res, 0, 0), "1") != 0)
+			session_gone(r);
+	}
 	stream_done(r);
 }
 

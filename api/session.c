@@ -18,6 +18,9 @@
 #include "pg_lit.h"
 #include "util.h"
 
+#define SESSION_GONE_CODE "M_UNKNOWN_SYNC_SESSION"
+#define SESSION_GONE_MSG "Session unknown or expired"
+
 /* Hands the outcome to whoever asked (session_load's done). */
 static void
 session_done(struct sreq *r, int status, const char *errcode,
@@ -89,8 +92,7 @@ loaded_cb(PGresult *res, void *arg)
 		goto out;
 	}
 	if (PQgetisnull(res, 0, 1)) {
-		session_done(r, 400, "M_UNKNOWN_SYNC_SESSION",
-		    "Session unknown or expired");
+		session_done(r, 400, SESSION_GONE_CODE, SESSION_GONE_MSG);
 		goto out;
 	}
 	stored = json_parse_bounded(PQgetvalue(res, 0, 1),
@@ -141,6 +143,22 @@ session_load(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 	params[4] = idle;
 	params[5] = r->token_hash;
 	sql_query(api, Q_SESSION_LOAD, params, loaded_cb, r);
+}
+
+/*
+ * A stream found r's session gone after it was loaded (evicted by the
+ * per-device cap or expired meanwhile): the request fails as one naming
+ * an unknown session would, never as a database error.
+ */
+void
+session_gone(struct sreq *r)
+{
+	log_debug("session: %s/%s: session %" PRId64 " gone mid-request",
+	          r->user_id, r->device_id, r->from.sid);
+	r->err_status = 400;
+	r->err_code = SESSION_GONE_CODE;
+	free(r->err_msg);
+	r->err_msg = xstrdup(SESSION_GONE_MSG);
 }
 
 static void

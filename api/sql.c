@@ -672,8 +672,10 @@
  * Room data only for rooms the user is joined to at $5 (visible.h),
  * tested once per room (distinct first: the three extensions' rooms
  * mostly repeat, and the test is the statement's main cost).
- * The to-device ack is recorded and what every holder acknowledged is
- * deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
+ * The to-device ack is recorded only while the connection lives (lc,
+ * locked against its eviction by SS_CREATE's cap or the expiry, which
+ * would break the foreign key; the save then answers M_UNKNOWN_POS), and
+ * what every holder acknowledged is deleted (as SESSION_LOAD: the DELETE sees the acks as before, so this
  * connection's own counts as $7). Rows: kind, room, then per kind
  * d: json, pos; k: otk counts, fallback types, pos; l: user, change, pos;
  * g/a: type, json, pos; t: user_ids, pos; r: event, type, user, thread,
@@ -687,9 +689,11 @@
 	"WITH j AS MATERIALIZED (SELECT x.id FROM (SELECT DISTINCT u.id FROM " \
 	SS_EXT_ROOMS " AS u(id)) x WHERE " VIS_MEMBERSHIP("x.id", "$1",        \
 	"$5::bigint") " = 'join'), ta AS (SELECT acked FROM syncv3_ss_to_device_acks WHERE "    \
-	"conn = $3::bigint), tu AS (INSERT INTO syncv3_ss_to_device_acks "     \
-	"(conn, user_id, device_id, acked) SELECT $3::bigint, $1, $2, "        \
-	"greatest($7::bigint, 0) WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
+	"conn = $3::bigint), lc AS (SELECT conn FROM syncv3_ss_conns WHERE "   \
+	"conn = $3::bigint FOR KEY SHARE), "                                   \
+	"tu AS (INSERT INTO syncv3_ss_to_device_acks "                          \
+	"(conn, user_id, device_id, acked) SELECT lc.conn, $1, $2, "           \
+	"greatest($7::bigint, 0) FROM lc WHERE $6::bool ON CONFLICT (conn) DO UPDATE " \
 	"SET acked = excluded.acked WHERE excluded.acked > "                   \
 	"syncv3_ss_to_device_acks.acked RETURNING 1), tx AS (DELETE FROM "     \
 	"syncv3_ss_to_device_acks WHERE NOT $6::bool AND $20::bool AND conn = " \
@@ -798,12 +802,19 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_LIST_STREAM] = {"api_list_stream",
 	    LIST_SNAP("greatest($4::bigint, pos)", LIST_STREAM), 5},
 	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 8},
+	/*
+	 * Only for a live session, locked against its eviction (the cap of
+	 * SESSION_CREATE or the expiry may delete it while a request of it
+	 * is under way; the insert then broke the foreign key). One row:
+	 * 1, or 0 when the session is gone.
+	 */
 	[Q_LIST_REMEMBER] = {"api_list_remember",
-	    "WITH d AS (DELETE FROM "
+	    "WITH s AS (SELECT session_id FROM syncv3_sessions WHERE "
+	    "session_id = $1::bigint FOR KEY SHARE), d AS (DELETE FROM "
 	    "syncv3_session_rooms WHERE session_id = $1::bigint AND room_id = "
-	    "ANY($3::text[])) INSERT INTO syncv3_session_rooms (session_id, "
-	    "room_id) SELECT $1::bigint, unnest($2::text[]) ON CONFLICT DO "
-	    "NOTHING", 3},
+	    "ANY($3::text[])), i AS (INSERT INTO syncv3_session_rooms "
+	    "(session_id, room_id) SELECT s.session_id, unnest($2::text[]) "
+	    "FROM s ON CONFLICT DO NOTHING) SELECT count(*) FROM s", 3},
 	/* proxy.c: a logout, device by device (see logout_forget) */
 	[Q_LOGOUT_ONE] = {"api_logout_one",
 	    "SELECT user_id, device_id FROM "
