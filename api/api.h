@@ -312,9 +312,10 @@ void session_store_params(struct api *api, struct sreq *r, api_done_fn done,
     void *arg);
 /* Expired rows' (user_id, device_id): releases their to-device messages. */
 void session_expired_cb(PGresult *res, void *arg);
-/* A persistent timer calling cb(api) a few times per idle_s. */
-struct event *session_sweep_timer(struct api *api, long long idle_s,
-    event_callback_fn cb);
+/* A sweep running stmt(idle_s), expiring what idled; freed by _free. */
+struct event *session_expiry_new(struct api *api, enum api_sql stmt,
+                                 long long idle_s);
+void session_expiry_free(struct event *ev);
 /* A stream found r's session gone after loading it: 400, unknown session. */
 void session_gone(struct sreq *r);
 

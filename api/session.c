@@ -221,49 +221,76 @@ session_expired_cb(PGresult *res, void *arg)
 	}
 }
 
+/*
+ * An idle-expiry sweep: stmt (one parameter, the idle seconds) deletes
+ * the sessions or sliding sync connections idle for idle_s and returns
+ * their devices, which session_expired_cb then releases: what expired
+ * no longer holds its device's to-device messages back.
+ */
+struct expiry {
+	struct api *api;
+	enum api_sql stmt;
+	long long idle_s;
+};
+
 static void
-expire_timer_cb(evutil_socket_t fd, short what, void *arg)
+expiry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct api *api = arg;
+	struct expiry *x = arg;
 	char idle[PG_I64_LEN];
 	const char *params[1];
 
 	(void)fd;
 	(void)what;
-	pg_i64(idle, api->cfg.session_idle_s);
-	params[0] = idle;
-	sql_query(api, Q_SESSION_EXPIRE, params, session_expired_cb, api);
+	params[0] = pg_i64(idle, x->idle_s);
+	sql_query(x->api, x->stmt, params, session_expired_cb, x->api);
 }
 
-/* A sweep four times per idle period, between 250 ms and 30 s apart. */
+/*
+ * Starts stmt's sweep, four times per idle period, between 250 ms and
+ * 30 s apart; session_expiry_free stops it.
+ */
 struct event *
-session_sweep_timer(struct api *api, long long idle_s, event_callback_fn cb)
+session_expiry_new(struct api *api, enum api_sql stmt, long long idle_s)
 {
+	struct expiry *x = xcalloc(1, sizeof(*x));
 	long long ms = idle_s * 1000 / 4;
 	struct timeval tv;
 	struct event *ev;
 
+	x->api = api;
+	x->stmt = stmt;
+	x->idle_s = idle_s;
 	if (ms > 30000)
 		ms = 30000;
 	if (ms < 250)
 		ms = 250;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	ev = event_new(api->base, -1, EV_PERSIST, cb, api);
+	ev = event_new(api->base, -1, EV_PERSIST, expiry_cb, x);
 	event_add(ev, &tv);
 	return ev;
 }
 
 void
+session_expiry_free(struct event *ev)
+{
+	if (ev == NULL)
+		return;
+	free(event_get_callback_arg(ev));
+	event_free(ev);
+}
+
+void
 session_init(struct api *api)
 {
-	api->expire_timer = session_sweep_timer(api, api->cfg.session_idle_s,
-	    expire_timer_cb);
+	api->expire_timer =
+	    session_expiry_new(api, Q_SESSION_EXPIRE, api->cfg.session_idle_s);
 }
 
 void
 session_shutdown(struct api *api)
 {
-	if (api->expire_timer != NULL)
-		event_free(api->expire_timer);
+	session_expiry_free(api->expire_timer);
+	api->expire_timer = NULL;
 }

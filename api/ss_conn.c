@@ -263,31 +263,16 @@ ss_conn_free(struct ss_conn *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static void
-expire_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct api *api = arg;
-	char idle[PG_I64_LEN];
-	const char *p[1];
-
-	(void)fd;
-	(void)what;
-	p[0] = pg_i64(idle, api->cfg.ss_conn_idle_s);
-	/* expired connections no longer hold their device's messages back */
-	sql_query(api, Q_SS_EXPIRE, p, session_expired_cb, api);
-}
-
 void
 ss_init(struct api *api)
 {
 	api->ss_expire_timer =
-	    session_sweep_timer(api, api->cfg.ss_conn_idle_s, expire_cb);
+	    session_expiry_new(api, Q_SS_EXPIRE, api->cfg.ss_conn_idle_s);
 }
 
 void
 ss_shutdown(struct api *api)
 {
-	if (api->ss_expire_timer != NULL)
-		event_free(api->ss_expire_timer);
+	session_expiry_free(api->ss_expire_timer);
 	api->ss_expire_timer = NULL;
 }
