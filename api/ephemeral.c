@@ -15,8 +15,13 @@
  * A Postgres answer fills the table only if no membership notice, forget
  * or eviction happened while it was in flight (eph->seq unchanged), so an
  * old answer never overwrites what a notice said since. Bounded: at most
- * EPH_ROOMS_MAX rooms, rooms nobody asked about for EPH_IDLE_MS go.
+ * EPH_ROOMS_MAX rooms, rooms nobody asked about for EPH_IDLE_MS go. The
+ * rooms are kept in the order they were last used (a request read or
+ * filled one), least recent first, so a full table evicts, and the sweep
+ * finds the idle ones, from the head without scanning the rest.
  */
+#include <sys/queue.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +35,8 @@
 #define EPH_SWEEP_SECS 30
 
 struct eph_room {
+	char *room_id;             /* its key in rooms */
+	TAILQ_ENTRY(eph_room) lru; /* in ephemeral.lru, by used_ms */
 	bool has_typing;
 	int64_t pos;        /* the typing row's position (0: no row) */
 	char *user_ids;     /* JSON array text */
@@ -38,11 +45,15 @@ struct eph_room {
 	long long used_ms;  /* a request last read or filled it */
 };
 
+/* the rooms, least recently used first */
+TAILQ_HEAD(eph_lru, eph_room);
+
 /* ephemeral.c's part of struct api */
 struct ephemeral {
-	struct map rooms; /* room_id -> struct eph_room */
-	uint64_t seq;     /* membership notices, forgets, evictions */
-	uint64_t changes; /* typing lists applied */
+	struct map rooms;   /* room_id -> struct eph_room */
+	struct eph_lru lru; /* the same rooms by used_ms */
+	uint64_t seq;       /* membership notices, forgets, evictions */
+	uint64_t changes;   /* typing lists applied */
 	struct event *sweep;
 	unsigned long long hits, misses;
 };
@@ -54,34 +65,25 @@ room_free(void *arg)
 
 	map_free(&e->members, NULL);
 	free(e->user_ids);
+	free(e->room_id);
 	free(e);
 }
 
-struct sweep_ctx {
-	long long before; /* drop rooms used before this */
-	const char **keys;
-	size_t n, cap;
-	const char *lru; /* the least recently used room */
-	long long lru_ms;
-};
+/* A request read or filled the room: it moves to the lru's tail. */
+static void
+room_touch(struct ephemeral *eph, struct eph_room *e)
+{
+	e->used_ms = now_ms();
+	TAILQ_REMOVE(&eph->lru, e, lru);
+	TAILQ_INSERT_TAIL(&eph->lru, e, lru);
+}
 
 static void
-sweep_one(const char *key, void *val, void *arg)
+room_drop(struct ephemeral *eph, struct eph_room *e)
 {
-	struct sweep_ctx *c = arg;
-	struct eph_room *e = val;
-
-	if (c->lru == NULL || e->used_ms < c->lru_ms) {
-		c->lru = key;
-		c->lru_ms = e->used_ms;
-	}
-	if (e->used_ms >= c->before)
-		return;
-	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 64;
-		c->keys = xrealloc(c->keys, c->cap * sizeof(*c->keys));
-	}
-	c->keys[c->n++] = key;
+	TAILQ_REMOVE(&eph->lru, e, lru);
+	map_del(&eph->rooms, e->room_id);
+	room_free(e);
 }
 
 /*
@@ -92,20 +94,17 @@ sweep_one(const char *key, void *val, void *arg)
 static void
 eph_sweep(struct ephemeral *eph, bool is_full)
 {
-	struct sweep_ctx c = {.before = now_ms() - EPH_IDLE_MS};
-	char *lru = NULL;
+	long long before = now_ms() - EPH_IDLE_MS;
+	struct eph_room *e;
+	bool is_dropped = false;
 
-	map_each(&eph->rooms, sweep_one, &c);
-	if (c.n == 0 && is_full && c.lru != NULL)
-		lru = xstrdup(c.lru);
-	for (size_t i = 0; i < c.n; i++)
-		room_free(map_del(&eph->rooms, c.keys[i]));
-	if (lru != NULL)
-		room_free(map_del(&eph->rooms, lru));
-	if (c.n > 0 || lru != NULL)
+	while ((e = TAILQ_FIRST(&eph->lru)) != NULL &&
+	       (e->used_ms < before || (is_full && !is_dropped))) {
+		room_drop(eph, e);
+		is_dropped = true;
+	}
+	if (is_dropped)
 		eph->seq++;
-	free(lru);
-	free(c.keys);
 }
 
 static void
@@ -128,9 +127,11 @@ room_get(struct ephemeral *eph, const char *room_id, bool is_create)
 	if (map_count(&eph->rooms) >= EPH_ROOMS_MAX)
 		eph_sweep(eph, true);
 	e = xcalloc(1, sizeof(*e));
+	e->room_id = xstrdup(room_id);
 	map_init(&e->members);
 	e->used_ms = now_ms();
 	map_put(&eph->rooms, room_id, e);
+	TAILQ_INSERT_TAIL(&eph->lru, e, lru);
 	return e;
 }
 
@@ -182,6 +183,7 @@ eph_forget_all(struct api *api)
 {
 	map_free(&api->eph->rooms, room_free);
 	map_init(&api->eph->rooms);
+	TAILQ_INIT(&api->eph->lru);
 	api->eph->seq++;
 }
 
@@ -202,7 +204,7 @@ eph_typing_get(struct api *api, const char *room_id, const char *user_id,
 		api->eph->misses++;
 		return false;
 	}
-	e->used_ms = now_ms();
+	room_touch(api->eph, e);
 	*pos = e->pos;
 	*user_ids = e->user_ids;
 	*mark = e->changes;
@@ -232,7 +234,7 @@ eph_typing_fill(struct api *api, const char *room_id, const char *user_id,
 	if (mark != api->eph->seq)
 		return;
 	e = room_get(api->eph, room_id, true);
-	e->used_ms = now_ms();
+	room_touch(api->eph, e);
 	room_set_typing(api->eph, e, pos, user_ids);
 	if (is_member)
 		map_put_i64(&e->members, user_id, now_ms() + EPH_MEMBER_TTL_MS);
@@ -271,6 +273,7 @@ eph_init(struct api *api)
 
 	api->eph = xcalloc(1, sizeof(*api->eph));
 	map_init(&api->eph->rooms);
+	TAILQ_INIT(&api->eph->lru);
 	api->eph->sweep = event_new(api->base, -1, EV_PERSIST, sweep_cb, api);
 	event_add(api->eph->sweep, &tv);
 }

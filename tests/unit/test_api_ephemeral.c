@@ -3,7 +3,7 @@
  * member it knows, takes newer lists only, drops a member on their
  * membership notice, refuses a Postgres answer that raced a change,
  * forgets everything on request, tells a waiter its list moved, and stays
- * within EPH_ROOMS_MAX rooms.
+ * within EPH_ROOMS_MAX rooms, evicting the least recently used first.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -164,6 +164,68 @@ test_bounded(void **state)
 	assert_true(get(api, room, "@a", &pos, &ids)); /* the newest */
 }
 
+static void
+fill(struct api *api, const char *prefix, int i)
+{
+	char room[32];
+
+	snprintf(room, sizeof(room), "%s%d", prefix, i);
+	eph_typing_fill(api, room, "@a", eph_fill_mark(api), 1, "[]", true);
+}
+
+static bool
+has(struct api *api, const char *prefix, int i)
+{
+	char room[32];
+	const char *ids;
+	int64_t pos;
+
+	snprintf(room, sizeof(room), "%s%d", prefix, i);
+	return get(api, room, "@a", &pos, &ids);
+}
+
+/*
+ * A full table evicts the room a request used least recently, one per
+ * new room, even when every room was used within the same millisecond.
+ */
+static void
+test_eviction_order(void **state)
+{
+	struct api *api = *state;
+	unsigned long long hits, misses;
+	size_t n;
+
+	for (int i = 0; i < EPH_ROOMS_MAX; i++)
+		fill(api, "!r", i);
+	assert_true(has(api, "!r", 0)); /* read: now the most recent */
+	fill(api, "!new", 0);
+	assert_false(has(api, "!r", 1)); /* the least recent went */
+	assert_true(has(api, "!r", 0));
+	fill(api, "!new", 1);
+	assert_false(has(api, "!r", 2));
+	assert_true(has(api, "!r", 3));
+	assert_true(has(api, "!new", 0));
+	eph_counts(api, &hits, &misses, &n);
+	assert_int_equal(n, EPH_ROOMS_MAX);
+}
+
+/* Rooms keep coming: the newest EPH_ROOMS_MAX are the ones kept. */
+static void
+test_eviction_churn(void **state)
+{
+	struct api *api = *state;
+	unsigned long long hits, misses;
+	size_t n;
+
+	for (int i = 0; i < 3 * EPH_ROOMS_MAX; i++)
+		fill(api, "!c", i);
+	eph_counts(api, &hits, &misses, &n);
+	assert_int_equal(n, EPH_ROOMS_MAX);
+	assert_false(has(api, "!c", 2 * EPH_ROOMS_MAX - 1));
+	assert_true(has(api, "!c", 2 * EPH_ROOMS_MAX));
+	assert_true(has(api, "!c", 3 * EPH_ROOMS_MAX - 1));
+}
+
 int
 main(void)
 {
@@ -175,6 +237,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_changed_since_read, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_eviction_order, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_eviction_churn, setup,
+	                                    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
