@@ -17,16 +17,62 @@ struct acc_prom {
 	struct metric *batch_size, *commit_secs;
 };
 
+/* One unlabelled series of the scrape: its kind, name, help and value. */
+struct acc_series {
+	enum metric_type type;
+	const char *name, *help;
+	double v;
+};
+
+/* The counters of ingest (c) and notify (sent, failed) as series. */
 static void
-bodies(struct metrics *reg, const char *outcome, unsigned long long v)
+series_set(struct metrics *reg, const struct ingest_counts *c,
+           unsigned long long sent, unsigned long long failed)
 {
-	metric_set(metrics_get(
-	               reg, METRIC_COUNTER, "syncv3_acc_bodies_total",
-	               "v2 bodies answered, by outcome: applied, replayed (a "
-	               "resend of "
-	               "what was committed, acked again) or rejected (nacked).",
-	               "outcome", outcome),
-	           (double)v);
+	const char *outcome[] = {"applied", "replayed", "rejected"};
+	const unsigned long long by_outcome[] = {c->applied, c->replayed,
+	                                         c->rejected};
+	const struct acc_series series[] = {
+	    {METRIC_COUNTER, "syncv3_acc_bad_bodies_total",
+	     "Bodies that were not a JSON object (part of rejected).",
+	     (double)c->st.bad_bodies},
+	    {METRIC_COUNTER, "syncv3_acc_bad_messages_total",
+	     "Frames from pollers that did not decode, dropped.",
+	     (double)c->bad_msgs},
+	    {METRIC_COUNTER, "syncv3_acc_events_total",
+	     "Room events in the bodies applied and committed.",
+	     (double)c->events},
+	    {METRIC_COUNTER, "syncv3_acc_state_rows_total",
+	     "syncv3_state rows (state versions) written and committed.",
+	     (double)c->state_rows},
+	    {METRIC_COUNTER, "syncv3_acc_bad_events_total",
+	     "Room events dropped as malformed.", (double)c->st.bad_events},
+	    {METRIC_COUNTER, "syncv3_acc_to_device_total",
+	     "To-device messages in the bodies applied and committed.",
+	     (double)c->to_device},
+	    {METRIC_COUNTER, "syncv3_acc_batches_total",
+	     "Transactions the store started.", (double)c->st.batches},
+	    {METRIC_COUNTER, "syncv3_acc_notices_total",
+	     "Change notices published.", (double)sent},
+	    {METRIC_COUNTER, "syncv3_acc_notices_failed_total",
+	     "Change notices the PUB socket refused.", (double)failed},
+	    {METRIC_COUNTER, "syncv3_acc_pg_errors_total",
+	     "Statements Postgres failed.", (double)c->st.pg_errors},
+	    {METRIC_GAUGE, "syncv3_acc_queued",
+	     "Bodies read and not yet answered.", (double)c->queued},
+	};
+
+	for (size_t i = 0; i < sizeof(outcome) / sizeof(outcome[0]); i++)
+		metric_set(
+		    metrics_get(reg, METRIC_COUNTER, "syncv3_acc_bodies_total",
+		                "v2 bodies answered, by outcome: applied, "
+		                "replayed (a resend of what was committed, "
+		                "acked again) or rejected (nacked).",
+		                "outcome", outcome[i]),
+		    (double)by_outcome[i]);
+	for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++)
+		metrics_set(reg, series[i].type, series[i].name, series[i].help,
+		            series[i].v);
 }
 
 static void
@@ -38,37 +84,7 @@ collect_cb(struct metrics *reg, void *arg)
 
 	ingest_counts(ap->in, &c);
 	notify_counts(ap->nt, &sent, &failed);
-	bodies(reg, "applied", c.applied);
-	bodies(reg, "replayed", c.replayed);
-	bodies(reg, "rejected", c.rejected);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_bad_bodies_total",
-	            "Bodies that were not a JSON object (part of rejected).",
-	            (double)c.st.bad_bodies);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_bad_messages_total",
-	            "Frames from pollers that did not decode, dropped.",
-	            (double)c.bad_msgs);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_events_total",
-	            "Room events in the bodies applied and committed.",
-	            (double)c.events);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_state_rows_total",
-	            "syncv3_state rows (state versions) written and committed.",
-	            (double)c.state_rows);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_bad_events_total",
-	            "Room events dropped as malformed.",
-	            (double)c.st.bad_events);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_to_device_total",
-	            "To-device messages in the bodies applied and committed.",
-	            (double)c.to_device);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_batches_total",
-	            "Transactions the store started.", (double)c.st.batches);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_notices_total",
-	            "Change notices published.", (double)sent);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_notices_failed_total",
-	            "Change notices the PUB socket refused.", (double)failed);
-	metrics_set(reg, METRIC_COUNTER, "syncv3_acc_pg_errors_total",
-	            "Statements Postgres failed.", (double)c.st.pg_errors);
-	metrics_set(reg, METRIC_GAUGE, "syncv3_acc_queued",
-	            "Bodies read and not yet answered.", (double)c.queued);
+	series_set(reg, &c, sent, failed);
 	ap->batch_size->h = c.batch_size;
 	ap->commit_secs->h = c.commit_secs;
 }
