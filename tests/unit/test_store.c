@@ -170,13 +170,14 @@ static void
 test_events_dedup_and_bytes(void **state)
 {
 	size_t len;
-	char *b = slurp("initial.json", &len), *json;
+	char *b, *json;
 	const char *want = "{\"type\":\"m.room.message\",\"sender\":\"@bob:hs\","
 	    "\"content\":{\"body\":\"hi \\u00e9 \\/ \\u0000 end\",\"msgtype\":"
 	    "\"m.text\"},\"event_id\":\"$msg1\",\"origin_server_ts\":6}";
 
 	(void)state;
 	NEED_DB();
+	b = slurp("initial.json", &len);
 	apply_file("@alice:hs", "A1", "initial.json");
 	assert_int_equal(qi("SELECT count(*) FROM syncv3_events", NULL, NULL),
 	    8);
@@ -239,10 +240,11 @@ test_cas(void **state)
 {
 	struct store_msg m;
 	size_t len;
-	char *b = slurp("initial.json", &len), *since;
+	char *b, *since;
 
 	(void)state;
 	NEED_DB();
+	b = slurp("initial.json", &len);
 	since = qs("SELECT since FROM syncv3_devices WHERE user_id = "
 	    "'@alice:hs' AND device_id = 'A1'", NULL, NULL);
 	/* a resend of what is committed: ok, nothing stored twice */
@@ -563,11 +565,12 @@ static void
 test_compact_state(void **state)
 {
 	size_t cap = 1 << 20, n = 0;
-	char *b = xmalloc(cap);
+	char *b;
 	long long before;
 
 	(void)state;
 	NEED_DB();
+	b = xmalloc(cap);
 	n += (size_t)snprintf(b + n, cap - n, "{\"rooms\":{\"join\":{\"!big:hs"
 	    "\":{\"state\":{\"events\":[");
 	for (int i = 0; i < 2000; i++)
@@ -1140,6 +1143,7 @@ test_poll_state_token(void **state)
 	char *v;
 
 	(void)state;
+	NEED_DB();
 	add_device("@ps:hs", "D");	/* token_hash "@ps:hs/D" */
 	ps.token_fp = "0000000000000000";
 	assert_int_equal(store_poll_state(st, &ps), 0);
