@@ -7,19 +7,15 @@
 # 77, counted as skipped) when npm or the packages are unavailable; it never
 # runs apt itself (tests/js/setup.sh does, when run by hand or by CI setup).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_js.sh"
 
-JS=$IT_ROOT/tests/js
-node22=$(SETUP_NO_APT=1 "$JS/setup.sh" 2>"$T/setup.err") || {
-	log "SKIP: node/npm or tests/js packages unavailable: $(tail -1 "$T/setup.err")"
-	exit 77
-}
+js_setup
 start_stack
 sim password '{"user_id":"@alice:localhost","password":"js-secret"}' >/dev/null
 room=$(sim rooms '{"creator":"@alice:localhost","name":"JS room"}' | jq -r .room_id)
-out=$(cd "$JS" && API_URL=$API_URL ROOM_ID=$room LOGIN_USER=alice \
-    LOGIN_PASSWORD=js-secret timeout 60 "$node22" sdk_test.mjs 2>"$T/js.err") ||
-    fail "sdk_test.mjs: $(tail -5 "$T/js.err")"
-out=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p')
+js_run js.err 60 sdk_test.mjs API_URL="$API_URL" ROOM_ID="$room" \
+    LOGIN_USER=alice LOGIN_PASSWORD=js-secret
+out=$js_out
 assert_jq "$out" '[.user_id,.device_id,.flag,.has_pushrules,.has_room_versions]' \
     '["@alice:localhost","JSDEV",true,true,true]' "js-sdk through the api"
 tok=$(printf '%s' "$out" | jq -r .access_token)

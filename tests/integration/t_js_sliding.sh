@@ -14,12 +14,9 @@
 # Skips (77) when node or the tests/js packages are unavailable.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_ss_syn.sh" # xfail
+source "$(dirname "$0")/lib_js.sh"
 
-JS=$IT_ROOT/tests/js
-node22=$(SETUP_NO_APT=1 "$JS/setup.sh" 2>"$T/setup.err") || {
-	log "SKIP: node/npm or tests/js packages unavailable: $(tail -1 "$T/setup.err")"
-	exit 77
-}
+js_setup
 start_stack
 A=@alice:localhost B=@bob:localhost
 sim password "{\"user_id\":\"$A\",\"password\":\"js-secret\"}" >/dev/null
@@ -51,12 +48,10 @@ want_window=$(printf '%s' "$order" | jq -c '.[0:3] | map(.room_id)')
 sub=$(printf '%s' "$order" | jq -r '.[-1].room_id')
 sub_bodies=$(sim_get "rooms/$sub/events" | jq -c '[.events[] | select(.type == "m.room.message") | .content.body]')
 
-out=$(cd "$JS" && API_URL=$API_URL SIMHS_URL=$SIMHS_URL LOGIN_USER=alice \
-    LOGIN_PASSWORD=js-secret SUB_ROOM=$sub PEER=$B WINDOW=3 POLL_MS=10000 \
-    timeout 240 "$node22" sliding_test.mjs 2>"$T/js.log") ||
-    fail "sliding_test.mjs: $(tail -5 "$T/js.log")"
-out=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p')
-[ -n "$out" ] || fail "no RESULT line: $(tail -5 "$T/js.log")"
+js_run js.log 240 sliding_test.mjs API_URL="$API_URL" SIMHS_URL="$SIMHS_URL" \
+    LOGIN_USER=alice LOGIN_PASSWORD=js-secret SUB_ROOM="$sub" PEER="$B" \
+    WINDOW=3 POLL_MS=10000
+out=$js_out
 printf '%s\n' "$out" | jq . >"$T/result.json"
 
 assert_jq "$out" '.synced' 'true' "client reached SYNCING"
