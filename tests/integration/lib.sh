@@ -320,3 +320,9 @@ it_sanitizer_logs() {
 	grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$T"/*.log* 2>/dev/null |
 	    xargs -r -n1 basename
 }
+# assert_error STATUS ERRCODE MESSAGE: the last v3 or sliding sync call
+# ($T/last_status, $T/last_body) answered STATUS with that Matrix errcode.
+assert_error() {
+	assert_eq "$(last_status)" "$1" "$3: status"
+	assert_jq "$(cat "$T/last_body")" .errcode "\"$2\"" "$3: errcode"
+}

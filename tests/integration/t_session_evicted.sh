@@ -35,8 +35,7 @@ $3 RETURNING 'evicted'; COMMIT"
 evicted_ok() {
 	wait "${IT_PIDS[evictor]}" || fail "$1: evictor failed"
 	unset "IT_PIDS[evictor]"
-	assert_eq "$(last_status)" 400 "$1: status"
-	assert_jq "$(cat "$T/last_body")" .errcode "\"$2\"" "$1: errcode"
+	assert_error 400 "$2" "$1"
 }
 # news: a message upstream, stored and heard of by the api (so the next
 # sliding sync response has something to send, and saves)

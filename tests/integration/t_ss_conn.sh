@@ -28,33 +28,29 @@ assert_eq "$(last_status)" 200 "retry of p1"
 assert_jq "$out" "[.rooms[\"$r1\"].timeline[].content.body]" '["m1"]' "retry: m1 again, no gap"
 p2=$(ss_pos "$out")
 # the lost response's pos died with the retry
-out=$(ss "$alice" "$lost" "$list" 0)
-assert_eq "$(last_status)" 400 "lost response's pos"
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "lost pos errcode"
+ss "$alice" "$lost" "$list" 0 >/dev/null
+assert_error 400 M_UNKNOWN_POS "lost response's pos"
 # p2 confirms the retry: nothing sent twice
 out=$(ss "$alice" "$p2" "$list" 0)
 assert_eq "$(last_status)" 200 "p2"
 assert_jq "$out" '.rooms' '{}' "no duplicates after the retry"
 p3=$(ss_pos "$out")
 # a pos older than the confirmed one
-out=$(ss "$alice" "$p1" "$list" 0)
-assert_eq "$(last_status)" 400 "older pos"
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "older pos errcode"
+ss "$alice" "$p1" "$list" 0 >/dev/null
+assert_error 400 M_UNKNOWN_POS "older pos"
 # garbage, another device's
-out=$(ss "$alice" "c1_1_0123456789abcdef" "$list" 0)
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "forged pos"
-out=$(ss "$alice" "not-a-pos" "$list" 0)
-assert_eq "$(last_status)" 400 "garbage pos"
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "garbage pos errcode"
+ss "$alice" "c1_1_0123456789abcdef" "$list" 0 >/dev/null
+assert_error 400 M_UNKNOWN_POS "forged pos"
+ss "$alice" "not-a-pos" "$list" 0 >/dev/null
+assert_error 400 M_UNKNOWN_POS "garbage pos"
 # review R4: a pos present but empty is no pos to start afresh from (that
 # would drop the connection's sticky settings unseen): refused
 for q in "pos=" "pos=%00"; do
-	out=$(ss_post "$alice" "$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0&$q" "$list")
-	assert_eq "$(last_status)" 400 "empty $q"
-	assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "empty $q errcode"
+	ss_post "$alice" "$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0&$q" "$list" >/dev/null
+	assert_error 400 M_UNKNOWN_POS "empty $q"
 done
-out=$(ss4 "$alice" '{"pos":"","lists":{}}')
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "v4 empty pos errcode"
+ss4 "$alice" '{"pos":"","lists":{}}' >/dev/null
+assert_error 400 M_UNKNOWN_POS "v4 empty pos"
 # review R5: sticky subscriptions are bounded per connection; the least
 # recently given go first
 pc=""
@@ -68,9 +64,8 @@ ss "$alice" "$pc" '{"conn_id":"subcap"}' 0 >/dev/null
 kept() { psql_q "SELECT count(*) FROM syncv3_ss_conns c, json_object_keys(c.subs::json) k WHERE c.conn_id = 'subcap' AND k LIKE '$1'"; }
 assert_eq "$(kept '!s%')" 500 "at most 500 sticky subscriptions"
 assert_eq "$(kept '!s1-%') $(kept '!s2-%') $(kept '!s7-%')" "0 0 100" "the least recently given went"
-out=$(ss "$bob" "$p3" "$list" 0)
-assert_eq "$(last_status)" 400 "another device's pos"
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "another device's pos errcode"
+ss "$bob" "$p3" "$list" 0 >/dev/null
+assert_error 400 M_UNKNOWN_POS "another device's pos"
 # a subscription is sticky across requests that do not repeat it
 out=$(ss "$alice" "$p3" '{}' 0)
 assert_eq "$(last_status)" 200 "no lists"
@@ -106,9 +101,8 @@ alice2=$(sim login '{"user_id":"@alice:localhost","device_id":"A1","replace":tru
 out=$(ss "$alice2" "$p5" '{}' 0)
 assert_eq "$(last_status)" 200 "the new token continues the connection"
 p6=$(ss_pos "$out")
-out=$(ss "$alice" "$p6" '{}' 0)
-assert_eq "$(last_status)" 401 "the old token, with a pos"
-assert_jq "$out" .errcode '"M_UNKNOWN_TOKEN"' "old token errcode"
+ss "$alice" "$p6" '{}' 0 >/dev/null
+assert_error 401 M_UNKNOWN_TOKEN "the old token, with a pos"
 out=$(ss "$alice" "" '{}' 0)
 assert_eq "$(last_status)" 401 "the old token, new connection"
 alice=$alice2
@@ -121,9 +115,8 @@ out=$(ss "$alice" "" "$list" 5000)
 pe=$(ss_pos "$out")
 conn=${pe#c}; conn=${conn%%_*}
 sleep 2.5
-out=$(ss "$alice" "$pe" "$list" 0)
-assert_eq "$(last_status)" 400 "expired"
-assert_jq "$out" .errcode '"M_UNKNOWN_POS"' "expired errcode"
+ss "$alice" "$pe" "$list" 0 >/dev/null
+assert_error 400 M_UNKNOWN_POS "expired"
 wait_for "[ \$(psql_q \"SELECT count(*) FROM syncv3_ss_rooms WHERE conn = $conn\") = 0 ]" 10 ||
     fail "an expired connection's rooms were not freed"
 assert_eq "$(psql_q "SELECT count(*) FROM syncv3_ss_conns WHERE conn = $conn")" 0 "expired row freed"
