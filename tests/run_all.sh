@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test against the build in $1 (default build-test): unit tests
 # (with a scratch Postgres for the storage tests), the libFuzzer corpus
-# replay plus a short fuzz run, and the integration scenarios. Prints one
+# replay plus a short fuzz run (and t_rss.sh on that build's daemons,
+# which have no sanitizer), and the integration scenarios. Prints one
 # summary line per group and "N passed, N failed" last.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +47,15 @@ if command -v clang >/dev/null; then
 				echo "FAIL $name"; tail -30 "$T/$name.log"; count 0 1
 			fi
 		done
+		# t_rss.sh measures glibc's allocator, so it skips on the ASan
+		# build; the daemons and simhs of this build have no sanitizer
+		# (only the fuzz targets do), so it runs here.
+		if BIN=$FB/bin "$ROOT/tests/integration/run.sh" t_rss.sh >"$T/rss.log" 2>&1 &&
+		    grep -q '^ok   t_rss.sh' "$T/rss.log"; then
+			echo "ok   t_rss.sh (daemons without a sanitizer)"; count 1 0
+		else
+			echo "FAIL t_rss.sh (daemons without a sanitizer)"; tail -30 "$T/rss.log"; count 0 1
+		fi
 	else
 		echo "FAIL fuzz build"; cat "$T/fuzzbuild.log" | tail -20; count 0 1
 	fi

@@ -24,6 +24,11 @@ declare -A before
 for p in poller accumulator; do before[$p]=$(kib $p VmRSS); done
 v3 "$tok" "" '{"room_list":{"limit":1}}' 300000 >/dev/null
 assert_eq "$(last_status)" 200 "the login's initial sync stored"
+# the api answers once the first window is stored (issue #13, item 4):
+# the accumulator is still storing the rest of the body then
+user=$(printf '%s' "$sc" | jq -r '.users[0].user_id')
+wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_user_rooms WHERE user_id = '$user'\")\" = 2000 ]" 120 ||
+    fail "the initial sync's 2000 rooms were not all stored"
 sleep 2
 for p in poller accumulator; do
 	hwm=$(kib $p VmHWM) rss=$(kib $p VmRSS) b=${before[$p]}
