@@ -103,7 +103,9 @@ static const struct stmt {
 	    "excluded.invite_state, heroes = excluded.heroes, "
 	    "notification_count = excluded.notification_count, "
 	    "highlight_count = excluded.highlight_count, updated_pos = "
-	    "excluded.updated_pos, prev_batch = excluded.prev_batch"},
+	    "CASE WHEN excluded.updated_pos = 0 THEN "
+	    "syncv3_user_rooms.updated_pos ELSE excluded.updated_pos END, "
+	    "prev_batch = excluded.prev_batch"},
 	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
 	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
 	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"

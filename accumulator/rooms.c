@@ -839,7 +839,14 @@ write_bumps(struct rctx *rc)
 	return ret;
 }
 
-/* The syncing user's own row per room; skipped when nothing differs. */
+/*
+ * The syncing user's own row per room; skipped when nothing differs. A
+ * new prev_batch alone (upstream sends one with every joined room, typing
+ * or a receipt included) is written without moving updated_pos (0 keeps
+ * it, S_UR_PUT): readers take a moved row for changed counts or invite
+ * and would send the room again with nothing new in it, and prev_batch
+ * only matters with the events that move the room's own row.
+ */
 static bool
 ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 {
@@ -848,12 +855,13 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	int64_t nc = s->new_has_unread ? s->new_nc : s->ur_nc;
 	int64_t hc = s->new_has_unread ? s->new_hc : s->ur_hc;
 	int64_t pos = s->ur_pos, upos;
+	bool is_same = !changed && streq(s->ur_invite, s->new_invite) &&
+	               streq(s->ur_heroes, s->new_heroes) && nc == s->ur_nc &&
+	               hc == s->ur_hc;
 
-	if (!changed && streq(s->ur_invite, s->new_invite) &&
-	    streq(s->ur_heroes, s->new_heroes) && nc == s->ur_nc &&
-	    hc == s->ur_hc && streq(s->ur_prev, s->new_prev))
+	if (is_same && streq(s->ur_prev, s->new_prev))
 		return false;
-	upos = pos_next(rc->st);
+	upos = is_same ? 0 : pos_next(rc->st);
 	if (changed) {
 		pos = s->my_pos > 0 ? s->my_pos : upos;
 		if (s->my_pos == 0)

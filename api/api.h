@@ -67,6 +67,9 @@ struct api_config {
 	long long ss_conn_idle_s;
 	long long ss_conns_per_device;
 	char *admin_token;	/* admin.c: SYNCV3_ADMIN_TOKEN, NULL: off */
+	/* proxy.c: the client well-known's m.homeserver.base_url */
+	char *public_url; /* SYNCV3_PUBLIC_URL, "": from the request */
+	bool is_trust_forwarded; /* SYNCV3_TRUST_FORWARDED */
 };
 
 /* sql.c: every statement the api runs (test_api_sql PREPAREs them all) */

@@ -123,6 +123,12 @@ static const struct cfg_row api_cfg_rows[] = {
 	    "one expires the least recently used"},
 	{"SYNCV3_ADMIN_TOKEN", CFG_STR, C(admin_token), NULL, 0, 0, CFG_SECRET,
 	    "bearer token of the admin API under /_syncv3/admin/ (unset: off)"},
+	{"SYNCV3_PUBLIC_URL", CFG_STR, C(public_url), "", 0, 0, 0,
+	    "base URL clients reach this api at, put in a passed-through "
+	    "client well-known (empty: from the request)"},
+	{"SYNCV3_TRUST_FORWARDED", CFG_BOOL, C(is_trust_forwarded), "false", 0,
+	    0, 0, "take X-Forwarded-Proto/-Host from clients (only behind a "
+	    "reverse proxy that sets them)"},
 	{NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

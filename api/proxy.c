@@ -69,6 +69,7 @@ struct preq {
 	char reason[64];
 	bool has_final_headers;
 	bool is_rewrite;       /* GET /versions: add our flag */
+	bool is_wellknown;     /* GET client well-known: we are m.homeserver */
 	struct evbuffer *rbuf; /* its body */
 	bool is_paused;
 	int logout; /* 0, 1 = this token, 2 = all */
@@ -474,23 +475,135 @@ seek_cb(void *arg, curl_off_t off, int origin)
 
 /* Adds "unstable_features": {PROXY_FEATURE: true}; the rest unchanged. */
 static void
-versions_reply(struct preq *p)
+versions_edit(struct json_object *o)
+{
+	struct json_object *uf = NULL;
+
+	if (!json_object_object_get_ex(o, "unstable_features", &uf) ||
+	    !json_object_is_type(uf, json_type_object)) {
+		uf = json_object_new_object();
+		json_object_object_add(o, "unstable_features", uf);
+	}
+	json_object_object_add(uf, PROXY_FEATURE, json_object_new_boolean(1));
+}
+
+/* The first value of a list header ("https, http" -> "https"), or NULL. */
+static char *
+first_value(const char *v)
+{
+	size_t n;
+
+	if (v == NULL)
+		return NULL;
+	v += strspn(v, " \t");
+	n = strcspn(v, ", \t");
+	return n > 0 ? xasprintf("%.*s", (int)n, v) : NULL;
+}
+
+/* Is s an http(s) URL with a host and no user, query or fragment? */
+static bool
+is_base_url(const char *s)
+{
+	struct evhttp_uri *u = evhttp_uri_parse(s);
+	const char *sch;
+	bool ok;
+
+	if (u == NULL)
+		return false;
+	sch = evhttp_uri_get_scheme(u);
+	ok = sch != NULL &&
+	     (strcmp(sch, "http") == 0 || strcmp(sch, "https") == 0) &&
+	     evhttp_uri_get_host(u) != NULL &&
+	     *evhttp_uri_get_host(u) != '\0' &&
+	     evhttp_uri_get_userinfo(u) == NULL &&
+	     evhttp_uri_get_query(u) == NULL &&
+	     evhttp_uri_get_fragment(u) == NULL;
+	evhttp_uri_free(u);
+	return ok;
+}
+
+/*
+ * Our base URL as clients reach it: SYNCV3_PUBLIC_URL, else built from
+ * the request: X-Forwarded-Proto/-Host only when SYNCV3_TRUST_FORWARDED
+ * says a reverse proxy sets them (a client could send any), else Host
+ * and http. NULL when there is no host or the URL does not parse.
+ */
+static char *
+public_base_url(struct preq *p)
+{
+	struct api_config *cfg = &p->px->api->cfg;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+	char *proto = NULL, *host = NULL, *url = NULL;
+
+	if (*cfg->public_url != '\0')
+		return xstrdup(cfg->public_url);
+	if (cfg->is_trust_forwarded) {
+		proto =
+		    first_value(evhttp_find_header(in, "X-Forwarded-Proto"));
+		host = first_value(evhttp_find_header(in, "X-Forwarded-Host"));
+	}
+	if (host == NULL)
+		host = first_value(evhttp_find_header(in, "Host"));
+	if (host == NULL)
+		goto out;
+	url = xasprintf("%s://%s", proto != NULL ? proto : "http", host);
+	if (!is_base_url(url)) {
+		free(url);
+		url = NULL;
+	}
+out:
+	free(proto);
+	free(host);
+	return url;
+}
+
+/*
+ * A client well-known names us as m.homeserver (the rest unchanged):
+ * Element X takes its base_url as the homeserver and would otherwise
+ * talk to the upstream directly, past sliding sync.
+ */
+static void
+wellknown_edit(struct preq *p, struct json_object *o)
+{
+	struct json_object *hs = NULL;
+	char *url;
+
+	if ((url = public_base_url(p)) == NULL) {
+		log_warnx_rl("proxy: %s: no public url (SYNCV3_PUBLIC_URL, "
+		             "Host): m.homeserver left as it is",
+		             p->log_path);
+		return;
+	}
+	if (!json_object_object_get_ex(o, "m.homeserver", &hs) ||
+	    !json_object_is_type(hs, json_type_object)) {
+		hs = json_object_new_object();
+		json_object_object_add(o, "m.homeserver", hs);
+	}
+	json_object_object_add(hs, "base_url", json_object_new_string(url));
+	free(url);
+}
+
+/*
+ * Answers a request kept whole (is_rewrite): a 200 JSON object edited
+ * (/versions, the client well-known), anything else as upstream sent
+ * it. The upstream request had no Accept-Encoding, so the body is
+ * plain, and evhttp sets Content-Length from what is sent.
+ */
+static void
+rewrite_reply(struct preq *p)
 {
 	size_t len = evbuffer_get_length(p->rbuf);
-	struct json_object *o, *uf = NULL;
+	struct json_object *o;
 	struct evbuffer *b = p->rbuf;
 	const char *s;
 
 	o = json_parse_bounded((const char *)evbuffer_pullup(b, -1), len, NULL);
 	if (p->status == 200 && o != NULL &&
 	    json_object_is_type(o, json_type_object)) {
-		if (!json_object_object_get_ex(o, "unstable_features", &uf) ||
-		    !json_object_is_type(uf, json_type_object)) {
-			uf = json_object_new_object();
-			json_object_object_add(o, "unstable_features", uf);
-		}
-		json_object_object_add(uf, PROXY_FEATURE,
-		                       json_object_new_boolean(1));
+		if (p->is_wellknown)
+			wellknown_edit(p, o);
+		else
+			versions_edit(o);
 		s = json_object_to_json_string_ext(
 		    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 		b = evbuffer_new();
@@ -608,7 +721,7 @@ done_cb(CURL *easy, CURLcode result, void *arg)
 	http_conn_closecb(p->px->api, p->evcon, NULL, NULL);
 	p->evcon = NULL;
 	if (p->is_rewrite)
-		versions_reply(p);
+		rewrite_reply(p);
 	else {
 		if (p->state != PR_STREAMING)
 			reply_start(p);
@@ -818,8 +931,11 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	evbuffer_ptr_set(evhttp_request_get_input_buffer(req), &p->body_pos, 0,
 	                 EVBUFFER_PTR_SET);
 	TAILQ_INIT(&p->resp);
-	p->is_rewrite = (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) &&
-	                strcmp(path, "/_matrix/client/versions") == 0;
+	p->is_wellknown = (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) &&
+	                  strcmp(path, "/.well-known/matrix/client") == 0;
+	p->is_rewrite = ((m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) &&
+	                 strcmp(path, "/_matrix/client/versions") == 0) ||
+	                p->is_wellknown;
 	if (p->is_rewrite)
 		p->rbuf = evbuffer_new();
 	logout_prepare(p, path);
@@ -832,6 +948,16 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	px->nqueued++;
 	queue_run(px);
 	return 0;
+}
+
+/* A base URL with a trailing slash would double it in a path. */
+static void
+trim_slashes(char *url)
+{
+	size_t n = strlen(url);
+
+	while (n > 0 && url[n - 1] == '/')
+		url[--n] = '\0';
 }
 
 /*
@@ -866,7 +992,6 @@ proxy_init(struct api *api)
 {
 	struct proxy *px = xcalloc(1, sizeof(*px));
 	char *list = xstrdup(api->cfg.proxy_prefixes), *s, *save = NULL;
-	size_t n;
 
 	px->api = api;
 	TAILQ_INIT(&px->queue);
@@ -882,10 +1007,11 @@ proxy_init(struct api *api)
 		px->prefixes[px->nprefixes++] = xstrdup(s);
 	}
 	free(list);
-	/* SYNCV3_SERVER with a trailing slash would double it */
-	n = strlen(api->cfg.server);
-	while (n > 0 && api->cfg.server[n - 1] == '/')
-		api->cfg.server[--n] = '\0';
+	trim_slashes(api->cfg.server);
+	trim_slashes(api->cfg.public_url);
+	if (*api->cfg.public_url != '\0' && !is_base_url(api->cfg.public_url))
+		fatalx("SYNCV3_PUBLIC_URL: %s is not an http(s) base URL",
+		       api->cfg.public_url);
 	if ((px->ce = curl_ev_new(api->base)) == NULL)
 		fatalx("curl_ev_new");
 	curl_multi_setopt(curl_ev_multi(px->ce), CURLMOPT_MAXCONNECTS,

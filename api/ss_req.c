@@ -311,11 +311,37 @@ json_same(struct json_object *a, struct json_object *b)
 }
 
 /*
- * The sticky subscriptions after this request: the stored ones, this
- * request's replacing per room and moved last (the most recently given),
- * minus unsubscribe_rooms; beyond SS_MAX_STICKY_SUBS the least recently
- * given go, so a connection cannot pile up rooms that every round (each
- * long-poll wake-up) reads and every save writes back.
+ * Whether room_subscriptions is the client's complete set rather than
+ * additions: it re-sends a room already subscribed. matrix-rust-sdk sends
+ * its whole set on every request and closes a room by leaving it out (it
+ * has no unsubscribe_rooms); matrix-js-sdk sends a new subscription once
+ * and re-sends all of them only to change their config, which a complete
+ * set also serves. A set that names no stored room (js-sdk's next room)
+ * adds to the stored ones.
+ */
+static bool
+subs_is_complete(struct json_object *stored, struct json_object *given)
+{
+	struct json_object_iterator it, end;
+
+	if (given == NULL)
+		return false;
+	end = json_object_iter_end(given);
+	for (it = json_object_iter_begin(given);
+	     !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+		if (json_object_object_get_ex(
+		        stored, json_object_iter_peek_name(&it), NULL))
+			return true;
+	return false;
+}
+
+/*
+ * The sticky subscriptions after this request: the stored ones (none if
+ * this request's are the complete set), this request's replacing per room
+ * and moved last (the most recently given), minus unsubscribe_rooms;
+ * beyond SS_MAX_STICKY_SUBS the least recently given go, so a connection
+ * cannot pile up rooms that every round (each long-poll wake-up) reads
+ * and every save writes back.
  */
 static struct json_object *
 subs_merge(struct json_object *stored, struct json_object *given,
@@ -324,8 +350,10 @@ subs_merge(struct json_object *stored, struct json_object *given,
 	struct json_object *all = json_object_new_object(), *kept, *v;
 	int drop;
 
-	json_object_object_foreach(stored, id, cfg)
-	    json_object_object_add(all, id, json_object_get(cfg));
+	if (!subs_is_complete(stored, given)) {
+		json_object_object_foreach(stored, id, cfg)
+		    json_object_object_add(all, id, json_object_get(cfg));
+	}
 	if (given != NULL) {
 		json_object_object_foreach(given, nid, ncfg)
 		{

@@ -5,7 +5,8 @@
  * m.login.password against passwords set by the admin, /logout and
  * /logout/all, /pushrules/, /capabilities and
  * PUT /rooms/{id}/send/{type}/{txn} (stored as a timeline event, so it
- * flows back through the poller). http.c hands us every request first;
+ * flows back through the poller), and a client well-known the admin
+ * sets. http.c hands us every request first;
  * we answer those we own and return false for the rest.
  */
 #include <stdlib.h>
@@ -83,6 +84,24 @@ password_set(struct simhs *ctx, struct evhttp_request *req)
 	http_reply_json(req, 200, json_object_new_object());
 out:
 	free(uid);
+	json_object_put(b);
+}
+
+/*
+ * {"client": {...}}: served at /.well-known/matrix/client as it is, as
+ * a homeserver that serves its own does; null or absent: none (404).
+ */
+static void
+wellknown_set(struct simhs *ctx, struct evhttp_request *req)
+{
+	struct json_object *b = body_object(req), *wk;
+
+	if (b == NULL)
+		return;
+	wk = json_get(b, "client", json_type_object);
+	json_object_put(ctx->x_wellknown);
+	ctx->x_wellknown = wk != NULL ? json_object_get(wk) : NULL;
+	http_reply_json(req, 200, json_object_new_object());
 	json_object_put(b);
 }
 
@@ -338,6 +357,16 @@ client_x_dispatch(struct simhs *ctx, struct evhttp_request *req,
 		password_set(ctx, req);
 		return true;
 	}
+	if (strcmp(path, "/_simhs/wellknown") == 0 &&
+	    is_method(req, EVHTTP_REQ_POST)) {
+		wellknown_set(ctx, req);
+		return true;
+	}
+	if (strcmp(path, "/.well-known/matrix/client") == 0 &&
+	    ctx->x_wellknown != NULL) {
+		http_reply_json(req, 200, json_object_get(ctx->x_wellknown));
+		return true;
+	}
 	if (strncmp(path, "/_matrix/client/v3/", 19) == 0 ||
 	    strncmp(path, "/_matrix/client/r0/", 19) == 0)
 		return client_call(ctx, req, path + 19, query);
@@ -352,4 +381,6 @@ client_x_shutdown(struct simhs *ctx)
 	if (ctx->x_txns.nbuckets != 0)
 		map_clear(&ctx->x_txns, free);
 	media_shutdown(ctx);
+	json_object_put(ctx->x_wellknown);
+	ctx->x_wellknown = NULL;
 }

@@ -229,6 +229,7 @@ struct simhs {
 	struct ptrvec x_slow;   /* media.c: streams and stalls in progress */
 
 	struct ptrvec devchanges; /* struct devlist_change *, all users */
+	struct json_object *x_wellknown; /* client_x.c: client well-known */
 };
 
 /* util.c */
