@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 export SYNCV3_PROXY_HEADER_TIMEOUT_MS=1500 SYNCV3_PROXY_IDLE_TIMEOUT_MS=1000
 export SYNCV3_PROXY_MAX_CONCURRENT=4 SYNCV3_PROXY_MAX_QUEUE=8
-export SYNCV3_PROXY_MAX_UPLOAD=$((1024 * 1024))
+export SYNCV3_PROXY_MAX_UPLOAD=$((1024 * 1024)) SYNCV3_PROXY_MAX_STREAM=$((1024 * 1024))
 start_stack
 X="$API_URL/_matrix/client/unstable/org.simhs"
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
