@@ -569,6 +569,7 @@ bool proxy_takes(struct api *api, enum evhttp_cmd_type m, const char *path);
 struct http_body {
 	long long len;	   /* Content-Length, or -1 for chunked */
 	bool has_continue; /* Expect: 100-continue */
+	char connection[256]; /* the client's Connection ("": none) */
 };
 /* The connection of req when its body was held back (info filled), or NULL. */
 struct bufferevent *http_body_take(struct api *api, struct evhttp_request *req,

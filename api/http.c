@@ -574,6 +574,7 @@ head_walk(const char *h, size_t n, struct http_body *b, struct evbuffer *out)
 		evbuffer_add(out, h, (size_t)(p - h + 1));
 	b->len = -1;
 	b->has_continue = false;
+	b->connection[0] = '\0';
 	for (p++; p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL;
 	    p = nl + 1) {
 		len = (size_t)(nl - p);
@@ -601,7 +602,10 @@ head_walk(const char *h, size_t n, struct http_body *b, struct evbuffer *out)
 			    strncasecmp(v, "100-continue", 12) != 0)
 				return false;
 			b->has_continue = true;
-		} else if (out != NULL && !hdr_is(p, k, "Connection"))
+		} else if (hdr_is(p, k, "Connection"))	/* evhttp's: close */
+			snprintf(b->connection, sizeof(b->connection), "%.*s",
+			    (int)(p + len - v), v);
+		else if (out != NULL)
 			evbuffer_add(out, p, (size_t)(nl - p + 1));
 	}
 	if (out != NULL)

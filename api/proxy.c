@@ -83,6 +83,7 @@ struct preq {
 	bool is_paused;
 	struct pbody *body; /* a streamed request body (proxy_body.c) */
 	long long len;      /* its Content-Length, -1 chunked */
+	char *client_conn;  /* its Connection header (evhttp was given close) */
 	bool is_up_paused;  /* curl waits for body bytes */
 	bool is_draining;   /* failed: the body's rest goes, then the error */
 	int body_err;       /* PBODY_EBAD, PBODY_ETOOBIG from the body */
@@ -127,17 +128,15 @@ static const char *const hop_headers[] = {
 static void preq_start(struct preq *);
 static void preq_abort_client(struct preq *);
 
-/* Is name hop-by-hop, or named by the Connection header in h? */
+/* Is name hop-by-hop, or named by conn (a Connection header, or NULL)? */
 static bool
-is_hop(struct evkeyvalq *h, const char *name)
+is_hop(const char *conn, const char *name)
 {
-	const char *conn;
-
 	for (size_t i = 0; i < sizeof(hop_headers) / sizeof(hop_headers[0]);
 	     i++)
 		if (strcasecmp(name, hop_headers[i]) == 0)
 			return true;
-	if ((conn = evhttp_find_header(h, "Connection")) == NULL)
+	if (conn == NULL)
 		return false;
 	for (const char *p = conn; *p != '\0';) {
 		size_t n;
@@ -178,6 +177,7 @@ preq_free(struct preq *p)
 	if (p->resume != NULL)
 		event_free(p->resume);
 	pbody_free(p->body);
+	free(p->client_conn);
 	curl_slist_free_all(p->hdrs);
 	evhttp_clear_headers(&p->resp);
 	if (p->rbuf != NULL)
@@ -246,7 +246,7 @@ preq_fail(struct preq *p, int code, const char *msg)
 		log_warnx_rl("proxy: %s: %s", p->log_path, msg);
 	}
 	if (p->body != NULL && p->req != NULL && !p->is_draining &&
-	    !pbody_is_done(p->body) && p->body_err == 0) {
+	    !pbody_is_done(p->body) && p->body_err != PBODY_EBAD) {
 		/* the client is still sending: take it in, then answer */
 		p->is_draining = true;
 		p->fail_code = code;
@@ -382,11 +382,12 @@ static void
 copy_resp_headers(struct preq *p)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(p->req);
+	const char *conn = evhttp_find_header(&p->resp, "Connection");
 	struct evkeyval *kv;
 
 	TAILQ_FOREACH(kv, &p->resp, next)
 	{
-		if (is_hop(&p->resp, kv->key) || cors_is_own(kv->key) ||
+		if (is_hop(conn, kv->key) || cors_is_own(kv->key) ||
 		    (p->is_rewrite &&
 		     strcasecmp(kv->key, "Content-Length") == 0))
 			continue;
@@ -729,7 +730,6 @@ done_cb(CURL *easy, CURLcode result, void *arg)
 	p->easy = NULL;
 	p->px->active--;
 	if (p->body_err != 0 && p->state != PR_STREAMING) {
-		body_release(p);
 		if (p->body_err == PBODY_ETOOBIG)
 			preq_fail(p, 413, "request body too large");
 		else
@@ -801,11 +801,14 @@ static void
 request_headers(struct preq *p)
 {
 	struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+	const char *conn = p->body != NULL
+	                       ? p->client_conn
+	                       : evhttp_find_header(in, "Connection");
 	struct evkeyval *kv;
 
 	TAILQ_FOREACH(kv, in, next)
 	{
-		if (is_hop(in, kv->key) || strcasecmp(kv->key, "Host") == 0 ||
+		if (is_hop(conn, kv->key) || strcasecmp(kv->key, "Host") == 0 ||
 		    strcasecmp(kv->key, "Content-Length") == 0 ||
 		    strcasecmp(kv->key, "Expect") == 0 ||
 		    strncasecmp(kv->key, "X-Forwarded-", 12) == 0 ||
@@ -999,6 +1002,7 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	if (bev != NULL) { /* it reads the connection: no probe */
 		px->streamed++;
 		p->len = hb.len;
+		p->client_conn = xstrdup(hb.connection);
 		p->resume = event_new(api->base, -1, 0, resume_cb, p);
 		p->body = pbody_new(bev, &hb, api->cfg.proxy_max_stream,
 		                    (size_t)api->cfg.proxy_buffer, kick_cb, p);

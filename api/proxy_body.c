@@ -17,6 +17,7 @@
  * after the last chunk, dropped), DONE, BAD. The pbody lives in the
  * proxy's request and must be freed while the connection still is.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,8 +209,10 @@ pbody_read(struct pbody *b, char *buf, size_t n)
 	}
 	if (b->state == PB_BAD)
 		return PBODY_EBAD;
-	if (b->total > b->max)
+	if (b->total > b->max) {
+		b->max = LLONG_MAX; /* said once; the rest may be drained */
 		return PBODY_ETOOBIG;
+	}
 	if (got > 0)
 		return (ev_ssize_t)got;
 	return b->state == PB_DONE ? 0 : PBODY_AGAIN;
