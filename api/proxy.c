@@ -865,6 +865,8 @@ easy_setup(struct preq *p, const char *url)
 		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, size);
 		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
 		curl_easy_setopt(e, CURLOPT_READDATA, p);
+		/* fewer, larger reads of a stream: each may pause and resume */
+		curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
 		if (p->body == NULL) { /* a stream cannot rewind */
 			curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_cb);
 			curl_easy_setopt(e, CURLOPT_SEEKDATA, p);
