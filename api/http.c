@@ -525,8 +525,8 @@ static struct conn *conn_of(struct api *api, struct evhttp_connection *evcon);
  * came in 2.2. So the head of a pass-through request is held back here,
  * on the bufferevent we own: once its first line names a pass-through
  * path, evhttp's callbacks are swapped for ours until the head is
- * complete. A head with a body (Content-Length or chunked) then goes to
- * evhttp without its framing headers and with "Connection: close", so
+ * complete. A head with a body (chunked, or a Content-Length above
+ * SYNCV3_PROXY_BUFFER) then goes to evhttp without its framing headers and with "Connection: close", so
  * evhttp routes it at once as a request without a body; the body stays
  * on the connection for proxy_body.c, and the connection closes after
  * the answer (no next request can follow an upload on it). Any other
@@ -555,12 +555,13 @@ hdr_is(const char *line, size_t namelen, const char *name)
 /*
  * Walks the header lines of head h (n bytes, ending with its empty line).
  * Without out: true when the body is one to stream (one Content-Length
- * above 0, or Transfer-Encoding: chunked alone; no Expect but
+ * above min, or Transfer-Encoding: chunked alone; no Expect but
  * 100-continue; no folded lines), its framing in *b. With out: writes the
  * head evhttp gets instead.
  */
 static bool
-head_walk(const char *h, size_t n, struct http_body *b, struct evbuffer *out)
+head_walk(const char *h, size_t n, long long min, struct http_body *b,
+    struct evbuffer *out)
 {
 	const char *p = memchr(h, '\n', n), *end = h + n, *nl, *v;
 	int ncl = 0, nte = 0;
@@ -613,15 +614,22 @@ head_walk(const char *h, size_t n, struct http_body *b, struct evbuffer *out)
 	if (nte == 1)
 		return ncl == 0;
 	b->len = cl;
-	return ncl == 1 && cl > 0;
+	return ncl == 1 && cl > min;
 }
 
-/* The held head is complete: evhttp gets it, rewritten when streamed. */
+/*
+ * The held head is complete: evhttp gets it, rewritten when streamed. A
+ * body no larger than SYNCV3_PROXY_BUFFER is read whole by evhttp as
+ * before (it costs no more than streaming would) and keeps the
+ * connection alive; the API's small bodies (sends, keys, logins) stay on
+ * one connection.
+ */
 static void
 conn_release(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev), *out;
 	size_t n = c->nhead;
+	long long min = c->api->cfg.proxy_buffer;
 	const char *h;
 	struct http_body b;
 
@@ -630,9 +638,9 @@ conn_release(struct conn *c)
 	c->is_held = false;
 	if (evbuffer_get_length(in) >= n && n > 0 &&
 	    (h = (const char *)evbuffer_pullup(in, (ev_ssize_t)n)) != NULL &&
-	    h[n - 1] == '\n' && head_walk(h, n, &b, NULL)) {
+	    h[n - 1] == '\n' && head_walk(h, n, min, &b, NULL)) {
 		out = evbuffer_new();
-		head_walk(h, n, &b, out);
+		head_walk(h, n, min, &b, out);
 		c->is_rewriting = true;
 		evbuffer_drain(in, n);
 		evbuffer_prepend_buffer(in, out);
