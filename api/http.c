@@ -526,11 +526,12 @@ static struct conn *conn_of(struct api *api, struct evhttp_connection *evcon);
  * on the bufferevent we own: once its first line names a pass-through
  * path, evhttp's callbacks are swapped for ours until the head is
  * complete. A head with a body (chunked, or a Content-Length above
- * SYNCV3_PROXY_BUFFER) then goes to evhttp without its framing headers and with "Connection: close", so
- * evhttp routes it at once as a request without a body; the body stays
- * on the connection for proxy_body.c, and the connection closes after
- * the answer (no next request can follow an upload on it). Any other
- * head, or one we do not understand, goes back to evhttp unchanged.
+ * SYNCV3_PROXY_BUFFER) then goes to evhttp without its framing headers
+ * and with "Connection: close", so evhttp routes it at once as a request
+ * without a body; the body stays on the connection for proxy_body.c, and
+ * the connection closes after the answer (no next request can follow an
+ * upload on it). Any other head, or one we do not understand, goes back
+ * to evhttp unchanged.
  */
 static enum evhttp_cmd_type
 method_of(const char *name)
@@ -590,9 +591,11 @@ head_walk(const char *h, size_t n, long long min, struct http_body *b,
 		for (v++; v < p + len && (*v == ' ' || *v == '\t'); v++)
 			;
 		if (hdr_is(p, k, "Content-Length")) {
+			if (++ncl > 1 || (size_t)(p + len - v) >= sizeof(num))
+				return false;
 			snprintf(num, sizeof(num), "%.*s", (int)(p + len - v),
 			    v);
-			if (++ncl > 1 || parse_i64(num, &cl) == -1)
+			if (parse_i64(num, &cl) == -1)
 				return false;
 		} else if (hdr_is(p, k, "Transfer-Encoding")) {
 			if (++nte > 1 || (size_t)(p + len - v) != 7 ||
