@@ -58,6 +58,7 @@ struct api_config {
 	long long proxy_header_timeout_ms;
 	long long proxy_idle_timeout_ms;
 	long long proxy_keepalive;
+	long long proxy_max_stream;	/* a streamed body, in total */
 	/* http.c: limits ahead of evhttp's (issue #9) */
 	long long header_timeout_ms;
 	long long body_timeout_ms;
@@ -563,6 +564,36 @@ void proxy_shutdown(struct api *api);
 /* 0 if it took req (answered or on its way), -1 if not ours. */
 int proxy_handle(struct api *api, struct evhttp_request *req,
     const char *path);
+/* Would the pass-through take a request for method and path? */
+bool proxy_takes(struct api *api, enum evhttp_cmd_type m, const char *path);
+
+/*
+ * http.c holds back the head of a pass-through request with a body and
+ * gives evhttp the head without its body (issue #12): the body stays on
+ * the connection for proxy_body.c to stream upstream.
+ */
+struct http_body {
+	long long len;	   /* Content-Length, or -1 for chunked */
+	bool has_continue; /* Expect: 100-continue */
+	char connection[256]; /* the client's Connection ("": none) */
+};
+/* The connection of req when its body was held back (info filled), or NULL. */
+struct bufferevent *http_body_take(struct api *api, struct evhttp_request *req,
+    struct http_body *info);
+
+/* proxy_body.c: a held-back body read off the connection, bounded */
+struct pbody;
+enum {
+	PBODY_AGAIN = -1,  /* nothing yet: more is on its way */
+	PBODY_EBAD = -2,   /* malformed chunked framing */
+	PBODY_ETOOBIG = -3 /* past SYNCV3_PROXY_MAX_STREAM */
+};
+struct pbody *pbody_new(struct bufferevent *bev, const struct http_body *info,
+    long long max, size_t buffer, void (*kick)(void *), void *arg);
+void pbody_free(struct pbody *b);
+void pbody_start(struct pbody *b);
+ev_ssize_t pbody_read(struct pbody *b, char *buf, size_t n);
+bool pbody_is_done(const struct pbody *b);
 
 /* cors.c */
 /* The CORS headers, replacing any already there. */

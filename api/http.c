@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sys/socket.h>
 
@@ -345,6 +346,7 @@ enum conn_state {
 	CONN_SERVED,	/* handed to the router, until its reply is sent */
 	CONN_IDLE,	/* keep-alive, between requests */
 	CONN_REFUSED,	/* a limit's error is written, then closed */
+	CONN_STREAM,	/* a held-back body, left for proxy_body.c */
 };
 
 struct conn {
@@ -367,6 +369,14 @@ struct conn {
 	void *closecb_arg;
 	enum prom_ep ep;	/* the request being served (prom.c) */
 	long long served_us;	/* when it was routed */
+	/* a pass-through head held back from evhttp (conn_hold) */
+	bool is_held;
+	bool is_rewriting;	/* our own bytes going back in: not scanned */
+	bufferevent_data_cb ev_readcb, ev_writecb;	/* evhttp's, meanwhile */
+	bufferevent_event_cb ev_eventcb;
+	void *ev_arg;
+	bool has_body;		/* body below, until http_body_take */
+	struct http_body body;
 };
 
 /*
@@ -442,6 +452,7 @@ conn_refuse(struct conn *c, int code, const char *errcode, const char *msg)
 	if (c->state == CONN_REFUSED)
 		return;
 	c->state = CONN_REFUSED;
+	c->is_held = false;	/* our callbacks go too */
 	c->api->stats.errors++;
 	prom_request(c->api, PROM_EP_OTHER, code, 0);
 	http_log_answer("-", "(request being read)", code, errcode, msg);
@@ -503,6 +514,229 @@ conn_scan(struct conn *c, const unsigned char *p, size_t n)
 	}
 }
 
+static bool conn_is_passthrough(struct api *api, enum evhttp_cmd_type m,
+    const char *path);
+static struct conn *conn_of(struct api *api, struct evhttp_connection *evcon);
+
+/*
+ * Streamed request bodies (issue #12). libevent 2.1.12's evhttp reads a
+ * request's body whole before any callback of ours can see the request:
+ * evhttp_set_newreqcb, which would let us set a chunked callback first,
+ * came in 2.2. So the head of a pass-through request is held back here,
+ * on the bufferevent we own: once its first line names a pass-through
+ * path, evhttp's callbacks are swapped for ours until the head is
+ * complete. A head with a body (chunked, or a Content-Length above
+ * SYNCV3_PROXY_BUFFER) then goes to evhttp without its framing headers
+ * and with "Connection: close", so evhttp routes it at once as a request
+ * without a body; the body stays on the connection for proxy_body.c, and
+ * the connection closes after the answer (no next request can follow an
+ * upload on it). Any other head, or one we do not understand, goes back
+ * to evhttp unchanged.
+ */
+static enum evhttp_cmd_type
+method_of(const char *name)
+{
+	static const enum evhttp_cmd_type all[] = {EVHTTP_REQ_GET,
+	    EVHTTP_REQ_POST, EVHTTP_REQ_HEAD, EVHTTP_REQ_PUT,
+	    EVHTTP_REQ_DELETE, EVHTTP_REQ_OPTIONS, EVHTTP_REQ_PATCH};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (strcmp(http_method_name(all[i]), name) == 0)
+			return all[i];
+	return 0;
+}
+
+static bool
+hdr_is(const char *line, size_t namelen, const char *name)
+{
+	return namelen == strlen(name) &&
+	    strncasecmp(line, name, namelen) == 0;
+}
+
+/*
+ * Walks the header lines of head h (n bytes, ending with its empty line).
+ * Without out: true when the body is one to stream (one Content-Length
+ * above min, or Transfer-Encoding: chunked alone; no Expect but
+ * 100-continue; no folded lines), its framing in *b. With out: writes the
+ * head evhttp gets instead.
+ */
+static bool
+head_walk(const char *h, size_t n, long long min, struct http_body *b,
+    struct evbuffer *out)
+{
+	const char *p = memchr(h, '\n', n), *end = h + n, *nl, *v;
+	int ncl = 0, nte = 0;
+	size_t len, k;
+	long long cl = -1;
+	char num[24];
+
+	if (p == NULL)
+		return false;
+	if (out != NULL)
+		evbuffer_add(out, h, (size_t)(p - h + 1));
+	b->len = -1;
+	b->has_continue = false;
+	b->connection[0] = '\0';
+	for (p++; p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL;
+	    p = nl + 1) {
+		len = (size_t)(nl - p);
+		if (len > 0 && p[len - 1] == '\r')
+			len--;
+		if (len == 0)
+			break;
+		if (p[0] == ' ' || p[0] == '\t' ||
+		    (v = memchr(p, ':', len)) == NULL)
+			return false;
+		k = (size_t)(v - p);
+		for (v++; v < p + len && (*v == ' ' || *v == '\t'); v++)
+			;
+		if (hdr_is(p, k, "Content-Length")) {
+			if (++ncl > 1 || (size_t)(p + len - v) >= sizeof(num))
+				return false;
+			snprintf(num, sizeof(num), "%.*s", (int)(p + len - v),
+			    v);
+			if (parse_i64(num, &cl) == -1)
+				return false;
+		} else if (hdr_is(p, k, "Transfer-Encoding")) {
+			if (++nte > 1 || (size_t)(p + len - v) != 7 ||
+			    strncasecmp(v, "chunked", 7) != 0)
+				return false;
+		} else if (hdr_is(p, k, "Expect")) {
+			if ((size_t)(p + len - v) != 12 ||
+			    strncasecmp(v, "100-continue", 12) != 0)
+				return false;
+			b->has_continue = true;
+		} else if (hdr_is(p, k, "Connection"))	/* evhttp's: close */
+			snprintf(b->connection, sizeof(b->connection), "%.*s",
+			    (int)(p + len - v), v);
+		else if (out != NULL)
+			evbuffer_add(out, p, (size_t)(nl - p + 1));
+	}
+	if (out != NULL)
+		evbuffer_add_printf(out, "Connection: close\r\n\r\n");
+	if (nte == 1)
+		return ncl == 0;
+	b->len = cl;
+	return ncl == 1 && cl > min;
+}
+
+/*
+ * The held head is complete: evhttp gets it, rewritten when streamed. A
+ * body no larger than SYNCV3_PROXY_BUFFER is read whole by evhttp as
+ * before (it costs no more than streaming would) and keeps the
+ * connection alive; the API's small bodies (sends, keys, logins) stay on
+ * one connection.
+ */
+static void
+conn_release(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev), *out;
+	size_t n = c->nhead;
+	long long min = c->api->cfg.proxy_buffer;
+	const char *h;
+	struct http_body b;
+
+	bufferevent_setcb(c->bev, c->ev_readcb, c->ev_writecb, c->ev_eventcb,
+	    c->ev_arg);
+	c->is_held = false;
+	if (evbuffer_get_length(in) >= n && n > 0 &&
+	    (h = (const char *)evbuffer_pullup(in, (ev_ssize_t)n)) != NULL &&
+	    h[n - 1] == '\n' && head_walk(h, n, min, &b, NULL)) {
+		out = evbuffer_new();
+		head_walk(h, n, min, &b, out);
+		c->is_rewriting = true;
+		evbuffer_drain(in, n);
+		evbuffer_prepend_buffer(in, out);
+		c->is_rewriting = false;
+		evbuffer_free(out);
+		c->body = b;
+		c->has_body = true;
+		c->state = CONN_STREAM;
+		evtimer_del(c->timer);
+	}
+	if (c->ev_readcb != NULL)
+		c->ev_readcb(c->bev, c->ev_arg);	/* may free c */
+}
+
+static void
+conn_held_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	if (c->state != CONN_HEAD)	/* the head is complete */
+		conn_release(c);
+}
+
+static void
+conn_held_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->ev_writecb != NULL)
+		c->ev_writecb(bev, c->ev_arg);
+}
+
+static void
+conn_held_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->ev_eventcb != NULL)
+		c->ev_eventcb(bev, what, c->ev_arg);
+}
+
+/* The first line of a request is in: hold the head if it is passed on. */
+static void
+conn_hold(struct conn *c, struct evbuffer *in)
+{
+	size_t eol = 0;
+	struct evbuffer_ptr pos = evbuffer_search_eol(in, NULL, &eol,
+	    EVBUFFER_EOL_CRLF);
+	char *line, *sp1, *sp2;
+	struct evhttp_uri *uri = NULL;
+	bufferevent_data_cb readcb = NULL;
+
+	if (pos.pos <= 0 || pos.pos > 16384)
+		return;
+	line = xmalloc((size_t)pos.pos + 1);
+	evbuffer_copyout(in, line, (size_t)pos.pos);
+	line[pos.pos] = '\0';
+	if ((sp1 = strchr(line, ' ')) == NULL ||
+	    (sp2 = strchr(sp1 + 1, ' ')) == NULL)
+		goto out;
+	*sp1 = *sp2 = '\0';
+	if ((uri = evhttp_uri_parse_with_flags(sp1 + 1, 0)) == NULL ||
+	    !conn_is_passthrough(c->api, method_of(line),
+	    evhttp_uri_get_path(uri)))
+		goto out;
+	bufferevent_getcb(c->bev, &readcb, &c->ev_writecb, &c->ev_eventcb,
+	    &c->ev_arg);
+	if (readcb == NULL)
+		goto out;
+	c->ev_readcb = readcb;
+	c->is_held = true;
+	bufferevent_setcb(c->bev, conn_held_read_cb, conn_held_write_cb,
+	    conn_held_event_cb, c);
+out:
+	if (uri != NULL)
+		evhttp_uri_free(uri);
+	free(line);
+}
+
+struct bufferevent *
+http_body_take(struct api *api, struct evhttp_request *req,
+    struct http_body *info)
+{
+	struct conn *c = conn_of(api, evhttp_request_get_connection(req));
+
+	if (c == NULL || !c->has_body)
+		return NULL;
+	c->has_body = false;
+	*info = c->body;
+	return c->bev;
+}
+
 /* Bytes were read into the connection's input; evhttp parses them next. */
 static void
 conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info,
@@ -512,9 +746,11 @@ conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info,
 	struct evbuffer_ptr pos;
 	struct evbuffer_iovec v;
 	size_t left = info->n_added;
+	bool was_first = c->state == CONN_IDLE ||
+	    (c->state == CONN_HEAD && c->is_first_line);
 
-	if (left == 0 || evbuffer_ptr_set(in, &pos, info->orig_size,
-	    EVBUFFER_PTR_SET) == -1)
+	if (left == 0 || c->is_rewriting || evbuffer_ptr_set(in, &pos,
+	    info->orig_size, EVBUFFER_PTR_SET) == -1)
 		return;
 	while (left > 0 && (c->state == CONN_HEAD || c->state == CONN_BODY ||
 	    c->state == CONN_IDLE) && evbuffer_peek(in, (ev_ssize_t)left, &pos,
@@ -527,6 +763,9 @@ conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info,
 		    EVBUFFER_PTR_ADD) == -1)
 			break;
 	}
+	if (was_first && !c->is_first_line && !c->is_held &&
+	    (c->state == CONN_HEAD || c->state == CONN_BODY))
+		conn_hold(c, in);
 }
 
 /*
@@ -629,6 +868,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case CONN_SERVED:
 	case CONN_IDLE:
+	case CONN_STREAM:
 		break;
 	}
 }
@@ -742,6 +982,30 @@ static const struct route routes[] = {
 	{"/metrics", EVHTTP_REQ_GET, prom_handle},
 };
 
+/* A GET route answers HEAD too. */
+static bool
+route_takes(const struct route *r, enum evhttp_cmd_type m)
+{
+	return m == r->method ||
+	    (r->method == EVHTTP_REQ_GET && m == EVHTTP_REQ_HEAD);
+}
+
+/*
+ * Would http_gen_cb give a request for m and path to the pass-through?
+ * Our own trees (admin.c, webview.c) are all under /_syncv3/.
+ */
+static bool
+conn_is_passthrough(struct api *api, enum evhttp_cmd_type m, const char *path)
+{
+	if (m == 0 || path == NULL || strncmp(path, "/_syncv3/", 9) == 0)
+		return false;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (strcmp(routes[i].path, path) == 0 &&
+		    route_takes(&routes[i], m))
+			return false;
+	return proxy_takes(api, m, path);
+}
+
 /*
  * Our own trees (issue #14), before the routes: each handler takes the
  * paths under its prefix (0) and leaves the rest (-1).
@@ -785,9 +1049,7 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 		if (strcmp(routes[i].path, path) != 0)
 			continue;
 		path_ok = true;
-		if (evhttp_request_get_command(req) == routes[i].method ||
-		    (routes[i].method == EVHTTP_REQ_GET &&
-		    evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)) {
+		if (route_takes(&routes[i], evhttp_request_get_command(req))) {
 			routes[i].fn(api, req);
 			return;
 		}

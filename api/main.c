@@ -90,10 +90,14 @@ static const struct cfg_row api_cfg_rows[] = {
 	{"SYNCV3_PROXY_MAX_QUEUE", CFG_INT, C(proxy_max_queue), "4096", 0,
 	    1000000, 0, "pass-through requests waiting for a slot (503 above)"},
 	{"SYNCV3_PROXY_MAX_UPLOAD", CFG_INT, C(proxy_max_upload), "52428800",
-	    1024, 1LL << 30, 0, "largest passed-through request body (413 "
-	    "above; held in memory)"},
+	    1024, 1LL << 30, 0, "largest passed-through request body held in "
+	    "memory (one not streamed: pipelined; 413 above)"},
+	{"SYNCV3_PROXY_MAX_STREAM", CFG_INT, C(proxy_max_stream),
+	    "1073741824", 1024, 1LL << 40, 0, "largest streamed request body "
+	    "(413 above, at once when its Content-Length says so)"},
 	{"SYNCV3_PROXY_BUFFER", CFG_INT, C(proxy_buffer), "1048576", 16384,
-	    64LL << 20, 0, "bytes queued to a client before upstream is paused"},
+	    64LL << 20, 0, "bytes queued to a client, or from one, before "
+	    "upstream is paused"},
 	{"SYNCV3_PROXY_CONNECT_TIMEOUT_MS", CFG_INT,
 	    C(proxy_connect_timeout_ms), "5000", 100, 600000, 0,
 	    "connecting to SYNCV3_SERVER (502 after)"},

@@ -12,15 +12,24 @@
  * stream to the client as they arrive; while the client's output buffer
  * is above SYNCV3_PROXY_BUFFER the transfer is paused
  * (CURL_WRITEFUNC_PAUSE) and resumed when evhttp reports it drained, so a
- * 100 MB download costs about that buffer. Request bodies cannot stream
- * in: libevent 2.1's evhttp reads a body whole before any callback runs
- * (evhttp_set_newreqcb, which would allow a chunked callback on incoming
- * requests, only came in 2.2), so they are bounded by
- * SYNCV3_PROXY_MAX_UPLOAD and sent upstream from evhttp's buffer without a
- * copy. One timer per request: the header timeout until upstream answers
- * (504), then the idle timeout while upstream sends nothing and we are
- * not the ones waiting. Tokens, Authorization headers and bodies are
- * never logged; paths are logged without their query.
+ * 100 MB download costs about that buffer. Request bodies stream out
+ * the same way: http.c holds a pass-through request's head back from
+ * evhttp (libevent 2.1's evhttp would read the body whole first) and
+ * proxy_body.c reads the body off the connection as curl asks for it,
+ * SYNCV3_PROXY_BUFFER at most waiting; curl is paused
+ * (CURL_READFUNC_PAUSE) while none has arrived and resumed when some
+ * does. A streamed body is bounded by SYNCV3_PROXY_MAX_STREAM (413, from
+ * Content-Length before any of it is read); a body evhttp still reads
+ * whole (one that came pipelined behind another request) by
+ * SYNCV3_PROXY_MAX_UPLOAD, sent from evhttp's buffer without a copy. A
+ * client that hangs up mid-upload aborts the upstream request; an
+ * upstream that fails mid-upload gets the client a 502 once the client's
+ * body is in (or after PROXY_DRAIN_MS), so that it reads the answer
+ * rather than a reset. One timer per request: the header timeout until
+ * upstream answers (504), restarted while the body flows, then the idle
+ * timeout while upstream sends nothing and we are not the ones waiting.
+ * Tokens, Authorization headers and bodies are never logged; paths are
+ * logged without their query.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -47,6 +56,7 @@
 #define PROXY_MAX_RESP_HEADERS (64 * 1024)
 #define PROXY_MAX_REWRITE (1024 * 1024) /* /versions is small */
 #define PROXY_FEATURE "org.matrix.simplified_msc3575"
+#define PROXY_DRAIN_MS 2000 /* a failed upload's rest, read and dropped */
 
 enum pr_state {
 	PR_QUEUED,
@@ -72,6 +82,15 @@ struct preq {
 	bool is_wellknown;     /* GET client well-known: we are m.homeserver */
 	struct evbuffer *rbuf; /* its body */
 	bool is_paused;
+	struct pbody *body; /* a streamed request body (proxy_body.c) */
+	long long len;      /* its Content-Length, -1 chunked */
+	char *client_conn;  /* its Connection header (evhttp was given close) */
+	bool is_up_paused;  /* curl waits for body bytes */
+	bool is_draining;   /* failed: the body's rest goes, then the error */
+	int body_err;       /* PBODY_EBAD, PBODY_ETOOBIG from the body */
+	int fail_code;
+	const char *fail_msg;
+	struct event *resume;
 	int logout; /* 0, 1 = this token, 2 = all */
 	char token_hash[TOKEN_HASH_LEN + 1];
 	struct event *timer;
@@ -91,6 +110,7 @@ struct proxy {
 	struct preq_q queue;
 	unsigned long long requests, failures;
 	unsigned long long bytes_up, bytes_down; /* bodies, for /metrics */
+	unsigned long long streamed, aborted;    /* streamed uploads */
 };
 
 /* RFC 9110 7.6.1 hop-by-hop headers, plus what curl and evhttp set. */
@@ -109,17 +129,15 @@ static const char *const hop_headers[] = {
 static void preq_start(struct preq *);
 static void preq_abort_client(struct preq *);
 
-/* Is name hop-by-hop, or named by the Connection header in h? */
+/* Is name hop-by-hop, or named by conn (a Connection header, or NULL)? */
 static bool
-is_hop(struct evkeyvalq *h, const char *name)
+is_hop(const char *conn, const char *name)
 {
-	const char *conn;
-
 	for (size_t i = 0; i < sizeof(hop_headers) / sizeof(hop_headers[0]);
 	     i++)
 		if (strcasecmp(name, hop_headers[i]) == 0)
 			return true;
-	if ((conn = evhttp_find_header(h, "Connection")) == NULL)
+	if (conn == NULL)
 		return false;
 	for (const char *p = conn; *p != '\0';) {
 		size_t n;
@@ -157,6 +175,10 @@ preq_free(struct preq *p)
 		event_free(p->timer);
 	if (p->probe != NULL)
 		event_free(p->probe);
+	if (p->resume != NULL)
+		event_free(p->resume);
+	pbody_free(p->body);
+	free(p->client_conn);
 	curl_slist_free_all(p->hdrs);
 	evhttp_clear_headers(&p->resp);
 	if (p->rbuf != NULL)
@@ -194,16 +216,55 @@ preq_done(struct preq *p)
 	queue_run(px);
 }
 
+/* Lets go of the client's connection: before it may be freed. */
+static void
+body_release(struct preq *p)
+{
+	pbody_free(p->body);
+	p->body = NULL;
+}
+
+/* The upstream transfer ends early: its slot is free for the next. */
+static void
+easy_drop(struct preq *p)
+{
+	if (p->easy == NULL)
+		return;
+	curl_ev_remove(p->px->ce, p->easy);
+	curl_easy_cleanup(p->easy);
+	p->easy = NULL;
+	p->px->active--;
+}
+
+static void drain(struct preq *);
+static void timer_arm(struct preq *, long long);
+
 static void
 preq_fail(struct preq *p, int code, const char *msg)
 {
-	p->px->failures++;
-	log_warnx_rl("proxy: %s: %s", p->log_path, msg);
+	if (!p->is_draining) {
+		p->px->failures++;
+		log_warnx_rl("proxy: %s: %s", p->log_path, msg);
+	}
+	if (p->body != NULL && p->req != NULL && !p->is_draining &&
+	    !pbody_is_done(p->body) && p->body_err != PBODY_EBAD) {
+		/* the client is still sending: take it in, then answer */
+		p->is_draining = true;
+		p->fail_code = code;
+		p->fail_msg = msg;
+		easy_drop(p);
+		pbody_start(p->body);
+		timer_arm(p, PROXY_DRAIN_MS);
+		drain(p);
+		return;
+	}
+	body_release(p);
 	p->status = code;
 	if (p->req != NULL) {
 		http_conn_closecb(p->px->api, p->evcon, NULL, NULL);
 		p->evcon = NULL;
-		http_error(p->req, code, "M_UNKNOWN", msg);
+		http_error(p->req, code,
+		           code == 413 ? "M_TOO_LARGE" : "M_UNKNOWN", msg);
 		p->req = NULL;
 	}
 	preq_done(p);
@@ -224,6 +285,11 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (p->is_draining) {
+		body_release(p);
+		preq_fail(p, p->fail_code, p->fail_msg);
+		return;
+	}
 	if (p->state == PR_STREAMING) {
 		log_warnx_rl("proxy: %s: homeserver stopped sending",
 		             p->log_path);
@@ -245,6 +311,11 @@ close_cb(struct evhttp_connection *evcon, void *arg)
 
 	(void)evcon;
 	p->evcon = NULL;
+	if (p->body != NULL && !pbody_is_done(p->body)) {
+		p->px->aborted++;
+		log_info("proxy: %s: client hung up mid-upload", p->log_path);
+	}
+	body_release(p);
 	if (p->req != NULL && evhttp_request_get_connection(p->req) == NULL)
 		evhttp_send_reply_end(p->req);
 	p->req = NULL;
@@ -259,6 +330,7 @@ preq_abort_client(struct preq *p)
 	struct evhttp_connection *evcon = p->evcon;
 
 	p->px->failures++;
+	body_release(p);
 	if (evcon != NULL) {
 		http_conn_closecb(p->px->api, evcon, NULL, NULL);
 		p->evcon = NULL;
@@ -311,11 +383,12 @@ static void
 copy_resp_headers(struct preq *p)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(p->req);
+	const char *conn = evhttp_find_header(&p->resp, "Connection");
 	struct evkeyval *kv;
 
 	TAILQ_FOREACH(kv, &p->resp, next)
 	{
-		if (is_hop(&p->resp, kv->key) || cors_is_own(kv->key) ||
+		if (is_hop(conn, kv->key) || cors_is_own(kv->key) ||
 		    (p->is_rewrite &&
 		     strcasecmp(kv->key, "Content-Length") == 0))
 			continue;
@@ -392,7 +465,8 @@ drained_cb(struct evhttp_connection *evcon, void *arg)
 		return;
 	p->is_paused = false;
 	timer_arm(p, p->px->api->cfg.proxy_idle_timeout_ms);
-	curl_easy_pause(p->easy, CURLPAUSE_CONT);
+	curl_easy_pause(p->easy,
+	                p->is_up_paused ? CURLPAUSE_SEND : CURLPAUSE_CONT);
 }
 
 /*
@@ -432,6 +506,70 @@ write_cb(char *buf, size_t size, size_t n, void *arg)
 }
 
 /*
+ * A streamed body: what has arrived, else a pause until more does (kick_cb).
+ * While the body flows, upstream is not late: the header timer restarts.
+ */
+static size_t
+body_read_cb(struct preq *p, char *buf, size_t n)
+{
+	ev_ssize_t got = pbody_read(p->body, buf, n);
+
+	if (got == PBODY_AGAIN) {
+		p->is_up_paused = true;
+		return CURL_READFUNC_PAUSE;
+	}
+	if (got < 0) {
+		p->body_err = (int)got;
+		return CURL_READFUNC_ABORT;
+	}
+	timer_arm(p, p->px->api->cfg.proxy_header_timeout_ms);
+	return (size_t)got;
+}
+
+/* Body bytes are left unread: no error answer until they are in. */
+static void
+drain(struct preq *p)
+{
+	char scratch[16384];
+	ev_ssize_t got;
+
+	while ((got = pbody_read(p->body, scratch, sizeof(scratch))) > 0)
+		;
+	if (got == PBODY_AGAIN)
+		return;
+	body_release(p);
+	preq_fail(p, p->fail_code, p->fail_msg);
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct preq *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->is_draining) {
+		drain(p);
+		return;
+	}
+	if (!p->is_up_paused || p->easy == NULL)
+		return;
+	p->is_up_paused = false;
+	curl_easy_pause(p->easy,
+	                p->is_paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+}
+
+/* More of the body arrived (proxy_body.c, in libevent's read): resume soon. */
+static void
+kick_cb(void *arg)
+{
+	struct preq *p = arg;
+
+	if (p->is_up_paused || p->is_draining)
+		event_active(p->resume, EV_TIMEOUT, 1);
+}
+
+/*
  * The body stays in evhttp's buffer (curl may rewind); a position kept
  * from call to call, moved forward only, keeps each read O(1) where
  * setting it from the start walked every chain of a 100 MB body.
@@ -445,6 +583,8 @@ read_cb(char *buf, size_t size, size_t n, void *arg)
 
 	if (p->req == NULL)
 		return CURL_READFUNC_ABORT;
+	if (p->body != NULL)
+		return body_read_cb(p, buf, size * n);
 	in = evhttp_request_get_input_buffer(p->req);
 	if ((size_t)p->body_pos.pos >= evbuffer_get_length(in))
 		return 0;
@@ -702,6 +842,13 @@ done_cb(CURL *easy, CURLcode result, void *arg)
 	curl_easy_cleanup(easy);
 	p->easy = NULL;
 	p->px->active--;
+	if (p->body_err != 0 && p->state != PR_STREAMING) {
+		if (p->body_err == PBODY_ETOOBIG)
+			preq_fail(p, 413, "request body too large");
+		else
+			preq_fail(p, 400, "malformed chunked request body");
+		return;
+	}
 	if (result != CURLE_OK || !p->has_final_headers) {
 		if (p->state == PR_STREAMING) {
 			log_warnx_rl("proxy: %s: cut short: %s", p->log_path,
@@ -718,6 +865,7 @@ done_cb(CURL *easy, CURLcode result, void *arg)
 	}
 	if (p->logout != 0 && p->status == 200)
 		logout_forget(p);
+	body_release(p);
 	http_conn_closecb(p->px->api, p->evcon, NULL, NULL);
 	p->evcon = NULL;
 	if (p->is_rewrite)
@@ -766,11 +914,14 @@ static void
 request_headers(struct preq *p)
 {
 	struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+	const char *conn = p->body != NULL
+	                       ? p->client_conn
+	                       : evhttp_find_header(in, "Connection");
 	struct evkeyval *kv;
 
 	TAILQ_FOREACH(kv, in, next)
 	{
-		if (is_hop(in, kv->key) || strcasecmp(kv->key, "Host") == 0 ||
+		if (is_hop(conn, kv->key) || strcasecmp(kv->key, "Host") == 0 ||
 		    strcasecmp(kv->key, "Content-Length") == 0 ||
 		    strcasecmp(kv->key, "Expect") == 0 ||
 		    strncasecmp(kv->key, "X-Forwarded-", 12) == 0 ||
@@ -798,7 +949,13 @@ easy_setup(struct preq *p, const char *url)
 	enum evhttp_cmd_type m = evhttp_request_get_command(p->req);
 	size_t len =
 	    evbuffer_get_length(evhttp_request_get_input_buffer(p->req));
+	curl_off_t size = (curl_off_t)len;
 	CURL *e = p->easy;
+
+	if (p->body != NULL) { /* Content-Length, or chunked (-1) again */
+		size = (curl_off_t)p->len;
+		len = 1;
+	}
 
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -818,11 +975,15 @@ easy_setup(struct preq *p, const char *url)
 	if (len > 0 || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT ||
 	    m == EVHTTP_REQ_PATCH) {
 		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, size);
 		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
 		curl_easy_setopt(e, CURLOPT_READDATA, p);
-		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_cb);
-		curl_easy_setopt(e, CURLOPT_SEEKDATA, p);
+		/* fewer, larger reads of a stream: each may pause and resume */
+		curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
+		if (p->body == NULL) { /* a stream cannot rewind */
+			curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_cb);
+			curl_easy_setopt(e, CURLOPT_SEEKDATA, p);
+		}
 	}
 }
 
@@ -844,6 +1005,8 @@ preq_start(struct preq *p)
 	request_headers(p);
 	easy_setup(p, url);
 	free(url);
+	if (p->body != NULL)
+		pbody_start(p->body);
 	p->px->active++;
 	if (curl_ev_add(p->px->ce, p->easy, done_cb, p) == -1) {
 		curl_easy_cleanup(p->easy);
@@ -861,6 +1024,14 @@ has_prefix(struct proxy *px, const char *path)
 		    0)
 			return true;
 	return false;
+}
+
+/* http.c asks before evhttp has the request: the same test as below. */
+bool
+proxy_takes(struct api *api, enum evhttp_cmd_type m, const char *path)
+{
+	return api->proxy != NULL && path != NULL &&
+	       has_prefix(api->proxy, path) && http_method_name(m) != NULL;
 }
 
 /* Token of a logout (header, else ?access_token=) hashed into p. */
@@ -905,12 +1076,16 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 {
 	struct proxy *px = api->proxy;
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	struct http_body hb;
+	struct bufferevent *bev;
 	struct preq *p;
 
-	if (px == NULL || !has_prefix(px, path) || http_method_name(m) == NULL)
+	if (!proxy_takes(api, m, path))
 		return -1;
-	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
-	    (size_t)api->cfg.proxy_max_upload) {
+	bev = http_body_take(api, req, &hb);
+	if ((bev == NULL && evbuffer_get_length(evhttp_request_get_input_buffer(
+	                        req)) > (size_t)api->cfg.proxy_max_upload) ||
+	    (bev != NULL && hb.len > api->cfg.proxy_max_stream)) {
 		http_error(req, 413, "M_TOO_LARGE", "request body too large");
 		return 0;
 	}
@@ -942,7 +1117,15 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	http_conn_closecb(p->px->api, p->evcon, close_cb, p);
 	p->timer = evtimer_new(api->base, timer_cb, p);
 	timer_arm(p, api->cfg.proxy_header_timeout_ms);
-	probe_start(p);
+	if (bev != NULL) { /* it reads the connection: no probe */
+		px->streamed++;
+		p->len = hb.len;
+		p->client_conn = xstrdup(hb.connection);
+		p->resume = event_new(api->base, -1, 0, resume_cb, p);
+		p->body = pbody_new(bev, &hb, api->cfg.proxy_max_stream,
+		                    (size_t)api->cfg.proxy_buffer, kick_cb, p);
+	} else
+		probe_start(p);
 	p->state = PR_QUEUED;
 	TAILQ_INSERT_TAIL(&px->queue, p, entry);
 	px->nqueued++;
@@ -985,6 +1168,12 @@ proxy_metrics(struct api *api, struct proxy *px)
 	prom_counter_ull(api, "syncv3_api_proxy_received_bytes_total",
 	                 "Response body bytes passed on from the homeserver.",
 	                 &px->bytes_down);
+	prom_counter_ull(api, "syncv3_api_proxy_streamed_total",
+	                 "Pass-through request bodies streamed upstream.",
+	                 &px->streamed);
+	prom_counter_ull(api, "syncv3_api_proxy_upload_aborted_total",
+	                 "Streamed uploads cut by the client hanging up.",
+	                 &px->aborted);
 }
 
 void

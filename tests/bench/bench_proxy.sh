@@ -11,7 +11,9 @@
 #     connections (python3 http.client, one thread each): requests/s,
 #     p50/p99 latency, and the added p50/p99;
 #  2. an MB-megabyte download and upload with curl, Q times each: MB/s
-#     (median) and the api's VmHWM growth.
+#     and total time (median), the time the api adds, and the api's VmHWM
+#     growth (uploads stream since issue #12: it stays near
+#     SYNCV3_PROXY_BUFFER where evhttp held the body whole before).
 # Prints figures, asserts none.
 here=$(cd "$(dirname "$0")" && pwd)
 N=4000 C=8 MBS=100 Q=3
@@ -22,6 +24,7 @@ while getopts n:c:m:q: o; do
 	esac
 done
 source "$here/../integration/lib.sh"
+# MAX_UPLOAD: for a build before issue #12 streamed uploads (BIN=old)
 export SYNCV3_LOG_LEVEL=warn SYNCV3_PROXY_MAX_UPLOAD=$(( (MBS + 8) * 1024 * 1024 ))
 start_stack
 tok=$(sim_login @bench:localhost BENCHDEV)
@@ -74,23 +77,28 @@ awk -v a="$a50" -v b="$d50" -v c="$a99" -v d="$d99" \
 B=$((MBS * 1024 * 1024))
 head -c "$B" /dev/urandom >"$T/up"
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-big() { # BASE_URL KIND: prints MB/s, median of Q
+big() { # BASE_URL KIND: prints "MB/s seconds", medians of Q
 	for i in $(seq 1 "$Q"); do
 		if [ "$2" = down ]; then
-			curl -sS -o /dev/null -w '%{speed_download}\n' -H "Authorization: Bearer $tok" \
+			curl -sS -o /dev/null -w '%{speed_download} %{time_total}\n' -H "Authorization: Bearer $tok" \
 			    "$1/_matrix/client/v1/media/download/localhost/gen$B"
 		else
-			curl -sS -o /dev/null -w '%{speed_upload}\n' -H "Authorization: Bearer $tok" \
+			curl -sS -o /dev/null -w '%{speed_upload} %{time_total}\n' -H "Authorization: Bearer $tok" \
 			    --data-binary @"$T/up" "$1/_matrix/media/v3/upload"
 		fi
-	done | awk '{ printf "%.1f\n", $1 / 1048576 }' | median
+	done >"$T/big"
+	printf '%s %s\n' "$(awk '{ printf "%.1f\n", $1 / 1048576 }' "$T/big" | median)" \
+	    "$(awk '{ print $2 }' "$T/big" | median)"
 }
 hwm0=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
-dd=$(big "$SIMHS_URL" down); ad=$(big "$API_URL" down)
+read -r dd dts < <(big "$SIMHS_URL" down); read -r ad ats < <(big "$API_URL" down)
 hwm1=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
-du=$(big "$SIMHS_URL" up); au=$(big "$API_URL" up)
+read -r du dus < <(big "$SIMHS_URL" up); read -r au aus < <(big "$API_URL" up)
 hwm2=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
-rm -f "$T/up"
+rm -f "$T/up" "$T/big"
 printf '%d MB body (median of %d):\n' "$MBS" "$Q"
-printf '  download  direct %s MB/s  via api %s MB/s  (api VmHWM +%d kB)\n' "$dd" "$ad" $((hwm1 - hwm0))
-printf '  upload    direct %s MB/s  via api %s MB/s  (api VmHWM +%d kB)\n' "$du" "$au" $((hwm2 - hwm1))
+awk -v d="$dd" -v a="$ad" -v x="$dts" -v y="$ats" -v h=$((hwm1 - hwm0)) 'BEGIN {
+    printf "  download  direct %s MB/s  via api %s MB/s  added %.0f ms  (api VmHWM +%d kB)\n", d, a, (y - x) * 1000, h }'
+awk -v d="$du" -v a="$au" -v x="$dus" -v y="$aus" -v h=$((hwm2 - hwm1)) 'BEGIN {
+    printf "  upload    direct %s MB/s  via api %s MB/s  added %.0f ms  (api VmHWM +%d kB)\n", d, a, (y - x) * 1000, h }'
+

@@ -52,6 +52,17 @@ done
 out=$(seq 1 20000 | curl -sS -H 'Transfer-Encoding: chunked' --data-binary @- "$X/echo")
 assert_jq "$out" '[.body_len,.body_sha256]' "[$(seq 1 20000 | wc -c),\"$(seq 1 20000 | sha256sum | cut -d' ' -f1)\"]" "chunked upload"
 assert_eq "$(curl -sS "$X/chunked?n=500" | sha256sum)" "$(curl -sS "$D/chunked?n=500" | sha256sum)" "chunked download"
+# a streamed body keeps its framing upstream: a Content-Length body goes
+# with that length, a chunked one chunked; headers its Connection names
+# still stop here (evhttp is given "Connection: close" instead)
+head -c 3000000 /dev/urandom >"$T/mid"
+sum=$(sha256sum <"$T/mid" | cut -d' ' -f1)
+out=$(curl -sS -H 'Connection: X-Drop-Me' -H 'X-Drop-Me: 1' --data-binary @"$T/mid" "$X/echo")
+assert_jq "$out" '[.headers["content-length"],.headers["transfer-encoding"],.headers["x-drop-me"],.body_len,.body_sha256]' \
+    "[\"3000000\",null,null,3000000,\"$sum\"]" "Content-Length body streamed"
+out=$(curl -sS -X PUT -H 'Transfer-Encoding: chunked' --data-binary @"$T/mid" "$X/echo")
+assert_jq "$out" '[.headers["content-length"],.headers["transfer-encoding"],.body_len,.body_sha256]' \
+    "[null,\"chunked\",3000000,\"$sum\"]" "chunked body streamed"
 
 # statuses and errors come back as they are
 for c in 400 404 500 503; do

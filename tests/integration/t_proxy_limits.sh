@@ -6,12 +6,13 @@
 # upstream that is down 502 at once; never a hang. Concurrency: at most
 # SYNCV3_PROXY_MAX_CONCURRENT requests run upstream, the next
 # SYNCV3_PROXY_MAX_QUEUE wait, more get 503; bodies above
-# SYNCV3_PROXY_MAX_UPLOAD get 413; a client hanging up frees its slot.
+# SYNCV3_PROXY_MAX_STREAM get 413 (Content-Length or chunked), malformed
+# chunked framing 400; a client hanging up frees its slot.
 source "$(dirname "$0")/lib.sh"
 
 export SYNCV3_PROXY_HEADER_TIMEOUT_MS=1500 SYNCV3_PROXY_IDLE_TIMEOUT_MS=1000
 export SYNCV3_PROXY_MAX_CONCURRENT=4 SYNCV3_PROXY_MAX_QUEUE=8
-export SYNCV3_PROXY_MAX_UPLOAD=$((1024 * 1024))
+export SYNCV3_PROXY_MAX_UPLOAD=$((1024 * 1024)) SYNCV3_PROXY_MAX_STREAM=$((1024 * 1024))
 start_stack
 X="$API_URL/_matrix/client/unstable/org.simhs"
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -65,9 +66,33 @@ t0=$(ms)
 assert_eq "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$X/echo")" 200 "slots freed by hang-ups"
 [ $(( $(ms) - t0 )) -lt 1000 ] || fail "hung-up requests kept their slots"
 
-# body limits
+# body limits: a streamed body past SYNCV3_PROXY_MAX_STREAM is refused
+# from its Content-Length before any of it goes upstream, a chunked one
+# once past the limit; malformed chunked framing is a 400
 head -c $((1536 * 1024)) /dev/zero >"$T/big"
+n0=$(sim_get stats | jq '.paths["/_matrix/client/unstable/org.simhs/echo"] // 0')
 req 413 M_TOO_LARGE "$X/echo" --data-binary @"$T/big"
+req 413 M_TOO_LARGE "$X/echo" -H 'Expect:' --data-binary @"$T/big"
+req 413 M_TOO_LARGE "$X/echo" -H 'Transfer-Encoding: chunked' --data-binary @"$T/big"
+assert_eq "$(sim_get stats | jq '.paths["/_matrix/client/unstable/org.simhs/echo"] // 0')" "$n0" \
+    "no body past the limit reached upstream"
+raw=$(python3 - "${API_URL#http://}" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+s.sendall(b"POST /_matrix/client/unstable/org.simhs/echo HTTP/1.1\r\nHost: x\r\n"
+          b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\n")
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print(got.split(b"\r\n", 1)[0].decode(), got.rsplit(b"\r\n\r\n", 1)[-1].decode())
+PY
+)
+assert_eq "${raw%% \{*}" "HTTP/1.1 400 Bad Request" "malformed chunked body"
+assert_jq "{${raw#*\{}" .errcode '"M_UNKNOWN"' "malformed chunked errcode"
 assert_eq "$(sim_get stats | jq '.paths["/_matrix/client/unstable/org.simhs/echo"]')" \
     "$(sim_get stats | jq '.paths["/_matrix/client/unstable/org.simhs/echo"]')" "stats readable"
 head -c $((1024 * 1024)) /dev/zero >"$T/ok"

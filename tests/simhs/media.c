@@ -1,7 +1,8 @@
 /*
  * media.c: media and misbehaving endpoints for pass-through tests.
  *
- * Media: POST /_matrix/media/v3/upload counts and hashes what it gets
+ * Media: POST /_matrix/media/v3/upload (and PUT .../upload/{server}/{id})
+ * counts and hashes what it gets
  * (evhttp 2.1 reads a request body whole before the handler runs, so the
  * sink walks its segments and keeps nothing); GET
  * /_matrix/client/v1/media/download/{server}/gen<N> sends N bytes of the
@@ -380,6 +381,7 @@ media_dispatch(struct simhs *ctx, struct evhttp_request *req, const char *path,
                const char *query)
 {
 	static const char dl[] = "/_matrix/client/v1/media/download/";
+	static const char up[] = "/_matrix/media/v3/upload/";
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	const char *id;
 
@@ -388,6 +390,13 @@ media_dispatch(struct simhs *ctx, struct evhttp_request *req, const char *path,
 		                      query);
 	if (strcmp(path, "/_matrix/media/v3/upload") == 0 &&
 	    m == EVHTTP_REQ_POST) {
+		if (client_x_auth(ctx, req, query) != NULL)
+			upload(ctx, req);
+		return true;
+	}
+	/* PUT .../upload/{serverName}/{mediaId}: the same counting sink */
+	if (strncmp(path, up, sizeof(up) - 1) == 0 && m == EVHTTP_REQ_PUT &&
+	    strchr(path + sizeof(up) - 1, '/') != NULL) {
 		if (client_x_auth(ctx, req, query) != NULL)
 			upload(ctx, req);
 		return true;

@@ -1,8 +1,11 @@
 # syncv3-api unit tests: pure logic only (since tokens, sticky parameters
-# and negotiation, room names and case folding).
-foreach(t since params roomname)
+# and negotiation, room names and case folding, a held-back pass-through
+# body read off its connection).
+foreach(t since params roomname body)
 	if(t STREQUAL "since")
 		set(src sincetok.c ${PROJECT_SOURCE_DIR}/api/query.c)
+	elseif(t STREQUAL "body")	# a held-back pass-through body
+		set(src proxy_body.c)
 	else()
 		set(src ${t}.c)
 	endif()
