@@ -21,7 +21,7 @@ $r[0] as $s |
   machine: {nproc: ($nproc | tonumber), loadavg_start: $load0, loadavg_end: $load1,
             loadavg_1min_max: ($loadmax | tonumber), commit: $commit, bin: $bin,
             run_secs: ($secs | tonumber), postgres_settings: $pgset,
-            sections: ($s | keys - ["pg"])},
+            sections: ($s | keys - ["pg"]), section_runs: $runs[0]},
   ingest: $i, e2e: $e, first_response: $fr, idle_long_polls: $l,
   poller_devices: $d, postgres: $p, cold: $c, typing: $ty, rss: $rs,
   ss_new_connection: $ss, ss_e2e: $se, ss_login: $sl,

@@ -98,13 +98,13 @@ on() {
 # stack of its own; the JSON objects it prints, as one array, in
 # $T/r_SECTION.json. With --parallel it runs in the background and
 # scripts_wait collects it.
-declare -A SCRIPT_PIDS=() SCRIPT_T0=()
+declare -A SCRIPT_PIDS=() SCRIPT_T0=() SCRIPT_L0=()
 script() {
 	local s=$1 f=$2
 	shift 2
 	on "$s" || return 0
 	log "section $s: $f $*"
-	SCRIPT_T0[$s]=$(date +%s)
+	SCRIPT_T0[$s]=$(date +%s) SCRIPT_L0[$s]=$(cut -d' ' -f1-3 /proc/loadavg)
 	bash "$here/$f" "$@" >"$T/$s.out" 2>"$T/$s.log" &
 	SCRIPT_PIDS[$s]=$!
 	[ -n "$PARALLEL" ] || scripts_wait
@@ -118,13 +118,21 @@ scripts_wait() {
 			continue
 		fi
 		grep '^\[bench_' "$T/$s.log" | sed "s/^/  $s: /" >&2
-		log "section $s: done after $(( $(date +%s) - SCRIPT_T0[$s] )) s"
+		timed "$s" "${SCRIPT_T0[$s]}" "${SCRIPT_L0[$s]}"
 		# pretty-printed objects, or one per line among other lines
 		jq -cs . "$T/$s.out" >"$T/r_$s.json" 2>/dev/null ||
 		    jq -Rcs '[splits("\n") | fromjson?]' "$T/$s.out" >"$T/r_$s.json"
 	done
 	SCRIPT_PIDS=()
 	[ -z "$failed" ] || fail "section$failed"
+}
+# timed SECTION T0 LOAD0: how long it took and the load around it, for
+# reading its figures, in $T/t_SECTION.json
+timed() {
+	local secs=$(( $(date +%s) - $2 ))
+	log "section $1: done after $secs s"
+	jq -nc --argjson secs "$secs" --arg l0 "$3" --arg l1 "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	    '{secs: $secs, loadavg_start: $l0, loadavg_end: $l1}' >"$T/t_$1.json"
 }
 # On a failure elsewhere, the scripts still running stop their stacks
 # (their own exit traps) before this one removes its directory.
@@ -143,8 +151,11 @@ t_start=$(date +%s)
 # The scripts first, one stack each, before this run's stack exists (with
 # --parallel: beside it, which only --tiny should do, whose figures are
 # checked, not read). A poller stalled on a 10k-room body would otherwise
-# lapse on a loaded machine and start the initial sync again (README).
+# lapse on a loaded machine and start the initial sync again (README); a
+# cold login's first request must wait as long as its first window takes
+# (the api's 60 s default answered an empty window at load average 19).
 SYNCV3_TAKEOVER_MS=${SYNCV3_TAKEOVER_MS:-10000} \
+SYNCV3_API_INITIAL_WAIT_MS=${SYNCV3_API_INITIAL_WAIT_MS:-600000} \
     script cold bench_cold.sh "${COLD_ARGS[@]}"
 script typing bench_typing.sh "${TYPING_ARGS[@]}" -r "$RATE" -K "$CLIENTS"
 SYNCV3_TAKEOVER_MS=${SYNCV3_TAKEOVER_MS:-10000} \
@@ -181,13 +192,15 @@ pids() {
 	PIDS="$PIDS,api=${IT_PIDS[api]},simhs=${IT_PIDS[simhs]},postgres=+$pm"
 }
 lg() {
-	local name=$1; shift
+	local name=$1 t0=$(date +%s) l0=$(cut -d' ' -f1-3 /proc/loadavg)
+	shift
 	on "$name" || return 0
 	log "scenario $name"
 	"$LG" "$name" -s "$SIMHS_URL" -a "$API_URL" -d "$SYNCV3_DB" -P "$PIDS" \
 	    "$@" >"$T/r_$name.json" 2>"$T/loadgen_$name.log" || {
 		tail -20 "$T/loadgen_$name.log" >&2; fail "loadgen $name"; }
 	grep 'loadgen: info' "$T/loadgen_$name.log" | sed 's/^/  /' >&2
+	timed "$name" "$t0" "$l0"
 }
 
 if [ -n "$core" ]; then
@@ -233,8 +246,12 @@ loadmax=$(awk '$1 > m { m = $1 } END { print m + 0 }' "$T/loadavg.log")
 for s in $SECTIONS pg; do
 	[ -s "$T/r_$s.json" ] && jq -c --arg s "$s" '{($s): .}' "$T/r_$s.json"
 done | jq -s 'add // {}' >"$T/sections.json" || fail "reading the results"
+for s in $SECTIONS; do
+	[ -s "$T/t_$s.json" ] && jq -c --arg s "$s" '{($s): .}' "$T/t_$s.json"
+done | jq -s 'add // {}' >"$T/runs.json" || fail "reading the sections' times"
 
-jq -n --slurpfile r "$T/sections.json" --argjson pgset "$pgset" \
+jq -n --slurpfile r "$T/sections.json" --slurpfile runs "$T/runs.json" \
+    --argjson pgset "$pgset" \
     --arg nproc "$(nproc)" --arg load0 "$load0" --arg load1 "$load1" \
     --arg loadmax "$loadmax" --arg secs "$(( $(date +%s) - t_start ))" \
     --arg commit "$(git -C "$IT_ROOT" rev-parse --short HEAD 2>/dev/null)" \

@@ -67,3 +67,6 @@ row("figure"; "value"; "goal"),
   row("postgres: fsync \(.machine.postgres_settings.fsync), synchronous_commit \(.machine.postgres_settings.synchronous_commit), max_wal_size \(.machine.postgres_settings.max_wal_size), wal_compression \(.machine.postgres_settings.wal_compression)"; ""; "")
  else empty end),
 row("machine: nproc \(.machine.nproc), load \(.machine.loadavg_start) -> \(.machine.loadavg_end), max 1-min \(.machine.loadavg_1min_max)"; "\(.machine.run_secs) s"; "")
+,
+(.machine.section_runs // {} | to_entries[] |
+  row("  section \(.key): load \(.value.loadavg_start) -> \(.value.loadavg_end)"; "\(.value.secs) s"; ""))
