@@ -5,8 +5,10 @@
 # ms at 1,000 events/s background). After `cmake --build build`:
 #
 #     tests/bench/bench_ss_e2e.sh [-n SAMPLES] [-K USERS] [-l RATE] [-h RATE]
+#                                 [-s SECS]
 #
-# (defaults 200, 50, 25, 1000). On a private stack (durable Postgres with
+# (defaults 200, 50, 25, 1000; -s: how long each phase's background runs,
+# default SAMPLES / 10 + 20). On a private stack (durable Postgres with
 # deploy/postgres settings, tests/bench/pg.sh), the background load is
 # syncv3-loadgen's e2e scenario (K users long-polling, messages sent
 # upstream at RATE/s); meanwhile a probe client (below, stdlib Python,
@@ -18,11 +20,12 @@
 # RATE -l, then RATE -h. Prints figures, asserts none. TEST_KEEP=1 keeps
 # the temp dir.
 here=$(cd "$(dirname "$0")" && pwd)
-N=200 K=50 LOW=25 HIGH=1000
-while getopts n:K:l:h: o; do
+N=200 K=50 LOW=25 HIGH=1000 SECS=
+while getopts n:K:l:h:s: o; do
 	case $o in
 	n) N=$OPTARG ;; K) K=$OPTARG ;; l) LOW=$OPTARG ;; h) HIGH=$OPTARG ;;
-	*) sed -n 2,19p "$0" >&2; exit 2 ;;
+	s) SECS=$OPTARG ;;
+	*) sed -n 2,21p "$0" >&2; exit 2 ;;
 	esac
 done
 source "$here/../integration/lib.sh"
@@ -118,7 +121,7 @@ EOF
 phase() { # phase RATE: background loadgen at RATE/s, the probe meanwhile
 	local rate=$1 secs
 	# long enough for setup plus the probe's samples (~15 per second)
-	secs=$((N / 10 + 20))
+	secs=${SECS:-$((N / 10 + 20))}
 	log "phase: $K users, $rate msg/s background for up to $secs s; $N samples"
 	start_proc "loadgen_$rate" bash -c 'exec "$@" >"'"$T/lg_$rate.json"'"' loadgen \
 	    "$BIN/syncv3-loadgen" e2e -s "$SIMHS_URL" -a "$API_URL" \

@@ -16,8 +16,10 @@ bench_pg_start() {
 	BENCH_PG_DIR=$1
 }
 
-# Stops it before lib.sh removes $T.
+# Stops it before lib.sh removes $T, after the script's own bench_on_exit
+# if it has one.
 it_on_exit() {
+	declare -F bench_on_exit >/dev/null && bench_on_exit
 	[ -n "${BENCH_PG_DIR:-}" ] && it_pg_stop "$BENCH_PG_DIR"
 	BENCH_PG_DIR=
 }
