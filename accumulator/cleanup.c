@@ -12,11 +12,46 @@
 #include "pg_lit.h"
 #include "store_int.h"
 
+/* Runs a DELETE of at most 10000 rows until it deletes fewer. */
+static long long
+clean_slices(struct store *st, int id, const char *const *p)
+{
+	PGresult *r;
+	long long total = 0, n;
+
+	do {
+		if ((r = db_q(st, id, 1, p)) == NULL)
+			return -1;
+		n = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		total += n;
+	} while (n == 10000);
+	return total;
+}
+
+/*
+ * Chunk boundaries beyond the newest ACC_CHUNKS_KEEP of their room
+ * (015_chunks.sql): events are never deleted, so without this a busy
+ * room would keep two rows per sync forever. A timeline older than what
+ * is kept is answered with a later boundary: more events the client
+ * already has, never a gap (docs/INTERNALS.md, "prev_batch"). Not tied
+ * to the horizon.
+ */
+static long long
+cleanup_chunks(struct store *st)
+{
+	char kb[PG_I64_LEN];
+	const char *p[1] = {pg_i64(kb, ACC_CHUNKS_KEEP)};
+
+	return clean_slices(st, S_CLEAN_CHUNKS, p);
+}
+
 /*
  * Growth: closed state ranges that end at or before the position the
  * store had `horizon_secs` ago cannot be asked for by any session that
  * is allowed to resume (older sinces must restart), so they go; the
- * device list log goes with them. Events and current state stay. Runs
+ * device list log goes with them. Events and current state stay (chunk
+ * boundaries are bounded by count first, cleanup_chunks). Runs
  * outside batches, in slices, each its own transaction.
  */
 long long
@@ -31,21 +66,19 @@ cleanup_run(struct store *st, long long horizon_secs)
 	p[0] = pg_i64(pb, st->pos_committed);
 	if (db_q0(st, S_MARK, 1, p) == -1)
 		return -1;
+	if ((total = cleanup_chunks(st)) == -1)
+		return -1;
 	p[0] = pg_i64(hb, horizon_secs);
 	if ((r = db_q(st, S_CLEAN_HORIZON, 1, p)) == NULL)
 		return -1;
 	h = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	if (h <= 0)
-		return 0;
+		return total;
 	p[0] = pg_i64(pb, h);
-	do {
-		if ((r = db_q(st, S_CLEAN_STATE, 1, p)) == NULL)
-			return -1;
-		n = strtoll(PQcmdTuples(r), NULL, 10);
-		PQclear(r);
-		total += n;
-	} while (n == 10000);
+	if ((n = clean_slices(st, S_CLEAN_STATE, p)) == -1)
+		return -1;
+	total += n;
 	if ((r = db_q(st, S_CLEAN_DL, 1, p)) == NULL)
 		return -1;
 	total += strtoll(PQcmdTuples(r), NULL, 10);

@@ -161,6 +161,16 @@ static const struct stmt {
 	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
 	    "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
 	    "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
+	/* upstream timeline chunk boundaries (015_chunks.sql) */
+	[S_CHUNKS] = {"acc_chunks", "INSERT INTO syncv3_chunks AS c (room_id,"
+	    " nid, is_end, token, limited) SELECT * FROM unnest($1::text[], "
+	    "$2::bigint[], $3::bool[], $4::text[], $5::bool[]) ON CONFLICT "
+	    "(room_id, nid, is_end) DO UPDATE SET limited = true WHERE NOT "
+	    "c.limited AND excluded.limited"},
+	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks "
+	    "WHERE ctid = ANY(ARRAY(SELECT k.ctid FROM (SELECT ctid, "
+	    "row_number() OVER (PARTITION BY room_id ORDER BY nid DESC) AS "
+	    "n FROM syncv3_chunks) k WHERE k.n > $1::bigint LIMIT 10000))"},
 };
 
 /*

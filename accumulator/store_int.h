@@ -36,6 +36,8 @@ enum stmt_id {
 	S_CLEAN_MARKS,
 	S_ROOMS_BUMP,
 	S_TXN,
+	S_CHUNKS,
+	S_CLEAN_CHUNKS,
 };
 
 struct store {

@@ -844,6 +844,96 @@ notice_types(const struct store_msg *m, char *out, size_t len)
 		    (int)m->notices.v[i].type);
 }
 
+#define K_BODY(prev, limited, events)                                          \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!k:hs\":{\"timeline\":"  \
+	"{\"prev_batch\":\"" prev "\",\"limited\":" limited                    \
+	",\"events\":[" events "]}}}}}"
+#define K_EV(id) G_EV(id, "m.room.message", "", "{\"body\":\"k\"}")
+
+/* A chunk boundary of !k:hs (its event, is_end) as "token/limited". */
+static char *
+chunk_row(const char *event_id, const char *is_end)
+{
+	return qs(
+	    "SELECT c.token || '/' || c.limited FROM syncv3_chunks c JOIN "
+	    "syncv3_events e ON e.nid = c.nid WHERE c.room_id = '!k:hs' AND "
+	    "e.event_id = $1 AND c.is_end = $2::bool",
+	    event_id, is_end);
+}
+
+static void
+assert_chunk(const char *event_id, const char *is_end, const char *want)
+{
+	char *v = chunk_row(event_id, is_end);
+
+	if (want == NULL)
+		assert_null(v);
+	else {
+		assert_non_null(v);
+		assert_string_equal(v, want);
+	}
+	free(v);
+}
+
+/*
+ * Each timeline keeps its boundaries (015_chunks.sql): before its first
+ * event upstream's prev_batch, after its last the response's next_batch,
+ * by the nid of that event also when another poller stored it first; a
+ * second chunk starting at the same event keeps the first token and is
+ * limited if either was.
+ */
+static void
+test_chunks(void **state)
+{
+	char next[32];
+
+	(void)state;
+	NEED_DB();
+	apply_str("@alice:hs", "A1",
+	          K_BODY("pA", "false", K_EV("$k1") "," K_EV("$k2")));
+	snprintf(next, sizeof(next), "n%d/false", counter);
+	assert_chunk("$k1", "false", "pA/false");
+	assert_chunk("$k2", "true", next);
+	assert_chunk("$k1", "true", NULL);
+	/* bob's poller: $k1 known, a longer chunk, limited */
+	apply_str(
+	    "@bob:hs", "B1",
+	    K_BODY("pB", "true", K_EV("$k1") "," K_EV("$k2") "," K_EV("$k3")));
+	assert_chunk("$k1", "false", "pA/true");
+	assert_chunk("$k2", "true", next);
+	snprintf(next, sizeof(next), "n%d/false", counter);
+	assert_chunk("$k3", "true", next);
+	/* a timeline without events has no boundaries */
+	apply_str("@alice:hs", "A1", K_BODY("pE", "true", ""));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE token = "
+	                    "'pE'",
+	                    NULL, NULL),
+	                 0);
+}
+
+/* The cleanup pass keeps the newest ACC_CHUNKS_KEEP boundaries a room. */
+static void
+test_chunks_bounded(void **state)
+{
+	(void)state;
+	NEED_DB();
+	PQclear(PQexec(
+	    db, "INSERT INTO syncv3_chunks SELECT '!many:hs', n, "
+	        "false, 't' || n, false FROM generate_series(1, 600) n"));
+	assert_true(store_cleanup(st, 3600) >= 600 - ACC_CHUNKS_KEEP);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id "
+	                    "= '!many:hs'",
+	                    NULL, NULL),
+	                 ACC_CHUNKS_KEEP);
+	assert_int_equal(qi("SELECT min(nid) FROM syncv3_chunks WHERE room_id "
+	                    "= '!many:hs'",
+	                    NULL, NULL),
+	                 600 - ACC_CHUNKS_KEEP + 1);
+	assert_true(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id = "
+	               "'!k:hs'",
+	               NULL, NULL) > 0);
+}
+
 /*
  * A device's messages in one batch: a body, its resend (as a poller sends
  * it when the ack is late) and the next body. The ingest loop used to keep
@@ -1227,6 +1317,8 @@ main(void)
 	    cmocka_unit_test(test_poll_state_token),
 	    cmocka_unit_test(test_sibling_cover),
 	    cmocka_unit_test(test_window_first),
+	    cmocka_unit_test(test_chunks),
+	    cmocka_unit_test(test_chunks_bounded),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
