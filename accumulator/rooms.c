@@ -893,6 +893,24 @@ write_bumps(struct rctx *rc)
 	return ret;
 }
 
+/*
+ * The user's own row of the room changed: their membership, or their
+ * unread counts alone (a read receipt from another device brings no
+ * event). Both go out as the user's membership notice, which is what
+ * wakes their waiting requests for that room (api/longpoll.c); for the
+ * counts it carries the unchanged membership.
+ */
+static void
+ur_notice(struct urstate *s, int64_t pos)
+{
+	notice_add(&s->m->notices,
+	           &(struct proto_notice){.type = PROTO_NOTICE_MEMBERSHIP,
+	                                  .pos = pos,
+	                                  .room_id = s->room,
+	                                  .user_id = s->user,
+	                                  .membership = s->new_membership});
+}
+
 /* The syncing user's own row per room; skipped when nothing differs. */
 static bool
 ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
@@ -911,11 +929,9 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	if (changed) {
 		pos = s->my_pos > 0 ? s->my_pos : upos;
 		if (s->my_pos == 0)
-			notice_add(&s->m->notices, &(struct proto_notice){
-			    .type = PROTO_NOTICE_MEMBERSHIP, .pos = pos,
-			    .room_id = s->room, .user_id = s->user,
-			    .membership = s->new_membership});
-	}
+			ur_notice(s, pos);
+	} else if (nc != s->ur_nc || hc != s->ur_hc)
+		ur_notice(s, upos);
 	pg_arr_str(&c->c[0], s->user);
 	pg_arr_str(&c->c[1], s->room);
 	pg_arr_str(&c->c[2], s->new_membership);

@@ -423,6 +423,10 @@ struct ss_req {
 	bool has_data;
 	api_done_fn round_done; /* ss_rooms_run's completion */
 	void *round_arg;
+	/* waiting: the rooms of the last round's windows and subscriptions
+	 * (room id -> 1), for the notices that concern only those; read by
+	 * longpoll.c */
+	struct map scope;
 };
 
 /* ss_conn.c */

@@ -934,6 +934,54 @@ test_chunks_bounded(void **state)
 	               NULL, NULL) > 0);
 }
 
+#define U_BODY(n)                                                              \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!k:hs\":{"               \
+	"\"unread_notifications\":{\"notification_count\":" n ","              \
+	"\"highlight_count\":0}}}}}"
+
+/*
+ * Unread counts that change alone (a read receipt from another device:
+ * no event) go out as the user's membership notice for the room, which
+ * wakes their waiting requests (api/longpoll.c); unchanged, nothing.
+ */
+static void
+test_unread_notice(void **state)
+{
+	struct store_msg m;
+	char *since, types[64];
+	int i;
+
+	(void)state;
+	NEED_DB();
+	for (i = 0; i < 3; i++) {
+		since =
+		    qs("SELECT since FROM syncv3_devices WHERE user_id = $1 "
+		       "AND device_id = $2",
+		       "@alice:hs", "A1");
+		apply_raw(&m, "@alice:hs", "A1", since,
+		          i == 0   ? "u1"
+		          : i == 1 ? "u2"
+		                   : "u3",
+		          i < 2 ? U_BODY("3") : U_BODY("0"),
+		          strlen(U_BODY("3")));
+		assert_true(m.ok);
+		notice_types(&m, types, sizeof(types));
+		if (i == 1)
+			assert_string_equal(types, "");
+		else {
+			assert_int_equal(m.notices.n, 1);
+			assert_int_equal(m.notices.v[0].type,
+			                 PROTO_NOTICE_MEMBERSHIP);
+			assert_string_equal(m.notices.v[0].room_id, "!k:hs");
+			assert_string_equal(m.notices.v[0].user_id,
+			                    "@alice:hs");
+			assert_string_equal(m.notices.v[0].membership, "join");
+		}
+		store_msg_reset(&m);
+		free(since);
+	}
+}
+
 /*
  * A device's messages in one batch: a body, its resend (as a poller sends
  * it when the ack is late) and the next body. The ingest loop used to keep
@@ -1319,6 +1367,7 @@ main(void)
 	    cmocka_unit_test(test_window_first),
 	    cmocka_unit_test(test_chunks),
 	    cmocka_unit_test(test_chunks_bounded),
+	    cmocka_unit_test(test_unread_notice),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
