@@ -167,10 +167,13 @@ static const struct stmt {
 	    "$2::bigint[], $3::bool[], $4::text[], $5::bool[]) ON CONFLICT "
 	    "(room_id, nid, is_end) DO UPDATE SET limited = true WHERE NOT "
 	    "c.limited AND excluded.limited"},
-	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks "
-	    "WHERE ctid = ANY(ARRAY(SELECT k.ctid FROM (SELECT ctid, "
-	    "row_number() OVER (PARTITION BY room_id ORDER BY nid DESC) AS "
-	    "n FROM syncv3_chunks) k WHERE k.n > $1::bigint LIMIT 10000))"},
+	/* $1 rooms: each keeps its $2 newest boundaries (and a row at the
+	 * nid of the oldest kept one) */
+	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks c "
+	    "USING (SELECT r.id, (SELECT k.nid FROM syncv3_chunks k WHERE "
+	    "k.room_id = r.id ORDER BY k.nid DESC, k.is_end DESC OFFSET "
+	    "$2::bigint - 1 LIMIT 1) AS lo FROM unnest($1::text[]) AS r(id)) x "
+	    "WHERE c.room_id = x.id AND c.nid < x.lo"},
 };
 
 /*

@@ -986,6 +986,9 @@ write_chunks(struct rctx *rc)
 	cols_params(&c, p);
 	ret = db_q0(rc->st, S_CHUNKS, 5, p);
 	cols_free(&c);
+	/* a rolled back group only makes the cleanup look at a room */
+	for (size_t i = 0; ret == 0 && i < rc->nchunks; i++)
+		map_put_i64(&rc->st->chunk_rooms, rc->chunks[i].room, 1);
 	return ret;
 }
 

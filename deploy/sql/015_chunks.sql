@@ -11,7 +11,7 @@
 -- "prev_batch"). Per room, not per user: see there. limited (starts
 -- only): upstream said the chunk did not continue the syncing user's
 -- previous one, so there is history before it. Bounded: the cleanup
--- pass keeps the newest ACC_CHUNKS_KEEP rows per room.
+-- pass keeps the newest ACC_CHUNKS_KEEP rows of each room it was given.
 CREATE TABLE syncv3_chunks (
 	room_id text NOT NULL,
 	nid bigint NOT NULL,

@@ -911,27 +911,36 @@ test_chunks(void **state)
 	                 0);
 }
 
-/* The cleanup pass keeps the newest ACC_CHUNKS_KEEP boundaries a room. */
+/*
+ * The cleanup pass keeps the newest ACC_CHUNKS_KEEP boundaries of each
+ * room given boundaries since the last pass, and looks at no other room.
+ */
 static void
 test_chunks_bounded(void **state)
 {
 	(void)state;
 	NEED_DB();
-	PQclear(PQexec(
-	    db, "INSERT INTO syncv3_chunks SELECT '!many:hs', n, "
-	        "false, 't' || n, false FROM generate_series(1, 600) n"));
+	PQclear(PQexec(db, "INSERT INTO syncv3_chunks SELECT r, -n, false, "
+	                   "'t' || n, false FROM (VALUES ('!k:hs'), "
+	                   "('!many:hs')) v(r), generate_series(1, 600) n"));
+	apply_str("@alice:hs", "A1", K_BODY("pN", "false", K_EV("$k9")));
 	assert_true(store_cleanup(st, 3600) >= 600 - ACC_CHUNKS_KEEP);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id "
+	                    "= '!k:hs'",
+	                    NULL, NULL),
+	                 ACC_CHUNKS_KEEP);
+	/* the newest stay */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks c JOIN "
+	                    "syncv3_events e USING (nid) WHERE c.room_id = "
+	                    "'!k:hs' AND e.event_id = '$k9'",
+	                    NULL, NULL),
+	                 2);
 	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id "
 	                    "= '!many:hs'",
 	                    NULL, NULL),
-	                 ACC_CHUNKS_KEEP);
-	assert_int_equal(qi("SELECT min(nid) FROM syncv3_chunks WHERE room_id "
-	                    "= '!many:hs'",
-	                    NULL, NULL),
-	                 600 - ACC_CHUNKS_KEEP + 1);
-	assert_true(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id = "
-	               "'!k:hs'",
-	               NULL, NULL) > 0);
+	                 600);
+	/* nothing new: the next pass looks at nothing */
+	assert_int_equal(store_cleanup(st, 3600), 0);
 }
 
 #define U_BODY(n)                                                              \
