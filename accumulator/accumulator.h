@@ -26,6 +26,12 @@
 #define ACC_ADATA_MAX (1024 * 1024)
 #define ACC_ID_MAX 255			/* event, room and user ids */
 #define ACC_RECEIPTS_MAX 10000		/* per room per response */
+/*
+ * Chunk boundaries kept per room (015_chunks.sql), two per chunk: the
+ * api answers at most SS_TIMELINE_MAX (100) events, whose oldest needs a
+ * boundary at or after it, and each kept one is at a distinct event.
+ */
+#define ACC_CHUNKS_KEEP 512
 
 struct acc_config {
 	char *db;

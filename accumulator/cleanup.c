@@ -12,11 +12,94 @@
 #include "pg_lit.h"
 #include "store_int.h"
 
+/* Runs a DELETE of at most 10000 rows until it deletes fewer. */
+static long long
+clean_slices(struct store *st, int id, const char *const *p)
+{
+	PGresult *r;
+	long long total = 0, n;
+
+	do {
+		if ((r = db_q(st, id, 1, p)) == NULL)
+			return -1;
+		n = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		total += n;
+	} while (n == 10000);
+	return total;
+}
+
+struct chunk_slice {
+	struct store *st;
+	struct pg_lit ids;
+	size_t n;
+	long long total; /* -1 after an error */
+};
+
+static void
+chunk_slice_run(struct chunk_slice *cs)
+{
+	char kb[PG_I64_LEN];
+	const char *p[2];
+	PGresult *r;
+
+	if (cs->n == 0 || cs->total == -1)
+		return;
+	p[0] = pg_arr_end(&cs->ids);
+	p[1] = pg_i64(kb, ACC_CHUNKS_KEEP);
+	if ((r = db_q(cs->st, S_CLEAN_CHUNKS, 2, p)) == NULL)
+		cs->total = -1;
+	else
+		cs->total += strtoll(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	pg_lit_free(&cs->ids);
+	cs->n = 0;
+}
+
+static void
+chunk_room_cb(const char *room, void *val, void *arg)
+{
+	struct chunk_slice *cs = arg;
+
+	(void)val;
+	pg_arr_str(&cs->ids, room);
+	if (++cs->n == 200)
+		chunk_slice_run(cs);
+}
+
+/*
+ * Chunk boundaries beyond the newest ACC_CHUNKS_KEEP of their room
+ * (015_chunks.sql): events are never deleted, so without this a busy
+ * room would keep two rows per sync forever. Only the rooms that were
+ * given boundaries since the last pass are looked at, 200 a statement
+ * (an index walk of at most ACC_CHUNKS_KEEP rows each: 100 ms for 200
+ * full rooms, a room with few rows costs next to nothing); a window over
+ * the whole table each pass took 1.2 s at 1M rows with nothing to trim.
+ * A timeline older than what is kept is answered with a later boundary:
+ * more events the client already has, never a gap (docs/INTERNALS.md,
+ * "prev_batch"). Not tied to the horizon.
+ */
+static long long
+cleanup_chunks(struct store *st)
+{
+	struct chunk_slice cs = {.st = st};
+
+	map_each(&st->chunk_rooms, chunk_room_cb, &cs);
+	chunk_slice_run(&cs);
+	pg_lit_free(&cs.ids);
+	if (cs.total != -1) {
+		map_free(&st->chunk_rooms, NULL);
+		map_init(&st->chunk_rooms);
+	}
+	return cs.total;
+}
+
 /*
  * Growth: closed state ranges that end at or before the position the
  * store had `horizon_secs` ago cannot be asked for by any session that
  * is allowed to resume (older sinces must restart), so they go; the
- * device list log goes with them. Events and current state stay. Runs
+ * device list log goes with them. Events and current state stay (chunk
+ * boundaries are bounded by count first, cleanup_chunks). Runs
  * outside batches, in slices, each its own transaction.
  */
 long long
@@ -31,21 +114,19 @@ cleanup_run(struct store *st, long long horizon_secs)
 	p[0] = pg_i64(pb, st->pos_committed);
 	if (db_q0(st, S_MARK, 1, p) == -1)
 		return -1;
+	if ((total = cleanup_chunks(st)) == -1)
+		return -1;
 	p[0] = pg_i64(hb, horizon_secs);
 	if ((r = db_q(st, S_CLEAN_HORIZON, 1, p)) == NULL)
 		return -1;
 	h = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	if (h <= 0)
-		return 0;
+		return total;
 	p[0] = pg_i64(pb, h);
-	do {
-		if ((r = db_q(st, S_CLEAN_STATE, 1, p)) == NULL)
-			return -1;
-		n = strtoll(PQcmdTuples(r), NULL, 10);
-		PQclear(r);
-		total += n;
-	} while (n == 10000);
+	if ((n = clean_slices(st, S_CLEAN_STATE, p)) == -1)
+		return -1;
+	total += n;
 	if ((r = db_q(st, S_CLEAN_DL, 1, p)) == NULL)
 		return -1;
 	total += strtoll(PQcmdTuples(r), NULL, 10);

@@ -163,6 +163,19 @@ static const struct stmt {
 	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
 	    "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
 	    "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
+	/* upstream timeline chunk boundaries (015_chunks.sql) */
+	[S_CHUNKS] = {"acc_chunks", "INSERT INTO syncv3_chunks AS c (room_id,"
+	    " nid, is_end, token, limited) SELECT * FROM unnest($1::text[], "
+	    "$2::bigint[], $3::bool[], $4::text[], $5::bool[]) ON CONFLICT "
+	    "(room_id, nid, is_end) DO UPDATE SET limited = true WHERE NOT "
+	    "c.limited AND excluded.limited"},
+	/* $1 rooms: each keeps its $2 newest boundaries (and a row at the
+	 * nid of the oldest kept one) */
+	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks c "
+	    "USING (SELECT r.id, (SELECT k.nid FROM syncv3_chunks k WHERE "
+	    "k.room_id = r.id ORDER BY k.nid DESC, k.is_end DESC OFFSET "
+	    "$2::bigint - 1 LIMIT 1) AS lo FROM unnest($1::text[]) AS r(id)) x "
+	    "WHERE c.room_id = x.id AND c.nid < x.lo"},
 };
 
 /*

@@ -26,6 +26,7 @@
  *   position; both come before the timeline's positions.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,13 @@ struct evrow {
 struct sclose {
 	const char *room, *type, *sk;
 	int64_t pos;
+};
+
+/* A boundary of an upstream timeline chunk and its token (015_chunks). */
+struct chunk {
+	const char *room, *token;
+	int64_t nid;
+	bool is_end, limited;
 };
 
 struct rstate {
@@ -95,6 +103,9 @@ struct rctx {
 	size_t nevrows, capevrows;
 	struct sclose *closes;
 	size_t ncloses, capcloses;
+	struct chunk *chunks;
+	size_t nchunks, capchunks;
+	struct map chunkidx; /* room + first nid -> index in chunks */
 	struct rstate *rs;
 	size_t nrs;
 	struct urstate *urs;
@@ -498,6 +509,46 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 static bool is_bump_type(const char *type);
 
 /*
+ * A boundary of the room's timeline in this message (015_chunks.sql):
+ * before its first event (upstream's prev_batch) or after its last (the
+ * response's next_batch), by the nid of that event, new or known. Two
+ * syncs with the same boundary say the same about it, so the group keeps
+ * one row per (room, nid, is_end): one statement may not upsert a row
+ * twice. limited if either said so.
+ */
+static void
+chunk_add(struct rctx *rc, const struct acc_room *r, int64_t nid, bool is_end)
+{
+	const char *tok = is_end ? rc->x->m->next_batch : r->prev_batch;
+	char nb[32], *k;
+	int64_t i;
+
+	if (tok == NULL || *tok == '\0')
+		return;
+	snprintf(nb, sizeof(nb), "%" PRId64 "%c", nid, is_end ? 'e' : 's');
+	k = map_key3(r->room_id, nb, "");
+	if (map_get_i64(&rc->chunkidx, k, &i))
+		rc->chunks[i].limited |= r->limited && !is_end;
+	else {
+		PUSH(rc->chunks, rc->nchunks, rc->capchunks);
+		map_put_i64(&rc->chunkidx, k, (int64_t)rc->nchunks);
+		rc->chunks[rc->nchunks++] = (struct chunk){
+		    r->room_id, tok, nid, is_end, r->limited && !is_end};
+	}
+	free(k);
+}
+
+/* The boundaries of the chunk at timeline event i of nid. */
+static void
+chunk_ends(struct rctx *rc, const struct acc_room *r, size_t i, int64_t nid)
+{
+	if (i == 0)
+		chunk_add(rc, r, nid, false);
+	if (i + 1 == r->timeline.n)
+		chunk_add(rc, r, nid, true);
+}
+
+/*
  * A room's timeline: every new event is stored and moves the room's
  * last event; a state event among them becomes the current entry unless
  * the message ends its key with an event we already had (a lagging
@@ -512,9 +563,12 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 		int64_t nid;
 		char *k;
 
-		if (map_get_i64(&rc->known, ev->event_id, NULL))
+		if (map_get_i64(&rc->known, ev->event_id, &nid)) {
+			chunk_ends(rc, r, i, nid > 0 ? nid : -nid);
 			continue;	/* never applied twice */
+		}
 		nid = evrow_add(rc, r->room_id, ev, true);
+		chunk_ends(rc, r, i, nid);
 		s->changed = true;
 		if (nid > s->upos)
 			s->upos = nid;
@@ -840,6 +894,24 @@ write_bumps(struct rctx *rc)
 }
 
 /*
+ * The user's own row of the room changed: their membership, or their
+ * unread counts alone (a read receipt from another device brings no
+ * event). Both go out as the user's membership notice, which is what
+ * wakes their waiting requests for that room (api/longpoll.c); for the
+ * counts it carries the unchanged membership.
+ */
+static void
+ur_notice(struct urstate *s, int64_t pos)
+{
+	notice_add(&s->m->notices,
+	           &(struct proto_notice){.type = PROTO_NOTICE_MEMBERSHIP,
+	                                  .pos = pos,
+	                                  .room_id = s->room,
+	                                  .user_id = s->user,
+	                                  .membership = s->new_membership});
+}
+
+/*
  * The syncing user's own row per room; skipped when nothing differs. A
  * new prev_batch alone (upstream sends one with every joined room, typing
  * or a receipt included) is written without moving updated_pos (0 keeps
@@ -865,11 +937,9 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	if (changed) {
 		pos = s->my_pos > 0 ? s->my_pos : upos;
 		if (s->my_pos == 0)
-			notice_add(&s->m->notices, &(struct proto_notice){
-			    .type = PROTO_NOTICE_MEMBERSHIP, .pos = pos,
-			    .room_id = s->room, .user_id = s->user,
-			    .membership = s->new_membership});
-	}
+			ur_notice(s, pos);
+	} else if (nc != s->ur_nc || hc != s->ur_hc)
+		ur_notice(s, upos);
 	pg_arr_str(&c->c[0], s->user);
 	pg_arr_str(&c->c[1], s->room);
 	pg_arr_str(&c->c[2], s->new_membership);
@@ -899,6 +969,34 @@ write_user_rooms(struct rctx *rc)
 		ret = db_q0(rc->st, S_UR_PUT, 10, p);
 	}
 	cols_free(&c);
+	return ret;
+}
+
+/* The group's chunk boundaries (015_chunks.sql), one upsert. */
+static int
+write_chunks(struct rctx *rc)
+{
+	struct cols c;
+	const char *p[5];
+	int ret;
+
+	if (rc->nchunks == 0)
+		return 0;
+	cols_init(&c, 5);
+	for (size_t i = 0; i < rc->nchunks; i++) {
+		pg_arr_str(&c.c[0], rc->chunks[i].room);
+		pg_arr_i64(&c.c[1], rc->chunks[i].nid);
+		pg_arr_bool(&c.c[2], rc->chunks[i].is_end);
+		pg_arr_str(&c.c[3], rc->chunks[i].token);
+		pg_arr_bool(&c.c[4], rc->chunks[i].limited);
+		c.rows++;
+	}
+	cols_params(&c, p);
+	ret = db_q0(rc->st, S_CHUNKS, 5, p);
+	cols_free(&c);
+	/* a rolled back group only makes the cleanup look at a room */
+	for (size_t i = 0; ret == 0 && i < rc->nchunks; i++)
+		map_put_i64(&rc->st->chunk_rooms, rc->chunks[i].room, 1);
 	return ret;
 }
 
@@ -933,6 +1031,7 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	map_init(&rc.keys);
 	map_init(&rc.roomidx);
 	map_init(&rc.uridx);
+	map_init(&rc.chunkidx);
 	if (load_known(&rc, xs, n) == -1 || load_rooms(&rc, xs, n) == -1)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
@@ -946,7 +1045,8 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
 	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
-	    write_bumps(&rc) == -1 || txn_write(st, xs, n) == -1)
+	    write_bumps(&rc) == -1 || txn_write(st, xs, n) == -1 ||
+	    write_chunks(&rc) == -1)
 		goto out;
 	ret = 0;
 out:
@@ -956,6 +1056,7 @@ out:
 	free(rc.srows);
 	free(rc.evrows);
 	free(rc.closes);
+	free(rc.chunks);
 	free(rc.rs);
 	free(rc.urs);
 	PQclear(rc.res_rooms);
@@ -964,5 +1065,6 @@ out:
 	map_free(&rc.keys, NULL);
 	map_free(&rc.roomidx, NULL);
 	map_free(&rc.uridx, NULL);
+	map_free(&rc.chunkidx, NULL);
 	return ret;
 }

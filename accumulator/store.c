@@ -97,6 +97,7 @@ store_free(struct store *st)
 	if (st->c != NULL)
 		PQfinish(st->c);
 	free(st->pend);
+	map_free(&st->chunk_rooms, NULL);
 	free(st->owner);
 	free(st->conninfo);
 	free(st);

@@ -6,6 +6,7 @@
 #define SYNCV3_ACC_STORE_INT_H
 
 #include "accumulator.h"
+#include "map.h"
 
 enum stmt_id {
 	S_CAS,
@@ -36,6 +37,8 @@ enum stmt_id {
 	S_CLEAN_MARKS,
 	S_ROOMS_BUMP,
 	S_TXN,
+	S_CHUNKS,
+	S_CLEAN_CHUNKS,
 };
 
 struct store {
@@ -55,6 +58,9 @@ struct store {
 	 * at the latest by store_batch_commit (distinct devices) */
 	struct store_msg **pend;
 	size_t npend, cappend;
+	/* rooms given chunk boundaries since the last cleanup pass, which
+	 * trims only those (015_chunks.sql; room id -> 1) */
+	struct map chunk_rooms;
 };
 
 /* One message being applied; ch is NULL when it is not applied. */

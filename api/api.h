@@ -116,6 +116,7 @@ enum api_sql {
 	Q_ADMIN_RESYNC,
 	Q_SS_EXT,
 	Q_LIST_FIRST,
+	Q_CHUNKS, /* ss_rooms.c, s_room_list.c: prev_batch */
 	Q_COUNT,
 };
 struct api_stmt {

@@ -43,6 +43,9 @@ struct lp_ring_ent {
 	int64_t pos;
 	int type;	/* 0 = wildcard (resync) */
 	bool is_expired;	/* PROTO_NOTICE_DEVICE: the token was rejected */
+	/* PROTO_NOTICE_MEMBERSHIP: still joined, their row changed alone
+	 * (unread counts): it concerns only requests that show the room */
+	bool is_row;
 	char *a;	/* room_id or user_id */
 	char *b;	/* device_id or NULL */
 };
@@ -207,6 +210,21 @@ urooms_invalidate(struct api *api, const char *user_id)
 }
 
 static bool
+same(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* Is the user known (the set is loaded) to be joined to the room? */
+static bool
+is_known_in_room(struct api *api, const char *user_id, const char *room_id)
+{
+	struct lp_urooms *u = map_get(&api->lp->urooms, user_id);
+
+	return u != NULL && u->is_loaded && map_get(&u->rooms, room_id) != NULL;
+}
+
+static bool
 user_in_room(struct api *api, const char *user_id, const char *room_id)
 {
 	struct lp_urooms *u = map_get(&api->lp->urooms, user_id);
@@ -216,10 +234,18 @@ user_in_room(struct api *api, const char *user_id, const char *room_id)
 	return map_get(&u->rooms, room_id) != NULL;
 }
 
+/*
+ * The user's own row of a room they stay joined to changed (unread
+ * counts): their room list, and of a sliding sync connection only one
+ * whose last round had the room in a window or subscription (its scope,
+ * kept by ss_req.c); a room's members did not change.
+ */
 static bool
-same(const char *a, const char *b)
+row_match(struct sreq *r, const struct lp_ring_ent *n)
 {
-	return a != NULL && b != NULL && strcmp(a, b) == 0;
+	if (!r->p.has_list || !same(n->b, r->user_id))
+		return false;
+	return r->ss == NULL || map_get_i64(&r->ss->scope, n->a, NULL);
 }
 
 /* Does a notice (as stored in the ring) concern r? */
@@ -251,6 +277,8 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 		return r->p.has_list ||
 		       (r->p.has_member && same(n->a, r->p.m_room));
 	case PROTO_NOTICE_MEMBERSHIP:
+		if (n->is_row)
+			return row_match(r, n);
 		return (r->p.has_member && same(n->a, r->p.m_room) &&
 		        user_in_room(api, r->user_id, n->a)) ||
 		       (r->p.has_list && same(n->b, r->user_id));
@@ -363,9 +391,9 @@ lp_wait(struct api *api, struct sreq *r, void (*wake)(void *), void *arg)
 	return 0;
 }
 
-static void
-ring_push(struct api *api, int type, int64_t pos, const char *a,
-    const char *b, bool is_expired)
+static struct lp_ring_ent *
+ring_push(struct api *api, int type, int64_t pos, const char *a, const char *b,
+          bool is_expired)
 {
 	struct lp_ring_ent *n = &api->lp->ring[api->lp->ring_head];
 
@@ -378,7 +406,9 @@ ring_push(struct api *api, int type, int64_t pos, const char *a,
 	n->is_expired = is_expired;
 	n->a = a ? xstrdup(a) : NULL;
 	n->b = b ? xstrdup(b) : NULL;
+	n->is_row = false;
 	api->lp->ring_head = (api->lp->ring_head + 1) % LP_RING;
+	return n;
 }
 
 /* Wakes the waiters under key that match n. */
@@ -416,6 +446,7 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 	bool is_expired = pn->type == PROTO_NOTICE_DEVICE &&
 	    pn->state != NULL &&
 	    dev_state_parse(pn->state) == DEV_STATE_EXPIRED;
+	bool is_row;
 
 	if (pn->pos > api->cur_pos)
 		api->cur_pos = pn->pos;
@@ -432,8 +463,13 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 		ring_push(api, pn->type, pn->pos, user, NULL, false);
 		break;
 	case PROTO_NOTICE_MEMBERSHIP:
-		urooms_invalidate(api, user);
-		ring_push(api, pn->type, pn->pos, room, user, false);
+		/* a join we knew of teaches the room set nothing */
+		is_row = same(pn->membership, "join") &&
+		         is_known_in_room(api, user, room);
+		if (!is_row)
+			urooms_invalidate(api, user);
+		ring_push(api, pn->type, pn->pos, room, user, false)->is_row =
+		    is_row;
 		break;
 	case PROTO_NOTICE_HEARTBEAT:
 		return;	/* it only moves the position */

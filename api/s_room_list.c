@@ -217,12 +217,31 @@ add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind)
 }
 
 /*
+ * The prev_batch of a room's timeline: its chunk boundary's token from the
+ * detail query ('c'), else (no chunk known: stored before 015_chunks.sql) the
+ * room's latest upstream one.
+ */
+static const char *
+prev_batch_of(const struct lroom *x, PGresult *res)
+{
+	int n = res ? PQntuples(res) : 0;
+
+	for (int i = 0; i < n; i++)
+		if (PQgetvalue(res, i, 0)[0] == 'c' &&
+		    strcmp(PQgetvalue(res, i, 1), x->room_id) == 0)
+			return PQgetvalue(res, i, 3);
+	return x->prev_batch;
+}
+
+/*
  * One room of the page: membership, name, counts, and its timeline and
  * state from the detail query (stripped state for an invite).
  */
 static void
 room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 {
+	const char *pb;
+
 	if (!first)
 		evbuffer_add(b, ",", 1);
 	evbuffer_add(b, "{\"room_id\":", 11);
@@ -237,9 +256,9 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 	if (x->invite_state != NULL && strcmp(x->membership, "invite") == 0)
 		evbuffer_add_printf(b, ",\"invite_state\":%s",
 		    x->invite_state);
-	if (x->prev_batch != NULL && *x->prev_batch != '\0') {
+	if ((pb = prev_batch_of(x, res)) != NULL && *pb != '\0') {
 		evbuffer_add(b, ",\"prev_batch\":", 14);
-		jstr(b, x->prev_batch);
+		jstr(b, pb);
 	}
 	evbuffer_add(b, ",\"state_events\":[", 17);
 	add_rows(b, res, x->room_id, 's');

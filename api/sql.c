@@ -272,19 +272,40 @@
 	" AND txn.device_id = " d "), " e ".json)"
 
 /*
+ * The upstream chunk boundary (015_chunks.sql) that a timeline of room r
+ * whose oldest event is at nid e pages back from, by docs/INTERNALS.md,
+ * "prev_batch": when the timeline holds every event before it that the
+ * user may see (fits), the last chunk start at or before e, the events
+ * between being none of theirs (exact: right before e for them); else
+ * the first boundary at or after e (before an event comes before after
+ * it), exact when a chunk began at e, otherwise repeating events the
+ * client has and skipping none.
+ */
+#define CHUNK_AT(r, e, fits)                                                   \
+	"(SELECT x.nid, x.is_end, x.token, x.limited FROM ((SELECT 0 AS o, "   \
+	"k.nid, k.is_end, k.token, k.limited FROM syncv3_chunks k WHERE "      \
+	fits " AND k.room_id = " r " AND k.nid <= " e " AND NOT k.is_end "     \
+	"ORDER BY k.nid DESC LIMIT 1) UNION ALL (SELECT 1, k.nid, k.is_end, "  \
+	"k.token, k.limited FROM syncv3_chunks k WHERE k.room_id = " r " AND " \
+	"k.nid >= " e " ORDER BY k.nid, k.is_end LIMIT 1)) x ORDER BY x.o "    \
+	"LIMIT 1)"
+
+/*
  * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
  * state_events, $7 user, $8 their device: the timeline is what the user
- * may see of it.
+ * may see of it ('t' rows), its prev_batch the chunk boundary of its
+ * oldest event ('c': nid, token).
  * The state branch runs per room (LATERAL, so the (room_id, ...) index
  * is used; a join over all rooms' current state cost ~3 ms a room) and
  * not at all when no state_events were asked for (a one-time filter).
  */
 #define LIST_DETAIL                                                             \
-	"SELECT 't', r.id, x.nid, x.json FROM unnest($1::text[], "             \
+	"WITH t AS (SELECT 't'::text AS k, r.id, x.nid, x.json FROM "          \
+	"unnest($1::text[], "                                                  \
 	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, "         \
 	TXN_JSON("e", "$7", "$8") " AS json FROM syncv3_events e WHERE "       \
 	"e.nid IN " VIS_LAST_EVENTS("r.id", "$7", "$3::bigint", "r.f",         \
-	"$4::bigint") ") x UNION ALL SELECT 's', r.id, "                       \
+	"$4::bigint") ") x) SELECT * FROM t UNION ALL SELECT 's', r.id, "      \
 	"y.nid, y.json FROM "                                                  \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
 	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
@@ -293,8 +314,21 @@
 	"$3::bigint AND EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) " \
 	"AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = '*' OR "      \
 	"p.k = s.state_key))) y WHERE cardinality($5::text[]) > 0 "            \
-	"ORDER BY 1, 2, 3"
+	"UNION ALL SELECT 'c', o.id, c.nid, c.token FROM (SELECT "             \
+	"id, min(nid) AS e, count(*) < $4::bigint AS fits FROM t GROUP BY id)" \
+	" o CROSS JOIN LATERAL " CHUNK_AT("o.id", "o.e", "o.fits")             \
+	" c ORDER BY 1, 2, 3"
 /* clang-format on */
+
+/*
+ * $1 rooms, $2 the nid of each one's oldest timeline event, $3 whether it
+ * holds all the user may see before it: its chunk boundary (CHUNK_AT); no
+ * row when no chunk is known.
+ */
+#define CHUNKS                                                                 \
+	"SELECT r.id, c.nid, c.is_end, c.token, c.limited FROM "               \
+	"unnest($1::text[], $2::bigint[], $3::bool[]) AS r(id, e, fits) "      \
+	"CROSS JOIN LATERAL " CHUNK_AT("r.id", "r.e", "r.fits") " c"
 
 /* s_room_member.c */
 /*
@@ -909,6 +943,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	/* ss_ext.c: the extensions of a sliding sync response */
 	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 22},
 	[Q_LIST_FIRST] = {"api_list_first", LIST_FIRST_SNAP, 3},
+	[Q_CHUNKS] = {"api_chunks", CHUNKS, 3},
 };
 /* clang-format on */
 

@@ -392,6 +392,7 @@ struct ss_room {
 	struct ss_required_state s_cfg; /* the config sent, when it differs */
 	bool has_s_cfg;
 	int64_t max_nid;
+	int64_t tl_oldest;            /* nid of the timeline's oldest event */
 	char **tl, **st, **event_ids; /* timeline oldest first, state */
 	int ntl, nst, nevent_ids;
 	int64_t num_live;
@@ -422,6 +423,10 @@ struct ss_req {
 	bool has_data;
 	api_done_fn round_done; /* ss_rooms_run's completion */
 	void *round_arg;
+	/* waiting: the rooms of the last round's windows and subscriptions
+	 * (room id -> 1), for the notices that concern only those; read by
+	 * longpoll.c */
+	struct map scope;
 };
 
 /* ss_conn.c */

@@ -56,6 +56,7 @@ static void
 ss_free(struct ss_req *s)
 {
 	ss_rooms_clear(s);
+	map_free(&s->scope, NULL);
 	ss_request_free(&s->q);
 	ss_conn_free(&s->conn);
 	json_object_put(s->subs);
@@ -195,6 +196,21 @@ interest_set(struct ss_req *s)
 	r->p.has_to_device = (r->ss_wake & SS_WAKE_TO_DEVICE) != 0;
 }
 
+/*
+ * The rooms the round just done had in its windows and subscriptions:
+ * while the connection waits, a change that concerns only rooms it shows
+ * (its user's unread counts) wakes it only for these. The next round
+ * starts from the same lists and subscriptions.
+ */
+static void
+scope_keep(struct ss_req *s)
+{
+	map_free(&s->scope, NULL);
+	map_init(&s->scope);
+	for (int i = 0; i < s->nrooms; i++)
+		map_put_i64(&s->scope, s->rooms[i].id, 1);
+}
+
 /* Nothing new: wait for a notice, or answer at the timeout. */
 static void
 wait_start(struct ss_req *s)
@@ -204,6 +220,7 @@ wait_start(struct ss_req *s)
 
 	r->wait_from = s->at;
 	interest_set(s);
+	scope_keep(s);
 	if (lp_wait(s->api, r, wake_cb, r) == -1) {
 		/* answer now, as the v3 path does: another round would spin */
 		log_warnx_rl("ss: too many waiting requests");

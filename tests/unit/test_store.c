@@ -847,6 +847,153 @@ notice_types(const struct store_msg *m, char *out, size_t len)
 		    (int)m->notices.v[i].type);
 }
 
+#define K_BODY(prev, limited, events)                                          \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!k:hs\":{\"timeline\":"  \
+	"{\"prev_batch\":\"" prev "\",\"limited\":" limited                    \
+	",\"events\":[" events "]}}}}}"
+#define K_EV(id) G_EV(id, "m.room.message", "", "{\"body\":\"k\"}")
+
+/* A chunk boundary of !k:hs (its event, is_end) as "token/limited". */
+static char *
+chunk_row(const char *event_id, const char *is_end)
+{
+	return qs(
+	    "SELECT c.token || '/' || c.limited FROM syncv3_chunks c JOIN "
+	    "syncv3_events e ON e.nid = c.nid WHERE c.room_id = '!k:hs' AND "
+	    "e.event_id = $1 AND c.is_end = $2::bool",
+	    event_id, is_end);
+}
+
+static void
+assert_chunk(const char *event_id, const char *is_end, const char *want)
+{
+	char *v = chunk_row(event_id, is_end);
+
+	if (want == NULL)
+		assert_null(v);
+	else {
+		assert_non_null(v);
+		assert_string_equal(v, want);
+	}
+	free(v);
+}
+
+/*
+ * Each timeline keeps its boundaries (015_chunks.sql): before its first
+ * event upstream's prev_batch, after its last the response's next_batch,
+ * by the nid of that event also when another poller stored it first; a
+ * second chunk starting at the same event keeps the first token and is
+ * limited if either was.
+ */
+static void
+test_chunks(void **state)
+{
+	char next[32];
+
+	(void)state;
+	NEED_DB();
+	apply_str("@alice:hs", "A1",
+	          K_BODY("pA", "false", K_EV("$k1") "," K_EV("$k2")));
+	snprintf(next, sizeof(next), "n%d/false", counter);
+	assert_chunk("$k1", "false", "pA/false");
+	assert_chunk("$k2", "true", next);
+	assert_chunk("$k1", "true", NULL);
+	/* bob's poller: $k1 known, a longer chunk, limited */
+	apply_str(
+	    "@bob:hs", "B1",
+	    K_BODY("pB", "true", K_EV("$k1") "," K_EV("$k2") "," K_EV("$k3")));
+	assert_chunk("$k1", "false", "pA/true");
+	assert_chunk("$k2", "true", next);
+	snprintf(next, sizeof(next), "n%d/false", counter);
+	assert_chunk("$k3", "true", next);
+	/* a timeline without events has no boundaries */
+	apply_str("@alice:hs", "A1", K_BODY("pE", "true", ""));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE token = "
+	                    "'pE'",
+	                    NULL, NULL),
+	                 0);
+}
+
+/*
+ * The cleanup pass keeps the newest ACC_CHUNKS_KEEP boundaries of each
+ * room given boundaries since the last pass, and looks at no other room.
+ */
+static void
+test_chunks_bounded(void **state)
+{
+	(void)state;
+	NEED_DB();
+	PQclear(PQexec(db, "INSERT INTO syncv3_chunks SELECT r, -n, false, "
+	                   "'t' || n, false FROM (VALUES ('!k:hs'), "
+	                   "('!many:hs')) v(r), generate_series(1, 600) n"));
+	apply_str("@alice:hs", "A1", K_BODY("pN", "false", K_EV("$k9")));
+	assert_true(store_cleanup(st, 3600) >= 600 - ACC_CHUNKS_KEEP);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id "
+	                    "= '!k:hs'",
+	                    NULL, NULL),
+	                 ACC_CHUNKS_KEEP);
+	/* the newest stay */
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks c JOIN "
+	                    "syncv3_events e USING (nid) WHERE c.room_id = "
+	                    "'!k:hs' AND e.event_id = '$k9'",
+	                    NULL, NULL),
+	                 2);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_chunks WHERE room_id "
+	                    "= '!many:hs'",
+	                    NULL, NULL),
+	                 600);
+	/* nothing new: the next pass looks at nothing */
+	assert_int_equal(store_cleanup(st, 3600), 0);
+}
+
+#define U_BODY(n)                                                              \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!k:hs\":{"               \
+	"\"unread_notifications\":{\"notification_count\":" n ","              \
+	"\"highlight_count\":0}}}}}"
+
+/*
+ * Unread counts that change alone (a read receipt from another device:
+ * no event) go out as the user's membership notice for the room, which
+ * wakes their waiting requests (api/longpoll.c); unchanged, nothing.
+ */
+static void
+test_unread_notice(void **state)
+{
+	struct store_msg m;
+	char *since, types[64];
+	int i;
+
+	(void)state;
+	NEED_DB();
+	for (i = 0; i < 3; i++) {
+		since =
+		    qs("SELECT since FROM syncv3_devices WHERE user_id = $1 "
+		       "AND device_id = $2",
+		       "@alice:hs", "A1");
+		apply_raw(&m, "@alice:hs", "A1", since,
+		          i == 0   ? "u1"
+		          : i == 1 ? "u2"
+		                   : "u3",
+		          i < 2 ? U_BODY("3") : U_BODY("0"),
+		          strlen(U_BODY("3")));
+		assert_true(m.ok);
+		notice_types(&m, types, sizeof(types));
+		if (i == 1)
+			assert_string_equal(types, "");
+		else {
+			assert_int_equal(m.notices.n, 1);
+			assert_int_equal(m.notices.v[0].type,
+			                 PROTO_NOTICE_MEMBERSHIP);
+			assert_string_equal(m.notices.v[0].room_id, "!k:hs");
+			assert_string_equal(m.notices.v[0].user_id,
+			                    "@alice:hs");
+			assert_string_equal(m.notices.v[0].membership, "join");
+		}
+		store_msg_reset(&m);
+		free(since);
+	}
+}
+
 /*
  * A device's messages in one batch: a body, its resend (as a poller sends
  * it when the ack is late) and the next body. The ingest loop used to keep
@@ -1231,6 +1378,9 @@ main(void)
 	    cmocka_unit_test(test_poll_state_token),
 	    cmocka_unit_test(test_sibling_cover),
 	    cmocka_unit_test(test_window_first),
+	    cmocka_unit_test(test_chunks),
+	    cmocka_unit_test(test_chunks_bounded),
+	    cmocka_unit_test(test_unread_notice),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
