@@ -14,10 +14,14 @@
  *     sample (p50/p99 printed);
  *  3. checks the N idle long polls are all still waiting (none was woken
  *     by the other room's typing).
+ * With -d DEVICE the change of step 2 is a to-device message to the
+ * token's DEVICE from @bob (SINCE_LAT then names a to_device session),
+ * and the figures are named to_device_to_response_* instead of
+ * typing_to_response_*.
  * Prints one JSON object.
  *
  * usage: bench_api -a API_URL -s SIMHS_URL -t TOKEN -i SINCE_IDLE
- *          -l SINCE_LAT -r ROOM_LAT -p API_PID [-n N] [-k K]
+ *          -l SINCE_LAT -r ROOM_LAT -p API_PID [-n N] [-k K] [-d DEVICE]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,14 +41,15 @@ struct bench {
 	struct event_base *base;
 	struct evhttp_uri *api, *sim;
 	const char *token, *since_idle, *room_lat;
+	const char *device; /* -d: to-device changes to it, not typing */
 	char since_lat[256];
 	int pid, n, k;
 	int opened, failed, idle_done;
 	int nlat, typing_i;
 	double *lat;
 	double t_change;
-	double t_round;	/* when the latency request of this round was sent */
-	int early;	/* answered before its change was sent: not counted */
+	double t_round; /* when the latency request of this round was sent */
+	int early;      /* answered before its change was sent: not counted */
 	struct event *timer;
 	int phase;
 	int health_waiters;
@@ -65,8 +70,9 @@ now_s(void)
 static struct evhttp_connection *
 conn(struct bench *b, struct evhttp_uri *u)
 {
-	struct evhttp_connection *c = evhttp_connection_base_new(b->base,
-	    NULL, evhttp_uri_get_host(u), (unsigned short)evhttp_uri_get_port(u));
+	struct evhttp_connection *c =
+	    evhttp_connection_base_new(b->base, NULL, evhttp_uri_get_host(u),
+	                               (unsigned short)evhttp_uri_get_port(u));
 
 	evhttp_connection_set_timeout(c, 600);
 	if (b->nconns == b->capconns) {
@@ -84,15 +90,17 @@ conn(struct bench *b, struct evhttp_uri *u)
 
 static void
 sync_req(struct bench *b, const char *since, int timeout_ms,
-    void (*cb)(struct evhttp_request *, void *))
+         void (*cb)(struct evhttp_request *, void *))
 {
 	struct evhttp_connection *c = conn(b, b->api);
 	struct evhttp_request *req = evhttp_request_new(cb, b);
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char path[512], auth[512];
 
-	snprintf(path, sizeof(path), "/_matrix/client/v3/sync?timeout=%d&"
-	    "since=%s", timeout_ms, since);
+	snprintf(path, sizeof(path),
+	         "/_matrix/client/v3/sync?timeout=%d&"
+	         "since=%s",
+	         timeout_ms, since);
 	snprintf(auth, sizeof(auth), "Bearer %s", b->token);
 	evhttp_add_header(h, "Host", "localhost");
 	evhttp_add_header(h, "Authorization", auth);
@@ -160,8 +168,10 @@ health_cb(struct evhttp_request *req, void *arg)
 		b->health_waiters = json_object_get_int(w);
 	if (b->phase == 0 && b->health_waiters >= b->n) {
 		read_rss(b);
-		fprintf(stderr, "bench_api: %d long polls waiting, api rss "
-		    "%ld kB\n", b->health_waiters, b->rss_kb);
+		fprintf(stderr,
+		        "bench_api: %d long polls waiting, api rss "
+		        "%ld kB\n",
+		        b->health_waiters, b->rss_kb);
 		b->phase = 1;
 		lat_round(b);
 	} else if (b->phase == 0) {
@@ -169,15 +179,15 @@ health_cb(struct evhttp_request *req, void *arg)
 		event_add(b->timer, &tv);
 	} else if (b->phase == 2) {
 		printf("{\"long_polls\":%d,\"failed\":%d,\"api_rss_kb\":%ld,"
-		    "\"api_rss_kb_per_poll\":%.2f,\"waiters_after\":%d,"
-		    "\"idle_returned\":%d", b->n, b->failed, b->rss_kb,
-		    (double)b->rss_kb / b->n, b->health_waiters,
-		    b->idle_done);
+		       "\"api_rss_kb_per_poll\":%.2f,\"waiters_after\":%d,"
+		       "\"idle_returned\":%d",
+		       b->n, b->failed, b->rss_kb, (double)b->rss_kb / b->n,
+		       b->health_waiters, b->idle_done);
 		if (o != NULL) {
-			json_object_object_foreach(o, key, v)
-			if (strncmp(key, "wake_lat", 8) == 0)
-				printf(",\"api_%s\":%s", key,
-				    json_object_to_json_string(v));
+			json_object_object_foreach(
+			    o, key, v) if (strncmp(key, "wake_lat", 8) == 0)
+			    printf(",\"api_%s\":%s", key,
+			           json_object_to_json_string(v));
 		}
 		b->phase = 3;
 		event_base_loopbreak(b->base);
@@ -192,7 +202,7 @@ health_get(struct bench *b)
 	struct evhttp_request *req = evhttp_request_new(health_cb, b);
 
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host",
-	    "localhost");
+	                  "localhost");
 	evhttp_make_request(c, req, EVHTTP_REQ_GET, "/health");
 }
 
@@ -210,17 +220,28 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		health_get(b);
 		return;
 	}
-	/* phase 1: the typing change upstream */
+	/* phase 1: the typing change (or to-device message) upstream */
 	c = conn(b, b->sim);
 	req = evhttp_request_new(change_cb, NULL);
-	snprintf(path, sizeof(path), "/_simhs/rooms/%s/typing", b->room_lat);
-	snprintf(body, sizeof(body), "{\"user_id\":\"@bob:localhost\","
-	    "\"user_ids\":[%s]}", b->typing_i++ % 2 ? "" :
-	    "\"@bob:localhost\"");
+	if (b->device != NULL) {
+		snprintf(path, sizeof(path), "/_simhs/to_device");
+		snprintf(
+		    body, sizeof(body),
+		    "{\"sender\":\"@bob:localhost\","
+		    "\"type\":\"m.bench\",\"content\":{\"i\":%d},"
+		    "\"user_id\":\"@alice:localhost\",\"device_id\":\"%s\"}",
+		    b->typing_i++, b->device);
+	} else {
+		snprintf(path, sizeof(path), "/_simhs/rooms/%s/typing",
+		         b->room_lat);
+		snprintf(body, sizeof(body),
+		         "{\"user_id\":\"@bob:localhost\","
+		         "\"user_ids\":[%s]}",
+		         b->typing_i++ % 2 ? "" : "\"@bob:localhost\"");
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host",
-	    "localhost");
-	evbuffer_add(evhttp_request_get_output_buffer(req), body,
-	    strlen(body));
+	                  "localhost");
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
 	b->t_change = now_s();
 	evhttp_make_request(c, req, EVHTTP_REQ_POST, path);
 }
@@ -256,7 +277,7 @@ lat_cb(struct evhttp_request *req, void *arg)
 	o = body_json(req);
 	if (o != NULL && json_object_object_get_ex(o, "next_batch", &nb))
 		snprintf(b->since_lat, sizeof(b->since_lat), "%s",
-		    json_object_get_string(nb));
+		         json_object_get_string(nb));
 	json_object_put(o);
 	if (b->t_change < b->t_round) {
 		/* woken by something older (a resync under load): again */
@@ -295,18 +316,39 @@ main(int argc, char *argv[])
 	memset(&b, 0, sizeof(b));
 	b.n = 10000;
 	b.k = 200;
-	while ((ch = getopt(argc, argv, "a:s:t:i:l:r:p:n:k:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:s:t:i:l:r:p:n:k:d:")) != -1) {
 		switch (ch) {
-		case 'a': api = optarg; break;
-		case 's': sim = optarg; break;
-		case 't': b.token = optarg; break;
-		case 'i': b.since_idle = optarg; break;
-		case 'l': snprintf(b.since_lat, sizeof(b.since_lat), "%s",
-		    optarg); break;
-		case 'r': b.room_lat = optarg; break;
-		case 'p': b.pid = atoi(optarg); break;
-		case 'n': b.n = atoi(optarg); break;
-		case 'k': b.k = atoi(optarg); break;
+		case 'a':
+			api = optarg;
+			break;
+		case 's':
+			sim = optarg;
+			break;
+		case 't':
+			b.token = optarg;
+			break;
+		case 'i':
+			b.since_idle = optarg;
+			break;
+		case 'l':
+			snprintf(b.since_lat, sizeof(b.since_lat), "%s",
+			         optarg);
+			break;
+		case 'r':
+			b.room_lat = optarg;
+			break;
+		case 'p':
+			b.pid = atoi(optarg);
+			break;
+		case 'n':
+			b.n = atoi(optarg);
+			break;
+		case 'k':
+			b.k = atoi(optarg);
+			break;
+		case 'd':
+			b.device = optarg;
+			break;
 		default:
 			fprintf(stderr, "see the comment at the top\n");
 			return 2;
@@ -325,13 +367,16 @@ main(int argc, char *argv[])
 		sync_req(&b, b.since_idle, 600000, idle_cb);
 	health_get(&b);
 	event_base_dispatch(b.base);
-	if (b.phase == 3)
+	if (b.phase == 3) {
+		const char *kind = b.device != NULL ? "to_device" : "typing";
 		printf(",\"latency_samples\":%d,\"latency_early\":%d,"
-		    "\"typing_to_response_p50_ms\":"
-		    "%.2f,\"typing_to_response_p99_ms\":%.2f,"
-		    "\"typing_to_response_max_ms\":%.2f}\n", b.nlat, b.early,
-		    b.lat[b.nlat / 2], b.lat[(int)((b.nlat - 1) * 0.99 + 0.5)],
-		    b.lat[b.nlat - 1]);
+		       "\"%s_to_response_p50_ms\":%.2f,"
+		       "\"%s_to_response_p99_ms\":%.2f,"
+		       "\"%s_to_response_max_ms\":%.2f}\n",
+		       b.nlat, b.early, kind, b.lat[b.nlat / 2], kind,
+		       b.lat[(int)((b.nlat - 1) * 0.99 + 0.5)], kind,
+		       b.lat[b.nlat - 1]);
+	}
 	/* the idle long polls are still open: their requests go with them */
 	for (int i = 0; i < b.nconns; i++)
 		evhttp_connection_free(b.conns[i]);

@@ -10,9 +10,10 @@
 # long-poll on a room's typing, ~30 ms later a typing change upstream, the
 # time from sending it to the woken response; 10 idle long-polls beside)
 # twice: on a quiet stack, then while syncv3-loadgen's e2e scenario sends
-# RATE events/s to CLIENTS room_list long-polls. Prints one JSON object
-# with p50/p99 of each and the api's statements per typing wake; asserts
-# nothing. -r 0 skips the second run.
+# RATE events/s to CLIENTS room_list long-polls; each time also with a
+# to-device message upstream instead of the typing change (a to_device
+# long-poll). Prints one JSON object with p50/p99 of each and the api's
+# statements per wake; asserts nothing. -r 0 skips the second run.
 here=$(cd "$(dirname "$0")" && pwd)
 K=300 RATE=1000 CLIENTS=100
 while getopts k:r:K: o; do
@@ -32,18 +33,21 @@ health() { curl -sf "$API_URL/health"; }
 
 typing_sessions
 
-# sample NAME: bench_api's latency phase; its JSON in $T/NAME.json.
+# sample NAME [to_device]: bench_api's latency phase; its JSON in
+# $T/NAME.json.
 sample() {
 	local q0 q1 w0 w1
 	# an api older than the "queries" count reports null
 	q0=$(health | jq '.queries // "null"') w0=$(health | jq .wakeups)
-	typing_bench 10 "$K" "$T/$1.json"
+	typing_bench 10 "$K" "$T/$1.json" "${2:-}"
 	q1=$(health | jq '.queries // "null"') w1=$(health | jq .wakeups)
 	[ "$q0" = '"null"' ] && q1=null q0=0
 	jq -c --argjson q "$( [ "$q1" = null ] && echo null || echo $((q1 - q0)))" \
 	    --argjson w $((w1 - w0)) \
-	    '{p50_ms: .typing_to_response_p50_ms, p99_ms: .typing_to_response_p99_ms,
-	      max_ms: .typing_to_response_max_ms, samples: .latency_samples,
+	    '{p50_ms: (.typing_to_response_p50_ms // .to_device_to_response_p50_ms),
+	      p99_ms: (.typing_to_response_p99_ms // .to_device_to_response_p99_ms),
+	      max_ms: (.typing_to_response_max_ms // .to_device_to_response_max_ms),
+	      samples: .latency_samples,
 	      early: .latency_early,
 	      api_statements: $q, api_wakeups: $w}' "$T/$1.json" >"$T/$1.sum"
 	log "$1: $(cat "$T/$1.sum")"
@@ -51,9 +55,11 @@ sample() {
 
 log "quiet: $K samples"
 sample quiet
+sample quiet_to_device to_device
 
-if [ "$RATE" = 0 ]; then	# -r 0: the quiet figure only
-	jq -c '{quiet: .}' "$T/quiet.sum"
+if [ "$RATE" = 0 ]; then	# -r 0: the quiet figures only
+	jq -sc '{quiet: .[0], quiet_to_device: .[1]}' "$T/quiet.sum" \
+	    "$T/quiet_to_device.sum"
 	it_pass
 	exit 0
 fi
@@ -68,12 +74,16 @@ start_proc loadgen "$BIN/syncv3-loadgen" e2e -s "$SIMHS_URL" -a "$API_URL" \
 wait_for "[ \$(health | jq .wakeups) -gt $(( $(health | jq .wakeups) + CLIENTS )) ]" 120 ||
     fail "load did not start"
 sample load
+sample load_to_device to_device
 stop_proc loadgen
 
 jq -n --slurpfile q "$T/quiet.sum" --slurpfile l "$T/load.sum" \
+    --slurpfile qd "$T/quiet_to_device.sum" --slurpfile ld "$T/load_to_device.sum" \
     --arg commit "$(git -C "$IT_ROOT" rev-parse --short HEAD 2>/dev/null)" \
     --arg bin "$BIN" --arg nproc "$(nproc)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
     --argjson rate "$RATE" --argjson clients "$CLIENTS" \
     '{commit: $commit, bin: $bin, nproc: ($nproc | tonumber), loadavg: $load,
-      quiet: $q[0], load: ($l[0] + {rate: $rate, clients: $clients})}'
+      quiet: $q[0], load: ($l[0] + {rate: $rate, clients: $clients}),
+      quiet_to_device: $qd[0],
+      load_to_device: ($ld[0] + {rate: $rate, clients: $clients})}'
 it_pass
