@@ -542,12 +542,18 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
  * What the message says about its own user's row of the room: the
  * membership of its section, the invite state, heroes and prev_batch
  * (kept from before when absent), unread counts, and the room summary's
- * member counts, which the room row takes from it.
+ * member counts, which the room row takes from it. The prev_batch of an
+ * empty timeline (a room sent for its typing or receipts alone) names
+ * the current position, not one before any event: it is taken only when
+ * none is kept, else every typing change rewrote the row (a write on the
+ * quiet path, and a room_list update with nothing new in it).
  */
 static void
 user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
     struct urstate *s)
 {
+	const char *prev;
+
 	s->ur_touched = true;
 	s->m = rc->x->m;
 	s->new_membership = r->my_membership;
@@ -555,8 +561,11 @@ user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
 	    r->invite_state : NULL;
 	s->new_heroes = r->heroes ? r->heroes :
 	    (s->new_heroes ? s->new_heroes : s->ur_heroes);
-	s->new_prev = r->prev_batch ? r->prev_batch :
-	    (s->new_prev ? s->new_prev : s->ur_prev);
+	prev = s->new_prev ? s->new_prev : s->ur_prev;
+	if (r->prev_batch != NULL &&
+	    (r->timeline.n > 0 || prev == NULL || *prev == '\0'))
+		prev = r->prev_batch;
+	s->new_prev = prev;
 	if (r->has_unread) {
 		s->new_has_unread = true;
 		s->new_nc = r->notif;
