@@ -212,12 +212,16 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 		if (xs[i].ch != NULL)
 			collect_keys(rc, xs[i].ch, xs[i].m->user_id, &ids,
 			             &keys);
-	p[0] = pg_arr_end(&ids);
-	if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
-		goto out;
-	for (int i = 0; i < PQntuples(r); i++)
-		map_put_i64(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
-	PQclear(r);
+	/* a group without events (typing, receipts, counts) knows none */
+	if (ids.count > 0) {
+		p[0] = pg_arr_end(&ids);
+		if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
+			goto out;
+		for (int i = 0; i < PQntuples(r); i++)
+			map_put_i64(&rc->known, PQgetvalue(r, i, 0),
+			            i64(r, i, 1));
+		PQclear(r);
+	}
 	if (keys.rows > 0) {
 		cols_params(&keys, p);
 		if ((r = db_q(rc->st, S_CUR, 3, p)) == NULL)
