@@ -223,12 +223,16 @@ load_known(struct rctx *rc, struct msgctx *xs, size_t n)
 		if (xs[i].ch != NULL)
 			collect_keys(rc, xs[i].ch, xs[i].m->user_id, &ids,
 			             &keys);
-	p[0] = pg_arr_end(&ids);
-	if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
-		goto out;
-	for (int i = 0; i < PQntuples(r); i++)
-		map_put_i64(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
-	PQclear(r);
+	/* a group without events (typing, receipts, counts) knows none */
+	if (ids.count > 0) {
+		p[0] = pg_arr_end(&ids);
+		if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
+			goto out;
+		for (int i = 0; i < PQntuples(r); i++)
+			map_put_i64(&rc->known, PQgetvalue(r, i, 0),
+			            i64(r, i, 1));
+		PQclear(r);
+	}
 	if (keys.rows > 0) {
 		cols_params(&keys, p);
 		if ((r = db_q(rc->st, S_CUR, 3, p)) == NULL)
@@ -596,12 +600,18 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
  * What the message says about its own user's row of the room: the
  * membership of its section, the invite state, heroes and prev_batch
  * (kept from before when absent), unread counts, and the room summary's
- * member counts, which the room row takes from it.
+ * member counts, which the room row takes from it. The prev_batch of an
+ * empty timeline (a room sent for its typing or receipts alone) names
+ * the current position, not one before any event: it is taken only when
+ * none is kept, else every typing change rewrote the row (a write on the
+ * quiet path, and a room_list update with nothing new in it).
  */
 static void
 user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
     struct urstate *s)
 {
+	const char *prev;
+
 	s->ur_touched = true;
 	s->m = rc->x->m;
 	s->new_membership = r->my_membership;
@@ -609,8 +619,11 @@ user_room(struct rctx *rc, struct acc_room *r, struct rstate *rs,
 	    r->invite_state : NULL;
 	s->new_heroes = r->heroes ? r->heroes :
 	    (s->new_heroes ? s->new_heroes : s->ur_heroes);
-	s->new_prev = r->prev_batch ? r->prev_batch :
-	    (s->new_prev ? s->new_prev : s->ur_prev);
+	prev = s->new_prev ? s->new_prev : s->ur_prev;
+	if (r->prev_batch != NULL &&
+	    (r->timeline.n > 0 || prev == NULL || *prev == '\0'))
+		prev = r->prev_batch;
+	s->new_prev = prev;
 	if (r->has_unread) {
 		s->new_has_unread = true;
 		s->new_nc = r->notif;

@@ -9,10 +9,12 @@
  * position (new events, state, counts), rooms newly joined or invited (in
  * full), and rooms left (once). What a user may see of a room follows
  * visible.h: timelines stop at their leave, invites carry only their
- * stripped state. Two queries: the room set, then the page details. The
- * room set of a first page by recency alone (the default) is the window
- * of the sort keys the accumulator keeps (deploy/sql/012_sortkeys.sql),
- * not the rule and a sort over each of the user's rooms.
+ * stripped state. Two queries: the room set, then the page details, and
+ * a third to remember the rooms sent. The room set of a first page by
+ * recency alone (the default) is the window of the sort keys the
+ * accumulator keeps (deploy/sql/012_sortkeys.sql), not the rule and a
+ * sort over each of the user's rooms, and that one statement also brings
+ * the window's details and remembers its rooms (issue #13 item 5).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,6 +31,12 @@
 #define COL_SNAP 13
 /* Q_LIST_FIRST's count of joined rooms, after the snapshot position. */
 #define COL_NJOINED 14
+/* Q_LIST_FIRST's details of a joined room, and whether it remembered. */
+#define COL_TL 15
+#define COL_ST 16
+#define COL_REMEMBERED 17
+/* Q_LIST_FIRST's prev_batch of a joined room's timeline (its chunk). */
+#define COL_CHUNK 18
 
 struct lroom {
 	char *room_id;
@@ -37,6 +45,7 @@ struct lroom {
 	char *key;
 	char *invite_state;
 	char *prev_batch;
+	char *tl, *st; /* Q_LIST_FIRST: its details, comma-separated json */
 	int64_t notif, highlight, ts, from;
 	bool is_new, is_left;
 	bool is_invite; /* stripped state only, no details */
@@ -46,10 +55,11 @@ struct lctx {
 	struct sreq *r;
 	struct lroom *v;
 	int n;
-	int lo, hi;		/* the page */
+	int lo, hi; /* the page */
 	int64_t total;
 	bool is_stream;
-	bool is_first; /* Q_LIST_FIRST: a window of the rooms, not all */
+	bool is_first;      /* Q_LIST_FIRST: a window of the rooms, not all */
+	bool is_remembered; /* Q_LIST_FIRST remembered the page's rooms */
 };
 
 static const int *cmp_sorts;
@@ -82,6 +92,8 @@ lctx_free(struct lctx *c)
 		free(x->key);
 		free(x->invite_state);
 		free(x->prev_batch);
+		free(x->tl);
+		free(x->st);
 	}
 	free(c->v);
 	free(c);
@@ -91,6 +103,13 @@ static const char *
 val(PGresult *res, int i, int col)
 {
 	return PQgetisnull(res, i, col) ? NULL : PQgetvalue(res, i, col);
+}
+
+static char *
+val_dup(PGresult *res, int i, int col)
+{
+	return PQgetisnull(res, i, col) ? NULL
+	                                : xstrdup(PQgetvalue(res, i, col));
 }
 
 /*
@@ -111,7 +130,8 @@ invite_name(const char *invite_state, const char *self, int64_t *ts)
 	char *out;
 
 	for (size_t i = 0; json_object_is_type(a, json_type_array) &&
-	    i < json_object_array_length(a); i++) {
+	                   i < json_object_array_length(a);
+	     i++) {
 		struct json_object *e = json_object_array_get_idx(a, i);
 		struct json_object *c = json_get_obj(e, "content");
 		const char *t = json_get_str(e, "type");
@@ -145,19 +165,20 @@ calc_name(PGresult *res, int i)
 	char *out;
 
 	if (val(res, i, 10) != NULL)
-		heroes = json_parse_bounded(val(res, i, 10),
-		    (size_t)PQgetlength(res, i, 10), NULL);
+		heroes = json_parse_bounded(
+		    val(res, i, 10), (size_t)PQgetlength(res, i, 10), NULL);
 	for (size_t k = 0; json_object_is_type(heroes, json_type_array) &&
-	    k < json_object_array_length(heroes) && nh < 5; k++) {
+	                   k < json_object_array_length(heroes) && nh < 5;
+	     k++) {
 		struct json_object *p = json_object_array_get_idx(heroes, k);
-		h[nh].user_id = json_object_get_string(
-		    json_object_array_get_idx(p, 0));
-		h[nh++].displayname = json_object_get_string(
-		    json_object_array_get_idx(p, 1));
+		h[nh].user_id =
+		    json_object_get_string(json_object_array_get_idx(p, 0));
+		h[nh++].displayname =
+		    json_object_get_string(json_object_array_get_idx(p, 1));
 	}
 	out = room_name_calc(val(res, i, 6), val(res, i, 7), h, nh,
-	    strtol(PQgetvalue(res, i, 8), NULL, 10),
-	    strtol(PQgetvalue(res, i, 9), NULL, 10));
+	                     strtol(PQgetvalue(res, i, 8), NULL, 10),
+	                     strtol(PQgetvalue(res, i, 9), NULL, 10));
 	json_object_put(heroes);
 	return out;
 }
@@ -168,11 +189,13 @@ calc_name(PGresult *res, int i)
 static void
 list_head(struct sreq *r, struct evbuffer *b, struct lctx *c)
 {
-	evbuffer_add_printf(b, "{\"limit\":%" PRId64 ",\"timeline_limit\":%"
-	    PRId64 ",\"sort\":[", r->p.l_limit, r->p.l_timeline);
+	evbuffer_add_printf(b,
+	                    "{\"limit\":%" PRId64 ",\"timeline_limit\":%" PRId64
+	                    ",\"sort\":[",
+	                    r->p.l_limit, r->p.l_timeline);
 	for (int i = 0; i < r->p.l_nsorts; i++)
 		evbuffer_add_printf(b, "%s\"%s\"", i ? "," : "",
-		    sort_name(r->p.l_sorts[i]));
+		                    sort_name(r->p.l_sorts[i]));
 	evbuffer_add(b, "],\"state_events\":[", 18);
 	for (int i = 0; i < r->p.l_nst; i++) {
 		evbuffer_add(b, i ? ",[" : "[", i ? 2 : 1);
@@ -212,8 +235,20 @@ add_rows(struct evbuffer *b, PGresult *res, const char *id, char kind)
 		if (cnt++ > 0)
 			evbuffer_add(b, ",", 1);
 		evbuffer_add(b, PQgetvalue(res, i, 3),
-		    (size_t)PQgetlength(res, i, 3));
+		             (size_t)PQgetlength(res, i, 3));
 	}
+}
+
+/* The room's rows of kind k: its own details, or the detail query's. */
+static void
+room_rows(struct evbuffer *b, const struct lroom *x, PGresult *res, char kind)
+{
+	const char *own = kind == 't' ? x->tl : x->st;
+
+	if (own != NULL)
+		evbuffer_add(b, own, strlen(own));
+	else
+		add_rows(b, res, x->room_id, kind);
 }
 
 /*
@@ -250,20 +285,20 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 	jstr(b, x->membership);
 	evbuffer_add(b, ",\"name\":", 8);
 	jstr(b, x->name);
-	evbuffer_add_printf(b, ",\"timestamp\":%" PRId64 ",\"notification_"
-	    "count\":%" PRId64 ",\"highlight_count\":%" PRId64, x->ts,
-	    x->notif, x->highlight);
+	evbuffer_add_printf(b,
+	                    ",\"timestamp\":%" PRId64 ",\"notification_"
+	                    "count\":%" PRId64 ",\"highlight_count\":%" PRId64,
+	                    x->ts, x->notif, x->highlight);
 	if (x->invite_state != NULL && strcmp(x->membership, "invite") == 0)
-		evbuffer_add_printf(b, ",\"invite_state\":%s",
-		    x->invite_state);
+		evbuffer_add_printf(b, ",\"invite_state\":%s", x->invite_state);
 	if ((pb = prev_batch_of(x, res)) != NULL && *pb != '\0') {
 		evbuffer_add(b, ",\"prev_batch\":", 14);
 		jstr(b, pb);
 	}
 	evbuffer_add(b, ",\"state_events\":[", 17);
-	add_rows(b, res, x->room_id, 's');
+	room_rows(b, x, res, 's');
 	evbuffer_add(b, "],\"timeline\":[", 14);
-	add_rows(b, res, x->room_id, 't');
+	room_rows(b, x, res, 't');
 	evbuffer_add(b, "]}", 2);
 }
 
@@ -358,7 +393,7 @@ list_finish(struct lctx *c, PGresult *res)
 		evbuffer_add(b, "]", 1);
 	if (!c->is_stream && c->hi < c->total)
 		evbuffer_add_printf(b, ",\"next_page\":\"%" PRId64 "\"",
-		    (r->p.l_page < 0 ? 0 : r->p.l_page) + 1);
+		                    (r->p.l_page < 0 ? 0 : r->p.l_page) + 1);
 	evbuffer_add(b, "}", 1);
 	if (c->is_stream)
 		r->has_data |= nout + nleft > 0;
@@ -435,6 +470,28 @@ detail_query(struct lctx *c)
 }
 
 /*
+ * A first page by recency came with its details: written at once, and
+ * remembered unless the statement already did (or, as detail_query does,
+ * when it holds invites only).
+ */
+static void
+first_finish(struct lctx *c)
+{
+	struct sreq *r = c->r;
+	bool is_joined = false;
+
+	list_finish(c, NULL);
+	for (int i = c->lo; i < c->hi; i++)
+		is_joined |= !c->v[i].is_invite;
+	if (!c->is_remembered && is_joined) {
+		remember_rooms(r, c);
+		return;
+	}
+	lctx_free(c);
+	stream_done(r);
+}
+
+/*
  * The room set: computes the sort keys, sorts, cuts the page (a next_page
  * resumes it) and runs the detail query for it, or finishes at once.
  */
@@ -464,8 +521,8 @@ main_cb(PGresult *res, void *arg)
 		x->membership = xstrdup(PQgetvalue(res, i, 1));
 		x->notif = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 		x->highlight = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-		x->invite_state = val(res, i, 4) ? xstrdup(val(res, i, 4)) :
-		    NULL;
+		x->invite_state =
+		    val(res, i, 4) ? xstrdup(val(res, i, 4)) : NULL;
 		x->is_invite = strcmp(x->membership, "invite") == 0;
 		x->ts = 0;
 		if (x->is_invite)
@@ -481,14 +538,23 @@ main_cb(PGresult *res, void *arg)
 		                    : NULL;
 		x->is_new = PQgetvalue(res, i, 12)[0] == 't';
 		x->is_left = c->is_stream && x->is_new &&
-		    strcmp(x->membership, "join") != 0 &&
-		    strcmp(x->membership, "invite") != 0;
+		             strcmp(x->membership, "join") != 0 &&
+		             strcmp(x->membership, "invite") != 0;
 		x->from = c->is_stream && !x->is_new ? r->from.l : 0;
+		if (c->is_first && !x->is_invite) {
+			x->tl = val_dup(res, i, COL_TL);
+			x->st = val_dup(res, i, COL_ST);
+			if (val(res, i, COL_CHUNK) != NULL) {
+				free(x->prev_batch);
+				x->prev_batch = val_dup(res, i, COL_CHUNK);
+			}
+		}
 	}
 	c->total = c->n;
 	if (c->is_first) {
 		/* the query sent the joined rooms' window and every invite */
 		c->total = strtoll(PQgetvalue(res, 0, COL_NJOINED), NULL, 10);
+		c->is_remembered = PQgetvalue(res, 0, COL_REMEMBERED)[0] == 't';
 		for (int i = 0; i < c->n; i++)
 			c->total += c->v[i].is_invite;
 	}
@@ -504,16 +570,19 @@ main_cb(PGresult *res, void *arg)
 			r->err_code = "M_INVALID_PARAM";
 			free(r->err_msg);
 			r->err_msg = xstrdup("room_list.next_page is past the "
-			    "end");
+			                     "end");
 			lctx_free(c);
 			stream_done(r);
 			return;
 		}
 		c->lo = (int)lo;
-		c->hi = lo + r->p.l_limit < c->n ? (int)(lo + r->p.l_limit) :
-		    c->n;
+		c->hi =
+		    lo + r->p.l_limit < c->n ? (int)(lo + r->p.l_limit) : c->n;
 	}
-	detail_query(c);
+	if (c->is_first)
+		first_finish(c);
+	else
+		detail_query(c);
 }
 
 /*
@@ -524,8 +593,9 @@ void
 s_room_list_run(struct api *api, struct sreq *r)
 {
 	struct lctx *c = xcalloc(1, sizeof(*c));
-	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], *spaces = NULL;
-	const char *params[5];
+	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], tl[PG_I64_LEN];
+	char *spaces = NULL, *types = NULL, *keys = NULL;
+	const char *params[8];
 
 	c->r = r;
 	if (r->p.l_nspaces > 0)
@@ -539,8 +609,17 @@ s_room_list_run(struct api *api, struct sreq *r)
 		r->next.l = r->to;
 		pg_i64(a, r->next.l);
 		pg_i64(b, r->p.l_limit);
+		pg_i64(tl, r->p.l_timeline);
+		pg_i64(sid, r->from.sid);
+		types = pg_text_array(r->p.l_st_type, (size_t)r->p.l_nst);
+		keys = pg_text_array(r->p.l_st_key, (size_t)r->p.l_nst);
 		params[1] = a;
 		params[2] = b;
+		params[3] = types;
+		params[4] = keys;
+		params[5] = tl;
+		params[6] = sid;
+		params[7] = r->device_id;
 		sql_query(api, Q_LIST_FIRST, params, main_cb, c);
 	} else if (r->from.l == 0 || r->p.l_page >= 0) {
 		/* a first page is taken at the snapshot, a next page pinned */
@@ -561,4 +640,6 @@ s_room_list_run(struct api *api, struct sreq *r)
 		sql_query(api, Q_LIST_STREAM, params, main_cb, c);
 	}
 	free(spaces);
+	free(types);
+	free(keys);
 }

@@ -217,12 +217,54 @@
 	"LATERAL (SELECT * FROM syncv3_rooms WHERE room_id = ur.room_id "      \
 	"LIMIT 1) r ON true) x"
 
-/* Its snapshot, then the count of the joined rooms (rl_counts). */
+/*
+ * The timeline rows (nid, json) of room r after f up to p as device d of
+ * user u may see them, at most n; and its state rows after f current at
+ * p whose type and state key match the pairs of arrays t, k. Shared by
+ * the first page (one room a row) and the detail query (all rooms).
+ */
+#define LIST_TL_ROWS(r, f, p, n, u, d)                                         \
+	"SELECT e.nid, " TXN_JSON("e", u, d) " AS json FROM syncv3_events e "  \
+	"WHERE e.nid IN " VIS_LAST_EVENTS(r, u, p, f, n)
+#define LIST_ST_ROWS(r, f, p, t, k)                                            \
+	"SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "    \
+	"e.nid = s.nid WHERE s.room_id = " r " AND s.from_pos <= " p " AND "   \
+	"s.from_pos > " f " AND coalesce(s.to_pos, 9223372036854775807) > "    \
+	p " AND EXISTS (SELECT 1 FROM unnest(" t ", " k ") AS q(t, k) WHERE "  \
+	"(q.t = '*' OR q.t = s.type) AND (q.k = '*' OR q.k = s.state_key))"
+
+/*
+ * The first page in one round trip (it was four statements in sequence:
+ * the window, the page's details, the rooms remembered, after the
+ * session). $1 user, $2 at least P, $3 limit, $4/$5 state_events, $6
+ * timeline limit, $7 session, $8 device. A row: the window's room, the
+ * snapshot, the count of the joined rooms (rl_counts), then its timeline
+ * and state as comma-separated json (joined rooms only, as the detail
+ * query's), whether the rooms are remembered, and the timeline's
+ * prev_batch (its chunk boundary, CHUNK_AT; NULL if none is known). The
+ * page's joined rooms are a prefix of the window whatever the invites'
+ * recency, so details for the whole window cover them; which rooms the page holds is known
+ * here only without invites (their recency is in their stripped state,
+ * which the api reads), so only then are they remembered (every row is
+ * the page), else the api remembers them (Q_LIST_REMEMBER).
+ */
 #define LIST_FIRST_SNAP                                                         \
 	"WITH pp AS (SELECT greatest($2::bigint, pos) AS p FROM "              \
-	"syncv3_position) SELECT y.*, pp.p, coalesce((SELECT c.joined FROM "   \
-	"syncv3_rl_counts c WHERE c.user_id = $1), 0) FROM pp LEFT JOIN "      \
-	"LATERAL (" LIST_FIRST ") y ON true"
+	"syncv3_position), y AS (" LIST_FIRST "), inv AS (SELECT EXISTS "      \
+	"(SELECT 1 FROM y WHERE y.membership = 'invite') AS b), rem AS "       \
+	"(INSERT INTO syncv3_session_rooms (session_id, room_id) SELECT "      \
+	"$7::bigint, y.room_id FROM y WHERE NOT (SELECT b FROM inv) ON "       \
+	"CONFLICT DO NOTHING) SELECT y.*, pp.p, coalesce((SELECT c.joined "    \
+	"FROM syncv3_rl_counts c WHERE c.user_id = $1), 0), tl.j, CASE WHEN "  \
+	"y.membership = 'join' AND cardinality($4::text[]) > 0 THEN (SELECT "  \
+	"string_agg(t.json, ',' ORDER BY t.nid) FROM (" LIST_ST_ROWS(          \
+	"y.room_id", "0", "pp.p", "$4::text[]", "$5::text[]") ") t) END, NOT " \
+	"(SELECT b FROM inv), ck.token FROM pp LEFT JOIN y ON true LEFT JOIN " \
+	"LATERAL (SELECT string_agg(t.json, ',' ORDER BY t.nid) AS j, "        \
+	"min(t.nid) AS e, count(*) < $6::bigint AS fits FROM ("                \
+	LIST_TL_ROWS("y.room_id", "0", "pp.p", "$6::bigint", "$1", "$8")       \
+	") t WHERE y.membership = 'join') tl ON true LEFT JOIN LATERAL "       \
+	CHUNK_AT("y.room_id", "tl.e", "tl.fits") " ck ON true"
 
 /*
  * A room the user was joined to when a first window was answered at or
@@ -301,23 +343,15 @@
  */
 #define LIST_DETAIL                                                             \
 	"WITH t AS (SELECT 't'::text AS k, r.id, x.nid, x.json FROM "          \
-	"unnest($1::text[], "                                                  \
-	"$2::bigint[]) AS r(id, f) CROSS JOIN LATERAL (SELECT e.nid, "         \
-	TXN_JSON("e", "$7", "$8") " AS json FROM syncv3_events e WHERE "       \
-	"e.nid IN " VIS_LAST_EVENTS("r.id", "$7", "$3::bigint", "r.f",         \
-	"$4::bigint") ") x) SELECT * FROM t UNION ALL SELECT 's', r.id, "      \
-	"y.nid, y.json FROM "                                                  \
-	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL "     \
-	"(SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "   \
-	"e.nid = s.nid WHERE s.room_id = r.id AND s.from_pos <= $3::bigint "   \
-	"AND s.from_pos > r.f AND coalesce(s.to_pos, 9223372036854775807) > "  \
-	"$3::bigint AND EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) " \
-	"AS p(t, k) WHERE (p.t = '*' OR p.t = s.type) AND (p.k = '*' OR "      \
-	"p.k = s.state_key))) y WHERE cardinality($5::text[]) > 0 "            \
-	"UNION ALL SELECT 'c', o.id, c.nid, c.token FROM (SELECT "             \
-	"id, min(nid) AS e, count(*) < $4::bigint AS fits FROM t GROUP BY id)" \
-	" o CROSS JOIN LATERAL " CHUNK_AT("o.id", "o.e", "o.fits")             \
-	" c ORDER BY 1, 2, 3"
+	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL ("    \
+	LIST_TL_ROWS("r.id", "r.f", "$3::bigint", "$4::bigint", "$7", "$8")    \
+	") x) SELECT * FROM t UNION ALL SELECT 's', r.id, y.nid, y.json FROM " \
+	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL ("    \
+	LIST_ST_ROWS("r.id", "r.f", "$3::bigint", "$5::text[]", "$6::text[]")  \
+	") y WHERE cardinality($5::text[]) > 0 UNION ALL SELECT 'c', o.id, "   \
+	"c.nid, c.token FROM (SELECT id, min(nid) AS e, count(*) < "           \
+	"$4::bigint AS fits FROM t GROUP BY id) o CROSS JOIN LATERAL "         \
+	CHUNK_AT("o.id", "o.e", "o.fits") " c ORDER BY 1, 2, 3"
 /* clang-format on */
 
 /*
@@ -942,7 +976,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "device_id = $2 RETURNING 1", 2},
 	/* ss_ext.c: the extensions of a sliding sync response */
 	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 22},
-	[Q_LIST_FIRST] = {"api_list_first", LIST_FIRST_SNAP, 3},
+	[Q_LIST_FIRST] = {"api_list_first", LIST_FIRST_SNAP, 8},
 	[Q_CHUNKS] = {"api_chunks", CHUNKS, 3},
 };
 /* clang-format on */
