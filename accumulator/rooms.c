@@ -495,8 +495,6 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 	}
 }
 
-static bool is_bump_type(const char *type);
-
 /*
  * A room's timeline: every new event is stored and moves the room's
  * last event; a state event among them becomes the current entry unless
@@ -522,7 +520,7 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 			s->last_nid = nid;
 			s->last_ts = ev->ts;
 		}
-		if (is_bump_type(ev->type) &&
+		if (rooms_is_bump_type(ev->type) &&
 		    (ev->ts > s->bump_ts ||
 		     (ev->ts == s->bump_ts && nid > s->bump_nid))) {
 			s->bump_ts = ev->ts;
@@ -802,8 +800,8 @@ write_rooms(struct rctx *rc)
  * the MSC counts as activity (bump_stamp), set after write_rooms so new
  * rooms have a row.
  */
-static bool
-is_bump_type(const char *type)
+bool
+rooms_is_bump_type(const char *type)
 {
 	static const char *const bump[] = {
 	    "m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",

@@ -92,6 +92,32 @@ struct list_q {
 	int idx;
 };
 
+/*
+ * Whether a list's rows at the window of an initial sync still being
+ * stored are the ones it will have (docs/DESIGN.md, "The first window
+ * first"): every room the window lacks sorts below window_cut, so a
+ * range whose last row is stored and sorts at the cut or later is whole.
+ * A list of all rooms, or one whose ranges reach past the stored rooms,
+ * is not.
+ */
+static bool
+window_list_fits(const struct ss_req *s, int idx, PGresult *res)
+{
+	const struct ss_list *l = &s->q.lists[idx];
+	int64_t end = -1, count;
+	int n = PQntuples(res);
+
+	for (int i = 0; i < l->nranges; i++)
+		if (l->ranges[i].hi > end)
+			end = l->ranges[i].hi;
+	if (end < 0 || n == 0)
+		return false;
+	count = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	if (count <= end || PQgetisnull(res, n - 1, 4))
+		return false;
+	return strtoll(PQgetvalue(res, n - 1, 4), NULL, 10) >= s->window_cut;
+}
+
 static void
 list_cb(PGresult *res, void *arg)
 {
@@ -103,12 +129,15 @@ list_cb(PGresult *res, void *arg)
 
 	if (s == NULL || res == NULL)
 		goto out;
+	if (s->is_window && !window_list_fits(s, lq->idx, res))
+		s->is_window_short = true;
 	for (int i = 0; i < PQntuples(res); i++) {
 		p = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 		if (p > s->at)
 			s->at = p;
 		s->resp.counts[lq->idx] =
-		    strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		    strtoll(PQgetvalue(res, i, 1), NULL, 10) +
+		    (s->is_window ? s->window_more : 0);
 		if (PQgetisnull(res, i, 2))
 			continue;
 		rm = room_get(s, PQgetvalue(res, i, 2));
@@ -391,6 +420,13 @@ rooms_cb(PGresult *res, void *arg)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++)
 		room_row(s, res, i);
+	for (int i = 0; s->is_window && i < s->nrooms; i++)
+		if (s->rooms[i].is_sub && !s->rooms[i].is_visible)
+			s->is_window_short = true; /* may come with the rest */
+	if (s->is_window_short) {
+		round_end(s, 0, NULL, NULL);
+		return;
+	}
 	detail_step(s);
 out:
 	sreq_unref(r);
@@ -406,6 +442,10 @@ rooms_step(struct ss_req *s)
 
 	if (s->is_failed) {
 		round_end(s, 503, "M_UNKNOWN", "database unavailable");
+		return;
+	}
+	if (s->is_window_short) {
+		round_end(s, 0, NULL, NULL); /* ss_req.c waits for the rest */
 		return;
 	}
 	subs_add(s);
@@ -950,4 +990,5 @@ ss_rooms_clear(struct ss_req *s)
 	s->pending = 0;
 	s->is_failed = false;
 	s->has_data = false;
+	s->is_window_short = false;
 }
