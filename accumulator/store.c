@@ -583,7 +583,7 @@ ts_desc(const void *a, const void *b)
 /*
  * Sliding sync's sort key as the body sets it: the ts of the room's
  * newest timeline event of a bump type, or -1 when it has none (the room
- * then sorts by when its row is written, 006_sliding_sync.sql).
+ * then sorts by its last event's ts, 016_cold.sql).
  */
 static int64_t
 room_bump_ts(const struct acc_room *r)
@@ -597,22 +597,26 @@ room_bump_ts(const struct acc_room *r)
 	return b;
 }
 
-/* Whether joined room x of the body may be left to the fill. */
+/*
+ * Whether joined room x of the body may be left to the fill: older than
+ * the cut by its last event and its newest bump event. A room with an
+ * empty timeline may not: with nothing stored either, it would sort by
+ * the time its row is written.
+ */
 static bool
 is_below_cut(const struct acc_room *x, int64_t cut)
 {
-	int64_t b = room_bump_ts(x);
-
-	return x->section == ACC_JOIN && room_ts(x) < cut && b >= 0 && b < cut;
+	return x->section == ACC_JOIN && x->timeline.n > 0 &&
+	       room_ts(x) < cut && room_bump_ts(x) < cut;
 }
 
 /*
  * The rooms of the window: every room not joined (invites: a few, and
  * the api sorts them by what is stored), the k joined ones most recently
  * active by their last timeline event and every room as recent (ties
- * included), every room whose newest bump event is as recent or that has
- * none in the body (sliding sync's key: such a room would sort by the
- * fill's write time), and every other room Postgres already holds with a
+ * included), every room whose newest bump event is as recent (sliding
+ * sync's key) or whose timeline is empty, and every other room Postgres
+ * already holds with a
  * last or bump event as recent (another user's poller stored it: the api
  * sorts by that). The others are the rest; -1 when there would be none.
  * *cutp is the cut: each room of the rest is older on both keys.

@@ -384,7 +384,8 @@ struct ss_room {
 	char *s_rs, *s_membership;
 	/* the decision and its results */
 	bool is_send, is_initial, is_expanded, is_limited;
-	bool is_bare; /* never visible: its membership only */
+	bool is_from_create; /* the oldest timeline event read is the create */
+	bool is_bare;        /* never visible: its membership only */
 	int64_t tl_from, st_from, ub;
 	char *rs_canon;
 	struct json_object *lazy;       /* array: members sent from now on */

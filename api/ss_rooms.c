@@ -497,6 +497,20 @@ strv_push(char ***v, int *n, char *x)
 	(*v)[(*n)++] = x;
 }
 
+/*
+ * Whether a room sent in full holds fewer events than asked only because
+ * its older history was never fetched (the light first sync asks upstream
+ * for one event per room): every stored event read, the oldest not the
+ * room's create event, and upstream's prev_batch to page back from. Then
+ * the timeline is limited, as upstream's was.
+ */
+static bool
+is_history_before(const struct ss_room *rm)
+{
+	return rm->is_initial && !rm->is_limited && rm->ntl > 0 &&
+	       !rm->is_from_create && rm->prev_batch != NULL;
+}
+
 static void
 detail_row(struct ss_req *s, PGresult *res, int i)
 {
@@ -524,6 +538,7 @@ detail_row(struct ss_req *s, PGresult *res, int i)
 		return;
 	}
 	strv_push(&rm->tl, &rm->ntl, xstrdup(PQgetvalue(res, i, 3)));
+	rm->is_from_create = strcmp(type, "m.room.create") == 0;
 	strv_push(&rm->event_ids, &rm->nevent_ids,
 	          xstrdup(PQgetvalue(res, i, 7)));
 	if (nid > rm->max_nid)
@@ -826,11 +841,11 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	rr->is_dm = rm->is_initial && rm->is_dm ? SS_YES : SS_UNSET;
 	state_take(rr, rm);
 	rr->has_timeline = rm->is_initial || rm->ntl > 0;
+	rr->is_limited = rm->is_limited || is_history_before(rm);
 	rr->timeline = rm->tl;
 	rr->ntimeline = rm->ntl;
 	rm->tl = NULL;
 	rm->ntl = 0;
-	rr->is_limited = rm->is_limited;
 	rr->prev_batch = rm->prev_batch != NULL && rr->ntimeline > 0
 	                     ? xstrdup(rm->prev_batch)
 	                     : NULL;

@@ -10,3 +10,37 @@
 -- stored. Both NULL: no window (or one recorded before this migration).
 ALTER TABLE syncv3_devices ADD COLUMN window_cut bigint,
 	ADD COLUMN window_more int;
+
+-- The light first sync (poller, SYNCV3_FIRST_TIMELINE_LIMIT) brings one
+-- timeline event per room, so most rooms of a new account come without a
+-- bump event (006_sliding_sync.sql) and sorted by the time their row was
+-- written: all above every room with one, in no order. A joined room with
+-- no bump event known now sorts by its last event's origin_server_ts when
+-- the user's row is written (its activity as far as the proxy knows; the
+-- time of the membership change for the rest, as before), until a bump
+-- event moves it.
+CREATE OR REPLACE FUNCTION syncv3_ss_user_bump() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND NEW.membership = OLD.membership AND
+	    NEW.pos = OLD.pos THEN
+		RETURN NEW;
+	END IF;
+	IF NEW.membership = 'join' THEN
+		SELECT r.bump_ts, r.bump_nid INTO NEW.ss_bump_ts, NEW.ss_bump_nid
+		FROM syncv3_rooms r WHERE r.room_id = NEW.room_id AND
+		r.bump_nid > 0;
+		IF FOUND THEN
+			RETURN NEW;
+		END IF;
+		SELECT r.last_ts INTO NEW.ss_bump_ts FROM syncv3_rooms r
+		WHERE r.room_id = NEW.room_id AND r.last_ts > 0;
+		IF FOUND THEN
+			NEW.ss_bump_nid := NEW.pos;
+			RETURN NEW;
+		END IF;
+	END IF;
+	NEW.ss_bump_ts := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+	NEW.ss_bump_nid := NEW.pos;
+	RETURN NEW;
+END $$;

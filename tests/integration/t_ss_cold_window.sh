@@ -15,6 +15,10 @@ source "$(dirname "$0")/lib_ss.sh"
 
 export SYNCV3_API_SESSION_IDLE_SECS=600
 export SYNCV3_ACC_WINDOW_ROOMS=30
+# the first sync brings 50 events per room (lib.sh too), so that the rooms recent only
+# by a reaction are known to be old by bump_stamp (the light first sync
+# knows one event per room: t_ss_cold_light.sh)
+export SYNCV3_FIRST_TIMELINE_LIMIT=50
 start_stack
 N=150
 scen() {
