@@ -77,6 +77,10 @@ for n in "${sizes[@]}"; do
 		tok=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":2,\"messages_per_room\":$MSGS,\"prefix\":\"u${n}x$i\"}" |
 		    jq -r '.users[0].access_token')
 		first_window "$tok" "$n rooms #$i" | tee -a "$T/first_$n.jsonl" || fail "first window ($n rooms)"
+		# the rest of its initial sync is stored before the next login
+		# (the accumulator is one writer: it would hold the next window)
+		wait_for '[ "$(psql_q "SELECT bool_and(is_initial_done) FROM syncv3_devices")" = t ]' 600 ||
+			fail "initial sync of $n rooms never stored"
 	done
 	jq -sc --argjson n "$n" '{rooms: $n, login_to_first_window_ms: {p50: (map(.ms) | sort | .[(length - 1) / 2 | floor]), worst: (map(.ms) | max)}, samples: length}' "$T/first_$n.jsonl"
 done
