@@ -208,6 +208,8 @@ struct store_msg {
 	int64_t catchup;
 	bool is_fill; /* the rest of a body whose window is committed */
 	int64_t window_k; /* store_window's k: a first page it answers */
+	int64_t window_cut; /* and the ts it was cut at (016_cold.sql) */
+	int64_t window_more; /* rooms the rest adds to the user's lists */
 	/* in, optional: the body normalised beforehand (pre_rc and pre_err
 	 * are what normalise returned), used instead of parsing it again;
 	 * the caller frees it */
@@ -281,6 +283,8 @@ void store_msg_reset(struct store_msg *m);
 
 /* rooms.c: the room parts of a group of messages, in order */
 int rooms_apply(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+/* Whether an event of this type moves sliding sync's bump_stamp. */
+bool rooms_is_bump_type(const char *type);
 
 /* txn.c: transaction ids of the group's events (014_txn.sql) */
 int txn_write(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;

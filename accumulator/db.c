@@ -49,10 +49,17 @@ static const struct stmt {
 	    "k.dv AND d.cover_pos <= k.c RETURNING d.user_id, d.device_id"},
 	/* the first window first (008_cold.sql) */
 	[S_WIN_STORED] = {"acc_win_stored", "SELECT room_id FROM syncv3_rooms "
-	    "WHERE room_id = ANY($1::text[]) AND last_ts >= $2::bigint"},
+	    "WHERE room_id = ANY($1::text[]) AND (last_ts >= $2::bigint OR "
+	    "bump_ts >= $2::bigint)"},
+	/* rooms of the fill that will be new to the user's lists ($2) */
+	[S_WIN_MORE] = {"acc_win_more", "SELECT count(*) FROM unnest("
+	    "$1::text[]) AS x(id) WHERE NOT EXISTS (SELECT 1 FROM "
+	    "syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = x.id "
+	    "AND u.membership IN ('join', 'invite', 'knock'))"},
 	[S_WINDOW] = {"acc_window", "UPDATE syncv3_devices SET window_pos = "
-	    "$3::bigint, window_rooms = $4::int WHERE user_id = $1 AND "
-	    "device_id = $2 AND NOT is_initial_done"},
+	    "$3::bigint, window_rooms = $4::int, window_cut = $5::bigint, "
+	    "window_more = $6::int WHERE user_id = $1 AND device_id = $2 AND "
+	    "NOT is_initial_done"},
 	[S_FILL] = {"acc_fill", "UPDATE syncv3_devices SET fill_lo = "
 	    "$3::bigint, fill_hi = $4::bigint WHERE user_id = $1 AND "
 	    "device_id = $2"},

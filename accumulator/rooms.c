@@ -510,8 +510,6 @@ state_block(struct rctx *rc, struct acc_room *r, struct rstate *s,
 	}
 }
 
-static bool is_bump_type(const char *type);
-
 /*
  * A boundary of the room's timeline in this message (015_chunks.sql):
  * before its first event (upstream's prev_batch) or after its last (the
@@ -580,7 +578,7 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 			s->last_nid = nid;
 			s->last_ts = ev->ts;
 		}
-		if (is_bump_type(ev->type) &&
+		if (rooms_is_bump_type(ev->type) &&
 		    (ev->ts > s->bump_ts ||
 		     (ev->ts == s->bump_ts && nid > s->bump_nid))) {
 			s->bump_ts = ev->ts;
@@ -869,8 +867,8 @@ write_rooms(struct rctx *rc)
  * the MSC counts as activity (bump_stamp), set after write_rooms so new
  * rooms have a row.
  */
-static bool
-is_bump_type(const char *type)
+bool
+rooms_is_bump_type(const char *type)
 {
 	static const char *const bump[] = {
 	    "m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",

@@ -347,8 +347,8 @@ set_sinces(struct store *st, struct msgctx *xs, size_t n)
 static int
 set_windows(struct store *st, struct msgctx *xs, size_t n, int64_t lo)
 {
-	char a[PG_I64_LEN], b[PG_I64_LEN];
-	const char *p[4] = {NULL, NULL, a, b};
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN], d[PG_I64_LEN];
+	const char *p[6] = {NULL, NULL, a, b, c, d};
 
 	for (size_t i = 0; i < n; i++) {
 		struct store_msg *m = xs[i].m;
@@ -359,7 +359,10 @@ set_windows(struct store *st, struct msgctx *xs, size_t n, int64_t lo)
 		p[1] = m->device_id;
 		pg_i64(a, is_win ? st->pos_used : lo);
 		pg_i64(b, is_win ? m->window_k : st->pos_used);
-		if (db_q0(st, is_win ? S_WINDOW : S_FILL, 4, p) == -1)
+		pg_i64(c, m->window_cut);
+		pg_i64(d, m->window_more);
+		if (db_q0(st, is_win ? S_WINDOW : S_FILL, is_win ? 6 : 4, p) ==
+		    -1)
 			return -1;
 	}
 	return 0;
@@ -579,16 +582,49 @@ ts_desc(const void *a, const void *b)
 }
 
 /*
+ * Sliding sync's sort key as the body sets it: the ts of the room's
+ * newest timeline event of a bump type, or -1 when it has none (the room
+ * then sorts by its last event's ts, 016_cold.sql).
+ */
+static int64_t
+room_bump_ts(const struct acc_room *r)
+{
+	int64_t b = -1;
+
+	for (size_t i = 0; i < r->timeline.n; i++)
+		if (rooms_is_bump_type(r->timeline.v[i].type) &&
+		    r->timeline.v[i].ts > b)
+			b = r->timeline.v[i].ts;
+	return b;
+}
+
+/*
+ * Whether joined room x of the body may be left to the fill: older than
+ * the cut by its last event and its newest bump event. A room with an
+ * empty timeline may not: with nothing stored either, it would sort by
+ * the time its row is written.
+ */
+static bool
+is_below_cut(const struct acc_room *x, int64_t cut)
+{
+	return x->section == ACC_JOIN && x->timeline.n > 0 &&
+	       room_ts(x) < cut && room_bump_ts(x) < cut;
+}
+
+/*
  * The rooms of the window: every room not joined (invites: a few, and
  * the api sorts them by what is stored), the k joined ones most recently
  * active by their last timeline event and every room as recent (ties
- * included), and every other room Postgres already holds with a last
- * event as recent (another user's poller stored it: the api sorts by
- * that). The others are the rest; -1 when there would be none.
+ * included), every room whose newest bump event is as recent (sliding
+ * sync's key) or whose timeline is empty, and every other room Postgres
+ * already holds with a
+ * last or bump event as recent (another user's poller stored it: the api
+ * sorts by that). The others are the rest; -1 when there would be none.
+ * *cutp is the cut: each room of the rest is older on both keys.
  */
 static int
 window_split(struct store *st, const struct acc_changes *all, size_t k,
-             bool *in)
+             bool *in, int64_t *cutp)
 {
 	int64_t *ts = xcalloc(all->nrooms + 1, sizeof(*ts)), cut;
 	struct pg_lit ids = {0};
@@ -606,16 +642,18 @@ window_split(struct store *st, const struct acc_changes *all, size_t k,
 	if (nj <= k)
 		goto out;
 	qsort(ts, nj, sizeof(*ts), ts_desc);
-	cut = ts[k - 1];
+	*cutp = cut = ts[k - 1];
 	for (size_t i = 0; i < all->nrooms; i++) {
 		const struct acc_room *x = &all->rooms[i];
-		in[i] = x->section != ACC_JOIN || room_ts(x) >= cut;
+		in[i] = !is_below_cut(x, cut);
 		if (in[i])
 			continue;
 		pg_arr_str(&ids, x->room_id);
 		map_put_i64(&idx, x->room_id, (int64_t)i);
 		nout++;
 	}
+	if (nout == 0)
+		goto out;
 	pg_i64(cbuf, cut);
 	p[0] = pg_arr_end(&ids);
 	if ((r = db_q(st, S_WIN_STORED, 2, p)) == NULL)
@@ -636,6 +674,32 @@ out:
 	return rc;
 }
 
+/*
+ * How many rooms of the rest (not in) the user has no row for that a
+ * sliding sync list counts yet: what the rest adds to a list's count
+ * (docs/DESIGN.md, "The first window first").
+ */
+static int
+window_more(struct store *st, const char *user_id,
+            const struct acc_changes *all, const bool *in, int64_t *more)
+{
+	struct pg_lit ids = {0};
+	const char *p[2] = {NULL, user_id};
+	PGresult *r;
+
+	for (size_t i = 0; i < all->nrooms; i++)
+		if (!in[i])
+			pg_arr_str(&ids, all->rooms[i].room_id);
+	p[0] = pg_arr_end(&ids);
+	r = db_q(st, S_WIN_MORE, 2, p);
+	pg_lit_free(&ids);
+	if (r == NULL)
+		return -1;
+	*more = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return 0;
+}
+
 void
 store_view_free(struct acc_changes *v)
 {
@@ -649,6 +713,7 @@ store_window(struct store *st, struct store_msg *wm,
              struct acc_changes *rest, size_t k)
 {
 	bool *in = xcalloc(all->nrooms, sizeof(*in));
+	int64_t cut = 0;
 	int rc = 0;
 
 	memset(win, 0, sizeof(*win));
@@ -658,7 +723,8 @@ store_window(struct store *st, struct store_msg *wm,
 	win->rooms = xcalloc(all->nrooms, sizeof(*win->rooms));
 	if (store_batch_begin(st) == -1)
 		goto out;
-	if (window_split(st, all, k, in) == -1) {
+	if (window_split(st, all, k, in, &cut) == -1 ||
+	    window_more(st, wm->user_id, all, in, &wm->window_more) == -1) {
 		store_batch_rollback(st);
 		goto out;
 	}
@@ -670,10 +736,17 @@ store_window(struct store *st, struct store_msg *wm,
 	}
 	win->caprooms = win->nrooms;
 	rest->caprooms = rest->nrooms;
+	/*
+	 * Global account data (m.direct: is_dm) goes with the window too:
+	 * the fill's upsert of the same JSON changes nothing.
+	 */
+	win->adata = all->adata;
+	win->nadata = all->nadata;
 	wm->pre = win;
 	wm->pre_rc = 0;
 	wm->first = "window";
 	wm->window_k = (int64_t)k;
+	wm->window_cut = cut;
 	store_apply(st, wm);
 	/* a resend of a body already stored is no window */
 	rc = store_batch_commit(st) == 0 && wm->ok && !wm->is_replay;

@@ -14,6 +14,7 @@ enum stmt_id {
 	S_CATCHUP,
 	S_COVER,
 	S_WIN_STORED,
+	S_WIN_MORE,
 	S_WINDOW,
 	S_FILL,
 	S_RESERVE,

@@ -499,7 +499,14 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 		wake_key(api, lp_key(k, K_LIST, user, NULL), n);
 		break;
 	default:	/* PROTO_NOTICE_DEVICE */
-		auth_forget(api, user, dev, is_expired);
+		/*
+		 * Only an expiry is news for auth's cache: a device notice
+		 * also comes with a window or receipts before the initial
+		 * sync is stored, so "synced" is learnt from the device row
+		 * (the gates' device_cb), not from here.
+		 */
+		if (is_expired)
+			auth_forget(api, user, dev, true);
 		wake_key(api, lp_key(k, K_INITIAL, user, dev), n);
 		/* expiry, or sliding sync's receipts (lp_match decides) */
 		wake_key(api, lp_key(k, K_DEVICE, user, dev), n);

@@ -581,14 +581,15 @@
  * position, count, then room, membership (NULLs for an empty window).
  */
 #define SS_LIST                                                                \
-	"WITH w AS (SELECT y.room_id, y.membership, y.idx FROM (SELECT "       \
-	"ur.room_id, ur.membership, row_number() OVER (ORDER BY "             \
+	"WITH w AS (SELECT y.room_id, y.membership, y.idx, y.k FROM (SELECT "  \
+	"ur.room_id, ur.membership, ur.ss_bump_ts AS k, row_number() OVER ("  \
+	"ORDER BY "                                                            \
 	"ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, ur.room_id) - 1 AS idx "     \
 	SS_CANDIDATES " ORDER BY ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, "    \
 	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
 	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
 	"hi) WHERE y.idx BETWEEN g.lo AND g.hi)) SELECT p.pos, (SELECT "       \
-	"count(*) " SS_CANDIDATES "), w.room_id, w.membership FROM "           \
+	"count(*) " SS_CANDIDATES "), w.room_id, w.membership, w.k FROM "      \
 	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
@@ -841,8 +842,9 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SESSION_RELEASE] = {"api_session_release", SESSION_RELEASE, 3},
 	/* r_sync.c: hold a device until its initial sync is stored */
 	[Q_DEVICE_STATE] = {"api_device_state",
-	    "SELECT is_initial_done, poll_state, coalesce(window_rooms, 0) "
-	    "FROM syncv3_devices WHERE user_id = $1 AND device_id = $2", 2},
+	    "SELECT is_initial_done, poll_state, coalesce(window_rooms, 0), "
+	    "window_cut, coalesce(window_more, 0) FROM syncv3_devices WHERE "
+	    "user_id = $1 AND device_id = $2", 2},
 	/* main.c, notices.c */
 	/* the WAL position covers pos: what the replica must replay */
 	[Q_POSITION] = {"api_position", "SELECT pos, "

@@ -384,7 +384,8 @@ struct ss_room {
 	char *s_rs, *s_membership;
 	/* the decision and its results */
 	bool is_send, is_initial, is_expanded, is_limited;
-	bool is_bare; /* never visible: its membership only */
+	bool is_from_create; /* the oldest timeline event read is the create */
+	bool is_bare;        /* never visible: its membership only */
 	int64_t tl_from, st_from, ub;
 	char *rs_canon;
 	struct json_object *lazy;       /* array: members sent from now on */
@@ -421,6 +422,15 @@ struct ss_req {
 	struct ss_ext_room *ext_rooms;
 	const char **list_keys;
 	bool has_data;
+	/*
+	 * The device's initial sync is being stored and its window is
+	 * (docs/DESIGN.md, "The first window first"): a round answers only
+	 * if each list's last row in range sorts at window_cut or later and
+	 * every subscribed room is stored, else is_window_short and the
+	 * request waits for the rest; window_more rooms of the rest count.
+	 */
+	bool is_window, is_window_short;
+	int64_t window_cut, window_more;
 	api_done_fn round_done; /* ss_rooms_run's completion */
 	void *round_arg;
 	/* waiting: the rooms of the last round's windows and subscriptions

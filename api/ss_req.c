@@ -30,6 +30,8 @@ static void ss_step(struct ss_req *s, int ev);
 static void done_cb(void *arg, int status, const char *errcode,
                     const char *msg);
 static void round_start(struct ss_req *s);
+static void device_check(struct ss_req *s);
+static void initial_hold(struct ss_req *s);
 
 enum {
 	EV_DONE,  /* what the state waited for completed */
@@ -240,9 +242,17 @@ round_done(struct ss_req *s)
 {
 	struct sreq *r = s->r;
 	const struct ss_pos same = {s->conn.id, s->conn.gen};
-	bool is_state = s->ext_ctx.new_state != NULL &&
-	                (s->conn.ext_state == NULL ||
-	                 strcmp(s->ext_ctx.new_state, s->conn.ext_state) != 0);
+	bool is_state;
+
+	if (s->is_window_short) {
+		/* the window lacks what this round needs: wait for the rest */
+		ss_rooms_clear(s);
+		initial_hold(s);
+		return;
+	}
+	is_state = s->ext_ctx.new_state != NULL &&
+	           (s->conn.ext_state == NULL ||
+	            strcmp(s->ext_ctx.new_state, s->conn.ext_state) != 0);
 
 	if (s->has_data || s->is_sticky_changed || is_state || s->conn.is_new) {
 		s->state = SS_ST_SAVE;
@@ -265,6 +275,55 @@ round_start(struct ss_req *s)
 	ss_rooms_run(s, done_cb, s->r);
 }
 
+/* Whether a list has any filter. */
+static bool
+is_filtered(const struct ss_filters *f)
+{
+	return f->is_dm != SS_UNSET || f->is_invite != SS_UNSET ||
+	       f->is_encrypted != SS_UNSET || f->has_spaces ||
+	       f->has_room_types || f->has_not_room_types || f->has_tags ||
+	       f->has_not_tags;
+}
+
+/*
+ * Whether a request could be answered from the window of an initial sync
+ * still being stored (docs/DESIGN.md, "The first window first"): each
+ * list has ranges (a list of all rooms needs them all) and no filter (its
+ * count would need the rooms of the rest). The round checks the rest
+ * (ss_rooms.c window_list_fits).
+ */
+static bool
+window_may_fit(const struct ss_req *s)
+{
+	for (int i = 0; i < s->q.nlists; i++)
+		if (s->q.lists[i].nranges == 0 || is_filtered(&s->q.lists[i].f))
+			return false;
+	return true;
+}
+
+/* Hold until the poller's initial sync is stored (bounded). */
+static void
+initial_hold(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+
+	s->state = SS_ST_DEVICE;
+	if (r->device_notices_at != s->api->device_notices) {
+		/* one may be this device's initial sync, already walked past */
+		device_check(s);
+		return;
+	}
+	r->is_initial_wait = true;
+	if (lp_wait(s->api, r, wake_cb, r) == -1) {
+		r->is_initial_wait = false;
+		s->is_window = false;
+		round_start(s);
+		return;
+	}
+	if (r->timer == NULL || !evtimer_pending(r->timer, NULL))
+		timer_at(s, r->start_ms + s->api->cfg.initial_wait_ms);
+}
+
 static void
 device_cb(PGresult *res, void *arg)
 {
@@ -285,19 +344,22 @@ device_cb(PGresult *res, void *arg)
 		        "the homeserver rejected this token");
 		goto out;
 	}
+	s->is_window = false;
 	if (PQgetvalue(res, 0, 0)[0] == 't') {
 		r->is_initial_done = true;
+		auth_forget(s->api, r->user_id, r->device_id, false);
 		round_start(s);
 		goto out;
 	}
-	/* hold until the poller's initial sync is stored (bounded) */
-	r->is_initial_wait = true;
-	if (lp_wait(s->api, r, wake_cb, r) == -1) {
-		r->is_initial_wait = false;
+	if (strtoll(PQgetvalue(res, 0, 2), NULL, 10) > 0 &&
+	    !PQgetisnull(res, 0, 3) && window_may_fit(s)) {
+		s->is_window = true;
+		s->window_cut = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		s->window_more = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
 		round_start(s);
 		goto out;
 	}
-	timer_at(s, r->start_ms + s->api->cfg.initial_wait_ms);
+	initial_hold(s);
 out:
 	sreq_unref(r);
 }
@@ -311,10 +373,12 @@ device_check(struct ss_req *s)
 
 	s->state = SS_ST_DEVICE;
 	if (r->is_initial_done || s->api->cfg.initial_wait_ms == 0) {
+		s->is_window = false;
 		round_start(s);
 		return;
 	}
 	r->wait_from = s->api->cur_pos;
+	r->device_notices_at = s->api->device_notices;
 	p[0] = r->user_id;
 	p[1] = r->device_id;
 	sreq_ref(r);
@@ -476,10 +540,12 @@ ss_step(struct ss_req *s, int ev)
 				log_info("ss: %s/%s: initial sync not stored "
 				         "in time",
 				         r->user_id, r->device_id);
-			if (ev == EV_WAKE && !r->is_initial_done)
+			if (ev == EV_WAKE && !r->is_initial_done) {
 				device_check(s);
-			else
+			} else {
+				s->is_window = false; /* what is stored */
 				round_start(s);
+			}
 		}
 		break;
 	case SS_ST_ROUND:

@@ -95,6 +95,32 @@ struct list_q {
 	int idx;
 };
 
+/*
+ * Whether a list's rows at the window of an initial sync still being
+ * stored are the ones it will have (docs/DESIGN.md, "The first window
+ * first"): every room the window lacks sorts below window_cut, so a
+ * range whose last row is stored and sorts at the cut or later is whole.
+ * A list of all rooms, or one whose ranges reach past the stored rooms,
+ * is not.
+ */
+static bool
+window_list_fits(const struct ss_req *s, int idx, PGresult *res)
+{
+	const struct ss_list *l = &s->q.lists[idx];
+	int64_t end = -1, count;
+	int n = PQntuples(res);
+
+	for (int i = 0; i < l->nranges; i++)
+		if (l->ranges[i].hi > end)
+			end = l->ranges[i].hi;
+	if (end < 0 || n == 0)
+		return false;
+	count = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	if (count <= end || PQgetisnull(res, n - 1, 4))
+		return false;
+	return strtoll(PQgetvalue(res, n - 1, 4), NULL, 10) >= s->window_cut;
+}
+
 static void
 list_cb(PGresult *res, void *arg)
 {
@@ -106,12 +132,15 @@ list_cb(PGresult *res, void *arg)
 
 	if (s == NULL || res == NULL)
 		goto out;
+	if (s->is_window && !window_list_fits(s, lq->idx, res))
+		s->is_window_short = true;
 	for (int i = 0; i < PQntuples(res); i++) {
 		p = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 		if (p > s->at)
 			s->at = p;
 		s->resp.counts[lq->idx] =
-		    strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		    strtoll(PQgetvalue(res, i, 1), NULL, 10) +
+		    (s->is_window ? s->window_more : 0);
 		if (PQgetisnull(res, i, 2))
 			continue;
 		rm = room_get(s, PQgetvalue(res, i, 2));
@@ -394,6 +423,13 @@ rooms_cb(PGresult *res, void *arg)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++)
 		room_row(s, res, i);
+	for (int i = 0; s->is_window && i < s->nrooms; i++)
+		if (s->rooms[i].is_sub && !s->rooms[i].is_visible)
+			s->is_window_short = true; /* may come with the rest */
+	if (s->is_window_short) {
+		round_end(s, 0, NULL, NULL);
+		return;
+	}
 	detail_step(s);
 out:
 	sreq_unref(r);
@@ -409,6 +445,10 @@ rooms_step(struct ss_req *s)
 
 	if (s->is_failed) {
 		round_end(s, 503, "M_UNKNOWN", "database unavailable");
+		return;
+	}
+	if (s->is_window_short) {
+		round_end(s, 0, NULL, NULL); /* ss_req.c waits for the rest */
 		return;
 	}
 	subs_add(s);
@@ -460,6 +500,20 @@ strv_push(char ***v, int *n, char *x)
 	(*v)[(*n)++] = x;
 }
 
+/*
+ * Whether a room sent in full holds fewer events than asked only because
+ * its older history was never fetched (the light first sync asks upstream
+ * for one event per room): every stored event read, the oldest not the
+ * room's create event, and upstream's prev_batch to page back from. Then
+ * the timeline is limited, as upstream's was.
+ */
+static bool
+is_history_before(const struct ss_room *rm)
+{
+	return rm->is_initial && !rm->is_limited && rm->ntl > 0 &&
+	       !rm->is_from_create && rm->prev_batch != NULL;
+}
+
 static void
 detail_row(struct ss_req *s, PGresult *res, int i)
 {
@@ -487,6 +541,7 @@ detail_row(struct ss_req *s, PGresult *res, int i)
 		return;
 	}
 	strv_push(&rm->tl, &rm->ntl, xstrdup(PQgetvalue(res, i, 3)));
+	rm->is_from_create = strcmp(type, "m.room.create") == 0;
 	strv_push(&rm->event_ids, &rm->nevent_ids,
 	          xstrdup(PQgetvalue(res, i, 7)));
 	rm->tl_oldest = nid;
@@ -876,11 +931,11 @@ result_fill(struct ss_req *s, struct ss_room *rm)
 	rr->is_dm = rm->is_initial && rm->is_dm ? SS_YES : SS_UNSET;
 	state_take(rr, rm);
 	rr->has_timeline = rm->is_initial || rm->ntl > 0;
+	rr->is_limited = rm->is_limited || is_history_before(rm);
 	rr->timeline = rm->tl;
 	rr->ntimeline = rm->ntl;
 	rm->tl = NULL;
 	rm->ntl = 0;
-	rr->is_limited = rm->is_limited;
 	rr->prev_batch = rm->prev_batch != NULL && rr->ntimeline > 0
 	                     ? xstrdup(rm->prev_batch)
 	                     : NULL;
@@ -1040,4 +1095,5 @@ ss_rooms_clear(struct ss_req *s)
 	s->pending = 0;
 	s->is_failed = false;
 	s->has_data = false;
+	s->is_window_short = false;
 }

@@ -73,6 +73,10 @@ static const struct cfg_row poller_cfg_rows[] = {
      3600000, 0,
      "a new device of a stored user first syncs without rooms and waits "
      "this long for a sibling to catch up (0: always a full initial sync)"},
+    {"SYNCV3_FIRST_TIMELINE_LIMIT", CFG_INT, OFF(first_timeline), "1", 1, 1000,
+     0,
+     "timeline events per room of a device's first sync without a sibling "
+     "(the rest of the history is paged from upstream)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -182,6 +186,7 @@ main(int argc, char **argv)
 	log_init("poller", LOG_LEVEL_INFO);
 	mem_init();
 	config(p, argc, argv);
+	p->first_filter = policy_first_filter(p->cfg.first_timeline);
 	raise_nofile();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
@@ -218,6 +223,7 @@ main(int argc, char **argv)
 	event_base_free(p->base);
 	curl_global_cleanup();
 	config_free(poller_cfg_rows, &p->cfg);
+	free(p->first_filter);
 	free(p);
 	log_info("stopped");
 	return 0;

@@ -365,3 +365,30 @@ policy_share(long long active, long long live, long long max)
 		share = max;
 	return share;
 }
+
+/*
+ * The filter of a device's first sync when no sibling covers it (the
+ * light first sync, docs/DESIGN.md "The first window first"): the rooms
+ * with their whole state but only timeline_limit events each; the poller
+ * then continues from its next_batch, and older history is paged from
+ * upstream through prev_batch. Members are not lazy-loaded: the member
+ * state of every room is what heroes, required_state and the member
+ * lists are built from, and nothing would fill it in behind.
+ */
+char *
+policy_first_filter(long long timeline_limit)
+{
+	struct json_object *f = json_object_new_object();
+	struct json_object *room = json_object_new_object();
+	struct json_object *tl = json_object_new_object();
+	char *out;
+
+	json_object_object_add(tl, "limit",
+	                       json_object_new_int64(timeline_limit));
+	json_object_object_add(room, "timeline", tl);
+	json_object_object_add(f, "room", room);
+	out =
+	    xstrdup(json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN));
+	json_object_put(f);
+	return out;
+}

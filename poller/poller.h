@@ -61,6 +61,7 @@ struct poller_config {
 	long long low_speed_secs;
 	char *prom;                /* metrics listener host:port; empty: none */
 	long long sibling_wait_ms; /* 0: no sibling-first syncs */
+	long long first_timeline;  /* timeline.limit of a device's first sync */
 };
 
 /* Where a device is in its cycle; exactly one of these at a time. */
@@ -195,6 +196,7 @@ struct poller {
 	struct zmq_ev *mev;
 	uint64_t seq;
 	/* main.c */
+	char *first_filter; /* policy_first_filter(cfg.first_timeline) */
 	struct event *stats_ev;
 	bool is_stopping;
 	struct poller_stats stats;
@@ -239,6 +241,7 @@ long long policy_request_timeout_ms(bool is_initial, long long poll_ms,
 enum ack_action policy_ack(const char *since_in, const char *next_batch,
                            bool ok, const char *ack_since, const char *error);
 long long policy_share(long long active, long long live, long long max);
+char *policy_first_filter(long long timeline_limit);
 
 /* device.c: device table and per-device state machine */
 void device_init(struct poller *p);

@@ -173,9 +173,10 @@ easy_setup(struct device *d)
 /*
  * What d's next request asks (docs/DESIGN.md, "Sibling devices"): a
  * refill is a full initial sync (no since) beside the since it has; a
- * sibling-first initial sync asks for no rooms; a catch-up is answered at
- * once (zero timeout) with whatever upstream has. Records in d what the
- * body is (req_first, req_catchup) for its PROTO_SYNC_RAW.
+ * sibling-first initial sync asks for no rooms, any other first sync for
+ * first_timeline events per room (policy_first_filter); a catch-up is answered
+ * at once (zero timeout) with whatever upstream has. Records in d what the body
+ * is (req_first, req_catchup) for its PROTO_SYNC_RAW.
  */
 static const char *
 plan(struct device *d, const char **filter, long *poll_ms)
@@ -193,6 +194,8 @@ plan(struct device *d, const char **filter, long *poll_ms)
 	} else if (d->since[0] == '\0' && d->is_sibling_first) {
 		*filter = POLLER_SIBLING_FILTER;
 		d->req_first = "sibling";
+	} else if (d->since[0] == '\0') {
+		*filter = d->p->first_filter; /* the light first sync */
 	}
 	if (d->since[0] != '\0' && d->catchup > 0) {
 		d->req_catchup = d->catchup;

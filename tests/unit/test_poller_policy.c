@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include <json-c/json.h>
+
 #include "poller.h"
 
 static void
@@ -327,6 +329,28 @@ test_unchanged(void **state)
 	assert_true(policy_unchanged_ms(5, 1000, 60000, 0, UINT32_MAX) < 1000);
 }
 
+/* The light first sync's filter: the whole state, n events per room. */
+static void
+test_first_filter(void **state)
+{
+	struct json_object *f, *v;
+	char *s;
+
+	(void)state;
+	s = policy_first_filter(1);
+	assert_non_null(f = json_tokener_parse(s));
+	assert_true(json_object_object_get_ex(f, "room", &v));
+	assert_true(json_object_object_get_ex(v, "timeline", &v));
+	assert_true(json_object_object_get_ex(v, "limit", &v));
+	assert_int_equal(json_object_get_int64(v), 1);
+	/* nothing else: no lazy-loaded members, every room */
+	assert_int_equal(json_object_object_length(f), 1);
+	json_object_object_get_ex(f, "room", &v);
+	assert_int_equal(json_object_object_length(v), 1);
+	json_object_put(f);
+	free(s);
+}
+
 int
 main(void)
 {
@@ -339,6 +363,7 @@ main(void)
 	    cmocka_unit_test(test_scan),
 	    cmocka_unit_test(test_ack),
 	    cmocka_unit_test(test_share),
+	    cmocka_unit_test(test_first_filter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
