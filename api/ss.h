@@ -385,6 +385,7 @@ struct ss_room {
 	/* the decision and its results */
 	bool is_send, is_initial, is_expanded, is_limited;
 	bool is_from_create; /* the oldest timeline event read is the create */
+	bool has_chunk;      /* a chunk boundary gave prev_batch (Q_CHUNKS) */
 	bool is_bare;        /* never visible: its membership only */
 	int64_t tl_from, st_from, ub;
 	char *rs_canon;

@@ -505,13 +505,16 @@ strv_push(char ***v, int *n, char *x)
  * its older history was never fetched (the light first sync asks upstream
  * for one event per room): every stored event read, the oldest not the
  * room's create event, and upstream's prev_batch to page back from. Then
- * the timeline is limited, as upstream's was.
+ * the timeline is limited, as upstream's was. Only for rooms without a
+ * known chunk (stored before 015_chunks.sql): a chunk carries upstream's
+ * own limited flag, which chunk_row applies, and a room whose visible
+ * history starts at the user's join is not limited.
  */
 static bool
 is_history_before(const struct ss_room *rm)
 {
-	return rm->is_initial && !rm->is_limited && rm->ntl > 0 &&
-	       !rm->is_from_create && rm->prev_batch != NULL;
+	return rm->is_initial && !rm->is_limited && !rm->has_chunk &&
+	       rm->ntl > 0 && !rm->is_from_create && rm->prev_batch != NULL;
 }
 
 static void
@@ -612,6 +615,7 @@ chunk_row(struct ss_req *s, PGresult *res, int i)
 
 	free(rm->prev_batch);
 	rm->prev_batch = xstrdup(PQgetvalue(res, i, 3));
+	rm->has_chunk = true;
 	if (!is_exact || PQgetvalue(res, i, 4)[0] == 't')
 		rm->is_limited = true;
 }
