@@ -431,23 +431,44 @@ wants_detail(const struct ss_room *rm)
 	return rm->is_visible && rm->is_send && !is_invited(rm) && !rm->is_bare;
 }
 
-/* The required_state patterns of every room sent, for SQL to pre-filter. */
+/*
+ * The required_state patterns of every room sent, for SQL to pre-filter,
+ * each pair once: rooms of one list repeat the same few, and SS_DETAIL
+ * tests every state row against every pair (20 rooms of 3 patterns took
+ * 3.2 ms as 60 pairs, 1.7 as 3).
+ */
 static void
 patterns_add(struct ss_req *s, struct pg_lit *t, struct pg_lit *k)
 {
+	const char **seen = NULL;
+	int nseen = 0, j;
+
 	for (int i = 0; i < s->nrooms; i++) {
 		const struct ss_required_state *rs = &s->rooms[i].cfg.rs;
 		if (!wants_detail(&s->rooms[i]))
 			continue;
-		for (int j = 0; j < rs->ninclude; j++) {
-			const char *sk = rs->include[j].state_key;
-			pg_arr_str(t, rs->include[j].type ? rs->include[j].type
-			                                  : "*");
-			pg_arr_str(k, sk == NULL               ? "*"
-			              : strcmp(sk, "$ME") == 0 ? s->r->user_id
-			                                       : sk);
+		for (int e = 0; e < rs->ninclude; e++) {
+			const char *ty =
+			    rs->include[e].type ? rs->include[e].type : "*";
+			const char *sk = rs->include[e].state_key;
+			sk = sk == NULL               ? "*"
+			     : strcmp(sk, "$ME") == 0 ? s->r->user_id
+			                              : sk;
+			for (j = 0; j < nseen; j += 2)
+				if (strcmp(seen[j], ty) == 0 &&
+				    strcmp(seen[j + 1], sk) == 0)
+					break;
+			if (j < nseen)
+				continue;
+			seen =
+			    xrealloc(seen, sizeof(*seen) * (size_t)(nseen + 2));
+			seen[nseen++] = ty;
+			seen[nseen++] = sk;
+			pg_arr_str(t, ty);
+			pg_arr_str(k, sk);
 		}
 	}
+	free(seen);
 }
 
 static void
