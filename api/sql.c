@@ -474,9 +474,8 @@
  * (OR stops at the first true), so a list without filters is an index
  * scan of syncv3_user_rooms_ss.
  */
-#define SS_CANDIDATES                                                          \
-	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND (ur.membership " \
-	"IN ('join', 'invite', 'knock') OR (ur.membership = 'ban' AND EXISTS " \
+#define SS_GONE_SHOWN                                                          \
+	"(ur.membership = 'ban' AND EXISTS "                                  \
 	"(SELECT 1 FROM syncv3_state j WHERE j.room_id = ur.room_id AND "     \
 	"j.type = 'm.room.member' AND j.state_key = $1 AND j.membership = "   \
 	"'join')) OR (ur.membership = 'leave' AND (coalesce((SELECT e.sender " \
@@ -484,7 +483,10 @@
 	"k.room_id = ur.room_id AND k.type = 'm.room.member' AND k.state_key " \
 	"= $1 ORDER BY k.from_pos DESC LIMIT 1), $1) <> $1 OR EXISTS (SELECT " \
 	"1 FROM syncv3_ss_rooms sr WHERE sr.conn = $2::bigint AND "            \
-	"sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))) "               \
+	"sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))"
+#define SS_CANDIDATES                                                          \
+	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND (ur.membership " \
+	"IN ('join', 'invite', 'knock') OR " SS_GONE_SHOWN ") "                \
 	"AND ($4::bool IS NULL OR " SS_IS_DM("ur.room_id") " = $4::bool) "     \
 	"AND ($5::bool IS NULL OR (ur.membership = 'invite') = $5::bool) "     \
 	"AND ($6::bool IS NULL OR coalesce(CASE WHEN ur.membership = "        \
@@ -511,7 +513,19 @@
  * stops there), newest activity first, ties by position then room id.
  * $1 user, $2 conn, $3 gen, $4.. the filters (NULL: unset). Rows:
  * position, count, then room, membership (NULLs for an empty window).
+ * Without filters the count is the user's count row (017_ssperf.sql)
+ * and their bans and leaves shown; CASE runs only the branch it takes.
  */
+#define SS_NO_FILTER                                                           \
+	"$4::bool IS NULL AND $5::bool IS NULL AND $6::bool IS NULL AND "      \
+	"$7::text[] IS NULL AND $8::text[] IS NULL AND $9::text[] IS NULL "    \
+	"AND $10::text[] IS NULL AND $11::text[] IS NULL"
+#define SS_COUNT                                                               \
+	"CASE WHEN " SS_NO_FILTER " THEN coalesce((SELECT sc.shown FROM "      \
+	"syncv3_ss_counts sc WHERE sc.user_id = $1), 0) + (SELECT count(*) "   \
+	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND ur.membership "   \
+	"IN ('leave', 'ban') AND (" SS_GONE_SHOWN ")) ELSE (SELECT count(*) "  \
+	SS_CANDIDATES ") END"
 #define SS_LIST                                                                \
 	"WITH w AS (SELECT y.room_id, y.membership, y.idx FROM (SELECT "       \
 	"ur.room_id, ur.membership, row_number() OVER (ORDER BY "             \
@@ -519,8 +533,8 @@
 	SS_CANDIDATES " ORDER BY ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, "    \
 	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
 	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
-	"hi) WHERE y.idx BETWEEN g.lo AND g.hi)) SELECT p.pos, (SELECT "       \
-	"count(*) " SS_CANDIDATES "), w.room_id, w.membership FROM "           \
+	"hi) WHERE y.idx BETWEEN g.lo AND g.hi)) SELECT p.pos, " SS_COUNT     \
+	", w.room_id, w.membership FROM "                                      \
 	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
