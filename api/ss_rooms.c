@@ -24,6 +24,7 @@
 #include "util.h"
 
 static void rooms_step(struct ss_req *s);
+static void step1_end(struct ss_req *s);
 static void lazy_sent(struct ss_room *rm, const char *user, int64_t at);
 static bool strv_has(struct json_object *a, const char *x);
 static void detail_step(struct ss_req *s);
@@ -118,8 +119,8 @@ list_cb(PGresult *res, void *arg)
 		room_take_config(rm, &s->q.lists[lq->idx].cfg);
 	}
 out:
-	if (s != NULL && --s->pending == 0)
-		rooms_step(s);
+	if (s != NULL)
+		step1_end(s);
 	free(lq);
 	sreq_unref(r);
 }
@@ -185,6 +186,14 @@ list_query(struct ss_req *s, int idx)
 		pg_lit_free(&arr[i]);
 }
 
+/* One query of step 1 is in: the rooms step once all are. */
+static void
+step1_end(struct ss_req *s)
+{
+	if (--s->pending == 0)
+		rooms_step(s);
+}
+
 static void
 position_cb(PGresult *res, void *arg)
 {
@@ -197,13 +206,33 @@ position_cb(PGresult *res, void *arg)
 			s->at = p;
 	}
 	if (s != NULL)
-		rooms_step(s);
+		step1_end(s);
 	sreq_unref(r);
 }
 
-/* Step 1: every list at once (no list: the position alone). */
+/* ss_conn_open's completion, when it runs alongside step 1. */
+static void
+created_cb(void *arg, int status, const char *errcode, const char *msg)
+{
+	struct ss_req *s = ((struct sreq *)arg)->ss;
+
+	if (s == NULL)
+		return;
+	if (status != 0)
+		round_end(s, status, errcode, msg);
+	else
+		step1_end(s);
+}
+
+/*
+ * Step 1: every list at once (no list: the position alone). With
+ * is_create, a request without pos, the connection is created alongside:
+ * the lists read nothing of it (conn 0: it has sent no room, and creating
+ * drops what it had sent), SS_ROOMS on is the first to, and it waits for
+ * both. One round trip less for every new connection.
+ */
 void
-ss_rooms_run(struct ss_req *s, api_done_fn done, void *arg)
+ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 {
 	ss_rooms_clear(s);
 	s->round_done = done;
@@ -211,12 +240,14 @@ ss_rooms_run(struct ss_req *s, api_done_fn done, void *arg)
 	s->at = s->conn.pos;
 	s->resp.ncounts = s->q.nlists;
 	s->resp.counts = xcalloc((size_t)s->q.nlists + 1, sizeof(int64_t));
+	s->pending = (s->q.nlists > 0 ? s->q.nlists : 1) + (is_create ? 1 : 0);
+	if (is_create)
+		ss_conn_open(s, created_cb, s->r);
 	if (s->q.nlists == 0) {
 		sreq_ref(s->r);
 		sql_query(s->api, Q_POSITION, NULL, position_cb, s->r);
 		return;
 	}
-	s->pending = s->q.nlists;
 	for (int i = 0; i < s->q.nlists; i++)
 		list_query(s, i);
 }
