@@ -112,6 +112,7 @@ enum api_sql {
 	Q_ADMIN_RESYNC,
 	Q_SS_EXT,
 	Q_LIST_FIRST,
+	Q_SS_LIST_ROOMS, /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
 	Q_COUNT,
 };
 struct api_stmt {

@@ -526,16 +526,18 @@
 	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND ur.membership "   \
 	"IN ('leave', 'ban') AND (" SS_GONE_SHOWN ")) ELSE (SELECT count(*) "  \
 	SS_CANDIDATES ") END"
-#define SS_LIST                                                                \
-	"WITH w AS (SELECT y.room_id, y.membership, y.idx FROM (SELECT "       \
+#define SS_WINDOW                                                              \
+	"w AS (SELECT y.room_id, y.membership, y.idx FROM (SELECT "            \
 	"ur.room_id, ur.membership, row_number() OVER (ORDER BY "             \
 	"ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, ur.room_id) - 1 AS idx "     \
 	SS_CANDIDATES " ORDER BY ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, "    \
 	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
 	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
-	"hi) WHERE y.idx BETWEEN g.lo AND g.hi)) SELECT p.pos, " SS_COUNT     \
-	", w.room_id, w.membership FROM "                                      \
-	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
+	"hi) WHERE y.idx BETWEEN g.lo AND g.hi))"
+#define SS_LIST                                                                \
+	"WITH " SS_WINDOW " SELECT p.pos, " SS_COUNT ", w.room_id, "          \
+	"w.membership FROM syncv3_position p LEFT JOIN w ON true ORDER BY "    \
+	"w.idx"
 
 /*
  * The rooms to answer ($4, list windows and subscriptions) at position
@@ -565,7 +567,7 @@
 	"EXISTS (SELECT 1 FROM syncv3_state sc WHERE sc.room_id = q.id AND "   \
 	"sc.type IN " t " AND sc.from_pos > coalesce(sent.state_pos, 0) AND "  \
 	"sc.from_pos <= v.p)"
-#define SS_ROOMS                                                               \
+#define SS_ROOMS_OF(ids, at)                                                   \
 	"SELECT q.id, v.m, v.last, " SS_AT("m.room.name", "name") ", "        \
 	SS_AT("m.room.avatar", "url") ", coalesce(r.joined_count, 0), "        \
 	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
@@ -593,18 +595,30 @@
 	"coalesce(ur.updated_pos, 0), " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
 	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member')")      \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
-	"FROM unnest($4::text[]) AS q(id) CROSS JOIN "                         \
-	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", "$5::bigint") " AS m " \
+	"FROM " ids " AS q(id) CROSS JOIN "                                    \
+	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", at) " AS m "           \
 	"OFFSET 0) vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ("    \
 	"'join', 'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",    \
-	"$5::bigint") " END AS last OFFSET 0) vl CROSS JOIN LATERAL (SELECT "  \
-	"vl.m, vl.last, coalesce(vl.last, $5::bigint) AS p OFFSET 0) v LEFT "  \
+	at) " END AS last OFFSET 0) vl CROSS JOIN LATERAL (SELECT "            \
+	"vl.m, vl.last, coalesce(vl.last, " at ") AS p OFFSET 0) v LEFT "      \
 	"JOIN "                                                                \
 	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
 	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL AND ("    \
 	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
 	"sent.membership IS NOT NULL)"
+#define SS_ROOMS SS_ROOMS_OF("unnest($4::text[])", "$5::bigint")
+/*
+ * One list and its rooms in one statement (a request with one list and
+ * no subscriptions: one round trip less per round): SS_LIST's rows, each
+ * followed by SS_ROOMS' columns for its room (NULLs when SS_ROOMS leaves
+ * the room out), at the position of the same snapshot. $1.. as SS_LIST.
+ */
+#define SS_LIST_ROOMS                                                          \
+	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
+	"(SELECT pos FROM syncv3_position)") ") SELECT p.pos, " SS_COUNT ", "  \
+	"w.room_id, w.membership, rr.* FROM syncv3_position p LEFT JOIN w ON " \
+	"true LEFT JOIN rr ON rr.id = w.room_id ORDER BY w.idx"
 
 /*
  * Timeline and state of rooms $1 (with per-room bounds: $2 timeline
@@ -848,6 +862,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 9},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
+	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 14},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

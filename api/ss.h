@@ -414,7 +414,8 @@ struct ss_req {
 	struct ss_response resp;
 	struct ss_room *rooms;
 	int nrooms, caprooms;
-	int pending; /* queries of this step still running */
+	int pending;        /* queries of this step still running */
+	bool is_rooms_read; /* SS_LIST_ROOMS: step 2 came with step 1 */
 	bool is_failed;
 	struct ss_ctx ext_ctx;
 	struct ss_ext_room *ext_rooms;

@@ -6,7 +6,8 @@
  *  2. rooms: the windows and the sticky subscriptions, their configs
  *     combined; what the user may see of each and what this connection
  *     already sent of it (SS_ROOMS); decide per room whether it is sent,
- *     in full (initial) or as what changed;
+ *     in full (initial) or as what changed. One list and no subscription:
+ *     steps 1 and 2 are one statement (SS_LIST_ROOMS);
  *  3. details: timelines and required state of the rooms sent (SS_DETAIL);
  *  4. lazy members: the member events of the timelines' senders and
  *     targets not sent before (SS_MEMBERS);
@@ -25,6 +26,7 @@
 
 static void rooms_step(struct ss_req *s);
 static void step1_end(struct ss_req *s);
+static void room_row(struct ss_req *s, PGresult *res, int i, int o);
 static void lazy_sent(struct ss_room *rm, const char *user, int64_t at);
 static bool strv_has(struct json_object *a, const char *x);
 static void detail_step(struct ss_req *s);
@@ -118,6 +120,10 @@ list_cb(PGresult *res, void *arg)
 		rm->lists[rm->nlists++] = lq->idx;
 		room_take_config(rm, &s->q.lists[lq->idx].cfg);
 	}
+	/* SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 4 */
+	for (int i = 0; s->is_rooms_read && i < PQntuples(res); i++)
+		if (PQnfields(res) > 4 && !PQgetisnull(res, i, 4))
+			room_row(s, res, i, 4);
 out:
 	if (s != NULL)
 		step1_end(s);
@@ -181,7 +187,8 @@ list_query(struct ss_req *s, int idx)
 	/* the scan stops after the last range (LIMIT NULL: all) */
 	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
 	sreq_ref(s->r);
-	sql_query(s->api, Q_SS_LIST, p, list_cb, lq);
+	sql_query(s->api, s->is_rooms_read ? Q_SS_LIST_ROOMS : Q_SS_LIST, p,
+	          list_cb, lq);
 	for (int i = 0; i < 7; i++)
 		pg_lit_free(&arr[i]);
 }
@@ -241,6 +248,13 @@ ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 	s->resp.ncounts = s->q.nlists;
 	s->resp.counts = xcalloc((size_t)s->q.nlists + 1, sizeof(int64_t));
 	s->pending = (s->q.nlists > 0 ? s->q.nlists : 1) + (is_create ? 1 : 0);
+	/*
+	 * one list and no subscription: its rooms come with it (the lists
+	 * read with conn 0 when creating: so do their rooms, and a new
+	 * connection has sent none)
+	 */
+	s->is_rooms_read =
+	    s->q.nlists == 1 && json_object_object_length(s->subs) == 0;
 	if (is_create)
 		ss_conn_open(s, created_cb, s->r);
 	if (s->q.nlists == 0) {
@@ -358,38 +372,39 @@ decide(struct ss_req *s, struct ss_room *rm)
 		rm->is_send = false;
 }
 
+/* Row i of SS_ROOMS' columns, from column o on (SS_LIST_ROOMS: 4). */
 static void
-room_row(struct ss_req *s, PGresult *res, int i)
+room_row(struct ss_req *s, PGresult *res, int i, int o)
 {
-	struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
+	struct ss_room *rm = room_get(s, PQgetvalue(res, i, o + 0));
 	const char *lz;
 
 	rm->is_visible = true;
-	rm->membership = xstrdup(PQgetvalue(res, i, 1));
-	rm->last = i64_col(res, i, 2, 0);
-	rm->name = dup_col(res, i, 3);
-	rm->avatar = dup_col(res, i, 4);
-	rm->joined = i64_col(res, i, 5, 0);
-	rm->invited = i64_col(res, i, 6, 0);
-	rm->bump = i64_col(res, i, 7, 0);
-	rm->upos = i64_col(res, i, 8, 0);
-	rm->notif = i64_col(res, i, 9, 0);
-	rm->highlight = i64_col(res, i, 10, 0);
-	rm->invite_state = dup_col(res, i, 11);
-	rm->prev_batch = dup_col(res, i, 12);
-	rm->heroes = dup_col(res, i, 13);
-	rm->is_dm = PQgetvalue(res, i, 14)[0] == 't';
-	rm->has_sent = !PQgetisnull(res, i, 15);
-	rm->s_nid = i64_col(res, i, 15, 0);
-	rm->s_limit = i64_col(res, i, 16, 0);
-	rm->s_rs = xstrdup(PQgetvalue(res, i, 17));
-	rm->s_state_pos = i64_col(res, i, 18, 0);
-	lz = PQgetvalue(res, i, 19);
-	rm->s_membership = xstrdup(PQgetvalue(res, i, 20));
-	rm->ur_upos = i64_col(res, i, 21, 0);
-	rm->is_name_changed = PQgetvalue(res, i, 22)[0] == 't';
-	rm->is_members_changed = PQgetvalue(res, i, 23)[0] == 't';
-	rm->is_bump_changed = PQgetvalue(res, i, 24)[0] == 't';
+	rm->membership = xstrdup(PQgetvalue(res, i, o + 1));
+	rm->last = i64_col(res, i, o + 2, 0);
+	rm->name = dup_col(res, i, o + 3);
+	rm->avatar = dup_col(res, i, o + 4);
+	rm->joined = i64_col(res, i, o + 5, 0);
+	rm->invited = i64_col(res, i, o + 6, 0);
+	rm->bump = i64_col(res, i, o + 7, 0);
+	rm->upos = i64_col(res, i, o + 8, 0);
+	rm->notif = i64_col(res, i, o + 9, 0);
+	rm->highlight = i64_col(res, i, o + 10, 0);
+	rm->invite_state = dup_col(res, i, o + 11);
+	rm->prev_batch = dup_col(res, i, o + 12);
+	rm->heroes = dup_col(res, i, o + 13);
+	rm->is_dm = PQgetvalue(res, i, o + 14)[0] == 't';
+	rm->has_sent = !PQgetisnull(res, i, o + 15);
+	rm->s_nid = i64_col(res, i, o + 15, 0);
+	rm->s_limit = i64_col(res, i, o + 16, 0);
+	rm->s_rs = xstrdup(PQgetvalue(res, i, o + 17));
+	rm->s_state_pos = i64_col(res, i, o + 18, 0);
+	lz = PQgetvalue(res, i, o + 19);
+	rm->s_membership = xstrdup(PQgetvalue(res, i, o + 20));
+	rm->ur_upos = i64_col(res, i, o + 21, 0);
+	rm->is_name_changed = PQgetvalue(res, i, o + 22)[0] == 't';
+	rm->is_members_changed = PQgetvalue(res, i, o + 23)[0] == 't';
+	rm->is_bump_changed = PQgetvalue(res, i, o + 24)[0] == 't';
 	decide(s, rm);
 	log_debug("ss: %s: %s %s: send %d initial %d, changed name %d "
 	          "members %d bump %d",
@@ -421,7 +436,7 @@ rooms_cb(PGresult *res, void *arg)
 	if (s == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++)
-		room_row(s, res, i);
+		room_row(s, res, i, 0);
 	detail_step(s);
 out:
 	sreq_unref(r);
@@ -437,6 +452,10 @@ rooms_step(struct ss_req *s)
 
 	if (s->is_failed) {
 		round_end(s, 503, "M_UNKNOWN", "database unavailable");
+		return;
+	}
+	if (s->is_rooms_read) {
+		detail_step(s);
 		return;
 	}
 	subs_add(s);
@@ -1000,6 +1019,7 @@ ss_rooms_clear(struct ss_req *s)
 	free(s->list_keys);
 	s->list_keys = NULL;
 	s->pending = 0;
+	s->is_rooms_read = false;
 	s->is_failed = false;
 	s->has_data = false;
 }
