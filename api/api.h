@@ -117,6 +117,7 @@ enum api_sql {
 	Q_SS_EXT,
 	Q_LIST_FIRST,
 	Q_CHUNKS, /* ss_rooms.c, s_room_list.c: prev_batch */
+	Q_SS_LIST_ROOMS, /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
 	Q_COUNT,
 };
 struct api_stmt {

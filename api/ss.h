@@ -417,7 +417,8 @@ struct ss_req {
 	struct ss_response resp;
 	struct ss_room *rooms;
 	int nrooms, caprooms;
-	int pending; /* queries of this step still running */
+	int pending;        /* queries of this step still running */
+	bool is_rooms_read; /* SS_LIST_ROOMS: step 2 came with step 1 */
 	bool is_failed;
 	struct ss_ctx ext_ctx;
 	struct ss_ext_room *ext_rooms;
@@ -444,8 +445,12 @@ struct ss_req {
 void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_save(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_free(struct ss_conn *c);
-/* ss_rooms.c: one round; has_data and resp set when done(arg, 0, ...) */
-void ss_rooms_run(struct ss_req *s, api_done_fn done, void *arg);
+/*
+ * ss_rooms.c: one round; has_data and resp set when done(arg, 0, ...);
+ * is_create: ss_conn_open (a new connection) runs alongside its first step
+ */
+void ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done,
+                  void *arg);
 void ss_rooms_clear(struct ss_req *s);
 
 #endif

@@ -131,8 +131,11 @@ created_cb(PGresult *res, void *arg)
 	c->gen = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	c->ver = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	c->pos = 0;
-	c->subs = json_object_new_object();
-	c->ext = json_object_new_object();
+	/* set already when the round started alongside (ss_rooms_run) */
+	if (c->subs == NULL)
+		c->subs = json_object_new_object();
+	if (c->ext == NULL)
+		c->ext = json_object_new_object();
 	dropped = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	if (dropped > 0)
 		log_debug("ss: %s/%s: %lld least recently used connections "

@@ -3,9 +3,10 @@
  * in one state of enum ss_state (ss.h) at a time: auth (auth.c) -> the
  * pos, body and extensions checked -> the connection loaded or created
  * (ss_conn.c) -> held while the device's initial sync is not stored ->
- * rounds (ss_rooms.c): with a pos and nothing new, the request waits for
- * a notice concerning the connection (longpoll.c), its timeout, or the
- * client hanging up -> the response saved as the connection's unconfirmed
+ * rounds (ss_rooms.c; a new connection of a device not held is created
+ * during the first round's lists): with a pos and nothing new, the request
+ * waits for a notice concerning the connection (longpoll.c), its timeout, or
+ * the client hanging up -> the response saved as the connection's unconfirmed
  * one -> written in the request's dialect (ss_proto.c). The request is a
  * struct sreq too (r->ss points here), so auth, the waiter registry and
  * the references are the ones the v3 path uses.
@@ -32,6 +33,7 @@ static void done_cb(void *arg, int status, const char *errcode,
 static void round_start(struct ss_req *s);
 static void device_check(struct ss_req *s);
 static void initial_hold(struct ss_req *s);
+static void sticky_merge(struct ss_req *s);
 
 enum {
 	EV_DONE,  /* what the state waited for completed */
@@ -272,7 +274,30 @@ round_start(struct ss_req *s)
 {
 	s->state = SS_ST_ROUND;
 	s->r->rounds++;
-	ss_rooms_run(s, done_cb, s->r);
+	ss_rooms_run(s, false, done_cb, s->r);
+}
+
+/*
+ * A request without pos whose device is not held (device_check would
+ * start the round at once): the connection is created during the
+ * round's first step, not before it (ss_rooms_run). What it starts with
+ * is known: no subscriptions, no extension configs.
+ */
+static bool
+round_start_new(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+
+	if (s->q.pos != NULL ||
+	    !(r->is_initial_done || s->api->cfg.initial_wait_ms == 0))
+		return false;
+	s->conn.subs = json_object_new_object();
+	s->conn.ext = json_object_new_object();
+	sticky_merge(s);
+	s->state = SS_ST_ROUND;
+	r->rounds++;
+	ss_rooms_run(s, true, done_cb, r);
+	return true;
 }
 
 /* Whether a list has any filter. */
@@ -520,7 +545,7 @@ ss_step(struct ss_req *s, int ev)
 
 	switch (s->state) {
 	case SS_ST_AUTH:
-		if (ev != EV_DONE || after_auth(s) == -1)
+		if (ev != EV_DONE || after_auth(s) == -1 || round_start_new(s))
 			break;
 		s->state = SS_ST_CONN;
 		ss_conn_open(s, done_cb, r);
