@@ -581,7 +581,7 @@
  * stops there), newest activity first, ties by position then room id.
  * $1 user, $2 conn, $3 gen, $4.. the filters (NULL: unset). Rows:
  * position, count, then room, membership and its bump key (NULLs for
- * an empty window).
+ * an empty window), then SS_MORE.
  * Without filters the count is the user's count row (017_ssperf.sql)
  * and their bans and leaves shown; CASE runs only the branch it takes.
  */
@@ -604,10 +604,21 @@
 	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
 	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
 	"hi) WHERE y.idx BETWEEN g.lo AND g.hi))"
+/*
+ * The rooms the rest of a first window's initial sync will add
+ * (016_cold.sql), read in the list's own snapshot: 0 once the device's
+ * initial sync is stored, so a count never adds them to rooms already
+ * stored (the device state the request was gated on is an older read).
+ */
+#define SS_MORE                                                                \
+	"coalesce((SELECT d.window_more FROM syncv3_ss_conns sc JOIN "         \
+	"syncv3_devices d ON d.user_id = sc.user_id AND d.device_id = "        \
+	"sc.device_id WHERE sc.conn = $2::bigint AND NOT "                     \
+	"d.is_initial_done), 0)"
 #define SS_LIST                                                                \
 	"WITH " SS_WINDOW " SELECT p.pos, " SS_COUNT ", w.room_id, "          \
-	"w.membership, w.k FROM syncv3_position p LEFT JOIN w ON true "        \
-	"ORDER BY w.idx"
+	"w.membership, w.k, " SS_MORE " FROM syncv3_position p LEFT JOIN w "   \
+	"ON true ORDER BY w.idx"
 
 /*
  * The rooms to answer ($4, list windows and subscriptions) at position
@@ -687,8 +698,8 @@
 #define SS_LIST_ROOMS                                                          \
 	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
 	"(SELECT pos FROM syncv3_position)") ") SELECT p.pos, " SS_COUNT ", "  \
-	"w.room_id, w.membership, w.k, rr.* FROM syncv3_position p LEFT JOIN " \
-	"w ON "                                                                \
+	"w.room_id, w.membership, w.k, " SS_MORE ", rr.* FROM "               \
+	"syncv3_position p LEFT JOIN w ON "                                    \
 	"true LEFT JOIN rr ON rr.id = w.room_id ORDER BY w.idx"
 
 /*

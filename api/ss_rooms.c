@@ -143,7 +143,8 @@ list_cb(PGresult *res, void *arg)
 			s->at = p;
 		s->resp.counts[lq->idx] =
 		    strtoll(PQgetvalue(res, i, 1), NULL, 10) +
-		    (s->is_window ? s->window_more : 0);
+		    (s->is_window ? strtoll(PQgetvalue(res, i, 5), NULL, 10)
+		                  : 0);
 		if (PQgetisnull(res, i, 2))
 			continue;
 		rm = room_get(s, PQgetvalue(res, i, 2));
@@ -152,10 +153,10 @@ list_cb(PGresult *res, void *arg)
 		rm->lists[rm->nlists++] = lq->idx;
 		room_take_config(rm, &s->q.lists[lq->idx].cfg);
 	}
-	/* SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 5 */
+	/* SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 6 */
 	for (int i = 0; s->is_rooms_read && i < PQntuples(res); i++)
-		if (PQnfields(res) > 5 && !PQgetisnull(res, i, 5))
-			room_row(s, res, i, 5);
+		if (PQnfields(res) > 6 && !PQgetisnull(res, i, 6))
+			room_row(s, res, i, 6);
 out:
 	if (s != NULL)
 		step1_end(s);

@@ -73,6 +73,9 @@ assert_jq "$out" "[.rooms[].timeline[-1].origin_server_ts] == ([.rooms[].bump_st
 second=$(ss4 "$big" '{"conn_id":"b","lists":{"w":{"range":[10,19],"timeline_limit":1}}}')
 assert_jq "$second" "([.rooms[].bump_stamp]|max) <= ([$(printf '%s' "$out" | jq -c '[.rooms[].bump_stamp]|min')]|min)" 'true' "[10,19] is older than [0,9]"
 p=$(ss_pos "$out")
+# the first window may come before the rest of the initial sync is stored
+wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_user_rooms WHERE user_id = '$wu'\")\" = 1000 ]" 60 ||
+    fail "the rest of the initial sync was not stored"
 # a message in the 501st room moves it into the window; the 10th falls out
 r500=$(psql_q "SELECT room_id FROM syncv3_user_rooms WHERE user_id = '$wu' ORDER BY ss_bump_ts DESC, ss_bump_nid DESC, room_id OFFSET 500 LIMIT 1")
 sim_msg "$r500" "$wu" "up"
