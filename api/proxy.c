@@ -863,6 +863,38 @@ has_prefix(struct proxy *px, const char *path)
 	return false;
 }
 
+/*
+ * Is the raw path one we may send upstream verbatim (CURLOPT_PATH_AS_IS)
+ * after testing its prefix? Not when a segment, percent-decoded, is "."
+ * or "..": a hop behind us that removes dot segments (RFC 3986 5.2.4),
+ * decoding %2e or %2f first as many do, would serve a path outside the
+ * prefix, e.g. /_matrix/../_synapse/admin. Refused rather than normalised:
+ * clients normalise before sending and no Matrix path has such a segment.
+ * A backslash counts as a separator (some servers take it for one), a
+ * decoded NUL is refused, and the prefix is tested on the decoded form
+ * too. Empty segments (//) stay: they cannot leave a prefix without a
+ * dot segment, and an empty state key makes one.
+ */
+static bool
+is_clean_path(struct proxy *px, const char *path)
+{
+	size_t len, n;
+	char *d = evhttp_uridecode(path, 0, &len);
+	bool ok;
+
+	if (d == NULL)
+		return false;
+	ok = strlen(d) == len && has_prefix(px, d);
+	for (const char *s = d; ok && *s != '\0'; s += n) {
+		s += strspn(s, "/\\");
+		n = strcspn(s, "/\\");
+		if ((n == 1 || n == 2) && strncmp(s, "..", n) == 0)
+			ok = false;
+	}
+	free(d);
+	return ok;
+}
+
 /* Token of a logout (header, else ?access_token=) hashed into p. */
 static void
 logout_prepare(struct preq *p, const char *path)
@@ -909,6 +941,11 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 
 	if (px == NULL || !has_prefix(px, path) || http_method_name(m) == NULL)
 		return -1;
+	if (!is_clean_path(px, path)) {
+		http_error(req, 404, "M_UNRECOGNIZED",
+		           "unrecognized request: dot segment in path");
+		return 0;
+	}
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	    (size_t)api->cfg.proxy_max_upload) {
 		http_error(req, 413, "M_TOO_LARGE", "request body too large");
