@@ -742,9 +742,18 @@ hdr_add(struct preq *p, const char *name, const char *value)
 	free(h);
 }
 
+/*
+ * X-Forwarded-*, as the homeserver (Synapse's x_forwarded) reads them:
+ * the leftmost For is the client's IP for rate limits, bans and
+ * last_seen_ip. A client's own values are kept only behind a reverse
+ * proxy that sets them (SYNCV3_TRUST_FORWARDED), which then gets our peer
+ * appended; otherwise we are the edge and say what we saw: the peer, plain
+ * http (the listener has no TLS) and the Host asked for.
+ */
 static void
 forwarded_headers(struct preq *p, struct evkeyvalq *in)
 {
+	bool is_trusted = p->px->api->cfg.is_trust_forwarded;
 	const char *xff = evhttp_find_header(in, "X-Forwarded-For");
 	const char *xfp = evhttp_find_header(in, "X-Forwarded-Proto");
 	const char *xfh = evhttp_find_header(in, "X-Forwarded-Host");
@@ -752,6 +761,8 @@ forwarded_headers(struct preq *p, struct evkeyvalq *in)
 	char *peer = NULL, *v;
 	ev_uint16_t port;
 
+	if (!is_trusted)
+		xff = xfp = xfh = NULL;
 	evhttp_connection_get_peer(p->evcon, &peer, &port);
 	v = xff != NULL ? xasprintf("%s, %s", xff, peer ? peer : "unknown")
 	                : xstrdup(peer ? peer : "unknown");
