@@ -906,6 +906,49 @@ is_clean_path(struct proxy *px, const char *path)
 	return ok;
 }
 
+/*
+ * Message framing evhttp lets through (RFC 9112 6.1, 6.3): it reads the
+ * body by the first Content-Length and takes a Transfer-Encoding other
+ * than chunked for no body, leaving the rest on the connection to be read
+ * as the next request, where a front proxy that chose otherwise sees
+ * part of a body (request smuggling). Such a request is answered here
+ * and its connection closed. 0 when the framing is sound.
+ */
+static void
+refuse_and_close(struct evhttp_request *req, int code, const char *msg)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+	                  "close");
+	http_error(req, code, "M_UNKNOWN", msg);
+}
+
+static int
+framing_check(struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *cl = NULL;
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, in, next)
+	{
+		if (strcasecmp(kv->key, "Transfer-Encoding") == 0 &&
+		    strcasecmp(kv->value, "chunked") != 0) {
+			refuse_and_close(req, 501,
+			                 "transfer coding not implemented");
+			return -1;
+		}
+		if (strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (cl != NULL && strcmp(cl, kv->value) != 0) {
+			refuse_and_close(req, 400,
+			                 "conflicting Content-Length headers");
+			return -1;
+		}
+		cl = kv->value;
+	}
+	return 0;
+}
+
 /* Token of a logout (header, else ?access_token=) hashed into p. */
 static void
 logout_prepare(struct preq *p, const char *path)
@@ -957,6 +1000,8 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 		           "unrecognized request: dot segment in path");
 		return 0;
 	}
+	if (framing_check(req) == -1)
+		return 0;
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
 	    (size_t)api->cfg.proxy_max_upload) {
 		http_error(req, 413, "M_TOO_LARGE", "request body too large");
