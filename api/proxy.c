@@ -906,14 +906,7 @@ is_clean_path(struct proxy *px, const char *path)
 	return ok;
 }
 
-/*
- * Message framing evhttp lets through (RFC 9112 6.1, 6.3): it reads the
- * body by the first Content-Length and takes a Transfer-Encoding other
- * than chunked for no body, leaving the rest on the connection to be read
- * as the next request, where a front proxy that chose otherwise sees
- * part of a body (request smuggling). Such a request is answered here
- * and its connection closed. 0 when the framing is sound.
- */
+/* A Matrix error, and no further request read on this connection. */
 static void
 refuse_and_close(struct evhttp_request *req, int code, const char *msg)
 {
@@ -922,6 +915,15 @@ refuse_and_close(struct evhttp_request *req, int code, const char *msg)
 	http_error(req, code, "M_UNKNOWN", msg);
 }
 
+/*
+ * Message framing evhttp lets through (RFC 9112 6.1, 6.3): it reads the
+ * body by the first Content-Length and takes a Transfer-Encoding other
+ * than chunked for no body (and a field name with a space before its
+ * colon for another field), leaving the rest on the connection to be read
+ * as the next request, where a front proxy that chose otherwise sees
+ * part of a body (request smuggling). Such a request is answered here
+ * and its connection closed. 0 when the framing is sound.
+ */
 static int
 framing_check(struct evhttp_request *req)
 {
@@ -931,6 +933,12 @@ framing_check(struct evhttp_request *req)
 
 	TAILQ_FOREACH(kv, in, next)
 	{
+		/* "Transfer-Encoding : chunked" is not one to evhttp */
+		if (kv->key[strcspn(kv->key, " \t")] != '\0') {
+			refuse_and_close(req, 400,
+			                 "whitespace in a header field name");
+			return -1;
+		}
 		if (strcasecmp(kv->key, "Transfer-Encoding") == 0 &&
 		    strcasecmp(kv->value, "chunked") != 0) {
 			refuse_and_close(req, 501,
