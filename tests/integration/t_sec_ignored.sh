@@ -68,6 +68,18 @@ assert_jq "$up" ".rooms.invite[\"$ri\"] // null" null "simhs /sync of alice: car
 out=$(v3 "$alice" "" "$body" 0)
 assert_jq "$out" "[.room_list.rooms[]|select(.room_id==\"$ri\")]|length" 0 "v3 alice: carol's invite"
 
+# the same into a room bob is in, whose poller stores alice's invite row
+r2=$(mk bobs)
+sim "rooms/$r2/join" "{\"user_id\":\"$C\"}" >/dev/null
+sim "rooms/$r2/invite" "{\"sender\":\"$C\",\"user_id\":\"$A\"}" >/dev/null
+say $r2 "after-invite-2"
+wait_for "stored after-invite-2" 15 || fail "bob's poller"
+sleep 1
+out=$(v3 "$alice" "" "$body" 0)
+assert_jq "$out" "[.room_list.rooms[]|select(.room_id==\"$r2\")]|length" 0 "v3 alice: carol's invite into bob's room"
+out=$(ss "$alice" "" "$ssbody" 0)
+assert_jq "$out" ".rooms[\"$r2\"] // null" null "ss alice: carol's invite into bob's room"
+
 # the list changed: later responses follow it
 ignore '{}'
 tl=$(v3_tl "$(v3 "$alice" "" "$body" 0)" $r)
