@@ -890,9 +890,18 @@ hdr_add(struct preq *p, const char *name, const char *value)
 	free(h);
 }
 
+/*
+ * X-Forwarded-*, as the homeserver (Synapse's x_forwarded) reads them:
+ * the leftmost For is the client's IP for rate limits, bans and
+ * last_seen_ip. A client's own values are kept only behind a reverse
+ * proxy that sets them (SYNCV3_TRUST_FORWARDED), which then gets our peer
+ * appended; otherwise we are the edge and say what we saw: the peer, plain
+ * http (the listener has no TLS) and the Host asked for.
+ */
 static void
 forwarded_headers(struct preq *p, struct evkeyvalq *in)
 {
+	bool is_trusted = p->px->api->cfg.is_trust_forwarded;
 	const char *xff = evhttp_find_header(in, "X-Forwarded-For");
 	const char *xfp = evhttp_find_header(in, "X-Forwarded-Proto");
 	const char *xfh = evhttp_find_header(in, "X-Forwarded-Host");
@@ -900,6 +909,8 @@ forwarded_headers(struct preq *p, struct evkeyvalq *in)
 	char *peer = NULL, *v;
 	ev_uint16_t port;
 
+	if (!is_trusted)
+		xff = xfp = xfh = NULL;
 	evhttp_connection_get_peer(p->evcon, &peer, &port);
 	v = xff != NULL ? xasprintf("%s, %s", xff, peer ? peer : "unknown")
 	                : xstrdup(peer ? peer : "unknown");
@@ -1034,6 +1045,89 @@ proxy_takes(struct api *api, enum evhttp_cmd_type m, const char *path)
 	       has_prefix(api->proxy, path) && http_method_name(m) != NULL;
 }
 
+/*
+ * Is the raw path one we may send upstream verbatim (CURLOPT_PATH_AS_IS)
+ * after testing its prefix? Not when a segment, percent-decoded, is "."
+ * or "..": a hop behind us that removes dot segments (RFC 3986 5.2.4),
+ * decoding %2e or %2f first as many do, would serve a path outside the
+ * prefix, e.g. /_matrix/../_synapse/admin. Refused rather than normalised:
+ * clients normalise before sending and no Matrix path has such a segment.
+ * A backslash counts as a separator (some servers take it for one), a
+ * decoded NUL is refused, and the prefix is tested on the decoded form
+ * too. Empty segments (//) stay: they cannot leave a prefix without a
+ * dot segment, and an empty state key makes one.
+ */
+static bool
+is_clean_path(struct proxy *px, const char *path)
+{
+	size_t len, n;
+	char *d = evhttp_uridecode(path, 0, &len);
+	bool ok;
+
+	if (d == NULL)
+		return false;
+	ok = strlen(d) == len && has_prefix(px, d);
+	for (const char *s = d; ok && *s != '\0'; s += n) {
+		s += strspn(s, "/\\");
+		n = strcspn(s, "/\\");
+		if ((n == 1 || n == 2) && strncmp(s, "..", n) == 0)
+			ok = false;
+	}
+	free(d);
+	return ok;
+}
+
+/* A Matrix error, and no further request read on this connection. */
+static void
+refuse_and_close(struct evhttp_request *req, int code, const char *msg)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+	                  "close");
+	http_error(req, code, "M_UNKNOWN", msg);
+}
+
+/*
+ * Message framing evhttp lets through (RFC 9112 6.1, 6.3): it reads the
+ * body by the first Content-Length and takes a Transfer-Encoding other
+ * than chunked for no body (and a field name with a space before its
+ * colon for another field), leaving the rest on the connection to be read
+ * as the next request, where a front proxy that chose otherwise sees
+ * part of a body (request smuggling). Such a request is answered here
+ * and its connection closed. 0 when the framing is sound.
+ */
+static int
+framing_check(struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *cl = NULL;
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, in, next)
+	{
+		/* "Transfer-Encoding : chunked" is not one to evhttp */
+		if (kv->key[strcspn(kv->key, " \t")] != '\0') {
+			refuse_and_close(req, 400,
+			                 "whitespace in a header field name");
+			return -1;
+		}
+		if (strcasecmp(kv->key, "Transfer-Encoding") == 0 &&
+		    strcasecmp(kv->value, "chunked") != 0) {
+			refuse_and_close(req, 501,
+			                 "transfer coding not implemented");
+			return -1;
+		}
+		if (strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (cl != NULL && strcmp(cl, kv->value) != 0) {
+			refuse_and_close(req, 400,
+			                 "conflicting Content-Length headers");
+			return -1;
+		}
+		cl = kv->value;
+	}
+	return 0;
+}
+
 /* Token of a logout (header, else ?access_token=) hashed into p. */
 static void
 logout_prepare(struct preq *p, const char *path)
@@ -1082,6 +1176,16 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 
 	if (!proxy_takes(api, m, path))
 		return -1;
+	/* before the body is taken: a refusal closes the connection */
+	if (!is_clean_path(px, path)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		                  "Connection", "close");
+		http_error(req, 404, "M_UNRECOGNIZED",
+		           "unrecognized request: dot segment in path");
+		return 0;
+	}
+	if (framing_check(req) == -1)
+		return 0;
 	bev = http_body_take(api, req, &hb);
 	if ((bev == NULL && evbuffer_get_length(evhttp_request_get_input_buffer(
 	                        req)) > (size_t)api->cfg.proxy_max_upload) ||

@@ -45,6 +45,10 @@
  * which alone knows invites into rooms no proxy user is in. The newer of
  * the two at the position asked wins; on a tie the room state does.
  *
+ * Timelines leave out the non-state events of senders the user ignores
+ * (VIS_NOT_IGNORED): other users' pollers store them, the user's own
+ * homeserver sync would not have carried them.
+ *
  * Arguments are SQL expressions: r the room id, u the user id, p the
  * position. Inner aliases are vis_* so they cannot capture the caller's.
  */
@@ -170,6 +174,31 @@
 	"vis_n.state_key = " u "))"
 
 /*
+ * The users u ignores (m.ignored_user_list in their global account data),
+ * as a text[], empty when none. It depends on u alone, so Postgres runs
+ * it once per statement (an InitPlan), one primary key probe, and the
+ * usual empty list costs each event one comparison with nothing.
+ */
+#define VIS_IGNORED(u)                                                         \
+	"coalesce((SELECT array(SELECT jsonb_object_keys(CASE WHEN "           \
+	"jsonb_typeof((vis_ig.json::jsonb)->'content'->'ignored_users') = "    \
+	"'object' THEN (vis_ig.json::jsonb)->'content'->'ignored_users' ELSE " \
+	"'{}'::jsonb END)) FROM syncv3_account_data vis_ig WHERE "             \
+	"vis_ig.user_id = " u " AND vis_ig.room_id = '' AND vis_ig.type = "    \
+	"'m.ignored_user_list'), '{}'::text[])"
+
+/*
+ * Event e is not hidden from u by their ignore list: as Synapse's
+ * filter_events_for_client, a non-state event of an ignored sender is
+ * left out, a state event is kept (the spec, "Ignoring Users": the room
+ * must not look different for it). The list in force at the request
+ * applies to every event served from then on, stored before or after.
+ */
+#define VIS_NOT_IGNORED(e, u)                                                  \
+	"(" e ".state_key IS NOT NULL OR " e ".sender <> ALL (" VIS_IGNORED(   \
+	    u) "))"
+
+/*
  * The nids of the last n timeline events of room r after f that u may
  * see up to p: one backward index scan per range, not the rule per event.
  */
@@ -177,8 +206,9 @@
 	"(SELECT DISTINCT vis_t.nid FROM " VIS_RANGES(r, u, p) " vis_v CROSS " \
 	"JOIN LATERAL (SELECT vis_e.nid FROM syncv3_events vis_e WHERE "       \
 	"vis_e.room_id = " r " AND vis_e.nid > " f " AND vis_e.nid BETWEEN "   \
-	"vis_v.lo AND vis_v.hi AND vis_e.is_timeline ORDER BY vis_e.nid DESC " \
-	"LIMIT " n ") vis_t ORDER BY vis_t.nid DESC LIMIT " n ")"
+	"vis_v.lo AND vis_v.hi AND vis_e.is_timeline AND "                     \
+	VIS_NOT_IGNORED("vis_e", u) " ORDER BY vis_e.nid DESC LIMIT " n        \
+	") vis_t ORDER BY vis_t.nid DESC LIMIT " n ")"
 
 /* Is position (an event nid) n of room r visible to u up to p? */
 #define VIS_SEES(r, u, p, n)                                                   \

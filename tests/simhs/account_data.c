@@ -149,3 +149,21 @@ account_data_get_handle(struct creq *c)
 {
 	acct_handle(c, false);
 }
+
+/*
+ * Does u ignore sender (m.ignored_user_list in their global account
+ * data)? Synapse leaves such a sender's non-state events and invites out
+ * of u's /sync, so the proxy's own poll of u never carries them.
+ */
+bool
+account_data_ignores(struct user *u, const char *sender)
+{
+	struct acct_data *a = acct_find(u, NULL, "m.ignored_user_list");
+	struct json_object *iu;
+
+	if (a == NULL || sender == NULL ||
+	    !json_object_object_get_ex(a->content, "ignored_users", &iu) ||
+	    !json_object_is_type(iu, json_type_object))
+		return false;
+	return json_object_object_get_ex(iu, sender, NULL);
+}

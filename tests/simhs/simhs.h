@@ -348,6 +348,7 @@ void receipts_markers_handle(struct creq *);
 /* account_data.c */
 void account_data_put_handle(struct creq *);
 void account_data_get_handle(struct creq *);
+bool account_data_ignores(struct user *, const char *);
 
 /* e2ee.c */
 void e2ee_device_changed(struct simhs *, struct user *);

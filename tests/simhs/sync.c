@@ -190,7 +190,9 @@ timeline_pick(struct sync_ctx *s, struct room *r, struct sync_batch *b)
 	for (i = b->end; i > b->from; i--) {
 		e = r->events.v[i - 1];
 		if (e->is_sync_hidden ||
-		    !filter_allows(sec, e->type, e->sender, r->room_id))
+		    !filter_allows(sec, e->type, e->sender, r->room_id) ||
+		    (e->state_key == NULL &&
+		     account_data_ignores(s->user, e->sender)))
 			continue;
 		if (b->events.n == limit) {
 			b->is_limited = true;
@@ -293,10 +295,15 @@ room_invite(struct sync_ctx *s, struct room *r, struct revent *inv)
 	    "m.room.avatar",     "m.room.canonical_alias",
 	    "m.room.encryption", "m.room.name",
 	    "m.room.topic"};
-	struct json_object *arr = json_object_new_array(), *o;
+	struct json_object *arr, *o;
 	struct ptrvec st = {0};
 	struct revent *e;
 	size_t i, j;
+
+	/* Synapse sends no invite from a user the invitee ignores */
+	if (account_data_ignores(s->user, inv->sender))
+		return;
+	arr = json_object_new_array();
 
 	room_state_between(r, 0, inv->idx, &st);
 	for (i = 0; i < st.n; i++) {
