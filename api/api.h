@@ -566,6 +566,11 @@ void proxy_shutdown(struct api *api);
 /* 0 if it took req (answered or on its way), -1 if not ours. */
 int proxy_handle(struct api *api, struct evhttp_request *req,
     const char *path);
+/*
+ * -1 (answered 400/501, connection closing) when req's framing is one a
+ * front proxy may read otherwise (every request, before routing).
+ */
+int proxy_framing_check(struct evhttp_request *req);
 /* Would the pass-through take a request for method and path? */
 bool proxy_takes(struct api *api, enum evhttp_cmd_type m, const char *path);
 

@@ -1037,6 +1037,8 @@ http_gen_cb(struct evhttp_request *req, void *arg)
 	}
 	if (cors_preflight(req))
 		return;
+	if (proxy_framing_check(req) == -1)
+		return; /* answered; the connection closes */
 	if (api->is_stopping) {
 		http_error(req, 503, "M_UNKNOWN", "shutting down");
 		return;

@@ -1087,16 +1087,17 @@ refuse_and_close(struct evhttp_request *req, int code, const char *msg)
 }
 
 /*
- * Message framing evhttp lets through (RFC 9112 6.1, 6.3): it reads the
- * body by the first Content-Length and takes a Transfer-Encoding other
- * than chunked for no body (and a field name with a space before its
+ * Message framing evhttp lets through (RFC 9112 6.1, 6.3), checked for
+ * every request (http.c, before routing): it reads the body by the first
+ * Content-Length and takes a Transfer-Encoding other than chunked for no
+ * body (and a field name with a space before its
  * colon for another field), leaving the rest on the connection to be read
  * as the next request, where a front proxy that chose otherwise sees
  * part of a body (request smuggling). Such a request is answered here
  * and its connection closed. 0 when the framing is sound.
  */
-static int
-framing_check(struct evhttp_request *req)
+int
+proxy_framing_check(struct evhttp_request *req)
 {
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	const char *cl = NULL;
@@ -1184,8 +1185,6 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 		           "unrecognized request: dot segment in path");
 		return 0;
 	}
-	if (framing_check(req) == -1)
-		return 0;
 	bev = http_body_take(api, req, &hb);
 	if ((bev == NULL && evbuffer_get_length(evhttp_request_get_input_buffer(
 	                        req)) > (size_t)api->cfg.proxy_max_upload) ||
