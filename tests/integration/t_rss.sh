@@ -29,8 +29,16 @@ assert_eq "$(last_status)" 200 "the login's initial sync stored"
 user=$(printf '%s' "$sc" | jq -r '.users[0].user_id')
 wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_user_rooms WHERE user_id = '$user'\")\" = 2000 ]" 120 ||
     fail "the initial sync's 2000 rooms were not all stored"
-sleep 2
+# idle again: the stored rows are visible before the accumulator's loop
+# has freed the body (the writer thread commits, then hands it back), so
+# each daemon gets up to 20 s to return at least half of its peak
+returned() {
+	local hwm rss b=${before[$1]}
+	hwm=$(kib "$1" VmHWM) rss=$(kib "$1" VmRSS)
+	[ $((rss - b)) -le $(( (hwm - b) / 2 )) ]
+}
 for p in poller accumulator; do
+	wait_for "returned $p" 20
 	hwm=$(kib $p VmHWM) rss=$(kib $p VmRSS) b=${before[$p]}
 	log "$p: RSS $b kB before, peak $hwm kB, $rss kB idle again"
 	[ $((hwm - b)) -gt 10240 ] || fail "$p: the body cost only $((hwm - b)) kB (test premise)"
