@@ -246,20 +246,24 @@
  * recency, so details for the whole window cover them; which rooms the page holds is known
  * here only without invites (their recency is in their stripped state,
  * which the api reads), so only then are they remembered (every row is
- * the page), else the api remembers them (Q_LIST_REMEMBER).
+ * the page), else the api remembers them (Q_LIST_REMEMBER). Only for a
+ * session still there, locked against its eviction as Q_LIST_REMEMBER
+ * does: a session gone reads as not remembered, and Q_LIST_REMEMBER then
+ * tells the client so.
  */
 #define LIST_FIRST_SNAP                                                         \
 	"WITH pp AS (SELECT greatest($2::bigint, pos) AS p FROM "              \
 	"syncv3_position), y AS (" LIST_FIRST "), inv AS (SELECT EXISTS "      \
-	"(SELECT 1 FROM y WHERE y.membership = 'invite') AS b), rem AS "       \
-	"(INSERT INTO syncv3_session_rooms (session_id, room_id) SELECT "      \
-	"$7::bigint, y.room_id FROM y WHERE NOT (SELECT b FROM inv) ON "       \
-	"CONFLICT DO NOTHING) SELECT y.*, pp.p, coalesce((SELECT c.joined "    \
+	"(SELECT 1 FROM y WHERE y.membership = 'invite') AS b), ss AS "        \
+	"(SELECT session_id FROM syncv3_sessions WHERE session_id = "          \
+	"$7::bigint FOR KEY SHARE), rem AS (INSERT INTO syncv3_session_rooms " \
+	"(session_id, room_id) SELECT ss.session_id, y.room_id FROM y, ss "    \
+	"WHERE NOT (SELECT b FROM inv) ON CONFLICT DO NOTHING) SELECT y.*, pp.p, coalesce((SELECT c.joined "    \
 	"FROM syncv3_rl_counts c WHERE c.user_id = $1), 0), tl.j, CASE WHEN "  \
 	"y.membership = 'join' AND cardinality($4::text[]) > 0 THEN (SELECT "  \
 	"string_agg(t.json, ',' ORDER BY t.nid) FROM (" LIST_ST_ROWS(          \
 	"y.room_id", "0", "pp.p", "$4::text[]", "$5::text[]") ") t) END, NOT " \
-	"(SELECT b FROM inv), ck.token FROM pp LEFT JOIN y ON true LEFT JOIN " \
+	"(SELECT b FROM inv) AND EXISTS (SELECT 1 FROM ss), ck.token FROM pp LEFT JOIN y ON true LEFT JOIN " \
 	"LATERAL (SELECT string_agg(t.json, ',' ORDER BY t.nid) AS j, "        \
 	"min(t.nid) AS e, count(*) < $6::bigint AS fits FROM ("                \
 	LIST_TL_ROWS("y.room_id", "0", "pp.p", "$6::bigint", "$1", "$8")       \

@@ -71,7 +71,7 @@ evicted_ok "v3 loaded session" M_UNKNOWN_SYNC_SESSION
 # sliding sync with to_device on: evicted between the load and the
 # extensions' statement, which records the to-device ack (the FK on
 # syncv3_ss_to_device_acks)
-body='{"conn_id":"c1","lists":{"l":{"ranges":[[0,9]]}},"extensions":{"to_device":{"enabled":true},"receipts":{"enabled":true}}}'
+body='{"conn_id":"c1","lists":{"l":{"ranges":[[0,9]],"timeline_limit":1}},"extensions":{"to_device":{"enabled":true},"receipts":{"enabled":true}}}'
 pos=$(ss_pos "$(ss_ready "$tok" "$body")")
 news
 conn_gone="DELETE FROM syncv3_ss_conns WHERE user_id = '@alice:localhost' AND conn_id = 'c1'"
@@ -80,7 +80,7 @@ ss "$tok" "$pos" "$body" 0 >/dev/null
 evicted_ok "sliding sync, to_device on" M_UNKNOWN_POS
 
 # without to_device: evicted before the save (its compare-and-set)
-body='{"conn_id":"c1","lists":{"l":{"ranges":[[0,9]]}},"extensions":{"receipts":{"enabled":true}}}'
+body='{"conn_id":"c1","lists":{"l":{"ranges":[[0,9]],"timeline_limit":1}},"extensions":{"receipts":{"enabled":true}}}'
 pos=$(ss_pos "$(ss_ready "$tok" "$body")")
 news
 evict_behind syncv3_receipts 'ACCESS EXCLUSIVE' "$conn_gone"
