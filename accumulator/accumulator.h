@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
+#include "redact.h"
 
 #define ACC_EVENT_MAX (64 * 1024)	/* bytes; like Synapse's PDU limit */
 #define ACC_TO_DEVICE_MAX (64 * 1024)
@@ -296,16 +297,7 @@ int apply_receipts(struct store *st, struct msgctx *xs, size_t n)
 int apply_adata(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
 int apply_device(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
 
-/* redact.c: the redaction algorithm, pure */
-/*
- * ev as the room version's redaction algorithm leaves it, with
- * unsigned.redacted_because set to because (may be NULL): a new object
- * sharing ev's values, or NULL when ev is not an object.
- */
-struct json_object *redact_prune(struct json_object *ev,
-    const char *room_version, struct json_object *because);
-/* The event id a redaction names (top-level or content redacts). */
-const char *redact_target(struct json_object *redaction);
+/* redact.c: the redaction algorithm, pure (redact.h) */
 /* The room summary content key of a state type, or NULL (normalise.c). */
 const char *acc_summary_key(const char *type);
 

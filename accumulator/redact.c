@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "accumulator.h"
-#include "json_util.h"
+#include "redact.h"
 
 /* What changed between room versions, as flags of redact_rules(). */
 enum {
@@ -44,6 +43,24 @@ redact_rules(const char *version)
 	if (v < 11)
 		return RV_ALLOW | RV_JAVUS;
 	return RV_ALLOW | RV_JAVUS | RV_V11;
+}
+
+/* key of o when it is of type t (o may be NULL), else NULL */
+static struct json_object *
+get_typed(struct json_object *o, const char *key, enum json_type t)
+{
+	struct json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, t))
+		return NULL;
+	return v;
+}
+
+static const char *
+get_str(struct json_object *o, const char *key)
+{
+	return json_object_get_string(get_typed(o, key, json_type_string));
 }
 
 /* Copies key of from into to, sharing the value, when it is there. */
@@ -82,7 +99,8 @@ prune_content(const char *type, struct json_object *c, int rules)
 			keep(out, c, "join_authorised_via_users_server");
 		/* v11 keeps third_party_invite, with only its signed key */
 		if ((rules & RV_V11) &&
-		    (tpi = json_get_obj(c, "third_party_invite")) != NULL &&
+		    (tpi = get_typed(c, "third_party_invite",
+		                     json_type_object)) != NULL &&
 		    json_object_object_get_ex(tpi, "signed", &signed_)) {
 			struct json_object *t = json_object_new_object();
 			json_object_object_add(t, "signed",
@@ -132,15 +150,16 @@ redact_prune(struct json_object *ev, const char *room_version,
 	keep_list(out, ev, top);
 	if (!(rules & RV_V11))
 		keep_list(out, ev, top_old);
-	type = json_get_str(ev, "type");
-	if ((c = json_get_obj(ev, "content")) != NULL && type != NULL)
+	type = get_str(ev, "type");
+	if ((c = get_typed(ev, "content", json_type_object)) != NULL &&
+	    type != NULL)
 		json_object_object_add(out, "content",
 		                       prune_content(type, c, rules));
 	else
 		json_object_object_add(out, "content",
 		                       json_object_new_object());
 	uo = json_object_new_object();
-	if ((u = json_get_obj(ev, "unsigned")) != NULL)
+	if ((u = get_typed(ev, "unsigned", json_type_object)) != NULL)
 		keep_list(uo, u, uns_keep);
 	if (because != NULL)
 		json_object_object_add(uo, "redacted_because",
@@ -156,10 +175,10 @@ redact_target(struct json_object *redaction)
 	const char *t;
 
 	/* v1-10 put it at the top, v11 in content; either will do */
-	if ((t = json_get_str(redaction, "redacts")) != NULL && *t != '\0')
+	if ((t = get_str(redaction, "redacts")) != NULL && *t != '\0')
 		return t;
-	if ((c = json_get_obj(redaction, "content")) != NULL &&
-	    (t = json_get_str(c, "redacts")) != NULL && *t != '\0')
+	if ((c = get_typed(redaction, "content", json_type_object)) != NULL &&
+	    (t = get_str(c, "redacts")) != NULL && *t != '\0')
 		return t;
 	return NULL;
 }

@@ -59,6 +59,10 @@ out=$(ss "$a2" "" "$LIST" 0)
 assert_jq "$(ss_ev "$out" "$r" "$eid")" '.[0].content' '{}' "ss new connection"
 assert_jq "$(ss_ev "$out" "$r" "$eid")" '.[0].unsigned.redacted_because.event_id' "\"$rid\"" "ss redacted_because"
 printf '%s' "$out" | grep -q hunter2 && fail "ss still carries the content"
+# simhs, like Synapse, serves the target pruned to a new device
+up=$(curl -sS -H "Authorization: Bearer $a2" "$SIMHS_URL/_matrix/client/v3/sync")
+assert_jq "$up" ".rooms.join[\"$r\"].timeline.events|map(select(.event_id==\"$eid\"))|.[0].unsigned.redacted_because.event_id" "\"$rid\"" "upstream /sync"
+printf '%s' "$up" | grep -q hunter2 && fail "simhs /sync still carries the content"
 
 # A redacted room name: no name from then on.
 nid=$(psql_q "SELECT e.event_id FROM syncv3_state s JOIN syncv3_events e ON e.nid = s.nid WHERE s.room_id = '$r' AND s.type = 'm.room.name' AND s.to_pos IS NULL")
