@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
+#include "redact.h"
 
 #define ACC_EVENT_MAX (64 * 1024)	/* bytes; like Synapse's PDU limit */
 #define ACC_TO_DEVICE_MAX (64 * 1024)
@@ -295,6 +296,14 @@ int apply_receipts(struct store *st, struct msgctx *xs, size_t n)
     WARN_UNUSED;
 int apply_adata(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
 int apply_device(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+
+/* redact.c: the redaction algorithm, pure (redact.h) */
+/* The room summary content key of a state type, or NULL (normalise.c). */
+const char *acc_summary_key(const char *type);
+
+/* redaction.c: redactions of the group's events (018_redact.sql) */
+int redaction_apply(struct store *st, struct msgctx *xs, size_t n)
+    WARN_UNUSED;
 
 /* cleanup.c: superseded rows, between batches */
 long long cleanup_run(struct store *st, long long horizon_secs);

@@ -183,6 +183,36 @@ static const struct stmt {
 	    "k.room_id = r.id ORDER BY k.nid DESC, k.is_end DESC OFFSET "
 	    "$2::bigint - 1 LIMIT 1) AS lo FROM unnest($1::text[]) AS r(id)) x "
 	    "WHERE c.room_id = x.id AND c.nid < x.lo"},
+	/* redactions waiting for their target (018_redact.sql) */
+	[S_RDX_ANY] = {"acc_rdx_any", "SELECT EXISTS (SELECT 1 FROM "
+	    "syncv3_redactions)"},
+	[S_RDX_ADD] = {"acc_rdx_add", "INSERT INTO syncv3_redactions (target,"
+	    " room_id, json) SELECT * FROM unnest($1::text[], $2::text[], "
+	    "$3::text[]) ON CONFLICT DO NOTHING"},
+	/* the stored targets among $1, with their room's version (its
+	 * current create event) and whether they are current state */
+	[S_RDX_GET] = {"acc_rdx_get", "SELECT r.target, r.room_id, r.json, "
+	    "e.nid, e.json, (SELECT ce.json FROM syncv3_state c JOIN "
+	    "syncv3_events ce ON ce.nid = c.nid WHERE c.room_id = e.room_id "
+	    "AND c.type = 'm.room.create' AND c.state_key = '' AND c.to_pos "
+	    "IS NULL LIMIT 1), EXISTS (SELECT 1 FROM syncv3_state s WHERE "
+	    "s.room_id = e.room_id AND s.type = e.type AND s.state_key = "
+	    "e.state_key AND s.to_pos IS NULL AND s.nid = e.nid) FROM "
+	    "syncv3_redactions r JOIN syncv3_events e ON e.event_id = "
+	    "r.target AND e.room_id = r.room_id WHERE r.target = "
+	    "ANY($1::text[])"},
+	/* the pruned json of nid $1; its redaction row is done */
+	[S_RDX_SET] = {"acc_rdx_set", "WITH d AS (DELETE FROM "
+	    "syncv3_redactions WHERE target = $3 AND room_id = $4) UPDATE "
+	    "syncv3_events SET json = $2 WHERE nid = $1::bigint"},
+	/* a redacted current state event's summary column ($2 its type) */
+	[S_RDX_ROOM] = {"acc_rdx_room", "UPDATE syncv3_rooms SET name = CASE "
+	    "$2 WHEN 'm.room.name' THEN $3 ELSE name END, canonical_alias = "
+	    "CASE $2 WHEN 'm.room.canonical_alias' THEN $3 ELSE "
+	    "canonical_alias END, topic = CASE $2 WHEN 'm.room.topic' THEN $3 "
+	    "ELSE topic END, avatar = CASE $2 WHEN 'm.room.avatar' THEN $3 "
+	    "ELSE avatar END, room_type = CASE $2 WHEN 'm.room.create' THEN "
+	    "$3 ELSE room_type END WHERE room_id = $1"},
 };
 
 /*

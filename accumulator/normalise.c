@@ -105,8 +105,8 @@ get_field(struct json_object *o, const char *key, bool required,
 	return F_OK;
 }
 
-static const char *
-summary_key(const char *type)
+const char *
+acc_summary_key(const char *type)
 {
 	static const char *const map[][2] = {{"m.room.name", "name"},
 	    {"m.room.topic", "topic"}, {"m.room.canonical_alias", "alias"},
@@ -163,8 +163,8 @@ event_fields(struct acc_event *ev, const char *room_id, bool need_state)
 			return ACC_BAD_ENCODING;
 		ev->membership = json_object_get_string(v);
 	}
-	if (sk[0] == '\0' && summary_key(ev->type) != NULL &&
-	    json_object_object_get_ex(content, summary_key(ev->type), &v) &&
+	if (sk[0] == '\0' && acc_summary_key(ev->type) != NULL &&
+	    json_object_object_get_ex(content, acc_summary_key(ev->type), &v) &&
 	    json_object_is_type(v, json_type_string) && str_ok(v, 64 * 1024))
 		ev->summary = json_object_get_string(v);
 	return F_OK;

@@ -454,7 +454,8 @@ group_apply(struct store *st, struct store_msg **ms, size_t n)
 	if (pos_reserve(st, parse_group(st, xs, n, go, chs)) == -1)
 		goto out;
 	lo = st->pos_used + 1;
-	if (rooms_apply(st, xs, n) == -1 || apply_typing(st, xs, n) == -1 ||
+	if (rooms_apply(st, xs, n) == -1 ||
+	    redaction_apply(st, xs, n) == -1 || apply_typing(st, xs, n) == -1 ||
 	    apply_receipts(st, xs, n) == -1 || apply_adata(st, xs, n) == -1 ||
 	    apply_device(st, xs, n) == -1 || set_sinces(st, xs, n) == -1 ||
 	    set_windows(st, xs, n, lo) == -1 || cover_siblings(st, xs, n) == -1)

@@ -40,6 +40,11 @@ enum stmt_id {
 	S_TXN,
 	S_CHUNKS,
 	S_CLEAN_CHUNKS,
+	S_RDX_ANY,
+	S_RDX_ADD,
+	S_RDX_GET,
+	S_RDX_SET,
+	S_RDX_ROOM,
 };
 
 struct store {
@@ -62,6 +67,10 @@ struct store {
 	/* rooms given chunk boundaries since the last cleanup pass, which
 	 * trims only those (015_chunks.sql; room id -> 1) */
 	struct map chunk_rooms;
+	/* redactions wait for their target (018_redact.sql): whether any
+	 * may, checked as the writer of generation rdx_gen (redaction.c) */
+	bool rdx_checked, rdx_pending;
+	int64_t rdx_gen;
 };
 
 /* One message being applied; ch is NULL when it is not applied. */

@@ -206,6 +206,8 @@ create_extras(struct simhs *ctx, struct room *r, struct user *u,
 
 	if (type != NULL)
 		json_add_str(create->content, "type", type);
+	if ((type = json_str(b, "room_version")) != NULL)
+		json_add_str(create->content, "room_version", type);
 	if (enc != NULL && json_object_get_boolean(enc)) {
 		c = json_object_new_object();
 		json_add_str(c, "algorithm", "m.megolm.v1.aes-sha2");
@@ -227,6 +229,9 @@ create_extras_ok(struct json_object *b)
 	    !json_object_is_type(v, json_type_string))
 		return false;
 	if (json_object_object_get_ex(b, "topic", &v) &&
+	    !json_object_is_type(v, json_type_string))
+		return false;
+	if (json_object_object_get_ex(b, "room_version", &v) &&
 	    !json_object_is_type(v, json_type_string))
 		return false;
 	return !json_object_object_get_ex(b, "encrypted", &v) ||
@@ -260,8 +265,8 @@ ar_create(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	}
 	if (!create_extras_ok(b)) {
 		http_reply_error(req, 400, "M_INVALID_PARAM",
-		                 "room_type and topic are strings, encrypted a "
-		                 "boolean");
+		                 "room_type, topic and room_version are strings, "
+		                 "encrypted a boolean");
 		return;
 	}
 	if ((u = admin_user_arg(ctx, req, b, "creator", true)) == NULL)

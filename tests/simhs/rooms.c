@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redact.h"
 #include "simhs.h"
 
 static char *
@@ -86,6 +87,50 @@ room_apply_state(struct simhs *ctx, struct room *r, struct revent *e)
 }
 
 /*
+ * Like Synapse, a redaction prunes its target in this room for every
+ * later /sync and /messages, by the room version's rules (redact.h). The
+ * content object is pruned in place, so the prev_content of the event
+ * that replaced a redacted state event is pruned too.
+ */
+static void
+room_redact(struct room *r, struct revent *red)
+{
+	struct revent *t, *create;
+	struct json_object *ev, *out, *c;
+	const char *id = redact_target(red->content), *ver = NULL;
+
+	if (id == NULL || (t = room_find_event(r, id)) == NULL ||
+	    t->redacted_because != NULL || t == red)
+		return;
+	if ((create = room_state_get(r, "m.room.create", "")) != NULL &&
+	    json_object_object_get_ex(create->content, "room_version", &c))
+		ver = json_object_get_string(c);
+	ev = event_to_json(t, 0, true);
+	out = redact_prune(ev, ver, NULL);
+	if (out != NULL && json_object_object_get_ex(out, "content", &c)) {
+		size_t n = 0, len = json_object_object_length(t->content);
+		char **ks = xcalloc(len + 1, sizeof(*ks));
+		json_object_object_foreach(t->content, k, v)
+		{
+			(void)v;
+			ks[n++] = xstrdup(k);
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (!json_object_object_get_ex(c, ks[i], NULL))
+				json_object_object_del(t->content, ks[i]);
+			free(ks[i]);
+		}
+		free(ks);
+		/* v11's third_party_invite keeps only its signed key */
+		json_object_object_foreach(c, kk, kv)
+		    json_object_object_add(t->content, kk, json_object_get(kv));
+	}
+	t->redacted_because = event_to_json(red, 0, false);
+	json_object_put(out);
+	json_object_put(ev);
+}
+
+/*
  * Append an event at the next stream position. content is borrowed (we
  * take our own reference). state_key NULL makes a message event.
  */
@@ -112,6 +157,8 @@ room_append(struct simhs *ctx, struct room *r, const char *sender,
 		e->state_key = xstrdup(state_key);
 		room_apply_state(ctx, r, e);
 	}
+	if (strcmp(type, "m.room.redaction") == 0)
+		room_redact(r, e);
 	r->max_pos = e->pos;
 	ctx->nevents++;
 	room_notify(ctx, r);
@@ -275,7 +322,13 @@ event_to_json(const struct revent *e, int64_t now, bool with_room_id)
 		json_add_str(o, "room_id", e->room->room_id);
 	uns = json_object_new_object();
 	json_add_int(uns, "age", now > e->ts ? now - e->ts : 0);
-	if (e->replaces_state != NULL) {
+	if (e->redacted_because != NULL) {
+		/* Synapse keeps none of unsigned's content after pruning */
+		json_object_object_add(uns, "redacted_because",
+		                       json_object_get(e->redacted_because));
+		if (e->replaces_state != NULL)
+			json_add_str(uns, "replaces_state", e->replaces_state);
+	} else if (e->replaces_state != NULL) {
 		json_add_str(uns, "replaces_state", e->replaces_state);
 		json_object_object_add(uns, "prev_content",
 		                       json_object_get(e->prev_content));
@@ -314,6 +367,7 @@ revent_free(void *p)
 	free(e->txn_device);
 	json_object_put(e->content);
 	json_object_put(e->prev_content);
+	json_object_put(e->redacted_because);
 	free(e);
 }
 

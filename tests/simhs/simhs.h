@@ -65,6 +65,7 @@ struct revent {
 	size_t idx; /* index in the room timeline */
 	struct room *room;
 	bool is_sync_hidden; /* left out of every /sync timeline */
+	struct json_object *redacted_because; /* the redaction, or NULL */
 };
 
 struct receipt {
