@@ -224,8 +224,9 @@
  * the first page (one room a row) and the detail query (all rooms).
  */
 #define LIST_TL_ROWS(r, f, p, n, u, d)                                         \
-	"SELECT e.nid, " TXN_JSON("e", u, d) " AS json FROM syncv3_events e "  \
-	"WHERE e.nid IN " VIS_LAST_EVENTS(r, u, p, f, n)
+	"SELECT e.nid, " TXN_JSON("e", u, d) " AS json, vis_q.cut FROM "       \
+	VIS_LAST_ROWS(r, u, p, f, n) " vis_q JOIN syncv3_events e ON e.nid = " \
+	"vis_q.nid"
 #define LIST_ST_ROWS(r, f, p, t, k)                                            \
 	"SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "    \
 	"e.nid = s.nid WHERE s.room_id = " r " AND s.from_pos <= " p " AND "   \
@@ -265,7 +266,8 @@
 	"y.room_id", "0", "pp.p", "$4::text[]", "$5::text[]") ") t) END, NOT " \
 	"(SELECT b FROM inv) AND EXISTS (SELECT 1 FROM ss), ck.token FROM pp LEFT JOIN y ON true LEFT JOIN " \
 	"LATERAL (SELECT string_agg(t.json, ',' ORDER BY t.nid) AS j, "        \
-	"min(t.nid) AS e, count(*) < $6::bigint AS fits FROM ("                \
+	"min(t.nid) AS e, count(*) < $6::bigint AND NOT coalesce(bool_or("     \
+	"t.cut), false) AS fits FROM ("                                        \
 	LIST_TL_ROWS("y.room_id", "0", "pp.p", "$6::bigint", "$1", "$8")       \
 	") t WHERE y.membership = 'join') tl ON true LEFT JOIN LATERAL "       \
 	CHUNK_AT("y.room_id", "tl.e", "tl.fits") " ck ON true"
@@ -346,15 +348,17 @@
  * not at all when no state_events were asked for (a one-time filter).
  */
 #define LIST_DETAIL                                                             \
-	"WITH t AS (SELECT 't'::text AS k, r.id, x.nid, x.json FROM "          \
+	"WITH t AS (SELECT 't'::text AS k, r.id, x.nid, x.json, x.cut FROM "   \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL ("    \
 	LIST_TL_ROWS("r.id", "r.f", "$3::bigint", "$4::bigint", "$7", "$8")    \
-	") x) SELECT * FROM t UNION ALL SELECT 's', r.id, y.nid, y.json FROM " \
+	") x) SELECT k, id, nid, json FROM t UNION ALL SELECT 's', r.id, "    \
+	"y.nid, y.json FROM "                                                  \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL ("    \
 	LIST_ST_ROWS("r.id", "r.f", "$3::bigint", "$5::text[]", "$6::text[]")  \
 	") y WHERE cardinality($5::text[]) > 0 UNION ALL SELECT 'c', o.id, "   \
 	"c.nid, c.token FROM (SELECT id, min(nid) AS e, count(*) < "           \
-	"$4::bigint AS fits FROM t GROUP BY id) o CROSS JOIN LATERAL "         \
+	"$4::bigint AND NOT bool_or(cut) AS fits FROM t GROUP BY id) o CROSS " \
+	"JOIN LATERAL "                                                        \
 	CHUNK_AT("o.id", "o.e", "o.fits") " c ORDER BY 1, 2, 3"
 /* clang-format on */
 
@@ -716,17 +720,19 @@
  * The state rows are matched before their events are read (OFFSET 0: the
  * planner joined every current row's event first).
  * Rows: kind, room, nid (state: its from_pos), json, type, state_key,
- * sender, event_id.
+ * sender, event_id, cut (timeline: visible.h cut the window, so the
+ * timeline is limited).
  */
 #define SS_DETAIL                                                              \
 	"SELECT 't', r.id, x.nid, x.json, x.type, x.state_key, x.sender, "    \
-	"x.event_id FROM unnest($1::text[], $2::bigint[], $4::bigint[], "      \
-	"$5::bigint[]) AS r(id, f, p, n) CROSS JOIN LATERAL (SELECT e.nid, "   \
-	TXN_JSON("e", "$6", "$9") " AS json, e.type, e.state_key, e.sender, " \
-	"e.event_id FROM syncv3_events e WHERE e.nid IN "                      \
-	VIS_LAST_EVENTS("r.id", "$6", "r.p", "r.f", "r.n") ") x UNION ALL "    \
+	"x.event_id, x.cut FROM unnest($1::text[], $2::bigint[], "            \
+	"$4::bigint[], $5::bigint[]) AS r(id, f, p, n) CROSS JOIN LATERAL ("   \
+	"SELECT e.nid, " TXN_JSON("e", "$6", "$9") " AS json, e.type, "        \
+	"e.state_key, e.sender, e.event_id, vis_q.cut FROM "                   \
+	VIS_LAST_ROWS("r.id", "$6", "r.p", "r.f", "r.n") " vis_q JOIN "        \
+	"syncv3_events e ON e.nid = vis_q.nid) x UNION ALL "                   \
 	"SELECT 's', r.id, y.from_pos, ye.json, y.type, y.state_key, NULL, "  \
-	"NULL "                                                                \
+	"NULL, NULL "                                                          \
 	"FROM "                                                                \
 	"unnest($1::text[], $3::bigint[], $4::bigint[]) AS r(id, f, p) CROSS " \
 	"JOIN LATERAL (SELECT s.from_pos, s.nid, s.type, s.state_key FROM "    \

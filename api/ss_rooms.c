@@ -610,6 +610,9 @@ detail_row(struct ss_req *s, PGresult *res, int i)
 			lazy_sent(rm, sk, nid);
 		return;
 	}
+	/* cut after events hidden inside the window (visible.h) */
+	if (PQgetvalue(res, i, 8)[0] == 't')
+		rm->is_limited = true;
 	/* timeline rows come newest first; one more than the limit */
 	if (rm->ntl >= rm->cfg.timeline_limit) {
 		rm->is_limited = true;

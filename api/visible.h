@@ -23,6 +23,20 @@
  * row in force at the join is gone) the start is the earliest known row
  * or the join, never earlier.
  *
+ * Positions are arrival order at the accumulator, not room order: an
+ * event sent before a join can arrive after it, through another user's
+ * lagging poller. So a range that starts at the user's own join or
+ * invite row also hides its events whose origin_server_ts is before that
+ * row's event (lt), as sent before the start. Events of one homeserver
+ * are stamped by one clock, so that hides exactly the late arrivals; a
+ * federated event from a server whose clock is behind can be hidden
+ * although it came later. Fail-closed: the rule may hide, never reveal,
+ * and a timeline that met such an event says so (VIS_LAST_ROWS) so the
+ * client pages it in from the homeserver. Ranges from the room's
+ * beginning or from a visibility change keep the positions alone, and so
+ * does VIS_SEES (member events, state a joined user is shown anyway).
+ * docs/INTERNALS.md, "Late events and history visibility".
+ *
  * A rejoin opens a new range at the rejoin, even under shared, where the
  * spec would allow the gap too. That is deliberate: what the proxy holds
  * of the gap came from other users' pollers, the visibility may have
@@ -148,8 +162,22 @@
 	"vis_p.from_pos < vis_j.from_pos ORDER BY vis_p.from_pos DESC LIMIT 1)"
 
 /*
- * The visible ranges (lo, hi) of room r up to position p, both ends
- * inclusive: each join row of the user's member history until the row
+ * The origin_server_ts of the event that starts a range at position lo
+ * when it is u's own join or invite row (NULL otherwise: the room's
+ * beginning or a visibility change), one index probe and one primary key
+ * probe a range.
+ */
+#define VIS_START_TS(r, u, lo)                                                 \
+	"(SELECT vis_le.origin_ts FROM syncv3_state vis_l JOIN syncv3_events " \
+	"vis_le ON vis_le.nid = vis_l.nid WHERE vis_l.room_id = " r " AND "    \
+	"vis_l.type = 'm.room.member' AND vis_l.state_key = " u " AND "        \
+	"vis_l.from_pos = " lo " AND vis_l.membership IN ('join', 'invite') "  \
+	"LIMIT 1)"
+
+/*
+ * The visible ranges (lo, hi, lt) of room r up to position p, both ends
+ * inclusive, lt the timestamp events in the range must have at least
+ * (NULL: none): each join row of the user's member history until the row
  * that replaced it (or until their own sync said they left, when no
  * other poller has delivered the leave yet), capped at p; the first one
  * from where the history visibility allows. A user joined by their own
@@ -157,6 +185,9 @@
  * by the same rule).
  */
 #define VIS_RANGES(r, u, p)                                                    \
+	"(SELECT vis_w.lo, vis_w.hi, " VIS_START_TS(r, u, "vis_w.lo") " AS lt " \
+	"FROM " VIS_RANGES_POS(r, u, p) " vis_w)"
+#define VIS_RANGES_POS(r, u, p)                                                \
 	"(SELECT CASE WHEN " VIS_IS_FIRST(r, u) " THEN "                       \
 	VIS_FIRST(r, "vis_j.from_pos", VIS_INVITE(r, u)) " ELSE "              \
 	"vis_j.from_pos END AS lo, least(coalesce(vis_j.to_pos, " p "), " p    \
@@ -199,16 +230,26 @@
 	    u) "))"
 
 /*
- * The nids of the last n timeline events of room r after f that u may
- * see up to p: one backward index scan per range, not the rule per event.
+ * The last n timeline events of room r after f that u may see up to p,
+ * as rows (nid, cut), newest first: one backward index scan per range,
+ * not the rule per event. A range that starts at u's join or invite
+ * (lt) hides its events stamped before that start (they arrived late,
+ * see above); the window is then cut after the newest one it met, so
+ * the timeline has no hole in it, and cut says so: the caller makes the
+ * timeline limited, its prev_batch from its oldest event, and the client
+ * pages back through the homeserver, which shows what is theirs.
  */
-#define VIS_LAST_EVENTS(r, u, p, f, n)                                         \
-	"(SELECT DISTINCT vis_t.nid FROM " VIS_RANGES(r, u, p) " vis_v CROSS " \
-	"JOIN LATERAL (SELECT vis_e.nid FROM syncv3_events vis_e WHERE "       \
-	"vis_e.room_id = " r " AND vis_e.nid > " f " AND vis_e.nid BETWEEN "   \
-	"vis_v.lo AND vis_v.hi AND vis_e.is_timeline AND "                     \
-	VIS_NOT_IGNORED("vis_e", u) " ORDER BY vis_e.nid DESC LIMIT " n        \
-	") vis_t ORDER BY vis_t.nid DESC LIMIT " n ")"
+#define VIS_LAST_ROWS(r, u, p, f, n)                                           \
+	"(SELECT vis_t.nid, bool_or(vis_t.cut) AS cut FROM " VIS_RANGES(r, u, \
+	p) " vis_v CROSS JOIN LATERAL (SELECT vis_d.nid, vis_d.h IS NOT NULL " \
+	"AS cut FROM (SELECT vis_c.nid, max(CASE WHEN vis_c.origin_ts < "      \
+	"vis_v.lt THEN vis_c.nid END) OVER () AS h FROM (SELECT vis_e.nid, "   \
+	"vis_e.origin_ts FROM syncv3_events vis_e WHERE vis_e.room_id = " r    \
+	" AND vis_e.nid > " f " AND vis_e.nid BETWEEN vis_v.lo AND vis_v.hi "  \
+	"AND vis_e.is_timeline AND " VIS_NOT_IGNORED("vis_e", u) " ORDER BY "  \
+	"vis_e.nid DESC LIMIT " n ") vis_c) vis_d WHERE vis_d.nid > coalesce(" \
+	"vis_d.h, 0)) vis_t GROUP BY vis_t.nid ORDER BY vis_t.nid DESC LIMIT " \
+	n ")"
 
 /* Is position (an event nid) n of room r visible to u up to p? */
 #define VIS_SEES(r, u, p, n)                                                   \
