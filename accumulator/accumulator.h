@@ -127,6 +127,7 @@ struct acc_room {
 	bool limited;
 	char *prev_batch;
 	char *typing;			/* sorted JSON array, NULL = none */
+	int64_t typing_early;           /* its early notice's seq, 0 = none */
 	struct acc_receipt *receipts;
 	size_t nreceipts;
 	struct acc_adata *adata;
@@ -178,7 +179,8 @@ void notice_clear(struct notice_list *l);
 struct notify;
 struct notify *notify_new(struct event_base *base, void *zctx,
     const char *endpoint);
-void notify_send(struct notify *n, const struct proto_notice *pn);
+uint64_t notify_send(struct notify *n, const struct proto_notice *pn);
+void notify_typing_early(struct notify *n, struct acc_changes *ch);
 void notify_send_list(struct notify *n, const struct notice_list *l);
 void notify_set_pos(struct notify *n, int64_t pos);
 /* The WAL position every notice from now on carries (store_lsn). */

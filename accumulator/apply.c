@@ -23,6 +23,7 @@ struct prow {
 	int64_t pos;
 	struct store_msg *m;
 	const char *room;
+	int64_t early; /* typing: the list's early notice (acc_room) */
 };
 
 struct prows {
@@ -37,7 +38,7 @@ prow_add(struct prows *l, int64_t pos, struct store_msg *m, const char *room)
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
 	}
-	l->v[l->n++] = (struct prow){pos, m, room};
+	l->v[l->n++] = (struct prow){pos, m, room, 0};
 }
 
 /* Rows are added in position order, so a returned pos finds its row. */
@@ -60,7 +61,8 @@ prow_find(const struct prows *l, int64_t pos)
 
 /*
  * Typing: the last message of the group that reports a room wins. Its
- * notice carries the list as stored, so the api needs no read (proto.h).
+ * notice carries the list as stored, so the api needs no read, and the
+ * seq of the early notice that sent the same list (proto.h).
  */
 int
 apply_typing(struct store *st, struct msgctx *xs, size_t n)
@@ -87,6 +89,7 @@ apply_typing(struct store *st, struct msgctx *xs, size_t n)
 			pg_arr_str(&c.c[1], rm->typing);
 			pg_arr_i64(&c.c[2], pos = pos_next(st));
 			prow_add(&pr, pos, xs[k].m, rm->room_id);
+			pr.v[pr.n - 1].early = rm->typing_early;
 			c.rows++;
 		}
 	}
@@ -101,10 +104,13 @@ apply_typing(struct store *st, struct msgctx *xs, size_t n)
 		int64_t pos = strtoll(PQgetvalue(r, i, 1), NULL, 10);
 		const struct prow *w = prow_find(&pr, pos);
 		if (w != NULL)
-			notice_add(&w->m->notices, &(struct proto_notice){
-			    .type = PROTO_NOTICE_TYPING, .pos = pos,
-			    .room_id = w->room,
-			    .user_ids = PQgetvalue(r, i, 2)});
+			notice_add(&w->m->notices,
+			           &(struct proto_notice){
+			               .type = PROTO_NOTICE_TYPING,
+			               .pos = pos,
+			               .room_id = w->room,
+			               .user_ids = PQgetvalue(r, i, 2),
+			               .early = w->early});
 	}
 	rc = 0;
 out:

@@ -8,7 +8,9 @@
  * (up to batch_max and batch_bytes): batches are sized by what arrived,
  * never by a timer, and the loop's parsing overlaps Postgres's work.
  * Acks go back after COMMIT, then the notices (DESIGN.md contracts 1-3:
- * one writer, positions in commit order, notices after COMMIT).
+ * one writer, positions in commit order, notices after COMMIT), except
+ * a body's typing, which goes out as soon as it is parsed (contract 3's
+ * exception for typing, notify_typing_early).
  * PROTO_POLL_STATE goes through the store in order, between batches.
  * An initial sync of more than SYNCV3_ACC_WINDOW_ROOMS rooms is preceded
  * by a window item, alone in its transaction like a poll state, that
@@ -190,15 +192,22 @@ batch_take(struct ingest *in, struct item_q *b)
 	return ITEM_SYNC;
 }
 
+/* A flag the mutex guards (is_quitting, is_demoted), read under it. */
 static bool
-worker_quitting(struct ingest *in)
+locked_flag(struct ingest *in, const bool *flag)
 {
 	bool q;
 
 	pthread_mutex_lock(&in->mu);
-	q = in->is_quitting;
+	q = *flag;
 	pthread_mutex_unlock(&in->mu);
 	return q;
+}
+
+static bool
+worker_quitting(struct ingest *in)
+{
+	return locked_flag(in, &in->is_quitting);
 }
 
 /*
@@ -480,8 +489,20 @@ queue_window(struct ingest *in, struct item *f)
 	queue_item(in, w);
 }
 
-/* A sync body: normalised here, so the next batch's parsing runs while
- * the store's thread waits for Postgres on the current one. */
+/* Has the store found another accumulator to be the writer? */
+static bool
+ingest_is_demoted(struct ingest *in)
+{
+	return in->is_demote_told || locked_flag(in, &in->is_demoted);
+}
+
+/*
+ * A sync body: normalised here, so the next batch's parsing runs while
+ * the store's thread waits for Postgres on the current one. Its typing
+ * goes out at once, from the writer only (a demoted one's notices would
+ * reach the apis beside the new writer's), and not for an initial sync
+ * or a catch-up (nobody waits on the rooms of a device not yet synced).
+ */
 static void
 queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 {
@@ -498,6 +519,9 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 	it->sm.pre_rc = normalise(raw->body, raw->body_len, raw->user_id,
 	                          &it->ch, &it->sm.pre_err);
 	it->sm.pre = &it->ch;
+	if (it->sm.pre_rc == 0 && raw->since_in[0] != '\0' &&
+	    raw->first[0] == '\0' && !ingest_is_demoted(in))
+		notify_typing_early(in->nt, &it->ch);
 	if (in->cfg->window_rooms > 0 && it->sm.pre_rc == 0 &&
 	    raw->since_in[0] == '\0' && raw->first[0] == '\0' &&
 	    it->ch.nrooms > (size_t)in->cfg->window_rooms)

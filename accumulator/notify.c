@@ -24,8 +24,11 @@ struct notify {
 	unsigned long long sent, failed;
 };
 
-/* Sends one notice; seq and epoch are this run's, whatever pn says. */
-void
+/*
+ * Sends one notice; seq and epoch are this run's, whatever pn says.
+ * Returns its seq.
+ */
+uint64_t
 notify_send(struct notify *n, const struct proto_notice *pn)
 {
 	struct proto_notice x = *pn;
@@ -43,6 +46,33 @@ notify_send(struct notify *n, const struct proto_notice *pn)
 	} else
 		n->sent++;
 	n->last_ms = now_ms();
+	return x.seq;
+}
+
+/*
+ * The typing lists of a body just parsed, before its batch commits
+ * (docs/DESIGN.md contract 3, the exception for typing): a waiting
+ * client needs no commit for data nothing durable depends on. Each
+ * notice carries the last committed position, so it moves no reader's
+ * position; its seq goes into the room (typing_early) for the typing
+ * notice that stores the list, which names it so the api can tell that
+ * notice repeats a list it already has. A body the store then refuses
+ * (since mismatch) may have shown a list that is never stored; the next
+ * change upstream replaces it.
+ */
+void
+notify_typing_early(struct notify *n, struct acc_changes *ch)
+{
+	for (size_t i = 0; i < ch->nrooms; i++) {
+		struct acc_room *rm = &ch->rooms[i];
+		if (rm->typing == NULL)
+			continue;
+		rm->typing_early = (int64_t)notify_send(
+		    n, &(struct proto_notice){.type = PROTO_NOTICE_TYPING_EARLY,
+		                              .pos = n->pos,
+		                              .room_id = rm->room_id,
+		                              .user_ids = rm->typing});
+	}
 }
 
 /* The notices one message gathered, in the order it gathered them. */

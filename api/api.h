@@ -158,6 +158,7 @@ struct since {
 	int64_t l;	/* room_list position (pinned in pagination) */
 	int64_t t;	/* typing */
 	int64_t d;	/* to_device */
+	int64_t te;     /* typing: the early list's seq at t (s_typing.c) */
 };
 #define SINCE_MAX 160
 /* Writes the token into out[SINCE_MAX]. */
@@ -363,11 +364,15 @@ void eph_notice(struct api *api, const struct proto_notice *n);
 void eph_forget_all(struct api *api);
 /*
  * True when the table knows the room's list and that user_id is joined:
- * *pos (the row's position), *user_ids (JSON array text, borrowed until
- * the next notice) and *mark (see eph_typing_changed).
+ * *pos (the row's position, or the last commit's for a list sent before
+ * its commit), *early (that list's notice seq, else 0), *stored (its row's
+ * position once stored, else 0), *user_ids (JSON
+ * array text, borrowed until the next notice) and *mark (see
+ * eph_typing_changed).
  */
 bool eph_typing_get(struct api *api, const char *room_id, const char *user_id,
-    int64_t *pos, const char **user_ids, uint64_t *mark);
+                    int64_t *pos, int64_t *early, int64_t *stored,
+                    const char **user_ids, uint64_t *mark);
 /* Taken before a Postgres typing read; passed back to eph_typing_fill. */
 uint64_t eph_fill_mark(struct api *api);
 /* A Postgres typing answer (pos 0, "[]" when no row) fills the table. */
@@ -375,6 +380,9 @@ void eph_typing_fill(struct api *api, const char *room_id, const char *user_id,
     uint64_t mark, int64_t pos, const char *user_ids, bool is_member);
 /* lp_wait: did the list r read from the table change since? */
 bool eph_typing_changed(struct api *api, const struct sreq *r);
+/* r already shows room's current list (longpoll's matching). */
+bool eph_typing_seen(struct api *api, const struct sreq *r,
+                     const char *room_id);
 void eph_counts(const struct api *api, unsigned long long *hits,
     unsigned long long *misses, size_t *rooms);
 

@@ -39,6 +39,9 @@ struct eph_room {
 	TAILQ_ENTRY(eph_room) lru; /* in ephemeral.lru, by used_ms */
 	bool has_typing;
 	int64_t pos;        /* the typing row's position (0: no row) */
+	int64_t early;      /* an early list: its notice's seq, else 0 */
+	int64_t early_seen; /* the room's last early notice (seq) */
+	int64_t stored;     /* an early list: the position it is stored at */
 	char *user_ids;     /* JSON array text */
 	uint64_t changes;   /* eph->changes when the list last changed */
 	struct map members; /* user_id -> confirmed until (now_ms) */
@@ -135,18 +138,82 @@ room_get(struct ephemeral *eph, const char *room_id, bool is_create)
 	return e;
 }
 
-/* The room's list is the one stored at pos, unless it knows a later one. */
+/* The room's list is now user_ids, at (pos, early). */
+static void
+room_list(struct ephemeral *eph, struct eph_room *e, int64_t pos, int64_t early,
+          const char *user_ids)
+{
+	free(e->user_ids);
+	e->user_ids = xstrdup(user_ids);
+	e->pos = pos;
+	e->early = early;
+	e->stored = early != 0 ? 0 : pos;
+	e->has_typing = true;
+	e->changes = ++eph->changes;
+}
+
+/*
+ * The room's list is the one stored at pos, unless it knows a later one.
+ * A list sent early is later than any row but its own (a newer list
+ * would have sent its own early notice): the row of the same list only
+ * tells where it is stored.
+ */
 static void
 room_set_typing(struct ephemeral *eph, struct eph_room *e, int64_t pos,
                 const char *user_ids)
 {
+	if (e->has_typing && e->early != 0) {
+		if (strcmp(e->user_ids, user_ids) == 0 && e->stored < pos)
+			e->stored = pos;
+		return;
+	}
 	if (e->has_typing && e->pos >= pos)
 		return;
-	free(e->user_ids);
-	e->user_ids = xstrdup(user_ids);
-	e->pos = pos;
-	e->has_typing = true;
-	e->changes = ++eph->changes;
+	room_list(eph, e, pos, 0, user_ids);
+}
+
+/*
+ * A list sent before its commit (PROTO_NOTICE_TYPING_EARLY): the newest
+ * the room has, as notices come in seq order. It sits at the last
+ * committed position and, within it, at its seq (s_typing.c answers
+ * (pos, early) pairs), so each early list is news to every client, and
+ * one already shown stays shown. The same list again changes nothing.
+ */
+static void
+room_early(struct ephemeral *eph, struct eph_room *e,
+           const struct proto_notice *n)
+{
+	e->early_seen = (int64_t)n->seq;
+	if (e->has_typing && strcmp(e->user_ids, n->user_ids) == 0)
+		return;
+	room_list(eph, e, e->pos > n->pos ? e->pos : n->pos, (int64_t)n->seq,
+	          n->user_ids);
+}
+
+/*
+ * A stored list (PROTO_NOTICE_TYPING): older than an early list the
+ * room has seen after the one it stores (n->early below early_seen),
+ * or the list the room already shows (the early one it stores): either
+ * way the list stays where it was shown, so no waiter is woken twice
+ * for one change; the early one learns its stored position, which a
+ * token that has seen the list moves to (s_typing.c), so Postgres's row
+ * is no news to it after a restart either.
+ */
+static void
+room_stored(struct ephemeral *eph, struct eph_room *e,
+            const struct proto_notice *n)
+{
+	if (n->early != 0 && e->early_seen > n->early)
+		return;
+	if (e->has_typing && strcmp(e->user_ids, n->user_ids) == 0) {
+		if (e->early != 0 && e->stored < n->pos)
+			e->stored = n->pos;
+		return;
+	}
+	if (e->early == 0)
+		room_set_typing(eph, e, n->pos, n->user_ids);
+	else
+		room_list(eph, e, n->pos, 0, n->user_ids);
 }
 
 /*
@@ -163,8 +230,11 @@ eph_notice(struct api *api, const struct proto_notice *n)
 	switch (n->type) {
 	case PROTO_NOTICE_TYPING:
 		if (n->room_id != NULL && n->user_ids != NULL)
-			room_set_typing(eph, room_get(eph, n->room_id, true),
-			                n->pos, n->user_ids);
+			room_stored(eph, room_get(eph, n->room_id, true), n);
+		break;
+	case PROTO_NOTICE_TYPING_EARLY:
+		if (n->room_id != NULL && n->user_ids != NULL)
+			room_early(eph, room_get(eph, n->room_id, true), n);
 		break;
 	case PROTO_NOTICE_MEMBERSHIP:
 		eph->seq++;
@@ -189,12 +259,15 @@ eph_forget_all(struct api *api)
 
 /*
  * The room's typing list for a user the table knows is joined: returns
- * true with *pos, *user_ids (borrowed until the next notice) and *mark
- * (for eph_typing_changed), false when Postgres must answer.
+ * true with *pos and *early (its place: s_typing.c), *stored (where it
+ * is stored, 0 while it is not), *user_ids (borrowed until the next
+ * notice) and *mark (for eph_typing_changed), false when Postgres must
+ * answer.
  */
 bool
 eph_typing_get(struct api *api, const char *room_id, const char *user_id,
-               int64_t *pos, const char **user_ids, uint64_t *mark)
+               int64_t *pos, int64_t *early, int64_t *stored,
+               const char **user_ids, uint64_t *mark)
 {
 	struct eph_room *e = room_get(api->eph, room_id, false);
 	int64_t until;
@@ -206,6 +279,8 @@ eph_typing_get(struct api *api, const char *room_id, const char *user_id,
 	}
 	room_touch(api->eph, e);
 	*pos = e->pos;
+	*early = e->early;
+	*stored = e->stored;
 	*user_ids = e->user_ids;
 	*mark = e->changes;
 	api->eph->hits++;
@@ -255,6 +330,19 @@ eph_typing_changed(struct api *api, const struct sreq *r)
 		return false;
 	e = room_get(api->eph, r->p.typing_room, false);
 	return e == NULL || e->changes != r->typing_mark;
+}
+
+/*
+ * For longpoll's matching: r read room's list from the table and it has
+ * not changed since, so a typing notice of that room (the commit of the
+ * early list r showed, or one older than it) is no news to r.
+ */
+bool
+eph_typing_seen(struct api *api, const struct sreq *r, const char *room_id)
+{
+	return r->typing_mark != 0 && r->p.has_typing &&
+	       strcmp(r->p.typing_room, room_id) == 0 &&
+	       !eph_typing_changed(api, r);
 }
 
 void

@@ -263,7 +263,8 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 		    same(n->a, r->user_id) && same(n->b, r->device_id);
 	case PROTO_NOTICE_TYPING:
 		return ((r->p.has_typing && same(n->a, r->p.typing_room)) ||
-		    (r->ss_wake & SS_WAKE_TYPING)) &&
+		        (r->ss_wake & SS_WAKE_TYPING)) &&
+		       !eph_typing_seen(api, r, n->a) &&
 		       user_in_room(api, r->user_id, n->a);
 	case PROTO_NOTICE_ACCOUNT_DATA:
 		return (r->ss_wake & SS_WAKE_ACCOUNT_DATA) &&
@@ -431,6 +432,28 @@ wake_key(struct api *api, const char *key, const struct lp_ring_ent *n)
 }
 
 /*
+ * A typing list sent before its commit (contract 3's exception): its pos
+ * is the last commit's, no change of its own, and the ring is for
+ * changes above a position, so it only wakes
+ * the room's v3 typing waiters, which answer from the table (sliding
+ * sync reads typing from Postgres: its waiters wait for the commit). A
+ * waiter that read the room's list while it came is told by lp_wait
+ * (eph_typing_changed).
+ */
+static void
+lp_typing_early(struct api *api, const struct proto_notice *pn)
+{
+	char k[KEY_MAX];
+	struct lp_ring_ent n = {.pos = pn->pos, .type = PROTO_NOTICE_TYPING};
+
+	if (pn->room_id == NULL)
+		return;
+	n.a = xstrdup(pn->room_id);
+	wake_key(api, lp_key(k, K_TYPING, pn->room_id, NULL), &n);
+	free(n.a);
+}
+
+/*
  * A notice: recorded in the ring (for waiters registering late), then the
  * waiters under the keys it concerns are checked against it. A device
  * notice also updates auth's cached tokens; a heartbeat only moves the
@@ -448,8 +471,13 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 	    dev_state_parse(pn->state) == DEV_STATE_EXPIRED;
 	bool is_row;
 
+	/* an early typing notice's pos is the last commit, as a heartbeat's */
 	if (pn->pos > api->cur_pos)
 		api->cur_pos = pn->pos;
+	if (pn->type == PROTO_NOTICE_TYPING_EARLY) {
+		lp_typing_early(api, pn);
+		return;
+	}
 	switch (pn->type) {
 	case PROTO_NOTICE_TYPING:
 	case PROTO_NOTICE_ROOM:

@@ -15,6 +15,11 @@
 #include "pg.h"
 #include "util.h"
 
+/* Where a list is (ephemeral.c): shown at (pos, early), stored at stored. */
+struct typing_place {
+	int64_t pos, early, stored;
+};
+
 /* A Postgres typing read in flight, and the table's mark at its start. */
 struct typing_q {
 	struct sreq *r;
@@ -25,18 +30,34 @@ struct typing_q {
  * Appends the room's list when it changed after the since position.
  * From Postgres the stream's position is the round's; from the table it
  * is the list's own (or stays), since a typing notice may still arrive
- * below the round's position (positions are not sent in order).
+ * below the round's position (positions are not sent in order). A list
+ * sent before its commit sits at (last commit, its notice's seq): the
+ * token keeps both (t, te), so each such list is shown once, and its
+ * commit, which the table does not move, shows nothing again.
  */
 static void
-typing_answer(struct sreq *r, int64_t pos, const char *ids, size_t len,
-    bool is_table)
+typing_answer(struct sreq *r, const struct typing_place *w, const char *ids,
+              size_t len, bool is_table)
 {
-	if (!is_table)
+	bool is_seen = w->pos < r->from.t ||
+	               (w->pos == r->from.t && w->early <= r->from.te);
+
+	if (!is_table && r->to > r->from.t) {
 		r->next.t = r->to;
-	if (pos <= r->from.t || pos > r->to)
+		r->next.te = 0;
+	}
+	/* shown early, now stored: the token moves to the row */
+	if (is_table && is_seen && w->early != 0 && w->stored > r->from.t &&
+	    w->stored <= r->to) {
+		r->next.t = w->stored;
+		r->next.te = 0;
+	}
+	if (is_seen || w->pos > r->to)
 		return;
-	if (is_table)
-		r->next.t = pos;
+	if (is_table) {
+		r->next.t = w->pos;
+		r->next.te = w->early;
+	}
 	r->has_data = true;
 	evbuffer_add(r->out[ST_TYPING], "{\"room_id\":", 11);
 	jstr(r->out[ST_TYPING], r->p.typing_room);
@@ -55,7 +76,9 @@ typing_cb(PGresult *res, void *arg)
 	struct typing_q *q = arg;
 	struct sreq *r = q->r;
 	bool is_member, has_row;
+	struct typing_place w = {0};
 	int64_t pos;
+	const char *ids;
 
 	if (sreq_replied(r))
 		goto out;
@@ -76,8 +99,15 @@ typing_cb(PGresult *res, void *arg)
 		    r->p.typing_room);
 		goto out;
 	}
-	typing_answer(r, pos, PQgetvalue(res, 0, 1),
-	    (size_t)PQgetlength(res, 0, 1), false);
+	/* a list sent before its commit is newer than the row */
+	if (eph_typing_get(r->api, r->p.typing_room, r->user_id, &w.pos,
+	                   &w.early, &w.stored, &ids, &r->typing_mark)) {
+		typing_answer(r, &w, ids, strlen(ids), true);
+		goto out;
+	}
+	w.pos = w.stored = pos;
+	typing_answer(r, &w, PQgetvalue(res, 0, 1),
+	              (size_t)PQgetlength(res, 0, 1), false);
 out:
 	free(q);
 	stream_done(r);
@@ -88,7 +118,7 @@ s_typing_run(struct api *api, struct sreq *r)
 {
 	const char *params[2], *ids;
 	struct typing_q *q;
-	int64_t pos;
+	struct typing_place w;
 
 	r->typing_mark = 0;
 	if (*r->p.typing_room == '\0') {
@@ -96,9 +126,9 @@ s_typing_run(struct api *api, struct sreq *r)
 		stream_done(r);
 		return;
 	}
-	if (eph_typing_get(api, r->p.typing_room, r->user_id, &pos, &ids,
-	    &r->typing_mark)) {
-		typing_answer(r, pos, ids, strlen(ids), true);
+	if (eph_typing_get(api, r->p.typing_room, r->user_id, &w.pos, &w.early,
+	                   &w.stored, &ids, &r->typing_mark)) {
+		typing_answer(r, &w, ids, strlen(ids), true);
 		stream_done(r);
 		return;
 	}

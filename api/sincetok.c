@@ -4,6 +4,8 @@
  * keyed with SYNCV3_SECRET, 64 bits), so a token is opaque, cannot be
  * edited, and is useless to any other device:
  *   s<session>_<member>_<list>_<typing>_<to_device>_<mac hex>
+ * where <typing> is a position, or for a typing list shown before its
+ * commit <position>.<its notice's seq> (s_typing.c).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -40,13 +42,15 @@ void
 since_format(const struct since *s, const char *secret, const char *user_id,
              const char *device_id, char *out)
 {
-	char mac[MAC_HEX + 1];
+	char mac[MAC_HEX + 1], te[24] = "";
 	int n;
 
+	if (s->te > 0)
+		snprintf(te, sizeof(te), ".%" PRId64, s->te);
 	n = snprintf(out, SINCE_MAX,
 	             "s%" PRId64 "_%" PRId64 "_%" PRId64 "_%" PRId64
-	             "_%" PRId64,
-	             s->sid, s->m, s->l, s->t, s->d);
+	             "%s_%" PRId64,
+	             s->sid, s->m, s->l, s->t, te, s->d);
 	tok_mac(out, (size_t)n, secret, user_id, device_id, mac);
 	snprintf(out + n, SINCE_MAX - (size_t)n, "_%s", mac);
 }
@@ -71,6 +75,23 @@ get_num(const char **pp, int64_t *out, char end)
 	return 0;
 }
 
+/* <typing>: a position, then ".<seq>" for a list shown early. */
+static int
+get_typing(const char **pp, struct since *s)
+{
+	const char *p = *pp;
+
+	s->te = 0;
+	if (get_num(&p, &s->t, '_') == 0) {
+		*pp = p;
+		return 0;
+	}
+	if (get_num(pp, &s->t, '.') == -1 || get_num(pp, &s->te, '_') == -1 ||
+	    s->te == 0)
+		return -1;
+	return 0;
+}
+
 int
 since_parse(const char *tok, struct since *s)
 {
@@ -80,7 +101,7 @@ since_parse(const char *tok, struct since *s)
 	if (len >= SINCE_MAX || len < MAC_HEX + 11 || *p++ != 's')
 		return -1;
 	if (get_num(&p, &s->sid, '_') == -1 || get_num(&p, &s->m, '_') == -1 ||
-	    get_num(&p, &s->l, '_') == -1 || get_num(&p, &s->t, '_') == -1 ||
+	    get_num(&p, &s->l, '_') == -1 || get_typing(&p, s) == -1 ||
 	    get_num(&p, &s->d, '_') == -1)
 		return -1;
 	if (strlen(p) != MAC_HEX)

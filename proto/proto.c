@@ -118,6 +118,8 @@ proto_type_name(int type)
 		return "notice.device";
 	case PROTO_NOTICE_HEARTBEAT:
 		return "notice.heartbeat";
+	case PROTO_NOTICE_TYPING_EARLY:
+		return "notice.typing_early";
 	case PROTO_SYNC_ACK:
 		return "sync.ack";
 	}

@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 6
+#define PROTO_VERSION 7
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
@@ -78,19 +78,30 @@ enum proto_type {
 	 * (SYNCV3_DB_READ) reads there once the replica has replayed that
 	 * far (docs/INTERNALS.md, "Reads on a replica").
 	 */
-	PROTO_NOTICE_ROOM = 200,	/* {room_id}: events in a room */
+	PROTO_NOTICE_ROOM = 200, /* {room_id}: events in a room */
 	/*
 	 * {room_id, user_ids}: user_ids is the room's whole typing list
 	 * (an array of at most PROTO_TYPING_MAX user id strings) as stored
 	 * at pos, the typing row's position; the api answers typing from it
-	 * without re-reading Postgres (contract 3, ephemeral data).
+	 * without re-reading Postgres (contract 3, ephemeral data). Also
+	 * early (version 7): the header seq of the PROTO_NOTICE_TYPING_EARLY
+	 * that sent this list before the commit, 0 when none did.
 	 */
 	PROTO_NOTICE_TYPING,
-	PROTO_NOTICE_TO_DEVICE,		/* {user_id, device_id} */
-	PROTO_NOTICE_ACCOUNT_DATA,	/* {user_id, room_id ("" = global)} */
-	PROTO_NOTICE_MEMBERSHIP,	/* {user_id, room_id, membership} */
-	PROTO_NOTICE_DEVICE,		/* {user_id, device_id, state} */
-	PROTO_NOTICE_HEARTBEAT,		/* {}: sent every second when idle */
+	PROTO_NOTICE_TO_DEVICE,    /* {user_id, device_id} */
+	PROTO_NOTICE_ACCOUNT_DATA, /* {user_id, room_id ("" = global)} */
+	PROTO_NOTICE_MEMBERSHIP,   /* {user_id, room_id, membership} */
+	PROTO_NOTICE_DEVICE,       /* {user_id, device_id, state} */
+	PROTO_NOTICE_HEARTBEAT,    /* {}: sent every second when idle */
+	/*
+	 * {room_id, user_ids} (version 7): a room's typing list as a body
+	 * just parsed reports it, sent before that body's batch commits
+	 * (docs/DESIGN.md contract 3, the exception for typing). pos is the
+	 * last committed position, as a heartbeat's, not one of its own;
+	 * the header seq orders the list, and the PROTO_NOTICE_TYPING that
+	 * later stores it names that seq in meta.early.
+	 */
+	PROTO_NOTICE_TYPING_EARLY,
 
 	/*
 	 * 300s: accumulator -> poller, ROUTER -> DEALER.
@@ -226,6 +237,8 @@ struct proto_notice {
 	/* PROTO_NOTICE_TYPING: a JSON array of user id strings (text) */
 	const char *user_ids;
 	int64_t lsn; /* meta.lsn, >= 0 */
+	/* PROTO_NOTICE_TYPING: meta.early, >= 0 */
+	int64_t early;
 };
 
 /* proto.c: envelope */

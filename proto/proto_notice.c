@@ -17,6 +17,7 @@ enum {
 	N_MEMBERSHIP = 0x8,
 	N_STATE = 0x10,
 	N_TYPING = 0x20,
+	N_EARLY = 0x40, /* meta.early */
 };
 
 static int typing_ids_encode(struct json_object *meta, const char *ids);
@@ -29,6 +30,8 @@ notice_keys(int type)
 	case PROTO_NOTICE_ROOM:
 		return N_ROOM;
 	case PROTO_NOTICE_TYPING:
+		return N_ROOM | N_TYPING | N_EARLY;
+	case PROTO_NOTICE_TYPING_EARLY:
 		return N_ROOM | N_TYPING;
 	case PROTO_NOTICE_TO_DEVICE:
 		return N_USER | N_DEVICE;
@@ -89,6 +92,9 @@ proto_send_notice(void *sock, const struct proto_notice *n)
 		return PROTO_EMETA;
 	}
 	notice_lsn_put(meta, n);
+	if (keys & N_EARLY)
+		json_object_object_add(meta, "early",
+		                       json_object_new_int64(n->early));
 	rc = proto_send(sock, NULL, 0, n->type, n->seq, meta, NULL, 0, NULL);
 	json_object_put(meta);
 	return rc;
@@ -119,11 +125,14 @@ proto_recv_notice(const struct proto_msg *msg, struct proto_notice *out)
 	    get_opt(msg->meta, keys, N_USER, "user_id", &out->user_id) ||
 	    get_opt(msg->meta, keys, N_DEVICE, "device_id", &out->device_id) ||
 	    get_opt(msg->meta, keys, N_MEMBERSHIP, "membership",
-		&out->membership) ||
+	            &out->membership) ||
 	    get_opt(msg->meta, keys, N_STATE, "state", &out->state) ||
 	    ((keys & N_TYPING) &&
-		typing_ids_decode(msg->meta, &out->user_ids) != 0) ||
-	    notice_lsn_get(msg->meta, out) == -1)
+	     typing_ids_decode(msg->meta, &out->user_ids) != 0) ||
+	    notice_lsn_get(msg->meta, out) == -1 ||
+	    ((keys & N_EARLY) &&
+	     (!json_get_int(msg->meta, "early", &out->early) ||
+	      out->early < 0)))
 		return PROTO_EMETA;
 	return PROTO_OK;
 }

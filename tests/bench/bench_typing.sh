@@ -58,7 +58,8 @@ sample quiet
 sample quiet_td to_device
 
 if [ "$RATE" = 0 ]; then	# -r 0: the quiet figures only
-	jq -c --slurpfile td "$T/quiet_td.sum" '{quiet: ., to_device: {quiet: $td[0]}}' "$T/quiet.sum"
+	jq -c --slurpfile td "$T/quiet_td.sum" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	    '{loadavg: $load, quiet: ., to_device: {quiet: $td[0]}}' "$T/quiet.sum"
 	it_pass
 	exit 0
 fi

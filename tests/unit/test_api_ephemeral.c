@@ -62,8 +62,10 @@ get(struct api *api, const char *room, const char *user, int64_t *pos,
     const char **ids)
 {
 	uint64_t mark;
+	int64_t early, stored;
 
-	return eph_typing_get(api, room, user, pos, ids, &mark);
+	return eph_typing_get(api, room, user, pos, &early, &stored, ids,
+	                      &mark);
 }
 
 static void
@@ -119,29 +121,134 @@ test_membership_and_races(void **state)
 	assert_false(get(api, "!r", "@b", &pos, &ids));
 }
 
+/* A request for the typing of !r. */
+static void
+typing_req(struct sreq *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->p.has_typing = true;
+	r->p.typing_room = "!r";
+}
+
 static void
 test_changed_since_read(void **state)
 {
 	struct api *api = *state;
-	struct sreq r = {0};
+	struct sreq r;
 	const char *ids;
-	int64_t pos;
+	int64_t pos, early, stored;
 
-	r.p.has_typing = true;
-	r.p.typing_room = "!r";
+	typing_req(&r);
 	assert_false(eph_typing_changed(api, &r)); /* read from Postgres */
 	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 2, "[]", true);
-	assert_true(
-	    eph_typing_get(api, "!r", "@a", &pos, &ids, &r.typing_mark));
+	assert_true(eph_typing_get(api, "!r", "@a", &pos, &early, &stored, &ids,
+	                           &r.typing_mark));
 	assert_false(eph_typing_changed(api, &r));
 	typing_notice(api, "!r", 2, "[\"@b\"]"); /* same pos: old */
 	assert_false(eph_typing_changed(api, &r));
 	typing_notice(api, "!r", 4, "[\"@b\"]");
 	assert_true(eph_typing_changed(api, &r));
-	assert_true(
-	    eph_typing_get(api, "!r", "@a", &pos, &ids, &r.typing_mark));
+	assert_true(eph_typing_get(api, "!r", "@a", &pos, &early, &stored, &ids,
+	                           &r.typing_mark));
 	eph_forget_all(api); /* gone: unknown, so wake */
 	assert_true(eph_typing_changed(api, &r));
+}
+
+static void
+early_notice(struct api *api, const char *room, uint64_t seq, int64_t pos,
+             const char *ids)
+{
+	eph_notice(api,
+	           &(struct proto_notice){.type = PROTO_NOTICE_TYPING_EARLY,
+	                                  .seq = seq,
+	                                  .pos = pos,
+	                                  .room_id = room,
+	                                  .user_ids = ids});
+}
+
+static void
+stored_notice(struct api *api, const char *room, int64_t pos, int64_t early,
+              const char *ids)
+{
+	eph_notice(api, &(struct proto_notice){.type = PROTO_NOTICE_TYPING,
+	                                       .pos = pos,
+	                                       .room_id = room,
+	                                       .user_ids = ids,
+	                                       .early = early});
+}
+
+/* @a's read of !r for r: its place and list. */
+static bool
+get_r(struct api *api, struct sreq *r, int64_t *pos, int64_t *early,
+      int64_t *stored, const char **ids)
+{
+	return eph_typing_get(api, "!r", "@a", pos, early, stored, ids,
+	                      &r->typing_mark);
+}
+
+/*
+ * Lists sent before their commit: each is news at (last commit, seq);
+ * its commit, or the commit of an older list, changes nothing (no
+ * second wake); a different stored list replaces it.
+ */
+static void
+test_early(void **state)
+{
+	struct api *api = *state;
+	struct sreq r;
+	const char *ids;
+	int64_t pos, early, stored;
+
+	typing_req(&r);
+	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 4, "[]", true);
+	early_notice(api, "!r", 10, 8, "[\"@b\"]");
+	assert_true(get_r(api, &r, &pos, &early, &stored, &ids));
+	assert_int_equal(pos, 8);
+	assert_int_equal(early, 10);
+	assert_int_equal(stored, 0);
+	assert_string_equal(ids, "[\"@b\"]");
+	assert_true(eph_typing_seen(api, &r, "!r"));
+	/* a second change before the commit: a later place */
+	early_notice(api, "!r", 11, 8, "[\"@b\",\"@c\"]");
+	assert_false(eph_typing_seen(api, &r, "!r"));
+	assert_true(get_r(api, &r, &pos, &early, &stored, &ids));
+	assert_int_equal(pos, 8);
+	assert_int_equal(early, 11);
+	/* the first list's commit is older than the second: ignored */
+	stored_notice(api, "!r", 9, 10, "[\"@b\"]");
+	assert_true(eph_typing_seen(api, &r, "!r"));
+	assert_true(get_r(api, &r, &pos, &early, &stored, &ids));
+	assert_string_equal(ids, "[\"@b\",\"@c\"]");
+	/* the second's commit repeats what r shows: no news, same place */
+	stored_notice(api, "!r", 12, 11, "[\"@b\",\"@c\"]");
+	assert_true(eph_typing_seen(api, &r, "!r"));
+	assert_true(get_r(api, &r, &pos, &early, &stored, &ids));
+	assert_int_equal(pos, 8);
+	assert_int_equal(early, 11);
+	assert_int_equal(stored, 12);
+	/* a Postgres answer: an older row loses, its own row places it */
+	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 12, "[\"@b\"]",
+	                true);
+	eph_typing_fill(api, "!r", "@a", eph_fill_mark(api), 13,
+	                "[\"@b\",\"@c\"]", true);
+	assert_true(eph_typing_seen(api, &r, "!r"));
+	assert_true(get_r(api, &r, &pos, &early, &stored, &ids));
+	assert_int_equal(pos, 8);
+	assert_int_equal(early, 11);
+	assert_int_equal(stored, 13);
+	assert_string_equal(ids, "[\"@b\",\"@c\"]");
+	/* the same list sent early again is no news either */
+	early_notice(api, "!r", 13, 12, "[\"@b\",\"@c\"]");
+	assert_true(eph_typing_seen(api, &r, "!r"));
+	/* a stored list that differs (its body was not sent early) wins */
+	stored_notice(api, "!r", 14, 0, "[]");
+	assert_false(eph_typing_seen(api, &r, "!r"));
+	assert_true(get_r(api, &r, &pos, &early, &stored, &ids));
+	assert_int_equal(pos, 14);
+	assert_int_equal(early, 0);
+	assert_string_equal(ids, "[]");
+	/* another room's notice is not r's */
+	assert_false(eph_typing_seen(api, &r, "!other"));
 }
 
 static void
@@ -236,6 +343,7 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_changed_since_read, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_early, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_eviction_order, setup,
 	                                    teardown),

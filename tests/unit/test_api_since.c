@@ -19,7 +19,7 @@ static const char *secret = "s3cret";
 static void
 test_round_trip(void **state)
 {
-	struct since s = {42, 100, 101, 102, 103}, o;
+	struct since s = {42, 100, 101, 102, 103, 0}, o;
 	char tok[SINCE_MAX];
 
 	(void)state;
@@ -33,10 +33,39 @@ test_round_trip(void **state)
 	assert_true(since_verify(tok, secret, "@a:hs", "DEV"));
 }
 
+/* A typing list shown before its commit: <typing> is <pos>.<seq>. */
+static void
+test_typing_early(void **state)
+{
+	struct since s = {42, 100, 101, 102, 103, 7}, o;
+	char tok[SINCE_MAX];
+	static const char *const bad[] = {"s1_2_3_4._5_", "s1_2_3_4.0_5_",
+	                                  "s1_2_3_.4_5_", "s1_2_3_4.5.6_5_"};
+
+	(void)state;
+	since_format(&s, secret, "@a:hs", "DEV", tok);
+	assert_int_equal(since_parse(tok, &o), 0);
+	assert_int_equal(o.t, 102);
+	assert_int_equal(o.te, 7);
+	assert_int_equal(o.d, 103);
+	assert_true(since_verify(tok, secret, "@a:hs", "DEV"));
+	/* without a seq the token is the one it always was */
+	s.te = 0;
+	since_format(&s, secret, "@a:hs", "DEV", tok);
+	assert_non_null(strstr(tok, "_102_103_"));
+	assert_int_equal(since_parse(tok, &o), 0);
+	assert_int_equal(o.te, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char b[SINCE_MAX];
+		snprintf(b, sizeof(b), "%s0123456789abcdef", bad[i]);
+		assert_int_equal(since_parse(b, &o), -1);
+	}
+}
+
 static void
 test_tamper(void **state)
 {
-	struct since s = {7, 1, 2, 3, 4}, o;
+	struct since s = {7, 1, 2, 3, 4, 0}, o;
 	char tok[SINCE_MAX], bad[SINCE_MAX];
 
 	(void)state;
@@ -54,7 +83,7 @@ test_tamper(void **state)
 static void
 test_other_device(void **state)
 {
-	struct since s = {7, 1, 2, 3, 4};
+	struct since s = {7, 1, 2, 3, 4, 0};
 	char tok[SINCE_MAX];
 
 	(void)state;
@@ -87,7 +116,7 @@ test_query_since(void **state)
 	static const char *const bad[] = {"since=garbage",
 	    "since=s1_0_0_0_0_0123456789abcdef_1", "since=s0_0_0_0_0_0123456789abcdef",
 	    "timeout=0&since=t1_2_3_4_5_0123456789abcdef"};
-	struct since s = {3, 1, 2, 3, 4};
+	struct since s = {3, 1, 2, 3, 4, 0};
 	char tok[SINCE_MAX], *q;
 	const char *ec, *em;
 	struct query out;
@@ -114,11 +143,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_tamper),
-		cmocka_unit_test(test_other_device),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_query_since),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_tamper),
+	    cmocka_unit_test(test_typing_early),
+	    cmocka_unit_test(test_other_device),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_query_since),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

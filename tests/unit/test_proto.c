@@ -240,7 +240,31 @@ test_notice_typing(void **state)
 	assert_int_equal(g.pos, 12);
 	assert_string_equal(g.room_id, "!r:hs");
 	assert_string_equal(g.user_ids, "[\"@a:hs\",\"@b/c:hs\"]");
+	assert_int_equal(g.early, 0);
 	proto_msg_close(&msg);
+	/* meta.early names the early notice of the same list */
+	n.early = 41;
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_int_equal(g.early, 41);
+	proto_msg_close(&msg);
+	/* the early notice: the list, its seq, no meta.early */
+	n.type = PROTO_NOTICE_TYPING_EARLY;
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_string_equal(proto_type_name(msg.hdr.type),
+	                    "notice.typing_early");
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_int_equal(g.type, PROTO_NOTICE_TYPING_EARLY);
+	assert_int_equal(g.seq, 3);
+	assert_string_equal(g.room_id, "!r:hs");
+	assert_string_equal(g.user_ids, "[\"@a:hs\",\"@b/c:hs\"]");
+	assert_int_equal(g.early, 0);
+	assert_null(json_object_object_get(msg.meta, "early"));
+	proto_msg_close(&msg);
+	n.type = PROTO_NOTICE_TYPING;
+	n.early = 0;
 	n.user_ids = "[]";
 	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
 	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
@@ -263,10 +287,18 @@ test_notice_typing_strict(void **state)
 	    PROTO_NOTICE_TYPING, 0, 1, 2};
 	uint8_t hdr[PROTO_HDR_LEN];
 	static const char *const metas[] = {
+	    /* no meta.early, or a negative one */
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":["
+	    "]}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"early\":-1,\"room_id\":\"!r\","
+	    "\"user_ids\":[]}",
 	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\"}",
-	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":\"@a\"}",
-	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":[1]}",
-	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":[[]]}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":"
+	    "\"@a\"}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":["
+	    "1]}",
+	    "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":\"!r\",\"user_ids\":["
+	    "[]]}",
 	};
 	struct proto_notice g;
 	struct proto_msg msg;
@@ -285,8 +317,9 @@ test_notice_typing_strict(void **state)
 	}
 	/* more than PROTO_TYPING_MAX ids */
 	big = malloc(64 + (PROTO_TYPING_MAX + 1) * 4);
-	off = (size_t)sprintf(big, "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"room_id\":"
-	    "\"!r\",\"user_ids\":[");
+	off = (size_t)sprintf(
+	    big, "{\"epoch\":1,\"pos\":2,\"lsn\":0,\"early\":0,\"room_id\":"
+	         "\"!r\",\"user_ids\":[");
 	for (int i = 0; i <= PROTO_TYPING_MAX; i++)
 		off += (size_t)sprintf(big + off, "%s\"\"", i ? "," : "");
 	off += (size_t)sprintf(big + off, "]}");
