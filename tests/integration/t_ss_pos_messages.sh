@@ -100,6 +100,30 @@ curl -sS -o "$T/last_body" -w '%{http_code}' \
     "$API_URL/_matrix/client/v3/rooms/$(enc "$r")/messages?dir=f&from=$(enc "$p1")" >"$T/last_status"
 assert_eq "$(last_status)" 401 "no token: upstream's 401"
 
+# under traffic: messages arrive while responses are built. After each
+# response, what the responses so far carried plus dir=f from its pos is
+# every event sent upstream since the first (no gap); count what dir=f
+# repeats
+sub=$(jq -cn --arg r "$r" '{conn_id: "t", room_subscriptions: {($r): {timeline_limit: 100}}}')
+base=$(all) # before the first response: history, not asked about
+out=$(ss4 "$alice" "$sub")
+ss_ok "$out" "traffic: first"
+got='[]' repeats=0
+(for i in $(seq 1 30); do msg "$r" @alice:localhost "live $i" >/dev/null; sleep 0.05; done) &
+sender=$!
+for i in $(seq 1 12); do
+	got=$(jq -cn --argjson a "$got" --argjson b "$(printf '%s' "$out" | jq -c --arg r "$r" '[.rooms[$r].timeline[]?.event_id]')" '$a + $b')
+	now=$(all)
+	fwd=$(page "$alice" f "$(ss_pos "$out")" | jq -c '[.chunk[].event_id]')
+	assert_eq "$(last_status)" 200 "traffic: pos $i: dir=f"
+	assert_jq "$now" ". - $base - $got - $fwd" '[]' "traffic: pos $i: carried + dir=f is the whole room"
+	repeats=$((repeats + $(jq -n --argjson f "$fwd" --argjson s "$got" '[$f[] | select(. as $e | $s | index([$e]))] | length')))
+	out=$(ss4 "$alice" "$(printf '%s' "$sub" | jq -c --arg p "$(ss_pos "$out")" '. + {pos: $p, timeout: 300}')")
+	ss_ok "$out" "traffic: response $i"
+done
+wait "$sender"
+log "traffic: dir=f from 12 pos repeated $repeats events already carried"
+
 # a connection started afresh: its old pos no longer maps
 out=$(ss4 "$alice" "$list")
 ss_ok "$out" "connection restarted"
