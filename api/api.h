@@ -118,6 +118,7 @@ enum api_sql {
 	Q_LIST_FIRST,
 	Q_CHUNKS, /* ss_rooms.c, s_room_list.c: prev_batch */
 	Q_SS_LIST_ROOMS, /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
+	Q_SS_POS_TOKEN, /* ss_pos.c: a pos as a /messages token */
 	Q_COUNT,
 };
 struct api_stmt {
@@ -579,6 +580,9 @@ int proxy_handle(struct api *api, struct evhttp_request *req,
  * front proxy may read otherwise (every request, before routing).
  */
 int proxy_framing_check(struct evhttp_request *req);
+/* proxy.c: the request, query (NULL: the client's) sent upstream */
+void proxy_resume(struct api *api, struct evhttp_request *req,
+    const char *path, const char *query);
 /* Would the pass-through take a request for method and path? */
 bool proxy_takes(struct api *api, enum evhttp_cmd_type m, const char *path);
 

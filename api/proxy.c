@@ -51,6 +51,7 @@
 #include "json_util.h"
 #include "pg.h"
 #include "proto.h"
+#include "ss.h"
 #include "util.h"
 
 #define PROXY_MAX_RESP_HEADERS (64 * 1024)
@@ -73,7 +74,8 @@ struct preq {
 	CURL *easy;
 	struct curl_slist *hdrs;
 	struct evbuffer_ptr body_pos; /* next request body byte to send */
-	struct evkeyvalq resp;        /* upstream's answer headers */
+	char *query; /* sent upstream instead of the client's (ss_pos.c) */
+	struct evkeyvalq resp; /* upstream's answer headers */
 	size_t resp_bytes;
 	int status;
 	char reason[64];
@@ -184,6 +186,7 @@ preq_free(struct preq *p)
 	if (p->rbuf != NULL)
 		evbuffer_free(p->rbuf);
 	free(p->log_path);
+	free(p->query);
 	free(p);
 }
 
@@ -773,8 +776,8 @@ forget_cb(PGresult *res, void *arg)
 		                         .pos = api->cur_pos,
 		                         .user_id = u,
 		                         .device_id = d,
-		                         .state = dev_state_name(
-		                             DEV_STATE_EXPIRED)};
+		                         .state =
+		                             dev_state_name(DEV_STATE_EXPIRED)};
 
 		log_info("device %s/%s: logged out upstream; polling stopped",
 		         u, d);
@@ -819,8 +822,8 @@ logout_forget(struct preq *p)
 {
 	const char *params[1] = {p->token_hash};
 
-	sql_query(p->px->api, p->logout == 2 ? Q_LOGOUT_ALL :
-	    Q_LOGOUT_ONE, params, logout_list_cb, p->px->api);
+	sql_query(p->px->api, p->logout == 2 ? Q_LOGOUT_ALL : Q_LOGOUT_ONE,
+	          params, logout_list_cb, p->px->api);
 }
 
 /*
@@ -948,7 +951,6 @@ request_headers(struct preq *p)
 		p->hdrs = curl_slist_append(p->hdrs, "Accept:");
 }
 
-
 /*
  * The curl handle for one upstream request: method, URL, the client's
  * headers and body, and the pass-through's timeouts and limits.
@@ -1002,7 +1004,7 @@ static void
 preq_start(struct preq *p)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(p->req);
-	const char *q = evhttp_uri_get_query(uri);
+	const char *q = p->query != NULL ? p->query : evhttp_uri_get_query(uri);
 	char *url;
 
 	url = xasprintf("%s%s%s%s", p->px->api->cfg.server,
@@ -1163,11 +1165,38 @@ logout_prepare(struct preq *p, const char *path)
 }
 
 /*
+ * Requests whose query is ours to rewrite before they go upstream: each
+ * takes (0) and later calls proxy_resume, or leaves (-1). A table, as
+ * http.c's routes: the hooks call back into the pass-through.
+ */
+static int (*const hooks[])(struct api *, struct evhttp_request *,
+                            const char *) = {
+    ss_pos_take, /* a sliding sync pos as a /messages token */
+};
+
+/*
  * Takes req when its path is under a pass-through prefix and not one the
  * api serves itself; queued when SYNCV3_PROXY_MAX_CONCURRENT are running.
  */
 int
 proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
+{
+	if (!proxy_takes(api, evhttp_request_get_command(req), path))
+		return -1;
+	for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++)
+		if (hooks[i](api, req, path) == 0)
+			return 0;
+	proxy_resume(api, req, path, NULL);
+	return 0;
+}
+
+/*
+ * Passes req through; query (not NULL: ss_pos.c's rewrite) is sent
+ * upstream instead of the client's.
+ */
+void
+proxy_resume(struct api *api, struct evhttp_request *req, const char *path,
+             const char *query)
 {
 	struct proxy *px = api->proxy;
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
@@ -1175,29 +1204,27 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	struct bufferevent *bev;
 	struct preq *p;
 
-	if (!proxy_takes(api, m, path))
-		return -1;
 	/* before the body is taken: a refusal closes the connection */
 	if (!is_clean_path(px, path)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		                  "Connection", "close");
 		http_error(req, 404, "M_UNRECOGNIZED",
 		           "unrecognized request: dot segment in path");
-		return 0;
+		return;
 	}
 	bev = http_body_take(api, req, &hb);
 	if ((bev == NULL && evbuffer_get_length(evhttp_request_get_input_buffer(
 	                        req)) > (size_t)api->cfg.proxy_max_upload) ||
 	    (bev != NULL && hb.len > api->cfg.proxy_max_stream)) {
 		http_error(req, 413, "M_TOO_LARGE", "request body too large");
-		return 0;
+		return;
 	}
 	if (px->active >= api->cfg.proxy_max_concurrent &&
 	    px->nqueued >= api->cfg.proxy_max_queue) {
 		px->failures++;
 		http_error(req, 503, "M_UNKNOWN",
 		           "too many requests to the homeserver in flight");
-		return 0;
+		return;
 	}
 	px->requests++;
 	p = xcalloc(1, sizeof(*p));
@@ -1206,6 +1233,7 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	p->evcon = evhttp_request_get_connection(req);
 	p->start_ms = now_ms();
 	p->log_path = xstrdup(path);
+	p->query = query != NULL ? xstrdup(query) : NULL;
 	evbuffer_ptr_set(evhttp_request_get_input_buffer(req), &p->body_pos, 0,
 	                 EVBUFFER_PTR_SET);
 	TAILQ_INIT(&p->resp);
@@ -1233,7 +1261,6 @@ proxy_handle(struct api *api, struct evhttp_request *req, const char *path)
 	TAILQ_INSERT_TAIL(&px->queue, p, entry);
 	px->nqueued++;
 	queue_run(px);
-	return 0;
 }
 
 /* A base URL with a trailing slash would double it in a path. */

@@ -416,6 +416,17 @@
 /* SQL reads better wrapped by clause than by column */
 /* clang-format off */
 /*
+ * The device's committed v2 since and the position of the same snapshot
+ * (021_pos_token.sql): a since committed at or below that position, kept
+ * with a response built at or above it as the upstream token its pos
+ * stands for in /messages (ss_pos.c). '' before the first sync: NULL.
+ */
+#define SS_SINCE(u, d)                                                         \
+	"(SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE "           \
+	"sd.user_id = " u " AND sd.device_id = " d "), (SELECT sp.pos FROM "   \
+	"syncv3_position sp)"
+
+/*
  * $1 conn, $2 user, $3 device, $4 gen the pos names, $5 idle secs, $6
  * conn_id, $7 the token's hash (is it still the device's? contract 5, as
  * SESSION_LOAD). The pos names the confirmed response (the client lost the one
@@ -431,7 +442,9 @@
 	"subs = CASE WHEN p_gen = $4::bigint THEN p_subs ELSE subs END, "      \
 	"ext = CASE WHEN p_gen = $4::bigint THEN p_ext ELSE ext END, "         \
 	"ext_state = CASE WHEN p_gen = $4::bigint THEN p_ext_state ELSE "      \
-	"ext_state END, p_gen = NULL, p_pos = NULL, p_subs = NULL, p_ext = "   \
+	"ext_state END, tok = CASE WHEN p_gen = $4::bigint THEN p_tok ELSE "   \
+	"tok END, p_tok = NULL, "                                              \
+	"p_gen = NULL, p_pos = NULL, p_subs = NULL, p_ext = "                  \
 	"NULL, p_ext_state = NULL, ver = ver + 1, last_used = now() WHERE "    \
 	"conn = $1::bigint AND user_id = $2 AND device_id = $3 AND conn_id = " \
 	"$6 AND (gen = $4::bigint OR p_gen = $4::bigint) AND last_used > "     \
@@ -440,8 +453,8 @@
 	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
 	"AND o.gen > c.gen) "                                                  \
 	"SELECT c.conn, c.gen, c.pos, c.subs, c.ext, c.ext_state, c.ver, "     \
-	"c.dialect, coalesce((SELECT ok FROM dv), false) FROM (SELECT 1) one " \
-	"LEFT JOIN c ON true"
+	"c.dialect, coalesce((SELECT ok FROM dv), false), " SS_SINCE("$2",    \
+	"$3") " FROM (SELECT 1) one LEFT JOIN c ON true"
 
 /*
  * $1 user, $2 device, $3 conn_id, $4 dialect, $5 connections per device,
@@ -461,7 +474,8 @@
 	"conn_id) DO UPDATE SET gen = syncv3_ss_conns.top_gen + 1, top_gen = " \
 	"syncv3_ss_conns.top_gen + 1, pos = 0, subs = '{}', ext = "            \
 	"'{}', ext_state = NULL, p_gen = NULL, p_pos = NULL, p_subs = NULL, "  \
-	"p_ext = NULL, p_ext_state = NULL, dialect = excluded.dialect, ver = " \
+	"p_ext = NULL, p_ext_state = NULL, tok = NULL, p_tok = NULL, "         \
+	"dialect = excluded.dialect, ver = "                                   \
 	"syncv3_ss_conns.ver + 1, created_at = now(), last_used = now() "      \
 	"RETURNING conn, gen, ver), "                                          \
 	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
@@ -472,12 +486,16 @@
 	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
 	"RETURNING conn) "                                                     \
 	"SELECT c.conn, c.gen, c.ver, (SELECT count(*) FROM x), coalesce(("    \
-	"SELECT ok FROM dv), false) FROM (SELECT 1) one LEFT JOIN c ON true"
+	"SELECT ok FROM dv), false), " SS_SINCE("$1", "$2") " FROM (SELECT 1) " \
+	"one LEFT JOIN c ON true"
 
 /*
  * $1 conn, $2 ver loaded, $3 confirmed gen, $4 position answered, $5 subs,
  * $6 ext, $7 ext_state, $8.. per room sent: id, nid, limit, rs, lazy,
- * membership. Saved as the unconfirmed response, under a generation never
+ * membership, $14 the since read before the round (NULL: none usable).
+ * Its /messages token (021_pos_token.sql) is the device's since now when
+ * nothing was committed after the position answered (a since committed
+ * at or below it, the newest such: fewest repeats), else $14. Saved as the unconfirmed response, under a generation never
  * handed out before, only if nobody wrote the connection since it was
  * loaded (ver). Rooms re-sent drop their rows older than the confirmed
  * one they replace. One row (the new generation), none if it lost the
@@ -486,7 +504,12 @@
 #define SS_SAVE                                                                \
 	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = greatest(top_gen, gen) " \
 	"+ 1, top_gen = greatest(top_gen, gen) + 1, p_pos = $4::bigint, "      \
-	"p_subs = $5, p_ext = $6, p_ext_state = $7, ver = ver + 1, last_used " \
+	"p_subs = $5, p_ext = $6, p_ext_state = $7, p_tok = CASE WHEN ("       \
+	"SELECT sp.pos FROM syncv3_position sp) <= $4::bigint THEN coalesce((" \
+	"SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE sd.user_id " \
+	"= syncv3_ss_conns.user_id AND sd.device_id = "                        \
+	"syncv3_ss_conns.device_id), $14) ELSE $14 END, ver = ver + 1, "        \
+	"last_used "                                                           \
 	"= now() WHERE conn = $1::bigint AND ver = $2::bigint RETURNING conn, " \
 	"p_gen), "                                                             \
 	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
@@ -960,7 +983,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	/* ss_conn.c, ss_rooms.c: sliding sync */
 	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 7},
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
-	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 13},
+	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 9},
@@ -1039,6 +1062,16 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_EXT] = {"api_ss_ext", SS_EXT, 22},
 	[Q_LIST_FIRST] = {"api_list_first", LIST_FIRST_SNAP, 8},
 	[Q_CHUNKS] = {"api_chunks", CHUNKS, 3},
+	/*
+	 * ss_pos.c: the upstream token a pos stands for ($1 conn, $2 user,
+	 * $3 device, $4 gen, $5 idle secs): the confirmed or the unconfirmed
+	 * response's, while the connection lives; no row otherwise.
+	 */
+	[Q_SS_POS_TOKEN] = {"api_ss_pos_token",
+	    "SELECT CASE WHEN p_gen = $4::bigint THEN p_tok ELSE tok END FROM "
+	    "syncv3_ss_conns WHERE conn = $1::bigint AND user_id = $2 AND "
+	    "device_id = $3 AND (gen = $4::bigint OR p_gen = $4::bigint) AND "
+	    "last_used > now() - make_interval(secs => $5::bigint)", 5},
 };
 /* clang-format on */
 

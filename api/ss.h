@@ -240,6 +240,14 @@ int ss_pos_parse(const char *tok, const char *secret, const char *user_id,
                  const char *device_id, struct ss_pos *p);
 
 /*
+ * ss_pos.c: a GET of /rooms/{id}/messages or /relations whose from or to
+ * is a pos: 0, taken (answered, or handed to proxy_resume with the
+ * upstream token in its place); -1, not such a request.
+ */
+int ss_pos_take(struct api *api, struct evhttp_request *req,
+                const char *path);
+
+/*
  * A connection (syncv3_ss_conns), as loaded at the start of a request. A
  * response the client has not confirmed yet (pending_gen) is kept apart
  * from the confirmed one: a pos naming it confirms it, a pos naming the
@@ -255,6 +263,13 @@ struct ss_conn {
 	struct json_object *subs; /* sticky subscriptions (raw configs) */
 	struct json_object *ext;  /* sticky extension configs */
 	char *ext_state;          /* the extensions' blob, NULL none */
+	/*
+	 * the device's since read when the connection was loaded or
+	 * created, and the position of that read (021_pos_token.sql): the
+	 * response's /messages token if it was built at or above tok_at
+	 */
+	char *tok;
+	int64_t tok_at;
 };
 
 /*

@@ -6,7 +6,9 @@
  * idle, and either confirms the response it names or drops the one after
  * it (the client lost it). A response is saved as the unconfirmed one,
  * compare-and-set on the row's ver, so of two requests racing on one
- * connection only one saves. A timer deletes idle connections.
+ * connection only one saves. A timer deletes idle connections. Each
+ * saved response keeps the upstream token its pos stands for in /messages
+ * (021_pos_token.sql, ss_pos.c).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -71,6 +73,16 @@ obj_or_empty(const char *text)
 	return o;
 }
 
+/* SS_SINCE's two columns from col: the since and its snapshot's position. */
+static void
+tok_take(struct ss_conn *c, PGresult *res, int col)
+{
+	free(c->tok);
+	c->tok =
+	    PQgetisnull(res, 0, col) ? NULL : xstrdup(PQgetvalue(res, 0, col));
+	c->tok_at = strtoll(PQgetvalue(res, 0, col + 1), NULL, 10);
+}
+
 static void
 loaded_cb(PGresult *res, void *arg)
 {
@@ -104,6 +116,7 @@ loaded_cb(PGresult *res, void *arg)
 	c->ext_state =
 	    PQgetisnull(res, 0, 5) ? NULL : xstrdup(PQgetvalue(res, 0, 5));
 	c->ver = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	tok_take(c, res, 9);
 	op_end(op, 0, NULL, NULL);
 }
 
@@ -136,6 +149,7 @@ created_cb(PGresult *res, void *arg)
 		c->subs = json_object_new_object();
 	if (c->ext == NULL)
 		c->ext = json_object_new_object();
+	tok_take(c, res, 5);
 	dropped = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	if (dropped > 0)
 		log_debug("ss: %s/%s: %lld least recently used connections "
@@ -229,7 +243,7 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 {
 	struct room_cols k;
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN], d[PG_I64_LEN];
-	const char *p[13];
+	const char *p[14];
 	const char *state = s->ext_ctx.new_state != NULL ? s->ext_ctx.new_state
 	                                                 : s->conn.ext_state;
 
@@ -248,6 +262,12 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 	p[10] = pg_arr_end(&k.rs);
 	p[11] = pg_arr_end(&k.lazy);
 	p[12] = pg_arr_end(&k.m);
+	/*
+	 * the since read before the round is committed at or below the
+	 * position answered; one read alongside it (a new connection
+	 * created during the round's first step) may be past it: no token
+	 */
+	p[13] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
 	sql_query(s->api, Q_SS_SAVE, p, saved_cb, op_new(s, done, arg));
 	pg_lit_free(&k.id);
 	pg_lit_free(&k.nid);
@@ -263,6 +283,7 @@ ss_conn_free(struct ss_conn *c)
 	json_object_put(c->subs);
 	json_object_put(c->ext);
 	free(c->ext_state);
+	free(c->tok);
 	memset(c, 0, sizeof(*c));
 }
 
