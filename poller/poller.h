@@ -74,6 +74,18 @@ enum dev_cycle {
 };
 
 struct verdict_info;
+struct json_tokener;
+struct json_object;
+
+/* A /sync body validated as it arrives (policy.c, policy_scan_*). */
+struct body_scan {
+	struct json_tokener *tok; /* NULL once done or refused */
+	struct json_object *obj;  /* the value, once complete */
+	const char *err;          /* why refused; NULL: fine so far */
+	size_t len;               /* bytes fed */
+	char carry[4];            /* an unfinished UTF-8 sequence */
+	size_t ncarry;
+};
 
 struct device {
 	struct poller *p;
@@ -106,6 +118,7 @@ struct device {
 	size_t rx_bytes, rx_mark; /* received; at the last stall check */
 	bool is_receiving;        /* the response has begun */
 	char *body;               /* response, kept until acked */
+	struct body_scan scan;    /* of body, fed by write_cb */
 	size_t body_len, body_cap;
 	char *next_batch;           /* pending, awaiting ack */
 	char error[POLLER_ERR_MAX]; /* last error, reported with backoff */
@@ -204,6 +217,9 @@ struct poller {
 	struct metrics *metrics;
 	struct metrics_http *prom;
 	struct metric *m_backoffs, *m_latency, *m_status200;
+	struct event *lag_ev;  /* ticks every LAG_TICK_MS */
+	long long lag_last_us; /* the last tick; 0: none yet */
+	long long lag_max_ms;  /* longest loop stall seen */
 };
 
 /* policy.c: pure decisions, unit-tested without a network */
@@ -231,7 +247,14 @@ char *policy_sync_url(const char *server, const char *since, long timeout_ms,
                       const char *filter);
 void policy_classify(CURLcode res, long status, const char *body, size_t len,
                      long retry_after_s, struct verdict_info *out);
+void policy_classify_scan(CURLcode res, long status, const char *body,
+                          size_t len, long retry_after_s,
+                          struct body_scan *scan, struct verdict_info *out);
 int policy_scan_body(const char *buf, size_t len, char **next_batch);
+void policy_scan_init(struct body_scan *s);
+void policy_scan_feed(struct body_scan *s, const char *buf, size_t len);
+int policy_scan_end(struct body_scan *s, char **next_batch, bool *is_empty);
+void policy_scan_free(struct body_scan *s);
 bool policy_is_unchanged(const char *since, const struct verdict_info *vi,
                          long long elapsed_ms, long long timeout_ms);
 uint32_t policy_unchanged_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,

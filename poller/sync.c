@@ -46,6 +46,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	memcpy(d->body + d->body_len, ptr, n);
 	d->body_len += n;
 	d->body[d->body_len] = '\0';
+	policy_scan_feed(&d->scan, ptr, n);
 	return n;
 }
 
@@ -138,8 +139,8 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 	d->has_inflight_easy = false;
 	evtimer_del(d->stall_ev);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	policy_classify(res, status, d->body, d->body_len, d->retry_after_s,
-	                &vi);
+	policy_classify_scan(res, status, d->body, d->body_len,
+	                     d->retry_after_s, &d->scan, &vi);
 	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
 	          d->device_id, status, d->body_len, (int)res);
 	prom_response(d->p, status, now_ms() - d->req_start_ms);
@@ -241,6 +242,8 @@ sync_start(struct device *d, sync_done_fn done)
 	    is_initial, p->cfg.poll_timeout_ms, p->cfg.initial_timeout_s);
 	curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	d->body_len = 0;
+	policy_scan_free(&d->scan);
+	policy_scan_init(&d->scan);
 	d->retry_after_s = -1;
 	d->rx_bytes = d->rx_mark = 0;
 	d->is_receiving = false;
@@ -261,6 +264,7 @@ sync_abort(struct device *d)
 	}
 	if (d->stall_ev != NULL)
 		evtimer_del(d->stall_ev);
+	policy_scan_free(&d->scan);
 }
 
 void
