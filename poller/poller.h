@@ -114,12 +114,14 @@ struct device {
 	struct curl_slist *headers;
 	struct event *timer;      /* backoff and ack-resend */
 	struct event *stall_ev;   /* low-speed check of the response */
+	struct event *resume_ev;  /* unpauses a response paused by write_cb */
 	long long req_start_ms;   /* when the request went out */
 	size_t rx_bytes, rx_mark; /* received; at the last stall check */
 	bool is_receiving;        /* the response has begun */
 	char *body;               /* response, kept until acked */
 	struct body_scan scan;    /* of body, fed by write_cb */
 	size_t body_len, body_cap;
+	bool is_body_mapped;        /* body is an mmap (sync.c, body_grow) */
 	char *next_batch;           /* pending, awaiting ack */
 	char error[POLLER_ERR_MAX]; /* last error, reported with backoff */
 	long long retry_at_ms;
@@ -295,6 +297,7 @@ void device_cover_wait(struct device *d);
 int sync_start(struct device *d, sync_done_fn done) WARN_UNUSED;
 void sync_abort(struct device *d);
 void sync_easy_free(struct device *d);
+void sync_body_free(struct device *d);
 
 /* lease_sql.c: every statement lease.c runs (prepared by a unit test) */
 enum lease_stmt_id {
