@@ -679,10 +679,9 @@ http_init(struct simhs *ctx, const char *listen)
 	evhttp_set_max_body_size(ctx->http, SIMHS_MAX_BODY);
 	evhttp_set_timeout(ctx->http, 120);
 	evhttp_set_gencb(ctx->http, http_gen_cb, ctx);
-	evhttp_set_allowed_methods(ctx->http,
-	                           EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	                               EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-	                               EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_allowed_methods(ctx->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	                           EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+	                           EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
 	if (evhttp_bind_socket_with_handle(ctx->http, h, (ev_uint16_t)port) ==
 	    NULL)
 		goto out;
