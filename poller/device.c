@@ -119,9 +119,7 @@ body_free(struct device *d)
 {
 	size_t cap = d->body_cap;
 
-	free(d->body);
-	d->body = NULL;
-	d->body_len = d->body_cap = 0;
+	sync_body_free(d);
 	free(d->next_batch);
 	d->next_batch = NULL;
 	mem_release(cap);

@@ -6,6 +6,7 @@
  * upstream that answers at once without moving, matching acks, and the
  * fair share of devices per poller.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #include "json_util.h"
 #include "poller.h"
 #include "util.h"
+
+/* Bodies at least this large have their tree freed off the loop. */
+#define SCAN_RELEASE_MIN (1 << 20)
 
 /*
  * Exponential backoff with full jitter: a delay drawn from [floor, ceil)
@@ -99,7 +103,7 @@ policy_request_timeout_ms(bool is_initial, long long poll_ms,
 	return ms;
 }
 
-static int scan_body(const char *, size_t, char **, bool *);
+static bool is_empty_body(struct json_object *);
 
 /* errcode and retry_after_ms of a small Matrix error body, if any. */
 static void
@@ -164,21 +168,40 @@ void
 policy_classify(CURLcode res, long status, const char *body, size_t len,
                 long retry_after_s, struct verdict_info *out)
 {
+	struct body_scan s;
+
+	policy_scan_init(&s);
+	if (res == CURLE_OK && status == 200 && body != NULL)
+		policy_scan_feed(&s, body, len);
+	policy_classify_scan(res, status, body, len, retry_after_s, &s, out);
+}
+
+/*
+ * The same, with the body already fed to scan as it arrived (sync.c);
+ * scan is freed.
+ */
+void
+policy_classify_scan(CURLcode res, long status, const char *body, size_t len,
+                     long retry_after_s, struct body_scan *scan,
+                     struct verdict_info *out)
+{
 	const char *why = NULL;
 
 	memset(out, 0, sizeof(*out));
 	out->retry_ms = -1;
 	if (res != CURLE_OK) {
+		policy_scan_free(scan);
 		out->verdict = V_RETRY;
 		snprintf(out->error, sizeof(out->error), "network: %s",
 		         curl_easy_strerror(res));
 		return;
 	}
 	if (status != 200) {
+		policy_scan_free(scan);
 		classify_status(status, body, len, retry_after_s, out);
 		return;
 	}
-	switch (scan_body(body, len, &out->next_batch, &out->is_empty)) {
+	switch (policy_scan_end(scan, &out->next_batch, &out->is_empty)) {
 	case 0:
 		out->verdict = V_OK;
 		return;
@@ -243,25 +266,225 @@ is_empty_body(struct json_object *o)
 }
 
 /*
- * Returns 0 and a new *next_batch when buf is one JSON object with a
- * non-empty string next_batch; -1 when it is not JSON (or not an object);
- * -2 when next_batch is missing, empty or not a string. json-c validates
- * the whole body (the same bounded parser the accumulator uses), so a body
- * the accumulator would refuse is never forwarded; the tree is freed at
- * once, so the cost is transient. *is_empty (if not NULL) tells whether
- * the body carries anything besides next_batch and the key counts.
+ * The body is validated as it arrives (issue #13): write_cb feeds each
+ * chunk to json-c's tokener, so a 50 MB initial sync costs the loop many
+ * short steps instead of one parse longer than the liveness deadline.
+ * The rules are json_parse_bounded's (strict, UTF-8 checked, depth
+ * limited, one value with nothing but whitespace after it), applied
+ * across chunk boundaries, so a body is accepted or refused exactly as a
+ * whole parse would.
  */
-static int
-scan_body(const char *buf, size_t len, char **next_batch, bool *is_empty)
+void
+policy_scan_init(struct body_scan *s)
 {
-	struct json_object *o, *nb;
+	memset(s, 0, sizeof(*s));
+	if ((s->tok = json_tokener_new_ex(JSON_MAX_DEPTH)) == NULL)
+		fatalx("json_tokener_new_ex: out of memory");
+	json_tokener_set_flags(s->tok, JSON_TOKENER_STRICT |
+	                                   JSON_TOKENER_VALIDATE_UTF8);
+}
+
+static bool
+is_ws_only(const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r' &&
+		    buf[i] != '\n')
+			return false;
+	return true;
+}
+
+struct scan_garbage {
+	struct json_object *obj;
+	struct json_tokener *tok;
+};
+
+static void *
+release_main(void *arg)
+{
+	struct scan_garbage *g = arg;
+
+	json_object_put(g->obj);
+	if (g->tok != NULL)
+		json_tokener_free(g->tok);
+	free(g);
+	return NULL;
+}
+
+/*
+ * Frees what a scan built: the tree, and the tokener with the part of a
+ * tree a refused or abandoned body left on its stack. Freeing the tree of
+ * a 75 MB body takes most of a second (issue #13), longer than the loop
+ * may be held, so the tree of a body over SCAN_RELEASE_MIN bytes is freed
+ * by a thread of its own. Nothing else refers to it; malloc is thread-safe.
+ */
+static void
+scan_release(struct body_scan *s)
+{
+	struct scan_garbage *g;
+	pthread_t t;
+
+	if (s->obj == NULL && s->tok == NULL)
+		return;
+	if (s->len >= SCAN_RELEASE_MIN) {
+		g = xcalloc(1, sizeof(*g));
+		g->obj = s->obj;
+		g->tok = s->tok;
+		if (pthread_create(&t, NULL, release_main, g) == 0) {
+			pthread_detach(t);
+			goto out;
+		}
+		free(g);
+	}
+	json_object_put(s->obj);
+	if (s->tok != NULL)
+		json_tokener_free(s->tok);
+out:
+	s->obj = NULL;
+	s->tok = NULL;
+}
+
+static void
+scan_fail(struct body_scan *s, const char *why)
+{
+	scan_release(s); /* nothing more is parsed */
+	s->err = why;
+}
+
+/* Parses the next piece; json-c sees every UTF-8 sequence whole. */
+static void
+scan_piece(struct body_scan *s, const char *buf, size_t len)
+{
+	enum json_tokener_error jerr;
+	size_t off;
+
+	if (s->obj != NULL) {
+		if (!is_ws_only(buf, len))
+			scan_fail(s, "trailing data after JSON value");
+		return;
+	}
+	while (len > 0) {
+		/* json-c takes an int length: feed a huge chunk in pieces. */
+		int n = len > (1 << 30) ? 1 << 30 : (int)len;
+
+		s->obj = json_tokener_parse_ex(s->tok, buf, n);
+		jerr = json_tokener_get_error(s->tok);
+		if (jerr == json_tokener_continue && s->obj == NULL) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (s->obj == NULL || jerr != json_tokener_success) {
+			scan_fail(s, json_tokener_error_desc(jerr));
+			return;
+		}
+		off = json_tokener_get_parse_end(s->tok);
+		if (!is_ws_only(buf + off, len - off))
+			scan_fail(s, "trailing data after JSON value");
+		return;
+	}
+}
+
+/* How long the UTF-8 sequence led by c is; 1 for anything else. */
+static size_t
+utf8_len(unsigned char c)
+{
+	if (c >= 0xc0 && c < 0xe0)
+		return 2;
+	if (c >= 0xe0 && c < 0xf0)
+		return 3;
+	if (c >= 0xf0 && c < 0xf8)
+		return 4;
+	return 1;
+}
+
+/* The bytes at the end of buf that begin a UTF-8 sequence left unfinished. */
+static size_t
+utf8_tail(const char *buf, size_t len)
+{
+	for (size_t back = 1; back <= 3 && back <= len; back++) {
+		unsigned char c = (unsigned char)buf[len - back];
+
+		if (c < 0x80 || c >= 0xc0)
+			return utf8_len(c) > back ? back : 0;
+	}
+	return 0;
+}
+
+/*
+ * Feeds the next len bytes of the body; a refused body ignores the rest.
+ * json-c's UTF-8 check (0.16) refuses a sequence split between two calls,
+ * so an unfinished one at the end of a chunk is held back (s->carry) and
+ * parsed with the bytes that complete it.
+ */
+void
+policy_scan_feed(struct body_scan *s, const char *buf, size_t len)
+{
+	size_t keep;
+
+	if (s->err != NULL || len == 0)
+		return;
+	s->len += len;
+	if (s->len > INT32_MAX) {
+		scan_fail(s, "too large");
+		return;
+	}
+	while (s->ncarry > 0 && len > 0) {
+		size_t need = utf8_len((unsigned char)s->carry[0]) - s->ncarry;
+		size_t n = need < len ? need : len;
+
+		memcpy(s->carry + s->ncarry, buf, n);
+		s->ncarry += n;
+		buf += n;
+		len -= n;
+		if (n < need)
+			return; /* still unfinished */
+		n = s->ncarry;
+		s->ncarry = 0;
+		scan_piece(s, s->carry, n);
+		if (s->err != NULL)
+			return;
+	}
+	keep = utf8_tail(buf, len);
+	scan_piece(s, buf, len - keep);
+	if (s->err == NULL && keep > 0) {
+		memcpy(s->carry, buf + len - keep, keep);
+		s->ncarry = keep;
+	}
+}
+
+void
+policy_scan_free(struct body_scan *s)
+{
+	scan_release(s);
+	memset(s, 0, sizeof(*s));
+}
+
+/*
+ * Once the body has ended: 0 and a new *next_batch when it was one JSON
+ * object with a non-empty string next_batch; -1 when it is not JSON (or
+ * not an object); -2 when next_batch is missing, empty or not a string.
+ * A body the accumulator would refuse is never forwarded. *is_empty (if
+ * not NULL) tells whether the body carries anything besides next_batch
+ * and the key counts. Frees what s holds.
+ */
+int
+policy_scan_end(struct body_scan *s, char **next_batch, bool *is_empty)
+{
+	struct json_object *o = s->obj, *nb;
 	int rc = -2;
 
 	*next_batch = NULL;
-	if (buf == NULL || (o = json_parse_bounded(buf, len, NULL)) == NULL)
-		return -1;
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
+	if (is_empty != NULL)
+		*is_empty = false;
+	if (s->ncarry > 0 && s->err == NULL) {
+		scan_piece(s, s->carry, s->ncarry); /* an unfinished sequence */
+		o = s->obj;
+	}
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		if (s->err == NULL)
+			s->err = "truncated JSON";
+		policy_scan_free(s);
 		return -1;
 	}
 	if (json_object_object_get_ex(o, "next_batch", &nb) &&
@@ -274,8 +497,22 @@ scan_body(const char *buf, size_t len, char **next_batch, bool *is_empty)
 	}
 	if (is_empty != NULL)
 		*is_empty = is_empty_body(o);
-	json_object_put(o);
+	policy_scan_free(s);
 	return rc;
+}
+
+/* A whole body at once: the same scan, one chunk. */
+static int
+scan_body(const char *buf, size_t len, char **next_batch, bool *is_empty)
+{
+	struct body_scan s;
+
+	*next_batch = NULL;
+	if (buf == NULL)
+		return -1;
+	policy_scan_init(&s);
+	policy_scan_feed(&s, buf, len);
+	return policy_scan_end(&s, next_batch, is_empty);
 }
 
 int

@@ -74,6 +74,18 @@ enum dev_cycle {
 };
 
 struct verdict_info;
+struct json_tokener;
+struct json_object;
+
+/* A /sync body validated as it arrives (policy.c, policy_scan_*). */
+struct body_scan {
+	struct json_tokener *tok; /* NULL once done or refused */
+	struct json_object *obj;  /* the value, once complete */
+	const char *err;          /* why refused; NULL: fine so far */
+	size_t len;               /* bytes fed */
+	char carry[4];            /* an unfinished UTF-8 sequence */
+	size_t ncarry;
+};
 
 struct device {
 	struct poller *p;
@@ -102,11 +114,14 @@ struct device {
 	struct curl_slist *headers;
 	struct event *timer;      /* backoff and ack-resend */
 	struct event *stall_ev;   /* low-speed check of the response */
+	struct event *resume_ev;  /* unpauses a response paused by write_cb */
 	long long req_start_ms;   /* when the request went out */
 	size_t rx_bytes, rx_mark; /* received; at the last stall check */
 	bool is_receiving;        /* the response has begun */
 	char *body;               /* response, kept until acked */
+	struct body_scan scan;    /* of body, fed by write_cb */
 	size_t body_len, body_cap;
+	bool is_body_mapped;        /* body is an mmap (sync.c, body_grow) */
 	char *next_batch;           /* pending, awaiting ack */
 	char error[POLLER_ERR_MAX]; /* last error, reported with backoff */
 	long long retry_at_ms;
@@ -204,6 +219,9 @@ struct poller {
 	struct metrics *metrics;
 	struct metrics_http *prom;
 	struct metric *m_backoffs, *m_latency, *m_status200;
+	struct event *lag_ev;  /* ticks every LAG_TICK_MS */
+	long long lag_last_us; /* the last tick; 0: none yet */
+	long long lag_max_ms;  /* longest loop stall seen */
 };
 
 /* policy.c: pure decisions, unit-tested without a network */
@@ -231,7 +249,14 @@ char *policy_sync_url(const char *server, const char *since, long timeout_ms,
                       const char *filter);
 void policy_classify(CURLcode res, long status, const char *body, size_t len,
                      long retry_after_s, struct verdict_info *out);
+void policy_classify_scan(CURLcode res, long status, const char *body,
+                          size_t len, long retry_after_s,
+                          struct body_scan *scan, struct verdict_info *out);
 int policy_scan_body(const char *buf, size_t len, char **next_batch);
+void policy_scan_init(struct body_scan *s);
+void policy_scan_feed(struct body_scan *s, const char *buf, size_t len);
+int policy_scan_end(struct body_scan *s, char **next_batch, bool *is_empty);
+void policy_scan_free(struct body_scan *s);
 bool policy_is_unchanged(const char *since, const struct verdict_info *vi,
                          long long elapsed_ms, long long timeout_ms);
 uint32_t policy_unchanged_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,
@@ -272,6 +297,7 @@ void device_cover_wait(struct device *d);
 int sync_start(struct device *d, sync_done_fn done) WARN_UNUSED;
 void sync_abort(struct device *d);
 void sync_easy_free(struct device *d);
+void sync_body_free(struct device *d);
 
 /* lease_sql.c: every statement lease.c runs (prepared by a unit test) */
 enum lease_stmt_id {

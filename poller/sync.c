@@ -14,6 +14,10 @@
  * for a long poll's answer or for Synapse to build an initial sync is
  * legitimately silent for much longer.
  */
+#define _GNU_SOURCE /* mremap */
+#include <sys/mman.h>
+#include <sys/time.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +26,83 @@
 #include "log.h"
 #include "poller.h"
 #include "util.h"
+
+#define BODY_MAP_MIN ((size_t)1 << 20)
+#define SLICE_MS 20 /* the most write_cb takes of one round of the loop */
+
+/*
+ * Grows d's body buffer to cap bytes. From BODY_MAP_MIN up the buffer is a
+ * mapping of its own, grown by mremap: the kernel moves pages instead of
+ * the loop copying tens of megabytes at each doubling (issue #13; an
+ * allocator's realloc may copy, ASan's always does).
+ */
+static void
+body_grow(struct device *d, size_t cap)
+{
+	void *b;
+
+	if (cap < BODY_MAP_MIN) {
+		d->body = xrealloc(d->body, cap);
+	} else if (d->is_body_mapped) {
+		b = mremap(d->body, d->body_cap, cap, MREMAP_MAYMOVE);
+		if (b == MAP_FAILED)
+			fatal("mremap %zu bytes", cap);
+		d->body = b;
+	} else {
+		b = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+		         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			fatal("mmap %zu bytes", cap);
+		memcpy(b, d->body, d->body_len);
+		free(d->body);
+		d->body = b;
+		d->is_body_mapped = true;
+	}
+	d->body_cap = cap;
+}
+
+/* Frees d's body buffer, however it was made. */
+void
+sync_body_free(struct device *d)
+{
+	if (d->is_body_mapped)
+		munmap(d->body, d->body_cap);
+	else
+		free(d->body);
+	d->body = NULL;
+	d->body_len = d->body_cap = 0;
+	d->is_body_mapped = false;
+}
+
+/*
+ * Whether this round of the loop has run for SLICE_MS already. curl reads
+ * a socket for as long as data is waiting, so a fast sender keeps one
+ * curl_multi_socket_action call, and the parse in write_cb, going for
+ * seconds; the loop's cached time says when this round began.
+ */
+static bool
+is_slice_over(struct poller *p)
+{
+	struct timeval start, now, d;
+
+	if (event_base_gettimeofday_cached(p->base, &start) == -1 ||
+	    gettimeofday(&now, NULL) == -1)
+		return false;
+	timersub(&now, &start, &d);
+	return d.tv_sec > 0 || d.tv_usec >= SLICE_MS * 1000;
+}
+
+/* The next round: take the data curl held while d was paused. */
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct device *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (d->has_inflight_easy)
+		curl_easy_pause(d->easy, CURLPAUSE_CONT);
+}
 
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -32,6 +113,13 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 
 	if (d->body_len + n > max)
 		return 0; /* CURLE_WRITE_ERROR: retried with backoff */
+	if (is_slice_over(d->p)) {
+		/* curl keeps this chunk and hands it over again on resume. */
+		static const struct timeval next_round = {0, 0};
+
+		evtimer_add(d->resume_ev, &next_round);
+		return CURL_WRITEFUNC_PAUSE;
+	}
 	if (need > d->body_cap) {
 		size_t cap = d->body_cap ? d->body_cap : 2048;
 
@@ -39,13 +127,13 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 			cap *= 2;
 		if (cap > max + 1)
 			cap = max + 1;
-		d->body = xrealloc(d->body, cap);
-		d->body_cap = cap;
+		body_grow(d, cap);
 	}
 	d->rx_bytes += n;
 	memcpy(d->body + d->body_len, ptr, n);
 	d->body_len += n;
 	d->body[d->body_len] = '\0';
+	policy_scan_feed(&d->scan, ptr, n);
 	return n;
 }
 
@@ -137,9 +225,10 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 
 	d->has_inflight_easy = false;
 	evtimer_del(d->stall_ev);
+	evtimer_del(d->resume_ev);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	policy_classify(res, status, d->body, d->body_len, d->retry_after_s,
-	                &vi);
+	policy_classify_scan(res, status, d->body, d->body_len,
+	                     d->retry_after_s, &d->scan, &vi);
 	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
 	          d->device_id, status, d->body_len, (int)res);
 	prom_response(d->p, status, now_ms() - d->req_start_ms);
@@ -167,6 +256,9 @@ easy_setup(struct device *d)
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
 	if (d->stall_ev == NULL &&
 	    (d->stall_ev = evtimer_new(d->p->base, stall_cb, d)) == NULL)
+		fatalx("evtimer_new failed");
+	if (d->resume_ev == NULL &&
+	    (d->resume_ev = evtimer_new(d->p->base, resume_cb, d)) == NULL)
 		fatalx("evtimer_new failed");
 }
 
@@ -241,6 +333,8 @@ sync_start(struct device *d, sync_done_fn done)
 	    is_initial, p->cfg.poll_timeout_ms, p->cfg.initial_timeout_s);
 	curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	d->body_len = 0;
+	policy_scan_free(&d->scan);
+	policy_scan_init(&d->scan);
 	d->retry_after_s = -1;
 	d->rx_bytes = d->rx_mark = 0;
 	d->is_receiving = false;
@@ -261,6 +355,9 @@ sync_abort(struct device *d)
 	}
 	if (d->stall_ev != NULL)
 		evtimer_del(d->stall_ev);
+	if (d->resume_ev != NULL)
+		evtimer_del(d->resume_ev);
+	policy_scan_free(&d->scan);
 }
 
 void
@@ -275,4 +372,7 @@ sync_easy_free(struct device *d)
 	if (d->stall_ev != NULL)
 		event_free(d->stall_ev);
 	d->stall_ev = NULL;
+	if (d->resume_ev != NULL)
+		event_free(d->resume_ev);
+	d->resume_ev = NULL;
 }

@@ -525,6 +525,12 @@ a_scenario(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	scenario_run(req, ctx, b);
 }
 
+static void
+a_throttle(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
+{
+	http_throttle(req, ctx, b);
+}
+
 static const struct admin_route admin_routes[] = {
     {"POST", "users", a_users},
     {"POST", "login", a_login},
@@ -542,6 +548,7 @@ static const struct admin_route admin_routes[] = {
     {"GET", "pos", a_pos},
     {"POST", "scenario", a_scenario},
     {"GET", "sync_log", a_sync_log},
+    {"POST", "throttle", a_throttle},
 };
 
 static bool

@@ -177,11 +177,64 @@ creq_free(struct creq *c)
 }
 
 /* Reply and end the request. Consumes obj. */
+/*
+ * POST /_simhs/throttle {"bytes_per_sec": N}: client-server replies go out
+ * at most N bytes a second from then on (0 or none: no limit), paced by
+ * libevent's token bucket on each connection, so a large /sync body
+ * arrives slowly. A bucket stays alive until exit: connections made
+ * under it may still point at it.
+ */
+void
+http_throttle(struct evhttp_request *req, struct simhs *ctx,
+              struct json_object *b)
+{
+	struct json_object *v = json_get(b, "bytes_per_sec", json_type_int);
+	int64_t bps = v != NULL ? json_object_get_int64(v) : 0;
+	struct timeval tick = {0, 100 * 1000};
+	size_t per_tick;
+
+	if (bps < 0 || bps / 10 > EV_RATE_LIMIT_MAX) {
+		http_reply_error(req, 400, "M_INVALID_PARAM",
+		                 "bytes_per_sec: 0 to 2^31 * 10");
+		return;
+	}
+	ctx->x_throttle = NULL;
+	if (bps > 0) {
+		per_tick = bps >= 10 ? (size_t)bps / 10 : 1;
+		ctx->x_throttle = ev_token_bucket_cfg_new(
+		    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, per_tick, per_tick,
+		    &tick);
+		if (ctx->x_throttle == NULL) {
+			http_reply_error(req, 500, "M_UNKNOWN",
+			                 "out of memory");
+			return;
+		}
+		vec_push(&ctx->x_throttles, ctx->x_throttle);
+	}
+	admin_reply_ok(req);
+}
+
+/* The connection of c under the throttle now in force (or none). */
+static void
+creq_pace(struct creq *c)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+	struct bufferevent *bev;
+
+	if (evcon == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL)
+		return;
+	if (c->ctx->x_throttle != NULL || c->ctx->x_throttles.n > 0)
+		bufferevent_set_rate_limit(bev, c->ctx->x_throttle);
+}
+
 void
 creq_reply(struct creq *c, int code, struct json_object *obj)
 {
 	const char *s;
 	size_t len;
+
+	creq_pace(c);
 
 	s = json_object_to_json_string_length(
 	    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
@@ -646,4 +699,9 @@ http_shutdown(struct simhs *ctx)
 		evhttp_free(ctx->http);
 	ctx->http = NULL;
 	map_clear(&ctx->path_counts, free);
+	for (size_t i = 0; i < ctx->x_throttles.n; i++)
+		ev_token_bucket_cfg_free(ctx->x_throttles.v[i]);
+	free(ctx->x_throttles.v);
+	ctx->x_throttles.v = NULL;
+	ctx->x_throttles.n = 0;
 }

@@ -231,6 +231,8 @@ struct simhs {
 
 	struct ptrvec devchanges; /* struct devlist_change *, all users */
 	struct json_object *x_wellknown; /* client_x.c: client well-known */
+	struct ev_token_bucket_cfg *x_throttle; /* http.c: NULL, no limit */
+	struct ptrvec x_throttles; /* http.c: every one made, freed at exit */
 };
 
 /* util.c */
@@ -381,6 +383,8 @@ void creq_abort(struct creq *);
 void creq_dispatch(struct creq *);
 struct json_object *creq_body_parse(struct creq *);
 struct json_object *creq_body_object(struct creq *);
+void http_throttle(struct evhttp_request *, struct simhs *,
+                   struct json_object *);
 
 /* fail.c */
 bool fail_check(struct creq *);

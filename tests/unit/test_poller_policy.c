@@ -7,11 +7,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include <json-c/json.h>
 
+#include "json_util.h"
 #include "poller.h"
 
 static void
@@ -218,6 +220,244 @@ test_scan(void **state)
 	free(nb);
 }
 
+/*
+ * The verdict of a whole parse the way the poller made it before bodies
+ * were parsed as they arrived (json_parse_bounded on the whole body): the
+ * reference a chunked scan must agree with.
+ */
+static int
+ref_scan(const char *buf, size_t len, char **nb, bool *is_empty)
+{
+	struct json_object *o, *v;
+	int rc = -2;
+
+	*nb = NULL;
+	if ((o = json_parse_bounded(buf, len, NULL)) == NULL)
+		return -1;
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return -1;
+	}
+	if (json_object_object_get_ex(o, "next_batch", &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    json_object_get_string_len(v) > 0 &&
+	    strlen(json_object_get_string(v)) ==
+	        (size_t)json_object_get_string_len(v)) {
+		*nb = strdup(json_object_get_string(v));
+		rc = 0;
+	}
+	json_object_put(o);
+	(void)is_empty;
+	return rc;
+}
+
+/* Feeds buf to a scan in the pieces cuts[0..ncuts) mark (ascending). */
+static int
+chunked_scan(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
+             char **nb, bool *is_empty)
+{
+	struct body_scan s;
+	size_t at = 0;
+
+	policy_scan_init(&s);
+	for (size_t i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : len;
+
+		policy_scan_feed(&s, buf + at, end - at);
+		at = end;
+	}
+	return policy_scan_end(&s, nb, is_empty);
+}
+
+/* The chunked verdict equals the whole one, and the whole scan's. */
+static void
+assert_same(const char *buf, size_t len, const size_t *cuts, size_t ncuts)
+{
+	char *nb_ref, *nb_whole, *nb;
+	bool e_whole = false, e = false;
+	int rc_ref, rc_whole, rc;
+	struct body_scan s;
+
+	rc_ref = ref_scan(buf, len, &nb_ref, NULL);
+	policy_scan_init(&s);
+	policy_scan_feed(&s, buf, len);
+	rc_whole = policy_scan_end(&s, &nb_whole, &e_whole);
+	rc = chunked_scan(buf, len, cuts, ncuts, &nb, &e);
+	assert_int_equal(rc_whole, rc_ref);
+	assert_int_equal(rc, rc_ref);
+	assert_true(e == e_whole);
+	if (nb_ref == NULL) {
+		assert_null(nb);
+		assert_null(nb_whole);
+	} else {
+		assert_non_null(nb);
+		assert_string_equal(nb, nb_ref);
+		assert_string_equal(nb_whole, nb_ref);
+	}
+	free(nb_ref);
+	free(nb_whole);
+	free(nb);
+}
+
+/* Every split in two, and one byte at a time. */
+static void
+assert_every_split(const char *buf, size_t len)
+{
+	size_t *ones = malloc((len + 1) * sizeof(*ones));
+
+	for (size_t i = 0; i <= len; i++) {
+		assert_same(buf, len, &i, 1);
+		ones[i] = i;
+	}
+	if (len > 0)
+		assert_same(buf, len, ones + 1, len - 1);
+	free(ones);
+}
+
+static void
+test_scan_chunked(void **state)
+{
+	static const char *bodies[] = {
+	    "",
+	    "   ",
+	    "{",
+	    "[]",
+	    "123",
+	    "\"s\"",
+	    "{\"next_batch\":\"s1\"}",
+	    " {\"next_batch\" : \"s_1\" , \"x\":[1,-2.5e+3,true,false,null,"
+	    "{\"next_batch\":\"inner\"},\"\\u00e9\\n\"]}\n",
+	    "{\"next_batch\":\"s1\"}  \r\n\t",
+	    "{\"next_batch\":\"s1\"} x",
+	    "{\"next_batch\":\"s1\"}{}",
+	    "{\"next_batch\":\"s1\"",
+	    "{\"next_batch\":5}",
+	    "{\"next_batch\":\"\"}",
+	    "{\"next_batch\":\"a\\u0000b\"}",
+	    "{\"next_batch\":\"s\",\"rooms\":{\"join\":{}},\"to_device\":"
+	    "{\"events\":[]}}",
+	    "{\"next_batch\":\"s\",\"rooms\":{\"join\":{\"!r\":{}}}}",
+	    "{\"next_batch\":\"s\",\"t\":"
+	    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+	    "{\"a\":\"\xc3\x28\"}",
+	    "{\"a\":\"\xf0\x9f\x98\"}",
+	    "{\"a\":01}",
+	    "{\"a\":1,}",
+	    "{\"a\":tru}",
+	    "{\"a\":-}",
+	    "{\"a\":1.5e}",
+	    "{\"a\":\"\\u12g4\"}",
+	    "{\"a\":\"\\ud83d\\ude00\"}",
+	    "{\"a\":\"abc}",
+	    NULL};
+	char deep[300];
+	char nul[] = "{\"next_batch\":\"s1\"}\0 ";
+
+	(void)state;
+	for (int i = 0; bodies[i] != NULL; i++)
+		assert_every_split(bodies[i], strlen(bodies[i]));
+	/* a NUL byte, after the value or inside it, is not whitespace */
+	assert_every_split(nul, sizeof(nul) - 1);
+	assert_every_split(nul, sizeof(nul) - 3);
+	/* depth: at the limit, and one past it */
+	for (int depth = JSON_MAX_DEPTH - 2; depth <= JSON_MAX_DEPTH + 1;
+	     depth++) {
+		int n = snprintf(deep, sizeof(deep),
+		                 "{\"next_batch\":\"s\",\"a\":");
+
+		for (int j = 0; j < depth - 1; j++)
+			deep[n++] = '[';
+		for (int j = 0; j < depth - 1; j++)
+			deep[n++] = ']';
+		deep[n++] = '}';
+		assert_every_split(deep, (size_t)n);
+	}
+}
+
+/* A body of about len bytes shaped like an initial sync. */
+static char *
+big_body(size_t len, size_t *out_len)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *join = json_object_new_object();
+	struct json_object *rooms = json_object_new_object();
+	char id[32], *s;
+	size_t n = 0;
+
+	for (int r = 0; n < len; r++) {
+		struct json_object *room = json_object_new_object();
+		struct json_object *tl = json_object_new_object();
+		struct json_object *evs = json_object_new_array();
+
+		for (int e = 0; e < 5; e++) {
+			struct json_object *ev = json_object_new_object();
+			struct json_object *c = json_object_new_object();
+
+			json_object_object_add(
+			    c, "body",
+			    json_object_new_string("h\u00e9llo \"x\""));
+			json_object_object_add(c, "n",
+			                       json_object_new_double(e * 1.5));
+			json_object_object_add(
+			    ev, "type",
+			    json_object_new_string("m.room.message"));
+			json_object_object_add(ev, "content", c);
+			json_object_array_add(evs, ev);
+		}
+		json_object_object_add(tl, "events", evs);
+		json_object_object_add(tl, "limited",
+		                       json_object_new_boolean(1));
+		json_object_object_add(room, "timeline", tl);
+		snprintf(id, sizeof(id), "!r%d:localhost", r);
+		json_object_object_add(join, id, room);
+		n += 300;
+	}
+	json_object_object_add(rooms, "join", join);
+	json_object_object_add(o, "rooms", rooms);
+	json_object_object_add(o, "next_batch",
+	                       json_object_new_string("s_big"));
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+	*out_len = strlen(s);
+	json_object_put(o);
+	return s;
+}
+
+static int
+cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Random split points through a large body, whole and damaged. */
+static void
+test_scan_chunked_large(void **state)
+{
+	size_t len, cuts[400];
+	unsigned seed = (unsigned)time(NULL);
+	char *b = big_body(2 << 20, &len);
+
+	(void)state;
+	print_message("seed %u, %zu bytes\n", seed, len);
+	srandom(seed);
+	for (int round = 0; round < 6; round++) {
+		size_t n = 1 + (size_t)random() % 400, blen = len;
+
+		for (size_t i = 0; i < n; i++)
+			cuts[i] = (size_t)random() % len;
+		if (round % 3 == 1)
+			blen = (size_t)random() % len; /* truncated */
+		else if (round % 3 == 2)
+			b[(size_t)random() % len] = '\x01'; /* damaged */
+		for (size_t i = 0; i < n; i++)
+			cuts[i] %= blen + 1;
+		qsort(cuts, n, sizeof(cuts[0]), cmp_size);
+		assert_same(b, blen, cuts, n);
+	}
+	free(b);
+}
+
 static void
 test_ack(void **state)
 {
@@ -361,6 +601,8 @@ main(void)
 	    cmocka_unit_test(test_unchanged),
 	    cmocka_unit_test(test_classify),
 	    cmocka_unit_test(test_scan),
+	    cmocka_unit_test(test_scan_chunked),
+	    cmocka_unit_test(test_scan_chunked_large),
 	    cmocka_unit_test(test_ack),
 	    cmocka_unit_test(test_share),
 	    cmocka_unit_test(test_first_filter),
