@@ -820,16 +820,20 @@ write_state(struct rctx *rc)
 /*
  * One upsert for every room row the group changed (or whose summary
  * counts it reported); the notice of a changed room goes to the last
- * message that changed it, at the room's highest new position.
+ * message that changed it, at the room's highest new position. It also
+ * carries the group's newest bump event (0 if none; a bump is a new
+ * event, so its room is changed): the rows of the room's members follow
+ * in the same statement (020_ingest.sql), and a new member row written
+ * after it (write_user_rooms) reads the room's key as it now is.
  */
 static int
 write_rooms(struct rctx *rc)
 {
 	struct cols c;
-	const char *p[12];
+	const char *p[14];
 	int ret = 0;
 
-	cols_init(&c, 12);
+	cols_init(&c, 14);
 	for (size_t i = 0; i < rc->nrs; i++) {
 		struct rstate *s = &rc->rs[i];
 		if (!s->changed && !s->has_summary)
@@ -852,11 +856,13 @@ write_rooms(struct rctx *rc)
 		pg_arr_i64(&c.c[9], s->jc);
 		pg_arr_i64(&c.c[10], s->ic);
 		pg_arr_i64(&c.c[11], s->upos);
+		pg_arr_i64(&c.c[12], s->bump_ts);
+		pg_arr_i64(&c.c[13], s->bump_nid);
 		c.rows++;
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		ret = db_q0(rc->st, S_ROOMS_PUT, 12, p);
+		ret = db_q0(rc->st, S_ROOMS_PUT, 14, p);
 	}
 	cols_free(&c);
 	return ret;
@@ -864,8 +870,7 @@ write_rooms(struct rctx *rc)
 
 /*
  * Sliding sync's sort key: the newest event (by ts, then nid) of a type
- * the MSC counts as activity (bump_stamp), set after write_rooms so new
- * rooms have a row.
+ * the MSC counts as activity (bump_stamp).
  */
 bool
 rooms_is_bump_type(const char *type)
@@ -878,30 +883,6 @@ rooms_is_bump_type(const char *type)
 		if (strcmp(type, bump[i]) == 0)
 			return true;
 	return false;
-}
-
-static int
-write_bumps(struct rctx *rc)
-{
-	struct cols c;
-	const char *p[3];
-	int ret = 0;
-
-	cols_init(&c, 3);
-	for (size_t i = 0; i < rc->nrs; i++) {
-		if (rc->rs[i].bump_nid == 0)
-			continue;
-		pg_arr_str(&c.c[0], rc->rs[i].room);
-		pg_arr_i64(&c.c[1], rc->rs[i].bump_ts);
-		pg_arr_i64(&c.c[2], rc->rs[i].bump_nid);
-		c.rows++;
-	}
-	if (c.rows > 0) {
-		cols_params(&c, p);
-		ret = db_q0(rc->st, S_ROOMS_BUMP, 3, p);
-	}
-	cols_free(&c);
-	return ret;
 }
 
 /*
@@ -1056,8 +1037,7 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
 	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
-	    write_bumps(&rc) == -1 || txn_write(st, xs, n) == -1 ||
-	    write_chunks(&rc) == -1)
+	    txn_write(st, xs, n) == -1 || write_chunks(&rc) == -1)
 		goto out;
 	ret = 0;
 out:
