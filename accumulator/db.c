@@ -126,6 +126,17 @@ static const struct stmt {
 	    "CASE WHEN excluded.updated_pos = 0 THEN "
 	    "syncv3_user_rooms.updated_pos ELSE excluded.updated_pos END, "
 	    "prev_batch = excluded.prev_batch"},
+	/* the rows S_UR_GET found, as S_UR_PUT's update: an upsert would run
+	 * the BEFORE INSERT triggers of every row it is given (012, 016),
+	 * which conflict and are thrown away */
+	[S_UR_UPD] = {"acc_ur_upd", "UPDATE syncv3_user_rooms u SET "
+	    "membership = k.m, pos = k.p, invite_state = k.inv, heroes = k.h, "
+	    "notification_count = k.nc, highlight_count = k.hc, updated_pos = "
+	    "CASE WHEN k.up = 0 THEN u.updated_pos ELSE k.up END, prev_batch = "
+	    "k.pb FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
+	    "$9::bigint[], $10::text[]) AS k(us, r, m, p, inv, h, nc, hc, up, "
+	    "pb) WHERE u.user_id = k.us AND u.room_id = k.r"},
 	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
 	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
 	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"

@@ -945,22 +945,44 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	return true;
 }
 
+/* One of the statements of write_user_rooms, if it has rows. */
+static int
+ur_put(struct rctx *rc, int id, struct cols *c)
+{
+	const char *p[10];
+
+	if (c->rows == 0)
+		return 0;
+	cols_params(c, p);
+	return db_q0(rc->st, id, 10, p);
+}
+
+/*
+ * The rows loaded (S_UR_GET) are updated, the others inserted: this
+ * group is the only writer, so a row is new exactly when it was not
+ * loaded, and only new rows run the triggers that compute a row's keys
+ * from scratch (an upsert runs them for each row given).
+ */
 static int
 write_user_rooms(struct rctx *rc)
 {
-	struct cols c;
-	const char *p[10];
-	int ret = 0;
+	struct cols ins, upd;
+	int ret;
 
-	cols_init(&c, 10);
-	for (size_t i = 0; i < rc->nurs; i++)
-		if (rc->urs[i].ur_touched && ur_row(rc, &rc->urs[i], &c))
-			c.rows++;
-	if (c.rows > 0) {
-		cols_params(&c, p);
-		ret = db_q0(rc->st, S_UR_PUT, 10, p);
+	cols_init(&ins, 10);
+	cols_init(&upd, 10);
+	for (size_t i = 0; i < rc->nurs; i++) {
+		struct urstate *s = &rc->urs[i];
+		struct cols *c = s->ur_loaded ? &upd : &ins;
+
+		if (s->ur_touched && ur_row(rc, s, c))
+			c->rows++;
 	}
-	cols_free(&c);
+	ret = ur_put(rc, S_UR_UPD, &upd);
+	if (ret == 0)
+		ret = ur_put(rc, S_UR_PUT, &ins);
+	cols_free(&ins);
+	cols_free(&upd);
 	return ret;
 }
 

@@ -26,6 +26,7 @@ enum stmt_id {
 	S_ROOMS_PUT,
 	S_UR_GET,
 	S_UR_PUT,
+	S_UR_UPD,
 	S_TYPING,
 	S_RECEIPTS,
 	S_ADATA,

@@ -1427,6 +1427,29 @@ test_member_keys_once(void **state)
 	          SK_BODY(SK_EV("$sk3", "m.reaction", "6000")));
 	sk_check(6000, 5000, nid("$sk1"), 2);
 	PQclear(PQexec(db, "DROP TRIGGER sk_probe ON syncv3_user_rooms"));
+
+	/* bob's own row, stored: new unread counts update it, without the
+	 * triggers that compute a new row's keys */
+	PQclear(PQexec(db, "CREATE TABLE sk_probe_ins (user_id text)"));
+	PQclear(PQexec(db, "CREATE FUNCTION sk_probe_ins() RETURNS trigger "
+	                   "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO "
+	                   "sk_probe_ins VALUES (NEW.user_id); RETURN NEW; "
+	                   "END $$"));
+	PQclear(PQexec(db, "CREATE TRIGGER sk_probe_ins BEFORE INSERT ON "
+	                   "syncv3_user_rooms FOR EACH ROW EXECUTE FUNCTION "
+	                   "sk_probe_ins()"));
+	apply_str("@bob:hs", "B1",
+	          "{\"rooms\":{\"join\":{\"!sk:hs\":{"
+	          "\"unread_notifications\":{\"notification_count\":3,"
+	          "\"highlight_count\":1}}}}}");
+	assert_int_equal(qi("SELECT notification_count FROM syncv3_user_rooms "
+	                    "WHERE user_id = '@bob:hs' AND room_id = '!sk:hs'",
+	                    NULL, NULL),
+	                 3);
+	assert_int_equal(qi("SELECT count(*) FROM sk_probe_ins", NULL, NULL),
+	                 0);
+	sk_check(6000, 5000, nid("$sk1"), 2);
+	PQclear(PQexec(db, "DROP TRIGGER sk_probe_ins ON syncv3_user_rooms"));
 }
 
 int
