@@ -18,6 +18,16 @@
 /* Distinct from pg.c's migration lock ("syncv3" in hex). */
 #define WRITER_LOCK_KEY "7370796e63763301"
 
+/*
+ * Sliding sync's sort key of a room (006_sliding_sync.sql), in the room
+ * upsert: only moved forward, by (bump_ts, bump_nid). Its members' keys
+ * follow in the upsert's statement trigger (020_ingest.sql).
+ */
+#define ROOMS_BUMP_FWD(col)                                                    \
+	"CASE WHEN (syncv3_rooms.bump_ts, syncv3_rooms.bump_nid) < "           \
+	"(excluded.bump_ts, excluded.bump_nid) THEN excluded." col " ELSE "    \
+	"syncv3_rooms." col " END"
+
 static const struct stmt {
 	const char *name, *sql;
 } stmts[] = {
@@ -84,16 +94,19 @@ static const struct stmt {
 	[S_ROOMS_PUT] = {"acc_rooms_put", "INSERT INTO syncv3_rooms (room_id,"
 	    " last_nid, last_ts, name, canonical_alias, topic, avatar, "
 	    "room_type, is_encrypted, joined_count, invited_count, "
-	    "updated_pos) SELECT * FROM unnest($1::text[], $2::bigint[], "
-	    "$3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], "
-	    "$8::text[], $9::bool[], $10::int[], $11::int[], $12::bigint[]) "
+	    "updated_pos, bump_ts, bump_nid) SELECT * FROM unnest($1::text[], "
+	    "$2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], "
+	    "$7::text[], $8::text[], $9::bool[], $10::int[], $11::int[], "
+	    "$12::bigint[], $13::bigint[], $14::bigint[]) "
 	    "ON CONFLICT (room_id) DO UPDATE SET last_nid = excluded.last_nid,"
 	    " last_ts = excluded.last_ts, name = excluded.name, "
 	    "canonical_alias = excluded.canonical_alias, topic = "
 	    "excluded.topic, avatar = excluded.avatar, room_type = "
 	    "excluded.room_type, is_encrypted = excluded.is_encrypted, "
 	    "joined_count = excluded.joined_count, invited_count = "
-	    "excluded.invited_count, updated_pos = excluded.updated_pos"},
+	    "excluded.invited_count, updated_pos = excluded.updated_pos, "
+	    "bump_ts = " ROOMS_BUMP_FWD("bump_ts") ", bump_nid = "
+	    ROOMS_BUMP_FWD("bump_nid")},
 	[S_UR_GET] = {"acc_ur_get", "SELECT k.i, u.membership, u.pos, "
 	    "u.invite_state, u.heroes, u.notification_count, "
 	    "u.highlight_count, u.prev_batch FROM unnest($1::text[], "
@@ -113,6 +126,17 @@ static const struct stmt {
 	    "CASE WHEN excluded.updated_pos = 0 THEN "
 	    "syncv3_user_rooms.updated_pos ELSE excluded.updated_pos END, "
 	    "prev_batch = excluded.prev_batch"},
+	/* the rows S_UR_GET found, as S_UR_PUT's update: an upsert would run
+	 * the BEFORE INSERT triggers of every row it is given (012, 016),
+	 * which conflict and are thrown away */
+	[S_UR_UPD] = {"acc_ur_upd", "UPDATE syncv3_user_rooms u SET "
+	    "membership = k.m, pos = k.p, invite_state = k.inv, heroes = k.h, "
+	    "notification_count = k.nc, highlight_count = k.hc, updated_pos = "
+	    "CASE WHEN k.up = 0 THEN u.updated_pos ELSE k.up END, prev_batch = "
+	    "k.pb FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
+	    "$9::bigint[], $10::text[]) AS k(us, r, m, p, inv, h, nc, hc, up, "
+	    "pb) WHERE u.user_id = k.us AND u.room_id = k.r"},
 	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
 	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
 	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"
@@ -157,14 +181,6 @@ static const struct stmt {
 	    "WHERE pos <= $1::bigint"},
 	[S_CLEAN_MARKS] = {"acc_clean_marks", "DELETE FROM syncv3_pos_marks "
 	    "WHERE pos < $1::bigint"},
-	/* sliding sync's sort key (006_sliding_sync.sql), only moved forward */
-	[S_ROOMS_BUMP] = {"acc_rooms_bump", "WITH b AS (UPDATE syncv3_rooms r "
-	    "SET bump_ts = k.t, bump_nid = k.n FROM unnest($1::text[], "
-	    "$2::bigint[], $3::bigint[]) AS k(r, t, n) WHERE r.room_id = k.r "
-	    "AND (r.bump_ts, r.bump_nid) < (k.t, k.n) RETURNING r.room_id, "
-	    "r.bump_ts, r.bump_nid) UPDATE syncv3_user_rooms u SET "
-	    "ss_bump_ts = b.bump_ts, ss_bump_nid = b.bump_nid FROM b WHERE "
-	    "u.room_id = b.room_id AND u.membership = 'join'"},
 	/* transaction ids of stored events (014_txn.sql); the first wins */
 	[S_TXN] = {"acc_txn", "INSERT INTO syncv3_txns (nid, user_id, "
 	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
@@ -215,30 +231,14 @@ static const struct stmt {
 	    "$3 ELSE room_type END WHERE room_id = $1"},
 };
 
-/*
- * Statements planned at each execution (PQexecParams), never from a
- * cached generic plan: their good plan depends on the size of what the
- * batch itself wrote, and a plan cached while the tables were small stays
- * a nested loop over every row. acc_rooms_bump: its join with the rows of
- * every member (by syncv3_user_rooms_room) scanned the whole table per
- * room, 11-40 s for one 10,000-room initial sync.
- */
-static const bool stmt_is_custom[sizeof(stmts) / sizeof(stmts[0])] = {
-	[S_ROOMS_BUMP] = true,
-};
-
 PGresult *
 db_q(struct store *st, int id, int nparams, const char *const *params)
 {
 	PGresult *r;
 	ExecStatusType s;
 
-	if (stmt_is_custom[id])
-		r = PQexecParams(st->c, stmts[id].sql, nparams, NULL, params,
-		    NULL, NULL, 0);
-	else
-		r = PQexecPrepared(st->c, stmts[id].name, nparams, params,
-		    NULL, NULL, 0);
+	r = PQexecPrepared(st->c, stmts[id].name, nparams, params, NULL,
+	    NULL, 0);
 	s = PQresultStatus(r);
 	if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
 		return r;
@@ -299,8 +299,6 @@ prepare_all(struct store *st)
 	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
 		PGresult *r;
 
-		if (stmt_is_custom[i])
-			continue;
 		r = PQprepare(st->c, stmts[i].name, stmts[i].sql, 0,
 		    NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {

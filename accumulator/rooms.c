@@ -820,16 +820,20 @@ write_state(struct rctx *rc)
 /*
  * One upsert for every room row the group changed (or whose summary
  * counts it reported); the notice of a changed room goes to the last
- * message that changed it, at the room's highest new position.
+ * message that changed it, at the room's highest new position. It also
+ * carries the group's newest bump event (0 if none; a bump is a new
+ * event, so its room is changed): the rows of the room's members follow
+ * in the same statement (020_ingest.sql), and a new member row written
+ * after it (write_user_rooms) reads the room's key as it now is.
  */
 static int
 write_rooms(struct rctx *rc)
 {
 	struct cols c;
-	const char *p[12];
+	const char *p[14];
 	int ret = 0;
 
-	cols_init(&c, 12);
+	cols_init(&c, 14);
 	for (size_t i = 0; i < rc->nrs; i++) {
 		struct rstate *s = &rc->rs[i];
 		if (!s->changed && !s->has_summary)
@@ -852,11 +856,13 @@ write_rooms(struct rctx *rc)
 		pg_arr_i64(&c.c[9], s->jc);
 		pg_arr_i64(&c.c[10], s->ic);
 		pg_arr_i64(&c.c[11], s->upos);
+		pg_arr_i64(&c.c[12], s->bump_ts);
+		pg_arr_i64(&c.c[13], s->bump_nid);
 		c.rows++;
 	}
 	if (c.rows > 0) {
 		cols_params(&c, p);
-		ret = db_q0(rc->st, S_ROOMS_PUT, 12, p);
+		ret = db_q0(rc->st, S_ROOMS_PUT, 14, p);
 	}
 	cols_free(&c);
 	return ret;
@@ -864,8 +870,7 @@ write_rooms(struct rctx *rc)
 
 /*
  * Sliding sync's sort key: the newest event (by ts, then nid) of a type
- * the MSC counts as activity (bump_stamp), set after write_rooms so new
- * rooms have a row.
+ * the MSC counts as activity (bump_stamp).
  */
 bool
 rooms_is_bump_type(const char *type)
@@ -878,30 +883,6 @@ rooms_is_bump_type(const char *type)
 		if (strcmp(type, bump[i]) == 0)
 			return true;
 	return false;
-}
-
-static int
-write_bumps(struct rctx *rc)
-{
-	struct cols c;
-	const char *p[3];
-	int ret = 0;
-
-	cols_init(&c, 3);
-	for (size_t i = 0; i < rc->nrs; i++) {
-		if (rc->rs[i].bump_nid == 0)
-			continue;
-		pg_arr_str(&c.c[0], rc->rs[i].room);
-		pg_arr_i64(&c.c[1], rc->rs[i].bump_ts);
-		pg_arr_i64(&c.c[2], rc->rs[i].bump_nid);
-		c.rows++;
-	}
-	if (c.rows > 0) {
-		cols_params(&c, p);
-		ret = db_q0(rc->st, S_ROOMS_BUMP, 3, p);
-	}
-	cols_free(&c);
-	return ret;
 }
 
 /*
@@ -964,22 +945,44 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	return true;
 }
 
+/* One of the statements of write_user_rooms, if it has rows. */
+static int
+ur_put(struct rctx *rc, int id, struct cols *c)
+{
+	const char *p[10];
+
+	if (c->rows == 0)
+		return 0;
+	cols_params(c, p);
+	return db_q0(rc->st, id, 10, p);
+}
+
+/*
+ * The rows loaded (S_UR_GET) are updated, the others inserted: this
+ * group is the only writer, so a row is new exactly when it was not
+ * loaded, and only new rows run the triggers that compute a row's keys
+ * from scratch (an upsert runs them for each row given).
+ */
 static int
 write_user_rooms(struct rctx *rc)
 {
-	struct cols c;
-	const char *p[10];
-	int ret = 0;
+	struct cols ins, upd;
+	int ret;
 
-	cols_init(&c, 10);
-	for (size_t i = 0; i < rc->nurs; i++)
-		if (rc->urs[i].ur_touched && ur_row(rc, &rc->urs[i], &c))
-			c.rows++;
-	if (c.rows > 0) {
-		cols_params(&c, p);
-		ret = db_q0(rc->st, S_UR_PUT, 10, p);
+	cols_init(&ins, 10);
+	cols_init(&upd, 10);
+	for (size_t i = 0; i < rc->nurs; i++) {
+		struct urstate *s = &rc->urs[i];
+		struct cols *c = s->ur_loaded ? &upd : &ins;
+
+		if (s->ur_touched && ur_row(rc, s, c))
+			c->rows++;
 	}
-	cols_free(&c);
+	ret = ur_put(rc, S_UR_UPD, &upd);
+	if (ret == 0)
+		ret = ur_put(rc, S_UR_PUT, &ins);
+	cols_free(&ins);
+	cols_free(&upd);
 	return ret;
 }
 
@@ -1056,8 +1059,7 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
 	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
-	    write_bumps(&rc) == -1 || txn_write(st, xs, n) == -1 ||
-	    write_chunks(&rc) == -1)
+	    txn_write(st, xs, n) == -1 || write_chunks(&rc) == -1)
 		goto out;
 	ret = 0;
 out:

@@ -1354,6 +1354,104 @@ test_batch_same_device(void **state)
 			store_msg_reset(&ms[d][i]);
 }
 
+/* A body of room !sk:hs from a member's poller: its timeline events. */
+#define SK_BODY(tl)                                                            \
+	"{\"rooms\":{\"join\":{\"!sk:hs\":{\"timeline\":{\"events\":[" tl      \
+	"]}}}}}"
+#define SK_JOIN(u)                                                             \
+	"{\"type\":\"m.room.member\",\"state_key\":\"" u "\",\"event_id\":"    \
+	"\"$skj" u "\",\"sender\":\"" u "\",\"origin_server_ts\":100,"         \
+	"\"content\":{\"membership\":\"join\"}}"
+#define SK_EV(id, type, ts)                                                    \
+	"{\"type\":\"" type "\",\"event_id\":\"" id "\",\"sender\":"           \
+	"\"@alice:hs\",\"origin_server_ts\":" ts ",\"content\":{}}"
+
+/*
+ * bob's row of !sk:hs has sort keys rl_ts, ss_bump_ts, ss_bump_nid, and
+ * was updated n times since the probe (test_member_keys_once) was set.
+ */
+static void
+sk_check(long long rl_ts, long long bump_ts, long long bump_nid, long long n)
+{
+	char want[96];
+	char *v = qs("SELECT rl_ts || ' ' || ss_bump_ts || ' ' || ss_bump_nid "
+	             "FROM syncv3_user_rooms WHERE user_id = '@bob:hs' AND "
+	             "room_id = '!sk:hs'",
+	             NULL, NULL);
+
+	snprintf(want, sizeof(want), "%lld %lld %lld", rl_ts, bump_ts,
+	         bump_nid);
+	assert_non_null(v);
+	assert_string_equal(v, want);
+	free(v);
+	assert_int_equal(qi("SELECT count(*) FROM sk_probe WHERE user_id = "
+	                    "'@bob:hs'",
+	                    NULL, NULL),
+	                 n);
+}
+
+/*
+ * A new event in a room moves the sort keys of every member's row
+ * (rl_ts, and ss_bump_* of the joined ones for a bump event) in one row
+ * version per batch, and none where the keys are already right: a probe
+ * trigger counts the updates of bob's row while alice's poller stores
+ * the events.
+ */
+static void
+test_member_keys_once(void **state)
+{
+	(void)state;
+	NEED_DB();
+	apply_str("@alice:hs", "A1",
+	          SK_BODY(SK_JOIN("@alice:hs") "," SK_JOIN("@bob:hs")));
+	apply_str("@bob:hs", "B1",
+	          SK_BODY(SK_JOIN("@alice:hs") "," SK_JOIN("@bob:hs")));
+	PQclear(PQexec(db, "CREATE TABLE sk_probe (user_id text)"));
+	PQclear(PQexec(db, "CREATE FUNCTION sk_probe() RETURNS trigger "
+	                   "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO sk_probe "
+	                   "VALUES (NEW.user_id); RETURN NULL; END $$"));
+	PQclear(PQexec(db, "CREATE TRIGGER sk_probe AFTER UPDATE ON "
+	                   "syncv3_user_rooms FOR EACH ROW EXECUTE FUNCTION "
+	                   "sk_probe()"));
+
+	/* a bump event: both keys move, in one update */
+	apply_str("@alice:hs", "A1",
+	          SK_BODY(SK_EV("$sk1", "m.room.message", "5000")));
+	sk_check(5000, 5000, nid("$sk1"), 1);
+	/* not a bump event: recency alone moves */
+	apply_str("@alice:hs", "A1",
+	          SK_BODY(SK_EV("$sk2", "m.reaction", "6000")));
+	sk_check(6000, 5000, nid("$sk1"), 2);
+	/* neither a bump event nor new recency: nothing moves */
+	apply_str("@alice:hs", "A1",
+	          SK_BODY(SK_EV("$sk3", "m.reaction", "6000")));
+	sk_check(6000, 5000, nid("$sk1"), 2);
+	PQclear(PQexec(db, "DROP TRIGGER sk_probe ON syncv3_user_rooms"));
+
+	/* bob's own row, stored: new unread counts update it, without the
+	 * triggers that compute a new row's keys */
+	PQclear(PQexec(db, "CREATE TABLE sk_probe_ins (user_id text)"));
+	PQclear(PQexec(db, "CREATE FUNCTION sk_probe_ins() RETURNS trigger "
+	                   "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO "
+	                   "sk_probe_ins VALUES (NEW.user_id); RETURN NEW; "
+	                   "END $$"));
+	PQclear(PQexec(db, "CREATE TRIGGER sk_probe_ins BEFORE INSERT ON "
+	                   "syncv3_user_rooms FOR EACH ROW EXECUTE FUNCTION "
+	                   "sk_probe_ins()"));
+	apply_str("@bob:hs", "B1",
+	          "{\"rooms\":{\"join\":{\"!sk:hs\":{"
+	          "\"unread_notifications\":{\"notification_count\":3,"
+	          "\"highlight_count\":1}}}}}");
+	assert_int_equal(qi("SELECT notification_count FROM syncv3_user_rooms "
+	                    "WHERE user_id = '@bob:hs' AND room_id = '!sk:hs'",
+	                    NULL, NULL),
+	                 3);
+	assert_int_equal(qi("SELECT count(*) FROM sk_probe_ins", NULL, NULL),
+	                 0);
+	sk_check(6000, 5000, nid("$sk1"), 2);
+	PQclear(PQexec(db, "DROP TRIGGER sk_probe_ins ON syncv3_user_rooms"));
+}
+
 int
 main(void)
 {
@@ -1381,6 +1479,7 @@ main(void)
 	    cmocka_unit_test(test_chunks),
 	    cmocka_unit_test(test_chunks_bounded),
 	    cmocka_unit_test(test_unread_notice),
+	    cmocka_unit_test(test_member_keys_once),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
