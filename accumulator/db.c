@@ -21,7 +21,7 @@
 /*
  * Sliding sync's sort key of a room (006_sliding_sync.sql), in the room
  * upsert: only moved forward, by (bump_ts, bump_nid). Its members' keys
- * follow in the upsert's statement trigger (020_ingest.sql).
+ * follow in the upsert's statement trigger (022_ingest.sql).
  */
 #define ROOMS_BUMP_FWD(col)                                                    \
 	"CASE WHEN (syncv3_rooms.bump_ts, syncv3_rooms.bump_nid) < "           \

@@ -823,7 +823,7 @@ write_state(struct rctx *rc)
  * message that changed it, at the room's highest new position. It also
  * carries the group's newest bump event (0 if none; a bump is a new
  * event, so its room is changed): the rows of the room's members follow
- * in the same statement (020_ingest.sql), and a new member row written
+ * in the same statement (022_ingest.sql), and a new member row written
  * after it (write_user_rooms) reads the room's key as it now is.
  */
 static int

@@ -1,4 +1,4 @@
--- 020_ingest: the sort keys of every member's syncv3_user_rooms row
+-- 022_ingest: the sort keys of every member's syncv3_user_rooms row
 -- (rl_ts of 012_sortkeys.sql, ss_bump_ts/ss_bump_nid of 006 and 016),
 -- written once per batch and only where they change (issue #13, ingest).
 --
