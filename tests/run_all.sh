@@ -73,7 +73,8 @@ grep -E 'Test +#' "$T/ctest-it.log"
 count $((c_total - c_fail)) "$c_fail"
 # Leak reports from daemons killed on purpose are noise here; ASan still
 # aborts on memory errors.
-ASAN_OPTIONS=detect_leaks=0 BIN=$BUILD/bin "$ROOT/tests/integration/run.sh" | tee "$T/it.log"
+# two at a time (run.sh: the timing-sensitive ones alone, at the end)
+ASAN_OPTIONS=detect_leaks=0 IT_JOBS=${IT_JOBS:-2} BIN=$BUILD/bin "$ROOT/tests/integration/run.sh" | tee "$T/it.log"
 i_pass=$(grep -Eo 'integration: [0-9]+ passed' "$T/it.log" | grep -Eo '[0-9]+' || echo 0)
 i_fail=$(grep -Eo 'integration: [0-9]+ passed, [0-9]+ failed' "$T/it.log" | grep -Eo '[0-9]+ failed' | grep -Eo '[0-9]+' || echo 1)
 count "$i_pass" "$i_fail"

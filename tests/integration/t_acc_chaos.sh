@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # The accumulator is killed with SIGKILL at random moments, in the middle
 # of batches, while the real poller delivers to-device messages and room
 # events: after restarts nothing is lost and nothing is stored twice, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # t_acc_standby (issue #15, item 2): two accumulators, one poller, one api
 # that name both (SYNCV3_INGEST/SYNCV3_NOTICES lists). The standby binds
 # nothing while it waits. Under a steady flow of room and to-device

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # SIGTERM while the accumulator is still starting (docker stop right after
 # a restart): it must exit 0 with its "exiting" line, not die by the
 # signal's default action. A psql session holds the schema migration lock,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # t_api_replica (issue #15, item 3): an api with SYNCV3_DB_READ on a real
 # streaming replica of the test's primary (pg_basebackup -R, both on
 # loopback unix sockets). Its to_device and room_member reads are served

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # Typing before the commit (issue #13, item 2; docs/DESIGN.md contract 3,
 # the exception for typing): while a psql session holds a lock the
 # accumulator's batch needs (syncv3_typing), a long-polling client still

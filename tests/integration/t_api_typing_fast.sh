@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # The typing fast path (issue #13, item 2): a long-poll woken by a typing
 # change is answered from the notice (the api's typing table,
 # api/ephemeral.c) with no Postgres statement on its path (/health

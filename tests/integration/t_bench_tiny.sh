@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # The whole benchmark (tests/bench/run.sh) at its --tiny size, so it never
 # rots, and tests/bench/compare.sh on its result. Asserts only that every
 # figure is in the JSON and is a number, and how compare.sh reads them;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # t_chaos (issue #15): every daemon is SIGKILLed and restarted under load,
 # and Postgres crashes and restarts, while clients watch from outside.
 # Two pollers and two apis run against the simulated homeserver; four

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # The docker files, as far as a machine without a Docker engine can check
 # them: the compose file through `docker compose config` (or docker-compose)
 # with and without the metrics profile, the Prometheus config through

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # A large initial sync arriving slowly (issue #13): the poller validates
 # the body as it arrives, so no step holds its loop near the liveness
 # deadline. The takeover deadline is the shortest allowed (400 ms: a

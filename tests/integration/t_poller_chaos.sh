@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # t_poller_chaos: nothing is lost (contract 1). While to-device messages
 # and room events flow upstream, the poller is killed with SIGKILL at
 # random moments and restarted; every message must reach Postgres exactly

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # t_poller_takeover: stable poller ids and fast takeover (issue #15).
 #  a) SIGKILL a poller and restart it under the same id: its devices are
 #     polled again within about SYNCV3_TAKEOVER_MS (1.2 s), not a lease

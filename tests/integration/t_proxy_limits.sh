@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # Pass-through failures and limits (issue #12): an upstream that resets
 # gives 502 M_UNKNOWN, one that stalls before answering 504 M_UNKNOWN
 # after SYNCV3_PROXY_HEADER_TIMEOUT_MS, one that stops mid-body a cut

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # Pass-through of large bodies (issue #12): a 100 MB download streams
 # through the api while the client reads slowly, so the api's peak RSS
 # (VmHWM) grows by no more than its client buffer (SYNCV3_PROXY_BUFFER)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # Memory after a large initial sync (issue #13, item 6): the poller and the
 # accumulator give back most of what one large body cost them once it is
 # stored (glibc kept it: a freed large buffer raised the mmap threshold,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # The launcher with SYNCV3_ACCUMULATORS=2 (issue #15): two accumulator
 # services, each bound to its own entry of the SYNCV3_INGEST and
 # SYNCV3_NOTICES lists the pollers and the api connect to; one is the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # A session or sliding sync connection evicted while one of its requests
 # is under way (the per-device caps, SYNCV3_API_SESSIONS_PER_DEVICE and
 # SYNCV3_SS_CONNS_PER_DEVICE, delete the least recently used one; seen as
