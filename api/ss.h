@@ -444,10 +444,11 @@ struct ss_req {
 	 * (docs/DESIGN.md, "The first window first"): a round answers only
 	 * if each list's last row in range sorts at window_cut or later and
 	 * every subscribed room is stored, else is_window_short and the
-	 * request waits for the rest; window_more rooms of the rest count.
+	 * request waits for the rest; the rooms of the rest count (SS_MORE,
+	 * read in the list's own snapshot).
 	 */
 	bool is_window, is_window_short;
-	int64_t window_cut, window_more;
+	int64_t window_cut;
 	api_done_fn round_done; /* ss_rooms_run's completion */
 	void *round_arg;
 	/* waiting: the rooms of the last round's windows and subscriptions

@@ -380,7 +380,6 @@ device_cb(PGresult *res, void *arg)
 	    !PQgetisnull(res, 0, 3) && window_may_fit(s)) {
 		s->is_window = true;
 		s->window_cut = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-		s->window_more = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
 		round_start(s);
 		goto out;
 	}

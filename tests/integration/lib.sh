@@ -330,3 +330,30 @@ assert_error() {
 	assert_eq "$(last_status)" "$1" "$3: status"
 	assert_jq "$(cat "$T/last_body")" .errcode "\"$2\"" "$3: errcode"
 }
+
+# Two pollers of one device each, bob (B1) on "poller", alice (A1) on
+# "poller2", so one can lag behind the other (SIGSTOP); sets A B C and
+# the tokens bob and alice. A later device of a user is never polled: its
+# requests answer from what is stored once the api's initial wait (2 s
+# here) ends.
+start_two_pollers() {
+	export SYNCV3_MAX_DEVICES=1 SYNCV3_TAKEOVER_MS=600000 SYNCV3_API_INITIAL_WAIT_MS=2000
+	it_setup; start_simhs; start_accumulator; start_poller poller; start_api
+	A=@alice:localhost B=@bob:localhost C=@carol:localhost
+	bob=$(sim_login $B B1); v3 "$bob" "" '{}' 15000 >/dev/null
+	start_poller poller2
+	alice=$(sim_login $A A1); v3 "$alice" "" '{}' 15000 >/dev/null
+	[ "$(psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$B'")" = poller ] || fail "bob not on poller"
+	[ "$(psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$A'")" = poller2 ] || fail "alice not on poller2"
+}
+
+# typing_warm TOKEN ROOM: the first v3 request of a typing scenario reads
+# Postgres, the second fills the api's typing table with the user's
+# membership (api/ephemeral.c); prints the since to go on from.
+typing_warm() {
+	local out
+	out=$(v3 "$1" "" "{\"typing\":{\"room_id\":\"$2\"}}" 0)
+	assert_eq "$(last_status)" 200 "first request"
+	out=$(v3 "$1" "$(printf '%s' "$out" | jq -r .next_batch)" '{}' 0)
+	printf '%s' "$out" | jq -r .next_batch
+}

@@ -21,11 +21,7 @@ stored() { psql_q "SELECT user_ids FROM syncv3_typing WHERE room_id = '$room'" |
 
 # The first request reads Postgres, the second fills the typing table
 # with alice's membership (as in t_api_typing_fast.sh).
-out=$(v3 "$alice" "" "{\"typing\":{\"room_id\":\"$room\"}}" 0)
-assert_eq "$(last_status)" 200 "first request"
-s=$(printf '%s' "$out" | jq -r .next_batch)
-out=$(v3 "$alice" "$s" '{}' 0)
-s=$(printf '%s' "$out" | jq -r .next_batch)
+s=$(typing_warm "$alice" "$room") || fail "typing warm-up"
 
 # early LABEL USERS...: with the batch held behind the lock, a long-poll
 # is woken by a typing change with the new list before Postgres has it.

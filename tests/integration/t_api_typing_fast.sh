@@ -23,11 +23,7 @@ stored() { psql_q "SELECT user_ids FROM syncv3_typing WHERE room_id = '$room'" |
 
 # The first request waits for the initial sync and reads Postgres; the
 # second fills the table with alice's membership.
-out=$(v3 "$alice" "" "{\"typing\":{\"room_id\":\"$room\"}}" 0)
-assert_eq "$(last_status)" 200 "first request"
-s=$(printf '%s' "$out" | jq -r .next_batch)
-out=$(v3 "$alice" "$s" '{}' 0)
-s=$(printf '%s' "$out" | jq -r .next_batch)
+s=$(typing_warm "$alice" "$room") || fail "typing warm-up"
 
 # wake LABEL USERS...: a long-poll, then a typing change; no statement
 # between the request waiting and its answer.

@@ -9,19 +9,8 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_ss.sh"
 
-export SYNCV3_MAX_DEVICES=1 SYNCV3_TAKEOVER_MS=600000
-# with one device per poller a later device of a user is never polled: its
-# requests answer from what is stored (the point here) once the api's
-# initial wait ends, which is 2 s rather than the default
-export SYNCV3_API_INITIAL_WAIT_MS=2000
-it_setup; start_simhs; start_accumulator; start_poller poller; start_api
-A=@alice:localhost B=@bob:localhost C=@carol:localhost
-bob=$(sim_login $B B1); v3 "$bob" "" '{}' 15000 >/dev/null
-start_poller poller2
-a1=$(sim_login $A A1); v3 "$a1" "" '{}' 15000 >/dev/null
-[ "$(psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$B'")" != \
-  "$(psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$A'")" ] ||
-	fail "alice and bob share a poller"
+start_two_pollers
+a1=$alice
 
 # ev_json EVENT_ID: the stored json of an event
 ev_json() { psql_q "SELECT json FROM syncv3_events WHERE event_id = '$1'"; }

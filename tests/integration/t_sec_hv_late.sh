@@ -12,18 +12,8 @@
 # and the timeline that lost it is limited with a prev_batch.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_ss.sh"
-export SYNCV3_MAX_DEVICES=1 SYNCV3_TAKEOVER_MS=600000 SYNCV3_API_SESSION_IDLE_SECS=600
-# with one device per poller a later device of a user is never polled: its
-# requests answer from what is stored (the point here) once the api's
-# initial wait ends, which is 2 s rather than the default
-export SYNCV3_API_INITIAL_WAIT_MS=2000
-it_setup; start_simhs; start_accumulator; start_poller poller; start_api
-A=@alice:localhost B=@bob:localhost C=@carol:localhost
-bob=$(sim_login $B B1); v3 "$bob" "" '{}' 15000 >/dev/null
-start_poller poller2
-alice=$(sim_login $A A1); v3 "$alice" "" '{}' 15000 >/dev/null
-[ "$(psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$B'")" = poller ] || fail "bob not on poller"
-[ "$(psql_q "SELECT owner FROM syncv3_leases WHERE user_id='$A'")" = poller2 ] || fail "alice not on poller2"
+export SYNCV3_API_SESSION_IDLE_SECS=600
+start_two_pollers
 stored() { [ "$(psql_q "SELECT count(*) FROM syncv3_events WHERE json LIKE '%\"$1\"%'")" -ge 1 ]; }
 msg() { sim "rooms/$r/send" "{\"sender\":\"$C\",\"type\":\"m.room.message\",\"content\":{\"body\":\"$1\"}}" >/dev/null; }
 r=$(sim rooms "{\"creator\":\"$B\",\"name\":\"hvj\"}" | jq -r .room_id)
