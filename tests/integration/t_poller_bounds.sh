@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# it: serial
 # t_poller_bounds: the poller's upstream bounds (issue #9).
 #  - every upstream /sync carries a timeout, the initial one too
 #  - an initial sync whose body stalls half way is abandoned within the
