@@ -223,13 +223,17 @@ typing_write(struct ext_job *j, PGresult *res, struct evbuffer *b)
 	member_open(b, "typing");
 	evbuffer_add_printf(b, "{\"rooms\":{");
 	for (int i = t.lo; i < t.hi; i++) {
+		/* The statement builds user_ids as a JSON array; never print a
+		 * NULL as "(null)" into the response if a row ever lacks it. */
+		const char *ids = col(&t, i, 2);
+
 		if (i > t.lo)
 			evbuffer_add(b, ",", 1);
 		jstr(b, col(&t, i, 1));
 		evbuffer_add_printf(b,
 		                    ":{\"type\":\"m.typing\",\"content\":{"
 		                    "\"user_ids\":%s}}",
-		                    col(&t, i, 2));
+		                    ids != NULL ? ids : "[]");
 	}
 	evbuffer_add_printf(b, "}}");
 	j->c->has_data |= t.hi > t.lo;
