@@ -5,6 +5,10 @@
 # user: each restart is one more upstream sync (of every room at 10,000
 # rooms), and they were served one after another. The new device is
 # synced by that one catch-up and answered with the account's rooms.
+# And its first request is woken once, by the device becoming synced: no
+# poll state of the new device goes through the accumulator ahead of its
+# first body (it took a transaction of its own there, and its notice
+# woke the held request for nothing).
 source "$(dirname "$0")/lib.sh"
 
 export SYNCV3_API_SESSION_IDLE_SECS=600
@@ -32,11 +36,16 @@ sleep 2 # past every sibling wait: A1, A2 and A3 may each be a witness
 before=0
 for t in "${toks[@]}"; do before=$((before + $(catchups "$t"))); done
 
+wakeups() { curl -sS "$API_URL/metrics" | awk '$1 == "syncv3_api_wakeups_total" { print $2 }'; }
+w0=$(wakeups)
 tokB=$(sim_login $U B1)
 out=$(v3 "$tokB" "" "$LIST" 0)
 assert_eq "$(last_status)" 200 "B answered"
 synced B1 || fail "B answered before it was synced"
 assert_jq "$out" '[.room_list.rooms[].room_id]|sort' "$(jq -cn --arg a "$r1" --arg b "$r2" '[$a,$b]|sort')" "B's rooms"
+assert_eq "$(($(wakeups) - w0))" 1 "B's first request woken"
+wait_for "[ \"\$(psql_q \"SELECT poll_state FROM syncv3_devices WHERE device_id='B1'\")\" = polling ]" 5 ||
+	fail "B1's poll state not written"
 sleep 0.5 # a second restarted sibling would have asked by now
 after=0
 for t in "${toks[@]}"; do after=$((after + $(catchups "$t"))); done
