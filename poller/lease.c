@@ -181,7 +181,17 @@ claim_row(struct poller *p, PGresult *r, int i)
 		device_cover_wait(d);
 	log_debug("device %s/%s: claimed, since \"%s\"%s", user_id, device_id,
 	          d->since, d->is_sibling_first ? ", sibling first" : "");
-	device_set_ps(d, DEV_STATE_POLLING, NULL);
+	if (d->is_sibling_first) {
+		/*
+		 * Its first body follows within milliseconds, and a poll
+		 * state sent ahead of it took a transaction of its own in
+		 * the accumulator first, on the new device's path (issue
+		 * #13). The next flush writes the same row.
+		 */
+		d->ps = DEV_STATE_POLLING;
+		device_mark_dirty(d);
+	} else
+		device_set_ps(d, DEV_STATE_POLLING, NULL);
 	device_start(d);
 }
 

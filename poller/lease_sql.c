@@ -216,11 +216,24 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
                                    " WHERE user_id = $1 AND device_id = $2"},
 };
 
-/* Runs one statement of the table on the lease connection. */
+/*
+ * Runs one statement of the table on the lease connection. A blocking
+ * query reads whatever the server sent before its result, NOTIFYs
+ * included (one that arrived during or just before it): libpq queues
+ * them and the socket is left empty, so the LISTEN event (lease.c,
+ * notify_cb) would not fire for them until something else arrived, and a
+ * catch-up or a new device waited for the next notice, the claim timer or
+ * the sibling's refill (issue #13: a new device answered after 1.3 s and
+ * after 45 s). notify_cb runs on the next round to take them.
+ */
 PGresult *
 lease_q(struct poller *p, enum lease_stmt_id id, int n,
         const char *const *params)
 {
-	return pg_query(p->pg, lease_stmts[id].name, lease_stmts[id].sql, n,
-	                params);
+	PGresult *r = pg_query(p->pg, lease_stmts[id].name, lease_stmts[id].sql,
+	                       n, params);
+
+	if (p->pg_ev != NULL)
+		event_active(p->pg_ev, EV_READ, 0);
+	return r;
 }
