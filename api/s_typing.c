@@ -52,7 +52,14 @@ typing_answer(struct sreq *r, const struct typing_place *w, const char *ids,
 		r->next.t = w->stored;
 		r->next.te = 0;
 	}
-	if (is_seen || w->pos > r->to)
+	/*
+	 * A row above the round is the next round's (its notice wakes it),
+	 * but a table list above it arrived while this read was in Postgres:
+	 * the round reads it as seen (typing_mark), so neither its notice,
+	 * already past, nor its commit, the same list, wakes the request
+	 * again. It is news: shown now, at its own position.
+	 */
+	if (is_seen || (!is_table && w->pos > r->to))
 		return;
 	if (is_table) {
 		r->next.t = w->pos;
@@ -90,13 +97,13 @@ typing_cb(PGresult *res, void *arg)
 	has_row = !PQgetisnull(res, 0, 0);
 	pos = has_row ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
 	eph_typing_fill(r->api, r->p.typing_room, r->user_id, q->mark, pos,
-	    has_row ? PQgetvalue(res, 0, 1) : "[]", is_member);
+	                has_row ? PQgetvalue(res, 0, 1) : "[]", is_member);
 	if (!is_member) {
 		r->err_status = 403;
 		r->err_code = "M_FORBIDDEN";
 		free(r->err_msg);
 		r->err_msg = xasprintf("typing: you are not in room %s",
-		    r->p.typing_room);
+		                       r->p.typing_room);
 		goto out;
 	}
 	/* a list sent before its commit is newer than the row */

@@ -285,6 +285,17 @@ lat_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	b->lat[b->nlat++] = (t - b->t_change) * 1000.0;
+	/* BENCH_SAMPLES=1: each sample on stderr, to find the slow ones */
+	if (getenv("BENCH_SAMPLES") != NULL) {
+		struct timespec wall;
+
+		clock_gettime(CLOCK_REALTIME, &wall);
+		fprintf(stderr,
+		        "bench_api: sample %d %.2f ms, answered at %lld.%03ld, "
+		        "next_batch %s\n",
+		        b->nlat, b->lat[b->nlat - 1], (long long)wall.tv_sec,
+		        wall.tv_nsec / 1000000, b->since_lat);
+	}
 	if (b->nlat < b->k) {
 		lat_round(b);
 		return;

@@ -15,7 +15,9 @@
 # to-device message to the client's device as the change (a long-poll on
 # to_device). Prints one JSON object with p50/p99 of each (to-device
 # under "to_device") and the api's statements per wake; asserts nothing.
-# -r 0 skips the second run.
+# -r 0 skips the second run. BENCH_SAMPLES=1 prints every sample (its
+# latency, when it was answered, the token) on stderr, to find the slow
+# ones (a lost wake shows as one long-poll timeout, 30 s).
 here=$(cd "$(dirname "$0")" && pwd)
 K=300 RATE=1000 CLIENTS=100
 while getopts k:r:K: o; do
