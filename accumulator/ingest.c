@@ -544,6 +544,25 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 }
 
 /*
+ * A batch that committed while the loop reads is answered before the
+ * next body is parsed: zmq_ev reads up to batch_max messages per turn,
+ * each normalised here, and its acks would otherwise wait for all of
+ * them (on a busy loop, longer than the commit took), and with them the
+ * pollers' next polls. Not once demoted: done_cb tells the owner.
+ */
+static void
+answer_done(struct ingest *in)
+{
+	bool is_due;
+
+	pthread_mutex_lock(&in->mu);
+	is_due = !TAILQ_EMPTY(&in->done) && !in->is_demoted;
+	pthread_mutex_unlock(&in->mu);
+	if (is_due)
+		done_cb(in->wake[0], EV_READ, in);
+}
+
+/*
  * One message from a poller. A sync body or a poll state is queued for
  * the store, borrowing from the message it came in, which the item owns
  * until it is done; anything else is answered with a nack so the poller
@@ -553,10 +572,12 @@ static void
 read_cb(void *sock, void *arg)
 {
 	struct ingest *in = arg;
-	struct item *it = xcalloc(1, sizeof(*it));
+	struct item *it;
 	struct proto_sync_raw raw;
 	int rc;
 
+	answer_done(in);
+	it = xcalloc(1, sizeof(*it));
 	if ((rc = proto_recv(sock, true, &it->msg)) != PROTO_OK) {
 		if (!(rc == PROTO_EIO && errno == EAGAIN)) {
 			in->bad_msgs++;
