@@ -192,6 +192,13 @@ if [ -n "$core" ]; then
 	pgset=$(bench_pg_settings)
 	pm=$(head -1 "$(psql_q "SHOW data_directory")/postmaster.pid")
 fi
+# pg_writes: Postgres's buffer writes so far (by backends, by the
+# checkpointer, by the background writer), as one JSON object
+pg_writes() {
+	psql_q "SELECT json_build_object('backend', buffers_backend,
+	    'checkpoint', buffers_checkpoint, 'clean', buffers_clean)
+	    FROM pg_stat_bgwriter"
+}
 pids() {
 	PIDS="accumulator=${IT_PIDS[accumulator]},poller=${IT_PIDS[poller]}"
 	PIDS="$PIDS,api=${IT_PIDS[api]},simhs=${IT_PIDS[simhs]},postgres=+$pm"
@@ -211,8 +218,17 @@ lg() {
 if [ -n "$core" ]; then
 	pids
 	lg first -z "$SIZES" -n "$REPEATS"
+	bgw0=$(pg_writes)
 	lg ingest -U "$USERS" -R "$ROOMS" -S "$SHARED" -M "$MEMBERS" -E "$EVENTS" \
 	    -T "$INGEST_SECS" -L "$T/accumulator.log"
+	# Buffers Postgres wrote during the firehose, by who wrote them: the
+	# writer's own backend writes when the tables outgrow shared_buffers
+	# and it must evict a dirty page to read the next (docs/POSTGRES.md)
+	if on ingest && bgw1=$(pg_writes); then
+		jq --argjson a "$bgw0" --argjson b "$bgw1" \
+		    '. + {pg_buffers_written: ($b | with_entries(.value -= $a[.key]))}' \
+		    "$T/r_ingest.json" >"$T/r_ingest.j" && mv "$T/r_ingest.j" "$T/r_ingest.json"
+	fi
 	lg e2e -K "$CLIENTS" -R "$ROOMS" -r "$RATE" -t "$SECS" -y "$TYPING" -x "$TODEV"
 	lg idle -K "$LONGPOLLS"
 fi
