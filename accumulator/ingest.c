@@ -673,14 +673,13 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	    "ingest: acks %llu nacks %llu events %llu bad events %llu "
 	    "bad bodies %llu batches %llu queued %zu ack latency avg %lldms "
 	    "p50 %lldms p95 %lldms p99 %lldms max %lldms n %llu; "
-	    "commits %llu bodies avg %.1f max %zu commit avg %.1fms "
+	    "commits %llu bodies %llu max %zu commit avg %.1fms "
 	    "max %lldms of which COMMIT avg %.1fms",
 	    in->acked, in->nacked, s.events, s.bad_events, s.bad_bodies,
 	    s.batches, in->ninflight,
 	    in->lat_n ? in->lat_sum_ms / (long long)in->lat_n : 0,
 	    lat_pct(in, 0.50), lat_pct(in, 0.95), lat_pct(in, 0.99),
-	    in->lat_max_ms, in->lat_n, nb,
-	    nb ? (double)nbodies / (double)nb : 0.0, bmax,
+	    in->lat_max_ms, in->lat_n, nb, nbodies, bmax,
 	    nb ? (double)cms / (double)nb : 0.0, cmax,
 	    nb ? (double)dus / 1000.0 / (double)nb : 0.0);
 	memset(in->lat_hist, 0, LAT_NBUCKETS * sizeof(*in->lat_hist));

@@ -685,7 +685,7 @@ acc_latency(const char *path, long off)
 		return o;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		long long v[6], nc = 0, bm = 0, cm = 0;
+		long long v[6], nc = 0, nbd = 0, bm = 0, cm = 0;
 		double ba = 0, ca = 0, da = 0;
 		const char *s = strstr(line, "ack latency avg ");
 		const char *cs = strstr(line, "; commits ");
@@ -708,9 +708,10 @@ acc_latency(const char *path, long off)
 		/* an older accumulator's line has no commit figures */
 		if (cs != NULL &&
 		    sscanf(cs,
-		           "; commits %lld bodies avg %lf max %lld commit avg "
+		           "; commits %lld bodies %lld max %lld commit avg "
 		           "%lfms max %lldms of which COMMIT avg %lfms",
-		           &nc, &ba, &bm, &ca, &cm, &da) == 6) {
+		           &nc, &nbd, &bm, &ca, &cm, &da) == 6) {
+			ba = nc ? (double)nbd / (double)nc : 0;
 			json_object_object_add(iv, "commits",
 			                       json_object_new_int64(nc));
 			json_object_object_add(iv, "bodies_per_commit_avg",
@@ -724,7 +725,7 @@ acc_latency(const char *path, long off)
 			json_object_object_add(iv, "durable_ms_avg",
 			                       json_object_new_double(da));
 			commits += nc;
-			bodies += ba * (double)nc;
+			bodies += (double)nbd;
 			cms += ca * (double)nc;
 			dms += da * (double)nc;
 			cmax = cm > cmax ? cm : cmax;

@@ -18,10 +18,10 @@ start_accumulator
 
 # commits and bodies over the stats lines so far: "<commits> <bodies>"
 commit_sums() {
-	grep -o 'commits [0-9]* bodies avg [0-9.]* max [0-9]*' \
+	grep -o 'commits [0-9]* bodies [0-9]* max [0-9]*' \
 	    "$T/accumulator.log" |
-	    awk '{ c += $2; b += $2 * $5; if ($7 > m) m = $7 }
-	        END { printf "%d %.0f %d\n", c, b, m }'
+	    awk '{ c += $2; b += $4; if ($6 > m) m = $6 }
+	        END { printf "%d %d %d\n", c, b, m }'
 }
 # acks so far, from the last stats line
 acks() {
