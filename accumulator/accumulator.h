@@ -234,6 +234,7 @@ struct store_stats {
 	unsigned long long bad_bodies;
 	unsigned long long pg_errors; /* statements Postgres failed */
 	unsigned long long covered;   /* sibling-first devices synced */
+	long long commit_us;          /* waited in COMMIT, in all batches */
 };
 
 /* A standby's store: connected and migrated, not the writer. */

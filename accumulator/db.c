@@ -14,6 +14,7 @@
 #include "pg.h"
 #include "pg_lit.h"
 #include "store_int.h"
+#include "util.h"
 
 /* Distinct from pg.c's migration lock ("syncv3" in hex). */
 #define WRITER_LOCK_KEY "7370796e63763301"
@@ -493,11 +494,14 @@ db_take_writer(struct store *st)
 int
 db_commit(struct store *st)
 {
+	long long t0 = now_us();
 	PGresult *r =
 	    PQexec(st->c, "COMMIT; SELECT (pg_current_wal_insert_lsn()"
 	                  " - '0/0')::bigint");
 	int rc = -1;
 
+	/* the durability wait alone, beside the batch's statements */
+	st->stats.commit_us += now_us() - t0;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
 		st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		rc = 0;

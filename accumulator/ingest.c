@@ -100,6 +100,11 @@ struct ingest {
 	bool is_demoted;          /* the store is no longer the writer */
 	struct store_stats stats; /* the store's, after its last batch */
 	struct metric_hist batch_size, commit_secs; /* of every batch */
+	/* since the last stats line: what sizes the batches took and how
+	 * long their commits were, beside the ack latency they cause */
+	unsigned long long iv_batches, iv_bodies;
+	long long iv_commit_ms, iv_commit_max_ms, iv_durable_us;
+	size_t iv_batch_max;
 };
 
 /* Batches hold at most SYNCV3_ACC_BATCH_MAX (default 64) messages. */
@@ -222,7 +227,7 @@ worker_batch(struct ingest *in, struct item_q *b)
 {
 	struct item *it;
 	bool committed;
-	long long t0 = now_ms();
+	long long t0 = now_ms(), ms, us0 = store_stats(in->st)->commit_us;
 	size_t n = 0;
 
 	while (store_batch_begin(in->st) == -1) {
@@ -240,13 +245,21 @@ worker_batch(struct ingest *in, struct item_q *b)
 		it->lsn = store_lsn(in->st);
 		n++;
 	}
-	/* read by the loop's ingest_counts, hence the lock */
+	ms = now_ms() - t0;
+	/* read by the loop's ingest_counts and stats_cb, hence the lock */
 	pthread_mutex_lock(&in->mu);
 	metric_hist_observe(&in->batch_size, ingest_batch_le, ingest_batch_nle,
 	                    (double)n);
 	metric_hist_observe(&in->commit_secs, ingest_commit_le,
-	                    ingest_commit_nle,
-	                    (double)(now_ms() - t0) / 1000.0);
+	                    ingest_commit_nle, (double)ms / 1000.0);
+	in->iv_batches++;
+	in->iv_bodies += n;
+	in->iv_commit_ms += ms;
+	in->iv_durable_us += store_stats(in->st)->commit_us - us0;
+	if (ms > in->iv_commit_max_ms)
+		in->iv_commit_max_ms = ms;
+	if (n > in->iv_batch_max)
+		in->iv_batch_max = n;
 	pthread_mutex_unlock(&in->mu);
 	log_debug("ingest: batch %s at position %" PRId64,
 	          committed ? "committed" : "failed", store_pos(in->st));
@@ -548,6 +561,25 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 }
 
 /*
+ * A batch that committed while the loop reads is answered before the
+ * next body is parsed: zmq_ev reads up to batch_max messages per turn,
+ * each normalised here, and its acks would otherwise wait for all of
+ * them (on a busy loop, longer than the commit took), and with them the
+ * pollers' next polls. Not once demoted: done_cb tells the owner.
+ */
+static void
+answer_done(struct ingest *in)
+{
+	bool is_due;
+
+	pthread_mutex_lock(&in->mu);
+	is_due = !TAILQ_EMPTY(&in->done) && !in->is_demoted;
+	pthread_mutex_unlock(&in->mu);
+	if (is_due)
+		done_cb(in->wake[0], EV_READ, in);
+}
+
+/*
  * One message from a poller. A sync body or a poll state is queued for
  * the store, borrowing from the message it came in, which the item owns
  * until it is done; anything else is answered with a nack so the poller
@@ -557,10 +589,12 @@ static void
 read_cb(void *sock, void *arg)
 {
 	struct ingest *in = arg;
-	struct item *it = xcalloc(1, sizeof(*it));
+	struct item *it;
 	struct proto_sync_raw raw;
 	int rc;
 
+	answer_done(in);
+	it = xcalloc(1, sizeof(*it));
 	if ((rc = proto_recv(sock, true, &it->msg)) != PROTO_OK) {
 		if (!(rc == PROTO_EIO && errno == EAGAIN)) {
 			in->bad_msgs++;
@@ -631,6 +665,9 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ingest *in = arg;
 	struct store_stats s;
+	unsigned long long nb, nbodies;
+	long long cms, cmax, dus;
+	size_t bmax;
 
 	(void)fd;
 	(void)what;
@@ -639,16 +676,29 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	pthread_mutex_lock(&in->mu);
 	s = in->stats;
+	nb = in->iv_batches;
+	nbodies = in->iv_bodies;
+	cms = in->iv_commit_ms;
+	cmax = in->iv_commit_max_ms;
+	dus = in->iv_durable_us;
+	bmax = in->iv_batch_max;
+	in->iv_batches = in->iv_bodies = 0;
+	in->iv_commit_ms = in->iv_commit_max_ms = in->iv_durable_us = 0;
+	in->iv_batch_max = 0;
 	pthread_mutex_unlock(&in->mu);
 	log_info(
 	    "ingest: acks %llu nacks %llu events %llu bad events %llu "
 	    "bad bodies %llu batches %llu queued %zu ack latency avg %lldms "
-	    "p50 %lldms p95 %lldms p99 %lldms max %lldms n %llu",
+	    "p50 %lldms p95 %lldms p99 %lldms max %lldms n %llu; "
+	    "commits %llu bodies %llu max %zu commit avg %.1fms "
+	    "max %lldms of which COMMIT avg %.1fms",
 	    in->acked, in->nacked, s.events, s.bad_events, s.bad_bodies,
 	    s.batches, in->ninflight,
 	    in->lat_n ? in->lat_sum_ms / (long long)in->lat_n : 0,
 	    lat_pct(in, 0.50), lat_pct(in, 0.95), lat_pct(in, 0.99),
-	    in->lat_max_ms, in->lat_n);
+	    in->lat_max_ms, in->lat_n, nb, nbodies, bmax,
+	    nb ? (double)cms / (double)nb : 0.0, cmax,
+	    nb ? (double)dus / 1000.0 / (double)nb : 0.0);
 	memset(in->lat_hist, 0, LAT_NBUCKETS * sizeof(*in->lat_hist));
 	in->lat_sum_ms = in->lat_max_ms = 0;
 	in->lat_n = 0;

@@ -6,7 +6,8 @@
  * stdout. One scenario per run:
  *
  *   ingest   users x rooms (plus shared rooms) in long-poll, then a burst
- *            of events upstream; committed rows/s and CPU per daemon
+ *            of events upstream, or with -T a firehose of such bursts for
+ *            that long; committed rows/s over time, ack latency, CPU
  *   e2e      K clients long-polling room_list, events at a steady rate;
  *            latency from send accepted upstream to response received
  *   first    first response of new sessions for accounts of N rooms
@@ -65,6 +66,7 @@ struct lg {
 	/* options */
 	int users, rooms, shared, members, events, clients, secs, repeats;
 	int devices, conns;
+	int ingest_secs; /* ingest: firehose length (0: one burst) */
 	double rate, typing_rate, td_rate;
 	const char *sizes, *prefix;
 	const char *acc_log; /* the accumulator's log, for ack latency */
@@ -552,27 +554,40 @@ cpu_json(struct lg *lg, double events)
 
 /*
  * The events rate of each whole second from cum[m] (committed events at
- * the end of each second), as a series and its min/median/max: steps
- * down, such as a checkpoint's, show there and not in the mean.
+ * the end of each second), as a series, and the min/median/max of
+ * seconds [from, to) of it (the firehose's steady part, without its
+ * first second and the drain after the sends): steps down, such as a
+ * checkpoint's, show there and not in the mean.
  */
 static void
-add_rate_series(struct json_object *o, const long long *cum, size_t m)
+add_rate_series(struct json_object *o, const long long *cum, size_t m,
+                size_t from, size_t to)
 {
 	struct json_object *a = json_object_new_array();
 	double *v = xcalloc(m + 1, sizeof(*v));
+	size_t k = 0;
 
+	if (to > m)
+		to = m;
+	if (from >= to) /* too short for a steady part: every second */
+		from = 0, to = m;
 	for (size_t i = 0; i < m; i++) {
-		v[i] = (double)(cum[i] - (i ? cum[i - 1] : 0));
-		json_object_array_add(a, json_object_new_int64((int64_t)v[i]));
+		double r = (double)(cum[i] - (i ? cum[i - 1] : 0));
+
+		json_object_array_add(a, json_object_new_int64((int64_t)r));
+		if (i >= from && i < to)
+			v[k++] = r;
 	}
-	qsort(v, m, sizeof(*v), cmp_dbl);
+	qsort(v, k, sizeof(*v), cmp_dbl);
 	json_object_object_add(o, "events_per_s_series", a);
+	json_object_object_add(o, "steady_seconds",
+	                       json_object_new_int64((int64_t)k));
 	json_object_object_add(o, "events_per_s_min",
-	    m ? json_object_new_double(v[0]) : NULL);
+	                       k ? json_object_new_double(v[0]) : NULL);
 	json_object_object_add(o, "events_per_s_median",
-	    m ? json_object_new_double(v[m / 2]) : NULL);
+	                       k ? json_object_new_double(v[k / 2]) : NULL);
 	json_object_object_add(o, "events_per_s_max",
-	    m ? json_object_new_double(v[m - 1]) : NULL);
+	                       k ? json_object_new_double(v[k - 1]) : NULL);
 	free(v);
 }
 
@@ -630,13 +645,25 @@ file_size(const char *path)
 	return n;
 }
 
+/* The median of v[n] (sorted here), null when n is 0. */
+static struct json_object *
+median_json(double *v, size_t n)
+{
+	if (n == 0)
+		return NULL;
+	qsort(v, n, sizeof(*v), cmp_dbl);
+	return json_object_new_double(v[n / 2]);
+}
+
 /*
  * Ack latency as the accumulator saw it (receipt to ack, so the wait in
  * its queue and the commit), from the stats lines it wrote after offset
  * off of its log: one object per interval (SYNCV3_ACC_STATS_SECS, 1 s
- * under run.sh) and, over the run, the median of the intervals' p50, the
- * worst interval's p95 and p99 and the largest max. Intervals' quantiles
- * do not add up to the run's exactly, hence the names.
+ * under run.sh) with its commits (how many bodies each took, how long
+ * each took) and, over the run, the median of the intervals' p50, p95
+ * and p99, the worst interval's p95 and p99, the largest max, and the
+ * bodies per commit and commit time over all intervals. Intervals'
+ * quantiles do not add up to the run's exactly, hence the names.
  */
 static struct json_object *
 acc_latency(const char *path, long off)
@@ -645,9 +672,11 @@ acc_latency(const char *path, long off)
 	                   *a = json_object_new_array();
 	FILE *f = fopen(path, "r");
 	char line[1024];
-	double *p50 = NULL;
+	double *p50 = NULL, *p95 = NULL, *p99 = NULL;
 	size_t n = 0;
-	long long w95 = -1, w99 = -1, mx = -1, acks = 0;
+	long long w95 = -1, w99 = -1, mx = -1, acks = 0, commits = 0;
+	long long cmax = -1;
+	double bodies = 0, cms = 0, dms = 0;
 
 	if (f == NULL || fseek(f, off, SEEK_SET) != 0) {
 		if (f != NULL)
@@ -656,8 +685,10 @@ acc_latency(const char *path, long off)
 		return o;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		long long v[6];
+		long long v[6], nc = 0, nbd = 0, bm = 0, cm = 0;
+		double ba = 0, ca = 0, da = 0;
 		const char *s = strstr(line, "ack latency avg ");
+		const char *cs = strstr(line, "; commits ");
 		if (s == NULL ||
 		    sscanf(s,
 		           "ack latency avg %lldms p50 %lldms "
@@ -674,28 +705,106 @@ acc_latency(const char *path, long off)
 		json_object_object_add(iv, "max_ms",
 		                       json_object_new_int64(v[4]));
 		json_object_object_add(iv, "acks", json_object_new_int64(v[5]));
+		/* an older accumulator's line has no commit figures */
+		if (cs != NULL &&
+		    sscanf(cs,
+		           "; commits %lld bodies %lld max %lld commit avg "
+		           "%lfms max %lldms of which COMMIT avg %lfms",
+		           &nc, &nbd, &bm, &ca, &cm, &da) == 6) {
+			ba = nc ? (double)nbd / (double)nc : 0;
+			json_object_object_add(iv, "commits",
+			                       json_object_new_int64(nc));
+			json_object_object_add(iv, "bodies_per_commit_avg",
+			                       json_object_new_double(ba));
+			json_object_object_add(iv, "bodies_per_commit_max",
+			                       json_object_new_int64(bm));
+			json_object_object_add(iv, "commit_ms_avg",
+			                       json_object_new_double(ca));
+			json_object_object_add(iv, "commit_ms_max",
+			                       json_object_new_int64(cm));
+			json_object_object_add(iv, "durable_ms_avg",
+			                       json_object_new_double(da));
+			commits += nc;
+			bodies += (double)nbd;
+			cms += ca * (double)nc;
+			dms += da * (double)nc;
+			cmax = cm > cmax ? cm : cmax;
+		}
 		json_object_array_add(a, iv);
 		p50 = xrealloc(p50, (n + 1) * sizeof(*p50));
-		p50[n++] = (double)v[1];
+		p95 = xrealloc(p95, (n + 1) * sizeof(*p95));
+		p99 = xrealloc(p99, (n + 1) * sizeof(*p99));
+		p50[n] = (double)v[1];
+		p95[n] = (double)v[2];
+		p99[n++] = (double)v[3];
 		w95 = v[2] > w95 ? v[2] : w95;
 		w99 = v[3] > w99 ? v[3] : w99;
 		mx = v[4] > mx ? v[4] : mx;
 		acks += v[5];
 	}
 	fclose(f);
-	qsort(p50, n, sizeof(*p50), cmp_dbl);
 	/* null without a stats line (an accumulator that logs none) */
 	json_object_object_add(o, "p50_ms_median_interval",
-	    n ? json_object_new_double(p50[n / 2]) : NULL);
+	                       median_json(p50, n));
+	json_object_object_add(o, "p95_ms_median_interval",
+	                       median_json(p95, n));
+	json_object_object_add(o, "p99_ms_median_interval",
+	                       median_json(p99, n));
 	json_object_object_add(o, "p95_ms_worst_interval",
 	    n ? json_object_new_int64(w95) : NULL);
 	json_object_object_add(o, "p99_ms_worst_interval",
 	    n ? json_object_new_int64(w99) : NULL);
 	json_object_object_add(o, "max_ms", n ? json_object_new_int64(mx) : NULL);
 	json_object_object_add(o, "acks", json_object_new_int64(acks));
+	json_object_object_add(o, "commits", json_object_new_int64(commits));
+	json_object_object_add(
+	    o, "bodies_per_commit_avg",
+	    commits ? json_object_new_double(bodies / (double)commits) : NULL);
+	json_object_object_add(
+	    o, "commit_ms_avg",
+	    commits ? json_object_new_double(cms / (double)commits) : NULL);
+	json_object_object_add(o, "commit_ms_max",
+	                       commits ? json_object_new_int64(cmax) : NULL);
+	/* of commit_ms, the wait in COMMIT itself (WAL flushed) */
+	json_object_object_add(
+	    o, "durable_ms_avg",
+	    commits ? json_object_new_double(dms / (double)commits) : NULL);
 	json_object_object_add(o, "intervals", a);
 	free(p50);
+	free(p95);
+	free(p99);
 	return o;
+}
+
+/*
+ * The timeline events committed since the start, counted from the rows
+ * past the last probe's largest nid only: one writer commits nids in
+ * order, so the probe stays cheap however many rows a long firehose
+ * has written (a count from the start grew with the run and took
+ * Postgres's CPU from what it measured).
+ */
+struct ingest_count {
+	char nid[32];
+	long long n;
+};
+
+static long long
+ingest_sample(struct lg *lg, struct ingest_count *ic, double t0,
+              struct sample **smp, size_t *nsmp)
+{
+	const char *q =
+	    "SELECT count(*) FILTER (WHERE is_timeline), "
+	    "coalesce(max(nid), $1::bigint) FROM syncv3_events WHERE nid > $1";
+	const char *arg = ic->nid;
+	PGresult *r = PQexecParams(lg->pg, q, 1, NULL, &arg, NULL, NULL, 0);
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		fatalx("%s: %s", q, PQerrorMessage(lg->pg));
+	ic->n += strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	snprintf(ic->nid, sizeof(ic->nid), "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+	sample_add(smp, nsmp, now_s() - t0, ic->n);
+	return ic->n;
 }
 
 static struct json_object *
@@ -705,14 +814,11 @@ sc_ingest(struct lg *lg)
 	struct user *u;
 	int nrooms, nshared = lg->shared;
 	char **room_ids, **senders, path[256], body[256];
-	long long c0, c, last = -1, expect;
-	double t0, tlast, tsend, setup;
+	long long c, last = -1, expect, sent = 0, per_round;
+	double t0, tlast, tsend, setup, tw, held = 0;
 	int64_t w0 = sim_waiters(lg);
-	/* counts only rows past the start (a PK range), so the probe itself
-	 * stays cheap next to what it measures */
-	const char *q = "SELECT count(*) FROM syncv3_events WHERE nid > $1 "
-	    "AND is_timeline";
-	char nid0[32];
+	struct ingest_count cnt = {0};
+	int round = 0;
 	struct sample *smp = NULL;
 	long long *cum;
 	size_t nsmp = 0, ncum;
@@ -754,31 +860,53 @@ sc_ingest(struct lg *lg)
 	log_info("ingest: %d devices polling after %.1fs", lg->users, setup);
 	run_for(lg, 1.0);
 
-	snprintf(nid0, sizeof(nid0), "%lld", pg_count(lg, "SELECT "
-	    "coalesce(max(nid), 0) FROM syncv3_events", NULL));
-	c0 = 0;
-	expect = (long long)(nrooms + nshared) * lg->events;
+	snprintf(cnt.nid, sizeof(cnt.nid), "%lld",
+	         pg_count(lg,
+	                  "SELECT "
+	                  "coalesce(max(nid), 0) FROM syncv3_events",
+	                  NULL));
+	per_round = (long long)(nrooms + nshared) * lg->events;
 	cpu_snap(lg, false);
 	log_off = file_size(lg->acc_log);
 	t0 = tlast = now_s();
 	sample_add(&smp, &nsmp, 0, 0);
-	for (int i = 0; i < nrooms + nshared; i++) {
-		char *b = batch_body(senders[i], lg->events, (long)i * 1000);
+	/*
+	 * Rounds of one batch per room until ingest_secs have passed (one
+	 * round without -T). Bounded: the sends stay at most a round ahead
+	 * of what is committed, so upstream's backlog, and each device's
+	 * next body, stays the size of a round's share however slow the
+	 * stack is, and no room passes the poller's timeline limit.
+	 */
+	do {
+		for (int i = 0; i < nrooms + nshared; i++) {
+			char *b = batch_body(
+			    senders[i], lg->events,
+			    ((long)round * (nrooms + nshared) + i) * 1000);
 
-		snprintf(path, sizeof(path), "rooms/%s/send_batch", room_ids[i]);
-		sim_post(lg, path, b, ignore_cb, "send_batch", 0);
-		free(b);
-		wait_pending(lg, 2 * SIM_POOL);
-		/* commits begin while the sends go on */
-		if (now_s() - t0 - smp[nsmp - 1].el >= 0.2)
-			sample_add(&smp, &nsmp, now_s() - t0,
-			    pg_count(lg, q, nid0) - c0);
-	}
+			snprintf(path, sizeof(path), "rooms/%s/send_batch",
+			         room_ids[i]);
+			sim_post(lg, path, b, ignore_cb, "send_batch", 0);
+			free(b);
+			sent += lg->events;
+			wait_pending(lg, 2 * SIM_POOL);
+			/* commits begin while the sends go on */
+			if (now_s() - t0 - smp[nsmp - 1].el >= 0.2)
+				ingest_sample(lg, &cnt, t0, &smp, &nsmp);
+			tw = now_s();
+			while (lg->ingest_secs > 0 &&
+			       sent - smp[nsmp - 1].c > per_round) {
+				run_for(lg, 0.05);
+				ingest_sample(lg, &cnt, t0, &smp, &nsmp);
+			}
+			held += now_s() - tw;
+		}
+		round++;
+	} while (now_s() - t0 < lg->ingest_secs);
 	wait_pending(lg, 0);
 	tsend = now_s() - t0;
+	expect = sent;
 	for (;;) {
-		c = pg_count(lg, q, nid0) - c0;
-		sample_add(&smp, &nsmp, now_s() - t0, c);
+		c = ingest_sample(lg, &cnt, t0, &smp, &nsmp);
 		if (c != last) {
 			tlast = now_s();
 			cpu_snap(lg, true);
@@ -788,15 +916,21 @@ sc_ingest(struct lg *lg)
 			break;
 		run_for(lg, 0.1);
 	}
-	log_info("ingest: %lld/%lld events in %.2fs (upstream send %.2fs)",
-	    last, expect, tlast - t0, tsend);
+	log_info("ingest: %lld/%lld events in %.2fs (upstream send %.2fs, "
+	         "%d rounds)",
+	         last, expect, tlast - t0, tsend, round);
 	json_object_object_add(o, "devices", json_object_new_int(lg->users));
 	json_object_object_add(o, "rooms", json_object_new_int(nrooms + nshared));
 	json_object_object_add(o, "shared_rooms", json_object_new_int(nshared));
+	json_object_object_add(o, "rounds", json_object_new_int(round));
 	json_object_object_add(o, "events_sent", json_object_new_int64(expect));
 	json_object_object_add(o, "events_committed", json_object_new_int64(last));
 	json_object_object_add(o, "secs", json_object_new_double(tlast - t0));
 	json_object_object_add(o, "upstream_send_secs", json_object_new_double(tsend));
+	/* of those, the sends held for commits to catch up: near all of
+	 * them, the stack is what bounds the rate; near none, the sender */
+	json_object_object_add(o, "upstream_held_secs",
+	                       json_object_new_double(held));
 	json_object_object_add(o, "events_per_s",
 	    json_object_new_double((double)last / (tlast - t0)));
 	json_object_object_add(o, "cpu_s_per_1000_events",
@@ -808,7 +942,8 @@ sc_ingest(struct lg *lg)
 		cum[0] = tlast > t0 ? (long long)((double)last / (tlast - t0)) : 0;
 		ncum = 1;
 	}
-	add_rate_series(o, cum, ncum);
+	/* steady: from the second second to the last whole one of sends */
+	add_rate_series(o, cum, ncum, 1, (size_t)tsend);
 	free(cum);
 	free(smp);
 	if (lg->acc_log != NULL && log_off >= 0) {
@@ -1236,14 +1371,15 @@ static void usage(void) __attribute__((noreturn));
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: syncv3-loadgen ingest|e2e|first|idle|devices "
-	    "-s simhs_url [-a api_url] [-d conninfo] [-P name=pid[,...]]\n"
-	    "  ingest: -U users -R rooms -S shared -M members -E events "
-	    "[-L accumulator_log]\n"
-	    "  e2e:    -K clients -R rooms -r rate -t secs -y typing/s "
-	    "-x to_device/s\n"
-	    "  first:  -z sizes (100,1000,10000) -n repeats\n"
-	    "  idle:   -K long-polls      devices: -D devices\n");
+	fprintf(stderr,
+	        "usage: syncv3-loadgen ingest|e2e|first|idle|devices "
+	        "-s simhs_url [-a api_url] [-d conninfo] [-P name=pid[,...]]\n"
+	        "  ingest: -U users -R rooms -S shared -M members -E events "
+	        "[-L accumulator_log] [-T firehose_secs]\n"
+	        "  e2e:    -K clients -R rooms -r rate -t secs -y typing/s "
+	        "-x to_device/s\n"
+	        "  first:  -z sizes (100,1000,10000) -n repeats\n"
+	        "  idle:   -K long-polls      devices: -D devices\n");
 	exit(2);
 }
 
@@ -1283,7 +1419,8 @@ main(int argc, char *argv[])
 		usage();
 	cmd = argv[1];
 	argc--, argv++;
-	while ((ch = getopt(argc, argv, "s:a:d:P:U:R:S:M:E:K:r:t:y:x:z:n:D:L:")) != -1) {
+	while ((ch = getopt(argc, argv,
+	                    "s:a:d:P:U:R:S:M:E:K:r:t:y:x:z:n:D:L:T:")) != -1) {
 		switch (ch) {
 		case 's': sim = optarg; break;
 		case 'a': api = optarg; break;
@@ -1303,6 +1440,9 @@ main(int argc, char *argv[])
 		case 'n': lg.repeats = atoi(optarg); break;
 		case 'D': lg.devices = atoi(optarg); break;
 		case 'L': lg.acc_log = optarg; break;
+		case 'T':
+			lg.ingest_secs = atoi(optarg);
+			break;
 		default: usage();
 		}
 	}

@@ -18,7 +18,7 @@
 #          [--devices N] [--cold-sizes 1000,10000] [--latency-samples N]
 #          [--rss-rooms N] [--rss-logins N] [--ss-rooms N]
 #          [--ss-samples N] [--ss-login-sizes 1000,10000] [--ss-idle N]
-#          [--parallel | --serial]
+#          [--ingest-secs N] [--parallel | --serial]
 # sections (--skip/--only): first ingest e2e idle devices (loadgen, one
 # stack) cold typing rss ss ss_e2e ss_login (one stack each, in turn;
 # --parallel, implied by --tiny: all at once, for a quick check only).
@@ -27,6 +27,9 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 OUT=bench-results.json
 USERS=200 ROOMS=5 SHARED=20 MEMBERS=10 EVENTS=45
+# the ingest firehose's length: long enough for a rate per second over
+# time and ack latencies of many intervals (0: one burst of EVENTS a room)
+INGEST_SECS=20
 CLIENTS=100 RATE=1000 SECS=20 TYPING=20 TODEV=20
 SIZES=100,1000,10000 REPEATS=50 LONGPOLLS=10000 DEVICES=2000
 SECTIONS="first ingest e2e idle devices cold typing rss ss ss_e2e ss_login"
@@ -41,7 +44,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	-o) OUT=$2; shift ;;
 	--tiny)
-		USERS=10 ROOMS=2 SHARED=2 MEMBERS=3 EVENTS=10
+		USERS=10 ROOMS=2 SHARED=2 MEMBERS=3 EVENTS=10 INGEST_SECS=2
 		CLIENTS=5 RATE=50 SECS=3 TYPING=5 TODEV=5
 		SIZES=20,100 REPEATS=5 LONGPOLLS=200 DEVICES=100
 		COLD_ARGS=(--sizes 30 --repeats 2 --cold 1)
@@ -65,6 +68,7 @@ while [ $# -gt 0 ]; do
 	--shared) SHARED=$2; shift ;;
 	--members) MEMBERS=$2; shift ;;
 	--events) EVENTS=$2; shift ;;
+	--ingest-secs) INGEST_SECS=$2; shift ;;
 	--clients) CLIENTS=$2; shift ;;
 	--rate) RATE=$2; shift ;;
 	--secs) SECS=$2; shift ;;
@@ -86,7 +90,8 @@ done
 source "$here/../integration/lib.sh"
 source "$here/pg.sh"
 IT_NAME=bench
-LG=$BIN/syncv3-loadgen
+# LG: another build's loadgen, to drive an older stack the same way
+LG=${LG:-$BIN/syncv3-loadgen}
 [ -x "$LG" ] || fail "$LG missing: cmake --build build first"
 
 # on SECTION: whether this run includes it (--only, --skip)
@@ -187,6 +192,13 @@ if [ -n "$core" ]; then
 	pgset=$(bench_pg_settings)
 	pm=$(head -1 "$(psql_q "SHOW data_directory")/postmaster.pid")
 fi
+# pg_writes: Postgres's buffer writes so far (by backends, by the
+# checkpointer, by the background writer), as one JSON object
+pg_writes() {
+	psql_q "SELECT json_build_object('backend', buffers_backend,
+	    'checkpoint', buffers_checkpoint, 'clean', buffers_clean)
+	    FROM pg_stat_bgwriter"
+}
 pids() {
 	PIDS="accumulator=${IT_PIDS[accumulator]},poller=${IT_PIDS[poller]}"
 	PIDS="$PIDS,api=${IT_PIDS[api]},simhs=${IT_PIDS[simhs]},postgres=+$pm"
@@ -206,8 +218,17 @@ lg() {
 if [ -n "$core" ]; then
 	pids
 	lg first -z "$SIZES" -n "$REPEATS"
+	bgw0=$(pg_writes)
 	lg ingest -U "$USERS" -R "$ROOMS" -S "$SHARED" -M "$MEMBERS" -E "$EVENTS" \
-	    -L "$T/accumulator.log"
+	    -T "$INGEST_SECS" -L "$T/accumulator.log"
+	# Buffers Postgres wrote during the firehose, by who wrote them: the
+	# writer's own backend writes when the tables outgrow shared_buffers
+	# and it must evict a dirty page to read the next (docs/POSTGRES.md)
+	if on ingest && bgw1=$(pg_writes); then
+		jq --argjson a "$bgw0" --argjson b "$bgw1" \
+		    '. + {pg_buffers_written: ($b | with_entries(.value -= $a[.key]))}' \
+		    "$T/r_ingest.json" >"$T/r_ingest.j" && mv "$T/r_ingest.j" "$T/r_ingest.json"
+	fi
 	lg e2e -K "$CLIENTS" -R "$ROOMS" -r "$RATE" -t "$SECS" -y "$TYPING" -x "$TODEV"
 	lg idle -K "$LONGPOLLS"
 fi

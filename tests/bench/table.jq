@@ -22,7 +22,11 @@ row("figure"; "value"; "goal"),
 (if $i then
   row("ingest, timeline events/s (\($i.events_committed)/\($i.events_sent) ev, \($i.devices) devices, \($i.rooms) rooms)"; n($f.ingest_events_per_s; 0); $g.ingest_events_per_s),
   row("ingest events/s over whole seconds, min / median / max"; "\(n($f.ingest_events_per_s_min; 0)) / \(n($f.ingest_events_per_s_median; 0)) / \(n($f.ingest_events_per_s_max; 0))"; $g.ingest_events_per_s_min),
-  row("ingest ack latency ms (accumulator, 1 s intervals): p50 median, p95 / p99 worst, max"; "\(n($f.ingest_ack_p50_ms; 0)) \(n($f.ingest_ack_p95_ms; 0))/\(n($f.ingest_ack_p99_ms; 0)) \(n($f.ingest_ack_max_ms; 0))"; "")
+  row("ingest ack latency ms (accumulator, 1 s intervals): p50 median, p95 / p99 worst, max"; "\(n($f.ingest_ack_p50_ms; 0)) \(n($f.ingest_ack_p95_ms; 0))/\(n($f.ingest_ack_p99_ms; 0)) \(n($f.ingest_ack_max_ms; 0))"; ""),
+  row("ingest ack latency ms, p95 / p99 of the median interval"; "\(n($f.ingest_ack_p95_ms_median; 0)) / \(n($f.ingest_ack_p99_ms_median; 0))"; ""),
+  row("ingest commits: bodies each, ms each (of which COMMIT)"; "\(n($f.ingest_bodies_per_commit; 1)) \(n($f.ingest_commit_ms_avg; 1)) (\(n($f.ingest_commit_wait_ms_avg; 1)))"; ""),
+  row("ingest \($i.upstream_send_secs // 0 | floor) s of sends, s held for commits (~all: the stack bounds the rate)"; n($f.ingest_upstream_held_secs; 2); ""),
+  row("ingest: 8 kB buffers Postgres backends wrote themselves (shared_buffers full)"; n($f.ingest_pg_backend_buffers_written; 0); "")
  else empty end),
 (if .rss then
    fig("RSS after \(.rss.logins) logins of \(.rss.rooms) rooms, idle, poller + accumulator MiB"; "rss_idle_mib_total"; 0),

@@ -12,6 +12,7 @@ cat "$T/bench.out" >&2
 for k in ingest_events_per_s e2e_p50_ms e2e_p95_ms e2e_p99_ms \
     api_bytes_per_idle_long_poll poller_bytes_per_idle_device \
     pg_bytes_per_event cpu_s_per_1000_events_accumulator \
+    ingest_bodies_per_commit ingest_commit_ms_avg ingest_pg_backend_buffers_written \
     cpu_s_per_1000_events_poller cpu_s_per_1000_events_api \
     first_response_p50_ms_20 first_response_p99_ms_20 \
     first_response_p50_ms_100 first_response_p99_ms_100 \
