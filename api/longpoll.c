@@ -235,6 +235,20 @@ user_in_room(struct api *api, const char *user_id, const char *room_id)
 }
 
 /*
+ * Does a v3 room_list waiter still need the change committed at pos? Its
+ * last round (or its since token, when it waited first) read the list in
+ * a snapshot at r->next.l, which holds every commit up to there: the
+ * notices of one batch arrive one by one after that snapshot may already
+ * have shown the whole batch, and each woke the client for an empty
+ * round (issue #13). Sliding sync keeps its own positions.
+ */
+static bool
+list_wants(const struct sreq *r, int64_t pos)
+{
+	return r->p.has_list && (r->ss != NULL || pos > r->next.l);
+}
+
+/*
  * The user's own row of a room they stay joined to changed (unread
  * counts): their room list, and of a sliding sync connection only one
  * whose last round had the room in a window or subscription (its scope,
@@ -243,7 +257,7 @@ user_in_room(struct api *api, const char *user_id, const char *room_id)
 static bool
 row_match(struct sreq *r, const struct lp_ring_ent *n)
 {
-	if (!r->p.has_list || !same(n->b, r->user_id))
+	if (!list_wants(r, n->pos) || !same(n->b, r->user_id))
 		return false;
 	return r->ss == NULL || map_get_i64(&r->ss->scope, n->a, NULL);
 }
@@ -275,14 +289,14 @@ lp_match(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 	case PROTO_NOTICE_ROOM:
 		if (!user_in_room(api, r->user_id, n->a))
 			return false;
-		return r->p.has_list ||
+		return list_wants(r, n->pos) ||
 		       (r->p.has_member && same(n->a, r->p.m_room));
 	case PROTO_NOTICE_MEMBERSHIP:
 		if (n->is_row)
 			return row_match(r, n);
 		return (r->p.has_member && same(n->a, r->p.m_room) &&
 		        user_in_room(api, r->user_id, n->a)) ||
-		       (r->p.has_list && same(n->b, r->user_id));
+		       (list_wants(r, n->pos) && same(n->b, r->user_id));
 	}
 	return false;
 }
@@ -580,6 +594,8 @@ void
 lp_init(struct api *api)
 {
 	api->lp = xcalloc(1, sizeof(*api->lp));
+	/* notices before the api started were never in the ring */
+	api->lp->ring_min = api->cur_pos;
 	map_init(&api->lp->idx);
 	map_init(&api->lp->urooms);
 }

@@ -373,27 +373,45 @@ round_to(const struct sreq *r)
 }
 
 /*
+ * The lowest position a waiting-first request's since covers: what came
+ * after it is in the ring of notices, which lp_wait reads from there.
+ */
+static int64_t
+since_covers(const struct sreq *r)
+{
+	int64_t at = round_to(r);
+
+	if (r->p.has_list && r->from.l < at)
+		at = r->from.l;
+	if (r->p.has_to_device && r->from.d < at)
+		at = r->from.d;
+	return at;
+}
+
+/*
  * Can a request skip its first round and wait at once? Only when that
  * round is sure to find nothing: a streaming room_list and/or to_device
- * request with unchanged parameters whose since already covers every
- * position this api has heard of (the ring check in lp_wait wakes it for
- * anything later). Typing and room_member answer permission errors from
- * their queries, so they always run. This was about one empty round (two
- * statements) in three requests under load.
+ * request with unchanged parameters whose since covers every change this
+ * api has heard of that concerns it. Changes after the since are in the
+ * ring of notices from since_covers() on (lp_wait wakes the request at
+ * once for one that concerns it, or when the ring no longer reaches back
+ * so far), so a since behind only by other users' changes waits too: at
+ * 1,000 events/s to 100 clients nearly every since was behind, and 40 %
+ * of the rounds (two statements each) found nothing. Typing and
+ * room_member answer permission errors from their queries, so they always
+ * run.
  */
 static bool
 can_wait_first(const struct sreq *r)
 {
-	int64_t to = round_to(r);
-
-	if (r->since_tok == NULL || r->rounds > 0 || r->params_changed ||
-	    r->timeout_ms == 0 || now_ms() >= r->deadline_ms ||
-	    r->api->is_stopping || r->p.has_typing || r->p.has_member ||
+	/* once woken it runs a round: the ring would wake it again at once */
+	if (r->since_tok == NULL || r->rounds > 0 || r->woken_ms != 0 ||
+	    r->params_changed || r->timeout_ms == 0 ||
+	    now_ms() >= r->deadline_ms || r->api->is_stopping ||
+	    r->p.has_typing || r->p.has_member ||
 	    (!r->p.has_list && !r->p.has_to_device))
 		return false;
-	if (r->p.has_list && (r->p.l_page >= 0 || r->from.l != to))
-		return false;
-	if (r->p.has_to_device && r->from.d != to)
+	if (r->p.has_list && (r->p.l_page >= 0 || r->from.l <= 0))
 		return false;
 	return true;
 }
@@ -402,7 +420,8 @@ can_wait_first(const struct sreq *r)
 static void
 wait_first(struct sreq *r)
 {
-	r->to = r->wait_from = round_to(r);
+	r->to = round_to(r);
+	r->wait_from = since_covers(r);
 	r->next = r->from;
 	r->state = SYNC_WAITING;
 	if (lp_wait(r->api, r, sync_wake_cb, r) == -1) {
