@@ -14,9 +14,7 @@
  * recency alone (the default) is the window of the sort keys the
  * accumulator keeps (deploy/sql/012_sortkeys.sql), not the rule and a
  * sort over each of the user's rooms, and that one statement also brings
- * the window's details and remembers its rooms (issue #13 item 5). A
- * streaming round's statement brings its rooms' details too (issue #13:
- * under load a client is answered several times a second).
+ * the window's details and remembers its rooms (issue #13 item 5).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -61,7 +59,6 @@ struct lctx {
 	int64_t total;
 	bool is_stream;
 	bool is_first;      /* Q_LIST_FIRST: a window of the rooms, not all */
-	bool has_details;   /* Q_LIST_FIRST, Q_LIST_STREAM: rooms' details */
 	bool is_remembered; /* Q_LIST_FIRST remembered the page's rooms */
 };
 
@@ -544,7 +541,7 @@ main_cb(PGresult *res, void *arg)
 		             strcmp(x->membership, "join") != 0 &&
 		             strcmp(x->membership, "invite") != 0;
 		x->from = c->is_stream && !x->is_new ? r->from.l : 0;
-		if (c->has_details && !x->is_invite) {
+		if (c->is_first && !x->is_invite) {
 			x->tl = val_dup(res, i, COL_TL);
 			x->st = val_dup(res, i, COL_ST);
 			if (val(res, i, COL_CHUNK) != NULL) {
@@ -584,10 +581,7 @@ main_cb(PGresult *res, void *arg)
 	}
 	if (c->is_first)
 		first_finish(c);
-	else if (c->has_details) {
-		list_finish(c, NULL);
-		remember_rooms(r, c);
-	} else
+	else
 		detail_query(c);
 }
 
@@ -601,7 +595,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 	struct lctx *c = xcalloc(1, sizeof(*c));
 	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], tl[PG_I64_LEN];
 	char *spaces = NULL, *types = NULL, *keys = NULL;
-	const char *params[9];
+	const char *params[8];
 
 	c->r = r;
 	if (r->p.l_nspaces > 0)
@@ -611,7 +605,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 	if (r->from.l == 0 && r->p.l_page <= 0 && r->p.l_nspaces == 0 &&
 	    r->p.l_nsorts == 1 && r->p.l_sorts[0] == SORT_BY_RECENCY) {
 		/* the common first page: an index range of kept keys */
-		c->is_first = c->has_details = true;
+		c->is_first = true;
 		r->next.l = r->to;
 		pg_i64(a, r->next.l);
 		pg_i64(b, r->p.l_limit);
@@ -635,21 +629,14 @@ s_room_list_run(struct api *api, struct sreq *r)
 		params[3] = r->from.l != 0 ? "true" : "false";
 		sql_query(api, Q_LIST_PAGE, params, main_cb, c);
 	} else {
-		c->is_stream = c->has_details = true;
+		c->is_stream = true;
 		r->next.l = r->to;
 		pg_i64(a, r->from.l);
 		pg_i64(b, r->to);
 		pg_i64(sid, r->from.sid);
-		pg_i64(tl, r->p.l_timeline);
-		types = pg_text_array(r->p.l_st_type, (size_t)r->p.l_nst);
-		keys = pg_text_array(r->p.l_st_key, (size_t)r->p.l_nst);
 		params[1] = a;
 		params[3] = b;
 		params[4] = sid;
-		params[5] = types;
-		params[6] = keys;
-		params[7] = tl;
-		params[8] = r->device_id;
 		sql_query(api, Q_LIST_STREAM, params, main_cb, c);
 	}
 	free(spaces);

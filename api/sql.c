@@ -307,32 +307,6 @@
 	"('join', 'invite')))" LIST_SPACES
 
 /*
- * The streaming list in one round trip (it was two statements in
- * sequence, the rooms then their details, and both ran for each
- * response: under load a client is answered several times a second). $1
- * user, $2 from, $3 spaces, $4 at least to, $5 session, $6/$7
- * state_events, $8 timeline limit, $9 device. The rooms of LIST_STREAM,
- * each with LIST_FIRST_SNAP's columns: the snapshot, no count, a joined
- * room's timeline and state after from (a room new to the session: all
- * of them) as comma-separated json, not remembered, and the timeline's
- * prev_batch (CHUNK_AT).
- */
-#define LIST_STREAM_FROM "CASE WHEN y.is_new THEN 0 ELSE $2::bigint END"
-#define LIST_STREAM_SNAP                                                        \
-	"WITH pp AS (SELECT greatest($4::bigint, pos) AS p FROM "              \
-	"syncv3_position), y AS MATERIALIZED (" LIST_STREAM ") SELECT y.*, "   \
-	"pp.p, NULL::bigint, tl.j, CASE WHEN y.membership = 'join' AND "       \
-	"cardinality($6::text[]) > 0 THEN (SELECT string_agg(t.json, ',' "     \
-	"ORDER BY t.nid) FROM (" LIST_ST_ROWS("y.room_id", LIST_STREAM_FROM,  \
-	"pp.p", "$6::text[]", "$7::text[]") ") t) END, false, ck.token FROM "  \
-	"pp LEFT JOIN y ON true LEFT JOIN LATERAL (SELECT string_agg(t.json, " \
-	"',' ORDER BY t.nid) AS j, min(t.nid) AS e, count(*) < $8::bigint "    \
-	"AND NOT coalesce(bool_or(t.cut), false) AS fits FROM ("               \
-	LIST_TL_ROWS("y.room_id", LIST_STREAM_FROM, "pp.p", "$8::bigint",      \
-	"$1", "$9") ") t WHERE y.membership = 'join') tl ON true LEFT JOIN "   \
-	"LATERAL " CHUNK_AT("y.room_id", "tl.e", "tl.fits") " ck ON true"
-
-/*
  * The json of event e as device d of user u gets it: the transaction id
  * the accumulator cut from it (014_txn.sql) goes back only for the device
  * that sent it, so only its rows are re-serialised.
@@ -976,7 +950,8 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5},
 	[Q_LIST_PAGE] = {"api_list_page", LIST_SNAP("CASE WHEN $4::bool THEN "
 	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
-	[Q_LIST_STREAM] = {"api_list_stream", LIST_STREAM_SNAP, 9},
+	[Q_LIST_STREAM] = {"api_list_stream",
+	    LIST_SNAP("greatest($4::bigint, pos)", LIST_STREAM), 5},
 	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 8},
 	/*
 	 * Only for a live session, locked against its eviction (the cap of
