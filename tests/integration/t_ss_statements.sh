@@ -7,6 +7,12 @@
 # (expiry timers) can only add, so the fewest over a few tries counts.
 # The response is checked too: every room initial, with its timeline and
 # a prev_batch that pages back.
+# A long poll that continues the response the api just saved, the same
+# request but for its pos, waits at once: its connection loaded, no round
+# that would read its lists first, and none at its timeout with nothing
+# notified (1 statement, not 3: the same pos and counts); a message wakes
+# it, and a request that differs (a longer timeline) runs its round at
+# once.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_ss.sh"
 
@@ -47,4 +53,32 @@ pb=$(printf '%s' "$out" | jq -r --arg r "$r" '.rooms[$r].prev_batch')
 msgs=$(curl -s -H "Authorization: Bearer $alice" \
     "$API_URL/_matrix/client/v3/rooms/$(jq -rn --arg s "$r" '$s|@uri')/messages?dir=b&limit=5&from=$(jq -rn --arg s "$pb" '$s|@uri')")
 printf '%s' "$msgs" | jq -e '.chunk | length > 0' >/dev/null || fail "prev_batch pages back: $msgs"
+
+p=$(ss_pos "$out")
+best=
+for i in 1 2 3; do
+	q0=$(queries)
+	lp=$(ss "$alice" "$p" "$body" 1000)
+	q1=$(queries)
+	assert_eq "$(last_status)" 200 "long poll $i"
+	assert_jq "$lp" '[(.rooms // {} | length), .lists.all.count, .pos]' "[0,3,\"$p\"]" "nothing new $i"
+	n=$((q1 - q0))
+	[ -z "$best" ] || [ "$n" -lt "$best" ] && best=$n
+done
+log "statements of a long poll with nothing new: $best"
+[ "$best" -le 1 ] || fail "a long poll with nothing new ran $best statements, want 1"
+ss "$alice" "$p" "$body" 20000 >"$T/lp.json" &
+pid=$!
+sleep 0.5
+sim_msg "$r" @bob:localhost late
+wait $pid
+assert_eq "$(last_status)" 200 "woken"
+assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"].timeline[].content.body]" '["late"]' "the message wakes it"
+p=$(jq -r .pos "$T/lp.json")
+longer=${body/\"timeline_limit\":1/\"timeline_limit\":2}
+ss "$alice" "$p" "$longer" 60000 >"$T/lp.json" &
+pid=$!
+wait_for "! kill -0 $pid" 15 || fail "a request with a longer timeline waited"
+wait $pid
+assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"] | .initial, (.timeline | length)]" '[true,2]' "sent again, longer"
 it_pass
