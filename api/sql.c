@@ -744,18 +744,27 @@
  * planner joined every current row's event first).
  * Rows: kind, room, nid (state: its from_pos), json, type, state_key,
  * sender, event_id, cut (timeline: visible.h cut the window, so the
- * timeline is limited).
+ * timeline is limited), limited.
+ * With them, in the same statement (one round trip less for every room
+ * sent in full), the chunk boundary (CHUNK_AT) of each timeline a client
+ * pages back from, $10 the room is sent initial or its timeline turns out
+ * limited ('c' rows: nid, token in json, is_end in cut, the chunk's
+ * limited): e is its oldest event sent (the extra row is not), fits when
+ * it holds every event the user may see before that one.
  */
 #define SS_DETAIL                                                              \
-	"SELECT 't', r.id, x.nid, x.json, x.type, x.state_key, x.sender, "    \
-	"x.event_id, x.cut FROM unnest($1::text[], $2::bigint[], "            \
-	"$4::bigint[], $5::bigint[]) AS r(id, f, p, n) CROSS JOIN LATERAL ("   \
-	"SELECT e.nid, " TXN_JSON("e", "$6", "$9") " AS json, e.type, "        \
-	"e.state_key, e.sender, e.event_id, vis_q.cut FROM "                   \
+	"WITH t AS (SELECT r.id, x.nid, x.json, x.type, x.state_key, "         \
+	"x.sender, x.event_id, x.cut, r.n, r.c, row_number() OVER (PARTITION " \
+	"BY r.id ORDER BY x.nid DESC) AS rk FROM unnest($1::text[], "          \
+	"$2::bigint[], $4::bigint[], $5::bigint[], $10::bool[]) AS r(id, f, "  \
+	"p, n, c) CROSS JOIN LATERAL (SELECT e.nid, " TXN_JSON("e", "$6", "$9") \
+	" AS json, e.type, e.state_key, e.sender, e.event_id, vis_q.cut FROM " \
 	VIS_LAST_ROWS("r.id", "$6", "r.p", "r.f", "r.n") " vis_q JOIN "        \
-	"syncv3_events e ON e.nid = vis_q.nid) x UNION ALL "                   \
+	"syncv3_events e ON e.nid = vis_q.nid) x) "                            \
+	"SELECT 't', id, nid, json, type, state_key, sender, event_id, cut, "  \
+	"NULL::bool FROM t UNION ALL "                                         \
 	"SELECT 's', r.id, y.from_pos, ye.json, y.type, y.state_key, NULL, "  \
-	"NULL, NULL "                                                          \
+	"NULL, NULL, NULL "                                                    \
 	"FROM "                                                                \
 	"unnest($1::text[], $3::bigint[], $4::bigint[]) AS r(id, f, p) CROSS " \
 	"JOIN LATERAL (SELECT s.from_pos, s.nid, s.type, s.state_key FROM "    \
@@ -764,7 +773,13 @@
 	"AND EXISTS (SELECT 1 FROM unnest($7::text[], $8::text[]) AS k(t, sk) " \
 	"WHERE (k.t = '*' OR k.t = s.type) AND (k.sk = '*' OR k.sk = "         \
 	"s.state_key)) OFFSET 0) y JOIN syncv3_events ye ON ye.nid = y.nid "   \
-	"WHERE r.f >= 0 ORDER BY 1, 2, 3 DESC"
+	"WHERE r.f >= 0 UNION ALL "                                            \
+	"SELECT 'c', o.id, ch.nid, ch.token, NULL, NULL, NULL, NULL, "         \
+	"ch.is_end, ch.limited FROM (SELECT id, min(nid) FILTER (WHERE rk < "  \
+	"n) AS e, count(*) < max(n) AND NOT bool_or(cut) AS fits FROM t "      \
+	"GROUP BY id HAVING bool_or(c) OR count(*) >= max(n) OR bool_or(cut)" \
+	") o CROSS JOIN LATERAL " CHUNK_AT("o.id", "o.e", "o.fits") " ch "     \
+	"WHERE o.e IS NOT NULL ORDER BY 1, 2, 3 DESC"
 
 /*
  * The member events of ($1 room, $2 user) pairs at $3 (per room bound),
@@ -986,7 +1001,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
-	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 9},
+	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
 	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 14},

@@ -455,12 +455,31 @@ struct ss_req {
 	 * (room id -> 1), for the notices that concern only those; read by
 	 * longpoll.c */
 	struct map scope;
+	/* the request but for pos and timeout (ss_req.c), NULL: none */
+	char *key;
+	bool is_early; /* waiting without a round (ss_req.c wait_early) */
 };
 
 /* ss_conn.c */
 void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_save(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_free(struct ss_conn *c);
+/*
+ * What this api last saved on a connection: a request that continues it,
+ * the same but for its pos, waits at once (ss_req.c wait_early).
+ */
+struct ss_last {
+	int64_t gen;  /* the response saved */
+	int64_t at;   /* the position it covered */
+	char *key;    /* the request but for pos and timeout */
+	char **rooms; /* its scope (the rooms of its windows and subs) */
+	int nrooms;
+	int64_t *counts; /* its lists' counts */
+	int ncounts;
+};
+void ss_conn_keep(struct ss_req *s);
+const struct ss_last *ss_conn_last(int64_t conn);
+void ss_conn_last_counts(const struct ss_last *l, struct ss_response *resp);
 /*
  * ss_rooms.c: one round; has_data and resp set when done(arg, 0, ...);
  * is_create: ss_conn_open (a new connection) runs alongside its first step

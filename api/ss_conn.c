@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "json_util.h"
+#include "map.h"
 #include "pg.h"
 #include "pg_lit.h"
 #include "ss.h"
@@ -277,6 +278,76 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 	pg_lit_free(&k.m);
 }
 
+/*
+ * What this api last saved on a connection (its row id -> struct
+ * ss_last), for ss_req.c's wait_early: a request that names that
+ * response's pos and is otherwise the same request need not read its
+ * lists before it waits. A hint, bounded: at SS_LAST_MAX connections it
+ * starts afresh.
+ */
+#define SS_LAST_MAX 4096
+static struct map ss_lasts;
+
+static void
+last_free(void *arg)
+{
+	struct ss_last *l = arg;
+
+	for (int i = 0; i < l->nrooms; i++)
+		free(l->rooms[i]);
+	free(l->rooms);
+	free(l->counts);
+	free(l->key);
+	free(l);
+}
+
+static int64_t *
+counts_copy(const int64_t *counts, int n)
+{
+	int64_t *c = xcalloc((size_t)n + 1, sizeof(*c));
+
+	memcpy(c, counts, sizeof(*c) * (size_t)n);
+	return c;
+}
+
+/* The response just saved (s->key set), for the next request. */
+void
+ss_conn_keep(struct ss_req *s)
+{
+	struct ss_last *l;
+	char k[PG_I64_LEN];
+
+	if (map_count(&ss_lasts) >= SS_LAST_MAX)
+		map_free(&ss_lasts, last_free);
+	l = xcalloc(1, sizeof(*l));
+	l->gen = s->conn.saved_gen;
+	l->at = s->at;
+	l->key = xstrdup(s->key);
+	l->rooms = xcalloc((size_t)s->nrooms + 1, sizeof(char *));
+	for (int i = 0; i < s->nrooms; i++)
+		l->rooms[l->nrooms++] = xstrdup(s->rooms[i].id);
+	l->ncounts = s->resp.ncounts;
+	l->counts = counts_copy(s->resp.counts, l->ncounts);
+	if ((l = map_put(&ss_lasts, pg_i64(k, s->conn.id), l)) != NULL)
+		last_free(l);
+}
+
+const struct ss_last *
+ss_conn_last(int64_t conn)
+{
+	char k[PG_I64_LEN];
+
+	return map_get(&ss_lasts, pg_i64(k, conn));
+}
+
+/* Its lists' counts, as a response's. */
+void
+ss_conn_last_counts(const struct ss_last *l, struct ss_response *resp)
+{
+	resp->ncounts = l->ncounts;
+	resp->counts = counts_copy(l->counts, l->ncounts);
+}
+
 void
 ss_conn_free(struct ss_conn *c)
 {
@@ -299,4 +370,5 @@ ss_shutdown(struct api *api)
 {
 	session_expiry_free(api->ss_expire_timer);
 	api->ss_expire_timer = NULL;
+	map_free(&ss_lasts, last_free);
 }

@@ -11,6 +11,8 @@
  * struct sreq too (r->ss points here), so auth, the waiter registry and
  * the references are the ones the v3 path uses.
  */
+#include <sys/queue.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "crypto.h"
 #include "json_util.h"
@@ -56,6 +59,54 @@ ss_state_name(enum ss_state st)
 	return state_names[st];
 }
 
+/*
+ * The request but for pos and timeout: its body as parsed and written
+ * again without them (the merged dialect's), NULL when the query has
+ * other parameters than those (the Synapse dialect's) or the body is not
+ * an object.
+ */
+static char *
+req_key(enum ss_dialect d, const char *body, size_t len, const char *query)
+{
+	struct evkeyvalq kv;
+	struct evkeyval *h;
+	struct json_object *o;
+	char *key = NULL;
+	bool is_plain = true;
+
+	TAILQ_INIT(&kv);
+	if (query != NULL && evhttp_parse_query_str(query, &kv) != 0)
+		is_plain = false;
+	for (h = TAILQ_FIRST(&kv); h != NULL; h = TAILQ_NEXT(h, next))
+		if (strcmp(h->key, "pos") != 0 &&
+		    strcmp(h->key, "timeout") != 0)
+			is_plain = false;
+	evhttp_clear_headers(&kv);
+	if (!is_plain ||
+	    (o = json_parse_bounded(len > 0 ? body : "{}", len > 0 ? len : 2,
+	                            NULL)) == NULL)
+		return NULL;
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_del(o, "pos");
+		json_object_object_del(o, "timeout");
+		key = xasprintf("%d%s", (int)d, json_plain(o, NULL));
+	}
+	json_object_put(o);
+	return key;
+}
+
+/*
+ * No extension configured, none on before: no extension has news of its
+ * own (their blob is "{}" then, ss_ext.c).
+ */
+static bool
+is_ext_none(const struct ss_req *s)
+{
+	return json_object_object_length(s->ext) == 0 &&
+	       (s->conn.ext_state == NULL ||
+	        strcmp(s->conn.ext_state, "{}") == 0);
+}
+
 static void
 ss_free(struct ss_req *s)
 {
@@ -65,6 +116,7 @@ ss_free(struct ss_req *s)
 	ss_conn_free(&s->conn);
 	json_object_put(s->subs);
 	json_object_put(s->ext);
+	free(s->key);
 	free(s);
 }
 
@@ -215,27 +267,74 @@ scope_keep(struct ss_req *s)
 		map_put_i64(&s->scope, s->rooms[i].id, 1);
 }
 
-/* Nothing new: wait for a notice, or answer at the timeout. */
-static void
-wait_start(struct ss_req *s)
+/*
+ * Waits from s->at for a notice, or answers at the timeout; -1 (nothing
+ * done) when too many requests wait.
+ */
+static int
+wait_from(struct ss_req *s)
 {
 	struct sreq *r = s->r;
-	const struct ss_pos same = {s->conn.id, s->conn.gen};
 
 	r->wait_from = s->at;
 	interest_set(s);
-	scope_keep(s);
-	if (lp_wait(s->api, r, wake_cb, r) == -1) {
-		/* answer now, as the v3 path does: another round would spin */
-		log_warnx_rl("ss: too many waiting requests");
-		ss_reply(s, &same);
-		return;
-	}
+	if (lp_wait(s->api, r, wake_cb, r) == -1)
+		return -1;
 	/* a wake-up runs from the loop, after this */
 	s->state = SS_ST_WAITING;
 	ss_rooms_clear(s);
 	if (r->is_waiting)
 		timer_at(s, r->deadline_ms);
+	return 0;
+}
+
+/* Nothing new: wait for a notice, or answer at the timeout. */
+static void
+wait_start(struct ss_req *s)
+{
+	const struct ss_pos same = {s->conn.id, s->conn.gen};
+
+	scope_keep(s);
+	if (wait_from(s) == -1) {
+		/* answer now, as the v3 path does: another round would spin */
+		log_warnx_rl("ss: too many waiting requests");
+		ss_reply(s, &same);
+	}
+}
+
+/*
+ * A request that continues the response this api saved last on its
+ * connection, the same request but for its pos (struct ss_last), would
+ * run a round that only finds what the notices since that response say:
+ * it waits from that response's position at once (longpoll.c replays the
+ * notices it missed) instead of reading its lists first, and at the
+ * timeout with nothing notified answers the same pos and counts without
+ * a round either. Only for connections without extensions: theirs have
+ * news no notice tells (to-device messages not acknowledged). 0, or -1:
+ * run a round.
+ */
+static int
+wait_early(struct ss_req *s)
+{
+	struct sreq *r = s->r;
+	const struct ss_last *l;
+
+	if (s->key == NULL || s->q.pos == NULL || r->timeout_ms == 0 ||
+	    !(r->is_initial_done || s->api->cfg.initial_wait_ms == 0) ||
+	    s->is_sticky_changed || !is_ext_none(s) ||
+	    (l = ss_conn_last(s->conn.id)) == NULL || l->gen != s->conn.gen ||
+	    l->at != s->conn.pos || strcmp(l->key, s->key) != 0)
+		return -1;
+	map_free(&s->scope, NULL);
+	map_init(&s->scope);
+	for (int i = 0; i < l->nrooms; i++)
+		map_put_i64(&s->scope, l->rooms[i], 1);
+	s->at = s->conn.pos;
+	if (wait_from(s) == -1)
+		return -1;
+	s->is_early = true;
+	ss_conn_last_counts(l, &s->resp);
+	return 0;
 }
 
 /* The round's outcome: save and answer, or wait for something new. */
@@ -533,6 +632,8 @@ save_done(struct ss_req *s)
 {
 	const struct ss_pos next = {s->conn.id, s->conn.saved_gen};
 
+	if (s->key != NULL && is_ext_none(s))
+		ss_conn_keep(s);
 	ss_reply(s, &next);
 }
 
@@ -541,6 +642,7 @@ static void
 ss_step(struct ss_req *s, int ev)
 {
 	struct sreq *r = s->r;
+	const struct ss_pos same = {s->conn.id, s->conn.gen};
 
 	switch (s->state) {
 	case SS_ST_AUTH:
@@ -553,7 +655,8 @@ ss_step(struct ss_req *s, int ev)
 		if (ev != EV_DONE)
 			break;
 		sticky_merge(s);
-		device_check(s);
+		if (wait_early(s) == -1)
+			device_check(s);
 		break;
 	case SS_ST_DEVICE:
 		if (ev == EV_WAKE || ev == EV_TIMER) {
@@ -580,9 +683,13 @@ ss_step(struct ss_req *s, int ev)
 		if (ev == EV_WAKE && r->is_revoked)
 			ss_fail(s, 401, "M_UNKNOWN_TOKEN",
 			        "the homeserver rejected this token");
-		else if (ev == EV_WAKE)
+		else if (ev == EV_WAKE) {
+			s->is_early = false;
 			round_start(s);
-		else if (ev == EV_TIMER) {
+		} else if (ev == EV_TIMER && s->is_early) {
+			lp_unwait(s->api, r);
+			ss_reply(s, &same); /* wait_early: nothing changed */
+		} else if (ev == EV_TIMER) {
 			lp_unwait(s->api, r);
 			round_start(s); /* answers: is_timed_out is set */
 		}
@@ -651,6 +758,9 @@ ss_handle(struct api *api, struct evhttp_request *req, enum ss_dialect d)
 			return;
 		}
 	}
+	if (!s->is_bad)
+		s->key = req_key(d, (const char *)evbuffer_pullup(in, -1), len,
+		                 evhttp_uri_get_query(uri));
 	s->r->token = xstrdup(tok);
 	token_hash(s->r->token, strlen(s->r->token), s->r->token_hash);
 	if (s->r->evcon != NULL) {

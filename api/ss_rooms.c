@@ -8,9 +8,9 @@
  *     already sent of it (SS_ROOMS); decide per room whether it is sent,
  *     in full (initial) or as what changed. One list and no subscription:
  *     steps 1 and 2 are one statement (SS_LIST_ROOMS);
- *  3. details: timelines and required state of the rooms sent (SS_DETAIL);
- *     then, for the timelines a client pages back from, the upstream
- *     chunk boundary their prev_batch comes from (Q_CHUNKS);
+ *  3. details: timelines and required state of the rooms sent, and for
+ *     the timelines a client pages back from the upstream chunk boundary
+ *     their prev_batch comes from (SS_DETAIL);
  *  4. lazy members: the member events of the timelines' senders and
  *     targets not sent before (SS_MEMBERS);
  *  5. extensions (ss_ext_run) over every room in scope.
@@ -32,7 +32,6 @@ static void room_row(struct ss_req *s, PGresult *res, int i, int o);
 static void lazy_sent(struct ss_room *rm, const char *user, int64_t at);
 static bool strv_has(struct json_object *a, const char *x);
 static void detail_step(struct ss_req *s);
-static void chunks_step(struct ss_req *s);
 static void members_step(struct ss_req *s);
 static void ext_step(struct ss_req *s);
 
@@ -640,25 +639,6 @@ strv_reverse(char **v, int n)
 	}
 }
 
-static void
-detail_cb(PGresult *res, void *arg)
-{
-	struct sreq *r = arg;
-	struct ss_req *s = step_ok(r, res);
-
-	if (s == NULL)
-		goto out;
-	for (int i = 0; i < PQntuples(res); i++)
-		detail_row(s, res, i);
-	for (int i = 0; i < s->nrooms; i++) {
-		strv_reverse(s->rooms[i].tl, s->rooms[i].ntl);
-		strv_reverse(s->rooms[i].event_ids, s->rooms[i].nevent_ids);
-	}
-	chunks_step(s);
-out:
-	sreq_unref(r);
-}
-
 /*
  * Does the client page back from this room's timeline? js-sdk 43 takes
  * prev_batch as its back-pagination token when the room is limited, and
@@ -673,30 +653,36 @@ wants_chunk(const struct ss_room *rm)
 }
 
 /*
- * A room's chunk boundary (Q_CHUNKS): its token is the prev_batch. The
- * timeline is limited also when the boundary is after its oldest event
- * (the events between are the client's already, /messages repeats them)
- * and when upstream had history before the chunk that was never stored
- * (a first sync that took few events): the client pages back either way.
- * A chunk start before the oldest event comes only when nothing between
- * is the user's to see: as good as right before it.
+ * A room's chunk boundary (SS_DETAIL's 'c' rows): its token is the
+ * prev_batch. The timeline is limited also when the boundary is after
+ * its oldest event (the events between are the client's already,
+ * /messages repeats them) and when upstream had history before the chunk
+ * that was never stored (a first sync that took few events): the client
+ * pages back either way. A chunk start before the oldest event comes only
+ * when nothing between is the user's to see: as good as right before it.
  */
 static void
 chunk_row(struct ss_req *s, PGresult *res, int i)
 {
-	struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
-	bool is_exact = i64_col(res, i, 1, 0) <= rm->tl_oldest &&
-	                PQgetvalue(res, i, 2)[0] == 'f';
+	struct ss_room *rm = room_get(s, PQgetvalue(res, i, 1));
+	bool is_exact = i64_col(res, i, 2, 0) <= rm->tl_oldest &&
+	                PQgetvalue(res, i, 8)[0] == 'f';
 
 	free(rm->prev_batch);
 	rm->prev_batch = xstrdup(PQgetvalue(res, i, 3));
 	rm->has_chunk = true;
-	if (!is_exact || PQgetvalue(res, i, 4)[0] == 't')
+	if (!is_exact || PQgetvalue(res, i, 9)[0] == 't')
 		rm->is_limited = true;
 }
 
+/*
+ * SS_DETAIL's rows: the timelines and state first, then the chunk rows,
+ * which apply to the timelines as they came out (a room without a known
+ * chunk, stored before 015_chunks.sql, keeps its row's latest upstream
+ * token as prev_batch).
+ */
 static void
-chunks_cb(PGresult *res, void *arg)
+detail_cb(PGresult *res, void *arg)
 {
 	struct sreq *r = arg;
 	struct ss_req *s = step_ok(r, res);
@@ -704,54 +690,27 @@ chunks_cb(PGresult *res, void *arg)
 	if (s == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++)
-		chunk_row(s, res, i);
+		if (PQgetvalue(res, i, 0)[0] != 'c')
+			detail_row(s, res, i);
+	for (int i = 0; i < s->nrooms; i++) {
+		strv_reverse(s->rooms[i].tl, s->rooms[i].ntl);
+		strv_reverse(s->rooms[i].event_ids, s->rooms[i].nevent_ids);
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		if (PQgetvalue(res, i, 0)[0] == 'c' &&
+		    wants_chunk(room_get(s, PQgetvalue(res, i, 1))))
+			chunk_row(s, res, i);
 	members_step(s);
 out:
 	sreq_unref(r);
-}
-
-/*
- * Step 3b: prev_batch for the timelines a client pages back from; a room
- * without a known chunk (stored before 015_chunks.sql) keeps its row's
- * latest upstream token.
- */
-static void
-chunks_step(struct ss_req *s)
-{
-	struct pg_lit ids = {0}, nids = {0}, fits = {0};
-	const char *p[3];
-	int n = 0;
-
-	for (int i = 0; i < s->nrooms; i++) {
-		struct ss_room *rm = &s->rooms[i];
-		if (!wants_chunk(rm))
-			continue;
-		pg_arr_str(&ids, rm->id);
-		pg_arr_i64(&nids, rm->tl_oldest);
-		/* not limited: every visible event before it is sent */
-		pg_arr_bool(&fits, !rm->is_limited);
-		n++;
-	}
-	if (n == 0) {
-		members_step(s);
-		return;
-	}
-	p[0] = pg_arr_end(&ids);
-	p[1] = pg_arr_end(&nids);
-	p[2] = pg_arr_end(&fits);
-	sreq_ref(s->r);
-	sql_query(s->api, Q_CHUNKS, p, chunks_cb, s->r);
-	pg_lit_free(&ids);
-	pg_lit_free(&nids);
-	pg_lit_free(&fits);
 }
 
 /* Step 3: timelines and state of the rooms sent (not of invites). */
 static void
 detail_step(struct ss_req *s)
 {
-	struct pg_lit c[7];
-	const char *p[9];
+	struct pg_lit c[8];
+	const char *p[10];
 	int n = 0;
 
 	memset(c, 0, sizeof(c));
@@ -767,6 +726,8 @@ detail_step(struct ss_req *s)
 		pg_arr_i64(&c[4], rm->cfg.timeline_limit > 0
 		                      ? rm->cfg.timeline_limit + 1
 		                      : 0);
+		/* its chunk is wanted even if the timeline is whole */
+		pg_arr_bool(&c[7], rm->is_initial);
 	}
 	if (n == 0) {
 		members_step(s);
@@ -779,9 +740,10 @@ detail_step(struct ss_req *s)
 	p[6] = pg_arr_end(&c[5]);
 	p[7] = pg_arr_end(&c[6]);
 	p[8] = s->r->device_id;
+	p[9] = pg_arr_end(&c[7]);
 	sreq_ref(s->r);
 	sql_query(s->api, Q_SS_DETAIL, p, detail_cb, s->r);
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < 8; i++)
 		pg_lit_free(&c[i]);
 }
 

@@ -67,6 +67,8 @@ struct pg_pool_stats {
 	unsigned long long read_replica; /* sent to the replica */
 	unsigned long long read_primary; /* sent to the primary instead */
 	unsigned long long read_waited;  /* waited for the replica's replay */
+	/* statement texts hashed: once per address (pg_pool_query) */
+	unsigned long long hashed;
 };
 
 struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
@@ -80,7 +82,9 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
 void pg_pool_set_limits(struct pg_pool *pool, int max_queue,
     long long timeout_ms);
 /*
- * Queues a query; params are copied. Never blocks, never calls back from
+ * Queues a query; params are copied, sql is not: it must be a constant
+ * (a string literal or a static table's), which the pool knows by its
+ * address for as long as it lives. Never blocks, never calls back from
  * inside: a job refused (queue full, Postgres unreachable) or timed out
  * gets its callback with NULL from the loop.
  */

@@ -10,7 +10,10 @@
  * its text, and executed with PQsendQueryPrepared from then on: the api
  * sends the same few statements thousands of times a second, and parsing
  * and planning them afresh each time cost Postgres more than running them.
- * Callers pass constant SQL, so the set of names stays small.
+ * Callers pass constant SQL (pg.h), so the set of names stays small, and
+ * the pool knows a statement by its address: its text is hashed once per
+ * pool (stmt_hash), neither hashed nor copied per query (hashing the
+ * api's statements of several kilobytes cost it a tenth of its CPU).
  *
  * Work is bounded (pg_pool_set_limits): a job not answered within the
  * deadline of being queued fails, a full queue refuses new jobs, and
@@ -45,7 +48,7 @@
 struct pg_job {
 	TAILQ_ENTRY(pg_job) entry;
 	uint64_t hash;		/* of sql: the prepared statement's name */
-	char *sql;
+	const char *sql;        /* borrowed: a constant (pg.h) */
 	int nparams;
 	char **params;
 	pg_cb cb;
@@ -82,8 +85,16 @@ struct pg_pconn {
 	long long cancel_ms; /* job answered early and cancelled; 0: no */
 };
 
+/* A statement's address and the hash of its text (stmt_hash). */
+struct stmt_memo {
+	const char *sql;
+	uint64_t hash;
+};
+
 struct pg_pool {
 	struct event_base *base;
+	struct stmt_memo *memo; /* open addressing, a power of 2 slots */
+	size_t nmemo, capmemo;
 	char *conninfo;
 	int n;
 	struct pg_pconn *conns;
@@ -120,7 +131,6 @@ job_free(struct pg_job *job)
 	for (int i = 0; i < job->nparams; i++)
 		free(job->params[i]);
 	free(job->params);
-	free(job->sql);
 	free(job);
 }
 
@@ -137,6 +147,47 @@ static uint64_t
 sql_hash(const char *sql)
 {
 	return hash_fnv1a(sql, strlen(sql));
+}
+
+static size_t
+memo_slot(const struct stmt_memo *m, size_t cap, const char *sql)
+{
+	/* Fibonacci hashing of the address; its low bits are alignment */
+	size_t i = (size_t)(((uintptr_t)sql * 0x9E3779B97F4A7C15ULL) >> 20);
+
+	for (i &= cap - 1; m[i].sql != NULL && m[i].sql != sql;
+	     i = (i + 1) & (cap - 1))
+		;
+	return i;
+}
+
+/* The hash of a constant statement, its text hashed on first sight. */
+static uint64_t
+stmt_hash(struct pg_pool *pool, const char *sql)
+{
+	struct stmt_memo *old = pool->memo;
+	size_t i, oldcap = pool->capmemo;
+
+	if (pool->capmemo > 0) {
+		i = memo_slot(pool->memo, pool->capmemo, sql);
+		if (pool->memo[i].sql == sql)
+			return pool->memo[i].hash;
+	}
+	if (2 * (pool->nmemo + 1) > pool->capmemo) {
+		pool->capmemo = oldcap > 0 ? 2 * oldcap : 64;
+		pool->memo = xcalloc(pool->capmemo, sizeof(*pool->memo));
+		for (size_t j = 0; j < oldcap; j++)
+			if (old[j].sql != NULL)
+				pool->memo[memo_slot(pool->memo, pool->capmemo,
+				                     old[j].sql)] = old[j];
+		free(old);
+	}
+	i = memo_slot(pool->memo, pool->capmemo, sql);
+	pool->memo[i].sql = sql;
+	pool->memo[i].hash = sql_hash(sql);
+	pool->nmemo++;
+	pool->stats.hashed++;
+	return pool->memo[i].hash;
 }
 
 static void
@@ -633,13 +684,13 @@ pg_pool_set_limits(struct pg_pool *pool, int max_queue, long long timeout_ms)
 }
 
 static struct pg_job *
-job_new(const char *sql, int nparams, const char *const *params, pg_cb cb,
-        void *arg)
+job_new(struct pg_pool *pool, const char *sql, int nparams,
+        const char *const *params, pg_cb cb, void *arg)
 {
 	struct pg_job *job = xcalloc(1, sizeof(*job));
 
-	job->sql = xstrdup(sql);
-	job->hash = sql_hash(sql);
+	job->sql = sql;
+	job->hash = stmt_hash(pool, sql);
 	job->nparams = nparams;
 	job->params = xcalloc((size_t)nparams + 1, sizeof(char *));
 	for (int i = 0; i < nparams; i++)
@@ -672,7 +723,7 @@ struct pg_job *
 pg_pool_query(struct pg_pool *pool, const char *sql, int nparams,
               const char *const *params, pg_cb cb, void *arg)
 {
-	struct pg_job *job = job_new(sql, nparams, params, cb, arg);
+	struct pg_job *job = job_new(pool, sql, nparams, params, cb, arg);
 
 	pool_enqueue(pool, job);
 	return job;
@@ -746,7 +797,8 @@ lsn_tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (rp->nlsnq == 0 || rp->is_probing)
 		return;
 	rp->is_probing = true;
-	pool_enqueue(rp, job_new("SELECT (pg_last_wal_replay_lsn() - '0/0')"
+	pool_enqueue(rp, job_new(rp,
+	                         "SELECT (pg_last_wal_replay_lsn() - '0/0')"
 	                         "::bigint",
 	                         0, NULL, lsn_probed_cb, rp));
 }
@@ -773,7 +825,7 @@ pg_pool_query_read(struct pg_pool *rp, int64_t min_lsn, const char *sql,
 		return pg_pool_query(rp->primary, sql, nparams, params, cb,
 		                     arg);
 	}
-	job = job_new(sql, nparams, params, cb, arg);
+	job = job_new(rp, sql, nparams, params, cb, arg);
 	if (min_lsn <= rp->replay_lsn) {
 		rp->stats.read_replica++;
 		pool_enqueue(rp, job);
@@ -848,5 +900,6 @@ pg_pool_free(struct pg_pool *pool)
 	event_free(pool->lsn_tick);
 	free(pool->conns);
 	free(pool->conninfo);
+	free(pool->memo);
 	free(pool);
 }

@@ -11,8 +11,12 @@
 # timeline_limit 1 and name/avatar/encryption state (the Synapse
 # dialect, as Element sends it), and prints the p50/p99 of the request's
 # time (curl's time_total). Goal: p50 <= 2 ms, p99 <= 10 ms at 10,000
-# rooms. Prints figures, asserts none. PROFILE=1 logs the plans of
-# statements over 5 ms (auto_explain) and prints them at the end.
+# rooms. Also prints the statements the api ran per new connection
+# (/health's queries) and its CPU per new connection, which the load of
+# a shared machine does not skew as much as times do. Prints figures,
+# asserts none. PROFILE=1 logs the plans of statements over 5 ms
+# (auto_explain) and prints them at the end; STATS=1 prints the
+# statements' Postgres time per new connection (pg_stat_statements).
 here=$(cd "$(dirname "$0")" && pwd)
 ROOMS=10000 REPEATS=50
 while getopts r:q: o; do
@@ -28,8 +32,14 @@ export SYNCV3_API_MAX_TIMEOUT_MS=600000
 if [ "${PROFILE:-0}" = 1 ]; then
 	export PGOPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=5 -c auto_explain.log_analyze=on -c auto_explain.log_timing=on"
 fi
+if [ "${STATS:-0}" = 1 ]; then
+	export IT_PG_OPTS="-c fsync=off -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+fi
 start_stack
 unset PGOPTIONS
+[ "${STATS:-0}" = 1 ] && { psql_q "CREATE EXTENSION pg_stat_statements" || fail "pg_stat_statements"; }
+queries() { curl -s "$API_URL/health" | jq .queries; }
+api_cpu() { awk -v h="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / h }' "/proc/${IT_PIDS[api]}/stat"; }
 pct() { sort -n | awk -v p="$1" '{v[NR]=$1} END {i=int((NR-1)*p/100+0.5)+1; printf "%.2f", v[i]}'; }
 
 tok=$(sim scenario "{\"users\":1,\"rooms_per_user\":$ROOMS,\"members_per_room\":2,\"messages_per_room\":1,\"prefix\":\"big\"}" |
@@ -38,15 +48,34 @@ body='{"lists":{"all":{"ranges":[[0,19]],"timeline_limit":1,"required_state":[["
 t0=$(date +%s)
 ss "$tok" "" "$body" 600000 >"$T/first.json"
 log "initial sync of $ROOMS rooms stored, first window after $(( $(date +%s) - t0 )) s (status $(last_status), count $(jq .lists.all.count "$T/first.json"))"
+# the first window comes before the rest is stored: measure after it is
+for i in $(seq 1 600); do
+	[ "$(psql_q "SELECT bool_and(is_initial_done) FROM syncv3_devices")" = t ] && break
+	sleep 0.5
+done
+sleep 2
 url="$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0"
 : >"$T/new.txt"
+[ "${STATS:-0}" = 1 ] && psql_q "SELECT pg_stat_statements_reset()" >/dev/null
+q0=$(queries) c0=$(api_cpu) load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for i in $(seq 1 "$REPEATS"); do
 	curl -s -o "$T/win.json" -w '%{time_total}\n' -X POST -H "Authorization: Bearer $tok" \
 	    --data "$body" "$url" | awk '{printf "%.3f\n", $1 * 1000}' >>"$T/new.txt"
 done
+q1=$(queries) c1=$(api_cpu)
+log "load average: before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
 jq -e '.rooms|length == 20' "$T/win.json" >/dev/null || log "window has $(jq '.rooms|length' "$T/win.json") rooms"
-printf '{"rooms":%d,"new_connection_samples":%d,"new_connection_p50_ms":%s,"new_connection_p99_ms":%s}\n' \
-    "$ROOMS" "$REPEATS" "$(pct 50 <"$T/new.txt")" "$(pct 99 <"$T/new.txt")"
+printf '{"rooms":%d,"new_connection_samples":%d,"new_connection_p50_ms":%s,"new_connection_p99_ms":%s,"statements_per_connection":%s,"api_cpu_ms_per_connection":%s}\n' \
+    "$ROOMS" "$REPEATS" "$(pct 50 <"$T/new.txt")" "$(pct 99 <"$T/new.txt")" \
+    "$(echo "scale=2; ($q1 - $q0) / $REPEATS" | bc)" \
+    "$(echo "scale=3; ($c1 - $c0) * 1000 / $REPEATS" | bc)"
+if [ "${STATS:-0}" = 1 ]; then
+	log "statements during the new connections: Postgres ms per connection, calls, mean ms"
+	psql_q "SELECT rpad(round((total_exec_time / $REPEATS)::numeric, 3)::text, 8) || rpad(calls::text, 7) ||
+	    rpad(round(mean_exec_time::numeric, 3)::text, 8) || left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+	    FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 12"
+	psql_q "SELECT 'total Postgres ms per connection: ' || round((sum(total_exec_time) / $REPEATS)::numeric, 3) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'"
+fi
 if [ "${PROFILE:-0}" = 1 ]; then
 	grep -E "duration:|actual time=" "$T/pg/pg.log" | tail -60
 fi

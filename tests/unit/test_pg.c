@@ -673,12 +673,55 @@ test_pool_replica(void **state)
 	              "DROP TABLE replay_t");
 }
 
+/*
+ * A statement is known by its address: its text is hashed the first time
+ * the pool sees it, not on every query; another address with the same
+ * text is hashed once more and runs as the same prepared statement.
+ */
+static const char hash_sql[] = "SELECT $1::int + 1";
+static char hash_copy[sizeof(hash_sql)];
+
+static void
+test_pool_hash_once(void **state)
+{
+	const char *db = getenv("SYNCV3_TEST_DB");
+	struct pool_t t = {0};
+	struct pg_pool_stats st;
+	struct pg_pool *pool;
+	struct timeval limit = {20, 0};
+	const char *p[1] = {"1"};
+
+	(void)state;
+	if (db == NULL)
+		skip();
+	memcpy(hash_copy, hash_sql, sizeof(hash_sql));
+	t.base = event_base_new();
+	pool = pg_pool_new(t.base, db, 2);
+	for (int i = 0; i < 50; i++)
+		pg_pool_query(pool, hash_sql, 1, p, pool_cb, &t);
+	pg_pool_get_stats(pool, &st);
+	assert_int_equal(st.hashed, 1);
+	for (int i = 0; i < 50; i++)
+		pg_pool_query(pool, hash_copy, 1, p, pool_cb, &t);
+	pg_pool_get_stats(pool, &st);
+	assert_int_equal(st.hashed, 2);
+	t.expect = 100;
+	event_base_loopexit(t.base, &limit);
+	event_base_dispatch(t.base);
+	assert_int_equal(t.done, 100);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(t.sum, 200);
+	pg_pool_free(pool);
+	event_base_free(t.base);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_migrate),
 	    cmocka_unit_test(test_pool),
+	    cmocka_unit_test(test_pool_hash_once),
 	    cmocka_unit_test(test_pool_unreachable),
 	    cmocka_unit_test(test_pool_deadline),
 	    cmocka_unit_test(test_pool_deadline_running),

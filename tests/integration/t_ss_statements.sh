@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# How many statements a sliding sync request costs the api (/health's
+# queries): a new connection with one list, timeline_limit 1 and
+# required_state reads its list and rooms in one statement, creates the
+# connection alongside, reads timelines, state and the chunks their
+# prev_batch comes from in one more, and saves: 4. Background statements
+# (expiry timers) can only add, so the fewest over a few tries counts.
+# The response is checked too: every room initial, with its timeline and
+# a prev_batch that pages back.
+# A long poll that continues the response the api just saved, the same
+# request but for its pos, waits at once: its connection loaded, no round
+# that would read its lists first, and none at its timeout with nothing
+# notified (1 statement, not 3: the same pos and counts); a message wakes
+# it, and a request that differs (a longer timeline) runs its round at
+# once.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_ss.sh"
+
+start_stack
+alice=$(sim_login @alice:localhost A1)
+for i in 1 2 3; do
+	r=$(sim rooms "{\"creator\":\"@alice:localhost\",\"name\":\"r$i\"}" | jq -r .room_id)
+	sim "rooms/$r/join" '{"user_id":"@bob:localhost"}' >/dev/null
+	sim_msg "$r" @bob:localhost "m$i"
+done
+body='{"lists":{"all":{"ranges":[[0,9]],"timeline_limit":1,"required_state":[["m.room.name",""]]}}}'
+# stored (the first request holds for the device's initial sync) and the
+# token known: the requests measured start at once
+for i in $(seq 1 50); do
+	out=$(ss "$alice" "" "$body")
+	[ "$(printf '%s' "$out" | jq '[.rooms[]?.timeline[-1].content.body] | sort')" = '["m1","m2","m3"]' ] && break
+	sleep 0.2
+done
+assert_jq "$out" '[.rooms[].timeline[-1].content.body] | sort' '["m1","m2","m3"]' "all three rooms"
+queries() { curl -s "$API_URL/health" | jq .queries; }
+best=
+for i in 1 2 3 4 5; do
+	q0=$(queries)
+	out=$(ss "$alice" "" "$body")
+	q1=$(queries)
+	assert_eq "$(last_status)" 200 "new connection $i"
+	n=$((q1 - q0))
+	[ -z "$best" ] || [ "$n" -lt "$best" ] && best=$n
+done
+log "statements per new connection: $best"
+[ "$best" -le 4 ] || fail "a new connection ran $best statements, want at most 4"
+assert_jq "$out" '[.rooms[] | .initial] | unique' '[true]' "every room initial"
+assert_jq "$out" '[.rooms[] | .required_state | length] | unique' '[1]' "the name of each"
+assert_jq "$out" '[.rooms[] | .prev_batch | type] | unique' '["string"]' "a prev_batch each"
+# the prev_batch pages back through the homeserver to what came before
+r=$(printf '%s' "$out" | jq -r '.rooms | keys[0]')
+pb=$(printf '%s' "$out" | jq -r --arg r "$r" '.rooms[$r].prev_batch')
+msgs=$(curl -s -H "Authorization: Bearer $alice" \
+    "$API_URL/_matrix/client/v3/rooms/$(jq -rn --arg s "$r" '$s|@uri')/messages?dir=b&limit=5&from=$(jq -rn --arg s "$pb" '$s|@uri')")
+printf '%s' "$msgs" | jq -e '.chunk | length > 0' >/dev/null || fail "prev_batch pages back: $msgs"
+
+p=$(ss_pos "$out")
+best=
+for i in 1 2 3; do
+	q0=$(queries)
+	lp=$(ss "$alice" "$p" "$body" 1000)
+	q1=$(queries)
+	assert_eq "$(last_status)" 200 "long poll $i"
+	assert_jq "$lp" '[(.rooms // {} | length), .lists.all.count, .pos]' "[0,3,\"$p\"]" "nothing new $i"
+	n=$((q1 - q0))
+	[ -z "$best" ] || [ "$n" -lt "$best" ] && best=$n
+done
+log "statements of a long poll with nothing new: $best"
+[ "$best" -le 1 ] || fail "a long poll with nothing new ran $best statements, want 1"
+ss "$alice" "$p" "$body" 20000 >"$T/lp.json" &
+pid=$!
+sleep 0.5
+sim_msg "$r" @bob:localhost late
+wait $pid
+assert_eq "$(last_status)" 200 "woken"
+assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"].timeline[].content.body]" '["late"]' "the message wakes it"
+p=$(jq -r .pos "$T/lp.json")
+longer=${body/\"timeline_limit\":1/\"timeline_limit\":2}
+ss "$alice" "$p" "$longer" 60000 >"$T/lp.json" &
+pid=$!
+wait_for "! kill -0 $pid" 15 || fail "a request with a longer timeline waited"
+wait $pid
+assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"] | .initial, (.timeline | length)]" '[true,2]' "sent again, longer"
+it_pass
