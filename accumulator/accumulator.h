@@ -138,6 +138,7 @@ struct acc_room {
 	int64_t joined_count, invited_count; /* -1 = absent */
 	char *invite_state;		/* raw stripped-state array */
 	const char *my_membership;	/* static string */
+	struct jspan span;              /* its value in the body */
 };
 
 struct acc_changes {
@@ -154,6 +155,10 @@ struct acc_changes {
 	size_t nevents;			/* valid room events */
 	unsigned bad[ACC_BAD__MAX];
 	unsigned nbad;
+	/* normalise_light's: rooms hold their timeline only */
+	bool is_light;
+	/* normalise_pick's: rooms owned, adata a view of the light set's */
+	bool is_picked;
 };
 
 /*
@@ -165,6 +170,17 @@ struct acc_changes {
 int normalise(const char *body, size_t len, const char *user_id,
     struct acc_changes *out, const char **err) WARN_UNUSED;
 void normalise_free(struct acc_changes *c);
+/*
+ * The first window's cheap pass (docs/DESIGN.md, "The first window
+ * first"): every room of body, in normalise's order, with its id,
+ * section, timeline and span only, and the global account data; the body
+ * is not validated as a whole. -1 when it is not an object.
+ */
+int normalise_light(const char *body, size_t len, const char *user_id,
+                    struct acc_changes *out) WARN_UNUSED;
+/* The rooms of light with sel[i] set, normalised in full into out. */
+void normalise_pick(const struct acc_changes *light, const bool *sel,
+                    const char *user_id, struct acc_changes *out);
 
 /* notice.c: the notices of one message, sent after COMMIT */
 struct notice_list {

@@ -17,6 +17,9 @@
  * by a window item, alone in its transaction like a poll state, that
  * commits its most recently active rooms first (docs/DESIGN.md, "The
  * first window first"); the sync item then stores the rest with the since.
+ * Such a body gets only a light pass on arrival (normalise_light); the
+ * store's thread normalises the window's rooms, then the whole body for
+ * the rest once the window is handed back (fill_prepare).
  */
 #include <sys/queue.h>
 
@@ -59,6 +62,10 @@ struct item {
 	struct proto_poll_state ps; /* ITEM_POLL */
 	struct item *fill;          /* ITEM_WINDOW: the item it hurries */
 	struct acc_changes rest;    /* ITEM_SYNC with sm.is_fill: a view */
+	struct acc_changes light;   /* ITEM_WINDOW: normalise_light's */
+	bool is_deferred; /* ITEM_SYNC: normalised when taken (fill_prepare) */
+	bool *win_out;    /* its window left room i of light to it */
+	size_t win_n;     /* light's rooms */
 	long long recv_ms;
 	size_t body_len; /* counted in ingest.inflight_bytes */
 	/* set by the store's thread */
@@ -121,11 +128,13 @@ static void queue_hold(struct ingest *in);
 static void
 item_free(struct item *it)
 {
-	if (it->kind == ITEM_WINDOW)
-		store_view_free(&it->ch); /* a view of its fill's */
-	else if (it->sm.pre != NULL)
+	if (it->kind == ITEM_WINDOW) {
+		store_view_free(&it->ch); /* picked from light */
+		normalise_free(&it->light);
+	} else if (it->sm.pre != NULL)
 		normalise_free(&it->ch);
 	store_view_free(&it->rest);
+	free(it->win_out);
 	store_msg_reset(&it->sm);
 	proto_msg_close(&it->msg);
 	free(it);
@@ -266,28 +275,74 @@ worker_batch(struct ingest *in, struct item_q *b)
 }
 
 /*
- * A window: its rooms committed in a transaction of their own, and its
- * fill told to store only the rest (under mu: the fill is still queued).
- * If it cannot be done, the fill stores everything as it would have.
+ * A window: chosen from the light pass, its rooms normalised in full and
+ * committed in a transaction of their own, and its fill told which rooms
+ * are left to it (under mu: the fill is still queued). If it cannot be
+ * done, the fill stores everything as it would have.
  */
 static void
 worker_window(struct ingest *in, struct item *it)
 {
 	struct item *f = it->fill;
 	struct acc_changes rest;
+	bool *out;
+	size_t j = 0;
 
-	it->is_committed = store_window(in->st, &it->sm, &f->ch, &it->ch, &rest,
-	                                (size_t)in->cfg->window_rooms);
+	it->is_committed = store_window(in->st, &it->sm, &it->light, &it->ch,
+	                                &rest, (size_t)in->cfg->window_rooms);
 	it->pos = store_pos(in->st);
 	if (!it->is_committed)
 		return;
+	/* rest is light's rooms in order, minus the window's */
+	out = xcalloc(it->light.nrooms + 1, sizeof(*out));
+	for (size_t i = 0; i < it->light.nrooms && j < rest.nrooms; i++)
+		if (rest.rooms[j].room_id == it->light.rooms[i].room_id) {
+			out[i] = true;
+			j++;
+		}
 	pthread_mutex_lock(&in->mu);
-	f->rest = rest;
-	f->sm.pre = &f->rest;
+	f->win_out = out;
+	f->win_n = it->light.nrooms;
 	f->sm.is_fill = true;
 	pthread_mutex_unlock(&in->mu);
-	log_debug("ingest: %s/%s: %zu rooms first, %zu behind", it->sm.user_id,
-	          it->sm.device_id, it->ch.nrooms, rest.nrooms);
+	log_debug("ingest: %s/%s: %zu rooms first, %zu behind, %lld ms after "
+	          "arrival",
+	          it->sm.user_id, it->sm.device_id, it->ch.nrooms, rest.nrooms,
+	          now_ms() - it->recv_ms);
+	store_view_free(&rest);
+}
+
+/*
+ * The fill of a window, normalised here rather than on arrival: the
+ * window's notice then goes out while this thread parses the rest,
+ * instead of waiting behind the loop's parse of the whole body. Its
+ * rooms are light's in the same order (the same walk of the same body),
+ * so the window's choice applies by index; a body whose count differs,
+ * or whose window did not commit, is stored whole (contract 6).
+ */
+static void
+fill_prepare(struct item *it)
+{
+	struct acc_changes *c = &it->ch, *r = &it->rest;
+	long long t0 = now_ms();
+
+	it->is_deferred = false;
+	it->sm.pre_rc = normalise(it->sm.body, it->sm.body_len, it->sm.user_id,
+	                          c, &it->sm.pre_err);
+	it->sm.pre = c;
+	log_debug("ingest: %s/%s: fill of %zu bytes normalised in %lld ms",
+	          it->sm.user_id, it->sm.device_id, it->sm.body_len,
+	          now_ms() - t0);
+	if (it->sm.pre_rc != 0 || it->win_out == NULL || c->nrooms != it->win_n)
+		return;
+	*r = *c;
+	r->rooms = xcalloc(c->nrooms + 1, sizeof(*r->rooms));
+	r->nrooms = 0;
+	for (size_t i = 0; i < c->nrooms; i++)
+		if (it->win_out[i])
+			r->rooms[r->nrooms++] = c->rooms[i];
+	r->caprooms = r->nrooms;
+	it->sm.pre = r;
 }
 
 static void
@@ -332,8 +387,13 @@ worker_main(void *arg)
 			worker_poll(in, TAILQ_FIRST(&b));
 		else if (k == ITEM_WINDOW)
 			worker_window(in, TAILQ_FIRST(&b));
-		else
+		else {
+			struct item *it;
+			TAILQ_FOREACH(it, &b, entry)
+			if (it->is_deferred)
+				fill_prepare(it);
 			worker_batch(in, &b);
+		}
 		pthread_mutex_lock(&in->mu);
 		in->stats = *store_stats(in->st);
 		in->is_demoted = store_is_demoted(in->st);
@@ -502,12 +562,25 @@ queue_item(struct ingest *in, struct item *it)
 	pthread_mutex_unlock(&in->mu);
 }
 
-/* The window item of an initial sync item (worker_window), queued first. */
-static void
-queue_window(struct ingest *in, struct item *f)
+/*
+ * The window item of an initial sync item (worker_window), queued first,
+ * when the light pass finds more rooms than a window; false if not.
+ */
+static bool
+queue_window(struct ingest *in, struct item *f,
+             const struct proto_sync_raw *raw)
 {
-	struct item *w = xcalloc(1, sizeof(*w));
+	struct acc_changes light;
+	struct item *w;
 
+	if (normalise_light(raw->body, raw->body_len, raw->user_id, &light) ==
+	        -1 ||
+	    light.nrooms <= (size_t)in->cfg->window_rooms) {
+		normalise_free(&light);
+		return false;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->light = light;
 	w->kind = ITEM_WINDOW;
 	w->fill = f;
 	w->recv_ms = f->recv_ms;
@@ -517,6 +590,7 @@ queue_window(struct ingest *in, struct item *f)
 	w->sm.next_batch = f->sm.next_batch;
 	w->sm.first = "window";
 	queue_item(in, w);
+	return true;
 }
 
 /* Has the store found another accumulator to be the writer? */
@@ -546,16 +620,19 @@ queue_sync(struct ingest *in, struct item *it, const struct proto_sync_raw *raw)
 	it->sm.first = raw->first;
 	it->sm.catchup = raw->catchup;
 	it->body_len = raw->body_len;
+	if (in->cfg->window_rooms > 0 && raw->since_in[0] == '\0' &&
+	    raw->first[0] == '\0' && queue_window(in, it, raw)) {
+		it->is_deferred = true; /* the store's thread normalises it */
+		queue_item(in, it);
+		queue_hold(in);
+		return;
+	}
 	it->sm.pre_rc = normalise(raw->body, raw->body_len, raw->user_id,
 	                          &it->ch, &it->sm.pre_err);
 	it->sm.pre = &it->ch;
 	if (it->sm.pre_rc == 0 && raw->since_in[0] != '\0' &&
 	    raw->first[0] == '\0' && !ingest_is_demoted(in))
 		notify_typing_early(in->nt, &it->ch);
-	if (in->cfg->window_rooms > 0 && it->sm.pre_rc == 0 &&
-	    raw->since_in[0] == '\0' && raw->first[0] == '\0' &&
-	    it->ch.nrooms > (size_t)in->cfg->window_rooms)
-		queue_window(in, it);
 	queue_item(in, it);
 	queue_hold(in);
 }

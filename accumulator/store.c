@@ -704,6 +704,8 @@ window_more(struct store *st, const char *user_id,
 void
 store_view_free(struct acc_changes *v)
 {
+	if (v->is_picked)
+		normalise_free(v); /* its adata is the light set's */
 	free(v->rooms);
 	memset(v, 0, sizeof(*v));
 }
@@ -737,6 +739,11 @@ store_window(struct store *st, struct store_msg *wm,
 	}
 	win->caprooms = win->nrooms;
 	rest->caprooms = rest->nrooms;
+	if (all->is_light) {
+		/* the window's rooms alone are normalised in full */
+		store_view_free(win);
+		normalise_pick(all, in, wm->user_id, win);
+	}
 	/*
 	 * Global account data (m.direct: is_dm) goes with the window too:
 	 * the fill's upsert of the same JSON changes nothing.

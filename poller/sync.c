@@ -194,8 +194,12 @@ header_cb(char *buf, size_t size, size_t nitems, void *arg)
 	size_t vlen;
 
 	d->rx_bytes += n;
-	if (!d->is_receiving)
+	if (!d->is_receiving) {
+		/* the upstream's share of a cold login ends about here */
+		log_debug("device %s/%s: first bytes after %lld ms", d->user_id,
+		          d->device_id, now_ms() - d->req_start_ms);
 		stall_arm(d);
+	}
 	if (n > sizeof(name) - 1 &&
 	    strncasecmp(buf, name, sizeof(name) - 1) == 0) {
 		const char *s = buf + sizeof(name) - 1;
@@ -229,8 +233,9 @@ done_cb(CURL *easy, CURLcode res, void *arg)
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	policy_classify_scan(res, status, d->body, d->body_len,
 	                     d->retry_after_s, &d->scan, &vi);
-	log_debug("device %s/%s: http %ld, %zu bytes, curl %d", d->user_id,
-	          d->device_id, status, d->body_len, (int)res);
+	log_debug("device %s/%s: http %ld, %zu bytes, curl %d, %lld ms",
+	          d->user_id, d->device_id, status, d->body_len, (int)res,
+	          now_ms() - d->req_start_ms);
 	prom_response(d->p, status, now_ms() - d->req_start_ms);
 	d->sync_done(d, &vi); /* a drop only frees d later (device.c) */
 	free(vi.next_batch);

@@ -5,7 +5,10 @@
 #   cold      --cold times, a login of a new user no device of which is
 #             stored: from the first v3 request to its complete answer
 #             (the first window, room_list limit 20, timeline_limit 1),
-#             and to the whole initial sync stored
+#             and to the whole initial sync stored; beside it, the
+#             upstream's share: simhs answering the same first sync
+#             (the poller's light filter) for another device of that
+#             user, to its first byte and to its last
 #   sibling   a new device of that user once it is stored and polled: the
 #             same request, --repeats times, a new device each
 # The private Postgres is durable (tests/bench/pg.sh). Never asserts a
@@ -17,13 +20,16 @@
 #   the full initial sync of every new device ("before").
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+# the poller's default first sync, not lib.sh's 50 (which made this
+# body 54 MB where a deployment's is 31 MB at 10,000 rooms)
+export SYNCV3_FIRST_TIMELINE_LIMIT=${SYNCV3_FIRST_TIMELINE_LIMIT:-1}
 SIZES=1000,10000 REPEATS=5 COLD=3
 while [ $# -gt 0 ]; do
 	case $1 in
 	--sizes) SIZES=$2; shift ;;
 	--repeats) REPEATS=$2; shift ;;
 	--cold) COLD=$2; shift ;;
-	*) sed -n '14,17p' "$0" >&2; exit 2 ;;
+	*) sed -n '17,20p' "$0" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -48,6 +54,17 @@ first() {
 	    fail "not a complete window: $(printf '%s' "$out" | head -c 300)"
 	echo $((t1 - t0))
 }
+# upstream USER: "ttfb_ms total_ms" of simhs's answer to the poller's
+# first sync for a device of USER the proxy does not hold
+upstream() {
+	local tok f
+	tok=$(sim_login "$1" UPSTREAM)
+	f="{\"room\":{\"timeline\":{\"limit\":$SYNCV3_FIRST_TIMELINE_LIMIT}}}"
+	curl -sS -o /dev/null -H "Authorization: Bearer $tok" --get \
+	    --data-urlencode "filter=$f" "$SIMHS_URL/_matrix/client/v3/sync" \
+	    -w '%{time_starttransfer} %{time_total}\n' |
+	    awk '{printf "%d %d\n", $1 * 1000, $2 * 1000}'
+}
 stats() { jq -sc '{n: length, p50_ms: (sort|.[length/2|floor]), min_ms: min, max_ms: max, all_ms: .}'; }
 
 # stored USER: ms until the device's initial sync is stored in full
@@ -61,11 +78,13 @@ stored() {
 res='{}'
 for n in ${SIZES//,/ }; do
 	log "accounts of $n rooms"
-	cold='' full='' u1=
+	cold='' full='' up1='' upn='' u1=
 	for i in $(seq "$COLD"); do
 		u=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":3,\"messages_per_room\":10,\"prefix\":\"c$n-$i-\"}" |
 		    jq -r '.users[0].user_id')
 		[ -n "$u1" ] || u1=$u
+		read -r a b < <(upstream "$u")
+		up1="$up1 $a" upn="$upn $b"
 		tok=$(sim_login "$u" COLD)
 		t0=$(now_ms)
 		cold="$cold $(first "$tok")"
@@ -74,7 +93,10 @@ for n in ${SIZES//,/ }; do
 	done
 	cold=$(printf '%s\n' $cold | stats)
 	full=$(printf '%s\n' $full | stats)
+	up1=$(printf '%s\n' $up1 | stats)
+	upn=$(printf '%s\n' $upn | stats)
 	log "  cold login, first window: $cold"
+	log "  upstream first sync, first byte: $up1, last byte: $upn"
 	log "  cold login, all stored: $full"
 	sib=$(for i in $(seq "$REPEATS"); do
 		t=$(sim_login "$u1" "SIB$i")
@@ -83,12 +105,16 @@ for n in ${SIZES//,/ }; do
 	done | stats)
 	log "  new device of a stored account: $sib"
 	res=$(jq -c --arg n "$n" --argjson c "$cold" --argjson f "$full" \
-	    --argjson s "$sib" '. + {($n): {cold_first: $c, cold_stored: $f,
+	    --argjson s "$sib" --argjson u1 "$up1" --argjson un "$upn" \
+	    '. + {($n): {cold_first: $c, cold_upstream_first_byte: $u1,
+	    cold_upstream_last_byte: $un, cold_stored: $f,
 	    sibling_first: $s}}' <<<"$res")
 done
 for p in accumulator poller api; do is_running "$p" || fail "$p died"; done
 jq -n --argjson r "$res" --arg commit "$(git -C "$IT_ROOT" rev-parse --short HEAD 2>/dev/null)" \
     --arg wait "${SYNCV3_SIBLING_WAIT_MS:-default}" --arg nproc "$(nproc)" \
     --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg bin "$BIN" \
+    --arg ftl "$SYNCV3_FIRST_TIMELINE_LIMIT" \
     '{commit: $commit, bin: $bin, nproc: ($nproc|tonumber), loadavg_end: $load,
-      sibling_wait_ms: $wait, sizes: $r}'
+      sibling_wait_ms: $wait, first_timeline_limit: ($ftl|tonumber),
+      sizes: $r}'

@@ -411,21 +411,117 @@ test_txn_strip(void **state)
 	}
 }
 
+static void
+assert_evlist_equal(const struct acc_evlist *a, const struct acc_evlist *b)
+{
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++) {
+		assert_int_equal(a->v[i].raw_len, b->v[i].raw_len);
+		assert_memory_equal(a->v[i].raw, b->v[i].raw, a->v[i].raw_len);
+		assert_int_equal(a->v[i].ts, b->v[i].ts);
+	}
+}
+
+/*
+ * The first window's light pass (docs/DESIGN.md, "The first window
+ * first"): the same rooms in the same order as normalise (the fill takes
+ * the window's choice by index), each with its timeline whole and no
+ * state; the rooms picked from it are what normalise makes of them.
+ */
+static void
+test_light_pick(void **state)
+{
+	static const char *const files[] = {"initial.json", "m3_leave.json",
+	                                    "m5_ban.json", "bad_events.json",
+	                                    "overlap.json"};
+
+	(void)state;
+	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		size_t len;
+		char *b = slurp(files[f], &len);
+		struct acc_changes full, light, pick;
+		bool *sel;
+
+		assert_int_equal(normalise(b, len, "@alice:hs", &full, NULL),
+		                 0);
+		assert_int_equal(normalise_light(b, len, "@alice:hs", &light),
+		                 0);
+		assert_true(light.is_light);
+		assert_int_equal(light.nrooms, full.nrooms);
+		assert_int_equal(light.nadata, full.nadata);
+		sel = xcalloc(light.nrooms + 1, sizeof(*sel));
+		for (size_t i = 0; i < light.nrooms; i++) {
+			assert_string_equal(light.rooms[i].room_id,
+			                    full.rooms[i].room_id);
+			assert_int_equal(light.rooms[i].section,
+			                 full.rooms[i].section);
+			assert_int_equal(light.rooms[i].state.n, 0);
+			assert_evlist_equal(&light.rooms[i].timeline,
+			                    &full.rooms[i].timeline);
+			sel[i] = i % 2 == 0;
+		}
+		normalise_pick(&light, sel, "@alice:hs", &pick);
+		assert_int_equal(pick.nrooms, (light.nrooms + 1) / 2);
+		for (size_t i = 0, j = 0; i < full.nrooms; i += 2, j++) {
+			const struct acc_room *x = &full.rooms[i];
+			const struct acc_room *y = &pick.rooms[j];
+
+			assert_string_equal(x->room_id, y->room_id);
+			assert_string_equal(x->my_membership, y->my_membership);
+			assert_int_equal(x->limited, y->limited);
+			assert_int_equal(x->joined_count, y->joined_count);
+			assert_int_equal(x->nadata, y->nadata);
+			assert_evlist_equal(&x->state, &y->state);
+			assert_evlist_equal(&x->timeline, &y->timeline);
+		}
+		normalise_free(&pick);
+		normalise_free(&light);
+		normalise_free(&full);
+		free(sel);
+		free(b);
+	}
+}
+
+/* The light pass stays inside a body cut anywhere, and refuses a non-object. */
+static void
+test_light_cut(void **state)
+{
+	size_t len;
+	char *b = slurp("initial.json", &len);
+	struct acc_changes c;
+
+	(void)state;
+	for (size_t n = 0; n < len; n += 7) {
+		/* exactly n bytes: ASan sees any read past them */
+		char *cut = xmalloc(n > 0 ? n : 1);
+
+		memcpy(cut, b, n);
+		if (normalise_light(cut, n, "@alice:hs", &c) == 0)
+			normalise_free(&c);
+		free(cut);
+	}
+	assert_int_equal(normalise_light("[1]", 3, NULL, &c), -1);
+	normalise_free(&c);
+	free(b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_initial),
-		cmocka_unit_test(test_incremental_and_limited),
-		cmocka_unit_test(test_overlap),
-		cmocka_unit_test(test_bad_events),
-		cmocka_unit_test(test_too_big),
-		cmocka_unit_test(test_membership_sections),
-		cmocka_unit_test(test_not_json),
-		cmocka_unit_test(test_wrong_shapes),
-		cmocka_unit_test(test_jscan),
-		cmocka_unit_test(test_jscan_backslashes),
-		cmocka_unit_test(test_txn_strip),
+	    cmocka_unit_test(test_initial),
+	    cmocka_unit_test(test_incremental_and_limited),
+	    cmocka_unit_test(test_overlap),
+	    cmocka_unit_test(test_bad_events),
+	    cmocka_unit_test(test_too_big),
+	    cmocka_unit_test(test_membership_sections),
+	    cmocka_unit_test(test_not_json),
+	    cmocka_unit_test(test_wrong_shapes),
+	    cmocka_unit_test(test_jscan),
+	    cmocka_unit_test(test_jscan_backslashes),
+	    cmocka_unit_test(test_txn_strip),
+	    cmocka_unit_test(test_light_pick),
+	    cmocka_unit_test(test_light_cut),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);

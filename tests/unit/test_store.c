@@ -1138,30 +1138,50 @@ test_sibling_cover(void **state)
 	PQclear(PQexec(db, "UNLISTEN *"));
 }
 
-/* A body of joined rooms !wN:hs, N = 1..n, whose one event has ts N. */
+/*
+ * A body of joined rooms !<prefix>N:hs, N = 1..n, whose one event has
+ * ts N, and an invite.
+ */
 static char *
 win_body(int n, const char *prefix)
 {
-	size_t cap = 256 + (size_t)n * 256, k;
+	size_t cap = 256 + (size_t)n * 512, k;
 	char *b = xmalloc(cap);
 
 	k = (size_t)snprintf(
 	    b, cap,
 	    "{\"next_batch\":\"x\",\"rooms\":{"
-	    "\"invite\":{\"!winv:hs\":{\"invite_state\":{\"events\":[]}}},"
-	    "\"join\":{");
+	    "\"invite\":{\"!%sinv:hs\":{\"invite_state\":{\"events\":[]}}},"
+	    "\"join\":{",
+	    prefix);
 	for (int i = 1; i <= n; i++)
 		k += (size_t)snprintf(
 		    b + k, cap - k,
-		    "%s\"!w%d:hs\":{"
+		    "%s\"!%s%d:hs\":{"
+		    "\"state\":{\"events\":[{\"event_id\":\"$%ss%d\","
+		    "\"type\":\"m.room.name\",\"state_key\":\"\","
+		    "\"sender\":\"@w:hs\",\"origin_server_ts\":0,"
+		    "\"content\":{\"name\":\"%s%d\"}}]},"
 		    "\"timeline\":{\"events\":[{\"event_id\":\"$%s%d\","
 		    "\"type\":\"m.room.message\",\"sender\":\"@w:hs\","
 		    "\"origin_server_ts\":%d,\"content\":{}}]}}",
-		    i > 1 ? "," : "", i, prefix, i, i);
+		    i > 1 ? "," : "", prefix, i, prefix, i, prefix, i, prefix,
+		    i, i);
 	snprintf(b + k, cap - k,
 	         "}},\"to_device\":{\"events\":[{\"type\":"
 	         "\"m.t\",\"sender\":\"@x:hs\",\"content\":{}}]}}");
 	return b;
+}
+
+/* The window message of user's device W1's initial sync. */
+static void
+window_msg(struct store_msg *wm, const char *user)
+{
+	memset(wm, 0, sizeof(*wm));
+	wm->user_id = user;
+	wm->device_id = "W1";
+	wm->since_in = "";
+	wm->next_batch = "w1";
 }
 
 static bool
@@ -1202,11 +1222,7 @@ test_window_first(void **state)
 	free(older);
 	body = win_body(8, "w");
 	assert_int_equal(normalise(body, strlen(body), "@w:hs", &all, &err), 0);
-	memset(&wm, 0, sizeof(wm));
-	wm.user_id = "@w:hs";
-	wm.device_id = "W1";
-	wm.since_in = "";
-	wm.next_batch = "w1";
+	window_msg(&wm, "@w:hs");
 	assert_int_equal(store_window(st, &wm, &all, &win, &rest, 3), 1);
 	/* ts 6, 7, 8; the invite; !w2 for its stored event at ts 100 */
 	assert_int_equal(win.nrooms, 5);
@@ -1277,6 +1293,51 @@ test_window_first(void **state)
 	assert_null(win.rooms);
 	assert_null(rest.rooms);
 	normalise_free(&all);
+	free(body);
+}
+
+/*
+ * The same window chosen from normalise_light's pass (ingest.c): the
+ * same rooms, each normalised in full (its state too), and the rest in
+ * the light pass's order for the fill to take by index.
+ */
+static void
+test_window_light(void **state)
+{
+	struct acc_changes light, win, rest;
+	struct store_msg wm;
+	char *body;
+
+	(void)state;
+	NEED_DB();
+	add_device("@wl:hs", "W1");
+	body = win_body(8, "wl");
+	assert_int_equal(normalise_light(body, strlen(body), "@wl:hs", &light),
+	                 0);
+	window_msg(&wm, "@wl:hs");
+	assert_int_equal(store_window(st, &wm, &light, &win, &rest, 3), 1);
+	/* ts 6, 7, 8 and the invite, each with its state */
+	assert_int_equal(win.nrooms, 4);
+	assert_true(in_view(&win, "!wl8:hs") && in_view(&win, "!wl6:hs"));
+	assert_true(in_view(&win, "!wlinv:hs") && !in_view(&win, "!wl5:hs"));
+	for (size_t i = 0; i < win.nrooms; i++)
+		assert_int_equal(win.rooms[i].state.n,
+		                 win.rooms[i].section == ACC_JOIN ? 1 : 0);
+	assert_int_equal(rest.nrooms, 5);
+	/* a subsequence of light's rooms, sharing their strings */
+	for (size_t i = 0, j = 0; j < rest.nrooms; i++) {
+		assert_true(i < light.nrooms);
+		if (rest.rooms[j].room_id == light.rooms[i].room_id)
+			j++;
+	}
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_state WHERE "
+	                    "room_id = '!wl8:hs' AND type = 'm.room.name'",
+	                    NULL, NULL),
+	                 1);
+	store_msg_reset(&wm);
+	store_view_free(&win);
+	store_view_free(&rest);
+	normalise_free(&light);
 	free(body);
 }
 
@@ -1476,6 +1537,7 @@ main(void)
 	    cmocka_unit_test(test_poll_state_token),
 	    cmocka_unit_test(test_sibling_cover),
 	    cmocka_unit_test(test_window_first),
+	    cmocka_unit_test(test_window_light),
 	    cmocka_unit_test(test_chunks),
 	    cmocka_unit_test(test_chunks_bounded),
 	    cmocka_unit_test(test_unread_notice),
