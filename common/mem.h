@@ -9,6 +9,7 @@
 #ifndef SYNCV3_MEM_H
 #define SYNCV3_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Bodies at least this large are followed by a trim (mem_release). */
@@ -22,5 +23,15 @@ void mem_init(void);
  * bodies cost nothing here.
  */
 void mem_release(size_t len);
+/*
+ * Frees a large body's remains on a detached thread of their own:
+ * free_fn(arg), then mem_release(len). Freeing the parsed tree or change
+ * set of a 10,000-room body, and the trim after it, take seconds on a
+ * loaded machine, and an event loop held that long stops answering
+ * everyone else (pollers' acks, liveness renewals). Nothing else may
+ * refer to arg; malloc is thread-safe. True if a thread took it, false
+ * if none could be started and it was done here, as before.
+ */
+bool mem_free_detached(void (*free_fn)(void *), void *arg, size_t len);
 
 #endif

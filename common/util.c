@@ -147,3 +147,17 @@ rand_u32(uint32_t max)
 		v = (uint32_t)now_ms() * 2654435761u;
 	return v % max;
 }
+
+long long
+lag_tick(long long *last_us, long long *max_ms, long long tick_ms)
+{
+	long long now = now_us(), late_ms = 0;
+
+	if (*last_us != 0) {
+		late_ms = (now - *last_us) / 1000 - tick_ms;
+		if (late_ms > *max_ms)
+			*max_ms = late_ms;
+	}
+	*last_us = now;
+	return late_ms;
+}

@@ -34,4 +34,11 @@ uint64_t hash_fnv1a(const void *p, size_t len);
 /* Random jitter in [0, max). */
 uint32_t rand_u32(uint32_t max);
 
+/*
+ * For a timer of tick_ms: how late this tick ran (the loop was held that
+ * long by something), 0 at the first; max_ms keeps the longest, last_us
+ * (0 at first) the tick's time. A daemon's loop stall gauge.
+ */
+long long lag_tick(long long *last_us, long long *max_ms, long long tick_ms);
+
 #endif

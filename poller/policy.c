@@ -6,12 +6,12 @@
  * upstream that answers at once without moving, matching acks, and the
  * fair share of devices per poller.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json_util.h"
+#include "mem.h"
 #include "poller.h"
 #include "util.h"
 
@@ -299,8 +299,8 @@ struct scan_garbage {
 	struct json_tokener *tok;
 };
 
-static void *
-release_main(void *arg)
+static void
+garbage_free(void *arg)
 {
 	struct scan_garbage *g = arg;
 
@@ -308,7 +308,6 @@ release_main(void *arg)
 	if (g->tok != NULL)
 		json_tokener_free(g->tok);
 	free(g);
-	return NULL;
 }
 
 /*
@@ -316,13 +315,13 @@ release_main(void *arg)
  * tree a refused or abandoned body left on its stack. Freeing the tree of
  * a 75 MB body takes most of a second (issue #13), longer than the loop
  * may be held, so the tree of a body over SCAN_RELEASE_MIN bytes is freed
- * by a thread of its own. Nothing else refers to it; malloc is thread-safe.
+ * by a thread of its own (mem_free_detached; device.c trims, so no length
+ * is passed for a second trim).
  */
 static void
 scan_release(struct body_scan *s)
 {
 	struct scan_garbage *g;
-	pthread_t t;
 
 	if (s->obj == NULL && s->tok == NULL)
 		return;
@@ -330,16 +329,12 @@ scan_release(struct body_scan *s)
 		g = xcalloc(1, sizeof(*g));
 		g->obj = s->obj;
 		g->tok = s->tok;
-		if (pthread_create(&t, NULL, release_main, g) == 0) {
-			pthread_detach(t);
-			goto out;
-		}
-		free(g);
+		(void)mem_free_detached(garbage_free, g, 0);
+	} else {
+		json_object_put(s->obj);
+		if (s->tok != NULL)
+			json_tokener_free(s->tok);
 	}
-	json_object_put(s->obj);
-	if (s->tok != NULL)
-		json_tokener_free(s->tok);
-out:
 	s->obj = NULL;
 	s->tok = NULL;
 }

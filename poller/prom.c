@@ -95,19 +95,14 @@ static void
 lag_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
-	long long now = now_us(), late_ms;
+	long long late_ms;
 
 	(void)fd;
 	(void)what;
-	if (p->lag_last_us != 0) {
-		late_ms = (now - p->lag_last_us) / 1000 - LAG_TICK_MS;
-		if (late_ms > p->lag_max_ms)
-			p->lag_max_ms = late_ms;
-		if (late_ms >= LAG_LOG_MS)
-			log_debug("loop stalled %lld ms (longest %lld ms)",
-			          late_ms, p->lag_max_ms);
-	}
-	p->lag_last_us = now;
+	late_ms = lag_tick(&p->lag_last_us, &p->lag_max_ms, LAG_TICK_MS);
+	if (late_ms >= LAG_LOG_MS)
+		log_debug("loop stalled %lld ms (longest %lld ms)", late_ms,
+		          p->lag_max_ms);
 }
 
 /*
