@@ -355,6 +355,8 @@ struct ingest_counts {
 	unsigned long long applied, replayed, rejected, events, to_device;
 	unsigned long long state_rows, bad_msgs;
 	size_t queued;
+	long long loop_stall_max_ms; /* longest the loop was held */
+	unsigned long long pub_slices, frees_detached; /* pub_run's */
 	struct store_stats st; /* after the store's last batch */
 	struct metric_hist batch_size, commit_secs;
 };

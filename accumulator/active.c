@@ -37,6 +37,7 @@ struct active {
 	struct event *ev_wait;  /* standby: the next try */
 	struct event *ev_renew; /* active: the next renewal */
 	bool is_renewing;       /* a renewal is in flight */
+	long long renew_us;     /* when it was sent */
 	bool is_demoting;       /* teardown scheduled */
 	bool is_stopping;
 };
@@ -109,9 +110,12 @@ renewed_cb(PGresult *res, void *arg)
 	a->is_renewing = false;
 	if (res == NULL) {
 		/* the writer's session may be fine; a standby decides */
-		log_warnx_rl("active: liveness renewal failed");
+		log_warnx_rl("active: liveness renewal failed after %lld ms",
+		             (now_us() - a->renew_us) / 1000);
 		return;
 	}
+	log_debug("active: liveness renewed in %lld ms",
+	          (now_us() - a->renew_us) / 1000);
 	if (PQntuples(res) == 0)
 		active_demote(a);
 }
@@ -130,6 +134,7 @@ renew_cb(evutil_socket_t fd, short what, void *arg)
 	if (a->is_renewing || a->is_demoting)
 		return;
 	a->is_renewing = true;
+	a->renew_us = now_us();
 	(void)pg_pool_query(a->live,
 	                    "UPDATE syncv3_accumulator SET expires = now() + "
 	                    "make_interval(secs => $2::bigint / 1000.0) WHERE "

@@ -45,6 +45,13 @@
 #define LAT_MAX_MS 10000
 #define LAT_NBUCKETS (LAT_FINE + (LAT_MAX_MS - LAT_FINE) / 10 + 1)
 
+/* pub_run's turn: this long at most, the clock read every PUB_CHECK */
+#define PUB_SLICE_US 5000
+#define PUB_CHECK 64
+
+#define LAG_TICK_MS 50
+#define LAG_LOG_MS 100 /* stalls logged at debug */
+
 enum item_kind {
 	ITEM_SYNC,
 	ITEM_POLL,
@@ -64,6 +71,7 @@ struct item {
 	struct acc_changes rest;    /* ITEM_SYNC with sm.is_fill: a view */
 	struct acc_changes light;   /* ITEM_WINDOW: normalise_light's */
 	bool is_deferred; /* ITEM_SYNC: normalised when taken (fill_prepare) */
+	bool is_published; /* a lone body's notices went before its ack */
 	bool *win_out;    /* its window left room i of light to it */
 	size_t win_n;     /* light's rooms */
 	long long recv_ms;
@@ -97,6 +105,14 @@ struct ingest {
 	/* the metrics' (ingest_counts): bodies answered, what committed */
 	unsigned long long applied, replayed, rejected, events, to_device;
 	unsigned long long state_rows;
+	/* committed, acked, their notices not all out yet (pub_run) */
+	struct item_q pub;
+	size_t pub_next; /* the head's next notice */
+	struct event *ev_pub;
+	unsigned long long pub_slices, frees_detached;
+	/* how late lag_cb's tick runs: the loop held by one step that long */
+	struct event *ev_lag;
+	long long lag_last_us, lag_max_ms;
 
 	pthread_t worker;
 	int wake[2];        /* store -> loop: done has items */
@@ -138,6 +154,12 @@ item_free(struct item *it)
 	store_msg_reset(&it->sm);
 	proto_msg_close(&it->msg);
 	free(it);
+}
+
+static void
+item_free_cb(void *arg)
+{
+	item_free(arg);
 }
 
 static void
@@ -459,10 +481,93 @@ demoted(struct ingest *in)
 }
 
 /*
+ * Frees an item whose notices are out: a large body's (its frame, its
+ * change set, the trim after them) on a thread of its own, as the poller
+ * does its trees (mem.h), so the loop goes back to reading and acking.
+ */
+static void
+item_release(struct ingest *in, struct item *it)
+{
+	/* a window holds its fill's light pass: of every room of the body */
+	size_t len =
+	    it->kind == ITEM_WINDOW ? it->fill->body_len : it->body_len;
+
+	if (len < MEM_TRIM_BYTES) {
+		item_free(it);
+		return;
+	}
+	if (mem_free_detached(item_free_cb, it, len))
+		in->frees_detached++;
+}
+
+/* Nothing read is left to answer or publish: a stopping loop may end. */
+static void
+drained_exit(struct ingest *in)
+{
+	if (in->stopping && in->ninflight == 0 && TAILQ_EMPTY(&in->pub))
+		event_base_loopexit(in->base, NULL);
+}
+
+/*
+ * Publishes the notices of what committed, in commit order, and frees
+ * each item after its last one. A 10,000-room body has tens of thousands
+ * of notices; sent in one go they held the loop for seconds, and with it
+ * every other poller's body and ack and the liveness renewal (active.c).
+ * So at most PUB_SLICE_US is spent per loop turn unless is_all (a
+ * demoted writer, torn down next); the rest waits for ev_pub, and a
+ * later batch's notices queue behind, while its acks go out at once.
+ */
+static void
+pub_run(struct ingest *in, bool is_all)
+{
+	struct item *it;
+	long long t0 = now_us();
+	size_t sent = 0;
+
+	while ((it = TAILQ_FIRST(&in->pub)) != NULL) {
+		const struct notice_list *l = &it->sm.notices;
+
+		if (in->pub_next == 0) {
+			if (it->is_committed)
+				notify_set_lsn(in->nt, it->lsn);
+			if (it->kind == ITEM_POLL)
+				done_poll(in, it);
+		}
+		if (it->kind != ITEM_POLL && it->is_committed &&
+		    !it->is_published) {
+			for (; in->pub_next < l->n; in->pub_next++, sent++) {
+				if (!is_all &&
+				    sent % PUB_CHECK == PUB_CHECK - 1 &&
+				    now_us() - t0 >= PUB_SLICE_US) {
+					in->pub_slices++;
+					event_active(in->ev_pub, EV_TIMEOUT, 0);
+					return;
+				}
+				notify_send(in->nt, &l->v[in->pub_next]);
+			}
+		}
+		in->pub_next = 0;
+		TAILQ_REMOVE(&in->pub, it, entry);
+		notify_set_pos(in->nt, it->pos);
+		item_release(in, it);
+	}
+	drained_exit(in);
+}
+
+static void
+pub_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pub_run(arg, false);
+}
+
+/*
  * What the store finished, in commit order: every message is acked (a
  * failed commit turns acks into nacks, unless we are no longer the
  * writer), then, once the acks are out, the notices of what committed
- * are published and the items are freed.
+ * are published (pub_run, after any earlier batch's) and the items are
+ * freed.
  */
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
@@ -471,8 +576,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	struct item_q q;
 	struct item *it, *lone;
 	char buf[64];
-	int64_t pos = -1;
-	size_t largest = 0;
+	long long t0 = now_us(), t_ack;
 	bool is_demoted;
 
 	(void)what;
@@ -489,49 +593,43 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	 * from this loop while the notice that wakes the client waits (about
 	 * 0.5 ms of a to-device message's 3, strace). Contract 3 only asks
 	 * that notices follow the COMMIT; a batch of many keeps its acks
-	 * first, so pollers never wait behind its notices.
+	 * first, so pollers never wait behind its notices, and so does a
+	 * body of many notices or one behind an earlier batch's.
 	 */
 	lone = TAILQ_FIRST(&q);
-	if (lone != NULL && (TAILQ_NEXT(lone, entry) != NULL ||
-	                     lone->kind != ITEM_SYNC || !lone->is_committed))
+	if (lone != NULL &&
+	    (TAILQ_NEXT(lone, entry) != NULL || lone->kind != ITEM_SYNC ||
+	     !lone->is_committed || !TAILQ_EMPTY(&in->pub) ||
+	     lone->sm.notices.n > PUB_CHECK))
 		lone = NULL;
 	if (lone != NULL) {
 		notify_set_lsn(in->nt, lone->lsn);
 		notify_send_list(in->nt, &lone->sm.notices);
+		lone->is_published = true;
 	}
 	TAILQ_FOREACH(it, &q, entry) {
 		if (it->kind == ITEM_SYNC && (it->is_committed || !is_demoted))
 			done_sync(in, it);
-	}
-	while ((it = TAILQ_FIRST(&q)) != NULL) {
-		TAILQ_REMOVE(&q, it, entry);
 		in->ninflight--;
 		in->inflight_bytes -= it->body_len;
-		if (it->is_committed)
-			notify_set_lsn(in->nt, it->lsn);
-		if (it->kind == ITEM_POLL)
-			done_poll(in, it);
-		else if (it->kind == ITEM_WINDOW && it->is_committed)
-			notify_send_list(in->nt, &it->sm.notices);
-		else if (it->is_committed && it != lone)
-			notify_send_list(in->nt, &it->sm.notices);
-		pos = it->pos;
-		if (it->body_len > largest)
-			largest = it->body_len;
-		item_free(it);
 	}
-	/* a large body's frame and change set are gone now (mem.h) */
-	mem_release(largest);
-	if (pos >= 0)
-		notify_set_pos(in->nt, pos);
+	t_ack = now_us();
+	/* behind a slice still to go, ev_pub is due and keeps the order */
+	if (TAILQ_EMPTY(&in->pub)) {
+		TAILQ_CONCAT(&in->pub, &q, entry);
+		pub_run(in, is_demoted);
+	} else
+		TAILQ_CONCAT(&in->pub, &q, entry);
+	if (now_us() - t0 >= LAG_LOG_MS * 1000)
+		log_debug("ingest: done: acks %lld ms, then %lld ms",
+		          (t_ack - t0) / 1000, (now_us() - t_ack) / 1000);
 	if (is_demoted) {
 		demoted(in);
 		return;
 	}
 	queue_hold(in);
 	zmq_ev_kick(in->ze);
-	if (in->stopping && in->ninflight == 0)
-		event_base_loopexit(in->base, NULL);
+	drained_exit(in);
 }
 
 /*
@@ -781,6 +879,21 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	in->lat_n = 0;
 }
 
+/* How late this tick ran: the loop was held that long by something. */
+static void
+lag_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingest *in = arg;
+	long long late_ms;
+
+	(void)fd;
+	(void)what;
+	late_ms = lag_tick(&in->lag_last_us, &in->lag_max_ms, LAG_TICK_MS);
+	if (late_ms >= LAG_LOG_MS)
+		log_debug("ingest: loop stalled %lld ms (longest %lld ms)",
+		          late_ms, in->lag_max_ms);
+}
+
 static void
 wake_init(struct ingest *in)
 {
@@ -807,7 +920,8 @@ ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
 {
 	struct ingest *in = xcalloc(1, sizeof(*in));
 	struct timeval cl = {cfg->cleanup_secs, 0},
-	               stats = {cfg->stats_secs, 0};
+	               stats = {cfg->stats_secs, 0},
+	               lag = {0, LAG_TICK_MS * 1000};
 
 	in->base = base;
 	in->cfg = cfg;
@@ -819,6 +933,7 @@ ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
 	in->lat_hist = xcalloc(LAT_NBUCKETS, sizeof(*in->lat_hist));
 	TAILQ_INIT(&in->todo);
 	TAILQ_INIT(&in->done);
+	TAILQ_INIT(&in->pub);
 	if ((in->sock = zmq_ev_socket(zctx, ZMQ_ROUTER, cfg->ingest, 1,
 	                              (long long)PROTO_PAYLOAD_MAX +
 	                                  PROTO_META_MAX + 1024)) == NULL) {
@@ -838,6 +953,9 @@ ingest_new(struct event_base *base, void *zctx, const struct acc_config *cfg,
 	event_add(in->ev_done, NULL);
 	event_add(in->ev_cleanup, &cl);
 	event_add(in->ev_stats, &stats);
+	in->ev_pub = event_new(base, -1, 0, pub_cb, in);
+	in->ev_lag = event_new(base, -1, EV_PERSIST, lag_cb, in);
+	event_add(in->ev_lag, &lag);
 	in->ze = zmq_ev_new(base, in->sock, (int)cfg->batch_max, read_cb, in);
 	log_info("ingest: listening on %s", cfg->ingest);
 	return in;
@@ -860,6 +978,9 @@ ingest_counts(struct ingest *in, struct ingest_counts *out)
 	out->state_rows = in->state_rows;
 	out->bad_msgs = in->bad_msgs;
 	out->queued = in->ninflight;
+	out->loop_stall_max_ms = in->lag_max_ms;
+	out->pub_slices = in->pub_slices;
+	out->frees_detached = in->frees_detached;
 	pthread_mutex_lock(&in->mu);
 	out->st = in->stats;
 	out->batch_size = in->batch_size;
@@ -883,8 +1004,7 @@ ingest_stop(struct ingest *in)
 	zmq_ev_free(in->ze);
 	in->ze = NULL;
 	log_info("ingest: stopping with %zu queued", in->ninflight);
-	if (in->ninflight == 0)
-		event_base_loopexit(in->base, NULL);
+	drained_exit(in);
 }
 
 static void
@@ -912,12 +1032,15 @@ ingest_free(struct ingest *in)
 	pthread_join(in->worker, NULL);
 	queue_free(&in->todo);
 	queue_free(&in->done);
+	queue_free(&in->pub);
 	pthread_mutex_destroy(&in->mu);
 	pthread_cond_destroy(&in->cv);
 	zmq_ev_free(in->ze);
 	event_free(in->ev_done);
 	event_free(in->ev_cleanup);
 	event_free(in->ev_stats);
+	event_free(in->ev_lag);
+	event_free(in->ev_pub);
 	close(in->wake[0]);
 	close(in->wake[1]);
 	zmq_close(in->sock);

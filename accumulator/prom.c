@@ -60,6 +60,15 @@ series_set(struct metrics *reg, const struct ingest_counts *c,
 	     "Statements Postgres failed.", (double)c->st.pg_errors},
 	    {METRIC_GAUGE, "syncv3_acc_queued",
 	     "Bodies read and not yet answered.", (double)c->queued},
+	    {METRIC_GAUGE, "syncv3_acc_loop_stall_max_ms",
+	     "Longest time the event loop was held by one step.",
+	     (double)c->loop_stall_max_ms},
+	    {METRIC_COUNTER, "syncv3_acc_notice_slices_total",
+	     "Times a body's notices were left for the next loop turn.",
+	     (double)c->pub_slices},
+	    {METRIC_COUNTER, "syncv3_acc_frees_detached_total",
+	     "Large bodies freed (and trimmed) off the loop's thread.",
+	     (double)c->frees_detached},
 	};
 
 	for (size_t i = 0; i < sizeof(outcome) / sizeof(outcome[0]); i++)
