@@ -509,6 +509,19 @@ drained_exit(struct ingest *in)
 }
 
 /*
+ * The next slice, after the loop has polled its sockets and run its
+ * timers: an event made active from a callback would run in the same
+ * pass, before any of them, and the slices would hold the loop as one.
+ */
+static void
+pub_later(struct ingest *in)
+{
+	struct timeval now = {0, 0};
+
+	event_add(in->ev_pub, &now);
+}
+
+/*
  * Publishes the notices of what committed, in commit order, and frees
  * each item after its last one. A 10,000-room body has tens of thousands
  * of notices; sent in one go they held the loop for seconds, and with it
@@ -540,7 +553,7 @@ pub_run(struct ingest *in, bool is_all)
 				    sent % PUB_CHECK == PUB_CHECK - 1 &&
 				    now_us() - t0 >= PUB_SLICE_US) {
 					in->pub_slices++;
-					event_active(in->ev_pub, EV_TIMEOUT, 0);
+					pub_later(in);
 					return;
 				}
 				notify_send(in->nt, &l->v[in->pub_next]);
