@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "mem.h"
 #include "map.h"
 #include "poller.h"
 #include "util.h"
@@ -113,16 +112,17 @@ req_forget(struct device *d)
 	d->req_first = "";
 }
 
-/* A large body's memory goes back to the kernel with it (mem.h). */
+/*
+ * A large body's buffer is a mapping of its own and goes back to the
+ * kernel with it; its tree's memory is trimmed by the thread that frees
+ * the tree (policy.c, scan_release), off the loop.
+ */
 static void
 body_free(struct device *d)
 {
-	size_t cap = d->body_cap;
-
 	sync_body_free(d);
 	free(d->next_batch);
 	d->next_batch = NULL;
-	mem_release(cap);
 }
 
 static void
