@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "mem.h"
 #include "map.h"
 #include "poller.h"
 #include "util.h"
@@ -113,16 +112,17 @@ req_forget(struct device *d)
 	d->req_first = "";
 }
 
-/* A large body's memory goes back to the kernel with it (mem.h). */
+/*
+ * A large body's buffer is a mapping of its own and goes back to the
+ * kernel with it; its tree's memory is trimmed by the thread that frees
+ * the tree (policy.c, scan_release), off the loop.
+ */
 static void
 body_free(struct device *d)
 {
-	size_t cap = d->body_cap;
-
 	sync_body_free(d);
 	free(d->next_batch);
 	d->next_batch = NULL;
-	mem_release(cap);
 }
 
 static void
@@ -162,7 +162,7 @@ device_start(struct device *d)
 	if (d->cycle == DEV_STOPPED || d->cycle == DEV_WAITING ||
 	    d->cycle == DEV_POLLING || p->is_stopping)
 		return;
-	/* Past our liveness deadline: the lease layer drops us shortly. */
+	/* Past our liveness deadline: the next renewal decides (lease.c). */
 	if (!p->owner.may_poll(p))
 		return;
 	if (d->is_releasing) {
@@ -370,6 +370,40 @@ restart(struct device *d)
 	req_forget(d);
 	d->cycle = DEV_BACKOFF;
 	device_start(d);
+}
+
+/*
+ * Past our liveness deadline (lease.c): every request in flight ends, so
+ * none overlaps another poller's should our row have expired. The devices,
+ * and a body waiting for its ack, stay: a renewal that finds the row still
+ * live means nobody could take them, and device_resume_all goes on.
+ */
+void
+device_pause_all(struct poller *p)
+{
+	struct device *d;
+
+	TAILQ_FOREACH(d, &p->devices, entry)
+	{
+		if (d->cycle != DEV_POLLING)
+			continue;
+		sync_abort(d);
+		req_forget(d);
+		d->cycle = DEV_BACKOFF;
+	}
+}
+
+/* Liveness renewed in time after all: start what the pause refused. */
+void
+device_resume_all(struct poller *p)
+{
+	struct device *d;
+
+	TAILQ_FOREACH(d, &p->devices, entry)
+	{
+		if (d->cycle == DEV_BACKOFF && !evtimer_pending(d->timer, NULL))
+			device_start(d);
+	}
 }
 
 /*

@@ -556,6 +556,7 @@ static void
 live_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
+	bool was_late;
 
 	(void)fd;
 	(void)what;
@@ -565,6 +566,17 @@ live_cb(evutil_socket_t fd, short what, void *arg)
 		recover(p);
 		return;
 	}
+	/*
+	 * Past the deadline nothing may be in flight (live.c) before we
+	 * know whether the row outlived it; the devices wait for the answer.
+	 */
+	was_late = !live_may_poll(p);
+	if (was_late) {
+		log_warnx("lease: liveness renewal late (%lld ms after the "
+		          "last good one); requests stopped",
+		          now_ms() - p->live_ok_ms);
+		device_pause_all(p);
+	}
 	switch (pg_ok(p) ? live_renew(p) : LIVE_FAILED) {
 	case LIVE_OK:
 		break;
@@ -573,11 +585,15 @@ live_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case LIVE_LOST:
 		lapse(p, "liveness lost");
-		break;
+		return;
 	case LIVE_FAILED:
 		if (!live_may_poll(p))
 			lapse(p, "liveness not renewed in time");
-		break;
+		return;
+	}
+	if (was_late) {
+		log_info("lease: liveness kept; polling again");
+		device_resume_all(p);
 	}
 }
 

@@ -10,8 +10,8 @@
  * others take our devices once our row has expired, takeover_ms after the
  * last renewal Postgres executed; we start no poll once three quarters of
  * takeover_ms have passed since we sent the last renewal that succeeded,
- * and lease.c drops every device at that point. Sent is no later than
- * executed, so we stop before anyone may start.
+ * and lease.c ends every request in flight at that point. Sent is no later
+ * than executed, so we stop before anyone may start.
  */
 #include <stdlib.h>
 
@@ -96,6 +96,12 @@ live_begin(struct poller *p)
  * Renews our row. The send time, not the answer's, is what counts
  * towards the deadline: Postgres executes the renewal after we send it,
  * so the row outlives the deadline by at least a quarter of takeover_ms.
+ * A renewal sent past the deadline is still sent, and Postgres decides:
+ * the row never expired (its old expiry is not yet past) means no claim
+ * could take our devices, so they stay ours. Deciding that here, without
+ * asking, lapsed a poller whose previous renewal merely took long to
+ * answer on a loaded machine, and with it a large initial sync waiting
+ * for its ack, fetched again from scratch.
  */
 enum live_renewal
 live_renew(struct poller *p)
@@ -106,8 +112,6 @@ live_renew(struct poller *p)
 	enum live_renewal v;
 	PGresult *r;
 
-	if (sent - p->live_ok_ms > deadline_ms(p))
-		return LIVE_LOST;
 	pg_i64(inc, p->incarnation);
 	pg_i64(ms, p->cfg.takeover_ms);
 	if ((r = lease_q(p, LS_LIVE_RENEW, 3, params)) == NULL)

@@ -292,6 +292,8 @@ void device_release_slot(struct device *d);
 void device_mark_dirty(struct device *d);
 void device_catchup(struct poller *p, const char *user_id, int64_t pos);
 void device_cover_wait(struct device *d);
+void device_pause_all(struct poller *p);
+void device_resume_all(struct poller *p);
 
 /* sync.c: the v2 request of one device */
 int sync_start(struct device *d, sync_done_fn done) WARN_UNUSED;
@@ -330,7 +332,7 @@ PGresult *lease_q(struct poller *p, enum lease_stmt_id id, int n,
 enum live_renewal {
 	LIVE_OK,        /* renewed */
 	LIVE_PEER_DEAD, /* renewed; an expired poller still holds leases */
-	LIVE_LOST,      /* past our deadline, superseded or expired: stop */
+	LIVE_LOST,      /* our row expired or superseded: stop */
 	LIVE_FAILED,    /* not renewed this time (Postgres unreachable) */
 };
 int live_lock(struct poller *p);
