@@ -249,26 +249,12 @@ position_cb(PGresult *res, void *arg)
 	sreq_unref(r);
 }
 
-/* ss_conn_open's completion, when it runs alongside step 1. */
-static void
-created_cb(void *arg, int status, const char *errcode, const char *msg)
-{
-	struct ss_req *s = ((struct sreq *)arg)->ss;
-
-	if (s == NULL)
-		return;
-	if (status != 0)
-		round_end(s, status, errcode, msg);
-	else
-		step1_end(s);
-}
-
 /*
  * Step 1: every list at once (no list: the position alone). With
- * is_create, a request without pos, the connection is created alongside:
- * the lists read nothing of it (conn 0: it has sent no room, and creating
- * drops what it had sent), SS_ROOMS on is the first to, and it waits for
- * both. One round trip less for every new connection.
+ * is_create, a request without pos, the connection is created with its
+ * first response (ss_conn_defer): the round reads it as conn 0, which
+ * has sent no room, as creating drops what the conn_id had sent. One
+ * statement less for every new connection, and none before its lists.
  */
 void
 ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
@@ -279,7 +265,7 @@ ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 	s->at = s->conn.pos;
 	s->resp.ncounts = s->q.nlists;
 	s->resp.counts = xcalloc((size_t)s->q.nlists + 1, sizeof(int64_t));
-	s->pending = (s->q.nlists > 0 ? s->q.nlists : 1) + (is_create ? 1 : 0);
+	s->pending = s->q.nlists > 0 ? s->q.nlists : 1;
 	/*
 	 * one list and no subscription: its rooms come with it (the lists
 	 * read with conn 0 when creating: so do their rooms, and a new
@@ -288,7 +274,7 @@ ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 	s->is_rooms_read =
 	    s->q.nlists == 1 && json_object_object_length(s->subs) == 0;
 	if (is_create)
-		ss_conn_open(s, created_cb, s->r);
+		ss_conn_defer(s);
 	if (s->q.nlists == 0) {
 		sreq_ref(s->r);
 		sql_query(s->api, Q_POSITION, NULL, position_cb, s->r);
