@@ -531,15 +531,16 @@
  * round read nothing of it: conn 0 has sent no room). $1 user, $2
  * device, $3 conn_id, $4 dialect, $5 connections per device, $6 the
  * token's hash, $7 position answered, $8 subs, $9 ext, $10 ext_state,
- * $11.. per room sent as SS_SAVE's $8.., $17 to_device on, $18 its ack.
+ * $11.. per room sent as SS_SAVE's $8.., $17 to_device on, $18 its ack,
+ * $19 the since read with the lists (NULL: none usable).
  * As SS_CREATE then SS_SAVE in one: the conn_id's row starts afresh (a
  * generation never handed out, its rooms dropped) with this response
  * as its unconfirmed one; the to-device ack is this request's since
  * (none: no row, as SS_CREATE's reset). A concurrent request of the
  * same conn_id is serialised on the row: the later one's connection
  * wins, as two SS_CREATEs. The /messages token only when nothing was
- * committed after the position answered (the since read alongside is
- * not there). One row: conn, gen saved, how many were dropped, whether
+ * committed after the position answered, else $19: the since read with
+ * the lists (SS_LIST_SINCE) at or below that position. One row: conn, gen saved, how many were dropped, whether
  * the token is current (conn NULL when not).
  */
 #define SS_CREATE_SAVE                                                         \
@@ -548,8 +549,9 @@
 	"dialect, gen, top_gen, p_gen, p_pos, p_subs, p_ext, p_ext_state, "    \
 	"p_tok) SELECT $1, $2, $3, $4, 0, 1, 1, $7::bigint, $8, $9, $10, "     \
 	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= $7::bigint "     \
-	"THEN (SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE "      \
-	"sd.user_id = $1 AND sd.device_id = $2) END FROM dv WHERE dv.ok ON "   \
+	"THEN coalesce((SELECT nullif(sd.since, '') FROM syncv3_devices sd "   \
+	"WHERE sd.user_id = $1 AND sd.device_id = $2), $19) ELSE $19 END "     \
+	"FROM dv WHERE dv.ok ON "                                              \
 	"CONFLICT (user_id, device_id, conn_id) DO UPDATE SET gen = "          \
 	"syncv3_ss_conns.top_gen + 1, top_gen = syncv3_ss_conns.top_gen + 2, " \
 	"pos = 0, subs = '{}', ext = '{}', ext_state = NULL, tok = NULL, "     \
@@ -700,10 +702,18 @@
 	"syncv3_devices d ON d.user_id = sc.user_id AND d.device_id = "        \
 	"sc.device_id WHERE sc.conn = $2::bigint AND NOT "                     \
 	"d.is_initial_done), 0)"
+/*
+ * Last column of SS_LIST and SS_LIST_ROOMS: the device's ($15) committed
+ * since in the list's snapshot, whose position is the first column: the
+ * /messages token of a new connection's first response (SS_CREATE_SAVE).
+ */
+#define SS_LIST_SINCE                                                          \
+	"(SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE "           \
+	"sd.user_id = $1 AND sd.device_id = $15)"
 #define SS_LIST                                                                \
 	"WITH " SS_WINDOW " SELECT p.pos, " SS_COUNT ", w.room_id, "          \
-	"w.membership, w.k, " SS_MORE " FROM syncv3_position p LEFT JOIN w "   \
-	"ON true ORDER BY w.idx"
+	"w.membership, w.k, " SS_MORE ", " SS_LIST_SINCE " FROM "             \
+	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
  * The rooms to answer ($4, list windows and subscriptions) at position
@@ -783,7 +793,8 @@
 #define SS_LIST_ROOMS                                                          \
 	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
 	"(SELECT pos FROM syncv3_position)") ") SELECT p.pos, " SS_COUNT ", "  \
-	"w.room_id, w.membership, w.k, " SS_MORE ", rr.* FROM "               \
+	"w.room_id, w.membership, w.k, " SS_MORE ", rr.*, " SS_LIST_SINCE     \
+	" FROM "                                                               \
 	"syncv3_position p LEFT JOIN w ON "                                    \
 	"true LEFT JOIN rr ON rr.id = w.room_id ORDER BY w.idx"
 
@@ -1053,13 +1064,13 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 7},
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
-	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 18},
-	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
+	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 19},
+	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 15},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
-	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 14},
+	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 15},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

@@ -293,7 +293,7 @@ create_save(struct ss_req *s, struct room_cols *k, const char *state,
 {
 	struct ss_ext_cfg x;
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[18];
+	const char *p[19];
 
 	ss_ext_cfg_load(s->ext, &x);
 	p[0] = s->r->user_id;
@@ -315,6 +315,7 @@ create_save(struct ss_req *s, struct room_cols *k, const char *state,
 	p[16] = x.x[SX_TO_DEVICE].is_on ? "t" : "f";
 	/* a since from the future acknowledges no more than exists (ss_ext) */
 	p[17] = pg_i64(c, x.td_since > s->at ? s->at : x.td_since);
+	p[18] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
 	sql_query(s->api, Q_SS_CREATE_SAVE, p, created_saved_cb,
 	          op_new(s, done, arg));
 }

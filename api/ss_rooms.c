@@ -152,6 +152,12 @@ list_cb(PGresult *res, void *arg)
 		rm->lists[rm->nlists++] = lq->idx;
 		room_take_config(rm, &s->q.lists[lq->idx].cfg);
 	}
+	/* a deferred connection's /messages token (SS_LIST_SINCE) */
+	if (s->conn.is_deferred && s->conn.tok == NULL && PQntuples(res) > 0 &&
+	    !PQgetisnull(res, 0, PQnfields(res) - 1)) {
+		s->conn.tok = xstrdup(PQgetvalue(res, 0, PQnfields(res) - 1));
+		s->conn.tok_at = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	}
 	/* SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 6 */
 	for (int i = 0; s->is_rooms_read && i < PQntuples(res); i++)
 		if (PQnfields(res) > 6 && !PQgetisnull(res, i, 6))
@@ -186,7 +192,7 @@ list_query(struct ss_req *s, int idx)
 	const struct ss_list *l = &s->q.lists[idx];
 	struct pg_lit arr[7];
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[14];
+	const char *p[15];
 	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
 
@@ -218,6 +224,7 @@ list_query(struct ss_req *s, int idx)
 	p[12] = l->nranges > 0 ? pg_arr_end(&arr[6]) : NULL;
 	/* the scan stops after the last range (LIMIT NULL: all) */
 	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
+	p[14] = s->r->device_id;
 	sreq_ref(s->r);
 	sql_query(s->api, s->is_rooms_read ? Q_SS_LIST_ROOMS : Q_SS_LIST, p,
 	          list_cb, lq);
