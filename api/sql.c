@@ -526,6 +526,62 @@
 	"lazy = excluded.lazy, membership = excluded.membership) "             \
 	"SELECT p_gen FROM c"
 
+/*
+ * A new connection's first response, created and saved at once (the
+ * round read nothing of it: conn 0 has sent no room). $1 user, $2
+ * device, $3 conn_id, $4 dialect, $5 connections per device, $6 the
+ * token's hash, $7 position answered, $8 subs, $9 ext, $10 ext_state,
+ * $11.. per room sent as SS_SAVE's $8.., $17 to_device on, $18 its ack,
+ * $19 the since read with the lists (NULL: none usable).
+ * As SS_CREATE then SS_SAVE in one: the conn_id's row starts afresh (a
+ * generation never handed out, its rooms dropped) with this response
+ * as its unconfirmed one; the to-device ack is this request's since
+ * (none: no row, as SS_CREATE's reset). A concurrent request of the
+ * same conn_id is serialised on the row: the later one's connection
+ * wins, as two SS_CREATEs. The /messages token only when nothing was
+ * committed after the position answered, else $19: the since read with
+ * the lists (SS_LIST_SINCE) at or below that position. One row: conn, gen saved, how many were dropped, whether
+ * the token is current (conn NULL when not).
+ */
+#define SS_CREATE_SAVE                                                         \
+	"WITH " SESSION_TOKEN_OK("$1", "$2", "$6") ", "                        \
+	"c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, "     \
+	"dialect, gen, top_gen, p_gen, p_pos, p_subs, p_ext, p_ext_state, "    \
+	"p_tok) SELECT $1, $2, $3, $4, 0, 1, 1, $7::bigint, $8, $9, $10, "     \
+	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= $7::bigint "     \
+	"THEN coalesce((SELECT nullif(sd.since, '') FROM syncv3_devices sd "   \
+	"WHERE sd.user_id = $1 AND sd.device_id = $2), $19) ELSE $19 END "     \
+	"FROM dv WHERE dv.ok ON "                                              \
+	"CONFLICT (user_id, device_id, conn_id) DO UPDATE SET gen = "          \
+	"syncv3_ss_conns.top_gen + 1, top_gen = syncv3_ss_conns.top_gen + 2, " \
+	"pos = 0, subs = '{}', ext = '{}', ext_state = NULL, tok = NULL, "     \
+	"p_gen = syncv3_ss_conns.top_gen + 2, p_pos = excluded.p_pos, "        \
+	"p_subs = excluded.p_subs, p_ext = excluded.p_ext, p_ext_state = "     \
+	"excluded.p_ext_state, p_tok = excluded.p_tok, dialect = "             \
+	"excluded.dialect, ver = syncv3_ss_conns.ver + 1, created_at = now(), " \
+	"last_used = now() RETURNING conn, p_gen), "                           \
+	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
+	"t AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
+	"c.conn AND NOT $17::bool), "                                          \
+	"tu AS (INSERT INTO syncv3_ss_to_device_acks (conn, user_id, "         \
+	"device_id, acked) SELECT c.conn, $1, $2, greatest($18::bigint, 0) "   \
+	"FROM c WHERE $17::bool ON CONFLICT (conn) DO UPDATE SET acked = "     \
+	"excluded.acked), "                                                    \
+	"x AS (DELETE FROM syncv3_ss_conns WHERE conn IN (SELECT conn FROM "   \
+	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
+	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
+	"RETURNING conn), "                                                    \
+	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
+	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
+	"c.p_gen, k.n, k.l, k.rs, $7::bigint, k.lz, k.m FROM c, "              \
+	"unnest($11::text[], $12::bigint[], $13::int[], $14::text[], "         \
+	"$15::text[], $16::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
+	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
+	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
+	"lazy = excluded.lazy, membership = excluded.membership) "             \
+	"SELECT c.conn, c.p_gen, (SELECT count(*) FROM x), coalesce((SELECT "  \
+	"ok FROM dv), false) FROM (SELECT 1) one LEFT JOIN c ON true"
+
 /* The newest row of what connection $2 sent of room r by gen $3. */
 #define SS_SENT(r)                                                             \
 	"LATERAL (SELECT sr.nid, sr.tl_limit, sr.rs, sr.state_pos, sr.lazy, "  \
@@ -646,10 +702,18 @@
 	"syncv3_devices d ON d.user_id = sc.user_id AND d.device_id = "        \
 	"sc.device_id WHERE sc.conn = $2::bigint AND NOT "                     \
 	"d.is_initial_done), 0)"
+/*
+ * Last column of SS_LIST and SS_LIST_ROOMS: the device's ($15) committed
+ * since in the list's snapshot, whose position is the first column: the
+ * /messages token of a new connection's first response (SS_CREATE_SAVE).
+ */
+#define SS_LIST_SINCE                                                          \
+	"(SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE "           \
+	"sd.user_id = $1 AND sd.device_id = $15)"
 #define SS_LIST                                                                \
 	"WITH " SS_WINDOW " SELECT p.pos, " SS_COUNT ", w.room_id, "          \
-	"w.membership, w.k, " SS_MORE " FROM syncv3_position p LEFT JOIN w "   \
-	"ON true ORDER BY w.idx"
+	"w.membership, w.k, " SS_MORE ", " SS_LIST_SINCE " FROM "             \
+	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
  * The rooms to answer ($4, list windows and subscriptions) at position
@@ -729,7 +793,8 @@
 #define SS_LIST_ROOMS                                                          \
 	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
 	"(SELECT pos FROM syncv3_position)") ") SELECT p.pos, " SS_COUNT ", "  \
-	"w.room_id, w.membership, w.k, " SS_MORE ", rr.* FROM "               \
+	"w.room_id, w.membership, w.k, " SS_MORE ", rr.*, " SS_LIST_SINCE     \
+	" FROM "                                                               \
 	"syncv3_position p LEFT JOIN w ON "                                    \
 	"true LEFT JOIN rr ON rr.id = w.room_id ORDER BY w.idx"
 
@@ -999,12 +1064,13 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 7},
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
-	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 14},
+	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 19},
+	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 15},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
-	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 14},
+	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 15},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

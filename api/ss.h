@@ -244,8 +244,7 @@ int ss_pos_parse(const char *tok, const char *secret, const char *user_id,
  * is a pos: 0, taken (answered, or handed to proxy_resume with the
  * upstream token in its place); -1, not such a request.
  */
-int ss_pos_take(struct api *api, struct evhttp_request *req,
-                const char *path);
+int ss_pos_take(struct api *api, struct evhttp_request *req, const char *path);
 
 /*
  * A connection (syncv3_ss_conns), as loaded at the start of a request. A
@@ -260,6 +259,7 @@ struct ss_conn {
 	int64_t ver;       /* compare-and-set on save */
 	int64_t saved_gen; /* the generation this response was saved as */
 	bool is_new;
+	bool is_deferred;         /* new, created by its save (ss_conn_defer) */
 	struct json_object *subs; /* sticky subscriptions (raw configs) */
 	struct json_object *ext;  /* sticky extension configs */
 	char *ext_state;          /* the extensions' blob, NULL none */
@@ -463,6 +463,7 @@ struct ss_req {
 /* ss_conn.c */
 void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_save(struct ss_req *s, api_done_fn done, void *arg);
+void ss_conn_defer(struct ss_req *s);
 void ss_conn_free(struct ss_conn *c);
 /*
  * What this api last saved on a connection: a request that continues it,
@@ -482,7 +483,7 @@ const struct ss_last *ss_conn_last(int64_t conn);
 void ss_conn_last_counts(const struct ss_last *l, struct ss_response *resp);
 /*
  * ss_rooms.c: one round; has_data and resp set when done(arg, 0, ...);
- * is_create: ss_conn_open (a new connection) runs alongside its first step
+ * is_create: a new connection, created by the round's save (ss_conn_defer)
  */
 void ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done,
                   void *arg);

@@ -19,6 +19,7 @@
 #include "pg.h"
 #include "pg_lit.h"
 #include "ss.h"
+#include "ss_ext.h"
 #include "util.h"
 
 struct conn_op {
@@ -121,12 +122,24 @@ loaded_cb(PGresult *res, void *arg)
 	op_end(op, 0, NULL, NULL);
 }
 
+/* A connection was created: how many of the device's went with col. */
+static void
+created_end(struct conn_op *op, PGresult *res, int col)
+{
+	long long dropped = strtoll(PQgetvalue(res, 0, col), NULL, 10);
+
+	if (dropped > 0)
+		log_debug("ss: %s/%s: %lld least recently used connections "
+		          "expired",
+		          op->s->r->user_id, op->s->r->device_id, dropped);
+	op_end(op, 0, NULL, NULL);
+}
+
 static void
 created_cb(PGresult *res, void *arg)
 {
 	struct conn_op *op = arg;
 	struct ss_conn *c = &op->s->conn;
-	long long dropped;
 
 	if (sreq_replied(op->s->r)) {
 		op_end(op, 0, NULL, NULL);
@@ -151,12 +164,28 @@ created_cb(PGresult *res, void *arg)
 	if (c->ext == NULL)
 		c->ext = json_object_new_object();
 	tok_take(c, res, 5);
-	dropped = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-	if (dropped > 0)
-		log_debug("ss: %s/%s: %lld least recently used connections "
-		          "expired",
-		          op->s->r->user_id, op->s->r->device_id, dropped);
-	op_end(op, 0, NULL, NULL);
+	created_end(op, res, 3);
+}
+
+/*
+ * A request without pos whose round runs at once: its connection is
+ * created by the save (ss_conn_save, SS_CREATE_SAVE), not before the
+ * round. Until then it is conn 0, new, with nothing sticky: what it
+ * would be just created, without the statement (and nothing is created
+ * for a request that fails or is gone before its answer).
+ */
+void
+ss_conn_defer(struct ss_req *s)
+{
+	struct ss_conn *c = &s->conn;
+
+	c->is_new = true;
+	c->is_deferred = true;
+	c->id = c->gen = c->pos = c->ver = 0;
+	if (c->subs == NULL)
+		c->subs = json_object_new_object();
+	if (c->ext == NULL)
+		c->ext = json_object_new_object();
 }
 
 /*
@@ -210,6 +239,26 @@ saved_cb(PGresult *res, void *arg)
 	}
 }
 
+static void
+created_saved_cb(PGresult *res, void *arg)
+{
+	struct conn_op *op = arg;
+	struct ss_conn *c = &op->s->conn;
+
+	if (res == NULL || PQntuples(res) != 1) {
+		op_end(op, 503, "M_UNKNOWN", "cannot store the connection");
+		return;
+	}
+	if (PQgetvalue(res, 0, 3)[0] != 't' || PQgetisnull(res, 0, 0)) {
+		token_gone(op);
+		return;
+	}
+	c->is_deferred = false;
+	c->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	c->saved_gen = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	created_end(op, res, 2);
+}
+
 /* The columns of the rooms this response sent, as array literals. */
 struct room_cols {
 	struct pg_lit id, nid, lim, rs, lazy, m;
@@ -234,6 +283,44 @@ room_cols_fill(struct ss_req *s, struct room_cols *k)
 }
 
 /*
+ * ss_conn_save of a deferred connection: created with this response as
+ * its unconfirmed one, and its to-device ack (the round's SS_EXT ran
+ * for conn 0 and recorded none) the since this request acknowledges.
+ */
+static void
+create_save(struct ss_req *s, struct room_cols *k, const char *state,
+            api_done_fn done, void *arg)
+{
+	struct ss_ext_cfg x;
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
+	const char *p[19];
+
+	ss_ext_cfg_load(s->ext, &x);
+	p[0] = s->r->user_id;
+	p[1] = s->r->device_id;
+	p[2] = s->q.conn_id;
+	p[3] = ss_dialect_name(s->q.dialect);
+	p[4] = pg_i64(a, s->api->cfg.ss_conns_per_device);
+	p[5] = s->r->token_hash;
+	p[6] = pg_i64(b, s->at);
+	p[7] = json_plain(s->subs, NULL);
+	p[8] = json_plain(s->ext, NULL);
+	p[9] = state;
+	p[10] = pg_arr_end(&k->id);
+	p[11] = pg_arr_end(&k->nid);
+	p[12] = pg_arr_end(&k->lim);
+	p[13] = pg_arr_end(&k->rs);
+	p[14] = pg_arr_end(&k->lazy);
+	p[15] = pg_arr_end(&k->m);
+	p[16] = x.x[SX_TO_DEVICE].is_on ? "t" : "f";
+	/* a since from the future acknowledges no more than exists (ss_ext) */
+	p[17] = pg_i64(c, x.td_since > s->at ? s->at : x.td_since);
+	p[18] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
+	sql_query(s->api, Q_SS_CREATE_SAVE, p, created_saved_cb,
+	          op_new(s, done, arg));
+}
+
+/*
  * Stores this response as the connection's unconfirmed one: its sticky
  * subscriptions and extension configs, the extensions' blob, and per
  * room sent what the next response builds on. 400 M_UNKNOWN_POS when
@@ -250,6 +337,10 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 
 	memset(&k, 0, sizeof(k));
 	room_cols_fill(s, &k);
+	if (s->conn.is_deferred) {
+		create_save(s, &k, state, done, arg);
+		goto out;
+	}
 	p[0] = pg_i64(a, s->conn.id);
 	p[1] = pg_i64(b, s->conn.ver);
 	p[2] = pg_i64(c, s->conn.gen);
@@ -270,6 +361,7 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 	 */
 	p[13] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
 	sql_query(s->api, Q_SS_SAVE, p, saved_cb, op_new(s, done, arg));
+out:
 	pg_lit_free(&k.id);
 	pg_lit_free(&k.nid);
 	pg_lit_free(&k.lim);

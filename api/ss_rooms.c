@@ -152,6 +152,12 @@ list_cb(PGresult *res, void *arg)
 		rm->lists[rm->nlists++] = lq->idx;
 		room_take_config(rm, &s->q.lists[lq->idx].cfg);
 	}
+	/* a deferred connection's /messages token (SS_LIST_SINCE) */
+	if (s->conn.is_deferred && s->conn.tok == NULL && PQntuples(res) > 0 &&
+	    !PQgetisnull(res, 0, PQnfields(res) - 1)) {
+		s->conn.tok = xstrdup(PQgetvalue(res, 0, PQnfields(res) - 1));
+		s->conn.tok_at = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	}
 	/* SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 6 */
 	for (int i = 0; s->is_rooms_read && i < PQntuples(res); i++)
 		if (PQnfields(res) > 6 && !PQgetisnull(res, i, 6))
@@ -186,7 +192,7 @@ list_query(struct ss_req *s, int idx)
 	const struct ss_list *l = &s->q.lists[idx];
 	struct pg_lit arr[7];
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[14];
+	const char *p[15];
 	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
 
@@ -218,6 +224,7 @@ list_query(struct ss_req *s, int idx)
 	p[12] = l->nranges > 0 ? pg_arr_end(&arr[6]) : NULL;
 	/* the scan stops after the last range (LIMIT NULL: all) */
 	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
+	p[14] = s->r->device_id;
 	sreq_ref(s->r);
 	sql_query(s->api, s->is_rooms_read ? Q_SS_LIST_ROOMS : Q_SS_LIST, p,
 	          list_cb, lq);
@@ -249,26 +256,12 @@ position_cb(PGresult *res, void *arg)
 	sreq_unref(r);
 }
 
-/* ss_conn_open's completion, when it runs alongside step 1. */
-static void
-created_cb(void *arg, int status, const char *errcode, const char *msg)
-{
-	struct ss_req *s = ((struct sreq *)arg)->ss;
-
-	if (s == NULL)
-		return;
-	if (status != 0)
-		round_end(s, status, errcode, msg);
-	else
-		step1_end(s);
-}
-
 /*
  * Step 1: every list at once (no list: the position alone). With
- * is_create, a request without pos, the connection is created alongside:
- * the lists read nothing of it (conn 0: it has sent no room, and creating
- * drops what it had sent), SS_ROOMS on is the first to, and it waits for
- * both. One round trip less for every new connection.
+ * is_create, a request without pos, the connection is created with its
+ * first response (ss_conn_defer): the round reads it as conn 0, which
+ * has sent no room, as creating drops what the conn_id had sent. One
+ * statement less for every new connection, and none before its lists.
  */
 void
 ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
@@ -279,7 +272,7 @@ ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 	s->at = s->conn.pos;
 	s->resp.ncounts = s->q.nlists;
 	s->resp.counts = xcalloc((size_t)s->q.nlists + 1, sizeof(int64_t));
-	s->pending = (s->q.nlists > 0 ? s->q.nlists : 1) + (is_create ? 1 : 0);
+	s->pending = s->q.nlists > 0 ? s->q.nlists : 1;
 	/*
 	 * one list and no subscription: its rooms come with it (the lists
 	 * read with conn 0 when creating: so do their rooms, and a new
@@ -288,7 +281,7 @@ ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 	s->is_rooms_read =
 	    s->q.nlists == 1 && json_object_object_length(s->subs) == 0;
 	if (is_create)
-		ss_conn_open(s, created_cb, s->r);
+		ss_conn_defer(s);
 	if (s->q.nlists == 0) {
 		sreq_ref(s->r);
 		sql_query(s->api, Q_POSITION, NULL, position_cb, s->r);
