@@ -1325,8 +1325,10 @@ sc_idle(struct lg *lg)
 	json_object_object_add(o, "answered_early", json_object_new_int(d.early));
 	json_object_object_add(o, "api_rss_before_kib", json_object_new_int64(rss0));
 	json_object_object_add(o, "api_rss_after_kib", json_object_new_int64(rss1));
+	/* an answered poll holds nothing: the figure is per poll still held */
 	json_object_object_add(o, "bytes_per_long_poll", json_object_new_double(
-	    (double)(rss1 - rss0) * 1024.0 / lg->conns));
+	    d.early < lg->conns ?
+	    (double)(rss1 - rss0) * 1024.0 / (lg->conns - d.early) : 0.0));
 	for (int i = 0; i < lg->conns; i++)
 		evhttp_connection_free(cs[i]);
 	free(cs);

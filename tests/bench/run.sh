@@ -180,6 +180,12 @@ if [ -n "$core" ]; then
 	export SYNCV3_LOG_LEVEL=${SYNCV3_LOG_LEVEL:-info}
 	# idle sessions must outlive the run
 	export SYNCV3_API_SESSION_IDLE_SECS=3600
+	# The idle scenario holds 100 sessions on each device (loadgen idle):
+	# above the api's default of 20 a device's older sessions were expired
+	# as the newer ones came, 8,000 of its 10,000 long-polls were answered
+	# at once with 400, and the bytes per long-poll were shared among the
+	# 2,000 actually held.
+	export SYNCV3_API_SESSIONS_PER_DEVICE=1000
 	# the accumulator's ack latency per second, for the ingest figures
 	export SYNCV3_ACC_STATS_SECS=1
 	# The idle scenario opens its sessions all at once: on a loaded machine

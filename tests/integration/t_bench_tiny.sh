@@ -30,6 +30,9 @@ done
 assert_jq "$(cat "$out")" '[.figures[] | select(type != "number")] | length' 0 \
     "every figure numeric"
 assert_jq "$(cat "$out")" '.machine.nproc | type' '"number"' "core count"
+# the idle figure is of long-polls held: none may be answered (a session
+# expired by the per-device cap is answered at once with 400)
+assert_jq "$(cat "$out")" '.idle_long_polls.answered_early' 0 "idle long-polls held"
 # the goals name figures of the run
 assert_jq "$(cat "$out")" '.goals.typing_quiet_p50_ms | type' '"string"' "a goal"
 grep -q 'to-device upstream -> long-polling client, quiet, p50 ms' "$T/bench.out" ||
