@@ -143,6 +143,12 @@ struct ss_request {
 	int nunsub;
 	/* extensions as sent (NULL when absent); owned reference */
 	struct json_object *extensions;
+	/*
+	 * The request but for pos and timeout (the idle-poll key, ss_req.c
+	 * wait_early): the dialect and the body as parsed, written again
+	 * without them. NULL when the query has other parameters.
+	 */
+	char *key;
 };
 
 /*
@@ -455,8 +461,6 @@ struct ss_req {
 	 * (room id -> 1), for the notices that concern only those; read by
 	 * longpoll.c */
 	struct map scope;
-	/* the request but for pos and timeout (ss_req.c), NULL: none */
-	char *key;
 	bool is_early; /* waiting without a round (ss_req.c wait_early) */
 };
 

@@ -402,7 +402,7 @@ counts_copy(const int64_t *counts, int n)
 	return c;
 }
 
-/* The response just saved (s->key set), for the next request. */
+/* The response just saved (s->q.key set), for the next request. */
 void
 ss_conn_keep(struct ss_req *s)
 {
@@ -414,7 +414,7 @@ ss_conn_keep(struct ss_req *s)
 	l = xcalloc(1, sizeof(*l));
 	l->gen = s->conn.saved_gen;
 	l->at = s->at;
-	l->key = xstrdup(s->key);
+	l->key = xstrdup(s->q.key);
 	l->rooms = xcalloc((size_t)s->nrooms + 1, sizeof(char *));
 	for (int i = 0; i < s->nrooms; i++)
 		l->rooms[l->nrooms++] = xstrdup(s->rooms[i].id);

@@ -525,10 +525,38 @@ take_timeout(struct ss_request *q, long long t, long long max,
 	return 0;
 }
 
+/*
+ * Whether a query string has no other parameters than pos and timeout
+ * (what the idle-poll key leaves out). A malformed one is not plain.
+ */
+static bool
+query_is_plain(const char *qs, struct evkeyvalq *kv)
+{
+	struct evkeyvalq own;
+	struct evkeyval *h;
+	bool is_plain = true;
+
+	if (kv == NULL) {
+		if (qs == NULL || *qs == '\0')
+			return true;
+		TAILQ_INIT(&own);
+		if (evhttp_parse_query_str(qs, &own) != 0)
+			is_plain = false;
+		kv = &own;
+	}
+	for (h = TAILQ_FIRST(kv); h != NULL; h = TAILQ_NEXT(h, next))
+		if (strcmp(h->key, "pos") != 0 &&
+		    strcmp(h->key, "timeout") != 0)
+			is_plain = false;
+	if (kv == &own)
+		evhttp_clear_headers(&own);
+	return is_plain;
+}
+
 /* Synapse dialect: pos, timeout and set_presence in the query string. */
 static int
 parse_query(const char *qs, long long max, struct ss_request *q,
-            struct ss_parse_err *e)
+            struct ss_parse_err *e, bool *is_plain)
 {
 	struct evkeyvalq kv;
 	const char *v;
@@ -540,6 +568,7 @@ parse_query(const char *qs, long long max, struct ss_request *q,
 		fail(e, "M_INVALID_PARAM", "%s", "malformed query string");
 		goto out;
 	}
+	*is_plain = query_is_plain(qs, &kv);
 	if (evhttp_find_header(&kv, "access_token") != NULL) {
 		fail(e, "M_MISSING_TOKEN", "%s",
 		     "access_token in the query "
@@ -639,14 +668,18 @@ ss_parse(enum ss_dialect d, const char *body, size_t len, const char *query,
 {
 	struct json_object *o = NULL;
 	const char *perr;
+	bool is_plain = false;
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
 	memset(e, 0, sizeof(*e));
 	out->dialect = d;
 	out->timeout_ms = -1;
-	if (d == SS_SYNAPSE && parse_query(query, max_timeout_ms, out, e) == -1)
+	if (d == SS_SYNAPSE &&
+	    parse_query(query, max_timeout_ms, out, e, &is_plain) == -1)
 		goto out;
+	if (d != SS_SYNAPSE)
+		is_plain = query_is_plain(query, NULL);
 	if (len == 0)
 		o = json_object_new_object();
 	else if ((o = json_parse_bounded(body, len, &perr)) == NULL) {
@@ -661,6 +694,12 @@ ss_parse(enum ss_dialect d, const char *body, size_t len, const char *query,
 	    parse_lists(d, o, out, e) == -1 || parse_subs(d, o, out, e) == -1 ||
 	    parse_unsub(o, out, e) == -1 || parse_ext(o, out, e) == -1)
 		goto out;
+	if (is_plain) {
+		/* last: the members taken above are references or copies */
+		json_object_object_del(o, "pos");
+		json_object_object_del(o, "timeout");
+		out->key = xasprintf("%d%s", (int)d, json_plain(o, NULL));
+	}
 	rc = 0;
 out:
 	json_object_put(o);
@@ -689,6 +728,7 @@ ss_request_free(struct ss_request *q)
 	free(q->conn_id);
 	free(q->pos);
 	free(q->set_presence);
+	free(q->key);
 	memset(q, 0, sizeof(*q));
 	q->timeout_ms = -1;
 }

@@ -20,7 +20,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "crypto.h"
 #include "json_util.h"
@@ -60,42 +59,6 @@ ss_state_name(enum ss_state st)
 }
 
 /*
- * The request but for pos and timeout: its body as parsed and written
- * again without them (the merged dialect's), NULL when the query has
- * other parameters than those (the Synapse dialect's) or the body is not
- * an object.
- */
-static char *
-req_key(enum ss_dialect d, const char *body, size_t len, const char *query)
-{
-	struct evkeyvalq kv;
-	struct evkeyval *h;
-	struct json_object *o;
-	char *key = NULL;
-	bool is_plain = true;
-
-	TAILQ_INIT(&kv);
-	if (query != NULL && evhttp_parse_query_str(query, &kv) != 0)
-		is_plain = false;
-	for (h = TAILQ_FIRST(&kv); h != NULL; h = TAILQ_NEXT(h, next))
-		if (strcmp(h->key, "pos") != 0 &&
-		    strcmp(h->key, "timeout") != 0)
-			is_plain = false;
-	evhttp_clear_headers(&kv);
-	if (!is_plain ||
-	    (o = json_parse_bounded(len > 0 ? body : "{}", len > 0 ? len : 2,
-	                            NULL)) == NULL)
-		return NULL;
-	if (json_object_is_type(o, json_type_object)) {
-		json_object_object_del(o, "pos");
-		json_object_object_del(o, "timeout");
-		key = xasprintf("%d%s", (int)d, json_plain(o, NULL));
-	}
-	json_object_put(o);
-	return key;
-}
-
-/*
  * No extension configured, none on before: no extension has news of its
  * own (their blob is "{}" then, ss_ext.c).
  */
@@ -116,7 +79,6 @@ ss_free(struct ss_req *s)
 	ss_conn_free(&s->conn);
 	json_object_put(s->subs);
 	json_object_put(s->ext);
-	free(s->key);
 	free(s);
 }
 
@@ -319,11 +281,11 @@ wait_early(struct ss_req *s)
 	struct sreq *r = s->r;
 	const struct ss_last *l;
 
-	if (s->key == NULL || s->q.pos == NULL || r->timeout_ms == 0 ||
+	if (s->q.key == NULL || s->q.pos == NULL || r->timeout_ms == 0 ||
 	    !(r->is_initial_done || s->api->cfg.initial_wait_ms == 0) ||
 	    s->is_sticky_changed || !is_ext_none(s) ||
 	    (l = ss_conn_last(s->conn.id)) == NULL || l->gen != s->conn.gen ||
-	    l->at != s->conn.pos || strcmp(l->key, s->key) != 0)
+	    l->at != s->conn.pos || strcmp(l->key, s->q.key) != 0)
 		return -1;
 	map_free(&s->scope, NULL);
 	map_init(&s->scope);
@@ -632,7 +594,7 @@ save_done(struct ss_req *s)
 {
 	const struct ss_pos next = {s->conn.id, s->conn.saved_gen};
 
-	if (s->key != NULL && is_ext_none(s))
+	if (s->q.key != NULL && is_ext_none(s))
 		ss_conn_keep(s);
 	ss_reply(s, &next);
 }
@@ -758,9 +720,6 @@ ss_handle(struct api *api, struct evhttp_request *req, enum ss_dialect d)
 			return;
 		}
 	}
-	if (!s->is_bad)
-		s->key = req_key(d, (const char *)evbuffer_pullup(in, -1), len,
-		                 evhttp_uri_get_query(uri));
 	s->r->token = xstrdup(tok);
 	token_hash(s->r->token, strlen(s->r->token), s->r->token_hash);
 	if (s->r->evcon != NULL) {

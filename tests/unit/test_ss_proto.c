@@ -396,6 +396,64 @@ test_pos(void **state)
 	    -1);
 }
 
+/* a key, or NULL, from one parse (which must succeed) */
+static char *
+key_of(enum ss_dialect d, const char *body, const char *query)
+{
+	struct ss_request q;
+	struct ss_parse_err e;
+	char *k;
+
+	if (parse(d, body, query, &q, &e) == -1)
+		fail_msg("refused: %s (%s)", body, e.msg);
+	k = q.key != NULL ? xstrdup(q.key) : NULL;
+	ss_request_free(&q);
+	return k;
+}
+
+/*
+ * The idle-poll key comes from the parse: the same request but for pos
+ * and timeout has the same key in either dialect, anything else another,
+ * and a query with other parameters none.
+ */
+static void
+test_key(void **state)
+{
+	const char *l = "{\"lists\":{\"a\":{\"ranges\":[[0,9]]}}";
+	char *a, *b, *c;
+	char body[256];
+
+	(void)state;
+	a = key_of(SS_SYNAPSE, "{\"lists\":{\"a\":{\"ranges\":[[0,9]]}}}",
+	           "pos=p1&timeout=30000");
+	b = key_of(SS_SYNAPSE, "{\"lists\":{\"a\":{\"ranges\":[[0,9]]}}}",
+	           "timeout=10&pos=p2");
+	assert_non_null(a);
+	assert_string_equal(a, b);
+	free(b);
+	b = key_of(SS_SYNAPSE, "{\"lists\":{\"a\":{\"ranges\":[[0,19]]}}}",
+	           "pos=p1");
+	assert_string_not_equal(a, b);
+	free(b);
+	assert_null(key_of(SS_SYNAPSE, "{}", "pos=p1&set_presence=offline"));
+	/* v4: pos and timeout are the body's */
+	snprintf(body, sizeof(body), "%s,\"pos\":\"p1\",\"timeout\":5}", l);
+	b = key_of(SS_V4, body, NULL);
+	snprintf(body, sizeof(body), "%s,\"timeout\":9,\"pos\":\"p7\"}", l);
+	c = key_of(SS_V4, body, "");
+	assert_non_null(b);
+	assert_string_equal(b, c);
+	assert_string_not_equal(a, b); /* the dialect is part of it */
+	free(c);
+	snprintf(body, sizeof(body), "%s,\"conn_id\":\"x\"}", l);
+	c = key_of(SS_V4, body, NULL);
+	assert_string_not_equal(b, c);
+	free(c);
+	assert_null(key_of(SS_V4, "{}", "x=1"));
+	free(a);
+	free(b);
+}
+
 int
 main(void)
 {
@@ -403,7 +461,7 @@ main(void)
 	    cmocka_unit_test(test_synapse),  cmocka_unit_test(test_v4),
 	    cmocka_unit_test(test_refusals), cmocka_unit_test(test_ext_merge),
 	    cmocka_unit_test(test_combine),  cmocka_unit_test(test_write),
-	    cmocka_unit_test(test_pos),
+	    cmocka_unit_test(test_pos),      cmocka_unit_test(test_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
