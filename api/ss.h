@@ -144,9 +144,10 @@ struct ss_request {
 	/* extensions as sent (NULL when absent); owned reference */
 	struct json_object *extensions;
 	/*
-	 * The request but for pos and timeout (the idle-poll key, ss_req.c
-	 * wait_early): the dialect and the body as parsed, written again
-	 * without them. NULL when the query has other parameters.
+	 * The request but for pos, timeout and to_device's since (the
+	 * idle-poll key, ss_req.c wait_early, which checks the since on its
+	 * own): the dialect and the body as parsed, written again without
+	 * them. NULL when the query has other parameters.
 	 */
 	char *key;
 };
@@ -327,6 +328,10 @@ struct ss_ctx {
 	struct evbuffer *out;
 	char *new_state;
 	bool has_data;
+	/* to_device's next_batch (-1: off) and whether its page was full,
+	 * for ss_req.c wait_early */
+	int64_t td_next;
+	bool is_td_full;
 	void *priv; /* ss_ext.c's own, freed by it */
 };
 void ss_ext_run(struct api *api, struct ss_ctx *c, api_done_fn done, void *arg);
@@ -481,8 +486,11 @@ struct ss_last {
 	int nrooms;
 	int64_t *counts; /* its lists' counts */
 	int ncounts;
+	bool is_ext;     /* extensions were on: a timeout runs a round */
+	int64_t td_next; /* its to_device next_batch, -1: off */
+	bool is_td_full; /* more to-device messages than one page */
 };
-void ss_conn_keep(struct ss_req *s);
+void ss_conn_keep(struct ss_req *s, bool is_ext);
 const struct ss_last *ss_conn_last(int64_t conn);
 void ss_conn_last_counts(const struct ss_last *l, struct ss_response *resp);
 /*

@@ -402,9 +402,12 @@ counts_copy(const int64_t *counts, int n)
 	return c;
 }
 
-/* The response just saved (s->q.key set), for the next request. */
+/*
+ * The response just saved (s->q.key set), for the next request; is_ext:
+ * extensions were on or had state (their to_device page is kept).
+ */
 void
-ss_conn_keep(struct ss_req *s)
+ss_conn_keep(struct ss_req *s, bool is_ext)
 {
 	struct ss_last *l;
 	char k[PG_I64_LEN];
@@ -420,6 +423,9 @@ ss_conn_keep(struct ss_req *s)
 		l->rooms[l->nrooms++] = xstrdup(s->rooms[i].id);
 	l->ncounts = s->resp.ncounts;
 	l->counts = counts_copy(s->resp.counts, l->ncounts);
+	l->is_ext = is_ext;
+	l->td_next = is_ext ? s->ext_ctx.td_next : -1;
+	l->is_td_full = is_ext && s->ext_ctx.is_td_full;
 	if ((l = map_put(&ss_lasts, pg_i64(k, s->conn.id), l)) != NULL)
 		last_free(l);
 }

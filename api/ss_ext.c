@@ -105,6 +105,8 @@ to_device_write(struct ext_job *j, PGresult *res, struct evbuffer *b)
 		next = strtoll(col(&r, r.hi - 1, 6), NULL, 10);
 	evbuffer_add_printf(b, ",\"next_batch\":\"%" PRId64 "\"}", next);
 	j->c->has_data |= n > 0;
+	j->c->td_next = next;
+	j->c->is_td_full = n > 0 && n == j->cfg.td_limit;
 }
 
 /* The key counts always name signed_curve25519 (Synapse, for old apps). */
@@ -452,6 +454,8 @@ ss_ext_run(struct api *api, struct ss_ctx *c, api_done_fn done, void *arg)
 	c->priv = j;
 	c->has_data = false;
 	c->new_state = NULL;
+	c->td_next = -1;
+	c->is_td_full = false;
 	ss_ext_cfg_load(c->cfg, &j->cfg);
 	ss_ext_state_parse(c->is_new_conn ? NULL : c->state, &j->prev);
 	ss_ext_state_parse(NULL, &j->now);

@@ -661,6 +661,34 @@ parse_ext(struct json_object *body, struct ss_request *q,
 	return 0;
 }
 
+/*
+ * The idle-poll key of a parsed body (struct ss_request key). Runs last:
+ * pos and timeout go from the body, to_device's since only for the
+ * text (q->extensions holds the same object, and ss_ext reads it).
+ */
+static char *
+key_text(enum ss_dialect d, struct json_object *o)
+{
+	struct json_object *ext, *td, *since = NULL;
+	char *key;
+
+	json_object_object_del(o, "pos");
+	json_object_object_del(o, "timeout");
+	if (json_object_object_get_ex(o, "extensions", &ext) &&
+	    json_object_is_type(ext, json_type_object) &&
+	    json_object_object_get_ex(ext, "to_device", &td) &&
+	    json_object_is_type(td, json_type_object) &&
+	    json_object_object_get_ex(td, "since", &since)) {
+		since = json_object_get(since);
+		json_object_object_del(td, "since");
+	} else
+		td = NULL;
+	key = xasprintf("%d%s", (int)d, json_plain(o, NULL));
+	if (td != NULL)
+		json_object_object_add(td, "since", since);
+	return key;
+}
+
 int
 ss_parse(enum ss_dialect d, const char *body, size_t len, const char *query,
          long long max_timeout_ms, struct ss_request *out,
@@ -694,12 +722,8 @@ ss_parse(enum ss_dialect d, const char *body, size_t len, const char *query,
 	    parse_lists(d, o, out, e) == -1 || parse_subs(d, o, out, e) == -1 ||
 	    parse_unsub(o, out, e) == -1 || parse_ext(o, out, e) == -1)
 		goto out;
-	if (is_plain) {
-		/* last: the members taken above are references or copies */
-		json_object_object_del(o, "pos");
-		json_object_object_del(o, "timeout");
-		out->key = xasprintf("%d%s", (int)d, json_plain(o, NULL));
-	}
+	if (is_plain)
+		out->key = key_text(d, o);
 	rc = 0;
 out:
 	json_object_put(o);

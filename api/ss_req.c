@@ -27,6 +27,7 @@
 #include "pg_lit.h"
 #include "proto.h"
 #include "ss.h"
+#include "ss_ext.h"
 #include "util.h"
 
 static void ss_step(struct ss_req *s, int ev);
@@ -265,15 +266,41 @@ wait_start(struct ss_req *s)
 }
 
 /*
+ * Whether the extensions of a request that continues l have nothing a
+ * round would find at once: the same extensions as then (none, or the
+ * same configs: the keys and the sticky merge compared them), and
+ * to_device, when on, acknowledging all l sent (its since is l's
+ * next_batch) with no more than one page pending then. Everything else
+ * they send (to-device messages, device lists and key counts, account
+ * data, typing, receipts) comes with a notice after l's position, which
+ * longpoll.c replays. The acknowledgement itself waits for the round
+ * that answers (a wake-up or the timeout): a message is deleted a little
+ * later, never sent twice, as the retried since keeps it anyway.
+ */
+static bool
+ext_may_wait(const struct ss_req *s, const struct ss_last *l)
+{
+	struct ss_ext_cfg x;
+
+	if (is_ext_none(s))
+		return !l->is_ext;
+	if (!l->is_ext || l->is_td_full)
+		return false;
+	ss_ext_cfg_load(s->ext, &x);
+	return !x.x[SX_TO_DEVICE].is_on ||
+	       (l->td_next >= 0 && x.td_since == l->td_next);
+}
+
+/*
  * A request that continues the response this api saved last on its
  * connection, the same request but for its pos (struct ss_last), would
  * run a round that only finds what the notices since that response say:
  * it waits from that response's position at once (longpoll.c replays the
  * notices it missed) instead of reading its lists first, and at the
  * timeout with nothing notified answers the same pos and counts without
- * a round either. Only for connections without extensions: theirs have
- * news no notice tells (to-device messages not acknowledged). 0, or -1:
- * run a round.
+ * a round either. With extensions (ext_may_wait) the timeout still runs
+ * the round: its answer carries what they always say (key counts, the
+ * to_device next_batch). 0, or -1: run a round.
  */
 static int
 wait_early(struct ss_req *s)
@@ -283,9 +310,9 @@ wait_early(struct ss_req *s)
 
 	if (s->q.key == NULL || s->q.pos == NULL || r->timeout_ms == 0 ||
 	    !(r->is_initial_done || s->api->cfg.initial_wait_ms == 0) ||
-	    s->is_sticky_changed || !is_ext_none(s) ||
-	    (l = ss_conn_last(s->conn.id)) == NULL || l->gen != s->conn.gen ||
-	    l->at != s->conn.pos || strcmp(l->key, s->q.key) != 0)
+	    s->is_sticky_changed || (l = ss_conn_last(s->conn.id)) == NULL ||
+	    l->gen != s->conn.gen || l->at != s->conn.pos ||
+	    strcmp(l->key, s->q.key) != 0 || !ext_may_wait(s, l))
 		return -1;
 	map_free(&s->scope, NULL);
 	map_init(&s->scope);
@@ -594,8 +621,8 @@ save_done(struct ss_req *s)
 {
 	const struct ss_pos next = {s->conn.id, s->conn.saved_gen};
 
-	if (s->q.key != NULL && is_ext_none(s))
-		ss_conn_keep(s);
+	if (s->q.key != NULL)
+		ss_conn_keep(s, !is_ext_none(s));
 	ss_reply(s, &next);
 }
 
@@ -648,10 +675,11 @@ ss_step(struct ss_req *s, int ev)
 		else if (ev == EV_WAKE) {
 			s->is_early = false;
 			round_start(s);
-		} else if (ev == EV_TIMER && s->is_early) {
+		} else if (ev == EV_TIMER && s->is_early && is_ext_none(s)) {
 			lp_unwait(s->api, r);
 			ss_reply(s, &same); /* wait_early: nothing changed */
 		} else if (ev == EV_TIMER) {
+			s->is_early = false;
 			lp_unwait(s->api, r);
 			round_start(s); /* answers: is_timed_out is set */
 		}
