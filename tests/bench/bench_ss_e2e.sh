@@ -17,7 +17,9 @@
 # message into its top room through the simulated homeserver's admin API
 # and times until the long poll answers with it: from the upstream send
 # accepted (as loadgen's e2e figure) and from just before it. Two phases:
-# RATE -l, then RATE -h. Prints figures, asserts none. TEST_KEEP=1 keeps
+# RATE -l, then RATE -h. Per phase also two hops from the daemons'
+# histograms (accumulator batch commit, api notice -> answer). Prints
+# figures, asserts none. TEST_KEEP=1 keeps
 # the temp dir.
 here=$(cd "$(dirname "$0")" && pwd)
 N=200 K=50 LOW=25 HIGH=1000 SECS=
@@ -25,7 +27,7 @@ while getopts n:K:l:h:s: o; do
 	case $o in
 	n) N=$OPTARG ;; K) K=$OPTARG ;; l) LOW=$OPTARG ;; h) HIGH=$OPTARG ;;
 	s) SECS=$OPTARG ;;
-	*) sed -n 2,21p "$0" >&2; exit 2 ;;
+	*) sed -n 2,23p "$0" >&2; exit 2 ;;
 	esac
 done
 source "$here/../integration/lib.sh"
@@ -33,7 +35,13 @@ source "$here/pg.sh"
 IT_NAME=bench_ss_e2e
 export SYNCV3_LOG_LEVEL=${SYNCV3_LOG_LEVEL:-warn} SYNCV3_API_SESSION_IDLE_SECS=3600
 bench_pg_start "$T/pg" || fail "postgres did not start"
-start_stack
+# start_stack, with the accumulator's /metrics (its commit hop)
+it_setup
+start_simhs
+ACC_PROM=127.0.0.1:$(free_port)
+SYNCV3_PROM=$ACC_PROM start_accumulator
+start_poller poller
+start_api
 pm=$(head -1 "$(psql_q "SHOW data_directory")/postmaster.pid")
 PIDS="accumulator=${IT_PIDS[accumulator]},poller=${IT_PIDS[poller]}"
 PIDS="$PIDS,api=${IT_PIDS[api]},simhs=${IT_PIDS[simhs]},postgres=+$pm"
@@ -118,6 +126,41 @@ print(json.dumps({"phase": os.environ["LABEL"], "samples": n,
 EOF
 }
 
+# hops PHASE: where the time of the phase went, from the histograms'
+# growth since the last call: the accumulator's BEGIN..COMMIT of a batch,
+# the api's notice -> long poll answered (v3 and sliding sync requests
+# alike); p50/p99 are the upper bounds of the buckets they fall in
+scrape() {
+	curl -s "http://$ACC_PROM/metrics" | grep '^syncv3_acc_commit_seconds_bucket'
+	curl -s "$API_URL/metrics" | grep '^syncv3_api_wake_seconds_bucket'
+}
+hops() {
+	scrape >"$T/hops.now"
+	touch "$T/hops.before"
+	LABEL=$1 python3 - "$T/hops.before" "$T/hops.now" <<'EOF'
+import json, os, re, sys
+def read(f):
+    h = {}
+    for line in open(f):
+        m = re.match(r'(\w+)_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            h.setdefault(m.group(1), []).append((float(m.group(2)), float(m.group(3))))
+    return h
+a, b = read(sys.argv[1]), read(sys.argv[2])
+out = {"phase": os.environ["LABEL"]}
+for name, buckets in b.items():
+    old = dict(a.get(name, []))
+    d = [(le, n - old.get(le, 0)) for le, n in buckets]
+    total = d[-1][1] if d else 0
+    q = {}
+    for p in (50, 99):
+        q["p%d_le_ms" % p] = next((le * 1000 for le, n in d if n >= total * p / 100.0), None) if total else None
+    out[name.replace("syncv3_", "")] = dict(q, n=int(total))
+print(json.dumps(out))
+EOF
+	mv "$T/hops.now" "$T/hops.before"
+}
+
 phase() { # phase RATE: background loadgen at RATE/s, the probe meanwhile
 	local rate=$1 secs
 	# long enough for setup plus the probe's samples (~15 per second)
@@ -135,7 +178,9 @@ phase() { # phase RATE: background loadgen at RATE/s, the probe meanwhile
 		[ $((p1 - p0)) -ge $(( rate / 4 > 1 ? rate / 4 : 1 )) ] && break
 	done
 	log "background sending (pos +$((p1 - p0)) in 0.5 s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+	hops before >/dev/null
 	probe "$N" "$K users, $rate msg/s" || fail "probe failed"
+	hops "$K users, $rate msg/s"
 	log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	wait "${IT_PIDS[loadgen_$rate]}" 2>/dev/null
 	unset "IT_PIDS[loadgen_$rate]"
