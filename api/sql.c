@@ -28,8 +28,8 @@
 	"ss_a.user_id = " u " AND ss_a.device_id = " d other ")"
 #define SESSION_RELEASE                                                        \
 	"DELETE FROM syncv3_to_device WHERE user_id = $1 AND device_id = $2 "  \
-	"AND pos <= least(" V3_ACKED("$1", "$2", "$3") ", "                    \
-	SS_ACKED("$1", "$2", "") ")"
+	"AND pos <= least(" V3_ACKED("$1", "$2",                               \
+	                             "$3") ", " SS_ACKED("$1", "$2", "") ")"
 
 /*
  * Whether the request's token is still the device's current one (and not
@@ -75,10 +75,12 @@
 	          "s.user_id = $2 "                                            \
 	          "AND s.device_id = $3 AND (s.session_id = $1::bigint OR "    \
 	          "s.last_used "                                               \
-	          "> now() - make_interval(secs => $5::bigint))), "            \
-	          SS_ACKED("$2", "$3", "") ")) "                               \
-	          "SELECT coalesce((SELECT ok FROM dv), false), u.params, "    \
-	          "u.acked_to_device FROM (SELECT 1) one LEFT JOIN u ON true"
+	          "> now() - make_interval(secs => $5::bigint))), " SS_ACKED(  \
+	              "$2", "$3", "") ")) "                                    \
+	                              "SELECT coalesce((SELECT ok FROM dv), "  \
+	                              "false), u.params, "                     \
+	                              "u.acked_to_device FROM (SELECT 1) one " \
+	                              "LEFT JOIN u ON true"
 
 /*
  * Creates a session when the token is current, and expires the device's
@@ -160,7 +162,8 @@
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
 	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
 	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
-	"AND " VIS_MEMBERSHIP("c.room_id", "$1",                              \
+	"AND " VIS_MEMBERSHIP(                                                 \
+	    "c.room_id", "$1",                                                 \
 	    "(SELECT pos FROM syncv3_position)") " = 'join'))) x"
 
 /* SQL reads better wrapped by clause than by column */
@@ -738,7 +741,16 @@
 	"JOIN syncv3_events ae ON ae.nid = sa.nid WHERE sa.room_id = q.id AND " \
 	"sa.type = '" type "' AND sa.state_key = '' AND sa.from_pos <= v.p "   \
 	"AND coalesce(sa.to_pos, 9223372036854775807) > v.p LIMIT 1)"
-/* Did state of types t (SQL list) change since the room was sent? */
+/*
+ * Did state of types t (SQL list) change since the room was sent? The
+ * members' list has a second type no event has (''): with the one type
+ * alone, the planner of a database not analysed yet (a fresh deployment
+ * after its first large initial sync) took the partial index of a user's
+ * memberships, syncv3_state_user, and walked all of it for each room,
+ * 11.5 ms of Postgres per new connection at 10,000 rooms instead of 1.1
+ * (bench_ss.sh with PG_EXTRA='-c autovacuum=off'); two types rule that
+ * index out and keep (room_id, type) of syncv3_state_at.
+ */
 #define SS_CHANGED(t)                                                          \
 	"EXISTS (SELECT 1 FROM syncv3_state sc WHERE sc.room_id = q.id AND "   \
 	"sc.type IN " t " AND sc.from_pos > coalesce(sent.state_pos, 0) AND "  \
@@ -769,7 +781,7 @@
 	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
 	"coalesce(ur.updated_pos, 0), " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
-	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member')")      \
+	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member', '')")      \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
 	"FROM " ids " AS q(id) CROSS JOIN "                                    \
 	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", at) " AS m "           \

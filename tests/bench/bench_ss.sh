@@ -17,6 +17,8 @@
 # asserts none. PROFILE=1 logs the plans of statements over 5 ms
 # (auto_explain) and prints them at the end; STATS=1 prints the
 # statements' Postgres time per new connection (pg_stat_statements).
+# ANALYZE=1 runs VACUUM ANALYZE before measuring; PG_EXTRA adds server
+# options ('-c autovacuum=off': a database never analysed).
 here=$(cd "$(dirname "$0")" && pwd)
 ROOMS=10000 REPEATS=50
 while getopts r:q: o; do
@@ -35,6 +37,9 @@ fi
 if [ "${STATS:-0}" = 1 ]; then
 	export IT_PG_OPTS="-c fsync=off -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 fi
+# PG_EXTRA: more server options, e.g. '-c autovacuum=off' for the plans of
+# a database never analysed (a fresh deployment before autovacuum ran)
+[ -n "${PG_EXTRA:-}" ] && export IT_PG_OPTS="${IT_PG_OPTS:-} $PG_EXTRA"
 start_stack
 unset PGOPTIONS
 [ "${STATS:-0}" = 1 ] && { psql_q "CREATE EXTENSION pg_stat_statements" || fail "pg_stat_statements"; }
@@ -54,6 +59,9 @@ for i in $(seq 1 600); do
 	sleep 0.5
 done
 sleep 2
+# ANALYZE=1: the plans of a database vacuumed and analysed (autovacuum may
+# or may not have come by in a run this short; PG_EXTRA above for never)
+[ "${ANALYZE:-0}" = 1 ] && psql_q "VACUUM ANALYZE" >/dev/null
 url="$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0"
 : >"$T/new.txt"
 [ "${STATS:-0}" = 1 ] && psql_q "SELECT pg_stat_statements_reset()" >/dev/null
