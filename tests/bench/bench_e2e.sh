@@ -8,7 +8,8 @@
 #
 # (defaults as run.sh: 100, 5, 1000, 20; typing and to-device 20/s).
 # Prints loadgen's JSON (p50/p95/p99, CPU s per 1000 events per daemon),
-# the load average before/after, the top statements by execution time
+# the latency by hop (accumulator, api, the rest), the load average
+# before/after, the top statements by execution time
 # with their planning time and number of plans (pg_stat_statements, reset
 # just before loadgen registers its clients), and each Postgres backend's
 # CPU grouped by its last statement (which daemon's connection it is).
@@ -41,11 +42,13 @@ PIDS="accumulator=${IT_PIDS[accumulator]},poller=${IT_PIDS[poller]}"
 PIDS="$PIDS,api=${IT_PIDS[api]},simhs=${IT_PIDS[simhs]},postgres=+$pm"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 psql_q "SELECT pg_stat_statements_reset()" >/dev/null
+polls0=$(curl -s "$SIMHS_URL/_simhs/stats" | jq .sync_requests_total)
 t0=$(date +%s.%N)
 "$BIN/syncv3-loadgen" e2e -s "$SIMHS_URL" -a "$API_URL" -d "$SYNCV3_DB" \
     -P "$PIDS" -K "$K" -R "$R" -r "$RATE" -t "$SECS" -y 20 -x 20 \
-    >"$T/r_e2e.json" 2>"$T/loadgen.log" || { tail "$T/loadgen.log"; fail loadgen; }
+    -L "$T/accumulator.log" >"$T/r_e2e.json" 2>"$T/loadgen.log" || { tail "$T/loadgen.log"; fail loadgen; }
 t1=$(date +%s.%N)
+sims=$(curl -s "$SIMHS_URL/_simhs/stats")
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 jq -c '{p50_ms, p95_ms, p99_ms, events_sent, events_received, responses,
     errors, cpu_s_per_1000_events}' "$T/r_e2e.json"
@@ -57,7 +60,35 @@ psql_q "SELECT rpad(round(total_exec_time)::text, 7) || rpad(round(total_plan_ti
     left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
     FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" |
     sed '1i exec   plan   plans   calls   /s      mean_ms query'
-curl -s "$API_URL/health"; echo
+health=$(curl -s "$API_URL/health")
+echo "$health"
+# The latency by hop (issue #13): the accumulator's (a body received ->
+# acked, its notices right after: queue wait + batch commit) and the
+# api's (notice received -> response written: pool queue + statements),
+# from their own clocks; the rest of the end-to-end figure is simhs
+# holding the event until the device's next poll (which waits for the
+# previous body's ack), that poll's round trip and the notice's transit.
+# Medians do not subtract exactly: a rough split, not a sum.
+# A device's poll cycle (upstream /sync answered -> acked -> next /sync
+# answered), the mean over the run's devices: an event waits for about
+# half of one at simhs.
+cycle=$(echo "$sims" | jq --argjson p0 "$polls0" --arg s "$(echo "$t1 - $t0" | bc)" \
+    '(.sync_requests | length) * ($s | tonumber) * 1000 /
+     ((.sync_requests_total - $p0) | if . > 0 then . else 1 end) | round')
+jq -r --argjson h "$health" --argjson c "$cycle" '[["hop", "p50_ms", "p99_ms"],
+    ["end to end (simhs ack -> client)", (.p50_ms | round), (.p99_ms | round)],
+    ["accumulator: received -> acked", .ack_latency.p50_ms_median_interval,
+     .ack_latency.p99_ms_median_interval],
+    ["  of which batch commit (avg, max)", (.ack_latency.commit_ms_avg |
+     round), .ack_latency.commit_ms_max],
+    ["  bodies per commit (avg)", (.ack_latency.bodies_per_commit_avg |
+     round), "-"],
+    ["device poll cycle (mean, whole run)", $c, "-"],
+    ["api: notice -> response written", $h.wake_lat_p50_ms, $h.wake_lat_p99_ms],
+    ["rest: simhs -> poller -> accumulator, notice transit",
+     ((.p50_ms - .ack_latency.p50_ms_median_interval - $h.wake_lat_p50_ms)
+      | round), "-"]] | .[] | @tsv' "$T/r_e2e.json" |
+    column -t -s "$(printf '\t')" | sed 's/^/  /'
 log "postgres backends: CPU s (utime+stime) by client, whole run"
 psql_q "SELECT pid, coalesce(nullif(application_name, ''), backend_type)
     || ': ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 40)

@@ -1134,6 +1134,7 @@ sc_e2e(struct lg *lg)
 	struct timeval tv = {0, 5000};
 	double *lat;
 	size_t nlat = 0;
+	long log_off;
 	int nr;
 	char body[256];
 
@@ -1154,6 +1155,7 @@ sc_e2e(struct lg *lg)
 		e2e_poll(&e, i);
 	run_for(lg, 1.5);
 	cpu_snap(lg, false);
+	log_off = file_size(lg->acc_log);
 	e.t_start = now_s();
 	e.tick = event_new(lg->base, -1, EV_PERSIST, e2e_tick_cb, &e);
 	event_add(e.tick, &tv);
@@ -1185,6 +1187,11 @@ sc_e2e(struct lg *lg)
 	json_object_object_add(o, "cpu_s_per_1000_events",
 	    cpu_json(lg, (double)(e.nsent > 0 ? e.nsent : 1)));
 	free(lat);
+	/* the accumulator's hop (body received -> acked, notices right
+	 * after), to set beside the end-to-end figure (issue #13) */
+	if (lg->acc_log != NULL && log_off >= 0)
+		json_object_object_add(o, "ack_latency",
+		                       acc_latency(lg->acc_log, log_off));
 	return o;
 }
 
@@ -1379,7 +1386,7 @@ usage(void)
 	        "  ingest: -U users -R rooms -S shared -M members -E events "
 	        "[-L accumulator_log] [-T firehose_secs]\n"
 	        "  e2e:    -K clients -R rooms -r rate -t secs -y typing/s "
-	        "-x to_device/s\n"
+	        "-x to_device/s [-L accumulator_log]\n"
 	        "  first:  -z sizes (100,1000,10000) -n repeats\n"
 	        "  idle:   -K long-polls      devices: -D devices\n");
 	exit(2);

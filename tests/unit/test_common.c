@@ -10,12 +10,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <zmq.h>
 
 #include "config.h"
 #include "crypto.h"
 #include "json_util.h"
+#include "zmq_ev.h"
 
 struct tcfg {
 	char *name;
@@ -140,6 +143,72 @@ test_json(void **state)
 	json_object_put(o);
 }
 
+/*
+ * zmq_ev: a burst of messages longer than a batch: the second message
+ * makes a pipe readable, as a request arriving beside a burst of notices
+ * (issue #13). The pipe is served before the burst is read to its end.
+ */
+struct burst {
+	int fds[2];
+	int got, got_at_fd;
+};
+
+static void
+burst_read_cb(void *sock, void *arg)
+{
+	struct burst *b = arg;
+	char c;
+
+	if (zmq_recv(sock, &c, 1, ZMQ_DONTWAIT) == 1 && ++b->got == 2)
+		assert_int_equal(write(b->fds[1], "x", 1), 1);
+}
+
+static void
+burst_fd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct burst *b = arg;
+	char c;
+
+	(void)what;
+	assert_int_equal(read(fd, &c, 1), 1);
+	b->got_at_fd = b->got;
+}
+
+static void
+test_zmq_ev_yields(void **state)
+{
+	struct burst b = {.got_at_fd = -1};
+	const int total = 40;
+	void *zctx = zmq_ctx_new(), *pull, *push;
+	struct event_base *base = event_base_new();
+	struct event *ev;
+	struct zmq_ev *ze;
+
+	(void)state;
+	pull = zmq_socket(zctx, ZMQ_PULL);
+	push = zmq_socket(zctx, ZMQ_PUSH);
+	assert_int_equal(zmq_bind(pull, "inproc://burst"), 0);
+	assert_int_equal(zmq_connect(push, "inproc://burst"), 0);
+	for (int i = 0; i < total; i++)
+		assert_int_equal(zmq_send(push, "n", 1, 0), 1);
+	assert_int_equal(pipe(b.fds), 0);
+	ev = event_new(base, b.fds[0], EV_READ, burst_fd_cb, &b);
+	event_add(ev, NULL);
+	ze = zmq_ev_new(base, pull, 4, burst_read_cb, &b);
+	for (int i = 0; i < 1000 && (b.got < total || b.got_at_fd < 0); i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(b.got, total);
+	assert_in_range(b.got_at_fd, 2, total - 1);
+	zmq_ev_free(ze);
+	event_free(ev);
+	event_base_free(base);
+	close(b.fds[0]);
+	close(b.fds[1]);
+	zmq_close(push);
+	zmq_close(pull);
+	zmq_ctx_term(zctx);
+}
+
 int
 main(void)
 {
@@ -147,6 +216,7 @@ main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_crypto),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_zmq_ev_yields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
