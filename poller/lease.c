@@ -197,15 +197,19 @@ claim_row(struct poller *p, PGresult *r, int i)
 
 /*
  * Claims unleased devices up to our fair share, at most
- * LEASE_CLAIM_BATCH a round; a full batch re-arms claim_now_ev so a big
- * backlog is taken in steps without holding the loop.
+ * LEASE_CLAIM_BATCH a round, in one statement that computes the share
+ * too (LS_CLAIM); a full batch re-arms claim_now_ev so a big backlog is
+ * taken in steps without holding the loop. A round that claims nothing
+ * leaves p->share to the heartbeat, which sheds by it.
  */
 static void
 claim_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct poller *p = arg;
-	char limit[PG_I64_LEN], idle[PG_I64_LEN], lease[PG_I64_LEN];
-	const char *params[4] = {p->cfg.poller_id, limit, idle, lease};
+	char batch[PG_I64_LEN], idle[PG_I64_LEN], lease[PG_I64_LEN];
+	char held[PG_I64_LEN], max[PG_I64_LEN];
+	const char *params[6] = {
+	    p->cfg.poller_id, batch, idle, lease, held, max};
 	long long want;
 	PGresult *r;
 	int n;
@@ -214,27 +218,27 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->is_stopping || p->is_lapsed || !pg_ok(p))
 		return;
-	update_share(p);
-	want = p->share - (long long)p->ndevices;
-	if (want <= 0) {
-		log_debug("lease: holding %zu, share %lld: not claiming",
-		          p->ndevices, p->share);
-		return;
-	}
-	if (want > LEASE_CLAIM_BATCH)
-		want = LEASE_CLAIM_BATCH;
-	pg_i64(limit, want);
+	pg_i64(batch, LEASE_CLAIM_BATCH);
 	pg_i64(idle, p->cfg.idle_secs);
 	pg_i64(lease, p->cfg.lease_secs);
-	if ((r = lease_q(p, LS_CLAIM, 4, params)) == NULL)
+	pg_i64(held, (long long)p->ndevices);
+	pg_i64(max, p->cfg.max_devices);
+	if ((r = lease_q(p, LS_CLAIM, 6, params)) == NULL)
 		return;
-	n = PQntuples(r);
+	if ((n = PQntuples(r)) == 0) {
+		log_debug("lease: holding %zu: nothing to claim", p->ndevices);
+		PQclear(r);
+		return;
+	}
+	p->share = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+	want = p->share - (long long)p->ndevices;
+	if (want > LEASE_CLAIM_BATCH)
+		want = LEASE_CLAIM_BATCH;
 	for (int i = 0; i < n; i++)
 		claim_row(p, r, i);
 	PQclear(r);
-	if (n > 0)
-		log_info("lease: claimed %d devices (holding %zu, share %lld)",
-		         n, p->ndevices, p->share);
+	log_info("lease: claimed %d devices (holding %zu, share %lld)", n,
+	         p->ndevices, p->share);
 	if (n == want) /* more may be waiting: continue on the next turn */
 		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }

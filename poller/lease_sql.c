@@ -17,27 +17,37 @@
 #include "pg.h"
 #include "poller.h"
 
+/*
+ * The live pollers and the active devices ($1 idle secs), as columns
+ * live and active: shared by the share alone and by the claim, which
+ * computes the share itself (one statement a claim round, issue #13).
+ * Live: a liveness row not expired (a frozen poller keeps its
+ * connection, but not its row), or, for pollers older than migration
+ * 005 (a rolling upgrade), a session named LEASE_APP_NAME holding no
+ * advisory lock: ours all hold their id lock.
+ */
+#define LEASE_COUNTS(idle)                                                     \
+	"SELECT (SELECT count(*) FROM syncv3_pollers"                          \
+	" WHERE expires >= now()) + (SELECT count(*)"                          \
+	" FROM pg_stat_activity a WHERE datname = current_database()"          \
+	" AND application_name = '" LEASE_APP_NAME "'"                         \
+	" AND NOT EXISTS (SELECT 1 FROM pg_locks k"                            \
+	" WHERE k.pid = a.pid AND k.locktype = 'advisory')) AS live,"          \
+	" (SELECT count(*) FROM syncv3_devices"                                \
+	" WHERE poll_state <> 'expired'"                                       \
+	" AND last_seen > now() - make_interval(secs => " idle "::bigint))"    \
+	" AS active"
+
 const struct lease_stmt lease_stmts[LS_COUNT] = {
+    /* $1 idle secs -> live pollers, active devices (LEASE_COUNTS) */
+    [LS_SHARE] = {"lease share", LEASE_COUNTS("$1")},
     /*
-     * $1 idle secs -> live pollers, active devices. Live: a liveness row
-     * not expired (a frozen poller keeps its connection, but not its
-     * row), or, for pollers older than migration 005 (a rolling
-     * upgrade), a session named LEASE_APP_NAME holding no advisory
-     * lock: ours all hold their id lock.
-     */
-    [LS_SHARE] =
-        {"lease share",
-         "SELECT (SELECT count(*) FROM syncv3_pollers"
-         " WHERE expires >= now()) + (SELECT count(*)"
-         " FROM pg_stat_activity a WHERE datname = current_database()"
-         " AND application_name = '" LEASE_APP_NAME "'"
-         " AND NOT EXISTS (SELECT 1 FROM pg_locks k"
-         " WHERE k.pid = a.pid AND k.locktype = 'advisory')),"
-         " (SELECT count(*) FROM syncv3_devices"
-         " WHERE poll_state <> 'expired'"
-         " AND last_seen > now() - make_interval(secs => $1::bigint))"},
-    /*
-     * $1 owner, $2 limit, $3 idle secs, $4 lease secs. Devices without
+     * $1 owner, $2 batch, $3 idle secs, $4 lease secs, $5 devices we
+     * hold, $6 SYNCV3_MAX_DEVICES (0: no cap). Our fair share s
+     * is policy_share's (poller/policy.c) of LEASE_COUNTS, computed
+     * here so that a claim round is one statement, not two (issue #13:
+     * the claim was a new device's largest hop); we take up to
+     * min(s - $5, $2). Devices without
      * a live lease, most recently used first: no lease, an expired one,
      * or one whose owner's liveness row has expired (a dead poller,
      * taken over within SYNCV3_TAKEOVER_MS; an owner without a row is
@@ -48,45 +58,56 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
      * of the user is synced and being polled now (a live lease of a live
      * poller, state polling), the highest cover_pos another device of
      * the user waits on (our first request starts after this read, so
-     * it may carry it), and whether the device itself still waits.
+     * it may carry it), whether the device itself still waits, and s.
      */
-    [LS_CLAIM] = {"lease claim",
-                  "WITH c AS (SELECT d.user_id, d.device_id, d.token_enc,"
-                  " d.since, left(d.token_hash, 16) AS fp,"
-                  " EXISTS (SELECT 1 FROM syncv3_devices s"
-                  " JOIN syncv3_leases sl ON sl.user_id = s.user_id"
-                  " AND sl.device_id = s.device_id"
-                  " JOIN syncv3_pollers sp ON sp.id = sl.owner"
-                  " WHERE s.user_id = d.user_id AND s.device_id <> d.device_id"
-                  " AND s.is_initial_done AND s.cover_pos IS NULL"
-                  " AND s.since <> '' AND s.poll_state = 'polling'"
-                  " AND sl.expires > now() AND sp.expires > now()) AS sib,"
-                  " (SELECT coalesce(max(s.cover_pos), 0) FROM syncv3_devices s"
-                  " WHERE s.user_id = d.user_id AND s.device_id <> d.device_id)"
-                  " AS cover, d.cover_pos IS NOT NULL AS waits"
-                  " FROM syncv3_devices d LEFT JOIN syncv3_leases l"
-                  " ON l.user_id = d.user_id AND l.device_id = d.device_id"
-                  " WHERE d.poll_state <> 'expired'"
-                  " AND (l.expires IS NULL OR l.expires < now()"
-                  " OR EXISTS (SELECT 1 FROM syncv3_pollers p"
-                  " WHERE p.id = l.owner AND p.expires < now()))"
-                  " AND d.last_seen > now() - make_interval(secs => $3::bigint)"
-                  " ORDER BY d.last_seen DESC LIMIT $2::int),"
-                  " w AS (INSERT INTO syncv3_leases AS x"
-                  " (user_id, device_id, owner, expires)"
-                  " SELECT user_id, device_id, $1::text,"
-                  " now() + make_interval(secs => $4::bigint) FROM c"
-                  " ORDER BY user_id, device_id"
-                  " ON CONFLICT (user_id, device_id) DO UPDATE"
-                  " SET owner = excluded.owner, expires = excluded.expires"
-                  " WHERE x.expires < now() OR EXISTS (SELECT 1"
-                  " FROM syncv3_pollers p WHERE p.id = x.owner"
-                  " AND p.expires < now())"
-                  " RETURNING x.user_id, x.device_id)"
-                  " SELECT c.user_id, c.device_id, c.token_enc, c.since, c.fp,"
-                  " c.sib, c.cover, c.waits"
-                  " FROM c JOIN w ON w.user_id = c.user_id"
-                  " AND w.device_id = c.device_id"},
+    [LS_CLAIM] =
+        {"lease claim",
+         "WITH s AS (SELECT CASE WHEN $6::bigint > 0"
+         " THEN least(q.n, $6::bigint) ELSE q.n END AS share"
+         " FROM (SELECT (k.active + greatest(k.live, 1) - 1)"
+         " / greatest(k.live, 1) AS n FROM (" LEASE_COUNTS(
+             "$3") ") k) q),"
+                   " c AS (SELECT d.user_id, d.device_id, d.token_enc,"
+                   " d.since, left(d.token_hash, 16) AS fp,"
+                   " EXISTS (SELECT 1 FROM syncv3_devices s"
+                   " JOIN syncv3_leases sl ON sl.user_id = s.user_id"
+                   " AND sl.device_id = s.device_id"
+                   " JOIN syncv3_pollers sp ON sp.id = sl.owner"
+                   " WHERE s.user_id = d.user_id AND s.device_id <> d.device_id"
+                   " AND s.is_initial_done AND s.cover_pos IS NULL"
+                   " AND s.since <> '' AND s.poll_state = 'polling'"
+                   " AND sl.expires > now() AND sp.expires > now()) AS sib,"
+                   " (SELECT coalesce(max(s.cover_pos), 0) FROM syncv3_devices "
+                   "s"
+                   " WHERE s.user_id = d.user_id AND s.device_id <> "
+                   "d.device_id)"
+                   " AS cover, d.cover_pos IS NOT NULL AS waits"
+                   " FROM syncv3_devices d LEFT JOIN syncv3_leases l"
+                   " ON l.user_id = d.user_id AND l.device_id = d.device_id"
+                   " WHERE d.poll_state <> 'expired'"
+                   " AND (l.expires IS NULL OR l.expires < now()"
+                   " OR EXISTS (SELECT 1 FROM syncv3_pollers p"
+                   " WHERE p.id = l.owner AND p.expires < now()))"
+                   " AND d.last_seen > now() - make_interval(secs => "
+                   "$3::bigint)"
+                   " ORDER BY d.last_seen DESC LIMIT (SELECT"
+                   " greatest(least(share - $5::bigint, $2::bigint), 0)"
+                   " FROM s)),"
+                   " w AS (INSERT INTO syncv3_leases AS x"
+                   " (user_id, device_id, owner, expires)"
+                   " SELECT user_id, device_id, $1::text,"
+                   " now() + make_interval(secs => $4::bigint) FROM c"
+                   " ORDER BY user_id, device_id"
+                   " ON CONFLICT (user_id, device_id) DO UPDATE"
+                   " SET owner = excluded.owner, expires = excluded.expires"
+                   " WHERE x.expires < now() OR EXISTS (SELECT 1"
+                   " FROM syncv3_pollers p WHERE p.id = x.owner"
+                   " AND p.expires < now())"
+                   " RETURNING x.user_id, x.device_id)"
+                   " SELECT c.user_id, c.device_id, c.token_enc, c.since, c.fp,"
+                   " c.sib, c.cover, c.waits, (SELECT share FROM s)"
+                   " FROM c JOIN w ON w.user_id = c.user_id"
+                   " AND w.device_id = c.device_id"},
     /*
      * $1 owner, $2 lease secs, $3 idle secs. Renews every lease of
      * ours, locked in key order; returns each with its device's token

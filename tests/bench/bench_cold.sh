@@ -98,8 +98,19 @@ for n in ${SIZES//,/ }; do
 	log "  cold login, first window: $cold"
 	log "  upstream first sync, first byte: $up1, last byte: $upn"
 	log "  cold login, all stored: $full"
+	if [ -z "$u1" ]; then # --cold 0: a stored account to add devices to
+		u1=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":3,\"messages_per_room\":10,\"prefix\":\"s$n-\"}" |
+		    jq -r '.users[0].user_id')
+		t0=$(now_ms)
+		first "$(sim_login "$u1" COLD)" >/dev/null
+		stored "$t0" "$u1" >/dev/null
+		sleep 1
+	fi
+	# each request's start in the log, to line up with the daemons'
+	# debug lines (SYNCV3_LOG_LEVEL=debug TEST_KEEP=1) hop by hop
 	sib=$(for i in $(seq "$REPEATS"); do
 		t=$(sim_login "$u1" "SIB$i")
+		log "  SIB$i: request at $(date -u +%H:%M:%S.%3N)"
 		first "$t"
 		sleep 0.5
 	done | stats)

@@ -275,12 +275,18 @@ crossing(enum lease_stmt_id id, int n, const char *const *params)
 	return pr;
 }
 
+/*
+ * The claim's parameters: owner, batch, idle and lease secs, held, cap.
+ * CLAIM_ANY holds so few that the share never limits the claim.
+ */
+#define CLAIM_ANY "-1000000"
+
 static PGresult *
 claim_all(void)
 {
-	const char *p[4] = {OWNER, "100000", "3600", "30"};
+	const char *p[6] = {OWNER, "100000", "3600", "30", CLAIM_ANY, "0"};
 
-	return run(pol, lease_stmts[LS_CLAIM].sql, 4, p);
+	return run(pol, lease_stmts[LS_CLAIM].sql, 6, p);
 }
 
 /* Every statement parses and plans. */
@@ -428,15 +434,32 @@ assert_renew(const char *id, const char *inc, const char *want)
 	free(v);
 }
 
+/*
+ * Claims as id holding held devices, at most batch, capped at max;
+ * returns how many it took and, in *share, the share it reported (-1:
+ * none, nothing taken).
+ */
+static int
+claim_n(const char *id, const char *batch, const char *held, const char *max,
+        long long *share)
+{
+	const char *p[6] = {id, batch, "3600", "30", held, max};
+	PGresult *r = ls(pol, LS_CLAIM, 6, p);
+	int n = PQntuples(r);
+
+	*share = n > 0 ? atoll(PQgetvalue(r, 0, 8)) : -1;
+	for (int i = 1; i < n; i++)
+		assert_int_equal(atoll(PQgetvalue(r, i, 8)), *share);
+	PQclear(r);
+	return n;
+}
+
 static int
 claim_as(const char *id)
 {
-	const char *p[4] = {id, "100000", "3600", "30"};
-	PGresult *r = ls(pol, LS_CLAIM, 4, p);
-	int n = PQntuples(r);
+	long long share;
 
-	PQclear(r);
-	return n;
+	return claim_n(id, "100000", CLAIM_ANY, "0", &share);
 }
 
 static long long
@@ -490,6 +513,64 @@ test_liveness_takeover(void **state)
 	exec_ok(acc, "DELETE FROM syncv3_leases; DELETE FROM syncv3_pollers");
 }
 
+/*
+ * Issue #13: the claim computes the fair share itself (it used to be a
+ * statement of its own before every claim). The share it reports is
+ * policy_share's of what the share statement counts, and it takes no
+ * more than share - held, the batch, or the cap.
+ */
+static void
+test_claim_share(void **state)
+{
+	const char *idle[1] = {"3600"};
+	char held[PG_I64_LEN];
+	long long share, live, active, want;
+	PGresult *r;
+
+	(void)state;
+	NEED_DB();
+	reset();
+	exec_ok(acc, "DELETE FROM syncv3_leases; DELETE FROM syncv3_pollers");
+	for (int i = 1; i <= 3; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "s%d", i);
+		assert_true(begin(id) >= 1);
+	}
+	r = ls(pol, LS_SHARE, 1, idle);
+	live = atoll(PQgetvalue(r, 0, 0));
+	active = atoll(PQgetvalue(r, 0, 1));
+	PQclear(r);
+	assert_true(live >= 3);
+	want = policy_share(active, live, 0);
+	assert_true(want > 10 && want < active);
+
+	/* holding the whole share: nothing */
+	pg_i64(held, want);
+	assert_int_equal(claim_n("s1", "100000", held, "0", &share), 0);
+	/* five short of it: five, and the share */
+	pg_i64(held, want - 5);
+	assert_int_equal(claim_n("s1", "100000", held, "0", &share), 5);
+	assert_int_equal(share, want);
+	/* the batch limits */
+	assert_int_equal(claim_n("s2", "3", "0", "0", &share), 3);
+	assert_int_equal(share, want);
+	/* and the cap: the share is the cap's */
+	assert_int_equal(claim_n("s3", "100000", "0", "7", &share), 7);
+	assert_int_equal(share, policy_share(active, live, 7));
+	/* the leases taken are the ones reported */
+	r = run(pol,
+	        "SELECT owner, count(*) FROM syncv3_leases GROUP BY owner"
+	        " ORDER BY owner",
+	        0, NULL);
+	assert_int_equal(PQntuples(r), 3);
+	assert_int_equal(atoll(PQgetvalue(r, 0, 1)), 5);
+	assert_int_equal(atoll(PQgetvalue(r, 1, 1)), 3);
+	assert_int_equal(atoll(PQgetvalue(r, 2, 1)), 7);
+	PQclear(r);
+	exec_ok(acc, "DELETE FROM syncv3_leases; DELETE FROM syncv3_pollers");
+}
+
 int
 main(void)
 {
@@ -499,6 +580,7 @@ main(void)
 	    cmocka_unit_test(test_heartbeat_vs_batch),
 	    cmocka_unit_test(test_flush_vs_batch),
 	    cmocka_unit_test(test_liveness_takeover),
+	    cmocka_unit_test(test_claim_share),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
