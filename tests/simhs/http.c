@@ -243,6 +243,20 @@ creq_reply(struct creq *c, int code, struct json_object *obj)
 	creq_free(c);
 }
 
+/* A JSON body already serialised (sync_build); consumes body. */
+void
+creq_reply_buf(struct creq *c, int code, struct evbuffer *body)
+{
+	size_t len = evbuffer_get_length(body);
+	const char *s = (const char *)evbuffer_pullup(body, -1);
+
+	creq_pace(c);
+	reply_raw(c->req, code, "application/json", s != NULL ? s : "", len,
+	          c->has_gzip);
+	evbuffer_free(body);
+	creq_free(c);
+}
+
 void
 creq_reply_raw(struct creq *c, int code, const char *ctype, const char *body)
 {
