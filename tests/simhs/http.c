@@ -88,7 +88,8 @@ gzip_into(struct evbuffer *out, const char *in, size_t len)
 	int rc;
 
 	memset(&zs, 0, sizeof(zs));
-	if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	/* level 1: nginx's default gzip_comp_level in front of Synapse */
+	if (deflateInit2(&zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
 	    Z_OK)
 		return -1;
 	zs.next_in = (Bytef *)(uintptr_t)in;
