@@ -11,12 +11,8 @@
 #include <string.h>
 
 #include "json_util.h"
-#include "mem.h"
 #include "poller.h"
 #include "util.h"
-
-/* Bodies at least this large have their tree freed off the loop. */
-#define SCAN_RELEASE_MIN (1 << 20)
 
 /*
  * Exponential backoff with full jitter: a delay drawn from [floor, ceil)
@@ -102,8 +98,6 @@ policy_request_timeout_ms(bool is_initial, long long poll_ms,
 		ms = initial_s * 1000;
 	return ms;
 }
-
-static bool is_empty_body(struct json_object *);
 
 /* errcode and retry_after_ms of a small Matrix error body, if any. */
 static void
@@ -231,228 +225,54 @@ is_always_there(const char *key)
 	return false;
 }
 
-/* null, [], {} or objects of those only: no news in it. */
+/*
+ * Whether the body carries nothing but the keys every answer has: each
+ * other top-level value is null, [], {} or objects of those only.
+ */
 static bool
-is_empty_value(struct json_object *v)
+is_empty_scan(const struct jsonv *v)
 {
-	switch (json_object_get_type(v)) {
-	case json_type_null:
-		return true;
-	case json_type_array:
-		return json_object_array_length(v) == 0;
-	case json_type_object: {
-		json_object_object_foreach(v, key, child)
-		{
-			(void)key;
-			if (!is_empty_value(child))
-				return false;
-		}
-		return true;
-	}
-	default:
-		return false;
-	}
-}
-
-static bool
-is_empty_body(struct json_object *o)
-{
-	json_object_object_foreach(o, key, v)
-	{
-		if (!is_always_there(key) && !is_empty_value(v))
+	for (size_t i = 0; i < v->nmem; i++)
+		if (!is_always_there(v->mem[i].key) && v->mem[i].has_news)
 			return false;
-	}
 	return true;
 }
 
 /*
  * The body is validated as it arrives (issue #13): write_cb feeds each
- * chunk to json-c's tokener, so a 50 MB initial sync costs the loop many
- * short steps instead of one parse longer than the liveness deadline.
- * The rules are json_parse_bounded's (strict, UTF-8 checked, depth
- * limited, one value with nothing but whitespace after it), applied
- * across chunk boundaries, so a body is accepted or refused exactly as a
- * whole parse would.
+ * chunk to a validator that builds no tree (common/jsonv.c), so a 50 MB
+ * initial sync costs the loop many short steps and a few hundred bytes,
+ * where json-c's tokener built a tree of hundreds of megabytes (and then
+ * had to free it off the loop). What it accepts json_parse_bounded
+ * accepts too (tests/fuzz/fuzz_poller_scan.c), so the accumulator never
+ * gets a body it cannot parse.
  */
 void
 policy_scan_init(struct body_scan *s)
 {
 	memset(s, 0, sizeof(*s));
-	if ((s->tok = json_tokener_new_ex(JSON_MAX_DEPTH)) == NULL)
-		fatalx("json_tokener_new_ex: out of memory");
-	json_tokener_set_flags(s->tok, JSON_TOKENER_STRICT |
-	                                   JSON_TOKENER_VALIDATE_UTF8);
+	jsonv_init(&s->v);
 }
 
-static bool
-is_ws_only(const char *buf, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r' &&
-		    buf[i] != '\n')
-			return false;
-	return true;
-}
-
-struct scan_garbage {
-	struct json_object *obj;
-	struct json_tokener *tok;
-};
-
-static void
-garbage_free(void *arg)
-{
-	struct scan_garbage *g = arg;
-
-	json_object_put(g->obj);
-	if (g->tok != NULL)
-		json_tokener_free(g->tok);
-	free(g);
-}
-
-/*
- * Frees what a scan built: the tree, and the tokener with the part of a
- * tree a refused or abandoned body left on its stack. Freeing the tree of
- * a 75 MB body takes most of a second (issue #13), longer than the loop
- * may be held, so the tree of a body over SCAN_RELEASE_MIN bytes is freed
- * by a thread of its own (mem_free_detached), which then trims the heap:
- * malloc_trim walks the whole heap, 0.4 s of the loop after a 37 MB body
- * on a loaded machine, past the liveness deadline.
- */
-static void
-scan_release(struct body_scan *s)
-{
-	struct scan_garbage *g;
-
-	if (s->obj == NULL && s->tok == NULL)
-		return;
-	if (s->len >= SCAN_RELEASE_MIN) {
-		g = xcalloc(1, sizeof(*g));
-		g->obj = s->obj;
-		g->tok = s->tok;
-		(void)mem_free_detached(garbage_free, g, s->len);
-	} else {
-		json_object_put(s->obj);
-		if (s->tok != NULL)
-			json_tokener_free(s->tok);
-	}
-	s->obj = NULL;
-	s->tok = NULL;
-}
-
-static void
-scan_fail(struct body_scan *s, const char *why)
-{
-	scan_release(s); /* nothing more is parsed */
-	s->err = why;
-}
-
-/* Parses the next piece; json-c sees every UTF-8 sequence whole. */
-static void
-scan_piece(struct body_scan *s, const char *buf, size_t len)
-{
-	enum json_tokener_error jerr;
-	size_t off;
-
-	if (s->obj != NULL) {
-		if (!is_ws_only(buf, len))
-			scan_fail(s, "trailing data after JSON value");
-		return;
-	}
-	while (len > 0) {
-		/* json-c takes an int length: feed a huge chunk in pieces. */
-		int n = len > (1 << 30) ? 1 << 30 : (int)len;
-
-		s->obj = json_tokener_parse_ex(s->tok, buf, n);
-		jerr = json_tokener_get_error(s->tok);
-		if (jerr == json_tokener_continue && s->obj == NULL) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (s->obj == NULL || jerr != json_tokener_success) {
-			scan_fail(s, json_tokener_error_desc(jerr));
-			return;
-		}
-		off = json_tokener_get_parse_end(s->tok);
-		if (!is_ws_only(buf + off, len - off))
-			scan_fail(s, "trailing data after JSON value");
-		return;
-	}
-}
-
-/* How long the UTF-8 sequence led by c is; 1 for anything else. */
-static size_t
-utf8_len(unsigned char c)
-{
-	if (c >= 0xc0 && c < 0xe0)
-		return 2;
-	if (c >= 0xe0 && c < 0xf0)
-		return 3;
-	if (c >= 0xf0 && c < 0xf8)
-		return 4;
-	return 1;
-}
-
-/* The bytes at the end of buf that begin a UTF-8 sequence left unfinished. */
-static size_t
-utf8_tail(const char *buf, size_t len)
-{
-	for (size_t back = 1; back <= 3 && back <= len; back++) {
-		unsigned char c = (unsigned char)buf[len - back];
-
-		if (c < 0x80 || c >= 0xc0)
-			return utf8_len(c) > back ? back : 0;
-	}
-	return 0;
-}
-
-/*
- * Feeds the next len bytes of the body; a refused body ignores the rest.
- * json-c's UTF-8 check (0.16) refuses a sequence split between two calls,
- * so an unfinished one at the end of a chunk is held back (s->carry) and
- * parsed with the bytes that complete it.
- */
+/* Feeds the next len bytes of the body; a refused body ignores the rest. */
 void
 policy_scan_feed(struct body_scan *s, const char *buf, size_t len)
 {
-	size_t keep;
-
-	if (s->err != NULL || len == 0)
+	if (s->v.err != NULL || len == 0)
 		return;
 	s->len += len;
 	if (s->len > INT32_MAX) {
-		scan_fail(s, "too large");
+		/* json-c, which the accumulator parses with, takes an int */
+		s->v.err = "too large";
 		return;
 	}
-	while (s->ncarry > 0 && len > 0) {
-		size_t need = utf8_len((unsigned char)s->carry[0]) - s->ncarry;
-		size_t n = need < len ? need : len;
-
-		memcpy(s->carry + s->ncarry, buf, n);
-		s->ncarry += n;
-		buf += n;
-		len -= n;
-		if (n < need)
-			return; /* still unfinished */
-		n = s->ncarry;
-		s->ncarry = 0;
-		scan_piece(s, s->carry, n);
-		if (s->err != NULL)
-			return;
-	}
-	keep = utf8_tail(buf, len);
-	scan_piece(s, buf, len - keep);
-	if (s->err == NULL && keep > 0) {
-		memcpy(s->carry, buf + len - keep, keep);
-		s->ncarry = keep;
-	}
+	jsonv_feed(&s->v, buf, len);
 }
 
 void
 policy_scan_free(struct body_scan *s)
 {
-	scan_release(s);
+	jsonv_free(&s->v);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -467,32 +287,26 @@ policy_scan_free(struct body_scan *s)
 int
 policy_scan_end(struct body_scan *s, char **next_batch, bool *is_empty)
 {
-	struct json_object *o = s->obj, *nb;
-	int rc = -2;
+	const struct jsonv_member *nb;
+	int rc = -1;
 
 	*next_batch = NULL;
 	if (is_empty != NULL)
 		*is_empty = false;
-	if (s->ncarry > 0 && s->err == NULL) {
-		scan_piece(s, s->carry, s->ncarry); /* an unfinished sequence */
-		o = s->obj;
-	}
-	if (o == NULL || !json_object_is_type(o, json_type_object)) {
-		if (s->err == NULL)
-			s->err = "truncated JSON";
-		policy_scan_free(s);
-		return -1;
-	}
-	if (json_object_object_get_ex(o, "next_batch", &nb) &&
-	    json_object_is_type(nb, json_type_string) &&
-	    json_object_get_string_len(nb) > 0 &&
-	    strlen(json_object_get_string(nb)) ==
-	        (size_t)json_object_get_string_len(nb)) {
-		*next_batch = xstrdup(json_object_get_string(nb));
+	if (s->v.err == NULL && jsonv_end(&s->v) == -1)
+		goto out;
+	if (s->v.err != NULL)
+		goto out;
+	rc = -2;
+	nb = jsonv_get(&s->v, "next_batch");
+	if (nb != NULL && nb->str != NULL && nb->str_len > 0 &&
+	    strlen(nb->str) == nb->str_len) {
+		*next_batch = xstrdup(nb->str);
 		rc = 0;
 	}
 	if (is_empty != NULL)
-		*is_empty = is_empty_body(o);
+		*is_empty = is_empty_scan(&s->v);
+out:
 	policy_scan_free(s);
 	return rc;
 }

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "jsonv.h"
 #include "map.h"
 #include "metrics.h"
 #include "proto.h"
@@ -79,12 +80,8 @@ struct json_object;
 
 /* A /sync body validated as it arrives (policy.c, policy_scan_*). */
 struct body_scan {
-	struct json_tokener *tok; /* NULL once done or refused */
-	struct json_object *obj;  /* the value, once complete */
-	const char *err;          /* why refused; NULL: fine so far */
-	size_t len;               /* bytes fed */
-	char carry[4];            /* an unfinished UTF-8 sequence */
-	size_t ncarry;
+	struct jsonv v; /* v.err: why refused; NULL: fine so far */
+	size_t len;     /* bytes fed */
 };
 
 struct device {

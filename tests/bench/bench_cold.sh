@@ -60,7 +60,8 @@ upstream() {
 	local tok f
 	tok=$(sim_login "$1" UPSTREAM)
 	f="{\"room\":{\"timeline\":{\"limit\":$SYNCV3_FIRST_TIMELINE_LIMIT}}}"
-	curl -sS -o /dev/null -H "Authorization: Bearer $tok" --get \
+	# --compressed: gzip, as the poller asks (simhs compresses /sync)
+	curl -sS --compressed -o /dev/null -H "Authorization: Bearer $tok" --get \
 	    --data-urlencode "filter=$f" "$SIMHS_URL/_matrix/client/v3/sync" \
 	    -w '%{time_starttransfer} %{time_total}\n' |
 	    awk '{printf "%d %d\n", $1 * 1000, $2 * 1000}'

@@ -88,7 +88,8 @@ gzip_into(struct evbuffer *out, const char *in, size_t len)
 	int rc;
 
 	memset(&zs, 0, sizeof(zs));
-	if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	/* level 1: nginx's default gzip_comp_level in front of Synapse */
+	if (deflateInit2(&zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
 	    Z_OK)
 		return -1;
 	zs.next_in = (Bytef *)(uintptr_t)in;
@@ -240,6 +241,20 @@ creq_reply(struct creq *c, int code, struct json_object *obj)
 	    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	reply_raw(c->req, code, "application/json", s, len, c->has_gzip);
 	json_object_put(obj);
+	creq_free(c);
+}
+
+/* A JSON body already serialised (sync_build); consumes body. */
+void
+creq_reply_buf(struct creq *c, int code, struct evbuffer *body)
+{
+	size_t len = evbuffer_get_length(body);
+	const char *s = (const char *)evbuffer_pullup(body, -1);
+
+	creq_pace(c);
+	reply_raw(c->req, code, "application/json", s != NULL ? s : "", len,
+	          c->has_gzip);
+	evbuffer_free(body);
 	creq_free(c);
 }
 

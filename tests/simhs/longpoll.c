@@ -30,10 +30,10 @@ waiter_free(struct waiter *w)
 }
 
 static void
-waiter_answer(struct waiter *w, struct json_object *resp)
+waiter_answer(struct waiter *w, struct evbuffer *resp)
 {
 	creq_unhold(w->c);
-	creq_reply(w->c, 200, resp);
+	creq_reply_buf(w->c, 200, resp);
 	waiter_free(w);
 }
 
@@ -66,7 +66,7 @@ static void
 longpoll_check(struct simhs *ctx, struct user *u)
 {
 	struct waiter *w, *next;
-	struct json_object *resp;
+	struct evbuffer *resp;
 	bool has_data;
 
 	for (w = TAILQ_FIRST(&u->waiters); w != NULL; w = next) {
@@ -75,7 +75,7 @@ longpoll_check(struct simhs *ctx, struct user *u)
 		if (has_data)
 			waiter_answer(w, resp);
 		else
-			json_object_put(resp);
+			evbuffer_free(resp);
 	}
 }
 

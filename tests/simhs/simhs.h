@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <json-c/json.h>
@@ -306,8 +307,8 @@ struct sync_params {
 	int timeout_ms;
 	struct json_object *filter; /* one reference, NULL: none */
 };
-struct json_object *sync_build(struct simhs *, struct device *,
-                               const struct sync_params *, bool *);
+struct evbuffer *sync_build(struct simhs *, struct device *,
+                            const struct sync_params *, bool *);
 void sync_handle(struct creq *);
 
 /* sync_state.c: the timeline batch of one room entry, chosen by sync.c */
@@ -376,6 +377,7 @@ void http_reply_error(struct evhttp_request *, int, const char *, const char *);
 void creq_reply(struct creq *, int, struct json_object *);
 void creq_error(struct creq *, int, const char *, const char *);
 void creq_reply_raw(struct creq *, int, const char *, const char *);
+void creq_reply_buf(struct creq *, int, struct evbuffer *);
 void creq_hold(struct creq *, void (*)(struct evhttp_connection *, void *),
                void *);
 void creq_unhold(struct creq *);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
 #include "simhs.h"
@@ -19,10 +20,37 @@ struct sync_ctx {
 	const struct sync_params *p;
 	int64_t now;
 	bool has_data;
-	struct json_object *join;
-	struct json_object *invite;
-	struct json_object *leave;
+	/* the sections of rooms, serialised room by room (sync_rooms) */
+	struct evbuffer *join;
+	struct evbuffer *invite;
+	struct evbuffer *leave;
 };
+
+#define SYNC_JSON_FLAGS                                                        \
+	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static struct evbuffer *
+xevbuffer_new(void)
+{
+	struct evbuffer *b;
+
+	if ((b = evbuffer_new()) == NULL) {
+		fprintf(stderr, "simhs: out of memory\n");
+		exit(1);
+	}
+	return b;
+}
+
+/* Appends o as json-c serialises it inside the tree the reply used to be. */
+static void
+json_append(struct evbuffer *out, struct json_object *o)
+{
+	const char *t;
+	size_t len;
+
+	t = json_object_to_json_string_length(o, SYNC_JSON_FLAGS, &len);
+	evbuffer_add(out, t, len);
+}
 
 static struct json_object *
 events_obj(struct json_object *arr)
@@ -281,6 +309,9 @@ out:
 	return o;
 }
 
+static void room_add(struct sync_ctx *, struct evbuffer *, struct room *,
+                     struct json_object *);
+
 /*
  * invite_state as Synapse builds it at invite time: the stripped
  * room_prejoin_state events (create, join_rules, canonical_alias, avatar,
@@ -321,17 +352,31 @@ room_invite(struct sync_ctx *s, struct room *r, struct revent *inv)
 	json_object_array_add(arr, event_to_json(inv, s->now, false));
 	o = json_object_new_object();
 	json_object_object_add(o, "invite_state", events_obj(arr));
-	json_object_object_add(s->invite, r->room_id, o);
-	s->has_data = true;
+	room_add(s, s->invite, r, o);
 }
 
+/*
+ * Appends "room_id":entry to a section and frees entry: each room's tree
+ * lives only while it is serialised, so a 10,000-room initial sync never
+ * holds the whole answer as a tree (issue #13). The key goes through
+ * json-c as a string, escaped as an object key would be.
+ */
 static void
-room_add(struct sync_ctx *s, struct json_object *where, struct room *r,
+room_add(struct sync_ctx *s, struct evbuffer *where, struct room *r,
          struct json_object *entry)
 {
+	struct json_object *key;
+
 	if (entry == NULL)
 		return;
-	json_object_object_add(where, r->room_id, entry);
+	if (evbuffer_get_length(where) > 0)
+		evbuffer_add(where, ",", 1);
+	key = json_object_new_string(r->room_id);
+	json_append(where, key);
+	json_object_put(key);
+	evbuffer_add(where, ":", 1);
+	json_append(where, entry);
+	json_object_put(entry);
 	s->has_data = true;
 }
 
@@ -470,57 +515,71 @@ sync_device_lists(struct sync_ctx *s, struct json_object *resp)
 	s->has_data = true;
 }
 
+/* Appends ,"name":{section} (no comma first) when the section has rooms. */
 static void
-sync_rooms(struct sync_ctx *s, struct json_object *resp)
+section_add(struct evbuffer *out, const char *name, struct evbuffer *sec)
 {
-	struct json_object *rooms;
-	size_t i;
-
-	s->join = json_object_new_object();
-	s->invite = json_object_new_object();
-	s->leave = json_object_new_object();
-	for (i = 0; i < s->user->rooms.n; i++)
-		sync_room(s, s->user->rooms.v[i]);
-	rooms = json_object_new_object();
-	if (json_object_object_length(s->join) > 0)
-		json_object_object_add(rooms, "join", json_object_get(s->join));
-	if (json_object_object_length(s->invite) > 0)
-		json_object_object_add(rooms, "invite",
-		                       json_object_get(s->invite));
-	if (json_object_object_length(s->leave) > 0)
-		json_object_object_add(rooms, "leave",
-		                       json_object_get(s->leave));
-	json_object_put(s->join);
-	json_object_put(s->invite);
-	json_object_put(s->leave);
-	if (json_object_object_length(rooms) > 0)
-		json_object_object_add(resp, "rooms", rooms);
-	else
-		json_object_put(rooms);
+	if (evbuffer_get_length(sec) == 0)
+		return;
+	if (evbuffer_get_length(out) > 0)
+		evbuffer_add(out, ",", 1);
+	evbuffer_add_printf(out, "\"%s\":{", name);
+	evbuffer_add_buffer(out, sec);
+	evbuffer_add(out, "}", 1);
 }
 
 /*
- * The response for dev at this instant. *has_data tells the caller
- * whether a long-poll should answer now. Sections Synapse omits when
- * empty are omitted here too, so clients must cope with missing keys.
+ * The rooms object's members (join, invite, leave; each only when it has
+ * a room) into out, which stays empty when no room has anything to say.
  */
-struct json_object *
+static void
+sync_rooms(struct sync_ctx *s, struct evbuffer *out)
+{
+	size_t i;
+
+	s->join = xevbuffer_new();
+	s->invite = xevbuffer_new();
+	s->leave = xevbuffer_new();
+	for (i = 0; i < s->user->rooms.n; i++)
+		sync_room(s, s->user->rooms.v[i]);
+	section_add(out, "join", s->join);
+	section_add(out, "invite", s->invite);
+	section_add(out, "leave", s->leave);
+	evbuffer_free(s->join);
+	evbuffer_free(s->invite);
+	evbuffer_free(s->leave);
+}
+
+/*
+ * The response for dev at this instant, serialised. *has_data tells the
+ * caller whether a long-poll should answer now. Sections Synapse omits
+ * when empty are omitted here too, so clients must cope with missing keys.
+ * The bytes are the ones json-c gave for the whole tree this used to
+ * build, rooms first: the rooms are serialised one by one (room_add) and
+ * the rest, a few small keys, as a tree of its own spliced in after them.
+ */
+struct evbuffer *
 sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
            bool *has_data)
 {
 	struct sync_ctx s = {ctx,   dev->user, dev,  p,   now_ms(),
 	                     false, NULL,      NULL, NULL};
 	struct json_object *resp = json_object_new_object(), *acct;
+	struct evbuffer *out, *rooms;
+	const char *rest;
 	char next[200];
+	size_t len;
 	uint64_t td;
 
+	out = xevbuffer_new();
+	rooms = xevbuffer_new();
 	/* A new sync sequence: Synapse assumes the client forgot members. */
 	if (!p->has_since && filter_lazy_members(p->filter) &&
 	    !filter_redundant_members(p->filter)) {
 		map_clear(&dev->ll_cache, free);
 		map_init(&dev->ll_cache);
 	}
-	sync_rooms(&s, resp);
+	sync_rooms(&s, rooms);
 	acct = acct_json(&s, NULL);
 	if (json_object_array_length(acct) > 0) {
 		json_object_object_add(resp, "account_data", events_obj(acct));
@@ -538,8 +597,21 @@ sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
 	                       json_object_get(dev->fallback_types));
 	token_format(next, sizeof(next), ctx->pos, td);
 	json_add_str(resp, "next_batch", next);
+	rest = json_object_to_json_string_length(resp, SYNC_JSON_FLAGS, &len);
+	if (evbuffer_get_length(rooms) == 0)
+		evbuffer_add(out, rest, len);
+	else {
+		evbuffer_add(out, "{\"rooms\":{", 10);
+		evbuffer_add_buffer(out, rooms);
+		evbuffer_add(out, "}", 1);
+		/* rest is never "{}": next_batch is always there */
+		evbuffer_add(out, ",", 1);
+		evbuffer_add(out, rest + 1, len - 1);
+	}
+	json_object_put(resp);
+	evbuffer_free(rooms);
 	*has_data = s.has_data;
-	return resp;
+	return out;
 }
 
 static int
@@ -615,7 +687,7 @@ sync_handle(struct creq *c)
 {
 	struct device *dev = c->tok->device;
 	struct sync_params p = {0};
-	struct json_object *resp;
+	struct evbuffer *resp;
 	struct evkeyvalq q;
 	bool has_data;
 
@@ -630,10 +702,10 @@ sync_handle(struct creq *c)
 		todevice_ack(dev, p.since_td);
 	resp = sync_build(c->ctx, dev, &p, &has_data);
 	if (has_data || !p.has_since || p.timeout_ms == 0 || p.is_full_state) {
-		creq_reply(c, 200, resp);
+		creq_reply_buf(c, 200, resp);
 		goto out;
 	}
-	json_object_put(resp);
+	evbuffer_free(resp);
 	longpoll_add(c, &p);
 	p.filter = NULL; /* the waiter has it now */
 out:

@@ -374,6 +374,47 @@ test_scan_chunked(void **state)
 	}
 }
 
+/*
+ * What json-c takes beyond RFC 8259 and RFC 3629, and the poller refuses
+ * since it validates without json-c's tree: overlong and surrogate UTF-8
+ * and code points above U+10FFFF (Postgres refuses them as text), raw
+ * control characters, "1.". Each is checked to
+ * be one json_parse_bounded accepts, the validation the poller had.
+ */
+static void
+test_scan_rfc(void **state)
+{
+	static const char *lax[] = {
+	    "{\"next_batch\":\"s\",\"a\":\"\xc0\x80\"}",
+	    "{\"next_batch\":\"s\",\"a\":\"\xed\xa0\x80\"}",
+	    "{\"next_batch\":\"s\",\"a\":\"\xf4\x90\x80\x80\"}",
+	    "{\"next_batch\":\"s\",\"a\":\"\x01\"}",
+	    "{\"next_batch\":\"s\",\"a\":1.}",
+	    NULL};
+	struct json_object *o;
+	char *nb;
+
+	(void)state;
+	for (int i = 0; lax[i] != NULL; i++) {
+		o = json_parse_bounded(lax[i], strlen(lax[i]), NULL);
+		assert_non_null(o); /* what the poller forwarded before */
+		json_object_put(o);
+		assert_int_equal(scan(lax[i], &nb), -1);
+		assert_null(nb);
+	}
+	/* a repeated key keeps its last value, as in json-c's tree */
+	assert_int_equal(
+	    scan("{\"next_batch\":\"a\",\"next_batch\":\"b\"}", &nb), 0);
+	assert_string_equal(nb, "b");
+	free(nb);
+	assert_int_equal(scan("{\"next_batch\":\"a\",\"next_batch\":1}", &nb),
+	                 -2);
+	/* keys are compared decoded */
+	assert_int_equal(scan("{\"next\\u005fbatch\":\"s2\"}", &nb), 0);
+	assert_string_equal(nb, "s2");
+	free(nb);
+}
+
 /* A body of about len bytes shaped like an initial sync. */
 static char *
 big_body(size_t len, size_t *out_len)
@@ -603,6 +644,7 @@ main(void)
 	    cmocka_unit_test(test_scan),
 	    cmocka_unit_test(test_scan_chunked),
 	    cmocka_unit_test(test_scan_chunked_large),
+	    cmocka_unit_test(test_scan_rfc),
 	    cmocka_unit_test(test_ack),
 	    cmocka_unit_test(test_share),
 	    cmocka_unit_test(test_first_filter),
