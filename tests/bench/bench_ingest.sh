@@ -10,14 +10,22 @@
 #
 # usage: tests/bench/bench_ingest.sh [-D devices] [-m msgs] [-r rooms] [-e events]
 # (BIN=build/bin by default; any SYNCV3_ACC_* variable is passed on)
+# STATS=1 also loads pg_stat_statements and prints the statements by
+# total time, per batch (calls of COMMIT), with shared blocks touched:
+# where a batch's Postgres time goes.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../integration/lib.sh"
 source "$here/pg.sh"
 IT_NAME=bench_ingest
 export SYNCV3_LOG_LEVEL=info
+[ "${STATS:-0}" = 1 ] && BENCH_PG_OPTS="${BENCH_PG_OPTS:-} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 bench_pg_start "$T/pg" || fail "postgres did not start"
 it_setup
+if [ "${STATS:-0}" = 1 ]; then
+	psql_q "CREATE EXTENSION pg_stat_statements" >/dev/null ||
+	    fail "pg_stat_statements"
+fi
 log "postgres: $(bench_pg_settings)"
 start_accumulator
 pm=$(head -1 "$T/pg/data/postmaster.pid")
@@ -29,6 +37,19 @@ log "CPU s: accumulator" \
     "$(echo "$(bench_cpu_secs "${IT_PIDS[accumulator]}") - $acc0" | bc)" \
     "postgres $(echo "$(bench_cpu_secs "$pm") - $pg0" | bc) (incl. verification)"
 grep 'ingest: acks' "$T/accumulator.log" | sed 's/^/  /' >&2
+if [ "${STATS:-0}" = 1 ]; then
+	# the driver's own verification queries are in here too (few calls)
+	log "statements (per batch = per COMMIT):"
+	psql_q "WITH b AS (SELECT greatest(sum(calls), 1) AS n FROM
+	    pg_stat_statements WHERE query = 'COMMIT')
+	    SELECT round((total_exec_time / b.n)::numeric, 2) || ' ms ' ||
+	    round((rows / b.n)::numeric) || ' rows ' ||
+	    round(((shared_blks_hit + shared_blks_read) / b.n)::numeric) ||
+	    ' blks ' || calls || ' calls  ' ||
+	    left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+	    FROM pg_stat_statements, b ORDER BY total_exec_time DESC
+	    LIMIT 14" | sed 's/^/  /' >&2
+fi
 # log_checkpoints is on by default: each line says why (wal, time)
 log "checkpoints: $(grep -c 'checkpoint starting' "$T/pg/pg.log")" \
     "$(grep -o 'checkpoint starting: [a-z ]*' "$T/pg/pg.log" | sort | uniq -c | paste -sd' ')"
