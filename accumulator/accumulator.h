@@ -249,6 +249,7 @@ struct store_stats {
 	unsigned long long msgs, acks, nacks, events, bad_events, batches;
 	unsigned long long bad_bodies;
 	unsigned long long pg_errors; /* statements Postgres failed */
+	unsigned long long round_trips; /* waits for Postgres, in batches */
 	unsigned long long covered;   /* sibling-first devices synced */
 	long long commit_us;          /* waited in COMMIT, in all batches */
 };
@@ -340,6 +341,7 @@ int db_commit(struct store *st) WARN_UNUSED;
 PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
+int db_exec(struct store *st, const char *tag, const char *sql);
 int db_copy(struct store *st, const char *sql, const char *data, size_t len);
 
 /* ingest.c */

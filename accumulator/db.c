@@ -238,6 +238,7 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 	PGresult *r;
 	ExecStatusType s;
 
+	st->stats.round_trips++;
 	r = PQexecPrepared(st->c, stmts[id].name, nparams, params, NULL,
 	    NULL, 0);
 	s = PQresultStatus(r);
@@ -259,12 +260,24 @@ db_q0(struct store *st, int id, int nparams, const char *const *params)
 	return r ? 0 : -1;
 }
 
+/* A statement of the batch's frame (BEGIN, savepoints): 0 or -1. */
+int
+db_exec(struct store *st, const char *tag, const char *sql)
+{
+	st->stats.round_trips++;
+	return pg_exec(st->c, tag, sql);
+}
+
 /* COPY ... FROM STDIN of ready rows (sqlarr.c cp_*): 0 or -1. */
 int
 db_copy(struct store *st, const char *sql, const char *data, size_t len)
 {
-	PGresult *r = PQexec(st->c, sql);
+	PGresult *r;
 	int rc = 0;
+
+	/* the COPY's start, then its rows and end */
+	st->stats.round_trips += 2;
+	r = PQexec(st->c, sql);
 
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		st->stats.pg_errors++;
@@ -495,10 +508,12 @@ int
 db_commit(struct store *st)
 {
 	long long t0 = now_us();
-	PGresult *r =
-	    PQexec(st->c, "COMMIT; SELECT (pg_current_wal_insert_lsn()"
-	                  " - '0/0')::bigint");
+	PGresult *r;
 	int rc = -1;
+
+	st->stats.round_trips++;
+	r = PQexec(st->c, "COMMIT; SELECT (pg_current_wal_insert_lsn()"
+	                  " - '0/0')::bigint");
 
 	/* the durability wait alone, beside the batch's statements */
 	st->stats.commit_us += now_us() - t0;

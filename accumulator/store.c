@@ -489,16 +489,15 @@ out:
 static int
 group_run(struct store *st, struct store_msg **ms, size_t n)
 {
-	if (pg_exec(st->c, "savepoint", "SAVEPOINT acc_grp") == 0) {
+	if (db_exec(st, "savepoint", "SAVEPOINT acc_grp") == 0) {
 		if (group_apply(st, ms, n) == 0 &&
-		    pg_exec(st->c, "savepoint", "RELEASE SAVEPOINT acc_grp") ==
-		    0)
+		    db_exec(st, "savepoint", "RELEASE SAVEPOINT acc_grp") == 0)
 			return 0;
 		if (PQstatus(st->c) == CONNECTION_OK &&
-		    (pg_exec(st->c, "savepoint",
-		    "ROLLBACK TO SAVEPOINT acc_grp") == -1 ||
-		    pg_exec(st->c, "savepoint",
-		    "RELEASE SAVEPOINT acc_grp") == -1))
+		    (db_exec(st, "savepoint",
+		             "ROLLBACK TO SAVEPOINT acc_grp") == -1 ||
+		     db_exec(st, "savepoint", "RELEASE SAVEPOINT acc_grp") ==
+		         -1))
 			log_warnx("store: cannot roll back the group");
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -782,9 +781,9 @@ store_batch_begin(struct store *st)
 	st->npend = 0;
 	if (store_ready(st) == -1)
 		return -1;
-	if (pg_exec(st->c, "batch", SQL_BEGIN) == -1) {
-		if (store_ready(st) == -1 || pg_exec(st->c, "batch",
-		    SQL_BEGIN) == -1)
+	if (db_exec(st, "batch", SQL_BEGIN) == -1) {
+		if (store_ready(st) == -1 ||
+		    db_exec(st, "batch", SQL_BEGIN) == -1)
 			return -1;
 	}
 	st->stats.batches++;
@@ -809,7 +808,7 @@ store_batch_rollback(struct store *st)
 	st->npend = 0;
 	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
-	    pg_exec(st->c, "batch", "ROLLBACK") == -1)
+	    db_exec(st, "batch", "ROLLBACK") == -1)
 		log_warnx("store: rollback failed");
 	/* Positions handed out in the lost batch are never reused. */
 }
