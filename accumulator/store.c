@@ -485,19 +485,39 @@ out:
 	return rc;
 }
 
+#define SQL_SP "SAVEPOINT acc_grp"
+
+/*
+ * Enters a group's savepoint: the one its batch's BEGIN opened, or a new
+ * one sent with the RELEASE of the group before (COMMIT releases the
+ * last): one round trip per group, not two (issue #13).
+ */
+static int
+sp_enter(struct store *st)
+{
+	enum sp_state was = st->sp;
+
+	st->sp = SP_NONE;
+	if (was == SP_FRESH)
+		return 0;
+	return db_exec(st, "savepoint",
+	               was == SP_HELD ? "RELEASE SAVEPOINT acc_grp; " SQL_SP
+	                              : SQL_SP);
+}
+
 /* A group inside its own savepoint; on failure nothing of it stays. */
 static int
 group_run(struct store *st, struct store_msg **ms, size_t n)
 {
-	if (db_exec(st, "savepoint", "SAVEPOINT acc_grp") == 0) {
-		if (group_apply(st, ms, n) == 0 &&
-		    db_exec(st, "savepoint", "RELEASE SAVEPOINT acc_grp") == 0)
+	if (sp_enter(st) == 0) {
+		if (group_apply(st, ms, n) == 0) {
+			st->sp = SP_HELD;
 			return 0;
+		}
 		if (PQstatus(st->c) == CONNECTION_OK &&
-		    (db_exec(st, "savepoint",
-		             "ROLLBACK TO SAVEPOINT acc_grp") == -1 ||
-		     db_exec(st, "savepoint", "RELEASE SAVEPOINT acc_grp") ==
-		         -1))
+		    db_exec(st, "savepoint",
+		            "ROLLBACK TO SAVEPOINT acc_grp; "
+		            "RELEASE SAVEPOINT acc_grp") == -1)
 			log_warnx("store: cannot roll back the group");
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -772,8 +792,10 @@ out:
  * than the generic one): under steady load more planning than execution.
  * Their plans do not depend on the values, so batches use generic plans;
  * cleanup and the rest keep the default (SET LOCAL ends with the batch).
+ * The first group's savepoint comes in the same round trip (sp_enter).
  */
-#define SQL_BEGIN "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+#define SQL_BEGIN                                                              \
+	"BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; " SQL_SP
 
 int
 store_batch_begin(struct store *st)
@@ -786,6 +808,7 @@ store_batch_begin(struct store *st)
 		    db_exec(st, "batch", SQL_BEGIN) == -1)
 			return -1;
 	}
+	st->sp = SP_FRESH; /* the first group's (sp_enter) */
 	st->stats.batches++;
 	return 0;
 }
@@ -793,8 +816,9 @@ store_batch_begin(struct store *st)
 int
 store_batch_commit(struct store *st)
 {
-	if (store_flush(st) == -1 || pos_save(st) == -1 || db_commit(st) == -1)
+	if (store_flush(st) == -1 || pos_commit(st) == -1)
 		goto fail;
+	st->sp = SP_NONE;
 	st->pos_committed = st->pos_used;
 	return 0;
 fail:
@@ -806,6 +830,7 @@ void
 store_batch_rollback(struct store *st)
 {
 	st->npend = 0;
+	st->sp = SP_NONE;
 	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
 	    db_exec(st, "batch", "ROLLBACK") == -1)
