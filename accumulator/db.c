@@ -32,272 +32,216 @@
 static const struct stmt {
 	const char *name, *sql;
 } stmts[] = {
-    [S_CAS] =
-        {"acc_cas",
-         "SELECT k.i, d.since, d.is_initial_done, "
-         "d.cover_pos IS NOT NULL FROM "
-         "unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(u, dv, i) "
-         "JOIN syncv3_devices d ON d.user_id = k.u AND d.device_id = k.dv "
-         "ORDER BY d.user_id, d.device_id FOR UPDATE OF d"},
-    /* k.c > 0: a sibling-first sync, waiting from cover_pos k.c for a
-     * sibling to catch up; k.refill: done waiting; otherwise a device
-     * is synced once it is not waiting (008_cold.sql) */
-    [S_SINCE] =
-        {"acc_since",
-         "UPDATE syncv3_devices d SET since = k.s, "
-         "is_initial_done = CASE WHEN k.c > 0 THEN false WHEN k.refill "
-         "THEN true ELSE d.is_initial_done OR d.cover_pos IS NULL END, "
-         "cover_pos = CASE WHEN k.c > 0 THEN k.c WHEN k.refill THEN NULL "
-         "ELSE d.cover_pos END FROM unnest($1::text[], $2::text[], "
-         "$3::text[], $4::bool[], $5::bigint[]) AS k(u, dv, s, refill, c) "
-         "WHERE d.user_id = k.u AND d.device_id = k.dv"},
-    [S_CATCHUP] = {"acc_catchup",
-                   "SELECT pg_notify('" PROTO_PG_CATCHUP_CHANNEL
-                   "', k.u || ' ' || k.c) FROM "
-                   "unnest($1::text[], $2::bigint[]) AS k(u, c)"},
-    /* a synced sibling (w) polled after their first commit: they are
-     * synced; a device waiting itself is no witness */
-    [S_COVER] =
-        {"acc_cover",
-         "UPDATE syncv3_devices d SET "
-         "is_initial_done = true, cover_pos = NULL FROM unnest($1::text[], "
-         "$2::text[], $3::bigint[]) AS k(u, dv, c) JOIN syncv3_devices w ON "
-         "w.user_id = k.u AND w.device_id = k.dv WHERE w.is_initial_done "
-         "AND w.cover_pos IS NULL AND d.user_id = k.u AND d.device_id <> "
-         "k.dv AND d.cover_pos <= k.c RETURNING d.user_id, d.device_id"},
-    /* the first window first (008_cold.sql) */
-    [S_WIN_STORED] =
-        {"acc_win_stored",
-         "SELECT room_id FROM syncv3_rooms "
-         "WHERE room_id = ANY($1::text[]) AND (last_ts >= $2::bigint OR "
-         "bump_ts >= $2::bigint)"},
-    /* rooms of the fill that will be new to the user's lists ($2) */
-    [S_WIN_MORE] =
-        {"acc_win_more",
-         "SELECT count(*) FROM unnest("
-         "$1::text[]) AS x(id) WHERE NOT EXISTS (SELECT 1 FROM "
-         "syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = x.id "
-         "AND u.membership IN ('join', 'invite', 'knock'))"},
-    [S_WINDOW] =
-        {"acc_window",
-         "UPDATE syncv3_devices SET window_pos = "
-         "$3::bigint, window_rooms = $4::int, window_cut = $5::bigint, "
-         "window_more = $6::int WHERE user_id = $1 AND device_id = $2 AND "
-         "NOT is_initial_done"},
-    [S_FILL] = {"acc_fill",
-                "UPDATE syncv3_devices SET fill_lo = "
-                "$3::bigint, fill_hi = $4::bigint WHERE user_id = $1 AND "
-                "device_id = $2"},
-    [S_RESERVE] = {"acc_reserve",
-                   "SELECT setval('syncv3_pos_seq', "
-                   "nextval('syncv3_pos_seq') + $1::bigint - 1)"},
-    [S_POSITION] = {"acc_position",
-                    "UPDATE syncv3_position SET pos = "
-                    "$1::bigint WHERE id = 1 AND pos < $1::bigint"},
-    [S_KNOWN] = {"acc_known", "SELECT event_id, nid FROM syncv3_events "
-                              "WHERE event_id = ANY($1::text[])"},
-    [S_CUR] = {"acc_cur",
-               "SELECT k.i, s.nid, s.membership FROM "
-               "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
-               "AS k(r, t, sk, i) JOIN syncv3_state s ON s.room_id = k.r AND "
-               "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
-    [S_ST_CLOSE] = {"acc_st_close",
-                    "UPDATE syncv3_state s SET to_pos = "
-                    "k.p FROM unnest($1::text[], $2::text[], $3::text[], "
-                    "$4::bigint[]) AS k(r, t, sk, p) WHERE s.room_id = k.r AND "
-                    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
-    [S_ROOMS_GET] =
-        {"acc_rooms_get",
-         "SELECT room_id, last_nid, last_ts,"
-         " name, canonical_alias, topic, avatar, room_type, is_encrypted, "
-         "joined_count, invited_count FROM syncv3_rooms "
-         "WHERE room_id = ANY($1::text[])"},
-    [S_ROOMS_PUT] =
-        {"acc_rooms_put",
-         "INSERT INTO syncv3_rooms (room_id,"
-         " last_nid, last_ts, name, canonical_alias, topic, avatar, "
-         "room_type, is_encrypted, joined_count, invited_count, "
-         "updated_pos, bump_ts, bump_nid) SELECT * FROM unnest($1::text[], "
-         "$2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], "
-         "$7::text[], $8::text[], $9::bool[], $10::int[], $11::int[], "
-         "$12::bigint[], $13::bigint[], $14::bigint[]) "
-         "ON CONFLICT (room_id) DO UPDATE SET last_nid = excluded.last_nid,"
-         " last_ts = excluded.last_ts, name = excluded.name, "
-         "canonical_alias = excluded.canonical_alias, topic = "
-         "excluded.topic, avatar = excluded.avatar, room_type = "
-         "excluded.room_type, is_encrypted = excluded.is_encrypted, "
-         "joined_count = excluded.joined_count, invited_count = "
-         "excluded.invited_count, updated_pos = excluded.updated_pos, "
-         "bump_ts = " ROOMS_BUMP_FWD("bump_ts") ", bump_nid = " ROOMS_BUMP_FWD(
-             "bump_nid")},
-    [S_UR_GET] =
-        {"acc_ur_get",
-         "SELECT k.i, u.membership, u.pos, "
-         "u.invite_state, u.heroes, u.notification_count, "
-         "u.highlight_count, u.prev_batch FROM unnest($1::text[], "
-         "$2::text[]) WITH ORDINALITY AS k(us, r, i) JOIN "
-         "syncv3_user_rooms u ON u.user_id = k.us AND u.room_id = k.r"},
-    [S_UR_PUT] =
-        {"acc_ur_put",
-         "INSERT INTO syncv3_user_rooms (user_id,"
-         " room_id, membership, pos, invite_state, heroes, "
-         "notification_count, highlight_count, updated_pos, prev_batch) "
-         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-         "$4::bigint[], $5::text[], $6::text[], $7::bigint[], "
-         "$8::bigint[], $9::bigint[], $10::text[]) "
-         "ON CONFLICT (user_id, room_id) DO UPDATE SET membership = "
-         "excluded.membership, pos = excluded.pos, invite_state = "
-         "excluded.invite_state, heroes = excluded.heroes, "
-         "notification_count = excluded.notification_count, "
-         "highlight_count = excluded.highlight_count, updated_pos = "
-         "CASE WHEN excluded.updated_pos = 0 THEN "
-         "syncv3_user_rooms.updated_pos ELSE excluded.updated_pos END, "
-         "prev_batch = excluded.prev_batch"},
-    /* the rows S_UR_GET found, as S_UR_PUT's update: an upsert would run
-     * the BEFORE INSERT triggers of every row it is given (012, 016),
-     * which conflict and are thrown away */
-    [S_UR_UPD] =
-        {"acc_ur_upd",
-         "UPDATE syncv3_user_rooms u SET "
-         "membership = k.m, pos = k.p, invite_state = k.inv, heroes = k.h, "
-         "notification_count = k.nc, highlight_count = k.hc, updated_pos = "
-         "CASE WHEN k.up = 0 THEN u.updated_pos ELSE k.up END, prev_batch = "
-         "k.pb FROM unnest($1::text[], $2::text[], $3::text[], "
-         "$4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
-         "$9::bigint[], $10::text[]) AS k(us, r, m, p, inv, h, nc, hc, up, "
-         "pb) WHERE u.user_id = k.us AND u.room_id = k.r"},
-    [S_TYPING] =
-        {"acc_typing",
-         "INSERT INTO syncv3_typing AS t (room_id,"
-         " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
-         "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"
-         " 1 FROM syncv3_typing x WHERE x.room_id = k.r) "
-         "ON CONFLICT (room_id) DO UPDATE SET user_ids = excluded.user_ids,"
-         " pos = excluded.pos WHERE t.user_ids <> excluded.user_ids "
-         "RETURNING room_id, pos, user_ids"},
-    [S_RECEIPTS] =
-        {"acc_receipts",
-         "INSERT INTO syncv3_receipts AS x "
-         "(room_id, user_id, receipt_type, thread_id, event_id, ts, pos) "
-         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-         "$4::text[], $5::text[], $6::bigint[], $7::bigint[]) "
-         "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO "
-         "UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos ="
-         " excluded.pos WHERE x.event_id <> excluded.event_id"},
-    [S_ADATA] =
-        {"acc_adata",
-         "INSERT INTO syncv3_account_data AS a "
-         "(user_id, room_id, type, json, pos) SELECT * FROM "
-         "unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-         "$5::bigint[]) ON CONFLICT (user_id, room_id, type) DO UPDATE SET "
-         "json = excluded.json, pos = excluded.pos WHERE a.json <> "
-         "excluded.json RETURNING pos"},
-    [S_DKEYS] =
-        {"acc_dkeys",
-         "INSERT INTO syncv3_device_keys AS d "
-         "(user_id, device_id, otk_counts, fallback_types, pos) VALUES "
-         "($1, $2, coalesce($3::text, '{}'), coalesce($4::text, '[]'), "
-         "$5::bigint) ON CONFLICT (user_id, device_id) DO UPDATE SET "
-         "otk_counts = coalesce($3::text, d.otk_counts), fallback_types = "
-         "coalesce($4::text, d.fallback_types), pos = $5::bigint WHERE "
-         "d.otk_counts <> coalesce($3::text, d.otk_counts) OR "
-         "d.fallback_types <> coalesce($4::text, d.fallback_types) "
-         "RETURNING pos"},
-    [S_POLL] = {"acc_poll",
-                "UPDATE syncv3_devices SET poll_state = $3, "
-                "poll_error = $4, poll_updated = now() WHERE user_id = $1 AND "
-                "device_id = $2 AND left(token_hash, 16) = $5 RETURNING 1"},
-    [S_MARK] = {"acc_mark", "INSERT INTO syncv3_pos_marks (at, pos) "
-                            "VALUES (now(), $1::bigint)"},
-    [S_CLEAN_HORIZON] =
-        {"acc_clean_horizon",
-         "SELECT coalesce(max(pos), "
-         "0) FROM syncv3_pos_marks WHERE at < now() - make_interval(secs "
-         "=> $1::bigint)"},
-    [S_CLEAN_STATE] =
-        {"acc_clean_state",
-         "DELETE FROM syncv3_state WHERE"
-         " ctid = ANY(ARRAY(SELECT ctid FROM syncv3_state WHERE to_pos IS "
-         "NOT NULL AND to_pos <= $1::bigint LIMIT 10000))"},
-    [S_CLEAN_DL] = {"acc_clean_dl", "DELETE FROM syncv3_device_lists "
-                                    "WHERE pos <= $1::bigint"},
-    [S_CLEAN_MARKS] = {"acc_clean_marks", "DELETE FROM syncv3_pos_marks "
-                                          "WHERE pos < $1::bigint"},
-    /* transaction ids of stored events (014_txn.sql); the first wins */
-    [S_TXN] =
-        {"acc_txn",
-         "INSERT INTO syncv3_txns (nid, user_id, "
-         "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
-         "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
-         "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
-    /* upstream timeline chunk boundaries (015_chunks.sql) */
-    [S_CHUNKS] =
-        {"acc_chunks",
-         "INSERT INTO syncv3_chunks AS c (room_id,"
-         " nid, is_end, token, limited) SELECT * FROM unnest($1::text[], "
-         "$2::bigint[], $3::bool[], $4::text[], $5::bool[]) ON CONFLICT "
-         "(room_id, nid, is_end) DO UPDATE SET limited = true WHERE NOT "
-         "c.limited AND excluded.limited"},
-    /* $1 rooms: each keeps its $2 newest boundaries (and a row at the
-     * nid of the oldest kept one) */
-    [S_CLEAN_CHUNKS] =
-        {"acc_clean_chunks",
-         "DELETE FROM syncv3_chunks c "
-         "USING (SELECT r.id, (SELECT k.nid FROM syncv3_chunks k WHERE "
-         "k.room_id = r.id ORDER BY k.nid DESC, k.is_end DESC OFFSET "
-         "$2::bigint - 1 LIMIT 1) AS lo FROM unnest($1::text[]) AS r(id)) x "
-         "WHERE c.room_id = x.id AND c.nid < x.lo"},
-    /* redactions waiting for their target (018_redact.sql) */
-    [S_RDX_ANY] = {"acc_rdx_any", "SELECT EXISTS (SELECT 1 FROM "
-                                  "syncv3_redactions)"},
-    [S_RDX_ADD] =
-        {"acc_rdx_add",
-         "INSERT INTO syncv3_redactions (target,"
-         " room_id, json) SELECT * FROM unnest($1::text[], $2::text[], "
-         "$3::text[]) ON CONFLICT DO NOTHING"},
-    /* the stored targets among $1, with their room's version (its
-     * current create event) and whether they are current state */
-    [S_RDX_GET] =
-        {"acc_rdx_get",
-         "SELECT r.target, r.room_id, r.json, "
-         "e.nid, e.json, (SELECT ce.json FROM syncv3_state c JOIN "
-         "syncv3_events ce ON ce.nid = c.nid WHERE c.room_id = e.room_id "
-         "AND c.type = 'm.room.create' AND c.state_key = '' AND c.to_pos "
-         "IS NULL LIMIT 1), EXISTS (SELECT 1 FROM syncv3_state s WHERE "
-         "s.room_id = e.room_id AND s.type = e.type AND s.state_key = "
-         "e.state_key AND s.to_pos IS NULL AND s.nid = e.nid) FROM "
-         "syncv3_redactions r JOIN syncv3_events e ON e.event_id = "
-         "r.target AND e.room_id = r.room_id WHERE r.target = "
-         "ANY($1::text[])"},
-    /* the pruned json of nid $1; its redaction row is done */
-    [S_RDX_SET] =
-        {"acc_rdx_set",
-         "WITH d AS (DELETE FROM "
-         "syncv3_redactions WHERE target = $3 AND room_id = $4) UPDATE "
-         "syncv3_events SET json = $2 WHERE nid = $1::bigint"},
-    /* a redacted current state event's summary column ($2 its type) */
-    [S_RDX_ROOM] =
-        {"acc_rdx_room",
-         "UPDATE syncv3_rooms SET name = CASE "
-         "$2 WHEN 'm.room.name' THEN $3 ELSE name END, canonical_alias = "
-         "CASE $2 WHEN 'm.room.canonical_alias' THEN $3 ELSE "
-         "canonical_alias END, topic = CASE $2 WHEN 'm.room.topic' THEN $3 "
-         "ELSE topic END, avatar = CASE $2 WHEN 'm.room.avatar' THEN $3 "
-         "ELSE avatar END, room_type = CASE $2 WHEN 'm.room.create' THEN "
-         "$3 ELSE room_type END WHERE room_id = $1"},
-    /* one statement, not a COPY's two round trips: a to-device
-     * message's commit is on its way to the client (issue #13) */
-    [S_TO_DEVICE] =
-        {"acc_to_device",
-         "INSERT INTO syncv3_to_device (pos, "
-         "user_id, device_id, json) SELECT * FROM unnest($1::bigint[], "
-         "$2::text[], $3::text[], $4::text[])"},
-    [S_DEVICE_LISTS] =
-        {"acc_device_lists",
-         "INSERT INTO "
-         "syncv3_device_lists (pos, user_id, device_id, target_user, "
-         "change) SELECT * FROM unnest($1::bigint[], $2::text[], "
-         "$3::text[], $4::text[], $5::text[])"},
+	[S_CAS] = {"acc_cas", "SELECT k.i, d.since, d.is_initial_done, "
+	    "d.cover_pos IS NOT NULL FROM "
+	    "unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(u, dv, i) "
+	    "JOIN syncv3_devices d ON d.user_id = k.u AND d.device_id = k.dv "
+	    "ORDER BY d.user_id, d.device_id FOR UPDATE OF d"},
+	/* k.c > 0: a sibling-first sync, waiting from cover_pos k.c for a
+	 * sibling to catch up; k.refill: done waiting; otherwise a device
+	 * is synced once it is not waiting (008_cold.sql) */
+	[S_SINCE] = {"acc_since", "UPDATE syncv3_devices d SET since = k.s, "
+	    "is_initial_done = CASE WHEN k.c > 0 THEN false WHEN k.refill "
+	    "THEN true ELSE d.is_initial_done OR d.cover_pos IS NULL END, "
+	    "cover_pos = CASE WHEN k.c > 0 THEN k.c WHEN k.refill THEN NULL "
+	    "ELSE d.cover_pos END FROM unnest($1::text[], $2::text[], "
+	    "$3::text[], $4::bool[], $5::bigint[]) AS k(u, dv, s, refill, c) "
+	    "WHERE d.user_id = k.u AND d.device_id = k.dv"},
+	[S_CATCHUP] = {"acc_catchup", "SELECT pg_notify('"
+	    PROTO_PG_CATCHUP_CHANNEL "', k.u || ' ' || k.c) FROM "
+	    "unnest($1::text[], $2::bigint[]) AS k(u, c)"},
+	/* a synced sibling (w) polled after their first commit: they are
+	 * synced; a device waiting itself is no witness */
+	[S_COVER] = {"acc_cover", "UPDATE syncv3_devices d SET "
+	    "is_initial_done = true, cover_pos = NULL FROM unnest($1::text[], "
+	    "$2::text[], $3::bigint[]) AS k(u, dv, c) JOIN syncv3_devices w ON "
+	    "w.user_id = k.u AND w.device_id = k.dv WHERE w.is_initial_done "
+	    "AND w.cover_pos IS NULL AND d.user_id = k.u AND d.device_id <> "
+	    "k.dv AND d.cover_pos <= k.c RETURNING d.user_id, d.device_id"},
+	/* the first window first (008_cold.sql) */
+	[S_WIN_STORED] = {"acc_win_stored", "SELECT room_id FROM syncv3_rooms "
+	    "WHERE room_id = ANY($1::text[]) AND (last_ts >= $2::bigint OR "
+	    "bump_ts >= $2::bigint)"},
+	/* rooms of the fill that will be new to the user's lists ($2) */
+	[S_WIN_MORE] = {"acc_win_more", "SELECT count(*) FROM unnest("
+	    "$1::text[]) AS x(id) WHERE NOT EXISTS (SELECT 1 FROM "
+	    "syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = x.id "
+	    "AND u.membership IN ('join', 'invite', 'knock'))"},
+	[S_WINDOW] = {"acc_window", "UPDATE syncv3_devices SET window_pos = "
+	    "$3::bigint, window_rooms = $4::int, window_cut = $5::bigint, "
+	    "window_more = $6::int WHERE user_id = $1 AND device_id = $2 AND "
+	    "NOT is_initial_done"},
+	[S_FILL] = {"acc_fill", "UPDATE syncv3_devices SET fill_lo = "
+	    "$3::bigint, fill_hi = $4::bigint WHERE user_id = $1 AND "
+	    "device_id = $2"},
+	[S_RESERVE] = {"acc_reserve", "SELECT setval('syncv3_pos_seq', "
+	    "nextval('syncv3_pos_seq') + $1::bigint - 1)"},
+	[S_POSITION] = {"acc_position", "UPDATE syncv3_position SET pos = "
+	    "$1::bigint WHERE id = 1 AND pos < $1::bigint"},
+	[S_KNOWN] = {"acc_known", "SELECT event_id, nid FROM syncv3_events "
+	    "WHERE event_id = ANY($1::text[])"},
+	[S_CUR] = {"acc_cur", "SELECT k.i, s.nid, s.membership FROM "
+	    "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
+	    "AS k(r, t, sk, i) JOIN syncv3_state s ON s.room_id = k.r AND "
+	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
+	[S_ST_CLOSE] = {"acc_st_close", "UPDATE syncv3_state s SET to_pos = "
+	    "k.p FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[]) AS k(r, t, sk, p) WHERE s.room_id = k.r AND "
+	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
+	[S_ROOMS_GET] = {"acc_rooms_get", "SELECT room_id, last_nid, last_ts,"
+	    " name, canonical_alias, topic, avatar, room_type, is_encrypted, "
+	    "joined_count, invited_count FROM syncv3_rooms "
+	    "WHERE room_id = ANY($1::text[])"},
+	[S_ROOMS_PUT] = {"acc_rooms_put", "INSERT INTO syncv3_rooms (room_id,"
+	    " last_nid, last_ts, name, canonical_alias, topic, avatar, "
+	    "room_type, is_encrypted, joined_count, invited_count, "
+	    "updated_pos, bump_ts, bump_nid) SELECT * FROM unnest($1::text[], "
+	    "$2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], "
+	    "$7::text[], $8::text[], $9::bool[], $10::int[], $11::int[], "
+	    "$12::bigint[], $13::bigint[], $14::bigint[]) "
+	    "ON CONFLICT (room_id) DO UPDATE SET last_nid = excluded.last_nid,"
+	    " last_ts = excluded.last_ts, name = excluded.name, "
+	    "canonical_alias = excluded.canonical_alias, topic = "
+	    "excluded.topic, avatar = excluded.avatar, room_type = "
+	    "excluded.room_type, is_encrypted = excluded.is_encrypted, "
+	    "joined_count = excluded.joined_count, invited_count = "
+	    "excluded.invited_count, updated_pos = excluded.updated_pos, "
+	    "bump_ts = " ROOMS_BUMP_FWD("bump_ts") ", bump_nid = "
+	    ROOMS_BUMP_FWD("bump_nid")},
+	[S_UR_GET] = {"acc_ur_get", "SELECT k.i, u.membership, u.pos, "
+	    "u.invite_state, u.heroes, u.notification_count, "
+	    "u.highlight_count, u.prev_batch FROM unnest($1::text[], "
+	    "$2::text[]) WITH ORDINALITY AS k(us, r, i) JOIN "
+	    "syncv3_user_rooms u ON u.user_id = k.us AND u.room_id = k.r"},
+	[S_UR_PUT] = {"acc_ur_put", "INSERT INTO syncv3_user_rooms (user_id,"
+	    " room_id, membership, pos, invite_state, heroes, "
+	    "notification_count, highlight_count, updated_pos, prev_batch) "
+	    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], "
+	    "$8::bigint[], $9::bigint[], $10::text[]) "
+	    "ON CONFLICT (user_id, room_id) DO UPDATE SET membership = "
+	    "excluded.membership, pos = excluded.pos, invite_state = "
+	    "excluded.invite_state, heroes = excluded.heroes, "
+	    "notification_count = excluded.notification_count, "
+	    "highlight_count = excluded.highlight_count, updated_pos = "
+	    "CASE WHEN excluded.updated_pos = 0 THEN "
+	    "syncv3_user_rooms.updated_pos ELSE excluded.updated_pos END, "
+	    "prev_batch = excluded.prev_batch"},
+	/* the rows S_UR_GET found, as S_UR_PUT's update: an upsert would run
+	 * the BEFORE INSERT triggers of every row it is given (012, 016),
+	 * which conflict and are thrown away */
+	[S_UR_UPD] = {"acc_ur_upd", "UPDATE syncv3_user_rooms u SET "
+	    "membership = k.m, pos = k.p, invite_state = k.inv, heroes = k.h, "
+	    "notification_count = k.nc, highlight_count = k.hc, updated_pos = "
+	    "CASE WHEN k.up = 0 THEN u.updated_pos ELSE k.up END, prev_batch = "
+	    "k.pb FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
+	    "$9::bigint[], $10::text[]) AS k(us, r, m, p, inv, h, nc, hc, up, "
+	    "pb) WHERE u.user_id = k.us AND u.room_id = k.r"},
+	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
+	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
+	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"
+	    " 1 FROM syncv3_typing x WHERE x.room_id = k.r) "
+	    "ON CONFLICT (room_id) DO UPDATE SET user_ids = excluded.user_ids,"
+	    " pos = excluded.pos WHERE t.user_ids <> excluded.user_ids "
+	    "RETURNING room_id, pos, user_ids"},
+	[S_RECEIPTS] = {"acc_receipts", "INSERT INTO syncv3_receipts AS x "
+	    "(room_id, user_id, receipt_type, thread_id, event_id, ts, pos) "
+	    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+	    "$4::text[], $5::text[], $6::bigint[], $7::bigint[]) "
+	    "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO "
+	    "UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos ="
+	    " excluded.pos WHERE x.event_id <> excluded.event_id"},
+	[S_ADATA] = {"acc_adata", "INSERT INTO syncv3_account_data AS a "
+	    "(user_id, room_id, type, json, pos) SELECT * FROM "
+	    "unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+	    "$5::bigint[]) ON CONFLICT (user_id, room_id, type) DO UPDATE SET "
+	    "json = excluded.json, pos = excluded.pos WHERE a.json <> "
+	    "excluded.json RETURNING pos"},
+	[S_DKEYS] = {"acc_dkeys", "INSERT INTO syncv3_device_keys AS d "
+	    "(user_id, device_id, otk_counts, fallback_types, pos) VALUES "
+	    "($1, $2, coalesce($3::text, '{}'), coalesce($4::text, '[]'), "
+	    "$5::bigint) ON CONFLICT (user_id, device_id) DO UPDATE SET "
+	    "otk_counts = coalesce($3::text, d.otk_counts), fallback_types = "
+	    "coalesce($4::text, d.fallback_types), pos = $5::bigint WHERE "
+	    "d.otk_counts <> coalesce($3::text, d.otk_counts) OR "
+	    "d.fallback_types <> coalesce($4::text, d.fallback_types) "
+	    "RETURNING pos"},
+	[S_POLL] = {"acc_poll", "UPDATE syncv3_devices SET poll_state = $3, "
+	    "poll_error = $4, poll_updated = now() WHERE user_id = $1 AND "
+	    "device_id = $2 AND left(token_hash, 16) = $5 RETURNING 1"},
+	[S_MARK] = {"acc_mark", "INSERT INTO syncv3_pos_marks (at, pos) "
+	    "VALUES (now(), $1::bigint)"},
+	[S_CLEAN_HORIZON] = {"acc_clean_horizon", "SELECT coalesce(max(pos), "
+	    "0) FROM syncv3_pos_marks WHERE at < now() - make_interval(secs "
+	    "=> $1::bigint)"},
+	[S_CLEAN_STATE] = {"acc_clean_state", "DELETE FROM syncv3_state WHERE"
+	    " ctid = ANY(ARRAY(SELECT ctid FROM syncv3_state WHERE to_pos IS "
+	    "NOT NULL AND to_pos <= $1::bigint LIMIT 10000))"},
+	[S_CLEAN_DL] = {"acc_clean_dl", "DELETE FROM syncv3_device_lists "
+	    "WHERE pos <= $1::bigint"},
+	[S_CLEAN_MARKS] = {"acc_clean_marks", "DELETE FROM syncv3_pos_marks "
+	    "WHERE pos < $1::bigint"},
+	/* transaction ids of stored events (014_txn.sql); the first wins */
+	[S_TXN] = {"acc_txn", "INSERT INTO syncv3_txns (nid, user_id, "
+	    "device_id, txn_id) SELECT e.nid, k.u, k.d, k.t FROM unnest("
+	    "$1::text[], $2::text[], $3::text[], $4::text[]) AS k(ev, u, d, t) "
+	    "JOIN syncv3_events e ON e.event_id = k.ev ON CONFLICT DO NOTHING"},
+	/* upstream timeline chunk boundaries (015_chunks.sql) */
+	[S_CHUNKS] = {"acc_chunks", "INSERT INTO syncv3_chunks AS c (room_id,"
+	    " nid, is_end, token, limited) SELECT * FROM unnest($1::text[], "
+	    "$2::bigint[], $3::bool[], $4::text[], $5::bool[]) ON CONFLICT "
+	    "(room_id, nid, is_end) DO UPDATE SET limited = true WHERE NOT "
+	    "c.limited AND excluded.limited"},
+	/* $1 rooms: each keeps its $2 newest boundaries (and a row at the
+	 * nid of the oldest kept one) */
+	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks c "
+	    "USING (SELECT r.id, (SELECT k.nid FROM syncv3_chunks k WHERE "
+	    "k.room_id = r.id ORDER BY k.nid DESC, k.is_end DESC OFFSET "
+	    "$2::bigint - 1 LIMIT 1) AS lo FROM unnest($1::text[]) AS r(id)) x "
+	    "WHERE c.room_id = x.id AND c.nid < x.lo"},
+	/* redactions waiting for their target (018_redact.sql) */
+	[S_RDX_ANY] = {"acc_rdx_any", "SELECT EXISTS (SELECT 1 FROM "
+	    "syncv3_redactions)"},
+	[S_RDX_ADD] = {"acc_rdx_add", "INSERT INTO syncv3_redactions (target,"
+	    " room_id, json) SELECT * FROM unnest($1::text[], $2::text[], "
+	    "$3::text[]) ON CONFLICT DO NOTHING"},
+	/* the stored targets among $1, with their room's version (its
+	 * current create event) and whether they are current state */
+	[S_RDX_GET] = {"acc_rdx_get", "SELECT r.target, r.room_id, r.json, "
+	    "e.nid, e.json, (SELECT ce.json FROM syncv3_state c JOIN "
+	    "syncv3_events ce ON ce.nid = c.nid WHERE c.room_id = e.room_id "
+	    "AND c.type = 'm.room.create' AND c.state_key = '' AND c.to_pos "
+	    "IS NULL LIMIT 1), EXISTS (SELECT 1 FROM syncv3_state s WHERE "
+	    "s.room_id = e.room_id AND s.type = e.type AND s.state_key = "
+	    "e.state_key AND s.to_pos IS NULL AND s.nid = e.nid) FROM "
+	    "syncv3_redactions r JOIN syncv3_events e ON e.event_id = "
+	    "r.target AND e.room_id = r.room_id WHERE r.target = "
+	    "ANY($1::text[])"},
+	/* the pruned json of nid $1; its redaction row is done */
+	[S_RDX_SET] = {"acc_rdx_set", "WITH d AS (DELETE FROM "
+	    "syncv3_redactions WHERE target = $3 AND room_id = $4) UPDATE "
+	    "syncv3_events SET json = $2 WHERE nid = $1::bigint"},
+	/* a redacted current state event's summary column ($2 its type) */
+	[S_RDX_ROOM] = {"acc_rdx_room", "UPDATE syncv3_rooms SET name = CASE "
+	    "$2 WHEN 'm.room.name' THEN $3 ELSE name END, canonical_alias = "
+	    "CASE $2 WHEN 'm.room.canonical_alias' THEN $3 ELSE "
+	    "canonical_alias END, topic = CASE $2 WHEN 'm.room.topic' THEN $3 "
+	    "ELSE topic END, avatar = CASE $2 WHEN 'm.room.avatar' THEN $3 "
+	    "ELSE avatar END, room_type = CASE $2 WHEN 'm.room.create' THEN "
+	    "$3 ELSE room_type END WHERE room_id = $1"},
+	/* one statement, not a COPY's two round trips: a to-device
+	 * message's commit is on its way to the client (issue #13) */
+	[S_TO_DEVICE] = {"acc_to_device", "INSERT INTO syncv3_to_device (pos, "
+	    "user_id, device_id, json) SELECT * FROM unnest($1::bigint[], "
+	    "$2::text[], $3::text[], $4::text[])"},
+	[S_DEVICE_LISTS] = {"acc_device_lists", "INSERT INTO "
+	    "syncv3_device_lists (pos, user_id, device_id, target_user, "
+	    "change) SELECT * FROM unnest($1::bigint[], $2::text[], "
+	    "$3::text[], $4::text[], $5::text[])"},
+	/* the WAL insert position after a COMMIT (db_commit) */
+	[S_LSN] = {"acc_lsn", "SELECT (pg_current_wal_insert_lsn() - "
+	    "'0/0')::bigint"},
 };
 
 PGresult *
@@ -346,7 +290,6 @@ db_copy(struct store *st, const char *sql, const char *data, size_t len)
 	/* the COPY's start, then its rows and end */
 	st->stats.round_trips += 2;
 	r = PQexec(st->c, sql);
-
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		st->stats.pg_errors++;
 		log_warnx_rl("store: %s: %s", sql,
@@ -564,23 +507,22 @@ db_take_writer(struct store *st)
 	return 1;
 }
 
-#define SQL_LSN "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
-
 /* Sends the commit's statements as one pipeline (libpq pipeline mode). */
 static int
 commit_send(struct store *st, const char *const *pos)
 {
-	return PQenterPipelineMode(st->c) == 1 &&
-	               (pos == NULL ||
-	                PQsendQueryPrepared(st->c, stmts[S_POSITION].name, 1,
-	                                    pos, NULL, NULL, 0) == 1) &&
-	               PQsendQueryParams(st->c, "COMMIT", 0, NULL, NULL, NULL,
-	                                 NULL, 0) == 1 &&
-	               PQsendQueryParams(st->c, SQL_LSN, 0, NULL, NULL, NULL,
-	                                 NULL, 0) == 1 &&
-	               PQpipelineSync(st->c) == 1
-	           ? 0
-	           : -1;
+	if (PQenterPipelineMode(st->c) != 1)
+		return -1;
+	if (pos != NULL && PQsendQueryPrepared(st->c, stmts[S_POSITION].name,
+	                                       1, pos, NULL, NULL, 0) != 1)
+		return -1;
+	if (PQsendQueryParams(st->c, "COMMIT", 0, NULL, NULL, NULL, NULL,
+	                      0) != 1 ||
+	    PQsendQueryPrepared(st->c, stmts[S_LSN].name, 0, NULL, NULL, NULL,
+	                        0) != 1 ||
+	    PQpipelineSync(st->c) != 1)
+		return -1;
+	return 0;
 }
 
 /*

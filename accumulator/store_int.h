@@ -47,6 +47,7 @@ enum stmt_id {
 	S_RDX_ROOM,
 	S_TO_DEVICE,
 	S_DEVICE_LISTS,
+	S_LSN,
 };
 
 /* The batch's savepoint, between its groups (store.c, sp_enter). */
