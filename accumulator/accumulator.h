@@ -342,6 +342,7 @@ PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
 int db_exec(struct store *st, const char *tag, const char *sql);
+int db_sync(struct store *st);
 int db_copy(struct store *st, const char *sql, const char *data, size_t len);
 
 /* ingest.c */

@@ -244,13 +244,103 @@ static const struct stmt {
 	    "'0/0')::bigint"},
 };
 
+/*
+ * Reads a pipeline's results up to its sync (libpq pipeline mode: each
+ * statement's result, then NULL; a statement after a failed one is
+ * PGRES_PIPELINE_ABORTED, not run) and leaves pipeline mode. 0 if every
+ * statement succeeded; *last (if set) gets the last statement's result,
+ * the caller's to clear.
+ */
+static int
+pipe_read(struct store *st, PGresult **last)
+{
+	int rc = 0, nulls = 0;
+	PGresult *r;
+
+	while (nulls < 2) {
+		ExecStatusType s;
+		if ((r = PQgetResult(st->c)) == NULL) {
+			nulls++; /* two in a row: nothing more is coming */
+			continue;
+		}
+		nulls = 0;
+		if ((s = PQresultStatus(r)) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && rc == 0) {
+			st->stats.pg_errors++;
+			log_warnx_rl("store: pipeline: %s",
+			             PQresultErrorMessage(r));
+			rc = -1;
+		}
+		if (last != NULL) {
+			PQclear(*last);
+			*last = r;
+		} else
+			PQclear(r);
+	}
+	st->nlater = 0;
+	if (nulls == 2)
+		rc = -1;
+	if (PQpipelineStatus(st->c) != PQ_PIPELINE_OFF &&
+	    PQexitPipelineMode(st->c) != 1) {
+		log_warnx_rl("store: pipeline: %s", PQerrorMessage(st->c));
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Sends a prepared statement into the pipeline, entering it if need be. */
+static int
+pipe_send(struct store *st, int id, int nparams, const char *const *params)
+{
+	if (PQenterPipelineMode(st->c) != 1 ||
+	    PQsendQueryPrepared(st->c, stmts[id].name, nparams, params, NULL,
+	                        NULL, 0) != 1) {
+		log_warnx_rl("store: %s: %s", stmts[id].name,
+		             PQerrorMessage(st->c));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Waits for the statements db_q0 left in the pipeline (st->is_later):
+ * 0 if all succeeded. One round trip; none when nothing is pending.
+ */
+int
+db_sync(struct store *st)
+{
+	if (PQpipelineStatus(st->c) == PQ_PIPELINE_OFF)
+		return 0;
+	st->stats.round_trips++;
+	if (PQpipelineSync(st->c) != 1) {
+		(void)pipe_read(st, NULL);
+		return -1;
+	}
+	return pipe_read(st, NULL);
+}
+
 PGresult *
 db_q(struct store *st, int id, int nparams, const char *const *params)
 {
-	PGresult *r;
+	PGresult *r = NULL;
 	ExecStatusType s;
 
 	st->stats.round_trips++;
+	if (st->nlater > 0) {
+		/* with the statements left before it, in one round trip */
+		if (pipe_send(st, id, nparams, params) == -1 ||
+		    PQpipelineSync(st->c) != 1) {
+			(void)pipe_read(st, NULL);
+			return NULL;
+		}
+		if (pipe_read(st, &r) == 0)
+			return r;
+		PQclear(r);
+		return NULL;
+	}
 	r = PQexecPrepared(st->c, stmts[id].name, nparams, params, NULL,
 	    NULL, 0);
 	s = PQresultStatus(r);
@@ -263,11 +353,24 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 	return NULL;
 }
 
+/*
+ * A statement whose result nobody reads. While a group is applied
+ * (st->is_later) it is only sent: it goes in the pipeline of the next
+ * statement that waits (db_q, db_sync, db_commit), whose failure it
+ * then is, so a group's writes cost no round trip of their own.
+ */
 int
 db_q0(struct store *st, int id, int nparams, const char *const *params)
 {
-	PGresult *r = db_q(st, id, nparams, params);
+	PGresult *r;
 
+	if (st->is_later) {
+		if (pipe_send(st, id, nparams, params) == -1)
+			return -1;
+		st->nlater++;
+		return 0;
+	}
+	r = db_q(st, id, nparams, params);
 	PQclear(r);
 	return r ? 0 : -1;
 }
@@ -276,6 +379,8 @@ db_q0(struct store *st, int id, int nparams, const char *const *params)
 int
 db_exec(struct store *st, const char *tag, const char *sql)
 {
+	if (db_sync(st) == -1)
+		return -1;
 	st->stats.round_trips++;
 	return pg_exec(st->c, tag, sql);
 }
@@ -287,6 +392,8 @@ db_copy(struct store *st, const char *sql, const char *data, size_t len)
 	PGresult *r;
 	int rc = 0;
 
+	if (db_sync(st) == -1) /* no COPY in a pipeline */
+		return -1;
 	/* the COPY's start, then its rows and end */
 	st->stats.round_trips += 2;
 	r = PQexec(st->c, sql);
@@ -507,7 +614,8 @@ db_take_writer(struct store *st)
 	return 1;
 }
 
-/* Sends the commit's statements as one pipeline (libpq pipeline mode). */
+/* Sends the commit's statements into the pipeline, after any a lone
+ * group left there (store.c, group_run), and its sync. */
 static int
 commit_send(struct store *st, const char *const *pos)
 {
@@ -526,47 +634,12 @@ commit_send(struct store *st, const char *const *pos)
 }
 
 /*
- * Reads the pipeline's results up to its sync: 0 if every statement
- * succeeded (the last query's row is the WAL position). A statement that
- * fails makes the ones after it PGRES_PIPELINE_ABORTED: not run.
- */
-static int
-commit_read(struct store *st)
-{
-	int rc = 0, nulls = 0;
-	PGresult *r;
-
-	while (nulls < 2) {
-		ExecStatusType s;
-		if ((r = PQgetResult(st->c)) == NULL) {
-			/* one ends each query's results; two: nothing more */
-			nulls++;
-			continue;
-		}
-		nulls = 0;
-		if ((s = PQresultStatus(r)) == PGRES_PIPELINE_SYNC) {
-			PQclear(r);
-			return rc;
-		}
-		if (s == PGRES_TUPLES_OK && PQntuples(r) == 1)
-			st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		else if (s != PGRES_COMMAND_OK && rc == 0) {
-			st->stats.pg_errors++;
-			log_warnx_rl("store: commit: %s",
-			             PQresultErrorMessage(r));
-			rc = -1;
-		}
-		PQclear(r);
-	}
-	return -1;
-}
-
-/*
  * The batch's position (pos: its parameter, NULL when no position was
  * taken), COMMIT and the WAL insert position after it, which covers the
  * commit record: a replica that has replayed up to it shows the batch
  * (the api's read routing, SYNCV3_DB_READ). One round trip for the three
- * (a pipeline; they were two before). A failure of any is a failed
+ * and any statements left in the pipeline (a pipeline; they were two
+ * round trips before). A failure of any is a failed
  * commit to the caller: the batch is nacked and the pollers reload their
  * since (the commit may have happened; the compare-and-set makes their
  * resend harmless).
@@ -575,21 +648,21 @@ int
 db_commit(struct store *st, const char *const *pos)
 {
 	long long t0 = now_us();
+	PGresult *r = NULL;
 	int rc;
 
 	st->stats.round_trips++;
 	if (commit_send(st, pos) == -1) {
 		st->stats.pg_errors++;
 		log_warnx_rl("store: commit: %s", PQerrorMessage(st->c));
+		(void)pipe_read(st, NULL);
 		rc = -1;
-	} else
-		rc = commit_read(st);
+	} else if ((rc = pipe_read(st, &r)) == 0 && PQntuples(r) == 1)
+		st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else
+		rc = -1;
+	PQclear(r);
 	/* the durability wait, beside the batch's statements */
 	st->stats.commit_us += now_us() - t0;
-	if (PQpipelineStatus(st->c) != PQ_PIPELINE_OFF &&
-	    PQexitPipelineMode(st->c) != 1) {
-		log_warnx_rl("store: commit: %s", PQerrorMessage(st->c));
-		rc = -1;
-	}
 	return rc;
 }

@@ -505,15 +505,29 @@ sp_enter(struct store *st)
 	                              : SQL_SP);
 }
 
-/* A group inside its own savepoint; on failure nothing of it stays. */
+/*
+ * A group inside its own savepoint; on failure nothing of it stays. Its
+ * writes go out in pipelines (db_q0), checked at its end; a group that
+ * of one message and the batch's only one (may_defer: the commit is
+ * next) leaves them to the commit's pipeline: if one fails the batch
+ * does, which is this message alone, as before (issue #13: a lone body's since
+ * and rows cost no round trip of their own).
+ */
 static int
-group_run(struct store *st, struct store_msg **ms, size_t n)
+group_run(struct store *st, struct store_msg **ms, size_t n, bool may_defer)
 {
+	bool is_alone = may_defer && n == 1 && st->sp == SP_FRESH;
+	int rc;
+
 	if (sp_enter(st) == 0) {
-		if (group_apply(st, ms, n) == 0) {
+		st->is_later = true;
+		rc = group_apply(st, ms, n);
+		st->is_later = false;
+		if (rc == 0 && (is_alone || db_sync(st) == 0)) {
 			st->sp = SP_HELD;
 			return 0;
 		}
+		(void)db_sync(st); /* its failure is known */
 		if (PQstatus(st->c) == CONNECTION_OK &&
 		    db_exec(st, "savepoint",
 		            "ROLLBACK TO SAVEPOINT acc_grp; "
@@ -534,12 +548,12 @@ group_run(struct store *st, struct store_msg **ms, size_t n)
  * gone and the batch with it.
  */
 static int
-store_flush(struct store *st)
+store_flush(struct store *st, bool is_last)
 {
 	size_t n = st->npend;
 
 	st->npend = 0;
-	if (n == 0 || group_run(st, st->pend, n) == 0)
+	if (n == 0 || group_run(st, st->pend, n, is_last) == 0)
 		return 0;
 	if (PQstatus(st->c) != CONNECTION_OK)
 		return -1;
@@ -547,7 +561,7 @@ store_flush(struct store *st)
 		log_warnx_rl("store: a group of %zu messages failed; applying "
 		    "them one by one", n);
 		for (size_t i = 0; i < n; i++)
-			(void)group_run(st, &st->pend[i], 1);
+			(void)group_run(st, &st->pend[i], 1, false);
 	}
 	return PQstatus(st->c) == CONNECTION_OK ? 0 : -1;
 }
@@ -569,11 +583,11 @@ store_apply(struct store *st, struct store_msg *m)
 	st->stats.msgs++;
 	/* a fill's positions are its own (set_windows): a group of one */
 	if (m->is_fill && st->npend > 0)
-		(void)store_flush(st);
+		(void)store_flush(st, false);
 	for (size_t i = 0; i < st->npend; i++) {
 		if (strcmp(st->pend[i]->user_id, m->user_id) == 0 &&
 		    strcmp(st->pend[i]->device_id, m->device_id) == 0) {
-			(void)store_flush(st);
+			(void)store_flush(st, false);
 			break;
 		}
 	}
@@ -583,7 +597,7 @@ store_apply(struct store *st, struct store_msg *m)
 	}
 	st->pend[st->npend++] = m;
 	if (m->is_fill)
-		(void)store_flush(st);
+		(void)store_flush(st, false);
 }
 
 /* Recency as the api sorts rooms: the last timeline event's ts. */
@@ -816,7 +830,7 @@ store_batch_begin(struct store *st)
 int
 store_batch_commit(struct store *st)
 {
-	if (store_flush(st) == -1 || pos_commit(st) == -1)
+	if (store_flush(st, true) == -1 || pos_commit(st) == -1)
 		goto fail;
 	st->sp = SP_NONE;
 	st->pos_committed = st->pos_used;
@@ -831,6 +845,8 @@ store_batch_rollback(struct store *st)
 {
 	st->npend = 0;
 	st->sp = SP_NONE;
+	if (st->c != NULL)
+		(void)db_sync(st); /* what a failed commit left unread */
 	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
 	    db_exec(st, "batch", "ROLLBACK") == -1)

@@ -75,6 +75,10 @@ struct store {
 	struct store_msg **pend;
 	size_t npend, cappend;
 	enum sp_state sp;
+	/* db_q0 only sends while set (a group is applied, store.c);
+	 * nlater: statements sent so, not yet answered (db.c) */
+	bool is_later;
+	size_t nlater;
 	/* rooms given chunk boundaries since the last cleanup pass, which
 	 * trims only those (015_chunks.sql; room id -> 1) */
 	struct map chunk_rooms;
