@@ -6,14 +6,14 @@
 # wait of the store's connection; a lone body's batch is
 #   BEGIN + SET LOCAL + SAVEPOINT   one simple query
 #   the CAS on the device row
-#   its rows (to-device: one INSERT; typing: the room, membership and
-#     typing statements)
-#   the device keys' upsert (every body upstream carries key counts)
-#   the since
-#   the position, COMMIT and the WAL position, one pipeline
-# so a to-device body takes at most 6 and a typing body at most 8 (they
+#   the statements whose results it reads (to-device: the device keys'
+#     upsert, which carries the INSERT of its rows before it in one
+#     pipeline; typing: the room and membership reads, the typing upsert)
+#   the since, position, COMMIT and WAL position: one pipeline
+# so a to-device body takes at most 4 and a typing body at most 7 (they
 # took 10 and 11 with a statement per step, a COPY and a RELEASE). The
-# message is still delivered once, after its commit. Counts, no time.
+# messages are still delivered once each, after their commit. Counts, no
+# time.
 source "$(dirname "$0")/lib.sh"
 
 start_stack_acc_prom
@@ -54,8 +54,8 @@ msg() {
 	n=$((n + 1))
 	sim to_device "{\"user_id\":\"@alice:localhost\",\"device_id\":\"A1\",\"sender\":\"@bob:localhost\",\"type\":\"m.x\",\"content\":{\"n\":$n}}" >/dev/null
 }
-trips to-device 6 msg
-trips typing 8 sim_typing "$room" @bob:localhost
+trips to-device 4 msg
+trips typing 7 sim_typing "$room" @bob:localhost
 
 # every message reaches the device once, in order, after its commit
 out=$(v3 "$tok" "$s" '{}' 10000)
