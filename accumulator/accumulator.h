@@ -249,6 +249,7 @@ struct store_stats {
 	unsigned long long msgs, acks, nacks, events, bad_events, batches;
 	unsigned long long bad_bodies;
 	unsigned long long pg_errors; /* statements Postgres failed */
+	unsigned long long round_trips; /* waits for Postgres, in batches */
 	unsigned long long covered;   /* sibling-first devices synced */
 	long long commit_us;          /* waited in COMMIT, in all batches */
 };
@@ -331,15 +332,17 @@ long long cleanup_run(struct store *st, long long horizon_secs);
 int pos_load(struct store *st) WARN_UNUSED;
 int pos_reserve(struct store *st, int64_t n) WARN_UNUSED;
 int64_t pos_next(struct store *st);
-int pos_save(struct store *st) WARN_UNUSED;
+int pos_commit(struct store *st) WARN_UNUSED;
 
 /* db.c: the connection and its statements (ids in store_int.h) */
 int db_connect(struct store *st, int max_wait_s) WARN_UNUSED;
 int db_take_writer(struct store *st) WARN_UNUSED;
-int db_commit(struct store *st) WARN_UNUSED;
+int db_commit(struct store *st, const char *const *pos) WARN_UNUSED;
 PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
+int db_exec(struct store *st, const char *tag, const char *sql);
+int db_sync(struct store *st);
 int db_copy(struct store *st, const char *sql, const char *data, size_t len);
 
 /* ingest.c */

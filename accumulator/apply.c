@@ -282,49 +282,54 @@ device_notice(struct store_msg *m, int64_t pos)
 	    .device_id = m->device_id});
 }
 
-/* To-device messages and device list changes: logs, in message order. */
+/* To-device messages and device list changes: logs, in message order,
+ * each one INSERT of arrays (the to-device one is on the message's way
+ * to the client: t_acc_round_trips.sh counts its batch). */
 static int
 apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 {
-	struct pg_lit td = {0}, dl = {0};
+	struct cols td, dl;
+	const char *p[5];
 	int rc = 0;
 
+	cols_init(&td, 4);
+	cols_init(&dl, 5);
 	for (size_t k = 0; k < n; k++) {
 		struct acc_changes *ch = xs[k].ch;
 		struct store_msg *m = xs[k].m;
 		int64_t pos = 0;
 		if (ch == NULL)
 			continue;
-		for (size_t i = 0; i < ch->nto_device; i++) {
-			pg_copy_i64(&td, pos = pos_next(st));
-			pg_copy_str(&td, m->user_id);
-			pg_copy_str(&td, m->device_id);
-			pg_copy_str(&td, ch->to_device[i]);
-			pg_copy_row_end(&td);
+		for (size_t i = 0; i < ch->nto_device; i++, td.rows++) {
+			pg_arr_i64(&td.c[0], pos = pos_next(st));
+			pg_arr_str(&td.c[1], m->user_id);
+			pg_arr_str(&td.c[2], m->device_id);
+			pg_arr_str(&td.c[3], ch->to_device[i]);
 		}
 		if (pos > 0)
 			device_notice(m, pos);
 		for (int left = 0; left < 2; left++) {
 			char **v = left ? ch->dl_left : ch->dl_changed;
 			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
-			for (size_t i = 0; i < nv; i++) {
-				pg_copy_i64(&dl, dpos[k] = pos_next(st));
-				pg_copy_str(&dl, m->user_id);
-				pg_copy_str(&dl, m->device_id);
-				pg_copy_str(&dl, v[i]);
-				pg_copy_str(&dl, left ? "left" : "changed");
-				pg_copy_row_end(&dl);
+			for (size_t i = 0; i < nv; i++, dl.rows++) {
+				pg_arr_i64(&dl.c[0], dpos[k] = pos_next(st));
+				pg_arr_str(&dl.c[1], m->user_id);
+				pg_arr_str(&dl.c[2], m->device_id);
+				pg_arr_str(&dl.c[3], v[i]);
+				pg_arr_str(&dl.c[4], left ? "left" : "changed");
 			}
 		}
 	}
-	if (td.n > 0)
-		rc = db_copy(st, "COPY syncv3_to_device (pos, user_id, "
-		    "device_id, json) FROM STDIN", td.p, td.n);
-	if (rc == 0 && dl.n > 0)
-		rc = db_copy(st, "COPY syncv3_device_lists (pos, user_id, "
-		    "device_id, target_user, change) FROM STDIN", dl.p, dl.n);
-	pg_lit_free(&td);
-	pg_lit_free(&dl);
+	if (td.rows > 0) {
+		cols_params(&td, p);
+		rc = db_q0(st, S_TO_DEVICE, 4, p);
+	}
+	if (rc == 0 && dl.rows > 0) {
+		cols_params(&dl, p);
+		rc = db_q0(st, S_DEVICE_LISTS, 5, p);
+	}
+	cols_free(&td);
+	cols_free(&dl);
 	return rc;
 }
 

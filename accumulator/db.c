@@ -230,14 +230,117 @@ static const struct stmt {
 	    "ELSE topic END, avatar = CASE $2 WHEN 'm.room.avatar' THEN $3 "
 	    "ELSE avatar END, room_type = CASE $2 WHEN 'm.room.create' THEN "
 	    "$3 ELSE room_type END WHERE room_id = $1"},
+	/* one statement, not a COPY's two round trips: a to-device
+	 * message's commit is on its way to the client (issue #13) */
+	[S_TO_DEVICE] = {"acc_to_device", "INSERT INTO syncv3_to_device (pos, "
+	    "user_id, device_id, json) SELECT * FROM unnest($1::bigint[], "
+	    "$2::text[], $3::text[], $4::text[])"},
+	[S_DEVICE_LISTS] = {"acc_device_lists", "INSERT INTO "
+	    "syncv3_device_lists (pos, user_id, device_id, target_user, "
+	    "change) SELECT * FROM unnest($1::bigint[], $2::text[], "
+	    "$3::text[], $4::text[], $5::text[])"},
+	/* the WAL insert position after a COMMIT (db_commit) */
+	[S_LSN] = {"acc_lsn", "SELECT (pg_current_wal_insert_lsn() - "
+	    "'0/0')::bigint"},
 };
+
+/*
+ * Reads a pipeline's results up to its sync (libpq pipeline mode: each
+ * statement's result, then NULL; a statement after a failed one is
+ * PGRES_PIPELINE_ABORTED, not run) and leaves pipeline mode. 0 if every
+ * statement succeeded; *last (if set) gets the last statement's result,
+ * the caller's to clear.
+ */
+static int
+pipe_read(struct store *st, PGresult **last)
+{
+	int rc = 0, nulls = 0;
+	PGresult *r;
+
+	while (nulls < 2) {
+		ExecStatusType s;
+		if ((r = PQgetResult(st->c)) == NULL) {
+			nulls++; /* two in a row: nothing more is coming */
+			continue;
+		}
+		nulls = 0;
+		if ((s = PQresultStatus(r)) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && rc == 0) {
+			st->stats.pg_errors++;
+			log_warnx_rl("store: pipeline: %s",
+			             PQresultErrorMessage(r));
+			rc = -1;
+		}
+		if (last != NULL) {
+			PQclear(*last);
+			*last = r;
+		} else
+			PQclear(r);
+	}
+	st->nlater = 0;
+	if (nulls == 2)
+		rc = -1;
+	if (PQpipelineStatus(st->c) != PQ_PIPELINE_OFF &&
+	    PQexitPipelineMode(st->c) != 1) {
+		log_warnx_rl("store: pipeline: %s", PQerrorMessage(st->c));
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Sends a prepared statement into the pipeline, entering it if need be. */
+static int
+pipe_send(struct store *st, int id, int nparams, const char *const *params)
+{
+	if (PQenterPipelineMode(st->c) != 1 ||
+	    PQsendQueryPrepared(st->c, stmts[id].name, nparams, params, NULL,
+	                        NULL, 0) != 1) {
+		log_warnx_rl("store: %s: %s", stmts[id].name,
+		             PQerrorMessage(st->c));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Waits for the statements db_q0 left in the pipeline (st->is_later):
+ * 0 if all succeeded. One round trip; none when nothing is pending.
+ */
+int
+db_sync(struct store *st)
+{
+	if (PQpipelineStatus(st->c) == PQ_PIPELINE_OFF)
+		return 0;
+	st->stats.round_trips++;
+	if (PQpipelineSync(st->c) != 1) {
+		(void)pipe_read(st, NULL);
+		return -1;
+	}
+	return pipe_read(st, NULL);
+}
 
 PGresult *
 db_q(struct store *st, int id, int nparams, const char *const *params)
 {
-	PGresult *r;
+	PGresult *r = NULL;
 	ExecStatusType s;
 
+	st->stats.round_trips++;
+	if (st->nlater > 0) {
+		/* with the statements left before it, in one round trip */
+		if (pipe_send(st, id, nparams, params) == -1 ||
+		    PQpipelineSync(st->c) != 1) {
+			(void)pipe_read(st, NULL);
+			return NULL;
+		}
+		if (pipe_read(st, &r) == 0)
+			return r;
+		PQclear(r);
+		return NULL;
+	}
 	r = PQexecPrepared(st->c, stmts[id].name, nparams, params, NULL,
 	    NULL, 0);
 	s = PQresultStatus(r);
@@ -250,22 +353,50 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 	return NULL;
 }
 
+/*
+ * A statement whose result nobody reads. While a group is applied
+ * (st->is_later) it is only sent: it goes in the pipeline of the next
+ * statement that waits (db_q, db_sync, db_commit), whose failure it
+ * then is, so a group's writes cost no round trip of their own.
+ */
 int
 db_q0(struct store *st, int id, int nparams, const char *const *params)
 {
-	PGresult *r = db_q(st, id, nparams, params);
+	PGresult *r;
 
+	if (st->is_later) {
+		if (pipe_send(st, id, nparams, params) == -1)
+			return -1;
+		st->nlater++;
+		return 0;
+	}
+	r = db_q(st, id, nparams, params);
 	PQclear(r);
 	return r ? 0 : -1;
+}
+
+/* A statement of the batch's frame (BEGIN, savepoints): 0 or -1. */
+int
+db_exec(struct store *st, const char *tag, const char *sql)
+{
+	if (db_sync(st) == -1)
+		return -1;
+	st->stats.round_trips++;
+	return pg_exec(st->c, tag, sql);
 }
 
 /* COPY ... FROM STDIN of ready rows (sqlarr.c cp_*): 0 or -1. */
 int
 db_copy(struct store *st, const char *sql, const char *data, size_t len)
 {
-	PGresult *r = PQexec(st->c, sql);
+	PGresult *r;
 	int rc = 0;
 
+	if (db_sync(st) == -1) /* no COPY in a pipeline */
+		return -1;
+	/* the COPY's start, then its rows and end */
+	st->stats.round_trips += 2;
+	r = PQexec(st->c, sql);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		st->stats.pg_errors++;
 		log_warnx_rl("store: %s: %s", sql,
@@ -483,33 +614,55 @@ db_take_writer(struct store *st)
 	return 1;
 }
 
+/* Sends the commit's statements into the pipeline, after any a lone
+ * group left there (store.c, group_run), and its sync. */
+static int
+commit_send(struct store *st, const char *const *pos)
+{
+	if (PQenterPipelineMode(st->c) != 1)
+		return -1;
+	if (pos != NULL && PQsendQueryPrepared(st->c, stmts[S_POSITION].name,
+	                                       1, pos, NULL, NULL, 0) != 1)
+		return -1;
+	if (PQsendQueryParams(st->c, "COMMIT", 0, NULL, NULL, NULL, NULL,
+	                      0) != 1 ||
+	    PQsendQueryPrepared(st->c, stmts[S_LSN].name, 0, NULL, NULL, NULL,
+	                        0) != 1 ||
+	    PQpipelineSync(st->c) != 1)
+		return -1;
+	return 0;
+}
+
 /*
- * COMMIT and, in the same round trip, the WAL insert position after it,
- * which covers the commit record: a replica that has replayed up to it
- * shows the batch (the api's read routing, SYNCV3_DB_READ). A failure of
- * either is a failed commit to the caller: the batch is nacked and the
- * pollers reload their since (the commit may have happened; the
- * compare-and-set makes their resend harmless).
+ * The batch's position (pos: its parameter, NULL when no position was
+ * taken), COMMIT and the WAL insert position after it, which covers the
+ * commit record: a replica that has replayed up to it shows the batch
+ * (the api's read routing, SYNCV3_DB_READ). One round trip for the three
+ * and any statements left in the pipeline (a pipeline; they were two
+ * round trips before). A failure of any is a failed
+ * commit to the caller: the batch is nacked and the pollers reload their
+ * since (the commit may have happened; the compare-and-set makes their
+ * resend harmless).
  */
 int
-db_commit(struct store *st)
+db_commit(struct store *st, const char *const *pos)
 {
 	long long t0 = now_us();
-	PGresult *r =
-	    PQexec(st->c, "COMMIT; SELECT (pg_current_wal_insert_lsn()"
-	                  " - '0/0')::bigint");
-	int rc = -1;
+	PGresult *r = NULL;
+	int rc;
 
-	/* the durability wait alone, beside the batch's statements */
-	st->stats.commit_us += now_us() - t0;
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-		st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		rc = 0;
-	} else {
+	st->stats.round_trips++;
+	if (commit_send(st, pos) == -1) {
 		st->stats.pg_errors++;
-		log_warnx_rl("store: commit: %s", r ? PQresultErrorMessage(r)
-		                                    : PQerrorMessage(st->c));
-	}
+		log_warnx_rl("store: commit: %s", PQerrorMessage(st->c));
+		(void)pipe_read(st, NULL);
+		rc = -1;
+	} else if ((rc = pipe_read(st, &r)) == 0 && PQntuples(r) == 1)
+		st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else
+		rc = -1;
 	PQclear(r);
+	/* the durability wait, beside the batch's statements */
+	st->stats.commit_us += now_us() - t0;
 	return rc;
 }

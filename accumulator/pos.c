@@ -66,15 +66,13 @@ pos_next(struct store *st)
 	return st->pos_next++;
 }
 
-/* Inside the batch's transaction: positions up to pos_used are taken. */
+/* Commits the batch; positions up to pos_used are taken, written with
+ * the COMMIT (db_commit: one round trip). */
 int
-pos_save(struct store *st)
+pos_commit(struct store *st)
 {
 	char buf[PG_I64_LEN];
 	const char *p[1] = {pg_i64(buf, st->pos_used)};
 
-	if (st->pos_used > st->pos_committed &&
-	    db_q0(st, S_POSITION, 1, p) == -1)
-		return -1;
-	return 0;
+	return db_commit(st, st->pos_used > st->pos_committed ? p : NULL);
 }

@@ -485,20 +485,53 @@ out:
 	return rc;
 }
 
-/* A group inside its own savepoint; on failure nothing of it stays. */
+#define SQL_SP "SAVEPOINT acc_grp"
+
+/*
+ * Enters a group's savepoint: the one its batch's BEGIN opened, or a new
+ * one sent with the RELEASE of the group before (COMMIT releases the
+ * last): one round trip per group, not two (issue #13).
+ */
 static int
-group_run(struct store *st, struct store_msg **ms, size_t n)
+sp_enter(struct store *st)
 {
-	if (pg_exec(st->c, "savepoint", "SAVEPOINT acc_grp") == 0) {
-		if (group_apply(st, ms, n) == 0 &&
-		    pg_exec(st->c, "savepoint", "RELEASE SAVEPOINT acc_grp") ==
-		    0)
+	enum sp_state was = st->sp;
+
+	st->sp = SP_NONE;
+	if (was == SP_FRESH)
+		return 0;
+	return db_exec(st, "savepoint",
+	               was == SP_HELD ? "RELEASE SAVEPOINT acc_grp; " SQL_SP
+	                              : SQL_SP);
+}
+
+/*
+ * A group inside its own savepoint; on failure nothing of it stays. Its
+ * writes go out in pipelines (db_q0), checked at its end; a group that
+ * of one message and the batch's only one (may_defer: the commit is
+ * next) leaves them to the commit's pipeline: if one fails the batch
+ * does, which is this message alone, as before (issue #13: a lone body's since
+ * and rows cost no round trip of their own).
+ */
+static int
+group_run(struct store *st, struct store_msg **ms, size_t n, bool may_defer)
+{
+	bool is_alone = may_defer && n == 1 && st->sp == SP_FRESH;
+	int rc;
+
+	if (sp_enter(st) == 0) {
+		st->is_later = true;
+		rc = group_apply(st, ms, n);
+		st->is_later = false;
+		if (rc == 0 && (is_alone || db_sync(st) == 0)) {
+			st->sp = SP_HELD;
 			return 0;
+		}
+		(void)db_sync(st); /* its failure is known */
 		if (PQstatus(st->c) == CONNECTION_OK &&
-		    (pg_exec(st->c, "savepoint",
-		    "ROLLBACK TO SAVEPOINT acc_grp") == -1 ||
-		    pg_exec(st->c, "savepoint",
-		    "RELEASE SAVEPOINT acc_grp") == -1))
+		    db_exec(st, "savepoint",
+		            "ROLLBACK TO SAVEPOINT acc_grp; "
+		            "RELEASE SAVEPOINT acc_grp") == -1)
 			log_warnx("store: cannot roll back the group");
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -515,12 +548,12 @@ group_run(struct store *st, struct store_msg **ms, size_t n)
  * gone and the batch with it.
  */
 static int
-store_flush(struct store *st)
+store_flush(struct store *st, bool is_last)
 {
 	size_t n = st->npend;
 
 	st->npend = 0;
-	if (n == 0 || group_run(st, st->pend, n) == 0)
+	if (n == 0 || group_run(st, st->pend, n, is_last) == 0)
 		return 0;
 	if (PQstatus(st->c) != CONNECTION_OK)
 		return -1;
@@ -528,7 +561,7 @@ store_flush(struct store *st)
 		log_warnx_rl("store: a group of %zu messages failed; applying "
 		    "them one by one", n);
 		for (size_t i = 0; i < n; i++)
-			(void)group_run(st, &st->pend[i], 1);
+			(void)group_run(st, &st->pend[i], 1, false);
 	}
 	return PQstatus(st->c) == CONNECTION_OK ? 0 : -1;
 }
@@ -550,11 +583,11 @@ store_apply(struct store *st, struct store_msg *m)
 	st->stats.msgs++;
 	/* a fill's positions are its own (set_windows): a group of one */
 	if (m->is_fill && st->npend > 0)
-		(void)store_flush(st);
+		(void)store_flush(st, false);
 	for (size_t i = 0; i < st->npend; i++) {
 		if (strcmp(st->pend[i]->user_id, m->user_id) == 0 &&
 		    strcmp(st->pend[i]->device_id, m->device_id) == 0) {
-			(void)store_flush(st);
+			(void)store_flush(st, false);
 			break;
 		}
 	}
@@ -564,7 +597,7 @@ store_apply(struct store *st, struct store_msg *m)
 	}
 	st->pend[st->npend++] = m;
 	if (m->is_fill)
-		(void)store_flush(st);
+		(void)store_flush(st, false);
 }
 
 /* Recency as the api sorts rooms: the last timeline event's ts. */
@@ -773,8 +806,10 @@ out:
  * than the generic one): under steady load more planning than execution.
  * Their plans do not depend on the values, so batches use generic plans;
  * cleanup and the rest keep the default (SET LOCAL ends with the batch).
+ * The first group's savepoint comes in the same round trip (sp_enter).
  */
-#define SQL_BEGIN "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+#define SQL_BEGIN                                                              \
+	"BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; " SQL_SP
 
 int
 store_batch_begin(struct store *st)
@@ -782,11 +817,12 @@ store_batch_begin(struct store *st)
 	st->npend = 0;
 	if (store_ready(st) == -1)
 		return -1;
-	if (pg_exec(st->c, "batch", SQL_BEGIN) == -1) {
-		if (store_ready(st) == -1 || pg_exec(st->c, "batch",
-		    SQL_BEGIN) == -1)
+	if (db_exec(st, "batch", SQL_BEGIN) == -1) {
+		if (store_ready(st) == -1 ||
+		    db_exec(st, "batch", SQL_BEGIN) == -1)
 			return -1;
 	}
+	st->sp = SP_FRESH; /* the first group's (sp_enter) */
 	st->stats.batches++;
 	return 0;
 }
@@ -794,8 +830,9 @@ store_batch_begin(struct store *st)
 int
 store_batch_commit(struct store *st)
 {
-	if (store_flush(st) == -1 || pos_save(st) == -1 || db_commit(st) == -1)
+	if (store_flush(st, true) == -1 || pos_commit(st) == -1)
 		goto fail;
+	st->sp = SP_NONE;
 	st->pos_committed = st->pos_used;
 	return 0;
 fail:
@@ -807,9 +844,12 @@ void
 store_batch_rollback(struct store *st)
 {
 	st->npend = 0;
+	st->sp = SP_NONE;
+	if (st->c != NULL)
+		(void)db_sync(st); /* what a failed commit left unread */
 	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
-	    pg_exec(st->c, "batch", "ROLLBACK") == -1)
+	    db_exec(st, "batch", "ROLLBACK") == -1)
 		log_warnx("store: rollback failed");
 	/* Positions handed out in the lost batch are never reused. */
 }

@@ -45,6 +45,16 @@ enum stmt_id {
 	S_RDX_GET,
 	S_RDX_SET,
 	S_RDX_ROOM,
+	S_TO_DEVICE,
+	S_DEVICE_LISTS,
+	S_LSN,
+};
+
+/* The batch's savepoint, between its groups (store.c, sp_enter). */
+enum sp_state {
+	SP_NONE,  /* none open */
+	SP_FRESH, /* opened with BEGIN, no group in it yet */
+	SP_HELD,  /* the last group's, not yet released */
 };
 
 struct store {
@@ -64,6 +74,11 @@ struct store {
 	 * at the latest by store_batch_commit (distinct devices) */
 	struct store_msg **pend;
 	size_t npend, cappend;
+	enum sp_state sp;
+	/* db_q0 only sends while set (a group is applied, store.c);
+	 * nlater: statements sent so, not yet answered (db.c) */
+	bool is_later;
+	size_t nlater;
 	/* rooms given chunk boundaries since the last cleanup pass, which
 	 * trims only those (015_chunks.sql; room id -> 1) */
 	struct map chunk_rooms;

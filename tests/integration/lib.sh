@@ -357,3 +357,19 @@ typing_warm() {
 	out=$(v3 "$1" "$(printf '%s' "$out" | jq -r .next_batch)" '{}' 0)
 	printf '%s' "$out" | jq -r .next_batch
 }
+
+# start_stack_acc_prom: start_stack with the accumulator's /metrics on
+# $ACC_PROM; acc_metric NAME prints a sample's value (empty: absent).
+start_stack_acc_prom() {
+	it_setup
+	start_simhs
+	ACC_PROM=127.0.0.1:$(free_port)
+	SYNCV3_PROM=$ACC_PROM start_accumulator
+	start_poller poller
+	start_api
+	wait_for "curl -sf http://$ACC_PROM/health" 10 || fail "accumulator /health"
+}
+acc_metric() {
+	curl -sS -f "http://$ACC_PROM/metrics" |
+	    awk -v k="$1" '$1 == k && !f { print $2; f = 1 }'
+}

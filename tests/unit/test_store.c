@@ -684,6 +684,72 @@ msg_init(struct store_msg *m, const char *user, const char *dev,
 	"{\"events\":[" events "]}}}}}"
 
 /*
+ * A group's writes are only sent (db_q0 in a pipeline) and checked at
+ * its end, or, for a batch of one message, by the commit's pipeline: a
+ * to-device row Postgres rejects (an injected fault) fails its message
+ * alone in a batch of several, and fails a lone message's batch, which
+ * leaves nothing behind (no row, since unchanged) and a store that
+ * commits the next batch.
+ */
+#define G_TD(n)                                                                \
+	"{\"next_batch\":\"x\",\"to_device\":{\"events\":[{"                   \
+	"\"type\":\"m.x\",\"sender\":\"@z:hs\",\"content\":{\"n\":\"" n        \
+	"\"}}]}}"
+static void
+test_later_failure(void **state)
+{
+	struct store_msg ms[2], lone;
+
+	(void)state;
+	NEED_DB();
+	PQclear(PQexec(
+	    db, "CREATE FUNCTION t_td_poison() RETURNS trigger "
+	        "LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'poison'; END$$"));
+	PQclear(PQexec(
+	    db, "CREATE TRIGGER t_td_poison BEFORE INSERT ON "
+	        "syncv3_to_device FOR EACH ROW WHEN (NEW.json LIKE '%poison%') "
+	        "EXECUTE FUNCTION t_td_poison()"));
+	add_device("@lf1:hs", "L1");
+	add_device("@lf2:hs", "L2");
+	msg_init(&ms[0], "@lf1:hs", "L1", "", "l1", G_TD("poison"));
+	msg_init(&ms[1], "@lf2:hs", "L2", "", "l1", G_TD("ok"));
+	apply_batch(ms, 2);
+	assert_false(ms[0].ok);
+	assert_string_equal(ms[0].error, "db error");
+	assert_true(ms[1].ok);
+	store_msg_reset(&ms[0]);
+	store_msg_reset(&ms[1]);
+
+	msg_init(&lone, "@lf1:hs", "L1", "", "l2", G_TD("poison"));
+	assert_int_equal(store_batch_begin(st), 0);
+	store_apply(st, &lone);
+	assert_int_equal(store_batch_commit(st), -1);
+	store_msg_reset(&lone);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "user_id = '@lf1:hs'",
+	                    NULL, NULL),
+	                 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_devices WHERE "
+	                    "user_id = '@lf1:hs' AND since = ''",
+	                    NULL, NULL),
+	                 1);
+	PQclear(PQexec(db, "DROP TRIGGER t_td_poison ON syncv3_to_device"));
+
+	msg_init(&lone, "@lf1:hs", "L1", "", "l3", G_TD("again"));
+	apply_batch(&lone, 1);
+	assert_true(lone.ok);
+	store_msg_reset(&lone);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "user_id = '@lf1:hs'",
+	                    NULL, NULL),
+	                 1);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_to_device WHERE "
+	                    "user_id = '@lf2:hs'",
+	                    NULL, NULL),
+	                 1);
+}
+
+/*
  * One batch whose messages depend on each other: the same events from two
  * users' pollers are stored once, a state row the first message opened is
  * closed by the second, a device's second message in the batch sees the
@@ -1532,6 +1598,7 @@ main(void)
 	    cmocka_unit_test(test_copy_exact_bytes),
 	    cmocka_unit_test(test_batch_group),
 	    cmocka_unit_test(test_batch_isolation),
+	    cmocka_unit_test(test_later_failure),
 	    cmocka_unit_test(test_notice_copies),
 	    cmocka_unit_test(test_batch_same_device),
 	    cmocka_unit_test(test_poll_state_token),
