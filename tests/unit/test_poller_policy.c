@@ -476,7 +476,9 @@ static void
 test_scan_chunked_large(void **state)
 {
 	size_t len, cuts[400];
-	unsigned seed = (unsigned)time(NULL);
+	unsigned seed = getenv("TEST_SEED") != NULL
+	                    ? (unsigned)strtoul(getenv("TEST_SEED"), NULL, 10)
+	                    : (unsigned)time(NULL);
 	char *b = big_body(2 << 20, &len);
 
 	(void)state;
@@ -490,7 +492,13 @@ test_scan_chunked_large(void **state)
 		if (round % 3 == 1)
 			blen = (size_t)random() % len; /* truncated */
 		else if (round % 3 == 2)
-			b[(size_t)random() % len] = '\x01'; /* damaged */
+			/*
+			 * Damaged by a quote: a raw control byte, the old
+			 * damage, is refused by the scan (RFC 8259) but taken
+			 * by json-c inside a string, so the verdicts differ
+			 * by design; a stray quote breaks both alike.
+			 */
+			b[(size_t)random() % len] = '"';
 		for (size_t i = 0; i < n; i++)
 			cuts[i] %= blen + 1;
 		qsort(cuts, n, sizeof(cuts[0]), cmp_size);
