@@ -1579,6 +1579,75 @@ test_member_keys_once(void **state)
 	PQclear(PQexec(db, "DROP TRIGGER sk_probe_ins ON syncv3_user_rooms"));
 }
 
+/* A body of room !kc:hs: its timeline events in section sec. */
+#define KC_BODY(sec, tl)                                                       \
+	"{\"rooms\":{\"" sec "\":{\"!kc:hs\":{\"timeline\":{\"events\":[" tl   \
+	"]}}}}}"
+#define KC_MEMBER(u, m)                                                        \
+	"{\"type\":\"m.room.member\",\"state_key\":\"" u "\",\"event_id\":"    \
+	"\"$kc" m u "\",\"sender\":\"" u "\",\"origin_server_ts\":200,"        \
+	"\"content\":{\"membership\":\"" m "\"}}"
+#define KC_JOINS KC_MEMBER("@alice:hs", "join") "," KC_MEMBER("@bob:hs", "join")
+
+/* bob's joined count of the first page (012) and of the lists (017). */
+static long long
+kc_counts(void)
+{
+	return qi("SELECT (SELECT joined FROM syncv3_rl_counts WHERE user_id "
+	          "= '@bob:hs') * 1000 + (SELECT shown FROM syncv3_ss_counts "
+	          "WHERE user_id = '@bob:hs')",
+	          NULL, NULL);
+}
+
+/*
+ * The room upsert's key update of the members' rows (022_ingest.sql)
+ * moves no membership, so it runs none of the count triggers (030): a
+ * probe after the upsert reads how many times the transaction called
+ * them, with call tracking on inside syncv3_rl_room. A membership change
+ * right after still counts.
+ */
+static void
+test_member_keys_no_count(void **state)
+{
+	long long before;
+
+	(void)state;
+	NEED_DB();
+	apply_str("@alice:hs", "A1", KC_BODY("join", KC_JOINS));
+	apply_str("@bob:hs", "B1", KC_BODY("join", KC_JOINS));
+	before = kc_counts();
+	PQclear(PQexec(db, "ALTER FUNCTION syncv3_rl_room() SET "
+	                   "track_functions = 'pl'"));
+	PQclear(PQexec(db, "CREATE TABLE kc_probe (calls bigint)"));
+	PQclear(PQexec(db, "CREATE FUNCTION kc_probe() RETURNS trigger "
+	                   "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO kc_probe "
+	                   "SELECT coalesce(sum(calls), 0) FROM "
+	                   "pg_stat_xact_user_functions WHERE funcname IN "
+	                   "('syncv3_rl_count', 'syncv3_ss_count'); RETURN "
+	                   "NULL; END $$"));
+	/* after syncv3_rooms_rl_upd: triggers fire by name */
+	PQclear(PQexec(db, "CREATE TRIGGER zz_kc_probe AFTER UPDATE ON "
+	                   "syncv3_rooms FOR EACH STATEMENT EXECUTE FUNCTION "
+	                   "kc_probe()"));
+
+	apply_str("@alice:hs", "A1",
+	          KC_BODY("join", SK_EV("$kc1", "m.room.message", "7000")));
+	assert_int_equal(qi("SELECT rl_ts FROM syncv3_user_rooms WHERE "
+	                    "user_id = '@bob:hs' AND room_id = '!kc:hs'",
+	                    NULL, NULL),
+	                 7000);
+	assert_int_equal(qi("SELECT count(*) FROM kc_probe", NULL, NULL), 1);
+	assert_int_equal(qi("SELECT calls FROM kc_probe", NULL, NULL), 0);
+	assert_int_equal(kc_counts(), before);
+
+	apply_str("@bob:hs", "B1",
+	          KC_BODY("leave", KC_MEMBER("@bob:hs", "leave")));
+	assert_int_equal(kc_counts(), before - 1001);
+	PQclear(PQexec(db, "DROP TRIGGER zz_kc_probe ON syncv3_rooms"));
+	PQclear(PQexec(db, "ALTER FUNCTION syncv3_rl_room() RESET "
+	                   "track_functions"));
+}
+
 int
 main(void)
 {
@@ -1609,6 +1678,7 @@ main(void)
 	    cmocka_unit_test(test_chunks_bounded),
 	    cmocka_unit_test(test_unread_notice),
 	    cmocka_unit_test(test_member_keys_once),
+	    cmocka_unit_test(test_member_keys_no_count),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
