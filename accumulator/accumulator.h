@@ -90,7 +90,7 @@ enum acc_section {
 const char *acc_section_name(int s);
 
 struct acc_event {
-	struct json_object *obj;	/* owns the strings below */
+	struct json_object *obj;	/* a redaction's tree, else NULL */
 	const char *raw;		/* exact bytes, borrowed from the body */
 	size_t raw_len;
 	const char *event_id, *type, *state_key, *sender;

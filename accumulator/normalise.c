@@ -1,15 +1,17 @@
 /*
  * v2 /sync body -> change set (struct acc_changes). Pure: no I/O, no
- * positions. The body is validated as a whole with json_parse_bounded();
+ * positions. The body is validated as a whole with jsonv (no tree);
  * each event is then taken as its exact byte span (jscan.c) and parsed on
  * its own, so one bad event is dropped and counted while the rest of the
- * response is kept. Everything the store needs is extracted here.
+ * response is kept. Everything the store needs is extracted here, and
+ * each event's tree freed once it is.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "accumulator.h"
 #include "json_util.h"
+#include "jsonv.h"
 #include "util.h"
 
 enum { F_OK = -1 };
@@ -121,9 +123,10 @@ acc_summary_key(const char *type)
 
 /*
  * Fills ev's indexed fields from its parsed object (the strings stay
- * owned by ev->obj) and says why an event is unusable, as an acc_bad
- * kind; an event of another room, or a state-block event without a state
- * key, is dropped rather than stored under the wrong key.
+ * owned by ev->obj until event_detach) and says why an event is
+ * unusable, as an acc_bad kind; an event of another room, or a
+ * state-block event without a state key, is dropped rather than stored
+ * under the wrong key.
  */
 static int
 event_fields(struct acc_event *ev, const char *room_id, bool need_state)
@@ -223,6 +226,55 @@ txn_strip(struct acc_event *ev)
 	ev->raw_len = n;
 }
 
+static char *
+pack(char *p, const char **s)
+{
+	size_t n;
+
+	if (*s == NULL)
+		return p;
+	n = strlen(*s) + 1;
+	memcpy(p, *s, n);
+	*s = p;
+	return p + n;
+}
+
+/*
+ * Copies the fields the store reads out of ev's tree into one block
+ * (ev->own, after the stripped bytes if any) and frees the tree: a
+ * json-c tree takes several times its event's bytes, and a large body's
+ * trees, all held until its transaction ends, were most of the
+ * accumulator's peak. A redaction keeps its tree (redaction.c reads its
+ * target from it); there are few of them.
+ */
+static void
+event_detach(struct acc_event *ev)
+{
+	const char **f[] = {&ev->event_id, &ev->type,       &ev->state_key,
+	                    &ev->sender,   &ev->membership, &ev->summary,
+	                    &ev->txn_id};
+	size_t n = ev->own != NULL ? ev->raw_len : 0;
+	char *b, *p;
+
+	if (strcmp(ev->type, "m.room.redaction") == 0)
+		return;
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (*f[i] != NULL)
+			n += strlen(*f[i]) + 1;
+	p = b = xmalloc(n + 1);
+	if (ev->own != NULL) {
+		memcpy(p, ev->raw, ev->raw_len);
+		ev->raw = p;
+		p += ev->raw_len;
+	}
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		p = pack(p, f[i]);
+	free(ev->own);
+	ev->own = b;
+	json_object_put(ev->obj);
+	ev->obj = NULL;
+}
+
 /* Parses one event span into ev; false (counted) if it is bad. */
 static bool
 event_parse(struct acc_changes *c, struct jspan sp, const char *room_id,
@@ -249,6 +301,7 @@ event_parse(struct acc_changes *c, struct jspan sp, const char *room_id,
 		return false;
 	}
 	txn_strip(ev);
+	event_detach(ev);
 	return true;
 }
 
@@ -707,28 +760,33 @@ norm_device(struct acc_changes *c, struct jspan k, struct jspan v)
 }
 
 /*
- * The body is parsed once with json-c only to validate it as a whole
- * (bounded depth and size); the parts are then located with jscan, so
- * raw event bytes can be stored exactly as they came.
+ * The body is validated as a whole by jsonv, the poller's validator,
+ * which builds no tree: json-c's tree of a large body takes many times
+ * its bytes, only to be thrown away (with the events' trees, the peak of
+ * a 16 MB initial sync went from 478 to 117 MiB). It refuses what the
+ * poller refuses, surrogates and overlong UTF-8 included, which Postgres
+ * would refuse later, failing the whole transaction. The parts are then
+ * located with jscan, so raw event bytes can be stored exactly as they
+ * came.
  */
 int
 normalise(const char *body, size_t len, const char *user_id,
     struct acc_changes *c, const char **err)
 {
-	struct json_object *o;
+	struct jsonv jv;
 	struct jscan_it it;
 	struct jspan k, v, whole = {body, len};
+	int rc;
 
 	memset(c, 0, sizeof(*c));
-	if ((o = json_parse_bounded(body, len, err)) == NULL)
+	jsonv_init(&jv);
+	jsonv_feed(&jv, body, len);
+	rc = jsonv_end(&jv);
+	if (rc == -1 && err != NULL)
+		*err = jv.err;
+	jsonv_free(&jv);
+	if (rc == -1)
 		return -1;
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		if (err != NULL)
-			*err = "not a JSON object";
-		return -1;
-	}
-	json_object_put(o);
 	if (jscan_open(&it, whole, '{') == -1) {
 		if (err != NULL)
 			*err = "scan failed";

@@ -11,7 +11,8 @@
 # user in ROOMS rooms (simhs /_simhs/scenario: MEMBERS members and MESSAGES
 # messages a room), then logs in
 # LOGINS devices of that user one after the other, each waiting for its
-# initial sync to be stored (one v3 request held until then). Prints one
+# initial sync to be stored in full (its first v3 answer comes after the
+# first window, so syncv3_devices says when the rest is). Prints one
 # JSON object: the size of one initial sync, each daemon's peak RSS
 # (VmHWM) after the first login and after all, and its RSS (VmRSS) after
 # IDLE_SECS idle once all are done. Goal: idle RSS <= 100 MiB. Asserts
@@ -53,6 +54,10 @@ for i in $(seq 1 "$LOGINS"); do
 	t0=$(date +%s%N)
 	v3 "$tok" "" '{"room_list":{"limit":1}}' 900000 >/dev/null
 	[ "$(last_status)" = 200 ] || fail "login $i: status $(last_status)"
+	# the answer comes after the first window; the rest is stored after
+	# it, and the snapshot must see that too
+	wait_for "[ \"\$(psql_q \"SELECT count(*) FROM syncv3_devices WHERE user_id = '$user' AND is_initial_done AND poll_state = 'polling'\")\" -ge $i ]" 900 ||
+	    fail "login $i: initial sync not stored"
 	log "login $i stored and served after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 	snap "login $i" >>"$T/snaps"
 done

@@ -505,6 +505,92 @@ test_light_cut(void **state)
 	free(b);
 }
 
+/*
+ * Each event's json-c tree is freed once its fields are copied out (a
+ * large body's trees were most of the accumulator's peak), the fields
+ * and bytes staying as they were; a redaction keeps its tree, which
+ * redaction.c reads.
+ */
+static void
+test_trees_freed(void **state)
+{
+	static const char body[] =
+	    "{\"rooms\":{\"join\":{\"!r:hs\":{"
+	    "\"state\":{\"events\":[{\"event_id\":\"$n\",\"type\":"
+	    "\"m.room.name\",\"sender\":\"@a:hs\",\"state_key\":\"\","
+	    "\"content\":{\"name\":\"Room N\"},\"origin_server_ts\":5}]},"
+	    "\"timeline\":{\"events\":[{\"event_id\":\"$m\",\"type\":"
+	    "\"m.room.member\",\"sender\":\"@a:hs\",\"state_key\":\"@a:hs\","
+	    "\"content\":{\"membership\":\"join\"},"
+	    "\"unsigned\":{\"transaction_id\":\"tx9\",\"age\":1}},"
+	    "{\"event_id\":\"$x\",\"type\":\"m.room.redaction\","
+	    "\"sender\":\"@a:hs\",\"redacts\":\"$n\",\"content\":{}}]}}}}}";
+	/* $m as stored: its transaction_id cut */
+	static const char m_stored[] =
+	    "{\"event_id\":\"$m\",\"type\":\"m.room.member\",\"sender\":"
+	    "\"@a:hs\",\"state_key\":\"@a:hs\",\"content\":{\"membership\":"
+	    "\"join\"},\"unsigned\":{\"age\":1}}";
+	struct acc_changes c;
+	struct acc_room *r;
+	const struct acc_event *n, *m, *x;
+
+	(void)state;
+	assert_int_equal(normalise(body, strlen(body), "@a:hs", &c, NULL), 0);
+	r = room(&c, "!r:hs", ACC_JOIN);
+	assert_int_equal(r->state.n, 1);
+	assert_int_equal(r->timeline.n, 2);
+	n = &r->state.v[0];
+	m = &r->timeline.v[0];
+	x = &r->timeline.v[1];
+	assert_null(n->obj);
+	assert_null(m->obj);
+	assert_non_null(x->obj);
+	assert_string_equal(n->event_id, "$n");
+	assert_string_equal(n->type, "m.room.name");
+	assert_string_equal(n->sender, "@a:hs");
+	assert_string_equal(n->state_key, "");
+	assert_string_equal(n->summary, "Room N");
+	assert_int_equal(n->ts, 5);
+	assert_null(n->txn_id);
+	assert_true(n->raw >= body && n->raw < body + sizeof(body));
+	assert_string_equal(m->membership, "join");
+	assert_string_equal(m->state_key, "@a:hs");
+	assert_string_equal(m->txn_id, "tx9");
+	assert_int_equal(m->raw_len, strlen(m_stored));
+	assert_memory_equal(m->raw, m_stored, m->raw_len);
+	assert_string_equal(x->event_id, "$x");
+	normalise_free(&c);
+}
+
+/*
+ * The whole body is checked by jsonv, the poller's validator: a UTF-8
+ * surrogate or overlong form anywhere (Postgres refuses both in jsonb,
+ * failing the whole transaction) refuses the body, with a reason.
+ */
+static void
+test_body_strict_utf8(void **state)
+{
+	static const char *const bad_bytes[] = {"\xed\xa0\x80", "\xc0\xaf"};
+	struct acc_changes c;
+	const char *err;
+	char *body;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_bytes) / sizeof(bad_bytes[0]); i++) {
+		body = xasprintf(
+		    "{\"rooms\":{\"join\":{\"!r:hs\":{\"timeline\":"
+		    "{\"events\":[{\"event_id\":\"$e\",\"type\":\"m.room."
+		    "message\",\"sender\":\"@a:hs\",\"content\":{\"body\":"
+		    "\"%s\"}}]}}}},\"next_batch\":\"s1\"}",
+		    bad_bytes[i]);
+		err = NULL;
+		assert_int_equal(
+		    normalise(body, strlen(body), "@a:hs", &c, &err), -1);
+		assert_non_null(err);
+		free(body);
+	}
+}
+
 int
 main(void)
 {
@@ -522,6 +608,8 @@ main(void)
 	    cmocka_unit_test(test_txn_strip),
 	    cmocka_unit_test(test_light_pick),
 	    cmocka_unit_test(test_light_cut),
+	    cmocka_unit_test(test_trees_freed),
+	    cmocka_unit_test(test_body_strict_utf8),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
