@@ -147,7 +147,7 @@ def read(f):
             h.setdefault(m.group(1), []).append((float(m.group(2)), float(m.group(3))))
     return h
 a, b = read(sys.argv[1]), read(sys.argv[2])
-out = {"phase": os.environ["LABEL"]}
+out = {"hops": os.environ["LABEL"]}
 for name, buckets in b.items():
     old = dict(a.get(name, []))
     d = [(le, n - old.get(le, 0)) for le, n in buckets]

@@ -11,7 +11,8 @@ $r[0] as $s |
 ($s.rss // [] | map(select(.idle_rss_mib)) | last) as $rs |
 ($s.ss // [] | map(select(.new_connection_p50_ms)) | last) as $ss |
 ($s.ss_e2e // [] | {phases: map(select(.phase)),
-                    background: map(select(.background))}) as $se |
+                    background: map(select(.background)),
+                    hops: map(select(.hops))}) as $se |
 ($s.ss_login // [] | {first_window: map(select(.login_to_first_window_ms)),
                       idle: (map(select(.idle_sliding_connections)) | last)}) as $sl |
 ($s.pg | if . == null then null else
