@@ -36,12 +36,7 @@ IT_NAME=bench_ss_e2e
 export SYNCV3_LOG_LEVEL=${SYNCV3_LOG_LEVEL:-warn} SYNCV3_API_SESSION_IDLE_SECS=3600
 bench_pg_start "$T/pg" || fail "postgres did not start"
 # start_stack, with the accumulator's /metrics (its commit hop)
-it_setup
-start_simhs
-ACC_PROM=127.0.0.1:$(free_port)
-SYNCV3_PROM=$ACC_PROM start_accumulator
-start_poller poller
-start_api
+start_stack_acc_prom
 pm=$(head -1 "$(psql_q "SHOW data_directory")/postmaster.pid")
 PIDS="accumulator=${IT_PIDS[accumulator]},poller=${IT_PIDS[poller]}"
 PIDS="$PIDS,api=${IT_PIDS[api]},simhs=${IT_PIDS[simhs]},postgres=+$pm"
