@@ -9,8 +9,10 @@
  * position (new events, state, counts), rooms newly joined or invited (in
  * full), and rooms left (once). What a user may see of a room follows
  * visible.h: timelines stop at their leave, invites carry only their
- * stripped state. Two queries: the room set, then the page details, and
- * a third to remember the rooms sent. The room set of a first page by
+ * stripped state. A page is two queries: the room set, then the page
+ * details, and a third to remember the rooms sent; streaming brings the
+ * rooms that changed with their details in one, and remembers only when
+ * a room was new or left. The room set of a first page by
  * recency alone (the default) is the window of the sort keys the
  * accumulator keeps (deploy/sql/012_sortkeys.sql), not the rule and a
  * sort over each of the user's rooms, and that one statement also brings
@@ -31,11 +33,14 @@
 #define COL_SNAP 13
 /* Q_LIST_FIRST's count of joined rooms, after the snapshot position. */
 #define COL_NJOINED 14
-/* Q_LIST_FIRST's details of a joined room, and whether it remembered. */
+/*
+ * Q_LIST_FIRST's and Q_LIST_STREAM's details of a joined room, and
+ * whether Q_LIST_FIRST remembered.
+ */
 #define COL_TL 15
 #define COL_ST 16
 #define COL_REMEMBERED 17
-/* Q_LIST_FIRST's prev_batch of a joined room's timeline (its chunk). */
+/* Their prev_batch of a joined room's timeline (its chunk). */
 #define COL_CHUNK 18
 
 struct lroom {
@@ -59,6 +64,7 @@ struct lctx {
 	int64_t total;
 	bool is_stream;
 	bool is_first;      /* Q_LIST_FIRST: a window of the rooms, not all */
+	bool has_details;   /* each row brought its room's details */
 	bool is_remembered; /* Q_LIST_FIRST remembered the page's rooms */
 };
 
@@ -541,7 +547,7 @@ main_cb(PGresult *res, void *arg)
 		             strcmp(x->membership, "join") != 0 &&
 		             strcmp(x->membership, "invite") != 0;
 		x->from = c->is_stream && !x->is_new ? r->from.l : 0;
-		if (c->is_first && !x->is_invite) {
+		if (c->has_details && !x->is_invite) {
 			x->tl = val_dup(res, i, COL_TL);
 			x->st = val_dup(res, i, COL_ST);
 			if (val(res, i, COL_CHUNK) != NULL) {
@@ -581,7 +587,10 @@ main_cb(PGresult *res, void *arg)
 	}
 	if (c->is_first)
 		first_finish(c);
-	else
+	else if (c->has_details) {
+		list_finish(c, NULL);
+		remember_rooms(r, c);
+	} else
 		detail_query(c);
 }
 
@@ -595,7 +604,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 	struct lctx *c = xcalloc(1, sizeof(*c));
 	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], tl[PG_I64_LEN];
 	char *spaces = NULL, *types = NULL, *keys = NULL;
-	const char *params[8];
+	const char *params[9];
 
 	c->r = r;
 	if (r->p.l_nspaces > 0)
@@ -605,7 +614,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 	if (r->from.l == 0 && r->p.l_page <= 0 && r->p.l_nspaces == 0 &&
 	    r->p.l_nsorts == 1 && r->p.l_sorts[0] == SORT_BY_RECENCY) {
 		/* the common first page: an index range of kept keys */
-		c->is_first = true;
+		c->is_first = c->has_details = true;
 		r->next.l = r->to;
 		pg_i64(a, r->next.l);
 		pg_i64(b, r->p.l_limit);
@@ -629,14 +638,22 @@ s_room_list_run(struct api *api, struct sreq *r)
 		params[3] = r->from.l != 0 ? "true" : "false";
 		sql_query(api, Q_LIST_PAGE, params, main_cb, c);
 	} else {
-		c->is_stream = true;
+		/* the rooms that changed, with their details (sql.c) */
+		c->is_stream = c->has_details = true;
 		r->next.l = r->to;
 		pg_i64(a, r->from.l);
 		pg_i64(b, r->to);
 		pg_i64(sid, r->from.sid);
+		pg_i64(tl, r->p.l_timeline);
+		types = pg_text_array(r->p.l_st_type, (size_t)r->p.l_nst);
+		keys = pg_text_array(r->p.l_st_key, (size_t)r->p.l_nst);
 		params[1] = a;
 		params[3] = b;
 		params[4] = sid;
+		params[5] = types;
+		params[6] = keys;
+		params[7] = tl;
+		params[8] = r->device_id;
 		sql_query(api, Q_LIST_STREAM, params, main_cb, c);
 	}
 	free(spaces);

@@ -310,6 +310,38 @@
 	"('join', 'invite')))" LIST_SPACES
 
 /*
+ * The streaming round in one statement (it was two in sequence: the room
+ * set, then Q_LIST_DETAIL for it; at 1,000 events/s to 100 clients the
+ * pair was half the api's Postgres work and the second a round trip on
+ * every woken client's path, issue #13). $1..$5 as LIST_STREAM, $6/$7
+ * state_events, $8 timeline limit, $9 device. A row: LIST_STREAM's room,
+ * the snapshot, then the columns of LIST_FIRST_SNAP's layout: a NULL in
+ * place of its count, the room's timeline and state as comma-separated
+ * json (joined rooms only, from the since position or, for a room new to
+ * the list, from nothing, as the detail query takes them), a NULL in
+ * place of its "remembered", and the timeline's prev_batch (CHUNK_AT).
+ * y is MATERIALIZED: inlined, its membership columns (the rule of
+ * visible.h, twice a room) were evaluated again in each detail that
+ * reads them (about 0.2 ms more a call, EXPLAIN ANALYZE).
+ */
+#define LIST_STREAM_F "(CASE WHEN y.is_new THEN 0 ELSE $2::bigint END)"
+#define LIST_STREAM_SNAP                                                        \
+	"WITH pp AS (SELECT greatest($4::bigint, pos) AS p FROM "              \
+	"syncv3_position), y AS MATERIALIZED (" LIST_STREAM ") SELECT y.*, "   \
+	"pp.p, "                                                               \
+	"NULL::bigint, tl.j, CASE WHEN y.membership = 'join' AND "             \
+	"cardinality($6::text[]) > 0 THEN (SELECT string_agg(t.json, ',' "     \
+	"ORDER BY t.nid) FROM (" LIST_ST_ROWS("y.room_id", LIST_STREAM_F,      \
+	"pp.p", "$6::text[]", "$7::text[]") ") t) END, NULL::bool, ck.token "  \
+	"FROM pp LEFT JOIN y ON true LEFT JOIN LATERAL (SELECT "               \
+	"string_agg(t.json, ',' ORDER BY t.nid) AS j, min(t.nid) AS e, "       \
+	"count(*) < $8::bigint AND NOT coalesce(bool_or(t.cut), false) AS "    \
+	"fits FROM (" LIST_TL_ROWS("y.room_id", LIST_STREAM_F, "pp.p",         \
+	"$8::bigint", "$1", "$9") ") t WHERE y.membership = 'join') tl ON "    \
+	"true LEFT JOIN LATERAL " CHUNK_AT("y.room_id", "tl.e", "tl.fits")     \
+	" ck ON true"
+
+/*
  * The json of event e as device d of user u gets it: the transaction id
  * the accumulator cut from it (014_txn.sql) goes back only for the device
  * that sent it, so only its rows are re-serialised.
@@ -1042,8 +1074,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5},
 	[Q_LIST_PAGE] = {"api_list_page", LIST_SNAP("CASE WHEN $4::bool THEN "
 	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
-	[Q_LIST_STREAM] = {"api_list_stream",
-	    LIST_SNAP("greatest($4::bigint, pos)", LIST_STREAM), 5},
+	[Q_LIST_STREAM] = {"api_list_stream", LIST_STREAM_SNAP, 9},
 	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 8},
 	/*
 	 * Only for a live session, locked against its eviction (the cap of
