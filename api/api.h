@@ -557,6 +557,7 @@ struct api {
 	struct event *expire_timer;
 	struct longpoll *lp;	/* longpoll.c: waiters, their index, ring */
 	struct notices *notices;	/* notices.c: the SUB's sequence */
+	struct list_batch *list_batch;	/* s_room_list.c: rounds to read */
 	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
 	struct proxy *proxy;	/* proxy.c */

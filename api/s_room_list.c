@@ -498,13 +498,13 @@ first_finish(struct lctx *c)
 }
 
 /*
- * The room set: computes the sort keys, sorts, cuts the page (a next_page
- * resumes it) and runs the detail query for it, or finishes at once.
+ * The room set, rows row0 on of res (nrows of them: a batch holds several
+ * requests' rows): computes the sort keys, sorts, cuts the page (a
+ * next_page resumes it) and runs the detail query for it, or finishes.
  */
 static void
-main_cb(PGresult *res, void *arg)
+list_rows(struct lctx *c, PGresult *res, int row0, int nrows)
 {
-	struct lctx *c = arg;
 	struct sreq *r = c->r;
 	int64_t lo;
 
@@ -515,14 +515,16 @@ main_cb(PGresult *res, void *arg)
 		stream_done(r);
 		return;
 	}
-	c->n = PQntuples(res);
-	if (c->n > 0 && !PQgetisnull(res, 0, COL_SNAP))
-		r->next.l = strtoll(PQgetvalue(res, 0, COL_SNAP), NULL, 10);
-	if (c->n == 1 && PQgetisnull(res, 0, 0))
+	c->n = nrows;
+	if (c->n > 0 && !PQgetisnull(res, row0, COL_SNAP))
+		r->next.l = strtoll(PQgetvalue(res, row0, COL_SNAP), NULL, 10);
+	if (c->n == 1 && PQgetisnull(res, row0, 0))
 		c->n = 0;
 	c->v = xcalloc((size_t)c->n + 1, sizeof(*c->v));
-	for (int i = 0; i < c->n; i++) {
-		struct lroom *x = &c->v[i];
+	for (int k = 0; k < c->n; k++) {
+		struct lroom *x = &c->v[k];
+		int i = row0 + k;
+
 		x->room_id = xstrdup(PQgetvalue(res, i, 0));
 		x->membership = xstrdup(PQgetvalue(res, i, 1));
 		x->notif = strtoll(PQgetvalue(res, i, 2), NULL, 10);
@@ -559,8 +561,9 @@ main_cb(PGresult *res, void *arg)
 	c->total = c->n;
 	if (c->is_first) {
 		/* the query sent the joined rooms' window and every invite */
-		c->total = strtoll(PQgetvalue(res, 0, COL_NJOINED), NULL, 10);
-		c->is_remembered = PQgetvalue(res, 0, COL_REMEMBERED)[0] == 't';
+		c->total = strtoll(PQgetvalue(res, row0, COL_NJOINED), NULL, 10);
+		c->is_remembered =
+		    PQgetvalue(res, row0, COL_REMEMBERED)[0] == 't';
 		for (int i = 0; i < c->n; i++)
 			c->total += c->v[i].is_invite;
 	}
@@ -594,6 +597,160 @@ main_cb(PGresult *res, void *arg)
 		detail_query(c);
 }
 
+static void
+main_cb(PGresult *res, void *arg)
+{
+	struct lctx *c = arg;
+
+	list_rows(c, res, 0, res != NULL ? PQntuples(res) : 0);
+}
+
+/*
+ * Streaming rounds read together (Q_LIST_STREAM, sql.c): a round that
+ * starts joins the open batch, and the batch is sent from the loop once
+ * the callbacks already queued have run, which are the wake-ups of the
+ * notices read in the same turn (longpoll.c wakes through
+ * event_base_once, which runs a zero timeout in the order queued). So
+ * the clients one burst of notices woke read what changed in one
+ * statement, each its own rooms from its own since as the single query
+ * read them; a batch is at most LIST_BATCH_MAX requests, all with the
+ * same stream parameters. Nothing waits for a batch but the end of the
+ * loop pass.
+ */
+#define LIST_BATCH_MAX 64
+/* Q_LIST_STREAM's last column: the index of the row's request (from 1) */
+#define COL_BATCH_I 19
+
+struct list_batch {
+	struct lctx *v[LIST_BATCH_MAX];
+	int n;
+};
+
+static bool
+same_strs(const char *const *a, const char *const *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+/* Do two requests' room_list parameters read the same way (sql.c)? */
+static bool
+batch_alike(const struct params *a, const struct params *b)
+{
+	return a->l_timeline == b->l_timeline && a->l_nst == b->l_nst &&
+	       a->l_nspaces == b->l_nspaces &&
+	       same_strs(a->l_st_type, b->l_st_type, a->l_nst) &&
+	       same_strs(a->l_st_key, b->l_st_key, a->l_nst) &&
+	       same_strs(a->l_spaces, b->l_spaces, a->l_nspaces);
+}
+
+/*
+ * Hands each request its own rows: they come in index order, and a row
+ * whose index is not the request's is never given to it (a request with
+ * no row reads as one without changes). Frees b.
+ */
+static void
+batch_cb(PGresult *res, void *arg)
+{
+	struct list_batch *b = arg;
+	int n = res != NULL ? PQntuples(res) : 0, row = 0, lo;
+
+	for (int k = 0; k < b->n; k++) {
+		while (row < n && strtol(PQgetvalue(res, row, COL_BATCH_I),
+		    NULL, 10) < k + 1)
+			row++;
+		lo = row;
+		while (row < n && strtol(PQgetvalue(res, row, COL_BATCH_I),
+		    NULL, 10) == k + 1)
+			row++;
+		list_rows(b->v[k], res, lo, row - lo);
+	}
+	free(b);
+}
+
+static void
+batch_send(struct api *api, struct list_batch *b)
+{
+	const char **users = xcalloc((size_t)b->n, sizeof(char *));
+	const char **devs = xcalloc((size_t)b->n, sizeof(char *));
+	const struct params *p = &b->v[0]->r->p;
+	struct pg_lit froms = {0}, tos = {0}, sids = {0};
+	char *ua, *da, *spaces = NULL, *types, *keys, tl[PG_I64_LEN];
+	const char *params[9];
+
+	if (api->list_batch == b)
+		api->list_batch = NULL;
+	log_debug("room_list: %d streaming rounds in one read", b->n);
+	for (int i = 0; i < b->n; i++) {
+		struct sreq *r = b->v[i]->r;
+
+		users[i] = r->user_id;
+		devs[i] = r->device_id;
+		pg_arr_i64(&froms, r->from.l);
+		pg_arr_i64(&tos, r->to);
+		pg_arr_i64(&sids, r->from.sid);
+	}
+	ua = pg_text_array(users, (size_t)b->n);
+	da = pg_text_array(devs, (size_t)b->n);
+	if (p->l_nspaces > 0)
+		spaces = pg_text_array(p->l_spaces, (size_t)p->l_nspaces);
+	types = pg_text_array(p->l_st_type, (size_t)p->l_nst);
+	keys = pg_text_array(p->l_st_key, (size_t)p->l_nst);
+	pg_i64(tl, p->l_timeline);
+	params[0] = ua;
+	params[1] = pg_arr_end(&froms);
+	params[2] = spaces;
+	params[3] = pg_arr_end(&tos);
+	params[4] = pg_arr_end(&sids);
+	params[5] = types;
+	params[6] = keys;
+	params[7] = tl;
+	params[8] = da;
+	sql_query(api, Q_LIST_STREAM, params, batch_cb, b);
+	pg_lit_free(&froms);
+	pg_lit_free(&tos);
+	pg_lit_free(&sids);
+	free(ua);
+	free(da);
+	free(spaces);
+	free(types);
+	free(keys);
+	free(users);
+	free(devs);
+}
+
+static void
+batch_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+
+	(void)fd;
+	(void)what;
+	if (api->list_batch != NULL)
+		batch_send(api, api->list_batch);
+}
+
+/* A streaming round joins the open batch (or opens one). */
+static void
+batch_add(struct api *api, struct lctx *c)
+{
+	struct list_batch *b = api->list_batch;
+
+	if (b != NULL && (b->n == LIST_BATCH_MAX ||
+	    !batch_alike(&b->v[0]->r->p, &c->r->p))) {
+		batch_send(api, b);
+		b = NULL;
+	}
+	if (b == NULL) {
+		b = api->list_batch = xcalloc(1, sizeof(*b));
+		event_base_once(api->base, -1, EV_TIMEOUT, batch_flush_cb, api,
+		    NULL);
+	}
+	b->v[b->n++] = c;
+}
+
 /*
  * Pagination (first request or next_page) at the snapshot or the pinned
  * position, or streaming from the since position to the round's.
@@ -604,7 +761,7 @@ s_room_list_run(struct api *api, struct sreq *r)
 	struct lctx *c = xcalloc(1, sizeof(*c));
 	char a[PG_I64_LEN], b[PG_I64_LEN], sid[PG_I64_LEN], tl[PG_I64_LEN];
 	char *spaces = NULL, *types = NULL, *keys = NULL;
-	const char *params[9];
+	const char *params[8];
 
 	c->r = r;
 	if (r->p.l_nspaces > 0)
@@ -638,23 +795,10 @@ s_room_list_run(struct api *api, struct sreq *r)
 		params[3] = r->from.l != 0 ? "true" : "false";
 		sql_query(api, Q_LIST_PAGE, params, main_cb, c);
 	} else {
-		/* the rooms that changed, with their details (sql.c) */
+		/* the rooms that changed, with their details, in a batch */
 		c->is_stream = c->has_details = true;
 		r->next.l = r->to;
-		pg_i64(a, r->from.l);
-		pg_i64(b, r->to);
-		pg_i64(sid, r->from.sid);
-		pg_i64(tl, r->p.l_timeline);
-		types = pg_text_array(r->p.l_st_type, (size_t)r->p.l_nst);
-		keys = pg_text_array(r->p.l_st_key, (size_t)r->p.l_nst);
-		params[1] = a;
-		params[3] = b;
-		params[4] = sid;
-		params[5] = types;
-		params[6] = keys;
-		params[7] = tl;
-		params[8] = r->device_id;
-		sql_query(api, Q_LIST_STREAM, params, main_cb, c);
+		batch_add(api, c);
 	}
 	free(spaces);
 	free(types);

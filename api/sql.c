@@ -135,7 +135,9 @@
 	"s.room_id = ur.room_id AND s.type = '" type "' AND s.state_key = '' " \
 	"AND s.from_pos <= " PP " ORDER BY s.from_pos DESC LIMIT 1) END"
 
-#define LIST_HEAD                                                              \
+/* u: the user's id, as SQL ($1, or a column of one of several users) */
+#define LIST_HEAD LIST_HEAD_OF("$1")
+#define LIST_HEAD_OF(u)                                                        \
 	"SELECT x.room_id, x.membership, x.notification_count, "               \
 	"x.highlight_count, x.invite_state, x.ts, x.name, x.alias, "           \
 	"x.joined_count, x.invited_count, CASE WHEN coalesce(x.name, '') = "   \
@@ -151,19 +153,21 @@
 	"syncv3_state "                                                        \
 	"s WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "      \
 	"s.to_pos IS NULL AND s.membership IN ('join', 'invite') AND "         \
-	"s.state_key <> $1 ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) "  \
+	"s.state_key <> " u " ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) " \
 	"END AS heroes, x.prev_batch, x.is_new FROM (SELECT ur.room_id, "      \
 	"ur.notification_count, ur.highlight_count, ur.invite_state, "         \
 	"ur.heroes, ur.prev_batch, coalesce(r.joined_count, 0) AS "            \
 	"joined_count, coalesce(r.invited_count, 0) AS invited_count, "
 
-#define LIST_SPACES                                                            \
-	" AND ($3::text[] IS NULL OR ur.room_id IN (SELECT c.state_key FROM "  \
+#define LIST_SPACES LIST_SPACES_OF("$3", "$1")
+#define LIST_SPACES_OF(sp, u)                                                  \
+	" AND (" sp "::text[] IS NULL OR ur.room_id IN (SELECT c.state_key "   \
+	"FROM "                                                                \
 	"syncv3_state c JOIN syncv3_events ce ON ce.nid = c.nid WHERE "        \
-	"c.room_id = ANY($3::text[]) AND c.type = 'm.space.child' AND "        \
+	"c.room_id = ANY(" sp "::text[]) AND c.type = 'm.space.child' AND "    \
 	"c.to_pos IS NULL AND (ce.json::json)->'content'->'via' IS NOT NULL "  \
 	"AND " VIS_MEMBERSHIP(                                                 \
-	    "c.room_id", "$1",                                                 \
+	    "c.room_id", u,                                                    \
 	    "(SELECT pos FROM syncv3_position)") " = 'join'))) x"
 
 /* SQL reads better wrapped by clause than by column */
@@ -172,9 +176,9 @@
  * The user's membership at the answer's position (vm) and, streaming, at
  * the since position (vf), by the shared rule of visible.h.
  */
-#define LIST_VM(p)                                                              \
+#define LIST_VM(u, p)                                                           \
 	" CROSS JOIN LATERAL (SELECT "                                         \
-	VIS_MEMBERSHIP("ur.room_id", "$1", p) " AS m) "
+	VIS_MEMBERSHIP("ur.room_id", u, p) " AS m) "
 
 /*
  * The first page's membership, the rule of LIST_VM with the user's row
@@ -281,65 +285,83 @@
  * window first"): its join came with the rest of that initial sync, at a
  * position of the device's fill, and is not news.
  */
-#define LIST_FILLED                                                             \
+#define LIST_FILLED(u, f)                                                       \
 	"(vf.m IS NULL AND EXISTS (SELECT 1 FROM syncv3_devices fd WHERE "     \
-	"fd.user_id = $1 AND fd.window_pos <= $2::bigint AND ur.pos BETWEEN "  \
+	"fd.user_id = " u " AND fd.window_pos <= " f "::bigint AND ur.pos "    \
+	"BETWEEN "                                                             \
 	"fd.fill_lo AND fd.fill_hi))"
 
 /*
- * $1 user, $2 from, $3 spaces, $4 at least to, $5 session. A room is
- * sent when the user's membership changed between from and to (joined or
- * invited: in full; no longer joined or invited: once, as left), when an
- * invite's row changed, or when a joined room this session was sent
- * changed. Nothing of a room the user is not joined to at to is sent.
+ * User u's rooms to stream from position f (SQL expressions: several
+ * users' at once in Q_LIST_STREAM), sp the spaces (text[] or NULL), sid
+ * the session. A room is sent when the user's membership changed between
+ * from and to (joined or invited: in full; no longer joined or invited:
+ * once, as left), when an invite's row changed, or when a joined room
+ * this session was sent changed. Nothing of a room the user is not
+ * joined to at to is sent. Its columns are LIST_HEAD's.
  */
-#define LIST_STREAM                                                             \
-	LIST_HEAD "coalesce(vm.m, 'leave') AS membership, (vm.m IS DISTINCT "   \
-	"FROM vf.m OR vm.m = 'invite') AS is_new, coalesce(r.last_ts, 0) AS "  \
-	"ts, r.name, r.canonical_alias AS alias FROM syncv3_user_rooms ur "    \
-	"LEFT JOIN syncv3_rooms r ON r.room_id = ur.room_id" LIST_VM(PP) "vm"   \
-	LIST_VM("$2::bigint") "vf WHERE ur.user_id = $1 AND "                   \
-	"((ur.updated_pos > $2::bigint AND ur.updated_pos <= " PP ") OR "      \
-	"(r.updated_pos > $2::bigint AND r.updated_pos <= " PP ")) AND "       \
-	"((vm.m = 'join' AND ((vf.m IS DISTINCT FROM 'join' AND NOT "          \
-	LIST_FILLED ") OR EXISTS (SELECT "                                     \
-	"1 FROM syncv3_session_rooms sr WHERE sr.session_id = $5::bigint AND " \
-	"sr.room_id = ur.room_id))) OR (vm.m = 'invite' AND (vf.m IS "         \
-	"DISTINCT FROM 'invite' OR ur.updated_pos > $2::bigint)) OR "          \
-	"(coalesce(vm.m, 'leave') NOT IN ('join', 'invite') AND vf.m IN "      \
-	"('join', 'invite')))" LIST_SPACES
+#define LIST_STREAM(u, f, sp, sid)                                              \
+	LIST_HEAD_OF(u) "coalesce(vm.m, 'leave') AS membership, (vm.m IS "      \
+	"DISTINCT FROM vf.m OR vm.m = 'invite') AS is_new, coalesce(r.last_ts, " \
+	"0) AS ts, r.name, r.canonical_alias AS alias FROM syncv3_user_rooms "  \
+	"ur LEFT JOIN syncv3_rooms r ON r.room_id = ur.room_id" LIST_VM(u, PP)  \
+	"vm" LIST_VM(u, f "::bigint") "vf WHERE ur.user_id = " u " AND "        \
+	"((ur.updated_pos > " f "::bigint AND ur.updated_pos <= " PP ") OR "    \
+	"(r.updated_pos > " f "::bigint AND r.updated_pos <= " PP ")) AND "     \
+	"((vm.m = 'join' AND ((vf.m IS DISTINCT FROM 'join' AND NOT "           \
+	LIST_FILLED(u, f) ") OR EXISTS (SELECT 1 FROM syncv3_session_rooms sr " \
+	"WHERE sr.session_id = " sid "::bigint AND sr.room_id = ur.room_id))) " \
+	"OR (vm.m = 'invite' AND (vf.m IS DISTINCT FROM 'invite' OR "           \
+	"ur.updated_pos > " f "::bigint)) OR (coalesce(vm.m, 'leave') NOT IN "  \
+	"('join', 'invite') AND vf.m IN ('join', 'invite')))"                   \
+	LIST_SPACES_OF(sp, u)
 
 /*
- * The streaming round in one statement (it was two in sequence: the room
- * set, then Q_LIST_DETAIL for it; at 1,000 events/s to 100 clients the
- * pair was half the api's Postgres work and the second a round trip on
- * every woken client's path, issue #13). $1..$5 as LIST_STREAM, $6/$7
- * state_events, $8 timeline limit, $9 device. A row: LIST_STREAM's room,
- * the snapshot, then the columns of LIST_FIRST_SNAP's layout: a NULL in
- * place of its count, the room's timeline and state as comma-separated
- * json (joined rooms only, from the since position or, for a room new to
- * the list, from nothing, as the detail query takes them), a NULL in
- * place of its "remembered", and the timeline's prev_batch (CHUNK_AT).
+ * The streaming rounds of several requests in one statement (issue #13:
+ * at 1,000 events/s to 100 clients each woken client ran the room set and
+ * then Q_LIST_DETAIL, and Postgres, saturated, spent about as much on
+ * each statement's start, locks and round trip as on its rows). The
+ * requests share the parameters of their streams ($3 spaces, $6/$7
+ * state_events, $8 timeline limit: s_room_list.c batches only requests
+ * whose parameters are equal); per request, at the same index, $1 user,
+ * $2 from, $4 at least to, $5 session, $9 device. Each request's rooms
+ * are LIST_STREAM's for its own user, session and from, and its
+ * timelines are what its own user and device may see (visible.h,
+ * TXN_JSON): one request's rows never depend on another's. A row: the
+ * room (LIST_HEAD's columns; NULLs on the one row of a request with none),
+ * the snapshot every request answers at (the highest at-least-to, or the
+ * committed position), then the columns of LIST_FIRST_SNAP's layout: a
+ * NULL in place of its count, the room's timeline and state as
+ * comma-separated json (joined rooms only, from the since position or,
+ * for a room new to the list, from nothing, as Q_LIST_DETAIL takes them),
+ * a NULL in place of its "remembered", the timeline's prev_batch
+ * (CHUNK_AT), and last the request's index (from 1), rows in its order.
  * y is MATERIALIZED: inlined, its membership columns (the rule of
  * visible.h, twice a room) were evaluated again in each detail that
- * reads them (about 0.2 ms more a call, EXPLAIN ANALYZE).
+ * reads them (about 0.2 ms more a request, EXPLAIN ANALYZE).
  */
-#define LIST_STREAM_F "(CASE WHEN y.is_new THEN 0 ELSE $2::bigint END)"
-#define LIST_STREAM_SNAP                                                        \
-	"WITH pp AS (SELECT greatest($4::bigint, pos) AS p FROM "              \
-	"syncv3_position), y AS MATERIALIZED (" LIST_STREAM ") SELECT y.*, "   \
-	"pp.p, "                                                               \
-	"NULL::bigint, tl.j, CASE WHEN y.membership = 'join' AND "             \
+#define LIST_STREAM_F "(CASE WHEN y.is_new THEN 0 ELSE y.q_f END)"
+#define LIST_STREAM_BATCH                                                       \
+	"WITH pp AS (SELECT greatest((SELECT max(t.t) FROM unnest("            \
+	"$4::bigint[]) t(t)), pos) AS p FROM syncv3_position), q AS (SELECT * " \
+	"FROM unnest($1::text[], $2::bigint[], $5::bigint[], $9::text[]) "     \
+	"WITH ORDINALITY AS q(u, f, sid, dev, i)), y AS MATERIALIZED (SELECT " \
+	"z.*, q.i AS q_i, q.u AS q_u, q.f AS q_f, q.dev AS q_dev FROM q LEFT " \
+	"JOIN LATERAL (" LIST_STREAM("q.u", "q.f", "$3", "q.sid") ") z ON "    \
+	"true) SELECT y.room_id, y.membership, y.notification_count, "         \
+	"y.highlight_count, y.invite_state, y.ts, y.name, y.alias, "           \
+	"y.joined_count, y.invited_count, y.heroes, y.prev_batch, y.is_new, "  \
+	"pp.p, NULL::bigint, tl.j, CASE WHEN y.membership = 'join' AND "       \
 	"cardinality($6::text[]) > 0 THEN (SELECT string_agg(t.json, ',' "     \
 	"ORDER BY t.nid) FROM (" LIST_ST_ROWS("y.room_id", LIST_STREAM_F,      \
-	"pp.p", "$6::text[]", "$7::text[]") ") t) END, NULL::bool, ck.token "  \
-	"FROM pp LEFT JOIN y ON true LEFT JOIN LATERAL (SELECT "               \
+	"pp.p", "$6::text[]", "$7::text[]") ") t) END, NULL::bool, ck.token, " \
+	"y.q_i FROM pp CROSS JOIN y LEFT JOIN LATERAL (SELECT "                \
 	"string_agg(t.json, ',' ORDER BY t.nid) AS j, min(t.nid) AS e, "       \
 	"count(*) < $8::bigint AND NOT coalesce(bool_or(t.cut), false) AS "    \
 	"fits FROM (" LIST_TL_ROWS("y.room_id", LIST_STREAM_F, "pp.p",         \
-	"$8::bigint", "$1", "$9") ") t WHERE y.membership = 'join') tl ON "    \
-	"true LEFT JOIN LATERAL " CHUNK_AT("y.room_id", "tl.e", "tl.fits")     \
-	" ck ON true"
+	"$8::bigint", "y.q_u", "y.q_dev") ") t WHERE y.membership = 'join') "  \
+	"tl ON true LEFT JOIN LATERAL " CHUNK_AT("y.room_id", "tl.e",          \
+	"tl.fits") " ck ON true ORDER BY y.q_i"
 
 /*
  * The json of event e as device d of user u gets it: the transaction id
@@ -1074,7 +1096,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    MEMBER_STREAM " ORDER BY 1 DESC, 2", 5},
 	[Q_LIST_PAGE] = {"api_list_page", LIST_SNAP("CASE WHEN $4::bool THEN "
 	    "$2::bigint ELSE greatest($2::bigint, pos) END", LIST_PAGE), 4},
-	[Q_LIST_STREAM] = {"api_list_stream", LIST_STREAM_SNAP, 9},
+	[Q_LIST_STREAM] = {"api_list_stream", LIST_STREAM_BATCH, 9},
 	[Q_LIST_DETAIL] = {"api_list_detail", LIST_DETAIL, 8},
 	/*
 	 * Only for a live session, locked against its eviction (the cap of
