@@ -561,7 +561,8 @@ list_rows(struct lctx *c, PGresult *res, int row0, int nrows)
 	c->total = c->n;
 	if (c->is_first) {
 		/* the query sent the joined rooms' window and every invite */
-		c->total = strtoll(PQgetvalue(res, row0, COL_NJOINED), NULL, 10);
+		c->total =
+		    strtoll(PQgetvalue(res, row0, COL_NJOINED), NULL, 10);
 		c->is_remembered =
 		    PQgetvalue(res, row0, COL_REMEMBERED)[0] == 't';
 		for (int i = 0; i < c->n; i++)
@@ -664,11 +665,11 @@ batch_cb(PGresult *res, void *arg)
 
 	for (int k = 0; k < b->n; k++) {
 		while (row < n && strtol(PQgetvalue(res, row, COL_BATCH_I),
-		    NULL, 10) < k + 1)
+		                         NULL, 10) < k + 1)
 			row++;
 		lo = row;
 		while (row < n && strtol(PQgetvalue(res, row, COL_BATCH_I),
-		    NULL, 10) == k + 1)
+		                         NULL, 10) == k + 1)
 			row++;
 		list_rows(b->v[k], res, lo, row - lo);
 	}
@@ -744,14 +745,14 @@ batch_add(struct api *api, struct lctx *c)
 	struct list_batch *b = api->list_batch;
 
 	if (b != NULL && (b->n == LIST_BATCH_MAX ||
-	    !batch_alike(&b->v[0]->r->p, &c->r->p))) {
+	                  !batch_alike(&b->v[0]->r->p, &c->r->p))) {
 		batch_send(api, b);
 		b = NULL;
 	}
 	if (b == NULL) {
 		b = api->list_batch = xcalloc(1, sizeof(*b));
 		event_base_once(api->base, -1, EV_TIMEOUT, batch_flush_cb, api,
-		    NULL);
+		                NULL);
 	}
 	b->v[b->n++] = c;
 }

@@ -153,7 +153,8 @@
 	"syncv3_state "                                                        \
 	"s WHERE s.room_id = x.room_id AND s.type = 'm.room.member' AND "      \
 	"s.to_pos IS NULL AND s.membership IN ('join', 'invite') AND "         \
-	"s.state_key <> " u " ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) " \
+	"s.state_key <> " u                                                    \
+	" ORDER BY s.state_key LIMIT 5) m) END) AS uid) h) "                   \
 	"END AS heroes, x.prev_batch, x.is_new FROM (SELECT ur.room_id, "      \
 	"ur.notification_count, ur.highlight_count, ur.invite_state, "         \
 	"ur.heroes, ur.prev_batch, coalesce(r.joined_count, 0) AS "            \

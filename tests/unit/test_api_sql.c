@@ -89,8 +89,9 @@ test_prepare(void **state)
 static void
 test_list_stream_batch(void **state)
 {
-	const char *params[9] = {"{@a,@b,@a}", "{2,2,6}", NULL, "{9,9,9}",
-	    "{1,2,1}", "{}", "{}", "10", "{A1,B1,A1}"};
+	const char *params[9] = {"{@a,@b,@a}", "{2,2,6}", NULL,
+	                         "{9,9,9}",    "{1,2,1}", "{}",
+	                         "{}",         "10",      "{A1,B1,A1}"};
 	const int col_i = 19;
 	char got[512] = "";
 	PGresult *res;
@@ -119,8 +120,8 @@ test_list_stream_batch(void **state)
 	/* rows in request order; each request's rooms in any order */
 	for (int i = 0; i < PQntuples(res); i++) {
 		strcat(got, PQgetvalue(res, i, col_i));
-		strcat(got, PQgetisnull(res, i, 0) ? "-" :
-		       PQgetvalue(res, i, 0));
+		strcat(got,
+		       PQgetisnull(res, i, 0) ? "-" : PQgetvalue(res, i, 0));
 		strcat(got, " ");
 	}
 	PQclear(res);
