@@ -79,6 +79,57 @@ pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
 	return NULL;
 }
 
+/*
+ * A prepared statement the server no longer has (26000: e.g. a pooler
+ * reset the session, or the connection was reset) or whose result type
+ * changed under it (0A000: a migration altered a table) fails every
+ * later execution on this connection.
+ */
+bool
+pg_is_stale(const PGresult *res)
+{
+	const char *code;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR ||
+	    (code = PQresultErrorField(res, PG_DIAG_SQLSTATE)) == NULL)
+		return false;
+	return strcmp(code, "26000") == 0 || strcmp(code, "0A000") == 0;
+}
+
+PGresult *
+pg_query_prepared(PGconn *c, const char *tag, const char *name,
+    const char *sql, int nparams, const char *const *params)
+{
+	PGresult *r;
+	ExecStatusType st;
+
+	r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+	if (pg_is_stale(r)) {
+		/* 0A000: still there, to be replaced */
+		if (strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "0A000") ==
+		    0) {
+			char q[96];
+
+			snprintf(q, sizeof(q), "DEALLOCATE %s", name);
+			PQclear(PQexec(c, q));
+		}
+		PQclear(r);
+		r = PQprepare(c, name, sql, 0, NULL);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			PQclear(r);
+			r = PQexecPrepared(c, name, nparams, params, NULL, NULL,
+			    0);
+		}
+	}
+	st = PQresultStatus(r);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return r;
+	log_warnx("%s: %s", tag,
+	    r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+	PQclear(r);
+	return NULL;
+}
+
 int
 pg_schema_current(PGconn *c)
 {
