@@ -62,21 +62,26 @@ pg_exec(PGconn *c, const char *tag, const char *sql)
 	return -1;
 }
 
-PGresult *
-pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
-    const char *const *params)
+/* r if it succeeded, else NULL with r cleared and the error logged */
+static PGresult *
+query_result(PGconn *c, const char *tag, PGresult *r)
 {
-	PGresult *r;
-	ExecStatusType st;
+	ExecStatusType st = PQresultStatus(r);
 
-	r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-	st = PQresultStatus(r);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 		return r;
 	log_warnx("%s: %s", tag,
 	    r ? PQresultErrorMessage(r) : PQerrorMessage(c));
 	PQclear(r);
 	return NULL;
+}
+
+PGresult *
+pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
+    const char *const *params)
+{
+	return query_result(c, tag,
+	    PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0));
 }
 
 /*
@@ -101,7 +106,6 @@ pg_query_prepared(PGconn *c, const char *tag, const char *name,
     const char *sql, int nparams, const char *const *params)
 {
 	PGresult *r;
-	ExecStatusType st;
 
 	r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
 	if (pg_is_stale(r)) {
@@ -121,13 +125,7 @@ pg_query_prepared(PGconn *c, const char *tag, const char *name,
 			    0);
 		}
 	}
-	st = PQresultStatus(r);
-	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-		return r;
-	log_warnx("%s: %s", tag,
-	    r ? PQresultErrorMessage(r) : PQerrorMessage(c));
-	PQclear(r);
-	return NULL;
+	return query_result(c, tag, r);
 }
 
 int
