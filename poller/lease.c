@@ -199,8 +199,8 @@ claim_row(struct poller *p, PGresult *r, int i)
  * Claims unleased devices up to our fair share, at most
  * LEASE_CLAIM_BATCH a round, in one statement that computes the share
  * too (LS_CLAIM); a full batch below the share re-arms claim_now_ev so a
- * big backlog is taken in steps without holding the loop. A round that claims nothing
- * leaves p->share to the heartbeat, which sheds by it.
+ * big backlog is taken in steps without holding the loop. A round that claims
+ * nothing leaves p->share to the heartbeat, which sheds by it.
  */
 static void
 claim_cb(evutil_socket_t fd, short what, void *arg)

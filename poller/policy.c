@@ -423,8 +423,7 @@ policy_share(long long active, long long live, long long max)
  * heartbeat's to find.
  */
 bool
-policy_claim_more(long long n, long long held, long long share,
-                  long long batch)
+policy_claim_more(long long n, long long held, long long share, long long batch)
 {
 	return n >= batch && held + n < share;
 }
