@@ -62,21 +62,70 @@ pg_exec(PGconn *c, const char *tag, const char *sql)
 	return -1;
 }
 
-PGresult *
-pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
-    const char *const *params)
+/* r if it succeeded, else NULL with r cleared and the error logged */
+static PGresult *
+query_result(PGconn *c, const char *tag, PGresult *r)
 {
-	PGresult *r;
-	ExecStatusType st;
+	ExecStatusType st = PQresultStatus(r);
 
-	r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-	st = PQresultStatus(r);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 		return r;
 	log_warnx("%s: %s", tag,
 	    r ? PQresultErrorMessage(r) : PQerrorMessage(c));
 	PQclear(r);
 	return NULL;
+}
+
+PGresult *
+pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
+    const char *const *params)
+{
+	return query_result(c, tag,
+	    PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0));
+}
+
+/*
+ * A prepared statement the server no longer has (26000: e.g. a pooler
+ * reset the session, or the connection was reset) or whose result type
+ * changed under it (0A000: a migration altered a table) fails every
+ * later execution on this connection.
+ */
+bool
+pg_is_stale(const PGresult *res)
+{
+	const char *code;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR ||
+	    (code = PQresultErrorField(res, PG_DIAG_SQLSTATE)) == NULL)
+		return false;
+	return strcmp(code, "26000") == 0 || strcmp(code, "0A000") == 0;
+}
+
+PGresult *
+pg_query_prepared(PGconn *c, const char *tag, const char *name,
+    const char *sql, int nparams, const char *const *params)
+{
+	PGresult *r;
+
+	r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+	if (pg_is_stale(r)) {
+		/* 0A000: still there, to be replaced */
+		if (strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "0A000") ==
+		    0) {
+			char q[96];
+
+			snprintf(q, sizeof(q), "DEALLOCATE %s", name);
+			PQclear(PQexec(c, q));
+		}
+		PQclear(r);
+		r = PQprepare(c, name, sql, 0, NULL);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+			PQclear(r);
+			r = PQexecPrepared(c, name, nparams, params, NULL, NULL,
+			    0);
+		}
+	}
+	return query_result(c, tag, r);
 }
 
 int

@@ -38,6 +38,16 @@ int pg_exec(PGconn *c, const char *tag, const char *sql) WARN_UNUSED;
  */
 PGresult *pg_query(PGconn *c, const char *tag, const char *sql, int nparams,
     const char *const *params) WARN_UNUSED;
+/*
+ * pg_query of a statement prepared on c as name: prepared on its first
+ * use (and again when the server no longer has it, pg_is_stale), so a
+ * statement run often is parsed and planned once per session. Outside a
+ * transaction block: a failed first try would abort the transaction.
+ */
+PGresult *pg_query_prepared(PGconn *c, const char *tag, const char *name,
+    const char *sql, int nparams, const char *const *params) WARN_UNUSED;
+/* A prepared statement the server lost (26000) or must re-plan (0A000). */
+bool pg_is_stale(const PGresult *res);
 /* Applies pending migrations under an advisory lock. 0 or -1. */
 int pg_migrate(PGconn *c) WARN_UNUSED;
 /* Current schema version, 0 when no migration has run, -1 on error. */

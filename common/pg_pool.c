@@ -265,23 +265,6 @@ pconn_down(struct pg_pconn *pc, const char *why)
 
 static void pconn_exec(struct pg_pconn *pc, struct pg_job *job);
 
-/*
- * A prepared statement the server no longer has (26000: e.g. a pooler
- * reset the session) or whose result type changed under it (0A000: a
- * migration altered a table) fails every later execution on this
- * connection.
- */
-static bool
-is_stale_statement(const PGresult *res)
-{
-	const char *code;
-
-	if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR ||
-	    (code = PQresultErrorField(res, PG_DIAG_SQLSTATE)) == NULL)
-		return false;
-	return strcmp(code, "26000") == 0 || strcmp(code, "0A000") == 0;
-}
-
 static void
 pconn_add_prepared(struct pg_pconn *pc, uint64_t hash)
 {
@@ -362,7 +345,7 @@ pconn_io_cb(evutil_socket_t fd, short what, void *arg)
 				} else
 					job_finish(job, last);
 			}
-			if (is_stale_statement(last)) {
+			if (pg_is_stale(last)) {
 				/* Start over on a fresh connection. */
 				PQclear(last);
 				pconn_down(pc, "prepared statements went stale");

@@ -198,9 +198,9 @@ claim_row(struct poller *p, PGresult *r, int i)
 /*
  * Claims unleased devices up to our fair share, at most
  * LEASE_CLAIM_BATCH a round, in one statement that computes the share
- * too (LS_CLAIM); a full batch re-arms claim_now_ev so a big backlog is
- * taken in steps without holding the loop. A round that claims nothing
- * leaves p->share to the heartbeat, which sheds by it.
+ * too (LS_CLAIM); a full batch below the share re-arms claim_now_ev so a
+ * big backlog is taken in steps without holding the loop. A round that claims
+ * nothing leaves p->share to the heartbeat, which sheds by it.
  */
 static void
 claim_cb(evutil_socket_t fd, short what, void *arg)
@@ -210,7 +210,7 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 	char held[PG_I64_LEN], max[PG_I64_LEN];
 	const char *params[6] = {
 	    p->cfg.poller_id, batch, idle, lease, held, max};
-	long long want;
+	long long held_before = (long long)p->ndevices;
 	PGresult *r;
 	int n;
 
@@ -231,15 +231,13 @@ claim_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	p->share = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
-	want = p->share - (long long)p->ndevices;
-	if (want > LEASE_CLAIM_BATCH)
-		want = LEASE_CLAIM_BATCH;
 	for (int i = 0; i < n; i++)
 		claim_row(p, r, i);
 	PQclear(r);
 	log_info("lease: claimed %d devices (holding %zu, share %lld)", n,
 	         p->ndevices, p->share);
-	if (n == want) /* more may be waiting: continue on the next turn */
+	/* more may be waiting: continue on the next turn */
+	if (policy_claim_more(n, held_before, p->share, LEASE_CLAIM_BATCH))
 		event_active(p->claim_now_ev, EV_TIMEOUT, 0);
 }
 

@@ -14,6 +14,8 @@
  * Liveness rows (syncv3_pollers) are locked only by their own poller, one
  * row, while holding nothing else; the claim only reads them.
  */
+#include <stdio.h>
+
 #include "pg.h"
 #include "poller.h"
 
@@ -245,14 +247,22 @@ const struct lease_stmt lease_stmts[LS_COUNT] = {
  * notify_cb) would not fire for them until something else arrived, and a
  * catch-up or a new device waited for the next notice, the claim timer or
  * the sibling's refill (issue #13: a new device answered after 1.3 s and
- * after 45 s). notify_cb runs on the next round to take them.
+ * after 45 s). notify_cb runs on the next round to take them. Each
+ * statement is prepared once per session: parsing and planning the claim
+ * took 1.1 of its 1.5 ms on the loop, on a new device's path, and every
+ * flush, heartbeat and renewal paid the same. All run outside a
+ * transaction block (pg_query_prepared).
  */
 PGresult *
 lease_q(struct poller *p, enum lease_stmt_id id, int n,
         const char *const *params)
 {
-	PGresult *r = pg_query(p->pg, lease_stmts[id].name, lease_stmts[id].sql,
-	                       n, params);
+	char name[32];
+	PGresult *r;
+
+	snprintf(name, sizeof(name), "syncv3_lease_%d", (int)id);
+	r = pg_query_prepared(p->pg, lease_stmts[id].name, name,
+	                      lease_stmts[id].sql, n, params);
 
 	if (p->pg_ev != NULL)
 		event_active(p->pg_ev, EV_READ, 0);

@@ -414,6 +414,21 @@ policy_share(long long active, long long live, long long max)
 }
 
 /*
+ * Whether a claim round that took n devices, holding held before it, may
+ * leave more to claim at once: only when the batch capped it below the
+ * share. A round that reached the share has nothing left (the claim
+ * computes the share itself), and running one more blocking claim on the
+ * loop delayed the first upstream request of the device just claimed
+ * (issue #13, a new device's path); a change of the share is the
+ * heartbeat's to find.
+ */
+bool
+policy_claim_more(long long n, long long held, long long share, long long batch)
+{
+	return n >= batch && held + n < share;
+}
+
+/*
  * The filter of a device's first sync when no sibling covers it (the
  * light first sync, docs/DESIGN.md "The first window first"): the rooms
  * with their whole state but only timeline_limit events each; the poller

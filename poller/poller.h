@@ -263,6 +263,8 @@ long long policy_request_timeout_ms(bool is_initial, long long poll_ms,
 enum ack_action policy_ack(const char *since_in, const char *next_batch,
                            bool ok, const char *ack_since, const char *error);
 long long policy_share(long long active, long long live, long long max);
+bool policy_claim_more(long long n, long long held, long long share,
+                       long long batch);
 char *policy_first_filter(long long timeline_limit);
 
 /* device.c: device table and per-device state machine */

@@ -5,7 +5,7 @@
 # user: each restart is one more upstream sync (of every room at 10,000
 # rooms), and they were served one after another. The new device is
 # synced by that one catch-up and answered with the account's rooms.
-# And its first request is woken once, by the device becoming synced: no
+# And its first request is woken at most once, by the device becoming synced: no
 # poll state of the new device goes through the accumulator ahead of its
 # first body (it took a transaction of its own there, and its notice
 # woke the held request for nothing).
@@ -43,7 +43,10 @@ out=$(v3 "$tokB" "" "$LIST" 0)
 assert_eq "$(last_status)" 200 "B answered"
 synced B1 || fail "B answered before it was synced"
 assert_jq "$out" '[.room_list.rooms[].room_id]|sort' "$(jq -cn --arg a "$r1" --arg b "$r2" '[$a,$b]|sort')" "B's rooms"
-assert_eq "$(($(wakeups) - w0))" 1 "B's first request woken"
+# once, or not at all when B became synced while the api read its device
+# row (a device notice then makes it read the row again, no wake-up)
+woken=$(($(wakeups) - w0))
+[ "$woken" -le 1 ] || fail "B's first request woken $woken times"
 wait_for "[ \"\$(psql_q \"SELECT poll_state FROM syncv3_devices WHERE device_id='B1'\")\" = polling ]" 5 ||
 	fail "B1's poll state not written"
 sleep 0.5 # a second restarted sibling would have asked by now

@@ -62,6 +62,76 @@ test_migrate(void **state)
 	PQfinish(c);
 }
 
+/* prepared_n C NAME: how many statements named NAME c has prepared */
+static int
+prepared_n(PGconn *c, const char *name)
+{
+	const char *p[1] = {name};
+	PGresult *r = pg_query(c, "t", "SELECT count(*) FROM "
+	    "pg_prepared_statements WHERE name = $1", 1, p);
+	int n;
+
+	assert_non_null(r);
+	n = atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return n;
+}
+
+/*
+ * pg_query_prepared (the poller's lease statements): prepared on first
+ * use and then reused, prepared again when the session lost it (a reset:
+ * 26000) or a table changed under it (0A000), and a bad statement is an
+ * error, not a crash.
+ */
+static void
+test_query_prepared(void **state)
+{
+	const char *db = getenv("SYNCV3_TEST_DB");
+	const char *one[1] = {"1"};
+	const char *sql = "SELECT * FROM pgprep.t WHERE a = $1::int";
+	PGconn *c;
+	PGresult *r;
+
+	(void)state;
+	if (db == NULL)
+		skip();
+	c = pg_connect_wait(db, 5);
+	assert_non_null(c);
+	assert_int_equal(pg_exec(c, "t", "DROP SCHEMA IF EXISTS pgprep CASCADE;"
+	    "CREATE SCHEMA pgprep; CREATE TABLE pgprep.t (a int);"
+	    "INSERT INTO pgprep.t VALUES (1), (2)"), 0);
+	assert_int_equal(prepared_n(c, "tp"), 0);
+	for (int i = 0; i < 3; i++) {
+		r = pg_query_prepared(c, "t", "tp", sql, 1, one);
+		assert_non_null(r);
+		assert_int_equal(PQntuples(r), 1);
+		PQclear(r);
+		assert_int_equal(prepared_n(c, "tp"), 1);
+	}
+	/* the session lost it */
+	assert_int_equal(pg_exec(c, "t", "DEALLOCATE ALL"), 0);
+	r = pg_query_prepared(c, "t", "tp", sql, 1, one);
+	assert_non_null(r);
+	assert_int_equal(PQntuples(r), 1);
+	PQclear(r);
+	/* its result type changed: prepared again, the new column read */
+	assert_int_equal(pg_exec(c, "t", "ALTER TABLE pgprep.t ADD COLUMN b "
+	    "int DEFAULT 7"), 0);
+	r = pg_query_prepared(c, "t", "tp", sql, 1, one);
+	assert_non_null(r);
+	assert_int_equal(PQnfields(r), 2);
+	assert_string_equal(PQgetvalue(r, 0, 1), "7");
+	PQclear(r);
+	assert_int_equal(prepared_n(c, "tp"), 1);
+	/* bad SQL: NULL, and the connection still works */
+	assert_null(pg_query_prepared(c, "t", "tbad", "SELEC 1", 0, NULL));
+	r = pg_query_prepared(c, "t", "tp", sql, 1, one);
+	assert_non_null(r);
+	PQclear(r);
+	assert_int_equal(pg_exec(c, "t", "DROP SCHEMA pgprep CASCADE"), 0);
+	PQfinish(c);
+}
+
 struct pool_t {
 	int done, failed, sum, cancelled_calls;
 	struct event_base *base;
@@ -720,6 +790,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_migrate),
+	    cmocka_unit_test(test_query_prepared),
 	    cmocka_unit_test(test_pool),
 	    cmocka_unit_test(test_pool_hash_once),
 	    cmocka_unit_test(test_pool_unreachable),

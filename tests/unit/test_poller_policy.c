@@ -546,6 +546,26 @@ test_share(void **state)
 	assert_int_equal(policy_share(0, 3, 0), 0);
 }
 
+/*
+ * A round that claimed up to the share claims nothing more at once: it
+ * re-ran the claim (a blocking statement) right before the first request
+ * of the device it had just taken (issue #13, a new device's path).
+ */
+static void
+test_claim_more(void **state)
+{
+	(void)state;
+	/* one new device, share reached: no second round */
+	assert_false(policy_claim_more(1, 6, 7, 1000));
+	assert_false(policy_claim_more(5, 0, 5, 1000));
+	/* fewer than asked: nothing left unleased */
+	assert_false(policy_claim_more(3, 0, 10, 1000));
+	/* the batch capped it below the share: more at once */
+	assert_true(policy_claim_more(1000, 0, 5000, 1000));
+	/* the batch and the share met */
+	assert_false(policy_claim_more(1000, 0, 1000, 1000));
+}
+
 static void
 ok_body(const char *body, struct verdict_info *vi)
 {
@@ -655,6 +675,7 @@ main(void)
 	    cmocka_unit_test(test_scan_rfc),
 	    cmocka_unit_test(test_ack),
 	    cmocka_unit_test(test_share),
+	    cmocka_unit_test(test_claim_more),
 	    cmocka_unit_test(test_first_filter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
