@@ -450,7 +450,9 @@ policy_first_filter(long long timeline_limit)
  * gettimeofday, and compared with it a round looked over before it began
  * (the poller then paused and resumed a body for milliseconds, issue
  * #13). The time is measured on CLOCK_MONOTONIC (now_us) from the
- * round's first call instead.
+ * round's first call instead. Rounds that begin within one tick of the
+ * coarse clock share a name, so a slice may end up to a tick early; the
+ * round after a pause (20 ms on, more than a tick) has a new one.
  */
 bool
 policy_slice_over(struct policy_slice *s, const struct timeval *round,
