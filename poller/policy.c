@@ -6,6 +6,8 @@
  * upstream that answers at once without moving, matching acks, and the
  * fair share of devices per poller.
  */
+#include <sys/time.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,4 +455,29 @@ policy_first_filter(long long timeline_limit)
 	    xstrdup(json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN));
 	json_object_put(f);
 	return out;
+}
+
+/*
+ * Whether write_cb has had its share of this loop round (sync.c). The
+ * loop's cached time only names the round: libevent makes it from a
+ * coarse monotonic clock plus an offset to the wall clock it corrects
+ * every few seconds, so it may read a clock tick or more ahead of
+ * gettimeofday, and compared with it a round looked over before it began
+ * (the poller then paused and resumed a body for milliseconds, issue
+ * #13). The time is measured on CLOCK_MONOTONIC (now_us) from the
+ * round's first call instead. Rounds that begin within one tick of the
+ * coarse clock share a name, so a slice may end up to a tick early; the
+ * round after a pause (20 ms on, more than a tick) has a new one.
+ */
+bool
+policy_slice_over(struct policy_slice *s, const struct timeval *round,
+                  long long now_us, long long budget_us)
+{
+	if (s->round.tv_sec != round->tv_sec ||
+	    s->round.tv_usec != round->tv_usec) {
+		s->round = *round;
+		s->start_us = now_us;
+		return false;
+	}
+	return now_us - s->start_us >= budget_us;
 }

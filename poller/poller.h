@@ -166,6 +166,12 @@ struct poller_stats {
 	unsigned long long resends;
 };
 
+/* One loop round's time for write_cb (sync.c); zeroed to start. */
+struct policy_slice {
+	struct timeval round; /* the loop's cached time: names the round */
+	long long start_us;   /* CLOCK_MONOTONIC at the round's first call */
+};
+
 struct poller {
 	struct poller_config cfg;
 	struct event_base *base;
@@ -207,6 +213,8 @@ struct poller {
 	void *monitor; /* PAIR on the dealer's socket monitor */
 	struct zmq_ev *mev;
 	uint64_t seq;
+	/* sync.c */
+	struct policy_slice slice; /* write_cb's share of this loop round */
 	/* main.c */
 	char *first_filter; /* policy_first_filter(cfg.first_timeline) */
 	struct event *stats_ev;
@@ -254,6 +262,8 @@ void policy_scan_init(struct body_scan *s);
 void policy_scan_feed(struct body_scan *s, const char *buf, size_t len);
 int policy_scan_end(struct body_scan *s, char **next_batch, bool *is_empty);
 void policy_scan_free(struct body_scan *s);
+bool policy_slice_over(struct policy_slice *s, const struct timeval *round,
+                       long long now_us, long long budget_us);
 bool policy_is_unchanged(const char *since, const struct verdict_info *vi,
                          long long elapsed_ms, long long timeout_ms);
 uint32_t policy_unchanged_ms(int attempt, uint32_t base_ms, uint32_t cap_ms,

@@ -75,21 +75,21 @@ sync_body_free(struct device *d)
 }
 
 /*
- * Whether this round of the loop has run for SLICE_MS already. curl reads
- * a socket for as long as data is waiting, so a fast sender keeps one
- * curl_multi_socket_action call, and the parse in write_cb, going for
- * seconds; the loop's cached time says when this round began.
+ * Whether write_cb has taken SLICE_MS of this round of the loop. curl
+ * reads a socket for as long as data is waiting, so a fast sender keeps
+ * one curl_multi_socket_action call, and the parse in write_cb, going for
+ * seconds; the loop's cached time tells one round from the next
+ * (policy_slice_over).
  */
 static bool
 is_slice_over(struct poller *p)
 {
-	struct timeval start, now, d;
+	struct timeval round;
 
-	if (event_base_gettimeofday_cached(p->base, &start) == -1 ||
-	    gettimeofday(&now, NULL) == -1)
+	if (event_base_gettimeofday_cached(p->base, &round) == -1)
 		return false;
-	timersub(&now, &start, &d);
-	return d.tv_sec > 0 || d.tv_usec >= SLICE_MS * 1000;
+	return policy_slice_over(&p->slice, &round, now_us(),
+	                         SLICE_MS * 1000LL);
 }
 
 /* The next round: take the data curl held while d was paused. */

@@ -1,6 +1,8 @@
 /* Unit tests for poller/policy.c: backoff, URLs, request timeouts,
  * classification, body scanning, unchanged answers, ack matching, array
  * literals, fair share. */
+#include <sys/time.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -660,6 +662,47 @@ test_first_filter(void **state)
 	free(s);
 }
 
+/*
+ * write_cb's share of a loop round: measured on the monotonic clock from
+ * the round's first call. The round's stamp (the loop's cached time) may
+ * read ahead of the wall clock, and the old check, which compared it
+ * with gettimeofday, then found the round over before it began: a body
+ * was paused and resumed round after round for milliseconds.
+ */
+static void
+test_slice(void **state)
+{
+	struct policy_slice s;
+	struct timeval wall, ahead, next;
+	long long t0 = 5000000;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	gettimeofday(&wall, NULL);
+	/* a stamp 3 ms ahead of the wall clock: a round just begun */
+	ahead = wall;
+	ahead.tv_usec += 3000;
+	if (ahead.tv_usec >= 1000000) {
+		ahead.tv_sec++;
+		ahead.tv_usec -= 1000000;
+	}
+	assert_false(policy_slice_over(&s, &ahead, t0, 20000));
+	assert_false(policy_slice_over(&s, &ahead, t0 + 19999, 20000));
+	assert_true(policy_slice_over(&s, &ahead, t0 + 20000, 20000));
+	/* the next round starts afresh, whatever its stamp says */
+	next = ahead;
+	next.tv_usec++;
+	assert_false(policy_slice_over(&s, &next, t0 + 40000, 20000));
+	assert_false(policy_slice_over(&s, &next, t0 + 59999, 20000));
+	assert_true(policy_slice_over(&s, &next, t0 + 60000, 20000));
+	/* a wall clock stepped back an hour: still a new round, not over */
+	next.tv_sec -= 3600;
+	assert_false(policy_slice_over(&s, &next, t0 + 60001, 20000));
+	/* and one stepped forward does not make every call over */
+	next.tv_sec += 7200;
+	assert_false(policy_slice_over(&s, &next, t0 + 60002, 20000));
+}
+
 int
 main(void)
 {
@@ -677,6 +720,7 @@ main(void)
 	    cmocka_unit_test(test_share),
 	    cmocka_unit_test(test_claim_more),
 	    cmocka_unit_test(test_first_filter),
+	    cmocka_unit_test(test_slice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
