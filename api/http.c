@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -831,6 +833,14 @@ conn_attach(struct conn *c)
 	}
 	c->evcon = evcon;
 	evhttp_connection_set_closecb(c->evcon, conn_gone_cb, c);
+	/*
+	 * A response larger than a segment leaves a short last segment that
+	 * Nagle holds until the client ACKs the rest: no use to a server that
+	 * writes each response whole.
+	 */
+	if (setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY,
+	    &(int){1}, sizeof(int)) == -1)
+		log_debug("TCP_NODELAY: %s", strerror(errno));
 	bufferevent_decref(c->bev);
 	if (c->is_over_cap)
 		conn_refuse(c, 503, "M_LIMIT_EXCEEDED",
