@@ -546,14 +546,24 @@
  * the lists (SS_LIST_SINCE) at or below that position. One row: conn, gen saved, how many were dropped, whether
  * the token is current (conn NULL when not).
  */
-#define SS_CREATE_SAVE                                                         \
-	"WITH " SESSION_TOKEN_OK("$1", "$2", "$6") ", "                        \
+/*
+ * SS_CREATE_SAVE's CTEs (also SS_DETAIL_SAVE's): u user, d device, id
+ * conn_id, dia dialect, cap connections per device, h the token's hash,
+ * at position answered, subs, ext, st ext_state, rows a FROM item
+ * k(r, n, l, rs, lz, m) of the rooms sent, on to_device on, ack its ack,
+ * since the since read with the lists.
+ */
+#define SS_CREATE_SAVE_CTES(u, d, id, dia, cap, h, at, subs, ext, st, rows,   \
+                            on, ack, since)                                    \
+	SESSION_TOKEN_OK(u, d, h) ", "                                         \
 	"c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, "     \
 	"dialect, gen, top_gen, p_gen, p_pos, p_subs, p_ext, p_ext_state, "    \
-	"p_tok) SELECT $1, $2, $3, $4, 0, 1, 1, $7::bigint, $8, $9, $10, "     \
-	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= $7::bigint "     \
+	"p_tok) SELECT " u ", " d ", " id ", " dia ", 0, 1, 1, " at            \
+	"::bigint, " subs ", " ext ", " st ", "                                \
+	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= " at "::bigint " \
 	"THEN coalesce((SELECT nullif(sd.since, '') FROM syncv3_devices sd "   \
-	"WHERE sd.user_id = $1 AND sd.device_id = $2), $19) ELSE $19 END "     \
+	"WHERE sd.user_id = " u " AND sd.device_id = " d "), " since ") ELSE " \
+	since " END "                                                          \
 	"FROM dv WHERE dv.ok ON "                                              \
 	"CONFLICT (user_id, device_id, conn_id) DO UPDATE SET gen = "          \
 	"syncv3_ss_conns.top_gen + 1, top_gen = syncv3_ss_conns.top_gen + 2, " \
@@ -564,24 +574,28 @@
 	"excluded.dialect, ver = syncv3_ss_conns.ver + 1, created_at = now(), " \
 	"last_used = now() RETURNING conn, p_gen), "                           \
 	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
-	"t AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
-	"c.conn AND NOT $17::bool), "                                          \
+	"td AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
+	"c.conn AND NOT " on "::bool), "                                       \
 	"tu AS (INSERT INTO syncv3_ss_to_device_acks (conn, user_id, "         \
-	"device_id, acked) SELECT c.conn, $1, $2, greatest($18::bigint, 0) "   \
-	"FROM c WHERE $17::bool ON CONFLICT (conn) DO UPDATE SET acked = "     \
-	"excluded.acked), "                                                    \
+	"device_id, acked) SELECT c.conn, " u ", " d ", greatest(" ack         \
+	"::bigint, 0) FROM c WHERE " on "::bool ON CONFLICT (conn) DO UPDATE " \
+	"SET acked = excluded.acked), "                                        \
 	"x AS (DELETE FROM syncv3_ss_conns WHERE conn IN (SELECT conn FROM "   \
-	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
-	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
-	"RETURNING conn), "                                                    \
+	"syncv3_ss_conns WHERE user_id = " u " AND device_id = " d " AND "     \
+	"conn_id <> " id " ORDER BY last_used DESC, conn DESC OFFSET " cap     \
+	"::bigint - 1) RETURNING conn), "                                      \
 	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
 	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
-	"c.p_gen, k.n, k.l, k.rs, $7::bigint, k.lz, k.m FROM c, "              \
-	"unnest($11::text[], $12::bigint[], $13::int[], $14::text[], "         \
-	"$15::text[], $16::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
+	"c.p_gen, k.n, k.l, k.rs, " at "::bigint, k.lz, k.m FROM c, " rows     \
+	" ON CONFLICT "                                                        \
 	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
 	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
-	"lazy = excluded.lazy, membership = excluded.membership) "             \
+	"lazy = excluded.lazy, membership = excluded.membership)"
+#define SS_CREATE_SAVE                                                         \
+	"WITH " SS_CREATE_SAVE_CTES("$1", "$2", "$3", "$4", "$5", "$6", "$7",  \
+	"$8", "$9", "$10", "unnest($11::text[], $12::bigint[], $13::int[], "   \
+	"$14::text[], $15::text[], $16::text[]) AS k(r, n, l, rs, lz, m)",     \
+	"$17", "$18", "$19") " "                                               \
 	"SELECT c.conn, c.p_gen, (SELECT count(*) FROM x), coalesce((SELECT "  \
 	"ok FROM dv), false) FROM (SELECT 1) one LEFT JOIN c ON true"
 
@@ -829,7 +843,7 @@
  * limited): e is its oldest event sent (the extra row is not), fits when
  * it holds every event the user may see before that one.
  */
-#define SS_DETAIL                                                              \
+#define SS_DETAIL_OF(ctes, rows)                                              \
 	"WITH t AS (SELECT r.id, x.nid, x.json, x.type, x.state_key, "         \
 	"x.sender, x.event_id, x.cut, r.n, r.c, row_number() OVER (PARTITION " \
 	"BY r.id ORDER BY x.nid DESC) AS rk FROM unnest($1::text[], "          \
@@ -837,7 +851,7 @@
 	"p, n, c) CROSS JOIN LATERAL (SELECT e.nid, " TXN_JSON("e", "$6", "$9") \
 	" AS json, e.type, e.state_key, e.sender, e.event_id, vis_q.cut FROM " \
 	VIS_LAST_ROWS("r.id", "$6", "r.p", "r.f", "r.n") " vis_q JOIN "        \
-	"syncv3_events e ON e.nid = vis_q.nid) x) "                            \
+	"syncv3_events e ON e.nid = vis_q.nid) x)" ctes " "                     \
 	"SELECT 't', id, nid, json, type, state_key, sender, event_id, cut, "  \
 	"NULL::bool FROM t UNION ALL "                                         \
 	"SELECT 's', r.id, y.from_pos, ye.json, y.type, y.state_key, NULL, "  \
@@ -856,7 +870,31 @@
 	"n) AS e, count(*) < max(n) AND NOT bool_or(cut) AS fits FROM t "      \
 	"GROUP BY id HAVING bool_or(c) OR count(*) >= max(n) OR bool_or(cut)" \
 	") o CROSS JOIN LATERAL " CHUNK_AT("o.id", "o.e", "o.fits") " ch "     \
-	"WHERE o.e IS NOT NULL ORDER BY 1, 2, 3 DESC"
+	"WHERE o.e IS NOT NULL" rows " ORDER BY 1, 2, 3 DESC"
+#define SS_DETAIL SS_DETAIL_OF("", "")
+
+/*
+ * SS_DETAIL and a new connection's first response created and saved
+ * with it (SS_CREATE_SAVE), one round trip less for every new connection
+ * whose save follows from this statement alone (ss_conn_may_fold): no
+ * extension, no lazy or member state, so each room's row is its sent
+ * timeline's newest event, computed here from t. $1..$10 as SS_DETAIL;
+ * $11 conn_id, $12 dialect, $13 connections per device, $14 the token's
+ * hash, $15 position answered, $16 subs, $17 ext, $18 ext_state, per
+ * room sent $19 id, $20 limit, $21 rs, $22 membership, $23 the since read
+ * with the lists. One more row, kind 'z': conn in nid, gen saved in
+ * json, how many were dropped in type, whether the token is current in
+ * cut (conn NULL when not).
+ */
+#define SS_DETAIL_SAVE                                                         \
+	SS_DETAIL_OF(", " SS_CREATE_SAVE_CTES("$6", "$9", "$11", "$12", "$13", \
+	"$14", "$15", "$16", "$17", "$18", "(SELECT u.r, coalesce((SELECT "   \
+	"max(t.nid) FROM t WHERE t.id = u.r AND t.rk < t.n), 0), u.l, u.rs, "  \
+	"'{}', u.m FROM unnest($19::text[], $20::int[], $21::text[], "         \
+	"$22::text[]) AS u(r, l, rs, m)) AS k(r, n, l, rs, lz, m)", "false",   \
+	"0", "$23"), " UNION ALL SELECT 'z', NULL, c.conn, c.p_gen::text, ("    \
+	"SELECT count(*) FROM x)::text, NULL, NULL, NULL, coalesce((SELECT ok " \
+	"FROM dv), false), NULL FROM (SELECT 1) one LEFT JOIN c ON true")
 
 /*
  * The member events of ($1 room, $2 user) pairs at $3 (per room bound),
@@ -1077,6 +1115,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
 	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 19},
+	[Q_SS_DETAIL_SAVE] = {"api_ss_detail_save", SS_DETAIL_SAVE, 23},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 15},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},

@@ -10,7 +10,9 @@
  *     steps 1 and 2 are one statement (SS_LIST_ROOMS);
  *  3. details: timelines and required state of the rooms sent, and for
  *     the timelines a client pages back from the upstream chunk boundary
- *     their prev_batch comes from (SS_DETAIL);
+ *     their prev_batch comes from (SS_DETAIL; a new connection whose save
+ *     follows from it is created and saved by the same statement,
+ *     SS_DETAIL_SAVE, ss_conn_may_fold);
  *  4. lazy members: the member events of the timelines' senders and
  *     targets not sent before (SS_MEMBERS);
  *  5. extensions (ss_ext_run) over every room in scope.
@@ -683,7 +685,9 @@ detail_cb(PGresult *res, void *arg)
 	if (s == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++)
-		if (PQgetvalue(res, i, 0)[0] != 'c')
+		if (PQgetvalue(res, i, 0)[0] == 'z')
+			ss_conn_fold_row(s, res, i);
+		else if (PQgetvalue(res, i, 0)[0] != 'c')
 			detail_row(s, res, i);
 	for (int i = 0; i < s->nrooms; i++) {
 		strv_reverse(s->rooms[i].tl, s->rooms[i].ntl);
@@ -735,7 +739,10 @@ detail_step(struct ss_req *s)
 	p[8] = s->r->device_id;
 	p[9] = pg_arr_end(&c[7]);
 	sreq_ref(s->r);
-	sql_query(s->api, Q_SS_DETAIL, p, detail_cb, s->r);
+	if (ss_conn_may_fold(s))
+		ss_conn_fold_query(s, p, detail_cb, s->r);
+	else
+		sql_query(s->api, Q_SS_DETAIL, p, detail_cb, s->r);
 	for (int i = 0; i < 8; i++)
 		pg_lit_free(&c[i]);
 }

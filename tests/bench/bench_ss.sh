@@ -15,7 +15,7 @@
 # (/health's queries) and its CPU per new connection, which the load of
 # a shared machine does not skew as much as times do. Prints figures,
 # asserts none. PROFILE=1 logs the plans of statements over 5 ms
-# (auto_explain) and prints them at the end; STATS=1 prints the
+# (PROFILE_MS=n: over n ms; auto_explain) and prints them at the end; STATS=1 prints the
 # statements' Postgres time per new connection (pg_stat_statements).
 # ANALYZE=1 runs VACUUM ANALYZE before measuring; PG_EXTRA adds server
 # options ('-c autovacuum=off': a database never analysed).
@@ -32,7 +32,7 @@ source "$here/../integration/lib_ss.sh"
 export SYNCV3_LOG_LEVEL=warn SYNCV3_API_INITIAL_WAIT_MS=600000
 export SYNCV3_API_MAX_TIMEOUT_MS=600000
 if [ "${PROFILE:-0}" = 1 ]; then
-	export PGOPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=5 -c auto_explain.log_analyze=on -c auto_explain.log_timing=on"
+	export PGOPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=${PROFILE_MS:-5} -c auto_explain.log_analyze=on -c auto_explain.log_timing=on"
 fi
 if [ "${STATS:-0}" = 1 ]; then
 	export IT_PG_OPTS="-c fsync=off -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
@@ -85,5 +85,5 @@ if [ "${STATS:-0}" = 1 ]; then
 	psql_q "SELECT 'total Postgres ms per connection: ' || round((sum(total_exec_time) / $REPEATS)::numeric, 3) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'"
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
-	grep -E "duration:|actual time=" "$T/pg/pg.log" | tail -60
+	grep -E "duration:|actual time=" "$T/pg/pg.log" | tail -"${PROFILE_LINES:-60}"
 fi
