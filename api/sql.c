@@ -769,14 +769,31 @@
 	"EXISTS (SELECT 1 FROM syncv3_state sc WHERE sc.room_id = q.id AND "   \
 	"sc.type IN " t " AND sc.from_pos > coalesce(sent.state_pos, 0) AND "  \
 	"sc.from_pos <= v.p)"
-#define SS_ROOMS_OF(ids, at)                                                   \
-	"SELECT q.id, v.m, v.last, " SS_AT("m.room.name", "name") ", "        \
-	SS_AT("m.room.avatar", "url") ", coalesce(r.joined_count, 0), "        \
+/* x, or NULL when quiet: a column only a room sent needs. */
+#define SS_UNLESS(quiet, x) "CASE WHEN " quiet " THEN NULL ELSE " x " END"
+/*
+ * A room SS_LIST_ROOMS need not describe ($16 the list's timeline_limit,
+ * $17 its required_state canonical): sent before as joined, joined
+ * still, with the same config and nothing newer than what was sent in
+ * its rows. ss_rooms.c decide() sends such a room not at all, so its
+ * name, avatar, heroes, m.direct and changed flags go unread: a woken
+ * long poll reads them for the rooms that changed, not for its whole
+ * window.
+ */
+#define SS_QUIET                                                               \
+	"(sent.membership = 'join' AND v.m = 'join' AND sent.tl_limit >= "     \
+	"$16::int AND sent.rs = $17 AND greatest(coalesce(r.updated_pos, 0), " \
+	"coalesce(ur.updated_pos, 0)) <= sent.state_pos)"
+#define SS_ROOMS_OF(ids, at, quiet)                                            \
+	"SELECT q.id, v.m, v.last, " SS_UNLESS(quiet, SS_AT("m.room.name",      \
+	"name")) ", " SS_UNLESS(quiet, SS_AT("m.room.avatar", "url")) ", "      \
+	"coalesce(r.joined_count, 0), "                                         \
 	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
 	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
 	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
-	"ur.prev_batch, CASE WHEN coalesce(" SS_AT("m.room.name", "name")      \
+	"ur.prev_batch, CASE WHEN " quiet " THEN NULL WHEN coalesce("          \
+	SS_AT("m.room.name", "name")                                           \
 	", '') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
 	", '') = '' THEN (SELECT json_agg(json_strip_nulls("                   \
 	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
@@ -792,10 +809,12 @@
 	"syncv3_state hs ON hs.room_id = q.id AND hs.type = 'm.room.member' "  \
 	"AND hs.state_key = h.uid AND hs.from_pos <= v.p AND coalesce("        \
 	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
-	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
+	"he.nid = hs.nid) END, " SS_UNLESS(quiet, SS_IS_DM("q.id")) ", "        \
+	"sent.nid, "                                                            \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"coalesce(ur.updated_pos, 0), " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
-	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member', '')")      \
+	"coalesce(ur.updated_pos, 0), " SS_UNLESS(quiet, SS_CHANGED(           \
+	"('m.room.name', 'm.room.avatar', 'm.room.canonical_alias')")) ", "    \
+	SS_UNLESS(quiet, SS_CHANGED("('m.room.member', '')"))                  \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
 	"FROM " ids " AS q(id) CROSS JOIN "                                    \
 	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", at) " AS m "           \
@@ -809,7 +828,7 @@
 	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL AND ("    \
 	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
 	"sent.membership IS NOT NULL)"
-#define SS_ROOMS SS_ROOMS_OF("unnest($4::text[])", "$5::bigint")
+#define SS_ROOMS SS_ROOMS_OF("unnest($4::text[])", "$5::bigint", "false")
 /*
  * One list and its rooms in one statement (a request with one list and
  * no subscriptions: one round trip less per round): SS_LIST's rows, each
@@ -818,7 +837,8 @@
  */
 #define SS_LIST_ROOMS                                                          \
 	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
-	"(SELECT pos FROM syncv3_position)") ") SELECT p.pos, " SS_COUNT ", "  \
+	"(SELECT pos FROM syncv3_position)", SS_QUIET) ") SELECT p.pos, "      \
+	SS_COUNT ", "                                                           \
 	"w.room_id, w.membership, w.k, " SS_MORE ", rr.*, " SS_LIST_SINCE     \
 	" FROM "                                                               \
 	"syncv3_position p LEFT JOIN w ON "                                    \
@@ -1121,7 +1141,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
-	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 15},
+	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 17},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

@@ -193,10 +193,12 @@ list_query(struct ss_req *s, int idx)
 {
 	const struct ss_list *l = &s->q.lists[idx];
 	struct pg_lit arr[7];
-	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[15];
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN], d[PG_I64_LEN];
+	const char *p[17];
 	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
+	struct ss_room_config cfg;
+	char *canon;
 
 	memset(arr, 0, sizeof(arr));
 	lq->s = s;
@@ -227,11 +229,19 @@ list_query(struct ss_req *s, int idx)
 	/* the scan stops after the last range (LIMIT NULL: all) */
 	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
 	p[14] = s->r->device_id;
+	/* SS_QUIET: the config each room of the list gets (room_take_config) */
+	memset(&cfg, 0, sizeof(cfg));
+	ss_room_config_merge(&cfg, &l->cfg);
+	canon = ss_rs_canonical(&cfg.rs);
+	p[15] = pg_i64(d, cfg.timeline_limit);
+	p[16] = canon;
 	sreq_ref(s->r);
 	sql_query(s->api, s->is_rooms_read ? Q_SS_LIST_ROOMS : Q_SS_LIST, p,
 	          list_cb, lq);
 	for (int i = 0; i < 7; i++)
 		pg_lit_free(&arr[i]);
+	free(canon);
+	ss_room_config_free(&cfg);
 }
 
 /* One query of step 1 is in: the rooms step once all are. */

@@ -17,6 +17,7 @@
 # asserts none. PROFILE=1 logs the plans of statements over 5 ms
 # (PROFILE_MS=n: over n ms; auto_explain) and prints them at the end; STATS=1 prints the
 # statements' Postgres time per new connection (pg_stat_statements).
+# PERF=1 prints the api's perf profile over the new connections.
 # ANALYZE=1 runs VACUUM ANALYZE before measuring; PG_EXTRA adds server
 # options ('-c autovacuum=off': a database never analysed).
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,11 +67,22 @@ url="$API_URL/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout
 : >"$T/new.txt"
 [ "${STATS:-0}" = 1 ] && psql_q "SELECT pg_stat_statements_reset()" >/dev/null
 q0=$(queries) c0=$(api_cpu) load0=$(cut -d' ' -f1-3 /proc/loadavg)
+# PERF=1: the api's profile over the new connections (perf report, top)
+if [ "${PERF:-0}" = 1 ]; then
+	perf record -q --call-graph dwarf,16384 -p "${IT_PIDS[api]}" -o "$T/perf.data" 2>/dev/null &
+	perf_pid=$!
+	sleep 0.5
+fi
 for i in $(seq 1 "$REPEATS"); do
 	curl -s -o "$T/win.json" -w '%{time_total}\n' -X POST -H "Authorization: Bearer $tok" \
 	    --data "$body" "$url" | awk '{printf "%.3f\n", $1 * 1000}' >>"$T/new.txt"
 done
 q1=$(queries) c1=$(api_cpu)
+if [ -n "${perf_pid:-}" ]; then
+	kill -INT "$perf_pid"; wait "$perf_pid"
+	perf report -i "$T/perf.data" --stdio --no-children --percent-limit 1.5 -g none 2>/dev/null |
+	    grep -v '^#' | grep -v '^$' | head -"${PERF_LINES:-40}"
+fi
 log "load average: before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
 jq -e '.rooms|length == 20' "$T/win.json" >/dev/null || log "window has $(jq '.rooms|length' "$T/win.json") rooms"
 printf '{"rooms":%d,"new_connection_samples":%d,"new_connection_p50_ms":%s,"new_connection_p99_ms":%s,"statements_per_connection":%s,"api_cpu_ms_per_connection":%s}\n' \

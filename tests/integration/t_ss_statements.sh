@@ -82,4 +82,8 @@ pid=$!
 wait_for "! kill -0 $pid" 15 || fail "a request with a longer timeline waited"
 wait $pid
 assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"] | .initial, (.timeline | length)]" '[true,2]' "sent again, longer"
+# in full: its name too, though the room is otherwise unchanged since it
+# was sent (SS_QUIET must not skip a room whose timeline_limit grew)
+name=$(printf '%s' "$out" | jq -r --arg r "$r" '.rooms[$r].name')
+assert_jq "$(cat "$T/lp.json")" ".rooms[\"$r\"].name" "\"$name\"" "with its name"
 it_pass
