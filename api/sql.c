@@ -747,7 +747,8 @@
  * The laterals vm, vl and v end in OFFSET 0 so the planner keeps them
  * apart: pulled up, each use of v.m or v.p (a dozen) ran the membership
  * subquery again, 2.8 ms instead of 1.0 for a window of 20 (EXPLAIN
- * ANALYZE, 10,000 rooms, issue #11 benchmarks).
+ * ANALYZE, 10,000 rooms, issue #11 benchmarks). So does nm, the name,
+ * read once for its column and the heroes' test (it was read twice).
  */
 /* The room's state (type, "") field f at position v.p (SS_ROOMS). */
 #define SS_AT(type, f)                                                         \
@@ -785,16 +786,15 @@
 	"$16::int AND sent.rs = $17 AND greatest(coalesce(r.updated_pos, 0), " \
 	"coalesce(ur.updated_pos, 0)) <= sent.state_pos)"
 #define SS_ROOMS_OF(ids, at, quiet)                                            \
-	"SELECT q.id, v.m, v.last, " SS_UNLESS(quiet, SS_AT("m.room.name",      \
-	"name")) ", " SS_UNLESS(quiet, SS_AT("m.room.avatar", "url")) ", "      \
+	"SELECT q.id, v.m, v.last, nm.name, " SS_UNLESS(quiet,                  \
+	SS_AT("m.room.avatar", "url")) ", "                                    \
 	"coalesce(r.joined_count, 0), "                                         \
 	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
 	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
 	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
-	"ur.prev_batch, CASE WHEN " quiet " THEN NULL WHEN coalesce("          \
-	SS_AT("m.room.name", "name")                                           \
-	", '') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
+	"ur.prev_batch, CASE WHEN " quiet " THEN NULL WHEN coalesce(nm.name, "  \
+	"'') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
 	", '') = '' THEN (SELECT json_agg(json_strip_nulls("                   \
 	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
 	"->'content'->>'displayname', 'avatar_url', (he.json::json)->"         \
@@ -825,7 +825,9 @@
 	"JOIN "                                                                \
 	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
-	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL AND ("    \
+	"JOIN " SS_SENT("q.id") " sent ON true CROSS JOIN LATERAL (SELECT "     \
+	SS_UNLESS(quiet, SS_AT("m.room.name", "name")) " AS name OFFSET 0) nm " \
+	"WHERE v.m IS NOT NULL AND ("                                           \
 	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
 	"sent.membership IS NOT NULL)"
 #define SS_ROOMS SS_ROOMS_OF("unnest($4::text[])", "$5::bigint", "false")
