@@ -733,8 +733,9 @@
 	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
- * The rooms to answer ($4, list windows and subscriptions) at position
- * $5: what the user may see of each (visible.h: membership at $5 and the
+ * The rooms to answer ($4, list windows and subscriptions, with $6 and
+ * $7 their combined timeline_limit and required_state canonical, for
+ * SS_QUIET) at position $5: what the user may see of each (visible.h: membership at $5 and the
  * last position they may see, capped at their leave), its summary, and
  * what this connection sent of it (the last position seen is only worked
  * out for rooms left: it costs). A room left shows its name, avatar and
@@ -773,27 +774,27 @@
 /* x, or NULL when quiet: a column only a room sent needs. */
 #define SS_UNLESS(quiet, x) "CASE WHEN " quiet " THEN NULL ELSE " x " END"
 /*
- * A room SS_LIST_ROOMS need not describe ($16 the list's timeline_limit,
- * $17 its required_state canonical): sent before as joined, joined
- * still, with the same config and nothing newer than what was sent in
- * its rows. ss_rooms.c decide() sends such a room not at all, so its
- * name, avatar, heroes, m.direct and changed flags go unread: a woken
- * long poll reads them for the rooms that changed, not for its whole
- * window.
+ * A room SS_ROOMS need not describe (q.lim and q.rs: its combined
+ * timeline_limit and required_state canonical; SS_LIST_ROOMS: $16 and
+ * $17, the list's): sent before as joined, joined still, with the same
+ * config and nothing newer than what was sent in its rows. ss_rooms.c
+ * decide() sends such a room not at all, so its name, avatar, heroes,
+ * m.direct and changed flags go unread: a woken long poll reads them for
+ * the rooms that changed, not for its whole window.
  */
 #define SS_QUIET                                                               \
 	"(sent.membership = 'join' AND v.m = 'join' AND sent.tl_limit >= "     \
-	"$16::int AND sent.rs = $17 AND greatest(coalesce(r.updated_pos, 0), " \
+	"q.lim AND sent.rs = q.rs AND greatest(coalesce(r.updated_pos, 0), "   \
 	"coalesce(ur.updated_pos, 0)) <= sent.state_pos)"
-#define SS_ROOMS_OF(ids, at, quiet)                                            \
-	"SELECT q.id, v.m, v.last, nm.name, " SS_UNLESS(quiet,                  \
+#define SS_ROOMS_OF(ids, at)                                                   \
+	"SELECT q.id, v.m, v.last, nm.name, " SS_UNLESS(SS_QUIET,                  \
 	SS_AT("m.room.avatar", "url")) ", "                                    \
 	"coalesce(r.joined_count, 0), "                                         \
 	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
 	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
 	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
-	"ur.prev_batch, CASE WHEN " quiet " THEN NULL WHEN coalesce(nm.name, "  \
+	"ur.prev_batch, CASE WHEN " SS_QUIET " THEN NULL WHEN coalesce(nm.name, "  \
 	"'') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
 	", '') = '' THEN (SELECT json_agg(json_strip_nulls("                   \
 	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
@@ -809,14 +810,14 @@
 	"syncv3_state hs ON hs.room_id = q.id AND hs.type = 'm.room.member' "  \
 	"AND hs.state_key = h.uid AND hs.from_pos <= v.p AND coalesce("        \
 	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
-	"he.nid = hs.nid) END, " SS_UNLESS(quiet, SS_IS_DM("q.id")) ", "        \
+	"he.nid = hs.nid) END, " SS_UNLESS(SS_QUIET, SS_IS_DM("q.id")) ", "        \
 	"sent.nid, "                                                            \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"coalesce(ur.updated_pos, 0), " SS_UNLESS(quiet, SS_CHANGED(           \
+	"coalesce(ur.updated_pos, 0), " SS_UNLESS(SS_QUIET, SS_CHANGED(           \
 	"('m.room.name', 'm.room.avatar', 'm.room.canonical_alias')")) ", "    \
-	SS_UNLESS(quiet, SS_CHANGED("('m.room.member', '')"))                  \
+	SS_UNLESS(SS_QUIET, SS_CHANGED("('m.room.member', '')"))                  \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
-	"FROM " ids " AS q(id) CROSS JOIN "                                    \
+	"FROM " ids " AS q(id, lim, rs) CROSS JOIN "                           \
 	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", at) " AS m "           \
 	"OFFSET 0) vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ("    \
 	"'join', 'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",    \
@@ -826,20 +827,23 @@
 	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
 	"JOIN " SS_SENT("q.id") " sent ON true CROSS JOIN LATERAL (SELECT "     \
-	SS_UNLESS(quiet, SS_AT("m.room.name", "name")) " AS name OFFSET 0) nm " \
+	SS_UNLESS(SS_QUIET, SS_AT("m.room.name", "name")) " AS name OFFSET 0) nm " \
 	"WHERE v.m IS NOT NULL AND ("                                           \
 	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
 	"sent.membership IS NOT NULL)"
-#define SS_ROOMS SS_ROOMS_OF("unnest($4::text[])", "$5::bigint", "false")
+#define SS_ROOMS                                                               \
+	SS_ROOMS_OF("unnest($4::text[], $6::int[], $7::text[])", "$5::bigint")
 /*
  * One list and its rooms in one statement (a request with one list and
  * no subscriptions: one round trip less per round): SS_LIST's rows, each
  * followed by SS_ROOMS' columns for its room (NULLs when SS_ROOMS leaves
- * the room out), at the position of the same snapshot. $1.. as SS_LIST.
+ * the room out), at the position of the same snapshot. $1.. as SS_LIST,
+ * $16 and $17 the list's timeline_limit and required_state canonical.
  */
 #define SS_LIST_ROOMS                                                          \
-	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
-	"(SELECT pos FROM syncv3_position)", SS_QUIET) ") SELECT p.pos, "      \
+	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id, "        \
+	"$16::int, $17::text FROM w)", "(SELECT pos FROM syncv3_position)") ") " \
+	"SELECT p.pos, "                                                        \
 	SS_COUNT ", "                                                           \
 	"w.room_id, w.membership, w.k, " SS_MORE ", rr.*, " SS_LIST_SINCE     \
 	" FROM "                                                               \
@@ -1139,7 +1143,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 19},
 	[Q_SS_DETAIL_SAVE] = {"api_ss_detail_save", SS_DETAIL_SAVE, 23},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 15},
-	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
+	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 7},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},

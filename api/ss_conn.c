@@ -281,6 +281,24 @@ room_cols_fill(struct ss_req *s, struct room_cols *k)
 }
 
 /*
+ * SS_CREATE_SAVE_CTES's parameters from conn_id to ext_state, in its
+ * order: p[0..7]; a and b hold the numbers.
+ */
+static void
+create_params(struct ss_req *s, const char **p, char *a, char *b,
+              const char *state)
+{
+	p[0] = s->q.conn_id;
+	p[1] = ss_dialect_name(s->q.dialect);
+	p[2] = pg_i64(a, s->api->cfg.ss_conns_per_device);
+	p[3] = s->r->token_hash;
+	p[4] = pg_i64(b, s->at);
+	p[5] = json_plain(s->subs, NULL);
+	p[6] = json_plain(s->ext, NULL);
+	p[7] = state;
+}
+
+/*
  * ss_conn_save of a deferred connection: created with this response as
  * its unconfirmed one, and its to-device ack (the round's SS_EXT ran
  * for conn 0 and recorded none) the since this request acknowledges.
@@ -296,14 +314,7 @@ create_save(struct ss_req *s, struct room_cols *k, const char *state,
 	ss_ext_cfg_load(s->ext, &x);
 	p[0] = s->r->user_id;
 	p[1] = s->r->device_id;
-	p[2] = s->q.conn_id;
-	p[3] = ss_dialect_name(s->q.dialect);
-	p[4] = pg_i64(a, s->api->cfg.ss_conns_per_device);
-	p[5] = s->r->token_hash;
-	p[6] = pg_i64(b, s->at);
-	p[7] = json_plain(s->subs, NULL);
-	p[8] = json_plain(s->ext, NULL);
-	p[9] = state;
+	create_params(s, &p[2], a, b, state);
 	p[10] = pg_arr_end(&k->id);
 	p[11] = pg_arr_end(&k->nid);
 	p[12] = pg_arr_end(&k->lim);
@@ -381,14 +392,7 @@ ss_conn_fold_query(struct ss_req *s, const char *const *detail_p, pg_cb cb,
 		pg_arr_str(&m, rm->membership);
 	}
 	memcpy(p, detail_p, sizeof(*p) * 10);
-	p[10] = s->q.conn_id;
-	p[11] = ss_dialect_name(s->q.dialect);
-	p[12] = pg_i64(a, s->api->cfg.ss_conns_per_device);
-	p[13] = s->r->token_hash;
-	p[14] = pg_i64(b, s->at);
-	p[15] = json_plain(s->subs, NULL);
-	p[16] = json_plain(s->ext, NULL);
-	p[17] = fold_state;
+	create_params(s, &p[10], a, b, fold_state);
 	p[18] = pg_arr_end(&id);
 	p[19] = pg_arr_end(&lim);
 	p[20] = pg_arr_end(&rs);

@@ -362,7 +362,8 @@ decide(struct ss_req *s, struct ss_room *rm)
 	bool is_same_m =
 	    rm->has_sent && strcmp(rm->s_membership, rm->membership) == 0;
 
-	rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
+	if (rm->rs_canon == NULL) /* SS_ROOMS: rooms_step made it */
+		rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
 	rm->ub = s->at;
 	rm->tl_from = rm->st_from = 0;
 	rm->is_initial = !is_same_m;
@@ -490,9 +491,9 @@ out:
 static void
 rooms_step(struct ss_req *s)
 {
-	struct pg_lit ids = {0};
+	struct pg_lit ids = {0}, lims = {0}, rss = {0};
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[5];
+	const char *p[7];
 
 	if (s->is_failed) {
 		round_end(s, 503, "M_UNKNOWN", "database unavailable");
@@ -511,16 +512,26 @@ rooms_step(struct ss_req *s)
 		ext_step(s);
 		return;
 	}
-	for (int i = 0; i < s->nrooms; i++)
-		pg_arr_str(&ids, s->rooms[i].id);
+	for (int i = 0; i < s->nrooms; i++) {
+		struct ss_room *rm = &s->rooms[i];
+		/* its config is whole now: decide() takes this canonical */
+		rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
+		pg_arr_str(&ids, rm->id);
+		pg_arr_i64(&lims, rm->cfg.timeline_limit);
+		pg_arr_str(&rss, rm->rs_canon);
+	}
 	p[0] = s->r->user_id;
 	p[1] = pg_i64(a, s->conn.id);
 	p[2] = pg_i64(b, s->conn.gen);
 	p[3] = pg_arr_end(&ids);
 	p[4] = pg_i64(c, s->at);
+	p[5] = pg_arr_end(&lims);
+	p[6] = pg_arr_end(&rss);
 	sreq_ref(s->r);
 	sql_query(s->api, Q_SS_ROOMS, p, rooms_cb, s->r);
 	pg_lit_free(&ids);
+	pg_lit_free(&lims);
+	pg_lit_free(&rss);
 }
 
 static bool
