@@ -601,14 +601,24 @@
  * the lists (SS_LIST_SINCE) at or below that position. One row: conn, gen saved, how many were dropped, whether
  * the token is current (conn NULL when not).
  */
-#define SS_CREATE_SAVE                                                         \
-	"WITH " SESSION_TOKEN_OK("$1", "$2", "$6") ", "                        \
+/*
+ * SS_CREATE_SAVE's CTEs (also SS_DETAIL_SAVE's): u user, d device, id
+ * conn_id, dia dialect, cap connections per device, h the token's hash,
+ * at position answered, subs, ext, st ext_state, rows a FROM item
+ * k(r, n, l, rs, lz, m) of the rooms sent, on to_device on, ack its ack,
+ * since the since read with the lists.
+ */
+#define SS_CREATE_SAVE_CTES(u, d, id, dia, cap, h, at, subs, ext, st, rows,   \
+                            on, ack, since)                                    \
+	SESSION_TOKEN_OK(u, d, h) ", "                                         \
 	"c AS (INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, "     \
 	"dialect, gen, top_gen, p_gen, p_pos, p_subs, p_ext, p_ext_state, "    \
-	"p_tok) SELECT $1, $2, $3, $4, 0, 1, 1, $7::bigint, $8, $9, $10, "     \
-	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= $7::bigint "     \
+	"p_tok) SELECT " u ", " d ", " id ", " dia ", 0, 1, 1, " at            \
+	"::bigint, " subs ", " ext ", " st ", "                                \
+	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= " at "::bigint " \
 	"THEN coalesce((SELECT nullif(sd.since, '') FROM syncv3_devices sd "   \
-	"WHERE sd.user_id = $1 AND sd.device_id = $2), $19) ELSE $19 END "     \
+	"WHERE sd.user_id = " u " AND sd.device_id = " d "), " since ") ELSE " \
+	since " END "                                                          \
 	"FROM dv WHERE dv.ok ON "                                              \
 	"CONFLICT (user_id, device_id, conn_id) DO UPDATE SET gen = "          \
 	"syncv3_ss_conns.top_gen + 1, top_gen = syncv3_ss_conns.top_gen + 2, " \
@@ -619,24 +629,28 @@
 	"excluded.dialect, ver = syncv3_ss_conns.ver + 1, created_at = now(), " \
 	"last_used = now() RETURNING conn, p_gen), "                           \
 	"r AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn), " \
-	"t AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
-	"c.conn AND NOT $17::bool), "                                          \
+	"td AS (DELETE FROM syncv3_ss_to_device_acks a USING c WHERE a.conn = " \
+	"c.conn AND NOT " on "::bool), "                                       \
 	"tu AS (INSERT INTO syncv3_ss_to_device_acks (conn, user_id, "         \
-	"device_id, acked) SELECT c.conn, $1, $2, greatest($18::bigint, 0) "   \
-	"FROM c WHERE $17::bool ON CONFLICT (conn) DO UPDATE SET acked = "     \
-	"excluded.acked), "                                                    \
+	"device_id, acked) SELECT c.conn, " u ", " d ", greatest(" ack         \
+	"::bigint, 0) FROM c WHERE " on "::bool ON CONFLICT (conn) DO UPDATE " \
+	"SET acked = excluded.acked), "                                        \
 	"x AS (DELETE FROM syncv3_ss_conns WHERE conn IN (SELECT conn FROM "   \
-	"syncv3_ss_conns WHERE user_id = $1 AND device_id = $2 AND conn_id "   \
-	"<> $3 ORDER BY last_used DESC, conn DESC OFFSET $5::bigint - 1) "     \
-	"RETURNING conn), "                                                    \
+	"syncv3_ss_conns WHERE user_id = " u " AND device_id = " d " AND "     \
+	"conn_id <> " id " ORDER BY last_used DESC, conn DESC OFFSET " cap     \
+	"::bigint - 1) RETURNING conn), "                                      \
 	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
 	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
-	"c.p_gen, k.n, k.l, k.rs, $7::bigint, k.lz, k.m FROM c, "              \
-	"unnest($11::text[], $12::bigint[], $13::int[], $14::text[], "         \
-	"$15::text[], $16::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
+	"c.p_gen, k.n, k.l, k.rs, " at "::bigint, k.lz, k.m FROM c, " rows     \
+	" ON CONFLICT "                                                        \
 	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
 	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
-	"lazy = excluded.lazy, membership = excluded.membership) "             \
+	"lazy = excluded.lazy, membership = excluded.membership)"
+#define SS_CREATE_SAVE                                                         \
+	"WITH " SS_CREATE_SAVE_CTES("$1", "$2", "$3", "$4", "$5", "$6", "$7",  \
+	"$8", "$9", "$10", "unnest($11::text[], $12::bigint[], $13::int[], "   \
+	"$14::text[], $15::text[], $16::text[]) AS k(r, n, l, rs, lz, m)",     \
+	"$17", "$18", "$19") " "                                               \
 	"SELECT c.conn, c.p_gen, (SELECT count(*) FROM x), coalesce((SELECT "  \
 	"ok FROM dv), false) FROM (SELECT 1) one LEFT JOIN c ON true"
 
@@ -774,8 +788,9 @@
 	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
 
 /*
- * The rooms to answer ($4, list windows and subscriptions) at position
- * $5: what the user may see of each (visible.h: membership at $5 and the
+ * The rooms to answer ($4, list windows and subscriptions, with $6 and
+ * $7 their combined timeline_limit and required_state canonical, for
+ * SS_QUIET) at position $5: what the user may see of each (visible.h: membership at $5 and the
  * last position they may see, capped at their leave), its summary, and
  * what this connection sent of it (the last position seen is only worked
  * out for rooms left: it costs). A room left shows its name, avatar and
@@ -788,7 +803,8 @@
  * The laterals vm, vl and v end in OFFSET 0 so the planner keeps them
  * apart: pulled up, each use of v.m or v.p (a dozen) ran the membership
  * subquery again, 2.8 ms instead of 1.0 for a window of 20 (EXPLAIN
- * ANALYZE, 10,000 rooms, issue #11 benchmarks).
+ * ANALYZE, 10,000 rooms, issue #11 benchmarks). So does nm, the name,
+ * read once for its column and the heroes' test (it was read twice).
  */
 /* The room's state (type, "") field f at position v.p (SS_ROOMS). */
 #define SS_AT(type, f)                                                         \
@@ -810,15 +826,31 @@
 	"EXISTS (SELECT 1 FROM syncv3_state sc WHERE sc.room_id = q.id AND "   \
 	"sc.type IN " t " AND sc.from_pos > coalesce(sent.state_pos, 0) AND "  \
 	"sc.from_pos <= v.p)"
+/* x, or NULL when quiet: a column only a room sent needs. */
+#define SS_UNLESS(quiet, x) "CASE WHEN " quiet " THEN NULL ELSE " x " END"
+/*
+ * A room SS_ROOMS need not describe (q.lim and q.rs: its combined
+ * timeline_limit and required_state canonical; SS_LIST_ROOMS: $16 and
+ * $17, the list's): sent before as joined, joined still, with the same
+ * config and nothing newer than what was sent in its rows. ss_rooms.c
+ * decide() sends such a room not at all, so its name, avatar, heroes,
+ * m.direct and changed flags go unread: a woken long poll reads them for
+ * the rooms that changed, not for its whole window.
+ */
+#define SS_QUIET                                                               \
+	"(sent.membership = 'join' AND v.m = 'join' AND sent.tl_limit >= "     \
+	"q.lim AND sent.rs = q.rs AND greatest(coalesce(r.updated_pos, 0), "   \
+	"coalesce(ur.updated_pos, 0)) <= sent.state_pos)"
 #define SS_ROOMS_OF(ids, at)                                                   \
-	"SELECT q.id, v.m, v.last, " SS_AT("m.room.name", "name") ", "        \
-	SS_AT("m.room.avatar", "url") ", coalesce(r.joined_count, 0), "        \
+	"SELECT q.id, v.m, v.last, nm.name, " SS_UNLESS(SS_QUIET,                  \
+	SS_AT("m.room.avatar", "url")) ", "                                    \
+	"coalesce(r.joined_count, 0), "                                         \
 	"coalesce(r.invited_count, 0), CASE WHEN ur.ss_bump_ts > 0 THEN "      \
 	"ur.ss_bump_ts ELSE coalesce(r.bump_ts, 0) END, greatest(coalesce("    \
 	"r.updated_pos, 0), coalesce(ur.updated_pos, "                         \
 	"0)), ur.notification_count, ur.highlight_count, ur.invite_state, "    \
-	"ur.prev_batch, CASE WHEN coalesce(" SS_AT("m.room.name", "name")      \
-	", '') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
+	"ur.prev_batch, CASE WHEN " SS_QUIET " THEN NULL WHEN coalesce(nm.name, "  \
+	"'') = '' AND coalesce(" SS_AT("m.room.canonical_alias", "alias")    \
 	", '') = '' THEN (SELECT json_agg(json_strip_nulls("                   \
 	"json_build_object('user_id', h.uid, 'displayname', (he.json::json)"   \
 	"->'content'->>'displayname', 'avatar_url', (he.json::json)->"         \
@@ -833,12 +865,14 @@
 	"syncv3_state hs ON hs.room_id = q.id AND hs.type = 'm.room.member' "  \
 	"AND hs.state_key = h.uid AND hs.from_pos <= v.p AND coalesce("        \
 	"hs.to_pos, 9223372036854775807) > v.p LEFT JOIN syncv3_events he ON " \
-	"he.nid = hs.nid) END, " SS_IS_DM("q.id") ", sent.nid, "               \
+	"he.nid = hs.nid) END, " SS_UNLESS(SS_QUIET, SS_IS_DM("q.id")) ", "        \
+	"sent.nid, "                                                            \
 	"sent.tl_limit, sent.rs, sent.state_pos, sent.lazy, sent.membership, " \
-	"coalesce(ur.updated_pos, 0), " SS_CHANGED("('m.room.name', 'm.room.avatar', "                \
-	"'m.room.canonical_alias')") ", " SS_CHANGED("('m.room.member', '')")      \
+	"coalesce(ur.updated_pos, 0), " SS_UNLESS(SS_QUIET, SS_CHANGED(           \
+	"('m.room.name', 'm.room.avatar', 'm.room.canonical_alias')")) ", "    \
+	SS_UNLESS(SS_QUIET, SS_CHANGED("('m.room.member', '')"))                  \
 	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
-	"FROM " ids " AS q(id) CROSS JOIN "                                    \
+	"FROM " ids " AS q(id, lim, rs) CROSS JOIN "                           \
 	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", at) " AS m "           \
 	"OFFSET 0) vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ("    \
 	"'join', 'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",    \
@@ -847,19 +881,25 @@
 	"JOIN "                                                                \
 	"syncv3_rooms r ON r.room_id = q.id LEFT JOIN "                        \
 	"syncv3_user_rooms ur ON ur.user_id = $1 AND ur.room_id = q.id LEFT "  \
-	"JOIN " SS_SENT("q.id") " sent ON true WHERE v.m IS NOT NULL AND ("    \
+	"JOIN " SS_SENT("q.id") " sent ON true CROSS JOIN LATERAL (SELECT "     \
+	SS_UNLESS(SS_QUIET, SS_AT("m.room.name", "name")) " AS name OFFSET 0) nm " \
+	"WHERE v.m IS NOT NULL AND ("                                           \
 	"v.m IN ('join', 'invite', 'knock') OR v.last IS NOT NULL OR "         \
 	"sent.membership IS NOT NULL)"
-#define SS_ROOMS SS_ROOMS_OF("unnest($4::text[])", "$5::bigint")
+#define SS_ROOMS                                                               \
+	SS_ROOMS_OF("unnest($4::text[], $6::int[], $7::text[])", "$5::bigint")
 /*
  * One list and its rooms in one statement (a request with one list and
  * no subscriptions: one round trip less per round): SS_LIST's rows, each
  * followed by SS_ROOMS' columns for its room (NULLs when SS_ROOMS leaves
- * the room out), at the position of the same snapshot. $1.. as SS_LIST.
+ * the room out), at the position of the same snapshot. $1.. as SS_LIST,
+ * $16 and $17 the list's timeline_limit and required_state canonical.
  */
 #define SS_LIST_ROOMS                                                          \
-	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id FROM w)", \
-	"(SELECT pos FROM syncv3_position)") ") SELECT p.pos, " SS_COUNT ", "  \
+	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id, "        \
+	"$16::int, $17::text FROM w)", "(SELECT pos FROM syncv3_position)") ") " \
+	"SELECT p.pos, "                                                        \
+	SS_COUNT ", "                                                           \
 	"w.room_id, w.membership, w.k, " SS_MORE ", rr.*, " SS_LIST_SINCE     \
 	" FROM "                                                               \
 	"syncv3_position p LEFT JOIN w ON "                                    \
@@ -884,7 +924,7 @@
  * limited): e is its oldest event sent (the extra row is not), fits when
  * it holds every event the user may see before that one.
  */
-#define SS_DETAIL                                                              \
+#define SS_DETAIL_OF(ctes, rows)                                              \
 	"WITH t AS (SELECT r.id, x.nid, x.json, x.type, x.state_key, "         \
 	"x.sender, x.event_id, x.cut, r.n, r.c, row_number() OVER (PARTITION " \
 	"BY r.id ORDER BY x.nid DESC) AS rk FROM unnest($1::text[], "          \
@@ -892,7 +932,7 @@
 	"p, n, c) CROSS JOIN LATERAL (SELECT e.nid, " TXN_JSON("e", "$6", "$9") \
 	" AS json, e.type, e.state_key, e.sender, e.event_id, vis_q.cut FROM " \
 	VIS_LAST_ROWS("r.id", "$6", "r.p", "r.f", "r.n") " vis_q JOIN "        \
-	"syncv3_events e ON e.nid = vis_q.nid) x) "                            \
+	"syncv3_events e ON e.nid = vis_q.nid) x)" ctes " "                     \
 	"SELECT 't', id, nid, json, type, state_key, sender, event_id, cut, "  \
 	"NULL::bool FROM t UNION ALL "                                         \
 	"SELECT 's', r.id, y.from_pos, ye.json, y.type, y.state_key, NULL, "  \
@@ -911,7 +951,31 @@
 	"n) AS e, count(*) < max(n) AND NOT bool_or(cut) AS fits FROM t "      \
 	"GROUP BY id HAVING bool_or(c) OR count(*) >= max(n) OR bool_or(cut)" \
 	") o CROSS JOIN LATERAL " CHUNK_AT("o.id", "o.e", "o.fits") " ch "     \
-	"WHERE o.e IS NOT NULL ORDER BY 1, 2, 3 DESC"
+	"WHERE o.e IS NOT NULL" rows " ORDER BY 1, 2, 3 DESC"
+#define SS_DETAIL SS_DETAIL_OF("", "")
+
+/*
+ * SS_DETAIL and a new connection's first response created and saved
+ * with it (SS_CREATE_SAVE), one round trip less for every new connection
+ * whose save follows from this statement alone (ss_conn_may_fold): no
+ * extension, no lazy or member state, so each room's row is its sent
+ * timeline's newest event, computed here from t. $1..$10 as SS_DETAIL;
+ * $11 conn_id, $12 dialect, $13 connections per device, $14 the token's
+ * hash, $15 position answered, $16 subs, $17 ext, $18 ext_state, per
+ * room sent $19 id, $20 limit, $21 rs, $22 membership, $23 the since read
+ * with the lists. One more row, kind 'z': conn in nid, gen saved in
+ * json, how many were dropped in type, whether the token is current in
+ * cut (conn NULL when not).
+ */
+#define SS_DETAIL_SAVE                                                         \
+	SS_DETAIL_OF(", " SS_CREATE_SAVE_CTES("$6", "$9", "$11", "$12", "$13", \
+	"$14", "$15", "$16", "$17", "$18", "(SELECT u.r, coalesce((SELECT "   \
+	"max(t.nid) FROM t WHERE t.id = u.r AND t.rk < t.n), 0), u.l, u.rs, "  \
+	"'{}', u.m FROM unnest($19::text[], $20::int[], $21::text[], "         \
+	"$22::text[]) AS u(r, l, rs, m)) AS k(r, n, l, rs, lz, m)", "false",   \
+	"0", "$23"), " UNION ALL SELECT 'z', NULL, c.conn, c.p_gen::text, ("    \
+	"SELECT count(*) FROM x)::text, NULL, NULL, NULL, coalesce((SELECT ok " \
+	"FROM dv), false), NULL FROM (SELECT 1) one LEFT JOIN c ON true")
 
 /*
  * The member events of ($1 room, $2 user) pairs at $3 (per room bound),
@@ -1131,12 +1195,13 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
 	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
 	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 19},
+	[Q_SS_DETAIL_SAVE] = {"api_ss_detail_save", SS_DETAIL_SAVE, 23},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 15},
-	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 5},
+	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 7},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
-	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 15},
+	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 17},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

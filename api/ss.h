@@ -277,6 +277,14 @@ struct ss_conn {
 	 */
 	char *tok;
 	int64_t tok_at;
+	/*
+	 * a deferred connection saved by its round's SS_DETAIL_SAVE
+	 * (ss_conn_fold_query): what that statement saved and returned,
+	 * taken by ss_conn_save if the round sent what it saved
+	 */
+	bool is_folded, is_fold_done, is_fold_ok;
+	int nfolded;
+	int64_t fold_id, fold_gen, fold_dropped;
 };
 
 /*
@@ -473,6 +481,10 @@ struct ss_req {
 void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_save(struct ss_req *s, api_done_fn done, void *arg);
 void ss_conn_defer(struct ss_req *s);
+bool ss_conn_may_fold(const struct ss_req *s);
+void ss_conn_fold_query(struct ss_req *s, const char *const *detail_p,
+                        pg_cb cb, void *arg);
+void ss_conn_fold_row(struct ss_req *s, PGresult *res, int i);
 void ss_conn_free(struct ss_conn *c);
 /*
  * What this api last saved on a connection: a request that continues it,

@@ -122,12 +122,10 @@ loaded_cb(PGresult *res, void *arg)
 	op_end(op, 0, NULL, NULL);
 }
 
-/* A connection was created: how many of the device's went with col. */
+/* A connection was created: dropped of the device's went with it. */
 static void
-created_end(struct conn_op *op, PGresult *res, int col)
+created_end(struct conn_op *op, long long dropped)
 {
-	long long dropped = strtoll(PQgetvalue(res, 0, col), NULL, 10);
-
 	if (dropped > 0)
 		log_debug("ss: %s/%s: %lld least recently used connections "
 		          "expired",
@@ -164,7 +162,7 @@ created_cb(PGresult *res, void *arg)
 	if (c->ext == NULL)
 		c->ext = json_object_new_object();
 	tok_take(c, res, 5);
-	created_end(op, res, 3);
+	created_end(op, strtoll(PQgetvalue(res, 0, 3), NULL, 10));
 }
 
 /*
@@ -256,7 +254,7 @@ created_saved_cb(PGresult *res, void *arg)
 	c->is_deferred = false;
 	c->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	c->saved_gen = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	created_end(op, res, 2);
+	created_end(op, strtoll(PQgetvalue(res, 0, 2), NULL, 10));
 }
 
 /* The columns of the rooms this response sent, as array literals. */
@@ -283,6 +281,24 @@ room_cols_fill(struct ss_req *s, struct room_cols *k)
 }
 
 /*
+ * SS_CREATE_SAVE_CTES's parameters from conn_id to ext_state, in its
+ * order: p[0..7]; a and b hold the numbers.
+ */
+static void
+create_params(struct ss_req *s, const char **p, char *a, char *b,
+              const char *state)
+{
+	p[0] = s->q.conn_id;
+	p[1] = ss_dialect_name(s->q.dialect);
+	p[2] = pg_i64(a, s->api->cfg.ss_conns_per_device);
+	p[3] = s->r->token_hash;
+	p[4] = pg_i64(b, s->at);
+	p[5] = json_plain(s->subs, NULL);
+	p[6] = json_plain(s->ext, NULL);
+	p[7] = state;
+}
+
+/*
  * ss_conn_save of a deferred connection: created with this response as
  * its unconfirmed one, and its to-device ack (the round's SS_EXT ran
  * for conn 0 and recorded none) the since this request acknowledges.
@@ -298,14 +314,7 @@ create_save(struct ss_req *s, struct room_cols *k, const char *state,
 	ss_ext_cfg_load(s->ext, &x);
 	p[0] = s->r->user_id;
 	p[1] = s->r->device_id;
-	p[2] = s->q.conn_id;
-	p[3] = ss_dialect_name(s->q.dialect);
-	p[4] = pg_i64(a, s->api->cfg.ss_conns_per_device);
-	p[5] = s->r->token_hash;
-	p[6] = pg_i64(b, s->at);
-	p[7] = json_plain(s->subs, NULL);
-	p[8] = json_plain(s->ext, NULL);
-	p[9] = state;
+	create_params(s, &p[2], a, b, state);
 	p[10] = pg_arr_end(&k->id);
 	p[11] = pg_arr_end(&k->nid);
 	p[12] = pg_arr_end(&k->lim);
@@ -318,6 +327,140 @@ create_save(struct ss_req *s, struct room_cols *k, const char *state,
 	p[18] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
 	sql_query(s->api, Q_SS_CREATE_SAVE, p, created_saved_cb,
 	          op_new(s, done, arg));
+}
+
+/* The ext_state a folded save stores: what no extension leaves. */
+static const char fold_state[] = "{}";
+
+/* A room config whose state rows may count as members sent ($LAZY). */
+static bool
+is_member_cfg(const struct ss_required_state *rs)
+{
+	if (rs->lazy_members)
+		return true;
+	for (int i = 0; i < rs->ninclude; i++)
+		if (rs->include[i].type == NULL ||
+		    strcmp(rs->include[i].type, "m.room.member") == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a new connection's save follows from its SS_DETAIL alone
+ * (SS_DETAIL_SAVE): created by its save, no extension configured (their
+ * round comes after and writes a blob and an ack), and no room whose
+ * members sent are recorded (lazy, a member pattern: the members step
+ * and the caller's exact matching decide those). Each room's row is then
+ * its sent timeline's newest event, which SQL knows as well as we do.
+ */
+bool
+ss_conn_may_fold(const struct ss_req *s)
+{
+	if (!s->conn.is_deferred || json_object_object_length(s->ext) != 0 ||
+	    s->conn.ext_state != NULL)
+		return false;
+	for (int i = 0; i < s->nrooms; i++)
+		if (s->rooms[i].is_send && is_member_cfg(&s->rooms[i].cfg.rs))
+			return false;
+	return true;
+}
+
+/*
+ * Sends SS_DETAIL_SAVE: detail_p holds SS_DETAIL's ten parameters; the
+ * rooms are those the round sends as it stands (ss_conn_save checks that
+ * it still does).
+ */
+void
+ss_conn_fold_query(struct ss_req *s, const char *const *detail_p, pg_cb cb,
+                   void *arg)
+{
+	struct pg_lit id = {0}, lim = {0}, rs = {0}, m = {0};
+	char a[PG_I64_LEN], b[PG_I64_LEN];
+	const char *p[23];
+
+	s->conn.is_folded = true;
+	s->conn.is_fold_done = false;
+	s->conn.nfolded = 0;
+	for (int i = 0; i < s->nrooms; i++) {
+		struct ss_room *rm = &s->rooms[i];
+		if (!rm->is_send)
+			continue;
+		s->conn.nfolded++;
+		pg_arr_str(&id, rm->id);
+		pg_arr_i64(&lim, rm->cfg.timeline_limit);
+		pg_arr_str(&rs, rm->rs_canon != NULL ? rm->rs_canon : "");
+		pg_arr_str(&m, rm->membership);
+	}
+	memcpy(p, detail_p, sizeof(*p) * 10);
+	create_params(s, &p[10], a, b, fold_state);
+	p[18] = pg_arr_end(&id);
+	p[19] = pg_arr_end(&lim);
+	p[20] = pg_arr_end(&rs);
+	p[21] = pg_arr_end(&m);
+	p[22] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
+	sql_query(s->api, Q_SS_DETAIL_SAVE, p, cb, arg);
+	pg_lit_free(&id);
+	pg_lit_free(&lim);
+	pg_lit_free(&rs);
+	pg_lit_free(&m);
+}
+
+/* SS_DETAIL_SAVE's 'z' row: what the save did. */
+void
+ss_conn_fold_row(struct ss_req *s, PGresult *res, int i)
+{
+	struct ss_conn *c = &s->conn;
+
+	c->is_fold_done = true;
+	c->is_fold_ok = !PQgetisnull(res, i, 2) &&
+	                PQgetvalue(res, i, 8)[0] == 't';
+	if (!c->is_fold_ok)
+		return;
+	c->fold_id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+	c->fold_gen = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+	c->fold_dropped = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+}
+
+/*
+ * Whether the folded save stored what this response sends: the same
+ * rooms (every one sent then is sent now, none since: the count), none
+ * with members recorded, and the blob the extensions left.
+ */
+static bool
+fold_matches(const struct ss_req *s, const char *state)
+{
+	int n = 0;
+
+	if (!s->conn.is_folded || !s->conn.is_fold_done ||
+	    strcmp(state != NULL ? state : "", fold_state) != 0)
+		return false;
+	for (int i = 0; i < s->nrooms; i++) {
+		if (!s->rooms[i].is_send)
+			continue;
+		n++;
+		if (s->rooms[i].lazy != NULL &&
+		    json_object_object_length(s->rooms[i].lazy) != 0)
+			return false;
+	}
+	return n == s->conn.nfolded;
+}
+
+/* ss_conn_save of a connection its SS_DETAIL_SAVE created and saved. */
+static void
+fold_end(struct ss_req *s, api_done_fn done, void *arg)
+{
+	struct conn_op *op = op_new(s, done, arg);
+	struct ss_conn *c = &s->conn;
+
+	c->is_folded = false;
+	if (!c->is_fold_ok) {
+		token_gone(op);
+		return;
+	}
+	c->is_deferred = false;
+	c->id = c->fold_id;
+	c->saved_gen = c->fold_gen;
+	created_end(op, (long long)c->fold_dropped);
 }
 
 /*
@@ -335,6 +478,12 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 	const char *state = s->ext_ctx.new_state != NULL ? s->ext_ctx.new_state
 	                                                 : s->conn.ext_state;
 
+	if (fold_matches(s, state)) {
+		fold_end(s, done, arg);
+		return;
+	}
+	/* a deferred one saved with a different response is saved afresh */
+	s->conn.is_folded = false;
 	memset(&k, 0, sizeof(k));
 	room_cols_fill(s, &k);
 	if (s->conn.is_deferred) {

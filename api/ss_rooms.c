@@ -10,7 +10,9 @@
  *     steps 1 and 2 are one statement (SS_LIST_ROOMS);
  *  3. details: timelines and required state of the rooms sent, and for
  *     the timelines a client pages back from the upstream chunk boundary
- *     their prev_batch comes from (SS_DETAIL);
+ *     their prev_batch comes from (SS_DETAIL; a new connection whose save
+ *     follows from it is created and saved by the same statement,
+ *     SS_DETAIL_SAVE, ss_conn_may_fold);
  *  4. lazy members: the member events of the timelines' senders and
  *     targets not sent before (SS_MEMBERS);
  *  5. extensions (ss_ext_run) over every room in scope.
@@ -191,10 +193,12 @@ list_query(struct ss_req *s, int idx)
 {
 	const struct ss_list *l = &s->q.lists[idx];
 	struct pg_lit arr[7];
-	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[15];
+	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN], d[PG_I64_LEN];
+	const char *p[17];
 	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
+	struct ss_room_config cfg;
+	char *canon;
 
 	memset(arr, 0, sizeof(arr));
 	lq->s = s;
@@ -225,11 +229,19 @@ list_query(struct ss_req *s, int idx)
 	/* the scan stops after the last range (LIMIT NULL: all) */
 	p[13] = l->nranges > 0 ? pg_i64(c, end) : NULL;
 	p[14] = s->r->device_id;
+	/* SS_QUIET: the config each room of the list gets (room_take_config) */
+	memset(&cfg, 0, sizeof(cfg));
+	ss_room_config_merge(&cfg, &l->cfg);
+	canon = ss_rs_canonical(&cfg.rs);
+	p[15] = pg_i64(d, cfg.timeline_limit);
+	p[16] = canon;
 	sreq_ref(s->r);
 	sql_query(s->api, s->is_rooms_read ? Q_SS_LIST_ROOMS : Q_SS_LIST, p,
 	          list_cb, lq);
 	for (int i = 0; i < 7; i++)
 		pg_lit_free(&arr[i]);
+	free(canon);
+	ss_room_config_free(&cfg);
 }
 
 /* One query of step 1 is in: the rooms step once all are. */
@@ -350,7 +362,8 @@ decide(struct ss_req *s, struct ss_room *rm)
 	bool is_same_m =
 	    rm->has_sent && strcmp(rm->s_membership, rm->membership) == 0;
 
-	rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
+	if (rm->rs_canon == NULL) /* SS_ROOMS: rooms_step made it */
+		rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
 	rm->ub = s->at;
 	rm->tl_from = rm->st_from = 0;
 	rm->is_initial = !is_same_m;
@@ -478,9 +491,9 @@ out:
 static void
 rooms_step(struct ss_req *s)
 {
-	struct pg_lit ids = {0};
+	struct pg_lit ids = {0}, lims = {0}, rss = {0};
 	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN];
-	const char *p[5];
+	const char *p[7];
 
 	if (s->is_failed) {
 		round_end(s, 503, "M_UNKNOWN", "database unavailable");
@@ -499,16 +512,26 @@ rooms_step(struct ss_req *s)
 		ext_step(s);
 		return;
 	}
-	for (int i = 0; i < s->nrooms; i++)
-		pg_arr_str(&ids, s->rooms[i].id);
+	for (int i = 0; i < s->nrooms; i++) {
+		struct ss_room *rm = &s->rooms[i];
+		/* its config is whole now: decide() takes this canonical */
+		rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
+		pg_arr_str(&ids, rm->id);
+		pg_arr_i64(&lims, rm->cfg.timeline_limit);
+		pg_arr_str(&rss, rm->rs_canon);
+	}
 	p[0] = s->r->user_id;
 	p[1] = pg_i64(a, s->conn.id);
 	p[2] = pg_i64(b, s->conn.gen);
 	p[3] = pg_arr_end(&ids);
 	p[4] = pg_i64(c, s->at);
+	p[5] = pg_arr_end(&lims);
+	p[6] = pg_arr_end(&rss);
 	sreq_ref(s->r);
 	sql_query(s->api, Q_SS_ROOMS, p, rooms_cb, s->r);
 	pg_lit_free(&ids);
+	pg_lit_free(&lims);
+	pg_lit_free(&rss);
 }
 
 static bool
@@ -683,7 +706,9 @@ detail_cb(PGresult *res, void *arg)
 	if (s == NULL)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++)
-		if (PQgetvalue(res, i, 0)[0] != 'c')
+		if (PQgetvalue(res, i, 0)[0] == 'z')
+			ss_conn_fold_row(s, res, i);
+		else if (PQgetvalue(res, i, 0)[0] != 'c')
 			detail_row(s, res, i);
 	for (int i = 0; i < s->nrooms; i++) {
 		strv_reverse(s->rooms[i].tl, s->rooms[i].ntl);
@@ -735,7 +760,10 @@ detail_step(struct ss_req *s)
 	p[8] = s->r->device_id;
 	p[9] = pg_arr_end(&c[7]);
 	sreq_ref(s->r);
-	sql_query(s->api, Q_SS_DETAIL, p, detail_cb, s->r);
+	if (ss_conn_may_fold(s))
+		ss_conn_fold_query(s, p, detail_cb, s->r);
+	else
+		sql_query(s->api, Q_SS_DETAIL, p, detail_cb, s->r);
 	for (int i = 0; i < 8; i++)
 		pg_lit_free(&c[i]);
 }

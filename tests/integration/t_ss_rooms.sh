@@ -58,6 +58,7 @@ out=$(ss "$alice" "$p" "$sub" 5000)
 assert_jq "$out" ".rooms[\"$rl\"].initial" 'true' "expanded: initial (js-sdk 43)"
 assert_jq "$out" ".rooms[\"$rl\"].unstable_expanded_timeline" 'true' "expanded flag"
 assert_jq "$out" "[.rooms[\"$rl\"].timeline[].content.body]" '["l2","l3","l4","l5"]' "longer timeline, oldest first"
+assert_jq "$out" ".rooms[\"$rl\"].name" '"leaveme"' "expanded: with its name (SS_ROOMS, SS_QUIET)"
 assert_jq "$out" "[.rooms[\"$rl\"].required_state[]|select(.type==\"m.room.member\")|.state_key]" '["@alice:localhost"]' "\$LAZY: the sender's member event"
 assert_jq "$out" ".rooms[\"$rn\"]" 'null' "subscription to a room the user may not see: ignored"
 assert_jq "$out" '.rooms["!nosuch:localhost"]' 'null' "subscription to an unknown room: ignored"
