@@ -138,6 +138,12 @@ static const struct stmt {
 	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
 	    "$9::bigint[], $10::text[]) AS k(us, r, m, p, inv, h, nc, hc, up, "
 	    "pb) WHERE u.user_id = k.us AND u.room_id = k.r"},
+	/* S_UR_UPD's rows whose membership and pos stay, before the room
+	 * upsert and with the keys it would give them (032_ur_keys.sql) */
+	[S_UR_KEYS] = {"acc_ur_keys", "SELECT syncv3_ur_keys($1::text[], "
+	    "$2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], "
+	    "$7::bigint[], $8::bigint[], $9::bigint[], $10::text[], "
+	    "$11::bool[], $12::bigint[], $13::bigint[], $14::bigint[])"},
 	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
 	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
 	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"

@@ -818,22 +818,16 @@ write_state(struct rctx *rc)
 }
 
 /*
- * One upsert for every room row the group changed (or whose summary
- * counts it reported); the notice of a changed room goes to the last
- * message that changed it, at the room's highest new position. It also
- * carries the group's newest bump event (0 if none; a bump is a new
- * event, so its room is changed): the rows of the room's members follow
- * in the same statement (022_ingest.sql), and a new member row written
- * after it (write_user_rooms) reads the room's key as it now is.
+ * The room rows the group changed (or whose summary counts it reported),
+ * as the columns of one upsert; the notice of a changed room goes to the
+ * last message that changed it, at the room's highest new position. A
+ * row also carries the group's newest bump event (0 if none; a bump is a
+ * new event, so its room is changed): the rows of the room's members
+ * follow in the same statement (022_ingest.sql).
  */
-static int
-write_rooms(struct rctx *rc)
+static void
+rooms_cols(struct rctx *rc, struct cols *c)
 {
-	struct cols c;
-	const char *p[14];
-	int ret = 0;
-
-	cols_init(&c, 14);
 	for (size_t i = 0; i < rc->nrs; i++) {
 		struct rstate *s = &rc->rs[i];
 		if (!s->changed && !s->has_summary)
@@ -844,28 +838,22 @@ write_rooms(struct rctx *rc)
 			    .room_id = s->room});
 		if (s->upos == 0)
 			s->upos = pos_next(rc->st);
-		pg_arr_str(&c.c[0], s->room);
-		pg_arr_i64(&c.c[1], s->last_nid);
-		pg_arr_i64(&c.c[2], s->last_ts);
-		pg_arr_str(&c.c[3], s->name);
-		pg_arr_str(&c.c[4], s->alias);
-		pg_arr_str(&c.c[5], s->topic);
-		pg_arr_str(&c.c[6], s->avatar);
-		pg_arr_str(&c.c[7], s->rtype);
-		pg_arr_bool(&c.c[8], s->enc);
-		pg_arr_i64(&c.c[9], s->jc);
-		pg_arr_i64(&c.c[10], s->ic);
-		pg_arr_i64(&c.c[11], s->upos);
-		pg_arr_i64(&c.c[12], s->bump_ts);
-		pg_arr_i64(&c.c[13], s->bump_nid);
-		c.rows++;
+		pg_arr_str(&c->c[0], s->room);
+		pg_arr_i64(&c->c[1], s->last_nid);
+		pg_arr_i64(&c->c[2], s->last_ts);
+		pg_arr_str(&c->c[3], s->name);
+		pg_arr_str(&c->c[4], s->alias);
+		pg_arr_str(&c->c[5], s->topic);
+		pg_arr_str(&c->c[6], s->avatar);
+		pg_arr_str(&c->c[7], s->rtype);
+		pg_arr_bool(&c->c[8], s->enc);
+		pg_arr_i64(&c->c[9], s->jc);
+		pg_arr_i64(&c->c[10], s->ic);
+		pg_arr_i64(&c->c[11], s->upos);
+		pg_arr_i64(&c->c[12], s->bump_ts);
+		pg_arr_i64(&c->c[13], s->bump_nid);
+		c->rows++;
 	}
-	if (c.rows > 0) {
-		cols_params(&c, p);
-		ret = db_q0(rc->st, S_ROOMS_PUT, 14, p);
-	}
-	cols_free(&c);
-	return ret;
 }
 
 /*
@@ -945,44 +933,97 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	return true;
 }
 
-/* One of the statements of write_user_rooms, if it has rows. */
+/* One of the user-row statements of write_rooms, if it has rows. */
 static int
 ur_put(struct rctx *rc, int id, struct cols *c)
 {
-	const char *p[10];
+	const char *p[SQLARR_COLS_MAX];
 
 	if (c->rows == 0)
 		return 0;
 	cols_params(c, p);
-	return db_q0(rc->st, id, 10, p);
+	return db_q0(rc->st, id, c->ncols, p);
+}
+
+/*
+ * What the room upsert will write of a user row's room, for S_UR_KEYS:
+ * whether it writes the room, its last_ts and the group's bump event.
+ */
+static void
+ur_keys(struct rctx *rc, const struct urstate *s, struct cols *c)
+{
+	const struct rstate *r = NULL;
+	int64_t k;
+
+	if (map_get_i64(&rc->roomidx, s->room, &k) &&
+	    (rc->rs[k].changed || rc->rs[k].has_summary))
+		r = &rc->rs[k];
+	pg_arr_bool(&c->c[10], r != NULL);
+	pg_arr_i64(&c->c[11], r ? r->last_ts : 0);
+	pg_arr_i64(&c->c[12], r ? r->bump_ts : 0);
+	pg_arr_i64(&c->c[13], r ? r->bump_nid : 0);
 }
 
 /*
  * The rows loaded (S_UR_GET) are updated, the others inserted: this
  * group is the only writer, so a row is new exactly when it was not
  * loaded, and only new rows run the triggers that compute a row's keys
- * from scratch (an upsert runs them for each row given).
+ * from scratch (an upsert runs them for each row given). A loaded row
+ * whose membership stays keeps its pos too (ur_row) and goes to keys.
  */
-static int
-write_user_rooms(struct rctx *rc)
+static void
+ur_cols(struct rctx *rc, struct cols *keys, struct cols *upd,
+    struct cols *ins)
 {
-	struct cols ins, upd;
-	int ret;
-
-	cols_init(&ins, 10);
-	cols_init(&upd, 10);
 	for (size_t i = 0; i < rc->nurs; i++) {
 		struct urstate *s = &rc->urs[i];
-		struct cols *c = s->ur_loaded ? &upd : &ins;
+		bool is_kept = s->ur_loaded &&
+		    streq(s->ur_membership, s->new_membership);
+		struct cols *c = !s->ur_loaded ? ins : is_kept ? keys : upd;
 
-		if (s->ur_touched && ur_row(rc, s, c))
-			c->rows++;
+		if (!s->ur_touched || !ur_row(rc, s, c))
+			continue;
+		if (is_kept)
+			ur_keys(rc, s, c);
+		c->rows++;
 	}
-	ret = ur_put(rc, S_UR_UPD, &upd);
+}
+
+/*
+ * The room upsert and the syncing users' rows, decided in that order (it
+ * is the order of their positions and notices) and written as: the
+ * stored user rows whose membership stays, with the keys the upsert is
+ * about to give them (S_UR_KEYS, 032_ur_keys.sql), so its key update
+ * passes over them and each gets one row version per batch, not two;
+ * the upsert; then the rows whose membership moves and the new rows,
+ * whose triggers read the room's key as it now is.
+ */
+static int
+write_rooms(struct rctx *rc)
+{
+	struct cols rooms, keys, upd, ins;
+	const char *p[14];
+	int ret;
+
+	cols_init(&rooms, 14);
+	cols_init(&keys, 14);
+	cols_init(&upd, 10);
+	cols_init(&ins, 10);
+	rooms_cols(rc, &rooms);
+	ur_cols(rc, &keys, &upd, &ins);
+	ret = ur_put(rc, S_UR_KEYS, &keys);
+	if (ret == 0 && rooms.rows > 0) {
+		cols_params(&rooms, p);
+		ret = db_q0(rc->st, S_ROOMS_PUT, 14, p);
+	}
+	if (ret == 0)
+		ret = ur_put(rc, S_UR_UPD, &upd);
 	if (ret == 0)
 		ret = ur_put(rc, S_UR_PUT, &ins);
-	cols_free(&ins);
+	cols_free(&rooms);
+	cols_free(&keys);
 	cols_free(&upd);
+	cols_free(&ins);
 	return ret;
 }
 
@@ -1058,8 +1099,8 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 		known_commit(&rc, from);
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
-	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
-	    txn_write(st, xs, n) == -1 || write_chunks(&rc) == -1)
+	    write_rooms(&rc) == -1 || txn_write(st, xs, n) == -1 ||
+	    write_chunks(&rc) == -1)
 		goto out;
 	ret = 0;
 out:
