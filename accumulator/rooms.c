@@ -203,57 +203,28 @@ collect_keys(struct rctx *rc, struct acc_changes *ch, const char *user,
 	}
 }
 
-/*
- * The first two of the group's four lookups: which of its events are
- * already stored (rc->known: nid > 0) and the current state entry of every
- * (room, type, state_key) it touches (rc->ents, found by ent_of). Both
- * then change only in memory while the messages are decided.
- */
-static int
-load_known(struct rctx *rc, struct msgctx *xs, size_t n)
+/* The group's known events (rc->known: nid > 0), from S_KNOWN. */
+static void
+known_read(struct rctx *rc, PGresult *r)
 {
-	struct pg_lit ids = {0};
-	struct cols keys;
-	const char *p[3];
-	PGresult *r;
-	int ret = -1;
+	for (int i = 0; i < PQntuples(r); i++)
+		map_put_i64(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
+}
 
-	cols_init(&keys, 3);
-	for (size_t i = 0; i < n; i++)
-		if (xs[i].ch != NULL)
-			collect_keys(rc, xs[i].ch, xs[i].m->user_id, &ids,
-			             &keys);
-	/* a group without events (typing, receipts, counts) knows none */
-	if (ids.count > 0) {
-		p[0] = pg_arr_end(&ids);
-		if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
-			goto out;
-		for (int i = 0; i < PQntuples(r); i++)
-			map_put_i64(&rc->known, PQgetvalue(r, i, 0),
-			            i64(r, i, 1));
-		PQclear(r);
+/* The current state entry of every key the group touches, from S_CUR. */
+static void
+cur_read(struct rctx *rc, PGresult *r)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t k = i64(r, i, 0) - 1;
+		if (k < 0 || (size_t)k >= rc->nents)
+			continue;
+		rc->ents[k].has = true;
+		rc->ents[k].nid = i64(r, i, 1);
+		free(rc->ents[k].membership);
+		rc->ents[k].membership = PQgetisnull(r, i, 2) ? NULL :
+		    xstrdup(PQgetvalue(r, i, 2));
 	}
-	if (keys.rows > 0) {
-		cols_params(&keys, p);
-		if ((r = db_q(rc->st, S_CUR, 3, p)) == NULL)
-			goto out;
-		for (int i = 0; i < PQntuples(r); i++) {
-			int64_t k = i64(r, i, 0) - 1;
-			if (k < 0 || (size_t)k >= rc->nents)
-				continue;
-			rc->ents[k].has = true;
-			rc->ents[k].nid = i64(r, i, 1);
-			free(rc->ents[k].membership);
-			rc->ents[k].membership = PQgetisnull(r, i, 2) ? NULL :
-			    xstrdup(PQgetvalue(r, i, 2));
-		}
-		PQclear(r);
-	}
-	ret = 0;
-out:
-	pg_lit_free(&ids);
-	cols_free(&keys);
-	return ret;
 }
 
 /* Indexes the rooms and (user, room) pairs of one message. */
@@ -314,43 +285,84 @@ ur_load_row(struct urstate *s, PGresult *r, int i)
 	s->ur_prev = optstr(r, i, 7);
 }
 
-/* The rooms rows and the syncing users' rows for every room met. */
-static int
-load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
+/* The rooms rows and the syncing users' rows, kept for the group. */
+static void
+rooms_read(struct rctx *rc)
 {
-	struct pg_lit ids = {0};
-	struct cols urk;
-	const char *p[2];
+	PGresult *r = rc->res_rooms;
 	int64_t k;
-	size_t total = 0;
-	PGresult *r;
-	int ret = -1;
 
-	for (size_t i = 0; i < n; i++)
-		total += xs[i].ch ? xs[i].ch->nrooms : 0;
-	rc->rs = xcalloc(total + 1, sizeof(*rc->rs));
-	rc->urs = xcalloc(total + 1, sizeof(*rc->urs));
-	cols_init(&urk, 2);
-	for (size_t i = 0; i < n; i++)
-		if (xs[i].ch != NULL)
-			index_rooms(rc, &xs[i], &ids, &urk);
-	p[0] = pg_arr_end(&ids);
-	if ((r = rc->res_rooms = db_q(rc->st, S_ROOMS_GET, 1, p)) == NULL)
-		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
 		if (map_get_i64(&rc->roomidx, PQgetvalue(r, i, 0), &k))
 			rooms_row(&rc->rs[k], r, i);
-	cols_params(&urk, p);
-	if ((r = rc->res_ur = db_q(rc->st, S_UR_GET, 2, p)) == NULL)
-		goto out;
+	r = rc->res_ur;
 	for (int i = 0; i < PQntuples(r); i++) {
 		k = i64(r, i, 0) - 1;
 		if (k >= 0 && (size_t)k < rc->nurs)
 			ur_load_row(&rc->urs[k], r, i);
 	}
+}
+
+/*
+ * The group's four lookups, in one pipeline (they do not depend on each
+ * other): which of its events are stored (S_KNOWN), the current state
+ * entry of every (room, type, state_key) it touches (S_CUR, rc->ents,
+ * found by ent_of), and the room rows and the syncing users' rows of
+ * every room met. All of it then changes only in memory while the
+ * messages are decided. One wait for Postgres, not four, per group.
+ */
+static int
+load_group(struct rctx *rc, struct msgctx *xs, size_t n)
+{
+	struct pg_lit ids = {0}, rids = {0};
+	struct cols keys, urk;
+	const char *pk[1], *pc[3], *pr[1], *pu[2];
+	struct db_call calls[4];
+	PGresult *res[4];
+	size_t total = 0, nc = 0, i = 0;
+	int ret = -1;
+
+	for (size_t j = 0; j < n; j++)
+		total += xs[j].ch ? xs[j].ch->nrooms : 0;
+	rc->rs = xcalloc(total + 1, sizeof(*rc->rs));
+	rc->urs = xcalloc(total + 1, sizeof(*rc->urs));
+	cols_init(&keys, 3);
+	cols_init(&urk, 2);
+	for (size_t j = 0; j < n; j++) {
+		if (xs[j].ch == NULL)
+			continue;
+		collect_keys(rc, xs[j].ch, xs[j].m->user_id, &ids, &keys);
+		index_rooms(rc, &xs[j], &rids, &urk);
+	}
+	/* a group without events (typing, receipts, counts) knows none */
+	if (ids.count > 0) {
+		pk[0] = pg_arr_end(&ids);
+		calls[nc++] = (struct db_call){S_KNOWN, 1, pk};
+	}
+	if (keys.rows > 0) {
+		cols_params(&keys, pc);
+		calls[nc++] = (struct db_call){S_CUR, 3, pc};
+	}
+	pr[0] = pg_arr_end(&rids);
+	calls[nc++] = (struct db_call){S_ROOMS_GET, 1, pr};
+	cols_params(&urk, pu);
+	calls[nc++] = (struct db_call){S_UR_GET, 2, pu};
+	if (db_qv(rc->st, calls, nc, res) == -1)
+		goto out;
+	if (ids.count > 0)
+		known_read(rc, res[i++]);
+	if (keys.rows > 0)
+		cur_read(rc, res[i++]);
+	rc->res_rooms = res[i++];
+	rc->res_ur = res[i];
+	rooms_read(rc);
+	for (size_t j = 0; j < nc - 2; j++)
+		PQclear(res[j]);
 	ret = 0;
 out:
 	pg_lit_free(&ids);
+	pg_lit_free(&rids);
+	cols_free(&keys);
 	cols_free(&urk);
 	return ret;
 }
@@ -1087,7 +1099,7 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	map_init(&rc.roomidx);
 	map_init(&rc.uridx);
 	map_init(&rc.chunkidx);
-	if (load_known(&rc, xs, n) == -1 || load_rooms(&rc, xs, n) == -1)
+	if (load_group(&rc, xs, n) == -1)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		size_t from = rc.nevrows;
