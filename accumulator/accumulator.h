@@ -341,6 +341,13 @@ int db_commit(struct store *st, const char *const *pos) WARN_UNUSED;
 PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
+/* one statement of db_qv */
+struct db_call {
+	int id, nparams;
+	const char *const *params;
+};
+int db_qv(struct store *st, const struct db_call *calls, size_t n,
+    PGresult **out) WARN_UNUSED;
 int db_exec(struct store *st, const char *tag, const char *sql);
 int db_sync(struct store *st);
 int db_copy(struct store *st, const char *sql, const char *data, size_t len);

@@ -9,6 +9,7 @@
  */
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "accumulator.h"
 #include "pg.h"
@@ -138,6 +139,12 @@ static const struct stmt {
 	    "$4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
 	    "$9::bigint[], $10::text[]) AS k(us, r, m, p, inv, h, nc, hc, up, "
 	    "pb) WHERE u.user_id = k.us AND u.room_id = k.r"},
+	/* S_UR_UPD's rows whose membership and pos stay, before the room
+	 * upsert and with the keys it would give them (032_ur_keys.sql) */
+	[S_UR_KEYS] = {"acc_ur_keys", "SELECT syncv3_ur_keys($1::text[], "
+	    "$2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], "
+	    "$7::bigint[], $8::bigint[], $9::bigint[], $10::text[], "
+	    "$11::bool[], $12::bigint[], $13::bigint[], $14::bigint[])"},
 	[S_TYPING] = {"acc_typing", "INSERT INTO syncv3_typing AS t (room_id,"
 	    " user_ids, pos) SELECT * FROM unnest($1::text[], $2::text[], "
 	    "$3::bigint[]) AS k(r, u, p) WHERE k.u <> '[]' OR EXISTS (SELECT"
@@ -248,13 +255,15 @@ static const struct stmt {
  * Reads a pipeline's results up to its sync (libpq pipeline mode: each
  * statement's result, then NULL; a statement after a failed one is
  * PGRES_PIPELINE_ABORTED, not run) and leaves pipeline mode. 0 if every
- * statement succeeded; *last (if set) gets the last statement's result,
- * the caller's to clear.
+ * statement succeeded. The results of the statements after the first
+ * st->nlater (the writes db_q0 left before them), up to nout, go to out
+ * (if set), the caller's to clear; a further one replaces the last.
  */
 static int
-pipe_read(struct store *st, PGresult **last)
+pipe_read(struct store *st, PGresult **out, size_t nout)
 {
 	int rc = 0, nulls = 0;
+	size_t i = 0;
 	PGresult *r;
 
 	while (nulls < 2) {
@@ -274,11 +283,13 @@ pipe_read(struct store *st, PGresult **last)
 			             PQresultErrorMessage(r));
 			rc = -1;
 		}
-		if (last != NULL) {
-			PQclear(*last);
-			*last = r;
+		if (out != NULL && nout > 0 && i >= st->nlater) {
+			size_t k = i - st->nlater < nout ? i - st->nlater : nout - 1;
+			PQclear(out[k]);
+			out[k] = r;
 		} else
 			PQclear(r);
+		i++;
 	}
 	st->nlater = 0;
 	if (nulls == 2)
@@ -316,10 +327,10 @@ db_sync(struct store *st)
 		return 0;
 	st->stats.round_trips++;
 	if (PQpipelineSync(st->c) != 1) {
-		(void)pipe_read(st, NULL);
+		(void)pipe_read(st, NULL, 0);
 		return -1;
 	}
-	return pipe_read(st, NULL);
+	return pipe_read(st, NULL, 0);
 }
 
 PGresult *
@@ -333,10 +344,10 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 		/* with the statements left before it, in one round trip */
 		if (pipe_send(st, id, nparams, params) == -1 ||
 		    PQpipelineSync(st->c) != 1) {
-			(void)pipe_read(st, NULL);
+			(void)pipe_read(st, NULL, 0);
 			return NULL;
 		}
-		if (pipe_read(st, &r) == 0)
+		if (pipe_read(st, &r, 1) == 0)
 			return r;
 		PQclear(r);
 		return NULL;
@@ -351,6 +362,43 @@ db_q(struct store *st, int id, int nparams, const char *const *params)
 	    r ? PQresultErrorMessage(r) : PQerrorMessage(st->c));
 	PQclear(r);
 	return NULL;
+}
+
+/*
+ * Statements whose results the caller reads but which do not depend on
+ * each other (a group's lookups): sent in one pipeline, with the writes
+ * db_q0 left before them, and waited for once. 0 and out[i] the result
+ * of calls[i] (the caller's to clear), or -1 and none.
+ */
+int
+db_qv(struct store *st, const struct db_call *calls, size_t n,
+    PGresult **out)
+{
+	memset(out, 0, n * sizeof(*out));
+	if (n == 0)
+		return 0;
+	if (n == 1 && st->nlater == 0)
+		return (out[0] = db_q(st, calls[0].id, calls[0].nparams,
+		    calls[0].params)) != NULL ? 0 : -1;
+	st->stats.round_trips++;
+	for (size_t i = 0; i < n; i++) {
+		if (pipe_send(st, calls[i].id, calls[i].nparams,
+		    calls[i].params) == -1) {
+			(void)PQpipelineSync(st->c);
+			(void)pipe_read(st, NULL, 0);
+			return -1;
+		}
+	}
+	if (PQpipelineSync(st->c) != 1 || pipe_read(st, out, n) == -1) {
+		if (PQpipelineStatus(st->c) != PQ_PIPELINE_OFF)
+			(void)pipe_read(st, NULL, 0);
+		for (size_t i = 0; i < n; i++) {
+			PQclear(out[i]);
+			out[i] = NULL;
+		}
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -655,9 +703,9 @@ db_commit(struct store *st, const char *const *pos)
 	if (commit_send(st, pos) == -1) {
 		st->stats.pg_errors++;
 		log_warnx_rl("store: commit: %s", PQerrorMessage(st->c));
-		(void)pipe_read(st, NULL);
+		(void)pipe_read(st, NULL, 0);
 		rc = -1;
-	} else if ((rc = pipe_read(st, &r)) == 0 && PQntuples(r) == 1)
+	} else if ((rc = pipe_read(st, &r, 1)) == 0 && PQntuples(r) == 1)
 		st->lsn = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	else
 		rc = -1;

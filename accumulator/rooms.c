@@ -203,57 +203,28 @@ collect_keys(struct rctx *rc, struct acc_changes *ch, const char *user,
 	}
 }
 
-/*
- * The first two of the group's four lookups: which of its events are
- * already stored (rc->known: nid > 0) and the current state entry of every
- * (room, type, state_key) it touches (rc->ents, found by ent_of). Both
- * then change only in memory while the messages are decided.
- */
-static int
-load_known(struct rctx *rc, struct msgctx *xs, size_t n)
+/* The group's known events (rc->known: nid > 0), from S_KNOWN. */
+static void
+known_read(struct rctx *rc, PGresult *r)
 {
-	struct pg_lit ids = {0};
-	struct cols keys;
-	const char *p[3];
-	PGresult *r;
-	int ret = -1;
+	for (int i = 0; i < PQntuples(r); i++)
+		map_put_i64(&rc->known, PQgetvalue(r, i, 0), i64(r, i, 1));
+}
 
-	cols_init(&keys, 3);
-	for (size_t i = 0; i < n; i++)
-		if (xs[i].ch != NULL)
-			collect_keys(rc, xs[i].ch, xs[i].m->user_id, &ids,
-			             &keys);
-	/* a group without events (typing, receipts, counts) knows none */
-	if (ids.count > 0) {
-		p[0] = pg_arr_end(&ids);
-		if ((r = db_q(rc->st, S_KNOWN, 1, p)) == NULL)
-			goto out;
-		for (int i = 0; i < PQntuples(r); i++)
-			map_put_i64(&rc->known, PQgetvalue(r, i, 0),
-			            i64(r, i, 1));
-		PQclear(r);
+/* The current state entry of every key the group touches, from S_CUR. */
+static void
+cur_read(struct rctx *rc, PGresult *r)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		int64_t k = i64(r, i, 0) - 1;
+		if (k < 0 || (size_t)k >= rc->nents)
+			continue;
+		rc->ents[k].has = true;
+		rc->ents[k].nid = i64(r, i, 1);
+		free(rc->ents[k].membership);
+		rc->ents[k].membership = PQgetisnull(r, i, 2) ? NULL :
+		    xstrdup(PQgetvalue(r, i, 2));
 	}
-	if (keys.rows > 0) {
-		cols_params(&keys, p);
-		if ((r = db_q(rc->st, S_CUR, 3, p)) == NULL)
-			goto out;
-		for (int i = 0; i < PQntuples(r); i++) {
-			int64_t k = i64(r, i, 0) - 1;
-			if (k < 0 || (size_t)k >= rc->nents)
-				continue;
-			rc->ents[k].has = true;
-			rc->ents[k].nid = i64(r, i, 1);
-			free(rc->ents[k].membership);
-			rc->ents[k].membership = PQgetisnull(r, i, 2) ? NULL :
-			    xstrdup(PQgetvalue(r, i, 2));
-		}
-		PQclear(r);
-	}
-	ret = 0;
-out:
-	pg_lit_free(&ids);
-	cols_free(&keys);
-	return ret;
 }
 
 /* Indexes the rooms and (user, room) pairs of one message. */
@@ -314,43 +285,84 @@ ur_load_row(struct urstate *s, PGresult *r, int i)
 	s->ur_prev = optstr(r, i, 7);
 }
 
-/* The rooms rows and the syncing users' rows for every room met. */
-static int
-load_rooms(struct rctx *rc, struct msgctx *xs, size_t n)
+/* The rooms rows and the syncing users' rows, kept for the group. */
+static void
+rooms_read(struct rctx *rc)
 {
-	struct pg_lit ids = {0};
-	struct cols urk;
-	const char *p[2];
+	PGresult *r = rc->res_rooms;
 	int64_t k;
-	size_t total = 0;
-	PGresult *r;
-	int ret = -1;
 
-	for (size_t i = 0; i < n; i++)
-		total += xs[i].ch ? xs[i].ch->nrooms : 0;
-	rc->rs = xcalloc(total + 1, sizeof(*rc->rs));
-	rc->urs = xcalloc(total + 1, sizeof(*rc->urs));
-	cols_init(&urk, 2);
-	for (size_t i = 0; i < n; i++)
-		if (xs[i].ch != NULL)
-			index_rooms(rc, &xs[i], &ids, &urk);
-	p[0] = pg_arr_end(&ids);
-	if ((r = rc->res_rooms = db_q(rc->st, S_ROOMS_GET, 1, p)) == NULL)
-		goto out;
 	for (int i = 0; i < PQntuples(r); i++)
 		if (map_get_i64(&rc->roomidx, PQgetvalue(r, i, 0), &k))
 			rooms_row(&rc->rs[k], r, i);
-	cols_params(&urk, p);
-	if ((r = rc->res_ur = db_q(rc->st, S_UR_GET, 2, p)) == NULL)
-		goto out;
+	r = rc->res_ur;
 	for (int i = 0; i < PQntuples(r); i++) {
 		k = i64(r, i, 0) - 1;
 		if (k >= 0 && (size_t)k < rc->nurs)
 			ur_load_row(&rc->urs[k], r, i);
 	}
+}
+
+/*
+ * The group's four lookups, in one pipeline (they do not depend on each
+ * other): which of its events are stored (S_KNOWN), the current state
+ * entry of every (room, type, state_key) it touches (S_CUR, rc->ents,
+ * found by ent_of), and the room rows and the syncing users' rows of
+ * every room met. All of it then changes only in memory while the
+ * messages are decided. One wait for Postgres, not four, per group.
+ */
+static int
+load_group(struct rctx *rc, struct msgctx *xs, size_t n)
+{
+	struct pg_lit ids = {0}, rids = {0};
+	struct cols keys, urk;
+	const char *pk[1], *pc[3], *pr[1], *pu[2];
+	struct db_call calls[4];
+	PGresult *res[4];
+	size_t total = 0, nc = 0, i = 0;
+	int ret = -1;
+
+	for (size_t j = 0; j < n; j++)
+		total += xs[j].ch ? xs[j].ch->nrooms : 0;
+	rc->rs = xcalloc(total + 1, sizeof(*rc->rs));
+	rc->urs = xcalloc(total + 1, sizeof(*rc->urs));
+	cols_init(&keys, 3);
+	cols_init(&urk, 2);
+	for (size_t j = 0; j < n; j++) {
+		if (xs[j].ch == NULL)
+			continue;
+		collect_keys(rc, xs[j].ch, xs[j].m->user_id, &ids, &keys);
+		index_rooms(rc, &xs[j], &rids, &urk);
+	}
+	/* a group without events (typing, receipts, counts) knows none */
+	if (ids.count > 0) {
+		pk[0] = pg_arr_end(&ids);
+		calls[nc++] = (struct db_call){S_KNOWN, 1, pk};
+	}
+	if (keys.rows > 0) {
+		cols_params(&keys, pc);
+		calls[nc++] = (struct db_call){S_CUR, 3, pc};
+	}
+	pr[0] = pg_arr_end(&rids);
+	calls[nc++] = (struct db_call){S_ROOMS_GET, 1, pr};
+	cols_params(&urk, pu);
+	calls[nc++] = (struct db_call){S_UR_GET, 2, pu};
+	if (db_qv(rc->st, calls, nc, res) == -1)
+		goto out;
+	if (ids.count > 0)
+		known_read(rc, res[i++]);
+	if (keys.rows > 0)
+		cur_read(rc, res[i++]);
+	rc->res_rooms = res[i++];
+	rc->res_ur = res[i];
+	rooms_read(rc);
+	for (size_t j = 0; j < nc - 2; j++)
+		PQclear(res[j]);
 	ret = 0;
 out:
 	pg_lit_free(&ids);
+	pg_lit_free(&rids);
+	cols_free(&keys);
 	cols_free(&urk);
 	return ret;
 }
@@ -818,22 +830,16 @@ write_state(struct rctx *rc)
 }
 
 /*
- * One upsert for every room row the group changed (or whose summary
- * counts it reported); the notice of a changed room goes to the last
- * message that changed it, at the room's highest new position. It also
- * carries the group's newest bump event (0 if none; a bump is a new
- * event, so its room is changed): the rows of the room's members follow
- * in the same statement (022_ingest.sql), and a new member row written
- * after it (write_user_rooms) reads the room's key as it now is.
+ * The room rows the group changed (or whose summary counts it reported),
+ * as the columns of one upsert; the notice of a changed room goes to the
+ * last message that changed it, at the room's highest new position. A
+ * row also carries the group's newest bump event (0 if none; a bump is a
+ * new event, so its room is changed): the rows of the room's members
+ * follow in the same statement (022_ingest.sql).
  */
-static int
-write_rooms(struct rctx *rc)
+static void
+rooms_cols(struct rctx *rc, struct cols *c)
 {
-	struct cols c;
-	const char *p[14];
-	int ret = 0;
-
-	cols_init(&c, 14);
 	for (size_t i = 0; i < rc->nrs; i++) {
 		struct rstate *s = &rc->rs[i];
 		if (!s->changed && !s->has_summary)
@@ -844,28 +850,22 @@ write_rooms(struct rctx *rc)
 			    .room_id = s->room});
 		if (s->upos == 0)
 			s->upos = pos_next(rc->st);
-		pg_arr_str(&c.c[0], s->room);
-		pg_arr_i64(&c.c[1], s->last_nid);
-		pg_arr_i64(&c.c[2], s->last_ts);
-		pg_arr_str(&c.c[3], s->name);
-		pg_arr_str(&c.c[4], s->alias);
-		pg_arr_str(&c.c[5], s->topic);
-		pg_arr_str(&c.c[6], s->avatar);
-		pg_arr_str(&c.c[7], s->rtype);
-		pg_arr_bool(&c.c[8], s->enc);
-		pg_arr_i64(&c.c[9], s->jc);
-		pg_arr_i64(&c.c[10], s->ic);
-		pg_arr_i64(&c.c[11], s->upos);
-		pg_arr_i64(&c.c[12], s->bump_ts);
-		pg_arr_i64(&c.c[13], s->bump_nid);
-		c.rows++;
+		pg_arr_str(&c->c[0], s->room);
+		pg_arr_i64(&c->c[1], s->last_nid);
+		pg_arr_i64(&c->c[2], s->last_ts);
+		pg_arr_str(&c->c[3], s->name);
+		pg_arr_str(&c->c[4], s->alias);
+		pg_arr_str(&c->c[5], s->topic);
+		pg_arr_str(&c->c[6], s->avatar);
+		pg_arr_str(&c->c[7], s->rtype);
+		pg_arr_bool(&c->c[8], s->enc);
+		pg_arr_i64(&c->c[9], s->jc);
+		pg_arr_i64(&c->c[10], s->ic);
+		pg_arr_i64(&c->c[11], s->upos);
+		pg_arr_i64(&c->c[12], s->bump_ts);
+		pg_arr_i64(&c->c[13], s->bump_nid);
+		c->rows++;
 	}
-	if (c.rows > 0) {
-		cols_params(&c, p);
-		ret = db_q0(rc->st, S_ROOMS_PUT, 14, p);
-	}
-	cols_free(&c);
-	return ret;
 }
 
 /*
@@ -945,44 +945,97 @@ ur_row(struct rctx *rc, struct urstate *s, struct cols *c)
 	return true;
 }
 
-/* One of the statements of write_user_rooms, if it has rows. */
+/* One of the user-row statements of write_rooms, if it has rows. */
 static int
 ur_put(struct rctx *rc, int id, struct cols *c)
 {
-	const char *p[10];
+	const char *p[SQLARR_COLS_MAX];
 
 	if (c->rows == 0)
 		return 0;
 	cols_params(c, p);
-	return db_q0(rc->st, id, 10, p);
+	return db_q0(rc->st, id, c->ncols, p);
+}
+
+/*
+ * What the room upsert will write of a user row's room, for S_UR_KEYS:
+ * whether it writes the room, its last_ts and the group's bump event.
+ */
+static void
+ur_keys(struct rctx *rc, const struct urstate *s, struct cols *c)
+{
+	const struct rstate *r = NULL;
+	int64_t k;
+
+	if (map_get_i64(&rc->roomidx, s->room, &k) &&
+	    (rc->rs[k].changed || rc->rs[k].has_summary))
+		r = &rc->rs[k];
+	pg_arr_bool(&c->c[10], r != NULL);
+	pg_arr_i64(&c->c[11], r ? r->last_ts : 0);
+	pg_arr_i64(&c->c[12], r ? r->bump_ts : 0);
+	pg_arr_i64(&c->c[13], r ? r->bump_nid : 0);
 }
 
 /*
  * The rows loaded (S_UR_GET) are updated, the others inserted: this
  * group is the only writer, so a row is new exactly when it was not
  * loaded, and only new rows run the triggers that compute a row's keys
- * from scratch (an upsert runs them for each row given).
+ * from scratch (an upsert runs them for each row given). A loaded row
+ * whose membership stays keeps its pos too (ur_row) and goes to keys.
  */
-static int
-write_user_rooms(struct rctx *rc)
+static void
+ur_cols(struct rctx *rc, struct cols *keys, struct cols *upd,
+    struct cols *ins)
 {
-	struct cols ins, upd;
-	int ret;
-
-	cols_init(&ins, 10);
-	cols_init(&upd, 10);
 	for (size_t i = 0; i < rc->nurs; i++) {
 		struct urstate *s = &rc->urs[i];
-		struct cols *c = s->ur_loaded ? &upd : &ins;
+		bool is_kept = s->ur_loaded &&
+		    streq(s->ur_membership, s->new_membership);
+		struct cols *c = !s->ur_loaded ? ins : is_kept ? keys : upd;
 
-		if (s->ur_touched && ur_row(rc, s, c))
-			c->rows++;
+		if (!s->ur_touched || !ur_row(rc, s, c))
+			continue;
+		if (is_kept)
+			ur_keys(rc, s, c);
+		c->rows++;
 	}
-	ret = ur_put(rc, S_UR_UPD, &upd);
+}
+
+/*
+ * The room upsert and the syncing users' rows, decided in that order (it
+ * is the order of their positions and notices) and written as: the
+ * stored user rows whose membership stays, with the keys the upsert is
+ * about to give them (S_UR_KEYS, 032_ur_keys.sql), so its key update
+ * passes over them and each gets one row version per batch, not two;
+ * the upsert; then the rows whose membership moves and the new rows,
+ * whose triggers read the room's key as it now is.
+ */
+static int
+write_rooms(struct rctx *rc)
+{
+	struct cols rooms, keys, upd, ins;
+	const char *p[14];
+	int ret;
+
+	cols_init(&rooms, 14);
+	cols_init(&keys, 14);
+	cols_init(&upd, 10);
+	cols_init(&ins, 10);
+	rooms_cols(rc, &rooms);
+	ur_cols(rc, &keys, &upd, &ins);
+	ret = ur_put(rc, S_UR_KEYS, &keys);
+	if (ret == 0 && rooms.rows > 0) {
+		cols_params(&rooms, p);
+		ret = db_q0(rc->st, S_ROOMS_PUT, 14, p);
+	}
+	if (ret == 0)
+		ret = ur_put(rc, S_UR_UPD, &upd);
 	if (ret == 0)
 		ret = ur_put(rc, S_UR_PUT, &ins);
-	cols_free(&ins);
+	cols_free(&rooms);
+	cols_free(&keys);
 	cols_free(&upd);
+	cols_free(&ins);
 	return ret;
 }
 
@@ -1046,7 +1099,7 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 	map_init(&rc.roomidx);
 	map_init(&rc.uridx);
 	map_init(&rc.chunkidx);
-	if (load_known(&rc, xs, n) == -1 || load_rooms(&rc, xs, n) == -1)
+	if (load_group(&rc, xs, n) == -1)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		size_t from = rc.nevrows;
@@ -1058,8 +1111,8 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 		known_commit(&rc, from);
 	}
 	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
-	    write_rooms(&rc) == -1 || write_user_rooms(&rc) == -1 ||
-	    txn_write(st, xs, n) == -1 || write_chunks(&rc) == -1)
+	    write_rooms(&rc) == -1 || txn_write(st, xs, n) == -1 ||
+	    write_chunks(&rc) == -1)
 		goto out;
 	ret = 0;
 out:

@@ -27,6 +27,7 @@ enum stmt_id {
 	S_UR_GET,
 	S_UR_PUT,
 	S_UR_UPD,
+	S_UR_KEYS,
 	S_TYPING,
 	S_RECEIPTS,
 	S_ADATA,

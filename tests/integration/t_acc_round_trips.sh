@@ -11,9 +11,12 @@
 #     pipeline; typing: the room and membership reads, the typing upsert)
 #   the since, position, COMMIT and WAL position: one pipeline
 # so a to-device body takes at most 4 and a typing body at most 7 (they
-# took 10 and 11 with a statement per step, a COPY and a RELEASE). The
-# messages are still delivered once each, after their commit. Counts, no
-# time.
+# took 10 and 11 with a statement per step, a COPY and a RELEASE). A room
+# message: BEGIN, the CAS, the group's lookups (known events, room rows,
+# the users' rows: one pipeline, db_qv; they were one wait each, 9 in
+# all), the position block if one is due, the events' COPY (two) and the
+# commit: at most 7. The messages are still delivered once each, after
+# their commit. Counts, no time.
 source "$(dirname "$0")/lib.sh"
 
 start_stack_acc_prom
@@ -54,8 +57,12 @@ msg() {
 	n=$((n + 1))
 	sim to_device "{\"user_id\":\"@alice:localhost\",\"device_id\":\"A1\",\"sender\":\"@bob:localhost\",\"type\":\"m.x\",\"content\":{\"n\":$n}}" >/dev/null
 }
+say() {
+	sim "rooms/$room/send" '{"sender":"@bob:localhost","type":"m.room.message","content":{"body":"hi"}}' >/dev/null
+}
 trips to-device 4 msg
 trips typing 7 sim_typing "$room" @bob:localhost
+trips message 7 say
 
 # every message reaches the device once, in order, after its commit
 out=$(v3 "$tok" "$s" '{}' 10000)

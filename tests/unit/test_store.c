@@ -1648,6 +1648,106 @@ test_member_keys_no_count(void **state)
 	                   "track_functions"));
 }
 
+/* A body of room !so:hs: its timeline, with a prev_batch and counts. */
+#define SO_BODY(pb, nc, tl)                                                    \
+	"{\"rooms\":{\"join\":{\"!so:hs\":{\"timeline\":{\"prev_batch\":\"" pb  \
+	"\",\"events\":[" tl "]},\"unread_notifications\":{"                  \
+	"\"notification_count\":" nc ",\"highlight_count\":0}}}}}"
+#define SO_JOINS                                                               \
+	"{\"type\":\"m.room.member\",\"state_key\":\"@alice:hs\",\"event_id\":" \
+	"\"$soja\",\"sender\":\"@alice:hs\",\"origin_server_ts\":100,"         \
+	"\"content\":{\"membership\":\"join\"}},{\"type\":\"m.room.member\","  \
+	"\"state_key\":\"@bob:hs\",\"event_id\":\"$sojb\",\"sender\":"         \
+	"\"@bob:hs\",\"origin_server_ts\":100,\"content\":{\"membership\":"    \
+	"\"join\"}}"
+
+/*
+ * u's row of !so:hs: "rl_ts ss_bump_ts ss_bump_nid rows-written", the
+ * last from so_probe, which counts the row versions written since set.
+ */
+static char *
+so_row(const char *u)
+{
+	return qs("SELECT rl_ts || ' ' || ss_bump_ts || ' ' || ss_bump_nid || "
+	          "' ' || (SELECT count(*) FROM so_probe p WHERE p.user_id = "
+	          "u.user_id) FROM syncv3_user_rooms u WHERE user_id = $1 AND "
+	          "room_id = '!so:hs'",
+	          u, NULL);
+}
+
+static void
+so_check(const char *u, long long rl_ts, long long bump_ts,
+    long long bump_nid, long long n)
+{
+	char want[128];
+	char *v = so_row(u);
+
+	snprintf(want, sizeof(want), "%lld %lld %lld %lld", rl_ts, bump_ts,
+	         bump_nid, n);
+	assert_non_null(v);
+	assert_string_equal(v, want);
+	free(v);
+}
+
+static long long
+so_counts(void)
+{
+	return qi("SELECT (SELECT joined FROM syncv3_rl_counts WHERE user_id "
+	          "= '@bob:hs') * 1000 + (SELECT shown FROM syncv3_ss_counts "
+	          "WHERE user_id = '@bob:hs')",
+	          NULL, NULL);
+}
+
+/*
+ * bob's own poller brings a room's new events with a new prev_batch and
+ * new unread counts: his row is written once for the batch, with the
+ * room's new keys (032_ur_keys.sql), not once by the room upsert's key
+ * update and again by his own row's update. alice's row, which no
+ * poller of hers touched, gets the keys from the room upsert as before,
+ * and bob's counts stay.
+ */
+static void
+test_member_keys_own_once(void **state)
+{
+	long long before;
+
+	(void)state;
+	NEED_DB();
+	apply_str("@alice:hs", "A1", SO_BODY("pa0", "0", SO_JOINS));
+	apply_str("@bob:hs", "B1", SO_BODY("pb0", "0", SO_JOINS));
+	before = so_counts();
+	PQclear(PQexec(db, "CREATE TABLE so_probe (user_id text)"));
+	PQclear(PQexec(db, "CREATE FUNCTION so_probe() RETURNS trigger "
+	                   "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO so_probe "
+	                   "VALUES (NEW.user_id); RETURN NULL; END $$"));
+	PQclear(PQexec(db, "CREATE TRIGGER so_probe AFTER UPDATE ON "
+	                   "syncv3_user_rooms FOR EACH ROW EXECUTE FUNCTION "
+	                   "so_probe()"));
+
+	/* a bump event: both keys move */
+	apply_str("@bob:hs", "B1",
+	          SO_BODY("pb1", "2", SK_EV("$so1", "m.room.message", "5000")));
+	so_check("@bob:hs", 5000, 5000, nid("$so1"), 1);
+	so_check("@alice:hs", 5000, 5000, nid("$so1"), 1);
+	assert_int_equal(qi("SELECT notification_count FROM syncv3_user_rooms "
+	                    "WHERE user_id = '@bob:hs' AND room_id = '!so:hs'",
+	                    NULL, NULL),
+	                 2);
+	/* not a bump event: recency alone */
+	apply_str("@bob:hs", "B1",
+	          SO_BODY("pb2", "2", SK_EV("$so2", "m.reaction", "6000")));
+	so_check("@bob:hs", 6000, 5000, nid("$so1"), 2);
+	so_check("@alice:hs", 6000, 5000, nid("$so1"), 2);
+	/* an older bump event: recency is the last event's, the bump key
+	 * does not move back */
+	apply_str("@bob:hs", "B1",
+	          SO_BODY("pb3", "3", SK_EV("$so3", "m.room.message", "4000")));
+	so_check("@bob:hs", 4000, 5000, nid("$so1"), 3);
+	so_check("@alice:hs", 4000, 5000, nid("$so1"), 3);
+	assert_int_equal(so_counts(), before);
+	PQclear(PQexec(db, "DROP TRIGGER so_probe ON syncv3_user_rooms"));
+}
+
 int
 main(void)
 {
@@ -1679,6 +1779,7 @@ main(void)
 	    cmocka_unit_test(test_unread_notice),
 	    cmocka_unit_test(test_member_keys_once),
 	    cmocka_unit_test(test_member_keys_no_count),
+	    cmocka_unit_test(test_member_keys_own_once),
 	};
 
 	log_init("test", LOG_LEVEL_ERROR);
