@@ -74,9 +74,17 @@ IFS=, read -ra sizes <<<"$SIZES"
 for n in "${sizes[@]}"; do
 	: >"$T/first_$n.jsonl"
 	for i in $(seq 1 "$REPEATS"); do
-		tok=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":2,\"messages_per_room\":$MSGS,\"prefix\":\"u${n}x$i\"}" |
-		    jq -r '.users[0].access_token')
+		sc=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":2,\"messages_per_room\":$MSGS,\"prefix\":\"u${n}x$i\"}" |
+		    jq -c '.users[0]')
+		tok=$(jq -r .access_token <<<"$sc")
+		t0=$(now_ms)
 		first_window "$tok" "$n rooms #$i" | tee -a "$T/first_$n.jsonl" || fail "first window ($n rooms)"
+		# with SYNCV3_LOG_LEVEL=debug, where its time went (cold_stages.py)
+		if [ "$SYNCV3_LOG_LEVEL" = debug ]; then
+			python3 "$here/cold_stages.py" "$T" "$(jq -r .user_id <<<"$sc")" "$t0" \
+			    $((t0 + $(tail -n 1 "$T/first_$n.jsonl" | jq '.ms|floor'))) |
+			    tee -a "$T/stages_$n.jsonl" >&2
+		fi
 		# the rest of its initial sync is stored before the next login
 		# (the accumulator is one writer: it would hold the next window)
 		wait_for '[ "$(psql_q "SELECT bool_and(is_initial_done) FROM syncv3_devices")" = t ]' 600 ||
