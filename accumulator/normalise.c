@@ -811,6 +811,36 @@ norm_device(struct acc_changes *c, struct jspan k, struct jspan v)
 }
 
 /*
+ * The body's members, it opened at its top: rooms entered (norm_rooms),
+ * the rest skipped to their spans; a light pass keeps only the global
+ * account data besides the rooms.
+ */
+static void
+norm_top(struct acc_changes *c, struct jscan_it *it, const char *user_id,
+         bool is_light)
+{
+	struct jspan k, v;
+
+	while (jscan_key(it, &k) == 1) {
+		if (jscan_key_eq(k, "rooms")) {
+			if (norm_rooms(c, it, user_id, is_light) == -1)
+				break;
+			continue;
+		}
+		if (jscan_value(it, &v) == -1)
+			break;
+		if (jscan_key_eq(k, "account_data"))
+			norm_adata(c, v, &c->adata, &c->nadata);
+		else if (is_light)
+			continue;
+		else if (jscan_key_eq(k, "to_device"))
+			norm_to_device(c, v);
+		else
+			norm_device(c, k, v);
+	}
+}
+
+/*
  * The body is validated as a whole by jsonv, the poller's validator,
  * which builds no tree: json-c's tree of a large body takes many times
  * its bytes, only to be thrown away (with the events' trees, the peak of
@@ -826,7 +856,7 @@ normalise(const char *body, size_t len, const char *user_id,
 {
 	struct jsonv jv;
 	struct jscan_it it;
-	struct jspan k, v, whole = {body, len};
+	struct jspan whole = {body, len};
 	int rc;
 
 	memset(c, 0, sizeof(*c));
@@ -843,21 +873,7 @@ normalise(const char *body, size_t len, const char *user_id,
 			*err = "scan failed";
 		return -1;
 	}
-	while (jscan_key(&it, &k) == 1) {
-		if (jscan_key_eq(k, "rooms")) {
-			if (norm_rooms(c, &it, user_id, false) == -1)
-				break;
-			continue;
-		}
-		if (jscan_value(&it, &v) == -1)
-			break;
-		if (jscan_key_eq(k, "to_device"))
-			norm_to_device(c, v);
-		else if (jscan_key_eq(k, "account_data"))
-			norm_adata(c, v, &c->adata, &c->nadata);
-		else
-			norm_device(c, k, v);
-	}
+	norm_top(c, &it, user_id, false);
 	return 0;
 }
 
@@ -873,23 +889,13 @@ normalise_light(const char *body, size_t len, const char *user_id,
                 struct acc_changes *c)
 {
 	struct jscan_it it;
-	struct jspan k, v, whole = {body, len};
+	struct jspan whole = {body, len};
 
 	memset(c, 0, sizeof(*c));
 	c->is_light = true;
 	if (jscan_open(&it, whole, '{') == -1)
 		return -1;
-	while (jscan_key(&it, &k) == 1) {
-		if (jscan_key_eq(k, "rooms")) {
-			if (norm_rooms(c, &it, user_id, true) == -1)
-				break;
-			continue;
-		}
-		if (jscan_value(&it, &v) == -1)
-			break;
-		if (jscan_key_eq(k, "account_data"))
-			norm_adata(c, v, &c->adata, &c->nadata);
-	}
+	norm_top(c, &it, user_id, true);
 	return 0;
 }
 
