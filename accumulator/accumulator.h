@@ -63,6 +63,11 @@ struct jscan_it {
 const char *jscan_skip(const char *p, const char *end);
 int jscan_open(struct jscan_it *it, struct jspan v, char open);
 int jscan_member(struct jscan_it *it, struct jspan *key, struct jspan *val);
+int jscan_key(struct jscan_it *it, struct jspan *key);
+int jscan_value(struct jscan_it *it, struct jspan *val);
+bool jscan_at(const struct jscan_it *it, char open);
+void jscan_enter(struct jscan_it *it, char open, struct jscan_it *child);
+int jscan_leave(struct jscan_it *it, const struct jscan_it *child);
 int jscan_elem(struct jscan_it *it, struct jspan *val);
 bool jscan_key_eq(struct jspan key, const char *s);
 char *jscan_str(struct jspan s);

@@ -562,6 +562,11 @@ pub_run(struct ingest *in, bool is_all)
 		in->pub_next = 0;
 		TAILQ_REMOVE(&in->pub, it, entry);
 		notify_set_pos(in->nt, it->pos);
+		if (it->kind == ITEM_WINDOW && it->is_committed)
+			log_debug("ingest: %s/%s: window notices out, %lld ms "
+			          "after arrival",
+			          it->sm.user_id, it->sm.device_id,
+			          now_ms() - it->recv_ms);
 		item_release(in, it);
 	}
 	drained_exit(in);
@@ -683,6 +688,7 @@ queue_window(struct ingest *in, struct item *f,
 {
 	struct acc_changes light;
 	struct item *w;
+	long long t0 = now_ms(), wall = wall_ms();
 
 	if (normalise_light(raw->body, raw->body_len, raw->user_id, &light) ==
 	        -1 ||
@@ -690,6 +696,11 @@ queue_window(struct ingest *in, struct item *f,
 		normalise_free(&light);
 		return false;
 	}
+	/* a cold login's stages, lined up by tests/bench/bench_cold.sh */
+	log_debug("ingest: %s/%s: light pass of %zu rooms in %lld ms, %lld ms "
+	          "after the poller sent it",
+	          raw->user_id, raw->device_id, light.nrooms, now_ms() - t0,
+	          wall - (long long)f->msg.hdr.sent_ms);
 	w = xcalloc(1, sizeof(*w));
 	w->light = light;
 	w->kind = ITEM_WINDOW;

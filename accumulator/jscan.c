@@ -113,10 +113,18 @@ it_step(struct jscan_it *it)
 	return it->p < it->end ? 1 : -1;
 }
 
+/*
+ * The next member's key, the iterator left at its value, unread: the
+ * caller goes on with jscan_value (its span) or jscan_enter (into it).
+ * Reading a span skips the value, and a container's span read before its
+ * members is a pass of its own over every byte in it: a 30 MB body's
+ * rooms are three levels down ("rooms", "join", the room), so the
+ * normaliser enters those levels instead, and each byte is read once.
+ */
 int
-jscan_member(struct jscan_it *it, struct jspan *key, struct jspan *val)
+jscan_key(struct jscan_it *it, struct jspan *key)
 {
-	const char *k, *v;
+	const char *k;
 	int rc;
 
 	if ((rc = it_step(it)) != 1)
@@ -128,13 +136,64 @@ jscan_member(struct jscan_it *it, struct jspan *key, struct jspan *val)
 	k = ws(k, it->end);
 	if (k >= it->end || *k != ':')
 		return -1;
-	k = ws(k + 1, it->end);
-	if ((v = jscan_skip(k, it->end)) == NULL)
+	it->p = ws(k + 1, it->end);
+	return it->p < it->end ? 1 : -1;
+}
+
+/* The value after jscan_key, skipped: 1 with val set, -1 if broken. */
+int
+jscan_value(struct jscan_it *it, struct jspan *val)
+{
+	const char *v;
+
+	if ((v = jscan_skip(it->p, it->end)) == NULL)
 		return -1;
-	val->p = k;
-	val->len = (size_t)(v - k);
+	val->p = it->p;
+	val->len = (size_t)(v - it->p);
 	it->p = v;
 	return 1;
+}
+
+/* Is the value after jscan_key a container opening with open? */
+bool
+jscan_at(const struct jscan_it *it, char open)
+{
+	return it->p < it->end && *it->p == open;
+}
+
+/*
+ * Iterates the value after jscan_key (jscan_at(it, open) holds) with
+ * child, bounded by it's end. Once child's iteration has returned 0 (at
+ * its close), jscan_leave moves it past the value; until then it must
+ * not be used.
+ */
+void
+jscan_enter(struct jscan_it *it, char open, struct jscan_it *child)
+{
+	child->p = it->p + 1;
+	child->end = it->end;
+	child->close = open == '{' ? '}' : ']';
+	child->first = true;
+}
+
+/* 0, or -1 if child did not end at its close (then it is broken too). */
+int
+jscan_leave(struct jscan_it *it, const struct jscan_it *child)
+{
+	if (child->p >= child->end || *child->p != child->close)
+		return -1;
+	it->p = child->p + 1;
+	return 0;
+}
+
+int
+jscan_member(struct jscan_it *it, struct jspan *key, struct jspan *val)
+{
+	int rc;
+
+	if ((rc = jscan_key(it, key)) != 1)
+		return rc;
+	return jscan_value(it, val);
 }
 
 int

@@ -602,16 +602,14 @@ my_membership(struct acc_room *r, const char *user_id)
  * keeps) and fills it from the room's members; the user's own membership
  * is derived last, from the section and the state it saw.
  */
-static void
-norm_room(struct acc_changes *c, const char *room_id, int section,
-          struct jspan v, const char *user_id, bool is_light)
+static int
+norm_room_it(struct acc_changes *c, const char *room_id, int section,
+             struct jscan_it *it, const char *user_id, bool is_light)
 {
 	struct acc_room *r;
-	struct jscan_it it;
 	struct jspan k, val;
+	int rc;
 
-	if (jscan_open(&it, v, '{') == -1)
-		return;
 	if (c->nrooms == c->caprooms) {
 		c->caprooms = c->caprooms ? c->caprooms * 2 : 8;
 		c->rooms = xrealloc(c->rooms, c->caprooms * sizeof(*c->rooms));
@@ -621,8 +619,8 @@ norm_room(struct acc_changes *c, const char *room_id, int section,
 	r->room_id = xstrdup(room_id);
 	r->section = section;
 	r->joined_count = r->invited_count = -1;
-	r->span = v;
-	while (jscan_member(&it, &k, &val) == 1) {
+	r->span.p = it->p - 1; /* its opening brace */
+	while ((rc = jscan_member(it, &k, &val)) == 1) {
 		if (is_light) {
 			/* all a window's choice reads (store.c window_split) */
 			if (jscan_key_eq(k, "timeline"))
@@ -646,42 +644,95 @@ norm_room(struct acc_changes *c, const char *room_id, int section,
 		    jscan_key_eq(k, "knock_state"))
 			norm_stripped(val, r);
 	}
+	/* through its closing brace, where the walk ended */
+	r->span.len = (size_t)(it->p - r->span.p) + (rc == 0);
 	r->my_membership = my_membership(r, user_id);
+	return rc;
+}
+
+/* The room whose value is v (normalise_pick: a span of the light pass). */
+static void
+norm_room(struct acc_changes *c, const char *room_id, int section,
+          struct jspan v, const char *user_id, bool is_light)
+{
+	struct jscan_it it;
+
+	if (jscan_open(&it, v, '{') == 0)
+		(void)norm_room_it(c, room_id, section, &it, user_id,
+		                   is_light);
 }
 
 /*
  * rooms.{join,invite,leave,knock}: a room id that is not a usable key is
  * counted as bad and its room skipped, the other rooms stay.
  */
-static void
-norm_rooms(struct acc_changes *c, struct jspan v, const char *user_id,
-           bool is_light)
+static int
+section_of(struct jspan k)
 {
 	static const char *const sections[] = {"join", "invite", "leave",
 	    "knock"};
-	struct jscan_it it, ri;
-	struct jspan k, val, rk, rv;
-	char *room_id;
 
-	if (jscan_open(&it, v, '{') == -1)
-		return;
-	while (jscan_member(&it, &k, &val) == 1) {
-		for (int s = 0; s <= ACC_KNOCK; s++) {
-			if (!jscan_key_eq(k, sections[s]) ||
-			    jscan_open(&ri, val, '{') == -1)
-				continue;
-			while (jscan_member(&ri, &rk, &rv) == 1) {
-				room_id = jscan_str(rk);
-				if (room_id == NULL || !key_ok(room_id)) {
-					bad(c, ACC_BAD_ENCODING, "room id");
-					free(room_id);
-					continue;
-				}
-				norm_room(c, room_id, s, rv, user_id, is_light);
-				free(room_id);
-			}
+	for (int s = 0; s <= ACC_KNOCK; s++)
+		if (jscan_key_eq(k, sections[s]))
+			return s;
+	return -1;
+}
+
+/* One section's rooms, entered from up (at its value, an object). */
+static int
+norm_section(struct acc_changes *c, struct jscan_it *up, int s,
+             const char *user_id, bool is_light)
+{
+	struct jscan_it ri, rm;
+	struct jspan rk, rv;
+	char *room_id;
+	int rc;
+
+	jscan_enter(up, '{', &ri);
+	while ((rc = jscan_key(&ri, &rk)) == 1) {
+		room_id = jscan_str(rk);
+		if (room_id == NULL || !key_ok(room_id) || !jscan_at(&ri, '{')) {
+			if (room_id == NULL || !key_ok(room_id))
+				bad(c, ACC_BAD_ENCODING, "room id");
+			free(room_id);
+			if (jscan_value(&ri, &rv) == -1)
+				return -1;
+			continue;
 		}
+		jscan_enter(&ri, '{', &rm);
+		rc = norm_room_it(c, room_id, s, &rm, user_id, is_light);
+		free(room_id);
+		if (rc != 0 || jscan_leave(&ri, &rm) == -1)
+			return -1;
 	}
+	return rc == 0 ? jscan_leave(up, &ri) : -1;
+}
+
+/*
+ * rooms.{join,invite,leave,knock}, entered from up (jscan_key: rooms),
+ * not skipped first (jscan.c). A room id that is not a usable key is
+ * counted as bad and its room skipped, the other rooms stay. -1 if the
+ * text is broken (a validated body never is), up then unusable.
+ */
+static int
+norm_rooms(struct acc_changes *c, struct jscan_it *up, const char *user_id,
+           bool is_light)
+{
+	struct jscan_it it;
+	struct jspan k, val;
+	int rc, s;
+
+	if (!jscan_at(up, '{'))
+		return jscan_value(up, &val) == 1 ? 0 : -1;
+	jscan_enter(up, '{', &it);
+	while ((rc = jscan_key(&it, &k)) == 1) {
+		if ((s = section_of(k)) >= 0 && jscan_at(&it, '{')) {
+			if (norm_section(c, &it, s, user_id, is_light) == -1)
+				return -1;
+		} else if (jscan_value(&it, &val) == -1)
+			return -1;
+	}
+	return rc == 0 ? jscan_leave(up, &it) : -1;
 }
 
 static void
@@ -760,6 +811,36 @@ norm_device(struct acc_changes *c, struct jspan k, struct jspan v)
 }
 
 /*
+ * The body's members, it opened at its top: rooms entered (norm_rooms),
+ * the rest skipped to their spans; a light pass keeps only the global
+ * account data besides the rooms.
+ */
+static void
+norm_top(struct acc_changes *c, struct jscan_it *it, const char *user_id,
+         bool is_light)
+{
+	struct jspan k, v;
+
+	while (jscan_key(it, &k) == 1) {
+		if (jscan_key_eq(k, "rooms")) {
+			if (norm_rooms(c, it, user_id, is_light) == -1)
+				break;
+			continue;
+		}
+		if (jscan_value(it, &v) == -1)
+			break;
+		if (jscan_key_eq(k, "account_data"))
+			norm_adata(c, v, &c->adata, &c->nadata);
+		else if (is_light)
+			continue;
+		else if (jscan_key_eq(k, "to_device"))
+			norm_to_device(c, v);
+		else
+			norm_device(c, k, v);
+	}
+}
+
+/*
  * The body is validated as a whole by jsonv, the poller's validator,
  * which builds no tree: json-c's tree of a large body takes many times
  * its bytes, only to be thrown away (with the events' trees, the peak of
@@ -775,7 +856,7 @@ normalise(const char *body, size_t len, const char *user_id,
 {
 	struct jsonv jv;
 	struct jscan_it it;
-	struct jspan k, v, whole = {body, len};
+	struct jspan whole = {body, len};
 	int rc;
 
 	memset(c, 0, sizeof(*c));
@@ -792,16 +873,7 @@ normalise(const char *body, size_t len, const char *user_id,
 			*err = "scan failed";
 		return -1;
 	}
-	while (jscan_member(&it, &k, &v) == 1) {
-		if (jscan_key_eq(k, "rooms"))
-			norm_rooms(c, v, user_id, false);
-		else if (jscan_key_eq(k, "to_device"))
-			norm_to_device(c, v);
-		else if (jscan_key_eq(k, "account_data"))
-			norm_adata(c, v, &c->adata, &c->nadata);
-		else
-			norm_device(c, k, v);
-	}
+	norm_top(c, &it, user_id, false);
 	return 0;
 }
 
@@ -817,18 +889,13 @@ normalise_light(const char *body, size_t len, const char *user_id,
                 struct acc_changes *c)
 {
 	struct jscan_it it;
-	struct jspan k, v, whole = {body, len};
+	struct jspan whole = {body, len};
 
 	memset(c, 0, sizeof(*c));
 	c->is_light = true;
 	if (jscan_open(&it, whole, '{') == -1)
 		return -1;
-	while (jscan_member(&it, &k, &v) == 1) {
-		if (jscan_key_eq(k, "rooms"))
-			norm_rooms(c, v, user_id, true);
-		else if (jscan_key_eq(k, "account_data"))
-			norm_adata(c, v, &c->adata, &c->nadata);
-	}
+	norm_top(c, &it, user_id, true);
 	return 0;
 }
 

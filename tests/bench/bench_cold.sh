@@ -79,7 +79,7 @@ stored() {
 res='{}'
 for n in ${SIZES//,/ }; do
 	log "accounts of $n rooms"
-	cold='' full='' up1='' upn='' u1=
+	cold='' full='' up1='' upn='' u1= stages=''
 	for i in $(seq "$COLD"); do
 		u=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":3,\"messages_per_room\":10,\"prefix\":\"c$n-$i-\"}" |
 		    jq -r '.users[0].user_id')
@@ -88,8 +88,11 @@ for n in ${SIZES//,/ }; do
 		up1="$up1 $a" upn="$upn $b"
 		tok=$(sim_login "$u" COLD)
 		t0=$(now_ms)
-		cold="$cold $(first "$tok")"
+		ms=$(first "$tok")
+		cold="$cold $ms"
 		full="$full $(stored "$t0" "$u")"
+		[ "$SYNCV3_LOG_LEVEL" != debug ] ||
+			stages="$stages$(python3 "$here/cold_stages.py" "$T" "$u" "$t0" $((t0 + ms)))"$'\n'
 		sleep 1
 	done
 	cold=$(printf '%s\n' $cold | stats)
@@ -99,6 +102,8 @@ for n in ${SIZES//,/ }; do
 	log "  cold login, first window: $cold"
 	log "  upstream first sync, first byte: $up1, last byte: $upn"
 	log "  cold login, all stored: $full"
+	[ -z "$stages" ] || log "  stages (ms): $stages"
+	stages=$(printf '%s' "$stages" | jq -sc .)
 	if [ -z "$u1" ]; then # --cold 0: a stored account to add devices to
 		u1=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":3,\"messages_per_room\":10,\"prefix\":\"s$n-\"}" |
 		    jq -r '.users[0].user_id')
@@ -118,9 +123,10 @@ for n in ${SIZES//,/ }; do
 	log "  new device of a stored account: $sib"
 	res=$(jq -c --arg n "$n" --argjson c "$cold" --argjson f "$full" \
 	    --argjson s "$sib" --argjson u1 "$up1" --argjson un "$upn" \
+	    --argjson st "${stages:-[]}" \
 	    '. + {($n): {cold_first: $c, cold_upstream_first_byte: $u1,
 	    cold_upstream_last_byte: $un, cold_stored: $f,
-	    sibling_first: $s}}' <<<"$res")
+	    sibling_first: $s} + (if $st == [] then {} else {cold_stages: $st} end)}' <<<"$res")
 done
 for p in accumulator poller api; do is_running "$p" || fail "$p died"; done
 jq -n --argjson r "$res" --arg commit "$(git -C "$IT_ROOT" rev-parse --short HEAD 2>/dev/null)" \

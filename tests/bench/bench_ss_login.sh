@@ -50,7 +50,7 @@ path = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0"
 body = json.dumps({"lists": {"all": {"ranges": [[0, 19]], "timeline_limit": 1,
         "required_state": [["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""]]}}})
 c = http.client.HTTPConnection(api.hostname, api.port, timeout=600)
-t0 = time.perf_counter()
+t0, wall0 = time.perf_counter(), time.time()
 answers, statuses = 0, []
 while True:
     c.request("POST", path, body, {"Authorization": "Bearer " + os.environ["TOKEN"], "Content-Type": "application/json"})
@@ -66,6 +66,7 @@ while True:
     time.sleep(0.005)
 ms = (time.perf_counter() - t0) * 1000
 print(json.dumps({"label": os.environ["LABEL"], "ms": round(ms, 1), "answers": answers,
+                  "start_ms": int(wall0 * 1000),
                   "statuses": sorted(set(statuses)), "count": out.get("lists", {}).get("all", {}).get("count")}))
 EOF
 }
@@ -74,9 +75,16 @@ IFS=, read -ra sizes <<<"$SIZES"
 for n in "${sizes[@]}"; do
 	: >"$T/first_$n.jsonl"
 	for i in $(seq 1 "$REPEATS"); do
-		tok=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":2,\"messages_per_room\":$MSGS,\"prefix\":\"u${n}x$i\"}" |
-		    jq -r '.users[0].access_token')
+		sc=$(sim scenario "{\"users\":1,\"rooms_per_user\":$n,\"members_per_room\":2,\"messages_per_room\":$MSGS,\"prefix\":\"u${n}x$i\"}" |
+		    jq -c '.users[0]')
+		tok=$(jq -r .access_token <<<"$sc")
 		first_window "$tok" "$n rooms #$i" | tee -a "$T/first_$n.jsonl" || fail "first window ($n rooms)"
+		# with SYNCV3_LOG_LEVEL=debug, where its time went (cold_stages.py)
+		if [ "$SYNCV3_LOG_LEVEL" = debug ]; then
+			python3 "$here/cold_stages.py" "$T" "$(jq -r .user_id <<<"$sc")" \
+			    $(tail -n 1 "$T/first_$n.jsonl" | jq -r '"\(.start_ms) \(.start_ms + .ms|floor)"') |
+			    tee -a "$T/stages_$n.jsonl" >&2
+		fi
 		# the rest of its initial sync is stored before the next login
 		# (the accumulator is one writer: it would hold the next window)
 		wait_for '[ "$(psql_q "SELECT bool_and(is_initial_done) FROM syncv3_devices")" = t ]' 600 ||

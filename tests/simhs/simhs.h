@@ -307,6 +307,7 @@ struct sync_params {
 	int timeout_ms;
 	struct json_object *filter; /* one reference, NULL: none */
 };
+struct evbuffer *xevbuffer_new(void);
 struct evbuffer *sync_build(struct simhs *, struct device *,
                             const struct sync_params *, bool *);
 void sync_handle(struct creq *);

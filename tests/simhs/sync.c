@@ -29,7 +29,7 @@ struct sync_ctx {
 #define SYNC_JSON_FLAGS                                                        \
 	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-static struct evbuffer *
+struct evbuffer *
 xevbuffer_new(void)
 {
 	struct evbuffer *b;

@@ -173,6 +173,22 @@ R=$(admin scenario '{"users":2,"rooms_per_user":3,"members_per_room":3,"messages
 check "scenario" "$R" 'len(d["users"]) == 2 and len(d["rooms"]) == 6'
 TK=$(val "$R" 'd["users"][0]["access_token"]')
 check "scenario sync" "$(cs "$TK" sync)" 'len(d["rooms"]["join"]) == 3'
+# a large gzip answer is streamed in chunks: the same JSON as unzipped
+R=$(admin scenario '{"users":1,"rooms_per_user":600,"members_per_room":3,"messages_per_room":2,"prefix":"gz"}')
+TK=$(val "$R" 'd["users"][0]["access_token"]')
+cs "$TK" sync -o "$T/plain"
+cs "$TK" sync --compressed -D "$T/hdr" -o "$T/gz"
+grep -qi '^Content-Encoding: gzip' "$T/hdr" && grep -qi '^Transfer-Encoding: chunked' "$T/hdr" ||
+	fail "large gzip: not streamed"
+$PY - "$T/plain" "$T/gz" <<'EOF2' || fail "large gzip: bodies differ"
+import json, sys
+def noage(x):
+    if isinstance(x, dict):
+        return {k: noage(v) for k, v in x.items() if k != "age"}
+    return [noage(v) for v in x] if isinstance(x, list) else x
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+sys.exit(0 if len(open(sys.argv[1]).read()) > 1100000 and len(a["rooms"]["join"]) == 600 and noage(a) == noage(b) else 1)
+EOF2
 check "events" "$(curl -sS "$H/_simhs/rooms/$ROOM/events")" 'd["events"][0]["type"] == "m.room.create" and "pos" in d["events"][0]'
 [ "$(status POST "$H/_simhs/rooms" -d '{nope')" = 400 ] || fail "bad json"
 [ "$(status POST "$H/_simhs/rooms/$ROOM/send" -d '{"sender":5}')" = 400 ] || fail "bad send"

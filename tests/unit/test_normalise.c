@@ -311,6 +311,55 @@ test_jscan(void **state)
 	}
 }
 
+/*
+ * Entering a member's value (jscan_key, jscan_enter, jscan_leave) walks
+ * the same members as skipping it first, and the parent goes on after it;
+ * a child that stops early leaves the parent unusable, never past the end.
+ */
+static void
+test_jscan_enter(void **state)
+{
+	const char *s = "{\"r\" : { \"j\":{\"!a\" : {\"t\":[1,\"}\"]} ,\"!b\":{}}} ,"
+	                " \"n\":\"x\"}";
+	struct jspan v = {s, strlen(s)}, k, val, k2, v2;
+	struct jscan_it it, r, j, m;
+
+	(void)state;
+	assert_int_equal(jscan_open(&it, v, '{'), 0);
+	assert_int_equal(jscan_key(&it, &k), 1);
+	assert_true(jscan_key_eq(k, "r"));
+	assert_true(jscan_at(&it, '{'));
+	assert_false(jscan_at(&it, '['));
+	jscan_enter(&it, '{', &r);
+	assert_int_equal(jscan_key(&r, &k), 1);
+	assert_true(jscan_key_eq(k, "j"));
+	jscan_enter(&r, '{', &j);
+	assert_int_equal(jscan_key(&j, &k), 1);
+	assert_true(jscan_key_eq(k, "!a"));
+	/* the span jscan_member gives, from a copy of the iterator */
+	m = j;
+	assert_int_equal(jscan_value(&m, &v2), 1);
+	assert_int_equal(jscan_value(&j, &val), 1);
+	assert_int_equal(val.len, v2.len);
+	assert_memory_equal(val.p, "{\"t\":[1,\"}\"]}", val.len);
+	assert_int_equal(jscan_member(&j, &k2, &val), 1);
+	assert_true(jscan_key_eq(k2, "!b"));
+	assert_int_equal(jscan_member(&j, &k2, &val), 0);
+	assert_int_equal(jscan_leave(&r, &j), 0);
+	assert_int_equal(jscan_member(&r, &k, &val), 0);
+	assert_int_equal(jscan_leave(&it, &r), 0);
+	assert_int_equal(jscan_member(&it, &k, &val), 1);
+	assert_true(jscan_key_eq(k, "n"));
+	assert_int_equal(val.len, 3);
+	assert_int_equal(jscan_member(&it, &k, &val), 0);
+	/* left before its close: refused */
+	assert_int_equal(jscan_open(&it, v, '{'), 0);
+	assert_int_equal(jscan_key(&it, &k), 1);
+	jscan_enter(&it, '{', &r);
+	assert_int_equal(jscan_key(&r, &k), 1);
+	assert_int_equal(jscan_leave(&it, &r), -1);
+}
+
 /* Strings end at a quote preceded by an even number of backslashes
  * (skip_string finds quotes with memchr and counts backslashes). */
 static void
@@ -456,6 +505,15 @@ test_light_pick(void **state)
 			assert_int_equal(light.rooms[i].section,
 			                 full.rooms[i].section);
 			assert_int_equal(light.rooms[i].state.n, 0);
+			/* normalise_pick reads the room from this span */
+			assert_int_equal(light.rooms[i].span.len,
+			                 full.rooms[i].span.len);
+			assert_ptr_equal(light.rooms[i].span.p,
+			                 full.rooms[i].span.p);
+			assert_int_equal(*light.rooms[i].span.p, '{');
+			assert_int_equal(light.rooms[i].span.p
+			                     [light.rooms[i].span.len - 1],
+			                 '}');
 			assert_evlist_equal(&light.rooms[i].timeline,
 			                    &full.rooms[i].timeline);
 			sel[i] = i % 2 == 0;
@@ -607,6 +665,7 @@ main(void)
 	    cmocka_unit_test(test_jscan_backslashes),
 	    cmocka_unit_test(test_txn_strip),
 	    cmocka_unit_test(test_light_pick),
+	    cmocka_unit_test(test_jscan_enter),
 	    cmocka_unit_test(test_light_cut),
 	    cmocka_unit_test(test_trees_freed),
 	    cmocka_unit_test(test_body_strict_utf8),
