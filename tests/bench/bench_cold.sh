@@ -128,9 +128,9 @@ for n in ${SIZES//,/ }; do
 	res=$(jq -c --arg n "$n" --argjson c "$cold" --argjson f "$full" \
 	    --argjson s "$sib" --argjson u1 "$up1" --argjson un "$upn" \
 	    --argjson st "${stages:-[]}" \
-	    '. + {($n): {cold_first: $c, cold_upstream_first_byte: $u1,
+	    '. + {($n): ({cold_first: $c, cold_upstream_first_byte: $u1,
 	    cold_upstream_last_byte: $un, cold_stored: $f,
-	    sibling_first: $s} + (if $st == [] then {} else {cold_stages: $st} end)}' <<<"$res")
+	    sibling_first: $s} + (if $st == [] then {} else {cold_stages: $st} end))}' <<<"$res")
 done
 for p in accumulator poller api; do is_running "$p" || fail "$p died"; done
 jq -n --argjson r "$res" --arg commit "$(git -C "$IT_ROOT" rev-parse --short HEAD 2>/dev/null)" \
