@@ -269,6 +269,23 @@ prev_batch_of(const struct lroom *x, PGresult *res)
 }
 
 /*
+ * Was the room's timeline read afresh (the detail query's 'l' row: events
+ * were placed before ones the client holds, 031_order.sql)? The client is
+ * then told it is limited, so it replaces its timeline.
+ */
+static bool
+is_reset(const struct lroom *x, PGresult *res)
+{
+	int n = res ? PQntuples(res) : 0;
+
+	for (int i = 0; i < n; i++)
+		if (PQgetvalue(res, i, 0)[0] == 'l' &&
+		    strcmp(PQgetvalue(res, i, 1), x->room_id) == 0)
+			return true;
+	return false;
+}
+
+/*
  * One room of the page: membership, name, counts, and its timeline and
  * state from the detail query (stripped state for an invite).
  */
@@ -291,6 +308,8 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 	                    x->ts, x->notif, x->highlight);
 	if (x->invite_state != NULL && strcmp(x->membership, "invite") == 0)
 		evbuffer_add_printf(b, ",\"invite_state\":%s", x->invite_state);
+	if (is_reset(x, res))
+		evbuffer_add(b, ",\"limited\":true", 15);
 	if ((pb = prev_batch_of(x, res)) != NULL && *pb != '\0') {
 		evbuffer_add(b, ",\"prev_batch\":", 14);
 		jstr(b, pb);

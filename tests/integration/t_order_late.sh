@@ -16,12 +16,9 @@
 # A client's view is rebuilt as a client does: a limited (v3, ss) or
 # initial (ss) room replaces the timeline, anything else is appended.
 #
-# The store's part runs always: the room's order key (coalesce(ord,
-# nid), 031_order.sql) is upstream's order, and the placement left gap
-# rows. The clients' part is skipped (exit 77) until the api reads
-# timelines by that key and applies the reset rule (docs/INTERNALS.md,
-# "Late events: timeline order"); SYNCV3_ORDER_LATE=1 runs it anyway (it
-# fails on 4438f67 and on this tree).
+# The store keeps nids in arrival order (contract 2) and the room's
+# order key (coalesce(ord, nid), 031_order.sql) in upstream's, with a
+# gap row per placement. Fails on 4438f67 (b0 b1 b2 b3 c1 c2 c3).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_privacy.sh"
 source "$(dirname "$0")/lib_ss.sh"
@@ -68,6 +65,7 @@ out=$(ss "$bob" "" "$sb" 0)
 assert_eq "$(last_status)" 200 "bob's sliding sync"
 sv=$(fold '[]' "$out" ss)
 p=$(ss_pos "$out")
+s0=$s vv0=$vv
 assert_eq "$(msgs "$vv")" '["b0"]' "bob's v3 view before"
 assert_eq "$(msgs "$sv")" '["b0"]' "bob's ss view before"
 
@@ -94,6 +92,7 @@ want=$(printf '%s' "$up" | jq -c "[.rooms.join[\"$r\"].timeline.events[]|.conten
 assert_eq "$want" '["b0","b1","c1","c2","b2","c3","b3"]' "upstream order"
 
 # both clients long-poll when the late events arrive
+s1=$s p1=$p vv1=$vv sv1=$sv
 v3 "$bob" "$s" "$rl" 20000 >"$T/lp_v3" &
 lp1=$!
 ss "$bob" "$p" "$sb" 20000 >"$T/lp_ss" &
@@ -114,15 +113,18 @@ b3=$(psql_q "SELECT nid FROM syncv3_events WHERE json LIKE '%\"body\":\"b3\"%'")
 assert_eq "$(psql_q "SELECT string_agg(anchor_pos || '-' || late_pos, ',' ORDER BY late_pos) FROM syncv3_order_gaps WHERE room_id = '$r'")" \
     "$b2-$c1,$b3-$c3" "a gap per placement: from the anchor to the first event placed"
 assert_eq "$(psql_q "SELECT last_nid = $b3 FROM syncv3_rooms WHERE room_id = '$r'")" t "late events are not the room's last event"
-if [ "${SYNCV3_ORDER_LATE:-0}" != 1 ]; then
-	log "SKIP: the clients' part: the api does not read by the order key yet (SYNCV3_ORDER_LATE=1 runs it)"
-	exit 77
-fi
 out=$(cat "$T/lp_v3")
 vv=$(fold "$vv" "$out" v3)
 s=$(printf '%s' "$out" | jq -r .next_batch)
 out=$(cat "$T/lp_ss")
-sv=$(fold "$sv" "$out" ss)
+assert_jq "$out" ".rooms[\"$r\"].initial" true "the long-poll's answer is a reset"
+assert_eq "$(msgs "$(fold "$sv" "$out" ss)")" "$want" "bob's long-polling sliding sync"
+# the long-poll's answer is lost: the client retries the confirmed pos
+out=$(ss "$bob" "$p1" "$sb" 0)
+assert_eq "$(last_status)" 200 "the confirmed pos may be retried"
+assert_jq "$out" ".rooms[\"$r\"].initial" true "a retried pos is a reset"
+sv=$(fold "$sv1" "$out" ss)
+assert_eq "$(msgs "$sv")" "$want" "bob's ss client retrying its pos"
 p=$(ss_pos "$out")
 # whatever the long-poll did not carry, the next response does
 out=$(v3 "$bob" "$s" "$rl" 0)
@@ -130,7 +132,16 @@ vv=$(fold "$vv" "$out" v3)
 out=$(ss "$bob" "$p" "$sb" 0)
 sv=$(fold "$sv" "$out" ss)
 assert_eq "$(msgs "$vv")" "$want" "bob's long-polling v3 client"
-assert_eq "$(msgs "$sv")" "$want" "bob's long-polling sliding sync"
+assert_eq "$(msgs "$sv")" "$want" "bob's long-polling sliding sync (then retrying)"
+
+# a client that lost the answer retries its since or pos: reset again
+out=$(v3 "$bob" "$s1" "$rl" 0)
+assert_jq "$out" "[.room_list.rooms[]|select(.room_id==\"$r\")|.limited]" '[true]' "a retried since is a reset"
+assert_eq "$(msgs "$(fold "$vv1" "$out" v3)")" "$want" "bob's v3 client retrying its since"
+# a client from before the anchors gets the new events, in order, appended
+out=$(v3 "$bob" "$s0" "$rl" 0)
+assert_jq "$out" "[.room_list.rooms[]|select(.room_id==\"$r\")|.limited]" '[null]' "since before every anchor: no reset"
+assert_eq "$(msgs "$(fold "$vv0" "$out" v3)")" "$want" "bob's v3 client from before the anchors"
 
 # a device of bob that logs in afterwards
 bob2=$(sim_login $B B2)
