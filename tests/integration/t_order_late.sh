@@ -24,10 +24,6 @@ source "$(dirname "$0")/lib_privacy.sh"
 source "$(dirname "$0")/lib_ss.sh"
 C=@carol:localhost
 stored() { [ "$(psql_q "SELECT count(*) FROM syncv3_events WHERE json LIKE '%\"body\":\"$1\"%'")" -ge 1 ]; }
-ignored_is() {
-	psql_q "SELECT json FROM syncv3_account_data WHERE user_id = '$A' AND room_id = '' AND type = 'm.ignored_user_list'" |
-	    jq -e --argjson want "$1" '.content.ignored_users == $want' >/dev/null
-}
 cs() { sim "rooms/$r/send" "{\"sender\":\"$C\",\"type\":\"m.room.message\",\"content\":{\"body\":\"$1\"}}" >/dev/null; }
 # fold VIEW RESPONSE KIND: the view (a JSON array of bodies) after a v3
 # or ss response, as a client applies it
@@ -45,13 +41,7 @@ fold() {
 # msgs VIEW: the view's b*/c* messages, in its order
 msgs() { printf '%s' "$1" | jq -c '[.[]|select(test("^[bc][0-9]$"))]'; }
 
-v3 "$alice" "" '{}' 10000 >/dev/null
-v3 "$bob" "" '{}' 10000 >/dev/null
-r=$(mk late)
-sim "rooms/$r/join" "{\"user_id\":\"$A\"}" >/dev/null
-sim "rooms/$r/join" "{\"user_id\":\"$C\"}" >/dev/null
-sim account_data "{\"user_id\":\"$A\",\"type\":\"m.ignored_user_list\",\"content\":{\"ignored_users\":{\"$C\":{}}}}" >/dev/null
-wait_for "ignored_is '{\"$C\":{}}'" 15 || fail "alice's poller did not store her ignore list"
+ignored_room late
 say $r b0
 wait_for "stored b0" 15 || fail "b0 not stored"
 

@@ -31,25 +31,38 @@ test_table(void **state)
 	}
 }
 
-static void
-test_prepare(void **state)
+/*
+ * A connection to the scratch database (the test skips without one) in
+ * a fresh schema of that name, migrated.
+ */
+static PGconn *
+scratch(const char *schema)
 {
 	const char *db = getenv("SYNCV3_TEST_DB");
-	PGresult *res;
+	char sql[256];
 	PGconn *c;
 
-	(void)state;
 	if (db == NULL)
 		skip();
 	c = pg_connect_wait(db, 5);
 	assert_non_null(c);
 	PQsetNoticeProcessor(c, pg_quiet_notices, NULL);
-	assert_int_equal(
-	    pg_exec(c, "t",
-	            "DROP SCHEMA IF EXISTS apisql CASCADE;"
-	            "CREATE SCHEMA apisql; SET search_path TO apisql"),
-	    0);
+	snprintf(sql, sizeof(sql),
+	         "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; "
+	         "SET search_path TO %s", schema, schema, schema);
+	assert_int_equal(pg_exec(c, "t", sql), 0);
 	assert_int_equal(pg_migrate(c), 0);
+	return c;
+}
+
+static void
+test_prepare(void **state)
+{
+	PGresult *res;
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apisql");
 	for (int i = 0; i < Q_COUNT; i++) {
 		res =
 		    PQprepare(c, api_stmts[i].name, api_stmts[i].sql, 0, NULL);
@@ -97,24 +110,13 @@ detail_rows(PGconn *c, const char *f, char kind, char *out, size_t len)
 static void
 test_window_order(void **state)
 {
-	const char *db = getenv("SYNCV3_TEST_DB");
 	char got[1024], plan[65536] = "";
 	long removed = 0;
 	PGresult *res;
 	PGconn *c;
 
 	(void)state;
-	if (db == NULL)
-		skip();
-	c = pg_connect_wait(db, 5);
-	assert_non_null(c);
-	PQsetNoticeProcessor(c, pg_quiet_notices, NULL);
-	assert_int_equal(
-	    pg_exec(c, "t",
-	            "DROP SCHEMA IF EXISTS apiord CASCADE;"
-	            "CREATE SCHEMA apiord; SET search_path TO apiord"),
-	    0);
-	assert_int_equal(pg_migrate(c), 0);
+	c = scratch("apiord");
 	assert_int_equal(
 	    pg_exec(c, "t",
 	            "INSERT INTO syncv3_events (nid, event_id, room_id, type, "
@@ -157,8 +159,6 @@ test_window_order(void **state)
 			removed += strtol(m + 24, NULL, 10);
 	}
 	PQclear(res);
-	if (getenv("PLAN_DUMP"))
-		fputs(plan, stderr);
 	if (strstr(plan, "Seq Scan on syncv3_events") != NULL || removed > 200)
 		fail_msg("window plan reads the room (%ld rows filtered):\n%s",
 		         removed, plan);
