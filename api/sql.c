@@ -358,22 +358,22 @@
  */
 #define CHUNK_AT(r, e, fits)                                                   \
 	"(SELECT x.nid, x.is_end OR NOT x.exact AS is_end, x.token, x.limited " \
-	"FROM ((SELECT 0 AS o, k.nid, k.is_end, k.token, k.limited, true AS "  \
-	"exact FROM syncv3_chunks k WHERE " fits " AND k.room_id = " r " AND " \
-	"k.nid <= " e " AND NOT k.is_end AND NOT " CHUNK_LATE(r) " ORDER BY "  \
-	"k.nid DESC LIMIT 1) UNION ALL (SELECT 1, k.nid, k.is_end, k.token, "  \
-	"k.limited, k.nid = " e " FROM syncv3_chunks k WHERE k.room_id = " r   \
-	" AND k.nid >= " e " AND NOT " CHUNK_LATE(r) " ORDER BY k.nid, "       \
-	"k.is_end LIMIT 1) UNION ALL (SELECT 0, k.nid, k.is_end, k.token, "    \
-	"k.limited, true FROM syncv3_chunks k JOIN syncv3_events ke ON ke.nid " \
-	"= k.nid WHERE " fits " AND k.room_id = " r " AND NOT k.is_end AND "   \
-	CHUNK_LATE(r) " AND coalesce(ke.ord, ke.nid) <= " CHUNK_KEY(e) " "     \
-	"ORDER BY coalesce(ke.ord, ke.nid) DESC LIMIT 1) UNION ALL (SELECT 1, " \
-	"k.nid, k.is_end, k.token, k.limited, k.nid = " e " FROM "             \
-	"syncv3_chunks k JOIN syncv3_events ke ON ke.nid = k.nid WHERE "       \
-	"k.room_id = " r " AND " CHUNK_LATE(r) " AND coalesce(ke.ord, ke.nid) " \
-	">= " CHUNK_KEY(e) " ORDER BY coalesce(ke.ord, ke.nid), k.is_end "     \
-	"LIMIT 1)) x ORDER BY x.o LIMIT 1)"
+	"FROM (SELECT " CHUNK_LATE(r) " AS late) cl CROSS JOIN LATERAL ((SELECT 0 " \
+	"AS o, k.nid, k.is_end, k.token, k.limited, true AS exact FROM "       \
+	"syncv3_chunks k WHERE " fits " AND k.room_id = " r " AND k.nid <= " e \
+	" AND NOT k.is_end AND NOT cl.late ORDER BY k.nid DESC LIMIT 1) UNION " \
+	"ALL (SELECT 1, k.nid, k.is_end, k.token, k.limited, k.nid = " e      \
+	" FROM syncv3_chunks k WHERE k.room_id = " r " AND k.nid >= " e " AND " \
+	"NOT cl.late ORDER BY k.nid, k.is_end LIMIT 1) UNION ALL (SELECT 0, "  \
+	"k.nid, k.is_end, k.token, k.limited, true FROM syncv3_chunks k JOIN " \
+	"syncv3_events ke ON ke.nid = k.nid WHERE cl.late AND " fits " AND "   \
+	"k.room_id = " r " AND NOT k.is_end AND coalesce(ke.ord, ke.nid) <= "  \
+	CHUNK_KEY(e) " ORDER BY coalesce(ke.ord, ke.nid) DESC LIMIT 1) UNION " \
+	"ALL (SELECT 1, k.nid, k.is_end, k.token, k.limited, k.nid = " e      \
+	" FROM syncv3_chunks k JOIN syncv3_events ke ON ke.nid = k.nid WHERE " \
+	"cl.late AND k.room_id = " r " AND coalesce(ke.ord, ke.nid) >= "       \
+	CHUNK_KEY(e) " ORDER BY coalesce(ke.ord, ke.nid), k.is_end LIMIT 1)) " \
+	"x ORDER BY x.o LIMIT 1)"
 
 /*
  * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
