@@ -323,17 +323,6 @@
 	" AND txn.device_id = " d "), " e ".json)"
 
 /*
- * The upstream chunk boundary (015_chunks.sql) that a timeline of room r
- * whose oldest event is at nid e pages back from, by docs/INTERNALS.md,
- * "prev_batch": when the timeline holds every event before it that the
- * user may see (fits), the last chunk start at or before e, the events
- * between being none of theirs (exact: right before e for them); else
- * the first boundary at or after e (before an event comes before after
- * it), exact when a chunk began at e, otherwise repeating events the
- * client has and skipping none. "Before" and "after" are in the room's
- * order: e is the nid of the timeline's oldest event in that order.
- */
-/*
  * Has room r events placed, since position f, before events a client at
  * f may hold (031_order.sql: f in [anchor_pos, late_pos) of a gap)? Such
  * a client gets the room afresh (a reset), not the new events appended
@@ -353,6 +342,17 @@
 	"(SELECT coalesce(eo.ord, eo.nid) FROM syncv3_events eo WHERE "        \
 	"eo.nid = " e ")"
 /*
+ * The upstream chunk boundary (015_chunks.sql) that a timeline of room r
+ * whose oldest event is at nid e pages back from, by docs/INTERNALS.md,
+ * "prev_batch": when the timeline holds every event before it that the
+ * user may see (fits), the last chunk start at or before e, the events
+ * between being none of theirs (exact: right before e for them); else
+ * the first boundary at or after e (before an event comes before after
+ * it), exact when a chunk began at e, otherwise repeating events the
+ * client has and skipping none. "Before" and "after" are in the room's
+ * order: e is the nid of the timeline's oldest event in that order; a
+ * room with placed events compares keys (whether it has any is read once,
+ * cl: tested in every branch it cost SS_DETAIL three times its time).
  * is_end also when the boundary is not exactly right before e (a later
  * one): the caller then says limited, as for a boundary after e.
  */
