@@ -137,13 +137,6 @@ test_list_stream_batch(void **state)
 	PQfinish(c);
 }
 
-int
-main(void)
-{
-	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_table),
-	    cmocka_unit_test(test_prepare),
-
 /* Q_LIST_DETAIL's rows of kind k for lower bound f, as one string. */
 static void
 detail_rows(PGconn *c, const char *f, char kind, char *out, size_t len)
