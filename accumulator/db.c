@@ -200,6 +200,31 @@ static const struct stmt {
 	    "$2::bigint[], $3::bool[], $4::text[], $5::bool[]) ON CONFLICT "
 	    "(room_id, nid, is_end) DO UPDATE SET limited = true WHERE NOT "
 	    "c.limited AND excluded.limited"},
+	/*
+	 * events $3..$4 of room $1, new and delivered right before the
+	 * stored event $2 (031_order.sql): ord places them, in nid order,
+	 * between $2 and the room's event just before it, unless float8 has
+	 * no room left there (they then stay in nid order, as before 031);
+	 * the gap row names the clients that hold what follows the place
+	 */
+	[S_LATE] = {"acc_late", "WITH a AS (SELECT coalesce(ord, nid::float8)"
+	    " AS k FROM syncv3_events WHERE nid = $2::bigint), p AS (SELECT "
+	    "a.k, coalesce(greatest((SELECT e.nid::float8 FROM syncv3_events e"
+	    " WHERE e.room_id = $1 AND e.nid < ceil(a.k)::bigint AND e.ord IS "
+	    "NULL ORDER BY e.nid DESC LIMIT 1), (SELECT max(e.ord) FROM "
+	    "syncv3_events e WHERE e.room_id = $1 AND e.ord < a.k)), a.k - 1) "
+	    "AS lo, ($4::bigint - $3::bigint + 2)::float8 AS n FROM a), u AS "
+	    "(UPDATE syncv3_events e SET ord = p.lo + (p.k - p.lo) * (e.nid - "
+	    "$3::bigint + 1) / p.n FROM p WHERE e.room_id = $1 AND e.nid "
+	    "BETWEEN $3::bigint AND $4::bigint AND (p.k - p.lo) / p.n > abs("
+	    "p.k) * 1e-12 RETURNING e.nid) INSERT INTO syncv3_order_gaps ("
+	    "room_id, anchor_pos, late_pos) SELECT $1, g.pos, $3::bigint FROM "
+	    "p CROSS JOIN LATERAL (SELECT least((SELECT min(e.nid) FROM "
+	    "syncv3_events e WHERE e.room_id = $1 AND e.nid >= ceil(p.k)::"
+	    "bigint AND e.nid < $3::bigint AND e.ord IS NULL), (SELECT min("
+	    "e.nid) FROM syncv3_events e WHERE e.room_id = $1 AND e.ord >= p.k"
+	    " AND e.nid < $3::bigint)) AS pos) g WHERE g.pos IS NOT NULL AND "
+	    "EXISTS (SELECT 1 FROM u) ON CONFLICT DO NOTHING"},
 	/* $1 rooms: each keeps its $2 newest boundaries (and a row at the
 	 * nid of the oldest kept one) */
 	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks c "

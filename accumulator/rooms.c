@@ -61,6 +61,15 @@ struct sclose {
 	int64_t pos;
 };
 
+/*
+ * New timeline events lo..hi (consecutive nids) of a chunk that came
+ * right before the stored event anchor in it (031_order.sql).
+ */
+struct late {
+	const char *room;
+	int64_t anchor, lo, hi;
+};
+
 /* A boundary of an upstream timeline chunk and its token (015_chunks). */
 struct chunk {
 	const char *room, *token;
@@ -106,6 +115,8 @@ struct rctx {
 	struct chunk *chunks;
 	size_t nchunks, capchunks;
 	struct map chunkidx; /* room + first nid -> index in chunks */
+	struct late *lates;
+	size_t nlates, caplates;
 	struct rstate *rs;
 	size_t nrs;
 	struct urstate *urs;
@@ -563,15 +574,52 @@ chunk_ends(struct rctx *rc, const struct acc_room *r, size_t i, int64_t nid)
 }
 
 /*
+ * The stored event (nid > 0) that follows timeline event i in the chunk
+ * when every event between them is new too, 0 if none: a chunk is in
+ * upstream's order, so new events followed by a stored one came before
+ * it (they arrived late, through a lagging poller).
+ */
+static int64_t
+anchor_after(struct rctx *rc, const struct acc_room *r, size_t i)
+{
+	int64_t nid;
+
+	for (size_t j = i + 1; j < r->timeline.n; j++)
+		if (map_get_i64(&rc->known, r->timeline.v[j].event_id, &nid))
+			return nid > 0 ? nid : -nid;
+	return 0;
+}
+
+/* New event nid of the room placed before anchor: extends the last run. */
+static void
+late_add(struct rctx *rc, const char *room, int64_t anchor, int64_t nid)
+{
+	struct late *l = rc->nlates > 0 ? &rc->lates[rc->nlates - 1] : NULL;
+
+	if (l != NULL && l->anchor == anchor && l->hi + 1 == nid &&
+	    streq(l->room, room)) {
+		l->hi = nid;
+		return;
+	}
+	PUSH(rc->lates, rc->nlates, rc->caplates);
+	rc->lates[rc->nlates++] = (struct late){room, anchor, nid, nid};
+}
+
+/*
  * A room's timeline: every new event is stored and moves the room's
  * last event; a state event among them becomes the current entry unless
  * the message ends its key with an event we already had (a lagging
- * poller). Known events are never applied twice.
+ * poller). Known events are never applied twice. A new event with a
+ * stored one after it in the chunk is placed before that one (late_add,
+ * 031_order.sql): it is not the room's last event and bumps nothing,
+ * though its nid still says the room changed (upos).
  */
 static void
 timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
     struct map *last)
 {
+	int64_t anchor = -1;
+
 	for (size_t i = 0; i < r->timeline.n; i++) {
 		const struct acc_event *ev = &r->timeline.v[i];
 		int64_t nid;
@@ -579,18 +627,23 @@ timeline(struct rctx *rc, struct acc_room *r, struct rstate *s,
 
 		if (map_get_i64(&rc->known, ev->event_id, &nid)) {
 			chunk_ends(rc, r, i, nid > 0 ? nid : -nid);
+			anchor = -1;
 			continue;	/* never applied twice */
 		}
+		if (anchor == -1)
+			anchor = anchor_after(rc, r, i);
 		nid = evrow_add(rc, r->room_id, ev, true);
 		chunk_ends(rc, r, i, nid);
 		s->changed = true;
 		if (nid > s->upos)
 			s->upos = nid;
-		if (nid > s->last_nid) {
+		if (anchor > 0)
+			late_add(rc, r->room_id, anchor, nid);
+		else if (nid > s->last_nid) {
 			s->last_nid = nid;
 			s->last_ts = ev->ts;
 		}
-		if (rooms_is_bump_type(ev->type) &&
+		if (anchor <= 0 && rooms_is_bump_type(ev->type) &&
 		    (ev->ts > s->bump_ts ||
 		     (ev->ts == s->bump_ts && nid > s->bump_nid))) {
 			s->bump_ts = ev->ts;
@@ -1067,6 +1120,28 @@ write_chunks(struct rctx *rc)
 	return ret;
 }
 
+/*
+ * Places the group's late runs (S_LATE), one statement each and in
+ * order, after the events are written, so a run may anchor on an event
+ * of the group and each sees where the ones before it went.
+ */
+static int
+write_lates(struct rctx *rc)
+{
+	for (size_t i = 0; i < rc->nlates; i++) {
+		const struct late *l = &rc->lates[i];
+		char a[24], lo[24], hi[24];
+		const char *p[4] = {l->room, a, lo, hi};
+
+		snprintf(a, sizeof(a), "%" PRId64, l->anchor);
+		snprintf(lo, sizeof(lo), "%" PRId64, l->lo);
+		snprintf(hi, sizeof(hi), "%" PRId64, l->hi);
+		if (db_q0(rc->st, S_LATE, 4, p) == -1)
+			return -1;
+	}
+	return 0;
+}
+
 /* What a message inserted is known to the messages after it. */
 static void
 known_commit(struct rctx *rc, size_t from)
@@ -1110,9 +1185,9 @@ rooms_apply(struct store *st, struct msgctx *xs, size_t n)
 			room_process(&rc, &xs[i].ch->rooms[j]);
 		known_commit(&rc, from);
 	}
-	if (write_events(&rc) == -1 || write_state(&rc) == -1 ||
-	    write_rooms(&rc) == -1 || txn_write(st, xs, n) == -1 ||
-	    write_chunks(&rc) == -1)
+	if (write_events(&rc) == -1 || write_lates(&rc) == -1 ||
+	    write_state(&rc) == -1 || write_rooms(&rc) == -1 ||
+	    txn_write(st, xs, n) == -1 || write_chunks(&rc) == -1)
 		goto out;
 	ret = 0;
 out:
@@ -1123,6 +1198,7 @@ out:
 	free(rc.evrows);
 	free(rc.closes);
 	free(rc.chunks);
+	free(rc.lates);
 	free(rc.rs);
 	free(rc.urs);
 	PQclear(rc.res_rooms);

@@ -40,6 +40,7 @@ enum stmt_id {
 	S_CLEAN_MARKS,
 	S_TXN,
 	S_CHUNKS,
+	S_LATE,
 	S_CLEAN_CHUNKS,
 	S_RDX_ANY,
 	S_RDX_ADD,

@@ -42,6 +42,8 @@
 #define COL_REMEMBERED 17
 /* Their prev_batch of a joined room's timeline (its chunk). */
 #define COL_CHUNK 18
+/* Q_LIST_STREAM's: whether a room's timeline was read afresh. */
+#define COL_RESET 20
 
 struct lroom {
 	char *room_id;
@@ -54,6 +56,7 @@ struct lroom {
 	int64_t notif, highlight, ts, from;
 	bool is_new, is_left;
 	bool is_invite; /* stripped state only, no details */
+	bool is_reset;  /* Q_LIST_STREAM read its timeline afresh */
 };
 
 struct lctx {
@@ -275,6 +278,26 @@ prev_batch_of(const struct lroom *x, PGresult *res)
 }
 
 /*
+ * Was the room's timeline read afresh (Q_LIST_STREAM's last column, or
+ * the detail query's 'l' row: events were placed before ones the client
+ * holds, 031_order.sql)? The client is then told it is limited, so it
+ * replaces its timeline.
+ */
+static bool
+is_reset(const struct lroom *x, PGresult *res)
+{
+	int n = res ? PQntuples(res) : 0;
+
+	if (x->is_reset)
+		return true;
+	for (int i = 0; i < n; i++)
+		if (PQgetvalue(res, i, 0)[0] == 'l' &&
+		    strcmp(PQgetvalue(res, i, 1), x->room_id) == 0)
+			return true;
+	return false;
+}
+
+/*
  * One room of the page: membership, name, counts, and its timeline and
  * state from the detail query (stripped state for an invite).
  */
@@ -297,6 +320,8 @@ room_out(struct evbuffer *b, struct lroom *x, PGresult *res, bool first)
 	                    x->ts, x->notif, x->highlight);
 	if (x->invite_state != NULL && strcmp(x->membership, "invite") == 0)
 		evbuffer_add_printf(b, ",\"invite_state\":%s", x->invite_state);
+	if (is_reset(x, res))
+		evbuffer_add(b, ",\"limited\":true", 15);
 	if ((pb = prev_batch_of(x, res)) != NULL && *pb != '\0') {
 		evbuffer_add(b, ",\"prev_batch\":", 14);
 		jstr(b, pb);
@@ -556,6 +581,9 @@ list_rows(struct lctx *c, PGresult *res, int row0, int nrows)
 				free(x->prev_batch);
 				x->prev_batch = val_dup(res, i, COL_CHUNK);
 			}
+			x->is_reset = c->is_stream &&
+			              val(res, i, COL_RESET) != NULL &&
+			              PQgetvalue(res, i, COL_RESET)[0] == 't';
 		}
 	}
 	c->total = c->n;

@@ -232,8 +232,8 @@
  * the first page (one room a row) and the detail query (all rooms).
  */
 #define LIST_TL_ROWS(r, f, p, n, u, d)                                         \
-	"SELECT e.nid, " TXN_JSON("e", u, d) " AS json, vis_q.cut FROM "       \
-	VIS_LAST_ROWS(r, u, p, f, n) " vis_q JOIN syncv3_events e ON e.nid = " \
+	"SELECT e.nid, " TXN_JSON("e", u, d) " AS json, vis_q.cut, vis_q.k "   \
+	"FROM " VIS_LAST_ROWS(r, u, p, f, n) " vis_q JOIN syncv3_events e ON e.nid = " \
 	"vis_q.nid"
 #define LIST_ST_ROWS(r, f, p, t, k)                                            \
 	"SELECT s.nid, e.json FROM syncv3_state s JOIN syncv3_events e ON "    \
@@ -273,8 +273,8 @@
 	"string_agg(t.json, ',' ORDER BY t.nid) FROM (" LIST_ST_ROWS(          \
 	"y.room_id", "0", "pp.p", "$4::text[]", "$5::text[]") ") t) END, NOT " \
 	"(SELECT b FROM inv) AND EXISTS (SELECT 1 FROM ss), ck.token FROM pp LEFT JOIN y ON true LEFT JOIN " \
-	"LATERAL (SELECT string_agg(t.json, ',' ORDER BY t.nid) AS j, "        \
-	"min(t.nid) AS e, count(*) < $6::bigint AND NOT coalesce(bool_or("     \
+	"LATERAL (SELECT string_agg(t.json, ',' ORDER BY t.k) AS j, (array_agg(" \
+	"t.nid ORDER BY t.k))[1] AS e, count(*) < $6::bigint AND NOT coalesce(bool_or("     \
 	"t.cut), false) AS fits FROM ("                                        \
 	LIST_TL_ROWS("y.room_id", "0", "pp.p", "$6::bigint", "$1", "$8")       \
 	") t WHERE y.membership = 'join') tl ON true LEFT JOIN LATERAL "       \
@@ -336,12 +336,24 @@
  * comma-separated json (joined rooms only, from the since position or,
  * for a room new to the list, from nothing, as Q_LIST_DETAIL takes them),
  * a NULL in place of its "remembered", the timeline's prev_batch
- * (CHUNK_AT), and last the request's index (from 1), rows in its order.
+ * (CHUNK_AT), the request's index (from 1), rows in its order, and
+ * whether the room's timeline was read afresh (LIST_STREAM_RESET).
  * y is MATERIALIZED: inlined, its membership columns (the rule of
  * visible.h, twice a room) were evaluated again in each detail that
  * reads them (about 0.2 ms more a request, EXPLAIN ANALYZE).
  */
 #define LIST_STREAM_F "(CASE WHEN y.is_new THEN 0 ELSE y.q_f END)"
+/*
+ * A joined room with events placed before ones the request's client
+ * holds (ORDER_GAP): its timeline is read afresh, from nothing, and the
+ * row's last column says so (the client is told limited and replaces its
+ * timeline); its state stays incremental.
+ */
+#define LIST_STREAM_RESET                                                      \
+	"(y.membership = 'join' AND NOT y.is_new AND y.q_f > 0 AND "           \
+	ORDER_GAP("y.room_id", "y.q_f") ")"
+#define LIST_STREAM_TF                                                         \
+	"(CASE WHEN y.is_new OR " LIST_STREAM_RESET " THEN 0 ELSE y.q_f END)"
 #define LIST_STREAM_BATCH                                                       \
 	"WITH pp AS (SELECT greatest((SELECT max(t.t) FROM unnest("            \
 	"$4::bigint[]) t(t)), pos) AS p FROM syncv3_position), q AS (SELECT * " \
@@ -356,10 +368,11 @@
 	"cardinality($6::text[]) > 0 THEN (SELECT string_agg(t.json, ',' "     \
 	"ORDER BY t.nid) FROM (" LIST_ST_ROWS("y.room_id", LIST_STREAM_F,      \
 	"pp.p", "$6::text[]", "$7::text[]") ") t) END, NULL::bool, ck.token, " \
-	"y.q_i FROM pp CROSS JOIN y LEFT JOIN LATERAL (SELECT "                \
-	"string_agg(t.json, ',' ORDER BY t.nid) AS j, min(t.nid) AS e, "       \
-	"count(*) < $8::bigint AND NOT coalesce(bool_or(t.cut), false) AS "    \
-	"fits FROM (" LIST_TL_ROWS("y.room_id", LIST_STREAM_F, "pp.p",         \
+	"y.q_i, " LIST_STREAM_RESET " FROM pp CROSS JOIN y LEFT JOIN LATERAL " \
+	"(SELECT string_agg(t.json, ',' ORDER BY t.k) AS j, (array_agg(t.nid " \
+	"ORDER BY t.k))[1] AS e, count(*) < $8::bigint AND NOT coalesce("      \
+	"bool_or(t.cut), false) AS fits FROM (" LIST_TL_ROWS("y.room_id",      \
+	LIST_STREAM_TF, "pp.p",                                                \
 	"$8::bigint", "y.q_u", "y.q_dev") ") t WHERE y.membership = 'join') "  \
 	"tl ON true LEFT JOIN LATERAL " CHUNK_AT("y.room_id", "tl.e",          \
 	"tl.fits") " ck ON true ORDER BY y.q_i"
@@ -378,6 +391,25 @@
 	" AND txn.device_id = " d "), " e ".json)"
 
 /*
+ * Has room r events placed, since position f, before events a client at
+ * f may hold (031_order.sql: f in [anchor_pos, late_pos) of a gap)? Such
+ * a client gets the room afresh (a reset), not the new events appended
+ * (docs/INTERNALS.md, "Late events: timeline order").
+ */
+#define ORDER_GAP(r, f)                                                        \
+	"EXISTS (SELECT 1 FROM syncv3_order_gaps og WHERE og.room_id = " r     \
+	" AND og.late_pos > " f " AND og.anchor_pos <= " f ")"
+/*
+ * A room with events placed late (031_order.sql): its boundaries are
+ * compared by the room's order, coalesce(ord, nid), not by their nids.
+ */
+#define CHUNK_LATE(r)                                                          \
+	"EXISTS (SELECT 1 FROM syncv3_events ko WHERE ko.room_id = " r " AND " \
+	"ko.ord IS NOT NULL)"
+#define CHUNK_KEY(e)                                                           \
+	"(SELECT coalesce(eo.ord, eo.nid) FROM syncv3_events eo WHERE "        \
+	"eo.nid = " e ")"
+/*
  * The upstream chunk boundary (015_chunks.sql) that a timeline of room r
  * whose oldest event is at nid e pages back from, by docs/INTERNALS.md,
  * "prev_batch": when the timeline holds every event before it that the
@@ -385,36 +417,59 @@
  * between being none of theirs (exact: right before e for them); else
  * the first boundary at or after e (before an event comes before after
  * it), exact when a chunk began at e, otherwise repeating events the
- * client has and skipping none.
+ * client has and skipping none. "Before" and "after" are in the room's
+ * order: e is the nid of the timeline's oldest event in that order; a
+ * room with placed events compares keys (whether it has any is read once,
+ * cl: tested in every branch it cost SS_DETAIL three times its time).
+ * is_end also when the boundary is not exactly right before e (a later
+ * one): the caller then says limited, as for a boundary after e.
  */
 #define CHUNK_AT(r, e, fits)                                                   \
-	"(SELECT x.nid, x.is_end, x.token, x.limited FROM ((SELECT 0 AS o, "   \
-	"k.nid, k.is_end, k.token, k.limited FROM syncv3_chunks k WHERE "      \
-	fits " AND k.room_id = " r " AND k.nid <= " e " AND NOT k.is_end "     \
-	"ORDER BY k.nid DESC LIMIT 1) UNION ALL (SELECT 1, k.nid, k.is_end, "  \
-	"k.token, k.limited FROM syncv3_chunks k WHERE k.room_id = " r " AND " \
-	"k.nid >= " e " ORDER BY k.nid, k.is_end LIMIT 1)) x ORDER BY x.o "    \
-	"LIMIT 1)"
+	"(SELECT x.nid, x.is_end OR NOT x.exact AS is_end, x.token, x.limited " \
+	"FROM (SELECT " CHUNK_LATE(r) " AS late) cl CROSS JOIN LATERAL ((SELECT 0 " \
+	"AS o, k.nid, k.is_end, k.token, k.limited, true AS exact FROM "       \
+	"syncv3_chunks k WHERE " fits " AND k.room_id = " r " AND k.nid <= " e \
+	" AND NOT k.is_end AND NOT cl.late ORDER BY k.nid DESC LIMIT 1) UNION " \
+	"ALL (SELECT 1, k.nid, k.is_end, k.token, k.limited, k.nid = " e      \
+	" FROM syncv3_chunks k WHERE k.room_id = " r " AND k.nid >= " e " AND " \
+	"NOT cl.late ORDER BY k.nid, k.is_end LIMIT 1) UNION ALL (SELECT 0, "  \
+	"k.nid, k.is_end, k.token, k.limited, true FROM syncv3_chunks k JOIN " \
+	"syncv3_events ke ON ke.nid = k.nid WHERE cl.late AND " fits " AND "   \
+	"k.room_id = " r " AND NOT k.is_end AND coalesce(ke.ord, ke.nid) <= "  \
+	CHUNK_KEY(e) " ORDER BY coalesce(ke.ord, ke.nid) DESC LIMIT 1) UNION " \
+	"ALL (SELECT 1, k.nid, k.is_end, k.token, k.limited, k.nid = " e      \
+	" FROM syncv3_chunks k JOIN syncv3_events ke ON ke.nid = k.nid WHERE " \
+	"cl.late AND k.room_id = " r " AND coalesce(ke.ord, ke.nid) >= "       \
+	CHUNK_KEY(e) " ORDER BY coalesce(ke.ord, ke.nid), k.is_end LIMIT 1)) " \
+	"x ORDER BY x.o LIMIT 1)"
 
 /*
  * $1 rooms, $2 per-room lower bounds, $3 to, $4 timeline limit, $5/$6
  * state_events, $7 user, $8 their device: the timeline is what the user
- * may see of it ('t' rows), its prev_batch the chunk boundary of its
- * oldest event ('c': nid, token).
+ * may see of it ('t' rows, in the room's order), its prev_batch the chunk
+ * boundary of its oldest event ('c': nid, token). A room with events
+ * placed before what the client at its bound holds (ORDER_GAP) has its
+ * last events from the start instead and an 'l' row: the client is told
+ * the timeline is limited and replaces what it has.
  * The state branch runs per room (LATERAL, so the (room_id, ...) index
  * is used; a join over all rooms' current state cost ~3 ms a room) and
  * not at all when no state_events were asked for (a one-time filter).
  */
 #define LIST_DETAIL                                                             \
-	"WITH t AS (SELECT 't'::text AS k, r.id, x.nid, x.json, x.cut FROM "   \
-	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL ("    \
-	LIST_TL_ROWS("r.id", "r.f", "$3::bigint", "$4::bigint", "$7", "$8")    \
-	") x) SELECT k, id, nid, json FROM t UNION ALL SELECT 's', r.id, "    \
+	"WITH g AS (SELECT r.id, r.f, r.f > 0 AND " ORDER_GAP("r.id", "r.f")  \
+	" AS reset FROM unnest($1::text[], $2::bigint[]) AS r(id, f)), t AS "  \
+	"(SELECT 't'::text AS k, r.id, x.nid, x.json, x.cut, x.k AS ok FROM g " \
+	"r CROSS JOIN LATERAL ("                                               \
+	LIST_TL_ROWS("r.id", "(CASE WHEN r.reset THEN 0 ELSE r.f END)",          \
+	"$3::bigint", "$4::bigint", "$7", "$8")                                \
+	") x) SELECT k, id, ok, json FROM t UNION ALL SELECT 'l', id, 0, NULL " \
+	"FROM g WHERE reset UNION ALL SELECT 's', r.id, "                      \
 	"y.nid, y.json FROM "                                                  \
 	"unnest($1::text[], $2::bigint[]) AS r(id, f) CROSS JOIN LATERAL ("    \
 	LIST_ST_ROWS("r.id", "r.f", "$3::bigint", "$5::text[]", "$6::text[]")  \
 	") y WHERE cardinality($5::text[]) > 0 UNION ALL SELECT 'c', o.id, "   \
-	"c.nid, c.token FROM (SELECT id, min(nid) AS e, count(*) < "           \
+	"c.nid, c.token FROM (SELECT id, (array_agg(nid ORDER BY ok))[1] AS "  \
+	"e, count(*) < "                                                       \
 	"$4::bigint AND NOT bool_or(cut) AS fits FROM t GROUP BY id) o CROSS " \
 	"JOIN LATERAL "                                                        \
 	CHUNK_AT("o.id", "o.e", "o.fits") " c ORDER BY 1, 2, 3"
@@ -832,7 +887,8 @@
  * A room SS_ROOMS need not describe (q.lim and q.rs: its combined
  * timeline_limit and required_state canonical; SS_LIST_ROOMS: $16 and
  * $17, the list's): sent before as joined, joined still, with the same
- * config and nothing newer than what was sent in its rows. ss_rooms.c
+ * config, nothing newer than what was sent in its rows and no event
+ * placed before them (ORDER_GAP: such a room goes afresh). ss_rooms.c
  * decide() sends such a room not at all, so its name, avatar, heroes,
  * m.direct and changed flags go unread: a woken long poll reads them for
  * the rooms that changed, not for its whole window.
@@ -840,7 +896,8 @@
 #define SS_QUIET                                                               \
 	"(sent.membership = 'join' AND v.m = 'join' AND sent.tl_limit >= "     \
 	"q.lim AND sent.rs = q.rs AND greatest(coalesce(r.updated_pos, 0), "   \
-	"coalesce(ur.updated_pos, 0)) <= sent.state_pos)"
+	"coalesce(ur.updated_pos, 0)) <= sent.state_pos AND NOT " ORDER_GAP(   \
+	"q.id", "sent.nid") ")"
 #define SS_ROOMS_OF(ids, at)                                                   \
 	"SELECT q.id, v.m, v.last, nm.name, " SS_UNLESS(SS_QUIET,                  \
 	SS_AT("m.room.avatar", "url")) ", "                                    \
@@ -871,8 +928,8 @@
 	"coalesce(ur.updated_pos, 0), " SS_UNLESS(SS_QUIET, SS_CHANGED(           \
 	"('m.room.name', 'm.room.avatar', 'm.room.canonical_alias')")) ", "    \
 	SS_UNLESS(SS_QUIET, SS_CHANGED("('m.room.member', '')"))                  \
-	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0) "                   \
-	"FROM " ids " AS q(id, lim, rs) CROSS JOIN "                           \
+	", coalesce(r.bump_nid, 0) > coalesce(sent.nid, 0), " ORDER_GAP(      \
+	"q.id", "sent.nid") " FROM " ids " AS q(id, lim, rs) CROSS JOIN "      \
 	"LATERAL (SELECT " VIS_MEMBERSHIP("q.id", "$1", at) " AS m "           \
 	"OFFSET 0) vm CROSS JOIN LATERAL (SELECT vm.m, CASE WHEN vm.m IN ("    \
 	"'join', 'invite', 'knock') THEN NULL ELSE " VIS_LAST("q.id", "$1",    \
@@ -916,7 +973,8 @@
  * planner joined every current row's event first).
  * Rows: kind, room, nid (state: its from_pos), json, type, state_key,
  * sender, event_id, cut (timeline: visible.h cut the window, so the
- * timeline is limited), limited.
+ * timeline is limited), limited, and what they are sorted by (timeline:
+ * the room's order, 031_order.sql; state: from_pos; chunk: nid).
  * With them, in the same statement (one round trip less for every room
  * sent in full), the chunk boundary (CHUNK_AT) of each timeline a client
  * pages back from, $10 the room is sent initial or its timeline turns out
@@ -926,17 +984,18 @@
  */
 #define SS_DETAIL_OF(ctes, rows)                                              \
 	"WITH t AS (SELECT r.id, x.nid, x.json, x.type, x.state_key, "         \
-	"x.sender, x.event_id, x.cut, r.n, r.c, row_number() OVER (PARTITION " \
-	"BY r.id ORDER BY x.nid DESC) AS rk FROM unnest($1::text[], "          \
+	"x.sender, x.event_id, x.cut, x.k, r.n, r.c, row_number() OVER "       \
+	"(PARTITION BY r.id ORDER BY x.k DESC) AS rk FROM unnest($1::text[], " \
 	"$2::bigint[], $4::bigint[], $5::bigint[], $10::bool[]) AS r(id, f, "  \
 	"p, n, c) CROSS JOIN LATERAL (SELECT e.nid, " TXN_JSON("e", "$6", "$9") \
-	" AS json, e.type, e.state_key, e.sender, e.event_id, vis_q.cut FROM " \
+	" AS json, e.type, e.state_key, e.sender, e.event_id, vis_q.cut, "     \
+	"vis_q.k FROM "                                                        \
 	VIS_LAST_ROWS("r.id", "$6", "r.p", "r.f", "r.n") " vis_q JOIN "        \
 	"syncv3_events e ON e.nid = vis_q.nid) x)" ctes " "                     \
 	"SELECT 't', id, nid, json, type, state_key, sender, event_id, cut, "  \
-	"NULL::bool FROM t UNION ALL "                                         \
+	"NULL::bool, k FROM t UNION ALL "                                      \
 	"SELECT 's', r.id, y.from_pos, ye.json, y.type, y.state_key, NULL, "  \
-	"NULL, NULL, NULL "                                                    \
+	"NULL, NULL, NULL, y.from_pos "                                        \
 	"FROM "                                                                \
 	"unnest($1::text[], $3::bigint[], $4::bigint[]) AS r(id, f, p) CROSS " \
 	"JOIN LATERAL (SELECT s.from_pos, s.nid, s.type, s.state_key FROM "    \
@@ -947,11 +1006,11 @@
 	"s.state_key)) OFFSET 0) y JOIN syncv3_events ye ON ye.nid = y.nid "   \
 	"WHERE r.f >= 0 UNION ALL "                                            \
 	"SELECT 'c', o.id, ch.nid, ch.token, NULL, NULL, NULL, NULL, "         \
-	"ch.is_end, ch.limited FROM (SELECT id, min(nid) FILTER (WHERE rk < "  \
-	"n) AS e, count(*) < max(n) AND NOT bool_or(cut) AS fits FROM t "      \
+	"ch.is_end, ch.limited, ch.nid FROM (SELECT id, (array_agg(nid ORDER " \
+	"BY k) FILTER (WHERE rk < n))[1] AS e, count(*) < max(n) AND NOT bool_or(cut) AS fits FROM t "      \
 	"GROUP BY id HAVING bool_or(c) OR count(*) >= max(n) OR bool_or(cut)" \
 	") o CROSS JOIN LATERAL " CHUNK_AT("o.id", "o.e", "o.fits") " ch "     \
-	"WHERE o.e IS NOT NULL" rows " ORDER BY 1, 2, 3 DESC"
+	"WHERE o.e IS NOT NULL" rows " ORDER BY 1, 2, 11 DESC"
 #define SS_DETAIL SS_DETAIL_OF("", "")
 
 /*
@@ -975,7 +1034,7 @@
 	"$22::text[]) AS u(r, l, rs, m)) AS k(r, n, l, rs, lz, m)", "false",   \
 	"0", "$23"), " UNION ALL SELECT 'z', NULL, c.conn, c.p_gen::text, ("    \
 	"SELECT count(*) FROM x)::text, NULL, NULL, NULL, coalesce((SELECT ok " \
-	"FROM dv), false), NULL FROM (SELECT 1) one LEFT JOIN c ON true")
+	"FROM dv), false), NULL, NULL FROM (SELECT 1) one LEFT JOIN c ON true")
 
 /*
  * The member events of ($1 room, $2 user) pairs at $3 (per room bound),

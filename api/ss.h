@@ -413,6 +413,7 @@ struct ss_room {
 	int64_t joined, invited, notif, highlight;
 	bool is_dm;
 	bool is_name_changed, is_members_changed, is_bump_changed;
+	bool is_order_gap; /* events placed before what was sent (ORDER_GAP) */
 	bool has_sent;
 	int64_t s_nid, s_limit, s_state_pos;
 	char *s_rs, *s_membership;

@@ -401,6 +401,14 @@ decide(struct ss_req *s, struct ss_room *rm)
 		rm->is_initial = rm->is_expanded = true;
 		return;
 	}
+	if (rm->is_order_gap) {
+		/*
+		 * events were placed before ones the client holds: appended
+		 * they would be out of order, so the room goes afresh
+		 */
+		rm->is_initial = true;
+		return;
+	}
 	rm->tl_from = rm->s_nid;
 	if (strcmp(rm->rs_canon, rm->s_rs) != 0)
 		rm->st_from = 0;
@@ -443,6 +451,7 @@ room_row(struct ss_req *s, PGresult *res, int i, int o)
 	rm->is_name_changed = PQgetvalue(res, i, o + 22)[0] == 't';
 	rm->is_members_changed = PQgetvalue(res, i, o + 23)[0] == 't';
 	rm->is_bump_changed = PQgetvalue(res, i, o + 24)[0] == 't';
+	rm->is_order_gap = PQgetvalue(res, i, o + 25)[0] == 't';
 	decide(s, rm);
 	log_debug("ss: %s: %s %s: send %d initial %d, changed name %d "
 	          "members %d bump %d",

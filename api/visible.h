@@ -231,8 +231,12 @@
 
 /*
  * The last n timeline events of room r after f that u may see up to p,
- * as rows (nid, cut), newest first: one backward index scan per range,
- * not the rule per event. A range that starts at u's join or invite
+ * as rows (nid, cut, k), newest first in the room's order k =
+ * coalesce(ord, nid) (031_order.sql; "after f" is by nid, the change
+ * position): per range one backward index scan of the events in nid
+ * order and one of the few placed late (the partial ord index: "+ 0"
+ * keeps the planner off the nid indexes there, which read the whole
+ * room), merged, not the rule per event. A range that starts at u's join or invite
  * (lt) hides its events stamped before that start (they arrived late,
  * see above); the window is then cut after the newest one it met, so
  * the timeline has no hole in it, and cut says so: the caller makes the
@@ -240,16 +244,24 @@
  * pages back through the homeserver, which shows what is theirs.
  */
 #define VIS_LAST_ROWS(r, u, p, f, n)                                           \
-	"(SELECT vis_t.nid, bool_or(vis_t.cut) AS cut FROM " VIS_RANGES(r, u, \
-	p) " vis_v CROSS JOIN LATERAL (SELECT vis_d.nid, vis_d.h IS NOT NULL " \
-	"AS cut FROM (SELECT vis_c.nid, max(CASE WHEN vis_c.origin_ts < "      \
-	"vis_v.lt THEN vis_c.nid END) OVER () AS h FROM (SELECT vis_e.nid, "   \
-	"vis_e.origin_ts FROM syncv3_events vis_e WHERE vis_e.room_id = " r    \
-	" AND vis_e.nid > " f " AND vis_e.nid BETWEEN vis_v.lo AND vis_v.hi "  \
-	"AND vis_e.is_timeline AND " VIS_NOT_IGNORED("vis_e", u) " ORDER BY "  \
-	"vis_e.nid DESC LIMIT " n ") vis_c) vis_d WHERE vis_d.nid > coalesce(" \
-	"vis_d.h, 0)) vis_t GROUP BY vis_t.nid ORDER BY vis_t.nid DESC LIMIT " \
-	n ")"
+	"(SELECT vis_t.nid, bool_or(vis_t.cut) AS cut, min(vis_t.k) AS k "     \
+	"FROM " VIS_RANGES(r, u, p) " vis_v CROSS JOIN LATERAL (SELECT "       \
+	"vis_d.nid, vis_d.k, vis_d.h IS NOT NULL AS cut FROM (SELECT "         \
+	"vis_c.nid, vis_c.k, max(CASE WHEN vis_c.origin_ts < vis_v.lt THEN "   \
+	"vis_c.k END) OVER () AS h FROM (SELECT * FROM ((SELECT vis_e.nid, "   \
+	"vis_e.origin_ts, vis_e.nid::float8 AS k FROM syncv3_events vis_e "    \
+	"WHERE vis_e.room_id = " r " AND vis_e.nid > " f " AND vis_e.nid "     \
+	"BETWEEN vis_v.lo AND vis_v.hi AND vis_e.is_timeline AND vis_e.ord IS " \
+	"NULL AND " VIS_NOT_IGNORED("vis_e", u) " ORDER BY vis_e.nid DESC "    \
+	"LIMIT " n ") UNION ALL (SELECT vis_e.nid, vis_e.origin_ts, "          \
+	"vis_e.ord FROM syncv3_events vis_e WHERE vis_e.room_id = " r " AND "  \
+	"vis_e.ord IS NOT NULL AND vis_e.nid + 0 > " f " AND vis_e.nid + 0 "   \
+	"BETWEEN vis_v.lo AND vis_v.hi AND vis_e.is_timeline AND "             \
+	VIS_NOT_IGNORED(                                                       \
+	"vis_e", u) " ORDER BY vis_e.ord DESC LIMIT " n ")) vis_o ORDER BY "   \
+	"vis_o.k DESC LIMIT " n ") vis_c) vis_d WHERE vis_d.k > coalesce("     \
+	"vis_d.h, -1)) vis_t GROUP BY vis_t.nid ORDER BY min(vis_t.k) DESC "   \
+	"LIMIT " n ")"
 
 /* Is position (an event nid) n of room r visible to u up to p? */
 #define VIS_SEES(r, u, p, n)                                                   \

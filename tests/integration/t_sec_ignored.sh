@@ -11,25 +11,12 @@ source "$(dirname "$0")/lib_privacy.sh"
 source "$(dirname "$0")/lib_ss.sh"
 C=@carol:localhost
 stored() { [ "$(psql_q "SELECT count(*) FROM syncv3_events WHERE json LIKE '%\"$1\"%'")" -ge 1 ]; }
-ignored_is() {
-	psql_q "SELECT json FROM syncv3_account_data WHERE user_id = '$A' AND room_id = '' AND type = 'm.ignored_user_list'" |
-	    jq -e --argjson want "$1" '.content.ignored_users == $want' >/dev/null
-}
-ignore() {
-	sim account_data "{\"user_id\":\"$A\",\"type\":\"m.ignored_user_list\",\"content\":{\"ignored_users\":$1}}" >/dev/null
-	wait_for "ignored_is '$1'" 15 || fail "alice's poller did not store the ignore list $1"
-}
 # the [sender, body or type] of room $2's timeline in answer $1 (v3 or ss)
 v3_tl() { printf '%s' "$1" | jq -c "[.room_list.rooms[]|select(.room_id==\"$2\")|.timeline[]|[.sender,.content.body // .type]]"; }
 ss_tl() { printf '%s' "$1" | jq -c "[.rooms[\"$2\"].timeline[]?|[.sender,.content.body // .type]]"; }
 has() { printf '%s' "$1" | jq -e --arg s "$2" --arg b "$3" 'any(.[]; . == [$s, $b])' >/dev/null; }
 
-v3 "$alice" "" '{}' 10000 >/dev/null
-v3 "$bob" "" '{}' 10000 >/dev/null
-r=$(mk shared)
-sim "rooms/$r/join" "{\"user_id\":\"$A\"}" >/dev/null
-sim "rooms/$r/join" "{\"user_id\":\"$C\"}" >/dev/null
-ignore "{\"$C\":{}}"
+ignored_room shared
 sim "rooms/$r/send" "{\"sender\":\"$C\",\"type\":\"m.room.message\",\"content\":{\"body\":\"carol-msg\"}}" >/dev/null
 sim "rooms/$r/send" "{\"sender\":\"$C\",\"type\":\"m.room.topic\",\"state_key\":\"\",\"content\":{\"topic\":\"carol-topic\"}}" >/dev/null
 say $r "bob-msg"

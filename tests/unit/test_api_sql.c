@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,11 +31,15 @@ test_table(void **state)
 	}
 }
 
-/* A connection to a scratch schema "apisql", migrated (skips without db). */
+/*
+ * A connection to the scratch database (the test skips without one) in
+ * a fresh schema of that name, migrated.
+ */
 static PGconn *
-scratch_schema(void)
+scratch(const char *schema)
 {
 	const char *db = getenv("SYNCV3_TEST_DB");
+	char sql[256];
 	PGconn *c;
 
 	if (db == NULL)
@@ -42,11 +47,10 @@ scratch_schema(void)
 	c = pg_connect_wait(db, 5);
 	assert_non_null(c);
 	PQsetNoticeProcessor(c, pg_quiet_notices, NULL);
-	assert_int_equal(
-	    pg_exec(c, "t",
-	            "DROP SCHEMA IF EXISTS apisql CASCADE;"
-	            "CREATE SCHEMA apisql; SET search_path TO apisql"),
-	    0);
+	snprintf(sql, sizeof(sql),
+	         "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; "
+	         "SET search_path TO %s", schema, schema, schema);
+	assert_int_equal(pg_exec(c, "t", sql), 0);
 	assert_int_equal(pg_migrate(c), 0);
 	return c;
 }
@@ -58,7 +62,7 @@ test_prepare(void **state)
 	PGconn *c;
 
 	(void)state;
-	c = scratch_schema();
+	c = scratch("apisql");
 	for (int i = 0; i < Q_COUNT; i++) {
 		res =
 		    PQprepare(c, api_stmts[i].name, api_stmts[i].sql, 0, NULL);
@@ -98,7 +102,7 @@ test_list_stream_batch(void **state)
 	PGconn *c;
 
 	(void)state;
-	c = scratch_schema();
+	c = scratch("apisql");
 	assert_int_equal(
 	    pg_exec(c, "t",
 	            "UPDATE syncv3_position SET pos = 9;"
@@ -133,6 +137,90 @@ test_list_stream_batch(void **state)
 	PQfinish(c);
 }
 
+/* Q_LIST_DETAIL's rows of kind k for lower bound f, as one string. */
+static void
+detail_rows(PGconn *c, const char *f, char kind, char *out, size_t len)
+{
+	const char *p[8] = {"{!r}", f, "100000", "5", "{}", "{}", "@u:x", "D"};
+	PGresult *res = PQexecPrepared(c, "det", 8, p, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("detail: %s", PQerrorMessage(c));
+	out[0] = '\0';
+	for (int i = 0; i < PQntuples(res); i++)
+		if (PQgetvalue(res, i, 0)[0] == kind) {
+			strncat(out, PQgetisnull(res, i, 3) ? "l" :
+			        PQgetvalue(res, i, 3), len - strlen(out) - 1);
+			strncat(out, " ", len - strlen(out) - 1);
+		}
+	PQclear(res);
+}
+
+/*
+ * The timeline window in the room's order (031_order.sql) over a room of
+ * 5,000 events: events placed late sort by ord, the window is read by
+ * index (no sequential scan, few rows filtered away), and a bound inside
+ * a gap reads the room afresh ('l'), one before the anchor does not.
+ */
+static void
+test_window_order(void **state)
+{
+	char got[1024], plan[65536] = "";
+	long removed = 0;
+	PGresult *res;
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apiord");
+	assert_int_equal(
+	    pg_exec(c, "t",
+	            "INSERT INTO syncv3_events (nid, event_id, room_id, type, "
+	            "state_key, sender, membership, json) VALUES (1, '$1', "
+	            "'!r', 'm.room.create', '', '@u:x', NULL, '{}'), (2, '$2', "
+	            "'!r', 'm.room.member', '@u:x', '@u:x', 'join', "
+	            "'{\"content\":{\"membership\":\"join\"}}');"
+	            "INSERT INTO syncv3_events (nid, event_id, room_id, type, "
+	            "sender, json, ord) SELECT n, '$' || n, '!r', "
+	            "'m.room.message', '@u:x', '\"' || n || '\"', CASE WHEN n > "
+	            "5002 THEN 4999 + (n - 5002) / 4.0 END FROM "
+	            "generate_series(3, 5005) n;"
+	            "INSERT INTO syncv3_state VALUES ('!r', 'm.room.create', "
+	            "'', 1, 1, NULL, NULL), ('!r', 'm.room.member', '@u:x', 2, "
+	            "2, NULL, 'join');"
+	            "INSERT INTO syncv3_order_gaps VALUES ('!r', 5000, 5003);"
+	            "ANALYZE"),
+	    0);
+	res = PQprepare(c, "det", api_stmts[Q_LIST_DETAIL].sql, 0, NULL);
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	detail_rows(c, "{0}", 't', got, sizeof(got));
+	assert_string_equal(got, "\"5004\" \"5005\" \"5000\" \"5001\" \"5002\" ");
+	detail_rows(c, "{5001}", 'l', got, sizeof(got));
+	assert_string_equal(got, "l ");
+	detail_rows(c, "{5001}", 't', got, sizeof(got));
+	assert_string_equal(got, "\"5004\" \"5005\" \"5000\" \"5001\" \"5002\" ");
+	detail_rows(c, "{4000}", 'l', got, sizeof(got));
+	assert_string_equal(got, "");
+	detail_rows(c, "{5003}", 'l', got, sizeof(got));
+	assert_string_equal(got, "");
+	res = PQexec(c, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE det('{!r}', "
+	                "'{0}', 100000, 5, '{}', '{}', '@u:x', 'D')");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *l = PQgetvalue(res, i, 0), *m;
+		strncat(plan, l, sizeof(plan) - strlen(plan) - 2);
+		strcat(plan, "\n");
+		if ((m = strstr(l, "Rows Removed by Filter: ")) != NULL)
+			removed += strtol(m + 24, NULL, 10);
+	}
+	PQclear(res);
+	if (strstr(plan, "Seq Scan on syncv3_events") != NULL || removed > 200)
+		fail_msg("window plan reads the room (%ld rows filtered):\n%s",
+		         removed, plan);
+	assert_int_equal(pg_exec(c, "t", "DROP SCHEMA apiord CASCADE"), 0);
+	PQfinish(c);
+}
+
 int
 main(void)
 {
@@ -140,6 +228,7 @@ main(void)
 	    cmocka_unit_test(test_table),
 	    cmocka_unit_test(test_prepare),
 	    cmocka_unit_test(test_list_stream_batch),
+	    cmocka_unit_test(test_window_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
