@@ -306,13 +306,14 @@ test_list_rooms_plain(void **state)
 	            "('@u', '!l', 'leave', 2, 2), ('@u', '!z', 'ban', 6, 6), "
 	            "('@v', '!a', 'join', 3, 3)"),
 	    0);
-	res = PQprepare(c, "filtered", api_stmts[Q_SS_LIST_ROOMS].sql, 0, NULL);
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
-	res = PQprepare(c, "plain", api_stmts[Q_SS_LIST_ROOMS_PLAIN].sql, 0,
-	                NULL);
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	for (int i = 0; i < 2; i++) {
+		res = PQprepare(c, i == 0 ? "filtered" : "plain",
+		                api_stmts[i == 0 ? Q_SS_LIST_ROOMS
+		                                 : Q_SS_LIST_ROOMS_PLAIN].sql,
+		                0, NULL);
+		assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+	}
 	list_rows(c, "filtered", p, all, sizeof(all));
 	list_rows(c, "plain", p, plain, sizeof(plain));
 	assert_string_equal(plain, all);
