@@ -766,9 +766,10 @@
 	"= $1 ORDER BY k.from_pos DESC LIMIT 1), $1) <> $1 OR EXISTS (SELECT " \
 	"1 FROM syncv3_ss_rooms sr WHERE sr.conn = $2::bigint AND "            \
 	"sr.room_id = ur.room_id AND sr.gen <= $3::bigint)))"
-#define SS_CANDIDATES                                                          \
+#define SS_CANDIDATES_OF(filters)                                              \
 	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND (ur.membership " \
-	"IN ('join', 'invite', 'knock') OR " SS_GONE_SHOWN ") "                \
+	"IN ('join', 'invite', 'knock') OR " SS_GONE_SHOWN ") " filters
+#define SS_FILTERS                                                             \
 	"AND ($4::bool IS NULL OR " SS_IS_DM("ur.room_id") " = $4::bool) "     \
 	"AND ($5::bool IS NULL OR (ur.membership = 'invite') = $5::bool) "     \
 	"AND ($6::bool IS NULL OR coalesce(CASE WHEN ur.membership = "        \
@@ -788,6 +789,7 @@
 	"AND ($9::text[] IS NULL OR NOT (" SS_TYPE_IN("$9") ")) "              \
 	"AND ($10::text[] IS NULL OR " SS_TAGGED("$10") ") "                   \
 	"AND ($11::text[] IS NULL OR NOT " SS_TAGGED("$11") ")"
+#define SS_CANDIDATES SS_CANDIDATES_OF(SS_FILTERS)
 
 /*
  * One list: the position, its count and the rooms of its ranges ($12
@@ -803,21 +805,23 @@
 	"$4::bool IS NULL AND $5::bool IS NULL AND $6::bool IS NULL AND "      \
 	"$7::text[] IS NULL AND $8::text[] IS NULL AND $9::text[] IS NULL "    \
 	"AND $10::text[] IS NULL AND $11::text[] IS NULL"
-#define SS_COUNT                                                               \
+#define SS_COUNT_OF(filtered)                                                  \
 	"CASE WHEN " SS_NO_FILTER " THEN coalesce((SELECT sc.shown FROM "      \
 	"syncv3_ss_counts sc WHERE sc.user_id = $1), 0) + (SELECT count(*) "   \
 	"FROM syncv3_user_rooms ur WHERE ur.user_id = $1 AND ur.membership "   \
-	"IN ('leave', 'ban') AND (" SS_GONE_SHOWN ")) ELSE (SELECT count(*) "  \
-	SS_CANDIDATES ") END"
-#define SS_WINDOW                                                              \
+	"IN ('leave', 'ban') AND (" SS_GONE_SHOWN ")) ELSE " filtered " END"
+#define SS_COUNT SS_COUNT_OF("(SELECT count(*) " SS_CANDIDATES ")")
+#define SS_WINDOW_OF(filters)                                                  \
 	"w AS (SELECT y.room_id, y.membership, y.idx, y.k FROM (SELECT "       \
 	"ur.room_id, ur.membership, ur.ss_bump_ts AS k, row_number() OVER ("  \
 	"ORDER BY "                                                            \
 	"ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, ur.room_id) - 1 AS idx "     \
-	SS_CANDIDATES " ORDER BY ur.ss_bump_ts DESC, ur.ss_bump_nid DESC, "    \
+	SS_CANDIDATES_OF(filters) " ORDER BY ur.ss_bump_ts DESC, "             \
+	"ur.ss_bump_nid DESC, "                                                \
 	"ur.room_id LIMIT $14::bigint) y WHERE $12::bigint[] IS NULL OR "      \
 	"EXISTS (SELECT 1 FROM unnest($12::bigint[], $13::bigint[]) AS g(lo, " \
 	"hi) WHERE y.idx BETWEEN g.lo AND g.hi))"
+#define SS_WINDOW SS_WINDOW_OF(SS_FILTERS)
 /*
  * The rooms the rest of a first window's initial sync will add
  * (016_cold.sql), read in the list's own snapshot: 0 once the device's
@@ -951,16 +955,37 @@
  * followed by SS_ROOMS' columns for its room (NULLs when SS_ROOMS leaves
  * the room out), at the position of the same snapshot. $1.. as SS_LIST,
  * $16 and $17 the list's timeline_limit and required_state canonical.
+ * filters and count are the list's filter clauses and its count when
+ * one is set (SS_COUNT_OF). The window's rooms reach SS_ROOMS_OF as an
+ * array: a generic plan cannot know LIMIT $14 and guesses a tenth of
+ * the user's rooms (1,000 of 10,000), and without the filters' clauses
+ * to shrink that guess it hashed syncv3_rooms and syncv3_user_rooms
+ * whole for a window of 20 (8-11 ms instead of 2); unnest of an array is
+ * guessed at 10 rows, which keeps the index lookups of SS_ROOMS.
  */
-#define SS_LIST_ROOMS                                                          \
-	"WITH " SS_WINDOW ", rr AS (" SS_ROOMS_OF("(SELECT w.room_id, "        \
-	"$16::int, $17::text FROM w)", "(SELECT pos FROM syncv3_position)") ") " \
+#define SS_LIST_ROOMS_OF(filters, count)                                       \
+	"WITH " SS_WINDOW_OF(filters) ", rr AS (" SS_ROOMS_OF(                 \
+	"(SELECT u.id, $16::int, $17::text FROM unnest(ARRAY(SELECT "          \
+	"w.room_id FROM w)) AS u(id))", "(SELECT pos FROM syncv3_position)")   \
+	") "                                                                    \
 	"SELECT p.pos, "                                                        \
-	SS_COUNT ", "                                                           \
+	SS_COUNT_OF(count) ", "                                                 \
 	"w.room_id, w.membership, w.k, " SS_MORE ", rr.*, " SS_LIST_SINCE     \
 	" FROM "                                                               \
 	"syncv3_position p LEFT JOIN w ON "                                    \
 	"true LEFT JOIN rr ON rr.id = w.room_id ORDER BY w.idx"
+#define SS_LIST_ROOMS                                                          \
+	SS_LIST_ROOMS_OF(SS_FILTERS, "(SELECT count(*) " SS_CANDIDATES ")")
+/*
+ * The same for a list without filters ($4..$11 all NULL; ss_rooms.c
+ * list_query), the common case (Element X's and js-sdk's room lists
+ * send "filters": {}). A generic plan keeps every filter's branch, and a
+ * plain SELECT sets its whole plan up at Bind: without them it has about
+ * 100 nodes instead of 175 (docs/POSTGRES.md). SS_NO_FILTER still names
+ * $4..$11, so the parameters are the same 17; with a filter set the
+ * count would be NULL and the rooms unfiltered, so it is never used so.
+ */
+#define SS_LIST_ROOMS_PLAIN SS_LIST_ROOMS_OF("", "NULL")
 
 /*
  * Timeline and state of rooms $1 (with per-room bounds: $2 timeline
@@ -1261,6 +1286,8 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_MEMBERS] = {"api_ss_members", SS_MEMBERS, 3},
 	[Q_SS_EXPIRE] = {"api_ss_expire", SS_EXPIRE, 1},
 	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 17},
+	[Q_SS_LIST_ROOMS_PLAIN] = {"api_ss_list_rooms_plain",
+	    SS_LIST_ROOMS_PLAIN, 17},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

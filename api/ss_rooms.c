@@ -198,6 +198,8 @@ list_query(struct ss_req *s, int idx)
 	int64_t end = 0;
 	struct list_q *lq = xcalloc(1, sizeof(*lq));
 	struct ss_room_config cfg;
+	enum api_sql q;
+	bool is_plain = true;
 	char *canon;
 
 	memset(arr, 0, sizeof(arr));
@@ -235,9 +237,15 @@ list_query(struct ss_req *s, int idx)
 	canon = ss_rs_canonical(&cfg.rs);
 	p[15] = pg_i64(d, cfg.timeline_limit);
 	p[16] = canon;
+	/* no filter set ($4..$11): the statement without their branches */
+	for (int i = 3; i <= 10; i++)
+		is_plain = is_plain && p[i] == NULL;
+	q = !s->is_rooms_read ? Q_SS_LIST
+	    : is_plain        ? Q_SS_LIST_ROOMS_PLAIN
+	                      : Q_SS_LIST_ROOMS;
+	log_debug("ss: %s: list %d: %s", s->r->user_id, idx, api_stmts[q].name);
 	sreq_ref(s->r);
-	sql_query(s->api, s->is_rooms_read ? Q_SS_LIST_ROOMS : Q_SS_LIST, p,
-	          list_cb, lq);
+	sql_query(s->api, q, p, list_cb, lq);
 	for (int i = 0; i < 7; i++)
 		pg_lit_free(&arr[i]);
 	free(canon);

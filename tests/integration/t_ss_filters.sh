@@ -34,8 +34,16 @@ rooms() {
 }
 want() { printf '%s\n' "$@" | jq -R . | jq -sc 'sort'; }
 all=$(want "$plain" "$dm" "$enc" "$space" "$child" "$fav" "$inv" "$einv" "$sinv")
+# the statement each list ran (api debug log): a list without filters
+# the one without their branches (SS_LIST_ROOMS_PLAIN), one with any
+# filter the full one
+stmts() { grep -c ": list 0: $1\$" "$T/api.log"; }
 assert_eq "$(rooms a '{}')" "$all" "no filter: all"
+[ "$(stmts api_ss_list_rooms_plain)" -ge 1 ] || fail "no filter: api_ss_list_rooms_plain not run"
+assert_eq "$(stmts api_ss_list_rooms)" 0 "no filter: api_ss_list_rooms not run"
+n_plain=$(stmts api_ss_list_rooms_plain)
 assert_eq "$(rooms a '{"is_dm":true}')" "$(want "$dm")" "is_dm"
+[ "$(stmts api_ss_list_rooms)" -ge 1 ] || fail "is_dm: api_ss_list_rooms not run"
 assert_eq "$(rooms a '{"is_dm":false,"is_invite":false}')" "$(want "$plain" "$enc" "$space" "$child" "$fav")" "not is_dm"
 assert_eq "$(rooms a '{"is_invite":true}')" "$(want "$inv" "$einv" "$sinv")" "is_invite"
 assert_eq "$(rooms a '{"is_invite":true,"is_encrypted":true}')" "$(want "$einv")" "an invite's encryption from its stripped state"
@@ -51,6 +59,7 @@ assert_eq "$(rooms a '{"tags":["m.favourite"]}')" "$(want "$fav")" "tags"
 assert_eq "$(rooms a '{"not_tags":["m.favourite"],"is_invite":false}')" "$(want "$plain" "$dm" "$enc" "$space" "$child")" "not_tags"
 assert_eq "$(rooms a "{\"spaces\":[\"$space\"]}")" "$(want "$child")" "spaces: children of a joined space"
 assert_eq "$(rooms a "{\"spaces\":[\"$other\"]}")" '[]' "spaces: a space the user is not in is ignored"
+assert_eq "$(stmts api_ss_list_rooms_plain)" "$n_plain" "every filter: api_ss_list_rooms_plain not run"
 out=$(ss "$alice" "" '{"lists":{"dms":{"ranges":[[0,9]],"filters":{"is_dm":true}},"rest":{"ranges":[[0,9]],"filters":{"is_dm":false}}}}' 0)
 assert_jq "$out" '[.lists.dms.count, .lists.rest.count]' '[1,8]' "two lists, a count each"
 out=$(ss4 "$alice" '{"lists":{"i":{"range":[0,9],"filters":{"is_invited":true}}}}')
