@@ -301,6 +301,14 @@ int store_poll_state(struct store *st, const struct proto_poll_state *ps)
 int store_window(struct store *st, struct store_msg *wm,
     const struct acc_changes *all, struct acc_changes *win,
     struct acc_changes *rest, size_t k);
+/*
+ * store_window's choice: in[i] for each room of all the window takes, the
+ * cut, and how many rooms of the rest would be new to user_id's lists
+ * (window_more); -1 when there is no window to make, or on error.
+ */
+int store_window_choose(struct store *st, const char *user_id,
+    const struct acc_changes *all, size_t k, bool *in, int64_t *cutp,
+    int64_t *more) WARN_UNUSED;
 void store_view_free(struct acc_changes *v);
 /* Deletes superseded rows older than horizon_secs; returns rows or -1. */
 long long store_cleanup(struct store *st, long long horizon_secs);

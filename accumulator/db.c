@@ -60,14 +60,21 @@ static const struct stmt {
 	    "AND w.cover_pos IS NULL AND d.user_id = k.u AND d.device_id <> "
 	    "k.dv AND d.cover_pos <= k.c RETURNING d.user_id, d.device_id"},
 	/* the first window first (008_cold.sql) */
-	[S_WIN_STORED] = {"acc_win_stored", "SELECT room_id FROM syncv3_rooms "
-	    "WHERE room_id = ANY($1::text[]) AND (last_ts >= $2::bigint OR "
-	    "bump_ts >= $2::bigint)"},
-	/* rooms of the fill that will be new to the user's lists ($2) */
-	[S_WIN_MORE] = {"acc_win_more", "SELECT count(*) FROM unnest("
-	    "$1::text[]) AS x(id) WHERE NOT EXISTS (SELECT 1 FROM "
-	    "syncv3_user_rooms u WHERE u.user_id = $2 AND u.room_id = x.id "
-	    "AND u.membership IN ('join', 'invite', 'knock'))"},
+	/*
+	 * The rest's ids, read once: those Postgres holds with a last or
+	 * bump event at the cut ($2) or later (rows with an id), then how
+	 * many of the others the user ($3) has no joined, invited or knocked
+	 * row for (the row without an id: window_more). NOT IN, not NOT
+	 * EXISTS: a hash of the user's rooms (none, for a user never seen)
+	 * rather than an index probe per id, 37 to 1 ms for 9,900 ids.
+	 */
+	[S_WIN_REST] = {"acc_win_rest", "WITH x AS (SELECT k.id, EXISTS ("
+	    "SELECT 1 FROM syncv3_rooms r WHERE r.room_id = k.id AND ("
+	    "r.last_ts >= $2::bigint OR r.bump_ts >= $2::bigint)) AS hot "
+	    "FROM unnest($1::text[]) AS k(id)) SELECT id, NULL::bigint FROM x "
+	    "WHERE hot UNION ALL SELECT NULL, count(*) FROM x WHERE NOT hot "
+	    "AND id NOT IN (SELECT u.room_id FROM syncv3_user_rooms u WHERE "
+	    "u.user_id = $3 AND u.membership IN ('join', 'invite', 'knock'))"},
 	[S_WINDOW] = {"acc_window", "UPDATE syncv3_devices SET window_pos = "
 	    "$3::bigint, window_rooms = $4::int, window_cut = $5::bigint, "
 	    "window_more = $6::int WHERE user_id = $1 AND device_id = $2 AND "

@@ -622,7 +622,7 @@ norm_room_it(struct acc_changes *c, const char *room_id, int section,
 	r->span.p = it->p - 1; /* its opening brace */
 	while ((rc = jscan_member(it, &k, &val)) == 1) {
 		if (is_light) {
-			/* all a window's choice reads (store.c window_split) */
+			/* all a window's choice reads (store_window_choose) */
 			if (jscan_key_eq(k, "timeline"))
 				norm_events(c, val, room_id, false,
 				            &r->timeline);

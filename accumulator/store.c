@@ -654,16 +654,21 @@ is_below_cut(const struct acc_room *x, int64_t cut)
  * already holds with a
  * last or bump event as recent (another user's poller stored it: the api
  * sorts by that). The others are the rest; -1 when there would be none.
- * *cutp is the cut: each room of the rest is older on both keys.
+ * *cutp is the cut: each room of the rest is older on both keys. *more
+ * is how many rooms of the rest the user has no row for that a sliding
+ * sync list counts yet: what the rest adds to a list's count
+ * (docs/DESIGN.md, "The first window first"). The rest's ids go to
+ * Postgres once, for both (S_WIN_REST): one round trip.
  */
-static int
-window_split(struct store *st, const struct acc_changes *all, size_t k,
-             bool *in, int64_t *cutp)
+int
+store_window_choose(struct store *st, const char *user_id,
+                    const struct acc_changes *all, size_t k, bool *in,
+                    int64_t *cutp, int64_t *more)
 {
 	int64_t *ts = xcalloc(all->nrooms + 1, sizeof(*ts)), cut;
 	struct pg_lit ids = {0};
 	char cbuf[PG_I64_LEN];
-	const char *p[2] = {NULL, cbuf};
+	const char *p[3] = {NULL, cbuf, user_id};
 	size_t nj = 0, nout = 0;
 	PGresult *r = NULL;
 	struct map idx;
@@ -690,48 +695,26 @@ window_split(struct store *st, const struct acc_changes *all, size_t k,
 		goto out;
 	pg_i64(cbuf, cut);
 	p[0] = pg_arr_end(&ids);
-	if ((r = db_q(st, S_WIN_STORED, 2, p)) == NULL)
+	if ((r = db_q(st, S_WIN_REST, 3, p)) == NULL)
 		goto out;
+	*more = -1;
 	for (int row = 0; row < PQntuples(r); row++) {
 		int64_t i;
-		if (map_get_i64(&idx, PQgetvalue(r, row, 0), &i) && !in[i]) {
+		if (PQgetisnull(r, row, 0))
+			*more = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+		else if (map_get_i64(&idx, PQgetvalue(r, row, 0), &i) &&
+		         !in[i]) {
 			in[i] = true;
 			nout--;
 		}
 	}
-	rc = nout > 0 ? 0 : -1;
+	rc = nout > 0 && *more >= 0 ? 0 : -1;
 out:
 	PQclear(r);
 	pg_lit_free(&ids);
 	map_free(&idx, NULL);
 	free(ts);
 	return rc;
-}
-
-/*
- * How many rooms of the rest (not in) the user has no row for that a
- * sliding sync list counts yet: what the rest adds to a list's count
- * (docs/DESIGN.md, "The first window first").
- */
-static int
-window_more(struct store *st, const char *user_id,
-            const struct acc_changes *all, const bool *in, int64_t *more)
-{
-	struct pg_lit ids = {0};
-	const char *p[2] = {NULL, user_id};
-	PGresult *r;
-
-	for (size_t i = 0; i < all->nrooms; i++)
-		if (!in[i])
-			pg_arr_str(&ids, all->rooms[i].room_id);
-	p[0] = pg_arr_end(&ids);
-	r = db_q(st, S_WIN_MORE, 2, p);
-	pg_lit_free(&ids);
-	if (r == NULL)
-		return -1;
-	*more = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return 0;
 }
 
 void
@@ -749,6 +732,7 @@ store_window(struct store *st, struct store_msg *wm,
              struct acc_changes *rest, size_t k)
 {
 	bool *in = xcalloc(all->nrooms, sizeof(*in));
+	long long t0 = now_ms(), t1, t2;
 	int64_t cut = 0;
 	int rc = 0;
 
@@ -759,8 +743,8 @@ store_window(struct store *st, struct store_msg *wm,
 	win->rooms = xcalloc(all->nrooms, sizeof(*win->rooms));
 	if (store_batch_begin(st) == -1)
 		goto out;
-	if (window_split(st, all, k, in, &cut) == -1 ||
-	    window_more(st, wm->user_id, all, in, &wm->window_more) == -1) {
+	if (store_window_choose(st, wm->user_id, all, k, in, &cut,
+	                        &wm->window_more) == -1) {
 		store_batch_rollback(st);
 		goto out;
 	}
@@ -772,6 +756,7 @@ store_window(struct store *st, struct store_msg *wm,
 	}
 	win->caprooms = win->nrooms;
 	rest->caprooms = rest->nrooms;
+	t1 = now_ms();
 	if (all->is_light) {
 		/* the window's rooms alone are normalised in full */
 		store_view_free(win);
@@ -788,9 +773,15 @@ store_window(struct store *st, struct store_msg *wm,
 	wm->first = "window";
 	wm->window_k = (int64_t)k;
 	wm->window_cut = cut;
+	t2 = now_ms();
 	store_apply(st, wm);
 	/* a resend of a body already stored is no window */
 	rc = store_batch_commit(st) == 0 && wm->ok && !wm->is_replay;
+	/* the window stage's parts (tests/bench/cold_stages.py) */
+	log_debug("store: %s/%s: window of %zu rooms: choice %lld ms, pick "
+	          "%lld ms, store %lld ms",
+	          wm->user_id, wm->device_id, win->nrooms, t1 - t0, t2 - t1,
+	          now_ms() - t2);
 out:
 	if (!rc) {
 		store_view_free(win);

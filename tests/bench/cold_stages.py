@@ -15,6 +15,9 @@
 #              sent_ms to the light pass's start)
 #   light      the light pass (normalise_light) on the accumulator's loop
 #   window     -> the window committed (choice, normalise_pick, commit)
+#     of which choice, pick, store: store.c's own times for the choice
+#              (qsort, one read of the rest's ids), normalise_pick, and
+#              applying and committing the window's rooms
 #   notice     -> the window's notices are out
 #   answer     -> the bench has the api's complete answer
 import datetime, json, re, sys
@@ -54,6 +57,8 @@ light_end, ml = first("accumulator",
                       r"light pass of \d+ rooms in (\d+) ms, (-?\d+) ms after",
                       done or req)
 win, mw = first("accumulator", r": (\d+) rooms first", light_end or req)
+_, mp = first("accumulator", r": window of \d+ rooms: choice (\d+) ms, "
+              r"pick (\d+) ms, store (\d+) ms", light_end or req)
 note, _ = first("accumulator", r"window notices out", win or req)
 light_start = light_end - int(ml.group(1)) if ml else None
 
@@ -69,5 +74,9 @@ print(json.dumps({
     "claim": span(req, claim), "upstream": span(claim, fb),
     "transfer": span(fb, done), "publish": span(done, light_start),
     "light": int(ml.group(1)) if ml else None,
-    "window": span(light_end, win), "notice": span(win, note),
+    "window": span(light_end, win),
+    "choice": int(mp.group(1)) if mp else None,
+    "pick": int(mp.group(2)) if mp else None,
+    "store": int(mp.group(3)) if mp else None,
+    "notice": span(win, note),
     "answer": span(note, ans)}))

@@ -1363,6 +1363,60 @@ test_window_first(void **state)
 }
 
 /*
+ * The window's choice reads the rest's ids once (S_WIN_REST): one round
+ * trip for the rooms Postgres holds as recent and for window_more, the
+ * rooms of the rest new to the user's lists (not the one it has joined).
+ */
+static void
+test_window_choose(void **state)
+{
+	struct acc_changes all;
+	const char *err = NULL;
+	unsigned long long rt;
+	int64_t cut = 0, more = 0;
+	bool in[9] = {false};
+	char *body;
+
+	(void)state;
+	NEED_DB();
+	add_device("@wc:hs", "W0");
+	add_device("@wcother:hs", "O1");
+	/* the user has joined !wc1 already; another's poller stored !wc2 */
+	apply_str("@wc:hs", "W0",
+	          "{\"next_batch\":\"x\",\"rooms\":{\"join\":{"
+	          "\"!wc1:hs\":{\"timeline\":{\"events\":[{\"event_id\":"
+	          "\"$wc1old\",\"type\":\"m.room.message\",\"sender\":"
+	          "\"@wc:hs\",\"origin_server_ts\":1,\"content\":{}}]}}}}}");
+	apply_str("@wcother:hs", "O1",
+	          "{\"next_batch\":\"x\",\"rooms\":{\"join\":{"
+	          "\"!wc2:hs\":{\"timeline\":{\"events\":[{\"event_id\":"
+	          "\"$wc2new\",\"type\":\"m.room.message\",\"sender\":"
+	          "\"@wc:hs\",\"origin_server_ts\":100,\"content\":{}}]}}}}}");
+	body = win_body(8, "wc");
+	assert_int_equal(normalise(body, strlen(body), "@wc:hs", &all, &err), 0);
+	assert_int_equal(all.nrooms, 9);
+	assert_int_equal(store_batch_begin(st), 0);
+	rt = store_stats(st)->round_trips;
+	assert_int_equal(
+	    store_window_choose(st, "@wc:hs", &all, 3, in, &cut, &more), 0);
+	assert_int_equal(store_stats(st)->round_trips - rt, 1);
+	store_batch_rollback(st);
+	assert_int_equal(cut, 6);
+	/* the rest: !wc1, !wc3, !wc4, !wc5; !wc1 is the user's already */
+	assert_int_equal(more, 3);
+	for (size_t i = 0; i < all.nrooms; i++) {
+		const char *id = all.rooms[i].room_id;
+		bool rest = strcmp(id, "!wc1:hs") == 0 ||
+		            strcmp(id, "!wc3:hs") == 0 ||
+		            strcmp(id, "!wc4:hs") == 0 ||
+		            strcmp(id, "!wc5:hs") == 0;
+		assert_true(in[i] == !rest);
+	}
+	normalise_free(&all);
+	free(body);
+}
+
+/*
  * The same window chosen from normalise_light's pass (ingest.c): the
  * same rooms, each normalised in full (its state too), and the rest in
  * the light pass's order for the fill to take by index.
@@ -1773,6 +1827,7 @@ main(void)
 	    cmocka_unit_test(test_poll_state_token),
 	    cmocka_unit_test(test_sibling_cover),
 	    cmocka_unit_test(test_window_first),
+	    cmocka_unit_test(test_window_choose),
 	    cmocka_unit_test(test_window_light),
 	    cmocka_unit_test(test_chunks),
 	    cmocka_unit_test(test_chunks_bounded),
