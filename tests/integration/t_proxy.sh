@@ -105,6 +105,7 @@ for u in "$API_URL/health" "$X/echo" "$X/status/500" "$API_URL/elsewhere"; do
 	grep -qi '^access-control-allow-headers: X-Requested-With, Content-Type, Authorization' "$T/h" ||
 	    fail "no allow-headers on $u"
 	grep -ci '^access-control-allow-origin' "$T/h" | grep -qx 1 || fail "CORS header twice on $u"
+	grep -qi '^access-control-expose-headers: ETag' "$T/h" || fail "ETag not exposed on $u"
 done
 code=$(curl -s -D "$T/h" -o /dev/null -w '%{http_code}' -X OPTIONS \
     -H 'Origin: http://elsewhere.example' -H 'Access-Control-Request-Method: PUT' \
