@@ -289,7 +289,8 @@ whoami_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 /*
  * Upstream answered /whoami for e's token: 200 with a user and device
  * registers the device (then answers the waiters), 401/403 is a cached
- * rejection (soft when upstream's "soft_logout" says so), anything else
+ * rejection (soft when upstream's "soft_logout" says so), 429 answers 429
+ * with upstream's retry_after_ms (not cached), anything else
  * (5xx, transport error, no ids) answers 502 without caching, so the next
  * request asks again.
  */
@@ -301,10 +302,23 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 	const char *user_id, *device_id;
 	long code = 0;
 	bool is_soft;
+	int64_t retry;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(easy);
 	e->easy = NULL;
+	if (result == CURLE_OK && code == 429) {
+		/* upstream's limit, passed on with its retry_after_ms */
+		obj = json_parse_bounded(e->body ? e->body : "", e->body_len,
+		    NULL);
+		if (json_get_int(obj, "retry_after_ms", &retry) && retry > 0)
+			e->retry_after_ms = retry < 3600000 ? retry : 3600000;
+		json_object_put(obj);
+		ent_resolve(e, 429, "M_LIMIT_EXCEEDED",
+		    "the homeserver is rate limiting; retry later");
+		ent_drop(e->api, e);
+		return;
+	}
 	if (result != CURLE_OK || code == 0 || code >= 500 ||
 	    (code != 200 && code != 401 && code != 403)) {
 		log_warnx_rl("whoami: upstream failed: %s (http %ld)",
