@@ -52,12 +52,21 @@ v3 "$A" "" '{}' 0 >/dev/null
 expect_401 true "v3 after a soft expiry"
 
 # --- refreshing: a new token for the device keeps the connection --------
+# (the old token's expiry notice still wakes its long poll: once)
 A2=$(sim_login "$U" A1)
+v3 "$A2" "" '{}' 0 >/dev/null
+assert_eq "$(last_status)" 200 "new token"
+w0=$(health | jq .wakeups)
+out=$(ss "$A2" "$pos" "$list" 2000)
+assert_eq "$(last_status)" 200 "new token, old pos, nothing new"
+w=$(( $(health | jq .wakeups) - w0 ))
+[ "$w" -le 3 ] || fail "new token, old pos: woken $w times"
+pos=$(ss_pos "$out")
 sim_msg "$room" "$U" after-refresh
 out=$(ss "$A2" "$pos" "$list" 10000)
-assert_eq "$(last_status)" 200 "new token, old pos"
+assert_eq "$(last_status)" 200 "new token, a message"
 assert_jq "$out" "[.rooms[\"$room\"].timeline[-1].content.body]" '["after-refresh"]' \
-    "new token: the room goes on from the old pos"
+    "new token: the room goes on"
 
 # --- v3: a long poll woken by the expiry ---------------------------------
 B=$(sim_login "$U" B1)
