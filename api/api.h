@@ -78,6 +78,7 @@ enum api_sql {
 	Q_DEVICE_REGISTER,
 	Q_DEVICE_SEEN,
 	Q_TOKEN_LOOKUP,
+	Q_TOKEN_REJECTED,
 	Q_SESSION_CREATE,
 	Q_SESSION_LOAD,
 	Q_SESSION_PARAMS,
@@ -275,6 +276,9 @@ void http_probe_start(struct sreq *r, void (*gone)(struct sreq *));
 /* 429/503: the error with retry_after_ms and a Retry-After header. */
 void http_error_retry(struct evhttp_request *req, int code, const char *errcode,
     const char *msg, long long retry_after_ms);
+/* r's error (r->req): http_error, or http_error_retry for 429 and 503. */
+void http_error_sreq(struct sreq *r, int code, const char *errcode,
+    const char *msg);
 /*
  * evhttp_connection_set_closecb for the api's connections: http.c holds
  * evhttp's own close callback (its limits), calls this one from it.
@@ -311,6 +315,15 @@ void auth_forget(struct api *api, const char *user_id, const char *device_id,
     bool is_expired);
 /* The device has another token now: drop this one's cached whoami. */
 void auth_token_superseded(struct api *api, const char *token_hash);
+/*
+ * The homeserver refused the device's token (its device row or a notice
+ * said expired): done(arg, 401, M_UNKNOWN_TOKEN, ...) with
+ * r->is_soft_logout when r's token is the one refused (or no longer the
+ * device's), done(arg, 0, ...) when it is a newer one (the client
+ * refreshed: the notice was about the old token).
+ */
+void auth_rejected(struct api *api, struct sreq *r, api_done_fn done,
+    void *arg);
 
 /* session.c */
 void session_init(struct api *api);
@@ -459,6 +472,7 @@ struct sreq {
 	bool is_initial_wait;
 	bool is_timed_out;
 	bool is_revoked;	/* woken because upstream rejected the token */
+	bool is_soft_logout;	/* ... as expired: 401 says "soft_logout" */
 	int pending;		/* streams still running this round */
 	bool has_data;
 	bool is_pagination;

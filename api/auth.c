@@ -39,6 +39,7 @@ struct auth_ent {
 	TAILQ_ENTRY(auth_ent) lru;
 	char hash[TOKEN_HASH_LEN + 1];
 	enum ae_state state;
+	bool is_soft_logout;	/* AE_BAD: upstream expired it (soft) */
 	char *user_id;
 	char *device_id;
 	bool is_initial_done;
@@ -135,6 +136,7 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 			r->is_initial_done = e->is_initial_done;
 		}
 		r->retry_after_ms = e->retry_after_ms;
+		r->is_soft_logout = e->is_soft_logout;
 		if (!r->is_gone)
 			r->done(r->done_arg, status, errcode, msg);
 		sreq_unref(r);
@@ -287,8 +289,10 @@ whoami_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 /*
  * Upstream answered /whoami for e's token: 200 with a user and device
  * registers the device (then answers the waiters), 401/403 is a cached
- * rejection, anything else (5xx, transport error, no ids) answers 502
- * without caching, so the next request asks again.
+ * rejection (soft when upstream's "soft_logout" says so), 429 answers 429
+ * with upstream's retry_after_ms (not cached), anything else
+ * (5xx, transport error, no ids) answers 502 without caching, so the next
+ * request asks again.
  */
 static void
 whoami_done_cb(CURL *easy, CURLcode result, void *arg)
@@ -297,10 +301,24 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 	struct json_object *obj = NULL;
 	const char *user_id, *device_id;
 	long code = 0;
+	bool is_soft;
+	int64_t retry;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(easy);
 	e->easy = NULL;
+	if (result == CURLE_OK && code == 429) {
+		/* upstream's limit, passed on with its retry_after_ms */
+		obj = json_parse_bounded(e->body ? e->body : "", e->body_len,
+		    NULL);
+		if (json_get_int(obj, "retry_after_ms", &retry) && retry > 0)
+			e->retry_after_ms = retry < 3600000 ? retry : 3600000;
+		json_object_put(obj);
+		ent_resolve(e, 429, "M_LIMIT_EXCEEDED",
+		    "the homeserver is rate limiting; retry later");
+		ent_drop(e->api, e);
+		return;
+	}
 	if (result != CURLE_OK || code == 0 || code >= 500 ||
 	    (code != 200 && code != 401 && code != 403)) {
 		log_warnx_rl("whoami: upstream failed: %s (http %ld)",
@@ -310,11 +328,14 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 		ent_drop(e->api, e);
 		return;
 	}
+	obj = json_parse_bounded(e->body ? e->body : "", e->body_len, NULL);
 	if (code != 200) {
+		e->is_soft_logout = json_get_bool(obj, "soft_logout", &is_soft) &&
+		    is_soft;
+		json_object_put(obj);
 		ent_reject(e, true);
 		return;
 	}
-	obj = json_parse_bounded(e->body ? e->body : "", e->body_len, NULL);
 	user_id = json_get_str(obj, "user_id");
 	device_id = json_get_str(obj, "device_id");
 	if (user_id == NULL || device_id == NULL || *user_id == '\0' ||
@@ -457,6 +478,7 @@ lookup_cb(PGresult *res, void *arg)
 		return;
 	}
 	if (dev_state_parse(PQgetvalue(res, 0, 2)) == DEV_STATE_EXPIRED) {
+		e->is_soft_logout = PQgetvalue(res, 0, 4)[0] == 't';
 		ent_reject(e, true);
 		return;
 	}
@@ -522,6 +544,7 @@ auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 		return;
 	}
 	if (e != NULL && e->state == AE_BAD) {
+		r->is_soft_logout = e->is_soft_logout;
 		done(arg, 401, "M_UNKNOWN_TOKEN", "unknown or expired token");
 		return;
 	}
@@ -591,6 +614,49 @@ auth_token_superseded(struct api *api, const char *token_hash)
 
 	if (e != NULL && e->state == AE_OK)
 		ent_drop(api, e);
+}
+
+/* Q_TOKEN_REJECTED's answer: is r's token refused (and softly)? */
+static void
+rejected_cb(PGresult *res, void *arg)
+{
+	struct sreq *r = arg;
+	bool is_refused = res != NULL &&
+	    (PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] == 't');
+
+	if (is_refused) {
+		r->is_soft_logout = PQntuples(res) == 1 &&
+		    PQgetvalue(res, 0, 1)[0] == 't';
+		auth_forget(r->api, r->user_id, r->device_id, true);
+	}
+	if (r->is_gone)
+		;
+	else if (res == NULL)
+		r->done(r->done_arg, 503, "M_UNKNOWN", "database unavailable");
+	else if (is_refused)
+		r->done(r->done_arg, 401, "M_UNKNOWN_TOKEN",
+		    "the homeserver rejected this token");
+	else
+		r->done(r->done_arg, 0, NULL, NULL);
+	sreq_unref(r);
+}
+
+/*
+ * Read here, on the way out, rather than by the statements every request
+ * runs: whether the refusal was soft (poll_error), and whether r's token
+ * is still the refused one. An expiry notice stays in the long-poll ring
+ * after the client has refreshed, so a request with the new token and
+ * an older pos is woken by it, and must go on.
+ */
+void
+auth_rejected(struct api *api, struct sreq *r, api_done_fn done, void *arg)
+{
+	const char *params[3] = {r->user_id, r->device_id, r->token_hash};
+
+	r->done = done;
+	r->done_arg = arg;
+	sreq_ref(r);
+	sql_query(api, Q_TOKEN_REJECTED, params, rejected_cb, r);
 }
 
 /*

@@ -4,7 +4,11 @@
  * client-server spec ("Web Browser Clients") asks a homeserver for these
  * three headers on every response, and to answer OPTIONS on every
  * endpoint without running the endpoint's logic, so a pre-flight is
- * answered here and never reaches the homeserver or a handler.
+ * answered here and never reaches the homeserver or a handler. Like
+ * Synapse's, they also let a page send If-Match and If-None-Match and
+ * read ETag: MSC4108's rendezvous (sign in with a QR code) needs them,
+ * and matrix-js-sdk's MSC4108RendezvousSession posts to it through us
+ * (the homeserver's own CORS headers are replaced by these).
  */
 #include <strings.h>
 
@@ -20,7 +24,9 @@ static const struct {
     {"Access-Control-Allow-Origin", "*"},
     {"Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"},
     {"Access-Control-Allow-Headers",
-     "X-Requested-With, Content-Type, Authorization"},
+     "X-Requested-With, Content-Type, Authorization, If-Match, "
+     "If-None-Match"},
+    {"Access-Control-Expose-Headers", "ETag"},
 };
 
 void

@@ -215,9 +215,33 @@ http_log_answer(const char *method, const char *path, int code,
 		    m);
 }
 
-void
-http_error(struct evhttp_request *req, int code, const char *errcode,
-    const char *msg)
+/*
+ * {"errcode","error"}; an M_UNKNOWN_TOKEN adds "soft_logout", as
+ * Synapse's always does (error_reply).
+ */
+static void
+error_body(struct evbuffer *b, const char *errcode, const char *msg,
+    bool is_soft_logout)
+{
+	evbuffer_add(b, "{\"errcode\":", 11);
+	jstr(b, errcode);
+	evbuffer_add(b, ",\"error\":", 9);
+	jstr(b, msg);
+	if (strcmp(errcode, "M_UNKNOWN_TOKEN") == 0)
+		evbuffer_add_printf(b, ",\"soft_logout\":%s",
+		    is_soft_logout ? "true" : "false");
+	evbuffer_add(b, "}", 1);
+}
+
+/*
+ * An M_UNKNOWN_TOKEN carries "soft_logout", as Synapse's always does:
+ * true when the homeserver expired the token rather than revoked it.
+ * Element Web keeps the session's data (its keys) only on true, and
+ * deletes it on false.
+ */
+static void
+error_reply(struct evhttp_request *req, int code, const char *errcode,
+    const char *msg, bool is_soft_logout)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -226,7 +250,7 @@ http_error(struct evhttp_request *req, int code, const char *errcode,
 	http_log_answer(http_method_name(evhttp_request_get_command(req)) ?
 	    http_method_name(evhttp_request_get_command(req)) : "OTHER",
 	    path != NULL ? path : "-", code, errcode, msg);
-	http_error_body(b, errcode, msg);
+	error_body(b, errcode, msg, is_soft_logout);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
 	evhttp_send_reply(req, code, http_reason(code), b);
@@ -234,13 +258,27 @@ http_error(struct evhttp_request *req, int code, const char *errcode,
 }
 
 void
+http_error(struct evhttp_request *req, int code, const char *errcode,
+    const char *msg)
+{
+	error_reply(req, code, errcode, msg, false);
+}
+
+void
+http_error_sreq(struct sreq *r, int code, const char *errcode,
+    const char *msg)
+{
+	if (code == 503 || code == 429)
+		http_error_retry(r->req, code, errcode, msg,
+		    r->retry_after_ms > 0 ? r->retry_after_ms : 1000);
+	else
+		error_reply(r->req, code, errcode, msg, r->is_soft_logout);
+}
+
+void
 http_error_body(struct evbuffer *b, const char *errcode, const char *msg)
 {
-	evbuffer_add(b, "{\"errcode\":", 11);
-	jstr(b, errcode);
-	evbuffer_add(b, ",\"error\":", 9);
-	jstr(b, msg);
-	evbuffer_add(b, "}", 1);
+	error_body(b, errcode, msg, false);
 }
 
 static const char *

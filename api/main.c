@@ -83,7 +83,7 @@ static const struct cfg_row api_cfg_rows[] = {
 	    100000000, 0, "tokens remembered (verified and rejected); the "
 	    "least recently used go first"},
 	{"SYNCV3_PROXY_PREFIXES", CFG_STR, C(proxy_prefixes),
-	    "/_matrix/,/.well-known/matrix/", 0, 0, 0,
+	    "/_matrix/,/.well-known/matrix/,/_synapse/client/", 0, 0, 0,
 	    "path prefixes passed through to SYNCV3_SERVER (comma-separated)"},
 	{"SYNCV3_PROXY_MAX_CONCURRENT", CFG_INT, C(proxy_max_concurrent),
 	    "256", 1, 100000, 0, "pass-through requests upstream at once"},

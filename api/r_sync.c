@@ -151,11 +151,8 @@ sync_fail(struct sreq *r, int status, const char *errcode, const char *msg)
 	if (sreq_replied(r))
 		return;
 	r->api->stats.errors++;
-	if (!r->is_gone && (status == 503 || status == 429))
-		http_error_retry(r->req, status, errcode, msg,
-		    r->retry_after_ms > 0 ? r->retry_after_ms : 1000);
-	else if (!r->is_gone)
-		http_error(r->req, status, errcode, msg);
+	if (!r->is_gone)
+		http_error_sreq(r, status, errcode, msg);
 	sreq_finish(r);
 }
 
@@ -479,6 +476,35 @@ window_fits(const struct sreq *r, long long k)
 	       (p->l_nsorts == 0 || p->l_sorts[0] == SORT_BY_RECENCY);
 }
 
+static void wake(struct sreq *r);
+
+/* auth_rejected: 401, or a newer token than the one refused goes on. */
+static void
+rejected_cb(void *arg, int status, const char *errcode, const char *msg)
+{
+	struct sreq *r = arg;
+
+	if (status != 0) {
+		sync_fail(r, status, errcode, msg);
+		return;
+	}
+	r->is_revoked = false;
+	r->state = SYNC_DEVICE;
+	wake(r);
+}
+
+/*
+ * The homeserver refused the device's token: auth.c says whether it was
+ * this one, and softly; the long-poll timer is ignored meanwhile
+ * (SYNC_AUTH).
+ */
+static void
+token_rejected(struct sreq *r)
+{
+	r->state = SYNC_AUTH;
+	auth_rejected(r->api, r, rejected_cb, r);
+}
+
 /*
  * The device row: an expired device is 401, an initially synced one is
  * served, and so is a request its first window answers; else the request
@@ -498,9 +524,7 @@ device_cb(PGresult *res, void *arg)
 		goto out;
 	}
 	if (dev_state_parse(PQgetvalue(res, 0, 1)) == DEV_STATE_EXPIRED) {
-		auth_forget(r->api, r->user_id, r->device_id, true);
-		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
-		    "the homeserver rejected this token");
+		token_rejected(r);
 		goto out;
 	}
 	if (PQgetvalue(res, 0, 0)[0] == 't') {
@@ -620,8 +644,7 @@ static void
 wake(struct sreq *r)
 {
 	if (r->is_revoked) {
-		sync_fail(r, 401, "M_UNKNOWN_TOKEN",
-		    "the homeserver rejected this token");
+		token_rejected(r);
 		return;
 	}
 	if (r->is_initial_wait) {

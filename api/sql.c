@@ -8,6 +8,7 @@
 #include "api.h"
 #include "pg.h"
 #include "proto.h"
+#include "util.h"
 #include "visible.h"
 
 /* session.c */
@@ -1202,8 +1203,15 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    "WHERE user_id = $1 AND device_id = $2", 2},
 	[Q_TOKEN_LOOKUP] = {"api_token_lookup",
 	    "SELECT user_id, device_id, "
-	    "poll_state, is_initial_done FROM syncv3_devices "
-	    "WHERE token_hash = $1", 1},
+	    "poll_state, is_initial_done, "
+	    "poll_error LIKE '% " POLL_ERROR_SOFT_LOGOUT "' "
+	    "FROM syncv3_devices WHERE token_hash = $1", 1},
+	/* auth_rejected: is the token refused still, softly? */
+	[Q_TOKEN_REJECTED] = {"api_token_rejected",
+	    "SELECT token_hash <> $3 OR poll_state = 'expired', "
+	    "token_hash = $3 AND poll_state = 'expired' AND "
+	    "poll_error LIKE '% " POLL_ERROR_SOFT_LOGOUT "' "
+	    "FROM syncv3_devices WHERE user_id = $1 AND device_id = $2", 3},
 	/* session.c */
 	[Q_SESSION_CREATE] = {"api_session_create", SESSION_CREATE, 5},
 	[Q_SESSION_LOAD] = {"api_session_load", SESSION_LOAD, 6},

@@ -116,12 +116,7 @@ pos_fail(struct pos_req *pr, int status, const char *errcode, const char *msg)
 		if (r->evcon != NULL)
 			http_conn_closecb(pr->api, r->evcon, NULL, NULL);
 		pr->api->stats.errors++;
-		if (status == 429 || status == 503)
-			http_error_retry(
-			    r->req, status, errcode, msg,
-			    r->retry_after_ms > 0 ? r->retry_after_ms : 1000);
-		else
-			http_error(r->req, status, errcode, msg);
+		http_error_sreq(r, status, errcode, msg);
 	}
 	pos_req_free(pr);
 }

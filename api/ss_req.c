@@ -115,12 +115,8 @@ ss_fail(struct ss_req *s, int status, const char *errcode, const char *msg)
 	if (s->state == SS_ST_DONE)
 		return;
 	s->api->stats.errors++;
-	if (!r->is_gone && (status == 503 || status == 429))
-		http_error_retry(r->req, status, errcode, msg,
-		                 r->retry_after_ms > 0 ? r->retry_after_ms
-		                                       : 1000);
-	else if (!r->is_gone)
-		http_error(r->req, status, errcode, msg);
+	if (!r->is_gone)
+		http_error_sreq(r, status, errcode, msg);
 	ss_finish(s);
 }
 
@@ -437,6 +433,38 @@ initial_hold(struct ss_req *s)
 		timer_at(s, r->start_ms + s->api->cfg.initial_wait_ms);
 }
 
+static void device_check(struct ss_req *);
+
+/* auth_rejected: 401, or a newer token than the one refused goes on. */
+static void
+rejected_cb(void *arg, int status, const char *errcode, const char *msg)
+{
+	struct sreq *r = arg;
+	struct ss_req *s = r->ss;
+
+	if (s == NULL)
+		return;
+	if (status != 0) {
+		ss_fail(s, status, errcode, msg);
+		return;
+	}
+	r->is_revoked = false;
+	s->is_early = false;
+	device_check(s);
+}
+
+/*
+ * The homeserver refused the device's token: auth.c says whether it was
+ * this one, and softly; wake-ups and timers are ignored meanwhile
+ * (SS_ST_AUTH).
+ */
+static void
+token_rejected(struct ss_req *s)
+{
+	s->state = SS_ST_AUTH;
+	auth_rejected(s->api, s->r, rejected_cb, s->r);
+}
+
 static void
 device_cb(PGresult *res, void *arg)
 {
@@ -452,9 +480,7 @@ device_cb(PGresult *res, void *arg)
 		goto out;
 	}
 	if (dev_state_parse(PQgetvalue(res, 0, 1)) == DEV_STATE_EXPIRED) {
-		auth_forget(s->api, r->user_id, r->device_id, true);
-		ss_fail(s, 401, "M_UNKNOWN_TOKEN",
-		        "the homeserver rejected this token");
+		token_rejected(s);
 		goto out;
 	}
 	s->is_window = false;
@@ -670,8 +696,7 @@ ss_step(struct ss_req *s, int ev)
 		break;
 	case SS_ST_WAITING:
 		if (ev == EV_WAKE && r->is_revoked)
-			ss_fail(s, 401, "M_UNKNOWN_TOKEN",
-			        "the homeserver rejected this token");
+			token_rejected(s);
 		else if (ev == EV_WAKE) {
 			s->is_early = false;
 			round_start(s);

@@ -41,4 +41,12 @@ uint32_t rand_u32(uint32_t max);
  */
 long long lag_tick(long long *last_us, long long *max_ms, long long tick_ms);
 
+/*
+ * syncv3_devices.poll_error of a device whose token the homeserver
+ * refused with "soft_logout": true (an expired token, not a revoked one)
+ * ends with a space and this word; the poller writes it, the api's
+ * statements read it to answer the device's client the same way.
+ */
+#define POLL_ERROR_SOFT_LOGOUT "soft_logout"
+
 #endif

@@ -101,16 +101,21 @@ policy_request_timeout_ms(bool is_initial, long long poll_ms,
 	return ms;
 }
 
-/* errcode and retry_after_ms of a small Matrix error body, if any. */
+/*
+ * errcode, retry_after_ms and soft_logout of a small Matrix error body,
+ * if any.
+ */
 static void
 error_body(const char *body, size_t len, char *errcode, size_t errlen,
-           long long *retry_ms)
+           long long *retry_ms, bool *is_soft)
 {
 	struct json_object *o;
 	const char *ec;
 	int64_t v;
+	bool b;
 
 	errcode[0] = '\0';
+	*is_soft = false;
 	if (body == NULL || len == 0 || len > 64 * 1024)
 		return;
 	if ((o = json_parse_bounded(body, len, NULL)) == NULL)
@@ -119,14 +124,17 @@ error_body(const char *body, size_t len, char *errcode, size_t errlen,
 		snprintf(errcode, errlen, "%s", ec);
 	if (retry_ms != NULL && json_get_int(o, "retry_after_ms", &v) && v >= 0)
 		*retry_ms = v;
+	*is_soft = json_get_bool(o, "soft_logout", &b) && b;
 	json_object_put(o);
 }
 
 /*
  * A non-200 answer: 401, or 403 M_UNKNOWN_TOKEN, is an expired token
- * (contract 5); 429 waits retry_after_ms from the body, else the
- * Retry-After header, capped at an hour; anything else is retried with
- * backoff.
+ * (contract 5), its error ending in POLL_ERROR_SOFT_LOGOUT when upstream
+ * said "soft_logout": true (Synapse's expired token, as opposed to one
+ * logged out or revoked), which the api tells the client too; 429 waits
+ * retry_after_ms from the body, else the Retry-After header, capped at
+ * an hour; anything else is retried with backoff.
  */
 static void
 classify_status(long status, const char *body, size_t len, long retry_after_s,
@@ -134,12 +142,15 @@ classify_status(long status, const char *body, size_t len, long retry_after_s,
 {
 	char ec[64];
 	long long retry = -1;
+	bool is_soft, is_expired;
 
-	error_body(body, len, ec, sizeof(ec), &retry);
-	snprintf(out->error, sizeof(out->error), "http %ld%s%s", status,
-	         ec[0] ? " " : "", ec);
-	if (status == 401 ||
-	    (status == 403 && strcmp(ec, "M_UNKNOWN_TOKEN") == 0)) {
+	error_body(body, len, ec, sizeof(ec), &retry, &is_soft);
+	is_expired = status == 401 ||
+	             (status == 403 && strcmp(ec, "M_UNKNOWN_TOKEN") == 0);
+	snprintf(out->error, sizeof(out->error), "http %ld%s%s%s", status,
+	         ec[0] ? " " : "", ec,
+	         is_expired && is_soft ? " " POLL_ERROR_SOFT_LOGOUT : "");
+	if (is_expired) {
 		out->verdict = V_EXPIRED;
 		return;
 	}

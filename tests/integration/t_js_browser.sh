@@ -3,7 +3,8 @@
 # another origin (a loopback port) whose script calls the api with an
 # Authorization header: whoami and a PUT send (passed through, each after
 # a pre-flight the api answers; one with a header outside Allow-Headers fails), /versions and the api's own POST /sync
-# all readable by the page. Skips (exit 77) without chromium or the
+# all readable by the page, and so is an ETag, with If-Match and
+# If-None-Match sent (MSC4108's rendezvous, QR code login). Skips (exit 77) without chromium or the
 # tests/js packages.
 source "$(dirname "$0")/lib.sh"
 
@@ -23,6 +24,9 @@ out=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p')
 assert_jq "$out" '[.whoami.status,.whoami.body.user_id,.flag,.sent.status,.v3]' \
     '[200,"@alice:localhost",true,200,200]' "cross-origin calls readable"
 assert_jq "$out" '.origin != env.API_URL' true "page from another origin"
+# MSC4108's rendezvous headers: If-Match / If-None-Match sent, ETag read
+assert_jq "$out" '[.rz.status,(.rz.etag|type),.rz.if_match,.rz.if_none_match]' \
+    '[200,"string","\"e1\"","\"e1\""]' "rendezvous headers cross-origin"
 # the browser does check: a header outside Allow-Headers fails its
 # pre-flight, and a server without CORS headers is unreadable
 assert_jq "$out" '[.custom_blocked,.blocked]' '[true,true]' "the browser enforces CORS"

@@ -6,7 +6,7 @@
 # ways; /versions gains org.matrix.simplified_msc3575 with the rest
 # unchanged; GET v3 and r0 /sync pass, POST v3 /sync stays ours; CORS on
 # every answer and OPTIONS pre-flights answered; the MSC4186 paths are
-# not passed; login/pushrules/capabilities/send through the api; a
+# not passed; /_synapse/client/ passes and /_synapse/admin/ does not; login/pushrules/capabilities/send through the api; a
 # logout answered 200 upstream expires the device at once (poller stops,
 # api answers 401 to its token) and no token or body reaches the log.
 source "$(dirname "$0")/lib.sh"
@@ -75,6 +75,13 @@ assert_eq "$code" 404 "upstream 404 for an unknown path"
 code=$(curl -s -o "$T/r" -w '%{http_code}' "$API_URL/elsewhere")
 assert_eq "$code" 404 "outside the prefixes: not passed"
 assert_eq "$(sim_get stats | jq '.paths["/elsewhere"] // 0')" 0 "never reached upstream"
+# Synapse's pages under its public_baseurl (ours): SSO, MSC4108's
+# rendezvous for QR code login; not its admin API
+curl -s -o /dev/null -X PUT -H 'If-Match: "e1"' -d x "$API_URL/_synapse/client/rendezvous/abc"
+assert_eq "$(sim_get stats | jq '.paths["/_synapse/client/rendezvous/abc"] // 0')" 1 "/_synapse/client/ passed"
+code=$(curl -s -o "$T/r" -w '%{http_code}' "$API_URL/_synapse/admin/v1/server_version")
+assert_eq "$code" 404 "/_synapse/admin/ not passed"
+assert_eq "$(sim_get stats | jq '.paths["/_synapse/admin/v1/server_version"] // 0')" 0 "/_synapse/admin/ never upstream"
 
 # /versions: our flag added, the rest as upstream sent it
 up=$(curl -sS "$SIMHS_URL/_matrix/client/versions")
@@ -105,6 +112,7 @@ for u in "$API_URL/health" "$X/echo" "$X/status/500" "$API_URL/elsewhere"; do
 	grep -qi '^access-control-allow-headers: X-Requested-With, Content-Type, Authorization' "$T/h" ||
 	    fail "no allow-headers on $u"
 	grep -ci '^access-control-allow-origin' "$T/h" | grep -qx 1 || fail "CORS header twice on $u"
+	grep -qi '^access-control-expose-headers: ETag' "$T/h" || fail "ETag not exposed on $u"
 done
 code=$(curl -s -D "$T/h" -o /dev/null -w '%{http_code}' -X OPTIONS \
     -H 'Origin: http://elsewhere.example' -H 'Access-Control-Request-Method: PUT' \

@@ -51,6 +51,24 @@ try {
 			body: JSON.stringify({ room_list: {} }),
 		});
 		r.v3 = s.status;
+		// MSC4108's rendezvous (sign in with a QR code): js-sdk sends
+		// If-Match / If-None-Match and reads the answer's ETag, which a
+		// page sees only when Access-Control-Expose-Headers names it
+		try {
+			const rz = await fetch(api + "/_matrix/client/unstable/org.simhs/echo", {
+				method: "PUT",
+				headers: { "Content-Type": "text/plain", "If-Match": '"e1"' },
+				body: "rz",
+			});
+			const poll = await fetch(api + "/_matrix/client/unstable/org.simhs/echo", {
+				headers: { "If-None-Match": '"e1"' },
+			});
+			r.rz = { status: rz.status, etag: rz.headers.get("etag"),
+				if_match: (await rz.json()).headers["if-match"],
+				if_none_match: (await poll.json()).headers["if-none-match"] };
+		} catch (e) {
+			r.rz = { error: String(e) };
+		}
 		// a header the api does not allow fails the pre-flight
 		try {
 			await fetch(api + "/_matrix/client/versions", { headers: { "X-Not-Allowed": "1" } });

@@ -75,8 +75,19 @@ a_users(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	http_reply_json(req, 200, o);
 }
 
+/* Revokes t; as expired (soft_logout) when b says "soft_logout": true. */
 static void
-revoke_device(struct simhs *ctx, struct device *d)
+revoke_token(struct token *t, struct json_object *b)
+{
+	struct json_object *soft =
+	    json_get(b, "soft_logout", json_type_boolean);
+
+	t->is_revoked = true;
+	t->is_soft_logout = soft != NULL && json_object_get_boolean(soft);
+}
+
+static void
+revoke_device(struct simhs *ctx, struct device *d, struct json_object *b)
 {
 	struct token *t;
 	size_t i;
@@ -84,7 +95,7 @@ revoke_device(struct simhs *ctx, struct device *d)
 	for (i = 0; i < ctx->token_list.n; i++) {
 		t = ctx->token_list.v[i];
 		if (t->device == d)
-			t->is_revoked = true;
+			revoke_token(t, b);
 	}
 }
 
@@ -118,7 +129,7 @@ a_login(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 		e2ee_device_changed(ctx, u);
 	repl = json_get(b, "replace", json_type_boolean);
 	if (repl != NULL && json_object_get_boolean(repl))
-		revoke_device(ctx, d);
+		revoke_device(ctx, d, NULL);
 	t = token_new(ctx, d, NULL);
 	o = json_object_new_object();
 	json_add_str(o, "user_id", u->user_id);
@@ -142,7 +153,7 @@ a_revoke(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 			                 "unknown token");
 			return;
 		}
-		t->is_revoked = true;
+		revoke_token(t, b);
 		admin_reply_ok(req);
 		return;
 	}
@@ -155,7 +166,7 @@ a_revoke(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 		    "need access_token, or user_id and a known device_id");
 		return;
 	}
-	revoke_device(ctx, d);
+	revoke_device(ctx, d, b);
 	admin_reply_ok(req);
 }
 

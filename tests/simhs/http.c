@@ -165,6 +165,24 @@ http_reply_error(struct evhttp_request *req, int code, const char *errcode,
 	http_reply_json(req, code, error_obj(errcode, msg));
 }
 
+/*
+ * Synapse's 401 for a token it does not take: "soft_logout" true for
+ * one that expired (valid_until_ms, as refreshable and session_lifetime
+ * tokens do: the client refreshes, or logs in again keeping its data),
+ * false for one it does not know.
+ */
+struct json_object *
+http_token_error(bool is_soft_logout)
+{
+	struct json_object *e = error_obj(
+	    "M_UNKNOWN_TOKEN", is_soft_logout ? "Access token has expired"
+	                                      : "Invalid access token passed.");
+
+	json_object_object_add(e, "soft_logout",
+	                       json_object_new_boolean(is_soft_logout));
+	return e;
+}
+
 static void
 creq_free(struct creq *c)
 {
@@ -622,12 +640,7 @@ creq_dispatch(struct creq *c)
 		return;
 	}
 	if (c->tok == NULL) {
-		struct json_object *e = error_obj(
-		    "M_UNKNOWN_TOKEN", "Invalid access token passed.");
-
-		json_object_object_add(e, "soft_logout",
-		                       json_object_new_boolean(0));
-		creq_reply(c, 401, e);
+		creq_reply(c, 401, http_token_error(c->is_soft_logout));
 		return;
 	}
 	c->handler(c);
@@ -791,8 +804,10 @@ client_request(struct simhs *ctx, struct evhttp_request *req, const char *rest,
 	c->has_gzip = c->is_sync && accepts_gzip(req);
 	if (c->token_str != NULL &&
 	    (c->tok = token_get(ctx, c->token_str)) != NULL &&
-	    c->tok->is_revoked)
+	    c->tok->is_revoked) {
+		c->is_soft_logout = c->tok->is_soft_logout;
 		c->tok = NULL;
+	}
 	creq_count(c);
 	if (!fail_check(c))
 		creq_dispatch(c);

@@ -198,7 +198,10 @@ upload(struct simhs *ctx, struct evhttp_request *req)
 	http_reply_json(req, 200, o);
 }
 
-/* Every header as {"lowercased-name": "value"} (repeats joined by ", "). */
+/*
+ * Every header as {"lowercased-name": "value"} (repeats joined by ", "),
+ * and an ETag of the body, as MSC4108's rendezvous answers carry one.
+ */
 static void
 echo(struct evhttp_request *req)
 {
@@ -206,7 +209,7 @@ echo(struct evhttp_request *req)
 	struct json_object *o = json_object_new_object();
 	struct json_object *h = json_object_new_object();
 	struct evkeyval *kv;
-	char hex[65];
+	char hex[65], etag[19];
 	size_t len;
 
 	TAILQ_FOREACH(kv, in, next)
@@ -229,6 +232,8 @@ echo(struct evhttp_request *req)
 	json_object_object_add(o, "headers", h);
 	json_add_int(o, "body_len", (int64_t)len);
 	json_add_str(o, "body_sha256", hex);
+	snprintf(etag, sizeof(etag), "\"%.16s\"", hex);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
 	http_reply_json(req, 200, o);
 }
 

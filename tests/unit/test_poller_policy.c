@@ -110,6 +110,20 @@ test_classify(void **state)
 	classify(CURLE_OK, 401, "{\"errcode\":\"M_UNKNOWN_TOKEN\"}", -1, &vi);
 	assert_int_equal(vi.verdict, V_EXPIRED);
 	assert_non_null(strstr(vi.error, "M_UNKNOWN_TOKEN"));
+	assert_string_equal(vi.error, "http 401 M_UNKNOWN_TOKEN");
+	/* an expired token (Synapse's soft logout) says so, for the api */
+	classify(CURLE_OK, 401,
+	         "{\"errcode\":\"M_UNKNOWN_TOKEN\",\"soft_logout\":true}", -1,
+	         &vi);
+	assert_int_equal(vi.verdict, V_EXPIRED);
+	assert_string_equal(vi.error, "http 401 M_UNKNOWN_TOKEN soft_logout");
+	classify(CURLE_OK, 401,
+	         "{\"errcode\":\"M_UNKNOWN_TOKEN\",\"soft_logout\":false}", -1,
+	         &vi);
+	assert_string_equal(vi.error, "http 401 M_UNKNOWN_TOKEN");
+	classify(CURLE_OK, 500,
+	         "{\"errcode\":\"M_UNKNOWN\",\"soft_logout\":true}", -1, &vi);
+	assert_string_equal(vi.error, "http 500 M_UNKNOWN");
 	classify(CURLE_OK, 401, "<html>", -1, &vi);
 	assert_int_equal(vi.verdict, V_EXPIRED);
 	classify(CURLE_OK, 403, "{\"errcode\":\"M_UNKNOWN_TOKEN\"}", -1, &vi);
