@@ -623,6 +623,119 @@ test_cleanup(void **state)
 	assert_int_equal(n1, n2);
 }
 
+static void
+ex(const char *sql)
+{
+	PGresult *r = PQexec(db, sql);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(db));
+	PQclear(r);
+}
+
+static long long
+gaps_left(const char *room)
+{
+	return qi("SELECT count(*) FROM syncv3_order_gaps WHERE room_id = $1",
+	    room, NULL);
+}
+
+/*
+ * Gap rows of late placements (031_order.sql) go once no v3 session and
+ * no sliding sync connection can be inside them: a session keeps every
+ * gap placed after it was created (the marks say when positions were
+ * current), a connection the gaps its per-room nid is inside, and a gap
+ * newer than the margin stays whatever the sessions.
+ */
+static void
+test_cleanup_gaps(void **state)
+{
+	const long long keep = 30 * 86400; /* no horizon: gaps alone */
+
+	(void)state;
+	NEED_DB();
+	ex("DELETE FROM syncv3_pos_marks; DELETE FROM syncv3_order_gaps; "
+	    "DELETE FROM syncv3_sessions; DELETE FROM syncv3_ss_conns");
+	ex("INSERT INTO syncv3_pos_marks VALUES (now() - interval '2 hours', "
+	    "1000), (now() - interval '30 minutes', 2000)");
+	ex("INSERT INTO syncv3_order_gaps VALUES ('!ga:hs', 900, 950), "
+	    "('!gb:hs', 1500, 1600), ('!gc:hs', 2500, 2600)");
+	/* a session from between the marks may hold any since above 1000 */
+	ex("INSERT INTO syncv3_sessions (user_id, device_id, created_at) "
+	    "VALUES ('@alice:hs', 'A1', now() - interval '1 hour')");
+	assert_true(store_cleanup(st, keep) >= 1);
+	assert_int_equal(gaps_left("!ga:hs"), 0);
+	assert_int_equal(gaps_left("!gb:hs"), 1);
+	assert_int_equal(gaps_left("!gc:hs"), 1);
+	/* the session expires; a connection was sent !gb up to 1550, inside
+	 * its gap (another room's row at that nid does not count) */
+	ex("DELETE FROM syncv3_sessions");
+	ex("INSERT INTO syncv3_ss_conns (conn, user_id, device_id, conn_id, "
+	    "dialect) VALUES (7001, '@alice:hs', 'A1', 'c', 'msc')");
+	ex("INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, membership) "
+	    "VALUES (7001, '!gb:hs', 1, 1550, 'join'), (7001, '!gx:hs', 1, "
+	    "1550, 'join')");
+	assert_true(store_cleanup(st, keep) >= 0);
+	assert_int_equal(gaps_left("!gb:hs"), 1);
+	assert_int_equal(gaps_left("!gc:hs"), 1);
+	/* it was sent past the placed events: no longer inside */
+	ex("UPDATE syncv3_ss_rooms SET nid = 1600 WHERE room_id = '!gb:hs'");
+	assert_true(store_cleanup(st, keep) >= 1);
+	assert_int_equal(gaps_left("!gb:hs"), 0);
+	/* newer than every mark older than the margin: stays */
+	assert_int_equal(gaps_left("!gc:hs"), 1);
+	ex("DELETE FROM syncv3_ss_conns; DELETE FROM syncv3_order_gaps; "
+	    "DELETE FROM syncv3_pos_marks");
+}
+
+#define RDX_EV(id, target)                                                     \
+	"{\"event_id\":\"" id "\",\"type\":\"m.room.redaction\",\"sender\":"  \
+	"\"@dave:hs\",\"origin_server_ts\":1,\"redacts\":\"" target "\","      \
+	"\"content\":{\"redacts\":\"" target "\"}}"
+#define MSG_EV(id)                                                             \
+	"{\"event_id\":\"" id "\",\"type\":\"m.room.message\",\"sender\":"    \
+	"\"@dave:hs\",\"origin_server_ts\":1,\"content\":{\"body\":\"s\"}}"
+#define RDX_BODY(ev)                                                           \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!rw:hs\":{\"timeline\":" \
+	"{\"events\":[" ev "]}}}}}"
+
+/*
+ * A redaction whose target never arrives waits only until it is older
+ * than the horizon; one within it still prunes its target when that
+ * arrives after it.
+ */
+static void
+test_cleanup_redactions(void **state)
+{
+	char *v;
+
+	(void)state;
+	NEED_DB();
+	add_device("@dave:hs", "DR");
+	apply_str("@dave:hs", "DR", RDX_BODY(RDX_EV("$rw_old", "$never")));
+	ex("INSERT INTO syncv3_pos_marks VALUES (now() - interval '2 hours', "
+	    "(SELECT pos FROM syncv3_position))");
+	apply_str("@dave:hs", "DR", RDX_BODY(RDX_EV("$rw_new", "$late")));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "room_id = '!rw:hs'", NULL, NULL), 2);
+	assert_true(store_cleanup(st, 3600) >= 1);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "target = '$never'", NULL, NULL), 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "target = '$late'", NULL, NULL), 1);
+	/* the target of the one still waiting arrives: stored pruned */
+	apply_str("@dave:hs", "DR", RDX_BODY(MSG_EV("$late")));
+	v = qs("SELECT json FROM syncv3_events WHERE event_id = '$late'", NULL,
+	    NULL);
+	assert_non_null(v);
+	assert_null(strstr(v, "\"body\""));
+	assert_non_null(strstr(v, "redacted_because"));
+	free(v);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "room_id = '!rw:hs'", NULL, NULL), 0);
+}
+
 /* Events and to-device messages go in by COPY: the bytes that COPY's
  * text format escapes (backslash, tab, CR, LF) come back exact. */
 static void
@@ -1764,6 +1877,8 @@ main(void)
 	    cmocka_unit_test(test_to_device_order),
 	    cmocka_unit_test(test_compact_state),
 	    cmocka_unit_test(test_cleanup),
+	    cmocka_unit_test(test_cleanup_gaps),
+	    cmocka_unit_test(test_cleanup_redactions),
 	    cmocka_unit_test(test_copy_exact_bytes),
 	    cmocka_unit_test(test_batch_group),
 	    cmocka_unit_test(test_batch_isolation),
