@@ -259,6 +259,7 @@ struct store_stats {
 	unsigned long long pg_errors; /* statements Postgres failed */
 	unsigned long long round_trips; /* waits for Postgres, in batches */
 	unsigned long long covered;   /* sibling-first devices synced */
+	unsigned long long order_renumbered; /* S_LATE out of float8 room */
 	long long commit_us;          /* waited in COMMIT, in all batches */
 };
 

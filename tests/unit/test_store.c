@@ -736,6 +736,63 @@ test_cleanup_redactions(void **state)
 	    "room_id = '!rw:hs'", NULL, NULL), 0);
 }
 
+#define ORD_BODY(events)                                                       \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!ord:hs\":{\"timeline\":" \
+	"{\"events\":[" events "]}}}}}"
+
+/*
+ * Placements at one spot until float8 has no room left between two keys
+ * (031_order.sql): each chunk brings one new event right before the same
+ * stored anchor, after the ones placed there before. Every one must still
+ * be in upstream's order (the placed rows are given keys again, each below
+ * its nid), with a gap row per placement and the renumbering counted.
+ */
+static void
+test_order_exhausted(void **state)
+{
+	enum { N = 80 };
+	char body[1024], want[N * 16 + 64], *got;
+	size_t off;
+
+	(void)state;
+	NEED_DB();
+	add_device("@dave:hs", "DO");
+	apply_str("@dave:hs", "DO", ORD_BODY(MSG_EV("$o_b0") "," MSG_EV("$o_a")
+	    "," MSG_EV("$o_z")));
+	off = (size_t)snprintf(want, sizeof(want), "$o_b0");
+	for (int i = 1; i <= N; i++) {
+		snprintf(body, sizeof(body), ORD_BODY("{\"event_id\":\"$o_x%d\","
+		    "\"type\":\"m.room.message\",\"sender\":\"@dave:hs\","
+		    "\"origin_server_ts\":1,\"content\":{\"body\":\"x\"}},"
+		    MSG_EV("$o_a")), i);
+		apply_str("@dave:hs", "DO", body);
+		off += (size_t)snprintf(want + off, sizeof(want) - off,
+		    ",$o_x%d", i);
+	}
+	/* then before one of those placed, itself placed (its key an ord) */
+	for (int i = 1; i <= N / 2; i++) {
+		snprintf(body, sizeof(body), ORD_BODY("{\"event_id\":\"$o_y%d\","
+		    "\"type\":\"m.room.message\",\"sender\":\"@dave:hs\","
+		    "\"origin_server_ts\":1,\"content\":{\"body\":\"y\"}},"
+		    MSG_EV("$o_x%d")), i, N);
+		apply_str("@dave:hs", "DO", body);
+	}
+	off -= strlen(",$o_xNN");
+	for (int i = 1; i <= N / 2; i++)
+		off += (size_t)snprintf(want + off, sizeof(want) - off,
+		    ",$o_y%d", i);
+	snprintf(want + off, sizeof(want) - off, ",$o_x%d,$o_a,$o_z", N);
+	got = qs("SELECT string_agg(event_id, ',' ORDER BY coalesce(ord, nid))"
+	    " FROM syncv3_events WHERE room_id = '!ord:hs'", NULL, NULL);
+	assert_string_equal(got, want);
+	free(got);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events WHERE room_id "
+	    "= '!ord:hs' AND ord >= nid", NULL, NULL), 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_order_gaps WHERE "
+	    "room_id = '!ord:hs'", NULL, NULL), N + N / 2);
+	assert_true(store_stats(st)->order_renumbered >= 2);
+}
+
 /* Events and to-device messages go in by COPY: the bytes that COPY's
  * text format escapes (backslash, tab, CR, LF) come back exact. */
 static void
@@ -1879,6 +1936,7 @@ main(void)
 	    cmocka_unit_test(test_cleanup),
 	    cmocka_unit_test(test_cleanup_gaps),
 	    cmocka_unit_test(test_cleanup_redactions),
+	    cmocka_unit_test(test_order_exhausted),
 	    cmocka_unit_test(test_copy_exact_bytes),
 	    cmocka_unit_test(test_batch_group),
 	    cmocka_unit_test(test_batch_isolation),
