@@ -258,21 +258,19 @@ static const struct stmt {
 	    "WHERE c.room_id = x.id AND c.nid < x.lo"},
 	/*
 	 * gap rows (031_order.sql) no client can still be inside: a v3
-	 * since is only loaded in its own session, and a session's tokens
-	 * are at positions the store had when it was created or later, so a
-	 * gap placed before the oldest live session was created ($1 seconds
-	 * of margin for responses under way, the last mark before that time
-	 * bounding the position then from below) is below every since; a
-	 * sliding sync connection keeps per room what it was sent up to
-	 * (syncv3_ss_rooms.nid), which is compared with the gap itself
+	 * since is only loaded in its own session, a sliding sync pos only
+	 * in its own connection, and each holds positions the store had
+	 * when it was created or later (its responses are read after), so a
+	 * gap placed before the oldest live session and connection were
+	 * created ($1 seconds of margin for responses under way, the last
+	 * mark before that time bounding the position then from below) is
+	 * below every position any of them can present
 	 */
 	[S_CLEAN_GAPS] = {"acc_clean_gaps", "DELETE FROM syncv3_order_gaps g "
 	    "WHERE g.late_pos <= (SELECT coalesce(max(m.pos), 0) FROM "
 	    "syncv3_pos_marks m WHERE m.at < least(now(), (SELECT min("
-	    "s.created_at) FROM syncv3_sessions s)) - make_interval(secs => "
-	    "$1::bigint)) AND NOT EXISTS (SELECT 1 FROM syncv3_ss_rooms sr "
-	    "WHERE sr.room_id = g.room_id AND sr.nid >= g.anchor_pos AND "
-	    "sr.nid < g.late_pos)"},
+	    "s.created_at) FROM syncv3_sessions s), (SELECT min(c.created_at) "
+	    "FROM syncv3_ss_conns c)) - make_interval(secs => $1::bigint))"},
 	/* redactions that waited past the horizon $1 (by their own nid) */
 	[S_CLEAN_RDX] = {"acc_clean_rdx", "DELETE FROM syncv3_redactions r "
 	    "WHERE (SELECT e.nid FROM syncv3_events e WHERE e.event_id = "

@@ -643,10 +643,9 @@ gaps_left(const char *room)
 
 /*
  * Gap rows of late placements (031_order.sql) go once no v3 session and
- * no sliding sync connection can be inside them: a session keeps every
- * gap placed after it was created (the marks say when positions were
- * current), a connection the gaps its per-room nid is inside, and a gap
- * newer than the margin stays whatever the sessions.
+ * no sliding sync connection can be inside them: one created before a gap
+ * was placed keeps it (the marks say when positions were current), and a
+ * gap newer than the margin stays whatever the sessions.
  */
 static void
 test_cleanup_gaps(void **state)
@@ -657,36 +656,34 @@ test_cleanup_gaps(void **state)
 	NEED_DB();
 	ex("DELETE FROM syncv3_pos_marks; DELETE FROM syncv3_order_gaps; "
 	    "DELETE FROM syncv3_sessions; DELETE FROM syncv3_ss_conns");
-	ex("INSERT INTO syncv3_pos_marks VALUES (now() - interval '2 hours', "
-	    "1000), (now() - interval '30 minutes', 2000)");
-	ex("INSERT INTO syncv3_order_gaps VALUES ('!ga:hs', 900, 950), "
-	    "('!gb:hs', 1500, 1600), ('!gc:hs', 2500, 2600)");
-	/* a session from between the marks may hold any since above 1000 */
+	ex("INSERT INTO syncv3_pos_marks VALUES (now() - interval '3 hours', "
+	    "500), (now() - interval '2 hours', 1000), (now() - interval '30 "
+	    "minutes', 2000)");
+	ex("INSERT INTO syncv3_order_gaps VALUES ('!ga:hs', 400, 450), "
+	    "('!gb:hs', 900, 950), ('!gc:hs', 1500, 1600), ('!gd:hs', 2500, "
+	    "2600)");
+	/* a session from between the marks may hold any since above 1000,
+	 * a connection from before the second any pos above 500 */
 	ex("INSERT INTO syncv3_sessions (user_id, device_id, created_at) "
 	    "VALUES ('@alice:hs', 'A1', now() - interval '1 hour')");
+	ex("INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, dialect,"
+	    " created_at) VALUES ('@alice:hs', 'A1', 'c', 'msc', now() - "
+	    "interval '150 minutes')");
 	assert_true(store_cleanup(st, keep) >= 1);
 	assert_int_equal(gaps_left("!ga:hs"), 0);
 	assert_int_equal(gaps_left("!gb:hs"), 1);
 	assert_int_equal(gaps_left("!gc:hs"), 1);
-	/* the session expires; a connection was sent !gb up to 1550, inside
-	 * its gap (another room's row at that nid does not count) */
-	ex("DELETE FROM syncv3_sessions");
-	ex("INSERT INTO syncv3_ss_conns (conn, user_id, device_id, conn_id, "
-	    "dialect) VALUES (7001, '@alice:hs', 'A1', 'c', 'msc')");
-	ex("INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, membership) "
-	    "VALUES (7001, '!gb:hs', 1, 1550, 'join'), (7001, '!gx:hs', 1, "
-	    "1550, 'join')");
-	assert_true(store_cleanup(st, keep) >= 0);
-	assert_int_equal(gaps_left("!gb:hs"), 1);
-	assert_int_equal(gaps_left("!gc:hs"), 1);
-	/* it was sent past the placed events: no longer inside */
-	ex("UPDATE syncv3_ss_rooms SET nid = 1600 WHERE room_id = '!gb:hs'");
+	/* the connection expires: the session still holds !gc */
+	ex("DELETE FROM syncv3_ss_conns");
 	assert_true(store_cleanup(st, keep) >= 1);
 	assert_int_equal(gaps_left("!gb:hs"), 0);
-	/* newer than every mark older than the margin: stays */
 	assert_int_equal(gaps_left("!gc:hs"), 1);
-	ex("DELETE FROM syncv3_ss_conns; DELETE FROM syncv3_order_gaps; "
-	    "DELETE FROM syncv3_pos_marks");
+	/* and the session: only the gap newer than the margin's mark stays */
+	ex("DELETE FROM syncv3_sessions");
+	assert_true(store_cleanup(st, keep) >= 1);
+	assert_int_equal(gaps_left("!gc:hs"), 0);
+	assert_int_equal(gaps_left("!gd:hs"), 1);
+	ex("DELETE FROM syncv3_order_gaps; DELETE FROM syncv3_pos_marks");
 }
 
 #define RDX_EV(id, target)                                                     \
