@@ -124,20 +124,23 @@ cleanup_gaps(struct store *st)
 }
 
 /*
- * Redactions still waiting for their target (018_redact.sql) once the
- * redaction itself is older than the horizon h. Until then a target that
- * arrives is stored pruned (redaction.c). Later it can only come from a
- * sync answered after the redaction existed upstream, which the
- * homeserver serves pruned already (redacted_because, as Synapse does),
- * or from a body answered before it and held that long by a poller,
- * which never happens: a poller holds one body per device until its ack.
- * A target that never arrives (outside every user's history) no longer
- * makes every batch look its events up for ever (rdx_pending).
+ * Redactions still waiting for their target (018_redact.sql) once they
+ * have waited longer than the horizon (039_rdx_wait.sql). Until then a
+ * target that arrives is stored pruned (redaction.c). Later it can only
+ * come from a sync answered after the redaction existed upstream, which
+ * the homeserver serves pruned already (redacted_because, as Synapse
+ * does), or from a body answered before it and held that long by a
+ * poller, which never happens: a poller holds one body per device until
+ * its ack. A target that never arrives (outside every user's history)
+ * no longer makes every batch look its events up for ever (rdx_pending).
+ * By time, not by the redaction's nid: the json need not parse as
+ * Postgres's json (a lone surrogate escape), and one row must not stop
+ * the cleanup.
  */
 static long long
-cleanup_rdx(struct store *st, int64_t h)
+cleanup_rdx(struct store *st, long long horizon_secs)
 {
-	long long n = clean_one(st, S_CLEAN_RDX, h);
+	long long n = clean_one(st, S_CLEAN_RDX, horizon_secs);
 
 	if (n > 0)
 		st->rdx_checked = false; /* whether any still waits */
@@ -148,7 +151,7 @@ cleanup_rdx(struct store *st, int64_t h)
  * Growth: closed state ranges that end at or before the position the
  * store had `horizon_secs` ago cannot be asked for by any session that
  * is allowed to resume (older sinces must restart), so they go; the
- * device list log and redactions that waited as long go with them.
+ * device list log goes with them, and redactions that waited as long.
  * Events and current state stay (chunk boundaries are bounded by count
  * first, cleanup_chunks; gap rows by the sessions, cleanup_gaps). Runs
  * outside batches, in slices, each its own transaction.
@@ -169,6 +172,9 @@ cleanup_run(struct store *st, long long horizon_secs)
 	    (n = cleanup_gaps(st)) == -1)
 		return -1;
 	total += n;
+	if ((n = cleanup_rdx(st, horizon_secs)) == -1)
+		return -1;
+	total += n;
 	p[0] = pg_i64(hb, horizon_secs);
 	if ((r = db_q(st, S_CLEAN_HORIZON, 1, p)) == NULL)
 		return -1;
@@ -181,9 +187,6 @@ cleanup_run(struct store *st, long long horizon_secs)
 		return -1;
 	total += n;
 	if ((n = clean_one(st, S_CLEAN_DL, h)) == -1)
-		return -1;
-	total += n;
-	if ((n = cleanup_rdx(st, h)) == -1)
 		return -1;
 	total += n;
 	if (db_q0(st, S_CLEAN_MARKS, 1, p) == -1)

@@ -271,10 +271,10 @@ static const struct stmt {
 	    "syncv3_pos_marks m WHERE m.at < least(now(), (SELECT min("
 	    "s.created_at) FROM syncv3_sessions s), (SELECT min(c.created_at) "
 	    "FROM syncv3_ss_conns c)) - make_interval(secs => $1::bigint))"},
-	/* redactions that waited past the horizon $1 (by their own nid) */
-	[S_CLEAN_RDX] = {"acc_clean_rdx", "DELETE FROM syncv3_redactions r "
-	    "WHERE (SELECT e.nid FROM syncv3_events e WHERE e.event_id = "
-	    "r.json::json->>'event_id') <= $1::bigint"},
+	/* redactions that waited longer than the horizon, $1 seconds
+	 * (039_rdx_wait.sql) */
+	[S_CLEAN_RDX] = {"acc_clean_rdx", "DELETE FROM syncv3_redactions "
+	    "WHERE at < now() - make_interval(secs => $1::bigint)"},
 	/* redactions waiting for their target (018_redact.sql) */
 	[S_RDX_ANY] = {"acc_rdx_any", "SELECT EXISTS (SELECT 1 FROM "
 	    "syncv3_redactions)"},
