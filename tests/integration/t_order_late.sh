@@ -20,6 +20,8 @@
 # order key (coalesce(ord, nid), 031_order.sql) in upstream's, with a
 # gap row per placement. Fails on 4438f67 (b0 b1 b2 b3 c1 c2 c3).
 source "$(dirname "$0")/lib.sh"
+# the cleanup runs every second: it must keep the gaps live clients are in
+export SYNCV3_ACC_CLEANUP_SECS=1
 source "$(dirname "$0")/lib_order.sh"
 
 sb='{"room_subscriptions":{"ROOM":{"timeline_limit":20,"required_state":[]}}}'
@@ -88,6 +90,12 @@ out=$(v3 "$bob2" "" "$rl" 10000)
 assert_eq "$(msgs "$(fold '[]' "$out" v3)")" "$want" "bob's new device, v3"
 out=$(ss "$bob2" "" "$sb" 0)
 assert_eq "$(msgs "$(fold '[]' "$out" ss)")" "$want" "bob's new device, sliding sync"
+# bob's sessions and connections from before the placements are alive:
+# the cleanup (many passes by now) kept both gaps
+[ "$(psql_q "SELECT count(*) FROM syncv3_pos_marks")" -ge 3 ] || fail "the cleanup did not run"
+assert_eq "$(psql_q "SELECT count(*) FROM syncv3_order_gaps WHERE room_id = '$r'")" 2 "gaps kept for live clients"
+out=$(v3 "$bob" "$s1" "$rl" 0)
+assert_jq "$out" "[.room_list.rooms[]|select(.room_id==\"$r\")|.limited]" '[true]' "a retried since is a reset, after the cleanup"
 # alice never sees carol's messages, and b0..b3 in order
 out=$(v3 "$alice" "" "$rl" 0)
 assert_eq "$(msgs "$(fold '[]' "$out" v3)")" '["b0","b1","b2","b3"]' "alice's view"
