@@ -33,6 +33,9 @@
  * boundary at or after it, and each kept one is at a distinct event.
  */
 #define ACC_CHUNKS_KEEP 512
+/* a gap row outlives the oldest session that may be inside it by this
+ * much (cleanup.c, S_CLEAN_GAPS): responses under way when it is checked */
+#define ACC_GAP_MARGIN_SECS 300
 
 struct acc_config {
 	char *db;
@@ -256,6 +259,7 @@ struct store_stats {
 	unsigned long long pg_errors; /* statements Postgres failed */
 	unsigned long long round_trips; /* waits for Postgres, in batches */
 	unsigned long long covered;   /* sibling-first devices synced */
+	unsigned long long order_renumbered; /* S_LATE out of float8 room */
 	long long commit_us;          /* waited in COMMIT, in all batches */
 };
 

@@ -29,6 +29,22 @@ clean_slices(struct store *st, int id, const char *const *p)
 	return total;
 }
 
+/* Runs a DELETE of one bigint parameter; returns its rows or -1. */
+static long long
+clean_one(struct store *st, int id, int64_t v)
+{
+	char b[PG_I64_LEN];
+	const char *p[1] = {pg_i64(b, v)};
+	PGresult *r;
+	long long n;
+
+	if ((r = db_q(st, id, 1, p)) == NULL)
+		return -1;
+	n = strtoll(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
 struct chunk_slice {
 	struct store *st;
 	struct pg_lit ids;
@@ -95,11 +111,49 @@ cleanup_chunks(struct store *st)
 }
 
 /*
+ * Gap rows of late placements (031_order.sql) that no live v3 session or
+ * sliding sync connection can be inside any more (S_CLEAN_GAPS): one
+ * statement, which touches nothing while the table is empty. A client
+ * that comes back after its session or connection expired starts afresh
+ * (M_UNKNOWN_SYNC_SESSION, M_UNKNOWN_POS), with the room in order.
+ */
+static long long
+cleanup_gaps(struct store *st)
+{
+	return clean_one(st, S_CLEAN_GAPS, ACC_GAP_MARGIN_SECS);
+}
+
+/*
+ * Redactions still waiting for their target (018_redact.sql) once they
+ * have waited longer than the horizon (039_rdx_wait.sql). Until then a
+ * target that arrives is stored pruned (redaction.c). Later it can only
+ * come from a sync answered after the redaction existed upstream, which
+ * the homeserver serves pruned already (redacted_because, as Synapse
+ * does), or from a body answered before it and held that long by a
+ * poller, which never happens: a poller holds one body per device until
+ * its ack. A target that never arrives (outside every user's history)
+ * no longer makes every batch look its events up for ever (rdx_pending).
+ * By time, not by the redaction's nid: the json need not parse as
+ * Postgres's json (a lone surrogate escape), and one row must not stop
+ * the cleanup.
+ */
+static long long
+cleanup_rdx(struct store *st, long long horizon_secs)
+{
+	long long n = clean_one(st, S_CLEAN_RDX, horizon_secs);
+
+	if (n > 0)
+		st->rdx_checked = false; /* whether any still waits */
+	return n;
+}
+
+/*
  * Growth: closed state ranges that end at or before the position the
  * store had `horizon_secs` ago cannot be asked for by any session that
  * is allowed to resume (older sinces must restart), so they go; the
- * device list log goes with them. Events and current state stay (chunk
- * boundaries are bounded by count first, cleanup_chunks). Runs
+ * device list log goes with them, and redactions that waited as long.
+ * Events and current state stay (chunk boundaries are bounded by count
+ * first, cleanup_chunks; gap rows by the sessions, cleanup_gaps). Runs
  * outside batches, in slices, each its own transaction.
  */
 long long
@@ -114,8 +168,13 @@ cleanup_run(struct store *st, long long horizon_secs)
 	p[0] = pg_i64(pb, st->pos_committed);
 	if (db_q0(st, S_MARK, 1, p) == -1)
 		return -1;
-	if ((total = cleanup_chunks(st)) == -1)
+	if ((total = cleanup_chunks(st)) == -1 ||
+	    (n = cleanup_gaps(st)) == -1)
 		return -1;
+	total += n;
+	if ((n = cleanup_rdx(st, horizon_secs)) == -1)
+		return -1;
+	total += n;
 	p[0] = pg_i64(hb, horizon_secs);
 	if ((r = db_q(st, S_CLEAN_HORIZON, 1, p)) == NULL)
 		return -1;
@@ -127,10 +186,9 @@ cleanup_run(struct store *st, long long horizon_secs)
 	if ((n = clean_slices(st, S_CLEAN_STATE, p)) == -1)
 		return -1;
 	total += n;
-	if ((r = db_q(st, S_CLEAN_DL, 1, p)) == NULL)
+	if ((n = clean_one(st, S_CLEAN_DL, h)) == -1)
 		return -1;
-	total += strtoll(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
+	total += n;
 	if (db_q0(st, S_CLEAN_MARKS, 1, p) == -1)
 		return -1;
 	if (total > 0)

@@ -210,28 +210,52 @@ static const struct stmt {
 	/*
 	 * events $3..$4 of room $1, new and delivered right before the
 	 * stored event $2 (031_order.sql): ord places them, in nid order,
-	 * between $2 and the room's event just before it, unless float8 has
-	 * no room left there (they then stay in nid order, as before 031);
-	 * the gap row names the clients that hold what follows the place
+	 * between $2 and the room's event just before it (u). Where float8
+	 * has no room left there (some forty placements at one spot), the
+	 * placed rows between the two events stored in order around the
+	 * place (n0, n1) are given keys again, evenly, with the run among
+	 * them (r): their order is kept, each stays below its nid (top),
+	 * and the gap row is the same. The gap row names the clients that
+	 * hold what follows the place. One row: the rows r renumbered.
 	 */
 	[S_LATE] = {"acc_late", "WITH a AS (SELECT coalesce(ord, nid::float8)"
 	    " AS k FROM syncv3_events WHERE nid = $2::bigint), p AS (SELECT "
+	    "q.*, (q.k - q.lo) / q.n > abs(q.k) * 1e-12 AS fits FROM (SELECT "
 	    "a.k, coalesce(greatest((SELECT e.nid::float8 FROM syncv3_events e"
 	    " WHERE e.room_id = $1 AND e.nid < ceil(a.k)::bigint AND e.ord IS "
 	    "NULL ORDER BY e.nid DESC LIMIT 1), (SELECT max(e.ord) FROM "
 	    "syncv3_events e WHERE e.room_id = $1 AND e.ord < a.k)), a.k - 1) "
-	    "AS lo, ($4::bigint - $3::bigint + 2)::float8 AS n FROM a), u AS "
-	    "(UPDATE syncv3_events e SET ord = p.lo + (p.k - p.lo) * (e.nid - "
+	    "AS lo, ($4::bigint - $3::bigint + 2)::float8 AS n FROM a) q), u AS"
+	    " (UPDATE syncv3_events e SET ord = p.lo + (p.k - p.lo) * (e.nid - "
 	    "$3::bigint + 1) / p.n FROM p WHERE e.room_id = $1 AND e.nid "
-	    "BETWEEN $3::bigint AND $4::bigint AND (p.k - p.lo) / p.n > abs("
-	    "p.k) * 1e-12 RETURNING e.nid) INSERT INTO syncv3_order_gaps ("
-	    "room_id, anchor_pos, late_pos) SELECT $1, g.pos, $3::bigint FROM "
-	    "p CROSS JOIN LATERAL (SELECT least((SELECT min(e.nid) FROM "
-	    "syncv3_events e WHERE e.room_id = $1 AND e.nid >= ceil(p.k)::"
-	    "bigint AND e.nid < $3::bigint AND e.ord IS NULL), (SELECT min("
-	    "e.nid) FROM syncv3_events e WHERE e.room_id = $1 AND e.ord >= p.k"
-	    " AND e.nid < $3::bigint)) AS pos) g WHERE g.pos IS NOT NULL AND "
-	    "EXISTS (SELECT 1 FROM u) ON CONFLICT DO NOTHING"},
+	    "BETWEEN $3::bigint AND $4::bigint AND p.fits RETURNING e.nid), b "
+	    "AS (SELECT p.k, coalesce((SELECT e.nid::float8 FROM syncv3_events "
+	    "e WHERE e.room_id = $1 AND e.ord IS NULL AND e.nid < p.k ORDER BY "
+	    "e.nid DESC LIMIT 1), (SELECT min(coalesce(e.ord, e.nid)) FROM "
+	    "syncv3_events e WHERE e.room_id = $1) - 1) AS n0, coalesce(("
+	    "SELECT e.nid::float8 FROM syncv3_events e WHERE e.room_id = $1 "
+	    "AND e.ord IS NULL AND e.nid >= p.k AND e.nid NOT BETWEEN $3::bigint"
+	    " AND $4::bigint ORDER BY e.nid LIMIT 1), (SELECT max(coalesce("
+	    "e.ord, e.nid)) FROM syncv3_events e WHERE e.room_id = $1 AND "
+	    "e.nid NOT BETWEEN $3::bigint AND $4::bigint) + 1)"
+	    " AS n1 FROM p WHERE NOT p.fits), l AS (SELECT x.nid, row_number() "
+	    "OVER (ORDER BY x.g, x.o, x.nid) AS i FROM b CROSS JOIN LATERAL ("
+	    "SELECT e.nid, CASE WHEN e.ord < b.k THEN 0 ELSE 2 END AS g, e.ord "
+	    "AS o FROM syncv3_events e WHERE e.room_id = $1 AND e.ord > b.n0 "
+	    "AND e.ord < b.n1 UNION ALL SELECT e.nid, 1, 0 FROM syncv3_events "
+	    "e WHERE e.room_id = $1 AND e.nid BETWEEN $3::bigint AND $4::"
+	    "bigint) x), m AS (SELECT count(*) AS c, min(l.nid)::float8 AS top "
+	    "FROM l), r AS (UPDATE syncv3_events e SET ord = b.n0 + (least(b.n1,"
+	    " m.top) - b.n0) * l.i / (m.c + 1) FROM b, l, m WHERE e.nid = l.nid "
+	    "RETURNING e.nid), gi AS (INSERT INTO syncv3_order_gaps (room_id, "
+	    "anchor_pos, late_pos) SELECT $1, g.pos, $3::bigint FROM p CROSS "
+	    "JOIN LATERAL (SELECT least((SELECT min(e.nid) FROM syncv3_events e"
+	    " WHERE e.room_id = $1 AND e.nid >= ceil(p.k)::bigint AND e.nid < "
+	    "$3::bigint AND e.ord IS NULL), (SELECT min(e.nid) FROM "
+	    "syncv3_events e WHERE e.room_id = $1 AND e.ord >= p.k AND e.nid < "
+	    "$3::bigint)) AS pos) g WHERE g.pos IS NOT NULL AND (EXISTS (SELECT"
+	    " 1 FROM u) OR EXISTS (SELECT 1 FROM r)) ON CONFLICT DO NOTHING) "
+	    "SELECT count(*) FROM r"},
 	/* $1 rooms: each keeps its $2 newest boundaries (and a row at the
 	 * nid of the oldest kept one) */
 	[S_CLEAN_CHUNKS] = {"acc_clean_chunks", "DELETE FROM syncv3_chunks c "
@@ -239,6 +263,25 @@ static const struct stmt {
 	    "k.room_id = r.id ORDER BY k.nid DESC, k.is_end DESC OFFSET "
 	    "$2::bigint - 1 LIMIT 1) AS lo FROM unnest($1::text[]) AS r(id)) x "
 	    "WHERE c.room_id = x.id AND c.nid < x.lo"},
+	/*
+	 * gap rows (031_order.sql) no client can still be inside: a v3
+	 * since is only loaded in its own session, a sliding sync pos only
+	 * in its own connection, and each holds positions the store had
+	 * when it was created or later (its responses are read after), so a
+	 * gap placed before the oldest live session and connection were
+	 * created ($1 seconds of margin for responses under way, the last
+	 * mark before that time bounding the position then from below) is
+	 * below every position any of them can present
+	 */
+	[S_CLEAN_GAPS] = {"acc_clean_gaps", "DELETE FROM syncv3_order_gaps g "
+	    "WHERE g.late_pos <= (SELECT coalesce(max(m.pos), 0) FROM "
+	    "syncv3_pos_marks m WHERE m.at < least(now(), (SELECT min("
+	    "s.created_at) FROM syncv3_sessions s), (SELECT min(c.created_at) "
+	    "FROM syncv3_ss_conns c)) - make_interval(secs => $1::bigint))"},
+	/* redactions that waited longer than the horizon, $1 seconds
+	 * (039_rdx_wait.sql) */
+	[S_CLEAN_RDX] = {"acc_clean_rdx", "DELETE FROM syncv3_redactions "
+	    "WHERE at < now() - make_interval(secs => $1::bigint)"},
 	/* redactions waiting for their target (018_redact.sql) */
 	[S_RDX_ANY] = {"acc_rdx_any", "SELECT EXISTS (SELECT 1 FROM "
 	    "syncv3_redactions)"},

@@ -41,6 +41,8 @@ enum stmt_id {
 	S_CHUNKS,
 	S_LATE,
 	S_CLEAN_CHUNKS,
+	S_CLEAN_GAPS,
+	S_CLEAN_RDX,
 	S_RDX_ANY,
 	S_RDX_ADD,
 	S_RDX_GET,

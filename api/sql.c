@@ -508,12 +508,22 @@
 	"NULL OR s.to_pos > p.pos) JOIN syncv3_events e ON e.nid = s.nid "     \
 	"WHERE s.type = 'm.room.member' OR s.state_key = ''"
 
+/*
+ * Streaming: the member events after $4 that were the member's state (a
+ * syncv3_state row), in position order, the order the state changed in.
+ * A member event that never was (stored late, 031_order.sql, or from a
+ * lagging poller's state block, behind the member's newer event already
+ * stored) is left out: a client applies the stream to its member set, and
+ * sent after the newer one it would undo it.
+ */
 #define MEMBER_STREAM                                                             \
 	MEMBER_ME "SELECT 0, x.nid, x.type, x.json FROM p, LATERAL (SELECT "      \
 	"e.nid, e.type, e.json FROM syncv3_events e WHERE e.room_id = $1 AND " \
 	"e.type = 'm.room.member' AND e.nid > $4::bigint AND e.nid <= p.pos "  \
-	"AND " VIS_SEES("$1", "$2", "p.pos", "e.nid") " ORDER BY e.nid LIMIT " \
-	"$5::bigint) x"
+	"AND " VIS_SEES("$1", "$2", "p.pos", "e.nid") " AND EXISTS (SELECT 1 " \
+	"FROM syncv3_state s WHERE s.room_id = $1 AND s.type = "               \
+	"'m.room.member' AND s.state_key = e.state_key AND s.nid = e.nid) "    \
+	"ORDER BY e.nid LIMIT $5::bigint) x"
 /* clang-format on */
 
 /* longpoll.c */

@@ -135,6 +135,8 @@ assert_eq "$((st1 - st0))" "$(($(psql_q "SELECT count(*) FROM syncv3_state") - r
 [ "$(metric "$POLLER_PROM" syncv3_poller_upstream_latency_seconds_count)" -ge "$ok1" ] ||
     fail "latency histogram counts every response"
 [ "$(metric "$ACC_PROM" syncv3_acc_notices_total)" -ge 1 ] || fail "no notices counted"
+# no late placement here: exported, and nothing renumbered
+assert_eq "$(metric "$ACC_PROM" syncv3_acc_order_renumbered_total)" 0 "order renumberings"
 
 # --- the api: GET /metrics on SYNCV3_BINDADDR ------------------------------
 API=${API_URL#http://}

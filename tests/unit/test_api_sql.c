@@ -138,6 +138,16 @@ test_list_stream_batch(void **state)
 }
 
 /* Q_LIST_DETAIL's rows of kind k for lower bound f, as one string. */
+/* PREPAREs api statement id as name. */
+static void
+prep(PGconn *c, const char *name, int id)
+{
+	PGresult *res = PQprepare(c, name, api_stmts[id].sql, 0, NULL);
+
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+}
+
 static void
 detail_rows(PGconn *c, const char *f, char kind, char *out, size_t len)
 {
@@ -190,9 +200,7 @@ test_window_order(void **state)
 	            "INSERT INTO syncv3_order_gaps VALUES ('!r', 5000, 5003);"
 	            "ANALYZE"),
 	    0);
-	res = PQprepare(c, "det", api_stmts[Q_LIST_DETAIL].sql, 0, NULL);
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	prep(c, "det", Q_LIST_DETAIL);
 	detail_rows(c, "{0}", 't', got, sizeof(got));
 	assert_string_equal(got, "\"5004\" \"5005\" \"5000\" \"5001\" \"5002\" ");
 	detail_rows(c, "{5001}", 'l', got, sizeof(got));
@@ -338,6 +346,69 @@ test_list_rooms_plain(void **state)
 	PQfinish(c);
 }
 
+/* The event json of Q_MEMBER_STREAM's rows after since, space separated. */
+static void
+member_stream(PGconn *c, const char *since, char *out, size_t len)
+{
+	const char *p[5] = {"!r", "@u:x", "100", since, "10"};
+	PGresult *res = PQexecPrepared(c, "ms", 5, p, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("member stream: %s", PQerrorMessage(c));
+	out[0] = '\0';
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (PQgetvalue(res, i, 0)[0] == '1')
+			continue;
+		strncat(out, PQgetvalue(res, i, 3), len - strlen(out) - 1);
+		strncat(out, " ", len - strlen(out) - 1);
+	}
+	PQclear(res);
+}
+
+/*
+ * The room_member stream sends member events in position order, which a
+ * client applies as changes to the member set: a member event placed late
+ * (031_order.sql) before one of the same member already stored never
+ * became the member's state, and sent after it, it would undo the newer
+ * one (carol left; her older rename, arriving last, showed her joined).
+ * Only events that were state are streamed.
+ */
+static void
+test_member_stream_late(void **state)
+{
+	char got[1024];
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apimem");
+	assert_int_equal(
+	    pg_exec(c, "t",
+	            "INSERT INTO syncv3_events (nid, event_id, room_id, type, "
+	            "state_key, sender, membership, json, ord) VALUES "
+	            "(1, '$1', '!r', 'm.room.create', '', '@u:x', NULL, '{}', "
+	            "NULL), (2, '$2', '!r', 'm.room.member', '@u:x', '@u:x', "
+	            "'join', '\"u-join\"', NULL), (3, '$3', '!r', "
+	            "'m.room.member', '@c:x', '@c:x', 'join', '\"c-join\"', "
+	            "NULL), (4, '$4', '!r', 'm.room.member', '@c:x', '@c:x', "
+	            "'leave', '\"c-leave\"', NULL), (6, '$6', '!r', "
+	            "'m.room.member', '@c:x', '@c:x', 'join', '\"c-rename\"', "
+	            "3.5);"
+	            "INSERT INTO syncv3_state VALUES ('!r', 'm.room.create', "
+	            "'', 1, 1, NULL, NULL), ('!r', 'm.room.member', '@u:x', 2, "
+	            "2, NULL, 'join'), ('!r', 'm.room.member', '@c:x', 3, 3, 4, "
+	            "'join'), ('!r', 'm.room.member', '@c:x', 4, 4, NULL, "
+	            "'leave');"
+	            "UPDATE syncv3_position SET pos = 100"),
+	    0);
+	prep(c, "ms", Q_MEMBER_STREAM);
+	member_stream(c, "4", got, sizeof(got));
+	assert_string_equal(got, "");
+	member_stream(c, "2", got, sizeof(got));
+	assert_string_equal(got, "\"c-join\" \"c-leave\" ");
+	assert_int_equal(pg_exec(c, "t", "DROP SCHEMA apimem CASCADE"), 0);
+	PQfinish(c);
+}
+
 int
 main(void)
 {
@@ -347,6 +418,7 @@ main(void)
 	    cmocka_unit_test(test_list_stream_batch),
 	    cmocka_unit_test(test_window_order),
 	    cmocka_unit_test(test_list_rooms_plain),
+	    cmocka_unit_test(test_member_stream_late),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -623,6 +623,177 @@ test_cleanup(void **state)
 	assert_int_equal(n1, n2);
 }
 
+static void
+ex(const char *sql)
+{
+	PGresult *r = PQexec(db, sql);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(db));
+	PQclear(r);
+}
+
+static long long
+gaps_left(const char *room)
+{
+	return qi("SELECT count(*) FROM syncv3_order_gaps WHERE room_id = $1",
+	    room, NULL);
+}
+
+/*
+ * Gap rows of late placements (031_order.sql) go once no v3 session and
+ * no sliding sync connection can be inside them: one created before a gap
+ * was placed keeps it (the marks say when positions were current), and a
+ * gap newer than the margin stays whatever the sessions.
+ */
+static void
+test_cleanup_gaps(void **state)
+{
+	const long long keep = 30 * 86400; /* no horizon: gaps alone */
+
+	(void)state;
+	NEED_DB();
+	ex("DELETE FROM syncv3_pos_marks; DELETE FROM syncv3_order_gaps; "
+	    "DELETE FROM syncv3_sessions; DELETE FROM syncv3_ss_conns");
+	ex("INSERT INTO syncv3_pos_marks VALUES (now() - interval '3 hours', "
+	    "500), (now() - interval '2 hours', 1000), (now() - interval '30 "
+	    "minutes', 2000)");
+	ex("INSERT INTO syncv3_order_gaps VALUES ('!ga:hs', 400, 450), "
+	    "('!gb:hs', 900, 950), ('!gc:hs', 1500, 1600), ('!gd:hs', 2500, "
+	    "2600)");
+	/* a session from between the marks may hold any since above 1000,
+	 * a connection from before the second any pos above 500 */
+	ex("INSERT INTO syncv3_sessions (user_id, device_id, created_at) "
+	    "VALUES ('@alice:hs', 'A1', now() - interval '1 hour')");
+	ex("INSERT INTO syncv3_ss_conns (user_id, device_id, conn_id, dialect,"
+	    " created_at) VALUES ('@alice:hs', 'A1', 'c', 'msc', now() - "
+	    "interval '150 minutes')");
+	assert_true(store_cleanup(st, keep) >= 1);
+	assert_int_equal(gaps_left("!ga:hs"), 0);
+	assert_int_equal(gaps_left("!gb:hs"), 1);
+	assert_int_equal(gaps_left("!gc:hs"), 1);
+	/* the connection expires: the session still holds !gc */
+	ex("DELETE FROM syncv3_ss_conns");
+	assert_true(store_cleanup(st, keep) >= 1);
+	assert_int_equal(gaps_left("!gb:hs"), 0);
+	assert_int_equal(gaps_left("!gc:hs"), 1);
+	/* and the session: only the gap newer than the margin's mark stays */
+	ex("DELETE FROM syncv3_sessions");
+	assert_true(store_cleanup(st, keep) >= 1);
+	assert_int_equal(gaps_left("!gc:hs"), 0);
+	assert_int_equal(gaps_left("!gd:hs"), 1);
+	ex("DELETE FROM syncv3_order_gaps; DELETE FROM syncv3_pos_marks");
+}
+
+#define RDX_EV(id, target)                                                     \
+	"{\"event_id\":\"" id "\",\"type\":\"m.room.redaction\",\"sender\":"  \
+	"\"@dave:hs\",\"origin_server_ts\":1,\"redacts\":\"" target "\","      \
+	"\"content\":{\"redacts\":\"" target "\"}}"
+#define MSG_EV(id)                                                             \
+	"{\"event_id\":\"" id "\",\"type\":\"m.room.message\",\"sender\":"    \
+	"\"@dave:hs\",\"origin_server_ts\":1,\"content\":{\"body\":\"s\"}}"
+#define RDX_BODY(ev)                                                           \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!rw:hs\":{\"timeline\":" \
+	"{\"events\":[" ev "]}}}}}"
+
+/*
+ * A redaction whose target never arrives waits only until it has waited
+ * longer than the horizon (039_rdx_wait.sql), whatever its json holds (a
+ * lone surrogate escape, which Postgres's json refuses); one within it
+ * still prunes its target when that arrives after it.
+ */
+static void
+test_cleanup_redactions(void **state)
+{
+	char *v;
+
+	(void)state;
+	NEED_DB();
+	add_device("@dave:hs", "DR");
+	apply_str("@dave:hs", "DR", RDX_BODY("{\"event_id\":\"$rw_old\","
+	    "\"type\":\"m.room.redaction\",\"sender\":\"@dave:hs\","
+	    "\"origin_server_ts\":1,\"redacts\":\"$never\",\"content\":{"
+	    "\"redacts\":\"$never\",\"reason\":\"\\ud800\"}}"));
+	apply_str("@dave:hs", "DR", RDX_BODY(RDX_EV("$rw_new", "$late")));
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "room_id = '!rw:hs'", NULL, NULL), 2);
+	ex("UPDATE syncv3_redactions SET at = now() - interval '2 hours' "
+	    "WHERE target = '$never'");
+	assert_true(store_cleanup(st, 3600) >= 1);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "target = '$never'", NULL, NULL), 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "target = '$late'", NULL, NULL), 1);
+	/* the target of the one still waiting arrives: stored pruned */
+	apply_str("@dave:hs", "DR", RDX_BODY(MSG_EV("$late")));
+	v = qs("SELECT json FROM syncv3_events WHERE event_id = '$late'", NULL,
+	    NULL);
+	assert_non_null(v);
+	assert_null(strstr(v, "\"body\""));
+	assert_non_null(strstr(v, "redacted_because"));
+	free(v);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_redactions WHERE "
+	    "room_id = '!rw:hs'", NULL, NULL), 0);
+}
+
+#define ORD_BODY(events)                                                       \
+	"{\"next_batch\":\"x\",\"rooms\":{\"join\":{\"!ord:hs\":{\"timeline\":" \
+	"{\"events\":[" events "]}}}}}"
+
+/*
+ * Placements at one spot until float8 has no room left between two keys
+ * (031_order.sql): each chunk brings one new event right before the same
+ * stored anchor, after the ones placed there before. Every one must still
+ * be in upstream's order (the placed rows are given keys again, each below
+ * its nid), with a gap row per placement and the renumbering counted.
+ */
+static void
+test_order_exhausted(void **state)
+{
+	enum { N = 80 };
+	char body[1024], want[N * 16 + 64], *got;
+	size_t off;
+
+	(void)state;
+	NEED_DB();
+	add_device("@dave:hs", "DO");
+	apply_str("@dave:hs", "DO", ORD_BODY(MSG_EV("$o_b0") "," MSG_EV("$o_a")
+	    "," MSG_EV("$o_z")));
+	off = (size_t)snprintf(want, sizeof(want), "$o_b0");
+	for (int i = 1; i <= N; i++) {
+		snprintf(body, sizeof(body), ORD_BODY("{\"event_id\":\"$o_x%d\","
+		    "\"type\":\"m.room.message\",\"sender\":\"@dave:hs\","
+		    "\"origin_server_ts\":1,\"content\":{\"body\":\"x\"}},"
+		    MSG_EV("$o_a")), i);
+		apply_str("@dave:hs", "DO", body);
+		off += (size_t)snprintf(want + off, sizeof(want) - off,
+		    ",$o_x%d", i);
+	}
+	/* then before one of those placed, itself placed (its key an ord) */
+	for (int i = 1; i <= N / 2; i++) {
+		snprintf(body, sizeof(body), ORD_BODY("{\"event_id\":\"$o_y%d\","
+		    "\"type\":\"m.room.message\",\"sender\":\"@dave:hs\","
+		    "\"origin_server_ts\":1,\"content\":{\"body\":\"y\"}},"
+		    MSG_EV("$o_x%d")), i, N);
+		apply_str("@dave:hs", "DO", body);
+	}
+	off -= strlen(",$o_xNN");
+	for (int i = 1; i <= N / 2; i++)
+		off += (size_t)snprintf(want + off, sizeof(want) - off,
+		    ",$o_y%d", i);
+	snprintf(want + off, sizeof(want) - off, ",$o_x%d,$o_a,$o_z", N);
+	got = qs("SELECT string_agg(event_id, ',' ORDER BY coalesce(ord, nid))"
+	    " FROM syncv3_events WHERE room_id = '!ord:hs'", NULL, NULL);
+	assert_string_equal(got, want);
+	free(got);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_events WHERE room_id "
+	    "= '!ord:hs' AND ord >= nid", NULL, NULL), 0);
+	assert_int_equal(qi("SELECT count(*) FROM syncv3_order_gaps WHERE "
+	    "room_id = '!ord:hs'", NULL, NULL), N + N / 2);
+	assert_true(store_stats(st)->order_renumbered >= 2);
+}
+
 /* Events and to-device messages go in by COPY: the bytes that COPY's
  * text format escapes (backslash, tab, CR, LF) come back exact. */
 static void
@@ -1818,6 +1989,9 @@ main(void)
 	    cmocka_unit_test(test_to_device_order),
 	    cmocka_unit_test(test_compact_state),
 	    cmocka_unit_test(test_cleanup),
+	    cmocka_unit_test(test_cleanup_gaps),
+	    cmocka_unit_test(test_cleanup_redactions),
+	    cmocka_unit_test(test_order_exhausted),
 	    cmocka_unit_test(test_copy_exact_bytes),
 	    cmocka_unit_test(test_batch_group),
 	    cmocka_unit_test(test_batch_isolation),
