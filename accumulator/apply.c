@@ -273,13 +273,50 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 	return rc;
 }
 
-/* A wake-up for the sessions of m's device. */
+/* A wake-up for the sessions of m's device (it carries no messages). */
 static void
 device_notice(struct store_msg *m, int64_t pos)
 {
 	notice_add(&m->notices, &(struct proto_notice){
-	    .type = PROTO_NOTICE_TO_DEVICE, .pos = pos, .user_id = m->user_id,
-	    .device_id = m->device_id});
+	    .type = PROTO_NOTICE_TO_DEVICE, .pos = pos, .after = pos,
+	    .user_id = m->user_id, .device_id = m->device_id});
+}
+
+/*
+ * The wake-up for m's to-device messages, just given the positions up to
+ * last, carrying them (proto.h) when they fit: the api then answers a
+ * waiting client without reading them back. They are all the device's
+ * messages after st->td_after, the last to-device position before them,
+ * committed or in this transaction (store_int.h; a rolled-back group's
+ * are gone, and the positions between hold other rows: key counts take
+ * one for each body).
+ */
+static void
+to_device_notice(struct store *st, struct store_msg *m,
+                 const struct acc_changes *ch, int64_t last)
+{
+	struct proto_notice pn = {.type = PROTO_NOTICE_TO_DEVICE,
+	                          .pos = last, .after = last,
+	                          .user_id = m->user_id,
+	                          .device_id = m->device_id};
+	size_t len = 0, off = 0, k;
+	char *buf = NULL;
+
+	for (size_t i = 0; i < ch->nto_device; i++)
+		len += strlen(ch->to_device[i]) + 1;
+	if (len <= PROTO_TD_BYTES) {
+		buf = xmalloc(len);
+		for (size_t i = 0; i < ch->nto_device; i++, off += k) {
+			k = strlen(ch->to_device[i]) + 1;
+			memcpy(buf + off, ch->to_device[i], k);
+		}
+		pn.after = st->td_after;
+		pn.td = buf;
+		pn.td_len = len;
+	}
+	st->td_after = last;
+	notice_add(&m->notices, &pn);
+	free(buf);
 }
 
 /* To-device messages and device list changes: logs, in message order,
@@ -307,7 +344,7 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 			pg_arr_str(&td.c[3], ch->to_device[i]);
 		}
 		if (pos > 0)
-			device_notice(m, pos);
+			to_device_notice(st, m, ch, pos);
 		for (int left = 0; left < 2; left++) {
 			char **v = left ? ch->dl_left : ch->dl_changed;
 			size_t nv = left ? ch->ndl_left : ch->ndl_changed;

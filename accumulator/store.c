@@ -823,6 +823,7 @@ store_batch_begin(struct store *st)
 			return -1;
 	}
 	st->sp = SP_FRESH; /* the first group's (sp_enter) */
+	st->td_after = st->td_committed;
 	st->stats.batches++;
 	return 0;
 }
@@ -834,6 +835,7 @@ store_batch_commit(struct store *st)
 		goto fail;
 	st->sp = SP_NONE;
 	st->pos_committed = st->pos_used;
+	st->td_committed = st->td_after;
 	return 0;
 fail:
 	store_batch_rollback(st);

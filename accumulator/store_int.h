@@ -70,6 +70,13 @@ struct store {
 	int64_t pos_next, pos_end;	/* reserved, not yet handed out */
 	int64_t pos_used;		/* highest handed out */
 	int64_t pos_committed;		/* in syncv3_position */
+	/*
+	 * The last to-device position committed (pos_committed when the
+	 * position was loaded: nothing before is known), and the batch's
+	 * last one, td_committed at its BEGIN: apply.c's to-device notices
+	 * say no message is between it and theirs.
+	 */
+	int64_t td_committed, td_after;
 	struct store_stats stats;
 	size_t grp_state_rows; /* syncv3_state rows of this group */
 	/* the batch: messages taken by store_apply, applied as one group
