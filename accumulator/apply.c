@@ -370,8 +370,9 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 	return rc;
 }
 
-/* Key counts (rare: one statement per message that has them). Device
- * list changes and key counts also wake the device's sessions. */
+/* Key counts (one statement per message that has them, whose result
+ * is read with the group's: db_q_later). Device list changes and key
+ * counts that changed also wake the device's sessions. */
 int
 apply_device(struct store *st, struct msgctx *xs, size_t n)
 {
@@ -385,24 +386,36 @@ apply_device(struct store *st, struct msgctx *xs, size_t n)
 		struct store_msg *m = xs[k].m;
 		char buf[PG_I64_LEN];
 		const char *p[5] = {m->user_id, m->device_id, NULL, NULL, buf};
-		PGresult *r;
+		if (dpos[k] > 0)
+			device_notice(m, dpos[k]);
 		if (ch != NULL &&
 		    (ch->otk_counts != NULL || ch->fallback_types != NULL)) {
 			pg_i64(buf, pos_next(st));
 			p[2] = ch->otk_counts;
 			p[3] = ch->fallback_types;
-			if ((r = db_q(st, S_DKEYS, 5, p)) == NULL)
+			/* its row, if the counts changed: apply_finish */
+			if (db_q_later(st, m, S_DKEYS, 5, p) == -1)
 				goto out;
-			if (PQntuples(r) > 0)
-				dpos[k] = strtoll(PQgetvalue(r, 0, 0), NULL,
-				    10);
-			PQclear(r);
 		}
-		if (dpos[k] > 0)
-			device_notice(m, dpos[k]);
 	}
 	rc = 0;
 out:
 	free(dpos);
 	return rc;
+}
+
+/*
+ * The group succeeded: what its db_q_later statements returned (key
+ * counts that changed) wakes the sessions of their devices.
+ */
+void
+apply_finish(struct store *st)
+{
+	for (size_t i = 0; i < st->nlres; i++) {
+		PGresult *r = st->lres[i].r;
+		if (r != NULL && PQntuples(r) > 0)
+			device_notice(st->lres[i].m,
+			              strtoll(PQgetvalue(r, 0, 0), NULL, 10));
+	}
+	db_later_clear(st);
 }

@@ -96,6 +96,8 @@ store_free(struct store *st)
 		return;
 	if (st->c != NULL)
 		PQfinish(st->c);
+	db_later_clear(st);
+	free(st->lres);
 	free(st->pend);
 	map_free(&st->chunk_rooms, NULL);
 	free(st->owner);
@@ -523,11 +525,15 @@ group_run(struct store *st, struct store_msg **ms, size_t n, bool may_defer)
 		st->is_later = true;
 		rc = group_apply(st, ms, n);
 		st->is_later = false;
+		/* a lone group's results come with the COMMIT's */
 		if (rc == 0 && (is_alone || db_sync(st) == 0)) {
+			if (!is_alone)
+				apply_finish(st);
 			st->sp = SP_HELD;
 			return 0;
 		}
 		(void)db_sync(st); /* its failure is known */
+		db_later_clear(st);
 		if (PQstatus(st->c) == CONNECTION_OK &&
 		    db_exec(st, "savepoint",
 		            "ROLLBACK TO SAVEPOINT acc_grp; "
@@ -836,6 +842,7 @@ store_batch_commit(struct store *st)
 	st->sp = SP_NONE;
 	st->pos_committed = st->pos_used;
 	st->td_committed = st->td_after;
+	apply_finish(st);
 	return 0;
 fail:
 	store_batch_rollback(st);
@@ -849,6 +856,7 @@ store_batch_rollback(struct store *st)
 	st->sp = SP_NONE;
 	if (st->c != NULL)
 		(void)db_sync(st); /* what a failed commit left unread */
+	db_later_clear(st);
 	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
 	    db_exec(st, "batch", "ROLLBACK") == -1)

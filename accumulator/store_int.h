@@ -88,6 +88,18 @@ struct store {
 	 * nlater: statements sent so, not yet answered (db.c) */
 	bool is_later;
 	size_t nlater;
+	/*
+	 * db_q_later: statements sent so whose results are read once their
+	 * pipeline is (idx: their place among the nlater; r: the result,
+	 * NULL until read or when it failed), the first nlres_read of them
+	 * read; apply_finish takes them when the group has succeeded.
+	 */
+	struct later_res {
+		size_t idx;
+		struct store_msg *m;
+		PGresult *r;
+	} *lres;
+	size_t nlres, nlres_read, caplres;
 	/* rooms given chunk boundaries since the last cleanup pass, which
 	 * trims only those (015_chunks.sql; room id -> 1) */
 	struct map chunk_rooms;
