@@ -352,6 +352,7 @@ int db_q_later(struct store *st, struct store_msg *m, int id, int nparams,
                const char *const *params);
 /* Drops the db_q_later results (a group or batch that failed). */
 void db_later_clear(struct store *st);
+int db_begin_later(struct store *st, const char *const *sqls, size_t n);
 /* one statement of db_qv */
 struct db_call {
 	int id, nparams;

@@ -288,7 +288,7 @@ static int
 pipe_read(struct store *st, PGresult **out, size_t nout)
 {
 	int rc = 0, nulls = 0;
-	size_t i = 0;
+	size_t i = 0, failed = SIZE_MAX;
 	PGresult *r;
 
 	while (nulls < 2) {
@@ -303,6 +303,7 @@ pipe_read(struct store *st, PGresult **out, size_t nout)
 			break;
 		}
 		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && rc == 0) {
+			failed = i;
 			st->stats.pg_errors++;
 			log_warnx_rl("store: pipeline: %s",
 			             PQresultErrorMessage(r));
@@ -324,7 +325,11 @@ pipe_read(struct store *st, PGresult **out, size_t nout)
 			PQclear(r);
 		i++;
 	}
-	st->nlater = 0;
+	/* the frame failed, or the connection before any answer */
+	st->begin_lost = rc != 0 && st->nbegin > 0 &&
+	                 st->nbegin == st->nlater &&
+	                 (failed < st->nbegin || failed == SIZE_MAX);
+	st->nlater = st->nbegin = 0;
 	st->nlres_read = st->nlres; /* a result never read stays NULL */
 	if (nulls == 2)
 		rc = -1;
@@ -486,6 +491,33 @@ db_q_later(struct store *st, struct store_msg *m, int id, int nparams,
 		return -1;
 	st->nlres++;
 	st->nlater++;
+	return 0;
+}
+
+/*
+ * The batch's frame (BEGIN and what goes with it, one statement each)
+ * sent into the pipeline, not waited for: it goes with the batch's first
+ * statement that waits (the CAS), one round trip for both (issue #13).
+ * If that pipeline fails with only these before the statement,
+ * st->begin_lost says so, and the caller may begin again. 0 or -1.
+ */
+int
+db_begin_later(struct store *st, const char *const *sqls, size_t n)
+{
+	if (st->nlater > 0 || PQenterPipelineMode(st->c) != 1)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (PQsendQueryParams(st->c, sqls[i], 0, NULL, NULL, NULL, NULL,
+		                      0) != 1) {
+			log_warnx_rl("store: %s: %s", sqls[i],
+			             PQerrorMessage(st->c));
+			(void)PQpipelineSync(st->c);
+			(void)pipe_read(st, NULL, 0);
+			return -1;
+		}
+		st->nlater++;
+		st->nbegin++;
+	}
 	return 0;
 }
 

@@ -27,6 +27,18 @@
 #include "store_int.h"
 #include "util.h"
 
+/*
+ * A batch's statements are prepared once but Postgres re-planned them on
+ * every call (a custom plan for the arrays at hand always looked cheaper
+ * than the generic one): under steady load more planning than execution.
+ * Their plans do not depend on the values, so batches use generic plans;
+ * cleanup and the rest keep the default (SET LOCAL ends with the batch).
+ * The first group's savepoint comes with the BEGIN (sp_enter).
+ */
+#define SQL_SP "SAVEPOINT acc_grp"
+#define SQL_PLAN "SET LOCAL plan_cache_mode = force_generic_plan"
+#define SQL_BEGIN "BEGIN; " SQL_PLAN "; " SQL_SP
+
 /* Reconnects after the connection broke (the batch is lost anyway) and
  * starts again from the committed position, if still the writer. */
 static int
@@ -149,6 +161,23 @@ is_window(const struct store_msg *m)
 }
 
 /*
+ * The batch's frame failed with its first statement (db_begin_later): as
+ * a BEGIN that fails, the connection is made ready and the frame sent
+ * once more, waited for. 0 when the statement may be sent again.
+ */
+static int
+batch_begun(struct store *st)
+{
+	if (!st->begin_lost)
+		return -1;
+	st->begin_lost = false;
+	log_warnx("store: the batch's BEGIN failed; again");
+	if (store_ready(st) == -1 || db_exec(st, "batch", SQL_BEGIN) == -1)
+		return -1;
+	return 0;
+}
+
+/*
  * Contract 1 for a group of messages of distinct devices: locks their
  * device rows and sets go[i] for the messages to apply; the others are
  * answered (a resend of what is committed, or a nack).
@@ -168,6 +197,8 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 	}
 	cols_params(&c, p);
 	r = db_q(st, S_CAS, 2, p);
+	if (r == NULL && batch_begun(st) == 0)
+		r = db_q(st, S_CAS, 2, p);
 	cols_free(&c);
 	if (r == NULL) {
 		free(found);
@@ -487,7 +518,6 @@ out:
 	return rc;
 }
 
-#define SQL_SP "SAVEPOINT acc_grp"
 
 /*
  * Enters a group's savepoint: the one its batch's BEGIN opened, or a new
@@ -807,23 +837,20 @@ out:
 }
 
 /*
- * A batch's statements are prepared once but Postgres re-planned them on
- * every call (a custom plan for the arrays at hand always looked cheaper
- * than the generic one): under steady load more planning than execution.
- * Their plans do not depend on the values, so batches use generic plans;
- * cleanup and the rest keep the default (SET LOCAL ends with the batch).
- * The first group's savepoint comes in the same round trip (sp_enter).
+ * The batch's frame goes out with its first statement that waits (the
+ * CAS, db_begin_later), one round trip for both; a connection found
+ * broken then is reconnected and the frame sent again (batch_begun).
  */
-#define SQL_BEGIN                                                              \
-	"BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; " SQL_SP
-
 int
 store_batch_begin(struct store *st)
 {
+	static const char *const frame[] = {"BEGIN", SQL_PLAN, SQL_SP};
+
 	st->npend = 0;
 	if (store_ready(st) == -1)
 		return -1;
-	if (db_exec(st, "batch", SQL_BEGIN) == -1) {
+	if (db_begin_later(st, frame, 3) == -1 &&
+	    db_exec(st, "batch", SQL_BEGIN) == -1) {
 		if (store_ready(st) == -1 ||
 		    db_exec(st, "batch", SQL_BEGIN) == -1)
 			return -1;

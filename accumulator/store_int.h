@@ -94,6 +94,10 @@ struct store {
 	 * NULL until read or when it failed), the first nlres_read of them
 	 * read; apply_finish takes them when the group has succeeded.
 	 */
+	/* nbegin: of the nlater, the batch's BEGIN statements (db.c
+	 * db_begin_later); begin_lost: a pipeline of only those failed */
+	size_t nbegin;
+	bool begin_lost;
 	struct later_res {
 		size_t idx;
 		struct store_msg *m;
