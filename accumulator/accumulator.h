@@ -333,6 +333,7 @@ int apply_receipts(struct store *st, struct msgctx *xs, size_t n)
     WARN_UNUSED;
 int apply_adata(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
 int apply_device(struct store *st, struct msgctx *xs, size_t n) WARN_UNUSED;
+void apply_finish(struct store *st);
 
 /* redact.c: the redaction algorithm, pure (redact.h) */
 /* The room summary content key of a state type, or NULL (normalise.c). */
@@ -358,6 +359,12 @@ int db_commit(struct store *st, const char *const *pos) WARN_UNUSED;
 PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
+/* db_q0 whose result (a row or none) apply_finish reads for m */
+int db_q_later(struct store *st, struct store_msg *m, int id, int nparams,
+               const char *const *params);
+/* Drops the db_q_later results (a group or batch that failed). */
+void db_later_clear(struct store *st);
+int db_begin_later(struct store *st, const char *const *sqls, size_t n);
 /* one statement of db_qv */
 struct db_call {
 	int id, nparams;

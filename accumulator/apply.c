@@ -273,13 +273,50 @@ apply_adata(struct store *st, struct msgctx *xs, size_t n)
 	return rc;
 }
 
-/* A wake-up for the sessions of m's device. */
+/* A wake-up for the sessions of m's device (it carries no messages). */
 static void
 device_notice(struct store_msg *m, int64_t pos)
 {
 	notice_add(&m->notices, &(struct proto_notice){
-	    .type = PROTO_NOTICE_TO_DEVICE, .pos = pos, .user_id = m->user_id,
-	    .device_id = m->device_id});
+	    .type = PROTO_NOTICE_TO_DEVICE, .pos = pos, .after = pos,
+	    .user_id = m->user_id, .device_id = m->device_id});
+}
+
+/*
+ * The wake-up for m's to-device messages, just given the positions up to
+ * last, carrying them (proto.h) when they fit: the api then answers a
+ * waiting client without reading them back. They are all the device's
+ * messages after st->td_after, the last to-device position before them,
+ * committed or in this transaction (store_int.h; a rolled-back group's
+ * are gone, and the positions between hold other rows: key counts take
+ * one for each body).
+ */
+static void
+to_device_notice(struct store *st, struct store_msg *m,
+                 const struct acc_changes *ch, int64_t last)
+{
+	struct proto_notice pn = {.type = PROTO_NOTICE_TO_DEVICE,
+	                          .pos = last, .after = last,
+	                          .user_id = m->user_id,
+	                          .device_id = m->device_id};
+	size_t len = 0, off = 0, k;
+	char *buf = NULL;
+
+	for (size_t i = 0; i < ch->nto_device; i++)
+		len += strlen(ch->to_device[i]) + 1;
+	if (len <= PROTO_TD_BYTES) {
+		buf = xmalloc(len);
+		for (size_t i = 0; i < ch->nto_device; i++, off += k) {
+			k = strlen(ch->to_device[i]) + 1;
+			memcpy(buf + off, ch->to_device[i], k);
+		}
+		pn.after = st->td_after;
+		pn.td = buf;
+		pn.td_len = len;
+	}
+	st->td_after = last;
+	notice_add(&m->notices, &pn);
+	free(buf);
 }
 
 /* To-device messages and device list changes: logs, in message order,
@@ -307,7 +344,7 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 			pg_arr_str(&td.c[3], ch->to_device[i]);
 		}
 		if (pos > 0)
-			device_notice(m, pos);
+			to_device_notice(st, m, ch, pos);
 		for (int left = 0; left < 2; left++) {
 			char **v = left ? ch->dl_left : ch->dl_changed;
 			size_t nv = left ? ch->ndl_left : ch->ndl_changed;
@@ -333,8 +370,9 @@ apply_logs(struct store *st, struct msgctx *xs, size_t n, int64_t *dpos)
 	return rc;
 }
 
-/* Key counts (rare: one statement per message that has them). Device
- * list changes and key counts also wake the device's sessions. */
+/* Key counts (one statement per message that has them, whose result
+ * is read with the group's: db_q_later). Device list changes and key
+ * counts that changed also wake the device's sessions. */
 int
 apply_device(struct store *st, struct msgctx *xs, size_t n)
 {
@@ -348,24 +386,36 @@ apply_device(struct store *st, struct msgctx *xs, size_t n)
 		struct store_msg *m = xs[k].m;
 		char buf[PG_I64_LEN];
 		const char *p[5] = {m->user_id, m->device_id, NULL, NULL, buf};
-		PGresult *r;
+		if (dpos[k] > 0)
+			device_notice(m, dpos[k]);
 		if (ch != NULL &&
 		    (ch->otk_counts != NULL || ch->fallback_types != NULL)) {
 			pg_i64(buf, pos_next(st));
 			p[2] = ch->otk_counts;
 			p[3] = ch->fallback_types;
-			if ((r = db_q(st, S_DKEYS, 5, p)) == NULL)
+			/* its row, if the counts changed: apply_finish */
+			if (db_q_later(st, m, S_DKEYS, 5, p) == -1)
 				goto out;
-			if (PQntuples(r) > 0)
-				dpos[k] = strtoll(PQgetvalue(r, 0, 0), NULL,
-				    10);
-			PQclear(r);
 		}
-		if (dpos[k] > 0)
-			device_notice(m, dpos[k]);
 	}
 	rc = 0;
 out:
 	free(dpos);
 	return rc;
+}
+
+/*
+ * The group succeeded: what its db_q_later statements returned (key
+ * counts that changed) wakes the sessions of their devices.
+ */
+void
+apply_finish(struct store *st)
+{
+	for (size_t i = 0; i < st->nlres; i++) {
+		PGresult *r = st->lres[i].r;
+		if (r != NULL && PQntuples(r) > 0)
+			device_notice(st->lres[i].m,
+			              strtoll(PQgetvalue(r, 0, 0), NULL, 10));
+	}
+	db_later_clear(st);
 }

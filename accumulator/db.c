@@ -338,7 +338,7 @@ static int
 pipe_read(struct store *st, PGresult **out, size_t nout)
 {
 	int rc = 0, nulls = 0;
-	size_t i = 0;
+	size_t i = 0, failed = SIZE_MAX;
 	PGresult *r;
 
 	while (nulls < 2) {
@@ -353,12 +353,21 @@ pipe_read(struct store *st, PGresult **out, size_t nout)
 			break;
 		}
 		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && rc == 0) {
+			failed = i;
 			st->stats.pg_errors++;
 			log_warnx_rl("store: pipeline: %s",
 			             PQresultErrorMessage(r));
 			rc = -1;
 		}
-		if (out != NULL && nout > 0 && i >= st->nlater) {
+		if (i < st->nlater && st->nlres_read < st->nlres &&
+		    st->lres[st->nlres_read].idx == i) {
+			/* a db_q_later result, kept if it is one */
+			if (s == PGRES_TUPLES_OK)
+				st->lres[st->nlres_read].r = r;
+			else
+				PQclear(r);
+			st->nlres_read++;
+		} else if (out != NULL && nout > 0 && i >= st->nlater) {
 			size_t k = i - st->nlater < nout ? i - st->nlater : nout - 1;
 			PQclear(out[k]);
 			out[k] = r;
@@ -366,7 +375,12 @@ pipe_read(struct store *st, PGresult **out, size_t nout)
 			PQclear(r);
 		i++;
 	}
-	st->nlater = 0;
+	/* the frame failed, or the connection before any answer */
+	st->begin_lost = rc != 0 && st->nbegin > 0 &&
+	                 st->nbegin == st->nlater &&
+	                 (failed < st->nbegin || failed == SIZE_MAX);
+	st->nlater = st->nbegin = 0;
+	st->nlres_read = st->nlres; /* a result never read stays NULL */
 	if (nulls == 2)
 		rc = -1;
 	if (PQpipelineStatus(st->c) != PQ_PIPELINE_OFF &&
@@ -496,6 +510,73 @@ db_q0(struct store *st, int id, int nparams, const char *const *params)
 	r = db_q(st, id, nparams, params);
 	PQclear(r);
 	return r ? 0 : -1;
+}
+
+/*
+ * A statement whose result is read only once the group has succeeded
+ * (apply_finish): while a group is applied it goes out with the next
+ * statement that waits, as db_q0's, and a lone group's with its COMMIT
+ * (issue #13: a to-device body's key counts cost a round trip of their
+ * own). Outside a group it runs at once.
+ */
+int
+db_q_later(struct store *st, struct store_msg *m, int id, int nparams,
+           const char *const *params)
+{
+	struct later_res *l;
+
+	if (st->nlres == st->caplres) {
+		st->caplres = st->caplres ? st->caplres * 2 : 16;
+		st->lres = xrealloc(st->lres, st->caplres * sizeof(*st->lres));
+	}
+	l = &st->lres[st->nlres];
+	l->idx = st->nlater;
+	l->m = m;
+	l->r = NULL;
+	if (!st->is_later) {
+		st->nlres_read = ++st->nlres;
+		return (l->r = db_q(st, id, nparams, params)) != NULL ? 0 : -1;
+	}
+	if (pipe_send(st, id, nparams, params) == -1)
+		return -1;
+	st->nlres++;
+	st->nlater++;
+	return 0;
+}
+
+/*
+ * The batch's frame (BEGIN and what goes with it, one statement each)
+ * sent into the pipeline, not waited for: it goes with the batch's first
+ * statement that waits (the CAS), one round trip for both (issue #13).
+ * If that pipeline fails with only these before the statement,
+ * st->begin_lost says so, and the caller may begin again. 0 or -1.
+ */
+int
+db_begin_later(struct store *st, const char *const *sqls, size_t n)
+{
+	if (st->nlater > 0 || PQenterPipelineMode(st->c) != 1)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (PQsendQueryParams(st->c, sqls[i], 0, NULL, NULL, NULL, NULL,
+		                      0) != 1) {
+			log_warnx_rl("store: %s: %s", sqls[i],
+			             PQerrorMessage(st->c));
+			(void)PQpipelineSync(st->c);
+			(void)pipe_read(st, NULL, 0);
+			return -1;
+		}
+		st->nlater++;
+		st->nbegin++;
+	}
+	return 0;
+}
+
+void
+db_later_clear(struct store *st)
+{
+	for (size_t i = 0; i < st->nlres; i++)
+		PQclear(st->lres[i].r);
+	st->nlres = st->nlres_read = 0;
 }
 
 /* A statement of the batch's frame (BEGIN, savepoints): 0 or -1. */

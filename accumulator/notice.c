@@ -4,7 +4,7 @@
  * are by notify.c after COMMIT. The ids (and a typing notice's list) a
  * notice points to often belong to the parsed body or a PGresult, freed
  * before COMMIT, so the list keeps its own copy of each notice's strings
- * (one block per notice, in bufs[]).
+ * and to-device messages (one block per notice, in bufs[]).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,9 @@ notice_strings(struct proto_notice *n)
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		if (*f[i] != NULL)
 			len += strlen(*f[i]) + 1;
-	if (len == 0)
+	if (n->td == NULL)
+		n->td_len = 0;
+	if ((len += n->td_len) == 0)
 		return NULL;
 	p = buf = xmalloc(len);
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
@@ -34,6 +36,10 @@ notice_strings(struct proto_notice *n)
 		memcpy(p, *f[i], k);
 		*f[i] = p;
 		p += k;
+	}
+	if (n->td_len > 0) {
+		memcpy(p, n->td, n->td_len);
+		n->td = p;
 	}
 	return buf;
 }

@@ -31,6 +31,7 @@ pos_load(struct store *st)
 	}
 	st->pos_committed = st->pos_used = strtoll(PQgetvalue(r, 0, 0), NULL,
 	    10);
+	st->td_committed = st->pos_committed;
 	st->pos_next = st->pos_end = 0;
 	PQclear(r);
 	return 0;

@@ -27,6 +27,18 @@
 #include "store_int.h"
 #include "util.h"
 
+/*
+ * A batch's statements are prepared once but Postgres re-planned them on
+ * every call (a custom plan for the arrays at hand always looked cheaper
+ * than the generic one): under steady load more planning than execution.
+ * Their plans do not depend on the values, so batches use generic plans;
+ * cleanup and the rest keep the default (SET LOCAL ends with the batch).
+ * The first group's savepoint comes with the BEGIN (sp_enter).
+ */
+#define SQL_SP "SAVEPOINT acc_grp"
+#define SQL_PLAN "SET LOCAL plan_cache_mode = force_generic_plan"
+#define SQL_BEGIN "BEGIN; " SQL_PLAN "; " SQL_SP
+
 /* Reconnects after the connection broke (the batch is lost anyway) and
  * starts again from the committed position, if still the writer. */
 static int
@@ -96,6 +108,8 @@ store_free(struct store *st)
 		return;
 	if (st->c != NULL)
 		PQfinish(st->c);
+	db_later_clear(st);
+	free(st->lres);
 	free(st->pend);
 	map_free(&st->chunk_rooms, NULL);
 	free(st->owner);
@@ -147,6 +161,23 @@ is_window(const struct store_msg *m)
 }
 
 /*
+ * The batch's frame failed with its first statement (db_begin_later): as
+ * a BEGIN that fails, the connection is made ready and the frame sent
+ * once more, waited for. 0 when the statement may be sent again.
+ */
+static int
+batch_begun(struct store *st)
+{
+	if (!st->begin_lost)
+		return -1;
+	st->begin_lost = false;
+	log_warnx("store: the batch's BEGIN failed; again");
+	if (store_ready(st) == -1 || db_exec(st, "batch", SQL_BEGIN) == -1)
+		return -1;
+	return 0;
+}
+
+/*
  * Contract 1 for a group of messages of distinct devices: locks their
  * device rows and sets go[i] for the messages to apply; the others are
  * answered (a resend of what is committed, or a nack).
@@ -166,6 +197,8 @@ cas(struct store *st, struct msgctx *xs, size_t n, bool *go)
 	}
 	cols_params(&c, p);
 	r = db_q(st, S_CAS, 2, p);
+	if (r == NULL && batch_begun(st) == 0)
+		r = db_q(st, S_CAS, 2, p);
 	cols_free(&c);
 	if (r == NULL) {
 		free(found);
@@ -485,7 +518,6 @@ out:
 	return rc;
 }
 
-#define SQL_SP "SAVEPOINT acc_grp"
 
 /*
  * Enters a group's savepoint: the one its batch's BEGIN opened, or a new
@@ -523,11 +555,15 @@ group_run(struct store *st, struct store_msg **ms, size_t n, bool may_defer)
 		st->is_later = true;
 		rc = group_apply(st, ms, n);
 		st->is_later = false;
+		/* a lone group's results come with the COMMIT's */
 		if (rc == 0 && (is_alone || db_sync(st) == 0)) {
+			if (!is_alone)
+				apply_finish(st);
 			st->sp = SP_HELD;
 			return 0;
 		}
 		(void)db_sync(st); /* its failure is known */
+		db_later_clear(st);
 		if (PQstatus(st->c) == CONNECTION_OK &&
 		    db_exec(st, "savepoint",
 		            "ROLLBACK TO SAVEPOINT acc_grp; "
@@ -792,28 +828,26 @@ out:
 }
 
 /*
- * A batch's statements are prepared once but Postgres re-planned them on
- * every call (a custom plan for the arrays at hand always looked cheaper
- * than the generic one): under steady load more planning than execution.
- * Their plans do not depend on the values, so batches use generic plans;
- * cleanup and the rest keep the default (SET LOCAL ends with the batch).
- * The first group's savepoint comes in the same round trip (sp_enter).
+ * The batch's frame goes out with its first statement that waits (the
+ * CAS, db_begin_later), one round trip for both; a connection found
+ * broken then is reconnected and the frame sent again (batch_begun).
  */
-#define SQL_BEGIN                                                              \
-	"BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; " SQL_SP
-
 int
 store_batch_begin(struct store *st)
 {
+	static const char *const frame[] = {"BEGIN", SQL_PLAN, SQL_SP};
+
 	st->npend = 0;
 	if (store_ready(st) == -1)
 		return -1;
-	if (db_exec(st, "batch", SQL_BEGIN) == -1) {
+	if (db_begin_later(st, frame, 3) == -1 &&
+	    db_exec(st, "batch", SQL_BEGIN) == -1) {
 		if (store_ready(st) == -1 ||
 		    db_exec(st, "batch", SQL_BEGIN) == -1)
 			return -1;
 	}
 	st->sp = SP_FRESH; /* the first group's (sp_enter) */
+	st->td_after = st->td_committed;
 	st->stats.batches++;
 	return 0;
 }
@@ -825,6 +859,8 @@ store_batch_commit(struct store *st)
 		goto fail;
 	st->sp = SP_NONE;
 	st->pos_committed = st->pos_used;
+	st->td_committed = st->td_after;
+	apply_finish(st);
 	return 0;
 fail:
 	store_batch_rollback(st);
@@ -838,6 +874,7 @@ store_batch_rollback(struct store *st)
 	st->sp = SP_NONE;
 	if (st->c != NULL)
 		(void)db_sync(st); /* what a failed commit left unread */
+	db_later_clear(st);
 	if (st->c != NULL && PQstatus(st->c) == CONNECTION_OK &&
 	    PQtransactionStatus(st->c) != PQTRANS_IDLE &&
 	    db_exec(st, "batch", "ROLLBACK") == -1)

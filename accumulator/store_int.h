@@ -71,6 +71,13 @@ struct store {
 	int64_t pos_next, pos_end;	/* reserved, not yet handed out */
 	int64_t pos_used;		/* highest handed out */
 	int64_t pos_committed;		/* in syncv3_position */
+	/*
+	 * The last to-device position committed (pos_committed when the
+	 * position was loaded: nothing before is known), and the batch's
+	 * last one, td_committed at its BEGIN: apply.c's to-device notices
+	 * say no message is between it and theirs.
+	 */
+	int64_t td_committed, td_after;
 	struct store_stats stats;
 	size_t grp_state_rows; /* syncv3_state rows of this group */
 	/* the batch: messages taken by store_apply, applied as one group
@@ -82,6 +89,22 @@ struct store {
 	 * nlater: statements sent so, not yet answered (db.c) */
 	bool is_later;
 	size_t nlater;
+	/*
+	 * db_q_later: statements sent so whose results are read once their
+	 * pipeline is (idx: their place among the nlater; r: the result,
+	 * NULL until read or when it failed), the first nlres_read of them
+	 * read; apply_finish takes them when the group has succeeded.
+	 */
+	/* nbegin: of the nlater, the batch's BEGIN statements (db.c
+	 * db_begin_later); begin_lost: a pipeline of only those failed */
+	size_t nbegin;
+	bool begin_lost;
+	struct later_res {
+		size_t idx;
+		struct store_msg *m;
+		PGresult *r;
+	} *lres;
+	size_t nlres, nlres_read, caplres;
 	/* rooms given chunk boundaries since the last cleanup pass, which
 	 * trims only those (015_chunks.sql; room id -> 1) */
 	struct map chunk_rooms;

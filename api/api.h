@@ -430,6 +430,15 @@ void sync_handle(struct api *api, struct evhttp_request *req);
 /* s_<stream>.c: each runs one stream for r and calls stream_done() */
 void s_typing_run(struct api *api, struct sreq *r);
 void s_to_device_run(struct api *api, struct sreq *r);
+/*
+ * A to-device notice's messages (proto.h), shared by the v3 requests it
+ * wakes, which answer from them without reading Postgres. NULL when the
+ * notice carries none.
+ */
+struct td_hint *td_hint_new(const struct proto_notice *pn);
+void td_hint_unref(struct td_hint *h);
+/* r keeps h (a reference) for its next round, in place of an older one. */
+void td_hint_give(struct sreq *r, struct td_hint *h);
 void s_room_member_run(struct api *api, struct sreq *r);
 void s_room_list_run(struct api *api, struct sreq *r);
 
@@ -504,6 +513,8 @@ struct sreq {
 	/* s_typing.c: the table's mark of the list this round read, 0 if
 	 * the round read Postgres (ephemeral.c) */
 	uint64_t typing_mark;
+	/* s_to_device.c: the messages of the notice that woke r, or NULL */
+	struct td_hint *td_hint;
 	/* ss_req.c: a sliding sync request (NULL for v3), its ss_wake bits */
 	struct ss_req *ss;
 	unsigned ss_wake;
@@ -552,6 +563,8 @@ struct api_stats {
 	unsigned long long queries;	/* statements sent (sql_query) */
 	unsigned long long whoami_cache_hits;	/* resolved from memory */
 	unsigned long long token_lookups;	/* looked up in Postgres */
+	/* to-device answered from a notice's messages (s_to_device.c) */
+	unsigned long long td_notice_hits;
 };
 
 struct api {

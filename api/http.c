@@ -347,7 +347,7 @@ health_cb(struct api *api, struct evhttp_request *req)
 	    "\"queries\":%llu,\"typing_table_hits\":%llu,"
 	    "\"typing_table_misses\":%llu,\"typing_table_rooms\":%zu,"
 	    "\"reads_replica\":%llu,\"reads_primary\":%llu,"
-	    "\"reads_waited\":%llu}",
+	    "\"reads_waited\":%llu,\"to_device_notice_hits\":%llu}",
 	    is_up ? "ok" : "db_unavailable",
 	    (long long)api->cur_pos,
 	    lp_count(api), api->stats.requests, api->stats.whoami_calls,
@@ -355,7 +355,7 @@ health_cb(struct api *api, struct evhttp_request *req)
 	    api->stats.nlat, lat_pct(&api->stats, 50),
 	    lat_pct(&api->stats, 99), api->nconns, api->stats.queries,
 	    eph_hits, eph_misses, eph_rooms, rs.read_replica, rs.read_primary,
-	    rs.read_waited);
+	    rs.read_waited, api->stats.td_notice_hits);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
 	evhttp_send_reply(req, is_up ? 200 : 503, is_up ? "OK" :

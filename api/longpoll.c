@@ -48,6 +48,9 @@ struct lp_ring_ent {
 	bool is_row;
 	char *a;	/* room_id or user_id */
 	char *b;	/* device_id or NULL */
+	/* PROTO_NOTICE_TO_DEVICE: its messages while it wakes (lp_notice),
+	 * never kept in the ring */
+	struct td_hint *td;
 };
 
 /* longpoll.c's part of struct api */
@@ -357,6 +360,8 @@ lp_hit(struct api *api, struct sreq *r, const struct lp_ring_ent *n)
 	if (n->type == PROTO_NOTICE_DEVICE && n->is_expired &&
 	    !r->is_initial_wait)
 		r->is_revoked = true;
+	if (n->td != NULL && r->ss == NULL)
+		td_hint_give(r, n->td);
 	lp_wake(api, r);
 }
 
@@ -468,6 +473,22 @@ lp_typing_early(struct api *api, const struct proto_notice *pn)
 }
 
 /*
+ * A device's to-device notice wakes its waiters; the messages it carries
+ * go to the v3 ones, which answer from them (s_to_device.c).
+ */
+static void
+lp_to_device(struct api *api, const struct proto_notice *pn, char k[KEY_MAX])
+{
+	struct lp_ring_ent *n =
+	    &api->lp->ring[(api->lp->ring_head + LP_RING - 1) % LP_RING];
+
+	n->td = td_hint_new(pn);
+	wake_key(api, lp_key(k, K_TO_DEVICE, pn->user_id, pn->device_id), n);
+	td_hint_unref(n->td);
+	n->td = NULL;
+}
+
+/*
  * A notice: recorded in the ring (for waiters registering late), then the
  * waiters under the keys it concerns are checked against it. A device
  * notice also updates auth's cached tokens; a heartbeat only moves the
@@ -530,7 +551,7 @@ lp_notice(struct api *api, const struct proto_notice *pn)
 		wake_key(api, lp_key(k, K_ACCOUNT_DATA, user, NULL), n);
 		break;
 	case PROTO_NOTICE_TO_DEVICE:
-		wake_key(api, lp_key(k, K_TO_DEVICE, user, dev), n);
+		lp_to_device(api, pn, k);
 		break;
 	case PROTO_NOTICE_ROOM:
 		wake_key(api, lp_key(k, K_MEMBER, room, NULL), n);

@@ -44,6 +44,7 @@ sreq_unref(struct sreq *r)
 			evbuffer_free(r->out[i]);
 	json_object_put(r->delta);
 	json_object_put(r->params);
+	td_hint_unref(r->td_hint);
 	free(r->token);
 	free(r->user_id);
 	free(r->device_id);

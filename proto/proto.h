@@ -23,13 +23,15 @@
 #include <json-c/json.h>
 #include <zmq.h>
 
-#define PROTO_VERSION 7
+#define PROTO_VERSION 8
 #define PROTO_MAGIC 0x4D58
 #define PROTO_HDR_LEN 24
 #define PROTO_META_MAX (64 * 1024)
 #define PROTO_PAYLOAD_MAX ((size_t)512 * 1024 * 1024)
 #define PROTO_ROUTE_MAX 256
 #define PROTO_TYPING_MAX 1024	/* user ids in a typing notice */
+/* bytes of to-device messages a PROTO_NOTICE_TO_DEVICE carries, at most */
+#define PROTO_TD_BYTES (16 * 1024)
 
 enum proto_type {
 	/*
@@ -88,7 +90,20 @@ enum proto_type {
 	 * that sent this list before the commit, 0 when none did.
 	 */
 	PROTO_NOTICE_TYPING,
-	PROTO_NOTICE_TO_DEVICE,    /* {user_id, device_id} */
+	/*
+	 * {user_id, device_id, after} (after: version 8): the device has
+	 * to-device messages or device list changes up to pos. The payload
+	 * (version 8) is the device's to-device messages at positions
+	 * (after, pos], each as stored (syncv3_to_device.json, never with a
+	 * NUL) and followed by one NUL, at the consecutive positions
+	 * pos - k + 1 .. pos for k messages: the api answers a waiting
+	 * client from it without reading them back. Those are all of the
+	 * device's messages in (after, pos]; after == pos when the notice
+	 * carries none (a device list change, or messages over
+	 * PROTO_TD_BYTES in all), which says nothing about any position.
+	 * 0 <= after <= pos - k.
+	 */
+	PROTO_NOTICE_TO_DEVICE,
 	PROTO_NOTICE_ACCOUNT_DATA, /* {user_id, room_id ("" = global)} */
 	PROTO_NOTICE_MEMBERSHIP,   /* {user_id, room_id, membership} */
 	PROTO_NOTICE_DEVICE,       /* {user_id, device_id, state} */
@@ -239,6 +254,12 @@ struct proto_notice {
 	int64_t lsn; /* meta.lsn, >= 0 */
 	/* PROTO_NOTICE_TYPING: meta.early, >= 0 */
 	int64_t early;
+	/* PROTO_NOTICE_TO_DEVICE: meta.after, and the messages in the
+	 * payload (NUL after each, td_count of them) */
+	int64_t after;
+	const char *td;
+	size_t td_len;
+	size_t td_count;
 };
 
 /* proto.c: envelope */

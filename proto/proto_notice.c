@@ -1,7 +1,9 @@
 /*
  * Change notices, accumulator -> api over PUB/SUB. They are hints: the api
- * re-reads Postgres for the data (contract 3). Which ids a notice carries
- * depends on its type; the table below is the single source of that.
+ * re-reads Postgres for the data (contract 3), but for what a notice
+ * carries whole (a typing list, a device's to-device messages). Which ids
+ * a notice carries depends on its type; the table below is the single
+ * source of that.
  */
 #include <string.h>
 
@@ -18,10 +20,12 @@ enum {
 	N_STATE = 0x10,
 	N_TYPING = 0x20,
 	N_EARLY = 0x40, /* meta.early */
+	N_TD = 0x80,    /* meta.after and the messages in the payload */
 };
 
 static int typing_ids_encode(struct json_object *meta, const char *ids);
 static int typing_ids_decode(struct json_object *meta, const char **out);
+static int td_decode(const struct proto_msg *msg, struct proto_notice *out);
 
 static int
 notice_keys(int type)
@@ -34,7 +38,7 @@ notice_keys(int type)
 	case PROTO_NOTICE_TYPING_EARLY:
 		return N_ROOM | N_TYPING;
 	case PROTO_NOTICE_TO_DEVICE:
-		return N_USER | N_DEVICE;
+		return N_USER | N_DEVICE | N_TD;
 	case PROTO_NOTICE_ACCOUNT_DATA:
 		return N_USER | N_ROOM;
 	case PROTO_NOTICE_MEMBERSHIP:
@@ -95,7 +99,12 @@ proto_send_notice(void *sock, const struct proto_notice *n)
 	if (keys & N_EARLY)
 		json_object_object_add(meta, "early",
 		                       json_object_new_int64(n->early));
-	rc = proto_send(sock, NULL, 0, n->type, n->seq, meta, NULL, 0, NULL);
+	if (keys & N_TD)
+		json_object_object_add(meta, "after",
+		                       json_object_new_int64(n->after));
+	rc = proto_send(sock, NULL, 0, n->type, n->seq, meta,
+	                (keys & N_TD) ? n->td : NULL,
+	                (keys & N_TD) ? n->td_len : 0, NULL);
 	json_object_put(meta);
 	return rc;
 }
@@ -132,9 +141,34 @@ proto_recv_notice(const struct proto_msg *msg, struct proto_notice *out)
 	    notice_lsn_get(msg->meta, out) == -1 ||
 	    ((keys & N_EARLY) &&
 	     (!json_get_int(msg->meta, "early", &out->early) ||
-	      out->early < 0)))
+	      out->early < 0)) ||
+	    ((keys & N_TD) && td_decode(msg, out) != 0))
 		return PROTO_EMETA;
 	return PROTO_OK;
+}
+
+/*
+ * A to-device notice's messages (version 8): each one ends with a NUL, at
+ * most PROTO_TD_BYTES in all, and (after, pos] has room for them.
+ */
+static int
+td_decode(const struct proto_msg *msg, struct proto_notice *out)
+{
+	const char *p = msg->payload, *end = p + msg->payload_len;
+	const char *z;
+
+	if (!json_get_int(msg->meta, "after", &out->after) ||
+	    out->after < 0 || msg->payload_len > PROTO_TD_BYTES ||
+	    (msg->payload_len > 0 && end[-1] != '\0'))
+		return -1;
+	for (; p < end; p = z + 1, out->td_count++)
+		if ((z = memchr(p, '\0', (size_t)(end - p))) == p)
+			return -1; /* an empty message */
+	if (out->after > out->pos - (int64_t)out->td_count)
+		return -1;
+	out->td = msg->payload_len > 0 ? msg->payload : NULL;
+	out->td_len = msg->payload_len;
+	return 0;
 }
 
 /* A typing list: a JSON array of at most PROTO_TYPING_MAX strings. */

@@ -4,13 +4,15 @@
 # (issue #13: a to-device message's latency upstream -> client is mostly
 # its batch's round trips). syncv3_acc_pg_round_trips_total counts every
 # wait of the store's connection; a lone body's batch is
-#   BEGIN + SET LOCAL + SAVEPOINT   one simple query
-#   the CAS on the device row
-#   the statements whose results it reads (to-device: the device keys'
-#     upsert, which carries the INSERT of its rows before it in one
-#     pipeline; typing: the room and membership reads, the typing upsert)
+#   BEGIN + SET LOCAL + SAVEPOINT and the CAS on the device row: one
+#     pipeline (db_begin_later; they were a simple query and the CAS)
+#   the statements whose results it reads (typing: the room and
+#     membership reads, the typing upsert; a to-device body has none: its
+#     rows' INSERT and the device keys' upsert, whose result is read after
+#     the commit, db_q_later, go with the commit)
 #   the since, position, COMMIT and WAL position: one pipeline
-# so a to-device body takes at most 4 and a typing body at most 7 (they
+# so a to-device body takes at most 2 (4 when the keys' upsert and the
+# BEGIN waited) and a typing body at most 7 (they
 # took 10 and 11 with a statement per step, a COPY and a RELEASE). A room
 # message: BEGIN, the CAS, the group's lookups (known events, room rows,
 # the users' rows: one pipeline, db_qv; they were one wait each, 9 in
@@ -60,7 +62,7 @@ msg() {
 say() {
 	sim "rooms/$room/send" '{"sender":"@bob:localhost","type":"m.room.message","content":{"body":"hi"}}' >/dev/null
 }
-trips to-device 4 msg
+trips to-device 2 msg
 trips typing 7 sim_typing "$room" @bob:localhost
 trips message 7 say
 

@@ -386,6 +386,97 @@ test_notice_lsn(void **state)
 	    PROTO_EMETA);
 }
 
+/* A to-device notice as given (meta, payload): what the decoder says. */
+static int
+td_meta(struct pair *p, const char *meta, const char *pl, size_t pl_len,
+        struct proto_notice *g, struct proto_msg *msg)
+{
+	struct proto_hdr h = {
+	    PROTO_MAGIC, PROTO_VERSION, 0, PROTO_NOTICE_TO_DEVICE, 0, 1, 2};
+	uint8_t hdr[PROTO_HDR_LEN];
+
+	proto_hdr_encode(&h, hdr);
+	zmq_send(p->a, "notice.to_device", 16, ZMQ_SNDMORE);
+	zmq_send(p->a, hdr, sizeof(hdr), ZMQ_SNDMORE);
+	zmq_send(p->a, meta, strlen(meta), ZMQ_SNDMORE);
+	zmq_send(p->a, pl, pl_len, 0);
+	assert_int_equal(proto_recv(p->b, false, msg), PROTO_OK);
+	return proto_recv_notice(msg, g);
+}
+
+/*
+ * Version 8: a to-device notice carries the device's messages at
+ * (after, pos], each followed by a NUL; the decoder is strict.
+ */
+static void
+test_notice_to_device(void **state)
+{
+	struct pair *p = *state;
+	static const char msgs[] = "{\"type\":\"m.a\"}\0{\"n\":\"x\\u0000\"}";
+	struct proto_notice n = {.type = PROTO_NOTICE_TO_DEVICE, .seq = 4,
+	    .epoch = 5, .pos = 20, .after = 11, .user_id = "@u:hs",
+	    .device_id = "D", .td = msgs, .td_len = sizeof(msgs)}, g;
+	struct proto_msg msg;
+	static const char *const m =
+	    "{\"epoch\":1,\"pos\":5,\"lsn\":0,\"user_id\":\"@u\",\"device_id\":"
+	    "\"D\",\"after\":";
+	static const struct {
+		const char *after, *pl;
+		size_t len;
+		int rc;
+	} cases[] = {
+	    {"3}", "{}\0{}", 6, PROTO_OK}, /* (3, 5]: two */
+	    {"4}", "{}\0{}", 6, PROTO_EMETA}, /* two do not fit in (4, 5] */
+	    {"5}", "", 0, PROTO_OK},          /* none */
+	    {"3}", "{}\0{}", 5, PROTO_EMETA}, /* the last without its NUL */
+	    {"3}", "{}\0\0", 4, PROTO_EMETA}, /* an empty one */
+	    {"-1}", "", 0, PROTO_EMETA},
+	    {"\"3\"}", "", 0, PROTO_EMETA},
+	};
+	char *meta, *big;
+
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_int_equal(g.pos, 20);
+	assert_int_equal(g.after, 11);
+	assert_string_equal(g.device_id, "D");
+	assert_int_equal(g.td_count, 2);
+	assert_int_equal(g.td_len, sizeof(msgs));
+	assert_memory_equal(g.td, msgs, sizeof(msgs));
+	proto_msg_close(&msg);
+	/* a device list notice: nothing carried, after == pos */
+	n.td = NULL;
+	n.td_len = 0;
+	n.after = n.pos;
+	assert_int_equal(proto_send_notice(p->a, &n), PROTO_OK);
+	assert_int_equal(proto_recv(p->b, false, &msg), PROTO_OK);
+	assert_int_equal(proto_recv_notice(&msg, &g), PROTO_OK);
+	assert_int_equal(g.td_count, 0);
+	assert_null(g.td);
+	proto_msg_close(&msg);
+	meta = malloc(strlen(m) + 16);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sprintf(meta, "%s%s", m, cases[i].after);
+		assert_int_equal(td_meta(p, meta, cases[i].pl, cases[i].len,
+		                         &g, &msg), cases[i].rc);
+		proto_msg_close(&msg);
+	}
+	/* no meta.after (a version 7 sender's), and over PROTO_TD_BYTES */
+	sprintf(meta, "%.*s}", (int)strlen(m) - 9, m);
+	assert_int_equal(td_meta(p, meta, "", 0, &g, &msg), PROTO_EMETA);
+	proto_msg_close(&msg);
+	big = malloc(PROTO_TD_BYTES + 2);
+	memset(big, 'x', PROTO_TD_BYTES + 1);
+	big[PROTO_TD_BYTES + 1] = '\0';
+	sprintf(meta, "%s0}", m);
+	assert_int_equal(td_meta(p, meta, big, PROTO_TD_BYTES + 2, &g, &msg),
+	                 PROTO_EMETA);
+	proto_msg_close(&msg);
+	free(big);
+	free(meta);
+}
+
 /* Sends raw frames as given and returns what proto_recv makes of them. */
 static int
 recv_raw(struct pair *p, const char **frames, const size_t *lens, int n)
@@ -505,6 +596,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_oversized_meta,
 		    pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_nothing_waiting,
+		    pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_notice_to_device,
 		    pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_notice_lsn, pair_setup,
 		    pair_teardown),
