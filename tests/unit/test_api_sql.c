@@ -137,6 +137,48 @@ test_list_stream_batch(void **state)
 	PQfinish(c);
 }
 
+/*
+ * Q_TO_DEVICE reads several requests' to_device streams at once
+ * (s_to_device.c batches the rounds one loop pass started): each
+ * request's rows, tagged with its index, are its own device's messages
+ * after its own position, up to its own, at most its limit. a/A1 has
+ * 1-4, a/A2 has 5, b/B1 has 6; a second A1 request from 2 with a limit
+ * of 1 gets 3 only, and a/A2 up to 4 gets nothing.
+ */
+static void
+test_to_device_batch(void **state)
+{
+	const char *params[5] = {"{@a,@b,@a,@a}", "{A1,B1,A1,A2}",
+	                         "{0,0,2,0}", "{9,9,9,4}", "{100,100,1,100}"};
+	char got[512] = "";
+	PGresult *res;
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apitd");
+	assert_int_equal(
+	    pg_exec(c, "t",
+	            "INSERT INTO syncv3_to_device (user_id, device_id, pos, "
+	            "json) VALUES ('@a', 'A1', 1, '1'), ('@a', 'A1', 2, '2'), "
+	            "('@a', 'A1', 3, '3'), ('@a', 'A1', 4, '4'), "
+	            "('@a', 'A2', 5, '5'), ('@b', 'B1', 6, '6')"),
+	    0);
+	res = PQexecParams(c, api_stmts[Q_TO_DEVICE].sql, 5, NULL, params,
+	                   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("%s", PQerrorMessage(c));
+	for (int i = 0; i < PQntuples(res); i++) {
+		strcat(got, PQgetvalue(res, i, 0));
+		strcat(got, ":");
+		strcat(got, PQgetvalue(res, i, 2));
+		strcat(got, " ");
+	}
+	PQclear(res);
+	assert_string_equal(got, "1:1 1:2 1:3 1:4 2:6 3:3 ");
+	assert_int_equal(pg_exec(c, "t", "DROP SCHEMA apitd CASCADE"), 0);
+	PQfinish(c);
+}
+
 /* Q_LIST_DETAIL's rows of kind k for lower bound f, as one string. */
 static void
 detail_rows(PGconn *c, const char *f, char kind, char *out, size_t len)
@@ -345,6 +387,7 @@ main(void)
 	    cmocka_unit_test(test_table),
 	    cmocka_unit_test(test_prepare),
 	    cmocka_unit_test(test_list_stream_batch),
+	    cmocka_unit_test(test_to_device_batch),
 	    cmocka_unit_test(test_window_order),
 	    cmocka_unit_test(test_list_rooms_plain),
 	};
