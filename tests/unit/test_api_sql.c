@@ -179,6 +179,51 @@ test_to_device_batch(void **state)
 	PQfinish(c);
 }
 
+/*
+ * Q_SESSION_LOAD, which every request with a since runs, updates its
+ * session row as a HOT update (033_session_hot.sql): no index covers a
+ * column it sets, so it writes no index entries. Counted within one
+ * transaction (pg_stat_get_xact_tuples_hot_updated).
+ */
+static void
+test_session_load_hot(void **state)
+{
+	const char *params[6] = {"1", "@a", "A1", "5", "600", "h"};
+	PGresult *res;
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apises");
+	assert_int_equal(
+	    pg_exec(c, "t",
+	            "INSERT INTO syncv3_devices (user_id, device_id, "
+	            "token_hash, token_enc) VALUES ('@a', 'A1', 'h', 'e');"
+	            "INSERT INTO syncv3_sessions (session_id, user_id, "
+	            "device_id, last_used) VALUES (1, '@a', 'A1', now() - "
+	            "interval '1 minute')"),
+	    0);
+	assert_int_equal(pg_exec(c, "t", "BEGIN"),
+	    0);
+	res = PQexecParams(c, api_stmts[Q_SESSION_LOAD].sql, 6, NULL, params,
+	                   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("%s", PQerrorMessage(c));
+	assert_int_equal(PQntuples(res), 1);
+	assert_string_equal(PQgetvalue(res, 0, 0), "t");
+	assert_string_equal(PQgetvalue(res, 0, 2), "5");
+	PQclear(res);
+	res = PQexec(c, "SELECT pg_stat_get_xact_tuples_updated(x), "
+	                "pg_stat_get_xact_tuples_hot_updated(x) FROM (SELECT "
+	                "'syncv3_sessions'::regclass::oid AS x) t");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "1");
+	assert_string_equal(PQgetvalue(res, 0, 1), "1");
+	PQclear(res);
+	assert_int_equal(pg_exec(c, "t", "COMMIT; DROP SCHEMA apises CASCADE"),
+	                 0);
+	PQfinish(c);
+}
+
 /* Q_LIST_DETAIL's rows of kind k for lower bound f, as one string. */
 static void
 detail_rows(PGconn *c, const char *f, char kind, char *out, size_t len)
@@ -388,6 +433,7 @@ main(void)
 	    cmocka_unit_test(test_prepare),
 	    cmocka_unit_test(test_list_stream_batch),
 	    cmocka_unit_test(test_to_device_batch),
+	    cmocka_unit_test(test_session_load_hot),
 	    cmocka_unit_test(test_window_order),
 	    cmocka_unit_test(test_list_rooms_plain),
 	};
