@@ -155,6 +155,14 @@ struct pg_job *sql_query(struct api *api, enum api_sql id,
  */
 struct pg_job *sql_query_at(struct api *api, enum api_sql id, int64_t pos,
                             const char *const *params, pg_cb cb, void *arg);
+/*
+ * A statement of several requests' rounds at once (Q_LIST_STREAM,
+ * Q_TO_DEVICE) tags each row with its request's index (from 1) in column
+ * col, rows in index order: the rows of request k start at *row or after
+ * it. Returns how many rows are k's, sets *lo to the first, and moves
+ * *row past them; a row of another index is never counted.
+ */
+int sql_batch_rows(PGresult *res, int col, int k, int *row, int *lo);
 
 /* sincetok.c: opaque since tokens (pure) */
 struct since {
@@ -587,6 +595,7 @@ struct api {
 	struct longpoll *lp;	/* longpoll.c: waiters, their index, ring */
 	struct notices *notices;	/* notices.c: the SUB's sequence */
 	struct list_batch *list_batch;	/* s_room_list.c: rounds to read */
+	struct td_batch *td_batch;	/* s_to_device.c: rounds to read */
 	uint64_t device_notices;	/* PROTO_NOTICE_DEVICE received */
 	struct api_stats stats;
 	struct proxy *proxy;	/* proxy.c */

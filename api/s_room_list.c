@@ -689,17 +689,11 @@ static void
 batch_cb(PGresult *res, void *arg)
 {
 	struct list_batch *b = arg;
-	int n = res != NULL ? PQntuples(res) : 0, row = 0, lo;
+	int row = 0, lo, n;
 
 	for (int k = 0; k < b->n; k++) {
-		while (row < n && strtol(PQgetvalue(res, row, COL_BATCH_I),
-		                         NULL, 10) < k + 1)
-			row++;
-		lo = row;
-		while (row < n && strtol(PQgetvalue(res, row, COL_BATCH_I),
-		                         NULL, 10) == k + 1)
-			row++;
-		list_rows(b->v[k], res, lo, row - lo);
+		n = sql_batch_rows(res, COL_BATCH_I, k + 1, &row, &lo);
+		list_rows(b->v[k], res, lo, n);
 	}
 	free(b);
 }

@@ -3,7 +3,8 @@
  * the device's messages after the since token's to-device position, as
  * stored, in order. A full page stops at its last message so the next
  * request pages forward. Messages stay until every live session has
- * acknowledged them (session.c).
+ * acknowledged them (session.c). The rounds that start in one loop pass
+ * are read in one statement.
  *
  * A request woken by a to-device notice that carries the device's
  * messages (proto.h: all of them at positions (after, pos]) answers from
@@ -99,16 +100,31 @@ td_hint_answer(struct sreq *r, const struct td_hint *h, int64_t from)
 }
 
 /*
- * The device's messages after the acknowledged position, up to limit;
- * the next position is the last one sent when the limit cut the list,
- * else the round's.
+ * Rounds read together (issue #13): a round that starts joins the open
+ * batch, sent from the loop once the callbacks already queued have run,
+ * which are the wake-ups of the notices read in the same turn, as
+ * s_room_list.c batches its streaming rounds. So the clients one burst of
+ * notices woke read their messages in one statement (Q_TO_DEVICE), each
+ * its own device's from its own position, not one statement each; a
+ * batch is at most TD_BATCH_MAX requests. Nothing waits for a batch but
+ * the end of the loop pass.
+ */
+#define TD_BATCH_MAX 64
+
+struct td_batch {
+	struct sreq *v[TD_BATCH_MAX];
+	int n;
+};
+
+/*
+ * One request's messages, rows row0 to row0 + n of res, after the
+ * acknowledged position, up to limit; the next position is the last one
+ * sent when the limit cut the list, else the round's.
  */
 static void
-to_device_cb(PGresult *res, void *arg)
+to_device_rows(struct sreq *r, PGresult *res, int row0, int n)
 {
-	struct sreq *r = arg;
 	struct evbuffer *b = r->out[ST_TO_DEVICE];
-	int n;
 
 	if (sreq_replied(r))
 		goto out;
@@ -116,51 +132,120 @@ to_device_cb(PGresult *res, void *arg)
 		stream_fail_db(r);
 		goto out;
 	}
-	n = PQntuples(res);
 	evbuffer_add_printf(b, "{\"limit\":%" PRId64 ",\"events\":[",
 	    r->p.td_limit);
-	for (int i = 0; i < n; i++) {
-		if (i > 0)
+	for (int i = row0; i < row0 + n; i++) {
+		if (i > row0)
 			evbuffer_add(b, ",", 1);
-		evbuffer_add(b, PQgetvalue(res, i, 1),
-		    (size_t)PQgetlength(res, i, 1));
+		evbuffer_add(b, PQgetvalue(res, i, 2),
+		    (size_t)PQgetlength(res, i, 2));
 	}
 	evbuffer_add(b, "]}", 2);
 	r->has_data |= n > 0;
 	r->next.d = n > 0 && n == r->p.td_limit ?
-	    strtoll(PQgetvalue(res, n - 1, 0), NULL, 10) : r->to;
+	    strtoll(PQgetvalue(res, row0 + n - 1, 1), NULL, 10) : r->to;
 	if (r->next.d < r->from.d)
 		r->next.d = r->from.d;
 out:
 	stream_done(r);
 }
 
+/* Hands each request its own rows (in index order). Frees b. */
+static void
+batch_cb(PGresult *res, void *arg)
+{
+	struct td_batch *b = arg;
+	int row = 0, lo, n;
+
+	for (int k = 0; k < b->n; k++) {
+		n = sql_batch_rows(res, 0, k + 1, &row, &lo);
+		to_device_rows(b->v[k], res, lo, n);
+	}
+	free(b);
+}
+
+static void
+batch_send(struct api *api, struct td_batch *b)
+{
+	const char **users = xcalloc((size_t)b->n, sizeof(char *));
+	const char **devs = xcalloc((size_t)b->n, sizeof(char *));
+	struct pg_lit froms = {0}, tos = {0}, limits = {0};
+	const char *params[5];
+	char *ua, *da;
+	int64_t at = 0;
+
+	if (api->td_batch == b)
+		api->td_batch = NULL;
+	log_debug("to_device: %d rounds in one read", b->n);
+	for (int i = 0; i < b->n; i++) {
+		struct sreq *r = b->v[i];
+
+		users[i] = r->user_id;
+		devs[i] = r->device_id;
+		/* what this session acknowledged is never sent to it again */
+		pg_arr_i64(&froms,
+		    r->acked_d > r->from.d ? r->acked_d : r->from.d);
+		pg_arr_i64(&tos, r->to);
+		pg_arr_i64(&limits, r->p.td_limit);
+		if (r->to > at)
+			at = r->to;
+	}
+	ua = pg_text_array(users, (size_t)b->n);
+	da = pg_text_array(devs, (size_t)b->n);
+	params[0] = ua;
+	params[1] = da;
+	params[2] = pg_arr_end(&froms);
+	params[3] = pg_arr_end(&tos);
+	params[4] = pg_arr_end(&limits);
+	sql_query_at(api, Q_TO_DEVICE, at, params, batch_cb, b);
+	pg_lit_free(&froms);
+	pg_lit_free(&tos);
+	pg_lit_free(&limits);
+	free(ua);
+	free(da);
+	free(users);
+	free(devs);
+}
+
+static void
+batch_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+
+	(void)fd;
+	(void)what;
+	if (api->td_batch != NULL)
+		batch_send(api, api->td_batch);
+}
+
+/* A round answered from its notice, else joining the open batch. */
 void
 s_to_device_run(struct api *api, struct sreq *r)
 {
-	char from[PG_I64_LEN], to[PG_I64_LEN], limit[PG_I64_LEN];
-	const char *params[5];
-	/* what this session acknowledged is never sent to it again */
-	int64_t at = r->acked_d > r->from.d ? r->acked_d : r->from.d;
 	struct td_hint *h = r->td_hint;
+	struct td_batch *b;
 	bool is_answered;
 
 	if (h != NULL) {	/* one round only: its messages are old next */
 		r->td_hint = NULL;
-		is_answered = td_hint_answer(r, h, at);
+		/* what this session acknowledged is never sent to it again */
+		is_answered = td_hint_answer(r, h,
+		    r->acked_d > r->from.d ? r->acked_d : r->from.d);
 		td_hint_unref(h);
 		if (is_answered) {
 			stream_done(r);
 			return;
 		}
 	}
-	pg_i64(from, at);
-	pg_i64(to, r->to);
-	pg_i64(limit, r->p.td_limit);
-	params[0] = r->user_id;
-	params[1] = r->device_id;
-	params[2] = from;
-	params[3] = to;
-	params[4] = limit;
-	sql_query_at(api, Q_TO_DEVICE, r->to, params, to_device_cb, r);
+	b = api->td_batch;
+	if (b != NULL && b->n == TD_BATCH_MAX) {
+		batch_send(api, b);
+		b = NULL;
+	}
+	if (b == NULL) {
+		b = api->td_batch = xcalloc(1, sizeof(*b));
+		event_base_once(api->base, -1, EV_TIMEOUT, batch_flush_cb, api,
+		    NULL);
+	}
+	b->v[b->n++] = r;
 }

@@ -5,6 +5,8 @@
  * schema change that breaks one is caught by test_api_sql, which PREPAREs
  * each against the migrated schema.
  */
+#include <stdlib.h>
+
 #include "api.h"
 #include "pg.h"
 #include "proto.h"
@@ -1253,10 +1255,20 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	    VIS_MEMBERSHIP("$1", "$2", "(SELECT pos FROM syncv3_position)")
 	    " = 'join', false) FROM (SELECT 1) one "
 	    "LEFT JOIN syncv3_typing t ON t.room_id = $1", 2},
+	/*
+	 * The to_device rounds of several requests in one statement (the
+	 * clients one notice woke, s_to_device.c): per request, at the same
+	 * index, $1 user, $2 device, $3 after, $4 up to, $5 limit. A row: the
+	 * request's index (from 1), then one message (pos, json), in request
+	 * then pos order; a request with no message has no row.
+	 */
 	[Q_TO_DEVICE] = {"api_to_device",
-	    "SELECT pos, json FROM syncv3_to_device "
-	    "WHERE user_id = $1 AND device_id = $2 AND pos > $3::bigint "
-	    "AND pos <= $4::bigint ORDER BY pos LIMIT $5::bigint", 5},
+	    "SELECT q.i, m.pos, m.json FROM unnest($1::text[], $2::text[], "
+	    "$3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS "
+	    "q(u, d, f, t, l, i) CROSS JOIN LATERAL (SELECT pos, json FROM "
+	    "syncv3_to_device WHERE user_id = q.u AND device_id = q.d AND "
+	    "pos > q.f AND pos <= q.t ORDER BY pos LIMIT q.l) m "
+	    "ORDER BY q.i, m.pos", 5},
 	[Q_MEMBER_PAGE] = {"api_member_page",
 	    MEMBER_PAGE " ORDER BY 1 DESC, 2", 3},
 	[Q_MEMBER_STREAM] = {"api_member_stream",
@@ -1433,4 +1445,17 @@ sql_query_at(struct api *api, enum api_sql id, int64_t pos,
 		    api_stmts[id].nparams, params, cb, arg);
 	return pg_pool_query(api->pool, api_stmts[id].sql,
 	                     api_stmts[id].nparams, params, cb, arg);
+}
+
+int
+sql_batch_rows(PGresult *res, int col, int k, int *row, int *lo)
+{
+	int n = res != NULL ? PQntuples(res) : 0;
+
+	while (*row < n && strtol(PQgetvalue(res, *row, col), NULL, 10) < k)
+		(*row)++;
+	*lo = *row;
+	while (*row < n && strtol(PQgetvalue(res, *row, col), NULL, 10) == k)
+		(*row)++;
+	return *row - *lo;
 }

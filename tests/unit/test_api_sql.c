@@ -137,6 +137,93 @@ test_list_stream_batch(void **state)
 	PQfinish(c);
 }
 
+/*
+ * Q_TO_DEVICE reads several requests' to_device streams at once
+ * (s_to_device.c batches the rounds one loop pass started): each
+ * request's rows, tagged with its index, are its own device's messages
+ * after its own position, up to its own, at most its limit. a/A1 has
+ * 1-4, a/A2 has 5, b/B1 has 6; a second A1 request from 2 with a limit
+ * of 1 gets 3 only, and a/A2 up to 4 gets nothing.
+ */
+static void
+test_to_device_batch(void **state)
+{
+	const char *params[5] = {"{@a,@b,@a,@a}", "{A1,B1,A1,A2}",
+	                         "{0,0,2,0}", "{9,9,9,4}", "{100,100,1,100}"};
+	char got[512] = "";
+	PGresult *res;
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apitd");
+	assert_int_equal(
+	    pg_exec(c, "t",
+	            "INSERT INTO syncv3_to_device (user_id, device_id, pos, "
+	            "json) VALUES ('@a', 'A1', 1, '1'), ('@a', 'A1', 2, '2'), "
+	            "('@a', 'A1', 3, '3'), ('@a', 'A1', 4, '4'), "
+	            "('@a', 'A2', 5, '5'), ('@b', 'B1', 6, '6')"),
+	    0);
+	res = PQexecParams(c, api_stmts[Q_TO_DEVICE].sql, 5, NULL, params,
+	                   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("%s", PQerrorMessage(c));
+	for (int i = 0; i < PQntuples(res); i++) {
+		strcat(got, PQgetvalue(res, i, 0));
+		strcat(got, ":");
+		strcat(got, PQgetvalue(res, i, 2));
+		strcat(got, " ");
+	}
+	PQclear(res);
+	assert_string_equal(got, "1:1 1:2 1:3 1:4 2:6 3:3 ");
+	assert_int_equal(pg_exec(c, "t", "DROP SCHEMA apitd CASCADE"), 0);
+	PQfinish(c);
+}
+
+/*
+ * Q_SESSION_LOAD, which every request with a since runs, updates its
+ * session row as a HOT update (033_session_hot.sql): no index covers a
+ * column it sets, so it writes no index entries. Counted within one
+ * transaction (pg_stat_get_xact_tuples_hot_updated).
+ */
+static void
+test_session_load_hot(void **state)
+{
+	const char *params[6] = {"1", "@a", "A1", "5", "600", "h"};
+	PGresult *res;
+	PGconn *c;
+
+	(void)state;
+	c = scratch("apises");
+	assert_int_equal(
+	    pg_exec(c, "t",
+	            "INSERT INTO syncv3_devices (user_id, device_id, "
+	            "token_hash, token_enc) VALUES ('@a', 'A1', 'h', 'e');"
+	            "INSERT INTO syncv3_sessions (session_id, user_id, "
+	            "device_id, last_used) VALUES (1, '@a', 'A1', now() - "
+	            "interval '1 minute')"),
+	    0);
+	assert_int_equal(pg_exec(c, "t", "BEGIN"),
+	    0);
+	res = PQexecParams(c, api_stmts[Q_SESSION_LOAD].sql, 6, NULL, params,
+	                   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("%s", PQerrorMessage(c));
+	assert_int_equal(PQntuples(res), 1);
+	assert_string_equal(PQgetvalue(res, 0, 0), "t");
+	assert_string_equal(PQgetvalue(res, 0, 2), "5");
+	PQclear(res);
+	res = PQexec(c, "SELECT pg_stat_get_xact_tuples_updated(x), "
+	                "pg_stat_get_xact_tuples_hot_updated(x) FROM (SELECT "
+	                "'syncv3_sessions'::regclass::oid AS x) t");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "1");
+	assert_string_equal(PQgetvalue(res, 0, 1), "1");
+	PQclear(res);
+	assert_int_equal(pg_exec(c, "t", "COMMIT; DROP SCHEMA apises CASCADE"),
+	                 0);
+	PQfinish(c);
+}
+
 /* Q_LIST_DETAIL's rows of kind k for lower bound f, as one string. */
 /* PREPAREs api statement id as name. */
 static void
@@ -416,6 +503,8 @@ main(void)
 	    cmocka_unit_test(test_table),
 	    cmocka_unit_test(test_prepare),
 	    cmocka_unit_test(test_list_stream_batch),
+	    cmocka_unit_test(test_to_device_batch),
+	    cmocka_unit_test(test_session_load_hot),
 	    cmocka_unit_test(test_window_order),
 	    cmocka_unit_test(test_list_rooms_plain),
 	    cmocka_unit_test(test_member_stream_late),

@@ -1,0 +1,13 @@
+-- 033_session_hot: a v3 request's session load is a HOT update (issue #13).
+--
+-- Every v3 request with a since loads its session (api/sql.c,
+-- SESSION_LOAD), which sets last_used = now() and acked_to_device. With
+-- an index on last_used that update could never be HOT: each one wrote a
+-- new entry into all three of the table's indexes, ~1,000 a second at
+-- the e2e benchmark's rate. Only the idle-expiry sweep (Q_SESSION_EXPIRE,
+-- every 30 s at most) read the index; it now scans the table, as the
+-- sessions are few (a per-device cap) and the sweep rare. Measured on a
+-- copy of the e2e benchmark's database, one backend, 20,000 loads of one
+-- session, alternating: 90-124 µs of backend CPU a load with the index,
+-- 64-78 µs without.
+DROP INDEX syncv3_sessions_used;
