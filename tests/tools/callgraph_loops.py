@@ -5,7 +5,7 @@ Reads every .c file of the folders given (default: api accumulator poller
 common proto), takes a function defined at the start of a line (the tree's
 .clang-format puts the name of a top-level definition there) as owned by its
 file, and counts a call from file A to a function owned by file B as an edge
-A -> B. Prints each strongly connected component of two or more files, and
+A -> B (a name A defines itself is A's: static helpers share names). Prints each strongly connected component of two or more files, and
 exits 1 when one spans more than --max files (used by tests: a loop of files
 is a layering bug).
 """
@@ -21,16 +21,19 @@ COMMENT = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\])*"', re.S)
 
 def graph(folder):
     files = sorted(f for f in os.listdir(folder) if f.endswith('.c'))
-    text, owner = {}, {}
+    text, owner, own = {}, {}, {}
     for f in files:
         with open(os.path.join(folder, f), encoding='utf-8') as fh:
             text[f] = COMMENT.sub(' ', fh.read())
-        for name in DEF.findall(text[f]):
+        own[f] = set(DEF.findall(text[f]))
+        for name in own[f]:
             owner.setdefault(name, f)
     edges = {f: set() for f in files}
     for f in files:
         for name in CALL.findall(text[f]):
-            g = owner.get(name)
+            # a name the file defines itself is its own (static helpers
+            # of the same name live in several files)
+            g = f if name in own[f] else owner.get(name)
             if g and g != f:
                 edges[f].add(g)
     return edges
