@@ -260,9 +260,10 @@ list_query(struct ss_req *s, int idx)
 	/* no filter set ($4..$11): the statement without their branches */
 	for (int i = 3; i <= 10; i++)
 		is_plain = is_plain && p[i] == NULL;
-	q = !s->is_rooms_read ? Q_SS_LIST
-	    : is_plain        ? Q_SS_LIST_ROOMS_PLAIN
-	                      : Q_SS_LIST_ROOMS;
+	if (!s->is_rooms_read)
+		q = is_plain ? Q_SS_LIST_PLAIN : Q_SS_LIST;
+	else
+		q = is_plain ? Q_SS_LIST_ROOMS_PLAIN : Q_SS_LIST_ROOMS;
 	log_debug("ss: %s: list %d: %s", s->r->user_id, idx, api_stmts[q].name);
 	sreq_ref(s->r);
 	sql_query(s->api, q, p, list_cb, lq);
