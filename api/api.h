@@ -123,6 +123,7 @@ enum api_sql {
 	Q_SS_CREATE_SAVE, /* ss_conn.c: SS_CREATE and SS_SAVE in one */
 	Q_SS_DETAIL_SAVE, /* ss_rooms.c: SS_DETAIL and SS_CREATE_SAVE in one */
 	Q_SS_LIST_ROOMS_PLAIN, /* ss_rooms.c: SS_LIST_ROOMS, no filter set */
+	Q_SS_LIST_PLAIN, /* ss_rooms.c: SS_LIST, no filter set */
 	Q_COUNT,
 };
 struct api_stmt {

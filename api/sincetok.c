@@ -13,10 +13,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "api.h"
+#include "crypto.h"
 #include "util.h"
 
 #define MAC_HEX TOK_MAC_HEX
@@ -26,13 +25,11 @@ void
 tok_mac(const char *body, size_t len, const char *secret, const char *user_id,
         const char *device_id, char out[MAC_HEX + 1])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char md[32];
 	char *msg;
 
 	msg = xasprintf("%s\n%s\n%.*s", user_id, device_id, (int)len, body);
-	HMAC(EVP_sha256(), secret, (int)strlen(secret),
-	     (const unsigned char *)msg, strlen(msg), md, &mdlen);
+	crypto_hmac_sha256(secret, msg, strlen(msg), md);
 	free(msg);
 	for (int i = 0; i < MAC_HEX / 2; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);

@@ -854,10 +854,19 @@
 #define SS_LIST_SINCE                                                          \
 	"(SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE "           \
 	"sd.user_id = $1 AND sd.device_id = $15)"
-#define SS_LIST                                                                \
-	"WITH " SS_WINDOW " SELECT p.pos, " SS_COUNT ", w.room_id, "          \
-	"w.membership, w.k, " SS_MORE ", " SS_LIST_SINCE " FROM "             \
+#define SS_LIST_OF(filters, count)                                             \
+	"WITH " SS_WINDOW_OF(filters) " SELECT p.pos, " SS_COUNT_OF(count)     \
+	", w.room_id, w.membership, w.k, " SS_MORE ", " SS_LIST_SINCE " FROM " \
 	"syncv3_position p LEFT JOIN w ON true ORDER BY w.idx"
+#define SS_LIST SS_LIST_OF(SS_FILTERS, "(SELECT count(*) " SS_CANDIDATES ")")
+/*
+ * SS_LIST for a list without filters ($4..$11 all NULL), as
+ * SS_LIST_ROOMS_PLAIN is SS_LIST_ROOMS's: a request of several lists, or
+ * of lists and subscriptions (Element X's room list and the rooms it
+ * shows), runs one per list, and a generic plan sets up every filter's
+ * branch at each Bind.
+ */
+#define SS_LIST_PLAIN SS_LIST_OF("", "NULL")
 
 /*
  * The rooms to answer ($4, list windows and subscriptions, with $6 and
@@ -1318,6 +1327,7 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_SS_LIST_ROOMS] = {"api_ss_list_rooms", SS_LIST_ROOMS, 17},
 	[Q_SS_LIST_ROOMS_PLAIN] = {"api_ss_list_rooms_plain",
 	    SS_LIST_ROOMS_PLAIN, 17},
+	[Q_SS_LIST_PLAIN] = {"api_ss_list_plain", SS_LIST_PLAIN, 15},
 	/*
 	 * admin.c. Times are milliseconds: since the epoch (_ts) or until
 	 * or since now (_in_ms, _age_ms). Never a token or its hash.

@@ -452,6 +452,8 @@ struct ss_req {
 	struct ss_response resp;
 	struct ss_room *rooms;
 	int nrooms, caprooms;
+	char **list_canon; /* each list's required_state canonical */
+	int nlist_canon;
 	int pending;        /* queries of this step still running */
 	bool is_rooms_read; /* SS_LIST_ROOMS: step 2 came with step 1 */
 	bool is_failed;

@@ -94,6 +94,21 @@ room_take_config(struct ss_room *rm, const struct ss_room_config *cfg)
 	ss_room_config_merge(&rm->cfg, cfg);
 }
 
+/*
+ * The room's required_state canonical, once its config is whole: a room
+ * of one list and no subscription has that list's, made once per list
+ * (list_query) rather than once per room; the merge of one config into
+ * none is that config, so the text is the same.
+ */
+static void
+room_canon(struct ss_req *s, struct ss_room *rm)
+{
+	free(rm->rs_canon);
+	rm->rs_canon = rm->nlists == 1 && !rm->is_sub
+	                   ? xstrdup(s->list_canon[rm->lists[0]])
+	                   : ss_rs_canonical(&rm->cfg.rs);
+}
+
 struct list_q {
 	struct ss_req *s;
 	int idx;
@@ -160,10 +175,15 @@ list_cb(PGresult *res, void *arg)
 		s->conn.tok = xstrdup(PQgetvalue(res, 0, PQnfields(res) - 1));
 		s->conn.tok_at = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	}
-	/* SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 6 */
+	/*
+	 * SS_LIST_ROOMS: each room's SS_ROOMS columns after the list's 6
+	 * (the list is the request's only one: the rooms' configs are whole)
+	 */
 	for (int i = 0; s->is_rooms_read && i < PQntuples(res); i++)
-		if (PQnfields(res) > 6 && !PQgetisnull(res, i, 6))
+		if (PQnfields(res) > 6 && !PQgetisnull(res, i, 6)) {
+			room_canon(s, room_get(s, PQgetvalue(res, i, 6)));
 			room_row(s, res, i, 6);
+		}
 out:
 	if (s != NULL)
 		step1_end(s);
@@ -234,21 +254,21 @@ list_query(struct ss_req *s, int idx)
 	/* SS_QUIET: the config each room of the list gets (room_take_config) */
 	memset(&cfg, 0, sizeof(cfg));
 	ss_room_config_merge(&cfg, &l->cfg);
-	canon = ss_rs_canonical(&cfg.rs);
+	canon = s->list_canon[idx] = ss_rs_canonical(&cfg.rs);
 	p[15] = pg_i64(d, cfg.timeline_limit);
 	p[16] = canon;
 	/* no filter set ($4..$11): the statement without their branches */
 	for (int i = 3; i <= 10; i++)
 		is_plain = is_plain && p[i] == NULL;
-	q = !s->is_rooms_read ? Q_SS_LIST
-	    : is_plain        ? Q_SS_LIST_ROOMS_PLAIN
-	                      : Q_SS_LIST_ROOMS;
+	if (!s->is_rooms_read)
+		q = is_plain ? Q_SS_LIST_PLAIN : Q_SS_LIST;
+	else
+		q = is_plain ? Q_SS_LIST_ROOMS_PLAIN : Q_SS_LIST_ROOMS;
 	log_debug("ss: %s: list %d: %s", s->r->user_id, idx, api_stmts[q].name);
 	sreq_ref(s->r);
 	sql_query(s->api, q, p, list_cb, lq);
 	for (int i = 0; i < 7; i++)
 		pg_lit_free(&arr[i]);
-	free(canon);
 	ss_room_config_free(&cfg);
 }
 
@@ -293,6 +313,8 @@ ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 	s->resp.ncounts = s->q.nlists;
 	s->resp.counts = xcalloc((size_t)s->q.nlists + 1, sizeof(int64_t));
 	s->pending = s->q.nlists > 0 ? s->q.nlists : 1;
+	s->nlist_canon = s->q.nlists;
+	s->list_canon = xcalloc((size_t)s->q.nlists + 1, sizeof(char *));
 	/*
 	 * one list and no subscription: its rooms come with it (the lists
 	 * read with conn 0 when creating: so do their rooms, and a new
@@ -532,7 +554,7 @@ rooms_step(struct ss_req *s)
 	for (int i = 0; i < s->nrooms; i++) {
 		struct ss_room *rm = &s->rooms[i];
 		/* its config is whole now: decide() takes this canonical */
-		rm->rs_canon = ss_rs_canonical(&rm->cfg.rs);
+		room_canon(s, rm);
 		pg_arr_str(&ids, rm->id);
 		pg_arr_i64(&lims, rm->cfg.timeline_limit);
 		pg_arr_str(&rss, rm->rs_canon);
@@ -1171,6 +1193,11 @@ ss_rooms_clear(struct ss_req *s)
 	s->ext_rooms = NULL;
 	free(s->list_keys);
 	s->list_keys = NULL;
+	for (int i = 0; i < s->nlist_canon; i++)
+		free(s->list_canon[i]);
+	free(s->list_canon);
+	s->list_canon = NULL;
+	s->nlist_canon = 0;
 	s->pending = 0;
 	s->is_rooms_read = false;
 	s->is_failed = false;

@@ -14,6 +14,12 @@
 
 /* Lowercase hex SHA-256 of data into out[TOKEN_HASH_LEN + 1]. */
 void token_hash(const char *data, size_t len, char out[TOKEN_HASH_LEN + 1]);
+/*
+ * HMAC-SHA256 of msg under key (a C string) into out. This and token_hash
+ * keep what libcrypto fetched for the process: call them from one thread.
+ */
+void crypto_hmac_sha256(const char *key, const void *msg, size_t len,
+                        unsigned char out[32]);
 /* Returns a new base64 string nonce||ciphertext||tag, or NULL. */
 char *token_encrypt(const char *secret, const char *token) WARN_UNUSED;
 /* Returns the new plaintext, or NULL when the key or data do not match. */

@@ -62,6 +62,12 @@ assert_eq "$(rooms a "{\"spaces\":[\"$other\"]}")" '[]' "spaces: a space the use
 assert_eq "$(stmts api_ss_list_rooms_plain)" "$n_plain" "every filter: api_ss_list_rooms_plain not run"
 out=$(ss "$alice" "" '{"lists":{"dms":{"ranges":[[0,9]],"filters":{"is_dm":true}},"rest":{"ranges":[[0,9]],"filters":{"is_dm":false}}}}' 0)
 assert_jq "$out" '[.lists.dms.count, .lists.rest.count]' '[1,8]' "two lists, a count each"
+assert_eq "$(stmts api_ss_list_plain)" 0 "two filtered lists: api_ss_list_plain not run"
+# several lists without filters: SS_LIST without their branches each
+out=$(ss "$alice" "" '{"lists":{"a":{"ranges":[[0,9]],"filters":{}},"b":{"ranges":[[0,2]]}}}' 0)
+n=$(printf '%s' "$all" | jq length)
+assert_jq "$out" '[.lists.a.count, .lists.b.count, (.rooms|length)]' "[$n,$n,$n]" "two lists without filters: every room"
+assert_eq "$(grep -c ': list [01]: api_ss_list_plain$' "$T/api.log")" 2 "two lists without filters: api_ss_list_plain for each"
 out=$(ss4 "$alice" '{"lists":{"i":{"range":[0,9],"filters":{"is_invited":true}}}}')
 assert_jq "$out" "[.rooms|keys[]]|sort" "$(want "$inv" "$einv" "$sinv")" "v4 is_invited"
 

@@ -318,10 +318,10 @@ test_window_order(void **state)
 
 /* Statement s's rows as one string: every column, NULL as "-". */
 static void
-list_rows(PGconn *c, const char *s, const char *const *p, char *out,
+list_rows(PGconn *c, const char *s, int n, const char *const *p, char *out,
           size_t len)
 {
-	PGresult *res = PQexecPrepared(c, s, 17, p, NULL, NULL, 0);
+	PGresult *res = PQexecPrepared(c, s, n, p, NULL, NULL, 0);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		fail_msg("%s: %s", s, PQerrorMessage(c));
@@ -339,7 +339,7 @@ list_rows(PGconn *c, const char *s, const char *const *p, char *out,
 
 /* The nodes of statement s's generic plan (EXPLAIN, subplans too). */
 static int
-generic_nodes(PGconn *c, const char *s)
+generic_nodes(PGconn *c, const char *s, int np)
 {
 	char sql[256];
 	const char *m;
@@ -349,7 +349,8 @@ generic_nodes(PGconn *c, const char *s)
 	snprintf(sql, sizeof(sql),
 	         "EXPLAIN (FORMAT JSON, COSTS OFF) EXECUTE %s('@u', 0, 0, "
 	         "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{0}', "
-	         "'{9}', 10, 'D', 1, '')", s);
+	         "'{9}', 10, 'D'%s)",
+	         s, np == 17 ? ", 1, ''" : "");
 	res = PQexec(c, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		fail_msg("%s: %s", s, PQerrorMessage(c));
@@ -365,7 +366,8 @@ generic_nodes(PGconn *c, const char *s)
  * every filter NULL it answers exactly what Q_SS_LIST_ROOMS does (joined,
  * invited, a kick shown, a leave of one's own and a ban without a join
  * not), and its generic plan, set up whole at each Bind, leaves the
- * filters' branches out.
+ * filters' branches out. So do Q_SS_LIST_PLAIN and Q_SS_LIST (several
+ * lists, or lists and subscriptions).
  */
 static void
 test_list_rooms_plain(void **state)
@@ -401,16 +403,30 @@ test_list_rooms_plain(void **state)
 	            "('@u', '!l', 'leave', 2, 2), ('@u', '!z', 'ban', 6, 6), "
 	            "('@v', '!a', 'join', 3, 3)"),
 	    0);
-	for (int i = 0; i < 2; i++) {
-		res = PQprepare(c, i == 0 ? "filtered" : "plain",
-		                api_stmts[i == 0 ? Q_SS_LIST_ROOMS
-		                                 : Q_SS_LIST_ROOMS_PLAIN].sql,
-		                0, NULL);
+	for (int i = 0; i < 4; i++) {
+		static const char *const names[] = {"filtered", "plain",
+		                                    "lfiltered", "lplain"};
+		static const enum api_sql q[] = {
+		    Q_SS_LIST_ROOMS, Q_SS_LIST_ROOMS_PLAIN, Q_SS_LIST,
+		    Q_SS_LIST_PLAIN};
+		res = PQprepare(c, names[i], api_stmts[q[i]].sql, 0, NULL);
 		assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
 		PQclear(res);
 	}
-	list_rows(c, "filtered", p, all, sizeof(all));
-	list_rows(c, "plain", p, plain, sizeof(plain));
+	/* SS_LIST: the same rows without SS_ROOMS' columns ($16, $17) */
+	list_rows(c, "lfiltered", 15, p, all, sizeof(all));
+	list_rows(c, "lplain", 15, p, plain, sizeof(plain));
+	assert_string_equal(plain, all);
+	assert_int_equal(strncmp(all, "9|4|", 4), 0);
+	n_all = generic_nodes(c, "lfiltered", 15);
+	n_plain = generic_nodes(c, "lplain", 15);
+	print_message("SS_LIST generic plan nodes: %d filtered, %d plain\n",
+	              n_all, n_plain);
+	if (n_plain + 50 > n_all)
+		fail_msg("SS_LIST plain plan %d nodes, filtered %d", n_plain,
+		         n_all);
+	list_rows(c, "filtered", 17, p, all, sizeof(all));
+	list_rows(c, "plain", 17, p, plain, sizeof(plain));
 	assert_string_equal(plain, all);
 	/* count 4 (!a, !b, !i and the kick from !k), a row each */
 	assert_int_equal(strncmp(all, "9|4|", 4), 0);
@@ -422,8 +438,8 @@ test_list_rooms_plain(void **state)
 	}
 	assert_null(strstr(all, "|!l|"));
 	assert_null(strstr(all, "|!z|"));
-	n_all = generic_nodes(c, "filtered");
-	n_plain = generic_nodes(c, "plain");
+	n_all = generic_nodes(c, "filtered", 17);
+	n_plain = generic_nodes(c, "plain", 17);
 	print_message("generic plan nodes: %d filtered, %d plain\n", n_all,
 	              n_plain);
 	/* the filters' branches are most of the difference (175 / ~100) */

@@ -81,6 +81,36 @@ test_config(void **state)
 }
 
 static void
+hex(const unsigned char *v, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", v[i]);
+}
+
+/* RFC 4231 case 2 and a second key, then the first again (re-keyed). */
+static void
+test_hmac(void **state)
+{
+	const char *jefe = "5bdcc146bf60754e6a042426089575c7"
+	                   "5a003f089d2739839dec58b964ec3843";
+	unsigned char md[32];
+	char h[65];
+
+	(void)state;
+	crypto_hmac_sha256("Jefe", "what do ya want for nothing?", 28, md);
+	hex(md, sizeof(md), h);
+	assert_string_equal(h, jefe);
+	crypto_hmac_sha256("key", "The quick brown fox jumps over the lazy dog",
+	                   43, md);
+	hex(md, sizeof(md), h);
+	assert_string_equal(h, "f7bc83f430538424b13298e6aa6fb143"
+	                       "ef4d59a14946175997479dbc2d1a3cd8");
+	crypto_hmac_sha256("Jefe", "what do ya want for nothing?", 28, md);
+	hex(md, sizeof(md), h);
+	assert_string_equal(h, jefe);
+}
+
+static void
 test_crypto(void **state)
 {
 	char h[TOKEN_HASH_LEN + 1], *enc, *dec;
@@ -215,6 +245,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_crypto),
+		cmocka_unit_test(test_hmac),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_zmq_ev_yields),
 	};
