@@ -476,7 +476,11 @@ struct ss_req {
 	 * longpoll.c */
 	struct map scope;
 	bool is_early; /* waiting without a round (ss_req.c wait_early) */
+	long long hop_us; /* a woken round: its last step's end, else 0 */
 };
+
+/* ss_req.c: a woken round's step h ended (prom.c's hop table) */
+void ss_hop(struct ss_req *s, enum prom_ss_hop h);
 
 /* ss_conn.c */
 void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);

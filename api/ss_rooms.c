@@ -256,8 +256,10 @@ list_query(struct ss_req *s, int idx)
 static void
 step1_end(struct ss_req *s)
 {
-	if (--s->pending == 0)
+	if (--s->pending == 0) {
+		ss_hop(s, PROM_SS_LIST);
 		rooms_step(s);
+	}
 }
 
 static void
@@ -490,6 +492,7 @@ rooms_cb(PGresult *res, void *arg)
 
 	if (s == NULL)
 		goto out;
+	ss_hop(s, PROM_SS_ROOMS);
 	for (int i = 0; i < PQntuples(res); i++)
 		room_row(s, res, i, 0);
 	for (int i = 0; s->is_window && i < s->nrooms; i++)
@@ -722,6 +725,7 @@ detail_cb(PGresult *res, void *arg)
 
 	if (s == NULL)
 		goto out;
+	ss_hop(s, PROM_SS_DETAIL);
 	for (int i = 0; i < PQntuples(res); i++)
 		if (PQgetvalue(res, i, 0)[0] == 'z')
 			ss_conn_fold_row(s, res, i);
@@ -845,6 +849,7 @@ members_cb(PGresult *res, void *arg)
 
 	if (s == NULL)
 		goto out;
+	ss_hop(s, PROM_SS_MEMBERS);
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
 		const char *u = PQgetvalue(res, i, 1);
@@ -1037,6 +1042,7 @@ ext_done_cb(void *arg, int status, const char *errcode, const char *msg)
 	struct ss_req *s = r->ss;
 
 	if (!sreq_replied(r) && s != NULL) {
+		ss_hop(s, PROM_SS_EXT);
 		if (status == 0)
 			s->has_data = s->resp.nrooms > 0 || s->ext_ctx.has_data;
 		round_end(s, status, errcode, msg);
