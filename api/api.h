@@ -116,12 +116,13 @@ enum api_sql {
 	Q_ADMIN_RESYNC,
 	Q_SS_EXT,
 	Q_LIST_FIRST,
-	Q_CHUNKS, /* ss_rooms.c, s_room_list.c: prev_batch */
-	Q_SS_LIST_ROOMS, /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
-	Q_SS_POS_TOKEN, /* ss_pos.c: a pos as a /messages token */
+	Q_CHUNKS,         /* ss_rooms.c, s_room_list.c: prev_batch */
+	Q_SS_LIST_ROOMS,  /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
+	Q_SS_POS_TOKEN,   /* ss_pos.c: a pos as a /messages token */
 	Q_SS_CREATE_SAVE, /* ss_conn.c: SS_CREATE and SS_SAVE in one */
 	Q_SS_DETAIL_SAVE, /* ss_rooms.c: SS_DETAIL and SS_CREATE_SAVE in one */
 	Q_SS_LIST_ROOMS_PLAIN, /* ss_rooms.c: SS_LIST_ROOMS, no filter set */
+	Q_SS_DETAIL_SAVE_CONT, /* ss_rooms.c: SS_DETAIL and SS_SAVE in one */
 	Q_COUNT,
 };
 struct api_stmt {

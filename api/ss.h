@@ -285,6 +285,12 @@ struct ss_conn {
 	bool is_folded, is_fold_done, is_fold_ok;
 	int nfolded;
 	int64_t fold_id, fold_gen, fold_dropped;
+	/*
+	 * a continuing connection saved by its round's SS_DETAIL_SAVE_CONT:
+	 * ver moved on with it, and until a save uses it, its generation's
+	 * rows are garbage that the next save drops (0: none)
+	 */
+	int64_t drop_gen;
 };
 
 /*

@@ -289,6 +289,8 @@ void
 ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 {
 	ss_rooms_clear(s);
+	/* a fold of an earlier round that waited on is not this one's */
+	s->conn.is_folded = false;
 	s->round_done = done;
 	s->round_arg = arg;
 	s->at = s->conn.pos;
