@@ -72,24 +72,16 @@ log "statements of a long poll with nothing new: $best"
 [ "$best" -le 1 ] || fail "a long poll with nothing new ran $best statements, want 1"
 # the woken round's steps are timed (api/prom.c ss_hop, the hop table
 # of tests/bench/bench_ss_e2e.sh): one each of the steps it ran
-hops() {
-	curl -sS "$API_URL/metrics" |
-	    awk -F'[{}" ]+' '$1 == "syncv3_api_ss_hop_seconds_count" {printf "%s=%s ", $3, $4}'
-}
-h0=$(hops)
+h0=$(ss_hops)
 ss "$alice" "$p" "$body" 20000 >"$T/lp.json" &
 pid=$!
 sleep 0.5
 sim_msg "$r" @bob:localhost late
 wait $pid
-h1=$(hops)
+h1=$(ss_hops)
 assert_eq "$(last_status)" 200 "woken"
 assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"].timeline[].content.body]" '["late"]' "the message wakes it"
-steps=$(for kv in $h1; do
-	k=${kv%=*} v=${kv#*=} v0=0
-	for kv0 in $h0; do [ "${kv0%=*}" = "$k" ] && v0=${kv0#*=}; done
-	[ "$v" != "$v0" ] && printf '%s+%s ' "$k" $((v - v0))
-done)
+steps=$(ss_hops_grown "$h0" "$h1")
 log "woken round's steps: $steps"
 assert_eq "$steps" "wake+1 list+1 detail+1 ext+1 save+1 write+1 " "the woken round's steps, timed"
 p=$(jq -r .pos "$T/lp.json")
