@@ -117,13 +117,14 @@ enum api_sql {
 	Q_ADMIN_RESYNC,
 	Q_SS_EXT,
 	Q_LIST_FIRST,
-	Q_CHUNKS, /* ss_rooms.c, s_room_list.c: prev_batch */
-	Q_SS_LIST_ROOMS, /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
-	Q_SS_POS_TOKEN, /* ss_pos.c: a pos as a /messages token */
+	Q_CHUNKS,         /* ss_rooms.c, s_room_list.c: prev_batch */
+	Q_SS_LIST_ROOMS,  /* ss_rooms.c: SS_LIST and SS_ROOMS in one */
+	Q_SS_POS_TOKEN,   /* ss_pos.c: a pos as a /messages token */
 	Q_SS_CREATE_SAVE, /* ss_conn.c: SS_CREATE and SS_SAVE in one */
 	Q_SS_DETAIL_SAVE, /* ss_rooms.c: SS_DETAIL and SS_CREATE_SAVE in one */
 	Q_SS_LIST_ROOMS_PLAIN, /* ss_rooms.c: SS_LIST_ROOMS, no filter set */
 	Q_SS_LIST_PLAIN, /* ss_rooms.c: SS_LIST, no filter set */
+	Q_SS_DETAIL_SAVE_CONT, /* ss_rooms.c: SS_DETAIL and SS_SAVE in one */
 	Q_COUNT,
 };
 struct api_stmt {
@@ -510,6 +511,7 @@ struct sreq {
 	int64_t wait_from;	/* position the last round covered */
 	int widx;		/* index in the waiters */
 	long long woken_ms;	/* notice received (latency stats) */
+	long long woken_us;     /* the same, for ss_req.c's hops */
 	/* auth.c: a 429 tells the client when to retry */
 	long long retry_after_ms;
 	/* api->device_notices when the device row was read */
@@ -701,6 +703,25 @@ enum prom_ep prom_endpoint(const char *path);
 void prom_request(struct api *api, enum prom_ep ep, int status, long long us);
 /* A woken long poll answered ms after its notice. */
 void prom_wake(struct api *api, long long ms);
+/*
+ * The steps of a woken sliding sync round, in order (ss_req.c ss_hop):
+ * each is the time since the previous one ended, the first since the
+ * notice that woke it. A round that finds nothing ends at PROM_SS_EXT
+ * and waits again (counted as PROM_SS_IDLE).
+ */
+enum prom_ss_hop {
+	PROM_SS_WAKE,    /* notice -> the round starts (the loop's turn) */
+	PROM_SS_LIST,    /* SS_LIST or SS_LIST_ROOMS (step 1) */
+	PROM_SS_ROOMS,   /* SS_ROOMS */
+	PROM_SS_DETAIL,  /* SS_DETAIL */
+	PROM_SS_MEMBERS, /* SS_MEMBERS */
+	PROM_SS_EXT,     /* the extensions (SS_EXT, or none) */
+	PROM_SS_IDLE,    /* nothing to send: waits again */
+	PROM_SS_SAVE,    /* SS_SAVE */
+	PROM_SS_WRITE,   /* the answer written */
+	PROM_SS_HOP_COUNT,
+};
+void prom_ss_hop(struct api *api, enum prom_ss_hop h, long long us);
 void prom_handle(struct api *api, struct evhttp_request *req);
 /*
  * A gauge or counter of another module read from *v at each scrape (*v

@@ -349,6 +349,7 @@ lp_wake(struct api *api, struct sreq *r)
 	sreq_ref(r);
 	lp_unwait(api, r);
 	r->woken_ms = now_ms();
+	r->woken_us = now_us();
 	api->stats.wakeups++;
 	event_base_once(api->base, -1, EV_TIMEOUT, wake_cb, r, NULL);
 }

@@ -42,6 +42,20 @@ static const double latency_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 /* A notice to the woken long poll's answer: milliseconds, we hope. */
 static const double wake_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                  0.05,   0.1,   0.25,   0.5,   1,    5};
+#define SS_HOP "syncv3_api_ss_hop_seconds"
+#define SS_HOP_HELP                                                            \
+	"A woken sliding sync round, step by step: the time since the "        \
+	"previous step (the first: since the notice)."
+static const double ss_hop_le[] = {0.0001, 0.00025, 0.0005, 0.001,
+                                   0.0025, 0.005,   0.01,   0.025,
+                                   0.05,   0.1,     0.25,   1};
+static const char *const ss_hop_names[PROM_SS_HOP_COUNT] = {
+    [PROM_SS_WAKE] = "wake",       [PROM_SS_LIST] = "list",
+    [PROM_SS_ROOMS] = "rooms",     [PROM_SS_DETAIL] = "detail",
+    [PROM_SS_MEMBERS] = "members", [PROM_SS_EXT] = "ext",
+    [PROM_SS_IDLE] = "idle",       [PROM_SS_SAVE] = "save",
+    [PROM_SS_WRITE] = "write",
+};
 
 struct prom_code {
 	int status;
@@ -64,6 +78,7 @@ struct prom {
 	struct prom_code codes[PROM_EP_COUNT][PROM_CODES];
 	int ncodes[PROM_EP_COUNT];
 	struct metric *wake;
+	struct metric *ss_hop[PROM_SS_HOP_COUNT];
 };
 
 static bool
@@ -136,6 +151,13 @@ prom_wake(struct api *api, long long ms)
 {
 	if (api->prom != NULL)
 		metric_observe(api->prom->wake, (double)ms / 1000.0);
+}
+
+void
+prom_ss_hop(struct api *api, enum prom_ss_hop h, long long us)
+{
+	if (api->prom != NULL && (unsigned)h < PROM_SS_HOP_COUNT)
+		metric_observe(api->prom->ss_hop[h], (double)us / 1e6);
 }
 
 static void
@@ -248,6 +270,11 @@ prom_init(struct api *api)
 	    pr->reg, "syncv3_api_wake_seconds",
 	    "From the notice that woke a long poll to its answer.", wake_le,
 	    sizeof(wake_le) / sizeof(wake_le[0]));
+	for (int h = 0; h < PROM_SS_HOP_COUNT; h++)
+		pr->ss_hop[h] = metrics_histogram_labelled(
+		    pr->reg, SS_HOP, SS_HOP_HELP, ss_hop_le,
+		    sizeof(ss_hop_le) / sizeof(ss_hop_le[0]), "step",
+		    ss_hop_names[h]);
 	metrics_set_collect(pr->reg, collect_cb, api);
 	api->prom = pr;
 }

@@ -618,7 +618,9 @@
 /*
  * $1 conn, $2 ver loaded, $3 confirmed gen, $4 position answered, $5 subs,
  * $6 ext, $7 ext_state, $8.. per room sent: id, nid, limit, rs, lazy,
- * membership, $14 the since read before the round (NULL: none usable).
+ * membership, $14 the since read before the round (NULL: none usable),
+ * $15 the generation a folded save of this round stored and did not use
+ * (SS_DETAIL_SAVE_CONT; NULL: none), whose rows go.
  * Its /messages token (021_pos_token.sql) is the device's since now when
  * nothing was committed after the position answered (a since committed
  * at or below it, the newest such: fewest repeats), else $14. Saved as the unconfirmed response, under a generation never
@@ -627,30 +629,42 @@
  * one they replace. One row (the new generation), none if it lost the
  * race.
  */
-#define SS_SAVE                                                                \
-	"WITH c AS (UPDATE syncv3_ss_conns SET p_gen = greatest(top_gen, gen) " \
-	"+ 1, top_gen = greatest(top_gen, gen) + 1, p_pos = $4::bigint, "      \
-	"p_subs = $5, p_ext = $6, p_ext_state = $7, p_tok = CASE WHEN ("       \
-	"SELECT sp.pos FROM syncv3_position sp) <= $4::bigint THEN coalesce((" \
-	"SELECT nullif(sd.since, '') FROM syncv3_devices sd WHERE sd.user_id " \
-	"= syncv3_ss_conns.user_id AND sd.device_id = "                        \
-	"syncv3_ss_conns.device_id), $14) ELSE $14 END, ver = ver + 1, "        \
-	"last_used "                                                           \
-	"= now() WHERE conn = $1::bigint AND ver = $2::bigint RETURNING conn, " \
-	"p_gen), "                                                             \
+/*
+ * SS_SAVE's CTEs (also SS_DETAIL_SAVE_CONT's): conn, ver loaded, gen
+ * confirmed, at position answered, subs, ext, st ext_state, ids the
+ * rooms sent (text[]), rows a FROM item k(r, n, l, rs, lz, m) of them,
+ * since the since read before the round, drop a generation whose rows go
+ * (NULL: none). c returns conn, the generation saved and the new ver.
+ */
+#define SS_SAVE_CTES(conn, ver, gen, at, subs, ext, st, ids, rows, since,    \
+                     drop)                                                     \
+	"c AS (UPDATE syncv3_ss_conns SET p_gen = greatest(top_gen, gen) "     \
+	"+ 1, top_gen = greatest(top_gen, gen) + 1, p_pos = " at "::bigint, "  \
+	"p_subs = " subs ", p_ext = " ext ", p_ext_state = " st ", p_tok = "   \
+	"CASE WHEN (SELECT sp.pos FROM syncv3_position sp) <= " at "::bigint " \
+	"THEN coalesce((SELECT nullif(sd.since, '') FROM syncv3_devices sd "   \
+	"WHERE sd.user_id = syncv3_ss_conns.user_id AND sd.device_id = "       \
+	"syncv3_ss_conns.device_id), " since ") ELSE " since " END, ver = "    \
+	"ver + 1, last_used = now() WHERE conn = " conn "::bigint AND ver = "  \
+	ver "::bigint RETURNING conn, p_gen, ver), "                           \
 	"d AS (DELETE FROM syncv3_ss_rooms o USING c WHERE o.conn = c.conn "   \
-	"AND o.room_id = ANY($8::text[]) AND o.gen < (SELECT max(n.gen) FROM " \
-	"syncv3_ss_rooms n WHERE n.conn = o.conn AND n.room_id = o.room_id "   \
-	"AND n.gen <= $3::bigint)), "                                          \
+	"AND o.room_id = ANY(" ids "::text[]) AND o.gen < (SELECT max(n.gen) " \
+	"FROM syncv3_ss_rooms n WHERE n.conn = o.conn AND n.room_id = "        \
+	"o.room_id AND n.gen <= " gen "::bigint)), "                           \
+	"g AS (DELETE FROM syncv3_ss_rooms o USING c WHERE " drop "::bigint "  \
+	"IS NOT NULL AND o.conn = c.conn AND o.gen = " drop "::bigint), "      \
 	"i AS (INSERT INTO syncv3_ss_rooms (conn, room_id, gen, nid, "         \
 	"tl_limit, rs, state_pos, lazy, membership) SELECT c.conn, k.r, "      \
-	"c.p_gen, k.n, k.l, k.rs, $4::bigint, k.lz, k.m FROM c, "              \
-	"unnest($8::text[], $9::bigint[], $10::int[], $11::text[], "           \
-	"$12::text[], $13::text[]) AS k(r, n, l, rs, lz, m) ON CONFLICT "      \
+	"c.p_gen, k.n, k.l, k.rs, " at "::bigint, k.lz, k.m FROM c, " rows     \
+	" ON CONFLICT "                                                        \
 	"(conn, room_id, gen) DO UPDATE SET nid = excluded.nid, tl_limit = "   \
 	"excluded.tl_limit, rs = excluded.rs, state_pos = excluded.state_pos, " \
-	"lazy = excluded.lazy, membership = excluded.membership) "             \
-	"SELECT p_gen FROM c"
+	"lazy = excluded.lazy, membership = excluded.membership)"
+#define SS_SAVE                                                                \
+	"WITH " SS_SAVE_CTES("$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8",   \
+	"unnest($8::text[], $9::bigint[], $10::int[], $11::text[], "           \
+	"$12::text[], $13::text[]) AS k(r, n, l, rs, lz, m)", "$14", "$15")    \
+	" SELECT p_gen FROM c"
 
 /*
  * A new connection's first response, created and saved at once (the
@@ -1084,6 +1098,30 @@
 	"FROM dv), false), NULL, NULL FROM (SELECT 1) one LEFT JOIN c ON true")
 
 /*
+ * SS_DETAIL and the response of a continuing connection saved with it
+ * (SS_SAVE), one round trip less for every long-poll woken by a message
+ * (issue #11: each statement of the woken round waited its turn behind
+ * the v3 clients' work): no extension, no lazy or member state, so each
+ * room's row is its sent timeline's newest event or, if none, what was
+ * sent before, computed here from t. $1..$10 as SS_DETAIL; $11 conn, $12
+ * ver loaded, $13 confirmed gen, $14 position answered, $15 subs, $16
+ * ext, $17 ext_state, per room sent $18 id, $19 the nid it was sent up
+ * to (0: sent in full now), $20 limit, $21 rs, $22 membership, $23 the
+ * since read before the round, $24 as SS_SAVE's $15. One more row, kind
+ * 'z': conn in nid (NULL when it lost the race), gen saved in json, the
+ * new ver in type.
+ */
+#define SS_DETAIL_SAVE_CONT                                                    \
+	SS_DETAIL_OF(", " SS_SAVE_CTES("$11", "$12", "$13", "$14", "$15",      \
+	"$16", "$17", "$18", "(SELECT u.r, greatest(coalesce((SELECT "        \
+	"max(t.nid) FROM t WHERE t.id = u.r AND t.rk < t.n), 0), u.f), u.l, "  \
+	"u.rs, '{}', u.m FROM unnest($18::text[], $19::bigint[], $20::int[], " \
+	"$21::text[], $22::text[]) AS u(r, f, l, rs, m)) AS k(r, n, l, rs, "   \
+	"lz, m)", "$23", "$24"), " UNION ALL SELECT 'z', NULL, c.conn, "       \
+	"c.p_gen::text, c.ver::text, NULL, NULL, NULL, c.conn IS NOT NULL, "   \
+	"NULL, NULL FROM (SELECT 1) one LEFT JOIN c ON true")
+
+/*
  * The member events of ($1 room, $2 user) pairs at $3 (per room bound),
  * with the position they took effect (resent to $LAZY when newer).
  */
@@ -1316,9 +1354,11 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	/* ss_conn.c, ss_rooms.c: sliding sync */
 	[Q_SS_LOAD] = {"api_ss_load", SS_LOAD, 7},
 	[Q_SS_CREATE] = {"api_ss_create", SS_CREATE, 6},
-	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 14},
+	[Q_SS_SAVE] = {"api_ss_save", SS_SAVE, 15},
 	[Q_SS_CREATE_SAVE] = {"api_ss_create_save", SS_CREATE_SAVE, 19},
 	[Q_SS_DETAIL_SAVE] = {"api_ss_detail_save", SS_DETAIL_SAVE, 23},
+	[Q_SS_DETAIL_SAVE_CONT] = {"api_ss_detail_save_cont",
+	                           SS_DETAIL_SAVE_CONT, 24},
 	[Q_SS_LIST] = {"api_ss_list", SS_LIST, 15},
 	[Q_SS_ROOMS] = {"api_ss_rooms", SS_ROOMS, 7},
 	[Q_SS_DETAIL] = {"api_ss_detail", SS_DETAIL, 10},

@@ -285,6 +285,12 @@ struct ss_conn {
 	bool is_folded, is_fold_done, is_fold_ok;
 	int nfolded;
 	int64_t fold_id, fold_gen, fold_dropped;
+	/*
+	 * a continuing connection saved by its round's SS_DETAIL_SAVE_CONT:
+	 * ver moved on with it, and until a save uses it, its generation's
+	 * rows are garbage that the next save drops (0: none)
+	 */
+	int64_t drop_gen;
 };
 
 /*
@@ -478,7 +484,11 @@ struct ss_req {
 	 * longpoll.c */
 	struct map scope;
 	bool is_early; /* waiting without a round (ss_req.c wait_early) */
+	long long hop_us; /* a woken round: its last step's end, else 0 */
 };
+
+/* ss_req.c: a woken round's step h ended (prom.c's hop table) */
+void ss_hop(struct ss_req *s, enum prom_ss_hop h);
 
 /* ss_conn.c */
 void ss_conn_open(struct ss_req *s, api_done_fn done, void *arg);

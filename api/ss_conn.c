@@ -218,6 +218,9 @@ ss_conn_open(struct ss_req *s, api_done_fn done, void *arg)
 	sql_query(api, Q_SS_LOAD, p, loaded_cb, op_new(s, done, arg));
 }
 
+static const char race_msg[] = "this connection was continued by another "
+                               "request: start a new connection";
+
 static void
 saved_cb(PGresult *res, void *arg)
 {
@@ -227,9 +230,7 @@ saved_cb(PGresult *res, void *arg)
 		op_end(op, 503, "M_UNKNOWN", "cannot store the connection");
 	else if (PQntuples(res) != 1)
 		/* another request of this connection wrote it meanwhile */
-		op_end(op, 400, "M_UNKNOWN_POS",
-		       "this connection was "
-		       "continued by another request: start a new connection");
+		op_end(op, 400, "M_UNKNOWN_POS", race_msg);
 	else {
 		op->s->conn.saved_gen =
 		    strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -278,6 +279,48 @@ room_cols_fill(struct ss_req *s, struct room_cols *k)
 		                         : "{}");
 		pg_arr_str(&k->m, rm->membership);
 	}
+}
+
+static void
+room_cols_free(struct room_cols *k)
+{
+	pg_lit_free(&k->id);
+	pg_lit_free(&k->nid);
+	pg_lit_free(&k->lim);
+	pg_lit_free(&k->rs);
+	pg_lit_free(&k->lazy);
+	pg_lit_free(&k->m);
+}
+
+/*
+ * SS_SAVE_CTES' parameters from conn to ext_state, in its order:
+ * p[0..6]; n holds the numbers.
+ */
+static void
+save_params(struct ss_req *s, const char **p, char n[4][PG_I64_LEN],
+            const char *state)
+{
+	p[0] = pg_i64(n[0], s->conn.id);
+	p[1] = pg_i64(n[1], s->conn.ver);
+	p[2] = pg_i64(n[2], s->conn.gen);
+	p[3] = pg_i64(n[3], s->at);
+	p[4] = json_plain(s->subs, NULL);
+	p[5] = json_plain(s->ext, NULL);
+	p[6] = state;
+}
+
+/*
+ * SS_SAVE_CTES' since and drop: p[0..1]; e holds the number. The since
+ * read before the round is committed at or below the position answered;
+ * one read alongside it (a new connection created during the round's
+ * first step) may be past it: no token. drop: a folded save of this
+ * request's that this one replaces.
+ */
+static void
+save_tail(struct ss_req *s, const char **p, char e[PG_I64_LEN])
+{
+	p[0] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
+	p[1] = s->conn.drop_gen != 0 ? pg_i64(e, s->conn.drop_gen) : NULL;
 }
 
 /*
@@ -346,23 +389,60 @@ is_member_cfg(const struct ss_required_state *rs)
 }
 
 /*
- * Whether a new connection's save follows from its SS_DETAIL alone
- * (SS_DETAIL_SAVE): created by its save, no extension configured (their
- * round comes after and writes a blob and an ack), and no room whose
- * members sent are recorded (lazy, a member pattern: the members step
- * and the caller's exact matching decide those). Each room's row is then
- * its sent timeline's newest event, which SQL knows as well as we do.
+ * Whether a round's save follows from its SS_DETAIL alone, so the same
+ * statement saves it: a new connection created by its save
+ * (SS_DETAIL_SAVE) or one that continues (SS_DETAIL_SAVE_CONT), no
+ * extension configured or on before (their round comes after and
+ * writes a blob and an ack), and no room whose members sent are
+ * recorded (lazy, a member pattern, members sent before: the members
+ * step and the caller's exact matching decide those). Each room's row is
+ * then its sent timeline's newest event, which SQL knows as well as we
+ * do.
  */
 bool
 ss_conn_may_fold(const struct ss_req *s)
 {
-	if (!s->conn.is_deferred || json_object_object_length(s->ext) != 0 ||
-	    s->conn.ext_state != NULL)
+	const struct ss_conn *c = &s->conn;
+
+	if (json_object_object_length(s->ext) != 0)
 		return false;
-	for (int i = 0; i < s->nrooms; i++)
-		if (s->rooms[i].is_send && is_member_cfg(&s->rooms[i].cfg.rs))
+	if (c->is_deferred ? c->ext_state != NULL
+	                   : c->id == 0 || (c->ext_state != NULL &&
+	                                    strcmp(c->ext_state, "{}") != 0))
+		return false;
+	for (int i = 0; i < s->nrooms; i++) {
+		const struct ss_room *rm = &s->rooms[i];
+		if (rm->is_send && (is_member_cfg(&rm->cfg.rs) ||
+		                    (rm->lazy != NULL &&
+		                     json_object_object_length(rm->lazy) != 0)))
 			return false;
+	}
 	return true;
+}
+
+/*
+ * SS_DETAIL_SAVE_CONT: the rooms sent as the round stands, each up to
+ * the nid it was sent up to (what SS_SAVE's would be if its timeline
+ * turns out empty; lazy is none). p holds SS_DETAIL's ten parameters.
+ */
+static void
+cont_fold_query(struct ss_req *s, const char **p, pg_cb cb, void *arg)
+{
+	struct room_cols k;
+	char n[4][PG_I64_LEN], e[PG_I64_LEN];
+
+	memset(&k, 0, sizeof(k));
+	room_cols_fill(s, &k);
+	s->conn.nfolded = (int)k.id.count;
+	save_params(s, &p[10], n, fold_state);
+	p[17] = pg_arr_end(&k.id);
+	p[18] = pg_arr_end(&k.nid);
+	p[19] = pg_arr_end(&k.lim);
+	p[20] = pg_arr_end(&k.rs);
+	p[21] = pg_arr_end(&k.m);
+	save_tail(s, &p[22], e);
+	sql_query(s->api, Q_SS_DETAIL_SAVE_CONT, p, cb, arg);
+	room_cols_free(&k);
 }
 
 /*
@@ -376,11 +456,16 @@ ss_conn_fold_query(struct ss_req *s, const char *const *detail_p, pg_cb cb,
 {
 	struct pg_lit id = {0}, lim = {0}, rs = {0}, m = {0};
 	char a[PG_I64_LEN], b[PG_I64_LEN];
-	const char *p[23];
+	const char *p[24];
 
 	s->conn.is_folded = true;
 	s->conn.is_fold_done = false;
 	s->conn.nfolded = 0;
+	if (!s->conn.is_deferred) {
+		memcpy(p, detail_p, sizeof(*p) * 10);
+		cont_fold_query(s, p, cb, arg);
+		return;
+	}
 	for (int i = 0; i < s->nrooms; i++) {
 		struct ss_room *rm = &s->rooms[i];
 		if (!rm->is_send)
@@ -416,6 +501,13 @@ ss_conn_fold_row(struct ss_req *s, PGresult *res, int i)
 	                PQgetvalue(res, i, 8)[0] == 't';
 	if (!c->is_fold_ok)
 		return;
+	if (!c->is_deferred) {
+		/* saved: what the connection is now, whether or not used */
+		c->fold_gen = c->drop_gen =
+		    strtoll(PQgetvalue(res, i, 3), NULL, 10);
+		c->ver = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+		return;
+	}
 	c->fold_id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 	c->fold_gen = strtoll(PQgetvalue(res, i, 3), NULL, 10);
 	c->fold_dropped = strtoll(PQgetvalue(res, i, 4), NULL, 10);
@@ -453,6 +545,16 @@ fold_end(struct ss_req *s, api_done_fn done, void *arg)
 	struct ss_conn *c = &s->conn;
 
 	c->is_folded = false;
+	if (!c->is_deferred) {
+		if (!c->is_fold_ok) {
+			op_end(op, 400, "M_UNKNOWN_POS", race_msg);
+			return;
+		}
+		c->saved_gen = c->fold_gen;
+		c->drop_gen = 0;
+		op_end(op, 0, NULL, NULL);
+		return;
+	}
 	if (!c->is_fold_ok) {
 		token_gone(op);
 		return;
@@ -473,8 +575,8 @@ void
 ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 {
 	struct room_cols k;
-	char a[PG_I64_LEN], b[PG_I64_LEN], c[PG_I64_LEN], d[PG_I64_LEN];
-	const char *p[14];
+	char n[4][PG_I64_LEN], e[PG_I64_LEN];
+	const char *p[15];
 	const char *state = s->ext_ctx.new_state != NULL ? s->ext_ctx.new_state
 	                                                 : s->conn.ext_state;
 
@@ -490,33 +592,17 @@ ss_conn_save(struct ss_req *s, api_done_fn done, void *arg)
 		create_save(s, &k, state, done, arg);
 		goto out;
 	}
-	p[0] = pg_i64(a, s->conn.id);
-	p[1] = pg_i64(b, s->conn.ver);
-	p[2] = pg_i64(c, s->conn.gen);
-	p[3] = pg_i64(d, s->at);
-	p[4] = json_plain(s->subs, NULL);
-	p[5] = json_plain(s->ext, NULL);
-	p[6] = state;
+	save_params(s, p, n, state);
 	p[7] = pg_arr_end(&k.id);
 	p[8] = pg_arr_end(&k.nid);
 	p[9] = pg_arr_end(&k.lim);
 	p[10] = pg_arr_end(&k.rs);
 	p[11] = pg_arr_end(&k.lazy);
 	p[12] = pg_arr_end(&k.m);
-	/*
-	 * the since read before the round is committed at or below the
-	 * position answered; one read alongside it (a new connection
-	 * created during the round's first step) may be past it: no token
-	 */
-	p[13] = s->conn.tok_at <= s->at ? s->conn.tok : NULL;
+	save_tail(s, &p[13], e);
 	sql_query(s->api, Q_SS_SAVE, p, saved_cb, op_new(s, done, arg));
 out:
-	pg_lit_free(&k.id);
-	pg_lit_free(&k.nid);
-	pg_lit_free(&k.lim);
-	pg_lit_free(&k.rs);
-	pg_lit_free(&k.lazy);
-	pg_lit_free(&k.m);
+	room_cols_free(&k);
 }
 
 /*

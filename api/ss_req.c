@@ -142,12 +142,30 @@ ss_reply(struct ss_req *s, const struct ss_pos *pos)
 	                  "Content-Type", "application/json");
 	evhttp_send_reply(r->req, 200, "OK", b);
 	evbuffer_free(b);
+	ss_hop(s, PROM_SS_WRITE);
 	if (r->woken_ms != 0) {
 		s->api->stats.lat[s->api->stats.nlat++ % 4096] =
 		    (double)(now_ms() - r->woken_ms);
 		prom_wake(s->api, now_ms() - r->woken_ms);
 	}
 	ss_finish(s);
+}
+
+/*
+ * Times the steps of a round a notice woke (none of a first round or one
+ * at the timeout: hop_us is 0 then), so the api tells where a message's
+ * way to a long-polling connection goes (tests/bench/bench_ss_e2e.sh).
+ */
+void
+ss_hop(struct ss_req *s, enum prom_ss_hop h)
+{
+	long long t;
+
+	if (s->hop_us == 0)
+		return;
+	t = now_us();
+	prom_ss_hop(s->api, h, t - s->hop_us);
+	s->hop_us = h == PROM_SS_IDLE || h == PROM_SS_WRITE ? 0 : t;
 }
 
 static void
@@ -350,6 +368,7 @@ round_done(struct ss_req *s)
 		ss_reply(s, &same); /* nothing changed: the same pos */
 		return;
 	}
+	ss_hop(s, PROM_SS_IDLE);
 	wait_start(s);
 }
 
@@ -699,6 +718,8 @@ ss_step(struct ss_req *s, int ev)
 			token_rejected(s);
 		else if (ev == EV_WAKE) {
 			s->is_early = false;
+			s->hop_us = r->woken_us;
+			ss_hop(s, PROM_SS_WAKE);
 			round_start(s);
 		} else if (ev == EV_TIMER && s->is_early && is_ext_none(s)) {
 			lp_unwait(s->api, r);
@@ -710,6 +731,7 @@ ss_step(struct ss_req *s, int ev)
 		}
 		break;
 	case SS_ST_SAVE:
+		ss_hop(s, PROM_SS_SAVE);
 		if (ev == EV_DONE)
 			save_done(s);
 		break;

@@ -276,8 +276,10 @@ list_query(struct ss_req *s, int idx)
 static void
 step1_end(struct ss_req *s)
 {
-	if (--s->pending == 0)
+	if (--s->pending == 0) {
+		ss_hop(s, PROM_SS_LIST);
 		rooms_step(s);
+	}
 }
 
 static void
@@ -307,6 +309,8 @@ void
 ss_rooms_run(struct ss_req *s, bool is_create, api_done_fn done, void *arg)
 {
 	ss_rooms_clear(s);
+	/* a fold of an earlier round that waited on is not this one's */
+	s->conn.is_folded = false;
 	s->round_done = done;
 	s->round_arg = arg;
 	s->at = s->conn.pos;
@@ -512,6 +516,7 @@ rooms_cb(PGresult *res, void *arg)
 
 	if (s == NULL)
 		goto out;
+	ss_hop(s, PROM_SS_ROOMS);
 	for (int i = 0; i < PQntuples(res); i++)
 		room_row(s, res, i, 0);
 	for (int i = 0; s->is_window && i < s->nrooms; i++)
@@ -744,6 +749,7 @@ detail_cb(PGresult *res, void *arg)
 
 	if (s == NULL)
 		goto out;
+	ss_hop(s, PROM_SS_DETAIL);
 	for (int i = 0; i < PQntuples(res); i++)
 		if (PQgetvalue(res, i, 0)[0] == 'z')
 			ss_conn_fold_row(s, res, i);
@@ -867,6 +873,7 @@ members_cb(PGresult *res, void *arg)
 
 	if (s == NULL)
 		goto out;
+	ss_hop(s, PROM_SS_MEMBERS);
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct ss_room *rm = room_get(s, PQgetvalue(res, i, 0));
 		const char *u = PQgetvalue(res, i, 1);
@@ -1059,6 +1066,7 @@ ext_done_cb(void *arg, int status, const char *errcode, const char *msg)
 	struct ss_req *s = r->ss;
 
 	if (!sreq_replied(r) && s != NULL) {
+		ss_hop(s, PROM_SS_EXT);
 		if (status == 0)
 			s->has_data = s->resp.nrooms > 0 || s->ext_ctx.has_data;
 		round_end(s, status, errcode, msg);

@@ -18,7 +18,8 @@
 # and times until the long poll answers with it: from the upstream send
 # accepted (as loadgen's e2e figure) and from just before it. Two phases:
 # RATE -l, then RATE -h. Per phase also two hops from the daemons'
-# histograms (accumulator batch commit, api notice -> answer). Prints
+# histograms (accumulator batch commit, api notice -> answer), and the
+# woken sliding sync rounds' steps (mean ms each, api/prom.c ss_hop). Prints
 # figures, asserts none. TEST_KEEP=1 keeps
 # the temp dir.
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +28,7 @@ while getopts n:K:l:h:s: o; do
 	case $o in
 	n) N=$OPTARG ;; K) K=$OPTARG ;; l) LOW=$OPTARG ;; h) HIGH=$OPTARG ;;
 	s) SECS=$OPTARG ;;
-	*) sed -n 2,23p "$0" >&2; exit 2 ;;
+	*) sed -n 2,25p "$0" >&2; exit 2 ;;
 	esac
 done
 source "$here/../integration/lib.sh"
@@ -127,7 +128,8 @@ EOF
 # alike); p50/p99 are the upper bounds of the buckets they fall in
 scrape() {
 	curl -s "http://$ACC_PROM/metrics" | grep '^syncv3_acc_commit_seconds_bucket'
-	curl -s "$API_URL/metrics" | grep '^syncv3_api_wake_seconds_bucket'
+	curl -s "$API_URL/metrics" |
+	    grep -E '^syncv3_api_(wake_seconds_bucket|ss_hop_seconds_(sum|count))'
 }
 hops() {
 	scrape >"$T/hops.now"
@@ -151,6 +153,26 @@ for name, buckets in b.items():
     for p in (50, 99):
         q["p%d_le_ms" % p] = next((le * 1000 for le, n in d if n >= total * p / 100.0), None) if total else None
     out[name.replace("syncv3_", "")] = dict(q, n=int(total))
+# the woken sliding sync rounds step by step (api/prom.c ss_hop): the
+# mean of each step's time since the previous one ended, and how often
+def sums(f):
+    h = {}
+    for line in open(f):
+        m = re.match(r'syncv3_api_ss_hop_seconds_(sum|count)\{step="(\w+)"\} (\S+)', line)
+        if m:
+            h[(m.group(2), m.group(1))] = float(m.group(3))
+    return h
+sa, sb = sums(sys.argv[1]), sums(sys.argv[2])
+steps = {}
+for (step, kind) in sb:
+    if kind != "count":
+        continue
+    n = sb[(step, "count")] - sa.get((step, "count"), 0)
+    if n > 0:
+        t = sb[(step, "sum")] - sa.get((step, "sum"), 0)
+        steps[step] = {"mean_ms": round(t * 1000 / n, 3), "n": int(n)}
+if steps:
+    out["ss_round_steps"] = steps
 print(json.dumps(out))
 EOF
 	mv "$T/hops.now" "$T/hops.before"

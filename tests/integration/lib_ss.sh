@@ -23,6 +23,21 @@ ss_post() {
 	mv -f "$out.status" "$T/last_status"
 	rm -f "$out"
 }
+# ss_hops: the api's count of each woken round step (api/prom.c
+# ss_hop), "step=n " each; ss_hops_grown BEFORE AFTER: those that grew,
+# "step+d " each
+ss_hops() {
+	curl -sS "$API_URL/metrics" |
+	    awk -F'[{}" ]+' '$1 == "syncv3_api_ss_hop_seconds_count" {printf "%s=%s ", $3, $4}'
+}
+ss_hops_grown() {
+	local kv kv0 k v v0
+	for kv in $2; do
+		k=${kv%=*} v=${kv#*=} v0=0
+		for kv0 in $1; do [ "${kv0%=*}" = "$k" ] && v0=${kv0#*=}; done
+		[ "$v" != "$v0" ] && printf '%s+%s ' "$k" $((v - v0))
+	done
+}
 # ss_pos JSON: the response's pos.
 ss_pos() { printf '%s' "$1" | jq -r .pos; }
 # sim_msg ROOM SENDER BODY: a message upstream.

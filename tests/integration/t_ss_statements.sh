@@ -8,6 +8,8 @@
 # (expiry timers) can only add, so the fewest over a few tries counts.
 # The response is checked too: every room initial, with its timeline and
 # a prev_batch that pages back.
+# A long poll woken by a message runs 3 (its connection loaded, its list
+# and rooms, timelines and the save in one: SS_DETAIL_SAVE_CONT).
 # A long poll that continues the response the api just saved, the same
 # request but for its pos, waits at once: its connection loaded, no round
 # that would read its lists first, and none at its timeout with nothing
@@ -68,14 +70,42 @@ for i in 1 2 3; do
 done
 log "statements of a long poll with nothing new: $best"
 [ "$best" -le 1 ] || fail "a long poll with nothing new ran $best statements, want 1"
+# the woken round's steps are timed (api/prom.c ss_hop, the hop table
+# of tests/bench/bench_ss_e2e.sh): one each of the steps it ran
+h0=$(ss_hops)
 ss "$alice" "$p" "$body" 20000 >"$T/lp.json" &
 pid=$!
 sleep 0.5
 sim_msg "$r" @bob:localhost late
 wait $pid
+h1=$(ss_hops)
 assert_eq "$(last_status)" 200 "woken"
 assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"].timeline[].content.body]" '["late"]' "the message wakes it"
+steps=$(ss_hops_grown "$h0" "$h1")
+log "woken round's steps: $steps"
+assert_eq "$steps" "wake+1 list+1 detail+1 ext+1 save+1 write+1 " "the woken round's steps, timed"
 p=$(jq -r .pos "$T/lp.json")
+# a long poll woken by a message: its connection loaded, then its list
+# and rooms in one statement, timelines with its response saved in one
+# more (SS_DETAIL_SAVE_CONT): 3, not 4. Each continues the one before,
+# which the fold saved: only the new message, not limited
+best=
+for i in 1 2 3; do
+	q0=$(queries)
+	ss "$alice" "$p" "$body" 20000 >"$T/lp.json" &
+	pid=$!
+	sleep 0.5
+	sim_msg "$r" @bob:localhost "w$i"
+	wait $pid
+	q1=$(queries)
+	assert_eq "$(last_status)" 200 "woken $i"
+	assert_jq "$(cat "$T/lp.json")" "[.rooms[\"$r\"] | (.timeline | map(.content.body)), .limited]" "[[\"w$i\"],null]" "woken $i: the message alone"
+	p=$(jq -r .pos "$T/lp.json")
+	n=$((q1 - q0))
+	[ -z "$best" ] || [ "$n" -lt "$best" ] && best=$n
+done
+log "statements of a long poll woken by a message: $best"
+[ "$best" -le 3 ] || fail "a long poll woken by a message ran $best statements, want 3"
 longer=${body/\"timeline_limit\":1/\"timeline_limit\":2}
 ss "$alice" "$p" "$longer" 60000 >"$T/lp.json" &
 pid=$!
