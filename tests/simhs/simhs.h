@@ -105,6 +105,7 @@ struct device {
 	size_t ntodevice;
 	struct json_object *otk_count;
 	struct json_object *fallback_types;
+	const char *fallback_names; /* "both", "stable", "unstable", "none" */
 	uint64_t sync_requests;
 	uint64_t whoami_requests;
 	int sync_inflight;
