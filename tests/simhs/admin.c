@@ -75,15 +75,20 @@ a_users(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	http_reply_json(req, 200, o);
 }
 
-/* Revokes t; as expired (soft_logout) when b says "soft_logout": true. */
+/*
+ * Revokes t; as expired (soft_logout) when b says "soft_logout": true,
+ * as its user locked (M_USER_LOCKED) when b says "locked": true.
+ */
 static void
 revoke_token(struct token *t, struct json_object *b)
 {
 	struct json_object *soft =
 	    json_get(b, "soft_logout", json_type_boolean);
+	struct json_object *locked = json_get(b, "locked", json_type_boolean);
 
 	t->is_revoked = true;
 	t->is_soft_logout = soft != NULL && json_object_get_boolean(soft);
+	t->is_locked = locked != NULL && json_object_get_boolean(locked);
 }
 
 static void
