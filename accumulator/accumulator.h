@@ -160,6 +160,7 @@ struct acc_changes {
 	size_t ndl_changed, ndl_left;
 	char *otk_counts;		/* raw JSON object or NULL */
 	char *fallback_types;		/* raw JSON array or NULL */
+	bool has_fallback_stable;	/* ... from the stable name */
 	size_t nevents;			/* valid room events */
 	unsigned bad[ACC_BAD__MAX];
 	unsigned nbad;

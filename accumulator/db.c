@@ -174,13 +174,13 @@ static const struct stmt {
 	    "excluded.json RETURNING pos"},
 	[S_DKEYS] = {"acc_dkeys", "INSERT INTO syncv3_device_keys AS d "
 	    "(user_id, device_id, otk_counts, fallback_types, pos) VALUES "
-	    "($1, $2, coalesce($3::text, '{}'), coalesce($4::text, '[]'), "
+	    "($1, $2, coalesce($3::text, '{}'), $4::text, "
 	    "$5::bigint) ON CONFLICT (user_id, device_id) DO UPDATE SET "
 	    "otk_counts = coalesce($3::text, d.otk_counts), fallback_types = "
 	    "coalesce($4::text, d.fallback_types), pos = $5::bigint WHERE "
 	    "d.otk_counts <> coalesce($3::text, d.otk_counts) OR "
-	    "d.fallback_types <> coalesce($4::text, d.fallback_types) "
-	    "RETURNING pos"},
+	    "d.fallback_types IS DISTINCT FROM coalesce($4::text, "
+	    "d.fallback_types) RETURNING pos"},
 	[S_POLL] = {"acc_poll", "UPDATE syncv3_devices SET poll_state = $3, "
 	    "poll_error = $4, poll_updated = now() WHERE user_id = $1 AND "
 	    "device_id = $2 AND left(token_hash, 16) = $5 RETURNING 1"},

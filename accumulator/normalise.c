@@ -790,6 +790,15 @@ user_list(struct json_object *o, const char *key, char ***v, size_t *n)
 	}
 }
 
+/*
+ * device_unused_fallback_key_types, also under its MSC2732 name (older
+ * Synapse, ruma's alias): the stable one wins, whatever the order. Left
+ * NULL when the body has neither, which the e2ee extension passes on as
+ * absent: to matrix-rust-sdk (Account::update_key_counts) absent means
+ * the server has no fallback keys, [] that it has none unused.
+ */
+#define FALLBACK_UNSTABLE "org.matrix.msc2732.device_unused_fallback_key_types"
+
 static void
 norm_device(struct acc_changes *c, struct jspan k, struct jspan v)
 {
@@ -802,10 +811,12 @@ norm_device(struct acc_changes *c, struct jspan k, struct jspan v)
 	    json_object_is_type(o, json_type_object)) {
 		free(c->otk_counts);
 		c->otk_counts = xstrndup(v.p, v.len);
-	} else if (jscan_key_eq(k, "device_unused_fallback_key_types") &&
+	} else if ((jscan_key_eq(k, "device_unused_fallback_key_types") ||
+	    (jscan_key_eq(k, FALLBACK_UNSTABLE) && !c->has_fallback_stable)) &&
 	    json_object_is_type(o, json_type_array)) {
 		free(c->fallback_types);
 		c->fallback_types = xstrndup(v.p, v.len);
+		c->has_fallback_stable = !jscan_key_eq(k, FALLBACK_UNSTABLE);
 	}
 	json_object_put(o);
 }

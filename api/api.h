@@ -328,7 +328,8 @@ void auth_token_superseded(struct api *api, const char *token_hash);
 /*
  * The homeserver refused the device's token (its device row or a notice
  * said expired): done(arg, 401, M_UNKNOWN_TOKEN, ...) with
- * r->is_soft_logout when r's token is the one refused (or no longer the
+ * r->is_soft_logout and r->is_user_locked when r's token is the one
+ * refused (or no longer the
  * device's), done(arg, 0, ...) when it is a newer one (the client
  * refreshed: the notice was about the old token).
  */
@@ -492,6 +493,7 @@ struct sreq {
 	bool is_timed_out;
 	bool is_revoked;	/* woken because upstream rejected the token */
 	bool is_soft_logout;	/* ... as expired: 401 says "soft_logout" */
+	bool is_user_locked;	/* ... its user locked: 401 M_USER_LOCKED */
 	int pending;		/* streams still running this round */
 	bool has_data;
 	bool is_pagination;

@@ -40,6 +40,7 @@ struct auth_ent {
 	char hash[TOKEN_HASH_LEN + 1];
 	enum ae_state state;
 	bool is_soft_logout;	/* AE_BAD: upstream expired it (soft) */
+	bool is_user_locked;	/* AE_BAD: upstream said M_USER_LOCKED */
 	char *user_id;
 	char *device_id;
 	bool is_initial_done;
@@ -137,6 +138,7 @@ ent_resolve(struct auth_ent *e, int status, const char *errcode,
 		}
 		r->retry_after_ms = e->retry_after_ms;
 		r->is_soft_logout = e->is_soft_logout;
+		r->is_user_locked = e->is_user_locked;
 		if (!r->is_gone)
 			r->done(r->done_arg, status, errcode, msg);
 		sreq_unref(r);
@@ -332,6 +334,9 @@ whoami_done_cb(CURL *easy, CURLcode result, void *arg)
 	if (code != 200) {
 		e->is_soft_logout = json_get_bool(obj, "soft_logout", &is_soft) &&
 		    is_soft;
+		e->is_user_locked = code == 401 &&
+		    json_get_str(obj, "errcode") != NULL &&
+		    strcmp(json_get_str(obj, "errcode"), "M_USER_LOCKED") == 0;
 		json_object_put(obj);
 		ent_reject(e, true);
 		return;
@@ -479,6 +484,7 @@ lookup_cb(PGresult *res, void *arg)
 	}
 	if (dev_state_parse(PQgetvalue(res, 0, 2)) == DEV_STATE_EXPIRED) {
 		e->is_soft_logout = PQgetvalue(res, 0, 4)[0] == 't';
+		e->is_user_locked = PQgetvalue(res, 0, 5)[0] == 't';
 		ent_reject(e, true);
 		return;
 	}
@@ -545,6 +551,7 @@ auth_resolve(struct api *api, struct sreq *r, api_done_fn done, void *arg)
 	}
 	if (e != NULL && e->state == AE_BAD) {
 		r->is_soft_logout = e->is_soft_logout;
+		r->is_user_locked = e->is_user_locked;
 		done(arg, 401, "M_UNKNOWN_TOKEN", "unknown or expired token");
 		return;
 	}
@@ -627,6 +634,8 @@ rejected_cb(PGresult *res, void *arg)
 	if (is_refused) {
 		r->is_soft_logout = PQntuples(res) == 1 &&
 		    PQgetvalue(res, 0, 1)[0] == 't';
+		r->is_user_locked = PQntuples(res) == 1 &&
+		    PQgetvalue(res, 0, 2)[0] == 't';
 		auth_forget(r->api, r->user_id, r->device_id, true);
 	}
 	if (r->is_gone)

@@ -216,8 +216,8 @@ http_log_answer(const char *method, const char *path, int code,
 }
 
 /*
- * {"errcode","error"}; an M_UNKNOWN_TOKEN adds "soft_logout", as
- * Synapse's always does (error_reply).
+ * {"errcode","error"}; an M_UNKNOWN_TOKEN or M_USER_LOCKED adds
+ * "soft_logout", as Synapse's always does (error_reply).
  */
 static void
 error_body(struct evbuffer *b, const char *errcode, const char *msg,
@@ -227,7 +227,8 @@ error_body(struct evbuffer *b, const char *errcode, const char *msg,
 	jstr(b, errcode);
 	evbuffer_add(b, ",\"error\":", 9);
 	jstr(b, msg);
-	if (strcmp(errcode, "M_UNKNOWN_TOKEN") == 0)
+	if (strcmp(errcode, "M_UNKNOWN_TOKEN") == 0 ||
+	    strcmp(errcode, "M_USER_LOCKED") == 0)
 		evbuffer_add_printf(b, ",\"soft_logout\":%s",
 		    is_soft_logout ? "true" : "false");
 	evbuffer_add(b, "}", 1);
@@ -271,6 +272,11 @@ http_error_sreq(struct sreq *r, int code, const char *errcode,
 	if (code == 503 || code == 429)
 		http_error_retry(r->req, code, errcode, msg,
 		    r->retry_after_ms > 0 ? r->retry_after_ms : 1000);
+	else if (code == 401 && r->is_user_locked &&
+	    strcmp(errcode, "M_UNKNOWN_TOKEN") == 0)
+		/* the homeserver's refusal, as it said it (auth.c) */
+		error_reply(r->req, code, "M_USER_LOCKED",
+		    "User account has been locked", true);
 	else
 		error_reply(r->req, code, errcode, msg, r->is_soft_logout);
 }

@@ -1263,13 +1263,16 @@ const struct api_stmt api_stmts[Q_COUNT] = {
 	[Q_TOKEN_LOOKUP] = {"api_token_lookup",
 	    "SELECT user_id, device_id, "
 	    "poll_state, is_initial_done, "
-	    "poll_error LIKE '% " POLL_ERROR_SOFT_LOGOUT "' "
+	    "poll_error LIKE '% " POLL_ERROR_SOFT_LOGOUT "', "
+	    "starts_with(poll_error, '" POLL_ERROR_USER_LOCKED "') "
 	    "FROM syncv3_devices WHERE token_hash = $1", 1},
 	/* auth_rejected: is the token refused still, softly? */
 	[Q_TOKEN_REJECTED] = {"api_token_rejected",
 	    "SELECT token_hash <> $3 OR poll_state = 'expired', "
 	    "token_hash = $3 AND poll_state = 'expired' AND "
-	    "poll_error LIKE '% " POLL_ERROR_SOFT_LOGOUT "' "
+	    "poll_error LIKE '% " POLL_ERROR_SOFT_LOGOUT "', "
+	    "token_hash = $3 AND poll_state = 'expired' AND "
+	    "starts_with(poll_error, '" POLL_ERROR_USER_LOCKED "') "
 	    "FROM syncv3_devices WHERE user_id = $1 AND device_id = $2", 3},
 	/* session.c */
 	[Q_SESSION_CREATE] = {"api_session_create", SESSION_CREATE, 5},

@@ -175,9 +175,12 @@ e2ee_write(struct ext_job *j, PGresult *res, struct evbuffer *b)
 	rows_of(res, 'k', &r);
 	evbuffer_add_printf(b, "\"device_one_time_keys_count\":");
 	otk_write(b, r.hi > r.lo ? col(&r, r.lo, 2) : NULL);
+	/* as the homeserver said it: absent (NULL) stays absent (041) */
 	fb = r.hi > r.lo ? col(&r, r.lo, 3) : NULL;
-	evbuffer_add_printf(b, ",\"device_unused_fallback_key_types\":%s}",
-	                    fb != NULL ? fb : "[]");
+	if (fb != NULL)
+		evbuffer_add_printf(b,
+		    ",\"device_unused_fallback_key_types\":%s", fb);
+	evbuffer_add(b, "}", 1);
 	/* new counts since the pos are news (the client tops keys up) */
 	kpos = r.hi > r.lo ? strtoll(col(&r, r.lo, 6), NULL, 10) : 0;
 	if (j->c->from_pos > 0 && kpos > j->c->from_pos)

@@ -48,5 +48,11 @@ long long lag_tick(long long *last_us, long long *max_ms, long long tick_ms);
  * statements read it to answer the device's client the same way.
  */
 #define POLL_ERROR_SOFT_LOGOUT "soft_logout"
+/*
+ * poll_error's start when the homeserver refused the token because its
+ * user is locked (Synapse: 401 M_USER_LOCKED, "soft_logout": true): the
+ * api answers the client that errcode, not M_UNKNOWN_TOKEN.
+ */
+#define POLL_ERROR_USER_LOCKED "http 401 M_USER_LOCKED"
 
 #endif

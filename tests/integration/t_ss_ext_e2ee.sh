@@ -60,4 +60,20 @@ ss_bg idle "$tok" "$p" "$body" 1500
 ss_wait idle
 [ "$(cat "$T/idle.ms")" -ge 1400 ] || fail "answered early with nothing new ($(cat "$T/idle.ms") ms)"
 assert_jq "$out" "$e.device_lists" '{"changed":[],"left":[]}' "no changes"
+# fallback key types as the homeserver said them: under MSC2732's name
+# only (older Synapse), served under the stable one; not said at all (no
+# fallback key support: ruma, Conduit), absent, not [] (matrix-rust-sdk's
+# Account::update_key_counts makes a fallback key on [], not on absent)
+fb=.device_unused_fallback_key_types
+for d in U1:unstable N1:none; do
+	t=$(sim_login @alice:localhost "${d%%:*}")
+	sim keys "{\"user_id\":\"@alice:localhost\",\"device_id\":\"${d%%:*}\",\"fallback_names\":\"${d#*:}\",\"unused_fallback_key_types\":[\"signed_curve25519\"]}" >/dev/null
+	out=$(ss_ready "$t" "$body")
+	if [ "${d#*:}" = none ]; then
+		assert_jq "$out" "$e|has(\"${fb#.}\")" false "fallback types not said: absent"
+	else
+		assert_jq "$out" "$e$fb" '["signed_curve25519"]' "fallback types under the MSC2732 name"
+	fi
+	assert_jq "$out" "$e.device_one_time_keys_count" '{"signed_curve25519":0}' "${d%%:*}: counts"
+done
 it_pass

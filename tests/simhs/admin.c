@@ -75,15 +75,20 @@ a_users(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	http_reply_json(req, 200, o);
 }
 
-/* Revokes t; as expired (soft_logout) when b says "soft_logout": true. */
+/*
+ * Revokes t; as expired (soft_logout) when b says "soft_logout": true,
+ * as its user locked (M_USER_LOCKED) when b says "locked": true.
+ */
 static void
 revoke_token(struct token *t, struct json_object *b)
 {
 	struct json_object *soft =
 	    json_get(b, "soft_logout", json_type_boolean);
+	struct json_object *locked = json_get(b, "locked", json_type_boolean);
 
 	t->is_revoked = true;
 	t->is_soft_logout = soft != NULL && json_object_get_boolean(soft);
+	t->is_locked = locked != NULL && json_object_get_boolean(locked);
 }
 
 static void
@@ -330,14 +335,20 @@ a_keys(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 	struct json_object *fb =
 	    json_get(b, "unused_fallback_key_types", json_type_array);
 	const char *dev = json_str(b, "device_id");
+	const char *names = json_str(b, "fallback_names");
+	static const char *const known[] = {"both", "stable", "unstable",
+	                                    "none"};
 	struct device *d;
 	struct user *u;
+	size_t i = 0;
 
-	if (dev == NULL || string_array_ok(fb) < 0) {
+	while (names != NULL && i < 4 && strcmp(names, known[i]) != 0)
+		i++;
+	if (dev == NULL || string_array_ok(fb) < 0 || i == 4) {
 		http_reply_error(
 		    req, 400, "M_INVALID_PARAM",
 		    "need device_id; unused_fallback_key_types is a string "
-		    "array");
+		    "array; fallback_names is both, stable, unstable or none");
 		return;
 	}
 	if ((u = admin_user_arg(ctx, req, b, "user_id", false)) == NULL)
@@ -354,6 +365,8 @@ a_keys(struct simhs *ctx, struct evhttp_request *req, struct json_object *b)
 		json_object_put(d->fallback_types);
 		d->fallback_types = json_object_get(fb);
 	}
+	if (names != NULL)
+		d->fallback_names = known[i];
 	admin_reply_ok(req);
 }
 

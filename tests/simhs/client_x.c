@@ -28,8 +28,9 @@ client_x_auth(struct simhs *ctx, struct evhttp_request *req, const char *query)
 		http_reply_error(req, 401, "M_MISSING_TOKEN",
 		                 "Missing access token");
 	else if (t == NULL || t->is_revoked) {
-		http_reply_json(
-		    req, 401, http_token_error(t != NULL && t->is_soft_logout));
+		http_reply_json(req, 401,
+		                http_token_error(t != NULL && t->is_soft_logout,
+		                                 t != NULL && t->is_locked));
 		t = NULL;
 	}
 	free(s);

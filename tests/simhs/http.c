@@ -172,14 +172,20 @@ http_reply_error(struct evhttp_request *req, int code, const char *errcode,
  * false for one it does not know.
  */
 struct json_object *
-http_token_error(bool is_soft_logout)
+http_token_error(bool is_soft_logout, bool is_locked)
 {
-	struct json_object *e = error_obj(
-	    "M_UNKNOWN_TOKEN", is_soft_logout ? "Access token has expired"
-	                                      : "Invalid access token passed.");
+	struct json_object *e;
 
-	json_object_object_add(e, "soft_logout",
-	                       json_object_new_boolean(is_soft_logout));
+	/* synapse/api/auth/internal.py: a locked user's every token */
+	if (is_locked)
+		e = error_obj("M_USER_LOCKED", "User account has been locked");
+	else
+		e = error_obj("M_UNKNOWN_TOKEN",
+		              is_soft_logout ? "Access token has expired"
+		                             : "Invalid access token passed.");
+	json_object_object_add(
+	    e, "soft_logout",
+	    json_object_new_boolean(is_soft_logout || is_locked));
 	return e;
 }
 
@@ -640,7 +646,8 @@ creq_dispatch(struct creq *c)
 		return;
 	}
 	if (c->tok == NULL) {
-		creq_reply(c, 401, http_token_error(c->is_soft_logout));
+		creq_reply(c, 401,
+		           http_token_error(c->is_soft_logout, c->is_locked));
 		return;
 	}
 	c->handler(c);
@@ -806,6 +813,7 @@ client_request(struct simhs *ctx, struct evhttp_request *req, const char *rest,
 	    (c->tok = token_get(ctx, c->token_str)) != NULL &&
 	    c->tok->is_revoked) {
 		c->is_soft_logout = c->tok->is_soft_logout;
+		c->is_locked = c->tok->is_locked;
 		c->tok = NULL;
 	}
 	creq_count(c);

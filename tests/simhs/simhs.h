@@ -105,6 +105,7 @@ struct device {
 	size_t ntodevice;
 	struct json_object *otk_count;
 	struct json_object *fallback_types;
+	const char *fallback_names; /* "both", "stable", "unstable", "none" */
 	uint64_t sync_requests;
 	uint64_t whoami_requests;
 	int sync_inflight;
@@ -147,6 +148,7 @@ struct token {
 	struct device *device;
 	bool is_revoked;
 	bool is_soft_logout; /* revoked as expired: 401 says soft_logout */
+	bool is_locked;      /* its user locked: 401 M_USER_LOCKED */
 	uint64_t requests;
 	int sync_inflight;
 	int sync_inflight_max;
@@ -164,6 +166,7 @@ struct creq {
 	char *token_str;   /* as presented, may be NULL */
 	struct token *tok; /* valid token or NULL */
 	bool is_soft_logout; /* tok was revoked as expired */
+	bool is_locked;      /* tok's user was locked */
 	bool is_sync;      /* counted in the in-flight gauges */
 	bool has_gzip;
 	bool is_held;        /* a closecb points at us */
@@ -377,7 +380,7 @@ int http_init(struct simhs *, const char *) WARN_UNUSED;
 void http_shutdown(struct simhs *);
 void http_reply_json(struct evhttp_request *, int, struct json_object *);
 void http_reply_error(struct evhttp_request *, int, const char *, const char *);
-struct json_object *http_token_error(bool);
+struct json_object *http_token_error(bool, bool);
 void creq_reply(struct creq *, int, struct json_object *);
 void creq_error(struct creq *, int, const char *, const char *);
 void creq_reply_raw(struct creq *, int, const char *, const char *);

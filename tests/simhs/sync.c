@@ -590,11 +590,16 @@ sync_build(struct simhs *ctx, struct device *dev, const struct sync_params *p,
 	sync_device_lists(&s, resp);
 	json_object_object_add(resp, "device_one_time_keys_count",
 	                       json_object_get(dev->otk_count));
-	json_object_object_add(
-	    resp, "org.matrix.msc2732.device_unused_fallback_key_types",
-	    json_object_get(dev->fallback_types));
-	json_object_object_add(resp, "device_unused_fallback_key_types",
-	                       json_object_get(dev->fallback_types));
+	/* under the names the device's knob says (Synapse: both) */
+	if (strcmp(dev->fallback_names, "both") == 0 ||
+	    strcmp(dev->fallback_names, "unstable") == 0)
+		json_object_object_add(
+		    resp, "org.matrix.msc2732.device_unused_fallback_key_types",
+		    json_object_get(dev->fallback_types));
+	if (strcmp(dev->fallback_names, "both") == 0 ||
+	    strcmp(dev->fallback_names, "stable") == 0)
+		json_object_object_add(resp, "device_unused_fallback_key_types",
+		                       json_object_get(dev->fallback_types));
 	token_format(next, sizeof(next), ctx->pos, td);
 	json_add_str(resp, "next_batch", next);
 	rest = json_object_to_json_string_length(resp, SYNC_JSON_FLAGS, &len);

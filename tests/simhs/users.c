@@ -110,6 +110,7 @@ device_get_or_create(struct user *u, const char *device_id)
 	d->otk_count = json_object_new_object();
 	json_add_int(d->otk_count, "signed_curve25519", 0);
 	d->fallback_types = json_object_new_array();
+	d->fallback_names = "both";
 	map_init(&d->ll_cache);
 	vec_push(&u->devices, d);
 	return d;

@@ -96,6 +96,45 @@ test_initial(void **state)
 	free(b);
 }
 
+/*
+ * device_unused_fallback_key_types under either name, the stable one
+ * first whatever the order; NULL (served absent) when neither is there.
+ */
+static void
+test_fallback_names(void **state)
+{
+	static const struct {
+		const char *body, *want;
+	} cases[] = {
+	    {"{\"next_batch\":\"s\",\"org.matrix.msc2732.device_unused_"
+	     "fallback_key_types\":[\"u\"]}",
+	     "[\"u\"]"},
+	    {"{\"next_batch\":\"s\",\"org.matrix.msc2732.device_unused_"
+	     "fallback_key_types\":[\"u\"],\"device_unused_fallback_key_"
+	     "types\":[]}",
+	     "[]"},
+	    {"{\"next_batch\":\"s\",\"device_unused_fallback_key_types\":"
+	     "[\"s\"],\"org.matrix.msc2732.device_unused_fallback_key_"
+	     "types\":[\"u\"]}",
+	     "[\"s\"]"},
+	    {"{\"next_batch\":\"s\",\"device_one_time_keys_count\":{}}", NULL},
+	};
+	struct acc_changes c;
+	const char *err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(normalise(cases[i].body, strlen(cases[i].body),
+		                           "@alice:hs", &c, &err),
+		                 0);
+		if (cases[i].want == NULL)
+			assert_null(c.fallback_types);
+		else
+			assert_string_equal(c.fallback_types, cases[i].want);
+		normalise_free(&c);
+	}
+}
+
 static void
 test_incremental_and_limited(void **state)
 {
@@ -655,6 +694,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_initial),
 	    cmocka_unit_test(test_incremental_and_limited),
+	    cmocka_unit_test(test_fallback_names),
 	    cmocka_unit_test(test_overlap),
 	    cmocka_unit_test(test_bad_events),
 	    cmocka_unit_test(test_too_big),
