@@ -354,6 +354,7 @@ int db_commit(struct store *st, const char *const *pos) WARN_UNUSED;
 PGresult *db_q(struct store *st, int id, int nparams,
     const char *const *params);
 int db_q0(struct store *st, int id, int nparams, const char *const *params);
+const char *db_sql(int id); /* statement id's text (tests) */
 /* one statement of db_qv */
 struct db_call {
 	int id, nparams;
