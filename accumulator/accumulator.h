@@ -366,6 +366,7 @@ int db_q_later(struct store *st, struct store_msg *m, int id, int nparams,
 /* Drops the db_q_later results (a group or batch that failed). */
 void db_later_clear(struct store *st);
 int db_begin_later(struct store *st, const char *const *sqls, size_t n);
+const char *db_sql(int id); /* statement id's text (tests) */
 /* one statement of db_qv */
 struct db_call {
 	int id, nparams;

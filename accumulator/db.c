@@ -88,10 +88,21 @@ static const struct stmt {
 	    "$1::bigint WHERE id = 1 AND pos < $1::bigint"},
 	[S_KNOWN] = {"acc_known", "SELECT event_id, nid FROM syncv3_events "
 	    "WHERE event_id = ANY($1::text[])"},
+	/*
+	 * The group's keys, each looked up by its index (S_CUR, S_UR_GET):
+	 * OFFSET 0 keeps the lateral subquery a probe per key whatever the
+	 * table's statistics say. A generic plan made while the table was
+	 * near empty (a new stack, before autovacuum's first ANALYZE) hash
+	 * joined all of it, and kept doing so as it grew: 165 ms of a cold
+	 * login's 101-room window over 90,000 current state rows, against
+	 * 6-10 ms of probes (tests/unit/test_store.c, test_lookup_plans).
+	 */
 	[S_CUR] = {"acc_cur", "SELECT k.i, s.nid, s.membership FROM "
 	    "unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
-	    "AS k(r, t, sk, i) JOIN syncv3_state s ON s.room_id = k.r AND "
-	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
+	    "AS k(r, t, sk, i) CROSS JOIN LATERAL (SELECT s.nid, "
+	    "s.membership FROM syncv3_state s WHERE s.room_id = k.r AND "
+	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL "
+	    "OFFSET 0) s"},
 	[S_ST_CLOSE] = {"acc_st_close", "UPDATE syncv3_state s SET to_pos = "
 	    "k.p FROM unnest($1::text[], $2::text[], $3::text[], "
 	    "$4::bigint[]) AS k(r, t, sk, p) WHERE s.room_id = k.r AND "
@@ -119,8 +130,9 @@ static const struct stmt {
 	[S_UR_GET] = {"acc_ur_get", "SELECT k.i, u.membership, u.pos, "
 	    "u.invite_state, u.heroes, u.notification_count, "
 	    "u.highlight_count, u.prev_batch FROM unnest($1::text[], "
-	    "$2::text[]) WITH ORDINALITY AS k(us, r, i) JOIN "
-	    "syncv3_user_rooms u ON u.user_id = k.us AND u.room_id = k.r"},
+	    "$2::text[]) WITH ORDINALITY AS k(us, r, i) CROSS JOIN LATERAL "
+	    "(SELECT * FROM syncv3_user_rooms u WHERE u.user_id = k.us AND "
+	    "u.room_id = k.r OFFSET 0) u"},
 	[S_UR_PUT] = {"acc_ur_put", "INSERT INTO syncv3_user_rooms (user_id,"
 	    " room_id, membership, pos, invite_state, heroes, "
 	    "notification_count, highlight_count, updated_pos, prev_batch) "
@@ -420,6 +432,12 @@ db_sync(struct store *st)
 		return -1;
 	}
 	return pipe_read(st, NULL, 0);
+}
+
+const char *
+db_sql(int id)
+{
+	return stmts[id].sql;
 }
 
 PGresult *
