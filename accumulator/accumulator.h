@@ -354,6 +354,7 @@ struct db_call {
 int db_qv(struct store *st, const struct db_call *calls, size_t n,
     PGresult **out) WARN_UNUSED;
 int db_exec(struct store *st, const char *tag, const char *sql);
+int db_later(struct store *st, const char *const *sqls, size_t n);
 int db_sync(struct store *st);
 int db_copy(struct store *st, const char *sql, const char *data, size_t len);
 struct rows;

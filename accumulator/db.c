@@ -461,6 +461,29 @@ db_q0(struct store *st, int id, int nparams, const char *const *params)
 	return r ? 0 : -1;
 }
 
+/*
+ * Statements of the batch's frame whose results nobody reads (its BEGIN,
+ * store.c): only sent, without parameters, into the pipeline of the next
+ * statement that waits (the first group's CAS), whose failure their
+ * failure then is. One round trip less per batch. 0 or -1.
+ */
+int
+db_later(struct store *st, const char *const *sqls, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (PQenterPipelineMode(st->c) != 1 ||
+		    PQsendQueryParams(st->c, sqls[i], 0, NULL, NULL, NULL,
+		                      NULL, 0) != 1) {
+			log_warnx_rl("store: %s: %s", sqls[i],
+			             PQerrorMessage(st->c));
+			(void)db_sync(st);
+			return -1;
+		}
+		st->nlater++;
+	}
+	return 0;
+}
+
 /* A statement of the batch's frame (BEGIN, savepoints): 0 or -1. */
 int
 db_exec(struct store *st, const char *tag, const char *sql)

@@ -806,20 +806,25 @@ out:
  * than the generic one): under steady load more planning than execution.
  * Their plans do not depend on the values, so batches use generic plans;
  * cleanup and the rest keep the default (SET LOCAL ends with the batch).
- * The first group's savepoint comes in the same round trip (sp_enter).
+ * The first group's savepoint comes with them (sp_enter), and the three
+ * go in the pipeline of the first group's CAS (db_later): a lone body
+ * waits for Postgres once less. A connection found lost here is opened
+ * again and the batch goes on; one lost while they wait fails the batch,
+ * which is nacked.
  */
-#define SQL_BEGIN                                                              \
-	"BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; " SQL_SP
+static const char *const sql_begin[] = {
+    "BEGIN", "SET LOCAL plan_cache_mode = force_generic_plan", SQL_SP};
 
 int
 store_batch_begin(struct store *st)
 {
+	size_t n = sizeof(sql_begin) / sizeof(sql_begin[0]);
+
 	st->npend = 0;
 	if (store_ready(st) == -1)
 		return -1;
-	if (db_exec(st, "batch", SQL_BEGIN) == -1) {
-		if (store_ready(st) == -1 ||
-		    db_exec(st, "batch", SQL_BEGIN) == -1)
+	if (db_later(st, sql_begin, n) == -1) {
+		if (store_ready(st) == -1 || db_later(st, sql_begin, n) == -1)
 			return -1;
 	}
 	st->sp = SP_FRESH; /* the first group's (sp_enter) */
