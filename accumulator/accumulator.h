@@ -377,6 +377,8 @@ int db_qv(struct store *st, const struct db_call *calls, size_t n,
 int db_exec(struct store *st, const char *tag, const char *sql);
 int db_sync(struct store *st);
 int db_copy(struct store *st, const char *sql, const char *data, size_t len);
+struct rows;
+int db_rows(struct store *st, struct rows *r, const char *copy_sql, int id);
 
 /* ingest.c */
 struct ingest;

@@ -14,6 +14,7 @@
 #include "accumulator.h"
 #include "pg.h"
 #include "pg_lit.h"
+#include "sqlarr.h"
 #include "store_int.h"
 #include "util.h"
 
@@ -107,6 +108,18 @@ static const struct stmt {
 	    "k.p FROM unnest($1::text[], $2::text[], $3::text[], "
 	    "$4::bigint[]) AS k(r, t, sk, p) WHERE s.room_id = k.r AND "
 	    "s.type = k.t AND s.state_key = k.sk AND s.to_pos IS NULL"},
+	/* a small group's new events and state ranges (rooms.c, below
+	 * ROWS_COPY_MIN rows): in the group's pipeline, where a COPY costs
+	 * two waits of its own and a wait for what was sent before it */
+	[S_EV_INS] = {"acc_ev_ins", "INSERT INTO syncv3_events (nid, "
+	    "event_id, room_id, type, state_key, sender, membership, "
+	    "origin_ts, is_timeline, json) SELECT * FROM unnest($1::bigint[], "
+	    "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+	    "$7::text[], $8::bigint[], $9::boolean[], $10::text[])"},
+	[S_ST_INS] = {"acc_st_ins", "INSERT INTO syncv3_state (room_id, type, "
+	    "state_key, nid, from_pos, to_pos, membership) SELECT * FROM "
+	    "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+	    "$5::bigint[], $6::bigint[], $7::text[])"},
 	[S_ROOMS_GET] = {"acc_rooms_get", "SELECT room_id, last_nid, last_ts,"
 	    " name, canonical_alias, topic, avatar, room_type, is_encrypted, "
 	    "joined_count, invited_count FROM syncv3_rooms "
@@ -645,6 +658,24 @@ db_copy(struct store *st, const char *sql, const char *data, size_t len)
 		PQclear(r);
 	}
 	return rc;
+}
+
+/*
+ * An insert-only table's rows (sqlarr.c, struct rows): a COPY, or
+ * statement id with the columns as its parameters, which db_q0 sends in
+ * the group's pipeline. 0 or -1.
+ */
+int
+db_rows(struct store *st, struct rows *r, const char *copy_sql, int id)
+{
+	const char *p[SQLARR_COLS_MAX];
+
+	if (r->c.rows == 0)
+		return 0;
+	if (r->is_copy)
+		return db_copy(st, copy_sql, r->b.p, r->b.n);
+	cols_params(&r->c, p);
+	return db_q0(st, id, r->c.ncols, p);
 }
 
 static int

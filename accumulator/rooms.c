@@ -803,33 +803,32 @@ room_process(struct rctx *rc, struct acc_room *r)
 	map_free(&last, NULL);
 }
 
-/* New events and state rows are only ever inserted: COPY. */
+/* New events and state rows are only ever inserted (struct rows). */
 static int
 write_events(struct rctx *rc)
 {
-	struct pg_lit b = {0};
+	struct rows w;
 	int ret;
 
-	if (rc->nevrows == 0)
-		return 0;
+	rows_init(&w, 10, rc->nevrows);
 	for (size_t i = 0; i < rc->nevrows; i++) {
 		const struct evrow *e = &rc->evrows[i];
-		pg_copy_i64(&b, e->nid);
-		pg_copy_str(&b, e->ev->event_id);
-		pg_copy_str(&b, e->room);
-		pg_copy_str(&b, e->ev->type);
-		pg_copy_str(&b, e->ev->state_key);
-		pg_copy_str(&b, e->ev->sender);
-		pg_copy_str(&b, e->ev->membership);
-		pg_copy_i64(&b, e->ev->ts);
-		pg_copy_bool(&b, e->tl);
-		pg_copy_strn(&b, e->ev->raw, e->ev->raw_len);
-		pg_copy_row_end(&b);
+		rows_i64(&w, e->nid);
+		rows_str(&w, e->ev->event_id);
+		rows_str(&w, e->room);
+		rows_str(&w, e->ev->type);
+		rows_str(&w, e->ev->state_key);
+		rows_str(&w, e->ev->sender);
+		rows_str(&w, e->ev->membership);
+		rows_i64(&w, e->ev->ts);
+		rows_bool(&w, e->tl);
+		rows_strn(&w, e->ev->raw, e->ev->raw_len);
+		rows_end(&w);
 	}
-	ret = db_copy(rc->st, "COPY syncv3_events (nid, event_id, room_id, "
+	ret = db_rows(rc->st, &w, "COPY syncv3_events (nid, event_id, room_id, "
 	    "type, state_key, sender, membership, origin_ts, is_timeline, json)"
-	    " FROM STDIN", b.p, b.n);
-	pg_lit_free(&b);
+	    " FROM STDIN", S_EV_INS);
+	rows_free(&w);
 	return ret;
 }
 
@@ -842,7 +841,7 @@ static int
 write_state(struct rctx *rc)
 {
 	struct cols c;
-	struct pg_lit b = {0};
+	struct rows w;
 	const char *p[4];
 	int ret = 0;
 
@@ -860,25 +859,26 @@ write_state(struct rctx *rc)
 	}
 	if (ret == -1 || rc->nsrows == 0)
 		return ret;
+	rows_init(&w, 7, rc->nsrows);
 	for (size_t i = 0; i < rc->nsrows; i++) {
 		const struct srow *s = &rc->srows[i];
-		pg_copy_str(&b, s->room);
-		pg_copy_str(&b, s->type);
-		pg_copy_str(&b, s->sk);
-		pg_copy_i64(&b, s->nid);
-		pg_copy_i64(&b, s->from);
+		rows_str(&w, s->room);
+		rows_str(&w, s->type);
+		rows_str(&w, s->sk);
+		rows_i64(&w, s->nid);
+		rows_i64(&w, s->from);
 		if (s->to > 0)
-			pg_copy_i64(&b, s->to);
+			rows_i64(&w, s->to);
 		else
-			pg_copy_str(&b, NULL);
-		pg_copy_str(&b, s->membership);
-		pg_copy_row_end(&b);
+			rows_str(&w, NULL);
+		rows_str(&w, s->membership);
+		rows_end(&w);
 	}
-	ret = db_copy(rc->st, "COPY syncv3_state (room_id, type, state_key,"
-	    " nid, from_pos, to_pos, membership) FROM STDIN", b.p, b.n);
+	ret = db_rows(rc->st, &w, "COPY syncv3_state (room_id, type, state_key,"
+	    " nid, from_pos, to_pos, membership) FROM STDIN", S_ST_INS);
 	if (ret == 0)
 		rc->st->grp_state_rows += rc->nsrows;
-	pg_lit_free(&b);
+	rows_free(&w);
 	return ret;
 }
 

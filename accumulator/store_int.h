@@ -21,6 +21,8 @@ enum stmt_id {
 	S_KNOWN,
 	S_CUR,
 	S_ST_CLOSE,
+	S_EV_INS,
+	S_ST_INS,
 	S_ROOMS_GET,
 	S_ROOMS_PUT,
 	S_UR_GET,
