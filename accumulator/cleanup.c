@@ -125,7 +125,7 @@ cleanup_gaps(struct store *st)
 
 /*
  * Redactions still waiting for their target (018_redact.sql) once they
- * have waited longer than the horizon (039_rdx_wait.sql). Until then a
+ * have waited longer than the horizon (034_rdx_wait.sql). Until then a
  * target that arrives is stored pruned (redaction.c). Later it can only
  * come from a sync answered after the redaction existed upstream, which
  * the homeserver serves pruned already (redacted_because, as Synapse

@@ -304,7 +304,7 @@ static const struct stmt {
 	    "s.created_at) FROM syncv3_sessions s), (SELECT min(c.created_at) "
 	    "FROM syncv3_ss_conns c)) - make_interval(secs => $1::bigint))"},
 	/* redactions that waited longer than the horizon, $1 seconds
-	 * (039_rdx_wait.sql) */
+	 * (034_rdx_wait.sql) */
 	[S_CLEAN_RDX] = {"acc_clean_rdx", "DELETE FROM syncv3_redactions "
 	    "WHERE at < now() - make_interval(secs => $1::bigint)"},
 	/* redactions waiting for their target (018_redact.sql) */

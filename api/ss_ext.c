@@ -175,7 +175,7 @@ e2ee_write(struct ext_job *j, PGresult *res, struct evbuffer *b)
 	rows_of(res, 'k', &r);
 	evbuffer_add_printf(b, "\"device_one_time_keys_count\":");
 	otk_write(b, r.hi > r.lo ? col(&r, r.lo, 2) : NULL);
-	/* as the homeserver said it: absent (NULL) stays absent (041) */
+	/* as the homeserver said it: absent (NULL) stays absent (035) */
 	fb = r.hi > r.lo ? col(&r, r.lo, 3) : NULL;
 	if (fb != NULL)
 		evbuffer_add_printf(b,

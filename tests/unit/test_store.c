@@ -700,7 +700,7 @@ test_cleanup_gaps(void **state)
 
 /*
  * A redaction whose target never arrives waits only until it has waited
- * longer than the horizon (039_rdx_wait.sql), whatever its json holds (a
+ * longer than the horizon (034_rdx_wait.sql), whatever its json holds (a
  * lone surrogate escape, which Postgres's json refuses); one within it
  * still prunes its target when that arrives after it.
  */

@@ -1,4 +1,4 @@
--- 039_rdx_wait: when a redaction began to wait for its target
+-- 034_rdx_wait: when a redaction began to wait for its target
 -- (018_redact.sql). One whose target never arrives (an event outside
 -- every user's history here) goes once it has waited longer than the
 -- horizon (SYNCV3_ACC_HORIZON_SECS, accumulator/cleanup.c): a target that

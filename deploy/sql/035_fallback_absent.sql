@@ -1,4 +1,4 @@
--- 041_fallback_absent: a homeserver that does not say
+-- 035_fallback_absent: a homeserver that does not say
 -- device_unused_fallback_key_types (no fallback key support: ruma and
 -- Conduit may leave it out) is passed on as absent, not as [].
 --
